@@ -1,0 +1,1 @@
+"""crm-qb: keeps a CRM and QuickBooks Online in step."""

@@ -1,0 +1,1 @@
+"""Everything crm-qb needs to talk to QuickBooks Online."""

@@ -1,0 +1,1 @@
+"""A reference CRM that speaks the REST connector contract (DESIGN.md section 6)."""

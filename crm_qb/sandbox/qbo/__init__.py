@@ -1,0 +1,1 @@
+"""A faithful local QuickBooks Online (DESIGN.md section 7)."""
