@@ -1,0 +1,26 @@
+"""SQLAlchemy models; Alembic (migrations/) owns the schema."""
+
+from crm_qb.models.audit_entry import AuditEntry
+from crm_qb.models.conflict import Conflict, ConflictStatus
+from crm_qb.models.connection import Connection, QboReference, QboStatus
+from crm_qb.models.contact_link import ContactLink, LinkState
+from crm_qb.models.folder_item import FolderItem
+from crm_qb.models.follow_up import FollowUp, FollowUpStatus
+from crm_qb.models.inbound_event import EventSource, EventStatus, InboundEvent
+
+__all__ = [
+    "AuditEntry",
+    "Conflict",
+    "ConflictStatus",
+    "Connection",
+    "ContactLink",
+    "EventSource",
+    "EventStatus",
+    "FolderItem",
+    "FollowUp",
+    "FollowUpStatus",
+    "InboundEvent",
+    "LinkState",
+    "QboReference",
+    "QboStatus",
+]

@@ -1,0 +1,55 @@
+"""The application factory: one place where settings, extensions and blueprints come together."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+from flask_migrate import Migrate
+
+from crm_qb.config import Settings, load_settings
+from crm_qb.db import configure_sqlite, db
+from crm_qb.runtime import EXTENSION_KEY, build_runtime
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+MIGRATIONS_DIR = str(PACKAGE_DIR.parent / "migrations")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the crm-qb web app for ``settings`` (default: read from the environment)."""
+    settings = settings or load_settings()
+    settings.instance_path.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__, root_path=str(PACKAGE_DIR / "web"), instance_path=str(settings.instance_path))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions[EXTENSION_KEY] = build_runtime(settings)
+    db.init_app(app)
+    Migrate(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+    with app.app_context():
+        configure_sqlite(db.engine)
+    _register_blueprints(app)
+    logging.getLogger(__name__).debug("app created for %s", settings.database_url.split(":", 1)[0])
+    return app
+
+
+def _engine_options(settings: Settings) -> dict[str, object]:
+    if settings.is_sqlite:
+        return {"connect_args": {"timeout": 15}}
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+
+
+def _register_blueprints(app: Flask) -> None:
+    from crm_qb.web import errors, health
+    from webhooks import crm as crm_hooks
+    from webhooks import qbo as qbo_hooks
+
+    errors.register_error_handlers(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(qbo_hooks.bp)
+    app.register_blueprint(crm_hooks.bp)

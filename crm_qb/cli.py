@@ -1,0 +1,227 @@
+"""The ``crm-qb`` command (DESIGN.md section 5).
+
+Every command reads settings once from the environment; a bad setting ends the command with one line naming it
+(exit code 2), never a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from crm_qb.config import Settings, load_settings
+from crm_qb.errors import CrmQbError
+
+log = logging.getLogger("crm_qb.cli")
+
+DEFAULT_WEB_PORT = 5000
+DEFAULT_QBO_SANDBOX_PORT = 8701
+DEFAULT_CRM_SANDBOX_PORT = 8702
+
+
+def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn crm-qb's own errors into one clear line on stderr and exit code 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CrmQbError as exc:
+            click.echo(f"crm-qb: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _app() -> Any:
+    from crm_qb.app import create_app
+
+    return create_app(_settings())
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=os.environ.get("CRM_QB_LOG_LEVEL", level).upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group()
+def main() -> None:
+    """crm-qb keeps a CRM and QuickBooks Online in step."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@_friendly_errors
+def db_upgrade() -> None:
+    """Create or upgrade the schema to the latest migration."""
+    from flask_migrate import upgrade
+
+    from crm_qb.app import MIGRATIONS_DIR
+
+    app = _app()
+    with app.app_context():
+        upgrade(directory=MIGRATIONS_DIR)
+    click.echo("database is at the latest schema")
+
+
+@main.group()
+def connection() -> None:
+    """Manage connections (one CRM account linked to one QBO company)."""
+
+
+@connection.command("add")
+@click.option("--crm-url", required=True, help="Base URL of the CRM's REST API (DESIGN.md section 6).")
+@click.option("--crm-token", required=True, help="Bearer token crm-qb uses to call the CRM.")
+@click.option("--name", default=None, help="A name for people to recognise the connection by.")
+@_friendly_errors
+def connection_add(crm_url: str, crm_token: str, name: str | None) -> None:
+    """Create a connection and print it as JSON (the API key and hook secret are shown only here)."""
+    from crm_qb.connections import create_connection
+    from crm_qb.runtime import runtime
+
+    app = _app()
+    with app.app_context():
+        created = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name=name)
+        click.echo(json.dumps(created.as_json()))
+
+
+@connection.command("list")
+@_friendly_errors
+def connection_list() -> None:
+    """List connections, one JSON object a line."""
+    from crm_qb.connections import describe, list_connections
+
+    app = _app()
+    with app.app_context():
+        for item in list_connections():
+            click.echo(json.dumps(describe(item)))
+
+
+@connection.command("show")
+@click.argument("connection_id", type=int)
+@_friendly_errors
+def connection_show(connection_id: int) -> None:
+    """Show one connection as JSON (no secrets)."""
+    from crm_qb.connections import describe
+    from crm_qb.db import db as database
+    from crm_qb.models import Connection
+
+    app = _app()
+    with app.app_context():
+        found = database.session.get(Connection, connection_id)
+        if found is None:
+            raise click.ClickException(f"no connection {connection_id}")
+        click.echo(json.dumps(describe(found), indent=2))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=DEFAULT_WEB_PORT, show_default=True, type=int)
+@click.option("--workers", default=4, show_default=True, type=int, help="gunicorn worker processes")
+@click.option("--access-log/--no-access-log", default=False, show_default=True)
+@_friendly_errors
+def web(host: str, port: int, workers: int, access_log: bool) -> None:
+    """Serve the web app (webhooks, API, panel, admin) with gunicorn."""
+    _settings()  # fail here, with a clear message, rather than in every gunicorn worker
+    argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
+            "--timeout", "30", "--graceful-timeout", "10", "--keep-alive", "5"]
+    if access_log:
+        argv += ["--access-logfile", "-"]
+    os.execv(sys.executable, [*argv, "crm_qb.app:create_app()"])
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@_friendly_errors
+def worker(burst: bool) -> None:
+    """Run an RQ worker for every queue."""
+    from workers.worker import run_worker
+
+    _setup_logging()
+    run_worker(_app(), burst=burst)
+
+
+@main.command()
+@_friendly_errors
+def scheduler() -> None:
+    """Enqueue the periodic jobs (inbox sweep, ...) until stopped."""
+    import signal
+
+    from workers.schedule import run_scheduler
+
+    _setup_logging()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    run_scheduler(_app(), stop)
+
+
+@main.command()
+@click.option("--status", type=click.Choice(["failed", "pending"]), default="failed", show_default=True)
+@click.option("--connection", "connection_id", type=int, default=None, help="Only this connection's events.")
+@_friendly_errors
+def replay(status: str, connection_id: int | None) -> None:
+    """Re-run inbound events that failed (or are still pending), e.g. after fixing a CRM outage."""
+    from workers.maintenance import replay_events
+
+    app = _app()
+    with app.app_context():
+        count = replay_events(status, connection_id)
+    click.echo(f"re-enqueued {count} event(s)")
+
+
+@main.group()
+def sandbox() -> None:
+    """Local stand-ins for QuickBooks Online and a CRM."""
+
+
+@sandbox.command("qbo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=DEFAULT_QBO_SANDBOX_PORT, show_default=True, type=int)
+@click.option("--db", "persist_path", default=None, help="Persist to this SQLite file (default: in memory).")
+def sandbox_qbo(host: str, port: int, persist_path: str | None) -> None:
+    """Serve the local QBO sandbox; prints one JSON line (its /_sandbox/info) when ready."""
+    from crm_qb.sandbox.qbo.server import run
+
+    run(host=host, port=port, persist_path=persist_path)
+
+
+@sandbox.command("crm")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=DEFAULT_CRM_SANDBOX_PORT, show_default=True, type=int)
+@click.option("--db", "persist_path", default=None, help="Persist to this SQLite file (default: in memory).")
+def sandbox_crm(host: str, port: int, persist_path: str | None) -> None:
+    """Serve the reference CRM; prints one JSON line (its /_sandbox/info) when ready."""
+    from crm_qb.sandbox.crm.server import run
+
+    run(host=host, port=port, persist_path=persist_path)
+
+
+@main.command()
+@click.option("--port", default=DEFAULT_WEB_PORT, show_default=True, type=int)
+@_friendly_errors
+def up(port: int) -> None:
+    """Run everything on embedded defaults in the foreground: sandboxes, web, worker, scheduler."""
+    from crm_qb.up import run_up
+
+    sys.exit(run_up(_settings(), web_port=port))
+
+
+if __name__ == "__main__":
+    main()

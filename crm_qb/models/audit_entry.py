@@ -1,0 +1,33 @@
+"""The audit trail: one row per applied change or decision, kept for people to read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm_qb.db import UTCDateTime, db, utcnow
+from crm_qb.models.types import JSONType
+
+
+class AuditEntry(db.Model):  # type: ignore[name-defined,misc]
+    """What happened (action, direction, entity, field diff), its outcome, and where to trace it."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (db.Index("ix_audit_entries_connection_created", "connection_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int | None] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    inbound_event_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_events.id", ondelete="SET NULL"))
+    job_id: Mapped[str | None] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str | None] = mapped_column(String(16))
+    entity: Mapped[str | None] = mapped_column(String(64))
+    entity_id: Mapped[str | None] = mapped_column(String(128))
+    diff: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    outcome: Mapped[str] = mapped_column(String(32), default="ok")
+    message: Mapped[str | None] = mapped_column(Text)
+    intuit_tid: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,41 @@
+"""A field both sides changed differently in one sync window, and how it was decided."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm_qb.db import UTCDateTime, db, utcnow
+from crm_qb.models.types import JSONType, value_enum
+
+
+class ConflictStatus(enum.Enum):
+    """Decided automatically, confirmed by a person, or flipped to the other side's value by a person."""
+
+    DECIDED = "decided"
+    CONFIRMED = "confirmed"
+    FLIPPED = "flipped"
+
+
+class Conflict(db.Model):  # type: ignore[name-defined,misc]
+    """One field conflict: both values, both change times, the winner and the rule that chose it."""
+
+    __tablename__ = "conflicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), index=True)
+    contact_link_id: Mapped[int | None] = mapped_column(ForeignKey("contact_links.id", ondelete="SET NULL"))
+    field: Mapped[str] = mapped_column(String(64))
+    qbo_value: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    crm_value: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    qbo_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    crm_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    winner: Mapped[str] = mapped_column(String(8))
+    rule: Mapped[str] = mapped_column(String(32))
+    status: Mapped[ConflictStatus] = mapped_column(value_enum(ConflictStatus), default=ConflictStatus.DECIDED)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

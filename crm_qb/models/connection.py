@@ -1,0 +1,73 @@
+"""A connection: one CRM account linked to one QBO company (realm)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from crm_qb.db import UTCDateTime, db, utcnow
+from crm_qb.models.types import JSONType, value_enum
+
+
+class QboStatus(enum.Enum):
+    """Where the connection stands with QuickBooks."""
+
+    NOT_CONNECTED = "not_connected"
+    CONNECTED = "connected"
+    NEEDS_RECONNECT = "needs_reconnect"
+    DISCONNECTED = "disconnected"
+
+
+class Connection(db.Model):  # type: ignore[name-defined,misc]
+    """A CRM account and its QBO company, with their encrypted credentials and per-connection settings."""
+
+    __tablename__ = "connections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    crm_base_url: Mapped[str] = mapped_column(String(500))
+    crm_token_encrypted: Mapped[str] = mapped_column(Text)
+    crm_hook_secret_encrypted: Mapped[str] = mapped_column(Text)
+    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    qbo_realm_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    qbo_status: Mapped[QboStatus] = mapped_column(value_enum(QboStatus), default=QboStatus.NOT_CONNECTED)
+    qbo_status_reason: Mapped[str | None] = mapped_column(Text)
+    qbo_access_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    qbo_refresh_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    qbo_access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    qbo_refresh_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    qbo_company_name: Mapped[str | None] = mapped_column(String(500))
+    qbo_is_sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
+    home_currency: Mapped[str | None] = mapped_column(String(3))
+    multicurrency_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    company_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    cdc_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    contact_links: Mapped[list[ContactLink]] = relationship(back_populates="connection")  # noqa: F821
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} realm={self.qbo_realm_id} {self.qbo_status.value}>"
+
+
+class QboReference(db.Model):  # type: ignore[name-defined,misc]
+    """A QBO reference-list entry (a term or payment method) so ids can be shown by name."""
+
+    __tablename__ = "qbo_references"
+    __table_args__ = (db.UniqueConstraint("connection_id", "kind", "qbo_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    qbo_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(500))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -1,0 +1,50 @@
+"""A link between a CRM contact and a QBO customer, with the base both sides last agreed on."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from crm_qb.db import UTCDateTime, db, utcnow
+from crm_qb.models.types import JSONType, value_enum
+
+
+class LinkState(enum.Enum):
+    """Whether the pair is linked, waiting for a person to choose, or no longer linked."""
+
+    LINKED = "linked"
+    REVIEW = "review"
+    UNLINKED = "unlinked"
+
+
+class ContactLink(db.Model):  # type: ignore[name-defined,misc]
+    """One CRM contact and its QBO customer; ``base`` holds the canonical values of the last agreement."""
+
+    __tablename__ = "contact_links"
+    __table_args__ = (
+        db.UniqueConstraint("connection_id", "crm_contact_id"),
+        db.UniqueConstraint("connection_id", "qbo_customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), index=True)
+    crm_contact_id: Mapped[str | None] = mapped_column(String(128))
+    qbo_customer_id: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[LinkState] = mapped_column(value_enum(LinkState), default=LinkState.LINKED)
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    review_candidates: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    base: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    qbo_owned: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    qbo_sync_token: Mapped[str | None] = mapped_column(String(32))
+    qbo_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    crm_version: Mapped[str | None] = mapped_column(String(64))
+    crm_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    qbo_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    connection: Mapped[Connection] = relationship(back_populates="contact_links")  # noqa: F821

@@ -1,0 +1,55 @@
+"""A change reported to us (QBO webhook, CRM change hook, CDC poll), stored before it is acknowledged."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm_qb.db import UTCDateTime, db, utcnow
+from crm_qb.models.types import JSONType, value_enum
+
+
+class EventSource(enum.Enum):
+    """Who told us about the change."""
+
+    QBO = "qbo"
+    CRM = "crm"
+
+
+class EventStatus(enum.Enum):
+    """Where the event is in its life: waiting, done, deliberately ignored, or failed for good."""
+
+    PENDING = "pending"
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+class InboundEvent(db.Model):  # type: ignore[name-defined,misc]
+    """One entity change; the unique (source, dedupe_key) makes a redelivery a no-op."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (
+        db.UniqueConstraint("source", "dedupe_key"),
+        db.Index("ix_inbound_events_status_received", "status", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[EventSource] = mapped_column(value_enum(EventSource, 8))
+    dedupe_key: Mapped[str] = mapped_column(String(400))
+    connection_id: Mapped[int | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
+    realm_id: Mapped[str | None] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str | None] = mapped_column(String(128))
+    operation: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[EventStatus] = mapped_column(value_enum(EventStatus), default=EventStatus.PENDING)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

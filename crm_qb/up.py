@@ -1,0 +1,92 @@
+"""``crm-qb up``: everything on embedded defaults in one foreground command, for a first run.
+
+It upgrades the schema, starts the local QBO sandbox (when QBO_ENVIRONMENT is ``local``) and points crm-qb at it,
+then starts the web app, a worker and the scheduler, and relays their output until Ctrl-C stops them all.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import requests
+from redis import Redis
+from redis.exceptions import RedisError
+
+from crm_qb.config import Settings
+from crm_qb.errors import ConfigError
+from crm_qb.supervisor import Supervisor
+
+QBO_SANDBOX_PORT = 8701
+
+
+def run_up(settings: Settings, web_port: int = 5000) -> int:
+    """Start every process and block until stopped; return the exit status."""
+    _require_redis(settings)
+    sup = Supervisor()
+    cli = [sys.executable, "-m", "crm_qb.cli"]
+    try:
+        _run_to_end(sup, [*cli, "db", "upgrade"])
+        env: dict[str, str] = {"CRM_QB_PUBLIC_URL": f"http://127.0.0.1:{web_port}"}
+        qbo_info = None
+        if settings.qbo_environment == "local":
+            qbo = sup.start("qbo-sandbox", [*cli, "sandbox", "qbo", "--port", str(QBO_SANDBOX_PORT)],
+                            wait_for_json=True)
+            qbo_info = qbo.ready_line or {}
+            env.update(_local_qbo_env(qbo_info))
+        sup.start("web", [*cli, "web", "--port", str(web_port), "--workers", "2"], env=env)
+        sup.start("worker", [*cli, "worker"], env=env)
+        sup.start("scheduler", [*cli, "scheduler"], env=env)
+        if qbo_info:
+            _register_qbo_webhooks(qbo_info, web_port)
+        _say_ready(web_port, qbo_info)
+    except Exception:
+        sup.stop()
+        raise
+    return sup.wait()
+
+
+def _require_redis(settings: Settings) -> None:
+    try:
+        Redis.from_url(settings.redis_url, socket_connect_timeout=2).ping()
+    except RedisError as exc:
+        raise ConfigError(
+            f"Redis is not reachable at CRM_QB_REDIS_URL={settings.redis_url} ({type(exc).__name__}); start it "
+            "(e.g. redis-server --daemonize yes) or point CRM_QB_REDIS_URL at a running one"
+        ) from None
+
+
+def _run_to_end(sup: Supervisor, argv: list[str]) -> None:
+    child = sup.start(argv[3] if len(argv) > 3 else "setup", argv)
+    if child.process.wait() != 0:
+        raise ConfigError(f"{' '.join(argv[3:])} failed (exit code {child.process.returncode})")
+
+
+def _local_qbo_env(info: dict[str, Any]) -> dict[str, str]:
+    return {
+        "CRM_QB_QBO_ENVIRONMENT": "local",
+        "CRM_QB_QBO_CLIENT_ID": str(info.get("client_id", "")),
+        "CRM_QB_QBO_CLIENT_SECRET": str(info.get("client_secret", "")),
+        "CRM_QB_QBO_WEBHOOK_VERIFIER_TOKEN": str(info.get("verifier_token", "")),
+        "CRM_QB_QBO_DISCOVERY_URL": str(info.get("discovery_url", "")),
+        "CRM_QB_QBO_API_BASE": str(info.get("api_base", "")),
+        "CRM_QB_QBO_APP_BASE": str(info.get("app_base", "")),
+    }
+
+
+def _register_qbo_webhooks(info: dict[str, Any], web_port: int) -> None:
+    base = str(info["api_base"]).rstrip("/")
+    requests.post(f"{base}/_sandbox/webhooks", timeout=5, json={
+        "url": f"http://127.0.0.1:{web_port}/webhooks/qbo", "format": "cloudevents", "delay_ms": 0,
+    }).raise_for_status()
+
+
+def _say_ready(web_port: int, qbo_info: dict[str, Any] | None) -> None:
+    lines = [
+        "",
+        "crm-qb is up (Ctrl-C stops everything):",
+        f"  web app      http://127.0.0.1:{web_port}   (health: /healthz)",
+    ]
+    if qbo_info:
+        lines.append(f"  QBO sandbox  {qbo_info.get('api_base')}   (demo realm {qbo_info.get('realm_id')})")
+    print("\n".join(lines) + "\n", flush=True)

@@ -1,0 +1,156 @@
+"""Shared fixtures: settings, apps on real SQLite and PostgreSQL, a flushed Redis database.
+
+PostgreSQL tests get one database per test session (migrated once, truncated between tests). When the server is
+absent they skip with the reason, except when CRM_QB_TEST_REQUIRE_POSTGRES=1 (CI), where they fail.
+Redis tests use database 15 and flush it before and after each test.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from flask import Flask
+from redis import Redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from crm_qb.app import MIGRATIONS_DIR, create_app
+from crm_qb.config import Settings, load_settings
+
+REDIS_TEST_URL = os.environ.get("CRM_QB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PG_ADMIN_URL = os.environ.get("CRM_QB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+VERIFIER_TOKEN = "test-verifier-token"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Record the test run's fixed encryption key so every app in the run can read the others' rows."""
+    os.environ.setdefault("CRM_QB_TEST_ENCRYPTION_KEY", Fernet.generate_key().decode())
+
+
+def make_settings(tmp_path: Path, database_url: str | None = None, **overrides: str) -> Settings:
+    """Settings for a test: its own instance folder, test Redis, fixed keys, optional database URL."""
+    env = {
+        "CRM_QB_INSTANCE_PATH": str(tmp_path / "instance"),
+        "CRM_QB_REDIS_URL": REDIS_TEST_URL,
+        "CRM_QB_SECRET_KEY": "test-secret-key",
+        "CRM_QB_ENCRYPTION_KEY": os.environ["CRM_QB_TEST_ENCRYPTION_KEY"],
+        "CRM_QB_QBO_WEBHOOK_VERIFIER_TOKEN": VERIFIER_TOKEN,
+        "CRM_QB_QUEUE_PREFIX": "crm_qb_test",
+    }
+    if database_url:
+        env["CRM_QB_DATABASE_URL"] = database_url
+    env.update({f"CRM_QB_{k.upper()}": v for k, v in overrides.items()})
+    return load_settings(env)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that reproduces ``settings`` in a child process."""
+    return {
+        "CRM_QB_INSTANCE_PATH": str(settings.instance_path),
+        "CRM_QB_DATABASE_URL": settings.database_url,
+        "CRM_QB_REDIS_URL": settings.redis_url,
+        "CRM_QB_SECRET_KEY": settings.secret_key,
+        "CRM_QB_ENCRYPTION_KEY": ",".join(settings.encryption_keys),
+        "CRM_QB_QBO_WEBHOOK_VERIFIER_TOKEN": settings.qbo_webhook_verifier_token,
+        "CRM_QB_QUEUE_PREFIX": settings.queue_prefix,
+        "CRM_QB_SWEEP_AFTER_SECONDS": str(settings.sweep_after_seconds),
+    }
+
+
+@pytest.fixture
+def redis_client() -> Iterator[Redis]:
+    """A flushed Redis test database."""
+    client = Redis.from_url(REDIS_TEST_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated to the latest schema."""
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        admin.dispose()
+        if os.environ.get("CRM_QB_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required (CRM_QB_TEST_REQUIRE_POSTGRES=1) but unreachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {type(exc).__name__}")
+    name = f"crm_qb_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+_migrated: set[str] = set()
+
+
+def _migrate(app: Flask) -> None:
+    from flask_migrate import upgrade
+
+    with app.app_context():
+        upgrade(directory=MIGRATIONS_DIR)
+
+
+def _truncate(app: Flask) -> None:
+    from crm_qb.db import db
+
+    with app.app_context():
+        tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+        db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        db.session.commit()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Run the test once on SQLite and once on PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A database URL for ``backend``: a fresh SQLite file, or the session's PostgreSQL database."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'crm_qb.sqlite3'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings for this test's database and the test Redis."""
+    return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture
+def app(settings: Settings, redis_client: Redis) -> Iterator[Flask]:
+    """A migrated app on a clean database and a flushed Redis."""
+    application = create_app(settings)
+    if settings.is_sqlite or settings.database_url not in _migrated:
+        _migrate(application)
+        _migrated.add(settings.database_url)
+    if not settings.is_sqlite:
+        _truncate(application)
+    yield application
+    from crm_qb.db import db
+
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask):  # type: ignore[no-untyped-def]
+    """A test client of ``app``."""
+    return app.test_client()

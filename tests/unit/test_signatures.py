@@ -1,0 +1,52 @@
+"""Webhook signatures, checked against an independent HMAC computation."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import pytest
+
+from crm_qb.signatures import sign_crm, sign_qbo, verify_crm, verify_qbo
+from tests.support import fixture_bytes
+
+BODY = fixture_bytes("qbo/webhook_legacy.json")
+
+
+def test_qbo_signature_is_base64_hmac_sha256_of_the_raw_body() -> None:
+    independent = base64.b64encode(hmac.new(b"verifier", BODY, hashlib.sha256).digest()).decode()
+    assert sign_qbo(BODY, "verifier") == independent
+    assert verify_qbo(BODY, independent, "verifier")
+
+
+@pytest.mark.parametrize("header", [None, "", "garbage", "é", sign_qbo(BODY, "other-token"), sign_qbo(BODY + b" ", "verifier")])
+def test_qbo_signature_rejects_anything_else(header: str | None) -> None:
+    assert not verify_qbo(BODY, header, "verifier")
+
+
+def test_qbo_signature_needs_a_configured_token() -> None:
+    assert not verify_qbo(BODY, sign_qbo(BODY, ""), "")
+
+
+def test_crm_signature_matches_an_independent_computation() -> None:
+    mac = hmac.new(b"secret", b"1700000000." + BODY, hashlib.sha256).hexdigest()
+    assert sign_crm(BODY, "secret", 1700000000) == f"t=1700000000,v1={mac}"
+    assert verify_crm(BODY, f"t=1700000000,v1={mac}", "secret", now=1700000100)
+
+
+@pytest.mark.parametrize(
+    ("header", "now"),
+    [
+        (sign_crm(BODY, "secret", 1700000000), 1700000000 + 301),  # replayed after 5 minutes
+        (sign_crm(BODY, "secret", 1700000000), 1700000000 - 301),  # from the future
+        (sign_crm(BODY, "wrong", 1700000000), 1700000000),
+        ("v1=abc", 1700000000),
+        ("t=abc,v1=abc", 1700000000),
+        ("t=1700000000", 1700000000),
+        ("", 1700000000),
+        (None, 1700000000),
+    ],
+)
+def test_crm_signature_rejects_stale_forged_and_malformed_headers(header: str | None, now: int) -> None:
+    assert not verify_crm(BODY, header, "secret", now=now)

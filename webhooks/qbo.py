@@ -1,0 +1,39 @@
+"""``POST /webhooks/qbo``: Intuit webhooks in both formats (FACTS.md section 8)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+
+from flask import Blueprint, Response, jsonify, request
+
+from crm_qb.db import db
+from crm_qb.runtime import runtime
+from crm_qb.signatures import verify_qbo
+from crm_qb.web.errors import json_error
+from webhooks import inbox
+from webhooks.notices import PayloadError, parse_qbo
+
+bp = Blueprint("qbo_webhooks", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.post("/webhooks/qbo")
+def receive() -> tuple[Response, int]:
+    """Verify the signature over the raw body, store each change, commit, enqueue, answer 200."""
+    body = request.get_data(cache=False)
+    if not body.strip():
+        return jsonify({"status": "ok", "stored": 0}), 200  # Intuit's empty verification ping
+    if not verify_qbo(body, request.headers.get("intuit-signature"),
+                      runtime().settings.qbo_webhook_verifier_token):
+        return json_error(401, "invalid_signature", "missing or invalid intuit-signature header")
+    try:
+        notices = parse_qbo(json.loads(body, parse_float=Decimal))
+    except ValueError as exc:
+        field, message = (exc.field, exc.message) if isinstance(exc, PayloadError) else ("body", "not JSON")
+        return json_error(400, "invalid_body", f"{field}: {message}")
+    new_ids = inbox.record_qbo(notices)
+    db.session.commit()
+    inbox.dispatch(new_ids)
+    return jsonify({"status": "ok", "stored": len(new_ids), "received": len(notices)}), 200

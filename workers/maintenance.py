@@ -1,0 +1,29 @@
+"""Operator actions on the inbox: replaying events that failed or are stuck."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+
+from crm_qb.db import db
+from crm_qb.models import EventStatus, InboundEvent
+from crm_qb.runtime import runtime
+from workers import jobs
+from workers.queues import enqueue
+
+
+def replay_events(status: str, connection_id: int | None = None) -> int:
+    """Put events of ``status`` (failed or pending) back to pending and enqueue them; return how many."""
+    wanted = EventStatus(status)
+    query = select(InboundEvent.id).where(InboundEvent.status == wanted)
+    if connection_id is not None:
+        query = query.where(InboundEvent.connection_id == connection_id)
+    ids = list(db.session.scalars(query.order_by(InboundEvent.id)))
+    if wanted == EventStatus.FAILED and ids:
+        db.session.execute(
+            update(InboundEvent).where(InboundEvent.id.in_(ids)).values(status=EventStatus.PENDING, attempts=0)
+        )
+    db.session.commit()
+    rt = runtime()
+    return sum(1 for event_id in ids
+               if enqueue(rt.redis, rt.settings.queue_prefix, jobs.process_inbound_event, event_id,
+                          job_id=jobs.inbound_job_id(event_id)))

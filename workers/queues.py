@@ -1,0 +1,131 @@
+"""Queue names, the job decorator and enqueueing: declared once, here.
+
+Jobs are plain module functions taking JSON-safe ids; ``@job(...)`` only records which queue they run on and
+their timeout/retry policy. Nothing here opens a connection at import time: callers pass the Redis client.
+Job ids are deterministic, so enqueueing the same work twice while it waits is a no-op (``unique=True``), and
+the sweep can tell whether an event's job is still alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.worker import Worker
+
+log = logging.getLogger(__name__)
+
+INBOUND = "inbound"
+SYNC = "sync"
+SCHEDULED = "scheduled"
+QUEUE_NAMES = (INBOUND, SYNC, SCHEDULED)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """How a job function runs: its queue, timeout (seconds) and retry policy for transient failures."""
+
+    queue: str
+    timeout: int = 300
+    retry_intervals: tuple[int, ...] = ()
+
+
+def job(queue: str, *, timeout: int = 300, retry_intervals: tuple[int, ...] = ()) -> Callable[[F], F]:
+    """Mark a function as a job running on ``queue``; it is still called directly in tests."""
+    if queue not in QUEUE_NAMES:
+        raise ValueError(f"unknown queue {queue!r}; known: {', '.join(QUEUE_NAMES)}")
+
+    def mark(func: F) -> F:
+        func.job_spec = JobSpec(queue, timeout, retry_intervals)  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+def queue(redis: Redis, name: str, prefix: str) -> Queue:
+    """The RQ queue ``name`` under the installation's ``prefix``."""
+    return Queue(f"{prefix}.{name}", connection=redis)
+
+
+def all_queues(redis: Redis, prefix: str) -> list[Queue]:
+    """Every queue, in the order a worker should serve them (ingress first)."""
+    return [queue(redis, name, prefix) for name in QUEUE_NAMES]
+
+
+def enqueue(redis: Redis, prefix: str, func: Callable[..., Any], *args: Any, job_id: str) -> Job | None:
+    """Enqueue ``func(*args)`` under ``job_id``; return None when that job is already waiting or running."""
+    try:
+        return _enqueue_unique(redis, prefix, func, args, job_id)
+    except DuplicateJobError:
+        existing = _fetch(redis, job_id)
+        if existing is not None and not _is_finished_or_abandoned(redis, existing):
+            return None
+        if existing is not None:
+            existing.delete()
+        return _enqueue_unique(redis, prefix, func, args, job_id)
+
+
+def _enqueue_unique(
+    redis: Redis, prefix: str, func: Callable[..., Any], args: tuple[Any, ...], job_id: str
+) -> Job:
+    spec: JobSpec = func.job_spec  # type: ignore[attr-defined]
+    retry = None
+    if spec.retry_intervals:
+        retry = Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals))
+    return queue(redis, spec.queue, prefix).enqueue_call(
+        func, args=args, job_id=job_id, timeout=spec.timeout, retry=retry, unique=True,
+        result_ttl=600, failure_ttl=7 * 24 * 3600,
+    )
+
+
+def _fetch(redis: Redis, job_id: str) -> Job | None:
+    try:
+        return Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        return None
+
+
+def _is_finished_or_abandoned(redis: Redis, existing: Job) -> bool:
+    """A job that ended, or whose worker died under it (kill -9), no longer holds its id."""
+    status = existing.get_status(refresh=True)
+    if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None):
+        return True
+    if status == JobStatus.STARTED:
+        return not _worker_alive(redis, existing)
+    return False
+
+
+def _worker_alive(redis: Redis, running: Job) -> bool:
+    """Whether the worker running ``running`` still lives; a dead local pid or an overdue job says no."""
+    if running.started_at is not None:
+        overdue = datetime.now(UTC) - running.started_at.replace(tzinfo=UTC)
+        if overdue > timedelta(seconds=(running.timeout or 300) + 60):
+            return False
+    name = running.worker_name
+    worker = name and Worker.find_by_key(Worker.redis_worker_namespace_prefix + name, connection=redis)
+    if not worker:
+        return False
+    if worker.hostname == socket.gethostname() and worker.pid:
+        return _pid_alive(worker.pid)
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,43 @@
+"""Worker start-up: an RQ worker that runs every job inside the app context.
+
+``SimpleWorker`` runs jobs in the worker process itself (no fork per job): lower latency, and the database
+connection pool is never shared across a fork. Killing the process kills the job it runs; the sweep then
+re-enqueues the event and the job's guarded claim keeps the result exactly-once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from rq.worker import SimpleWorker
+
+from crm_qb.db import db
+from crm_qb.runtime import runtime
+from workers.queues import all_queues
+
+
+class AppWorker(SimpleWorker):
+    """An RQ worker that pushes the Flask app context around each job and cleans the session after it."""
+
+    flask_app: Flask
+
+    def perform_job(self, job: Any, queue: Any) -> bool:
+        with self.flask_app.app_context():
+            try:
+                return bool(super().perform_job(job, queue))
+            finally:
+                db.session.remove()
+
+
+def build_worker(app: Flask, name: str | None = None) -> AppWorker:
+    """A worker for ``app`` serving every queue, ingress first."""
+    rt = runtime(app)
+    worker = AppWorker(all_queues(rt.redis, rt.settings.queue_prefix), connection=rt.redis, name=name)
+    worker.flask_app = app
+    return worker
+
+
+def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> bool:
+    """Work until stopped (or, with ``burst``, until the queues are empty)."""
+    return bool(build_worker(app, name).work(burst=burst, with_scheduler=True))
