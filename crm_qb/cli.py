@@ -183,7 +183,7 @@ def replay(status: str, connection_id: int | None) -> None:
     app = _app()
     with app.app_context():
         count = replay_events(status, connection_id)
-    click.echo(f"re-enqueued {count} event(s)")
+    click.echo(f"{count} event(s) queued for processing")
 
 
 @main.group()

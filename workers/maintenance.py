@@ -12,7 +12,10 @@ from workers.queues import enqueue
 
 
 def replay_events(status: str, connection_id: int | None = None) -> int:
-    """Put events of ``status`` (failed or pending) back to pending and enqueue them; return how many."""
+    """Put events of ``status`` (failed or pending) back to pending and make sure each has a queued job.
+
+    Returns how many events are now waiting to be processed (an event whose job is already queued counts).
+    """
     wanted = EventStatus(status)
     query = select(InboundEvent.id).where(InboundEvent.status == wanted)
     if connection_id is not None:
@@ -24,6 +27,7 @@ def replay_events(status: str, connection_id: int | None = None) -> int:
         )
     db.session.commit()
     rt = runtime()
-    return sum(1 for event_id in ids
-               if enqueue(rt.redis, rt.settings.queue_prefix, jobs.process_inbound_event, event_id,
-                          job_id=jobs.inbound_job_id(event_id)))
+    for event_id in ids:
+        enqueue(rt.redis, rt.settings.queue_prefix, jobs.process_inbound_event, event_id,
+                job_id=jobs.inbound_job_id(event_id))
+    return len(ids)

@@ -59,7 +59,7 @@ def test_postgres_urls_are_normalised_to_the_psycopg_driver(tmp_path: Path) -> N
 
 def test_unreadable_dev_keys_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "dev-keys.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="dev-keys.json is not readable JSON"):
+    with pytest.raises(ConfigError, match=r"dev-keys\.json is not readable JSON"):
         load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path)})
 
 

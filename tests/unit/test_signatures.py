@@ -20,7 +20,9 @@ def test_qbo_signature_is_base64_hmac_sha256_of_the_raw_body() -> None:
     assert verify_qbo(BODY, independent, "verifier")
 
 
-@pytest.mark.parametrize("header", [None, "", "garbage", "é", sign_qbo(BODY, "other-token"), sign_qbo(BODY + b" ", "verifier")])
+@pytest.mark.parametrize(
+    "header", [None, "", "garbage", "é", sign_qbo(BODY, "other-token"), sign_qbo(BODY + b" ", "verifier")]
+)
 def test_qbo_signature_rejects_anything_else(header: str | None) -> None:
     assert not verify_qbo(BODY, header, "verifier")
 

@@ -1,0 +1,41 @@
+"""Fixtures that run crm-qb's own processes (worker, web) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from crm_qb.config import Settings
+from tests.conftest import settings_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def spawn(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start ``crm-qb <args>`` as a real process with the test's settings; every one is stopped afterwards."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = open(tmp_path / f"{args[0]}-{len(started)}.log", "wb")  # noqa: SIM115 (closed with the process)
+        env = {**os.environ, **settings_env(settings), **(extra_env or {})}
+        process = subprocess.Popen([sys.executable, "-m", "crm_qb.cli", *args], env=env, cwd=ROOT,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,0 +1,44 @@
+"""The whole ingress path with real processes: gunicorn answers, a worker processes, over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from subprocess import Popen
+
+import pytest
+import requests
+from flask import Flask
+
+from crm_qb.models import EventStatus
+from crm_qb.signatures import sign_qbo
+from tests.conftest import VERIFIER_TOKEN
+from tests.integration.helpers import add_connection, count_events
+from tests.support import fixture_bytes, free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _up(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def test_signed_webhook_through_gunicorn_is_processed_by_a_worker(
+    app: Flask, spawn: Callable[..., Popen[bytes]]
+) -> None:
+    add_connection(app, realm_id="1185883450")
+    port = free_port()
+    spawn("web", "--port", str(port), "--workers", "2")
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _up(f"{base}/healthz"), what="gunicorn to answer /healthz")
+    spawn("worker")
+    body = fixture_bytes("qbo/webhook_legacy.json")
+    response = requests.post(f"{base}/webhooks/qbo", data=body, timeout=5,
+                             headers={"intuit-signature": sign_qbo(body, VERIFIER_TOKEN),
+                                      "Content-Type": "application/json"})
+    assert response.status_code == 200 and response.json()["stored"] == 1
+    wait_for(lambda: count_events(app, status=EventStatus.PROCESSED) == 1, what="the worker to process the event")
+    bad = requests.post(f"{base}/webhooks/qbo", data=body, timeout=5, headers={"intuit-signature": "x"})
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_signature"

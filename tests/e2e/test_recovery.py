@@ -1,0 +1,83 @@
+"""Nothing is lost and nothing is processed twice when a worker is killed mid-job or Redis is flushed."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from datetime import timedelta
+from subprocess import Popen
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from rq.job import Job, JobStatus
+from sqlalchemy import create_engine, func, select, text, update
+
+from crm_qb.db import db, utcnow
+from crm_qb.models import AuditEntry, EventStatus, InboundEvent
+from tests.integration.helpers import add_connection, post_qbo
+from tests.support import fixture_bytes, wait_for
+from workers import jobs
+
+pytestmark = pytest.mark.e2e
+
+
+def _store_event(app: Flask, client: FlaskClient) -> int:
+    add_connection(app, realm_id="310687")
+    assert post_qbo(client, fixture_bytes("qbo/webhook_cloudevents_customer_created.json")).status_code == 200
+    with app.app_context():
+        return int(db.session.scalars(select(InboundEvent.id)).one())
+
+
+def _event(app: Flask, event_id: int) -> tuple[EventStatus, int]:
+    with app.app_context():
+        event = db.session.get(InboundEvent, event_id)
+        assert event is not None
+        result = (event.status, db.session.scalar(select(func.count()).select_from(AuditEntry)) or 0)
+        db.session.rollback()
+        return result
+
+
+def _sweep_now(app: Flask) -> int:
+    with app.app_context():
+        db.session.execute(update(InboundEvent).values(received_at=utcnow() - timedelta(hours=1)))
+        db.session.commit()
+        return jobs.sweep_inbound_events()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_worker_killed_mid_job_is_recovered_by_the_sweep(app: Flask, client: FlaskClient, redis_client: Redis,
+                                                         spawn: Callable[..., Popen[bytes]]) -> None:
+    event_id = _store_event(app, client)
+    blocker = create_engine(app.config["SQLALCHEMY_DATABASE_URI"]).connect()
+    held = blocker.begin()
+    blocker.execute(text("SELECT id FROM inbound_events WHERE id = :id FOR UPDATE"), {"id": event_id})
+    worker = spawn("worker")
+    job = Job.fetch(jobs.inbound_job_id(event_id), connection=redis_client)
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the worker to start the job")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    held.rollback()
+    blocker.close()
+    assert _event(app, event_id) == (EventStatus.PENDING, 0)
+
+    assert _sweep_now(app) == 1
+    assert spawn("worker", "--burst").wait(60) == 0
+    assert _event(app, event_id) == (EventStatus.PROCESSED, 1)
+    assert _sweep_now(app) == 0
+    assert _event(app, event_id) == (EventStatus.PROCESSED, 1)
+
+
+def test_events_survive_a_redis_flush(app: Flask, client: FlaskClient, redis_client: Redis,
+                                      spawn: Callable[..., Popen[bytes]]) -> None:
+    event_id = _store_event(app, client)
+    redis_client.flushdb()
+    assert spawn("worker", "--burst").wait(60) == 0
+    assert _event(app, event_id) == (EventStatus.PENDING, 0)
+    assert _sweep_now(app) == 1
+    assert spawn("worker", "--burst").wait(60) == 0
+    assert _event(app, event_id) == (EventStatus.PROCESSED, 1)
+    assert _sweep_now(app) == 0
+    assert post_qbo(client, fixture_bytes("qbo/webhook_cloudevents_customer_created.json")).json["stored"] == 0
+    assert _event(app, event_id) == (EventStatus.PROCESSED, 1)

@@ -1,0 +1,107 @@
+"""Processing jobs, the sweep and the scheduler, run through a real RQ worker in burst mode."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from sqlalchemy import func, select, update
+
+from crm_qb.app import create_app
+from crm_qb.db import db, utcnow
+from crm_qb.models import AuditEntry, EventStatus, InboundEvent
+from tests.conftest import make_settings
+from tests.integration.helpers import add_connection, count_events, post_qbo
+from tests.support import fixture_bytes
+from workers import jobs
+from workers.schedule import Periodic, tick
+from workers.worker import build_worker
+
+
+def _store_one_event(app: Flask, client: FlaskClient) -> int:
+    add_connection(app, realm_id="310687")
+    post_qbo(client, fixture_bytes("qbo/webhook_cloudevents_customer_created.json"))
+    with app.app_context():
+        return int(db.session.scalars(select(InboundEvent.id)).one())
+
+
+def _audit_count(app: Flask) -> int:
+    with app.app_context():
+        return int(db.session.scalar(select(func.count()).select_from(AuditEntry)) or 0)
+
+
+def _age_events(app: Flask, seconds: int) -> None:
+    with app.app_context():
+        db.session.execute(update(InboundEvent).values(received_at=utcnow() - timedelta(seconds=seconds)))
+        db.session.commit()
+
+
+def test_worker_processes_a_stored_event_once(app: Flask, client: FlaskClient) -> None:
+    event_id = _store_one_event(app, client)
+    build_worker(app).work(burst=True)
+    assert count_events(app, status=EventStatus.PROCESSED) == 1
+    assert _audit_count(app) == 1
+    with app.app_context():
+        assert jobs.process_inbound_event(event_id) == "skipped"
+    assert _audit_count(app) == 1
+
+
+def test_sweep_re_enqueues_only_stranded_pending_events(app: Flask, client: FlaskClient, redis_client: Redis) -> None:
+    _store_one_event(app, client)
+    redis_client.flushdb()  # the enqueued job is lost
+    with app.app_context():
+        assert jobs.sweep_inbound_events() == 0  # too recent to be called stranded
+    _age_events(app, 600)
+    with app.app_context():
+        assert jobs.sweep_inbound_events() == 1
+        assert jobs.sweep_inbound_events() == 0  # already waiting in the queue
+    build_worker(app).work(burst=True)
+    assert count_events(app, status=EventStatus.PROCESSED) == 1
+    with app.app_context():
+        assert jobs.sweep_inbound_events() == 0
+    assert _audit_count(app) == 1
+
+
+def test_a_failing_event_counts_attempts_and_gives_up(app: Flask, client: FlaskClient,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    event_id = _store_one_event(app, client)
+
+    def explode(_event_id: int) -> str:
+        raise RuntimeError("CRM answered 500")
+
+    monkeypatch.setattr(jobs, "_process", explode)
+    with app.app_context():
+        for _ in range(jobs.MAX_ATTEMPTS):
+            with pytest.raises(RuntimeError):
+                jobs.process_inbound_event(event_id)
+        event = db.session.get(InboundEvent, event_id)
+        assert event is not None
+        assert (event.status, event.attempts) == (EventStatus.FAILED, jobs.MAX_ATTEMPTS)
+        assert event.status_reason == "RuntimeError: CRM answered 500"
+
+
+def test_two_schedulers_enqueue_each_tick_once(app: Flask, redis_client: Redis, tmp_path: Path) -> None:
+    other = create_app(make_settings(tmp_path / "other", str(app.config["SQLALCHEMY_DATABASE_URI"])))
+    periodic = (Periodic("sweep-inbound", jobs.sweep_inbound_events, 60),)
+    first = tick(app, 6000.0, periodic)
+    second = tick(other, 6000.5, periodic)
+    assert first == ["sweep-inbound-100"] and second == []
+    assert tick(app, 6060.0, periodic) == ["sweep-inbound-101"]
+
+
+def test_replay_puts_failed_events_back(app: Flask, client: FlaskClient) -> None:
+    from workers.maintenance import replay_events
+
+    event_id = _store_one_event(app, client)
+    with app.app_context():
+        db.session.execute(update(InboundEvent).values(status=EventStatus.FAILED, attempts=8))
+        db.session.commit()
+        assert replay_events("failed") == 1
+    build_worker(app).work(burst=True)
+    with app.app_context():
+        event = db.session.get(InboundEvent, event_id)
+        assert event is not None and event.status == EventStatus.PROCESSED
