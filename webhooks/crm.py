@@ -34,7 +34,7 @@ def receive(connection_id: int) -> tuple[Response, int]:
     except ValueError as exc:
         field, message = (exc.field, exc.message) if isinstance(exc, PayloadError) else ("body", "not JSON")
         return json_error(400, "invalid_body", f"{field}: {message}")
-    new_ids = inbox.record_crm(notices, connection_id)
+    new = inbox.record_crm(notices, connection_id)
     db.session.commit()
-    inbox.dispatch(new_ids)
-    return jsonify({"status": "accepted", "stored": len(new_ids), "received": len(notices)}), 202
+    inbox.dispatch_crm(new, connection_id)
+    return jsonify({"status": "accepted", "stored": len(new), "received": len(notices)}), 202

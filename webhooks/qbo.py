@@ -33,7 +33,7 @@ def receive() -> tuple[Response, int]:
     except ValueError as exc:
         field, message = (exc.field, exc.message) if isinstance(exc, PayloadError) else ("body", "not JSON")
         return json_error(400, "invalid_body", f"{field}: {message}")
-    new_ids = inbox.record_qbo(notices)
+    new = inbox.record_qbo(notices)
     db.session.commit()
-    inbox.dispatch(new_ids)
-    return jsonify({"status": "ok", "stored": len(new_ids), "received": len(notices)}), 200
+    inbox.dispatch_qbo(new)
+    return jsonify({"status": "ok", "stored": len(new), "received": len(notices)}), 200

@@ -5,10 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from crm_qb.db import db
-from crm_qb.models import EventStatus, InboundEvent
+from crm_qb.models import EventSource, EventStatus, InboundEvent
 from crm_qb.runtime import runtime
 from workers import jobs
-from workers.queues import enqueue
 
 
 def replay_events(status: str, connection_id: int | None = None) -> int:
@@ -27,7 +26,13 @@ def replay_events(status: str, connection_id: int | None = None) -> int:
         )
     db.session.commit()
     rt = runtime()
-    for event_id in ids:
-        enqueue(rt.redis, rt.settings.queue_prefix, jobs.process_inbound_event, event_id,
-                job_id=jobs.inbound_job_id(event_id))
+    rows = db.session.execute(
+        select(InboundEvent.source, InboundEvent.realm_id, InboundEvent.connection_id)
+        .where(InboundEvent.id.in_(ids)).distinct()
+    ).all() if ids else []
+    for row in rows:
+        key = row.realm_id if row.source == EventSource.QBO else str(row.connection_id)
+        if key:
+            jobs.wake(rt.redis, rt.settings.queue_prefix, row.source, key)
+    db.session.rollback()
     return len(ids)

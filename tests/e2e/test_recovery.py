@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
+from rq import Queue
 from rq.job import Job, JobStatus
 from sqlalchemy import create_engine, func, select, text, update
 
@@ -54,7 +55,7 @@ def test_worker_killed_mid_job_is_recovered_by_the_sweep(app: Flask, client: Fla
     held = blocker.begin()
     blocker.execute(text("SELECT id FROM inbound_events WHERE id = :id FOR UPDATE"), {"id": event_id})
     worker = spawn("worker")
-    job = Job.fetch(jobs.inbound_job_id(event_id), connection=redis_client)
+    job = Job.fetch(Queue("crm_qb_test.inbound", connection=redis_client).job_ids[0], connection=redis_client)
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the worker to start the job")
     worker.send_signal(signal.SIGKILL)
     worker.wait(10)

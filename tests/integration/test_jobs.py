@@ -46,7 +46,8 @@ def test_worker_processes_a_stored_event_once(app: Flask, client: FlaskClient) -
     assert count_events(app, status=EventStatus.PROCESSED) == 1
     assert _audit_count(app) == 1
     with app.app_context():
-        assert jobs.process_inbound_event(event_id) == "skipped"
+        assert jobs.drain_qbo_realm("310687") == 0
+        assert jobs.process_event(event_id, lambda event: "processed") == 0
     assert _audit_count(app) == 1
 
 
@@ -70,14 +71,15 @@ def test_a_failing_event_counts_attempts_and_gives_up(app: Flask, client: FlaskC
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     event_id = _store_one_event(app, client)
 
-    def explode(_event_id: int) -> str:
+    def explode(_event: object, _routes: object) -> str:
         raise RuntimeError("CRM answered 500")
 
-    monkeypatch.setattr(jobs, "_process", explode)
+    monkeypatch.setattr(jobs, "_apply_qbo_event", explode)
     with app.app_context():
         for _ in range(jobs.MAX_ATTEMPTS):
             with pytest.raises(RuntimeError):
-                jobs.process_inbound_event(event_id)
+                jobs.drain_qbo_realm("310687")
+        assert jobs.drain_qbo_realm("310687") == 0  # given up: the realm's other events are not blocked
         event = db.session.get(InboundEvent, event_id)
         assert event is not None
         assert (event.status, event.attempts) == (EventStatus.FAILED, jobs.MAX_ATTEMPTS)

@@ -12,9 +12,10 @@ from rq import Queue
 from sqlalchemy import select
 
 from crm_qb.db import db
-from crm_qb.models import EventStatus, InboundEvent
+from crm_qb.models import AuditEntry, EventStatus, InboundEvent
 from tests.integration.helpers import add_connection, count_events, post_qbo
 from tests.support import fixture_bytes
+from workers.worker import build_worker
 
 INBOUND_QUEUE = "crm_qb_test.inbound"
 
@@ -70,14 +71,22 @@ def test_redelivery_is_a_no_op(app: Flask, client: FlaskClient, redis_client: Re
     assert Queue(INBOUND_QUEUE, connection=redis_client).count == 1
 
 
-def test_unknown_realm_and_entity_are_recorded_and_ignored(app: Flask, client: FlaskClient,
-                                                            redis_client: Redis) -> None:
-    response = post_qbo(client, fixture_bytes("qbo/webhook_cloudevents.json"))  # an Account, unknown realm
+def test_unsynced_entity_types_are_recorded_and_ignored(app: Flask, client: FlaskClient,
+                                                         redis_client: Redis) -> None:
+    response = post_qbo(client, fixture_bytes("qbo/webhook_cloudevents.json"))  # an Account
     assert response.status_code == 200
     with app.app_context():
         stored = db.session.scalars(select(InboundEvent)).one()
-        assert stored.status == EventStatus.IGNORED and stored.status_reason == "unknown realm"
+        assert stored.status == EventStatus.IGNORED and stored.status_reason == "entity Account is not synced"
     assert Queue(INBOUND_QUEUE, connection=redis_client).count == 0
+
+
+def test_unknown_realm_is_recorded_and_ignored_by_the_worker(app: Flask, client: FlaskClient) -> None:
+    assert post_qbo(client, fixture_bytes("qbo/webhook_cloudevents_customer_created.json")).status_code == 200
+    build_worker(app).work(burst=True)
+    with app.app_context():
+        stored = db.session.scalars(select(InboundEvent)).one()
+        assert stored.status == EventStatus.IGNORED and stored.status_reason == "unknown realm"
 
 
 def test_empty_verification_ping_is_answered_200(app: Flask, client: FlaskClient) -> None:
@@ -132,8 +141,36 @@ def test_body_over_one_megabyte_is_413(app: Flask, client: FlaskClient) -> None:
     assert count_events(app) == 0
 
 
+def test_a_burst_of_webhooks_wakes_one_drain_job(app: Flask, client: FlaskClient, redis_client: Redis) -> None:
+    add_connection(app, realm_id="310687")
+    for i in range(25):
+        event = [{"specversion": "1.0", "id": f"evt-{i}", "source": "intuit.x", "type": "qbo.customer.updated.v1",
+                  "time": "2026-11-21T10:00:00Z", "intuitentityid": str(i), "intuitaccountid": "310687"}]
+        assert post_qbo(client, json.dumps(event).encode()).json["stored"] == 1
+    assert Queue(INBOUND_QUEUE, connection=redis_client).count == 1
+    build_worker(app).work(burst=True)
+    assert count_events(app, status=EventStatus.PROCESSED) == 25
+
+
 def test_event_of_a_realm_linked_to_two_connections_goes_to_both(app: Flask, client: FlaskClient) -> None:
-    add_connection(app, realm_id="310687")
-    add_connection(app, realm_id="310687")
+    first, second = add_connection(app, realm_id="310687"), add_connection(app, realm_id="310687")
     post_qbo(client, fixture_bytes("qbo/webhook_cloudevents_customer_created.json"))
-    assert count_events(app, status=EventStatus.PENDING) == 2
+    build_worker(app).work(burst=True)
+    with app.app_context():
+        audited = set(db.session.scalars(select(AuditEntry.connection_id)))
+    assert audited == {first.id, second.id}
+
+
+def test_a_notification_partly_seen_before_stores_only_the_new_changes(app: Flask, client: FlaskClient) -> None:
+    add_connection(app, realm_id="1185883450")
+
+    def legacy(*ids: str) -> bytes:
+        entities = [{"name": "Customer", "id": i, "operation": "Update", "lastUpdated": "2026-11-21T10:00:00Z"}
+                    for i in ids]
+        return json.dumps({"eventNotifications": [{"realmId": "1185883450",
+                                                   "dataChangeEvent": {"entities": entities}}]}).encode()
+
+    assert post_qbo(client, legacy("1", "2")).json["stored"] == 2
+    assert post_qbo(client, legacy("2", "3", "1", "4")).json == {"status": "ok", "stored": 2, "received": 4}
+    with app.app_context():
+        assert sorted(db.session.scalars(select(InboundEvent.entity_id))) == ["1", "2", "3", "4"]

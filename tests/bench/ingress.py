@@ -1,0 +1,152 @@
+"""Benchmark: signed QBO webhooks per second and p50/p99 latency through gunicorn on 127.0.0.1.
+
+Runs crm-qb's ``POST /webhooks/qbo`` and a bare Flask endpoint in the SAME gunicorn server in the same run, so
+the ratio compares like with like. Every webhook is a distinct CloudEvent (its own id, so it is really stored and
+enqueued, not deduplicated) signed with the verifier token. Targets (DESIGN.md section 8): at least 50% of the
+bare endpoint's throughput, p99 <= 50 ms.
+
+    .venv/bin/python -m tests.bench.ingress [--requests 4000] [--concurrency 8] [--workers 4] [--database-url URL]
+
+It uses Redis database 14 (flushed before and after) and, by default, a fresh SQLite file; only 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from redis import Redis
+
+from crm_qb.signatures import sign_qbo
+from tests.support import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "bench-verifier-token"
+REALM = "9130350000000000"
+REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+def _bodies(count: int) -> list[tuple[bytes, str]]:
+    bodies = []
+    for i in range(count):
+        event = [{"specversion": "1.0", "id": str(uuid.uuid4()), "source": "intuit.bench",
+                  "type": "qbo.customer.updated.v1", "datacontenttype": "application/json",
+                  "time": "2026-11-21T10:00:00.123Z", "intuitentityid": str(i + 1), "intuitaccountid": REALM,
+                  "data": {}}]
+        body = json.dumps(event).encode()
+        bodies.append((body, sign_qbo(body, TOKEN)))
+    return bodies
+
+
+def _client(args: tuple[int, str, list[tuple[bytes, str]]]) -> list[float]:
+    port, path, bodies = args
+    latencies = []
+    for body, signature in bodies:
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json",
+                                                        "intuit-signature": signature})
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"{path} answered {response.status}")
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def _run(port: int, path: str, bodies: list[tuple[bytes, str]], concurrency: int) -> dict[str, float]:
+    chunks = [bodies[i::concurrency] for i in range(concurrency)]
+    with ProcessPoolExecutor(concurrency) as pool:
+        started = time.perf_counter()
+        results = list(pool.map(_client, [(port, path, chunk) for chunk in chunks]))
+        elapsed = time.perf_counter() - started
+    latencies = sorted(x for chunk in results for x in chunk)
+    return {
+        "requests": len(latencies), "seconds": round(elapsed, 3), "per_second": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+    }
+
+
+def _environment(tmp: Path, database_url: str | None) -> dict[str, str]:
+    env = {**os.environ, "CRM_QB_INSTANCE_PATH": str(tmp), "CRM_QB_REDIS_URL": REDIS_URL,
+           "CRM_QB_SECRET_KEY": "bench", "CRM_QB_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+           "CRM_QB_QBO_WEBHOOK_VERIFIER_TOKEN": TOKEN, "CRM_QB_QUEUE_PREFIX": "crm_qb_bench"}
+    if database_url:
+        env["CRM_QB_DATABASE_URL"] = database_url
+    return env
+
+
+def _prepare(env: dict[str, str]) -> None:
+    cli = [sys.executable, "-m", "crm_qb.cli"]
+    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
+    created = subprocess.run([*cli, "connection", "add", "--crm-url", "http://127.0.0.1:9", "--crm-token", "x"],
+                             env=env, check=True, capture_output=True, text=True)
+    connection_id = json.loads(created.stdout)["id"]
+    code = ("from crm_qb.app import create_app; from crm_qb.db import db; from crm_qb.models import *;"
+            "app = create_app(); ctx = app.app_context(); ctx.push();"
+            f"c = db.session.get(Connection, {connection_id}); c.qbo_realm_id = '{REALM}';"
+            "c.qbo_status = QboStatus.CONNECTED; db.session.commit()")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
+def _wait_up(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("gunicorn did not come up")
+
+
+def main() -> None:
+    """Run the benchmark and print one JSON object with both endpoints' figures and the ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    redis = Redis.from_url(REDIS_URL)
+    redis.flushdb()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = _environment(Path(tmp), args.database_url)
+        _prepare(env)
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+             "tests.bench.bench_app:create_bench_app()"], env=env, cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_up(port)
+            _run(port, "/bench/bare", _bodies(200), args.concurrency)  # warm-up
+            bare = _run(port, "/bench/bare", _bodies(args.requests), args.concurrency)
+            ours = _run(port, "/webhooks/qbo", _bodies(args.requests), args.concurrency)
+        finally:
+            server.terminate()
+            server.wait(15)
+    redis.flushdb()
+    print(json.dumps({"bare_flask": bare, "webhooks_qbo": ours, "database": args.database_url or "sqlite",
+                      "throughput_ratio": round(ours["per_second"] / bare["per_second"], 3),
+                      "workers": args.workers, "concurrency": args.concurrency}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
