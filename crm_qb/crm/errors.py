@@ -1,0 +1,71 @@
+"""Typed errors of the CRM connectors; each is transient (retry) or permanent (record and surface).
+
+Every error carries the HTTP ``status`` and the CRM's JSON error ``code`` when the CRM gave them, and its
+message includes the CRM's own message, so a person can tell what the CRM refused and why.
+"""
+
+from __future__ import annotations
+
+from crm_qb.errors import CrmQbError, PermanentError, TransientError
+
+
+class CrmError(CrmQbError):
+    """Base of every error raised while talking to a CRM."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class CrmTransientError(CrmError, TransientError):
+    """The CRM could not answer now (5xx, throttling, network); retry later, after ``retry_after`` if set."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, status=status, code=code)
+        self.retry_after = retry_after
+
+
+class CrmUnavailableError(CrmTransientError):
+    """The CRM answered 5xx, or could not be reached, or timed out, on every attempt."""
+
+
+class CrmRateLimitedError(CrmTransientError):
+    """The CRM answered 429 on every attempt; ``retry_after`` is its last hint."""
+
+
+class VersionConflictError(CrmTransientError):
+    """412: the contact changed since the version sent in If-Match; re-read, re-merge and write again."""
+
+
+class CrmPermanentError(CrmError, PermanentError):
+    """The CRM refused the request for a reason a retry cannot fix."""
+
+
+class CrmAuthError(CrmPermanentError):
+    """401/403: the connection's CRM token is wrong, expired or lacks permission."""
+
+
+class CrmNotFoundError(CrmPermanentError):
+    """404: the object does not exist (any more) in the CRM."""
+
+
+class ContactNotFoundError(CrmNotFoundError):
+    """404 for a contact id."""
+
+
+class TaskNotFoundError(CrmNotFoundError):
+    """404 for a task id."""
+
+
+class CrmValidationError(CrmPermanentError):
+    """400/422: the CRM rejected the body; ``field`` names the offending field when the CRM said."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(message, status=status, code=code)
+        self.field = field
+
+
+class CrmProtocolError(CrmPermanentError):
+    """The CRM answered outside the contract (unexpected status, or a body that is not the JSON expected)."""

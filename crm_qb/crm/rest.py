@@ -1,0 +1,296 @@
+"""The REST connector: ``CrmConnector`` over the HTTP contract of DESIGN.md section 6.
+
+Retries happen here, within one call, for failures that are over quickly (5xx, 429, lost connections,
+timeouts), with exponential backoff and jitter, honouring Retry-After. A Retry-After longer than
+MAX_RETRY_AFTER is not slept on: the call raises at once so the job can be rescheduled instead of holding a
+worker. POST is not idempotent, so it is retried only when the CRM cannot have acted on it (no connection
+made, 429, 503). Logs name the method and path, never the query string (it may hold an email) or the token.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from urllib3.exceptions import NewConnectionError
+
+from crm_qb.crm.errors import (
+    ContactNotFoundError,
+    CrmAuthError,
+    CrmError,
+    CrmNotFoundError,
+    CrmPermanentError,
+    CrmProtocolError,
+    CrmRateLimitedError,
+    CrmTransientError,
+    CrmUnavailableError,
+    CrmValidationError,
+    TaskNotFoundError,
+    VersionConflictError,
+)
+from crm_qb.crm.protocol import Contact, ContactPage, NewTask, Task
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 8.0
+MAX_RETRY_AFTER = 30.0
+UNSENT_SAFE_STATUSES = (429, 503)
+EMAIL_PAGE_SIZE = 100
+
+
+class RestConnector:
+    """Talks to one CRM account at ``base_url`` with its bearer ``token``."""
+
+    def __init__(self, base_url: str, token: str, session: requests.Session | None = None,
+                 timeout: float | tuple[float, float] = (3.05, 15), max_retries: int = 4,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+        self._base = base_url.rstrip("/")
+        self._token = token
+        self._session = session if session is not None else requests.Session()
+        self._timeout, self._max_retries, self._sleep = timeout, max_retries, sleep
+
+    def __repr__(self) -> str:
+        return f"RestConnector({self._base!r})"
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._session.close()
+
+    # -- contacts -------------------------------------------------------------------------------------
+
+    def get_contact(self, contact_id: str) -> Contact:
+        """Return the contact, or raise ContactNotFoundError."""
+        return Contact.from_json(self._call("GET", f"/contacts/{_q(contact_id)}", not_found=ContactNotFoundError))
+
+    def list_contacts_updated_since(self, since: datetime | None, *, cursor: str | None = None,
+                                    page_size: int = 100) -> Iterator[ContactPage]:
+        """Yield pages of contacts changed at or after ``since``, fetching each page only when asked for."""
+        params: dict[str, Any] = {"limit": page_size}
+        if since is not None:
+            params["updated_since"] = _iso(since)
+        return self._pages(params, cursor)
+
+    def find_contacts_by_email(self, email: str) -> list[Contact]:
+        """Return every contact whose email equals ``email`` ignoring case."""
+        pages = self._pages({"email": email, "limit": EMAIL_PAGE_SIZE}, None)
+        return [contact for page in pages for contact in page.contacts]
+
+    def create_contact(self, fields: Mapping[str, Any]) -> Contact:
+        """Create a contact and return it."""
+        return Contact.from_json(self._call("POST", "/contacts", json=dict(fields)))
+
+    def update_contact(self, contact_id: str, version: int, changes: Mapping[str, Any]) -> Contact:
+        """Apply ``changes`` at ``version``; VersionConflictError when the contact changed meanwhile."""
+        data = self._call("PATCH", f"/contacts/{_q(contact_id)}", json=dict(changes),
+                          headers={"If-Match": str(version)}, not_found=ContactNotFoundError)
+        return Contact.from_json(data)
+
+    def put_quickbooks_summary(self, contact_id: str, summary: Mapping[str, Any]) -> None:
+        """Store the billing summary on the contact."""
+        self._call("PUT", f"/contacts/{_q(contact_id)}/quickbooks", json=dict(summary),
+                   not_found=ContactNotFoundError)
+
+    # -- tasks ----------------------------------------------------------------------------------------
+
+    def list_tasks(self, contact_id: str) -> list[Task]:
+        """Return the contact's tasks."""
+        data = self._call("GET", f"/contacts/{_q(contact_id)}/tasks", not_found=ContactNotFoundError)
+        return [Task.from_json(item) for item in _field(data, "tasks", list)]
+
+    def create_task(self, contact_id: str, task: NewTask) -> Task:
+        """Create a task on the contact and return it."""
+        data = self._call("POST", f"/contacts/{_q(contact_id)}/tasks", json=task.to_json(),
+                          not_found=ContactNotFoundError)
+        return Task.from_json(data)
+
+    def update_task(self, task_id: str, changes: Mapping[str, Any]) -> Task:
+        """Apply ``changes`` to a task and return it; TaskNotFoundError when it was deleted."""
+        body = {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in changes.items()}
+        return Task.from_json(self._call("PATCH", f"/tasks/{_q(task_id)}", json=body, not_found=TaskNotFoundError))
+
+    # -- HTTP -----------------------------------------------------------------------------------------
+
+    def _pages(self, params: dict[str, Any], cursor: str | None) -> Iterator[ContactPage]:
+        """Follow ``next_cursor`` from ``cursor`` until the CRM says there is no next page."""
+        while True:
+            data = self._call("GET", "/contacts", params={**params, **({"cursor": cursor} if cursor else {})})
+            page = ContactPage(tuple(Contact.from_json(item) for item in _field(data, "contacts", list)),
+                               _field(data, "next_cursor", (str, type(None))))
+            yield page
+            if page.next_cursor is None:
+                return
+            if page.next_cursor == cursor:
+                raise CrmProtocolError("the CRM returned the same next_cursor twice; paging would never end")
+            cursor = page.next_cursor
+
+    def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
+              headers: Mapping[str, str] | None = None,
+              not_found: type[CrmNotFoundError] = CrmNotFoundError) -> Any:
+        """Send one request, retrying what is safe to retry; return the JSON body (None for 204)."""
+        for attempt in range(self._max_retries + 1):
+            outcome = self._attempt(method, path, params, json, headers, not_found)
+            if not isinstance(outcome, _Failure):
+                return outcome
+            delay = _delay(outcome, attempt)
+            if attempt == self._max_retries or delay is None:
+                raise outcome.error
+            log.warning("CRM %s %s failed (%s, status %s); retry %d of %d in %.2fs", method, path,
+                        type(outcome.error).__name__, outcome.error.status, attempt + 1, self._max_retries, delay)
+            self._sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _attempt(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any,
+                 headers: Mapping[str, str] | None, not_found: type[CrmNotFoundError]) -> Any:
+        """Make one attempt; return the JSON body, or a _Failure saying whether a retry is safe."""
+        all_headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json", **(headers or {})}
+        try:
+            response = self._session.request(method, self._base + path, params=params, json=json,
+                                             headers=all_headers, timeout=self._timeout)
+        except requests.RequestException as exc:
+            return _transport_failure(exc, method, path, self._base)
+        if response.ok:
+            return _json_body(response, method, path)
+        error = error_for(response, method, path, not_found)
+        retryable = isinstance(error, CrmTransientError) and not isinstance(error, VersionConflictError) and (
+            method != "POST" or response.status_code in UNSENT_SAFE_STATUSES)
+        return _Failure(error, retryable)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A failed attempt and whether repeating it is safe."""
+
+    error: CrmError
+    retryable: bool
+
+
+def _delay(failure: _Failure, attempt: int) -> float | None:
+    """Seconds to wait before retrying, or None to give up now (not retryable, or Retry-After too long)."""
+    if not failure.retryable:
+        return None
+    hint = getattr(failure.error, "retry_after", None)
+    if hint is not None:
+        return hint if hint <= MAX_RETRY_AFTER else None
+    return backoff_delay(attempt)
+
+
+def backoff_delay(attempt: int) -> float:
+    """Exponential backoff (0.5 s doubling, capped at 8 s) with jitter over the upper half, so clients spread."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt)
+    return ceiling * (0.5 + random.random() / 2)
+
+
+def _transport_failure(exc: requests.RequestException, method: str, path: str, base: str) -> _Failure:
+    """Classify a failure to get any answer: network trouble is transient, a malformed URL is not."""
+    if not isinstance(exc, requests.ConnectionError | requests.Timeout):
+        error: CrmError = CrmPermanentError(f"CRM {method} {path}: cannot send to {base!r}: {type(exc).__name__}")
+        retryable = False
+    else:
+        error = CrmUnavailableError(f"CRM {method} {path}: {type(exc).__name__} reaching {base}")
+        # A POST that may have reached the CRM must not be repeated: it could create a duplicate.
+        retryable = method != "POST" or _never_sent(exc)
+    error.__cause__ = exc
+    return _Failure(error, retryable)
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the request provably never reached the server (no connection could be made)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    # requests wraps "connection refused" as MaxRetryError(reason=NewConnectionError).
+    wrapped = exc.args[0] if exc.args else None
+    return isinstance(wrapped, NewConnectionError) or isinstance(getattr(wrapped, "reason", None),
+                                                                 NewConnectionError)
+
+
+def error_for(response: requests.Response, method: str, path: str,
+              not_found: type[CrmNotFoundError] = CrmNotFoundError) -> CrmError:
+    """Turn a non-2xx response into the typed error, carrying the CRM's error code and message."""
+    status = response.status_code
+    code, message, field = crm_error(response)
+    text = f"CRM {method} {path} answered {status}" + (f" {code}" if code else "") + f": {message}"
+    if status in (401, 403):
+        return CrmAuthError(f"{text} (the CRM refused the connection's API token; check or replace it)",
+                            status=status, code=code)
+    if status == 404:
+        return not_found(text, status=status, code=code)
+    if status == 412:
+        return VersionConflictError(text, status=status, code=code)
+    if status in (400, 422):
+        return CrmValidationError(text, status=status, code=code, field=field)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
+    if status == 429:
+        return CrmRateLimitedError(text, status=status, code=code, retry_after=retry_after)
+    if status >= 500:
+        return CrmUnavailableError(text, status=status, code=code, retry_after=retry_after)
+    return CrmPermanentError(text, status=status, code=code)
+
+
+def crm_error(response: requests.Response) -> tuple[str | None, str, str | None]:
+    """Return (code, message, field) from a ``{"error": {...}}`` body, falling back to the HTTP reason."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if not isinstance(error, dict):
+        return None, response.reason or "no error details", None
+    field = error.get("field")
+    return (str(error["code"]) if error.get("code") else None, str(error.get("message") or response.reason),
+            field if isinstance(field, str) else None)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Parse Retry-After (seconds or an HTTP date) into seconds from ``now``; None when absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - now).total_seconds())
+
+
+def _json_body(response: requests.Response, method: str, path: str) -> Any:
+    """Return the parsed JSON body (None when empty), else raise CrmProtocolError."""
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        raise CrmProtocolError(f"CRM {method} {path} answered {response.status_code} without JSON",
+                               status=response.status_code) from None
+
+
+def _field(data: Any, name: str, kind: type | tuple[type, ...]) -> Any:
+    """Return ``data[name]`` when data is an object and the value has the expected type."""
+    if not isinstance(data, dict) or not isinstance(data.get(name), kind):
+        raise CrmProtocolError(f"the CRM's answer lacks {name!r} of the expected type")
+    return data[name]
+
+
+def _q(object_id: str) -> str:
+    """Quote an id for use as one path segment."""
+    return quote(object_id, safe="")
+
+
+def _iso(moment: datetime) -> str:
+    """Format an aware time as ISO 8601 UTC; naive times are refused."""
+    if moment.tzinfo is None:
+        raise ValueError(f"since must be timezone-aware, got {moment!r}")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,458 @@
+"""The QuickBooks Online Accounting API client for one company (realm).
+
+Every call sends ``minorversion``, asks for JSON, goes through the realm's shared rate budget, logs Intuit's
+``intuit_tid`` and turns faults into typed errors (``faults.py``). Writes carry a ``requestid`` that stays the
+same across the retries of one logical write, so QuickBooks answers a repeated write with the first result
+instead of performing it twice (FACTS §2.4). Transient failures are retried with exponential backoff and
+full jitter; a throttled call waits the 60 s Intuit asks for; a 401 refreshes the token once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import requests
+
+from crm_qb.errors import PermanentError, TransientError
+from crm_qb.qbo.faults import (
+    AuthenticationError,
+    NetworkError,
+    QboFault,
+    ServerError,
+    fault_from_json,
+    header,
+    parse_fault,
+)
+from crm_qb.qbo.ratebudget import RateBudget
+
+log = logging.getLogger(__name__)
+
+MINOR_VERSION = 75
+QUERY_MAX_RESULTS = 1000  # Intuit's cap per query page
+CDC_MAX_OBJECTS = 1000  # Intuit's cap per CDC answer
+BATCH_MAX_ITEMS = 30  # Intuit's limit per batch request
+BATCH_ID_MAX_LENGTH = 10  # bId limit when the batch carries a requestid
+CDC_OVERLAP = timedelta(seconds=1)  # re-read the boundary second: QBO times have one-second resolution
+
+_ENTITY_NAME = re.compile(r"^[A-Za-z]+$")
+_VOID_BY_OPERATION = frozenset({"invoice", "salesreceipt"})
+_VOID_BY_UPDATE = frozenset({"payment", "billpayment"})
+_NAME_LISTS = frozenset({"customer", "vendor", "employee", "item", "account"})
+
+
+class ConnectionTokens(Protocol):
+    """What the client needs from a TokenManager."""
+
+    def access_token(self, connection_id: str) -> str:
+        """A valid access token for the connection."""
+
+    def force_refresh(self, connection_id: str, stale_access_token: str) -> str:
+        """A new access token after ``stale_access_token`` was refused."""
+
+
+class CdcWindowTooDenseError(PermanentError):
+    """More than CDC's 1,000-object cap changed within one second; fall back to a query sync."""
+
+
+def escape(value: str) -> str:
+    """``value`` escaped for a single-quoted literal in a QBO query (backslash first, then apostrophe)."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One batch item's outcome: the entity (or QueryResponse) it returned, or its typed fault."""
+
+    bid: str
+    entity: str | None
+    data: dict[str, Any] | None
+    error: QboFault | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the item succeeded."""
+        return self.error is None
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any], intuit_tid: str | None) -> BatchResult:
+        """Parse one ``BatchItemResponse`` entry."""
+        bid = str(item.get("bId", ""))
+        rest = {key: value for key, value in item.items() if key != "bId"}
+        fault = next((value for key, value in rest.items() if key.lower() == "fault"), None)
+        if isinstance(fault, Mapping):
+            return cls(bid, None, None, fault_from_json(fault, http_status=200, intuit_tid=intuit_tid))
+        for key, value in rest.items():
+            if isinstance(value, dict):
+                return cls(bid, key, value, None)
+        return cls(bid, None, None, ServerError(message="batch item answer holds no entity",
+                                                intuit_tid=intuit_tid, http_status=200))
+
+
+class QboClient:
+    """The Accounting API of one realm, with retries, the shared rate budget and token refresh on 401."""
+
+    escape = staticmethod(escape)
+
+    def __init__(
+        self,
+        api_base: str,
+        realm_id: str,
+        tokens: Callable[[], str],
+        on_unauthorized: Callable[[str], str],
+        budget: RateBudget | None,
+        session: requests.Session | None = None,
+        minorversion: int = MINOR_VERSION,
+        max_retries: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+        timeout: float = 30,
+        *,
+        rng: random.Random | None = None,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 60.0,
+        slot_timeout: float | None = None,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
+        self.api_base = api_base.rstrip("/")
+        self.realm_id = realm_id
+        self._tokens = tokens
+        self._on_unauthorized = on_unauthorized
+        self._budget = budget
+        self._owns_session = session is None
+        self._session = session or requests.Session()
+        self.minorversion = minorversion
+        self.max_retries = max_retries
+        self._sleep = sleep
+        self.timeout = timeout
+        self._rng = rng or random.Random()
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._slot_timeout = slot_timeout
+
+    @classmethod
+    def for_connection(cls, connection_id: str, realm_id: str, api_base: str, tokens: ConnectionTokens,
+                       budget: RateBudget | None, **options: Any) -> QboClient:
+        """A client whose access tokens come from ``tokens`` (a TokenManager) for ``connection_id``."""
+        return cls(api_base, realm_id, partial(tokens.access_token, connection_id),
+                   partial(tokens.force_refresh, connection_id), budget, **options)
+
+    def close(self) -> None:
+        """Close the HTTP session if this client created it."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> QboClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- entities --------------------------------------------------------------------------------------
+
+    def read(self, entity: str, id: str) -> dict[str, Any]:
+        """The entity with this Id."""
+        return _entity(self._call("GET", f"{_segment(entity)}/{quote(id, safe='')}"), entity)
+
+    def create(self, entity: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create the entity; returns it as QuickBooks stored it."""
+        return _entity(self._call("POST", _segment(entity), body=body, write=True), entity)
+
+    def sparse_update(self, entity: str, id: str, sync_token: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Change only ``fields`` of the entity (a sparse update); StaleObjectError when ``sync_token`` is old."""
+        body = {**fields, "Id": id, "SyncToken": sync_token, "sparse": True}
+        return _entity(self._call("POST", _segment(entity), body=body, write=True), entity)
+
+    def delete(self, entity: str, id: str, sync_token: str) -> dict[str, Any]:
+        """Delete a transaction; answers ``{"status": "Deleted", "Id": ...}``."""
+        segment = _segment(entity)
+        if segment in _NAME_LISTS:
+            raise ValueError(f"QuickBooks cannot delete a {entity}: make it inactive (Active: false) instead")
+        body = {"Id": id, "SyncToken": sync_token}
+        return _entity(self._call("POST", segment, params={"operation": "delete"}, body=body, write=True), entity)
+
+    def void(self, entity: str, id: str, sync_token: str) -> dict[str, Any]:
+        """Void a transaction by its entity's rule (FACTS §9): amounts zeroed, the transaction kept."""
+        segment = _segment(entity)
+        if segment in _VOID_BY_OPERATION:
+            params, body = {"operation": "void"}, {"Id": id, "SyncToken": sync_token}
+        elif segment in _VOID_BY_UPDATE:
+            params = {"operation": "update", "include": "void"}
+            body = {"Id": id, "SyncToken": sync_token, "sparse": True}
+        else:
+            raise ValueError(f"QuickBooks has no void operation for {entity}")
+        return _entity(self._call("POST", segment, params=params, body=body, write=True), entity)
+
+    # -- queries ---------------------------------------------------------------------------------------
+
+    def query(self, sql: str) -> dict[str, Any]:
+        """Run one query statement; returns the whole answer (``QueryResponse`` and ``time``)."""
+        return self._call("GET", "query", params={"query": sql})
+
+    def query_all(self, entity: str, where: str = "", page_size: int = QUERY_MAX_RESULTS) -> Iterator[dict[str, Any]]:
+        """Every ``entity`` matching ``where`` (a condition, no ORDERBY), page by page, one page in memory."""
+        _segment(entity)
+        if not 1 <= page_size <= QUERY_MAX_RESULTS:
+            raise ValueError(f"page_size must be between 1 and {QUERY_MAX_RESULTS}, got {page_size!r}")
+        condition = f" WHERE {where}" if where else ""
+        start = 1
+        while True:
+            # A stable order keeps pages from overlapping or skipping rows while we page.
+            sql = f"SELECT * FROM {entity}{condition} ORDERBY Id STARTPOSITION {start} MAXRESULTS {page_size}"
+            rows = _rows(self.query(sql).get("QueryResponse"), entity)
+            yield from rows
+            if len(rows) < page_size:
+                return
+            start += page_size
+
+    # -- change data capture ---------------------------------------------------------------------------
+
+    def cdc(self, entities: list[str], changed_since: datetime) -> dict[str, Any]:
+        """One CDC call: the ``entities`` changed since ``changed_since`` (at most 1,000 objects, 30 days back)."""
+        params = {"entities": ",".join(_segment(e) for e in entities), "changedSince": _iso(changed_since)}
+        return self._call("GET", "cdc", params=params)
+
+    def cdc_all(self, entities: list[str], since: datetime, until: datetime) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every (entity name, object) changed in [since, until], splitting calls that reach the cap."""
+        seen: set[tuple[str, str, str, str]] = set()
+        yield from self._cdc_window(list(entities), since, until, seen)
+
+    def _cdc_window(self, entities: list[str], since: datetime, until: datetime,
+                    seen: set[tuple[str, str, str, str]]) -> Iterator[tuple[str, dict[str, Any]]]:
+        while True:
+            groups = cdc_groups(self.cdc(entities, since))
+            if sum(len(objects) for objects in groups.values()) < CDC_MAX_OBJECTS:
+                yield from _unseen(groups, until, None, seen)
+                return
+            if len(entities) > 1:
+                for entity in entities:  # first split: one entity per call
+                    yield from self._cdc_window([entity], since, until, seen)
+                return
+            boundary = _cdc_boundary(groups, since, entities[0])
+            yield from _unseen(groups, until, boundary, seen)
+            if boundary > until:
+                return
+            since = boundary - CDC_OVERLAP  # then split the window in time: resume from the boundary
+
+    # -- batch -----------------------------------------------------------------------------------------
+
+    def batch(self, items: list[dict[str, Any]]) -> list[BatchResult]:
+        """Run batch items, 30 per request; item faults come back typed in the results, in input order."""
+        prepared = _with_batch_ids(items)
+        results: list[BatchResult] = []
+        for start in range(0, len(prepared), BATCH_MAX_ITEMS):
+            results.extend(self._batch_chunk(prepared[start:start + BATCH_MAX_ITEMS]))
+        return results
+
+    def _batch_chunk(self, chunk: list[dict[str, Any]]) -> list[BatchResult]:
+        document, tid = self._request("POST", "batch", body={"BatchItemRequest": chunk}, write=True,
+                                      cost=len(chunk))
+        answers = {str(item.get("bId")): item for item in document.get("BatchItemResponse") or []}
+        missing = ServerError(message="QuickBooks returned no answer for this batch item", intuit_tid=tid,
+                              http_status=200)
+        return [BatchResult.from_item(answers[item["bId"]], tid) if item["bId"] in answers
+                else BatchResult(item["bId"], None, None, missing) for item in chunk]
+
+    # -- transport -------------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+              body: Mapping[str, Any] | None = None, write: bool = False) -> dict[str, Any]:
+        return self._request(method, path, params=params, body=body, write=write)[0]
+
+    def _request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                 body: Mapping[str, Any] | None = None, write: bool = False,
+                 cost: int = 1) -> tuple[dict[str, Any], str | None]:
+        """One logical call with its retries; returns the parsed answer and its intuit_tid."""
+        query = {**(params or {}), "minorversion": str(self.minorversion)}
+        if write:
+            query["requestid"] = str(uuid.uuid4())  # one id for every retry of this write
+        data = None if body is None else dumps(body).encode("utf-8")
+        token = self._tokens()
+        refreshed = False
+        attempt = 0
+        while True:
+            try:
+                return self._send(method, path, query, data, token, cost)
+            except AuthenticationError:
+                if refreshed:
+                    raise
+                refreshed = True
+                log.info("QBO 401, refreshing the token once realm=%s", self.realm_id)
+                token = self._on_unauthorized(token)
+            except TransientError as exc:
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise
+                delay = self._delay(attempt, exc)
+                log.warning("QBO %s %s failed (%s), retry %d/%d in %.1f s realm=%s", method, path,
+                            type(exc).__name__, attempt, self.max_retries, delay, self.realm_id)
+                self._sleep(delay)
+
+    def _send(self, method: str, path: str, query: Mapping[str, str], data: bytes | None, token: str,
+              cost: int) -> tuple[dict[str, Any], str | None]:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        url = f"{self.api_base}/v3/company/{quote(self.realm_id, safe='')}/{path}"
+        with self._slot(cost):
+            try:
+                response = self._session.request(method, url, params=query, data=data, headers=headers,
+                                                 timeout=self.timeout)
+            except requests.RequestException as exc:
+                raise NetworkError(f"QuickBooks unreachable: {type(exc).__name__}") from exc
+        tid = header(response.headers, "intuit_tid")
+        log.info("QBO %s %s realm=%s status=%s intuit_tid=%s", method, path, self.realm_id,
+                 response.status_code, tid)
+        fault = parse_fault(response.status_code, response.headers, response.content)
+        if fault is not None:
+            log.warning("QBO fault %s code=%s realm=%s intuit_tid=%s", type(fault).__name__, fault.code,
+                        self.realm_id, tid)
+            raise fault
+        return _json_object(response.content, tid, response.status_code), tid
+
+    def _slot(self, cost: int) -> AbstractContextManager[object]:
+        if self._budget is None:
+            return nullcontext()
+        return self._budget.slot(self.realm_id, timeout=self._slot_timeout, cost=cost)
+
+    def _delay(self, attempt: int, exc: TransientError) -> float:
+        """Seconds before the next attempt: what the server asked for, else full-jitter backoff."""
+        if exc.retry_after is not None:
+            return exc.retry_after
+        ceiling = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
+        return self._rng.uniform(0, ceiling)
+
+
+def dumps(body: Any) -> str:
+    """JSON text for a request body, writing Decimal amounts as exact JSON numbers (never via float)."""
+    marker = f"__decimal_{uuid.uuid4().hex}__"
+    text = json.dumps(_mark_decimals(body, marker), ensure_ascii=False)
+    return re.sub(f'"{marker}([^"]*)"', r"\1", text)
+
+
+def _mark_decimals(value: Any, marker: str) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"cannot send a non-finite amount to QuickBooks: {value!r}")
+        return f"{marker}{value}"
+    if isinstance(value, Mapping):
+        return {key: _mark_decimals(item, marker) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mark_decimals(item, marker) for item in value]
+    return value
+
+
+def cdc_groups(document: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The objects of a CDC answer by entity name, in answer order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for cdc_response in document.get("CDCResponse") or []:
+        for query_response in cdc_response.get("QueryResponse") or []:
+            for key, value in query_response.items():
+                if isinstance(value, list):
+                    groups.setdefault(key, []).extend(value)
+    return groups
+
+
+def last_updated(obj: Mapping[str, Any]) -> datetime | None:
+    """An object's MetaData.LastUpdatedTime as aware UTC, or None."""
+    value = (obj.get("MetaData") or {}).get("LastUpdatedTime")
+    if not value:
+        return None
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _cdc_boundary(groups: dict[str, list[dict[str, Any]]], since: datetime, entity: str) -> datetime:
+    """Where a capped single-entity CDC answer stops being complete.
+
+    Intuit orders objects by last update within a type and puts deleted objects after active ones, so the
+    last object of a capped answer marks the point up to which the answer is complete.
+    """
+    objects = [obj for group in groups.values() for obj in group]
+    times = [t for t in (last_updated(obj) for obj in objects) if t is not None]
+    boundary = last_updated(objects[-1]) or (max(times) if times else None)
+    if boundary is None or boundary - CDC_OVERLAP <= since:
+        raise CdcWindowTooDenseError(
+            f"more than {CDC_MAX_OBJECTS} {entity} objects changed at {since.isoformat()}; use a query sync")
+    if not any(obj.get("status") == "Deleted" for obj in objects):
+        log.warning("QBO CDC answer for %s reached the cap without deletions; deletions before %s may be "
+                    "missing until the next full reconcile", entity, boundary.isoformat())
+    return boundary
+
+
+def _unseen(groups: dict[str, list[dict[str, Any]]], until: datetime, boundary: datetime | None,
+            seen: set[tuple[str, str, str, str]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Objects not yet yielded, changed no later than ``until`` and (if given) before ``boundary``."""
+    for entity, objects in groups.items():
+        for obj in objects:
+            changed = last_updated(obj)
+            if changed is not None and (changed > until or (boundary is not None and changed >= boundary)):
+                continue
+            key = (entity, str(obj.get("Id")), changed.isoformat() if changed else "", str(obj.get("status")))
+            if key not in seen:
+                seen.add(key)
+                yield entity, obj
+
+
+def _with_batch_ids(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of the items, each with a unique bId short enough to go with a requestid."""
+    prepared = [{**item, "bId": str(item.get("bId") or f"b{index}")} for index, item in enumerate(items)]
+    ids = [item["bId"] for item in prepared]
+    if len(set(ids)) != len(ids):
+        raise ValueError("batch item bIds must be unique")
+    too_long = [bid for bid in ids if len(bid) > BATCH_ID_MAX_LENGTH]
+    if too_long:
+        raise ValueError(f"batch item bIds must be at most {BATCH_ID_MAX_LENGTH} characters: {too_long[:3]}")
+    return prepared
+
+
+def _segment(entity: str) -> str:
+    """The URL segment of an entity name: Customer → customer, SalesReceipt → salesreceipt."""
+    if not _ENTITY_NAME.match(entity):
+        raise ValueError(f"not a QuickBooks entity name: {entity!r}")
+    return entity.lower()
+
+
+def _entity(document: Mapping[str, Any], entity: str) -> dict[str, Any]:
+    """The entity object of a single-entity answer (key matched case-insensitively)."""
+    wanted = entity.lower()
+    for key, value in document.items():
+        if key.lower() == wanted and isinstance(value, dict):
+            return value
+    raise ServerError(message=f"QuickBooks answer holds no {entity}", http_status=200)
+
+
+def _rows(query_response: Any, entity: str) -> list[dict[str, Any]]:
+    """The rows of a QueryResponse for ``entity`` (absent when nothing matched)."""
+    if not isinstance(query_response, Mapping):
+        return []
+    wanted = entity.lower()
+    return next((value for key, value in query_response.items() if key.lower() == wanted), [])
+
+
+def _json_object(content: bytes, tid: str | None, status: int) -> dict[str, Any]:
+    try:
+        document = json.loads(content, parse_float=Decimal)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise ServerError(message="QuickBooks answered with something other than a JSON object",
+                          intuit_tid=tid, http_status=status)
+    return document
+
+
+def _iso(when: datetime) -> str:
+    if when.tzinfo is None:
+        raise ValueError(f"changed_since must be timezone-aware, got {when!r}")
+    return when.astimezone(UTC).isoformat(timespec="seconds")

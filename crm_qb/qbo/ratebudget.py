@@ -1,0 +1,155 @@
+"""A per-company request budget shared by every process through Redis.
+
+Intuit allows 500 requests per minute and 10 in flight per realm and app (FACTS §4). Each request takes a
+*slot*: one entry in a rolling-window sorted set (scored by grant time) and one lease in an in-flight sorted
+set (scored by lease expiry). Both checks and the grant happen in one Lua script, so no two processes can
+take the last slot. A lease expires on its own, so a process killed with -9 gives its slot back after
+``lease_seconds`` instead of shrinking the budget forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from redis import Redis
+
+from crm_qb.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+# KEYS: window zset, inflight zset. ARGV: now, window, per_window, concurrent, lease id, lease expiry, cost.
+# Returns {1, 0} when granted, else {0, seconds until a slot may free up}.
+_ACQUIRE = """
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local per_window = tonumber(ARGV[3])
+local concurrent = tonumber(ARGV[4])
+local lease_id = ARGV[5]
+local lease_expiry = tonumber(ARGV[6])
+local cost = tonumber(ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= concurrent then
+  local soonest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {0, tostring(tonumber(soonest[2]) - now)}
+end
+local used = redis.call('ZCARD', KEYS[1])
+if used + cost > per_window then
+  local freeing = redis.call('ZRANGE', KEYS[1], used + cost - per_window - 1, used + cost - per_window - 1,
+    'WITHSCORES')
+  return {0, tostring(tonumber(freeing[2]) + window - now)}
+end
+for i = 1, cost do
+  redis.call('ZADD', KEYS[1], now, lease_id .. ':' .. i)
+end
+redis.call('ZADD', KEYS[2], lease_expiry, lease_id)
+local ttl = math.ceil(math.max(window, lease_expiry - now) * 1000) + 1000
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return {1, '0'}
+"""
+
+
+class RateBudgetTimeout(TransientError):
+    """No slot became free within the caller's timeout; the work was not done and should be retried."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A granted slot: the realm, the lease id and the grant time on the budget's clock."""
+
+    realm_id: str
+    lease_id: str
+    granted_at: float
+
+
+class RateBudget:
+    """At most ``per_minute`` requests per rolling ``window`` seconds and ``concurrent`` in flight, per realm."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        per_minute: int = 500,
+        concurrent: int = 10,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        *,
+        window: float = 60.0,
+        lease_seconds: float = 150.0,
+        poll_interval: float = 0.05,
+        key_prefix: str = "qbo:budget",
+    ) -> None:
+        if per_minute < 1 or concurrent < 1:
+            raise ValueError(f"per_minute and concurrent must be positive, got {per_minute!r}, {concurrent!r}")
+        if window <= 0 or lease_seconds <= 0 or poll_interval <= 0:
+            raise ValueError("window, lease_seconds and poll_interval must be positive")
+        self._redis = redis
+        self.per_minute = per_minute
+        self.concurrent = concurrent
+        self._clock = clock
+        self._sleep = sleep
+        self._window = window
+        self._lease_seconds = lease_seconds  # longer than any request may run (Intuit times out at 120 s)
+        self._poll = poll_interval
+        self._prefix = key_prefix
+        self._acquire_script = redis.register_script(_ACQUIRE)
+
+    @contextmanager
+    def slot(self, realm_id: str, timeout: float | None = None, cost: int = 1) -> Iterator[Slot]:
+        """Block until a slot for ``realm_id`` is free (``cost`` counts batch items), hold it, release it."""
+        granted = self.acquire(realm_id, timeout=timeout, cost=cost)
+        try:
+            yield granted
+        finally:
+            self.release(granted)
+
+    def acquire(self, realm_id: str, timeout: float | None = None, cost: int = 1) -> Slot:
+        """Wait for and take a slot; raise RateBudgetTimeout when ``timeout`` seconds pass first."""
+        if not 1 <= cost <= self.per_minute:
+            raise ValueError(f"cost must be between 1 and {self.per_minute}, got {cost!r}")
+        deadline = None if timeout is None else self._clock() + timeout
+        lease_id = uuid.uuid4().hex
+        while True:
+            now = self._clock()
+            wait = self._try_acquire(realm_id, lease_id, now, cost)
+            if wait is None:
+                return Slot(realm_id=realm_id, lease_id=lease_id, granted_at=now)
+            if deadline is not None and now >= deadline:
+                log.warning("QBO rate budget: no slot within %s s realm=%s", timeout, realm_id)
+                raise RateBudgetTimeout(f"no QBO request slot free for realm {realm_id} within {timeout} s",
+                                        retry_after=wait)
+            self._sleep(self._pause(wait, now, deadline))
+
+    def release(self, slot: Slot) -> None:
+        """Give the in-flight lease back; the window entry stays until it ages out."""
+        self._redis.zrem(self._key(slot.realm_id, "inflight"), slot.lease_id)
+
+    def in_flight(self, realm_id: str) -> int:
+        """How many unexpired leases the realm holds now."""
+        key = self._key(realm_id, "inflight")
+        return int(self._redis.zcount(key, f"({self._clock()}", "+inf"))
+
+    def _try_acquire(self, realm_id: str, lease_id: str, now: float, cost: int) -> float | None:
+        """None when granted, else the seconds until a slot may free up."""
+        keys = [self._key(realm_id, "window"), self._key(realm_id, "inflight")]
+        args = [repr(now), self._window, self.per_minute, self.concurrent, lease_id,
+                repr(now + self._lease_seconds), cost]
+        granted, wait = self._acquire_script(keys=keys, args=args)
+        return None if int(granted) == 1 else max(0.0, float(wait))
+
+    def _pause(self, wait: float, now: float, deadline: float | None) -> float:
+        """Poll soon (a released lease frees a slot at any moment) but never past the deadline."""
+        # The small random part spreads waiting processes so they do not all retry at the same instant.
+        pause = min(max(wait, 0.001), self._poll) * (0.5 + random.random() / 2)
+        if deadline is not None:
+            pause = min(pause, max(deadline - now, 0.001))
+        return pause
+
+    def _key(self, realm_id: str, part: str) -> str:
+        return f"{self._prefix}:{{{realm_id}}}:{part}"

@@ -1,0 +1,183 @@
+"""The section 6 REST API of the reference CRM (shapes documented in API.md).
+
+Every call needs ``Authorization: Bearer <token>``. ``PATCH /contacts/{id}`` needs ``If-Match: <version>``
+(428 without it, 412 when stale) so a client can never overwrite a change it has not seen; ``DELETE`` and the
+merge honour ``If-Match`` when given. Contact responses carry ``ETag: "<version>"``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from crm_qb.sandbox.crm.faults import FaultPlan
+from crm_qb.sandbox.crm.state import current_sandbox
+from crm_qb.sandbox.crm.store import decode_cursor
+from crm_qb.sandbox.crm.validation import (
+    ApiError,
+    contact_changes,
+    invalid,
+    parse_aware,
+    parse_version,
+    require_object,
+    task_changes,
+)
+
+bp = Blueprint("crm_api", __name__)
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+
+
+@bp.before_request
+def guard() -> Any:
+    """Count the call, apply injected latency and faults, then check the bearer token."""
+    sandbox = current_sandbox()
+    rule = request.url_rule.rule if request.url_rule else request.path
+    fault, latency_ms = sandbox.faults.record(f"{request.method} {rule}")
+    if latency_ms:
+        time.sleep(latency_ms / 1000)
+    if fault is not None:
+        return fault_response(fault)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), sandbox.token.encode()):
+        raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required")
+    return None
+
+
+def fault_response(fault: FaultPlan) -> Response:
+    """Return the injected error response."""
+    code = "rate_limited" if fault.status == 429 else "unavailable"
+    response = jsonify({"error": {"code": code, "message": f"injected fault ({fault.status})"}})
+    response.status_code = fault.status
+    if fault.retry_after is not None:
+        response.headers["Retry-After"] = str(fault.retry_after)
+    return response
+
+
+def contact_response(contact: dict[str, Any], status: int = 200) -> Response:
+    """Return a contact as JSON with its version as the ETag."""
+    response = jsonify(contact)
+    response.status_code = status
+    response.headers["ETag"] = f'"{contact["version"]}"'
+    return response
+
+
+def if_match(required: bool) -> int | None:
+    """Return the version from ``If-Match``; 428 when required and missing."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        if required:
+            raise ApiError(428, "precondition_required", "If-Match: <version> is required to change a contact")
+        return None
+    return parse_version(header)
+
+
+def json_body() -> Any:
+    """Return the parsed JSON body, or None when it is missing or not JSON."""
+    return request.get_json(silent=True)
+
+
+@bp.get("/contacts/<contact_id>")
+def get_contact(contact_id: str) -> Response:
+    """Return one contact."""
+    return contact_response(current_sandbox().store.get_contact(contact_id))
+
+
+@bp.get("/contacts")
+def list_contacts() -> Response:
+    """Return a page of contacts ordered by (updated_at, id): {"contacts": [...], "next_cursor": str|null}."""
+    args = request.args
+    cursor = args.get("cursor") or None
+    since = args.get("updated_since") or None
+    contacts, next_cursor = current_sandbox().store.list_contacts(
+        updated_since=parse_aware("updated_since", since) if since else None,
+        after=decode_cursor(cursor) if cursor else None,
+        email=args.get("email") or None, limit=page_limit(args.get("limit")))
+    return jsonify({"contacts": contacts, "next_cursor": next_cursor})
+
+
+def page_limit(value: str | None) -> int:
+    """Parse ``limit`` (1..1000, default 100)."""
+    if value is None or value == "":
+        return DEFAULT_LIMIT
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        raise invalid("limit", f"must be an integer from 1 to {MAX_LIMIT}")
+    return int(value)
+
+
+@bp.post("/contacts")
+def create_contact() -> Response:
+    """Create a contact; 201 with the contact."""
+    contact = current_sandbox().store.create_contact(contact_changes(json_body(), creating=True))
+    response = contact_response(contact, 201)
+    response.headers["Location"] = f"/contacts/{contact['id']}"
+    return response
+
+
+@bp.patch("/contacts/<contact_id>")
+def update_contact(contact_id: str) -> Response:
+    """Change some fields of a contact at the version given in If-Match."""
+    version = if_match(required=True)
+    changes = contact_changes(json_body(), creating=False)
+    return contact_response(current_sandbox().store.update_contact(contact_id, changes, version))
+
+
+@bp.delete("/contacts/<contact_id>")
+def delete_contact(contact_id: str) -> tuple[str, int]:
+    """Delete a contact and its tasks; 204."""
+    current_sandbox().store.delete_contact(contact_id, if_match(required=False))
+    return "", 204
+
+
+@bp.post("/contacts/<contact_id>/merge")
+def merge_contact(contact_id: str) -> Response:
+    """Merge this contact into ``{"into": other_id}``; returns the survivor."""
+    into = require_object(json_body()).get("into")
+    if not isinstance(into, str) or not into:
+        raise invalid("into", "must be the id of the surviving contact")
+    return contact_response(current_sandbox().store.merge_contacts(contact_id, into, if_match(required=False)))
+
+
+@bp.put("/contacts/<contact_id>/quickbooks")
+def put_quickbooks(contact_id: str) -> Response:
+    """Store the QuickBooks billing summary as given (no version bump, no hook)."""
+    summary = require_object(json_body())
+    return contact_response(current_sandbox().store.put_quickbooks(contact_id, summary))
+
+
+@bp.get("/contacts/<contact_id>/tasks")
+def list_tasks(contact_id: str) -> Response:
+    """Return {"tasks": [...]} of a contact, oldest first; ``?status=open|done`` filters."""
+    status = request.args.get("status") or None
+    if status not in (None, "open", "done"):
+        raise invalid("status", "must be open or done")
+    return jsonify({"tasks": current_sandbox().store.list_tasks(contact_id, status)})
+
+
+@bp.post("/contacts/<contact_id>/tasks")
+def create_task(contact_id: str) -> tuple[Response, int]:
+    """Create a task on a contact; 201 with the task."""
+    task = current_sandbox().store.create_task(contact_id, task_changes(json_body(), creating=True))
+    return jsonify(task), 201
+
+
+@bp.get("/tasks/<task_id>")
+def get_task(task_id: str) -> Response:
+    """Return one task."""
+    return jsonify(current_sandbox().store.get_task(task_id))
+
+
+@bp.patch("/tasks/<task_id>")
+def update_task(task_id: str) -> Response:
+    """Change some fields of a task."""
+    return jsonify(current_sandbox().store.update_task(task_id, task_changes(json_body(), creating=False)))
+
+
+@bp.delete("/tasks/<task_id>")
+def delete_task(task_id: str) -> tuple[str, int]:
+    """Delete a task; 204."""
+    current_sandbox().store.delete_task(task_id)
+    return "", 204

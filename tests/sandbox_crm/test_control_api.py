@@ -1,0 +1,91 @@
+"""The reference CRM's /_sandbox/ control API: info, hooks, faults, counts, seed, reset, panel."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.sandbox_crm.conftest import AUTH, TOKEN
+
+
+def test_info_names_the_api_base_token_and_hook_url(client: FlaskClient) -> None:
+    info = client.get("/_sandbox/info").json
+    assert (info["api_base"], info["token"], info["hook_url"]) == ("http://localhost", TOKEN, None)
+    client.post("/_sandbox/hooks", json={"url": "http://127.0.0.1:1/hooks", "secret": "s"})
+    assert client.get("/_sandbox/info").json["hook_url"] == "http://127.0.0.1:1/hooks"
+    assert "s" not in client.get("/_sandbox/info").json.values(), "the hook secret is never echoed"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"url": "ftp://x", "secret": "s"}, "url"), ({"url": "http://x"}, "secret"), ({"url": 5, "secret": "s"}, "url"),
+])
+def test_hook_settings_are_validated(client: FlaskClient, body: dict[str, object], field: str) -> None:
+    response = client.post("/_sandbox/hooks", json=body)
+    assert response.status_code == 400 and response.json["error"]["field"] == field
+
+
+def test_injected_faults_fail_the_next_calls_then_stop(client: FlaskClient) -> None:
+    plan = client.post("/_sandbox/faults", json={"count": 2, "status": 429, "retry_after": 3}).json
+    assert plan == {"count": 2, "status": 429, "retry_after": 3, "latency_ms": 0}
+    first = client.get("/contacts", headers=AUTH)
+    assert first.status_code == 429 and first.headers["Retry-After"] == "3"
+    assert first.json["error"]["code"] == "rate_limited"
+    assert client.get("/contacts").status_code == 429, "faults come before authentication, like a gateway"
+    assert client.get("/contacts", headers=AUTH).status_code == 200
+    client.post("/_sandbox/faults", json={"count": 1})
+    unavailable = client.get("/contacts", headers=AUTH)
+    assert unavailable.status_code == 503 and "Retry-After" not in unavailable.headers
+    assert client.get("/_sandbox/info").status_code == 200, "the control API is never faulted"
+
+
+def test_fault_plans_are_validated(client: FlaskClient) -> None:
+    assert client.post("/_sandbox/faults", json={"count": 1, "status": 404}).json["error"]["field"] == "status"
+    assert client.post("/_sandbox/faults", json={"count": -1}).json["error"]["field"] == "count"
+    assert client.post("/_sandbox/faults", json={"latency_ms": True}).json["error"]["field"] == "latency_ms"
+
+
+def test_latency_is_added_to_api_calls(client: FlaskClient) -> None:
+    client.post("/_sandbox/faults", json={"latency_ms": 150})
+    started = time.monotonic()
+    assert client.get("/contacts", headers=AUTH).status_code == 200
+    assert time.monotonic() - started >= 0.15
+
+
+def test_request_counts_by_endpoint_and_reset(client: FlaskClient) -> None:
+    contact_id = client.post("/contacts", json={"first_name": "A"}, headers=AUTH).json["id"]
+    client.get(f"/contacts/{contact_id}", headers=AUTH)
+    client.get("/contacts/other", headers=AUTH)
+    client.get("/contacts", headers=AUTH)
+    counts = client.get("/_sandbox/requests").json
+    assert counts == {"endpoints": {"POST /contacts": 1, "GET /contacts/<contact_id>": 2, "GET /contacts": 1},
+                      "total": 4}
+    assert client.post("/_sandbox/reset").status_code == 204
+    assert client.get("/_sandbox/requests").json == {"endpoints": {}, "total": 0}
+    assert client.get("/contacts", headers=AUTH).json["contacts"] == []
+
+
+def test_seed_is_deterministic_and_acts_like_crm_users(client: FlaskClient) -> None:
+    ids = client.post("/_sandbox/seed", json={"contacts": 3, "seed": 42}).json["ids"]
+    first = [client.get(f"/contacts/{i}", headers=AUTH).json for i in ids]
+    client.post("/_sandbox/reset")
+    again = client.post("/_sandbox/seed", json={"contacts": 3, "seed": 42}).json["ids"]
+    second = [client.get(f"/contacts/{i}", headers=AUTH).json for i in again]
+    names = [(c["first_name"], c["last_name"], c["email"]) for c in first]
+    assert names == [(c["first_name"], c["last_name"], c["email"]) for c in second]
+
+
+def test_control_contact_edits_need_no_if_match(client: FlaskClient) -> None:
+    contact = client.post("/_sandbox/contacts", json={"first_name": "A"}).json
+    edited = client.patch(f"/_sandbox/contacts/{contact['id']}", json={"first_name": "B"}).json
+    assert edited["version"] == 2 and edited["first_name"] == "B"
+    assert client.patch(f"/_sandbox/contacts/{contact['id']}", json={"version": 9}).status_code == 400
+
+
+def test_panel_template_is_validated(client: FlaskClient) -> None:
+    bad = client.post("/_sandbox/panel", json={"url_template": "http://x/panel"})
+    assert bad.status_code == 400 and bad.json["error"]["field"] == "url_template"
+    good = client.post("/_sandbox/panel", json={"url_template": "http://127.0.0.1:5000/panel/1/contacts/{id}"})
+    assert good.status_code == 200
+    assert client.get("/_sandbox/info").json["panel_url_template"] == "http://127.0.0.1:5000/panel/1/contacts/{id}"
