@@ -1,0 +1,33 @@
+"""Small helpers shared by the sandbox's views: JSON responses with QBO's headers, body parsing."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Response, request
+
+from . import faults, jsonio
+
+
+def json_response(body: object, status: int = 200) -> Response:
+    """A JSON response (Decimal written as numbers) with an ``intuit_tid`` header, as QBO sends."""
+    response = Response(jsonio.dumps(body), status=status, mimetype="application/json")
+    response.headers["intuit_tid"] = str(uuid.uuid4())
+    return response
+
+
+def json_body() -> object:
+    """The request body parsed as JSON with Decimal money; a QBO fault when it is not JSON."""
+    raw = request.get_data()
+    try:
+        return jsonio.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise faults.unsupported_operation("Invalid byte 1 of 1-byte UTF-8 sequence.") from exc
+    except ValueError as exc:
+        raise faults.QboFault("2010", "Request has invalid or unsupported property",
+                              f"Request body is not valid JSON: {exc}") from exc
+
+
+def error_json(code: str, message: str, status: int) -> Response:
+    """The control API's error shape (DESIGN.md section 5): {"error": {"code", "message"}}."""
+    return json_response({"error": {"code": code, "message": message}}, status)
