@@ -69,6 +69,14 @@ class Supervisor:
                 self.out.flush()
         child.ready.set()
 
+    def run_once(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+        """Run a one-shot step (e.g. a migration) to its end, relaying its output; return its exit code."""
+        child = self.start(name, argv, env)
+        self.children.remove(child)  # a finished step is not a service whose exit should stop the others
+        code = child.process.wait()
+        child.ready.wait(5)  # let the relay thread flush the step's last lines
+        return code
+
     def wait(self) -> int:
         """Block until a signal arrives or a child exits; stop everything; return the exit status."""
         stop = threading.Event()

@@ -57,9 +57,9 @@ def _require_redis(settings: Settings) -> None:
 
 
 def _run_to_end(sup: Supervisor, argv: list[str]) -> None:
-    child = sup.start(argv[3] if len(argv) > 3 else "setup", argv)
-    if child.process.wait() != 0:
-        raise ConfigError(f"{' '.join(argv[3:])} failed (exit code {child.process.returncode})")
+    code = sup.run_once(argv[3] if len(argv) > 3 else "setup", argv)
+    if code != 0:
+        raise ConfigError(f"{' '.join(argv[3:])} failed (exit code {code})")
 
 
 def _local_qbo_env(info: dict[str, Any]) -> dict[str, str]:

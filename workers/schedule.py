@@ -1,4 +1,4 @@
-"""The scheduler: enqueues periodic jobs (the inbox sweep; later the CDC poll, overdue scan, token refresh).
+"""The scheduler: enqueues periodic jobs and moves delayed RQ jobs (retries with backoff) back onto their queues.
 
 Several schedulers may run at once (for availability): a Redis ``SET NX EX`` per job and period decides which
 one enqueues, and the job id carries the period, so a tick is never enqueued twice.
@@ -15,10 +15,11 @@ from typing import Any
 
 from flask import Flask
 from redis.exceptions import RedisError
+from rq.scheduler import RQScheduler
 
 from crm_qb.runtime import runtime
-from workers import jobs
-from workers.queues import enqueue
+from workers import followup_jobs, jobs
+from workers.queues import all_queues, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,10 @@ class Periodic:
     every: int
 
 
-PERIODIC = (Periodic("sweep-inbound", jobs.sweep_inbound_events, 60),)
+PERIODIC = (
+    Periodic("sweep-inbound", jobs.sweep_inbound_events, 60),
+    Periodic("followup-scans", followup_jobs.enqueue_followup_scans, followup_jobs.SCAN_EVERY_SECONDS),
+)
 
 
 def tick(app: Flask, now: float, periodic: tuple[Periodic, ...] = PERIODIC) -> list[str]:
@@ -53,10 +57,23 @@ def tick(app: Flask, now: float, periodic: tuple[Periodic, ...] = PERIODIC) -> l
 def run_scheduler(app: Flask, stop: threading.Event, interval: float = 1.0) -> None:
     """Tick every ``interval`` seconds until ``stop`` is set; Redis outages are logged and waited out."""
     log.info("scheduler started: %s", ", ".join(f"{p.name} every {p.every}s" for p in PERIODIC))
+    rt = runtime(app)
+    delayed = RQScheduler([q.name for q in all_queues(rt.redis, rt.settings.queue_prefix)], connection=rt.redis)
     while not stop.is_set():
         try:
             for job_id in tick(app, time.time()):
                 log.info("enqueued %s", job_id)
+            promote_delayed_jobs(delayed)
         except RedisError as exc:
             log.warning("scheduler cannot reach Redis (%s); retrying", type(exc).__name__)
         stop.wait(interval)
+    delayed.stop()
+
+
+def promote_delayed_jobs(delayed: RQScheduler) -> None:
+    """Move delayed jobs that are due (RQ retries with intervals) onto their queues; one scheduler at a time."""
+    if delayed.should_reacquire_locks:
+        delayed.acquire_locks()
+    if delayed.acquired_locks:
+        delayed.heartbeat()
+        delayed.enqueue_scheduled_jobs()

@@ -40,4 +40,6 @@ def build_worker(app: Flask, name: str | None = None) -> AppWorker:
 
 def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> bool:
     """Work until stopped (or, with ``burst``, until the queues are empty)."""
-    return bool(build_worker(app, name).work(burst=burst, with_scheduler=True))
+    # No with_scheduler: RQ would fork a scheduler process that outlives a killed worker. Promoting delayed
+    # jobs (retries with intervals) is done by ``crm-qb scheduler`` instead (workers.schedule).
+    return bool(build_worker(app, name).work(burst=burst))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,16 +10,20 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
+from rq.job import JobStatus
+from rq.scheduler import RQScheduler
 from sqlalchemy import func, select, update
 
 from crm_qb.app import create_app
 from crm_qb.db import db, utcnow
 from crm_qb.models import AuditEntry, EventStatus, InboundEvent
+from crm_qb.runtime import runtime
 from tests.conftest import make_settings
 from tests.integration.helpers import add_connection, count_events, post_qbo
 from tests.support import fixture_bytes
 from workers import jobs
-from workers.schedule import Periodic, tick
+from workers.queues import INBOUND, all_queues, enqueue, job
+from workers.schedule import Periodic, promote_delayed_jobs, tick
 from workers.worker import build_worker
 
 
@@ -107,3 +112,28 @@ def test_replay_puts_failed_events_back(app: Flask, client: FlaskClient) -> None
     with app.app_context():
         event = db.session.get(InboundEvent, event_id)
         assert event is not None and event.status == EventStatus.PROCESSED
+
+
+@job(INBOUND, timeout=30, retry_intervals=(1,))
+def flaky_job(key: str) -> str:
+    """Fails on its first run, succeeds on the retry (a test job)."""
+    redis = runtime().redis
+    if redis.incr(key) == 1:
+        raise RuntimeError("transient failure")
+    return "ok"
+
+
+def test_a_retry_with_an_interval_is_promoted_by_the_scheduler(app: Flask, redis_client: Redis) -> None:
+    prefix = runtime(app).settings.queue_prefix
+    with app.app_context():
+        queued = enqueue(redis_client, prefix, flaky_job, "flaky-runs", job_id="flaky-1")
+    assert queued is not None
+    build_worker(app).work(burst=True)
+    assert queued.get_status(refresh=True) == JobStatus.SCHEDULED
+    delayed = RQScheduler([q.name for q in all_queues(redis_client, prefix)], connection=redis_client)
+    time.sleep(1.1)
+    promote_delayed_jobs(delayed)
+    delayed.stop()
+    build_worker(app).work(burst=True)
+    assert queued.get_status(refresh=True) == JobStatus.FINISHED
+    assert int(redis_client.get("flaky-runs") or 0) == 2
