@@ -1,0 +1,458 @@
+"""Follow-ups against the reference CRM on a real port, on SQLite and PostgreSQL, with a controlled clock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from sqlalchemy import select
+
+from crm_qb.config import Settings
+from crm_qb.crm.errors import CrmUnavailableError
+from crm_qb.crm.rest import RestConnector
+from crm_qb.db import db
+from crm_qb.models import ContactLink, FolderItem, FollowUp, FollowUpStatus
+from crm_qb.sandbox.crm.server import RunningServer, start_server
+from crm_qb.sandbox.crm.state import SandboxConfig
+from crm_qb.sync.followup_settings import InvalidFollowupSettings
+from crm_qb.sync.followups import (
+    UnknownConnectionError,
+    close_followups,
+    configure_followups,
+    followup_settings,
+    scan_connection,
+    scan_invoice,
+    task_marker,
+)
+from tests.conftest import make_settings
+from tests.integration.helpers import add_connection
+
+CRM_TOKEN = "t"  # the token add_connection stores
+APP_BASE = "https://app.qbo.example"
+QBO_OVERRIDES = {"qbo_app_base": APP_BASE, "qbo_api_base": "http://127.0.0.1:9/qbo",
+                 "qbo_discovery_url": "http://127.0.0.1:9/discovery"}
+DUE = date(2025, 1, 31)
+TAG = "QuickBooks: overdue"
+
+
+def at(day: date, hour: int = 12) -> datetime:
+    """A UTC instant on ``day``."""
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+def overdue_by(days: int) -> datetime:
+    """Noon UTC ``days`` after DUE."""
+    return at(DUE + timedelta(days=days))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """The test settings plus QBO addresses, so deep links can be built."""
+    return make_settings(tmp_path, database_url, **QBO_OVERRIDES)
+
+
+@pytest.fixture
+def crm() -> Iterator[RunningServer]:
+    """The reference CRM serving on a free port of 127.0.0.1."""
+    running = start_server("127.0.0.1", 0, SandboxConfig(token=CRM_TOKEN))
+    yield running
+    running.stop()
+
+
+class World:
+    """One connection wired to the reference CRM, with helpers to act as QuickBooks and as a CRM user."""
+
+    def __init__(self, app: Flask, crm: RunningServer) -> None:
+        self.app, self.crm = app, crm
+        self.connection_id = add_connection(app, realm_id="9130", crm_url=crm.url).id
+        self.http = requests.Session()
+        self.http.trust_env = False
+
+    def contact(self, qbo_customer_id: str, **fields: Any) -> str:
+        """Create a CRM contact linked to the QBO customer; return its id."""
+        body = {"display_name": f"Customer {qbo_customer_id}", "owner_id": "u7", **fields}
+        contact_id = self.http.post(f"{self.crm.url}/_sandbox/contacts", json=body, timeout=5).json()["id"]
+        with self.app.app_context():
+            db.session.add(ContactLink(connection_id=self.connection_id, crm_contact_id=contact_id,
+                                       qbo_customer_id=qbo_customer_id))
+            db.session.commit()
+        return str(contact_id)
+
+    def invoice(self, qbo_id: str, customer: str, balance: str = "1234.50", due: date = DUE,
+                total: str = "1234.50", currency: str = "USD", status: str = "Open") -> None:
+        """Mirror an invoice, as the transaction sync would."""
+        with self.app.app_context():
+            db.session.add(FolderItem(
+                connection_id=self.connection_id, qbo_customer_id=customer, txn_type="Invoice", qbo_id=qbo_id,
+                doc_number=f"INV-{qbo_id}", due_date=due, status=status, currency=currency, total=Decimal(total),
+                balance=Decimal(balance), home_total=Decimal(total), home_balance=Decimal(balance),
+                details={"CustomerRef": {"value": customer, "name": f"Customer {customer}"}}))
+            db.session.commit()
+
+    def change_invoice(self, qbo_id: str, **values: Any) -> None:
+        """Change the mirrored invoice (paid, voided, moved, ...)."""
+        with self.app.app_context():
+            item = db.session.scalars(select(FolderItem).where(FolderItem.qbo_id == qbo_id)).one()
+            for name, value in values.items():
+                setattr(item, name, value)
+            db.session.commit()
+
+    def delete_invoice(self, qbo_id: str) -> None:
+        """Remove the mirrored invoice, as the sync does when it is deleted in QBO."""
+        with self.app.app_context():
+            db.session.delete(db.session.scalars(select(FolderItem).where(FolderItem.qbo_id == qbo_id)).one())
+            db.session.commit()
+
+    def scan(self, now: datetime, **kwargs: Any) -> dict[str, Any]:
+        """Run the connection scan at ``now``."""
+        with self.app.app_context():
+            return scan_connection(self.connection_id, now=now, **kwargs).to_json()
+
+    def configure(self, **changes: Any) -> None:
+        """Change the connection's follow-up settings."""
+        with self.app.app_context():
+            configure_followups(self.connection_id, changes)
+
+    def tasks(self, contact_id: str) -> list[dict[str, Any]]:
+        """The contact's tasks as the CRM has them."""
+        response = self.http.get(f"{self.crm.url}/contacts/{contact_id}/tasks", timeout=5,
+                                 headers={"Authorization": f"Bearer {CRM_TOKEN}"})
+        return list(response.json()["tasks"])
+
+    def crm_contact(self, contact_id: str) -> dict[str, Any]:
+        """The contact as the CRM has it."""
+        return dict(self.http.get(f"{self.crm.url}/contacts/{contact_id}", timeout=5,
+                                  headers={"Authorization": f"Bearer {CRM_TOKEN}"}).json())
+
+    def as_user(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Call the CRM API as a CRM user would (with the token)."""
+        return self.http.request(method, f"{self.crm.url}{path}", timeout=5,
+                                 headers={"Authorization": f"Bearer {CRM_TOKEN}"}, **kwargs)
+
+    def faults(self, **plan: Any) -> None:
+        """Set the CRM's fault plan."""
+        assert self.http.post(f"{self.crm.url}/_sandbox/faults", json=plan, timeout=5).status_code == 200
+
+    def rows(self) -> list[tuple[str, int, str, str | None]]:
+        """(invoice, rule, status, reason) of every FollowUp row, ordered."""
+        with self.app.app_context():
+            rows = db.session.scalars(select(FollowUp).order_by(FollowUp.qbo_invoice_id, FollowUp.rule_days))
+            result = [(r.qbo_invoice_id, r.rule_days, r.status.value, r.status_reason) for r in rows]
+            db.session.rollback()
+            return result
+
+    def connector(self) -> RestConnector:
+        """A real connector that does not sleep between retries (keeps outage tests fast)."""
+        return RestConnector(self.crm.url, CRM_TOKEN, sleep=lambda _seconds: None)
+
+
+@pytest.fixture
+def world(app: Flask, crm: RunningServer) -> Iterator[World]:
+    """A connection to the running reference CRM."""
+    created = World(app, crm)
+    yield created
+    created.http.close()
+
+
+def test_an_overdue_invoice_gets_a_task_then_a_second_one_fourteen_days_later(world: World) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    assert world.scan(overdue_by(0))["created"] == 0  # due today is not overdue
+    assert world.scan(overdue_by(1))["created"] == 1
+    [task] = world.tasks(contact)
+    assert task["status"] == "open" and task["owner_id"] == "u7" and task["due_date"] == "2025-02-01"
+    assert "INV-101" in task["title"] and "USD 1,234.50" in task["title"]
+    description = task["description"]
+    for expected in ("Customer c1", "Amount: USD 1,234.50", "Balance due: USD 1,234.50", "Due date: 2025-01-31",
+                     "1 days overdue", f"{APP_BASE}/app/invoice?txnId=101"):
+        assert expected in description
+    assert description.endswith(task_marker(world.connection_id, "101", 1))
+    assert world.scan(overdue_by(1))["created"] == 0
+    assert world.scan(overdue_by(13))["created"] == 0
+    assert world.scan(overdue_by(14))["created"] == 1
+    assert [t["title"].endswith("(14 days overdue)") for t in world.tasks(contact)] == [False, True]
+    assert world.rows() == [("101", 1, "open", None), ("101", 14, "open", None)]
+
+
+def test_today_is_the_companys_date_in_its_time_zone(world: World, app: Flask) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    with app.app_context():
+        from crm_qb.models import Connection
+
+        row = db.session.get(Connection, world.connection_id)
+        assert row is not None
+        row.company_timezone = "America/Los_Angeles"
+        db.session.commit()
+    # 2025-02-01 05:00 UTC is still January 31 in Los Angeles: due today, not overdue.
+    assert world.scan(at(date(2025, 2, 1), hour=5))["created"] == 0
+    assert world.scan(at(date(2025, 2, 1), hour=8))["created"] == 1
+    assert len(world.tasks(contact)) == 1
+
+
+def test_a_partly_paid_invoice_keeps_its_rules_and_shows_its_balance_in_its_currency(world: World) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1", total="250000", balance="1000", currency="JPY")
+    world.scan(overdue_by(30))
+    tasks = world.tasks(contact)
+    assert len(tasks) == 3
+    assert "Amount: JPY 250,000" in tasks[0]["description"] and "Balance due: JPY 1,000" in tasks[0]["description"]
+
+
+def test_paying_the_invoice_completes_its_tasks_with_the_reason(world: World) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    world.invoice("102", "c1")
+    world.scan(overdue_by(14))
+    world.change_invoice("101", balance=Decimal("0.00"), home_balance=Decimal("0.00"), status="Paid")
+    result = world.scan(overdue_by(15))
+    assert result["completed"] == 2 and result["created"] == 0
+    by_marker = {t["description"].split("[crm-qb follow-up ")[1].split("]")[0]: t for t in world.tasks(contact)}
+    for rule in (1, 14):
+        task = by_marker[f"{world.connection_id}:101:{rule}"]
+        assert task["status"] == "done"
+        assert "Completed by crm-qb on 2025-02-15: the invoice was paid in full." in task["description"]
+        assert by_marker[f"{world.connection_id}:102:{rule}"]["status"] == "open"
+    assert world.rows()[:2] == [("101", 1, "completed", "the invoice was paid in full"),
+                                ("101", 14, "completed", "the invoice was paid in full")]
+    assert world.scan(overdue_by(30))["created"] == 1  # only invoice 102's 30-day rule
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ("voided", "the invoice was voided in QuickBooks"),
+    ("deleted", "the invoice was deleted in QuickBooks"),
+    ("moved", "the invoice was moved to another customer"),
+])
+def test_voided_deleted_or_moved_invoices_complete_their_tasks(world: World, change: str, reason: str) -> None:
+    contact = world.contact("c1")
+    other = world.contact("c2")
+    world.invoice("101", "c1")
+    world.scan(overdue_by(1))
+    if change == "voided":
+        world.change_invoice("101", balance=Decimal(0), total=Decimal(0), status="Voided")
+    elif change == "deleted":
+        world.delete_invoice("101")
+    else:
+        world.change_invoice("101", qbo_customer_id="c2")
+    assert world.scan(overdue_by(2))["completed"] == 1
+    [task] = world.tasks(contact)
+    assert task["status"] == "done" and reason in task["description"]
+    assert world.rows() == [("101", 1, "completed", reason)]
+    assert world.tasks(other) == []  # the rule already fired for this invoice
+
+
+def test_close_followups_completes_at_once_when_the_sync_reports_a_change(world: World, app: Flask) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    world.scan(overdue_by(1))
+    with app.app_context():
+        result = close_followups(world.connection_id, "101", "paid", now=overdue_by(1))
+        again = close_followups(world.connection_id, "101", "paid", now=overdue_by(1))
+    assert (result.completed, again.completed) == (1, 0)
+    [task] = world.tasks(contact)
+    assert task["status"] == "done" and task["description"].count("paid in full") == 1
+    with app.app_context(), pytest.raises(ValueError, match="needs a reason"):
+        close_followups(world.connection_id, "101", " ")
+
+
+@pytest.mark.parametrize("user_action", ["complete", "delete"])
+def test_a_task_the_user_closed_is_never_created_again(world: World, user_action: str) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    world.scan(overdue_by(1))
+    [task] = world.tasks(contact)
+    if user_action == "complete":
+        assert world.as_user("PATCH", f"/tasks/{task['id']}", json={"status": "done"}).status_code == 200
+    else:
+        assert world.as_user("DELETE", f"/tasks/{task['id']}").status_code == 204
+    assert world.scan(overdue_by(2))["closed_by_user"] == 1
+    for day in (3, 14):
+        world.scan(overdue_by(day))
+    rule_one = [t for t in world.tasks(contact) if t["description"].endswith(":101:1]")]
+    assert [(t["id"], t["status"]) for t in rule_one] == ([(task["id"], "done")] if user_action == "complete" else [])
+    assert world.rows()[0][:3] == ("101", 1, "closed_by_user")
+    world.change_invoice("101", balance=Decimal(0), status="Paid")
+    world.scan(overdue_by(15))
+    assert world.rows()[0][:3] == ("101", 1, "closed_by_user")
+
+
+def test_a_task_created_before_a_crash_is_found_by_its_marker_not_created_twice(world: World, app: Flask) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    marker = task_marker(world.connection_id, "101", 1)
+    with app.app_context():  # the crashed run reserved the row and created the task, but never recorded it
+        db.session.add(FollowUp(connection_id=world.connection_id, qbo_invoice_id="101", rule_days=1,
+                                crm_contact_id=contact, status=FollowUpStatus.PENDING))
+        db.session.commit()
+    made = world.as_user("POST", f"/contacts/{contact}/tasks", json={"title": "x", "description": f"y\n\n{marker}"})
+    result = world.scan(overdue_by(1))
+    assert result["created"] == 0
+    assert [t["id"] for t in world.tasks(contact)] == [made.json()["id"]]
+    with app.app_context():
+        row = db.session.scalars(select(FollowUp)).one()
+        assert (row.status, row.crm_task_id) == (FollowUpStatus.OPEN, made.json()["id"])
+
+
+def test_concurrent_scans_never_make_two_tasks_for_one_rule(world: World, app: Flask) -> None:
+    contacts = [world.contact(f"c{i}") for i in range(3)]
+    for i in range(3):
+        world.invoice(f"10{i}", f"c{i}")
+    world.faults(latency_ms=20)  # widen the window between listing and creating
+    errors: list[BaseException] = []
+
+    def scan() -> None:
+        try:
+            world.scan(overdue_by(30))
+        except BaseException as exc:  # collected and re-raised by the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=scan) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    world.scan(overdue_by(30))  # finishes any row a busy lock made a scan skip
+    for contact in contacts:
+        markers = sorted(t["description"].rsplit(":", 1)[1] for t in world.tasks(contact))
+        assert markers == ["14]", "1]", "30]"]
+    assert {status for _, _, status, _ in world.rows()} == {"open"}
+
+
+def test_a_crm_outage_leaves_rows_pending_and_the_next_scan_creates_the_tasks(world: World) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    world.faults(count=1000, status=503)
+    with pytest.raises(CrmUnavailableError):
+        world.scan(overdue_by(14), crm=world.connector())
+    assert [row[2] for row in world.rows()] == ["pending", "pending"]
+    world.faults(count=0)
+    assert world.scan(overdue_by(14), crm=world.connector())["created"] == 2
+    assert len(world.tasks(contact)) == 2
+    assert world.scan(overdue_by(14))["created"] == 0
+
+
+def test_the_tag_follows_whether_the_contact_has_an_overdue_invoice(world: World) -> None:
+    contact = world.contact("c1", tags=["vip"])
+    world.invoice("101", "c1")
+    world.invoice("102", "c1", due=DUE + timedelta(days=10))
+    world.scan(overdue_by(1))
+    assert world.crm_contact(contact)["tags"] == ["vip"]  # the tag is off by default
+    world.configure(tag_enabled=True)
+    assert world.scan(overdue_by(1))["tagged"] == 1
+    assert world.crm_contact(contact)["tags"] == ["vip", TAG]
+    assert world.scan(overdue_by(1))["tagged"] == 0
+    world.change_invoice("101", balance=Decimal(0), status="Paid")
+    assert world.scan(overdue_by(2))["untagged"] == 1  # invoice 102 is not yet due
+    assert world.crm_contact(contact)["tags"] == ["vip"]
+    assert world.scan(overdue_by(11))["tagged"] == 1
+
+
+def test_a_tag_write_that_meets_a_concurrent_edit_rereads_and_keeps_both(world: World, app: Flask) -> None:
+    contact = world.contact("c1", tags=["vip"])
+    world.invoice("101", "c1")
+    world.configure(tag_enabled=True, enabled=False)
+
+    class EditedMeanwhile(RestConnector):
+        """A real connector; a CRM user adds a tag between our first read and our write."""
+
+        edits = 0
+
+        def get_contact(self, contact_id: str) -> Any:
+            contact_now = super().get_contact(contact_id)
+            if not self.edits:
+                self.edits += 1
+                world.http.patch(f"{world.crm.url}/_sandbox/contacts/{contact_id}", json={"tags": ["vip", "new"]},
+                                 timeout=5)
+            return contact_now
+
+    result = world.scan(overdue_by(1), crm=EditedMeanwhile(world.crm.url, CRM_TOKEN))
+    assert result["tagged"] == 1 and result["created"] == 0
+    assert world.crm_contact(contact)["tags"] == ["vip", "new", TAG]
+
+
+def test_scan_invoice_handles_only_that_invoice(world: World, app: Flask) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    world.invoice("102", "c1")
+    with app.app_context():
+        assert scan_invoice(world.connection_id, "101", now=overdue_by(14)).created == 2
+    assert len(world.tasks(contact)) == 2
+    world.change_invoice("101", balance=Decimal(0), status="Paid")
+    with app.app_context():
+        assert scan_invoice(world.connection_id, "101", now=overdue_by(14)).completed == 2
+
+
+def test_no_tasks_while_disabled_or_for_unlinked_customers_but_paid_still_completes(world: World) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    world.invoice("900", "not-linked")
+    world.scan(overdue_by(1))
+    world.configure(enabled=False)
+    assert world.scan(overdue_by(14))["created"] == 0
+    world.change_invoice("101", balance=Decimal(0), status="Paid")
+    assert world.scan(overdue_by(15))["completed"] == 1
+    assert [t["status"] for t in world.tasks(contact)] == ["done"]
+    assert [row[0] for row in world.rows()] == ["101"]
+
+
+def test_custom_rules_and_templates_are_used(world: World) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    world.configure(rule_days=[7], title_template="Chase {customer}: {balance} {{late}}",
+                    description_template="See {deep_link}")
+    assert world.scan(overdue_by(6))["created"] == 0
+    assert world.scan(overdue_by(7))["created"] == 1
+    [task] = world.tasks(contact)
+    assert task["title"] == "Chase Customer c1: USD 1,234.50 {late}"
+    assert task["description"] == f"See {APP_BASE}/app/invoice?txnId=101\n\n" + task_marker(
+        world.connection_id, "101", 7)
+
+
+def test_bad_settings_are_refused_with_a_clear_error_and_nothing_is_stored(world: World, app: Flask) -> None:
+    with app.app_context():
+        with pytest.raises(InvalidFollowupSettings, match=r"title_template: unknown placeholder \{amout\}"):
+            configure_followups(world.connection_id, {"title_template": "Pay {amout}", "rule_days": [2]})
+        with pytest.raises(InvalidFollowupSettings, match=r"rule_days\[0\]: must be a whole number >= 1"):
+            configure_followups(world.connection_id, {"rule_days": [0, 5]})
+        with pytest.raises(InvalidFollowupSettings, match="colour: unknown setting"):
+            configure_followups(world.connection_id, {"colour": "red"})
+        with pytest.raises(UnknownConnectionError, match="no connection 999"):
+            configure_followups(999, {})
+        assert followup_settings(world.connection_id).rule_days == (1, 14, 30)
+        assert configure_followups(world.connection_id, {"rule_days": [30, 7, 7]}).rule_days == (7, 30)
+        assert configure_followups(world.connection_id, {}, reset=True).rule_days == (1, 14, 30)
+
+
+def test_the_hourly_job_enqueues_one_scan_per_connection_that_a_worker_runs(world: World, app: Flask,
+                                                                              redis_client: Any) -> None:
+    from workers import followup_jobs
+    from workers.schedule import PERIODIC, tick
+    from workers.worker import build_worker
+
+    contact = world.contact("c1")
+    world.invoice("101", "c1", due=datetime.now(UTC).date() - timedelta(days=2))
+    second = add_connection(app, crm_url=world.crm.url).id
+    assert [p.every for p in PERIODIC if p.func is followup_jobs.enqueue_followup_scans] == [3600]
+    now = datetime.now(UTC).timestamp()
+    assert f"followup-scans-{int(now // 3600)}" in tick(app, now)
+    with app.app_context():
+        assert followup_jobs.enqueue_followup_scans() == 2
+        assert followup_jobs.enqueue_followup_scans() == 0  # this period's scans are already waiting
+    period = int(datetime.now(UTC).timestamp() // 3600)
+    assert {followup_jobs.scan_job_id(world.connection_id, period), followup_jobs.scan_job_id(second, period)} <= {
+        key.decode().rsplit(":", 1)[1] for key in redis_client.keys("rq:job:*")}
+    build_worker(app).work(burst=True)
+    assert len(world.tasks(contact)) == 1
+    with app.app_context():
+        assert followup_jobs.enqueue_invoice_scan(redis_client, "crm_qb_test", world.connection_id, "1/01") \
+            is not None
+    build_worker(app).work(burst=True)
+    assert len(world.tasks(contact)) == 1
