@@ -186,6 +186,7 @@ class QboClient:
     def void(self, entity: str, id: str, sync_token: str) -> dict[str, Any]:
         """Void a transaction by its entity's rule (FACTS §9): amounts zeroed, the transaction kept."""
         segment = _segment(entity)
+        body: dict[str, Any]
         if segment in _VOID_BY_OPERATION:
             params, body = {"operation": "void"}, {"Id": id, "SyncToken": sync_token}
         elif segment in _VOID_BY_UPDATE:

@@ -94,7 +94,9 @@ class Discovery:
             raise DiscoveryError(f"discovery document lacks {', '.join(missing)}")
         for name in required:
             check_transport(document[name])
-        return cls(**{name: document.get(name) for name in (*required, "issuer", "userinfo_endpoint", "jwks_uri")})
+        fields: dict[str, Any] = {name: document.get(name) for name in (*required, "issuer", "userinfo_endpoint",
+                                                                          "jwks_uri")}
+        return cls(**fields)
 
     @classmethod
     def load(cls, url: str, session: requests.Session | None = None,

@@ -138,8 +138,8 @@ class RateBudget:
     def _try_acquire(self, realm_id: str, lease_id: str, now: float, cost: int) -> float | None:
         """None when granted, else the seconds until a slot may free up."""
         keys = [self._key(realm_id, "window"), self._key(realm_id, "inflight")]
-        args = [repr(now), self._window, self.per_minute, self.concurrent, lease_id,
-                repr(now + self._lease_seconds), cost]
+        args: list[str | float | int] = [repr(now), self._window, self.per_minute, self.concurrent, lease_id,
+                                         repr(now + self._lease_seconds), cost]
         granted, wait = self._acquire_script(keys=keys, args=args)
         return None if int(granted) == 1 else max(0.0, float(wait))
 
