@@ -18,9 +18,12 @@ from crm_qb.errors import ConfigError
 from crm_qb.supervisor import Supervisor
 
 QBO_SANDBOX_PORT = 8701
+CRM_SANDBOX_PORT = 8702
+DEMO_CONTACTS = 5
 
 
-def run_up(settings: Settings, web_port: int = 5000) -> int:
+def run_up(settings: Settings, web_port: int = 5000, qbo_port: int = QBO_SANDBOX_PORT,
+           crm_port: int = CRM_SANDBOX_PORT) -> int:
     """Start every process and block until stopped; return the exit status."""
     _require_redis(settings)
     sup = Supervisor()
@@ -30,16 +33,20 @@ def run_up(settings: Settings, web_port: int = 5000) -> int:
         env: dict[str, str] = {"CRM_QB_PUBLIC_URL": f"http://127.0.0.1:{web_port}"}
         qbo_info = None
         if settings.qbo_environment == "local":
-            qbo = sup.start("qbo-sandbox", [*cli, "sandbox", "qbo", "--port", str(QBO_SANDBOX_PORT)],
+            qbo = sup.start("qbo-sandbox", [*cli, "sandbox", "qbo", "--port", str(qbo_port)],
                             wait_for_json=True)
             qbo_info = qbo.ready_line or {}
             env.update(_local_qbo_env(qbo_info))
         sup.start("web", [*cli, "web", "--port", str(web_port), "--workers", "2"], env=env)
         sup.start("worker", [*cli, "worker"], env=env)
         sup.start("scheduler", [*cli, "scheduler"], env=env)
+        crm_info = None
         if qbo_info:
             _register_qbo_webhooks(qbo_info, web_port)
+            crm_info = _start_demo_crm(sup, cli, qbo_info, web_port, crm_port, env)
         _say_ready(web_port, qbo_info)
+        if crm_info:
+            _say_try(crm_info, qbo_info or {})
     except Exception:
         sup.stop()
         raise
@@ -79,6 +86,35 @@ def _register_qbo_webhooks(info: dict[str, Any], web_port: int) -> None:
     requests.post(f"{base}/_sandbox/webhooks", timeout=5, json={
         "url": f"http://127.0.0.1:{web_port}/webhooks/qbo", "format": "cloudevents", "delay_ms": 0,
     }).raise_for_status()
+
+
+def _start_demo_crm(sup: Supervisor, cli: list[str], qbo_info: dict[str, Any], web_port: int, crm_port: int,
+                    env: dict[str, str]) -> dict[str, Any]:
+    """Start the reference CRM, connect it to the demo realm, seed a few contacts (their hooks link them)."""
+    crm = sup.start("crm-sandbox", [*cli, "sandbox", "crm", "--port", str(crm_port)], wait_for_json=True)
+    info = crm.ready_line or {}
+    code = sup.run_once("demo-connection", [*cli, "connection", "demo", "--crm-url", str(info["api_base"]),
+                                            "--crm-token", str(info["token"]), "--realm", str(qbo_info["realm_id"]),
+                                            "--web-url", f"http://127.0.0.1:{web_port}"], env=env)
+    if code != 0:
+        raise ConfigError(f"wiring the demo connection failed (exit code {code})")
+    control = str(info.get("control_base") or f"{info['api_base']}/_sandbox")
+    seeded = requests.post(f"{control}/seed", json={"contacts": DEMO_CONTACTS, "seed": 1}, timeout=10)
+    seeded.raise_for_status()
+    return {**info, "seeded": seeded.json().get("ids", [])}
+
+
+def _say_try(crm_info: dict[str, Any], qbo_info: dict[str, Any]) -> None:
+    ui = str(crm_info.get("ui_base") or f"{crm_info['api_base']}/ui")
+    first = (crm_info.get("seeded") or [None])[0]
+    print("Try it:\n"
+          f"  the CRM's contacts         {ui}/contacts   (each page embeds its QuickBooks panel; the customers\n"
+          "                             that came from QuickBooks show their invoices, payments and estimates)\n"
+          f"  a contact made in the CRM  {ui}/contacts/{first}   (now a QBO customer too)\n"
+          f"  and the QBO sandbox        {qbo_info.get('app_base')}/app/customerdetail?nameId=<id>   "
+          f"(realm {qbo_info.get('realm_id')})\n"
+          "  edit the contact in the CRM, or the customer in QBO (the sandbox's /_sandbox control API acts as a\n"
+          "  bookkeeper), and watch the other side follow within seconds.\n", flush=True)
 
 
 def _say_ready(web_port: int, qbo_info: dict[str, Any] | None) -> None:

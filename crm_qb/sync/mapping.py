@@ -75,6 +75,8 @@ class QboOwned:
     active: bool
     parent_id: str | None
     parent_name: str | None
+    payment_terms_id: str | None = None  # the ids let a reader show the current name after a rename in QBO
+    payment_method_id: str | None = None
 
 
 def field_settings(settings: Mapping[str, str] | None) -> dict[str, str]:
@@ -180,6 +182,8 @@ def qbo_owned_fields(
         active=bool(customer.get("Active", True)),
         parent_id=_ref_value(parent),
         parent_name=(parent.get("name") or _parent_from_full_name(customer)) if parent else None,
+        payment_terms_id=_ref_value(customer.get("SalesTermRef")),
+        payment_method_id=_ref_value(customer.get("PaymentMethodRef")),
     )
 
 

@@ -16,7 +16,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import create_engine, func, select, text, update
 
 from crm_qb.db import db, utcnow
-from crm_qb.models import AuditEntry, EventStatus, InboundEvent
+from crm_qb.models import AuditEntry, Connection, EventStatus, InboundEvent
 from tests.integration.helpers import add_connection, post_qbo
 from tests.support import fixture_bytes, wait_for
 from workers import jobs
@@ -25,7 +25,12 @@ pytestmark = pytest.mark.e2e
 
 
 def _store_event(app: Flask, client: FlaskClient) -> int:
-    add_connection(app, realm_id="310687")
+    connection = add_connection(app, realm_id="310687")
+    with app.app_context():
+        row = db.session.get(Connection, connection.id)
+        assert row is not None
+        row.settings = {"sync": {"enabled": False}}  # the pipeline is under test here, not what sync does
+        db.session.commit()
     assert post_qbo(client, fixture_bytes("qbo/webhook_cloudevents_customer_created.json")).status_code == 200
     with app.app_context():
         return int(db.session.scalars(select(InboundEvent.id)).one())

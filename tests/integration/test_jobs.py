@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 
 from crm_qb.app import create_app
 from crm_qb.db import db, utcnow
-from crm_qb.models import AuditEntry, EventStatus, InboundEvent
+from crm_qb.models import AuditEntry, Connection, EventStatus, InboundEvent
 from crm_qb.runtime import runtime
 from tests.conftest import make_settings
 from tests.integration.helpers import add_connection, count_events, post_qbo
@@ -28,10 +28,19 @@ from workers.worker import build_worker
 
 
 def _store_one_event(app: Flask, client: FlaskClient) -> int:
-    add_connection(app, realm_id="310687")
+    connection = add_connection(app, realm_id="310687")
+    _disable_sync(app, connection.id)  # these tests are about the pipeline, not about what sync does
     post_qbo(client, fixture_bytes("qbo/webhook_cloudevents_customer_created.json"))
     with app.app_context():
         return int(db.session.scalars(select(InboundEvent.id)).one())
+
+
+def _disable_sync(app: Flask, connection_id: int) -> None:
+    with app.app_context():
+        row = db.session.get(Connection, connection_id)
+        assert row is not None
+        row.settings = {"sync": {"enabled": False}}
+        db.session.commit()
 
 
 def _audit_count(app: Flask) -> int:
@@ -76,10 +85,10 @@ def test_a_failing_event_counts_attempts_and_gives_up(app: Flask, client: FlaskC
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     event_id = _store_one_event(app, client)
 
-    def explode(_event: object, _routes: object) -> str:
+    def explode(_events: object, _routes: object) -> None:
         raise RuntimeError("CRM answered 500")
 
-    monkeypatch.setattr(jobs, "_apply_qbo_event", explode)
+    monkeypatch.setattr(jobs, "_apply_qbo_batch", explode)
     with app.app_context():
         for _ in range(jobs.MAX_ATTEMPTS):
             with pytest.raises(RuntimeError):
@@ -137,3 +146,25 @@ def test_a_retry_with_an_interval_is_promoted_by_the_scheduler(app: Flask, redis
     build_worker(app).work(burst=True)
     assert queued.get_status(refresh=True) == JobStatus.FINISHED
     assert int(redis_client.get("flaky-runs") or 0) == 2
+
+
+def test_events_wait_while_a_connection_needs_reconnect_and_run_after_it(app: Flask, client: FlaskClient,
+                                                                          redis_client: Redis) -> None:
+    from crm_qb.models import Connection, QboStatus
+
+    event_id = _store_one_event(app, client)
+    with app.app_context():
+        connection = db.session.scalars(select(Connection)).one()
+        connection.qbo_status, connection.settings = QboStatus.NEEDS_RECONNECT, {}  # sync on, but cannot call QBO
+        db.session.commit()
+    build_worker(app).work(burst=True)
+    with app.app_context():
+        event = db.session.get(InboundEvent, event_id)
+        assert event is not None and (event.status, event.attempts) == (EventStatus.PENDING, 0)
+        connection = db.session.scalars(select(Connection)).one()
+        connection.qbo_status = QboStatus.CONNECTED
+        connection.settings = {"sync": {"enabled": False}}  # no QBO tokens in this test: only the plumbing
+        db.session.commit()
+        assert jobs.wake_connection(redis_client, runtime(app).settings.queue_prefix, connection.id) == 1
+    build_worker(app).work(burst=True)
+    assert count_events(app, status=EventStatus.PROCESSED) == 1

@@ -141,8 +141,20 @@ def test_body_over_one_megabyte_is_413(app: Flask, client: FlaskClient) -> None:
     assert count_events(app) == 0
 
 
+def _without_sync(app: Flask, *connection_ids: int) -> None:
+    """These connections have no QBO tokens: the pipeline is under test here, not the customer sync."""
+    from crm_qb.models import Connection
+
+    with app.app_context():
+        for connection_id in connection_ids:
+            row = db.session.get(Connection, connection_id)
+            assert row is not None
+            row.settings = {"sync": {"enabled": False}}
+        db.session.commit()
+
+
 def test_a_burst_of_webhooks_wakes_one_drain_job(app: Flask, client: FlaskClient, redis_client: Redis) -> None:
-    add_connection(app, realm_id="310687")
+    _without_sync(app, add_connection(app, realm_id="310687").id)
     for i in range(25):
         event = [{"specversion": "1.0", "id": f"evt-{i}", "source": "intuit.x", "type": "qbo.customer.updated.v1",
                   "time": "2026-11-21T10:00:00Z", "intuitentityid": str(i), "intuitaccountid": "310687"}]
@@ -154,6 +166,7 @@ def test_a_burst_of_webhooks_wakes_one_drain_job(app: Flask, client: FlaskClient
 
 def test_event_of_a_realm_linked_to_two_connections_goes_to_both(app: Flask, client: FlaskClient) -> None:
     first, second = add_connection(app, realm_id="310687"), add_connection(app, realm_id="310687")
+    _without_sync(app, first.id, second.id)
     post_qbo(client, fixture_bytes("qbo/webhook_cloudevents_customer_created.json"))
     build_worker(app).work(burst=True)
     with app.app_context():

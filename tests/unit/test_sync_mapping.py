@@ -245,6 +245,8 @@ def test_qbo_owned_fields_of_the_sample_customer() -> None:
         ({"SalesTermRef": {"value": "3", "name": "Net 30 days"}}, "payment_terms", "Net 30 days"),
         ({"SalesTermRef": {"value": "99"}}, "payment_terms", None),
         ({"PaymentMethodRef": {"value": "2"}}, "preferred_payment_method", "Check"),
+        ({"SalesTermRef": {"value": "3"}}, "payment_terms_id", "3"),
+        ({"PaymentMethodRef": {"value": "2"}}, "payment_method_id", "2"),
         ({"PreferredDeliveryMethod": "EMAIL"}, "delivery_preference", "Email"),
         ({"PreferredDeliveryMethod": "None"}, "delivery_preference", "None"),
         ({"CurrencyRef": {"value": "EUR", "name": "Euro"}}, "currency", "EUR"),

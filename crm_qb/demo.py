@@ -1,0 +1,40 @@
+"""Wire a demo connection for ``crm-qb up``: the reference CRM ↔ the local QBO sandbox's demo realm.
+
+The sandbox's authorize endpoint consents at once, so the OAuth dance is done programmatically with crm-qb's own
+OAuth client and the tokens are stored through the DbTokenStore, exactly as the callback would store them. The
+reference CRM is told where to send change hooks and which URL its contact page should embed as the QuickBooks
+panel (a connection-scoped embed token, as a CRM vendor would configure it server-side).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from flask import Flask
+
+from crm_qb.connections import create_connection
+from crm_qb.qbo.services import qbo_services
+from crm_qb.runtime import runtime
+from crm_qb.web.panel_tokens import embed_url_template, make_embed_token
+
+
+def wire_demo(app: Flask, *, crm_url: str, crm_token: str, realm_id: str, web_url: str) -> dict[str, Any]:
+    """Create a connection for the CRM, connect it to ``realm_id`` and register the CRM's hooks; return it."""
+    with app.app_context():
+        made = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name="demo")
+        connection_id = made.connection.id
+        services = qbo_services(app)
+        consent = requests.get(services.oauth.authorization_url("demo") + f"&realm={realm_id}",
+                               allow_redirects=False, timeout=10)
+        consent.raise_for_status()
+        code = parse_qs(urlsplit(consent.headers["Location"]).query)["code"][0]
+        services.store.save(str(connection_id), services.oauth.exchange_code(code, realm_id))
+        panel = embed_url_template(web_url, connection_id,
+                                   make_embed_token(runtime(app).settings.secret_key, made.connection))
+    control = f"{crm_url.rstrip('/')}/_sandbox"
+    hooks = {"url": f"{web_url.rstrip('/')}/webhooks/crm/{connection_id}", "secret": made.crm_hook_secret}
+    requests.post(f"{control}/hooks", json=hooks, timeout=10).raise_for_status()
+    requests.post(f"{control}/panel", json={"url_template": panel}, timeout=10).raise_for_status()
+    return {"id": connection_id, "api_key": made.api_key, "realm_id": realm_id}

@@ -1,0 +1,276 @@
+"""Customer sync both ways through real webhooks, a real worker, the QBO sandbox and the reference CRM."""
+
+from __future__ import annotations
+
+from crm_qb.models import LinkState
+from tests.integration import test_customer_sync_support as support
+from tests.integration.test_customer_sync_support import Harness
+
+qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
+
+
+def test_a_new_qbo_customer_creates_a_crm_contact_and_the_echo_is_a_no_op(harness: Harness) -> None:
+    customer = harness.qbo.create_customer(DisplayName="Ada Lovelace", GivenName="Ada", FamilyName="Lovelace",
+                                           PrimaryEmailAddr={"Address": "ada@example.com"})
+    harness.qbo_hook(customer["Id"], "created")
+    harness.work()
+
+    link = harness.link_of_customer(customer["Id"])
+    assert link.state == LinkState.LINKED
+    contact = harness.contact(str(link.crm_contact_id))
+    assert (contact["first_name"], contact["last_name"], contact["email"]) == ("Ada", "Lovelace", "ada@example.com")
+    assert harness.audit("link.created_in_crm")
+
+    # The CRM's hook for the contact we created is an echo: it writes nothing anywhere.
+    version, token = contact["version"], harness.qbo.customer(customer["Id"])["SyncToken"]
+    harness.crm_hook("created", contact)
+    harness.work()
+    assert harness.contact(contact["id"])["version"] == version
+    assert harness.qbo.customer(customer["Id"])["SyncToken"] == token
+    assert len(harness.contacts()) == 1
+
+
+def test_a_new_crm_contact_creates_a_qbo_customer(harness: Harness) -> None:
+    contact = harness.crm_user("POST", "/contacts", {"first_name": "Grace", "last_name": "Hopper",
+                                                     "email": "grace@example.com", "company": "Navy"})
+    harness.crm_hook("created", contact)
+    harness.work()
+
+    link = next(lk for lk in harness.links() if lk.crm_contact_id == contact["id"])
+    customer = harness.qbo.customer(str(link.qbo_customer_id))
+    assert customer["PrimaryEmailAddr"]["Address"] == "grace@example.com"
+    assert customer["DisplayName"] == "Navy"
+    assert link.state == LinkState.LINKED
+
+
+def test_edits_travel_both_ways(harness: Harness) -> None:
+    customer = harness.qbo.create_customer(DisplayName="Alan Turing", PrimaryEmailAddr={"Address": "alan@example.com"})
+    harness.qbo_hook(customer["Id"], "created")
+    harness.work()
+    contact_id = str(harness.link_of_customer(customer["Id"]).crm_contact_id)
+
+    harness.qbo.edit_customer(customer["Id"], Notes="met at Bletchley")
+    harness.qbo_hook(customer["Id"])
+    harness.work()
+    assert harness.contact(contact_id)["notes"] == "met at Bletchley"
+
+    edited = harness.crm_user("PATCH", f"/contacts/{contact_id}", {"phone": "+44 1234"})
+    harness.crm_hook("updated", edited)
+    harness.work()
+    assert harness.qbo.customer(customer["Id"])["PrimaryPhone"]["FreeFormNumber"] == "+44 1234"
+    assert harness.audit("contact.synced")
+
+
+def _linked_pair(harness: Harness, **fields: object) -> tuple[str, str]:
+    customer = harness.qbo.create_customer(**fields)
+    harness.qbo_hook(customer["Id"], "created")
+    harness.work()
+    return customer["Id"], str(harness.link_of_customer(customer["Id"]).crm_contact_id)
+
+
+def test_same_field_edited_on_both_sides_within_the_window_qbo_wins_and_other_fields_are_kept(
+        harness: Harness) -> None:
+    customer_id, contact_id = _linked_pair(harness, DisplayName="Edsger Dijkstra")
+    harness.qbo.edit_customer(customer_id, Notes="from QBO", PrimaryPhone={"FreeFormNumber": "111"})
+    edited = harness.crm_user("PATCH", f"/contacts/{contact_id}", {"notes": "from CRM", "website": "https://ewd.example"})
+    harness.crm_hook("updated", edited)
+    harness.qbo_hook(customer_id)
+    harness.work()
+
+    contact, customer = harness.contact(contact_id), harness.qbo.customer(customer_id)
+    assert contact["notes"] == customer["Notes"] == "from QBO"
+    assert contact["phone"] == "111" and customer["WebAddr"]["URI"] == "https://ewd.example"
+    [conflict] = harness.conflicts()
+    assert (conflict.field, conflict.winner, conflict.rule) == ("notes", "qbo", "window_qbo_wins")
+    assert (conflict.qbo_value, conflict.crm_value) == ("from QBO", "from CRM")
+
+
+def test_crm_wins_policy_is_applied(harness: Harness) -> None:
+    customer_id, contact_id = _linked_pair(harness, DisplayName="Barbara Liskov")
+    harness.set_sync(conflict_policy="crm_wins")
+    harness.qbo.edit_customer(customer_id, Notes="from QBO")
+    edited = harness.crm_user("PATCH", f"/contacts/{contact_id}", {"notes": "from CRM"})
+    harness.qbo_hook(customer_id)
+    harness.crm_hook("updated", edited)
+    harness.work()
+    assert harness.qbo.customer(customer_id)["Notes"] == harness.contact(contact_id)["notes"] == "from CRM"
+    assert [c.winner for c in harness.conflicts()] == ["crm"]
+
+
+def test_a_new_customer_is_linked_to_the_contact_with_its_email(harness: Harness) -> None:
+    contact = harness.crm_user("POST", "/contacts", {"first_name": "Ken", "email": "KEN@example.com",
+                                                     "phone": "555"})
+    customer = harness.qbo.create_customer(DisplayName="Ken Thompson", PrimaryEmailAddr={"Address": "ken@example.com"})
+    harness.qbo_hook(customer["Id"], "created")
+    harness.work()
+    link = harness.link_of_customer(customer["Id"])
+    assert link.crm_contact_id == contact["id"] and link.state == LinkState.LINKED
+    assert len(harness.contacts()) == 1
+    # First link: empty fields are filled from the other side, differing ones take QBO's (audited, no conflict).
+    assert harness.qbo.customer(customer["Id"])["PrimaryPhone"]["FreeFormNumber"] == "555"
+    assert harness.contact(contact["id"])["display_name"] == "Ken Thompson"
+    assert harness.audit("link.matched_by_email") and not harness.conflicts()
+
+
+def test_a_new_customer_is_linked_by_normalised_name(harness: Harness) -> None:
+    contact = harness.crm_user("POST", "/contacts", {"company": "Acme, Inc."})
+    customer = harness.qbo.create_customer(DisplayName="ACME Inc")
+    harness.qbo_hook(customer["Id"], "created")
+    harness.work()
+    assert harness.link_of_customer(customer["Id"]).crm_contact_id == contact["id"]
+    assert harness.audit("link.matched_by_name")
+
+
+def test_an_ambiguous_match_waits_for_review_and_creates_nothing(harness: Harness) -> None:
+    for first in ("Ann", "Anne"):
+        harness.crm_user("POST", "/contacts", {"first_name": first, "email": "ann@example.com"})
+    customer = harness.qbo.create_customer(DisplayName="Ann Smith", PrimaryEmailAddr={"Address": "ann@example.com"})
+    harness.qbo_hook(customer["Id"], "created")
+    harness.work()
+    link = harness.link_of_customer(customer["Id"])
+    assert link.state == LinkState.REVIEW and len(link.review_candidates) == 2 and link.crm_contact_id is None
+    assert len(harness.contacts()) == 2
+
+
+def test_a_crm_contact_matching_a_customer_by_email_is_linked_not_duplicated(harness: Harness) -> None:
+    customer = harness.qbo.create_customer(DisplayName="Linus", PrimaryEmailAddr={"Address": "linus@example.com"})
+    contact = harness.crm_user("POST", "/contacts", {"first_name": "Linus", "email": "linus@example.com"})
+    harness.crm_hook("created", contact)
+    harness.work()
+    assert harness.link_of_customer(customer["Id"]).crm_contact_id == contact["id"]
+    assert harness.qbo.requests_by_endpoint().get("POST /customer", 0) <= 1  # at most the first-link fill
+
+
+def test_a_display_name_clash_with_another_person_creates_a_distinct_name(harness: Harness) -> None:
+    taken = harness.qbo.create_customer(DisplayName="John Smith", PrimaryEmailAddr={"Address": "john1@example.com"},
+                                        Active=False)
+    contact = harness.crm_user("POST", "/contacts", {"display_name": "John Smith", "email": "john2@example.com"})
+    harness.crm_hook("created", contact)
+    harness.work()
+    link = next(lk for lk in harness.links() if lk.crm_contact_id == contact["id"])
+    assert link.qbo_customer_id != taken["Id"]
+    assert harness.qbo.customer(str(link.qbo_customer_id))["DisplayName"] == "John Smith (2)"
+    assert harness.contact(contact["id"])["display_name"] == "John Smith (2)"
+    [entry] = harness.audit("link.created_in_qbo_renamed")
+    assert "6240" in entry.diff["note"]
+
+
+def test_a_display_name_clash_with_the_same_person_links_to_them(harness: Harness) -> None:
+    existing = harness.qbo.create_customer(DisplayName="Jane Roe", Active=False)
+    contact = harness.crm_user("POST", "/contacts", {"display_name": "Jane Roe"})
+    harness.crm_hook("created", contact)
+    harness.work()
+    assert harness.link_of_customer(existing["Id"]).crm_contact_id == contact["id"]
+    assert harness.audit("link.matched_after_6240")
+
+
+def test_an_inactive_customer_makes_the_contact_inactive_not_deleted(harness: Harness) -> None:
+    customer_id, contact_id = _linked_pair(harness, DisplayName="Dennis Ritchie")
+    requests_delete = harness.qbo.post  # the bookkeeper's "delete" makes a customer inactive
+    del requests_delete
+    harness.qbo.edit_customer(customer_id, Active=False)
+    harness.qbo_hook(customer_id)
+    harness.work()
+    assert harness.contact(contact_id)["active"] is False
+    assert harness.link_of_customer(customer_id).qbo_owned["active"] is False
+
+
+def test_a_qbo_merge_moves_the_link_to_the_survivor(harness: Harness) -> None:
+    gone_id, contact_id = _linked_pair(harness, DisplayName="Bob Dup", PrimaryEmailAddr={"Address": "bob@example.com"})
+    survivor = harness.qbo.create_customer(DisplayName="Bob Keep", Active=True)
+    harness.qbo.post(f"/_sandbox/realms/{harness.qbo.realm_id}/customers/merge",
+                     {"from": gone_id, "into": survivor["Id"]})
+    harness.qbo_hook(survivor["Id"], "merged", deleted_id=gone_id)
+    harness.qbo_hook(gone_id)
+    harness.work()
+    assert harness.link_of_customer(survivor["Id"]).crm_contact_id == contact_id
+    assert harness.contact(contact_id)["active"] is True
+    assert harness.audit("merge.link_moved")
+
+
+def test_a_crm_merge_moves_the_link_and_a_double_link_goes_to_review(harness: Harness) -> None:
+    customer_id, merged_id = _linked_pair(harness, DisplayName="Merged Away")
+    survivor = harness.crm_user("POST", "/contacts", {"display_name": "Unlinked Survivor"})
+    harness.crm_user("POST", f"/contacts/{merged_id}/merge", {"into": survivor["id"]})
+    harness.crm_hook("merged", contact_id=merged_id, merged_into=survivor["id"])
+    harness.work()
+    assert harness.link_of_customer(customer_id).crm_contact_id == survivor["id"]
+
+    other_customer, other_contact = _linked_pair(harness, DisplayName="Second Pair")
+    harness.crm_user("POST", f"/contacts/{other_contact}/merge", {"into": survivor["id"]})
+    harness.crm_hook("merged", contact_id=other_contact, merged_into=survivor["id"])
+    harness.work()
+    assert harness.link_of_customer(other_customer).state == LinkState.REVIEW
+    assert harness.link_of_customer(customer_id).crm_contact_id == survivor["id"]
+
+
+def test_a_crm_delete_unlinks_and_by_setting_deactivates_the_customer(harness: Harness) -> None:
+    harness.set_sync(on_crm_delete="unlink_and_deactivate")
+    customer_id, contact_id = _linked_pair(harness, DisplayName="Short Lived")
+    harness.crm_user("DELETE", f"/contacts/{contact_id}")
+    harness.crm_hook("deleted", contact_id=contact_id)
+    harness.work()
+    assert harness.link_of_customer(customer_id).state == LinkState.UNLINKED
+    assert harness.qbo.customer(customer_id)["Active"] is False
+
+
+def test_a_stale_sync_token_is_re_read_and_re_merged(harness: Harness) -> None:
+    customer_id, contact_id = _linked_pair(harness, DisplayName="Race Condition")
+    harness.qbo.edit_customer(customer_id, Notes="QBO changed, no webhook yet")  # our SyncToken is now stale
+    harness.qbo.reset_counts()
+    edited = harness.crm_user("PATCH", f"/contacts/{contact_id}", {"phone": "999"})
+    harness.crm_hook("updated", edited)
+    harness.work()
+    customer = harness.qbo.customer(customer_id)
+    assert customer["PrimaryPhone"]["FreeFormNumber"] == "999" and customer["Notes"] == "QBO changed, no webhook yet"
+    assert harness.contact(contact_id)["notes"] == "QBO changed, no webhook yet"
+    counts = harness.qbo.requests_by_endpoint()
+    assert counts.get("GET /customer/{id}", 0) == 1  # the one re-read after the 5010
+
+
+def test_a_burst_of_webhooks_costs_one_query(harness: Harness) -> None:
+    customers = [harness.qbo.create_customer(DisplayName=f"Burst {n}") for n in range(12)]
+    harness.qbo.reset_counts()
+    for customer in customers:
+        harness.qbo_hook(customer["Id"], "created")
+        harness.qbo_hook(customer["Id"])  # a duplicate-ish second notice of the same customer
+    harness.work()
+    assert len(harness.contacts()) == 12
+    assert harness.qbo.requests_by_endpoint() == {"GET /query": 1}
+
+
+def test_the_cdc_poll_catches_a_change_no_webhook_announced(harness: Harness) -> None:
+    from workers.sync_jobs import poll_qbo_connection
+
+    customer_id, contact_id = _linked_pair(harness, DisplayName="Quiet Change")
+    harness.qbo.edit_customer(customer_id, Notes="missed webhook")
+    with harness.app.app_context():
+        assert poll_qbo_connection(harness.connection_id) >= 1
+        poll_qbo_connection(harness.connection_id)  # a second poll over the overlap writes nothing
+    assert harness.contact(contact_id)["notes"] == "missed webhook"
+    assert len(harness.audit("customer.synced")) == 1
+
+
+def test_connection_configure_sets_and_validates_sync_settings(harness: Harness) -> None:
+    from click.testing import CliRunner
+
+    from crm_qb import cli
+    from tests.conftest import settings_env
+
+    env = settings_env(harness.app.extensions["crm_qb"].settings)
+    runner = CliRunner()
+    ok = runner.invoke(cli.main, ["connection", "configure", str(harness.connection_id), "--set",
+                                  "sync.direction=qbo_to_crm", "--set", "sync.fields.notes=off"], env=env)
+    assert ok.exit_code == 0, ok.output
+    assert '"direction": "qbo_to_crm"' in ok.output
+    bad = runner.invoke(cli.main, ["connection", "configure", str(harness.connection_id), "--set",
+                                   "sync.conflict_policy=loudest"], env=env)
+    assert bad.exit_code == 2 and "sync.conflict_policy: invalid value 'loudest'" in bad.output
+
+
+def test_direction_qbo_to_crm_never_writes_qbo(harness: Harness) -> None:
+    harness.set_sync(direction="qbo_to_crm")
+    contact = harness.crm_user("POST", "/contacts", {"first_name": "Only", "email": "only@example.com"})
+    harness.crm_hook("created", contact)
+    harness.work()
+    assert harness.audit("skip.direction") and not harness.links()

@@ -1,0 +1,58 @@
+"""Sync jobs beyond the inbound drains: the per-connection CDC poll and the tick that schedules it."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+from rq import get_current_job
+from sqlalchemy import select
+
+from crm_qb.db import db, utcnow
+from crm_qb.models import Connection, QboStatus
+from crm_qb.runtime import runtime
+from crm_qb.sync.context import build_context, connection_lock
+from crm_qb.sync.poll import poll_changes
+from crm_qb.sync.sync_settings import sync_settings_of
+from workers.queues import SCHEDULED, SYNC, enqueue, job
+
+log = logging.getLogger(__name__)
+
+
+@job(SYNC, timeout=900, retry_intervals=(30, 120, 300))
+def poll_qbo_connection(connection_id: int) -> int:
+    """Catch up one connection with QBO's CDC under its sync lock; return how many objects were seen."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    rt = runtime(app)
+    current = get_current_job()
+    ctx = build_context(app, connection_id, current.id if current else None)
+    try:
+        if not ctx.settings.enabled:
+            return 0
+        with connection_lock(rt.redis, rt.settings.queue_prefix, connection_id):
+            return poll_changes(ctx)
+    finally:
+        ctx.close()
+
+
+@job(SCHEDULED, timeout=120)
+def schedule_cdc_polls() -> int:
+    """Enqueue a CDC poll for every connected connection whose last poll is older than its interval."""
+    rt = runtime()
+    now = utcnow()
+    due = []
+    for connection in db.session.scalars(select(Connection).where(Connection.qbo_status == QboStatus.CONNECTED)):
+        settings = sync_settings_of(connection.settings)
+        last = connection.cdc_cursor
+        if settings.enabled and (last is None or (now - last).total_seconds() >= settings.cdc_poll_seconds):
+            due.append((connection.id, settings.cdc_poll_seconds))
+    db.session.rollback()
+    count = 0
+    for connection_id, every in due:
+        period = int(now.timestamp() // every)
+        if enqueue(rt.redis, rt.settings.queue_prefix, poll_qbo_connection, connection_id,
+                   job_id=f"cdc-poll-{connection_id}-{period}"):
+            count += 1
+    if count:
+        log.info("enqueued %s CDC poll(s)", count)
+    return count
