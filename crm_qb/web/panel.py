@@ -1,0 +1,245 @@
+"""The contact panel: an embeddable HTML page with the QuickBooks customer link, the Payment & Billing summary
+and the "QuickBooks Transactions" folder (DESIGN §4, §5).
+
+- ``GET /panel/<id>/contacts/<crm_contact_id>?token=`` shows it; the token is signed for that contact
+  (panel_tokens). A bad, expired or foreign token gets a 403 page saying so.
+- ``GET /panel/<id>/embed/<crm_contact_id>?token=<embed token>`` redirects to the panel with a fresh contact
+  token: CRMs put ``/panel/<id>/embed/{id}?token=...`` in their iframe URL template.
+
+The page works without JavaScript (filters are links and a GET form), uses no external assets, and may be
+framed only by the connection's CRM origin (``frame-ancestors``). Tokens travel in URLs, so the page sends no
+Referer and is never cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+
+from crm_qb.db import db
+from crm_qb.models import Connection, FolderItem
+from crm_qb.runtime import runtime
+from crm_qb.sync import status as st
+from crm_qb.sync.billing_summary import summary_json
+from crm_qb.sync.folder import (
+    STATUSES,
+    FolderPage,
+    FolderQuery,
+    InvalidFolderQuery,
+    LinkStatus,
+    app_base,
+    customer_url,
+    find_link,
+    folder_page,
+    item_url,
+    link_status,
+    parse_folder_query,
+    rate_text,
+)
+from crm_qb.sync.money import format_money
+from crm_qb.sync.transactions import TXN_TYPES
+from crm_qb.web.panel_tokens import PanelTokenError, check_embed_token, check_panel_token, make_panel_token
+
+bp = Blueprint("panel", __name__, url_prefix="/panel")
+
+TYPE_LABELS = {"Invoice": "Invoice", "Payment": "Payment", "Estimate": "Estimate", "SalesReceipt": "Sales receipt",
+               "CreditMemo": "Credit memo", "RefundReceipt": "Refund receipt"}
+TYPE_PLURALS = {"Invoice": "Invoices", "Payment": "Payments", "Estimate": "Estimates",
+                "SalesReceipt": "Sales receipts", "CreditMemo": "Credit memos", "RefundReceipt": "Refund receipts"}
+# Badge tone per status; the palette (and its contrast) lives in the template and tests/unit/test_folder_panel.py.
+BADGE_TONES = {
+    st.PAID: "ok", st.APPLIED: "ok", st.ACCEPTED: "ok", st.REFUNDED: "ok", st.CLOSED: "neutral",
+    st.OPEN: "info", st.PENDING: "info", st.PARTIALLY_PAID: "warn", st.UNAPPLIED: "warn",
+    st.OVERDUE: "bad", st.REJECTED: "bad", st.EXPIRED: "bad", st.VOIDED: "neutral",
+}
+BADGE_COLOURS = {  # tone: (text, background); each pair has a contrast ratio of at least 7:1
+    "ok": ("#14532d", "#dcfce7"), "info": ("#1e3a8a", "#dbeafe"), "warn": ("#713f12", "#fef3c7"),
+    "bad": ("#7f1d1d", "#fee2e2"), "neutral": ("#1f2937", "#e5e7eb"),
+}
+BALANCE_TYPES = ("Invoice", "Payment", "CreditMemo")
+PANEL_PER_PAGE = "25"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One folder item ready to show."""
+
+    type_label: str
+    number: str
+    date: str
+    second_date: str | None
+    status: str
+    tone: str
+    status_note: str | None
+    amount: str
+    home_amount: str | None
+    rate: str | None
+    balance: str | None
+    url: str
+    open_label: str
+
+
+@bp.get("/<int:connection_id>/contacts/<path:crm_contact_id>")
+def contact_panel(connection_id: int, crm_contact_id: str) -> Response:
+    """The panel of one contact, for a holder of a panel token made for it."""
+    connection = db.session.get(Connection, connection_id)
+    if connection is None:
+        return _denied(None, "This panel link is not valid. Open the panel again from the contact's page.")
+    try:
+        check_panel_token(_secret(), request.args.get("token"), connection, crm_contact_id)
+    except PanelTokenError as exc:
+        return _denied(connection, str(exc))
+    try:
+        query = _query()
+    except InvalidFolderQuery as exc:
+        return _page(connection, "panel_error.html", 400, title="Filter not understood", message=str(exc))
+    return _page(connection, "panel.html", 200, **_context(connection, crm_contact_id, query))
+
+
+@bp.get("/<int:connection_id>/embed/<path:crm_contact_id>")
+def embed(connection_id: int, crm_contact_id: str) -> Response:
+    """Exchange a connection's embed token for a fresh panel URL of ``crm_contact_id`` (302)."""
+    connection = db.session.get(Connection, connection_id)
+    if connection is None:
+        return _denied(None, "This embedding link is not valid.")
+    try:
+        check_embed_token(_secret(), request.args.get("token"), connection)
+    except PanelTokenError as exc:
+        return _denied(connection, str(exc))
+    token = make_panel_token(_secret(), connection, crm_contact_id)
+    target = url_for("panel.contact_panel", connection_id=connection.id, crm_contact_id=crm_contact_id, token=token)
+    response = redirect(target, code=302)
+    _secure(response, connection)
+    return response
+
+
+def _context(connection: Connection, crm_contact_id: str, query: FolderQuery) -> dict[str, Any]:
+    link = find_link(connection.id, crm_contact_id)
+    state = link_status(link)
+    base = app_base(current_app, connection)
+    linked = state.state == "linked" and bool(state.qbo_customer_id)
+    page = folder_page(connection.id, str(state.qbo_customer_id), query) if linked else FolderPage([], 0, query)
+    summary = summary_json(connection, link, base) if linked and link is not None else None
+    home = connection.home_currency or ""
+    return {
+        "state": state, "summary": summary, "query": query, "page": page, "home": home,
+        "customer_url": customer_url(base, state.qbo_customer_id) if linked else None,
+        "rows": [_row(item, base, home) for item in page.items],
+        "type_links": _type_links(query, summary), "statuses": STATUSES,
+        "prev_url": _url(query, page=query.page - 1) if query.page > 1 else None,
+        "next_url": _url(query, page=query.page + 1) if query.page < page.pages else None,
+        "filter_hidden": _hidden(query), "money": _money, "plural": TYPE_PLURALS, "title": _title(state),
+        "badge_colours": BADGE_COLOURS,
+    }
+
+
+def _row(item: FolderItem, base: str, home: str) -> Row:
+    label = TYPE_LABELS.get(item.txn_type, item.txn_type)
+    number = item.doc_number or f"#{item.qbo_id}"
+    foreign = bool(home) and item.currency != home
+    return Row(
+        type_label=label, number=number, date=_day(item.txn_date), second_date=_second_date(item),
+        status=item.status, tone=BADGE_TONES.get(item.status, "neutral"), status_note=_status_note(item),
+        amount=format_money(item.total, item.currency),
+        home_amount=(format_money(item.home_total, home) + (" (computed)" if item.home_computed else ""))
+        if foreign else None,
+        rate=f"1 {item.currency} = {rate_text(item.exchange_rate)} {home}" if foreign else None,
+        balance=format_money(item.balance, item.currency) if item.txn_type in BALANCE_TYPES else None,
+        url=item_url(base, item), open_label=f"Open {label.lower()} {number} in QuickBooks (new tab)",
+    )
+
+
+def _second_date(item: FolderItem) -> str | None:
+    if item.due_date:
+        return f"Due {_day(item.due_date)}"
+    if item.expiration_date:
+        return f"Expires {_day(item.expiration_date)}"
+    return None
+
+
+def _status_note(item: FolderItem) -> str | None:
+    days = (item.details or {}).get("days_overdue")
+    if item.status == st.OVERDUE and days:
+        return f"{days} day{'s' if days != 1 else ''}"
+    if (item.details or {}).get("partial") and item.status != st.PARTIALLY_PAID:
+        return "partly paid" if item.txn_type == "Invoice" else "partly applied"
+    return None
+
+
+def _type_links(query: FolderQuery, summary: dict[str, Any] | None) -> list[dict[str, Any]]:
+    counts = (summary or {}).get("counts", {})
+    links = [{"label": "All", "count": sum(counts.values()), "url": _url(query, types=(), page=1),
+              "current": not query.types}]
+    for txn_type in TXN_TYPES:
+        if counts.get(txn_type):
+            links.append({"label": TYPE_PLURALS[txn_type], "count": counts[txn_type],
+                          "url": _url(query, types=(txn_type,), page=1), "current": query.types == (txn_type,)})
+    return links
+
+
+def _url(query: FolderQuery, **changes: Any) -> str:
+    """This page's URL with the token and the filters, ``changes`` applied (types, statuses, page)."""
+    values = {"types": query.types, "statuses": query.statuses, "page": query.page, **changes}
+    params: list[tuple[str, str]] = [("token", request.args.get("token", ""))]
+    params += [("type", t) for t in values["types"]] + [("status", s) for s in values["statuses"]]
+    if values["page"] > 1:
+        params.append(("page", str(values["page"])))
+    return f"{request.path}?{urlencode(params)}"
+
+
+def _hidden(query: FolderQuery) -> list[tuple[str, str]]:
+    return [("token", request.args.get("token", ""))] + [("type", t) for t in query.types]
+
+
+def _query() -> FolderQuery:
+    args = request.args
+    return parse_folder_query(args.getlist("type"), args.getlist("status"), args.get("page"),
+                              args.get("per_page") or PANEL_PER_PAGE)
+
+
+def _money(value: str | None, currency: str) -> str:
+    return format_money(Decimal(value), currency) if value is not None else "—"
+
+
+def _day(value: date | None) -> str:
+    return f"{value.day} {value:%b %Y}" if value else "—"
+
+
+def _title(state: LinkStatus) -> str:
+    return f"QuickBooks · {state.customer_name}" if state.customer_name else "QuickBooks"
+
+
+def _denied(connection: Connection | None, message: str) -> Response:
+    return _page(connection, "panel_error.html", 403, title="This panel cannot be opened", message=message)
+
+
+def _page(connection: Connection | None, template: str, status: int, **context: Any) -> Response:
+    response = Response(render_template(template, **context), status=status, mimetype="text/html")
+    _secure(response, connection)
+    return response
+
+
+def _secure(response: Response, connection: Connection | None) -> None:
+    ancestors = crm_origin(connection.crm_base_url) if connection else "'none'"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'; "
+        f"frame-ancestors {ancestors}"
+    )
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+
+
+def crm_origin(crm_base_url: str) -> str:
+    """The origin (scheme://host[:port]) of a CRM base URL, as CSP frame-ancestors wants it."""
+    parts = urlsplit(crm_base_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _secret() -> str:
+    return runtime(current_app).settings.secret_key
