@@ -45,7 +45,7 @@ def _engine_options(settings: Settings) -> dict[str, object]:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from crm_qb.web import errors, health
+    from crm_qb.web import api, connection_page, errors, health, oauth_views, panel
     from webhooks import crm as crm_hooks
     from webhooks import qbo as qbo_hooks
 
@@ -53,3 +53,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(qbo_hooks.bp)
     app.register_blueprint(crm_hooks.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(panel.bp)
+    app.register_blueprint(connection_page.bp)
+    app.register_blueprint(oauth_views.bp)

@@ -215,13 +215,146 @@ def sandbox_crm(host: str, port: int, persist_path: str | None) -> None:
 
 @main.command()
 @click.option("--port", default=DEFAULT_WEB_PORT, show_default=True, type=int)
+@click.option("--qbo-sandbox-port", default=DEFAULT_QBO_SANDBOX_PORT, show_default=True, type=int)
+@click.option("--crm-sandbox-port", default=DEFAULT_CRM_SANDBOX_PORT, show_default=True, type=int)
 @_friendly_errors
-def up(port: int) -> None:
+def up(port: int, qbo_sandbox_port: int, crm_sandbox_port: int) -> None:
     """Run everything on embedded defaults in the foreground: sandboxes, web, worker, scheduler."""
     from crm_qb.up import run_up
 
-    sys.exit(run_up(_settings(), web_port=port))
+    sys.exit(run_up(_settings(), web_port=port, qbo_port=qbo_sandbox_port, crm_port=crm_sandbox_port))
 
+
+@main.command("admin-url")
+@click.argument("connection_id", type=int)
+@click.option("--expires-in", default=60, show_default=True, type=click.IntRange(1, 7 * 24 * 60),
+              help="Minutes the link stays valid.")
+@_friendly_errors
+def admin_url(connection_id: int, expires_in: int) -> None:
+    """Print a signed, expiring link to the connection's admin page (under CRM_QB_PUBLIC_URL)."""
+    from crm_qb.db import db as database
+    from crm_qb.models import Connection
+    from crm_qb.runtime import runtime
+    from crm_qb.web.signing import admin_url as signed_admin_url
+
+    app = _app()
+    settings = runtime(app).settings
+    with app.app_context():
+        if database.session.get(Connection, connection_id) is None:
+            raise click.ClickException(f"no connection {connection_id}")
+    click.echo(signed_admin_url(settings.public_url, settings.secret_key, connection_id, expires_in * 60))
+
+
+@main.group()
+def followups() -> None:
+    """Overdue-invoice follow-ups: view or change a connection's rules, or scan now."""
+
+
+@followups.command("configure")
+@click.argument("connection_id", type=int)
+@click.option("--enable/--disable", "enabled", default=None, help="Create tasks for overdue invoices, or stop.")
+@click.option("--days", default=None, help="Comma-separated days overdue that each create a task, e.g. 1,14,30.")
+@click.option("--title-template", default=None, help="Task title; placeholders like {invoice_number}, {balance}.")
+@click.option("--description-template", default=None, help="Task description; the same placeholders.")
+@click.option("--tag/--no-tag", "tag_enabled", default=None, help="Keep a tag on contacts with overdue invoices.")
+@click.option("--tag-name", default=None, help='The tag (default "QuickBooks: overdue").')
+@click.option("--reset", is_flag=True, help="Go back to the defaults first.")
+@_friendly_errors
+def followups_configure(connection_id: int, reset: bool, days: str | None, **options: Any) -> None:
+    """Change the connection's follow-up settings (none given: just show them); prints them as JSON."""
+    from crm_qb.sync.followup_settings import parse_days
+    from crm_qb.sync.followups import configure_followups
+
+    changes = {key: value for key, value in options.items() if value is not None}
+    if "tag_name" in changes:
+        changes["tag"] = changes.pop("tag_name")
+    if days is not None:
+        changes["rule_days"] = parse_days(days)
+    with _app().app_context():
+        click.echo(json.dumps(configure_followups(connection_id, changes, reset=reset).to_json(), indent=2))
+
+
+@followups.command("scan")
+@click.argument("connection_id", type=int)
+@click.option("--invoice", "invoice_id", default=None, help="Only this QBO invoice id.")
+@_friendly_errors
+def followups_scan(connection_id: int, invoice_id: str | None) -> None:
+    """Run the follow-up scan now (create due tasks, complete stale ones, tags); prints what it did."""
+    from crm_qb.sync.followups import scan_connection, scan_invoice
+
+    _setup_logging("WARNING")
+    with _app().app_context():
+        result = scan_connection(connection_id) if invoice_id is None else scan_invoice(connection_id, invoice_id)
+    click.echo(json.dumps(result.to_json()))
+
+
+@main.command("panel-url")
+@click.argument("connection_id", type=int)
+@click.argument("crm_contact_id")
+@click.option("--ttl", type=click.IntRange(min=1), default=None,
+              help="Seconds the link stays valid (default 3600; for '*' 30 days).")
+@_friendly_errors
+def panel_url(connection_id: int, crm_contact_id: str, ttl: int | None) -> None:
+    """Print a signed contact-panel URL; for contact '*', the CRM iframe URL template (an embed credential)."""
+    from crm_qb.db import db as database
+    from crm_qb.models import Connection
+    from crm_qb.runtime import runtime
+    from crm_qb.web import panel_tokens as tokens
+
+    app = _app()
+    secret, public = runtime(app).settings.secret_key, runtime(app).settings.public_url
+    with app.app_context():
+        found = database.session.get(Connection, connection_id)
+        if found is None:
+            raise click.ClickException(f"no connection {connection_id}")
+        if crm_contact_id == tokens.ALL_CONTACTS:
+            token = tokens.make_embed_token(secret, found, ttl or tokens.DEFAULT_EMBED_TTL_SECONDS)
+            click.echo(tokens.embed_url_template(public, connection_id, token))
+        else:
+            token = tokens.make_panel_token(secret, found, crm_contact_id, ttl or tokens.DEFAULT_TTL_SECONDS)
+            click.echo(tokens.panel_url(public, connection_id, crm_contact_id, token))
+
+
+@connection.command("configure")
+@click.argument("connection_id", type=int)
+@click.option("--set", "assignments", multiple=True, metavar="sync.KEY=VALUE",
+              help="e.g. sync.direction=both, sync.conflict_policy=qbo_wins, sync.fields.notes=off (repeatable).")
+@_friendly_errors
+def connection_configure(connection_id: int, assignments: tuple[str, ...]) -> None:
+    """Change a connection's sync settings and print them as JSON (validated; a bad key or value exits 2)."""
+    from crm_qb.db import db as database
+    from crm_qb.models import Connection
+    from crm_qb.sync.sync_settings import SETTINGS_KEY, apply_assignments
+
+    app = _app()
+    with app.app_context():
+        found = database.session.get(Connection, connection_id)
+        if found is None:
+            raise click.ClickException(f"no connection {connection_id}")
+        found.settings = apply_assignments(found.settings, assignments)
+        database.session.commit()
+        click.echo(json.dumps(found.settings[SETTINGS_KEY]))
+
+@connection.command("demo", hidden=True)
+@click.option("--crm-url", required=True)
+@click.option("--crm-token", required=True)
+@click.option("--realm", "realm_id", required=True)
+@click.option("--web-url", required=True)
+@click.option("--backfill/--no-backfill", default=True, help="Enqueue a first CDC poll to link existing customers.")
+@_friendly_errors
+def connection_demo(crm_url: str, crm_token: str, realm_id: str, web_url: str, backfill: bool) -> None:
+    """For ``crm-qb up``: connect the reference CRM to a sandbox realm and print the connection as JSON."""
+    from crm_qb.demo import wire_demo
+    from crm_qb.runtime import runtime
+    from workers.queues import enqueue
+    from workers.sync_jobs import poll_qbo_connection
+
+    app = _app()
+    made = wire_demo(app, crm_url=crm_url, crm_token=crm_token, realm_id=realm_id, web_url=web_url)
+    if backfill:
+        rt = runtime(app)
+        enqueue(rt.redis, rt.settings.queue_prefix, poll_qbo_connection, made["id"], job_id=f"cdc-poll-{made['id']}-0")
+    click.echo(json.dumps(made))
 
 if __name__ == "__main__":
     main()

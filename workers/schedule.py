@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from rq.scheduler import RQScheduler
 
 from crm_qb.runtime import runtime
-from workers import followup_jobs, jobs
+from workers import followup_jobs, jobs, qbo_jobs, sync_jobs
 from workers.queues import all_queues, enqueue
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,10 @@ class Periodic:
 
 PERIODIC = (
     Periodic("sweep-inbound", jobs.sweep_inbound_events, 60),
+    # Polls run per connection at its own sync.cdc_poll_seconds (default 300); this tick only finds the due ones.
+    Periodic("cdc-poll", sync_jobs.schedule_cdc_polls, 60),
     Periodic("followup-scans", followup_jobs.enqueue_followup_scans, followup_jobs.SCAN_EVERY_SECONDS),
+    Periodic("qbo-refresh-idle-tokens", qbo_jobs.refresh_idle_tokens, qbo_jobs.REFRESH_EVERY_SECONDS),
 )
 
 

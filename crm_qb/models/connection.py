@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_qb.db import UTCDateTime, db, utcnow
+
+if TYPE_CHECKING:
+    from crm_qb.models.contact_link import ContactLink
 from crm_qb.models.types import JSONType, value_enum
 
 
@@ -51,7 +54,7 @@ class Connection(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
-    contact_links: Mapped[list[ContactLink]] = relationship(back_populates="connection")  # noqa: F821
+    contact_links: Mapped[list[ContactLink]] = relationship(back_populates="connection")
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} realm={self.qbo_realm_id} {self.qbo_status.value}>"

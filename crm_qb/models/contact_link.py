@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_qb.db import UTCDateTime, db, utcnow
+
+if TYPE_CHECKING:
+    from crm_qb.models.connection import Connection
 from crm_qb.models.types import JSONType, value_enum
 
 
@@ -47,4 +50,4 @@ class ContactLink(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
-    connection: Mapped[Connection] = relationship(back_populates="contact_links")  # noqa: F821
+    connection: Mapped[Connection] = relationship(back_populates="contact_links")
