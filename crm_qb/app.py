@@ -45,7 +45,7 @@ def _engine_options(settings: Settings) -> dict[str, object]:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from crm_qb.web import api, connection_page, errors, health, oauth_views, panel
+    from crm_qb.web import api, connection_page, errors, health, oauth_views, panel, review_pages
     from webhooks import crm as crm_hooks
     from webhooks import qbo as qbo_hooks
 
@@ -57,3 +57,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(panel.bp)
     app.register_blueprint(connection_page.bp)
     app.register_blueprint(oauth_views.bp)
+    app.register_blueprint(review_pages.bp)
