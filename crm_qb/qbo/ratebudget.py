@@ -1,10 +1,12 @@
 """A per-company request budget shared by every process through Redis.
 
 Intuit allows 500 requests per minute and 10 in flight per realm and app (FACTS §4). Each request takes a
-*slot*: one entry in a rolling-window sorted set (scored by grant time) and one lease in an in-flight sorted
-set (scored by lease expiry). Both checks and the grant happen in one Lua script, so no two processes can
-take the last slot. A lease expires on its own, so a process killed with -9 gives its slot back after
-``lease_seconds`` instead of shrinking the budget forever.
+*slot*: one entry in a rolling-window sorted set (scored by grant, then release time) and one lease in an
+in-flight sorted set (scored by lease expiry). Both checks and the grant happen in one Lua script, so no two
+processes can take the last slot. A lease expires on its own, so a process killed with -9 gives its slot back after
+``lease_seconds`` instead of shrinking the budget forever. QuickBooks counts a request when it arrives, a little
+after our grant, so releasing a slot restarts its window entry from the release: a slot is reused only a full
+window after QuickBooks counted it, never a few milliseconds early (which QuickBooks would answer with a 429).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Slot:
     realm_id: str
     lease_id: str
     granted_at: float
+    cost: int = 1
 
 
 class RateBudget:
@@ -119,7 +122,7 @@ class RateBudget:
             now = self._clock()
             wait = self._try_acquire(realm_id, lease_id, now, cost)
             if wait is None:
-                return Slot(realm_id=realm_id, lease_id=lease_id, granted_at=now)
+                return Slot(realm_id=realm_id, lease_id=lease_id, granted_at=now, cost=cost)
             if deadline is not None and now >= deadline:
                 log.warning("QBO rate budget: no slot within %s s realm=%s", timeout, realm_id)
                 raise RateBudgetTimeout(f"no QBO request slot free for realm {realm_id} within {timeout} s",
@@ -127,8 +130,12 @@ class RateBudget:
             self._sleep(self._pause(wait, now, deadline))
 
     def release(self, slot: Slot) -> None:
-        """Give the in-flight lease back; the window entry stays until it ages out."""
-        self._redis.zrem(self._key(slot.realm_id, "inflight"), slot.lease_id)
+        """Give the in-flight lease back; the window entries stay, counted from now, until they age out."""
+        entries = {f"{slot.lease_id}:{i}": self._clock() for i in range(1, slot.cost + 1)}
+        with self._redis.pipeline(transaction=True) as pipe:  # the lease goes only with the entries moved
+            pipe.zadd(self._key(slot.realm_id, "window"), entries, xx=True)  # xx: never re-add an aged-out one
+            pipe.zrem(self._key(slot.realm_id, "inflight"), slot.lease_id)
+            pipe.execute()
 
     def in_flight(self, realm_id: str) -> int:
         """How many unexpired leases the realm holds now."""

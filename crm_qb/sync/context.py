@@ -4,12 +4,15 @@ Work on one connection is serialised across workers by a Redis lock (``connectio
 webhooks, a drain of CRM hooks and the CDC poll of the same connection never interleave, so two workers never
 merge the same link from stale bases. The lock is per connection (not per link) because one change can touch two
 links (merges) and a link is found by either side's id; a connection's changes are few per second, so the
-coarser lock costs little. No database transaction is open while the lock's holder calls QBO or the CRM.
+coarser lock costs little. No database transaction is open while the lock's holder calls QBO or the CRM. The
+lock lives LOCK_TTL_SECONDS and a thread renews it while it is held, so a worker killed with -9 blocks its
+connection for seconds, not for as long as the longest sync might take.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +20,8 @@ from typing import Any
 
 from flask import Flask
 from redis import Redis
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
 
 from crm_qb.crm.protocol import CrmConnector
 from crm_qb.crm.rest import RestConnector
@@ -32,7 +36,8 @@ from crm_qb.sync.sync_settings import SyncSettings, sync_settings_of
 
 log = logging.getLogger(__name__)
 
-LOCK_TTL_SECONDS = 300
+LOCK_TTL_SECONDS = 15
+LOCK_RENEW_SECONDS = 5
 LOCK_WAIT_SECONDS = 30
 
 
@@ -104,15 +109,34 @@ def _reference_names(connection_id: int) -> tuple[dict[str, str], dict[str, str]
 
 @contextmanager
 def connection_lock(redis: Redis, prefix: str, connection_id: int) -> Iterator[None]:
-    """Hold the connection's sync lock; ConnectionBusyError when it stays taken for LOCK_WAIT_SECONDS."""
+    """Hold the connection's sync lock (renewed while held); ConnectionBusyError when taken for LOCK_WAIT_SECONDS."""
+    # thread_local=False: the renewing thread uses the token that this thread acquired.
     lock = redis.lock(f"{prefix}:sync:connection:{connection_id}", timeout=LOCK_TTL_SECONDS,
-                      blocking_timeout=LOCK_WAIT_SECONDS)
+                      blocking_timeout=LOCK_WAIT_SECONDS, thread_local=False)
     if not lock.acquire():
         raise ConnectionBusyError(f"connection {connection_id} is being synced by another worker")
+    stop = threading.Event()
+    keeper = threading.Thread(target=_keep_alive, args=(lock, stop, connection_id), daemon=True,
+                              name=f"sync-lock-{connection_id}")
+    keeper.start()
     try:
         yield
     finally:
+        stop.set()
+        keeper.join()
         try:
             lock.release()
         except LockError:  # an expired lock cannot be released; the work is done either way
             log.warning("sync lock of connection %s had expired before release", connection_id)
+
+
+def _keep_alive(lock: Lock, stop: threading.Event, connection_id: int) -> None:
+    """Renew ``lock`` every LOCK_RENEW_SECONDS until ``stop`` is set; logs failures and never raises."""
+    while not stop.wait(LOCK_RENEW_SECONDS):
+        try:
+            lock.reacquire()
+        except LockError:  # lost (expired and taken): the other holder's writes meet our versions and tokens
+            log.warning("sync lock of connection %s was lost while held", connection_id)
+            return
+        except RedisError as exc:  # Redis blinked: try again at the next tick, while the TTL lasts
+            log.warning("sync lock of connection %s not renewed: %s", connection_id, type(exc).__name__)

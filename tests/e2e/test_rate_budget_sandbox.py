@@ -1,17 +1,20 @@
 """Several processes share one RateBudget (Redis) against the real QBO sandbox process at low limits.
 
-The sandbox is set to 60 requests a minute and 3 in flight per company, with 40 ms of latency per request so
-calls overlap. Six processes hammer one company at once:
+The sandbox is set to 20 requests per 5-second window and 3 in flight per company (QBO's 500 a minute and 10,
+scaled down so that crossing several windows takes seconds), with 40 ms of latency per request so calls overlap.
+Six processes hammer one company at once, each through its own QboClient and a RateBudget whose window matches:
 
-* through the budget, 60 calls: all served, not one 429 (unthrottled, the same load is refused: checked on a
-  second company as a control);
-* through the budget, 90 calls on a third company: the minute's 60 are served and the other 30 are held back by
-  the budget (RateBudgetTimeout, to retry later) instead of being refused by QuickBooks: still not one 429.
+* through the budget, 60 calls, three windows' worth: all served, not one 429, and paced over at least two
+  window lengths (unthrottled, the same load is refused: checked on a second company as a control);
+* through the budget with a short slot timeout, 30 calls on a third company: the window's 20 are served and the
+  other 10 are held back by the budget (RateBudgetTimeout, to retry later) instead of being refused by QuickBooks:
+  still not one 429.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +35,8 @@ from tests.support import free_port, wait_for
 pytestmark = pytest.mark.e2e
 
 PROCESSES = 6
-PER_MINUTE = 60
+PER_WINDOW = 20
+WINDOW_SECONDS = 5
 IN_FLIGHT = 3
 REDIRECT = "http://127.0.0.1:9/qbo/callback"
 
@@ -66,8 +70,8 @@ def _hammer(load: Load, barrier: Any, results: Any) -> None:
     """Run in a child process: wait for the others, make the calls, report (served, throttled, held back)."""
     budget = None
     if load.budget_prefix:
-        budget = RateBudget(Redis.from_url(REDIS_TEST_URL), per_minute=PER_MINUTE, concurrent=IN_FLIGHT,
-                            key_prefix=load.budget_prefix)
+        budget = RateBudget(Redis.from_url(REDIS_TEST_URL), per_minute=PER_WINDOW, concurrent=IN_FLIGHT,
+                            window=WINDOW_SECONDS, key_prefix=load.budget_prefix)
     token = load.company.token
     client = QboClient(load.api_base, load.company.realm_id, lambda: token, lambda stale: stale, budget,
                        max_retries=0, slot_timeout=load.slot_timeout)
@@ -129,8 +133,8 @@ def test_processes_sharing_a_budget_never_see_a_429(spawn: Callable[..., Popen[b
     spawn("sandbox", "qbo", "--port", str(port))
     base = f"http://127.0.0.1:{port}"
     info = wait_for(lambda: _info(f"{base}/_sandbox/info"), what="the QBO sandbox to answer")
-    assert requests.post(f"{base}/_sandbox/limits", json={"per_minute": PER_MINUTE, "concurrent": IN_FLIGHT},
-                         timeout=5).json() == {"per_minute": PER_MINUTE, "concurrent": IN_FLIGHT}
+    limits = {"per_minute": PER_WINDOW, "concurrent": IN_FLIGHT, "window_seconds": WINDOW_SECONDS}
+    assert requests.post(f"{base}/_sandbox/limits", json=limits, timeout=5).json() == limits
     assert requests.post(f"{base}/_sandbox/faults", json={"latency_ms": 40}, timeout=5).status_code == 200
     realms = [info["realm_id"]] + [
         requests.post(f"{base}/_sandbox/realms", json={"customers": 1}, timeout=5).json()["realm_id"]
@@ -138,12 +142,16 @@ def test_processes_sharing_a_budget_never_see_a_429(spawn: Callable[..., Popen[b
     budgeted, control, capped = (_company(info, realm) for realm in realms)
     prefix = f"crm_qb_test:budget:{uuid.uuid4().hex}"
 
-    assert _run(Load(base, budgeted, 10, prefix)) == (60, 0, 0)
-    assert _counts(base, budgeted.realm_id)["throttled"] == 0
+    started = time.monotonic()
+    assert _run(Load(base, budgeted, 10, prefix)) == (3 * PER_WINDOW, 0, 0)
+    elapsed = time.monotonic() - started
+    counts = _counts(base, budgeted.realm_id)
+    assert (counts["total"], counts["throttled"]) == (3 * PER_WINDOW, 0)
+    assert elapsed >= 2 * WINDOW_SECONDS  # three windows' worth cannot be served sooner without a 429
 
     served, throttled, _ = _run(Load(base, control, 10, None))
     assert throttled > 0 and served + throttled == 60  # the same load without the budget is refused
 
-    assert _run(Load(base, capped, 15, prefix, slot_timeout=0.5)) == (60, 0, 30)
+    assert _run(Load(base, capped, 5, prefix, slot_timeout=0.5)) == (PER_WINDOW, 0, 10)
     counts = _counts(base, capped.realm_id)
-    assert (counts["total"], counts["throttled"]) == (60, 0)
+    assert (counts["total"], counts["throttled"]) == (PER_WINDOW, 0)

@@ -1,13 +1,15 @@
-"""The sandbox's throttle: per-realm rolling minute, concurrency, runtime limits, fault injection, 429 body."""
+"""The sandbox's throttle: per-realm rolling window, concurrency, runtime limits, fault injection, 429 body."""
 
 from __future__ import annotations
 
+import re
 import threading
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 
 from crm_qb.sandbox.qbo.limits import RealmLimiter, throttle_xml
 
@@ -131,6 +133,52 @@ def test_configure_rejects_anything_but_positive_ints(bad: object) -> None:
 def test_constructor_validates_limits(per_minute: int, concurrent: int, name: str) -> None:
     with pytest.raises(ValueError, match=f"^{name} must be a positive integer"):
         RealmLimiter(per_minute=per_minute, concurrent=concurrent)
+
+
+def test_window_length_is_a_parameter() -> None:
+    clock = FakeClock()
+    limiter = RealmLimiter(per_minute=3, concurrent=10, clock=clock, window=5)
+    assert limiter.window == 5.0
+    assert acquire_all(limiter, "r1", 4) == [True, True, True, False]
+    clock.now += 4.5
+    assert acquire_all(limiter, "r1", 1) == [False]
+    clock.now += 0.5  # exactly one window later: the first three have left it
+    assert acquire_all(limiter, "r1", 4) == [True, True, True, False]
+    assert RealmLimiter(clock=FakeClock()).window == 60.0
+
+
+def test_configure_changes_the_window_at_runtime() -> None:
+    clock = FakeClock()
+    limiter = RealmLimiter(per_minute=2, concurrent=10, clock=clock)
+    assert acquire_all(limiter, "r1", 3) == [True, True, False]
+    limiter.configure(window=2.5)
+    assert (limiter.limits, limiter.window) == ((2, 10), 2.5)
+    clock.now += 2.5  # under the old 60 s window these would still count
+    assert acquire_all(limiter, "r1", 3) == [True, True, False]
+    limiter.configure(per_minute=4)  # an omitted window stays as it is
+    assert limiter.window == 2.5
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), True, "5"])
+def test_window_must_be_a_positive_finite_number(bad: object) -> None:
+    message = rf"^window must be a positive finite number of seconds, got {re.escape(repr(bad))}$"
+    with pytest.raises(ValueError, match=message):
+        RealmLimiter(window=bad)  # type: ignore[arg-type]
+    limiter = RealmLimiter(per_minute=7, concurrent=3, clock=FakeClock(), window=9)
+    with pytest.raises(ValueError, match=message):
+        limiter.configure(per_minute=8, concurrent=4, window=bad)  # type: ignore[arg-type]
+    assert (limiter.limits, limiter.window) == ((7, 3), 9.0)  # a refused call changes nothing
+
+
+def test_limits_endpoint_sets_the_window(client: FlaskClient) -> None:
+    answer = client.post("/_sandbox/limits", json={"per_minute": 20, "concurrent": 3, "window_seconds": 5})
+    assert answer.get_json() == {"per_minute": 20, "concurrent": 3, "window_seconds": 5.0}
+    assert client.post("/_sandbox/limits", json={"concurrent": 4}).get_json()["window_seconds"] == 5.0
+    refused = client.post("/_sandbox/limits", json={"per_minute": 30, "window_seconds": 0})
+    assert refused.status_code == 400
+    assert "window must be a positive finite number" in refused.get_json()["error"]["message"]
+    assert client.post("/_sandbox/limits", json={}).get_json() == {"per_minute": 20, "concurrent": 4,
+                                                                    "window_seconds": 5.0}
 
 
 def test_throttle_now_forces_refusals_for_a_while() -> None:

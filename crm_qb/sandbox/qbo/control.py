@@ -279,11 +279,12 @@ def _fault_routes(bp: Blueprint, sandbox: Sandbox) -> None:
     def limits() -> Response:
         body = _body()
         try:
-            sandbox.limiter.configure(body.get("per_minute"), body.get("concurrent"))
+            sandbox.limiter.configure(body.get("per_minute"), body.get("concurrent"), body.get("window_seconds"))
         except ValueError as exc:
             raise ControlError(str(exc)) from exc
         per_minute, concurrent = sandbox.limiter.limits
-        return json_response({"per_minute": per_minute, "concurrent": concurrent})
+        return json_response({"per_minute": per_minute, "concurrent": concurrent,
+                              "window_seconds": sandbox.limiter.window})
 
     @bp.get("/clock")
     def get_clock() -> Response:

@@ -1,8 +1,9 @@
 """The sandbox's throttle: QBO's per-realm request limits and the 429 body it answers with.
 
 Limits per FACTS.md section 4: 500 requests per minute per realm (4.1) and 10 concurrent requests per realm
-(4.2). The minute is a rolling 60-second window of accepted requests; refused requests are not counted, since
-QBO documents no penalty for them. Batch metering and the 800/min combined limit are out of scope.
+(4.2). The minute is a rolling window of accepted requests (60 s; tests may shorten it so that crossing several
+windows takes seconds); refused requests are not counted, since QBO documents no penalty for them. Batch
+metering and the 800/min combined limit are out of scope.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def _positive_int(name: str, value: object) -> int:
     return value
 
 
+def _positive_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a positive finite number of seconds, got {value!r}")
+    return float(value)
+
+
 @dataclass
 class _RealmState:
     accepted: deque[float] = field(default_factory=deque)  # times of accepted requests, oldest first
@@ -51,13 +58,15 @@ class _RealmState:
 
 
 class RealmLimiter:
-    """Per-realm admission control: a rolling per-minute cap, a concurrency cap, and forced throttling."""
+    """Per-realm admission control: a rolling cap per ``window`` seconds, a concurrency cap, forced throttling."""
 
     def __init__(
-        self, per_minute: int = 500, concurrent: int = 10, clock: Callable[[], float] = time.monotonic
+        self, per_minute: int = 500, concurrent: int = 10, clock: Callable[[], float] = time.monotonic,
+        window: float = WINDOW_SECONDS,
     ) -> None:
         self._per_minute = _positive_int("per_minute", per_minute)
         self._concurrent = _positive_int("concurrent", concurrent)
+        self._window = _positive_seconds("window", window)
         self._clock = clock
         self._lock = threading.Lock()
         self._realms: dict[str, _RealmState] = {}
@@ -67,7 +76,7 @@ class RealmLimiter:
         with self._lock:
             now = self._clock()
             state = self._realms.setdefault(realm_id, _RealmState())
-            _forget_before(state.accepted, now - WINDOW_SECONDS)
+            _forget_before(state.accepted, now - self._window)
             if now < state.throttled_until or state.in_flight >= self._concurrent:
                 return False
             if len(state.accepted) >= self._per_minute:
@@ -83,14 +92,17 @@ class RealmLimiter:
             if state is not None and state.in_flight > 0:
                 state.in_flight -= 1
 
-    def configure(self, per_minute: int | None = None, concurrent: int | None = None) -> None:
-        """Change the limits for every realm from now on; a value that is not a positive int raises ValueError."""
-        # Validate both before changing either, so a bad call leaves the limiter as it was.
+    def configure(self, per_minute: int | None = None, concurrent: int | None = None,
+                  window: float | None = None) -> None:
+        """Change the limits for every realm from now on (None keeps one); an invalid value raises ValueError."""
+        # Validate every value before changing any, so a bad call leaves the limiter as it was.
         new_per_minute = self._per_minute if per_minute is None else _positive_int("per_minute", per_minute)
         new_concurrent = self._concurrent if concurrent is None else _positive_int("concurrent", concurrent)
+        new_window = self._window if window is None else _positive_seconds("window", window)
         with self._lock:
             self._per_minute = new_per_minute
             self._concurrent = new_concurrent
+            self._window = new_window
 
     def throttle_now(self, realm_id: str, seconds: float) -> None:
         """Refuse every request for the realm for the next ``seconds`` (fault injection); never shortens one."""
@@ -106,8 +118,14 @@ class RealmLimiter:
         with self._lock:
             return self._per_minute, self._concurrent
 
+    @property
+    def window(self) -> float:
+        """Return the length in seconds of the rolling window that ``per_minute`` counts over."""
+        with self._lock:
+            return self._window
+
 
 def _forget_before(accepted: deque[float], cutoff: float) -> None:
-    # A request made exactly 60 s ago has left the window: the window is (now - 60, now].
+    # A request made exactly one window ago has left it: the window is (now - window, now].
     while accepted and accepted[0] <= cutoff:
         accepted.popleft()
