@@ -356,5 +356,34 @@ def connection_demo(crm_url: str, crm_token: str, realm_id: str, web_url: str, b
         enqueue(rt.redis, rt.settings.queue_prefix, poll_qbo_connection, made["id"], job_id=f"cdc-poll-{made['id']}-0")
     click.echo(json.dumps(made))
 
+@main.command("backfill")
+@click.argument("connection_id", type=int)
+@click.option("--dry-run", is_flag=True, help="Write nothing; report what a backfill would do.")
+@click.option("--enqueue", is_flag=True, help="Hand the backfill to a worker and print the job id.")
+@_friendly_errors
+def backfill_command(connection_id: int, dry_run: bool, enqueue: bool) -> None:
+    """Sync every QBO customer and transaction and every CRM contact of a connection; set its CDC cursor."""
+    from crm_qb.runtime import runtime
+    from crm_qb.sync.backfill import check_backfillable, run_backfill
+    from workers.queues import enqueue as enqueue_job
+    from workers.sync_jobs import backfill_connection, backfill_job_id
+
+    if dry_run and enqueue:
+        raise click.UsageError("--dry-run runs in the foreground; leave out --enqueue")
+    _setup_logging("WARNING")
+    app = _app()
+    with app.app_context():
+        check_backfillable(connection_id)
+        if enqueue:
+            rt, job_id = runtime(app), backfill_job_id(connection_id)
+            queued = enqueue_job(rt.redis, rt.settings.queue_prefix, backfill_connection, connection_id, job_id=job_id)
+            click.echo(job_id if queued else f"{job_id} (already waiting or running)")
+            return
+        report = run_backfill(app, connection_id, dry_run=dry_run, progress=lambda phase, counts: click.echo(
+            f"{phase} page {counts.pages}: seen={counts.seen} linked={counts.linked} created={counts.created} "
+            f"updated={counts.updated} review={counts.review} unchanged={counts.unchanged} "
+            f"skipped={counts.skipped} failed={counts.failed}", err=True))
+    click.echo(json.dumps(report.to_json()))
+
 if __name__ == "__main__":
     main()

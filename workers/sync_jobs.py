@@ -1,4 +1,4 @@
-"""Sync jobs beyond the inbound drains: the per-connection CDC poll and the tick that schedules it."""
+"""Sync jobs beyond the inbound drains: the per-connection CDC poll, the tick that schedules it, the backfill."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import select
 from crm_qb.db import db, utcnow
 from crm_qb.models import Connection, QboStatus
 from crm_qb.runtime import runtime
+from crm_qb.sync.backfill import run_backfill
 from crm_qb.sync.context import build_context, connection_lock
 from crm_qb.sync.poll import poll_changes
 from crm_qb.sync.sync_settings import sync_settings_of
@@ -56,3 +57,17 @@ def schedule_cdc_polls() -> int:
     if count:
         log.info("enqueued %s CDC poll(s)", count)
     return count
+
+
+def backfill_job_id(connection_id: int) -> str:
+    """The deterministic id of a connection's backfill job (one waiting or running at a time)."""
+    return f"backfill-{connection_id}"
+
+
+@job(SYNC, timeout=6 * 3600, retry_intervals=(60, 300, 900))
+def backfill_connection(connection_id: int) -> dict[str, object]:
+    """Backfill one connection in full (customers, transactions, contacts; then the CDC cursor); return the report."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    current = get_current_job()
+    report = run_backfill(app, connection_id, job_id=current.id if current else None)
+    return report.to_json()

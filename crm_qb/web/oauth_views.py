@@ -46,6 +46,7 @@ from crm_qb.web.connection_page import (
 from workers.jobs import wake_connection
 from workers.qbo_jobs import load_company_details, load_company_job_id
 from workers.queues import enqueue
+from workers.sync_jobs import backfill_connection, backfill_job_id
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +185,15 @@ def _store_connected(services: QboServices, connection_id: int, tokens: TokenSet
     db.session.expire_all()  # the store wrote through its own session
     connection = connection_or_404(connection_id)
     connection.qbo_is_sandbox = runtime().settings.qbo_environment != "production"
+    first_time = connection.cdc_cursor is None  # never synced: CDC cannot see the company's older records
     _audit(connection_id, "qbo.connected", {"realm_id": tokens.realm_id})
     db.session.commit()
     log.info("QBO connected connection=%s realm=%s", connection_id, tokens.realm_id)
     rt = runtime()
     wake_connection(rt.redis, rt.settings.queue_prefix, connection_id)  # events that waited while disconnected
+    if first_time:
+        enqueue(rt.redis, rt.settings.queue_prefix, backfill_connection, connection_id,
+                job_id=backfill_job_id(connection_id))
 
 
 def _read_company_now(services: QboServices, connection_id: int) -> bool:

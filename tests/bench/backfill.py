@@ -1,0 +1,162 @@
+"""Benchmark: a full backfill of a seeded QBO sandbox realm against the rate limit, and its memory at two sizes.
+
+    .venv/bin/python -m tests.bench.backfill [--sizes 2000:6000,20000:60000] [--full] [--database-url URL]
+
+For each size (customers:transactions; ``--full`` is 100000:300000, DESIGN.md section 8) a fresh child process
+starts the QBO sandbox and the reference CRM as their own processes (``crm-qb sandbox qbo|crm`` on free
+127.0.0.1 ports), seeds a realm (``POST /_sandbox/realms``, seed 1, single currency) with the sandbox limit at
+500 calls/min, connects a new connection to it (OAuth against the sandbox) with an empty CRM, and runs
+``run_backfill`` in-process. Each child reports: wall time, the realm's QBO API calls (the sandbox's request
+counts), the minimum time the rate limit allows for them (calls / 500 x 60 s), the ratio (target <= 1.2), the
+objects per phase, and the child's peak RSS (``resource.getrusage``, which also covers the setup; the sandboxes
+run in other processes). Comparing the two sizes shows whether memory grows with the data.
+
+Uses Redis database 12 (flushed before and after), a fresh SQLite file per size unless ``--database-url`` names
+an empty PostgreSQL database, and only 127.0.0.1. Prints one JSON object. Not run in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from cryptography.fernet import Fernet
+from redis import Redis
+
+from tests.support import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = "redis://127.0.0.1:6379/12"
+CLI = [sys.executable, "-m", "crm_qb.cli"]
+RATE_PER_MINUTE = 500
+
+
+def _start_sandbox(kind: str, logs: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start ``crm-qb sandbox <kind>`` on a free port; return the process and its ready line."""
+    log = (logs / f"{kind}.log").open("wb")
+    process = subprocess.Popen([*CLI, "sandbox", kind, "--port", str(free_port())], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=log)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{kind} sandbox exited before it was ready; see {logs / (kind + '.log')}")
+    return process, json.loads(line)
+
+
+def _settings(workdir: Path, database_url: str | None, qbo: dict[str, Any]) -> Any:
+    from crm_qb.config import load_settings
+
+    return load_settings({
+        "CRM_QB_INSTANCE_PATH": str(workdir / "instance"), "CRM_QB_REDIS_URL": REDIS_URL,
+        "CRM_QB_SECRET_KEY": "bench", "CRM_QB_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "CRM_QB_QUEUE_PREFIX": "crm_qb_bench_backfill",
+        "CRM_QB_DATABASE_URL": database_url or f"sqlite:///{workdir / 'crm_qb.sqlite3'}",
+        "CRM_QB_QBO_ENVIRONMENT": "local", "CRM_QB_QBO_CLIENT_ID": qbo["client_id"],
+        "CRM_QB_QBO_CLIENT_SECRET": qbo["client_secret"], "CRM_QB_QBO_REDIRECT_URI": "http://127.0.0.1:5000/qbo/cb",
+        "CRM_QB_QBO_DISCOVERY_URL": qbo["discovery_url"], "CRM_QB_QBO_API_BASE": qbo["api_base"],
+        "CRM_QB_QBO_APP_BASE": qbo["app_base"], "CRM_QB_QBO_WEBHOOK_VERIFIER_TOKEN": qbo["verifier_token"],
+    })
+
+
+def _connect(app: Any, crm: dict[str, Any], realm: str) -> int:
+    """Create a connection to the CRM and connect it to ``realm`` (the sandbox consents at once)."""
+    from flask_migrate import upgrade
+
+    from crm_qb.app import MIGRATIONS_DIR
+    from crm_qb.connections import create_connection
+    from crm_qb.qbo.services import qbo_services
+    from crm_qb.runtime import runtime
+
+    with app.app_context():
+        upgrade(directory=MIGRATIONS_DIR)
+        made = create_connection(runtime(app).secrets, crm_url=crm["api_base"], crm_token=crm["token"], name="bench")
+        services = qbo_services(app)
+        consent = requests.get(services.oauth.authorization_url("bench") + f"&realm={realm}",
+                               allow_redirects=False, timeout=10)
+        code = parse_qs(urlsplit(consent.headers["Location"]).query)["code"][0]
+        services.store.save(str(made.connection.id), services.oauth.exchange_code(code, realm))
+        return int(made.connection.id)
+
+
+def run_one(customers: int, transactions: int, database_url: str | None) -> dict[str, Any]:
+    """Set up one size, backfill it, and return the measurements (called in a child process)."""
+    from crm_qb.app import create_app
+    from crm_qb.sync.backfill import run_backfill
+
+    redis = Redis.from_url(REDIS_URL)
+    redis.flushdb()
+    with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
+        workdir = Path(tmp)
+        started = [_start_sandbox("qbo", workdir), _start_sandbox("crm", workdir)]
+        try:
+            qbo, crm = started[0][1], started[1][1]
+            control = f"{qbo['api_base']}/_sandbox"
+            requests.post(f"{control}/limits", json={"per_minute": RATE_PER_MINUTE}, timeout=10).raise_for_status()
+            seeded = requests.post(f"{control}/realms", timeout=600, json={
+                "customers": customers, "transactions": transactions, "multicurrency": False, "seed": 1})
+            seeded.raise_for_status()
+            realm = seeded.json()["realm_id"]
+            app = create_app(_settings(workdir, database_url, qbo))
+            connection_id = _connect(app, crm, realm)
+            requests.delete(f"{control}/realms/{realm}/requests", timeout=10).raise_for_status()
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            began = time.monotonic()
+            with app.app_context():
+                report = run_backfill(app, connection_id)
+            wall = time.monotonic() - began
+            counts = requests.get(f"{control}/realms/{realm}/requests", timeout=10).json()
+        finally:
+            for process, _info in started:
+                process.terminate()
+                process.wait(15)
+            redis.flushdb()
+    calls = int(counts["total"])
+    allowed = calls / RATE_PER_MINUTE * 60
+    return {
+        "customers": customers, "transactions": transactions, "wall_s": round(wall, 1), "qbo_calls": calls,
+        "qbo_throttled": counts.get("throttled"), "rate_limit_min_s": round(allowed, 1),
+        "ratio": round(wall / allowed, 2) if allowed else None,
+        "peak_rss_mb_before_backfill": round(rss_before / 1024, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "phases": {name: {k: v for k, v in counts_.items() if v} for name, counts_ in
+                   report.to_json()["phases"].items()},
+    }
+
+
+def main() -> None:
+    """Run every size in its own child process and print the results as one JSON object."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="2000:6000,20000:60000", help="customers:transactions, comma-separated")
+    parser.add_argument("--full", action="store_true", help="also the DESIGN.md size, 100000:300000")
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        customers, transactions = (int(n) for n in args.one.split(":"))
+        print(json.dumps(run_one(customers, transactions, args.database_url)))
+        return
+    sizes = args.sizes.split(",") + (["100000:300000"] if args.full else [])
+    results = []
+    for size in sizes:
+        argv = [sys.executable, "-m", "tests.bench.backfill", "--one", size]
+        argv += ["--database-url", args.database_url] if args.database_url else []
+        child = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False,
+                               env={**os.environ, "CRM_QB_LOG_LEVEL": "WARNING"})
+        if child.returncode != 0:
+            raise SystemExit(f"size {size} failed:\n{child.stderr[-4000:]}")
+        results.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    print(json.dumps({"target_ratio": 1.2, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+"""The backfill against a seeded QBO sandbox realm (records months older than CDC's look-back) and the reference CRM.
+
+Nothing is stubbed: QBO and the CRM answer over HTTP on 127.0.0.1; the sync lock and the candidate index live in
+the test Redis database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from rq.job import Job
+from sqlalchemy import func, select
+
+from crm_qb.app import create_app
+from crm_qb.cli import main
+from crm_qb.db import db, utcnow
+from crm_qb.models import AuditEntry, Conflict, Connection, ContactLink, FolderItem, LinkState, QboStatus
+from crm_qb.qbo.client import last_updated
+from crm_qb.runtime import runtime
+from crm_qb.sandbox.crm.server import RunningServer
+from crm_qb.sync.backfill import BackfillReport, PhaseCounts, run_backfill
+from crm_qb.sync.context import build_context
+from tests.conftest import _migrate, _truncate, make_settings, settings_env
+from tests.integration import test_customer_sync_support as support
+from tests.integration.helpers import add_connection
+from tests.integration.oauth_helpers import LiveSandbox, connect, live_sandbox
+from tests.integration.test_customer_sync_support import Harness, QboSandbox, connect_qbo, qbo_settings
+from workers.sync_jobs import backfill_job_id
+
+qbo_sandbox, crm_server = support.qbo_sandbox, support.crm_server
+
+CUSTOMERS, TRANSACTIONS, SEED = 12, 30, 7
+PAGE = 5
+CRM_NAME_LIMIT = 255
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, database_url: str, redis_client: Redis, qbo_sandbox: QboSandbox,
+           crm_server: RunningServer) -> Iterator[Harness]:
+    """A connection to a seeded realm (12 customers, 30 transactions, all last updated months ago)."""
+    body = {"customers": CUSTOMERS, "transactions": TRANSACTIONS, "multicurrency": False, "seed": SEED}
+    qbo_sandbox.realm_id = qbo_sandbox.post("/_sandbox/realms", body)["realm_id"]
+    app = create_app(qbo_settings(tmp_path, database_url, qbo_sandbox))
+    _migrate(app)
+    if not database_url.startswith("sqlite"):
+        _truncate(app)
+    made = add_connection(app, crm_url=crm_server.url)
+    connect_qbo(app, made.id, qbo_sandbox.realm_id)
+    yield Harness(app, app.test_client(), qbo_sandbox, crm_server, made.id, made.crm_hook_secret)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def _customers(h: Harness) -> list[dict[str, Any]]:
+    with h.app.app_context():
+        ctx = build_context(h.app, h.connection_id)
+        try:
+            return list(ctx.qbo.query_all("Customer", "Active IN (true, false)"))
+        finally:
+            ctx.close()
+
+
+def _prepare_crm(h: Harness, customers: list[dict[str, Any]]) -> dict[str, str]:
+    """Three CRM contacts: one with customer A's email (other case), one with B's company name, one new person."""
+    a = customers[0]
+    b = next(c for c in customers[1:] if c.get("CompanyName") and not c.get("ParentRef"))
+    by_email = h.crm_user("POST", "/contacts", {"first_name": "Someone",
+                                                "email": a["PrimaryEmailAddr"]["Address"].upper(), "phone": "555"})
+    by_name = h.crm_user("POST", "/contacts", {"company": b["CompanyName"].upper() + "."})
+    new = h.crm_user("POST", "/contacts", {"first_name": "Grace", "last_name": "Hopper",
+                                           "email": "grace@example.com"})
+    return {"a": a["Id"], "b": b["Id"], "by_email": by_email["id"], "by_name": by_name["id"], "new": new["id"]}
+
+
+def _backfill(h: Harness, **options: Any) -> tuple[BackfillReport, dict[str, list[int]]]:
+    """Run a backfill of 5-row pages; return the report and the page numbers the progress callback saw."""
+    seen: dict[str, list[int]] = {}
+
+    def progress(phase: str, counts: PhaseCounts) -> None:
+        seen.setdefault(phase, []).append(counts.pages)
+
+    with h.app.app_context():
+        report = run_backfill(h.app, h.connection_id, progress=progress, page_size=PAGE, **options)
+    return report, seen
+
+
+def _rows(h: Harness) -> dict[str, int]:
+    with h.app.app_context():
+        counts = {model.__name__: int(db.session.scalar(select(func.count()).select_from(model)) or 0)
+                  for model in (ContactLink, AuditEntry, FolderItem, Conflict)}
+        row = db.session.get(Connection, h.connection_id)
+        counts["cursor_set"] = int(row is not None and row.cdc_cursor is not None)
+        db.session.rollback()
+    return counts
+
+
+def _crm_counts(h: Harness) -> dict[str, int]:
+    return h.crm_user("GET", "/requests")["endpoints"]  # type: ignore[no-any-return]
+
+
+def _writes(counts: dict[str, int]) -> dict[str, int]:
+    return {endpoint: n for endpoint, n in counts.items() if not endpoint.startswith("GET")}
+
+
+def _main(report: BackfillReport, phase: str) -> dict[str, int]:
+    counts = report.phases[phase]
+    return {name: getattr(counts, name) for name in ("linked", "created", "review", "skipped", "failed")}
+
+
+def test_backfill_links_every_old_customer_once_mirrors_transactions_and_sets_the_cursor(seeded: Harness) -> None:
+    h = seeded
+    customers = _customers(h)
+    assert len(customers) == CUSTOMERS
+    assert all(utcnow() - (last_updated(c) or utcnow()) > timedelta(days=30) for c in customers)  # beyond CDC
+    ids = _prepare_crm(h, customers)
+
+    report, pages_seen = _backfill(h)
+
+    links = {link.qbo_customer_id: link for link in h.links() if link.qbo_customer_id}
+    # The reference CRM refuses names over 255 characters (the seed has one customer with a 500-character
+    # DisplayName): that customer is counted failed, not linked, and the backfill goes on.
+    too_long = {c["Id"] for c in customers if len(c["DisplayName"]) > CRM_NAME_LIMIT}
+    assert set(links) | too_long >= {c["Id"] for c in customers} and not set(links) & too_long
+    linked = [link for link in links.values() if link.state == LinkState.LINKED]
+    assert len({link.crm_contact_id for link in linked}) == len(linked)  # no contact linked twice
+    assert links[ids["a"]].crm_contact_id == ids["by_email"] and links[ids["b"]].crm_contact_id == ids["by_name"]
+    new_person = next(link for link in linked if link.crm_contact_id == ids["new"])  # created in QBO in phase 3
+    assert h.qbo.customer(str(new_person.qbo_customer_id))["PrimaryEmailAddr"]["Address"] == "grace@example.com"
+    customers_phase = report.phases["customers"]
+    assert customers_phase.seen == CUSTOMERS and customers_phase.failed == len(too_long) == 1
+    assert customers_phase.linked == 2
+    assert customers_phase.created == CUSTOMERS - 2 - customers_phase.review - customers_phase.failed
+    assert len(h.contacts()) == 3 + customers_phase.created  # every contact created exactly once
+    assert [link.state for link in links.values()].count(LinkState.REVIEW) == customers_phase.review
+    assert report.phases["contacts"].created == 1
+
+    with h.app.app_context():
+        grouped = db.session.execute(select(FolderItem.txn_type, func.count()).group_by(FolderItem.txn_type))
+        by_type = {str(txn_type): int(count) for txn_type, count in grouped}
+        cursor = db.session.get(Connection, h.connection_id).cdc_cursor  # type: ignore[union-attr]
+    txns = report.phases["transactions"]
+    assert sum(by_type.values()) == TRANSACTIONS == txns.created and by_type == txns.by_type
+    assert cursor == report.started_at == report.cdc_cursor
+
+    expected_pages = {"customers": math.ceil(CUSTOMERS / PAGE),
+                      "transactions": sum(math.ceil(n / PAGE) for n in by_type.values()),
+                      "contacts": math.ceil(len(h.contacts()) / PAGE)}
+    assert {phase: len(numbers) for phase, numbers in pages_seen.items()} == expected_pages
+    assert all(numbers == list(range(1, len(numbers) + 1)) for numbers in pages_seen.values())
+
+
+def test_a_second_backfill_changes_nothing(seeded: Harness) -> None:
+    h = seeded
+    _prepare_crm(h, _customers(h))
+    first, _ = _backfill(h)
+    rows, contacts = _rows(h), h.contacts()
+    h.qbo.reset_counts()
+    crm_before = _crm_counts(h)
+
+    second, _ = _backfill(h)
+
+    assert _rows(h) == rows and h.contacts() == contacts
+    assert set(h.qbo.requests_by_endpoint()) == {"GET /query"}
+    # Only the customer the CRM refused (its name is too long) is tried again, and refused again.
+    refused = first.phases["customers"].failed
+    assert second.phases["customers"].failed == refused == 1
+    assert _writes(_crm_counts(h)) == {**_writes(crm_before), "POST /contacts": crm_before["POST /contacts"] + refused}
+    customers = second.phases["customers"]
+    assert customers.unchanged == CUSTOMERS + 1 - customers.review - refused  # + the customer phase 3 created
+    assert customers.review == first.phases["customers"].review
+    assert (customers.linked, customers.created, customers.updated) == (0, 0, 0)
+    assert second.phases["transactions"].unchanged == TRANSACTIONS
+    contacts_phase = second.phases["contacts"]
+    assert (contacts_phase.linked, contacts_phase.created, contacts_phase.updated) == (0, 0, 0)
+
+
+def test_a_dry_run_writes_nothing_and_predicts_what_the_real_run_does(seeded: Harness, redis_client: Redis) -> None:
+    h = seeded
+    _prepare_crm(h, _customers(h))
+    rows = _rows(h)
+    h.qbo.reset_counts()
+    crm_before, redis_keys = _crm_counts(h), set(redis_client.keys())
+
+    dry, pages_seen = _backfill(h, dry_run=True)
+
+    assert _rows(h) == rows and rows["cursor_set"] == 0
+    assert set(h.qbo.requests_by_endpoint()) == {"GET /query"}
+    assert _writes(_crm_counts(h)) == _writes(crm_before)
+    assert set(redis_client.keys()) == redis_keys
+    assert dry.dry_run and dry.cdc_cursor is None and pages_seen["customers"] == [1, 2, 3]
+
+    real, _ = _backfill(h)
+
+    # Dry-run cannot know the CRM will refuse the 500-character name: it predicts a create there.
+    real_customers = _main(real, "customers")
+    assert real_customers["failed"] == 1
+    assert _main(dry, "customers") == {**real_customers, "created": real_customers["created"] + 1, "failed": 0}
+    assert _main(dry, "transactions") == _main(real, "transactions")
+    assert dry.phases["transactions"].by_type == real.phases["transactions"].by_type
+    assert (dry.phases["contacts"].created, dry.phases["contacts"].linked) == (1, 0)
+    assert (real.phases["contacts"].created, real.phases["contacts"].linked) == (1, 0)
+
+
+def test_the_cdc_poll_continues_from_the_backfill(seeded: Harness) -> None:
+    from workers.sync_jobs import poll_qbo_connection
+
+    h = seeded
+    customers = _customers(h)
+    _backfill(h)
+    target = next(c for c in customers if h.link_of_customer(c["Id"]).state == LinkState.LINKED)
+    h.qbo.edit_customer(target["Id"], Notes="changed after the backfill")
+    with h.app.app_context():
+        assert poll_qbo_connection(h.connection_id) >= 1
+    contact_id = str(h.link_of_customer(target["Id"]).crm_contact_id)
+    assert h.contact(contact_id)["notes"] == "changed after the backfill"
+
+
+# -- the command and the job ----------------------------------------------------------------------------------
+
+
+def _cli_env(app: Flask) -> dict[str, str]:
+    """The environment that gives the command the same settings as ``app``, QBO sandbox included."""
+    settings = runtime(app).settings
+    return {**settings_env(settings), "CRM_QB_QBO_ENVIRONMENT": "local", "CRM_QB_QBO_CLIENT_ID": settings.qbo_client_id,
+            "CRM_QB_QBO_CLIENT_SECRET": settings.qbo_client_secret,
+            "CRM_QB_QBO_REDIRECT_URI": settings.qbo_redirect_uri,
+            "CRM_QB_QBO_DISCOVERY_URL": str(settings.qbo_discovery_url),
+            "CRM_QB_QBO_API_BASE": str(settings.qbo_api_base), "CRM_QB_QBO_APP_BASE": str(settings.qbo_app_base)}
+
+
+def test_the_command_runs_in_the_foreground_or_hands_the_backfill_to_a_worker(seeded: Harness) -> None:
+    h = seeded
+    runner = CliRunner()
+    env = _cli_env(h.app)
+
+    dry = runner.invoke(main, ["backfill", str(h.connection_id), "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    lines = dry.output.strip().splitlines()
+    assert lines[0].startswith("customers page 1: seen=12 ")
+    assert json.loads(lines[-1])["phases"]["customers"]["seen"] == CUSTOMERS
+    assert not h.links()
+
+    queued = runner.invoke(main, ["backfill", str(h.connection_id), "--enqueue"], env=env)
+    assert queued.exit_code == 0, queued.output
+    assert queued.output.strip() == backfill_job_id(h.connection_id)
+    again = runner.invoke(main, ["backfill", str(h.connection_id), "--enqueue"], env=env)
+    assert "already waiting or running" in again.output
+    h.work()
+    assert len([link for link in h.links() if link.qbo_customer_id]) == CUSTOMERS - 1  # all but the refused one
+    with h.app.app_context():
+        assert db.session.get(Connection, h.connection_id).cdc_cursor is not None  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, redis_client: Redis) -> tuple[CliRunner, dict[str, str], Flask]:
+    """A CLI on a fresh SQLite database with one connection that was never connected to QuickBooks."""
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+    app = create_app(settings)
+    _migrate(app)
+    return CliRunner(), settings_env(settings), app
+
+
+@pytest.mark.parametrize(("state", "message"), [
+    ("missing", "crm-qb: connection 42 does not exist"),
+    ("never", "is not connected to QuickBooks"),
+    ("reconnect", "QuickBooks must be reconnected for connection"),
+])
+def test_the_command_names_what_stops_a_backfill_in_one_line(cli: tuple[CliRunner, dict[str, str], Flask],
+                                                             state: str, message: str) -> None:
+    runner, env, app = cli
+    made = add_connection(app)
+    if state == "reconnect":
+        with app.app_context():
+            row = db.session.get(Connection, made.id)
+            assert row is not None
+            row.qbo_realm_id, row.qbo_status, row.qbo_status_reason = "1", QboStatus.NEEDS_RECONNECT, "invalid_grant"
+            db.session.commit()
+    connection_id = 42 if state == "missing" else made.id
+    result = runner.invoke(main, ["backfill", str(connection_id)], env=env)
+    assert result.exit_code == 2
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_dry_run_and_enqueue_together_is_a_usage_error(cli: tuple[CliRunner, dict[str, str], Flask]) -> None:
+    runner, env, _app = cli
+    result = runner.invoke(main, ["backfill", "1", "--dry-run", "--enqueue"], env=env)
+    assert result.exit_code == 2 and "--dry-run runs in the foreground" in result.output
+
+
+@pytest.fixture
+def live() -> Iterator[LiveSandbox]:
+    """A fresh QBO sandbox for the OAuth test."""
+    with live_sandbox() as sandbox:
+        yield sandbox
+
+
+def test_connecting_for_the_first_time_enqueues_the_backfill(tmp_path: Path, database_url: str,
+                                                             redis_client: Redis, live: LiveSandbox) -> None:
+    app = create_app(make_settings(tmp_path, database_url, **live.settings_overrides()))
+    _migrate(app)
+    if not database_url.startswith("sqlite"):
+        _truncate(app)
+    made = add_connection(app)
+    client: FlaskClient = app.test_client()
+    assert connect(client, app, made.id).status_code == 303
+    job = Job.fetch(backfill_job_id(made.id), connection=redis_client)
+    assert job.func_name == "workers.sync_jobs.backfill_connection" and job.args == (made.id,)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
