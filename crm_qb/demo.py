@@ -15,6 +15,9 @@ import requests
 from flask import Flask
 
 from crm_qb.connections import create_connection
+from crm_qb.db import db
+from crm_qb.models import Connection
+from crm_qb.qbo.company import refresh_company
 from crm_qb.qbo.services import qbo_services
 from crm_qb.runtime import runtime
 from crm_qb.web.panel_tokens import embed_url_template, make_embed_token
@@ -31,6 +34,12 @@ def wire_demo(app: Flask, *, crm_url: str, crm_token: str, realm_id: str, web_ur
         consent.raise_for_status()
         code = parse_qs(urlsplit(consent.headers["Location"]).query)["code"][0]
         services.store.save(str(connection_id), services.oauth.exchange_code(code, realm_id))
+        db.session.expire_all()  # the token store wrote through its own session
+        connection = db.session.get(Connection, connection_id)
+        assert connection is not None
+        with services.client_for(connection) as client:  # as the OAuth callback does: name, currency, lists
+            refresh_company(db.session, connection, client)
+        db.session.commit()
         panel = embed_url_template(web_url, connection_id,
                                    make_embed_token(runtime(app).settings.secret_key, made.connection))
     control = f"{crm_url.rstrip('/')}/_sandbox"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from redis import Redis
@@ -68,6 +69,12 @@ def enqueue_invoice_scan(redis: Redis, prefix: str, connection_id: int, qbo_invo
     """Enqueue scan_invoice_followups for one invoice; None when one is already waiting (it reads fresh state)."""
     return enqueue(redis, prefix, scan_invoice_followups, int(connection_id), str(qbo_invoice_id),
                    job_id=f"followups-invoice-{int(connection_id)}-{_safe(str(qbo_invoice_id))}")
+
+
+def enqueue_after_sync(redis: Redis, prefix: str, connection_id: int, invoice_ids: Iterable[str]) -> int:
+    """Ask for a follow-up check of every invoice a sync job just changed; return how many scans were queued."""
+    return sum(1 for invoice_id in sorted(invoice_ids)
+               if enqueue_invoice_scan(redis, prefix, connection_id, invoice_id) is not None)
 
 
 def _safe(key: str) -> str:

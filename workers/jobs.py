@@ -36,6 +36,7 @@ from crm_qb.runtime import runtime
 from crm_qb.sync.context import SyncContext, build_context, connection_lock, settings_of
 from crm_qb.sync.inbound import Unit, crm_units, qbo_units
 from crm_qb.sync.links import EventRef, mark_processed
+from workers.followup_jobs import enqueue_after_sync
 from workers.queues import INBOUND, SCHEDULED, enqueue, job
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,8 @@ def _run_for_connection(connection_id: int, events: list[EventRef],
                 _run_units(ctx, plan(ctx, still))
     finally:
         ctx.close()
+        # Invoices mirrored by this drain (committed unit by unit) get their follow-ups checked right away.
+        enqueue_after_sync(rt.redis, rt.settings.queue_prefix, connection_id, ctx.invoices_changed)
 
 
 def _connected(connection_id: int) -> bool:

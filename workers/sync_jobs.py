@@ -15,6 +15,7 @@ from crm_qb.sync.backfill import run_backfill
 from crm_qb.sync.context import build_context, connection_lock
 from crm_qb.sync.poll import poll_changes
 from crm_qb.sync.sync_settings import sync_settings_of
+from workers.followup_jobs import enqueue_after_sync, scan_connection_followups
 from workers.queues import SCHEDULED, SYNC, enqueue, job
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def poll_qbo_connection(connection_id: int) -> int:
             return poll_changes(ctx)
     finally:
         ctx.close()
+        enqueue_after_sync(rt.redis, rt.settings.queue_prefix, connection_id, ctx.invoices_changed)
 
 
 @job(SCHEDULED, timeout=120)
@@ -70,4 +72,8 @@ def backfill_connection(connection_id: int) -> dict[str, object]:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     current = get_current_job()
     report = run_backfill(app, connection_id, job_id=current.id if current else None)
+    rt = runtime(app)
+    # A backfill can touch thousands of invoices: one scan of the connection, not one job per invoice.
+    enqueue(rt.redis, rt.settings.queue_prefix, scan_connection_followups, connection_id,
+            job_id=f"followups-after-backfill-{connection_id}")
     return report.to_json()

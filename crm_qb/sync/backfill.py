@@ -51,7 +51,7 @@ from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
 from crm_qb.sync.context import ConnectionGoneError, SyncContext, build_context, connection_lock
 from crm_qb.sync.crm_side import link_new_contact
-from crm_qb.sync.inbound import TRANSACTION_ENTITIES, transaction_handler
+from crm_qb.sync.inbound import TRANSACTION_ENTITIES, mirror_transaction
 from crm_qb.sync.links import LinkRecord
 from crm_qb.sync.mapping import canonical_from_crm, canonical_from_qbo, qbo_owned_fields
 from crm_qb.sync.matching import AMBIGUOUS, LINKED, Candidate, candidate, match, normalise_name
@@ -364,20 +364,17 @@ class _Run:
         return outcome_counter(outcome)
 
     def transactions(self) -> None:
-        apply = transaction_handler()
-        if apply is None:
-            return
         for entity in TRANSACTION_ENTITIES:
             for page in pages(self.ctx.qbo.query_all(entity, page_size=self.page_size), self.page_size):
-                self.mirror_page(apply, entity, page)
+                self.mirror_page(entity, page)
                 self.page_done(TRANSACTIONS)
 
-    def mirror_page(self, apply: Callable[..., Any], entity: str, page: list[dict[str, Any]]) -> None:
+    def mirror_page(self, entity: str, page: list[dict[str, Any]]) -> None:
         counts = self.report.phases[TRANSACTIONS]
         counts.by_type[entity] = counts.by_type.get(entity, 0) + len(page)
         try:
             for txn in page:
-                unit = partial(_mirror_one, apply, self.ctx.connection_id, entity, txn)
+                unit = partial(_mirror_one, self.ctx, entity, txn)
                 counts.add(self.guarded(entity, str(txn.get("Id")), unit, rollback=False))
             db.session.commit()
         except Exception:
@@ -414,9 +411,8 @@ class _Run:
             return "failed"
 
 
-def _mirror_one(apply: Callable[..., Any], connection_id: int, entity: str, txn: dict[str, Any]) -> str:
-    change = apply(connection_id, entity, str(txn["Id"]), txn)
-    action = str(getattr(change, "action", "updated"))
+def _mirror_one(ctx: SyncContext, entity: str, txn: dict[str, Any]) -> str:
+    action = mirror_transaction(ctx, entity, str(txn["Id"]), txn).action
     return action if action in ("created", "updated") else "unchanged"
 
 
@@ -497,7 +493,7 @@ class _DryRun(_Run):
         self.claimed.add(contact_id)
         return "linked"
 
-    def mirror_page(self, apply: Callable[..., Any], entity: str, page: list[dict[str, Any]]) -> None:
+    def mirror_page(self, entity: str, page: list[dict[str, Any]]) -> None:
         counts = self.report.phases[TRANSACTIONS]
         counts.by_type[entity] = counts.by_type.get(entity, 0) + len(page)
         stored = _folder_tokens(self.ctx.connection_id, entity, [str(t["Id"]) for t in page])

@@ -63,6 +63,8 @@ class SyncContext:
     payment_method_names: dict[str, str] = field(default_factory=dict)
     # CRM contacts as name-match candidates, walked at most once per job (the CRM contract has no name search).
     crm_pool: list[Candidate] | None = None
+    # Invoices whose folder item changed in this job: the job's caller asks for their follow-ups to be re-checked.
+    invoices_changed: set[str] = field(default_factory=set)
 
     def close(self) -> None:
         """Close the HTTP sessions."""

@@ -8,7 +8,6 @@ state. Merges run before customer updates, so a merged-away customer's link has 
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from crm_qb.sync.context import SyncContext
 from crm_qb.sync.crm_side import apply_contact_events
 from crm_qb.sync.links import EventRef, Record
 from crm_qb.sync.qbo_side import apply_qbo_merge, done, fetch_customers, fetch_entities, sync_customer
+from crm_qb.sync.transactions import FolderChange, apply_transaction
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,6 @@ def _noted(ctx: SyncContext, event: EventRef) -> str:
 
 
 def _transaction_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
-    apply = transaction_handler()
-    if apply is None:
-        return [Unit((e.id,), f"{e.entity} {e.entity_id}", partial(_noted, ctx, e)) for e in events]
     units: list[Unit] = []
     for entity in TRANSACTION_ENTITIES:
         of_type = [e for e in events if e.entity == entity]
@@ -102,26 +99,25 @@ def _transaction_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Uni
         groups = _grouped(of_type)
         deleted = {str(e.entity_id) for e in of_type if e.operation == "Delete"}
         found = fetch_entities(ctx, entity, set(groups) - deleted)
-        units += [Unit(ids, f"{entity} {tid}", partial(_transaction_unit, ctx, apply, entity, tid, found.get(tid),
+        units += [Unit(ids, f"{entity} {tid}", partial(_transaction_unit, ctx, entity, tid, found.get(tid),
                                                        list(ids)))
                   for tid, ids in groups.items()]
     return units
 
 
-def transaction_handler() -> Callable[..., Any] | None:
-    """``crm_qb.sync.transactions.apply_transaction`` when that module exists, else None."""
-    try:
-        module = importlib.import_module("crm_qb.sync.transactions")
-    except ModuleNotFoundError:
-        return None
-    return getattr(module, "apply_transaction", None)
+def mirror_transaction(ctx: SyncContext, entity: str, txn_id: str, txn: dict[str, Any] | None) -> FolderChange:
+    """Mirror one QBO transaction into the folder (flushed, not committed); note a changed invoice on ``ctx``."""
+    change = apply_transaction(ctx.connection_id, entity, txn_id, txn)
+    if entity == "Invoice" and change.changed:
+        ctx.invoices_changed.add(txn_id)
+    return change
 
 
-def _transaction_unit(ctx: SyncContext, apply: Callable[..., Any], entity: str, txn_id: str,
-                      txn: dict[str, Any] | None, events: list[int]) -> str:
-    """Mirror one transaction into the folder (the handler flushes; this commits it with the events)."""
+def _transaction_unit(ctx: SyncContext, entity: str, txn_id: str, txn: dict[str, Any] | None,
+                      events: list[int]) -> str:
+    """Mirror one transaction into the folder and commit it together with its events."""
     try:
-        change = apply(ctx.connection_id, entity, txn_id, txn)
+        change = mirror_transaction(ctx, entity, txn_id, txn)
         links.mark_processed(events, ctx.connection_id)
         db.session.commit()
     except Exception:

@@ -15,7 +15,7 @@ from typing import Any
 from crm_qb.db import db, utcnow
 from crm_qb.models import Connection
 from crm_qb.sync.context import SyncContext
-from crm_qb.sync.inbound import TRANSACTION_ENTITIES, transaction_handler
+from crm_qb.sync.inbound import TRANSACTION_ENTITIES, mirror_transaction
 from crm_qb.sync.qbo_side import sync_customer
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def poll_changes(ctx: SyncContext, now: datetime | None = None) -> int:
     """Sync what changed in QBO since the connection's cursor; advance the cursor; return objects seen."""
     now = now or utcnow()
     since = _since(ctx.connection_id, now)
-    entities = ["Customer", *(TRANSACTION_ENTITIES if transaction_handler() else ())]
+    entities = ["Customer", *TRANSACTION_ENTITIES]
     seen = 0
     for entity, obj in ctx.qbo.cdc_all(entities, since, now):
         seen += 1
@@ -57,14 +57,12 @@ def _apply(ctx: SyncContext, entity: str, obj: dict[str, Any]) -> None:
         if obj.get("status") != "Deleted":
             sync_customer(ctx, obj, [])
         return
-    apply = transaction_handler()
-    if apply is not None:
-        try:
-            apply(ctx.connection_id, entity, str(obj["Id"]), obj)
-            db.session.commit()
-        except Exception:
-            db.session.rollback()
-            raise
+    try:
+        mirror_transaction(ctx, entity, str(obj["Id"]), obj)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
 
 
 def _advance(connection_id: int, now: datetime) -> None:

@@ -28,6 +28,7 @@ from crm_qb.app import create_app
 from crm_qb.config import Settings
 from crm_qb.db import db
 from crm_qb.models import AuditEntry, Conflict, Connection, ContactLink
+from crm_qb.qbo.company import refresh_company
 from crm_qb.qbo.services import qbo_services
 from crm_qb.sandbox.crm.server import RunningServer, start_server
 from crm_qb.sandbox.crm.state import SandboxConfig as CrmConfig
@@ -210,6 +211,12 @@ def connect_qbo(app: Flask, connection_id: int, realm_id: str) -> None:
                                allow_redirects=False, timeout=10)
         code = parse_qs(urlsplit(consent.headers["Location"]).query)["code"][0]
         services.store.save(str(connection_id), services.oauth.exchange_code(code, realm_id))
+        db.session.expire_all()  # the token store wrote through its own session
+        connection = db.session.get(Connection, connection_id)
+        assert connection is not None
+        with services.client_for(connection) as client:  # as the OAuth callback does: name, currency, lists
+            refresh_company(db.session, connection, client)
+        db.session.commit()
 
 
 @pytest.fixture
