@@ -340,21 +340,22 @@ def connection_configure(connection_id: int, assignments: tuple[str, ...]) -> No
 @click.option("--crm-token", required=True)
 @click.option("--realm", "realm_id", required=True)
 @click.option("--web-url", required=True)
-@click.option("--backfill/--no-backfill", default=True, help="Enqueue a first CDC poll to link existing customers.")
+@click.option("--backfill/--no-backfill", default=True, help="Enqueue the backfill that links existing customers.")
 @_friendly_errors
 def connection_demo(crm_url: str, crm_token: str, realm_id: str, web_url: str, backfill: bool) -> None:
     """For ``crm-qb up``: connect the reference CRM to a sandbox realm and print the connection as JSON."""
     from crm_qb.demo import wire_demo
     from crm_qb.runtime import runtime
     from workers.queues import enqueue
-    from workers.sync_jobs import poll_qbo_connection
+    from workers.sync_jobs import backfill_connection, backfill_job_id
 
     app = _app()
     made = wire_demo(app, crm_url=crm_url, crm_token=crm_token, realm_id=realm_id, web_url=web_url)
     if backfill:
         rt = runtime(app)
-        enqueue(rt.redis, rt.settings.queue_prefix, poll_qbo_connection, made["id"], job_id=f"cdc-poll-{made['id']}-0")
+        enqueue(rt.redis, rt.settings.queue_prefix, backfill_connection, made["id"], job_id=backfill_job_id(made["id"]))
     click.echo(json.dumps(made))
+
 
 @main.command("backfill")
 @click.argument("connection_id", type=int)

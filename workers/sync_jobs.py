@@ -40,7 +40,11 @@ def poll_qbo_connection(connection_id: int) -> int:
 
 @job(SCHEDULED, timeout=120)
 def schedule_cdc_polls() -> int:
-    """Enqueue a CDC poll for every connected connection whose last poll is older than its interval."""
+    """Enqueue a CDC poll for every connected connection whose last poll is older than its interval.
+
+    A connection that never synced (no CDC cursor yet) gets its backfill instead: CDC only looks back 30 days and
+    the first link must see every customer. The backfill sets the cursor, so polls take over after it.
+    """
     rt = runtime()
     now = utcnow()
     due = []
@@ -48,14 +52,18 @@ def schedule_cdc_polls() -> int:
         settings = sync_settings_of(connection.settings)
         last = connection.cdc_cursor
         if settings.enabled and (last is None or (now - last).total_seconds() >= settings.cdc_poll_seconds):
-            due.append((connection.id, settings.cdc_poll_seconds))
+            due.append((connection.id, settings.cdc_poll_seconds, last is None))
     db.session.rollback()
     count = 0
-    for connection_id, every in due:
+    for connection_id, every, never_synced in due:
         period = int(now.timestamp() // every)
-        if enqueue(rt.redis, rt.settings.queue_prefix, poll_qbo_connection, connection_id,
-                   job_id=f"cdc-poll-{connection_id}-{period}"):
-            count += 1
+        if never_synced:
+            queued = enqueue(rt.redis, rt.settings.queue_prefix, backfill_connection, connection_id,
+                             job_id=backfill_job_id(connection_id))
+        else:
+            queued = enqueue(rt.redis, rt.settings.queue_prefix, poll_qbo_connection, connection_id,
+                             job_id=f"cdc-poll-{connection_id}-{period}")
+        count += 1 if queued else 0
     if count:
         log.info("enqueued %s CDC poll(s)", count)
     return count

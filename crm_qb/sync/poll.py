@@ -9,11 +9,14 @@ back at most 30 days: an older cursor is clipped (and logged), since a longer ga
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crm_qb.db import db, utcnow
-from crm_qb.models import Connection
+from crm_qb.errors import PermanentError
+from crm_qb.models import AuditEntry, Connection
+from crm_qb.qbo.client import CdcWindowTooDenseError
 from crm_qb.sync.context import SyncContext
 from crm_qb.sync.inbound import TRANSACTION_ENTITIES, mirror_transaction
 from crm_qb.sync.qbo_side import sync_customer
@@ -30,14 +33,50 @@ def poll_changes(ctx: SyncContext, now: datetime | None = None) -> int:
     now = now or utcnow()
     since = _since(ctx.connection_id, now)
     entities = ["Customer", *TRANSACTION_ENTITIES]
-    seen = 0
-    for entity, obj in ctx.qbo.cdc_all(entities, since, now):
-        seen += 1
-        _apply(ctx, entity, obj)
+    try:
+        seen = _apply_all(ctx, ctx.qbo.cdc_all(entities, since, now))
+    except CdcWindowTooDenseError:
+        # Over 1,000 changes within one second (a bulk import): CDC cannot page through that, queries can.
+        # What was applied before is applied again as a no-op; deletions in that window are left to a backfill.
+        log.warning("CDC window too dense for connection=%s; catching up with queries since %s", ctx.connection_id,
+                    since.isoformat())
+        seen = _apply_all(ctx, _query_changes(ctx, entities, since))
     _advance(ctx.connection_id, now)
     log.info("CDC poll connection=%s since=%s objects=%s job=%s", ctx.connection_id, since.isoformat(), seen,
              ctx.job_id)
     return seen
+
+
+def _apply_all(ctx: SyncContext, changes: Iterable[tuple[str, dict[str, Any]]]) -> int:
+    """Apply each change; a permanent refusal of one object is recorded and does not stop the others."""
+    seen = 0
+    for entity, obj in changes:
+        seen += 1
+        try:
+            _apply(ctx, entity, obj)
+        except PermanentError as exc:
+            _record_failure(ctx, entity, obj, exc)
+    return seen
+
+
+def _query_changes(ctx: SyncContext, entities: list[str], since: datetime) -> Iterator[tuple[str, dict[str, Any]]]:
+    stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    for entity in entities:
+        where = f"MetaData.LastUpdatedTime >= '{stamp}'"
+        if entity == "Customer":
+            where += " AND Active IN (true, false)"  # inactive customers changed too
+        for obj in ctx.qbo.query_all(entity, where):
+            yield entity, obj
+
+
+def _record_failure(ctx: SyncContext, entity: str, obj: dict[str, Any], exc: PermanentError) -> None:
+    db.session.rollback()
+    db.session.add(AuditEntry(connection_id=ctx.connection_id, job_id=ctx.job_id, action="sync.failed",
+                              direction="qbo_to_crm", entity=entity, entity_id=str(obj.get("Id")),
+                              outcome="failed", message=f"{type(exc).__name__}: {exc}"[:2000]))
+    db.session.commit()
+    log.warning("CDC poll could not apply %s %s connection=%s: %s", entity, obj.get("Id"), ctx.connection_id,
+                type(exc).__name__)
 
 
 def _since(connection_id: int, now: datetime) -> datetime:

@@ -25,16 +25,16 @@ from crm_qb.sync.reconcile import Sides, reconcile
 
 log = logging.getLogger(__name__)
 
-ID_CHUNK = 100
+ID_CHUNK = 200  # = a drain batch (workers.jobs.DRAIN_BATCH): one read per entity type per batch
 
 
 def fetch_customers(ctx: SyncContext, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The current customers with these ids (active or not), one query per 100 ids; missing ids are absent."""
+    """The current customers with these ids (active or not), one query per ID_CHUNK ids; missing ids are absent."""
     return fetch_entities(ctx, "Customer", ids, with_inactive=True)
 
 
 def fetch_entities(ctx: SyncContext, entity: str, ids: Iterable[str], with_inactive: bool = False) -> dict[str, Any]:
-    """The current ``entity`` objects with these ids, one query per 100 ids."""
+    """The current ``entity`` objects with these ids, one query per ID_CHUNK ids."""
     wanted = sorted(set(ids))
     found: dict[str, Any] = {}
     for start in range(0, len(wanted), ID_CHUNK):
