@@ -23,11 +23,9 @@ from crm_qb.runtime import runtime
 from crm_qb.web.panel_tokens import embed_url_template, make_embed_token
 
 
-def wire_demo(app: Flask, *, crm_url: str, crm_token: str, realm_id: str, web_url: str) -> dict[str, Any]:
-    """Create a connection for the CRM, connect it to ``realm_id`` and register the CRM's hooks; return it."""
+def connect_sandbox_realm(app: Flask, connection_id: int, realm_id: str) -> None:
+    """Connect a connection to a realm of the local QBO sandbox (which consents at once), as the callback would."""
     with app.app_context():
-        made = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name="demo")
-        connection_id = made.connection.id
         services = qbo_services(app)
         consent = requests.get(services.oauth.authorization_url("demo") + f"&realm={realm_id}",
                                allow_redirects=False, timeout=10)
@@ -40,8 +38,19 @@ def wire_demo(app: Flask, *, crm_url: str, crm_token: str, realm_id: str, web_ur
         with services.client_for(connection) as client:  # as the OAuth callback does: name, currency, lists
             refresh_company(db.session, connection, client)
         db.session.commit()
-        panel = embed_url_template(web_url, connection_id,
-                                   make_embed_token(runtime(app).settings.secret_key, made.connection))
+
+
+def wire_demo(app: Flask, *, crm_url: str, crm_token: str, realm_id: str, web_url: str) -> dict[str, Any]:
+    """Create a connection for the CRM, connect it to ``realm_id`` and register the CRM's hooks; return it."""
+    with app.app_context():
+        made = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name="demo")
+        connection_id = made.connection.id
+    connect_sandbox_realm(app, connection_id, realm_id)
+    with app.app_context():
+        connection = db.session.get(Connection, connection_id)
+        assert connection is not None
+        panel = embed_url_template(web_url, connection_id, make_embed_token(runtime(app).settings.secret_key,
+                                                                            connection))
     control = f"{crm_url.rstrip('/')}/_sandbox"
     hooks = {"url": f"{web_url.rstrip('/')}/webhooks/crm/{connection_id}", "secret": made.crm_hook_secret}
     requests.post(f"{control}/hooks", json=hooks, timeout=10).raise_for_status()

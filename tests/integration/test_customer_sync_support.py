@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -27,9 +26,8 @@ from werkzeug.serving import make_server
 from crm_qb.app import create_app
 from crm_qb.config import Settings
 from crm_qb.db import db
+from crm_qb.demo import connect_sandbox_realm
 from crm_qb.models import AuditEntry, Conflict, Connection, ContactLink
-from crm_qb.qbo.company import refresh_company
-from crm_qb.qbo.services import qbo_services
 from crm_qb.sandbox.crm.server import RunningServer, start_server
 from crm_qb.sandbox.crm.state import SandboxConfig as CrmConfig
 from crm_qb.sandbox.qbo.app import create_app as create_qbo_app
@@ -204,19 +202,8 @@ def qbo_settings(tmp_path: Path, database_url: str, qbo: QboSandbox) -> Settings
 
 
 def connect_qbo(app: Flask, connection_id: int, realm_id: str) -> None:
-    """Run the OAuth consent against the sandbox (it consents at once) and store the tokens."""
-    with app.app_context():
-        services = qbo_services(app)
-        consent = requests.get(services.oauth.authorization_url("state") + f"&realm={realm_id}",
-                               allow_redirects=False, timeout=10)
-        code = parse_qs(urlsplit(consent.headers["Location"]).query)["code"][0]
-        services.store.save(str(connection_id), services.oauth.exchange_code(code, realm_id))
-        db.session.expire_all()  # the token store wrote through its own session
-        connection = db.session.get(Connection, connection_id)
-        assert connection is not None
-        with services.client_for(connection) as client:  # as the OAuth callback does: name, currency, lists
-            refresh_company(db.session, connection, client)
-        db.session.commit()
+    """Run the OAuth consent against the sandbox (it consents at once), store the tokens, read the company."""
+    connect_sandbox_realm(app, connection_id, realm_id)
 
 
 @pytest.fixture
