@@ -6,7 +6,7 @@ Starts the QBO sandbox (``crm-qb sandbox qbo``), the reference CRM (``crm-qb san
 (``crm-qb web --workers 2``), two ``crm-qb worker`` processes and ``crm-qb scheduler`` (it promotes the
 retries of failed jobs and runs the sweep and the 5-minute CDC polls, as in production; ``--no-scheduler`` leaves
 it out), seeds a sandbox realm with ``--burst`` customers, wires one connection with
-``crm-qb connection demo`` (OAuth against the sandbox, CRM change hooks registered, a first CDC poll), points the
+``crm-qb connection demo`` (OAuth against the sandbox, CRM change hooks registered, the backfill), points the
 realm's webhooks at crm-qb with ``delay_ms`` 0 (no aggregation delay) and waits for the first link. Then it
 measures (targets: DESIGN.md section 8):
 
@@ -23,13 +23,12 @@ measures (targets: DESIGN.md section 8):
    settled, the realm's API calls are read. Beside them: the webhook events received, i.e. what one read per
    event would cost. Target <= 10 calls.
 
-Setup, and two product limits worked around (each reported): the seeded customers carry old LastUpdatedTime
-values that the first CDC poll (one hour back) would not see, and ``crm-qb connection demo`` links through that
-poll only (not ``crm-qb backfill``), so each seeded customer is edited once as a bookkeeper before crm-qb
-starts, at most 300 a second: the CDC client cannot split a
-window in which 1,000 or more customers changed within one second (CdcWindowTooDenseError, "use a query sync",
-which does not exist), and the first poll would fail for ever. The realm's one 500-character DisplayName is
-shortened to 255 first (``renamed_customers``; tests/bench/sync_support.py says why).
+Setup: each seeded customer is edited once as a bookkeeper before crm-qb starts (at most 300 a second), which
+gives every customer a fresh LastUpdatedTime; ``crm-qb connection demo`` then links them with the connection's
+backfill. (This step dates from before the backfill existed, when the first link was a one-hour CDC poll, and
+before the poll fell back to queries for windows too dense for CDC; it is kept so that results stay comparable.)
+The realm's one 500-character DisplayName is shortened to 255 first (``renamed_customers``): the reference CRM
+refuses longer names, and that record would only add a recorded failure (tests/bench/sync_support.py).
 
 Each sample waits for the system to be quiet first (no webhook, hook or inbound event in flight), so samples do
 not queue behind each other's echoes. Prints one JSON object. Uses Redis database 13 (flushed before and after),
