@@ -31,7 +31,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine, create_engine, func, select
 
 from crm_qb.models import Connection, ContactLink, EventSource, EventStatus, InboundEvent, LinkState
-from tests.support import free_port
+from tests.support import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -100,15 +100,8 @@ class Processes:
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll ``predicate`` until truthy; RuntimeError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    """Poll ``predicate`` until truthy (tests.support.wait_for, in the argument order the benchmark uses)."""
+    return wait_for(predicate, timeout=timeout, interval=interval, what=what)
 
 
 @dataclass
