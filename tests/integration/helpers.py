@@ -65,3 +65,13 @@ def count_events(app: Flask, **where: Any) -> int:
         for column, value in where.items():
             query = query.where(getattr(InboundEvent, column) == value)
         return int(db.session.scalar(query) or 0)
+
+
+def set_connection(app: Flask, connection_id: int, **values: object) -> None:
+    """Set columns of a connection row directly (test setup)."""
+    with app.app_context():
+        row = db.session.get(Connection, connection_id)
+        assert row is not None
+        for name, value in values.items():
+            setattr(row, name, value)
+        db.session.commit()

@@ -6,18 +6,22 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
+from crm_qb.config import Settings
 from crm_qb.sandbox.qbo.app import create_app as create_sandbox_app
 from crm_qb.sandbox.qbo.app import sandbox_of
 from crm_qb.sandbox.qbo.sandbox import Sandbox, SandboxConfig
 from crm_qb.web.signing import link_token
+from tests.conftest import make_settings
 
 
 @dataclass(frozen=True)
@@ -94,3 +98,16 @@ def connect(client: FlaskClient, app: Flask, connection_id: int, **extra: str) -
     """The whole dance for ``connection_id`` in ``client``; returns the callback's response."""
     sign_in(client, app, connection_id)
     return client.get(consent(start_connect(client, connection_id), **extra))
+
+
+@pytest.fixture(name="sandbox")
+def sandbox_fixture() -> Iterator[LiveSandbox]:
+    """A fresh QBO sandbox for the test (import as ``sandbox`` into a test module)."""
+    with live_sandbox() as live:
+        yield live
+
+
+@pytest.fixture(name="settings")
+def sandbox_settings(tmp_path: Path, database_url: str, sandbox: LiveSandbox) -> Settings:
+    """The test's settings pointed at the sandbox (overrides tests.conftest's ``settings``)."""
+    return make_settings(tmp_path, database_url, **sandbox.settings_overrides())

@@ -16,10 +16,10 @@ from crm_qb.app import create_app
 from crm_qb.cli import main
 from crm_qb.config import Settings
 from crm_qb.db import db, utcnow
-from crm_qb.models import Connection, QboReference, QboStatus
+from crm_qb.models import QboReference, QboStatus
 from crm_qb.web.signing import SESSION_COOKIE, dump_session, link_token, new_session
 from tests.conftest import make_settings, settings_env
-from tests.integration.helpers import add_connection
+from tests.integration.helpers import add_connection, set_connection
 from tests.integration.oauth_helpers import sign_in
 
 REASON = "Intuit rejected the refresh token: invalid_grant"
@@ -29,14 +29,6 @@ def _page(client: FlaskClient, connection_id: int, token: str | None = None) -> 
     query = f"?token={token}" if token is not None else ""
     response = client.get(f"/admin/connections/{connection_id}{query}")
     return response.status_code, response.get_data(as_text=True)
-
-
-def _set(app: Flask, connection_id: int, **values: object) -> None:
-    with app.app_context():
-        row = db.session.get(Connection, connection_id)
-        for name, value in values.items():
-            setattr(row, name, value)
-        db.session.commit()
 
 
 def test_a_signed_link_starts_a_session_scoped_to_its_connection(app: Flask, client: FlaskClient) -> None:
@@ -104,7 +96,7 @@ def test_an_unknown_connection_with_a_valid_link_is_404(app: Flask, client: Flas
 def test_the_page_shows_the_connection_and_its_controls(app: Flask, client: FlaskClient) -> None:
     conn = add_connection(app, realm_id="9130350000001")
     expires, refresh_expires, synced = utcnow() + timedelta(minutes=42), utcnow() + timedelta(days=99), utcnow()
-    _set(app, conn.id, qbo_company_name="Larry's <Bakery>", home_currency="CAD", multicurrency_enabled=True,
+    set_connection(app, conn.id, qbo_company_name="Larry's <Bakery>", home_currency="CAD", multicurrency_enabled=True,
          company_timezone="America/Toronto", qbo_access_expires_at=expires,
          qbo_refresh_expires_at=refresh_expires, last_sync_at=synced)
     with app.app_context():
@@ -130,7 +122,7 @@ def test_needs_reconnect_shows_on_the_page_in_the_cli_and_in_healthz(
     app: Flask, client: FlaskClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conn = add_connection(app, realm_id="9130350000002")
-    _set(app, conn.id, qbo_status=QboStatus.NEEDS_RECONNECT, qbo_status_reason=REASON)
+    set_connection(app, conn.id, qbo_status=QboStatus.NEEDS_RECONNECT, qbo_status_reason=REASON)
     sign_in(client, app, conn.id)
     body = _page(client, conn.id)[1]
     assert "Needs reconnect" in body and REASON in body and "Reconnect QuickBooks" in body

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import requests
@@ -17,36 +15,23 @@ from redis import Redis
 from rq.job import Job
 from sqlalchemy import select, text
 
-from crm_qb.config import Settings
 from crm_qb.db import db, utcnow
 from crm_qb.models import AuditEntry, Connection, ContactLink, QboReference, QboStatus
 from crm_qb.qbo.services import qbo_services
 from crm_qb.sandbox.qbo.oauth import OAuthError as SandboxOAuthError
-from tests.conftest import make_settings
+from tests.integration import oauth_helpers
 from tests.integration.helpers import add_connection
 from tests.integration.oauth_helpers import (
     LiveSandbox,
     connect,
     consent,
-    live_sandbox,
     query_of,
     sign_in,
     start_connect,
 )
 from workers.qbo_jobs import load_company_details, load_company_job_id
 
-
-@pytest.fixture
-def sandbox() -> Iterator[LiveSandbox]:
-    """A fresh QBO sandbox for the test."""
-    with live_sandbox() as live:
-        yield live
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str, sandbox: LiveSandbox) -> Settings:
-    """The test's settings, pointed at the sandbox."""
-    return make_settings(tmp_path, database_url, **sandbox.settings_overrides())
+sandbox, settings = oauth_helpers.sandbox_fixture, oauth_helpers.sandbox_settings
 
 
 def _row(app: Flask, connection_id: int) -> Connection:

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import responses
 from flask import Flask
 from flask.testing import FlaskClient
 
-from crm_qb.config import Settings
 from crm_qb.db import db, utcnow
 from crm_qb.models import Connection, QboStatus
 from crm_qb.qbo.services import qbo_services
 from crm_qb.qbo.tokens import NeedsReconnectError
-from tests.conftest import make_settings
-from tests.integration.helpers import add_connection
-from tests.integration.oauth_helpers import LiveSandbox, connect, live_sandbox
+from tests.integration import oauth_helpers
+from tests.integration.helpers import add_connection, set_connection
+from tests.integration.oauth_helpers import LiveSandbox, connect
 from workers.qbo_jobs import (
     REFRESH_EVERY_SECONDS,
     connections_due_for_refresh,
@@ -28,26 +25,7 @@ from workers.qbo_jobs import (
 from workers.schedule import PERIODIC, tick
 from workers.worker import build_worker
 
-
-@pytest.fixture
-def sandbox() -> Iterator[LiveSandbox]:
-    """A fresh QBO sandbox for the test."""
-    with live_sandbox() as live:
-        yield live
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str, sandbox: LiveSandbox) -> Settings:
-    """The test's settings, pointed at the sandbox."""
-    return make_settings(tmp_path, database_url, **sandbox.settings_overrides())
-
-
-def _set(app: Flask, connection_id: int, **values: object) -> None:
-    with app.app_context():
-        row = db.session.get(Connection, connection_id)
-        for name, value in values.items():
-            setattr(row, name, value)
-        db.session.commit()
+sandbox, settings = oauth_helpers.sandbox_fixture, oauth_helpers.sandbox_settings
 
 
 def _connected(app: Flask, client: FlaskClient) -> int:
@@ -70,7 +48,7 @@ def test_idle_or_soon_expiring_connections_are_due(app: Flask) -> None:
     ids = {}
     for name, (status, access, refresh, _) in cases.items():
         ids[name] = add_connection(app, realm_id=f"realm-{len(ids)}").id
-        _set(app, ids[name], qbo_status=status, qbo_access_expires_at=access, qbo_refresh_expires_at=refresh,
+        set_connection(app, ids[name], qbo_status=status, qbo_access_expires_at=access, qbo_refresh_expires_at=refresh,
              qbo_access_token_encrypted="x", qbo_refresh_token_encrypted="y")
     with app.app_context():
         due = connections_due_for_refresh(now)
@@ -82,7 +60,7 @@ def test_the_scheduled_refresh_renews_an_idle_connection_through_a_worker(app: F
     connection_id = _connected(app, client)
     with app.app_context():
         old = qbo_services(app).store.load(str(connection_id)).tokens
-    _set(app, connection_id, qbo_access_expires_at=utcnow() - timedelta(days=8))
+    set_connection(app, connection_id, qbo_access_expires_at=utcnow() - timedelta(days=8))
     periodic = tuple(p for p in PERIODIC if p.name == "qbo-refresh-idle-tokens")
     assert tick(app, utcnow().timestamp(), periodic)  # the scheduler queues the scan ...
     build_worker(app).work(burst=True)  # ... which queues the refresh; one burst runs both
@@ -104,7 +82,7 @@ def test_a_refused_refresh_token_marks_the_connection_and_stops_every_call_to_in
     with app.app_context():
         services = qbo_services(app)
         sandbox.sandbox.oauth.revoke(services.store.load(str(connection_id)).tokens.refresh_token)
-    _set(app, connection_id, qbo_access_expires_at=utcnow() - timedelta(days=8))
+    set_connection(app, connection_id, qbo_access_expires_at=utcnow() - timedelta(days=8))
     with app.app_context():
         assert refresh_connection_tokens(str(connection_id)) == "needs_reconnect"
         row = db.session.get(Connection, connection_id)

@@ -6,14 +6,13 @@ import multiprocessing
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from redis import Redis
 
 from crm_qb.qbo.ratebudget import RateBudget, RateBudgetTimeout
+from tests.conftest import REDIS_TEST_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
 # Keys carry a per-run id so that two test runs sharing the Redis database cannot mix their counts.
 RUN = uuid.uuid4().hex[:8]
 REALM = f"realm-{RUN}"
@@ -22,15 +21,6 @@ IN_FLIGHT = f"probe:{RUN}:in_flight"
 PEAKS = f"probe:{RUN}:peaks"
 # A short window keeps the test fast; the limits are the same code paths as Intuit's 500/60 s and 10.
 LIMIT, WINDOW, CONCURRENT = 8, 0.5, 3
-
-
-@pytest.fixture
-def redis13() -> Iterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 class FakeTime:
@@ -52,9 +42,9 @@ def make_budget(redis: Redis, clock: FakeTime, **kwargs: float) -> RateBudget:
     return RateBudget(redis, clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
 
 
-def test_the_request_over_the_minute_limit_waits_for_the_oldest_to_age_out(redis13: Redis) -> None:
+def test_the_request_over_the_minute_limit_waits_for_the_oldest_to_age_out(redis_client: Redis) -> None:
     clock = FakeTime()
-    budget = make_budget(redis13, clock, per_minute=3)
+    budget = make_budget(redis_client, clock, per_minute=3)
     start = clock.now
     for _ in range(3):
         with budget.slot(REALM):
@@ -68,9 +58,9 @@ def test_the_request_over_the_minute_limit_waits_for_the_oldest_to_age_out(redis
     assert fourth.granted_at < start + 61.1
 
 
-def test_the_window_rolls(redis13: Redis) -> None:
+def test_the_window_rolls(redis_client: Redis) -> None:
     clock = FakeTime()
-    budget = make_budget(redis13, clock, per_minute=2)
+    budget = make_budget(redis_client, clock, per_minute=2)
     with budget.slot(REALM):
         pass
     clock.now += 30
@@ -84,9 +74,9 @@ def test_the_window_rolls(redis13: Redis) -> None:
     assert third.granted_at < 1_000_061
 
 
-def test_realms_have_separate_budgets(redis13: Redis) -> None:
+def test_realms_have_separate_budgets(redis_client: Redis) -> None:
     clock = FakeTime()
-    budget = make_budget(redis13, clock, per_minute=1)
+    budget = make_budget(redis_client, clock, per_minute=1)
     with budget.slot("a"):
         pass
 
@@ -97,9 +87,9 @@ def test_realms_have_separate_budgets(redis13: Redis) -> None:
     assert clock.slept == []
 
 
-def test_concurrency_limit_blocks_until_a_slot_is_released(redis13: Redis) -> None:
+def test_concurrency_limit_blocks_until_a_slot_is_released(redis_client: Redis) -> None:
     clock = FakeTime()
-    budget = make_budget(redis13, clock, concurrent=2)
+    budget = make_budget(redis_client, clock, concurrent=2)
     first, second = budget.acquire(REALM), budget.acquire(REALM)
 
     with pytest.raises(RateBudgetTimeout):
@@ -113,9 +103,9 @@ def test_concurrency_limit_blocks_until_a_slot_is_released(redis13: Redis) -> No
     assert budget.in_flight(REALM) == 0
 
 
-def test_a_lease_never_released_expires(redis13: Redis) -> None:
+def test_a_lease_never_released_expires(redis_client: Redis) -> None:
     clock = FakeTime()
-    budget = make_budget(redis13, clock, concurrent=1, lease_seconds=150)
+    budget = make_budget(redis_client, clock, concurrent=1, lease_seconds=150)
     budget.acquire(REALM)  # its holder "dies" without releasing
 
     late = budget.acquire(REALM)
@@ -123,9 +113,9 @@ def test_a_lease_never_released_expires(redis13: Redis) -> None:
     assert late.granted_at >= 1_000_150
 
 
-def test_a_batch_costs_one_slot_per_item(redis13: Redis) -> None:
+def test_a_batch_costs_one_slot_per_item(redis_client: Redis) -> None:
     clock = FakeTime()
-    budget = make_budget(redis13, clock, per_minute=5)
+    budget = make_budget(redis_client, clock, per_minute=5)
     with budget.slot(REALM, cost=3):
         pass
 
@@ -137,9 +127,9 @@ def test_a_batch_costs_one_slot_per_item(redis13: Redis) -> None:
         budget.acquire(REALM, cost=6)
 
 
-def test_invalid_limits_are_refused(redis13: Redis) -> None:
+def test_invalid_limits_are_refused(redis_client: Redis) -> None:
     with pytest.raises(ValueError, match="positive"):
-        RateBudget(redis13, per_minute=0)
+        RateBudget(redis_client, per_minute=0)
 
 
 def shared_budget(redis: Redis) -> RateBudget:
@@ -157,7 +147,7 @@ def one_request(budget: RateBudget, redis: Redis, run: str) -> None:
 
 def run_threads(threads: int, requests_each: int, run: str = RUN) -> None:
     """Make requests from ``threads`` threads; ``run`` carries the parent's key id into a spawned process."""
-    redis = Redis.from_url(REDIS_URL)
+    redis = Redis.from_url(REDIS_TEST_URL)
     budget = shared_budget(redis)
     workers = [threading.Thread(target=lambda: [one_request(budget, redis, run) for _ in range(requests_each)])
                for _ in range(threads)]
@@ -180,13 +170,13 @@ def assert_limits_held(redis: Redis, expected: int) -> None:
     assert abs(grants[0] - time.time()) < 60  # grants are on the real clock
 
 
-def test_many_threads_never_exceed_the_limits(redis13: Redis) -> None:
+def test_many_threads_never_exceed_the_limits(redis_client: Redis) -> None:
     run_threads(threads=12, requests_each=3)
 
-    assert_limits_held(redis13, expected=36)
+    assert_limits_held(redis_client, expected=36)
 
 
-def test_several_processes_never_exceed_the_limits(redis13: Redis) -> None:
+def test_several_processes_never_exceed_the_limits(redis_client: Redis) -> None:
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=run_threads, args=(3, 3, RUN)) for _ in range(4)]
     for process in processes:
@@ -195,17 +185,17 @@ def test_several_processes_never_exceed_the_limits(redis13: Redis) -> None:
         process.join(60)
 
     assert [p.exitcode for p in processes] == [0, 0, 0, 0]
-    assert_limits_held(redis13, expected=36)
+    assert_limits_held(redis_client, expected=36)
 
 
 def hold_a_slot_forever(realm: str, ready: threading.Event) -> None:
-    redis = Redis.from_url(REDIS_URL)
+    redis = Redis.from_url(REDIS_TEST_URL)
     RateBudget(redis, concurrent=1, lease_seconds=2.0).acquire(realm)
     ready.set()
     time.sleep(600)
 
 
-def test_a_killed_process_gives_its_slot_back_when_the_lease_expires(redis13: Redis) -> None:
+def test_a_killed_process_gives_its_slot_back_when_the_lease_expires(redis_client: Redis) -> None:
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
     holder = context.Process(target=hold_a_slot_forever, args=(REALM, ready))
@@ -213,7 +203,7 @@ def test_a_killed_process_gives_its_slot_back_when_the_lease_expires(redis13: Re
     assert ready.wait(30)
     holder.kill()  # SIGKILL: no finally, no release
     holder.join(10)
-    budget = RateBudget(redis13, concurrent=1, lease_seconds=2.0, poll_interval=0.02)
+    budget = RateBudget(redis_client, concurrent=1, lease_seconds=2.0, poll_interval=0.02)
     assert budget.in_flight(REALM) == 1  # the dead process still holds its lease...
     started = time.monotonic()
 

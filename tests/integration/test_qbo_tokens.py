@@ -8,7 +8,7 @@ import multiprocessing
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,19 +20,10 @@ from redis import Redis
 
 from crm_qb.qbo.oauth import InvalidGrantError, OAuthClient, TokenSet
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError, StoredTokens, TokenManager
+from tests.conftest import REDIS_TEST_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CONNECTION = "conn-1"
-
-
-@pytest.fixture
-def redis13() -> Iterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 class MemoryStore:
@@ -81,17 +72,17 @@ def manager(redis: Redis, store: MemoryStore, refresh: Callable[[str], TokenSet]
     return TokenManager(redis, store, refresh, clock=lambda: NOW, lock_wait=2)
 
 
-def test_a_fresh_token_is_returned_without_refreshing(redis13: Redis) -> None:
+def test_a_fresh_token_is_returned_without_refreshing(redis_client: Redis) -> None:
     store, refresh = MemoryStore(tokens()), FakeRefresh()
 
-    assert manager(redis13, store, refresh).access_token(CONNECTION) == "access-0"
+    assert manager(redis_client, store, refresh).access_token(CONNECTION) == "access-0"
     assert refresh.calls == []
 
 
-def test_a_token_within_the_skew_is_refreshed_and_saved(redis13: Redis) -> None:
+def test_a_token_within_the_skew_is_refreshed_and_saved(redis_client: Redis) -> None:
     store, refresh = MemoryStore(tokens(expires_in=timedelta(minutes=4))), FakeRefresh()
 
-    token = manager(redis13, store, refresh).access_token(CONNECTION)
+    token = manager(redis_client, store, refresh).access_token(CONNECTION)
 
     assert token == "access-1"
     assert refresh.calls == ["refresh-0"]
@@ -99,7 +90,7 @@ def test_a_token_within_the_skew_is_refreshed_and_saved(redis13: Redis) -> None:
     assert store.rows[CONNECTION].tokens.realm_id == "9130"  # kept: the refresh answer has no realm
 
 
-def test_the_new_access_token_is_not_handed_out_unless_saved(redis13: Redis) -> None:
+def test_the_new_access_token_is_not_handed_out_unless_saved(redis_client: Redis) -> None:
     store, refresh = MemoryStore(tokens(expires_in=timedelta(0))), FakeRefresh()
 
     def failing_save(connection_id: str, new: TokenSet) -> None:
@@ -108,65 +99,65 @@ def test_the_new_access_token_is_not_handed_out_unless_saved(redis13: Redis) -> 
     store.save = failing_save  # type: ignore[method-assign]
 
     with pytest.raises(RuntimeError, match="database down"):
-        manager(redis13, store, refresh).access_token(CONNECTION)
+        manager(redis_client, store, refresh).access_token(CONNECTION)
 
 
-def test_force_refresh_replaces_the_stale_token(redis13: Redis) -> None:
+def test_force_refresh_replaces_the_stale_token(redis_client: Redis) -> None:
     store, refresh = MemoryStore(tokens()), FakeRefresh()
 
-    assert manager(redis13, store, refresh).force_refresh(CONNECTION, "access-0") == "access-1"
+    assert manager(redis_client, store, refresh).force_refresh(CONNECTION, "access-0") == "access-1"
     assert refresh.calls == ["refresh-0"]
 
 
-def test_force_refresh_after_someone_else_refreshed_does_not_call_intuit(redis13: Redis) -> None:
+def test_force_refresh_after_someone_else_refreshed_does_not_call_intuit(redis_client: Redis) -> None:
     store, refresh = MemoryStore(tokens(access="access-from-another-process")), FakeRefresh()
 
-    token = manager(redis13, store, refresh).force_refresh(CONNECTION, "access-stale")
+    token = manager(redis_client, store, refresh).force_refresh(CONNECTION, "access-stale")
 
     assert token == "access-from-another-process"
     assert refresh.calls == []
 
 
-def test_invalid_grant_marks_the_connection_and_raises(redis13: Redis) -> None:
+def test_invalid_grant_marks_the_connection_and_raises(redis_client: Redis) -> None:
     store = MemoryStore(tokens(expires_in=timedelta(0)))
     refresh = FakeRefresh(InvalidGrantError("Intuit refused the token request: invalid_grant", error="invalid_grant"))
 
     with pytest.raises(NeedsReconnectError, match="invalid_grant"):
-        manager(redis13, store, refresh).access_token(CONNECTION)
+        manager(redis_client, store, refresh).access_token(CONNECTION)
 
     assert store.rows[CONNECTION].needs_reconnect
     assert "invalid_grant" in store.marks[0]
 
 
-def test_a_connection_marked_for_reconnect_raises_without_calling_intuit(redis13: Redis) -> None:
+def test_a_connection_marked_for_reconnect_raises_without_calling_intuit(redis_client: Redis) -> None:
     store, refresh = MemoryStore(), FakeRefresh()
     store.rows[CONNECTION] = StoredTokens(tokens(expires_in=timedelta(0)), True, "user revoked access")
 
     with pytest.raises(NeedsReconnectError, match="user revoked access"):
-        manager(redis13, store, refresh).access_token(CONNECTION)
+        manager(redis_client, store, refresh).access_token(CONNECTION)
     with pytest.raises(NeedsReconnectError):
-        manager(redis13, store, refresh).force_refresh(CONNECTION, "access-0")
+        manager(redis_client, store, refresh).force_refresh(CONNECTION, "access-0")
 
     assert refresh.calls == []
 
 
-def test_an_expired_refresh_token_needs_reconnect_without_calling_intuit(redis13: Redis) -> None:
+def test_an_expired_refresh_token_needs_reconnect_without_calling_intuit(redis_client: Redis) -> None:
     store = MemoryStore(tokens(expires_in=timedelta(0), refresh_expires_in=timedelta(seconds=-1)))
     refresh = FakeRefresh()
 
     with pytest.raises(NeedsReconnectError, match="expired"):
-        manager(redis13, store, refresh).access_token(CONNECTION)
+        manager(redis_client, store, refresh).access_token(CONNECTION)
 
     assert refresh.calls == []
     assert store.rows[CONNECTION].needs_reconnect
 
 
-def test_a_connection_without_tokens_is_not_connected(redis13: Redis) -> None:
+def test_a_connection_without_tokens_is_not_connected(redis_client: Redis) -> None:
     with pytest.raises(NotConnectedError):
-        manager(redis13, MemoryStore(), FakeRefresh()).access_token(CONNECTION)
+        manager(redis_client, MemoryStore(), FakeRefresh()).access_token(CONNECTION)
 
 
-def test_invalid_grant_after_a_concurrent_rotation_uses_the_rotated_tokens(redis13: Redis) -> None:
+def test_invalid_grant_after_a_concurrent_rotation_uses_the_rotated_tokens(redis_client: Redis) -> None:
     store = MemoryStore(tokens(expires_in=timedelta(0)))
 
     def raced(refresh_token: str) -> TokenSet:
@@ -175,7 +166,7 @@ def test_invalid_grant_after_a_concurrent_rotation_uses_the_rotated_tokens(redis
                                                        None, "9130"))
         raise InvalidGrantError("invalid_grant", error="invalid_grant")
 
-    assert manager(redis13, store, raced).access_token(CONNECTION) == "access-other"
+    assert manager(redis_client, store, raced).access_token(CONNECTION) == "access-other"
     assert store.marks == []
 
 
@@ -276,7 +267,7 @@ class SqliteStore:
 
 def refresh_in_a_process(db_path: str, discovery_url: str, barrier: Any, results: Any) -> None:
     """One worker process: wait for the others, get a token, then all force a refresh after a 401."""
-    redis = Redis.from_url(REDIS_URL)
+    redis = Redis.from_url(REDIS_TEST_URL)
     oauth = OAuthClient(CLIENT_ID, CLIENT_SECRET, "http://127.0.0.1/cb", discovery_url)
     tokens = TokenManager(redis, SqliteStore(db_path), oauth.refresh)
     oauth.discovery  # noqa: B018 - fetch it before the race so only token calls race
@@ -288,7 +279,7 @@ def refresh_in_a_process(db_path: str, discovery_url: str, barrier: Any, results
     redis.close()
 
 
-def test_processes_refreshing_one_connection_at_once_make_one_token_call(redis13: Redis, tmp_path: Path) -> None:
+def test_processes_refreshing_one_connection_at_once_make_one_token_call(redis_client: Redis, tmp_path: Path) -> None:
     store = SqliteStore(str(tmp_path / "tokens.sqlite3"))
     store.create()
     now = datetime.now(UTC)
