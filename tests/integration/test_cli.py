@@ -11,12 +11,13 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from crm_qb.cli import main
+from tests.conftest import REDIS_TEST_URL
 
 
 @pytest.fixture
 def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setenv("CRM_QB_INSTANCE_PATH", str(tmp_path))
-    monkeypatch.setenv("CRM_QB_REDIS_URL", "redis://127.0.0.1:6379/15")
+    monkeypatch.setenv("CRM_QB_REDIS_URL", REDIS_TEST_URL)
     monkeypatch.setenv("CRM_QB_ENCRYPTION_KEY", os.environ["CRM_QB_TEST_ENCRYPTION_KEY"])
     monkeypatch.setenv("CRM_QB_SECRET_KEY", "x")
     result = CliRunner().invoke(main, ["db", "upgrade"])

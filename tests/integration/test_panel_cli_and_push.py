@@ -23,7 +23,7 @@ from crm_qb.models import Connection
 from crm_qb.sandbox.crm.server import RunningServer, start_server
 from crm_qb.sandbox.crm.state import SandboxConfig
 from crm_qb.sync.billing_summary import push_summary
-from tests.conftest import make_settings
+from tests.conftest import REDIS_TEST_URL, make_settings
 from tests.integration.folder_helpers import APP_BASE, apply, company, link, txn
 
 PUBLIC = "http://127.0.0.1:5999"
@@ -32,7 +32,7 @@ PUBLIC = "http://127.0.0.1:5999"
 @pytest.fixture
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A migrated SQLite instance for the CLI, and the environment that reaches it."""
-    env = {"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_REDIS_URL": "redis://127.0.0.1:6379/9",
+    env = {"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_REDIS_URL": REDIS_TEST_URL,
            "CRM_QB_ENCRYPTION_KEY": os.environ["CRM_QB_TEST_ENCRYPTION_KEY"], "CRM_QB_SECRET_KEY": "cli-secret",
            "CRM_QB_PUBLIC_URL": PUBLIC, "CRM_QB_QBO_ENVIRONMENT": "production"}
     for name, value in env.items():
