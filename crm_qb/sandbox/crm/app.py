@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from crm_qb.sandbox.crm import api, control, ui
+from crm_qb.sandbox.crm import activities_api, api, control, control_activities, ui
 from crm_qb.sandbox.crm.state import EXTENSION, Sandbox, SandboxConfig, sandbox_of
 from crm_qb.sandbox.crm.validation import ApiError
 
@@ -24,7 +24,9 @@ def create_app(config: SandboxConfig | None = None) -> Flask:
     app.json.sort_keys = False
     app.extensions[EXTENSION] = Sandbox(config or SandboxConfig())
     app.register_blueprint(api.bp)
+    app.register_blueprint(activities_api.bp)
     app.register_blueprint(control.bp)
+    app.register_blueprint(control_activities.bp)
     app.register_blueprint(ui.bp)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
