@@ -17,7 +17,7 @@ from crm_qb.sandbox.crm.clock import stamp
 from crm_qb.sandbox.crm.db import SandboxDb
 from crm_qb.sandbox.crm.hooks import make_event
 from crm_qb.sandbox.crm.paging import walk_page
-from crm_qb.sandbox.crm.validation import ApiError, invalid
+from crm_qb.sandbox.crm.validation import ApiError, check_version, invalid
 
 
 def new_activity(activity_id: str) -> dict[str, Any]:
@@ -55,11 +55,6 @@ class ActivityStore:
         """Return a contact's activities, most recently started first (for the contact page)."""
         return self._db.many("SELECT data FROM activities WHERE contact_id = ? ORDER BY started_at DESC, id",
                              (contact_id,))
-
-    def count(self) -> int:
-        """Return how many activities exist."""
-        with self._db.lock:
-            return self._db.conn.execute("SELECT COUNT(*) FROM activities").fetchone()[0]
 
     def create_activity(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Create an activity from validated fields (contact and owner must exist), emit its hook, return it."""
@@ -108,11 +103,7 @@ class ActivityStore:
 
     def _current(self, activity_id: str, expected_version: int | None) -> dict[str, Any]:
         """Return the activity, raising 404 when unknown and 412 when ``expected_version`` is stale."""
-        activity = self.get_activity(activity_id)
-        if expected_version is not None and expected_version != activity["version"]:
-            raise ApiError(412, "version_conflict", f"activity {activity_id!r} is at version "
-                                                    f"{activity['version']}, not {expected_version}")
-        return activity
+        return check_version("activity", self.get_activity(activity_id), expected_version)
 
     def _check_references(self, changes: dict[str, Any]) -> None:
         """Raise a 400 naming the field when ``contact_id`` or ``owner_id`` names nothing."""

@@ -19,11 +19,9 @@ from crm_qb.sandbox.crm.activities import ActivityStore
 from crm_qb.sandbox.crm.clock import stamp
 from crm_qb.sandbox.crm.db import Emit, SandboxDb
 from crm_qb.sandbox.crm.hooks import make_event
-from crm_qb.sandbox.crm.paging import decode_cursor, encode_cursor, walk_page
+from crm_qb.sandbox.crm.paging import walk_page
 from crm_qb.sandbox.crm.users import UserStore
-from crm_qb.sandbox.crm.validation import ADDRESS_KEYS, ApiError, empty_address, invalid
-
-__all__ = ["CrmStore", "decode_cursor", "encode_cursor", "stamp"]
+from crm_qb.sandbox.crm.validation import ADDRESS_KEYS, ApiError, check_version, empty_address, invalid
 
 
 def not_found(kind: str, object_id: str) -> ApiError:
@@ -171,11 +169,7 @@ class CrmStore:
 
     def _current(self, contact_id: str, expected_version: int | None) -> dict[str, Any]:
         """Return the contact, raising 404 when unknown and 412 when ``expected_version`` is stale."""
-        contact = self.get_contact(contact_id)
-        if expected_version is not None and expected_version != contact["version"]:
-            raise ApiError(412, "version_conflict",
-                           f"contact {contact_id!r} is at version {contact['version']}, not {expected_version}")
-        return contact
+        return check_version("contact", self.get_contact(contact_id), expected_version)
 
     def _check_owner(self, changes: dict[str, Any]) -> None:
         """Raise a 400 naming ``owner_id`` when it is set and names no user."""

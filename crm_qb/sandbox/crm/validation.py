@@ -47,6 +47,14 @@ def invalid(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_field", f"{field}: {message}", field)
 
 
+def check_version(kind: str, record: dict[str, Any], expected: int | None) -> dict[str, Any]:
+    """Return ``record``; raise the 412 when ``expected`` is given and is not the record's version."""
+    if expected is not None and expected != record["version"]:
+        raise ApiError(412, "version_conflict",
+                       f"{kind} {record['id']!r} is at version {record['version']}, not {expected}")
+    return record
+
+
 def require_object(body: Any) -> dict[str, Any]:
     """Return ``body`` when it is a JSON object, else raise a 400."""
     if not isinstance(body, dict):
