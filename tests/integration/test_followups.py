@@ -77,7 +77,7 @@ class World:
 
     def contact(self, qbo_customer_id: str, **fields: Any) -> str:
         """Create a CRM contact linked to the QBO customer; return its id."""
-        body = {"display_name": f"Customer {qbo_customer_id}", "owner_id": "u7", **fields}
+        body = {"display_name": f"Customer {qbo_customer_id}", "owner_id": "u2", **fields}
         contact_id = self.http.post(f"{self.crm.url}/_sandbox/contacts", json=body, timeout=5).json()["id"]
         with self.app.app_context():
             db.session.add(ContactLink(connection_id=self.connection_id, crm_contact_id=contact_id,
@@ -167,7 +167,7 @@ def test_an_overdue_invoice_gets_a_task_then_a_second_one_fourteen_days_later(wo
     assert world.scan(overdue_by(0))["created"] == 0  # due today is not overdue
     assert world.scan(overdue_by(1))["created"] == 1
     [task] = world.tasks(contact)
-    assert task["status"] == "open" and task["owner_id"] == "u7" and task["due_date"] == "2025-02-01"
+    assert task["status"] == "open" and task["owner_id"] == "u2" and task["due_date"] == "2025-02-01"
     assert "INV-101" in task["title"] and "USD 1,234.50" in task["title"]
     description = task["description"]
     for expected in ("Customer c1", "Amount: USD 1,234.50", "Balance due: USD 1,234.50", "Due date: 2025-01-31",

@@ -89,3 +89,58 @@ def test_panel_template_is_validated(client: FlaskClient) -> None:
     good = client.post("/_sandbox/panel", json={"url_template": "http://127.0.0.1:5000/panel/1/contacts/{id}"})
     assert good.status_code == 200
     assert client.get("/_sandbox/info").json["panel_url_template"] == "http://127.0.0.1:5000/panel/1/contacts/{id}"
+
+
+def test_seed_with_activities_logs_billable_time_by_the_active_users(client: FlaskClient) -> None:
+    client.patch("/_sandbox/users/u2", json={"active": False})
+    seeded = client.post("/_sandbox/seed", json={"contacts": 5, "seed": 1, "activities": 4})
+    assert seeded.status_code == 201
+    ids, activity_ids = seeded.json["ids"], seeded.json["activity_ids"]
+    assert len(ids) == 5 and len(activity_ids) == 20
+    activities = client.get("/activities", query_string={"limit": 100}, headers=AUTH).json["activities"]
+    assert [a["id"] for a in activities] == activity_ids
+    assert [a["contact_id"] for a in activities] == [i for i in ids for _ in range(4)]
+    assert {a["owner_id"] for a in activities} == {"u1", "u3"}, "only active users log time"
+    billable = [a for a in activities if a["billable"]]
+    assert len(billable) >= 10
+    assert all(a["type"] in ("call", "meeting", "time") and 15 <= a["duration_minutes"] <= 120 for a in billable)
+    assert all(a["type"] == "email" and a["duration_minutes"] is None for a in activities if not a["billable"])
+    assert {a["service"] for a in billable} <= {"Design", "Installation", "Hours", None}
+    now = client.get("/_sandbox/clock").json["now"]
+    assert all(a["started_at"] < now for a in activities)
+
+
+def test_seed_is_deterministic_for_activities_too(client: FlaskClient) -> None:
+    def shapes() -> list[tuple[object, ...]]:
+        activities = client.get("/activities", headers=AUTH).json["activities"]
+        return [(a["type"], a["duration_minutes"], a["hourly_rate"], a["service"], a["owner_id"]) for a in activities]
+
+    client.post("/_sandbox/seed", json={"contacts": 3, "seed": 9, "activities": 3})
+    first = shapes()
+    client.post("/_sandbox/reset")
+    client.post("/_sandbox/seed", json={"contacts": 3, "seed": 9, "activities": 3})
+    assert shapes() == first and len(first) == 9
+
+
+def test_seed_activities_on_existing_contacts(client: FlaskClient) -> None:
+    kept = client.post("/_sandbox/contacts", json={"first_name": "Amy"}).json["id"]
+    other = client.post("/_sandbox/contacts", json={"first_name": "Bill"}).json["id"]
+    chosen = client.post("/_sandbox/seed/activities", json={"contact_ids": [kept], "per_contact": 3}).json
+    assert len(chosen["activity_ids"]) == 3
+    everyone = client.post("/_sandbox/seed/activities", json={}).json["activity_ids"]
+    assert len(everyone) == 4, "two per contact by default"
+    listed = client.get("/activities", query_string={"contact_id": other}, headers=AUTH).json["activities"]
+    assert len(listed) == 2
+    assert client.post("/_sandbox/seed/activities", json={"contact_ids": ["nope"]}).status_code == 404
+    assert client.post("/_sandbox/seed/activities", json={"contact_ids": "x"}).json["error"]["field"] == "contact_ids"
+    assert client.post("/_sandbox/seed/activities", json={"per_contact": 101}).json["error"]["field"] == "per_contact"
+    assert client.post("/_sandbox/seed", json={"activities": -1}).json["error"]["field"] == "activities"
+    for user in ("u1", "u2", "u3"):
+        client.patch(f"/_sandbox/users/{user}", json={"active": False})
+    assert client.post("/_sandbox/seed/activities", json={}).json["error"]["field"] == "activities"
+
+
+def test_reset_deletes_activities(client: FlaskClient) -> None:
+    client.post("/_sandbox/seed", json={"contacts": 2, "activities": 2})
+    client.post("/_sandbox/reset")
+    assert client.get("/activities", headers=AUTH).json == {"activities": [], "next_cursor": None}

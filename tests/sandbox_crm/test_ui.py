@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from flask.testing import FlaskClient
+
+from crm_qb.sandbox.crm.ui import duration
 
 EVIL = '<script>alert("x")</script>'
 
@@ -46,3 +49,32 @@ def test_contact_page_without_panel_and_unknown_contact(client: FlaskClient) -> 
     assert "<iframe" not in html and "No panel configured" in html
     assert "<b>9</b>" not in html and "Stored billing summary" in html
     assert client.get("/ui/contacts/nope").status_code == 404
+
+
+def test_contact_page_lists_activities_with_owner_names_newest_first(client: FlaskClient) -> None:
+    contact = client.post("/_sandbox/contacts", json={"first_name": "Ada", "owner_id": "u2"}).json
+    base = {"contact_id": contact["id"], "owner_id": "u1", "started_at": "2024-05-01T09:30:00Z"}
+    client.post("/_sandbox/activities", json={**base, "type": "call", "subject": EVIL, "duration_minutes": 90,
+                                              "billable": True, "hourly_rate": "62.50", "service": "Design"})
+    client.post("/_sandbox/activities", json={**base, "type": "email", "subject": "Quote sent", "owner_id": "u3",
+                                              "started_at": "2024-05-03T16:05:00+02:00"})
+    html = client.get(f"/ui/contacts/{contact['id']}").get_data(as_text=True)
+    section = html[html.index('<h2 id="activities">'):html.index('<h2 id="tasks">')]
+    rows = section.split("<tr>")[2:]
+    assert len(rows) == 2
+    assert "email" in rows[0] and "Quote sent" in rows[0] and "2024-05-03 14:05 UTC" in rows[0]
+    assert "<td>no</td>" in rows[0] and "Riley Chen" in rows[0]
+    assert "call" in rows[1] and "1 h 30 min" in rows[1] and "yes (62.50/h, Design)" in rows[1]
+    assert "Emily Platt" in rows[1] and "&lt;script&gt;" in rows[1] and EVIL not in html
+    assert "<th scope=\"row\">Owner</th><td>John Johnson</td>" in html
+
+
+def test_contact_page_without_activities(client: FlaskClient) -> None:
+    contact = client.post("/_sandbox/contacts", json={"first_name": "A"}).json
+    assert "No activities." in client.get(f"/ui/contacts/{contact['id']}").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("minutes", "text"), [(None, ""), (0, "0 min"), (45, "45 min"), (60, "1 h"),
+                                               (125, "2 h 5 min"), (1440, "24 h")])
+def test_durations_read_as_hours_and_minutes(minutes: int | None, text: str) -> None:
+    assert duration({"duration_minutes": minutes}) == text

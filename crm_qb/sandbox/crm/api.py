@@ -1,8 +1,9 @@
-"""The section 6 REST API of the reference CRM (shapes documented in API.md).
+"""The section 6 REST API of the reference CRM: contacts, tasks, users (shapes documented in API.md).
 
-Every call needs ``Authorization: Bearer <token>``. ``PATCH /contacts/{id}`` needs ``If-Match: <version>``
-(428 without it, 412 when stale) so a client can never overwrite a change it has not seen; ``DELETE`` and the
-merge honour ``If-Match`` when given. Contact responses carry ``ETag: "<version>"``.
+Every call needs ``Authorization: Bearer <token>`` and passes the rate limit (``guard``, shared with the
+activities blueprint). ``PATCH /contacts/{id}`` needs ``If-Match: <version>`` (428 without it, 412 when stale)
+so a client can never overwrite a change it has not seen; ``DELETE`` and the merge honour ``If-Match`` when
+given. Contact responses carry ``ETag: "<version>"``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import hmac
 import time
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
+from crm_qb.sandbox.crm.batch import run_contact_batch
 from crm_qb.sandbox.crm.faults import FaultPlan
+from crm_qb.sandbox.crm.paging import decode_cursor, page_limit
+from crm_qb.sandbox.crm.ratelimit import Admission
 from crm_qb.sandbox.crm.state import current_sandbox
-from crm_qb.sandbox.crm.store import decode_cursor
 from crm_qb.sandbox.crm.validation import (
     ApiError,
     contact_changes,
@@ -27,13 +30,10 @@ from crm_qb.sandbox.crm.validation import (
 )
 
 bp = Blueprint("crm_api", __name__)
-MAX_LIMIT = 1000
-DEFAULT_LIMIT = 100
 
 
-@bp.before_request
 def guard() -> Any:
-    """Count the call, apply injected latency and faults, then check the bearer token."""
+    """Count the call, apply injected latency and faults, check the bearer token, then the rate limit."""
     sandbox = current_sandbox()
     rule = request.url_rule.rule if request.url_rule else request.path
     fault, latency_ms = sandbox.faults.record(f"{request.method} {rule}")
@@ -44,7 +44,34 @@ def guard() -> Any:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), sandbox.token.encode()):
         raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required")
+    g.admission = sandbox.limiter.admit(token.strip())
+    if g.admission is not None and not g.admission.admitted:
+        return rate_limited_response(g.admission)
     return None
+
+
+def rate_limited_response(admission: Admission) -> Response:
+    """Return the 429 for a request over the limit, with Retry-After in whole seconds."""
+    response = jsonify({"error": {"code": "rate_limited", "message": (
+        f"more than {admission.limit} requests in {admission.window_seconds:g} seconds; "
+        f"retry after {admission.retry_after} s")}})
+    response.status_code = 429
+    response.headers["Retry-After"] = str(admission.retry_after)
+    return response
+
+
+def rate_headers(response: Response) -> Response:
+    """Tell the client its limit and what remains of it (HubSpot sends the same three figures)."""
+    admission: Admission | None = g.get("admission")
+    if admission is not None:
+        response.headers["X-RateLimit-Max"] = str(admission.limit)
+        response.headers["X-RateLimit-Remaining"] = str(admission.remaining)
+        response.headers["X-RateLimit-Interval-Milliseconds"] = str(round(admission.window_seconds * 1000))
+    return response
+
+
+bp.before_request(guard)
+bp.after_request(rate_headers)
 
 
 def fault_response(fault: FaultPlan) -> Response:
@@ -57,20 +84,21 @@ def fault_response(fault: FaultPlan) -> Response:
     return response
 
 
-def contact_response(contact: dict[str, Any], status: int = 200) -> Response:
-    """Return a contact as JSON with its version as the ETag."""
-    response = jsonify(contact)
+def versioned_response(record: dict[str, Any], status: int = 200) -> Response:
+    """Return a contact or activity as JSON with its version as the ETag."""
+    response = jsonify(record)
     response.status_code = status
-    response.headers["ETag"] = f'"{contact["version"]}"'
+    response.headers["ETag"] = f'"{record["version"]}"'
     return response
 
 
-def if_match(required: bool) -> int | None:
+
+def if_match(required: bool, kind: str = "contact") -> int | None:
     """Return the version from ``If-Match``; 428 when required and missing."""
     header = request.headers.get("If-Match")
     if header is None:
         if required:
-            raise ApiError(428, "precondition_required", "If-Match: <version> is required to change a contact")
+            raise ApiError(428, "precondition_required", f"If-Match: <version> is required to change a {kind}")
         return None
     return parse_version(header)
 
@@ -83,7 +111,7 @@ def json_body() -> Any:
 @bp.get("/contacts/<contact_id>")
 def get_contact(contact_id: str) -> Response:
     """Return one contact."""
-    return contact_response(current_sandbox().store.get_contact(contact_id))
+    return versioned_response(current_sandbox().store.get_contact(contact_id))
 
 
 @bp.get("/contacts")
@@ -99,22 +127,19 @@ def list_contacts() -> Response:
     return jsonify({"contacts": contacts, "next_cursor": next_cursor})
 
 
-def page_limit(value: str | None) -> int:
-    """Parse ``limit`` (1..1000, default 100)."""
-    if value is None or value == "":
-        return DEFAULT_LIMIT
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
-        raise invalid("limit", f"must be an integer from 1 to {MAX_LIMIT}")
-    return int(value)
-
-
 @bp.post("/contacts")
 def create_contact() -> Response:
     """Create a contact; 201 with the contact."""
     contact = current_sandbox().store.create_contact(contact_changes(json_body(), creating=True))
-    response = contact_response(contact, 201)
+    response = versioned_response(contact, 201)
     response.headers["Location"] = f"/contacts/{contact['id']}"
     return response
+
+
+@bp.post("/contacts/batch")
+def batch_contacts() -> Response:
+    """Create and update up to 100 contacts: {"create": [...], "update": [...]} → {"results": [...]}."""
+    return jsonify({"results": run_contact_batch(current_sandbox().store, json_body())})
 
 
 @bp.patch("/contacts/<contact_id>")
@@ -122,7 +147,7 @@ def update_contact(contact_id: str) -> Response:
     """Change some fields of a contact at the version given in If-Match."""
     version = if_match(required=True)
     changes = contact_changes(json_body(), creating=False)
-    return contact_response(current_sandbox().store.update_contact(contact_id, changes, version))
+    return versioned_response(current_sandbox().store.update_contact(contact_id, changes, version))
 
 
 @bp.delete("/contacts/<contact_id>")
@@ -138,14 +163,14 @@ def merge_contact(contact_id: str) -> Response:
     into = require_object(json_body()).get("into")
     if not isinstance(into, str) or not into:
         raise invalid("into", "must be the id of the surviving contact")
-    return contact_response(current_sandbox().store.merge_contacts(contact_id, into, if_match(required=False)))
+    return versioned_response(current_sandbox().store.merge_contacts(contact_id, into, if_match(required=False)))
 
 
 @bp.put("/contacts/<contact_id>/quickbooks")
 def put_quickbooks(contact_id: str) -> Response:
     """Store the QuickBooks billing summary as given (no version bump, no hook)."""
     summary = require_object(json_body())
-    return contact_response(current_sandbox().store.put_quickbooks(contact_id, summary))
+    return versioned_response(current_sandbox().store.put_quickbooks(contact_id, summary))
 
 
 @bp.get("/contacts/<contact_id>/tasks")
@@ -181,3 +206,15 @@ def delete_task(task_id: str) -> tuple[str, int]:
     """Delete a task; 204."""
     current_sandbox().store.delete_task(task_id)
     return "", 204
+
+
+@bp.get("/users")
+def list_users() -> Response:
+    """Return {"users": [...]}: every user of the CRM, active or not, oldest first."""
+    return jsonify({"users": current_sandbox().store.users.list_users()})
+
+
+@bp.get("/users/<user_id>")
+def get_user(user_id: str) -> Response:
+    """Return one user."""
+    return jsonify(current_sandbox().store.users.get_user(user_id))

@@ -1,24 +1,27 @@
 """The sandbox-only control API under ``/_sandbox/`` (no auth: it stands in for a CRM user and for tests).
 
 Contact changes made here act as a CRM user in the UI would: no token, no If-Match, and the same change hooks.
+It is never faulted or rate limited. Users and activities are in ``control_activities``.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from crm_qb.sandbox.crm.api import contact_response, json_body
+from crm_qb.sandbox.crm.api import json_body, versioned_response
+from crm_qb.sandbox.crm.demo import demo_contact
 from crm_qb.sandbox.crm.faults import FAULT_STATUSES, FaultPlan
+from crm_qb.sandbox.crm.ratelimit import check_requests, check_window
+from crm_qb.sandbox.crm.seeding import MAX_ACTIVITIES_PER_CONTACT, seed_activities
 from crm_qb.sandbox.crm.state import current_sandbox
-from crm_qb.sandbox.crm.validation import contact_changes, invalid, require_object
+from crm_qb.sandbox.crm.validation import contact_changes, invalid, non_negative_int, require_object
 
 bp = Blueprint("crm_control", __name__, url_prefix="/_sandbox")
 MAX_SEED = 100_000
-FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim")
-LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman")
 
 
 @bp.get("/info")
@@ -61,20 +64,66 @@ def set_panel() -> Response:
 def set_faults() -> Response:
     """Fail the next N API calls: {"count", "status": 429|5xx, "retry_after", "latency_ms"}."""
     body = require_object(json_body())
-    plan = FaultPlan(count=_int(body, "count", 0), status=_int(body, "status", 503),
-                     retry_after=_int(body, "retry_after", None), latency_ms=_int(body, "latency_ms", 0))
+    plan = FaultPlan(count=non_negative_int(body, "count", 0), status=non_negative_int(body, "status", 503),
+                     retry_after=non_negative_int(body, "retry_after", None),
+                     latency_ms=non_negative_int(body, "latency_ms", 0))
     if plan.status not in FAULT_STATUSES:
         raise invalid("status", f"must be one of {FAULT_STATUSES}")
     current_sandbox().faults.set_plan(plan)
     return jsonify(current_sandbox().faults.plan())
 
 
-def _int(body: dict[str, Any], field: str, default: int | None) -> Any:
-    """Return a non-negative integer field (or the default when absent)."""
-    value = body.get(field, default)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise invalid(field, "must be a non-negative integer")
+def _seconds(body: dict[str, Any], field: str) -> float | None:
+    """Return a finite number of seconds (or None when absent)."""
+    value = body.get(field)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                              or not math.isfinite(value)):
+        raise invalid(field, "must be a number of seconds")
     return value
+
+
+@bp.get("/clock")
+def get_clock() -> Response:
+    """Return {"now", "offset_seconds"}: the CRM's current time and how far it is moved from real time."""
+    return jsonify(current_sandbox().clock.snapshot())
+
+
+@bp.post("/clock")
+def move_clock() -> Response:
+    """Move the CRM's clock: {"offset_seconds"?: set, "advance_seconds"?: then add}; returns the clock."""
+    body = require_object(json_body())
+    offset, advance = _seconds(body, "offset_seconds"), _seconds(body, "advance_seconds")
+    clock = current_sandbox().clock
+    try:
+        clock.move(offset_seconds=offset, advance_seconds=advance)
+    except ValueError as exc:
+        raise invalid("advance_seconds" if advance is not None else "offset_seconds", str(exc)) from None
+    return jsonify(clock.snapshot())
+
+
+@bp.get("/limits")
+def get_limits() -> Response:
+    """Return the API rate limit: {"requests": n|null (off), "window_seconds"}."""
+    return jsonify(current_sandbox().limiter.settings())
+
+
+@bp.post("/limits")
+def set_limits() -> Response:
+    """Set the API rate limit: {"requests": n|null, "window_seconds"?}; omitted keys keep their value."""
+    body = require_object(json_body())
+    for key in body:
+        if key not in ("requests", "window_seconds"):
+            raise invalid(key, "unknown field")
+    limiter = current_sandbox().limiter
+    current = limiter.settings()
+    checked: dict[str, Any] = {}
+    for field, check in (("requests", check_requests), ("window_seconds", check_window)):
+        try:
+            checked[field] = check(body.get(field, current[field]))
+        except ValueError as exc:
+            raise invalid(field, str(exc)) from None
+    limiter.configure(checked["requests"], checked["window_seconds"])
+    return jsonify(limiter.settings())
 
 
 @bp.get("/requests")
@@ -85,18 +134,16 @@ def request_counts() -> Response:
 
 @bp.post("/reset")
 def reset() -> tuple[str, int]:
-    """Delete all contacts and tasks, counts, faults, pending hooks and the delivery log; settings stay."""
-    sandbox = current_sandbox()
-    sandbox.store.wipe()
-    sandbox.faults.reset()
-    sandbox.hooks.clear()
+    """Delete contacts, tasks and activities, restore the configured users, clear counts, faults, the rate
+    window, pending hooks and the delivery log; the token, settings, limits and clock stay."""
+    current_sandbox().reset()
     return "", 204
 
 
 @bp.post("/contacts")
 def create_contact() -> Response:
     """Create a contact as a CRM user."""
-    return contact_response(current_sandbox().store.create_contact(contact_changes(json_body(), creating=True)),
+    return versioned_response(current_sandbox().store.create_contact(contact_changes(json_body(), creating=True)),
                             201)
 
 
@@ -104,7 +151,7 @@ def create_contact() -> Response:
 def edit_contact(contact_id: str) -> Response:
     """Edit a contact as a CRM user (no If-Match)."""
     changes = contact_changes(json_body(), creating=False)
-    return contact_response(current_sandbox().store.update_contact(contact_id, changes))
+    return versioned_response(current_sandbox().store.update_contact(contact_id, changes))
 
 
 @bp.delete("/contacts/<contact_id>")
@@ -120,26 +167,20 @@ def merge_contact(contact_id: str) -> Response:
     into = require_object(json_body()).get("into")
     if not isinstance(into, str) or not into:
         raise invalid("into", "must be the id of the surviving contact")
-    return contact_response(current_sandbox().store.merge_contacts(contact_id, into))
+    return versioned_response(current_sandbox().store.merge_contacts(contact_id, into))
 
 
 @bp.post("/seed")
 def seed() -> tuple[Response, int]:
-    """Create {"contacts": N, "seed": S} deterministic demo contacts; returns {"ids": [...]}."""
+    """Create {"contacts": N, "seed": S, "activities": M} demo contacts, each with M demo activities."""
     body = require_object(json_body())
-    count, rng = _int(body, "contacts", 10), random.Random(_int(body, "seed", 0))
+    count, rng = non_negative_int(body, "contacts", 10), random.Random(non_negative_int(body, "seed", 0))
+    per_contact = non_negative_int(body, "activities", 0)
     if count > MAX_SEED:
         raise invalid("contacts", f"at most {MAX_SEED} per call")
-    store = current_sandbox().store
-    ids = [store.create_contact(_demo_contact(rng, index))["id"] for index in range(count)]
-    return jsonify({"ids": ids}), 201
-
-
-def _demo_contact(rng: random.Random, index: int) -> dict[str, Any]:
-    """Return the fields of one made-up contact."""
-    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-    return {"first_name": first, "last_name": last, "display_name": f"{first} {last} {index}",
-            "company": f"{last} & Co {index % 7}", "email": f"{first}.{last}.{index}@example.com".lower(),
-            "phone": f"+1 555 01{index % 100:02d}", "tags": ["demo"],
-            "billing_address": {"line1": f"{index + 1} Main St", "city": "Springfield", "region": "IL",
-                                "postal_code": "62701", "country": "US"}}
+    if per_contact > MAX_ACTIVITIES_PER_CONTACT:
+        raise invalid("activities", f"at most {MAX_ACTIVITIES_PER_CONTACT} per contact")
+    sandbox = current_sandbox()
+    ids = [sandbox.store.create_contact(demo_contact(rng, index))["id"] for index in range(count)]
+    activity_ids = seed_activities(sandbox, ids, per_contact, rng) if per_contact else []
+    return jsonify({"ids": ids, "activity_ids": activity_ids}), 201

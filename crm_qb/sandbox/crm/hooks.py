@@ -1,4 +1,4 @@
-"""Change-hook delivery for the reference CRM (DESIGN.md section 6).
+"""Change-hook delivery for the reference CRM (DESIGN.md section 6): contact and activity events.
 
 Events are queued by the request that made the change (O(1), never blocking it) and posted by one background
 thread, in order, a batch of the oldest pending events per request. A batch is retried with exponential
@@ -16,6 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import requests
@@ -24,22 +25,22 @@ from crm_qb.signatures import sign_crm
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ("contact.created", "contact.updated", "contact.deleted", "contact.merged")
+# Each event type and the fields its event carries besides id, type and occurred_at.
+EVENT_FIELDS = MappingProxyType({
+    "contact.created": ("contact",), "contact.updated": ("contact",), "contact.deleted": ("contact_id",),
+    "contact.merged": ("contact_id", "merged_into"),
+    "activity.created": ("activity",), "activity.updated": ("activity",), "activity.deleted": ("activity_id",),
+})
+EVENT_TYPES = tuple(EVENT_FIELDS)
 
 
-def make_event(event_type: str, occurred_at: str, *, contact: dict[str, Any] | None = None,
-               contact_id: str | None = None, merged_into: str | None = None) -> dict[str, Any]:
-    """Return one change event as sent in a hook body."""
-    if event_type not in EVENT_TYPES:
+def make_event(event_type: str, occurred_at: str, **fields: Any) -> dict[str, Any]:
+    """Return one change event as sent in a hook body; ``fields`` are exactly those of its type."""
+    if event_type not in EVENT_FIELDS:
         raise ValueError(f"event_type must be one of {EVENT_TYPES}, got {event_type!r}")
-    event: dict[str, Any] = {"id": str(uuid.uuid4()), "type": event_type, "occurred_at": occurred_at}
-    if contact is not None:
-        event["contact"] = contact
-    else:
-        event["contact_id"] = contact_id
-    if merged_into is not None:
-        event["merged_into"] = merged_into
-    return event
+    if tuple(fields) != EVENT_FIELDS[event_type]:
+        raise ValueError(f"a {event_type} event carries {EVENT_FIELDS[event_type]}, got {tuple(fields)}")
+    return {"id": str(uuid.uuid4()), "type": event_type, "occurred_at": occurred_at, **fields}
 
 
 class HookDispatcher:

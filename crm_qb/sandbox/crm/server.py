@@ -16,6 +16,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from crm_qb.sandbox.crm.app import create_app
+from crm_qb.sandbox.crm.ratelimit import DEFAULT_REQUESTS, DEFAULT_WINDOW_SECONDS, check_requests, check_window
 from crm_qb.sandbox.crm.state import Sandbox, SandboxConfig, sandbox_of
 
 
@@ -67,9 +68,12 @@ def start_server(host: str = "127.0.0.1", port: int = 0, config: SandboxConfig |
     return RunningServer(server, sandbox, url).start()
 
 
-def run(host: str = "127.0.0.1", port: int = 0, persist_path: str | None = None, token: str | None = None) -> None:
+def run(host: str = "127.0.0.1", port: int = 0, persist_path: str | None = None, token: str | None = None,
+        rate_limit: int | None = DEFAULT_REQUESTS, rate_window: float = DEFAULT_WINDOW_SECONDS) -> None:
     """Serve the reference CRM until SIGINT/SIGTERM, after printing its info as one JSON line."""
-    running = start_server(host, port, SandboxConfig(persist_path=persist_path, token=token))
+    config = SandboxConfig(persist_path=persist_path, token=token, rate_limit_requests=rate_limit,
+                           rate_limit_window_seconds=rate_window)
+    running = start_server(host, port, config)
     stopping = threading.Event()
     previous = _on_signals(lambda *_: stopping.set())
     try:
@@ -95,15 +99,38 @@ def _restore(previous: dict[int, Any]) -> None:
         signal.signal(sig, handler)
 
 
+def rate_limit_arg(text: str) -> int | None:
+    """Parse ``--rate-limit``: a positive number of requests, or ``off`` (also ``0``)."""
+    if text.strip().lower() in ("off", "0"):
+        return None
+    try:
+        return check_requests(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'off', got {text!r}") from None
+
+
+def rate_window_arg(text: str) -> float:
+    """Parse ``--rate-window``: seconds above 0, at most 3600."""
+    try:
+        return check_window(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds above 0 and at most 3600, got {text!r}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Parse ``--host --port --persist --token`` and run (``python -m crm_qb.sandbox.crm.server``)."""
+    """Parse the command line and run (``python -m crm_qb.sandbox.crm.server``)."""
     parser = argparse.ArgumentParser(description="Serve the crm-qb reference CRM.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--persist", default=None, help="SQLite file to keep contacts in across restarts")
+    parser.add_argument("--persist", default=None,
+                        help="SQLite file to keep contacts, users and activities in across restarts")
     parser.add_argument("--token", default=None, help="API token (default: generated, or the persisted one)")
+    parser.add_argument("--rate-limit", type=rate_limit_arg, default=DEFAULT_REQUESTS, metavar="N|off",
+                        help=f"API requests per window and token (default {DEFAULT_REQUESTS}; 'off' for none)")
+    parser.add_argument("--rate-window", type=rate_window_arg, default=DEFAULT_WINDOW_SECONDS, metavar="SECONDS",
+                        help=f"length of the rolling rate-limit window (default {DEFAULT_WINDOW_SECONDS:g})")
     args = parser.parse_args(argv)
-    run(args.host, args.port, args.persist, args.token)
+    run(args.host, args.port, args.persist, args.token, args.rate_limit, args.rate_window)
 
 
 if __name__ == "__main__":

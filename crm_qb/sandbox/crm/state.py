@@ -1,4 +1,4 @@
-"""The state one running reference CRM holds: store, hook dispatcher, fault plan, token and settings.
+"""The state one running reference CRM holds: store, hook dispatcher, clock, limits, faults, token and settings.
 
 State lives on ``app.extensions["crm_sandbox"]``, never at module level; building it starts no thread.
 """
@@ -6,22 +6,30 @@ State lives on ``app.extensions["crm_sandbox"]``, never at module level; buildin
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from flask import Flask, current_app
 
+from crm_qb.sandbox.crm.clock import MovableClock
 from crm_qb.sandbox.crm.faults import Faults
 from crm_qb.sandbox.crm.hooks import HookDispatcher
+from crm_qb.sandbox.crm.ratelimit import DEFAULT_REQUESTS, DEFAULT_WINDOW_SECONDS, RateLimiter
 from crm_qb.sandbox.crm.store import CrmStore
+from crm_qb.sandbox.crm.users import DEMO_USERS
 
 EXTENSION = "crm_sandbox"
 
 
 @dataclass(frozen=True)
 class SandboxConfig:
-    """Settings of one reference CRM; None means "generate" (token) or "unset"."""
+    """Settings of one reference CRM; None means "generate" (token), "unset", or "off" (rate limit).
+
+    ``users`` are created when the CRM's database is new (and again by ``/_sandbox/reset``);
+    ``rate_limit_requests`` per ``rate_limit_window_seconds`` applies to the section 6 API, per token.
+    """
 
     token: str | None = None
     persist_path: str | None = None
@@ -32,16 +40,22 @@ class SandboxConfig:
     hook_backoff_base: float = 0.2
     hook_backoff_max: float = 30.0
     hook_timeout: float = 5.0
+    users: tuple[Mapping[str, Any], ...] = DEMO_USERS
+    rate_limit_requests: int | None = DEFAULT_REQUESTS
+    rate_limit_window_seconds: float = DEFAULT_WINDOW_SECONDS
 
 
 class Sandbox:
-    """One reference CRM: its store, hook dispatcher, fault plan, API token and settings."""
+    """One reference CRM: its store, hook dispatcher, clock, rate limit, fault plan, API token and settings."""
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.hooks = HookDispatcher(backoff_base=config.hook_backoff_base, backoff_max=config.hook_backoff_max,
                                     timeout=config.hook_timeout)
-        self.store = CrmStore(config.persist_path, emit=self.hooks.enqueue)
+        self.clock = MovableClock()
+        self.store = CrmStore(config.persist_path, emit=self.hooks.enqueue, clock=self.clock.now)
+        self.store.users.seed_once(config.users)
+        self.limiter = RateLimiter(config.rate_limit_requests, config.rate_limit_window_seconds)
         self.faults = Faults()
         self.api_base = config.api_base
         self.token = self._setting("token", config.token) or secrets.token_urlsafe(24)
@@ -69,6 +83,14 @@ class Sandbox:
         self.store.set_meta("hook_url", url)
         self.store.set_meta("hook_secret", secret)
 
+    def reset(self) -> None:
+        """Empty the CRM back to its configured users (token, settings, limits and clock stay)."""
+        self.store.wipe()
+        self.store.users.restore(self.config.users)
+        self.faults.reset()
+        self.limiter.reset()
+        self.hooks.clear()
+
     def set_panel_template(self, template: str | None) -> None:
         """Set the contact-panel URL template (``{id}`` is replaced by the URL-quoted contact id)."""
         self.panel_url_template = template
@@ -85,7 +107,8 @@ class Sandbox:
         base = self.api_base or fallback_base
         return {"name": "crm-qb reference CRM", "api_base": base, "token": self.token,
                 "hook_url": self.hooks.url, "ui_base": f"{base}/ui", "control_base": f"{base}/_sandbox",
-                "panel_url_template": self.panel_url_template, "persist_path": self.config.persist_path}
+                "panel_url_template": self.panel_url_template, "persist_path": self.config.persist_path,
+                "rate_limit": self.limiter.settings()}
 
 
 def current_sandbox() -> Sandbox:

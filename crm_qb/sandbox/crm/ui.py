@@ -1,4 +1,5 @@
-"""Plain HTML pages for people: a contact list and a contact page with the crm-qb panel in an iframe.
+"""Plain HTML pages for people: a contact list and a contact page (its activities, its tasks, the crm-qb panel
+in an iframe).
 
 Templates are strings rendered by Flask's Jinja with autoescaping on, so every value is escaped. The pages use
 no external assets and no script; a Content-Security-Policy says so.
@@ -64,6 +65,18 @@ CONTACT = """{% extends layout %}{% block main %}
 {% for label, value in fields %}<tr><th scope="row">{{ label }}</th><td>{{ value }}</td></tr>
 {% endfor %}
 </tbody></table></section>
+<section aria-labelledby="activities"><h2 id="activities">Activities</h2>
+{% if activities %}<table>
+<caption class="muted">Calls, meetings, emails, tasks and time logged on this contact, most recent first</caption>
+<thead><tr><th scope="col">Type</th><th scope="col">Subject</th><th scope="col">When</th>
+<th scope="col">Duration</th><th scope="col">Billable</th><th scope="col">Owner</th></tr></thead>
+<tbody>
+{% for a in activities %}
+<tr><td>{{ a.type }}</td><td>{{ a.subject or "" }}</td><td><time datetime="{{ a.started_at }}">{{ when(a) }}</time></td>
+<td>{{ duration(a) }}</td><td>{{ billing(a) }}</td><td>{{ owners.get(a.owner_id, a.owner_id) }}</td></tr>
+{% endfor %}
+</tbody>
+</table>{% else %}<p>No activities.</p>{% endif %}</section>
 <section aria-labelledby="tasks"><h2 id="tasks">Tasks</h2>
 {% if tasks %}<ul>{% for t in tasks %}
 <li>{{ t.title }} — {{ t.status }}{% if t.due_date %}, due {{ t.due_date }}{% endif %}</li>
@@ -87,11 +100,38 @@ def address_text(address: dict[str, Any]) -> str:
     return ", ".join(address[part] for part in ADDRESS_FIELDS if address.get(part))
 
 
-def contact_fields(contact: dict[str, Any]) -> list[tuple[str, Any]]:
+def when(activity: dict[str, Any]) -> str:
+    """Return an activity's start as ``YYYY-MM-DD HH:MM UTC``."""
+    started = activity["started_at"]
+    return f"{started[:10]} {started[11:16]} UTC"
+
+
+def duration(activity: dict[str, Any]) -> str:
+    """Return an activity's duration as ``1 h 30 min``, or an empty string when it has none."""
+    minutes = activity["duration_minutes"]
+    if minutes is None:
+        return ""
+    hours, rest = divmod(minutes, 60)
+    return " ".join(part for part in (f"{hours} h" if hours else "", f"{rest} min" if rest or not hours else "")
+                    if part)
+
+
+def billing(activity: dict[str, Any]) -> str:
+    """Return "yes" (with the rate and service when set) or "no"."""
+    if not activity["billable"]:
+        return "no"
+    details = [f"{activity['hourly_rate']}/h" if activity["hourly_rate"] else "", activity["service"] or ""]
+    extra = ", ".join(part for part in details if part)
+    return f"yes ({extra})" if extra else "yes"
+
+
+def contact_fields(contact: dict[str, Any], owners: dict[str, str]) -> list[tuple[str, Any]]:
     """Return (label, text) rows for the contact page."""
     plain = ("first_name", "last_name", "company", "display_name", "email", "phone", "mobile", "website",
-             "notes", "owner_id")
+             "notes")
     rows = [(key.replace("_", " ").capitalize(), contact.get(key) or "") for key in plain]
+    owner = contact.get("owner_id")
+    rows.append(("Owner", owners.get(owner, owner) if owner else ""))
     rows += [("Billing address", address_text(contact["billing_address"])),
              ("Shipping address", address_text(contact["shipping_address"])),
              ("Tags", ", ".join(contact["tags"])), ("Active", "yes" if contact["active"] else "no"),
@@ -117,7 +157,7 @@ def contacts() -> Response:
 
 @bp.get("/contacts/<contact_id>")
 def contact(contact_id: str) -> Response:
-    """Show one contact, its tasks, and the crm-qb panel iframe."""
+    """Show one contact, its activities and tasks, and the crm-qb panel iframe."""
     sandbox = current_sandbox()
     try:
         found = sandbox.store.get_contact(contact_id)
@@ -125,5 +165,8 @@ def contact(contact_id: str) -> Response:
         abort(404)
     panel_url = sandbox.panel_url(contact_id)
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(panel_url)) if panel_url else None
-    return page(CONTACT, panel_origin=origin, title=display_name(found), c=found, fields=contact_fields(found),
-                tasks=sandbox.store.list_tasks(contact_id), panel_url=panel_url)
+    owners = {user["id"]: user["name"] for user in sandbox.store.users.list_users()}
+    return page(CONTACT, panel_origin=origin, title=display_name(found), c=found,
+                fields=contact_fields(found, owners), tasks=sandbox.store.list_tasks(contact_id),
+                activities=sandbox.store.activities.for_contact(contact_id), owners=owners, when=when,
+                duration=duration, billing=billing, panel_url=panel_url)

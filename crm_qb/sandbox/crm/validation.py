@@ -47,11 +47,27 @@ def invalid(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_field", f"{field}: {message}", field)
 
 
+def check_version(kind: str, record: dict[str, Any], expected: int | None) -> dict[str, Any]:
+    """Return ``record``; raise the 412 when ``expected`` is given and is not the record's version."""
+    if expected is not None and expected != record["version"]:
+        raise ApiError(412, "version_conflict",
+                       f"{kind} {record['id']!r} is at version {record['version']}, not {expected}")
+    return record
+
+
 def require_object(body: Any) -> dict[str, Any]:
     """Return ``body`` when it is a JSON object, else raise a 400."""
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "the request body must be a JSON object")
     return body
+
+
+def non_negative_int(body: dict[str, Any], field: str, default: int | None) -> Any:
+    """Return a non-negative integer field of ``body`` (or ``default`` when absent), else raise a 400."""
+    value = body.get(field, default)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise invalid(field, "must be a non-negative integer")
+    return value
 
 
 def empty_address() -> dict[str, str | None]:
@@ -70,10 +86,10 @@ def contact_changes(body: Any, *, creating: bool) -> dict[str, Any]:
 
 def _contact_value(key: str, value: Any) -> Any:
     """Validate one contact field."""
-    _refuse_unknown(key, CONTACT_WRITABLE, CONTACT_READ_ONLY)
+    refuse_unknown(key, CONTACT_WRITABLE, CONTACT_READ_ONLY)
     if key in TEXT_LIMITS:
-        text = _text(key, value, TEXT_LIMITS[key])
-        if key == "email" and text and not _EMAIL.match(text):
+        text = text_value(key, value, TEXT_LIMITS[key])
+        if key == "email" and text and not valid_email(text, TEXT_LIMITS["email"]):
             raise invalid(key, "not an email address")
         return text
     if key in ADDRESS_KEYS:
@@ -85,7 +101,12 @@ def _contact_value(key: str, value: Any) -> Any:
     return value
 
 
-def _refuse_unknown(key: str, writable: tuple[str, ...], read_only: tuple[str, ...]) -> None:
+def valid_email(text: str, limit: int) -> bool:
+    """True when ``text`` looks like ``a@b`` and has at most ``limit`` characters."""
+    return len(text) <= limit and _EMAIL.match(text) is not None
+
+
+def refuse_unknown(key: str, writable: tuple[str, ...], read_only: tuple[str, ...]) -> None:
     """Raise a 400 for a read-only or unknown field."""
     if key in read_only:
         raise invalid(key, "is read-only")
@@ -93,7 +114,7 @@ def _refuse_unknown(key: str, writable: tuple[str, ...], read_only: tuple[str, .
         raise invalid(key, "unknown field")
 
 
-def _text(field: str, value: Any, limit: int) -> str | None:
+def text_value(field: str, value: Any, limit: int) -> str | None:
     """Return ``value`` when it is null or a string of at most ``limit`` characters."""
     if value is None:
         return None
@@ -113,7 +134,7 @@ def _address(field: str, value: Any) -> dict[str, str | None] | None:
     for part, text in value.items():
         if part not in ADDRESS_FIELDS:
             raise invalid(f"{field}.{part}", "unknown field")
-        _text(f"{field}.{part}", text, 255)
+        text_value(f"{field}.{part}", text, 255)
     return dict(value)
 
 
@@ -137,9 +158,9 @@ def task_changes(body: Any, *, creating: bool) -> dict[str, Any]:
 
 def _task_value(key: str, value: Any) -> Any:
     """Validate one task field."""
-    _refuse_unknown(key, TASK_WRITABLE, TASK_READ_ONLY)
+    refuse_unknown(key, TASK_WRITABLE, TASK_READ_ONLY)
     if key in TASK_LIMITS:
-        return _text(key, value, TASK_LIMITS[key])
+        return text_value(key, value, TASK_LIMITS[key])
     if key == "status":
         if value not in TASK_STATUSES:
             raise invalid(key, "must be one of " + ", ".join(TASK_STATUSES))
@@ -174,5 +195,5 @@ def parse_version(header: str) -> int:
     """Parse an ``If-Match`` value (``3``, ``"3"`` or ``W/"3"``) into a version."""
     text = header.strip().removeprefix("W/").strip('"')
     if not text.isdigit():
-        raise invalid("If-Match", "must be the contact's integer version")
+        raise invalid("If-Match", "must be the integer version of the record")
     return int(text)
