@@ -130,8 +130,8 @@ def _realm_routes(bp: Blueprint, sandbox: Sandbox) -> None:
         realm = _realm(sandbox, realm_id)
         with realm.lock:
             counts = dict(realm.request_counts)
-        total, throttled = counts.pop("total", 0), counts.pop("throttled", 0)
-        return json_response({"realm_id": realm_id, "total": total, "throttled": throttled,
+        total, throttled, metered = counts.pop("total", 0), counts.pop("throttled", 0), counts.pop("metered", 0)
+        return json_response({"realm_id": realm_id, "total": total, "throttled": throttled, "metered": metered,
                               "by_endpoint": dict(sorted(counts.items()))})
 
     @bp.delete("/realms/<realm_id>/requests")
@@ -239,6 +239,12 @@ def _open_invoices(sandbox: Sandbox, realm_id: str, customer_id: str, amount: De
     return applied
 
 
+def _limits(sandbox: Sandbox) -> dict:
+    per_minute, concurrent = sandbox.limiter.limits
+    return {"per_minute": per_minute, "concurrent": concurrent, "window_seconds": sandbox.limiter.window,
+            "batch_per_minute": sandbox.limiter.batch_per_minute}
+
+
 def _fault_routes(bp: Blueprint, sandbox: Sandbox) -> None:
     @bp.post("/faults")
     def set_faults() -> Response:
@@ -279,12 +285,18 @@ def _fault_routes(bp: Blueprint, sandbox: Sandbox) -> None:
     def limits() -> Response:
         body = _body()
         try:
-            sandbox.limiter.configure(body.get("per_minute"), body.get("concurrent"), body.get("window_seconds"))
+            sandbox.limiter.configure(body.get("per_minute"), body.get("concurrent"), body.get("window_seconds"),
+                                      body.get("batch_per_minute"))
         except ValueError as exc:
             raise ControlError(str(exc)) from exc
-        per_minute, concurrent = sandbox.limiter.limits
-        return json_response({"per_minute": per_minute, "concurrent": concurrent,
-                              "window_seconds": sandbox.limiter.window})
+        answer = _limits(sandbox)
+        if "batch_per_minute" not in body:
+            del answer["batch_per_minute"]  # the answer before batch metering existed, for older callers
+        return json_response(answer)
+
+    @bp.get("/limits")
+    def get_limits() -> Response:
+        return json_response(_limits(sandbox))
 
     @bp.get("/clock")
     def get_clock() -> Response:

@@ -12,12 +12,14 @@ from datetime import datetime
 from decimal import Decimal
 
 from . import faults, lists, txns
+from .blanks import drop_blanks, is_blank
 from .clock import SandboxClock, company_zone, local_date, meta_time
 from .entities import PERSON_ENTITIES, TXN_ENTITIES, spec_for
 from .money import cents
 from .store import RealmData, RealmSettings, Store
 
 ZERO = Decimal(0)
+_KEPT_BY_SPARSE = frozenset({"DisplayName"})  # "Cannot be removed with sparse update" (FACTS 9.1)
 Emitter = Callable[[str, str, str, str, datetime, "str | None"], None]
 
 
@@ -90,7 +92,7 @@ class Engine:
         events: list[Event] = []
         with realm.lock:
             now = self.clock.now()
-            obj = self._stamp(realm, self._shape(realm, entity, _writable(entity, body), None), None, now)
+            obj = self._stamp(realm, self._shape(realm, entity, drop_blanks(_writable(entity, body)), None), None, now)
             self._check_name(realm, entity, obj)
             realm.put(entity, obj, now.timestamp())
             if entity == "Customer" and obj["Balance"]:
@@ -108,10 +110,7 @@ class Engine:
         with realm.lock:
             now = self.clock.now()
             existing = self._current(realm, entity, body, check_token)
-            fields = _writable(entity, body)
-            if body.get("sparse") is True:
-                fields = {**_writable(entity, existing), **fields}
-            shaped = self._shape(realm, entity, fields, existing)
+            shaped = self._shape(realm, entity, _update_fields(entity, body, existing), existing)
             self._check_deactivation(realm, entity, existing, shaped)
             obj = self._stamp(realm, shaped, existing, now)
             self._check_name(realm, entity, obj)
@@ -370,6 +369,19 @@ def _writable_entity(entity: str) -> None:
     spec = spec_for(entity)
     if spec is None or spec.name in ("CompanyInfo", "ExchangeRate"):
         raise faults.unsupported_operation(f"Operation is not supported for {entity}.")
+
+
+def _update_fields(entity: str, body: dict, existing: dict) -> dict:
+    """The object's new writable fields: a full update replaces them all, a sparse one only those it names.
+
+    Blank values are dropped afterwards (blanks.py), so a blank in a sparse update clears that field, except the
+    fields QBO says a sparse update cannot remove (DisplayName), where a blank leaves the stored value.
+    """
+    fields = _writable(entity, body)
+    if body.get("sparse") is True:
+        fields = {key: value for key, value in fields.items() if not (key in _KEPT_BY_SPARSE and is_blank(value))}
+        fields = {**_writable(entity, existing), **fields}
+    return drop_blanks(fields)
 
 
 def _writable(entity: str, body: dict) -> dict:

@@ -20,6 +20,7 @@ READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "Total
 _SALES_LINE = "SalesItemLineDetail"
 _WITH_LINES = ("Invoice", "Estimate", "SalesReceipt", "CreditMemo", "RefundReceipt")
 _DEPOSITED = ("SalesReceipt", "RefundReceipt", "Payment")
+_DATE_FIELDS = ("DueDate", "ShipDate", "ExpirationDate", "AcceptedDate")
 UNDEPOSITED_FUNDS = {"value": "4"}  # Undeposited Funds; QBO returns the id only
 
 
@@ -36,6 +37,7 @@ def shape_txn(entity: str, fields: dict, realm: RealmData, today: date, existing
     obj["CustomerRef"] = {"value": customer["Id"], "name": customer.get("FullyQualifiedName",
                                                                          customer["DisplayName"])}
     obj["TxnDate"] = _txn_date(obj, today)
+    _check_dates(obj)
     if existing is None and entity != "Payment" and not obj.get("DocNumber"):
         obj["DocNumber"] = realm.new_doc_number(entity)
     rate = _currency(obj, customer, realm)
@@ -60,12 +62,30 @@ def _customer(obj: dict, realm: RealmData, existing: dict | None) -> dict:
 
 def _txn_date(obj: dict, today: date) -> str:
     value = obj.get("TxnDate")
-    if value is None:
-        return today.isoformat()
+    return today.isoformat() if value is None else date_text(value, "TxnDate")
+
+
+def date_text(value: object, element: str) -> str:
+    """A QBO Date as ``YYYY-MM-DD``; a date-time keeps its date part (Intuit sends both); 2060 otherwise."""
     try:
         return date.fromisoformat(str(value)[:10]).isoformat()
     except ValueError as exc:
-        raise faults.QboFault("2060", "Invalid Date Format", f"Invalid date : {value}", element="TxnDate") from exc
+        raise faults.invalid_date(element, value) from exc
+
+
+def number(value: object, element: str) -> Decimal:
+    """A QBO Decimal from a JSON number or numeric string; 2080 for anything else."""
+    try:
+        return to_decimal(value)
+    except ValueError as exc:
+        raise faults.invalid_number(element, value) from exc
+
+
+def _check_dates(obj: dict) -> None:
+    """Normalise the optional Date fields a client may send; a malformed one is 2060."""
+    for key in _DATE_FIELDS:
+        if key in obj:
+            obj[key] = date_text(obj[key], key)
 
 
 def _top_customer(customer: dict, realm: RealmData) -> dict:
@@ -93,7 +113,7 @@ def _currency(obj: dict, customer: dict, realm: RealmData) -> Decimal:
         obj.pop("ExchangeRate", None)
         return Decimal(1)
     # QBO stores 1 when a foreign-currency transaction omits ExchangeRate (FACTS.md 9.6).
-    rate = to_decimal(obj.get("ExchangeRate", 1), Decimal(1))
+    rate = number(obj.get("ExchangeRate", 1), "ExchangeRate")
     if rate <= 0:
         raise faults.invalid_value("ExchangeRate", "Exchange rate must be positive")
     obj["ExchangeRate"] = rate
@@ -147,25 +167,27 @@ def _lines(given: object, realm: RealmData) -> tuple[list[dict], Decimal, Decima
     return [*sales, subtotal_line, *discounts], subtotal, discount
 
 
-def _sales_line(raw: dict, realm: RealmData, number: int) -> dict:
+def _sales_line(raw: dict, realm: RealmData, line_number: int) -> dict:
     line = dict(raw)
-    line["Id"] = str(line.get("Id") or number)
-    line["LineNum"] = number
+    line["Id"] = str(line.get("Id") or line_number)
+    line["LineNum"] = line_number
     if line.get("DetailType") == "DescriptionOnly":
         line.setdefault("Amount", ZERO)
         return line
     if line.get("DetailType", _SALES_LINE) != _SALES_LINE:
-        line["Amount"] = to_decimal(line.get("Amount", 0), ZERO)
+        line["Amount"] = number(line.get("Amount", 0), "Line.Amount")
         return line
     line["DetailType"] = _SALES_LINE
     detail = dict(line.get(_SALES_LINE) or {})
     item = _item(detail, realm)
     detail["ItemRef"] = {"value": item["Id"], "name": item["Name"]}
+    if "ServiceDate" in detail:
+        detail["ServiceDate"] = date_text(detail["ServiceDate"], "Line.SalesItemLineDetail.ServiceDate")
     if "Amount" in line:
-        line["Amount"] = cents(to_decimal(line["Amount"]))
+        line["Amount"] = cents(number(line["Amount"], "Line.Amount"))
     else:
-        qty = to_decimal(detail.get("Qty", 1))
-        price = to_decimal(detail.get("UnitPrice", item.get("UnitPrice", 0)))
+        qty = number(detail.get("Qty", 1), "Line.SalesItemLineDetail.Qty")
+        price = number(detail.get("UnitPrice", item.get("UnitPrice", 0)), "Line.SalesItemLineDetail.UnitPrice")
         detail.setdefault("Qty", qty)
         detail.setdefault("UnitPrice", price)
         line["Amount"] = cents(qty * price)
@@ -189,16 +211,17 @@ def _item(detail: dict, realm: RealmData) -> dict:
 def _discount_amount(line: dict, subtotal: Decimal) -> Decimal:
     detail = line.get("DiscountLineDetail") or {}
     if detail.get("PercentBased"):
-        return cents(subtotal * to_decimal(detail.get("DiscountPercent", 0)) / 100)
-    return cents(to_decimal(line.get("Amount", 0)))
+        return cents(subtotal * number(detail.get("DiscountPercent", 0), "DiscountPercent") / 100)
+    return cents(number(line.get("Amount", 0), "Line.Amount"))
 
 
 def _tax(obj: dict) -> Decimal:
     detail = dict(obj.get("TxnTaxDetail") or {})
     if "TaxLine" in detail:
-        detail["TotalTax"] = cents(sum((to_decimal(t.get("Amount", 0)) for t in detail["TaxLine"]), ZERO))
+        detail["TotalTax"] = cents(sum((number(t.get("Amount", 0), "TxnTaxDetail.TaxLine.Amount")
+                                        for t in detail["TaxLine"]), ZERO))
     else:
-        detail["TotalTax"] = cents(to_decimal(detail.get("TotalTax", 0), ZERO))
+        detail["TotalTax"] = cents(number(detail.get("TotalTax", 0), "TxnTaxDetail.TotalTax"))
     obj["TxnTaxDetail"] = detail
     return detail["TotalTax"]
 
@@ -216,7 +239,7 @@ def _shape_invoice(obj: dict, realm: RealmData, customer: dict, existing: dict |
     if "DueDate" not in obj:
         days = int(term.get("DueDays", 0)) if term else 0
         obj["DueDate"] = (date.fromisoformat(obj["TxnDate"]) + timedelta(days=days)).isoformat()
-    obj["Deposit"] = cents(to_decimal(obj.get("Deposit", 0), ZERO))
+    obj["Deposit"] = cents(number(obj.get("Deposit", 0), "Deposit"))
     applied = sum(realm.applied.get(existing["Id"], {}).values(), ZERO) if existing else ZERO
     balance = obj["TotalAmt"] - obj["Deposit"] - applied
     if balance < 0:
@@ -251,7 +274,7 @@ def _check_payment_method(obj: dict, realm: RealmData) -> None:
 def _shape_payment(obj: dict, realm: RealmData, existing: dict | None) -> None:
     if "TotalAmt" not in obj:
         raise faults.required_param("TotalAmt")
-    total = cents(to_decimal(obj["TotalAmt"]))
+    total = cents(number(obj["TotalAmt"], "TotalAmt"))
     if total < 0:
         raise faults.QboFault("2290", "Negative amount", "Amount cannot be negative", element="TotalAmt")
     obj["TotalAmt"] = total
@@ -269,7 +292,7 @@ def _shape_payment(obj: dict, realm: RealmData, existing: dict | None) -> None:
 def _payment_line(raw: dict, payment: dict, realm: RealmData, existing: dict | None) -> dict:
     line = dict(raw)
     line.pop("LineEx", None)
-    line["Amount"] = cents(to_decimal(line.get("Amount", 0)))
+    line["Amount"] = cents(number(line.get("Amount", 0), "Line.Amount"))
     links = line.get("LinkedTxn") or []
     for link in links:
         if link.get("TxnType") != "Invoice":
