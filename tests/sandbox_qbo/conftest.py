@@ -15,13 +15,13 @@ from crm_qb.sandbox.qbo.app import create_app, sandbox_of
 from crm_qb.sandbox.qbo.sandbox import SandboxConfig
 from crm_qb.sandbox.qbo.store import RealmSettings
 
-PAYLOADS = Path("/work/shared/qbo/payloads")
+PAYLOADS = Path(__file__).parents[1] / "fixtures" / "qbo"  # copies of the fact sheet's payloads, with sources
 PLAIN_REALM = "123146090000001"
 REDIRECT = "https://crm.example.test/qbo/callback"
 
 
 def load_payload(name: str) -> object:
-    """A payload file from the shared fact sheet (money parsed as Decimal)."""
+    """A payload file from tests/fixtures/qbo (money parsed as Decimal)."""
     return jsonio.loads((PAYLOADS / name).read_text())
 
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from . import faults
 from .currencies import currency_ref
+from .links import check_invoice_links
 from .money import cents, home_amount, to_decimal
 from .store import RealmData
 
@@ -20,6 +21,7 @@ READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "Total
 _SALES_LINE = "SalesItemLineDetail"
 _WITH_LINES = ("Invoice", "Estimate", "SalesReceipt", "CreditMemo", "RefundReceipt")
 _DEPOSITED = ("SalesReceipt", "RefundReceipt", "Payment")
+_PAYABLE = ("Invoice", "CreditMemo")
 _DATE_FIELDS = ("DueDate", "ShipDate", "ExpirationDate", "AcceptedDate")
 UNDEPOSITED_FUNDS = {"value": "4"}  # Undeposited Funds; QBO returns the id only
 
@@ -133,10 +135,9 @@ def _shape_sales(entity: str, obj: dict, realm: RealmData, customer: dict, exist
     if entity == "Invoice":
         _shape_invoice(obj, realm, customer, existing)
     elif entity == "Estimate":
-        obj.setdefault("TxnStatus", "Pending")
+        _shape_estimate(obj, realm, existing)
     elif entity == "CreditMemo":
-        obj["RemainingCredit"] = total if existing is None else existing.get("RemainingCredit", total)
-        obj["Balance"] = obj["RemainingCredit"]
+        _shape_credit_memo(obj, realm, existing)
     else:
         obj["Balance"] = ZERO
         obj.setdefault("DepositToAccountRef", dict(UNDEPOSITED_FUNDS))
@@ -245,9 +246,33 @@ def _shape_invoice(obj: dict, realm: RealmData, customer: dict, existing: dict |
     if balance < 0:
         raise faults.business_rule("The invoice total is less than the payments applied to it.")
     obj["Balance"] = cents(balance)
+    check_invoice_links(obj, realm, customer, existing["Id"] if existing else None)
+    if existing:
+        obj["LinkedTxn"] += [{"TxnId": pid, "TxnType": "Payment"} for pid in realm.applied.get(existing["Id"], {})]
+
+
+def _shape_estimate(obj: dict, realm: RealmData, existing: dict | None) -> None:
+    """An estimate's invoice link is QBO's to keep (links.py): whatever a client sends there is replaced."""
+    obj.setdefault("TxnStatus", "Pending")
+    links = [link for link in obj.get("LinkedTxn") or [] if link.get("TxnType") != "Invoice"]
+    invoice_id = realm.estimate_invoice.get(existing["Id"]) if existing else None
+    if invoice_id is not None:
+        links.append({"TxnId": invoice_id, "TxnType": "Invoice"})
+    if links:
+        obj["LinkedTxn"] = links
+    else:
+        obj.pop("LinkedTxn", None)
+
+
+def _shape_credit_memo(obj: dict, realm: RealmData, existing: dict | None) -> None:
+    """RemainingCredit (= Balance) is the total less what payments have used of it."""
+    used = sum(realm.credits_used.get(existing["Id"], {}).values(), ZERO) if existing else ZERO
+    if obj["TotalAmt"] < used:
+        raise faults.business_rule("The credit memo total is less than the credit already applied from it.")
+    obj["RemainingCredit"] = obj["Balance"] = cents(obj["TotalAmt"] - used)
     links = [link for link in obj.get("LinkedTxn") or [] if link.get("TxnType") != "Payment"]
     if existing:
-        links += [{"TxnId": pid, "TxnType": "Payment"} for pid in realm.applied.get(existing["Id"], {})]
+        links += [{"TxnId": pid, "TxnType": "Payment"} for pid in realm.credits_used.get(existing["Id"], {})]
     obj["LinkedTxn"] = links
 
 
@@ -280,7 +305,9 @@ def _shape_payment(obj: dict, realm: RealmData, existing: dict | None) -> None:
     obj["TotalAmt"] = total
     lines = [_payment_line(line, obj, realm, existing) for line in obj.get("Line") or []]
     obj["Line"] = lines
-    applied = sum((line["Amount"] for line in lines), ZERO)
+    applied = applied_amount(lines)
+    if applied < 0:
+        raise faults.business_rule("The credits applied are more than the amounts they pay.")
     if applied > total:
         raise faults.business_rule("The amount applied to transactions is more than the payment amount.")
     obj["UnappliedAmt"] = total - applied
@@ -295,23 +322,43 @@ def _payment_line(raw: dict, payment: dict, realm: RealmData, existing: dict | N
     line["Amount"] = cents(number(line.get("Amount", 0), "Line.Amount"))
     links = line.get("LinkedTxn") or []
     for link in links:
-        if link.get("TxnType") != "Invoice":
-            raise faults.unsupported_operation("The sandbox applies payments to invoices only.")
-        _check_invoice_open(str(link.get("TxnId")), line["Amount"], payment, realm, existing)
-    line["LinkedTxn"] = [{"TxnId": str(link["TxnId"]), "TxnType": "Invoice"} for link in links]
+        if link.get("TxnType") not in _PAYABLE:
+            raise faults.unsupported_operation("The sandbox applies payments to invoices and credit memos only.")
+        _check_open(link["TxnType"], str(link.get("TxnId")), line["Amount"], payment, realm, existing)
+    line["LinkedTxn"] = [{"TxnId": str(link["TxnId"]), "TxnType": link["TxnType"]} for link in links]
     return line
 
 
-def _check_invoice_open(invoice_id: str, amount: Decimal, payment: dict, realm: RealmData,
-                        existing: dict | None) -> None:
-    invoice = realm.get("Invoice", invoice_id)
-    if invoice is None:
+def applied_amount(lines: list[dict]) -> Decimal:
+    """What a payment's lines apply: the amounts paid to invoices less the credit memos' credit used for them.
+
+    A credit memo is applied through a payment (FACTS 9.3: a payment "can be applied ... against multiple Invoices
+    and Credit Memos"); its line carries the credit used, as a positive amount, and a payment of 0 can
+    apply a credit memo to an invoice alone (docs/qbo/sandbox-fidelity.md).
+    """
+    credits = sum((line["Amount"] for line in lines if _links_to(line, "CreditMemo")), ZERO)
+    return sum((line["Amount"] for line in lines if not _links_to(line, "CreditMemo")), ZERO) - credits
+
+
+def _links_to(line: dict, txn_type: str) -> bool:
+    return any(link.get("TxnType") == txn_type for link in line.get("LinkedTxn") or [])
+
+
+def _check_open(txn_type: str, txn_id: str, amount: Decimal, payment: dict, realm: RealmData,
+                existing: dict | None) -> None:
+    """The invoice (or credit memo) exists, is the same customer's and has ``amount`` still open."""
+    target = realm.get(txn_type, txn_id)
+    if target is None:
         raise faults.object_not_found("Line.LinkedTxn.TxnId")
-    if invoice["CustomerRef"]["value"] != payment["CustomerRef"]["value"]:
-        raise faults.business_rule("A payment can only be applied to the same customer's invoices.")
-    already = realm.applied.get(invoice_id, {}).get(existing["Id"], ZERO) if existing else ZERO
-    if amount > invoice["Balance"] + already:
-        raise faults.business_rule("The payment amount applied exceeds the invoice's open balance.")
+    if target["CustomerRef"]["value"] != payment["CustomerRef"]["value"]:
+        raise faults.business_rule("A payment can only be applied to the same customer's transactions.")
+    used = realm.applied if txn_type == "Invoice" else realm.credits_used
+    already = used.get(txn_id, {}).get(existing["Id"], ZERO) if existing else ZERO
+    if amount < 0:
+        raise faults.QboFault("2290", "Negative amount", "Amount cannot be negative", element="Line.Amount")
+    if amount > target["Balance"] + already:
+        what = "invoice's open balance" if txn_type == "Invoice" else "credit memo's remaining credit"
+        raise faults.business_rule(f"The payment amount applied exceeds the {what}.")
 
 
 def _home_amounts(entity: str, obj: dict, realm: RealmData, rate: Decimal) -> None:
@@ -323,6 +370,23 @@ def _home_amounts(entity: str, obj: dict, realm: RealmData, rate: Decimal) -> No
     obj["HomeTotalAmt"] = home_amount(obj["TotalAmt"], rate)
     if "Balance" in obj and entity != "Estimate":
         obj["HomeBalance"] = home_amount(obj["Balance"], rate)
+
+
+def rebalance(entity: str, obj: dict, realm: RealmData) -> dict:
+    """A copy of an invoice or credit memo with its balance and payment links recomputed from the payments."""
+    return rebalance_invoice(obj, realm) if entity == "Invoice" else rebalance_credit_memo(obj, realm)
+
+
+def rebalance_credit_memo(memo: dict, realm: RealmData) -> dict:
+    """A copy of ``memo`` with RemainingCredit, Balance, HomeBalance and payment links recomputed."""
+    used = realm.credits_used.get(memo["Id"], {})
+    new = dict(memo)
+    new["RemainingCredit"] = new["Balance"] = cents(new["TotalAmt"] - sum(used.values(), ZERO))
+    links = [link for link in memo.get("LinkedTxn") or [] if link.get("TxnType") != "Payment"]
+    new["LinkedTxn"] = links + [{"TxnId": pid, "TxnType": "Payment"} for pid in used]
+    if "ExchangeRate" in new:
+        new["HomeBalance"] = home_amount(new["Balance"], to_decimal(new["ExchangeRate"]))
+    return new
 
 
 def rebalance_invoice(invoice: dict, realm: RealmData) -> dict:
