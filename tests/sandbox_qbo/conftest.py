@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from werkzeug.serving import make_server
 
 from crm_qb.sandbox.qbo import jsonio
 from crm_qb.sandbox.qbo.app import create_app, sandbox_of
@@ -115,6 +117,22 @@ class Hooks:
     def events(self) -> list[dict]:
         """Every delivered CloudEvent, in order."""
         return [event for _url, body, _headers in self.deliveries for event in json.loads(body)]
+
+
+@pytest.fixture
+def live():
+    """A sandbox served by a threaded werkzeug server on an ephemeral 127.0.0.1 port (its ``Sandbox``)."""
+    app = create_app(SandboxConfig())
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    sandbox = sandbox_of(app)
+    sandbox.base_url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield sandbox
+    server.shutdown()
+    thread.join(5)
+    server.server_close()
+    sandbox.stop()
 
 
 @pytest.fixture
