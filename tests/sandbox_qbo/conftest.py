@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -152,6 +153,34 @@ def app(hooks):
 @pytest.fixture
 def sandbox(app):
     return sandbox_of(app)
+
+
+# A fixed instant for sandboxes whose clock only moves when a test moves it (18:00 UTC = 10:00 in Los Angeles).
+FROZEN_AT = datetime(2026, 3, 2, 18, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def frozen_app(hooks):
+    """An app whose sandbox clock stands at ``FROZEN_AT`` until moved (``sandbox.clock.advance``, /_sandbox/clock)."""
+    application = create_app(SandboxConfig(webhook_post=hooks.post, clock=lambda: FROZEN_AT))
+    yield application
+    sandbox_of(application).stop()
+
+
+@pytest.fixture
+def frozen(frozen_app):
+    return sandbox_of(frozen_app)
+
+
+@pytest.fixture
+def frozen_client(frozen_app):
+    return frozen_app.test_client()
+
+
+@pytest.fixture
+def frozen_api(frozen_client, frozen) -> Api:
+    """An authorised client for the demo realm of the ``frozen`` sandbox."""
+    return Api(frozen_client, frozen.demo_realm_id, access_token(frozen_client, frozen, frozen.demo_realm_id))
 
 
 @pytest.fixture
