@@ -1,8 +1,15 @@
-"""Links between transactions: payments that apply credit memos, invoices made from estimates."""
+"""Links between transactions: payments that apply credit memos, invoices made from estimates (and, across a
+restart of a persisted sandbox, invoices billing time)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+
+import pytest
+
+from crm_qb.sandbox.qbo.app import create_app, sandbox_of
+from crm_qb.sandbox.qbo.faults import QboFault
+from crm_qb.sandbox.qbo.sandbox import SandboxConfig
 
 from .conftest import sales_line
 
@@ -185,3 +192,38 @@ def test_a_sparse_invoice_update_keeps_the_estimate_link(api, item):
     updated = api.post("invoice", {"Id": invoice["Id"], "SyncToken": "0", "sparse": True, "PrivateNote": "note"})
     assert updated.json_body["Invoice"]["LinkedTxn"] == [{"TxnId": estimate["Id"], "TxnType": "Estimate"}]
     assert _read(api, "Estimate", estimate)["TxnStatus"] == "Closed"
+
+
+def test_links_survive_a_restart_of_a_persisted_sandbox(tmp_path):
+    path = str(tmp_path / "sandbox.db")
+    first = sandbox_of(create_app(SandboxConfig(persist_path=path)))
+    realm = first.demo_realm_id
+    engine = first.engine
+    activity = next(row for row in engine.rows(realm, "TimeActivity") if row["BillableStatus"] == "Billable")
+    estimate = engine.rows(realm, "Estimate")[0]
+    customer = activity["CustomerRef"]["value"]
+    invoice = engine.create(realm, "Invoice", {
+        "CustomerRef": {"value": estimate["CustomerRef"]["value"]}, "Line": [{"Amount": 1,
+         "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": "1"}}}],
+        "LinkedTxn": [{"TxnId": estimate["Id"], "TxnType": "Estimate"}]})
+    billing = engine.create(realm, "Invoice", {
+        "CustomerRef": {"value": customer}, "Line": [{"Amount": 1, "DetailType": "SalesItemLineDetail",
+                                                      "SalesItemLineDetail": {"ItemRef": {"value": "1"}}}],
+        "LinkedTxn": [{"TxnId": activity["Id"], "TxnType": "TimeActivity"}]})
+    first.stop()
+    again = sandbox_of(create_app(SandboxConfig(persist_path=path)))
+    try:
+        assert again.store.realm(realm).estimate_invoice == {estimate["Id"]: invoice["Id"]}
+        assert again.store.realm(realm).time_billed_by == {activity["Id"]: billing["Id"]}
+        with pytest.raises(QboFault, match="already been billed"):
+            again.engine.create(realm, "Invoice", {
+                "CustomerRef": {"value": customer}, "Line": [{"Amount": 1, "DetailType": "SalesItemLineDetail",
+                                                              "SalesItemLineDetail": {"ItemRef": {"value": "1"}}}],
+                "LinkedTxn": [{"TxnId": activity["Id"], "TxnType": "TimeActivity"}]})
+        person = again.engine.rows(realm, "Employee")[0]
+        fresh = again.engine.create(realm, "TimeActivity", {
+            "NameOf": "Employee", "EmployeeRef": {"value": person["Id"]}, "CustomerRef": {"value": customer},
+            "BillableStatus": "Billable", "HourlyRate": 10, "Hours": 1})
+        assert fresh["TimeChargeId"] > activity["TimeChargeId"]  # the sequence moved past the restored ones
+    finally:
+        again.stop()

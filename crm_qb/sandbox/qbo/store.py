@@ -168,6 +168,9 @@ class RealmData:
             self._listener(self.realm_id, entity, obj_id, obj)
 
     def _advance_counters(self, entity: str, obj: dict) -> None:
+        charge = obj.get("TimeChargeId")
+        if isinstance(charge, int) and not isinstance(charge, bool):
+            self._next_id["TimeCharge"] = max(self._next_id["TimeCharge"], charge + 1)
         doc = obj.get("DocNumber")
         if isinstance(doc, str) and doc.isdigit():
             self._next_doc[entity] = max(self._next_doc[entity], int(doc) + 1)
