@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from . import faults, links, lists, timeactivity, txns
+from . import company, faults, links, lists, timeactivity, txns
 from .blanks import drop_blanks, is_blank
 from .clock import SandboxClock, company_zone, local_date, meta_time
 from .entities import PERSON_ENTITIES, TXN_ENTITIES, spec_for
@@ -59,8 +59,8 @@ class Engine:
         with realm.lock:
             if realm.get("Preferences", "1") is None:
                 now = self.clock.now()
-                realm.put("Preferences", self._stamp(realm, _preferences(settings), None, now))
-                realm.put("CompanyInfo", self._stamp(realm, _company_info(settings), None, now))
+                realm.put("Preferences", self._stamp(realm, company.preferences(settings), None, now))
+                realm.put("CompanyInfo", self._stamp(realm, company.company_info(settings), None, now))
         self._commit([])
         return realm
 
@@ -130,7 +130,7 @@ class Engine:
         with realm.lock:
             now = self.clock.now()
             existing = self._current(realm, entity, body, check_token)
-            _check_unlinked(realm, entity, existing, "deleting")
+            links.check_unlinked(realm, entity, existing, "deleting")
             zone = company_zone(realm.settings.zone_name)
             tombstone = {"status": "Deleted", "domain": "QBO", "Id": existing["Id"],
                          "MetaData": {"LastUpdatedTime": meta_time(now, zone)}}
@@ -151,7 +151,7 @@ class Engine:
             now = self.clock.now()
             existing = self._current(realm, entity, body, check_token)
             if entity == "CreditMemo":
-                _check_unlinked(realm, entity, existing, "voiding")
+                links.check_unlinked(realm, entity, existing, "voiding")
             if entity == "Invoice":
                 self._unapply_invoice(realm, existing["Id"], now, events)
             obj = self._stamp(realm, txns.voided(entity, existing), existing, now)
@@ -245,10 +245,10 @@ class Engine:
         if entity == "PaymentMethod":
             return lists.shape_payment_method(fields, realm, existing)
         if entity == "Preferences":
-            return _shape_preferences(fields, realm, existing)
+            return company.shape_preferences(fields, realm, existing)
         if entity == "TimeActivity":
             if existing is not None:
-                _check_unlinked(realm, entity, existing, "changing")
+                links.check_unlinked(realm, entity, existing, "changing")
             return timeactivity.shape_time_activity(fields, realm, self.today(realm), existing)
         return txns.shape_txn(entity, fields, realm, self.today(realm), existing)
 
@@ -406,23 +406,6 @@ class Engine:
                        event.deleted_id)
 
 
-def _check_unlinked(realm: RealmData, entity: str, existing: dict, action: str) -> None:
-    """Refuse to delete (or void) what other objects still link: paid invoices, used credit, closed estimates,
-    billed time (Intuit: "You must unlink any linked transactions ... before deleting")."""
-    obj_id = existing["Id"]
-    if entity == "Invoice" and realm.applied.get(obj_id):
-        raise faults.business_rule("You must unlink any linked transactions associated with the invoice object "
-                                   f"before {action} it.")
-    if entity == "CreditMemo" and realm.credits_used.get(obj_id):
-        raise faults.business_rule(f"This credit memo has been applied by a payment; unlink it before {action} it.")
-    if entity == "Estimate" and obj_id in realm.estimate_invoice:
-        raise faults.business_rule(f"This estimate is linked to invoice {realm.estimate_invoice[obj_id]}; "
-                                   f"unlink it before {action} it.")
-    if entity == "TimeActivity" and obj_id in realm.time_billed_by:
-        raise faults.business_rule(f"This time activity has been billed on invoice {realm.time_billed_by[obj_id]}; "
-                                   f"it cannot be changed or deleted until the invoice no longer bills it.")
-
-
 def _writable_entity(entity: str) -> None:
     spec = spec_for(entity)
     if spec is None or spec.name in ("CompanyInfo", "ExchangeRate"):
@@ -462,39 +445,3 @@ def _open_amount(entity: str, txn: dict) -> Decimal:
     if entity == "CreditMemo":
         return -txn.get("Balance", ZERO)
     return ZERO
-
-
-def _preferences(settings: RealmSettings) -> dict:
-    return {"_entity": "Preferences",
-            "CurrencyPrefs": {"HomeCurrency": {"value": settings.home_currency},
-                              "MultiCurrencyEnabled": settings.multicurrency},
-            "SalesFormsPrefs": {"CustomTxnNumbers": False, "AllowDeposit": True, "AllowDiscount": True,
-                                "DefaultTerms": {"value": "3"}, "ETransactionEnabledStatus": "NotApplicable"},
-            "AccountingInfoPrefs": {"TrackDepartments": False, "ClassTrackingPerTxn": False,
-                                    "CustomerTerminology": "Customers"},
-            "TaxPrefs": {"UsingSalesTax": True},
-            "OtherPrefs": {"NameValue": [{"Name": "SalesFormsPrefs.DefaultCustomerMessage", "Value": ""}]}}
-
-
-def _company_info(settings: RealmSettings) -> dict:
-    return {"_entity": "CompanyInfo", "CompanyName": settings.company_name, "LegalName": settings.company_name,
-            "Country": "US", "CompanyAddr": {"Line1": "2500 Garcia Ave", "City": "Mountain View",
-                                             "CountrySubDivisionCode": "CA", "PostalCode": "94043"},
-            "SupportedLanguages": "en", "DefaultTimeZone": settings.zone_name,
-            "NameValue": [{"Name": "OfferingSku", "Value": "QuickBooks Online Plus"}]}
-
-
-def _shape_preferences(fields: dict, realm: RealmData, existing: dict | None) -> dict:
-    """Only MultiCurrencyEnabled may change, and only from off to on (it cannot be disabled)."""
-    obj = dict(existing or {}, **fields)
-    old = (existing or {}).get("CurrencyPrefs", {})
-    new = dict(obj.get("CurrencyPrefs") or old)
-    if new.get("HomeCurrency", old.get("HomeCurrency")) != old.get("HomeCurrency"):
-        raise faults.business_rule("Once set, the company's home currency cannot be changed.")
-    if old.get("MultiCurrencyEnabled") and not new.get("MultiCurrencyEnabled"):
-        raise faults.business_rule("Multicurrency cannot be disabled once it has been enabled.")
-    obj["CurrencyPrefs"] = {"HomeCurrency": old.get("HomeCurrency"),
-                            "MultiCurrencyEnabled": bool(new.get("MultiCurrencyEnabled"))}
-    realm.settings.multicurrency = obj["CurrencyPrefs"]["MultiCurrencyEnabled"]
-    obj["_entity"] = "Preferences"
-    return obj

@@ -108,3 +108,20 @@ def _billed_to(activity: dict, customer: dict, realm: RealmData) -> bool:
             return True
         current = realm.get("Customer", current["ParentRef"]["value"]) if current.get("ParentRef") else None
     return False
+
+
+def check_unlinked(realm: RealmData, entity: str, existing: dict, action: str) -> None:
+    """Refuse to delete (or void) what other objects still link: paid invoices, used credit, closed estimates,
+    billed time (Intuit: "You must unlink any linked transactions ... before deleting")."""
+    obj_id = existing["Id"]
+    if entity == "Invoice" and realm.applied.get(obj_id):
+        raise faults.business_rule("You must unlink any linked transactions associated with the invoice object "
+                                   f"before {action} it.")
+    if entity == "CreditMemo" and realm.credits_used.get(obj_id):
+        raise faults.business_rule(f"This credit memo has been applied by a payment; unlink it before {action} it.")
+    if entity == "Estimate" and obj_id in realm.estimate_invoice:
+        raise faults.business_rule(f"This estimate is linked to invoice {realm.estimate_invoice[obj_id]}; "
+                                   f"unlink it before {action} it.")
+    if entity == "TimeActivity" and obj_id in realm.time_billed_by:
+        raise faults.business_rule(f"This time activity has been billed on invoice {realm.time_billed_by[obj_id]}; "
+                                   f"it cannot be changed or deleted until the invoice no longer bills it.")
