@@ -362,3 +362,37 @@ def test_the_demo_realm_has_people_to_map_and_services_to_bill(api):
     assert {"Design", "Hours", "Consulting"} <= services
     time = api.query("select * from TimeActivity")["TimeActivity"]
     assert sorted(row["BillableStatus"] for row in time) == ["Billable", "NotBillable"]
+
+
+# -- the people and items time names, against Intuit's payloads ----------------------------------------------
+
+
+_READ_ONLY = {"Id", "SyncToken", "MetaData", "domain", "sparse", "Balance", "time"}
+
+
+def _writable_sample(sample: dict) -> dict:
+    return {key: value for key, value in sample.items() if key not in _READ_ONLY}
+
+
+@pytest.mark.parametrize(("entity", "payload"), [("Employee", "employee_read.json"), ("Vendor", "vendor_read.json")])
+def test_people_read_back_in_intuits_shape(plain_api, entity, payload):
+    sample = load_payload(payload)
+    body = _writable_sample(sample[entity])
+    address = "PrimaryAddr" if entity == "Employee" else "BillAddr"
+    body[address] = _strip(body[address], "Id")  # QBO numbers addresses itself
+    created = plain_api.create(entity, body)
+    assert created[address]["Id"]
+    read = plain_api.get(f"{entity.lower()}/{created['Id']}").json_body
+    assert shape(read) == shape(sample)
+
+
+def test_employee_query_and_service_items_in_intuits_shape(plain_api):
+    sample = load_payload("employee_query_response.json")
+    plain_api.create("Employee", _writable_sample(sample["QueryResponse"]["Employee"][0]))
+    answer = plain_api.get("query", query="select * from Employee where DisplayName = 'Emily Platt'").json_body
+    assert shape(answer) == shape(sample)
+    items = load_payload("item_query_response_service.json")
+    for item in items["QueryResponse"]["Item"]:
+        plain_api.create("Item", _writable_sample(_strip(item, "FullyQualifiedName")))
+    answer = plain_api.get("query", query="select * from Item maxresults 2").json_body
+    assert shape(answer) == shape(items)

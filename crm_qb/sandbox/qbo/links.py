@@ -12,7 +12,8 @@ docs/qbo/time-activity.md).
   AcceptedDate, else Pending) and returns the time to Billable. QBO's behaviour there is unconfirmed.
 
 The functions here are pure: ``check_invoice_links`` validates and normalises an invoice about to be stored,
-the others return the new form of an estimate or a time activity; the engine stores them.
+``check_unlinked`` refuses to delete, void or change what another object still links, and the others return
+the new form of an estimate or a time activity; the engine stores them.
 """
 
 from __future__ import annotations
