@@ -314,3 +314,11 @@ def test_moving_the_sandbox_clock_ages_the_window(api, client: FlaskClient, sand
     assert [api.get("term/1").status_code for _ in range(3)] == [200, 200, 429]
     client.post("/_sandbox/clock", json={"advance_seconds": 61})
     assert api.get("term/1").status_code != 429
+
+
+def test_a_throttled_batch_is_not_remembered_under_its_requestid(api, client: FlaskClient, sandbox) -> None:
+    client.post("/_sandbox/limits", json={"per_minute": 3})
+    assert api.post("batch?requestid=b-1", _batch(5, "Later")).status_code == 429
+    client.post("/_sandbox/limits", json={"per_minute": 500})
+    retried = api.post("batch?requestid=b-1", _batch(5, "Later"))
+    assert retried.status_code == 200 and len(retried.json_body["BatchItemResponse"]) == 5

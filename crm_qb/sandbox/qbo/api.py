@@ -171,7 +171,8 @@ def _post(sandbox: Sandbox, realm_id: str, rest: str) -> Response:
             response = _post_once(sandbox, realm_id, rest)
         except faults.QboFault as fault:
             response = _fault_response(sandbox, realm_id, fault, fault.status)
-        realm.request_ids[request_id] = (response.status_code, response.get_data(as_text=True))
+        if response.status_code != 429:  # a throttled batch never reached the service: a retry must run it
+            realm.request_ids[request_id] = (response.status_code, response.get_data(as_text=True))
         return response
 
 

@@ -23,7 +23,7 @@ from .store import RealmData
 
 COMPANY_COOKIE = "qbo_sandbox_company"
 _ID_PARAMS = ("txnId", "nameId", "id")  # transactions, names, and the time activity page (?id=)
-_PAGEREQ = re.compile(r"[A-Za-z]+(\?[^#]*)?")
+_PAGEREQ = re.compile(r"[A-Za-z]+(\?[^#\s]*)?")
 
 
 def make_applinks_blueprint(sandbox: Sandbox) -> Blueprint:
