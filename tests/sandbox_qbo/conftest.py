@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from werkzeug.serving import make_server
 
 from crm_qb.sandbox.qbo import jsonio
 from crm_qb.sandbox.qbo.app import create_app, sandbox_of
 from crm_qb.sandbox.qbo.sandbox import SandboxConfig
 from crm_qb.sandbox.qbo.store import RealmSettings
 
-PAYLOADS = Path("/work/shared/qbo/payloads")
+PAYLOADS = Path(__file__).parents[1] / "fixtures" / "qbo"  # copies of the fact sheet's payloads, with sources
 PLAIN_REALM = "123146090000001"
 REDIRECT = "https://crm.example.test/qbo/callback"
 
 
 def load_payload(name: str) -> object:
-    """A payload file from the shared fact sheet (money parsed as Decimal)."""
+    """A payload file from tests/fixtures/qbo (money parsed as Decimal)."""
     return jsonio.loads((PAYLOADS / name).read_text())
 
 
@@ -118,6 +121,22 @@ class Hooks:
 
 
 @pytest.fixture
+def live():
+    """A sandbox served by a threaded werkzeug server on an ephemeral 127.0.0.1 port (its ``Sandbox``)."""
+    app = create_app(SandboxConfig())
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    sandbox = sandbox_of(app)
+    sandbox.base_url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield sandbox
+    server.shutdown()
+    thread.join(5)
+    server.server_close()
+    sandbox.stop()
+
+
+@pytest.fixture
 def hooks() -> Hooks:
     return Hooks()
 
@@ -134,6 +153,34 @@ def app(hooks):
 @pytest.fixture
 def sandbox(app):
     return sandbox_of(app)
+
+
+# A fixed instant for sandboxes whose clock only moves when a test moves it (18:00 UTC = 10:00 in Los Angeles).
+FROZEN_AT = datetime(2026, 3, 2, 18, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def frozen_app(hooks):
+    """An app whose sandbox clock stands at ``FROZEN_AT`` until moved (``sandbox.clock.advance``, /_sandbox/clock)."""
+    application = create_app(SandboxConfig(webhook_post=hooks.post, clock=lambda: FROZEN_AT))
+    yield application
+    sandbox_of(application).stop()
+
+
+@pytest.fixture
+def frozen(frozen_app):
+    return sandbox_of(frozen_app)
+
+
+@pytest.fixture
+def frozen_client(frozen_app):
+    return frozen_app.test_client()
+
+
+@pytest.fixture
+def frozen_api(frozen_client, frozen) -> Api:
+    """An authorised client for the demo realm of the ``frozen`` sandbox."""
+    return Api(frozen_client, frozen.demo_realm_id, access_token(frozen_client, frozen, frozen.demo_realm_id))
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from .conftest import load_payload, sales_line
 from .test_payload_shapes import shape
@@ -12,11 +13,15 @@ def _since(sandbox, seconds_ago: float = 0) -> str:
     return (sandbox.clock.now() - timedelta(seconds=seconds_ago)).isoformat()
 
 
-def test_cdc_groups_by_type_with_deleted_after_active(api, sandbox, item):
+def test_cdc_groups_by_type_with_deleted_after_active(frozen_api, frozen):
+    api, sandbox = frozen_api, frozen
+    item = api.create("Item", {"Name": "Widget Service", "UnitPrice": Decimal("20")})
+    sandbox.clock.advance(60)  # past the demo realm's seeding, which happened at FROZEN_AT
     since = _since(sandbox)
     customer = api.create("Customer", {"DisplayName": "CDC Customer"})
     first = api.create("Estimate", {"CustomerRef": {"value": customer["Id"]}, "Line": [sales_line(item["Id"])]})
     second = api.create("Estimate", {"CustomerRef": {"value": customer["Id"]}, "Line": [sales_line(item["Id"])]})
+    sandbox.clock.advance(90)  # the delete happens at FROZEN_AT + 150 s: 10:02:30 in the company's zone
     api.post("estimate?operation=delete", {"Id": first["Id"], "SyncToken": "0"})
     response = api.get("cdc", entities="estimate,customer", changedSince=since).json_body
     groups = response["CDCResponse"][0]["QueryResponse"]
@@ -25,7 +30,9 @@ def test_cdc_groups_by_type_with_deleted_after_active(api, sandbox, item):
     estimates = groups[0]["Estimate"]
     assert [e["Id"] for e in estimates] == [second["Id"], first["Id"]]
     assert estimates[1] == {"status": "Deleted", "domain": "QBO", "Id": first["Id"],
-                            "MetaData": estimates[1]["MetaData"]}
+                            "MetaData": {"LastUpdatedTime": "2026-03-02T10:02:30-08:00"}}
+    assert estimates[0]["MetaData"] == {"CreateTime": "2026-03-02T10:01:00-08:00",
+                                        "LastUpdatedTime": "2026-03-02T10:01:00-08:00"}
     assert shape(estimates[1]) == shape(load_payload("cdc_response.json")["CDCResponse"][0]["QueryResponse"][1]
                                         ["Estimate"][2])
     assert estimates[0]["TotalAmt"] == 20  # the full payload of active objects

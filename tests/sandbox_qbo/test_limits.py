@@ -262,3 +262,63 @@ def test_throttle_xml_carries_the_current_time() -> None:
     error = root.find(f"{namespace}Fault/{namespace}Error")
     assert error is not None and error.attrib["code"] == "3001"
     assert error.findtext(f"{namespace}Message") == "message=ThrottleExceeded; errorCode=003001; statusCode=429"
+
+
+def test_a_batch_takes_one_window_place_per_item() -> None:
+    clock = FakeClock()
+    limiter = RealmLimiter(per_minute=10, concurrent=10, clock=clock)
+    assert limiter.try_acquire("r1") and limiter.try_batch("r1", 6)  # the request's place plus five more
+    limiter.release("r1")
+    assert limiter.try_acquire("r1") and not limiter.try_batch("r1", 5)  # 6 + 1 + 4 would be 11
+    limiter.release("r1")
+    assert acquire_all(limiter, "r1", 4) == [True, True, True, False]  # the refused batch left no trace
+
+
+def test_batch_requests_have_their_own_cap() -> None:
+    clock = FakeClock()
+    limiter = RealmLimiter(per_minute=500, concurrent=10, clock=clock, batch_per_minute=2)
+    assert [limiter.try_batch("r1", 1) for _ in range(3)] == [True, True, False]
+    assert RealmLimiter(clock=FakeClock()).batch_per_minute == 40  # FACTS 4.1
+    clock.now += 60
+    assert limiter.try_batch("r1", 1)
+
+
+def _batch(count: int, name: str) -> dict:
+    return {"BatchItemRequest": [{"bId": str(n), "operation": "create", "Term": {"Name": f"{name} {n}"}}
+                                 for n in range(count)]}
+
+
+def test_batch_items_are_metered_over_http(api, client: FlaskClient, sandbox) -> None:
+    client.post("/_sandbox/limits", json={"per_minute": 12})
+    client.delete(f"/_sandbox/realms/{api.realm_id}/requests")
+    assert api.post("batch", _batch(10, "Metered")).status_code == 200
+    counts = client.get(f"/_sandbox/realms/{api.realm_id}/requests").get_json()
+    assert (counts["total"], counts["metered"], counts["throttled"]) == (1, 10, 0)
+    refused = api.post("batch", _batch(3, "Refused"))  # 10 + 3 > 12: refused whole, no item runs
+    assert refused.status_code == 429 and b'code="3001"' in refused.get_data()
+    assert not [term for term in sandbox.engine.rows(api.realm_id, "Term") if term["Name"].startswith("Refused")]
+    assert api.get("term/1").status_code == 200  # the refused batch's own request made 11 of 12: one more fits
+    assert api.get("term/1").status_code == 429
+
+
+def test_batch_per_minute_is_configurable_and_reported(client: FlaskClient) -> None:
+    assert client.get("/_sandbox/limits").get_json()["batch_per_minute"] == 40
+    answer = client.post("/_sandbox/limits", json={"batch_per_minute": 3}).get_json()
+    assert answer["batch_per_minute"] == 3
+    assert "batch_per_minute" not in client.post("/_sandbox/limits", json={"per_minute": 400}).get_json()
+    assert client.post("/_sandbox/limits", json={"batch_per_minute": 0}).status_code == 400
+
+
+def test_moving_the_sandbox_clock_ages_the_window(api, client: FlaskClient, sandbox) -> None:
+    client.post("/_sandbox/limits", json={"per_minute": 2})
+    assert [api.get("term/1").status_code for _ in range(3)] == [200, 200, 429]
+    client.post("/_sandbox/clock", json={"advance_seconds": 61})
+    assert api.get("term/1").status_code != 429
+
+
+def test_a_throttled_batch_is_not_remembered_under_its_requestid(api, client: FlaskClient, sandbox) -> None:
+    client.post("/_sandbox/limits", json={"per_minute": 3})
+    assert api.post("batch?requestid=b-1", _batch(5, "Later")).status_code == 429
+    client.post("/_sandbox/limits", json={"per_minute": 500})
+    retried = api.post("batch?requestid=b-1", _batch(5, "Later"))
+    assert retried.status_code == 200 and len(retried.json_body["BatchItemResponse"]) == 5

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from urllib.parse import urlsplit
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
 from crm_qb.sandbox.qbo.app import create_app, sandbox_of
 from crm_qb.sandbox.qbo.sandbox import SandboxConfig
 
@@ -13,12 +21,94 @@ def _refresh(client, sandbox, token: str):
                        headers=basic(sandbox.config.client_id, sandbox.config.client_secret))
 
 
-def test_discovery_points_at_this_server(client):
-    doc = client.get("/.well-known/openid_sandbox_configuration").get_json()
+# The keys of Intuit's published discovery documents, sandbox and production alike (docs/qbo/sandbox-fidelity.md).
+INTUIT_DISCOVERY_KEYS = [
+    "issuer", "authorization_endpoint", "token_endpoint", "userinfo_endpoint", "revocation_endpoint", "jwks_uri",
+    "response_types_supported", "subject_types_supported", "id_token_signing_alg_values_supported",
+    "scopes_supported", "token_endpoint_auth_methods_supported", "claims_supported"]
+# The claims Intuit's UserInfo endpoint answers with every OpenID scope granted (same doc).
+INTUIT_USERINFO_KEYS = {"sub", "email", "emailVerified", "givenName", "familyName", "phoneNumber",
+                        "phoneNumberVerified", "address"}
+OPENID = "openid email profile phone address com.intuit.quickbooks.accounting"
+
+
+@pytest.mark.parametrize("path", ["/.well-known/openid_sandbox_configuration",
+                                  "/.well-known/openid_sandbox_configuration/",
+                                  "/.well-known/openid-sandbox-configuration", "/.well-known/openid_configuration"])
+def test_discovery_has_every_key_intuit_publishes_and_points_here(client, path):
+    doc = client.get(path).get_json()
+    assert list(doc) == INTUIT_DISCOVERY_KEYS
+    assert doc["issuer"] == "https://oauth.platform.intuit.com/op/v1"
     assert doc["token_endpoint"] == "http://localhost/oauth2/v1/tokens/bearer"
     assert doc["authorization_endpoint"] == "http://localhost/connect/oauth2"
     assert doc["revocation_endpoint"] == "http://localhost/v2/oauth2/tokens/revoke"
-    assert "realmid" in doc["claims_supported"]
+    assert doc["jwks_uri"] == "http://localhost/op/v1/jwks"
+    assert doc["userinfo_endpoint"] == "http://localhost/v1/openid_connect/userinfo"
+    assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
+    assert doc["scopes_supported"] == ["openid", "email", "profile", "address", "phone"]
+    assert doc["claims_supported"] == ["aud", "exp", "iat", "iss", "realmid", "sub"]
+
+
+def test_every_endpoint_the_discovery_names_answers(client, sandbox):
+    doc = client.get("/.well-known/openid_sandbox_configuration").get_json()
+    paths = {key: urlsplit(doc[key]).path for key in INTUIT_DISCOVERY_KEYS if key.endswith(("endpoint", "uri"))}
+    assert client.get(paths["jwks_uri"]).status_code == 200
+    assert client.get(paths["userinfo_endpoint"]).status_code == 401  # no token
+    assert client.post(paths["token_endpoint"]).status_code == 401  # no client credentials
+    assert client.post(paths["revocation_endpoint"]).status_code == 401
+    assert client.get(paths["authorization_endpoint"]).status_code == 400  # no client_id
+
+
+def _verify_rs256(token: str, jwks: dict) -> dict:
+    """Check an ID token's signature against the JWKS key its header names; return the claims."""
+    header_b64, payload_b64, signature_b64 = token.split(".")
+    header = json.loads(_unb64(header_b64))
+    key = next(key for key in jwks["keys"] if key["kid"] == header["kid"])
+    assert header["alg"] == key["alg"] == "RS256" and key["kty"] == "RSA" and key["use"] == "sig"
+    public = rsa.RSAPublicNumbers(int.from_bytes(_unb64(key["e"]), "big"),
+                                  int.from_bytes(_unb64(key["n"]), "big")).public_key()
+    public.verify(_unb64(signature_b64), f"{header_b64}.{payload_b64}".encode(), padding.PKCS1v15(),
+                  hashes.SHA256())  # raises InvalidSignature when it does not verify
+    return json.loads(_unb64(payload_b64))
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_id_token_is_rs256_signed_by_the_published_key(client, sandbox):
+    code, query = authorize(client, sandbox, scope=OPENID)
+    tokens = exchange(client, sandbox, code).get_json()
+    claims = _verify_rs256(tokens["id_token"], client.get("/op/v1/jwks").get_json())
+    assert claims["iss"] == "https://oauth.platform.intuit.com/op/v1" and claims["aud"] == [sandbox.config.client_id]
+    assert claims["realmid"] == query["realmId"][0] and claims["exp"] - claims["iat"] == 3600
+    assert set(claims) == {"aud", "exp", "iat", "iss", "realmid", "sub"}  # the claims_supported
+
+
+def test_userinfo_answers_the_openid_claims_of_the_granted_scopes(client, sandbox):
+    code, _ = authorize(client, sandbox, scope=OPENID)
+    tokens = exchange(client, sandbox, code).get_json()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    info = client.get("/v1/openid_connect/userinfo", headers=bearer).get_json()
+    assert set(info) == INTUIT_USERINFO_KEYS
+    assert set(info["address"]) == {"streetAddress", "locality", "region", "postalCode", "country"}
+    assert info["emailVerified"] is True
+    id_claims = json.loads(_unb64(tokens["id_token"].split(".")[1]))
+    assert info["sub"] == id_claims["sub"]
+    assert client.post("/v1/openid_connect/userinfo", headers=bearer).get_json() == info
+    code, _ = authorize(client, sandbox, scope="openid email")
+    narrow = exchange(client, sandbox, code).get_json()["access_token"]
+    assert set(client.get("/v1/openid_connect/userinfo", headers={"Authorization": f"Bearer {narrow}"})
+               .get_json()) == {"sub", "email", "emailVerified"}
+
+
+def test_userinfo_needs_a_live_token_with_the_openid_scope(client, sandbox):
+    code, _ = authorize(client, sandbox)  # accounting only
+    plain = exchange(client, sandbox, code).get_json()["access_token"]
+    refused = client.get("/v1/openid_connect/userinfo", headers={"Authorization": f"Bearer {plain}"})
+    assert refused.status_code == 403 and refused.get_json() == {"error": "insufficient_scope"}
+    unknown = client.get("/v1/openid_connect/userinfo", headers={"Authorization": "Bearer nope"})
+    assert unknown.status_code == 401 and "invalid_token" in unknown.headers["WWW-Authenticate"]
 
 
 def test_authorize_redirects_with_code_state_and_demo_realm(client, sandbox):

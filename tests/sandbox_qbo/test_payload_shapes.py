@@ -113,6 +113,9 @@ def test_invoice_read(plain_api, plain_customer):
     plain_api.create("Term", {"Name": "Net 30", "DueDays": 30})
     plain_api.create("Term", {"Name": "Net 60", "DueDays": 60})
     plain_api.create("Term", {"Name": "Net 90", "DueDays": 90})
+    # The sample links its estimate 100; an invoice can only link an estimate that exists, of the same customer.
+    estimate = plain_api.create("Estimate", {"CustomerRef": {"value": plain_customer}, "Line": body["Line"][:1]})
+    body["LinkedTxn"] = [{"TxnId": estimate["Id"], "TxnType": "Estimate"}]
     created = plain_api.create("Invoice", body)
     assert created["TotalAmt"] == Decimal("362.07")  # 335.25 of lines + 26.82 tax, as in the sample
     assert_same_shape(plain_api.get(f"invoice/{created['Id']}").json_body, sample)

@@ -10,30 +10,12 @@ import sys
 import threading
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 import requests
-from werkzeug.serving import make_server
 
 from crm_qb.sandbox.qbo.app import create_app, sandbox_of
 from crm_qb.sandbox.qbo.sandbox import SandboxConfig
 
 from .conftest import REDIRECT
-
-
-@pytest.fixture
-def live():
-    """The app served by a threaded werkzeug server on an ephemeral port."""
-    app = create_app(SandboxConfig())
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    sandbox = sandbox_of(app)
-    sandbox.base_url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield sandbox
-    server.shutdown()
-    thread.join(5)
-    server.server_close()
-    sandbox.stop()
 
 
 def _connect(info: dict) -> tuple[str, str]:

@@ -10,6 +10,12 @@ from .reading import run_query
 MAX_ITEMS = 30
 
 
+def item_count(body: object) -> int:
+    """How many items a batch body carries, for metering (1 when it is malformed: it costs one request)."""
+    items = body.get("BatchItemRequest") if isinstance(body, dict) else None
+    return len(items) if isinstance(items, list) and 0 < len(items) <= MAX_ITEMS else 1
+
+
 def run_batch(engine: Engine, realm_id: str, body: object) -> list[dict]:
     """The ``BatchItemResponse`` list for a ``{"BatchItemRequest": [...]}`` body (HTTP 200 overall)."""
     items = body.get("BatchItemRequest") if isinstance(body, dict) else None

@@ -12,6 +12,7 @@ from decimal import Decimal
 from flask import Blueprint, Response, request
 
 from . import faults
+from .billing import invoice_for_time
 from .entities import spec_for
 from .http import error_json, json_response
 from .money import to_decimal
@@ -130,8 +131,8 @@ def _realm_routes(bp: Blueprint, sandbox: Sandbox) -> None:
         realm = _realm(sandbox, realm_id)
         with realm.lock:
             counts = dict(realm.request_counts)
-        total, throttled = counts.pop("total", 0), counts.pop("throttled", 0)
-        return json_response({"realm_id": realm_id, "total": total, "throttled": throttled,
+        total, throttled, metered = counts.pop("total", 0), counts.pop("throttled", 0), counts.pop("metered", 0)
+        return json_response({"realm_id": realm_id, "total": total, "throttled": throttled, "metered": metered,
                               "by_endpoint": dict(sorted(counts.items()))})
 
     @bp.delete("/realms/<realm_id>/requests")
@@ -190,6 +191,12 @@ def _bookkeeper_routes(bp: Blueprint, sandbox: Sandbox) -> None:
         payment = _payment_body(sandbox, realm_id, _body())
         return json_response({"Payment": engine.create(realm_id, "Payment", payment)}, 201)
 
+    @bp.post("/realms/<realm_id>/time/bill")
+    def bill_time(realm_id: str) -> Response:
+        _realm(sandbox, realm_id)
+        invoice = _time_invoice(sandbox, realm_id, _body())
+        return json_response({"Invoice": engine.create(realm_id, "Invoice", invoice)}, 201)
+
     @bp.post("/realms/<realm_id>/customers/merge")
     def merge(realm_id: str) -> Response:
         _realm(sandbox, realm_id)
@@ -211,18 +218,60 @@ def _payment_body(sandbox: Sandbox, realm_id: str, body: dict) -> dict:
         raise ControlError(str(exc)) from exc
     wanted = body.get("invoices")
     if wanted is None:
-        wanted = _open_invoices(sandbox, realm_id, customer_id, amount)
-    lines = []
-    for entry in wanted:
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
-            raise ControlError('invoices must be a list of {"id": "...", "amount": n}')
-        lines.append({"Amount": to_decimal(entry.get("amount", 0)),
-                      "LinkedTxn": [{"TxnId": entry["id"], "TxnType": "Invoice"}]})
+        wanted = _open_invoices(sandbox, realm_id, customer_id, amount + _credit_total(body.get("credits")))
+    lines = _applied_lines(wanted, "invoices", "Invoice") + _applied_lines(body.get("credits") or [], "credits",
+                                                                            "CreditMemo")
     payment = {"CustomerRef": {"value": customer_id}, "TotalAmt": amount, "Line": lines}
     for key in ("TxnDate", "PaymentRefNum", "PrivateNote", "ExchangeRate"):
         if key in body:
             payment[key] = body[key]
     return payment
+
+
+def _applied_lines(entries: object, name: str, txn_type: str) -> list[dict]:
+    """Payment lines applying ``amount`` to each ``{"id", "amount"}`` entry of type ``txn_type``."""
+    if not isinstance(entries, list):
+        raise ControlError(f'{name} must be a list of {{"id": "...", "amount": n}}')
+    lines = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise ControlError(f'{name} must be a list of {{"id": "...", "amount": n}}')
+        try:
+            amount = to_decimal(entry.get("amount", 0))
+        except ValueError as exc:
+            raise ControlError(f"{name}: {exc}") from exc
+        lines.append({"Amount": amount, "LinkedTxn": [{"TxnId": entry["id"], "TxnType": txn_type}]})
+    return lines
+
+
+def _credit_total(credits: object) -> Decimal:
+    """The credit a payment body applies (0 when it names none); malformed entries fail in ``_applied_lines``."""
+    if not isinstance(credits, list):
+        return Decimal(0)
+    try:
+        return sum((to_decimal(entry.get("amount", 0)) for entry in credits if isinstance(entry, dict)),
+                   Decimal(0))
+    except ValueError as exc:
+        raise ControlError(f"credits: {exc}") from exc
+
+
+def _time_invoice(sandbox: Sandbox, realm_id: str, body: dict) -> dict:
+    """The invoice body billing the time activities named in ``body`` (billing.py), as the QBO UI makes it."""
+    ids = body.get("time_activity_ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(one, str) for one in ids):
+        raise ControlError("time_activity_ids must be a non-empty list of TimeActivity ids (strings)")
+    activities = [sandbox.engine.read(realm_id, "TimeActivity", one) for one in ids]
+    if any("ItemRef" not in activity for activity in activities):
+        raise ControlError("every time activity to bill needs an ItemRef (the invoice line's service item)")
+    customers = {(activity.get("CustomerRef") or {}).get("value") for activity in activities}
+    customer_id = body.get("customer_id") or (customers.pop() if len(customers) == 1 else None)
+    if not isinstance(customer_id, str):
+        raise ControlError("customer_id is needed when the time activities have different or no customers")
+    invoice = invoice_for_time(activities, customer_id)
+    for key in ("TxnDate", "DocNumber", "DueDate", "PrivateNote"):
+        if key in body:
+            invoice[key] = body[key]
+    return invoice
 
 
 def _open_invoices(sandbox: Sandbox, realm_id: str, customer_id: str, amount: Decimal) -> list[dict]:
@@ -237,6 +286,12 @@ def _open_invoices(sandbox: Sandbox, realm_id: str, customer_id: str, amount: De
         applied.append({"id": row["Id"], "amount": part})
         left -= part
     return applied
+
+
+def _limits(sandbox: Sandbox) -> dict:
+    per_minute, concurrent = sandbox.limiter.limits
+    return {"per_minute": per_minute, "concurrent": concurrent, "window_seconds": sandbox.limiter.window,
+            "batch_per_minute": sandbox.limiter.batch_per_minute}
 
 
 def _fault_routes(bp: Blueprint, sandbox: Sandbox) -> None:
@@ -279,12 +334,18 @@ def _fault_routes(bp: Blueprint, sandbox: Sandbox) -> None:
     def limits() -> Response:
         body = _body()
         try:
-            sandbox.limiter.configure(body.get("per_minute"), body.get("concurrent"), body.get("window_seconds"))
+            sandbox.limiter.configure(body.get("per_minute"), body.get("concurrent"), body.get("window_seconds"),
+                                      body.get("batch_per_minute"))
         except ValueError as exc:
             raise ControlError(str(exc)) from exc
-        per_minute, concurrent = sandbox.limiter.limits
-        return json_response({"per_minute": per_minute, "concurrent": concurrent,
-                              "window_seconds": sandbox.limiter.window})
+        answer = _limits(sandbox)
+        if "batch_per_minute" not in body:
+            del answer["batch_per_minute"]  # the answer before batch metering existed, for older callers
+        return json_response(answer)
+
+    @bp.get("/limits")
+    def get_limits() -> Response:
+        return json_response(_limits(sandbox))
 
     @bp.get("/clock")
     def get_clock() -> Response:

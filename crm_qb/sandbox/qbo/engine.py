@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from . import faults, lists, txns
+from . import company, faults, links, lists, timeactivity, txns
+from .blanks import drop_blanks, is_blank
 from .clock import SandboxClock, company_zone, local_date, meta_time
 from .entities import PERSON_ENTITIES, TXN_ENTITIES, spec_for
 from .money import cents
 from .store import RealmData, RealmSettings, Store
 
 ZERO = Decimal(0)
+_KEPT_BY_SPARSE = frozenset({"DisplayName"})  # "Cannot be removed with sparse update" (FACTS 9.1)
 Emitter = Callable[[str, str, str, str, datetime, "str | None"], None]
 
 
@@ -57,8 +59,8 @@ class Engine:
         with realm.lock:
             if realm.get("Preferences", "1") is None:
                 now = self.clock.now()
-                realm.put("Preferences", self._stamp(realm, _preferences(settings), None, now))
-                realm.put("CompanyInfo", self._stamp(realm, _company_info(settings), None, now))
+                realm.put("Preferences", self._stamp(realm, company.preferences(settings), None, now))
+                realm.put("CompanyInfo", self._stamp(realm, company.company_info(settings), None, now))
         self._commit([])
         return realm
 
@@ -90,7 +92,7 @@ class Engine:
         events: list[Event] = []
         with realm.lock:
             now = self.clock.now()
-            obj = self._stamp(realm, self._shape(realm, entity, _writable(entity, body), None), None, now)
+            obj = self._stamp(realm, self._shape(realm, entity, drop_blanks(_writable(entity, body)), None), None, now)
             self._check_name(realm, entity, obj)
             realm.put(entity, obj, now.timestamp())
             if entity == "Customer" and obj["Balance"]:
@@ -108,10 +110,7 @@ class Engine:
         with realm.lock:
             now = self.clock.now()
             existing = self._current(realm, entity, body, check_token)
-            fields = _writable(entity, body)
-            if body.get("sparse") is True:
-                fields = {**_writable(entity, existing), **fields}
-            shaped = self._shape(realm, entity, fields, existing)
+            shaped = self._shape(realm, entity, _update_fields(entity, body, existing), existing)
             self._check_deactivation(realm, entity, existing, shaped)
             obj = self._stamp(realm, shaped, existing, now)
             self._check_name(realm, entity, obj)
@@ -131,9 +130,7 @@ class Engine:
         with realm.lock:
             now = self.clock.now()
             existing = self._current(realm, entity, body, check_token)
-            if entity == "Invoice" and realm.applied.get(existing["Id"]):
-                raise faults.business_rule("You must unlink any linked transactions associated with the "
-                                           "invoice object before deleting it.")
+            links.check_unlinked(realm, entity, existing, "deleting")
             zone = company_zone(realm.settings.zone_name)
             tombstone = {"status": "Deleted", "domain": "QBO", "Id": existing["Id"],
                          "MetaData": {"LastUpdatedTime": meta_time(now, zone)}}
@@ -153,6 +150,8 @@ class Engine:
         with realm.lock:
             now = self.clock.now()
             existing = self._current(realm, entity, body, check_token)
+            if entity == "CreditMemo":
+                links.check_unlinked(realm, entity, existing, "voiding")
             if entity == "Invoice":
                 self._unapply_invoice(realm, existing["Id"], now, events)
             obj = self._stamp(realm, txns.voided(entity, existing), existing, now)
@@ -246,7 +245,11 @@ class Engine:
         if entity == "PaymentMethod":
             return lists.shape_payment_method(fields, realm, existing)
         if entity == "Preferences":
-            return _shape_preferences(fields, realm, existing)
+            return company.shape_preferences(fields, realm, existing)
+        if entity == "TimeActivity":
+            if existing is not None:
+                links.check_unlinked(realm, entity, existing, "changing")
+            return timeactivity.shape_time_activity(fields, realm, self.today(realm), existing)
         return txns.shape_txn(entity, fields, realm, self.today(realm), existing)
 
     def _current(self, realm: RealmData, entity: str, body: dict, check_token: bool) -> dict:
@@ -296,42 +299,79 @@ class Engine:
 
     def _after_txn_change(self, realm: RealmData, entity: str, old: dict | None, new: dict | None,
                           now: datetime, events: list[Event]) -> None:
-        """Keep invoices' balances and customers' balances in step with a transaction change."""
+        """Keep linked objects and customers' balances in step with a transaction change."""
         if entity not in TXN_ENTITIES:
             return
         if entity == "Payment":
-            invoice_ids = {link["TxnId"] for obj in (old, new) if obj for line in obj.get("Line") or []
-                           for link in line.get("LinkedTxn") or [] if link.get("TxnType") == "Invoice"}
-            for invoice_id in sorted(invoice_ids):
-                self._rebalance(realm, invoice_id, now, events)
+            paid = {(link["TxnType"], link["TxnId"]) for obj in (old, new) if obj for line in obj.get("Line") or []
+                    for link in line.get("LinkedTxn") or [] if link.get("TxnType") in ("Invoice", "CreditMemo")}
+            for paid_entity, paid_id in sorted(paid):
+                self._rebalance(realm, paid_entity, paid_id, now, events)
+        if entity == "Invoice":
+            self._follow_invoice_links(realm, old, new, now, events)
         customers = {obj["CustomerRef"]["value"] for obj in (old, new) if obj and obj.get("CustomerRef")}
         for customer_id in sorted(customers):
             self._refresh_customer(realm, customer_id, now)
 
-    def _rebalance(self, realm: RealmData, invoice_id: str, now: datetime, events: list[Event]) -> None:
-        invoice = realm.get("Invoice", invoice_id)
-        if invoice is None:
+    def _rebalance(self, realm: RealmData, entity: str, txn_id: str, now: datetime, events: list[Event]) -> None:
+        """Recompute an invoice's or credit memo's balance after a payment changed (an Update when it moved)."""
+        current = realm.get(entity, txn_id)
+        if current is None:
             return
-        rebalanced = txns.rebalance_invoice(invoice, realm)
-        if rebalanced["Balance"] == invoice["Balance"] and rebalanced["LinkedTxn"] == invoice.get("LinkedTxn"):
+        rebalanced = txns.rebalance(entity, current, realm)
+        if rebalanced["Balance"] == current["Balance"] and rebalanced["LinkedTxn"] == current.get("LinkedTxn"):
             return
-        obj = self._stamp(realm, rebalanced, invoice, now)
-        realm.put("Invoice", obj, now.timestamp())
-        events.append(self._event(realm, "Invoice", obj, "Update", now))
+        self._restamp(realm, entity, rebalanced, current, now, events)
+
+    def _restamp(self, realm: RealmData, entity: str, changed: dict, current: dict, now: datetime,
+                 events: list[Event] | None) -> None:
+        """Store a change the engine made to a linked object; it gets an Update event unless ``events`` is None."""
+        obj = self._stamp(realm, changed, current, now)
+        realm.put(entity, obj, now.timestamp())
+        if events is not None:
+            events.append(self._event(realm, entity, obj, "Update", now))
+
+    def _follow_invoice_links(self, realm: RealmData, old: dict | None, new: dict | None, now: datetime,
+                              events: list[Event]) -> None:
+        """Close or reopen the estimates and bill or unbill the time an invoice links (links.py)."""
+        invoice_id = (new or old or {}).get("Id")
+        old_estimates, new_estimates = links.linked_ids(old, links.ESTIMATE), links.linked_ids(new, links.ESTIMATE)
+        for estimate_id in sorted(old_estimates ^ new_estimates):
+            estimate = realm.get("Estimate", estimate_id)
+            if estimate is not None:
+                holder = invoice_id if estimate_id in new_estimates else None
+                self._restamp(realm, "Estimate", links.estimate_linked(estimate, holder), estimate, now, events)
+        old_time, new_time = links.linked_ids(old, links.TIME), links.linked_ids(new, links.TIME)
+        for activity_id in sorted(old_time ^ new_time):
+            activity = realm.get("TimeActivity", activity_id)
+            if activity is not None:
+                # No webhook for the status flip: whether QBO sends one is unconfirmed (docs/qbo/time-activity.md).
+                billed = links.time_billed(activity, activity_id in new_time)
+                self._restamp(realm, "TimeActivity", billed, activity, now, None)
 
     def _unapply_invoice(self, realm: RealmData, invoice_id: str, now: datetime, events: list[Event]) -> None:
-        """Voiding an invoice leaves the payments that paid it unapplied (credit for the customer)."""
+        """Voiding an invoice leaves the payments that paid it unapplied (credit for the customer).
+
+        A payment that also used a credit memo's credit for the invoice gives that credit back when what it still
+        pays no longer covers it (the credit memo's balance is restored by ``_rebalance``).
+        """
+        released: set[str] = set()
         for payment_id in list(realm.applied.get(invoice_id, {})):
             payment = realm.get("Payment", payment_id)
             if payment is None:
                 continue
             lines = [line for line in payment["Line"]
-                     if not any(link.get("TxnId") == invoice_id for link in line.get("LinkedTxn") or [])]
-            applied = sum((line["Amount"] for line in lines), ZERO)
-            obj = self._stamp(realm, dict(payment, Line=lines, UnappliedAmt=payment["TotalAmt"] - applied),
-                              payment, now)
-            realm.put("Payment", obj, now.timestamp())
-            events.append(self._event(realm, "Payment", obj, "Update", now))
+                     if not any(link.get("TxnId") == invoice_id and link.get("TxnType") == "Invoice"
+                                for link in line.get("LinkedTxn") or [])]
+            if txns.applied_amount(lines) < 0:
+                released |= {link["TxnId"] for line in lines for link in line.get("LinkedTxn") or []
+                             if link.get("TxnType") == "CreditMemo"}
+                lines = [line for line in lines if not any(link.get("TxnType") == "CreditMemo"
+                                                           for link in line.get("LinkedTxn") or [])]
+            unapplied = payment["TotalAmt"] - txns.applied_amount(lines)
+            self._restamp(realm, "Payment", dict(payment, Line=lines, UnappliedAmt=unapplied), payment, now, events)
+        for memo_id in sorted(released):
+            self._rebalance(realm, "CreditMemo", memo_id, now, events)
 
     def _move_txns(self, realm: RealmData, source: dict, target: dict, now: datetime) -> None:
         """Re-point a merged-away customer's transactions at the survivor (they show up in CDC)."""
@@ -372,8 +412,26 @@ def _writable_entity(entity: str) -> None:
         raise faults.unsupported_operation(f"Operation is not supported for {entity}.")
 
 
+def _update_fields(entity: str, body: dict, existing: dict) -> dict:
+    """The object's new writable fields: a full update replaces them all, a sparse one only those it names.
+
+    Blank values are dropped afterwards (blanks.py), so a blank in a sparse update clears that field, except the
+    fields QBO says a sparse update cannot remove (DisplayName), where a blank leaves the stored value.
+    """
+    fields = _writable(entity, body)
+    if body.get("sparse") is True:
+        fields = {key: value for key, value in fields.items() if not (key in _KEPT_BY_SPARSE and is_blank(value))}
+        fields = {**_writable(entity, existing), **fields}
+    return drop_blanks(fields)
+
+
 def _writable(entity: str, body: dict) -> dict:
-    fields = txns.writable(entity, body) if entity in TXN_ENTITIES else lists.writable(body)
+    if entity in TXN_ENTITIES:
+        fields = txns.writable(entity, body)
+    elif entity == "TimeActivity":
+        fields = timeactivity.writable(body)
+    else:
+        fields = lists.writable(body)
     fields["_entity"] = entity
     return fields
 
@@ -387,39 +445,3 @@ def _open_amount(entity: str, txn: dict) -> Decimal:
     if entity == "CreditMemo":
         return -txn.get("Balance", ZERO)
     return ZERO
-
-
-def _preferences(settings: RealmSettings) -> dict:
-    return {"_entity": "Preferences",
-            "CurrencyPrefs": {"HomeCurrency": {"value": settings.home_currency},
-                              "MultiCurrencyEnabled": settings.multicurrency},
-            "SalesFormsPrefs": {"CustomTxnNumbers": False, "AllowDeposit": True, "AllowDiscount": True,
-                                "DefaultTerms": {"value": "3"}, "ETransactionEnabledStatus": "NotApplicable"},
-            "AccountingInfoPrefs": {"TrackDepartments": False, "ClassTrackingPerTxn": False,
-                                    "CustomerTerminology": "Customers"},
-            "TaxPrefs": {"UsingSalesTax": True},
-            "OtherPrefs": {"NameValue": [{"Name": "SalesFormsPrefs.DefaultCustomerMessage", "Value": ""}]}}
-
-
-def _company_info(settings: RealmSettings) -> dict:
-    return {"_entity": "CompanyInfo", "CompanyName": settings.company_name, "LegalName": settings.company_name,
-            "Country": "US", "CompanyAddr": {"Line1": "2500 Garcia Ave", "City": "Mountain View",
-                                             "CountrySubDivisionCode": "CA", "PostalCode": "94043"},
-            "SupportedLanguages": "en", "DefaultTimeZone": settings.zone_name,
-            "NameValue": [{"Name": "OfferingSku", "Value": "QuickBooks Online Plus"}]}
-
-
-def _shape_preferences(fields: dict, realm: RealmData, existing: dict | None) -> dict:
-    """Only MultiCurrencyEnabled may change, and only from off to on (it cannot be disabled)."""
-    obj = dict(existing or {}, **fields)
-    old = (existing or {}).get("CurrencyPrefs", {})
-    new = dict(obj.get("CurrencyPrefs") or old)
-    if new.get("HomeCurrency", old.get("HomeCurrency")) != old.get("HomeCurrency"):
-        raise faults.business_rule("Once set, the company's home currency cannot be changed.")
-    if old.get("MultiCurrencyEnabled") and not new.get("MultiCurrencyEnabled"):
-        raise faults.business_rule("Multicurrency cannot be disabled once it has been enabled.")
-    obj["CurrencyPrefs"] = {"HomeCurrency": old.get("HomeCurrency"),
-                            "MultiCurrencyEnabled": bool(new.get("MultiCurrencyEnabled"))}
-    realm.settings.multicurrency = obj["CurrencyPrefs"]["MultiCurrencyEnabled"]
-    obj["_entity"] = "Preferences"
-    return obj

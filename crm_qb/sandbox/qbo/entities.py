@@ -12,7 +12,7 @@ class EntitySpec:
 
     name: str
     path: str
-    kind: str  # "person" (DisplayName-unique), "list", "txn" or "single"
+    kind: str  # "person" (DisplayName-unique), "list", "txn", "time" or "single"
     deletable: bool = False
     voidable: bool = False
     app_page: str | None = None  # the QBO web-app page that shows one record
@@ -21,7 +21,7 @@ class EntitySpec:
 _SPECS = (
     EntitySpec("Customer", "customer", "person", app_page="customerdetail"),
     EntitySpec("Vendor", "vendor", "person", app_page="vendordetail"),
-    EntitySpec("Employee", "employee", "person"),
+    EntitySpec("Employee", "employee", "person", app_page="employeedetail"),
     EntitySpec("Item", "item", "list"),
     EntitySpec("Term", "term", "list"),
     EntitySpec("PaymentMethod", "paymentmethod", "list"),
@@ -31,6 +31,7 @@ _SPECS = (
     EntitySpec("SalesReceipt", "salesreceipt", "txn", deletable=True, voidable=True, app_page="salesreceipt"),
     EntitySpec("CreditMemo", "creditmemo", "txn", deletable=True, voidable=True, app_page="creditmemo"),
     EntitySpec("RefundReceipt", "refundreceipt", "txn", deletable=True, voidable=True, app_page="refundreceipt"),
+    EntitySpec("TimeActivity", "timeactivity", "time", deletable=True, app_page="timeactivity"),
     EntitySpec("Preferences", "preferences", "single"),
     EntitySpec("CompanyInfo", "companyinfo", "single"),
     EntitySpec("ExchangeRate", "exchangerate", "single"),
@@ -42,6 +43,8 @@ BY_LOWER_NAME = MappingProxyType({spec.name.lower(): spec for spec in _SPECS})
 PERSON_ENTITIES = tuple(spec.name for spec in _SPECS if spec.kind == "person")
 LIST_ENTITIES = tuple(spec.name for spec in _SPECS if spec.kind in ("person", "list"))
 TXN_ENTITIES = tuple(spec.name for spec in _SPECS if spec.kind == "txn")
+# What a CustomerRef ties to a customer (and a customer merge moves): transactions and time activities.
+CUSTOMER_LINKED = (*TXN_ENTITIES, "TimeActivity")
 # Transactions that carry their own Balance (amount still owed or, for a credit memo, still to use).
 BALANCE_TXNS = ("Invoice", "SalesReceipt", "CreditMemo", "RefundReceipt")
 

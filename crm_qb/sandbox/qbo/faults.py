@@ -54,6 +54,21 @@ def invalid_value(name: str, detail: str) -> QboFault:
     return QboFault("2050", "Invalid string length or value", f"{detail} : {name}", element=name)
 
 
+def invalid_number(name: str, value: object) -> QboFault:
+    """2080: a numeric field carries something that is not a number (code per the catalogue, FACTS 3.2)."""
+    return QboFault("2080", "Invalid Number", f"Invalid Number : {name} : {value}", element=name)
+
+
+def invalid_date(name: str, value: object) -> QboFault:
+    """2060: a date field carries something that is not a date."""
+    return QboFault("2060", "Invalid Date Format", f"Invalid date : {value}", element=name)
+
+
+def invalid_enum(name: str, value: object) -> QboFault:
+    """2170: a value outside an enumeration (code per the catalogue, FACTS 3.2; the wording is the sandbox's)."""
+    return QboFault("2170", "Invalid Enumeration", f"Invalid Enumeration : {name} : {value}", element=name)
+
+
 def business_rule(detail: str) -> QboFault:
     """6000: a business validation error, with ``detail`` saying which rule."""
     return QboFault("6000", "A business validation error has occurred while processing your request",

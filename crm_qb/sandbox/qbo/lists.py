@@ -74,7 +74,7 @@ def _check_email(obj: dict) -> None:
 
 def _address_ids(obj: dict, realm: RealmData, existing: dict | None) -> None:
     # QBO gives an address a new Id whenever it changes, and keeps it when it does not.
-    for key in ("BillAddr", "ShipAddr"):
+    for key in ("BillAddr", "ShipAddr", "PrimaryAddr"):
         address = obj.get(key)
         if not isinstance(address, dict):
             continue

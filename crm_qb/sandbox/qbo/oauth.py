@@ -1,20 +1,19 @@
 """OAuth 2 as Intuit runs it: single-use authorization codes, one-hour access tokens, rotating refresh
-tokens whose predecessor fails with ``invalid_grant`` after a grace period, revocation, and the discovery
-document (FACTS.md section 1). State lives in an ``OAuthServer`` object, never at module level.
+tokens whose predecessor fails with ``invalid_grant`` after a grace period, revocation, and RS256 ID tokens
+for the ``openid`` scope (FACTS.md section 1; the OpenID side is oidc.py). State lives in an ``OAuthServer``
+object, never at module level.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import json
 import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .clock import SandboxClock
+from .oidc import ISSUER, SigningKey, subject_for
 
 ACCESS_TOKEN_SECONDS = 3600
 REFRESH_TOKEN_SECONDS = 8726400  # what Intuit's samples report: about 101 days, extended on each use
@@ -74,6 +73,7 @@ class OAuthServer:
         self._grants: dict[str, _Grant] = {}
         self._by_refresh: dict[str, str] = {}  # refresh token (current or superseded) -> grant id
         self._access: dict[str, tuple[str, datetime]] = {}  # access token -> (grant id, expiry)
+        self.signing_key = SigningKey()
 
     def client_ok(self, client_id: str | None, client_secret: str | None) -> bool:
         """True when the credentials are this app's (constant-time)."""
@@ -136,6 +136,15 @@ class OAuthServer:
 
     def realm_for(self, access_token: str) -> str | None:
         """The realm an access token may use, or None when it is unknown, expired or revoked."""
+        grant = self._live_grant(access_token)
+        return grant.realm_id if grant else None
+
+    def scopes_for(self, access_token: str) -> tuple[str, set[str]] | None:
+        """(realm, granted scopes) of a live access token, or None when it is unknown, expired or revoked."""
+        grant = self._live_grant(access_token)
+        return (grant.realm_id, set(grant.scope.split())) if grant else None
+
+    def _live_grant(self, access_token: str) -> _Grant | None:
         with self._lock:
             entry = self._access.get(access_token)
             if entry is None:
@@ -143,7 +152,7 @@ class OAuthServer:
             grant = self._grants.get(entry[0])
             if grant is None or grant.revoked or self._clock.now() >= entry[1]:
                 return None
-            return grant.realm_id
+            return grant
 
     def _token_response(self, grant: _Grant, now: datetime) -> dict:
         access = "eyJlbmMiOiJBMTI4Q0JDLUhTMjU2IiwiYWxnIjoiZGlyIn0.." + secrets.token_urlsafe(96)
@@ -156,37 +165,13 @@ class OAuthServer:
         return body
 
     def _id_token(self, grant: _Grant, now: datetime) -> str:
-        """An HS256 JWT signed with the client secret, carrying Intuit's ``realmid`` claim."""
-        claims = {"iss": "https://oauth.platform.intuit.com/op/v1", "aud": [grant.client_id],
-                  "sub": hashlib.sha256(grant.realm_id.encode()).hexdigest()[:32], "realmid": grant.realm_id,
-                  "iat": int(now.timestamp()), "exp": int(now.timestamp()) + self.settings.access_seconds}
-        header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-        payload = _b64(json.dumps(claims).encode())
-        signature = hmac.new(self.settings.client_secret.encode(), f"{header}.{payload}".encode(),
-                             hashlib.sha256).digest()
-        return f"{header}.{payload}.{_b64(signature)}"
+        """An RS256 ID token carrying Intuit's ``realmid`` claim, verifiable with the key in the JWKS."""
+        claims = {"iss": ISSUER, "aud": [grant.client_id], "sub": subject_for(grant.realm_id),
+                  "realmid": grant.realm_id, "iat": int(now.timestamp()),
+                  "exp": int(now.timestamp()) + self.settings.access_seconds}
+        return self.signing_key.sign(claims)
 
 
 def _refresh_token() -> str:
     return "AB11" + secrets.token_urlsafe(36)
 
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def discovery_document(base_url: str) -> dict:
-    """The OpenID discovery document, shaped like Intuit's sandbox one, pointing at this server."""
-    return {
-        "issuer": "https://oauth.platform.intuit.com/op/v1",
-        "authorization_endpoint": f"{base_url}/connect/oauth2",
-        "token_endpoint": f"{base_url}/oauth2/v1/tokens/bearer",
-        "revocation_endpoint": f"{base_url}/v2/oauth2/tokens/revoke",
-        "response_types_supported": ["code"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["HS256"],
-        "scopes_supported": ["openid", "email", "profile", "address", "phone", "com.intuit.quickbooks.accounting",
-                             "com.intuit.quickbooks.payment"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-        "claims_supported": ["aud", "exp", "iat", "iss", "realmid", "sub"],
-    }

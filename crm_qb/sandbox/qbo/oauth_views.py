@@ -1,4 +1,4 @@
-"""HTTP endpoints of the sandbox's OAuth 2 server: discovery, authorize, token, revoke."""
+"""HTTP endpoints of the sandbox's OAuth 2 / OpenID server: discovery, authorize, token, revoke, JWKS, UserInfo."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, redirect, request
 
 from .http import json_response
-from .oauth import OAuthError, discovery_document
+from .oauth import OAuthError
+from .oidc import JWKS_PATH, USERINFO_PATH, discovery_document, userinfo_claims
 from .sandbox import Sandbox
 
 DISCOVERY_PATHS = ("/.well-known/openid_sandbox_configuration", "/.well-known/openid_sandbox_configuration/",
@@ -38,6 +39,14 @@ def make_oauth_blueprint(sandbox: Sandbox, base_url) -> Blueprint:
     @bp.post("/v2/oauth2/tokens/revoke")
     def revoke() -> Response:
         return _revoke(sandbox)
+
+    @bp.get(JWKS_PATH)
+    def jwks() -> Response:
+        return json_response(sandbox.oauth.signing_key.jwks())
+
+    @bp.route(USERINFO_PATH, methods=["GET", "POST"])
+    def userinfo() -> Response:
+        return _userinfo(sandbox)
 
     return bp
 
@@ -106,6 +115,23 @@ def _revoke(sandbox: Sandbox) -> Response:
     # RFC 7009: an unknown token is not an error for the caller.
     sandbox.oauth.revoke(str(token))
     return Response("", status=200)
+
+
+def _userinfo(sandbox: Sandbox) -> Response:
+    """The OpenID claims of the user who consented, for a bearer access token granted with ``openid``."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    granted = sandbox.oauth.scopes_for(token.strip()) if scheme.lower() == "bearer" else None
+    if granted is None:
+        response = json_response({"error": "invalid_token"}, 401)
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+    realm_id, scopes = granted
+    if "openid" not in scopes:
+        # RFC 6750 section 3.1: a token without the scope the resource needs.
+        response = json_response({"error": "insufficient_scope"}, 403)
+        response.headers["WWW-Authenticate"] = 'Bearer error="insufficient_scope", scope="openid"'
+        return response
+    return json_response(userinfo_claims(realm_id, scopes))
 
 
 def _oauth_error(error: OAuthError) -> Response:

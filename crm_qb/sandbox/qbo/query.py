@@ -36,7 +36,7 @@ STRING, ID, NUMBER, INSTANT, BOOL = "string", "id", "number", "instant", "bool"
 _ENTITIES = (
     "Customer", "Invoice", "Payment", "Estimate", "SalesReceipt", "CreditMemo", "RefundReceipt", "Item",
     "Term", "PaymentMethod", "Vendor", "Employee", "Preferences", "CompanyInfo", "ExchangeRate", "Account",
-    "TaxCode", "Class", "Department",
+    "TaxCode", "Class", "Department", "TimeActivity",
 )
 _ENTITY_BY_KEY = MappingProxyType({name.lower(): name for name in _ENTITIES})
 
@@ -89,10 +89,15 @@ _FILTERABLE = MappingProxyType({
     "TaxCode": frozenset(_NAMED_LIST),
     "Class": frozenset(_NAMED_LIST),
     "Department": frozenset(_NAMED_LIST),
+    # Intuit's TimeActivity reference marks only these filterable; EmployeeRef, VendorRef, CustomerRef, ItemRef and
+    # NameOf are not, and a property QBO does not filter on is refused with 4001 (docs/qbo/time-activity.md).
+    "TimeActivity": frozenset({*_META, "TxnDate", "ProjectRef", "BillableStatus"}),
 })
 # Customer sorts on its filterable fields minus PrimaryEmailAddr, plus BalanceWithJobs (FACTS.md section 5).
 _NOT_SORTABLE = frozenset({"PrimaryEmailAddr"})
 _EXTRA_SORTABLE = MappingProxyType({"Customer": frozenset({"BalanceWithJobs"})})
+# Entities whose sortable fields Intuit lists apart from their filterable ones (TimeActivity reference).
+_ONLY_SORTABLE = MappingProxyType({"TimeActivity": frozenset({*_META, "TxnDate"})})
 
 _KINDS = MappingProxyType({
     "Id": ID,
@@ -419,7 +424,8 @@ class _Parser:
             if not self.accept_word("ORDER"):
                 return ()
             self.keyword("BY")
-        sortable = (_FILTERABLE[entity] - _NOT_SORTABLE) | _EXTRA_SORTABLE.get(entity, frozenset())
+        sortable = _ONLY_SORTABLE.get(entity) or (
+            (_FILTERABLE[entity] - _NOT_SORTABLE) | _EXTRA_SORTABLE.get(entity, frozenset()))
         keys = [self.order_key(entity, sortable)]
         while self.accept_symbol(","):
             keys.append(self.order_key(entity, sortable))

@@ -14,7 +14,7 @@ from .rates import rate_rows
 CDC_MAX_DAYS = 30
 CDC_MAX_OBJECTS = 1000
 # Intuit: "Unsupported entities: JournalCode, TaxAgency, TimeActivity, TaxCode, TaxRate" - and what we lack.
-_CDC_SKIP = frozenset({"ExchangeRate", "Preferences", "CompanyInfo"})
+_CDC_SKIP = frozenset({"ExchangeRate", "Preferences", "CompanyInfo", "TimeActivity"})
 
 
 def run_query(engine: Engine, realm_id: str, text: str) -> dict:
@@ -31,7 +31,7 @@ def run_query(engine: Engine, realm_id: str, text: str) -> dict:
     else:
         rows = engine.rows(realm_id, query.entity)
     try:
-        result = execute(query, rows, today=engine.today(realm))
+        result = execute(query, rows, today=engine.today(realm), zone=company_zone(realm.settings.zone_name))
     except QueryError as exc:
         raise faults.QboFault(exc.code, exc.message, exc.detail) from exc
     return result.as_query_response()

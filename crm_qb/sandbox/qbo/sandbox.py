@@ -58,13 +58,16 @@ class Sandbox:
         self.oauth = OAuthServer(OAuthSettings(config.client_id, config.client_secret,
                                                config.refresh_grace_seconds, config.rotate_refresh_tokens),
                                  self.clock)
-        self.limiter = RealmLimiter(config.per_minute, config.concurrent)
+        self.limiter = RealmLimiter(config.per_minute, config.concurrent, clock=self._epoch_seconds)
         self.faults = FaultInjector()
         self._base_url = config.base_url
         self._realm_numbers = itertools.count(1)
         self._lock = threading.Lock()
         self._started = False
         self._restore()
+
+    def _epoch_seconds(self) -> float:
+        return self.clock.now().timestamp()
 
     @property
     def base_url(self) -> str | None:

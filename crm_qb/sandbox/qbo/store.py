@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from .entities import PERSON_ENTITIES, TXN_ENTITIES
+from .entities import CUSTOMER_LINKED, PERSON_ENTITIES
 
 ChangeListener = Callable[[str, str, str, dict], None]
 
@@ -52,6 +52,9 @@ class RealmData:
         self.tombstones: dict[str, dict[str, dict]] = defaultdict(dict)
         self.names: dict[str, tuple[str, str]] = {}
         self.applied: dict[str, dict[str, Decimal]] = defaultdict(dict)  # invoice id -> {payment id: amount}
+        self.credits_used: dict[str, dict[str, Decimal]] = defaultdict(dict)  # credit memo id -> {payment: amount}
+        self.estimate_invoice: dict[str, str] = {}  # estimate id -> the invoice that links it
+        self.time_billed_by: dict[str, str] = {}  # time activity id -> the invoice that bills it
         self.txns_by_customer: dict[str, set[tuple[str, str]]] = defaultdict(set)
         self.children: dict[str, set[str]] = defaultdict(set)
         self.opening_balance: dict[str, Decimal] = {}
@@ -165,6 +168,9 @@ class RealmData:
             self._listener(self.realm_id, entity, obj_id, obj)
 
     def _advance_counters(self, entity: str, obj: dict) -> None:
+        charge = obj.get("TimeChargeId")
+        if isinstance(charge, int) and not isinstance(charge, bool):
+            self._next_id["TimeCharge"] = max(self._next_id["TimeCharge"], charge + 1)
         doc = obj.get("DocNumber")
         if isinstance(doc, str) and doc.isdigit():
             self._next_doc[entity] = max(self._next_doc[entity], int(doc) + 1)
@@ -178,11 +184,15 @@ class RealmData:
             self.names[name_key(obj["DisplayName"])] = (entity, obj["Id"])
         if entity == "Customer" and obj.get("ParentRef"):
             self.children[obj["ParentRef"]["value"]].add(obj["Id"])
-        if entity in TXN_ENTITIES and obj.get("CustomerRef"):
+        if entity in CUSTOMER_LINKED and obj.get("CustomerRef"):
             self.txns_by_customer[obj["CustomerRef"]["value"]].add((entity, obj["Id"]))
         if entity == "Payment":
-            for invoice_id, amount in payment_applications(obj):
-                self.applied[invoice_id][obj["Id"]] = self.applied[invoice_id].get(obj["Id"], 0) + amount
+            for target, txn_id, amount in _payment_links(obj):
+                used = self.applied if target == "Invoice" else self.credits_used
+                used[txn_id][obj["Id"]] = used[txn_id].get(obj["Id"], 0) + amount
+        if entity == "Invoice":
+            for target, txn_id in _invoice_links(obj):
+                (self.estimate_invoice if target == "Estimate" else self.time_billed_by)[txn_id] = obj["Id"]
 
     def _unindex(self, entity: str, obj: dict | None) -> None:
         if obj is None:
@@ -191,21 +201,32 @@ class RealmData:
             self.names.pop(name_key(obj["DisplayName"]), None)
         if entity == "Customer" and obj.get("ParentRef"):
             self.children[obj["ParentRef"]["value"]].discard(obj["Id"])
-        if entity in TXN_ENTITIES and obj.get("CustomerRef"):
+        if entity in CUSTOMER_LINKED and obj.get("CustomerRef"):
             self.txns_by_customer[obj["CustomerRef"]["value"]].discard((entity, obj["Id"]))
         if entity == "Payment":
-            for invoice_id, _amount in payment_applications(obj):
-                self.applied[invoice_id].pop(obj["Id"], None)
+            for target, txn_id, _amount in _payment_links(obj):
+                (self.applied if target == "Invoice" else self.credits_used)[txn_id].pop(obj["Id"], None)
+        if entity == "Invoice":
+            for target, txn_id in _invoice_links(obj):
+                index = self.estimate_invoice if target == "Estimate" else self.time_billed_by
+                if index.get(txn_id) == obj["Id"]:
+                    del index[txn_id]
 
 
-def payment_applications(payment: dict) -> list[tuple[str, Decimal]]:
-    """(invoice Id, amount) for each payment line linked to an invoice."""
+def _payment_links(payment: dict) -> list[tuple[str, str, Decimal]]:
+    """(Invoice or CreditMemo, Id, amount) for each payment line linked to one."""
     result = []
     for line in payment.get("Line") or []:
         for link in line.get("LinkedTxn") or []:
-            if link.get("TxnType") == "Invoice":
-                result.append((str(link["TxnId"]), Decimal(str(line.get("Amount", 0)))))
+            if link.get("TxnType") in ("Invoice", "CreditMemo"):
+                result.append((link["TxnType"], str(link["TxnId"]), Decimal(str(line.get("Amount", 0)))))
     return result
+
+
+def _invoice_links(invoice: dict) -> list[tuple[str, str]]:
+    """(Estimate or TimeActivity, Id) for each header link of an invoice (what QBO acts on, links.py)."""
+    return [(link["TxnType"], str(link["TxnId"])) for link in invoice.get("LinkedTxn") or []
+            if link.get("TxnType") in ("Estimate", "TimeActivity")]
 
 
 class Store:

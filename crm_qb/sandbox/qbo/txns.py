@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from . import faults
 from .currencies import currency_ref
+from .links import check_invoice_links
 from .money import cents, home_amount, to_decimal
 from .store import RealmData
 
@@ -20,6 +21,8 @@ READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "Total
 _SALES_LINE = "SalesItemLineDetail"
 _WITH_LINES = ("Invoice", "Estimate", "SalesReceipt", "CreditMemo", "RefundReceipt")
 _DEPOSITED = ("SalesReceipt", "RefundReceipt", "Payment")
+_PAYABLE = ("Invoice", "CreditMemo")
+_DATE_FIELDS = ("DueDate", "ShipDate", "ExpirationDate", "AcceptedDate")
 UNDEPOSITED_FUNDS = {"value": "4"}  # Undeposited Funds; QBO returns the id only
 
 
@@ -36,6 +39,7 @@ def shape_txn(entity: str, fields: dict, realm: RealmData, today: date, existing
     obj["CustomerRef"] = {"value": customer["Id"], "name": customer.get("FullyQualifiedName",
                                                                          customer["DisplayName"])}
     obj["TxnDate"] = _txn_date(obj, today)
+    _check_dates(obj)
     if existing is None and entity != "Payment" and not obj.get("DocNumber"):
         obj["DocNumber"] = realm.new_doc_number(entity)
     rate = _currency(obj, customer, realm)
@@ -60,12 +64,30 @@ def _customer(obj: dict, realm: RealmData, existing: dict | None) -> dict:
 
 def _txn_date(obj: dict, today: date) -> str:
     value = obj.get("TxnDate")
-    if value is None:
-        return today.isoformat()
+    return today.isoformat() if value is None else date_text(value, "TxnDate")
+
+
+def date_text(value: object, element: str) -> str:
+    """A QBO Date as ``YYYY-MM-DD``; a date-time keeps its date part (Intuit sends both); 2060 otherwise."""
     try:
         return date.fromisoformat(str(value)[:10]).isoformat()
     except ValueError as exc:
-        raise faults.QboFault("2060", "Invalid Date Format", f"Invalid date : {value}", element="TxnDate") from exc
+        raise faults.invalid_date(element, value) from exc
+
+
+def number(value: object, element: str) -> Decimal:
+    """A QBO Decimal from a JSON number or numeric string; 2080 for anything else."""
+    try:
+        return to_decimal(value)
+    except ValueError as exc:
+        raise faults.invalid_number(element, value) from exc
+
+
+def _check_dates(obj: dict) -> None:
+    """Normalise the optional Date fields a client may send; a malformed one is 2060."""
+    for key in _DATE_FIELDS:
+        if key in obj:
+            obj[key] = date_text(obj[key], key)
 
 
 def _top_customer(customer: dict, realm: RealmData) -> dict:
@@ -93,7 +115,7 @@ def _currency(obj: dict, customer: dict, realm: RealmData) -> Decimal:
         obj.pop("ExchangeRate", None)
         return Decimal(1)
     # QBO stores 1 when a foreign-currency transaction omits ExchangeRate (FACTS.md 9.6).
-    rate = to_decimal(obj.get("ExchangeRate", 1), Decimal(1))
+    rate = number(obj.get("ExchangeRate", 1), "ExchangeRate")
     if rate <= 0:
         raise faults.invalid_value("ExchangeRate", "Exchange rate must be positive")
     obj["ExchangeRate"] = rate
@@ -113,10 +135,9 @@ def _shape_sales(entity: str, obj: dict, realm: RealmData, customer: dict, exist
     if entity == "Invoice":
         _shape_invoice(obj, realm, customer, existing)
     elif entity == "Estimate":
-        obj.setdefault("TxnStatus", "Pending")
+        _shape_estimate(obj, realm, existing)
     elif entity == "CreditMemo":
-        obj["RemainingCredit"] = total if existing is None else existing.get("RemainingCredit", total)
-        obj["Balance"] = obj["RemainingCredit"]
+        _shape_credit_memo(obj, realm, existing)
     else:
         obj["Balance"] = ZERO
         obj.setdefault("DepositToAccountRef", dict(UNDEPOSITED_FUNDS))
@@ -147,25 +168,27 @@ def _lines(given: object, realm: RealmData) -> tuple[list[dict], Decimal, Decima
     return [*sales, subtotal_line, *discounts], subtotal, discount
 
 
-def _sales_line(raw: dict, realm: RealmData, number: int) -> dict:
+def _sales_line(raw: dict, realm: RealmData, line_number: int) -> dict:
     line = dict(raw)
-    line["Id"] = str(line.get("Id") or number)
-    line["LineNum"] = number
+    line["Id"] = str(line.get("Id") or line_number)
+    line["LineNum"] = line_number
     if line.get("DetailType") == "DescriptionOnly":
         line.setdefault("Amount", ZERO)
         return line
     if line.get("DetailType", _SALES_LINE) != _SALES_LINE:
-        line["Amount"] = to_decimal(line.get("Amount", 0), ZERO)
+        line["Amount"] = number(line.get("Amount", 0), "Line.Amount")
         return line
     line["DetailType"] = _SALES_LINE
     detail = dict(line.get(_SALES_LINE) or {})
     item = _item(detail, realm)
     detail["ItemRef"] = {"value": item["Id"], "name": item["Name"]}
+    if "ServiceDate" in detail:
+        detail["ServiceDate"] = date_text(detail["ServiceDate"], "Line.SalesItemLineDetail.ServiceDate")
     if "Amount" in line:
-        line["Amount"] = cents(to_decimal(line["Amount"]))
+        line["Amount"] = cents(number(line["Amount"], "Line.Amount"))
     else:
-        qty = to_decimal(detail.get("Qty", 1))
-        price = to_decimal(detail.get("UnitPrice", item.get("UnitPrice", 0)))
+        qty = number(detail.get("Qty", 1), "Line.SalesItemLineDetail.Qty")
+        price = number(detail.get("UnitPrice", item.get("UnitPrice", 0)), "Line.SalesItemLineDetail.UnitPrice")
         detail.setdefault("Qty", qty)
         detail.setdefault("UnitPrice", price)
         line["Amount"] = cents(qty * price)
@@ -189,16 +212,17 @@ def _item(detail: dict, realm: RealmData) -> dict:
 def _discount_amount(line: dict, subtotal: Decimal) -> Decimal:
     detail = line.get("DiscountLineDetail") or {}
     if detail.get("PercentBased"):
-        return cents(subtotal * to_decimal(detail.get("DiscountPercent", 0)) / 100)
-    return cents(to_decimal(line.get("Amount", 0)))
+        return cents(subtotal * number(detail.get("DiscountPercent", 0), "DiscountPercent") / 100)
+    return cents(number(line.get("Amount", 0), "Line.Amount"))
 
 
 def _tax(obj: dict) -> Decimal:
     detail = dict(obj.get("TxnTaxDetail") or {})
     if "TaxLine" in detail:
-        detail["TotalTax"] = cents(sum((to_decimal(t.get("Amount", 0)) for t in detail["TaxLine"]), ZERO))
+        detail["TotalTax"] = cents(sum((number(t.get("Amount", 0), "TxnTaxDetail.TaxLine.Amount")
+                                        for t in detail["TaxLine"]), ZERO))
     else:
-        detail["TotalTax"] = cents(to_decimal(detail.get("TotalTax", 0), ZERO))
+        detail["TotalTax"] = cents(number(detail.get("TotalTax", 0), "TxnTaxDetail.TotalTax"))
     obj["TxnTaxDetail"] = detail
     return detail["TotalTax"]
 
@@ -216,15 +240,39 @@ def _shape_invoice(obj: dict, realm: RealmData, customer: dict, existing: dict |
     if "DueDate" not in obj:
         days = int(term.get("DueDays", 0)) if term else 0
         obj["DueDate"] = (date.fromisoformat(obj["TxnDate"]) + timedelta(days=days)).isoformat()
-    obj["Deposit"] = cents(to_decimal(obj.get("Deposit", 0), ZERO))
+    obj["Deposit"] = cents(number(obj.get("Deposit", 0), "Deposit"))
     applied = sum(realm.applied.get(existing["Id"], {}).values(), ZERO) if existing else ZERO
     balance = obj["TotalAmt"] - obj["Deposit"] - applied
     if balance < 0:
         raise faults.business_rule("The invoice total is less than the payments applied to it.")
     obj["Balance"] = cents(balance)
+    check_invoice_links(obj, realm, customer, existing["Id"] if existing else None)
+    if existing:
+        obj["LinkedTxn"] += [{"TxnId": pid, "TxnType": "Payment"} for pid in realm.applied.get(existing["Id"], {})]
+
+
+def _shape_estimate(obj: dict, realm: RealmData, existing: dict | None) -> None:
+    """An estimate's invoice link is QBO's to keep (links.py): whatever a client sends there is replaced."""
+    obj.setdefault("TxnStatus", "Pending")
+    links = [link for link in obj.get("LinkedTxn") or [] if link.get("TxnType") != "Invoice"]
+    invoice_id = realm.estimate_invoice.get(existing["Id"]) if existing else None
+    if invoice_id is not None:
+        links.append({"TxnId": invoice_id, "TxnType": "Invoice"})
+    if links:
+        obj["LinkedTxn"] = links
+    else:
+        obj.pop("LinkedTxn", None)
+
+
+def _shape_credit_memo(obj: dict, realm: RealmData, existing: dict | None) -> None:
+    """RemainingCredit (= Balance) is the total less what payments have used of it."""
+    used = sum(realm.credits_used.get(existing["Id"], {}).values(), ZERO) if existing else ZERO
+    if obj["TotalAmt"] < used:
+        raise faults.business_rule("The credit memo total is less than the credit already applied from it.")
+    obj["RemainingCredit"] = obj["Balance"] = cents(obj["TotalAmt"] - used)
     links = [link for link in obj.get("LinkedTxn") or [] if link.get("TxnType") != "Payment"]
     if existing:
-        links += [{"TxnId": pid, "TxnType": "Payment"} for pid in realm.applied.get(existing["Id"], {})]
+        links += [{"TxnId": pid, "TxnType": "Payment"} for pid in realm.credits_used.get(existing["Id"], {})]
     obj["LinkedTxn"] = links
 
 
@@ -251,13 +299,15 @@ def _check_payment_method(obj: dict, realm: RealmData) -> None:
 def _shape_payment(obj: dict, realm: RealmData, existing: dict | None) -> None:
     if "TotalAmt" not in obj:
         raise faults.required_param("TotalAmt")
-    total = cents(to_decimal(obj["TotalAmt"]))
+    total = cents(number(obj["TotalAmt"], "TotalAmt"))
     if total < 0:
         raise faults.QboFault("2290", "Negative amount", "Amount cannot be negative", element="TotalAmt")
     obj["TotalAmt"] = total
     lines = [_payment_line(line, obj, realm, existing) for line in obj.get("Line") or []]
     obj["Line"] = lines
-    applied = sum((line["Amount"] for line in lines), ZERO)
+    applied = applied_amount(lines)
+    if applied < 0:
+        raise faults.business_rule("The credits applied are more than the amounts they pay.")
     if applied > total:
         raise faults.business_rule("The amount applied to transactions is more than the payment amount.")
     obj["UnappliedAmt"] = total - applied
@@ -269,26 +319,46 @@ def _shape_payment(obj: dict, realm: RealmData, existing: dict | None) -> None:
 def _payment_line(raw: dict, payment: dict, realm: RealmData, existing: dict | None) -> dict:
     line = dict(raw)
     line.pop("LineEx", None)
-    line["Amount"] = cents(to_decimal(line.get("Amount", 0)))
+    line["Amount"] = cents(number(line.get("Amount", 0), "Line.Amount"))
     links = line.get("LinkedTxn") or []
     for link in links:
-        if link.get("TxnType") != "Invoice":
-            raise faults.unsupported_operation("The sandbox applies payments to invoices only.")
-        _check_invoice_open(str(link.get("TxnId")), line["Amount"], payment, realm, existing)
-    line["LinkedTxn"] = [{"TxnId": str(link["TxnId"]), "TxnType": "Invoice"} for link in links]
+        if link.get("TxnType") not in _PAYABLE:
+            raise faults.unsupported_operation("The sandbox applies payments to invoices and credit memos only.")
+        _check_open(link["TxnType"], str(link.get("TxnId")), line["Amount"], payment, realm, existing)
+    line["LinkedTxn"] = [{"TxnId": str(link["TxnId"]), "TxnType": link["TxnType"]} for link in links]
     return line
 
 
-def _check_invoice_open(invoice_id: str, amount: Decimal, payment: dict, realm: RealmData,
-                        existing: dict | None) -> None:
-    invoice = realm.get("Invoice", invoice_id)
-    if invoice is None:
+def applied_amount(lines: list[dict]) -> Decimal:
+    """What a payment's lines apply: the amounts paid to invoices less the credit memos' credit used for them.
+
+    A credit memo is applied through a payment (FACTS 9.3: a payment "can be applied ... against multiple Invoices
+    and Credit Memos"); its line carries the credit used, as a positive amount, and a payment of 0 can
+    apply a credit memo to an invoice alone (docs/qbo/sandbox-fidelity.md).
+    """
+    credits = sum((line["Amount"] for line in lines if _links_to(line, "CreditMemo")), ZERO)
+    return sum((line["Amount"] for line in lines if not _links_to(line, "CreditMemo")), ZERO) - credits
+
+
+def _links_to(line: dict, txn_type: str) -> bool:
+    return any(link.get("TxnType") == txn_type for link in line.get("LinkedTxn") or [])
+
+
+def _check_open(txn_type: str, txn_id: str, amount: Decimal, payment: dict, realm: RealmData,
+                existing: dict | None) -> None:
+    """The invoice (or credit memo) exists, is the same customer's and has ``amount`` still open."""
+    target = realm.get(txn_type, txn_id)
+    if target is None:
         raise faults.object_not_found("Line.LinkedTxn.TxnId")
-    if invoice["CustomerRef"]["value"] != payment["CustomerRef"]["value"]:
-        raise faults.business_rule("A payment can only be applied to the same customer's invoices.")
-    already = realm.applied.get(invoice_id, {}).get(existing["Id"], ZERO) if existing else ZERO
-    if amount > invoice["Balance"] + already:
-        raise faults.business_rule("The payment amount applied exceeds the invoice's open balance.")
+    if target["CustomerRef"]["value"] != payment["CustomerRef"]["value"]:
+        raise faults.business_rule("A payment can only be applied to the same customer's transactions.")
+    used = realm.applied if txn_type == "Invoice" else realm.credits_used
+    already = used.get(txn_id, {}).get(existing["Id"], ZERO) if existing else ZERO
+    if amount < 0:
+        raise faults.QboFault("2290", "Negative amount", "Amount cannot be negative", element="Line.Amount")
+    if amount > target["Balance"] + already:
+        what = "invoice's open balance" if txn_type == "Invoice" else "credit memo's remaining credit"
+        raise faults.business_rule(f"The payment amount applied exceeds the {what}.")
 
 
 def _home_amounts(entity: str, obj: dict, realm: RealmData, rate: Decimal) -> None:
@@ -300,6 +370,23 @@ def _home_amounts(entity: str, obj: dict, realm: RealmData, rate: Decimal) -> No
     obj["HomeTotalAmt"] = home_amount(obj["TotalAmt"], rate)
     if "Balance" in obj and entity != "Estimate":
         obj["HomeBalance"] = home_amount(obj["Balance"], rate)
+
+
+def rebalance(entity: str, obj: dict, realm: RealmData) -> dict:
+    """A copy of an invoice or credit memo with its balance and payment links recomputed from the payments."""
+    return rebalance_invoice(obj, realm) if entity == "Invoice" else rebalance_credit_memo(obj, realm)
+
+
+def rebalance_credit_memo(memo: dict, realm: RealmData) -> dict:
+    """A copy of ``memo`` with RemainingCredit, Balance, HomeBalance and payment links recomputed."""
+    used = realm.credits_used.get(memo["Id"], {})
+    new = dict(memo)
+    new["RemainingCredit"] = new["Balance"] = cents(new["TotalAmt"] - sum(used.values(), ZERO))
+    links = [link for link in memo.get("LinkedTxn") or [] if link.get("TxnType") != "Payment"]
+    new["LinkedTxn"] = links + [{"TxnId": pid, "TxnType": "Payment"} for pid in used]
+    if "ExchangeRate" in new:
+        new["HomeBalance"] = home_amount(new["Balance"], to_decimal(new["ExchangeRate"]))
+    return new
 
 
 def rebalance_invoice(invoice: dict, realm: RealmData) -> dict:
