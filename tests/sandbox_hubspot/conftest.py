@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import hubspot
@@ -24,6 +25,7 @@ TOKEN = "pat-na1-test-token"
 CLIENT_ID = "test-client-id"
 CLIENT_SECRET = "test-client-secret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PAYLOADS = Path(__file__).resolve().parents[2] / "docs" / "hubspot" / "payloads"
 # Squeezes HubSpot's 24-hour retry schedule into well under a second.
 FAST = {"webhook_retry_scale": 0.00001, "webhook_timeout": 2.0, "webhook_seed": 7}
 
@@ -33,6 +35,16 @@ def config(**overrides: Any) -> SandboxConfig:
     values: dict[str, Any] = {"token": TOKEN, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, **FAST}
     values.update(overrides)
     return SandboxConfig(**values)
+
+
+def payload_bytes(name: str) -> bytes:
+    """The raw bytes of a documented HubSpot payload in docs/hubspot/payloads."""
+    return (PAYLOADS / name).read_bytes()
+
+
+def payload(name: str) -> Any:
+    """A documented HubSpot payload, decoded."""
+    return json.loads(payload_bytes(name))
 
 
 @pytest.fixture
