@@ -51,8 +51,9 @@ def test_groups_are_ors_of_ands_and_query_prefixes() -> None:
 
 
 @pytest.mark.parametrize("body", [
-    {"limit": 201}, {"after": "10000"}, {"filterGroups": [{"filters": []}] * 7},
-    {"filterGroups": [{"filters": [{"propertyName": "a", "value": "1"}] * 6}] * 4},
+    {"limit": 201}, {"after": "10000"}, {"filterGroups": [{"filters": []}] * 6},
+    {"filterGroups": [{"filters": [{"propertyName": "a", "value": "1"}] * 11}]},
+    {"filterGroups": [{"filters": [{"propertyName": "a", "value": "1"}] * 9}] * 3},
     {"filterGroups": [{"filters": [{"propertyName": "a", "operator": "LIKE", "value": "1"}]}]},
     {"filterGroups": [{"filters": [{"propertyName": "a", "operator": "IN", "value": "1"}]}]},
     {"sorts": [{"direction": "ASCENDING"}]},

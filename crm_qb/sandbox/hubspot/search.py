@@ -1,7 +1,7 @@
 """CRM search as HubSpot evaluates it (pure): filter groups (OR of ANDs), operators, sorts, query and paging.
 
-Limits from HubSpot's spec and docs (docs/hubspot/facts.md §3.3): up to 6 filter groups with up to 6 filters
-each and 18 in all, ``limit`` up to 200, results stop at 10,000 (paging past that is a 400). Datetime and
+Limits from HubSpot's docs (docs/hubspot/facts.md §3.3; the 2024-08-26 changelog): up to 5 filter groups, 10
+filters in a group and 25 in all, ``limit`` up to 200, results stop at 10,000 (paging past that is a 400). Datetime and
 number properties compare numerically (datetimes as epoch milliseconds, given as ms or ISO 8601); strings
 compare case-insensitively, as HubSpot's email and name searches do.
 """
@@ -16,9 +16,9 @@ from typing import Any
 
 from crm_qb.sandbox.hubspot.definitions import epoch_ms, parse_time
 
-MAX_GROUPS = 6
-MAX_FILTERS_PER_GROUP = 6
-MAX_FILTERS = 18
+MAX_GROUPS = 5
+MAX_FILTERS_PER_GROUP = 10
+MAX_FILTERS = 25
 MAX_LIMIT = 200
 MAX_RESULTS = 10_000
 OPERATORS = ("EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY",
