@@ -76,6 +76,7 @@ def test_reset_and_seed(client: FlaskClient) -> None:
     client.post("/crm/v3/properties/contacts", headers=AUTH, json={
         "name": "qb_x", "label": "X", "type": "string", "fieldType": "text", "groupName": "contactinformation"})
     assert client.post("/_sandbox/reset").status_code == 204
+    assert client.get("/_sandbox/info").get_json()["token"] == TOKEN
     assert client.get("/crm/v3/objects/contacts", headers=AUTH).get_json()["results"] == []
     assert client.get("/crm/v3/properties/contacts/qb_x", headers=AUTH).status_code == 404
     assert len(client.get("/crm/v3/owners", headers=AUTH).get_json()["results"]) == 2
@@ -102,7 +103,7 @@ def test_persistence_survives_a_restart(tmp_path: Path) -> None:
     made = box.store.create("contacts", {"email": "keep@example.com"})
     company = box.store.create("companies", {"name": "Keep Co"})
     box.store.associate("contacts", made["id"], "companies", company["id"], None)
-    box.store.create_definition("contacts", {"name": "qb_balance", "label": "Balance", "type": "number",
+    box.store.catalog.create_definition("contacts", {"name": "qb_balance", "label": "Balance", "type": "number",
                                              "fieldType": "number", "groupName": "contactinformation"})
     box.set_panel_template("https://crm-qb.example/panel/1/embed/{id}")
     token, secret = box.token, box.client_secret
@@ -114,7 +115,7 @@ def test_persistence_survives_a_restart(tmp_path: Path) -> None:
         assert (again.token, again.client_secret) == (token, secret)
         assert again.store.get("contacts", "keep@example.com", "email")["id"] == made["id"]
         assert again.store.associations("contacts", made["id"], "companies")[0][0] == company["id"]
-        assert again.store.definition("contacts", "qb_balance") is not None
+        assert again.store.catalog.definition("contacts", "qb_balance") is not None
         assert again.panel_url(made["id"]) == f"https://crm-qb.example/panel/1/embed/{made['id']}"
         newer = again.store.create("contacts", {"email": "next@example.com"})
         assert int(newer["id"]) > int(company["id"])
@@ -180,3 +181,23 @@ def test_cli_prints_one_json_line_and_serves_info(tmp_path: Path) -> None:
     finally:
         process.terminate()
         assert process.wait(10) == 0
+
+
+def test_reset_also_forgets_what_was_persisted(tmp_path: Path) -> None:
+    path = str(tmp_path / "hubspot.db")
+    first = create_app(config(persist_path=path))
+    box = sandbox_of(first)
+    made = box.store.create("contacts", {"email": "gone@example.com"})
+    box.store.catalog.create_definition("contacts", {"name": "qb_gone", "label": "Gone", "type": "string",
+                                                     "fieldType": "text", "groupName": "contactinformation"})
+    assert first.test_client().post("/_sandbox/reset").status_code == 204
+    box.stop()
+    again = sandbox_of(create_app(config(persist_path=path)))
+    try:
+        assert again.store.search_unique("contacts", "email", "gone@example.com") is None
+        assert again.store.page("contacts", None, 10) == ([], None)
+        assert again.store.catalog.definition("contacts", "qb_gone") is None
+        assert len(again.store.owners()) == 2
+        assert int(again.store.create("contacts", {"email": "new@example.com"})["id"]) > int(made["id"])
+    finally:
+        again.stop()

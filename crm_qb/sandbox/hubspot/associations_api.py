@@ -10,21 +10,21 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from crm_qb.sandbox.hubspot import errors
-from crm_qb.sandbox.hubspot.http import batch_envelope, int_arg, json_body, json_object, json_response, no_content
-from crm_qb.sandbox.hubspot.schema import PRIMARY_LABEL, ObjectType, object_type, primary_type_id
+from crm_qb.sandbox.hubspot.http import (
+    batch_envelope,
+    int_arg,
+    json_body,
+    json_object,
+    json_response,
+    no_content,
+    object_kind,
+)
+from crm_qb.sandbox.hubspot.schema import PRIMARY_LABEL, ObjectType, default_type_id, primary_type_id
 from crm_qb.sandbox.hubspot.state import current_sandbox
 from crm_qb.sandbox.hubspot.store import API_SOURCE, decode_after, encode_after
 
 bp = Blueprint("hubspot_associations", __name__, url_prefix="/crm/v4")
 MAX_BATCH = 100
-
-
-def _kind(name: str) -> ObjectType:
-    found = object_type(name)
-    if found is None:
-        raise errors.HubSpotError(400, errors.error_body(f"Unable to infer object type from: {name}",
-                                                         "VALIDATION_ERROR"))
-    return found
 
 
 def _labels(from_type: str, to_type: str, types: dict[int, str]) -> list[dict[str, Any]]:
@@ -37,7 +37,7 @@ def _labels(from_type: str, to_type: str, types: dict[int, str]) -> list[dict[st
 @bp.put("/objects/<object_type>/<object_id>/associations/<to_type>/<to_id>")
 def associate(object_type: str, object_id: str, to_type: str, to_id: str) -> Response:
     """Associate two objects with the labels in the body (an array of association specs); 201."""
-    a, b = _kind(object_type), _kind(to_type)
+    a, b = object_kind(object_type), object_kind(to_type)
     store = current_sandbox().store
     specs = store.check_specs(json_body())
     now = store.associate(a.name, object_id, b.name, to_id, specs, API_SOURCE)
@@ -49,7 +49,7 @@ def associate(object_type: str, object_id: str, to_type: str, to_id: str) -> Res
 @bp.put("/objects/<object_type>/<object_id>/associations/default/<to_type>/<to_id>")
 def associate_default(object_type: str, object_id: str, to_type: str, to_id: str) -> Response:
     """Associate two objects with the default (unlabeled) type; 200 with a batch envelope."""
-    a, b = _kind(object_type), _kind(to_type)
+    a, b = object_kind(object_type), object_kind(to_type)
     sandbox = current_sandbox()
     started = sandbox.clock.now()
     sandbox.store.associate(a.name, object_id, b.name, to_id, None, API_SOURCE)
@@ -57,8 +57,6 @@ def associate_default(object_type: str, object_id: str, to_type: str, to_id: str
 
 
 def _default_results(a: ObjectType, a_id: str, b: ObjectType, b_id: str) -> list[dict[str, Any]]:
-    from crm_qb.sandbox.hubspot.schema import default_type_id
-
     results = []
     for (x, x_id, y, y_id) in ((a, a_id, b, b_id), (b, b_id, a, a_id)):
         results.append({"from": {"id": x_id}, "to": {"id": y_id}, "associationSpec": {
@@ -69,7 +67,7 @@ def _default_results(a: ObjectType, a_id: str, b: ObjectType, b_id: str) -> list
 @bp.get("/objects/<object_type>/<object_id>/associations/<to_type>")
 def list_associations(object_type: str, object_id: str, to_type: str) -> Response:
     """List an object's associations of one type (``limit`` default 500, ``after``)."""
-    a, b = _kind(object_type), _kind(to_type)
+    a, b = object_kind(object_type), object_kind(to_type)
     store = current_sandbox().store
     store.get(a.name, object_id)  # 404 for an unknown object
     start, limit = decode_after(request.args.get("after")), int_arg("limit", 500, 500)
@@ -85,7 +83,8 @@ def list_associations(object_type: str, object_id: str, to_type: str) -> Respons
 @bp.delete("/objects/<object_type>/<object_id>/associations/<to_type>/<to_id>")
 def remove_association(object_type: str, object_id: str, to_type: str, to_id: str) -> Response:
     """Remove every association between two objects; 204."""
-    current_sandbox().store.dissociate(_kind(object_type).name, object_id, _kind(to_type).name, to_id, API_SOURCE)
+    a, b = object_kind(object_type), object_kind(to_type)
+    current_sandbox().store.dissociate(a.name, object_id, b.name, to_id, API_SOURCE)
     return no_content()
 
 
@@ -105,7 +104,7 @@ def _id(value: Any) -> str:
 @bp.post("/associations/<from_type>/<to_type>/batch/create")
 def batch_create(from_type: str, to_type: str) -> Response:
     """Create labelled associations: inputs [{from: {id}, to: {id}, types: [spec]}]; 201 (207 with errors)."""
-    a, b = _kind(from_type), _kind(to_type)
+    a, b = object_kind(from_type), object_kind(to_type)
     sandbox = current_sandbox()
     started, results, failures = sandbox.clock.now(), [], []
     for item in _batch_inputs():
@@ -127,7 +126,7 @@ def batch_create(from_type: str, to_type: str) -> Response:
 @bp.post("/associations/<from_type>/<to_type>/batch/associate/default")
 def batch_default(from_type: str, to_type: str) -> Response:
     """Create default associations: inputs [{from: {id}, to: {id}}]; 200."""
-    a, b = _kind(from_type), _kind(to_type)
+    a, b = object_kind(from_type), object_kind(to_type)
     sandbox = current_sandbox()
     started, results = sandbox.clock.now(), []
     for item in _batch_inputs():
@@ -140,7 +139,7 @@ def batch_default(from_type: str, to_type: str) -> Response:
 @bp.post("/associations/<from_type>/<to_type>/batch/read")
 def batch_read(from_type: str, to_type: str) -> Response:
     """Read associations of many objects: inputs [{id}]; 200 (207 when some ids are unknown)."""
-    a, b = _kind(from_type), _kind(to_type)
+    a, b = object_kind(from_type), object_kind(to_type)
     sandbox = current_sandbox()
     started, results, missing = sandbox.clock.now(), [], []
     for item in _batch_inputs():
@@ -162,7 +161,7 @@ def batch_read(from_type: str, to_type: str) -> Response:
 @bp.post("/associations/<from_type>/<to_type>/batch/archive")
 def batch_archive(from_type: str, to_type: str) -> Response:
     """Remove associations: inputs [{from: {id}, to: [{id}]}]; 204."""
-    a, b = _kind(from_type), _kind(to_type)
+    a, b = object_kind(from_type), object_kind(to_type)
     store = current_sandbox().store
     for item in _batch_inputs():
         targets = item.get("to") if isinstance(item.get("to"), list) else [item.get("to")]
@@ -174,7 +173,7 @@ def batch_archive(from_type: str, to_type: str) -> Response:
 @bp.post("/associations/<from_type>/<to_type>/batch/labels/archive")
 def batch_archive_labels(from_type: str, to_type: str) -> Response:
     """Remove some labels only: inputs [{from: {id}, to: {id}, types: [spec]}]; 204."""
-    a, b = _kind(from_type), _kind(to_type)
+    a, b = object_kind(from_type), object_kind(to_type)
     store = current_sandbox().store
     for item in _batch_inputs():
         type_ids = [type_id for type_id, _ in store.check_specs(item.get("types"))]

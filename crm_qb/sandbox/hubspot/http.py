@@ -16,6 +16,7 @@ from flask import Response, request
 from crm_qb.sandbox.hubspot import errors
 from crm_qb.sandbox.hubspot.definitions import iso_ms
 from crm_qb.sandbox.hubspot.render import split_names
+from crm_qb.sandbox.hubspot.schema import ObjectType, object_type
 
 JSON_TYPE = "application/json;charset=utf-8"
 
@@ -34,6 +35,15 @@ def no_content() -> Response:
 def error_response(error: errors.HubSpotError) -> Response:
     """Return a HubSpotError as its response."""
     return json_response(error.body, error.status, error.headers)
+
+
+def object_kind(name: str) -> ObjectType:
+    """Return the object type a path names, or raise HubSpot's 400 for an unknown one."""
+    found = object_type(name)
+    if found is None:
+        raise errors.HubSpotError(400, errors.error_body(f"Unable to infer object type from: {name}",
+                                                         "VALIDATION_ERROR"))
+    return found
 
 
 def json_body() -> Any:

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, redirect, request
 
 from crm_qb.sandbox.hubspot import errors
 from crm_qb.sandbox.hubspot.http import json_response, no_content
+from crm_qb.sandbox.hubspot.oauth import oauth_error
 from crm_qb.sandbox.hubspot.state import current_sandbox
 
 bp = Blueprint("hubspot_oauth", __name__)
@@ -82,8 +83,6 @@ def revoke_v3() -> Response:
     sandbox = current_sandbox()
     form = request.form
     if form.get("client_id") != sandbox.client_id or form.get("client_secret") != sandbox.client_secret:
-        from crm_qb.sandbox.hubspot.oauth import oauth_error
-
         raise oauth_error("BAD_CLIENT_ID")
     sandbox.oauth.revoke(form.get("token", ""))
     return Response(status=200)

@@ -22,9 +22,10 @@ from crm_qb.sandbox.hubspot.http import (
     json_response,
     names_arg,
     no_content,
+    object_kind,
 )
 from crm_qb.sandbox.hubspot.render import simple_object
-from crm_qb.sandbox.hubspot.schema import ObjectType, object_type
+from crm_qb.sandbox.hubspot.schema import object_type
 from crm_qb.sandbox.hubspot.search import SearchError, parse_request
 from crm_qb.sandbox.hubspot.state import current_sandbox
 from crm_qb.sandbox.hubspot.store import API_SOURCE, HubSpotStore
@@ -32,14 +33,6 @@ from crm_qb.sandbox.hubspot.store import API_SOURCE, HubSpotStore
 bp = Blueprint("hubspot_objects", __name__, url_prefix="/crm/v3/objects")
 MAX_BATCH = 100
 MAX_PAGE = 100
-
-
-def _kind(name: str) -> ObjectType:
-    found = object_type(name)
-    if found is None:
-        raise errors.HubSpotError(400, errors.error_body(f"Unable to infer object type from: {name}",
-                                                         "VALIDATION_ERROR"))
-    return found
 
 
 def _store() -> HubSpotStore:
@@ -55,7 +48,7 @@ def _render(record: dict[str, Any], extra: tuple[str, ...] = ()) -> dict[str, An
 @bp.get("/<object_type>")
 def list_objects(object_type: str) -> Response:
     """List a page of objects (``limit`` ≤ 100, ``after`` cursor, ``archived``)."""
-    kind = _kind(object_type)
+    kind = object_kind(object_type)
     found, next_after = _store().page(kind.name, request.args.get("after"), int_arg("limit", 10, MAX_PAGE),
                                       bool_arg("archived"))
     body: dict[str, Any] = {"results": [_render(r) for r in found]}
@@ -67,7 +60,7 @@ def list_objects(object_type: str) -> Response:
 @bp.post("/<object_type>")
 def create_object(object_type: str) -> Response:
     """Create one object (201), with optional ``associations``."""
-    kind = _kind(object_type)
+    kind = object_kind(object_type)
     body = json_object()
     record = _store().create(kind.name, body.get("properties") or {}, body.get("associations"), API_SOURCE)
     return json_response(simple_object(_store(), record, None, extra=tuple(record["properties"])), 201)
@@ -76,7 +69,7 @@ def create_object(object_type: str) -> Response:
 @bp.get("/<object_type>/<object_id>")
 def get_object(object_type: str, object_id: str) -> Response:
     """Read one object by id or ``idProperty`` (merged ids answer with the merged object)."""
-    kind = _kind(object_type)
+    kind = object_kind(object_type)
     record = _store().get(kind.name, object_id, request.args.get("idProperty"), bool_arg("archived"))
     return json_response(_render(record))
 
@@ -84,7 +77,7 @@ def get_object(object_type: str, object_id: str) -> Response:
 @bp.patch("/<object_type>/<object_id>")
 def update_object(object_type: str, object_id: str) -> Response:
     """Update some properties ("" clears one)."""
-    kind = _kind(object_type)
+    kind = object_kind(object_type)
     record = _store().update(kind.name, object_id, json_object().get("properties") or {}, API_SOURCE,
                              request.args.get("idProperty"))
     return json_response(simple_object(_store(), record, None, extra=tuple(record["properties"])))
@@ -93,14 +86,14 @@ def update_object(object_type: str, object_id: str) -> Response:
 @bp.delete("/<object_type>/<object_id>")
 def archive_object(object_type: str, object_id: str) -> Response:
     """Archive an object (204 even when it was not there)."""
-    _store().archive(_kind(object_type).name, object_id, API_SOURCE)
+    _store().archive(object_kind(object_type).name, object_id, API_SOURCE)
     return no_content()
 
 
 @bp.post("/<object_type>/search")
 def search_objects(object_type: str) -> Response:
     """Search with filter groups, sorts, query and paging."""
-    kind = _kind(object_type)
+    kind = object_kind(object_type)
     try:
         search = parse_request(json_object())
     except SearchError as exc:
@@ -117,7 +110,7 @@ def search_objects(object_type: str) -> Response:
 @bp.post("/<object_type>/merge")
 def merge_objects(object_type: str) -> Response:
     """Merge ``objectIdToMerge`` into ``primaryObjectId``; the answer is the new merged object."""
-    kind = _kind(object_type)
+    kind = object_kind(object_type)
     body = json_object()
     primary, other = body.get("primaryObjectId"), body.get("objectIdToMerge")
     if not primary or not other:
@@ -203,7 +196,7 @@ def _grouped(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
     others = [f for f in failures if f not in missing]
     if missing:
         ids = [i for f in missing for i in f["context"].get("id", [])]
-        label = (object_type(request.view_args["object_type"]) or _kind("contacts")).label  # type: ignore[index]
+        label = (object_type(request.view_args["object_type"]) or object_kind("contacts")).label  # type: ignore[index]
         others.insert(0, errors.standard_error(
             "OBJECT_NOT_FOUND", f"Could not get some {label} objects, they may be deleted or not exist. "
             "Check that ids are valid.", {"ids": ids}))
@@ -218,7 +211,7 @@ def _trace(record_body: dict[str, Any], item: Any) -> dict[str, Any]:
 @bp.post("/<object_type>/batch/read")
 def batch_read(object_type: str) -> Response:
     """Read up to 100 objects by id or ``idProperty``; unknown ids are reported as a 207 error."""
-    kind = _kind(object_type)
+    kind = object_kind(object_type)
     body = json_object()
     properties, history = body.get("properties") or None, body.get("propertiesWithHistory") or ()
     id_property, archived = body.get("idProperty"), bool_arg("archived")
@@ -234,7 +227,7 @@ def batch_read(object_type: str) -> Response:
 @bp.post("/<object_type>/batch/create")
 def batch_create(object_type: str) -> Response:
     """Create up to 100 objects (201; 207 with per-input errors when trace ids are given)."""
-    kind = _kind(object_type)
+    kind = object_kind(object_type)
     store = _store()
 
     def create(item: Any) -> dict[str, Any]:
@@ -263,7 +256,7 @@ def batch_create(object_type: str) -> Response:
 @bp.post("/<object_type>/batch/update")
 def batch_update(object_type: str) -> Response:
     """Update up to 100 objects by id (or ``idProperty``); unknown ids are reported as a 207 error."""
-    kind = _kind(object_type)
+    kind = object_kind(object_type)
     store = _store()
 
     def update(item: Any) -> dict[str, Any]:
@@ -283,7 +276,7 @@ def batch_update(object_type: str) -> Response:
 @bp.post("/<object_type>/batch/upsert")
 def batch_upsert(object_type: str) -> Response:
     """Create or update up to 100 objects by a unique ``idProperty`` (``new`` says which happened)."""
-    kind = _kind(object_type)
+    kind = object_kind(object_type)
     store = _store()
 
     def upsert(item: Any) -> dict[str, Any]:
@@ -307,7 +300,7 @@ def batch_upsert(object_type: str) -> Response:
 @bp.post("/<object_type>/batch/archive")
 def batch_archive(object_type: str) -> Response:
     """Archive up to 100 objects (204; unknown ids are ignored)."""
-    kind = _kind(object_type)
+    kind = object_kind(object_type)
     for item in _inputs(json_object()):
         _store().archive(kind.name, str(item.get("id", "")) if isinstance(item, dict) else "", API_SOURCE)
     return no_content()

@@ -28,13 +28,13 @@ bp = Blueprint("hubspot_properties", __name__, url_prefix="/crm/v3")
 @bp.get("/properties/<object_type>")
 def list_properties(object_type: str) -> Response:
     """List the properties of an object type (``archived`` for archived ones)."""
-    return json_response({"results": current_sandbox().store.definitions(object_type, bool_arg("archived"))})
+    return json_response({"results": current_sandbox().store.catalog.definitions(object_type, bool_arg("archived"))})
 
 
 @bp.post("/properties/<object_type>")
 def create_property(object_type: str) -> Response:
     """Create a custom property; 201."""
-    return json_response(current_sandbox().store.create_definition(object_type, json_object()), 201)
+    return json_response(current_sandbox().store.catalog.create_definition(object_type, json_object()), 201)
 
 
 @bp.get("/properties/<object_type>/<name>")
@@ -49,13 +49,13 @@ def get_property(object_type: str, name: str) -> Response:
 @bp.patch("/properties/<object_type>/<name>")
 def update_property(object_type: str, name: str) -> Response:
     """Change a property."""
-    return json_response(current_sandbox().store.update_definition(object_type, name, json_object()))
+    return json_response(current_sandbox().store.catalog.update_definition(object_type, name, json_object()))
 
 
 @bp.delete("/properties/<object_type>/<name>")
 def archive_property(object_type: str, name: str) -> Response:
     """Archive a custom property; 204."""
-    current_sandbox().store.archive_definition(object_type, name)
+    current_sandbox().store.catalog.archive_definition(object_type, name)
     return no_content()
 
 
@@ -73,7 +73,7 @@ def batch_create_properties(object_type: str) -> Response:
     started, results, failures = sandbox.clock.now(), [], []
     for item in _inputs():
         try:
-            results.append(sandbox.store.create_definition(object_type, item))
+            results.append(sandbox.store.catalog.create_definition(object_type, item))
         except errors.HubSpotError as exc:
             failures.append(errors.standard_error(exc.body["category"], exc.body["message"],
                                                   exc.body.get("context")))
@@ -95,38 +95,38 @@ def batch_read_properties(object_type: str) -> Response:
 def batch_archive_properties(object_type: str) -> Response:
     """Archive several custom properties; 204."""
     for item in _inputs():
-        current_sandbox().store.archive_definition(object_type, str(item.get("name", "")))
+        current_sandbox().store.catalog.archive_definition(object_type, str(item.get("name", "")))
     return no_content()
 
 
 @bp.get("/properties/<object_type>/groups")
 def list_groups(object_type: str) -> Response:
     """List property groups."""
-    return json_response({"results": current_sandbox().store.groups(object_type, bool_arg("archived"))})
+    return json_response({"results": current_sandbox().store.catalog.groups(object_type, bool_arg("archived"))})
 
 
 @bp.post("/properties/<object_type>/groups")
 def create_group(object_type: str) -> Response:
     """Create a property group {name, label, displayOrder}; 201."""
-    return json_response(current_sandbox().store.save_group(object_type, json_object()), 201)
+    return json_response(current_sandbox().store.catalog.save_group(object_type, json_object()), 201)
 
 
 @bp.get("/properties/<object_type>/groups/<name>")
 def get_group(object_type: str, name: str) -> Response:
     """Read one property group."""
-    return json_response(current_sandbox().store.group(object_type, name))
+    return json_response(current_sandbox().store.catalog.group(object_type, name))
 
 
 @bp.patch("/properties/<object_type>/groups/<name>")
 def update_group(object_type: str, name: str) -> Response:
     """Change a group's label or display order."""
-    return json_response(current_sandbox().store.save_group(object_type, json_object(), name))
+    return json_response(current_sandbox().store.catalog.save_group(object_type, json_object(), name))
 
 
 @bp.delete("/properties/<object_type>/groups/<name>")
 def archive_group(object_type: str, name: str) -> Response:
     """Archive a property group; 204."""
-    current_sandbox().store.archive_group(object_type, name)
+    current_sandbox().store.catalog.archive_group(object_type, name)
     return no_content()
 
 

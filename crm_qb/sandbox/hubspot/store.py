@@ -20,6 +20,7 @@ from typing import Any
 
 from crm_qb.sandbox.hubspot import definitions as defs
 from crm_qb.sandbox.hubspot import errors
+from crm_qb.sandbox.hubspot.catalog import PropertyCatalog, require_type
 from crm_qb.sandbox.hubspot.persist import NullPersister, Persister
 from crm_qb.sandbox.hubspot.schema import (
     OBJECT_TYPES,
@@ -82,26 +83,16 @@ class HubSpotStore:
         self._objects: dict[str, dict[str, dict[str, Any]]] = {t.name: {} for t in OBJECT_TYPES}
         self._aliases: dict[str, dict[str, str]] = {t.name: {} for t in OBJECT_TYPES}
         self._links: dict[tuple[str, str, str, str], dict[int, str]] = {}
-        self._definitions: dict[str, dict[str, dict[str, Any]]] = {t.name: {} for t in OBJECT_TYPES}
-        self._groups: dict[str, dict[str, dict[str, Any]]] = {t.name: {} for t in OBJECT_TYPES}
         self._owners: dict[str, dict[str, Any]] = {}
         self._order: dict[str, list[int]] = {t.name: [] for t in OBJECT_TYPES}  # ids ever stored, ascending
         self._unique: dict[tuple[str, str], dict[str, str]] = {(t.name, p): {} for t in OBJECT_TYPES
                                                                 for p in t.unique}
         self._next_id = FIRST_ID
-        self._install_defaults()
-        self._load(self._persist.load())
+        stored = self._persist.load()
+        self.catalog = PropertyCatalog(clock, self._persist, stored)
+        self._load(stored)
 
     # -- set-up ---------------------------------------------------------------------------------------
-
-    def _install_defaults(self) -> None:
-        now = self._clock()
-        for type_name, specs in defs.DEFAULTS.items():
-            for spec in specs:
-                self._definitions[type_name][spec[0]] = defs.make_definition(type_name, spec, now)
-            for order, (name, label) in enumerate(defs.DEFAULT_GROUPS[type_name]):
-                self._groups[type_name][name] = {"name": name, "label": label, "displayOrder": order,
-                                                 "archived": False}
 
     def _load(self, stored: dict[str, dict[str, Any]]) -> None:
         for record in stored.get("object", {}).values():
@@ -112,10 +103,6 @@ class HubSpotStore:
         for key, labels in stored.get("link", {}).items():
             parts = key.split("/")
             self._links[(parts[0], parts[1], parts[2], parts[3])] = {int(k): v for k, v in labels.items()}
-        for key, definition in stored.get("definition", {}).items():
-            self._definitions[key.split("/", 1)[0]][definition["name"]] = definition
-        for key, group in stored.get("group", {}).items():
-            self._groups[key.split("/", 1)[0]][group["name"]] = group
         self._owners.update(stored.get("owner", {}))
         self._next_id = int(stored.get("meta", {}).get("next_id", self._next_id))
         for type_name, table in self._objects.items():
@@ -141,19 +128,24 @@ class HubSpotStore:
         self._persist.close()
 
     def wipe(self) -> None:
-        """Forget every object, association, custom definition and owner (no events are sent)."""
+        """Forget every object, association, custom definition and owner, persisted ones too (no events)."""
         with self._lock:
-            for table in (self._objects, self._aliases, self._definitions, self._groups):
-                for type_name in table:
-                    for key in list(table[type_name]):
-                        table[type_name].pop(key)
+            for table, kind in ((self._objects, "object"), (self._aliases, "alias")):
+                for type_name, entries in table.items():
+                    for key in entries:
+                        self._persist.put(kind, f"{type_name}/{key}", None)
+                    entries.clear()
+            for link in self._links:
+                self._persist.put("link", "/".join(link), None)
+            for owner_id in self._owners:
+                self._persist.put("owner", owner_id, None)
             self._links.clear()
             self._owners.clear()
             for order in self._order.values():
                 order.clear()
             for index in self._unique.values():
                 index.clear()
-            self._install_defaults()
+            self.catalog.reset()
 
     # -- helpers --------------------------------------------------------------------------------------
 
@@ -167,21 +159,15 @@ class HubSpotStore:
         self._persist.put("object", f"{record['type']}/{record['id']}", record)
 
     def _type(self, name: str) -> ObjectType:
-        found = object_type(name)
-        if found is None:
-            raise errors.HubSpotError(400, errors.error_body(
-                f"Unable to infer object type from: {name}", "VALIDATION_ERROR"))
-        return found
+        return require_type(name)
 
     def kind_of(self, type_name: str) -> Callable[[str], str]:
         """Return a function giving the HubSpot type of a property of ``type_name`` ("string" when unknown)."""
-        table = self._definitions[type_name]
-        return lambda name: table[name]["type"] if name in table else "string"
+        return self.catalog.kind_of(type_name)
 
     def definition(self, type_name: str, name: str) -> dict[str, Any] | None:
         """Return a live (not archived) property definition, or None."""
-        found = self._definitions[self._type(type_name).name].get(name)
-        return found if found and not found["archived"] else None
+        return self.catalog.definition(type_name, name)
 
     # -- reading objects ------------------------------------------------------------------------------
 
@@ -203,7 +189,7 @@ class HubSpotStore:
         table = self._objects[kind.name]
         if id_property in (None, "", "hs_object_id"):
             return table.get(self.resolve(kind.name, value))
-        definition = self._definitions[kind.name].get(id_property or "")
+        definition = self.catalog.definition(kind.name, id_property or "")
         if id_property not in kind.unique and not (definition and definition.get("hasUniqueValue")):
             raise errors.validation_error(f"{id_property} is not a unique property of {kind.name}",
                                           context={"idProperty": [str(id_property)]})
@@ -573,125 +559,6 @@ class HubSpotStore:
                               associationType=f"{kind_x.label}_TO_{kind_y.label}", fromObjectId=int(x_id),
                               toObjectId=int(y_id), associationRemoved=removed, isPrimaryAssociation=primary,
                               toObjectType=kind_y.name))
-
-    # -- property definitions and groups ---------------------------------------------------------------
-
-    def definitions(self, type_name: str, archived: bool = False) -> list[dict[str, Any]]:
-        """Return the property definitions of a type (archived ones only when asked)."""
-        kind = self._type(type_name)
-        with self._lock:
-            return [d for d in self._definitions[kind.name].values() if d["archived"] == archived]
-
-    def create_definition(self, type_name: str, given: Any) -> dict[str, Any]:
-        """Create a custom property; 409 when the name is taken, 400 when the body or group is wrong."""
-        kind = self._type(type_name)
-        problems = defs.check_definition(given, creating=True)
-        if problems:
-            raise errors.validation_error("; ".join(problems))
-        with self._lock:
-            existing = self._definitions[kind.name].get(given["name"])
-            if existing is not None and not existing["archived"]:
-                raise errors.HubSpotError(409, errors.error_body(
-                    f"A property named '{given['name']}' already exists.", "OBJECT_ALREADY_EXISTS",
-                    context={"name": [given["name"]]}))
-            self._require_group(kind, given["groupName"])
-            definition = defs.property_object(given, self._clock())
-            self._definitions[kind.name][definition["name"]] = definition
-            self._persist.put("definition", f"{kind.name}/{definition['name']}", definition)
-            self._persist.flush()
-            return definition
-
-    def update_definition(self, type_name: str, name: str, given: Any) -> dict[str, Any]:
-        """Change a custom property's label, description, group, options, display order or flags."""
-        kind = self._type(type_name)
-        problems = defs.check_definition(given, creating=False)
-        if problems:
-            raise errors.validation_error("; ".join(problems))
-        with self._lock:
-            definition = self.definition(kind.name, name)
-            if definition is None:
-                raise errors.resource_not_found(f"Unable to find property {name} on object type {kind.name}")
-            if definition["hubspotDefined"] and set(given) - {"label", "description", "displayOrder", "hidden"}:
-                raise errors.validation_error(f"The definition of HubSpot property {name} is read-only")
-            if "groupName" in given:
-                self._require_group(kind, given["groupName"])
-            rebuilt = defs.property_object({**definition, **given}, self._clock(),
-                                           hubspot_defined=definition["hubspotDefined"],
-                                           read_only=definition["modificationMetadata"]["readOnlyValue"])
-            rebuilt["createdAt"] = definition["createdAt"]
-            self._definitions[kind.name][name] = rebuilt
-            self._persist.put("definition", f"{kind.name}/{name}", rebuilt)
-            self._persist.flush()
-            return rebuilt
-
-    def archive_definition(self, type_name: str, name: str) -> None:
-        """Archive a custom property (HubSpot-defined ones cannot be archived)."""
-        kind = self._type(type_name)
-        with self._lock:
-            definition = self.definition(kind.name, name)
-            if definition is None:
-                raise errors.resource_not_found(f"Unable to find property {name} on object type {kind.name}")
-            if definition["hubspotDefined"]:
-                raise errors.validation_error(f"HubSpot-defined property {name} cannot be archived")
-            definition["archived"], definition["archivedAt"] = True, defs.iso_ms(self._clock())
-            self._persist.put("definition", f"{kind.name}/{name}", definition)
-            self._persist.flush()
-
-    def _require_group(self, kind: ObjectType, group_name: str) -> None:
-        group = self._groups[kind.name].get(group_name)
-        if group is None or group["archived"]:
-            raise errors.validation_error(f"Property group {group_name} does not exist on {kind.name}",
-                                          context={"groupName": [group_name]})
-
-    def groups(self, type_name: str, archived: bool = False) -> list[dict[str, Any]]:
-        """Return the property groups of a type."""
-        kind = self._type(type_name)
-        with self._lock:
-            return [g for g in self._groups[kind.name].values() if g["archived"] == archived]
-
-    def group(self, type_name: str, name: str) -> dict[str, Any]:
-        """Return one live property group; 404 when absent."""
-        kind = self._type(type_name)
-        with self._lock:
-            group = self._groups[kind.name].get(name)
-            if group is None or group["archived"]:
-                raise errors.resource_not_found(f"Unable to find property group {name} on {kind.name}")
-            return group
-
-    def save_group(self, type_name: str, given: Any, name: str | None = None) -> dict[str, Any]:
-        """Create a group (``name`` None; 409 when taken) or change one's label and display order."""
-        kind = self._type(type_name)
-        if not isinstance(given, dict):
-            raise errors.validation_error("the body must be a JSON object")
-        with self._lock:
-            if name is None:
-                if not given.get("name") or not given.get("label"):
-                    raise errors.validation_error("name and label are required")
-                if not defs.NAME_SHAPE.match(str(given["name"])):
-                    raise errors.validation_error("name must start with a lowercase letter and use a-z, 0-9, _")
-                existing = self._groups[kind.name].get(given["name"])
-                if existing is not None and not existing["archived"]:
-                    raise errors.HubSpotError(409, errors.error_body(
-                        f"A property group named '{given['name']}' already exists.", "OBJECT_ALREADY_EXISTS",
-                        context={"name": [given["name"]]}))
-                group = {"name": given["name"], "label": given["label"],
-                         "displayOrder": int(given.get("displayOrder", -1)), "archived": False}
-            else:
-                group = {**self.group(kind.name, name), **{k: given[k] for k in ("label", "displayOrder")
-                                                           if k in given}}
-            self._groups[kind.name][group["name"]] = group
-            self._persist.put("group", f"{kind.name}/{group['name']}", group)
-            self._persist.flush()
-            return group
-
-    def archive_group(self, type_name: str, name: str) -> None:
-        """Archive a property group."""
-        kind = self._type(type_name)
-        with self._lock:
-            group = self.group(kind.name, name)
-            group["archived"] = True
-            self._persist.put("group", f"{kind.name}/{name}", group)
-            self._persist.flush()
 
     # -- owners ---------------------------------------------------------------------------------------
 

@@ -40,7 +40,6 @@ NOT_RETRIED = frozenset({400, 401, 403, 404, 405})
 TIMEOUT_SECONDS = 5.0
 USER_AGENT = "HubSpot Connect 2.0 (http://dev.hubspot.com/) - WebhooksExecutorDaemon"
 LEGACY_ACTIONS = ("creation", "deletion", "propertyChange", "merge", "associationChange", "restore")
-GENERIC_ACTIONS = ("creation", "deletion", "propertyChange", "merge", "associationChange", "restore")
 CHANGE_FLAGS = {"creation": "NEW", "deletion": "DELETED"}
 
 Post = Callable[[str, bytes, Mapping[str, str], float], tuple[int | None, Mapping[str, str]]]
