@@ -5,13 +5,12 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 
 from crm_qb.sandbox.hubspot.limits import Limits
-from crm_qb.sandbox.hubspot.state import Sandbox
+from crm_qb.sandbox.hubspot.state import Sandbox, sandbox_of
 from tests.sandbox_hubspot.conftest import AUTH, CLIENT_ID, CLIENT_SECRET, payload
 
 
 def sandbox(client: FlaskClient) -> Sandbox:
-    from crm_qb.sandbox.hubspot.state import sandbox_of
-
+    """The sandbox behind a test client."""
     return sandbox_of(client.application)
 
 
