@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from crm_qb.sandbox.hubspot.definitions import epoch_ms, parse_time
@@ -174,14 +175,20 @@ def _compare(actual: str, wanted: str, kind: str) -> int | None:
 def sort_key(value: str, kind: str) -> Any:
     """Return the comparable form of a stored value: Decimal for numbers and times, folded text otherwise."""
     if kind in ("datetime", "date"):
-        moment = parse_time(value)
-        return Decimal(epoch_ms(moment)) if moment else value.casefold()
+        return _time_key(value)
     if kind == "number":
         try:
             return Decimal(value)
         except InvalidOperation:
             return value.casefold()
     return value.casefold()
+
+
+@lru_cache(maxsize=262_144)
+def _time_key(value: str) -> Any:
+    """Return a stored time as epoch ms (cached: a search compares every object's stamp on every call)."""
+    moment = parse_time(value)
+    return Decimal(epoch_ms(moment)) if moment else value.casefold()
 
 
 def _token_match(actual: str, pattern: str) -> bool:
