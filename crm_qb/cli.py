@@ -213,6 +213,18 @@ def sandbox_crm(host: str, port: int, persist_path: str | None) -> None:
     run(host=host, port=port, persist_path=persist_path)
 
 
+@sandbox.command("hubspot")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8703, show_default=True, type=int)
+@click.option("--db", "persist_path", default=None, help="Persist to this SQLite file (default: in memory).")
+@click.option("--portal-id", default=62515, show_default=True, type=int)
+def sandbox_hubspot(host: str, port: int, persist_path: str | None, portal_id: int) -> None:
+    """Serve the local HubSpot; prints one JSON line (its /_sandbox/info) when ready."""
+    from crm_qb.sandbox.hubspot.server import run
+
+    run(host=host, port=port, persist_path=persist_path, portal_id=portal_id)
+
+
 @main.command()
 @click.option("--port", default=DEFAULT_WEB_PORT, show_default=True, type=int)
 @click.option("--qbo-sandbox-port", default=DEFAULT_QBO_SANDBOX_PORT, show_default=True, type=int)
