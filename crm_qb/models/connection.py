@@ -32,6 +32,8 @@ class Connection(db.Model):  # type: ignore[name-defined,misc]
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # Which connector talks to the CRM (crm_qb.crm.factory.KINDS); "rest" is the REST contract of DESIGN §6.
+    crm_kind: Mapped[str] = mapped_column(String(32), default="rest", server_default="rest")
     crm_base_url: Mapped[str] = mapped_column(String(500))
     crm_token_encrypted: Mapped[str] = mapped_column(Text)
     crm_hook_secret_encrypted: Mapped[str] = mapped_column(Text)

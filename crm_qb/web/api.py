@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 
 from crm_qb.crypto import api_key_matches, hash_api_key
 from crm_qb.db import db
 from crm_qb.models import Connection
-from crm_qb.sync.billing_summary import summary_json
-from crm_qb.sync.folder import (
+from crm_qb.runtime import runtime
+from crm_qb.web.errors import json_error
+from crm_qb.web.readmodels.folder import (
     FolderPage,
     FolderQuery,
     InvalidFolderQuery,
@@ -29,7 +30,7 @@ from crm_qb.sync.folder import (
     link_status,
     parse_folder_query,
 )
-from crm_qb.web.errors import json_error
+from crm_qb.web.readmodels.summary import summary_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -69,7 +70,7 @@ def _query() -> FolderQuery:
 
 def _body(connection: Connection, crm_contact_id: str, link: Any, query: FolderQuery) -> dict[str, Any]:
     state = link_status(link)
-    base = app_base(current_app, connection)
+    base = app_base(runtime(), connection)
     home = connection.home_currency or ""
     linked = state.state == "linked" and state.qbo_customer_id
     page = folder_page(connection.id, state.qbo_customer_id, query) if linked else FolderPage([], 0, query)

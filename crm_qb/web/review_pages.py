@@ -12,10 +12,8 @@ from sqlalchemy import func, select
 from crm_qb.db import db
 from crm_qb.models import AuditEntry, Conflict, ConflictStatus, ContactLink, LinkState
 from crm_qb.runtime import runtime
-from crm_qb.sync.conflict_review import ConflictReviewError, confirm, plan_flip
+from crm_qb.sync.customers.conflict_review import ConflictReviewError, confirm, plan_flip
 from crm_qb.web.connection_page import PageError, connection_or_404, register_page_errors, require_admin, secured
-from workers.queues import enqueue
-from workers.review_jobs import flip_conflict, flip_job_id
 
 bp = Blueprint("review_pages", __name__)
 
@@ -58,9 +56,7 @@ def flip_conflict_view(connection_id: int, conflict_id: int) -> Response:
     """Hand the flip of a conflict to a worker after checking it can be flipped."""
     _check_csrf(connection_id)
     _reviewing(lambda: plan_flip(connection_id, conflict_id), connection_id)
-    rt = runtime()
-    enqueue(rt.redis, rt.settings.queue_prefix, flip_conflict, connection_id, conflict_id,
-            job_id=flip_job_id(conflict_id))
+    runtime().jobs.flip_conflict(connection_id, conflict_id)
     return secured(redirect(url_for(".conflicts", connection_id=connection_id, done="flipping"), 303))
 
 

@@ -74,13 +74,12 @@ def _connect(app: Any, crm: dict[str, Any], realm: str) -> int:
 
     from crm_qb.app import MIGRATIONS_DIR
     from crm_qb.connections import create_connection
-    from crm_qb.qbo.services import qbo_services
     from crm_qb.runtime import runtime
 
     with app.app_context():
         upgrade(directory=MIGRATIONS_DIR)
         made = create_connection(runtime(app).secrets, crm_url=crm["api_base"], crm_token=crm["token"], name="bench")
-        services = qbo_services(app)
+        services = runtime(app).qbo()
         consent = requests.get(services.oauth.authorization_url("bench") + f"&realm={realm}",
                                allow_redirects=False, timeout=10)
         code = parse_qs(urlsplit(consent.headers["Location"]).query)["code"][0]
@@ -91,7 +90,8 @@ def _connect(app: Any, crm: dict[str, Any], realm: str) -> int:
 def run_one(customers: int, transactions: int, database_url: str | None) -> dict[str, Any]:
     """Set up one size, backfill it, and return the measurements (called in a child process)."""
     from crm_qb.app import create_app
-    from crm_qb.sync.backfill import run_backfill
+    from crm_qb.runtime import runtime
+    from crm_qb.sync.pipeline.backfill import run_backfill
 
     redis = Redis.from_url(REDIS_URL)
     redis.flushdb()
@@ -112,7 +112,7 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             began = time.monotonic()
             with app.app_context():
-                report = run_backfill(app, connection_id)
+                report = run_backfill(runtime(app).sync_services(), connection_id)
             wall = time.monotonic() - began
             counts = requests.get(f"{control}/realms/{realm}/requests", timeout=10).json()
         finally:

@@ -197,6 +197,7 @@ def test_concurrent_edits_on_both_sides_converge_with_two_workers(world: World) 
 
 
 def test_a_lost_webhook_is_caught_by_the_cdc_poll(world: World, redis_client: Redis) -> None:
+    from crm_qb.keys import RedisKeys
     from workers.queues import enqueue
     from workers.sync_jobs import poll_qbo_connection
 
@@ -206,6 +207,6 @@ def test_a_lost_webhook_is_caught_by_the_cdc_poll(world: World, redis_client: Re
     world.edit_customer(customer["Id"], Notes="only the poll can see this")
     time.sleep(0.5)
     assert world.contact_with(notes="only the poll can see this") is None
-    enqueue(redis_client, world.settings.queue_prefix, poll_qbo_connection, world.connection_id,
+    enqueue(redis_client, RedisKeys(world.settings.queue_prefix), poll_qbo_connection, world.connection_id,
             job_id="cdc-poll-test")
     wait_for(lambda: world.contact_with(notes="only the poll can see this"), what="the poll to sync the change")

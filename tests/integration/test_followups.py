@@ -18,19 +18,21 @@ from crm_qb.config import Settings
 from crm_qb.crm.errors import CrmUnavailableError
 from crm_qb.crm.rest import RestConnector
 from crm_qb.db import db
+from crm_qb.keys import JobIds, RedisKeys
 from crm_qb.models import ContactLink, FolderItem, FollowUp, FollowUpStatus
+from crm_qb.runtime import runtime
 from crm_qb.sandbox.crm.server import RunningServer, start_server
 from crm_qb.sandbox.crm.state import SandboxConfig
-from crm_qb.sync.followup_settings import InvalidFollowupSettings
-from crm_qb.sync.followups import (
+from crm_qb.sync.followups.service import (
     UnknownConnectionError,
     close_followups,
     configure_followups,
     followup_settings,
     scan_connection,
     scan_invoice,
-    task_marker,
 )
+from crm_qb.sync.followups.settings import InvalidFollowupSettings
+from crm_qb.sync.rules.followups import task_marker
 from tests.conftest import make_settings
 from tests.integration.helpers import add_connection
 
@@ -113,7 +115,8 @@ class World:
     def scan(self, now: datetime, **kwargs: Any) -> dict[str, Any]:
         """Run the connection scan at ``now``."""
         with self.app.app_context():
-            return scan_connection(self.connection_id, now=now, **kwargs).to_json()
+            return scan_connection(runtime(self.app).sync_services(), self.connection_id, now=now,
+                                   **kwargs).to_json()
 
     def configure(self, **changes: Any) -> None:
         """Change the connection's follow-up settings."""
@@ -253,13 +256,14 @@ def test_close_followups_completes_at_once_when_the_sync_reports_a_change(world:
     world.invoice("101", "c1")
     world.scan(overdue_by(1))
     with app.app_context():
-        result = close_followups(world.connection_id, "101", "paid", now=overdue_by(1))
-        again = close_followups(world.connection_id, "101", "paid", now=overdue_by(1))
+        services = runtime(app).sync_services()
+        result = close_followups(services, world.connection_id, "101", "paid", now=overdue_by(1))
+        again = close_followups(services, world.connection_id, "101", "paid", now=overdue_by(1))
     assert (result.completed, again.completed) == (1, 0)
     [task] = world.tasks(contact)
     assert task["status"] == "done" and task["description"].count("paid in full") == 1
     with app.app_context(), pytest.raises(ValueError, match="needs a reason"):
-        close_followups(world.connection_id, "101", " ")
+        close_followups(services, world.connection_id, "101", " ")
 
 
 @pytest.mark.parametrize("user_action", ["complete", "delete"])
@@ -383,11 +387,12 @@ def test_scan_invoice_handles_only_that_invoice(world: World, app: Flask) -> Non
     world.invoice("101", "c1")
     world.invoice("102", "c1")
     with app.app_context():
-        assert scan_invoice(world.connection_id, "101", now=overdue_by(14)).created == 2
+        assert scan_invoice(runtime(app).sync_services(), world.connection_id, "101", now=overdue_by(14)).created == 2
     assert len(world.tasks(contact)) == 2
     world.change_invoice("101", balance=Decimal(0), status="Paid")
     with app.app_context():
-        assert scan_invoice(world.connection_id, "101", now=overdue_by(14)).completed == 2
+        assert scan_invoice(runtime(app).sync_services(), world.connection_id, "101",
+                            now=overdue_by(14)).completed == 2
 
 
 def test_no_tasks_while_disabled_or_for_unlinked_customers_but_paid_still_completes(world: World) -> None:
@@ -447,12 +452,12 @@ def test_the_hourly_job_enqueues_one_scan_per_connection_that_a_worker_runs(worl
         assert followup_jobs.enqueue_followup_scans() == 2
         assert followup_jobs.enqueue_followup_scans() == 0  # this period's scans are already waiting
     period = int(datetime.now(UTC).timestamp() // 3600)
-    assert {followup_jobs.scan_job_id(world.connection_id, period), followup_jobs.scan_job_id(second, period)} <= {
+    assert {JobIds.followup_scan(world.connection_id, period), JobIds.followup_scan(second, period)} <= {
         key.decode().rsplit(":", 1)[1] for key in redis_client.keys("rq:job:*")}
     build_worker(app).work(burst=True)
     assert len(world.tasks(contact)) == 1
     with app.app_context():
-        assert followup_jobs.enqueue_invoice_scan(redis_client, "crm_qb_test", world.connection_id, "1/01") \
+        assert followup_jobs.enqueue_invoice_scan(redis_client, RedisKeys("crm_qb_test"), world.connection_id, "1/01") \
             is not None
     build_worker(app).work(burst=True)
     assert len(world.tasks(contact)) == 1

@@ -16,8 +16,9 @@ from rq.job import Job
 from sqlalchemy import select, text
 
 from crm_qb.db import db, utcnow
+from crm_qb.keys import JobIds
 from crm_qb.models import AuditEntry, Connection, ContactLink, QboReference, QboStatus
-from crm_qb.qbo.services import qbo_services
+from crm_qb.runtime import runtime
 from crm_qb.sandbox.qbo.oauth import OAuthError as SandboxOAuthError
 from tests.integration import oauth_helpers
 from tests.integration.helpers import add_connection
@@ -29,7 +30,7 @@ from tests.integration.oauth_helpers import (
     sign_in,
     start_connect,
 )
-from workers.qbo_jobs import load_company_details, load_company_job_id
+from workers.qbo_jobs import load_company_details
 
 sandbox, settings = oauth_helpers.sandbox_fixture, oauth_helpers.sandbox_settings
 
@@ -77,7 +78,7 @@ def test_callback_stores_encrypted_tokens_and_the_company_and_shows_the_page(
     assert before + timedelta(minutes=59) < row.qbo_access_expires_at <= utcnow() + timedelta(hours=1)
     assert row.qbo_refresh_expires_at > before + timedelta(days=100)
     with app.app_context():
-        stored = qbo_services(app).store.load(str(conn.id))
+        stored = runtime(app).qbo().store.load(str(conn.id))
         assert stored is not None
         raw = db.session.execute(text("SELECT * FROM connections WHERE id = :id"), {"id": conn.id}).one()
         refs = db.session.execute(select(QboReference.kind, QboReference.name)).all()
@@ -175,7 +176,7 @@ def test_disconnect_revokes_clears_tokens_and_keeps_mirrored_data(
     conn = add_connection(app)
     assert connect(client, app, conn.id).status_code == 303
     with app.app_context():
-        refresh_token = qbo_services(app).store.load(str(conn.id)).tokens.refresh_token
+        refresh_token = runtime(app).qbo().store.load(str(conn.id)).tokens.refresh_token
         db.session.add(ContactLink(connection_id=conn.id, crm_contact_id="c1", qbo_customer_id="1"))
         db.session.commit()
     assert client.post(f"/connections/{conn.id}/qbo/disconnect").status_code == 403  # no CSRF token
@@ -227,7 +228,7 @@ def test_reconnecting_after_needs_reconnect_clears_the_reason(app: Flask, client
     conn = add_connection(app)
     assert connect(client, app, conn.id).status_code == 303
     with app.app_context():
-        qbo_services(app).store.mark_needs_reconnect(str(conn.id), "Intuit rejected the refresh token")
+        runtime(app).qbo().store.mark_needs_reconnect(str(conn.id), "Intuit rejected the refresh token")
     assert client.get(consent(start_connect(client, conn.id))).status_code == 303
     row = _row(app, conn.id)
     assert row.qbo_status == QboStatus.CONNECTED and row.qbo_status_reason is None
@@ -255,7 +256,7 @@ def test_company_details_that_cannot_be_read_are_left_to_a_job(
     assert response.headers["Location"].endswith("?done=pending")
     row = _row(app, conn.id)
     assert row.qbo_status == QboStatus.CONNECTED and row.qbo_company_name is None
-    assert Job.fetch(load_company_job_id(conn.id), connection=redis_client).func_name.endswith(
+    assert Job.fetch(JobIds.load_company(conn.id), connection=redis_client).func_name.endswith(
         "load_company_details")
     requests.delete(f"{sandbox.base_url}/_sandbox/faults", timeout=5)
     with app.app_context():

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from crm_qb.sync.canonical import FIELDS, Address
-from crm_qb.sync.mapping import (
+from crm_qb.sync.rules.canonical import FIELDS, Address
+from crm_qb.sync.rules.mapping import (
     QboOwned,
     canonical_from_crm,
     canonical_from_qbo,

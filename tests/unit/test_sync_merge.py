@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from crm_qb.sync.canonical import FIELDS
-from crm_qb.sync.merge import Conflict, MergeResult, Overwrite, first_link, merge, resolve
+from crm_qb.sync.rules.canonical import FIELDS
+from crm_qb.sync.rules.merge import Conflict, MergeResult, Overwrite, first_link, merge, resolve
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 BASE = {"given_name": "Bill", "email": "bill@example.com", "phone": "555 0100"}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from crm_qb.sync.money import (
+from crm_qb.sync.rules.money import (
     Amounts,
     exact_product,
     format_money,

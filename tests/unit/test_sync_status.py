@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from crm_qb.sync.status import (
+from crm_qb.sync.rules.status import (
     TxnStatus,
     company_today,
     days_overdue,
@@ -19,8 +19,8 @@ from crm_qb.sync.status import (
     is_voided,
     paid_invoices,
     payment_status,
-    txn_status,
 )
+from crm_qb.sync.transactions.registry import txn_status
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "qbo"
 D = Decimal
