@@ -117,18 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     paths = list(production_files())
     lengths = function_lengths(paths)
-    graph = import_graph(paths, args.depth)
-    summary = {
-        "files": len(paths), "functions": len(lengths), "median": statistics.median(lengths),
-        "p90": percentile(lengths, 0.9), "max": max(lengths),
-        "imports": {node: sorted(targets) for node, targets in sorted(graph.items())},
-    }
+    imports = {node: sorted(targets) for node, targets in sorted(import_graph(paths, args.depth).items())}
+    median, p90 = statistics.median(lengths), percentile(lengths, 0.9)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps({"files": len(paths), "functions": len(lengths), "median": median, "p90": p90,
+                          "max": max(lengths), "imports": imports}, indent=2))
         return 0
-    print(f"production files {summary['files']}, functions {summary['functions']}: "
-          f"median {summary['median']:g} lines, p90 {summary['p90']:g}, max {summary['max']}")
-    for node, targets in summary["imports"].items():
+    print(f"production files {len(paths)}, functions {len(lengths)}: "
+          f"median {median:g} lines, p90 {p90:g}, max {max(lengths)}")
+    for node, targets in imports.items():
         print(f"  {node} -> {', '.join(targets) or '(nothing)'}")
     return 0
 

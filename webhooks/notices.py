@@ -65,7 +65,7 @@ def _cloudevent(item: Any, where: str) -> Notice:
         raise PayloadError(f"{where}.type", f"expected qbo.<entity>.<operation>.v<N>, got {kind!r}")
     entity = QBO_ENTITIES.get(match.group(1), match.group(1).capitalize())
     operation = CLOUDEVENT_OPERATIONS.get(match.group(2), match.group(2).capitalize())
-    data = item.get("data") if isinstance(item.get("data"), dict) else {}
+    data: dict[str, Any] = item["data"] if isinstance(item.get("data"), dict) else {}
     payload = {"cloudevent": item, "deleted_id": _case_insensitive(data, "deletedid")}
     return Notice(
         dedupe_key=f"ce:{event_id}", realm_id=realm, entity=entity,

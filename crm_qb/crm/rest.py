@@ -188,7 +188,7 @@ def _delay(failure: _Failure, attempt: int) -> float | None:
     """Seconds to wait before retrying, or None to give up now (not retryable, or Retry-After too long)."""
     if not failure.retryable:
         return None
-    hint = getattr(failure.error, "retry_after", None)
+    hint = failure.error.retry_after if isinstance(failure.error, CrmTransientError) else None
     if hint is not None:
         return hint if hint <= MAX_RETRY_AFTER else None
     return backoff_delay(attempt)
@@ -196,7 +196,7 @@ def _delay(failure: _Failure, attempt: int) -> float | None:
 
 def backoff_delay(attempt: int) -> float:
     """Exponential backoff (0.5 s doubling, capped at 8 s) with jitter over the upper half, so clients spread."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt)
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** attempt)
     return ceiling * (0.5 + random.random() / 2)
 
 

@@ -194,7 +194,8 @@ def revoke(client_id: str, client_secret: str, token: str, discovery: Discovery,
         def call() -> requests.Response:
             response = oauth.post(_as_https(endpoint), json={"token": token},
                                   auth=HTTPBasicAuth(client_id, client_secret),
-                                  headers={"Accept": "application/json"}, timeout=timeout, withhold_token=True)
+                                  headers={"Accept": "application/json"}, timeout=timeout,
+                                  withhold_token=True)  # type: ignore[call-arg]  # in requests-oauthlib, not its stub
             return _check_token_response(response)
         _token_call(call)
     log.info("QBO token revoked")

@@ -73,7 +73,7 @@ def _body(connection: Connection, crm_contact_id: str, link: Any, query: FolderQ
     base = app_base(runtime(), connection)
     home = connection.home_currency or ""
     linked = state.state == "linked" and state.qbo_customer_id
-    page = folder_page(connection.id, state.qbo_customer_id, query) if linked else FolderPage([], 0, query)
+    page = folder_page(connection.id, str(state.qbo_customer_id), query) if linked else FolderPage([], 0, query)
     return {
         "connection_id": connection.id,
         "crm_contact_id": crm_contact_id,

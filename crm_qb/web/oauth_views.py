@@ -24,7 +24,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TypeVar
 
-from flask import Blueprint, Response, redirect, request
+from flask import Blueprint, redirect, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from crm_qb.db import db, utcnow
 from crm_qb.errors import CrmQbError
@@ -56,7 +57,7 @@ T = TypeVar("T")
 
 
 @bp.get("/connections/<int:connection_id>/qbo/connect")
-def connect(connection_id: int) -> Response:
+def connect(connection_id: int) -> BaseResponse:
     """Redirect to Intuit's consent page with the accounting scope and a single-use state for this session."""
     session = require_admin(connection_id)
     connection_or_404(connection_id)
@@ -68,7 +69,7 @@ def connect(connection_id: int) -> Response:
 
 
 @bp.get("/qbo/callback")
-def callback() -> Response:
+def callback() -> BaseResponse:
     """Finish the consent: check the state, exchange the code, store tokens and company details, show the page."""
     connection_id = _check_state(request.args.get("state", ""))
     if request.args.get("error"):
@@ -88,7 +89,7 @@ def callback() -> Response:
 
 
 @bp.post("/connections/<int:connection_id>/qbo/disconnect")
-def disconnect(connection_id: int) -> Response:
+def disconnect(connection_id: int) -> BaseResponse:
     """Revoke the tokens (best effort), clear them and stop syncing; mirrored data is kept."""
     session = require_admin(connection_id)
     if not session.csrf_ok(request.form.get("csrf_token")):

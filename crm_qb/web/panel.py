@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from crm_qb.db import db
 from crm_qb.models import Connection, FolderItem
@@ -94,7 +95,7 @@ def contact_panel(connection_id: int, crm_contact_id: str) -> Response:
 
 
 @bp.get("/<int:connection_id>/embed/<path:crm_contact_id>")
-def embed(connection_id: int, crm_contact_id: str) -> Response:
+def embed(connection_id: int, crm_contact_id: str) -> BaseResponse:
     """Exchange a connection's embed token for a fresh panel URL of ``crm_contact_id`` (302)."""
     connection = db.session.get(Connection, connection_id)
     if connection is None:
@@ -217,7 +218,7 @@ def _page(connection: Connection | None, template: str, status: int, **context: 
     return response
 
 
-def _secure(response: Response, connection: Connection | None) -> None:
+def _secure(response: BaseResponse, connection: Connection | None) -> None:
     ancestors = crm_origin(connection.crm_base_url) if connection else "'none'"
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'; "

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Numeric, Select, cast, or_, select, update
+from sqlalchemy import Numeric, cast, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 
@@ -135,7 +135,8 @@ def _snapshot(item: FollowUp) -> Row:
     return Row(item.id, item.qbo_invoice_id, item.rule_days, item.crm_contact_id, item.crm_task_id, item.status)
 
 
-def _invoice_query(connection_id: int) -> Select[tuple[FolderItem, str | None]]:
+def _invoice_query(connection_id: int) -> Any:
+    """The connection's invoices with the CRM contact of their linked customer (a Select of two columns)."""
     link = (ContactLink.connection_id == FolderItem.connection_id) & (
         ContactLink.qbo_customer_id == FolderItem.qbo_customer_id) & (ContactLink.state == LinkState.LINKED)
     return (select(FolderItem, ContactLink.crm_contact_id).outerjoin(ContactLink, link)

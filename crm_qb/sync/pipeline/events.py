@@ -268,8 +268,9 @@ def wake_connection(jobs: JobQueue, connection_id: int) -> int:
     realm = db.session.scalar(select(Connection.qbo_realm_id).where(Connection.id == connection_id))
     db.session.rollback()
     woken = {(EventSource.CRM, str(connection_id)) for row in rows if row.source == EventSource.CRM}
-    woken |= {(EventSource.QBO, realm) for row in rows if row.source == EventSource.QBO and row.realm_id == realm}
-    return sum(1 for source, key in woken if key and jobs.wake(source, key))
+    if realm:
+        woken |= {(EventSource.QBO, realm) for row in rows if row.source == EventSource.QBO and row.realm_id == realm}
+    return sum(1 for source, key in woken if jobs.wake(source, key))
 
 
 def _rowcount(result: Any) -> int:

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from crm_qb.address import ADDRESS_PARTS, Address
 from crm_qb.sync.rules.canonical import (
     ADDRESS_FIELDS,
-    ADDRESS_PARTS,
     FIELDS,
-    Address,
     CanonicalValue,
     canonical_address,
     canonicalise,
