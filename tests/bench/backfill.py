@@ -33,9 +33,8 @@ import requests
 from cryptography.fernet import Fernet
 from redis import Redis
 
-from tests.support import free_port
+from tests.support import ROOT, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/12"
 CLI = [sys.executable, "-m", "crm_qb.cli"]
 RATE_PER_MINUTE = 500

@@ -29,9 +29,8 @@ from cryptography.fernet import Fernet
 from redis import Redis
 
 from crm_qb.signatures import sign_qbo
-from tests.support import free_port
+from tests.support import ROOT, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bench-verifier-token"
 REALM = "9130350000000000"
 REDIS_URL = "redis://127.0.0.1:6379/14"

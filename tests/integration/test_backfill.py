@@ -32,10 +32,10 @@ from crm_qb.sandbox.crm.server import RunningServer
 from crm_qb.sync.context import build_context
 from crm_qb.sync.pipeline.backfill import BackfillReport, PhaseCounts, run_backfill
 from tests.conftest import _migrate, _truncate, make_settings, settings_env
-from tests.integration import test_customer_sync_support as support
-from tests.integration.helpers import add_connection
-from tests.integration.oauth_helpers import LiveSandbox, connect, live_sandbox
-from tests.integration.test_customer_sync_support import Harness, QboSandbox, connect_qbo, qbo_settings
+from tests.support import sync as support
+from tests.support.connections import add_connection
+from tests.support.oauth import LiveSandbox, connect, live_sandbox
+from tests.support.sync import Harness, QboSandbox, running_harness
 
 qbo_sandbox, crm_server = support.qbo_sandbox, support.crm_server
 
@@ -50,16 +50,8 @@ def seeded(tmp_path: Path, database_url: str, redis_client: Redis, qbo_sandbox: 
     """A connection to a seeded realm (12 customers, 30 transactions, all last updated months ago)."""
     body = {"customers": CUSTOMERS, "transactions": TRANSACTIONS, "multicurrency": False, "seed": SEED}
     qbo_sandbox.realm_id = qbo_sandbox.post("/_sandbox/realms", body)["realm_id"]
-    app = create_app(qbo_settings(tmp_path, database_url, qbo_sandbox))
-    _migrate(app)
-    if not database_url.startswith("sqlite"):
-        _truncate(app)
-    made = add_connection(app, crm_url=crm_server.url)
-    connect_qbo(app, made.id, qbo_sandbox.realm_id)
-    yield Harness(app, app.test_client(), qbo_sandbox, crm_server, made.id, made.crm_hook_secret)
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    with running_harness(tmp_path, database_url, qbo_sandbox, crm_server) as made:
+        yield made
 
 
 def _customers(h: Harness) -> list[dict[str, Any]]:

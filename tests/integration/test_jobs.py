@@ -21,8 +21,8 @@ from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.drain import Drain
 from tests.conftest import make_settings
-from tests.integration.helpers import add_connection, count_events, post_qbo
 from tests.support import fixture_bytes
+from tests.support.connections import add_connection, count_events, disable_sync, post_qbo
 from workers import jobs
 from workers.queues import INBOUND, all_queues, enqueue, job
 from workers.schedule import Periodic, promote_delayed_jobs, tick
@@ -31,18 +31,11 @@ from workers.worker import build_worker
 
 def _store_one_event(app: Flask, client: FlaskClient) -> int:
     connection = add_connection(app, realm_id="310687")
-    _disable_sync(app, connection.id)  # these tests are about the pipeline, not about what sync does
+    disable_sync(app, connection.id)  # these tests are about the pipeline, not about what sync does
     post_qbo(client, fixture_bytes("qbo/webhook_cloudevents_customer_created.json"))
     with app.app_context():
         return int(db.session.scalars(select(InboundEvent.id)).one())
 
-
-def _disable_sync(app: Flask, connection_id: int) -> None:
-    with app.app_context():
-        row = db.session.get(Connection, connection_id)
-        assert row is not None
-        row.settings = {"sync": {"enabled": False}}
-        db.session.commit()
 
 
 def _audit_count(app: Flask) -> int:
@@ -152,7 +145,7 @@ def test_a_retry_with_an_interval_is_promoted_by_the_scheduler(app: Flask, redis
 
 def test_events_wait_while_a_connection_needs_reconnect_and_run_after_it(app: Flask, client: FlaskClient,
                                                                           redis_client: Redis) -> None:
-    from crm_qb.models import Connection, QboStatus
+    from crm_qb.models import QboStatus
 
     event_id = _store_one_event(app, client)
     with app.app_context():

@@ -14,8 +14,8 @@ from crm_qb.db import db
 from crm_qb.models import Connection
 from crm_qb.runtime import runtime
 from tests.conftest import make_settings
-from tests.integration.helpers import add_connection
-from tests.integration.oauth_helpers import live_sandbox, query_of, sign_in
+from tests.support.connections import add_connection
+from tests.support.oauth import live_sandbox, query_of, sign_in
 
 INTUIT_DISCOVERY = {
     "production": "https://developer.intuit.com/.well-known/openid_configuration/",

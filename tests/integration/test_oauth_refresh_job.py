@@ -13,9 +13,9 @@ from crm_qb.db import db, utcnow
 from crm_qb.models import Connection, QboStatus
 from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.runtime import runtime
-from tests.integration import oauth_helpers
-from tests.integration.helpers import add_connection, set_connection
-from tests.integration.oauth_helpers import LiveSandbox, connect
+from tests.support import oauth as oauth_helpers
+from tests.support.connections import add_connection, set_connection
+from tests.support.oauth import LiveSandbox, connect
 from workers.qbo_jobs import (
     REFRESH_EVERY_SECONDS,
     connections_due_for_refresh,

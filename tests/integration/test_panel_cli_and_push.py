@@ -25,7 +25,7 @@ from crm_qb.sandbox.crm.server import RunningServer, start_server
 from crm_qb.sandbox.crm.state import SandboxConfig
 from crm_qb.web.readmodels.summary import push_summary
 from tests.conftest import REDIS_TEST_URL, make_settings
-from tests.integration.folder_helpers import APP_BASE, apply, company, link, txn
+from tests.support.folder import APP_BASE, apply, company, link, txn
 
 PUBLIC = "http://127.0.0.1:5999"
 

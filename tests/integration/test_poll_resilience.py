@@ -11,8 +11,8 @@ from crm_qb.db import db
 from crm_qb.keys import JobIds
 from crm_qb.models import AuditEntry, Connection
 from crm_qb.qbo.client import CdcWindowTooDenseError, QboClient
-from tests.integration import test_customer_sync_support as support
-from tests.integration.test_customer_sync_support import Harness
+from tests.support import sync as support
+from tests.support.sync import Harness
 from workers.sync_jobs import poll_qbo_connection, schedule_cdc_polls
 
 qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+
 DOMAIN = ("crm_qb.qbo", "crm_qb.crm", "crm_qb.sync", "crm_qb.models")
 EDGES = ("crm_qb.web", "crm_qb.app", "crm_qb.cli", "crm_qb.runtime", "crm_qb.demo", "crm_qb.up", "webhooks",
          "workers")

@@ -12,7 +12,7 @@ from flask import Flask
 from crm_qb.db import db
 from crm_qb.models import Connection, ContactLink, LinkState
 from crm_qb.sync.transactions.mirror import apply_transaction
-from tests.integration.helpers import TestConnection, add_connection
+from tests.support.connections import TestConnection, add_connection
 
 APP_BASE = "http://127.0.0.1:8701"
 CRM_URL = "http://127.0.0.1:8702/crm"

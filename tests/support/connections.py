@@ -1,4 +1,4 @@
-"""Helpers for integration tests: connections, signed requests, counting rows."""
+"""Connections made for a test, the signed requests they receive, and their rows read or set directly."""
 
 from __future__ import annotations
 
@@ -75,3 +75,17 @@ def set_connection(app: Flask, connection_id: int, **values: object) -> None:
         for name, value in values.items():
             setattr(row, name, value)
         db.session.commit()
+
+
+def connection_row(app: Flask, connection_id: int) -> Connection:
+    """The connection's row as stored now, detached from the session."""
+    with app.app_context():
+        row = db.session.get(Connection, connection_id)
+        assert row is not None
+        db.session.expunge(row)
+        return row
+
+
+def disable_sync(app: Flask, connection_id: int) -> None:
+    """Turn the connection's sync off (for tests of the plumbing, not of what the sync does)."""
+    set_connection(app, connection_id, settings={"sync": {"enabled": False}})

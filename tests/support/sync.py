@@ -1,4 +1,4 @@
-"""Fixtures for the customer sync tests: the real QBO sandbox and reference CRM on threads, a connected app.
+"""The customer sync tests' world: the real QBO sandbox and reference CRM on threads, a connected app.
 
 Changes are announced the way they arrive in production: signed webhooks posted to crm-qb's own endpoints,
 then a real RQ worker in burst mode drains them. Nothing is stubbed: QBO and the CRM answer over HTTP.
@@ -10,6 +10,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,10 +35,10 @@ from crm_qb.sandbox.qbo.app import create_app as create_qbo_app
 from crm_qb.sandbox.qbo.app import sandbox_of
 from crm_qb.sandbox.qbo.sandbox import SandboxConfig as QboConfig
 from tests.conftest import VERIFIER_TOKEN, _migrate, _truncate, make_settings
-from tests.integration.helpers import add_connection, crm_body, post_crm, post_qbo
+from tests.support.connections import add_connection, crm_body, post_crm, post_qbo
 from workers.worker import build_worker
 
-CRM_TOKEN = "t"  # the token tests.integration.helpers.add_connection gives every connection
+CRM_TOKEN = "t"  # the token tests.support.connections.add_connection gives every connection
 
 
 class QboSandbox:
@@ -222,18 +223,25 @@ def crm_server() -> Iterator[RunningServer]:
     server.stop()
 
 
-@pytest.fixture
-def harness(tmp_path: Path, database_url: str, redis_client: Redis, qbo_sandbox: QboSandbox,
-            crm_server: RunningServer) -> Iterator[Harness]:
-    """A crm-qb app with one connection linked to the sandbox realm and the reference CRM."""
-    settings = qbo_settings(tmp_path, database_url, qbo_sandbox)
+@contextmanager
+def running_harness(tmp_path: Path, database_url: str, qbo: QboSandbox, crm: RunningServer) -> Iterator[Harness]:
+    """A migrated crm-qb app with one connection connected to ``qbo``'s realm and to ``crm``; disposed after."""
+    settings = qbo_settings(tmp_path, database_url, qbo)
     app = create_app(settings)
     _migrate(app)
     if not settings.is_sqlite:
         _truncate(app)
-    made = add_connection(app, crm_url=crm_server.url)
-    connect_qbo(app, made.id, qbo_sandbox.realm_id)
-    yield Harness(app, app.test_client(), qbo_sandbox, crm_server, made.id, made.crm_hook_secret)
+    made = add_connection(app, crm_url=crm.url)
+    connect_qbo(app, made.id, qbo.realm_id)
+    yield Harness(app, app.test_client(), qbo, crm, made.id, made.crm_hook_secret)
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def harness(tmp_path: Path, database_url: str, redis_client: Redis, qbo_sandbox: QboSandbox,
+            crm_server: RunningServer) -> Iterator[Harness]:
+    """A crm-qb app with one connection linked to the sandbox realm and the reference CRM."""
+    with running_harness(tmp_path, database_url, qbo_sandbox, crm_server) as made:
+        yield made

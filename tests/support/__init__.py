@@ -1,14 +1,23 @@
-"""Helpers shared by tests: fixture files, signing, waiting."""
+"""Helpers shared by every kind of test (unit, integration, end-to-end, browser, benchmarks), in one package.
+
+This module: the repository root, fixture files, waiting, free ports. ``connections``: connections and the signed
+requests they receive; ``folder``: QBO-shaped transactions and folder rows; ``oauth``: the QBO sandbox served in
+process and the admin's browser steps; ``sync``: the customer-sync harness (both sandboxes on threads, a
+connected app); ``followups``: the follow-up tests' world; ``e2e``: crm-qb and the sandboxes as real processes.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+QBO_FIXTURES = FIXTURES / "qbo"
 T = TypeVar("T")
 
 
@@ -20,6 +29,11 @@ def fixture_bytes(name: str) -> bytes:
 def fixture_json(name: str) -> Any:
     """A fixture file decoded as JSON."""
     return json.loads(fixture_bytes(name))
+
+
+def qbo_fixture(name: str) -> Any:
+    """A QBO payload of tests/fixtures/qbo decoded as the client decodes it (amounts as exact Decimals)."""
+    return json.loads((QBO_FIXTURES / name).read_text(encoding="utf-8"), parse_float=Decimal)
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.1, what: str = "condition") -> T:
