@@ -1,4 +1,4 @@
-"""The ``crm-qb`` command (DESIGN.md section 5).
+"""The ``crm-qb`` command (the public contract: docs/architecture.md §6, README "The crm-qb command").
 
 Every command reads settings once from the environment; a bad setting ends the command with one line naming it
 (exit code 2), never a stack trace.
@@ -86,7 +86,7 @@ def connection() -> None:
 
 
 @connection.command("add")
-@click.option("--crm-url", required=True, help="Base URL of the CRM's REST API (DESIGN.md section 6).")
+@click.option("--crm-url", required=True, help="Base URL of the CRM's REST API (docs/architecture.md §5).")
 @click.option("--crm-token", required=True, help="Bearer token crm-qb uses to call the CRM.")
 @click.option("--name", default=None, help="A name for people to recognise the connection by.")
 @_friendly_errors

@@ -29,7 +29,7 @@ class NewConnection:
     crm_hook_secret: str
 
     def as_json(self) -> dict[str, Any]:
-        """The object ``crm-qb connection add`` prints (DESIGN.md section 5)."""
+        """The object ``crm-qb connection add`` prints (docs/architecture.md §6; README, "The crm-qb command")."""
         return {"id": self.connection.id, "name": self.connection.name, "crm_url": self.connection.crm_base_url,
                 "api_key": self.api_key, "crm_hook_secret": self.crm_hook_secret}
 

@@ -3,9 +3,9 @@
 Pure functions (no I/O), so both formats are tested against Intuit's real payloads without a server. Which
 entities are synced, and so stored as pending rather than ignored, is decided by ``Notice.synced`` from the
 transaction registry (``crm_qb.sync.pipeline.events.is_synced``).
-Intuit sends two formats (FACTS.md section 8): legacy ``{"eventNotifications": [...]}`` and CloudEvents
+Intuit sends two formats (docs/qbo/facts.md §8): legacy ``{"eventNotifications": [...]}`` and CloudEvents
 (a JSON array of events with ``specversion`` and ``type``). A CRM sends ``{"events": [...]}``
-(DESIGN.md section 6).
+(docs/architecture.md §5).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """QuickBooks housekeeping jobs: keeping idle connections' tokens alive and reading company details.
 
 A busy connection refreshes its access token every hour as it works, which also renews its refresh token
-(FACTS §1.5). An idle one does not, and its refresh token would eventually lapse. Every six hours the scheduler
-runs ``refresh_idle_tokens``, which queues one ``refresh_connection_tokens`` job per connected connection that
+(docs/qbo/facts.md §1.4). An idle one does not, and its refresh token would eventually lapse. Every six hours the
+scheduler runs ``refresh_idle_tokens``, which queues one ``refresh_connection_tokens`` job per connected connection that
 has been idle for a week (its access token expired more than ``IDLE_AFTER`` ago) or whose refresh token expires
 within ``EXPIRING_WITHIN``. The refresh goes through the TokenManager (Redis lock, re-read, save before use),
 which also records the new refresh token's expiry, and marks the connection "needs reconnect" on invalid_grant.

@@ -1,4 +1,4 @@
-"""What crm-qb needs from a CRM (DESIGN.md section 6), as a Protocol and typed, immutable results.
+"""What crm-qb needs from a CRM (docs/architecture.md §5), as a Protocol and typed, immutable results.
 
 Field names in ``changes`` mappings are the section 6 wire names (``first_name``, ``billing_address``, ...);
 an address in ``changes`` may be partial (the parts given are replaced) or None (cleared).

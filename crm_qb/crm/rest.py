@@ -1,4 +1,4 @@
-"""The REST connector (CRM kind ``rest``): ``CrmConnector`` over the HTTP contract of DESIGN.md section 6.
+"""The REST connector (CRM kind ``rest``): ``CrmConnector`` over the HTTP contract of docs/architecture.md §5.
 
 Retries happen here, within one call, for failures that are over quickly (5xx, 429, lost connections,
 timeouts), with exponential backoff and jitter, honouring Retry-After. A Retry-After longer than

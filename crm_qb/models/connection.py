@@ -33,7 +33,7 @@ class Connection(Timestamps, db.Model):  # type: ignore[name-defined,misc]
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    # Which connector talks to the CRM (crm_qb.crm.factory.KINDS); "rest" is the REST contract of DESIGN §6.
+    # Which connector talks to the CRM (crm_qb.crm.factory.KINDS); "rest": the REST contract, docs/architecture.md §5.
     crm_kind: Mapped[str] = mapped_column(String(32), default="rest", server_default="rest")
     crm_base_url: Mapped[str] = mapped_column(String(500))
     crm_token_encrypted: Mapped[str] = mapped_column(Text)

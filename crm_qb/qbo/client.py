@@ -3,7 +3,7 @@
 Every call sends ``minorversion``, asks for JSON, goes through the realm's shared rate budget, logs Intuit's
 ``intuit_tid`` and turns faults into typed errors (``faults.py``). Writes carry a ``requestid`` that stays the
 same across the retries of one logical write, so QuickBooks answers a repeated write with the first result
-instead of performing it twice (FACTS §2.4). Transient failures are retried with exponential backoff and
+instead of performing it twice (docs/qbo/facts.md §2.4). Transient failures are retried with exponential backoff and
 full jitter; a throttled call waits the 60 s Intuit asks for; a 401 refreshes the token once.
 """
 
@@ -185,7 +185,7 @@ class QboClient:
         return _entity(self._call("POST", segment, params={"operation": "delete"}, body=body, write=True), entity)
 
     def void(self, entity: str, id: str, sync_token: str) -> dict[str, Any]:
-        """Void a transaction by its entity's rule (FACTS §9): amounts zeroed, the transaction kept."""
+        """Void a transaction by its entity's rule (docs/qbo/facts.md §9.3-9.6): amounts zeroed, transaction kept."""
         segment = _segment(entity)
         body: dict[str, Any]
         if segment in _VOID_BY_OPERATION:

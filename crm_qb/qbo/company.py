@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 TERM = "term"
 PAYMENT_METHOD = "payment_method"
 REFERENCE_ENTITIES = {TERM: "Term", PAYMENT_METHOD: "PaymentMethod"}
-_ALL_ROWS = "Active IN (true, false)"  # without it QBO returns active entries only (FACTS §12.10)
+_ALL_ROWS = "Active IN (true, false)"  # without it QBO returns active entries only (docs/qbo/facts.md §5)
 
 
 class QueryClient(Protocol):

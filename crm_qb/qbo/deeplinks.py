@@ -1,4 +1,7 @@
-"""Links into the QuickBooks web app for customers and transactions (DESIGN §4 contract, FACTS §10)."""
+"""Links into the QuickBooks web app for customers and transactions.
+
+The forms are a contract CRMs rely on (docs/architecture.md §4); the evidence for them is docs/qbo/facts.md §10.
+"""
 
 from __future__ import annotations
 

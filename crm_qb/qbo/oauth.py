@@ -1,4 +1,4 @@
-"""OAuth 2 with Intuit: discovery, the consent URL, code exchange, refresh and revocation (FACTS §1).
+"""OAuth 2 with Intuit: discovery, the consent URL, code exchange, refresh and revocation (docs/qbo/facts.md §1).
 
 Token calls use requests-oauthlib's ``OAuth2Session`` with ``client_secret_basic`` (an ``Authorization:
 Basic`` header and a form-encoded body), as Intuit's own client does.

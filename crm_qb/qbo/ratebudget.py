@@ -1,6 +1,6 @@
 """A per-company request budget shared by every process through Redis.
 
-Intuit allows 500 requests per minute and 10 in flight per realm and app (FACTS §4). Each request takes a
+Intuit allows 500 requests per minute and 10 in flight per realm and app (docs/qbo/facts.md §4). Each request takes a
 *slot*: one entry in a rolling-window sorted set (scored by grant, then release time) and one lease in an
 in-flight sorted set (scored by lease expiry). Both checks and the grant happen in one Lua script, so no two
 processes can take the last slot. A lease expires on its own, so a process killed with -9 gives its slot back after

@@ -1,6 +1,6 @@
 """Access tokens for QBO connections: refresh early, once at a time across every process.
 
-Intuit rotates refresh tokens and rejects a superseded one with ``invalid_grant`` (FACTS §1.5-1.7), so two
+Intuit rotates refresh tokens and rejects a superseded one with ``invalid_grant`` (docs/qbo/facts.md §1.4-1.6), so two
 workers refreshing with the same token at once can disconnect a company. Every refresh therefore runs under
 the connection's token lock (``crm_qb.locks``, renewed while held, so it outlives a slow token call); inside it
 the stored tokens are read again (another process may have refreshed while we waited) and the new pair is saved

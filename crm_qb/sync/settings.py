@@ -4,7 +4,7 @@ Keys (all optional; defaults in brackets):
 - ``enabled`` [true]: sync customers at all.
 - ``direction`` [both]: ``both``, ``qbo_to_crm`` (QBO is the master, nothing is written to QBO) or
   ``crm_to_qbo`` (the CRM is the master, nothing is written to the CRM).
-- ``conflict_policy`` [recent_wins]: ``recent_wins``, ``qbo_wins`` or ``crm_wins`` (DESIGN §3).
+- ``conflict_policy`` [recent_wins]: ``recent_wins``, ``qbo_wins`` or ``crm_wins`` (docs/architecture.md §3).
 - ``conflict_window_seconds`` [120]: within this many seconds QuickBooks wins under ``recent_wins``.
 - ``on_crm_delete`` [unlink]: ``unlink``, or ``unlink_and_deactivate`` (also make the QBO customer inactive).
 - ``fields`` [{}]: a direction per canonical field (``both``, ``qbo_to_crm``, ``crm_to_qbo``, ``off``).

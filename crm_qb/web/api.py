@@ -1,4 +1,4 @@
-"""The JSON API: ``GET /api/v1/connections/<id>/contacts/<crm_contact_id>/quickbooks`` (DESIGN §5).
+"""The JSON API: ``GET /api/v1/connections/<id>/contacts/<crm_contact_id>/quickbooks`` (docs/architecture.md §6).
 
 ``Authorization: Bearer <connection API key>``. A missing or unknown key is 401; a key of another connection,
 or a contact this connection has never linked, is 404 (never 403: nobody learns what exists elsewhere). Money

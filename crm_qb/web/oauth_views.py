@@ -1,4 +1,4 @@
-"""Connecting a connection to QuickBooks and disconnecting it (DESIGN.md §5, FACTS §1).
+"""Connecting a connection to QuickBooks and disconnecting it (docs/architecture.md §6, docs/qbo/facts.md §1).
 
 ``GET /connections/<id>/qbo/connect`` sends the admin to Intuit's consent page with a random ``state``. The state
 is kept in Redis for ten minutes as {connection, admin-session nonce}; ``GET /qbo/callback`` takes it out

@@ -1,5 +1,5 @@
 """The contact panel: an embeddable HTML page with the QuickBooks customer link, the Payment & Billing summary
-and the "QuickBooks Transactions" folder (DESIGN §4, §5).
+and the "QuickBooks Transactions" folder (docs/architecture.md §4, §6).
 
 - ``GET /panel/<id>/contacts/<crm_contact_id>?token=`` shows it; the token is signed for that contact
   (panel_tokens). A bad, expired or foreign token gets a 403 page saying so.

@@ -2,10 +2,10 @@
 
     .venv/bin/python -m tests.bench.backfill [--sizes 2000:6000,20000:60000] [--full] [--database-url URL]
 
-For each size (customers:transactions; ``--full`` is 100000:300000, DESIGN.md section 8) a fresh child process
-starts the QBO sandbox and the reference CRM as their own processes (``crm-qb sandbox qbo|crm`` on free
-127.0.0.1 ports), seeds a realm (``POST /_sandbox/realms``, seed 1, single currency) with the sandbox limit at
-500 calls/min, connects a new connection to it (OAuth against the sandbox) with an empty CRM, and runs
+For each size (customers:transactions; ``--full`` is 100000:300000, the size of the README's backfill target) a
+fresh child process starts the QBO sandbox and the reference CRM as their own processes (``crm-qb sandbox
+qbo|crm`` on free 127.0.0.1 ports), seeds a realm (``POST /_sandbox/realms``, seed 1, single currency) with the
+sandbox limit at 500 calls/min, connects a new connection to it (OAuth against the sandbox) with an empty CRM, and runs
 ``run_backfill`` in-process. Each child reports: wall time, the realm's QBO API calls (the sandbox's request
 counts), the minimum time the rate limit allows for them (calls / 500 x 60 s), the ratio (target <= 1.2), the
 objects per phase, and the child's peak RSS (``resource.getrusage``, which also covers the setup; the sandboxes
@@ -136,7 +136,7 @@ def main() -> None:
     """Run every size in its own child process and print the results as one JSON object."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2000:6000,20000:60000", help="customers:transactions, comma-separated")
-    parser.add_argument("--full", action="store_true", help="also the DESIGN.md size, 100000:300000")
+    parser.add_argument("--full", action="store_true", help="also the target size, 100000:300000")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""The authorize URL and the API base follow CRM_QB_QBO_ENVIRONMENT and its overrides (DESIGN.md §5)."""
+"""The authorize URL and the API base follow CRM_QB_QBO_ENVIRONMENT and its overrides (README, Configuration)."""
 
 from __future__ import annotations
 

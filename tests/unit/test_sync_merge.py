@@ -1,4 +1,4 @@
-"""The three-way field merge (DESIGN §3): one or both sides, policies, window, directions, first link."""
+"""The three-way field merge (docs/architecture.md §3): one or both sides, policies, window, directions, first link."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Identity before any write: find the other side's candidates for an unlinked record.
 
 CRM candidates for a QBO customer: by email through ``GET /contacts?email=``; then by name. The CRM contract
-(DESIGN §6) has no name search, so name candidates come from one walk over the CRM's contacts, made at most
-once per job and only when some record needs it (kept on the SyncContext). A burst of new customers therefore
+(docs/architecture.md §5) has no name search, so name candidates come from one walk over the CRM's contacts, made at
+most once per job and only when some record needs it (kept on the SyncContext). A burst of new customers therefore
 costs one walk, and a CRM with many contacts pays it only when a customer has no email match.
 
 QBO candidates for a CRM contact: one query by ``PrimaryEmailAddr``, then by ``DisplayName`` and by

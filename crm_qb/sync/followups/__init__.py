@@ -1,4 +1,4 @@
-"""Follow-ups: CRM tasks for overdue invoices, completed when the invoice no longer needs one (DESIGN §4).
+"""Follow-ups: CRM tasks for overdue invoices, completed when the invoice no longer needs one (docs/architecture.md §4).
 
 ``service`` is what jobs and the CLI call; ``scan`` does one scan of one connection; ``tags`` keeps the overdue
 tag; ``store`` is the SQL; ``settings`` validates the per-connection settings. The rules (which rule fires, why a

@@ -1,7 +1,7 @@
 """The canonical contact: the one shape both sides are compared in.
 
 A value is canonical when trimming, whitespace folding, case folding (email only) and QBO's length limits
-(qbo/FACTS.md §9.1) have been applied, so a value QBO would normalise on write never looks like a change.
+(docs/qbo/facts.md §9.2) have been applied, so a value QBO would normalise on write never looks like a change.
 ``canonicalise`` is idempotent: ``canonicalise(f, canonicalise(f, v)) == canonicalise(f, v)``.
 
 Decisions:
@@ -11,10 +11,10 @@ Decisions:
   keeps its line breaks (CRLF and CR become LF) and loses trailing spaces on each line.
 - QBO forbids ``:`` in ``given_name``, ``family_name`` and ``display_name``; each ``:`` there becomes a space.
   ``company`` keeps it (QBO forbids it only in the person and display names).
-- ``email`` is case-folded, as DESIGN §3 asks, and that folded form is also what gets written.
+- ``email`` is case-folded, as docs/architecture.md §3 says, and that folded form is also what gets written.
 - Limits count UTF-16 code units, as QBO's Java services count string length (an assumption: an emoji counts
   2); a cut never splits a character and is followed by trimming again.
-- ``website`` is limited to 1,000 (QBO's usual "Max:1,000" string limit; FACTS does not list WebAddr).
+- ``website`` is limited to 1,000 (QBO's usual "Max:1,000" string limit; docs/qbo/facts.md §9.2: WebAddr is not listed).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ FIELDS: tuple[str, ...] = (
 )
 ADDRESS_FIELDS: frozenset[str] = frozenset({"billing_address", "shipping_address"})
 
-# QBO limits per canonical field (FACTS §9.1); address parts use _ADDRESS_LIMITS.
+# QBO limits per canonical field (docs/qbo/facts.md §9.2); address parts use _ADDRESS_LIMITS.
 _LIMITS: Mapping[str, int] = {
     "given_name": 100,
     "family_name": 100,
@@ -52,7 +52,7 @@ _LIMITS: Mapping[str, int] = {
     "notes": 2000,
     "website": 1000,
 }
-# region and country are not limited in FACTS; 255 matches City, the longest documented address part.
+# region and country have no stated limit (docs/qbo/facts.md §9.2); 255 matches City, the longest documented part.
 _ADDRESS_LIMITS: Mapping[str, int] = {
     "line1": 500,
     "line2": 500,

@@ -1,11 +1,11 @@
-"""QBO Customer JSON <-> canonical contact <-> CRM contact (DESIGN §3 table, §6 contact shape).
+"""QBO Customer JSON <-> canonical contact <-> CRM contact (docs/architecture.md §3, §5 contact shape).
 
 Decisions:
 - QBO addresses have Line1-Line5; the canonical address has two lines, so Line2-Line5 are joined with ", "
   into ``line2`` on read. A write sends the whole address with Line3-Line5 empty, so nothing shows twice.
 - Clearing a field in a QBO sparse update is sent as an empty string at the leaf (``"GivenName": ""``,
   ``"PrimaryEmailAddr": {"Address": ""}``, every address part ""). QBO cannot remove DisplayName with a sparse
-  update (FACTS §9.1), so clearing ``display_name`` raises ValueError: derive a name first.
+  update (docs/qbo/facts.md §9.2), so clearing ``display_name`` raises ValueError: derive a name first.
 - Clearing a field in a CRM PATCH is sent as JSON null (section 6 has no other way to say "empty").
 - ``display_name`` read from the CRM is derived when empty (company, else "Given Family").
 - QBO-owned fields (balance, currency, terms, ...) are read-only to the CRM and returned as ``QboOwned``.
@@ -239,7 +239,7 @@ def _ref_name(ref: Mapping[str, Any] | None, names: Mapping[str, str]) -> str | 
 def _delivery_method(value: object) -> str | None:
     if not isinstance(value, str) or not value:
         return None
-    # Some responses spell enums in upper case (FACTS §9.2, void response); fold them to the documented form.
+    # Some responses spell enums in upper case (docs/qbo/facts.md §9.3, void answer); fold them to the documented form.
     return _DELIVERY_METHODS.get(value.casefold(), value)
 
 

@@ -1,4 +1,4 @@
-"""The three-way, field-by-field merge of DESIGN §3, and the first-link merge.
+"""The three-way, field-by-field merge of docs/architecture.md §3, and the first-link merge.
 
 For each canonical field, with ``base`` the value both sides last agreed on:
 - unchanged on both sides, or changed on both to the same value: nothing is written;

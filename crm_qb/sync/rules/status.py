@@ -1,8 +1,8 @@
 """Status of QBO transactions as pure functions of the transaction and "today" in the company's time zone.
 
 Decisions:
-- Voided: QBO has no flag (FACTS §9.2). A transaction is voided when its PrivateNote starts with "Voided" and
-  its TotalAmt is 0; a caller that saw a Void webhook may say so with ``voided=True``.
+- Voided: QBO has no flag (docs/qbo/facts.md §9.3). A transaction is voided when its PrivateNote starts with
+  "Voided" and its TotalAmt is 0; a caller that saw a Void webhook may say so with ``voided=True``.
 - Invoice precedence: Voided, then Paid (Balance 0), then Overdue (Balance > 0 and DueDate before today; due
   today is not overdue), then Partially paid (0 < Balance < TotalAmt), then Open. An invoice both partly paid
   and overdue is "Overdue" with ``partial=True``: overdue is what needs action.

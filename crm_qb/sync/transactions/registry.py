@@ -8,7 +8,7 @@ type adds to) all take what they know about a type from its ``TxnType`` entry he
 Adding a type is one entry in ``TYPES`` plus its status rule in ``crm_qb/sync/rules/status.py`` (see
 docs/architecture.md, "Add a transaction type"). Lookups are strict: a name that is not registered raises
 ``UnknownTransactionType`` naming it and the known ones, so a type missed somewhere fails loudly instead of
-being stored as ignored. ``_check`` runs at import: a malformed entry stops start-up, not a customer's sync.
+being stored as ignored. ``check`` runs at import: a malformed entry stops start-up, not a customer's sync.
 
 Names are QBO's entity names ("SalesReceipt"); QBO uses the same name in webhooks (legacy ``name``, CloudEvents
 ``qbo.<name lower-cased>.<operation>.v1``) and in CDC (``entities=``), so one name serves every channel;
@@ -161,10 +161,10 @@ def _tones() -> Mapping[str, str]:
     return MappingProxyType(tones)
 
 
-def _check(types: tuple[TxnType, ...]) -> None:
-    """Refuse a malformed registry at import, naming the entry and what is wrong with it."""
-    if len(_BY_KEY) != len(types) or sum(t.followed_up for t in types) != 1:
-        raise ValueError("transaction types must have distinct names, and exactly one is followed up")
+def check(types: tuple[TxnType, ...]) -> None:
+    """Refuse malformed entries (ValueError naming the entry and what is wrong); runs on TYPES at import."""
+    if len({t.entity.casefold() for t in types}) != len(types):
+        raise ValueError("transaction types must have distinct names")
     for t in types:
         problems = [f"status {s!r} is not in sync/rules/status.py LABELS" for s in t.statuses if s not in st.LABELS]
         problems += [f"tone {tone!r} is not one of {TONES}" for tone in t.statuses.values() if tone not in TONES]
@@ -178,5 +178,7 @@ def _check(types: tuple[TxnType, ...]) -> None:
             raise ValueError(f"transaction type {t.entity}: " + "; ".join(problems))
 
 
-_check(TYPES)
+check(TYPES)
+if sum(t.followed_up for t in TYPES) != 1:
+    raise ValueError("exactly one transaction type is followed up (crm_qb/sync/followups)")
 _TONES = _tones()
