@@ -16,8 +16,8 @@ lock, one page (1,000 rows, QBO's cap) in memory at a time:
 
 Name matching needs the CRM's contacts (the CRM contract has no name search). Instead of the webhook path's
 in-memory pool, scanned linearly per customer, the contacts are walked once into an index keyed by normalised
-email and name, kept in a Redis hash for the run (deleted at the end, expiring after a day if the job dies), so
-the worker's memory stays flat in the number of contacts. Each unlinked customer is handed to the unit with its
+email and name (``candidates``: a Redis hash for the run, deleted at the end), so the worker's memory stays flat
+in the number of contacts. Each unlinked customer is handed to the unit with its
 index candidates as ``ctx.crm_pool``: ``matching.match`` over those gives the same outcome as over all contacts.
 
 A failure of one object that retrying cannot fix (a rejected write, malformed data) is counted as ``failed``,
@@ -34,13 +34,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import partial
 from itertools import islice
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from redis import Redis
 from sqlalchemy import select
 
 from crm_qb.crm.errors import CrmAuthError
-from crm_qb.crm.protocol import Contact, CrmConnector
+from crm_qb.crm.protocol import Contact
 from crm_qb.db import db, utcnow
 from crm_qb.errors import PermanentError
 from crm_qb.models import Connection, ContactLink, FolderItem, LinkState, QboStatus
@@ -52,8 +51,9 @@ from crm_qb.sync.customers.crm_side import link_new_contact
 from crm_qb.sync.customers.links import LinkRecord
 from crm_qb.sync.customers.qbo_side import sync_customer
 from crm_qb.sync.customers.reconcile import contact_json
+from crm_qb.sync.pipeline.candidates import CandidateIndex, DictStore, RedisStore, crm_keys, load_crm_index, qbo_keys
 from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, qbo_owned_fields
-from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, Candidate, candidate, match, normalise_name
+from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, candidate, match
 from crm_qb.sync.services import ConnectionGoneError, SyncServices
 from crm_qb.sync.settings import sync_settings_of
 from crm_qb.sync.transactions import registry
@@ -64,7 +64,6 @@ log = logging.getLogger(__name__)
 CUSTOMERS, TRANSACTIONS, CONTACTS = "customers", "transactions", "contacts"
 PHASES = (CUSTOMERS, TRANSACTIONS, CONTACTS)
 ALL_CUSTOMERS = "Active IN (true, false)"
-INDEX_TTL_SECONDS = 24 * 3600
 # Errors that make every further call fail as well: stop instead of counting each object as failed.
 _FATAL = (AuthenticationError, AuthorizationError, CompanyInactiveError, NeedsReconnectError, NotConnectedError,
           CrmAuthError)
@@ -206,109 +205,6 @@ def _folder_tokens(connection_id: int, txn_type: str, ids: Sequence[str]) -> dic
     return {str(qbo_id): token for qbo_id, token in rows}
 
 
-# -- the candidate index ------------------------------------------------------------------------------------
-
-
-class _Store(Protocol):
-    def get_many(self, keys: Sequence[str]) -> list[list[list[Any]]]: ...
-
-    def append_many(self, rows: Mapping[str, list[list[Any]]]) -> None: ...
-
-
-class _DictStore:
-    """Index rows in a dict (dry runs: no writes outside the process)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, list[list[Any]]] = {}
-
-    def get_many(self, keys: Sequence[str]) -> list[list[list[Any]]]:
-        return [self.data.get(key, []) for key in keys]
-
-    def append_many(self, rows: Mapping[str, list[list[Any]]]) -> None:
-        for key, values in rows.items():
-            self.data.setdefault(key, []).extend(values)
-
-
-class _RedisStore:
-    """Index rows in one Redis hash (field: key, value: JSON list of rows), expiring after a day."""
-
-    def __init__(self, redis: Redis, name: str) -> None:
-        self.redis, self.name = redis, name
-
-    def get_many(self, keys: Sequence[str]) -> list[list[list[Any]]]:
-        if not keys:
-            return []
-        return [json.loads(raw) if raw else [] for raw in self.redis.hmget(self.name, list(keys))]
-
-    def append_many(self, rows: Mapping[str, list[list[Any]]]) -> None:
-        if not rows:
-            return
-        keys = list(rows)
-        pipe = self.redis.pipeline()
-        for key, old in zip(keys, self.get_many(keys), strict=True):
-            pipe.hset(self.name, key, json.dumps(old + rows[key]))
-        pipe.expire(self.name, INDEX_TTL_SECONDS)
-        pipe.execute()
-
-    def drop(self) -> None:
-        self.redis.delete(self.name)
-
-
-def _crm_keys(c: Candidate) -> list[str]:
-    """Index keys as the CRM-side match compares: case-folded email, normalised display name and company."""
-    names = {normalise_name(c.display_name), normalise_name(c.company)} - {""}
-    return ([f"e:{c.email}"] if c.email else []) + [f"n:{name}" for name in sorted(names)]
-
-
-def _qbo_keys(c: Candidate) -> list[str]:
-    """Index keys as QBO's ``=`` queries compare: email, DisplayName and CompanyName, case-insensitively."""
-    keys = [f"e:{c.email}"] if c.email else []
-    keys += [f"d:{c.display_name.casefold()}"] if c.display_name else []
-    return keys + ([f"c:{c.company.casefold()}"] if c.company else [])
-
-
-class CandidateIndex:
-    """Match candidates by key: email hits first (active or not), else name hits among active candidates."""
-
-    def __init__(self, store: _Store, keys: Callable[[Candidate], list[str]]) -> None:
-        self.store, self.keys = store, keys
-
-    def add_many(self, entries: Iterable[tuple[Candidate, bool]]) -> None:
-        """Add (candidate, active) pairs."""
-        rows: dict[str, list[list[Any]]] = {}
-        for c, active in entries:
-            for key in self.keys(c):
-                rows.setdefault(key, []).append([c.id, c.email, c.display_name, c.company, active])
-        self.store.append_many(rows)
-
-    def lookup(self, record: Mapping[str, Any]) -> tuple[list[Candidate], list[Candidate]]:
-        """(email candidates of any state, active name candidates) for a canonical record; newest row wins."""
-        keys = self.keys(candidate("record", record))
-        email_rows: list[list[Any]] = []
-        name_rows: list[list[Any]] = []
-        for key, rows in zip(keys, self.store.get_many(keys), strict=True):
-            (email_rows if key.startswith("e:") else name_rows).extend(rows)
-        return _candidates(email_rows, False), _candidates(name_rows, True)
-
-
-def _candidates(rows: list[list[Any]], active_only: bool) -> list[Candidate]:
-    latest = {row[0]: row for row in rows}
-    return [Candidate(row[0], row[1], row[2], row[3]) for row in latest.values() if row[4] or not active_only]
-
-
-def _contact_entry(contact: Contact) -> tuple[Candidate, bool]:
-    return candidate(contact.id, canonical_from_crm(contact_json(contact))), contact.active
-
-
-def _load_crm_index(crm: CrmConnector, index: CandidateIndex, page_size: int) -> int:
-    """Walk every CRM contact once into ``index``; return how many were seen."""
-    seen = 0
-    for page in crm.list_contacts_updated_since(None, page_size=page_size):
-        index.add_many(_contact_entry(contact) for contact in page.contacts)
-        seen += len(page.contacts)
-    return seen
-
-
 # -- the real run -------------------------------------------------------------------------------------------
 
 
@@ -320,12 +216,12 @@ class _Run:
         self.services, self.ctx, self.report, self.progress, self.page_size = services, ctx, report, progress, page_size
 
     def execute(self) -> None:
-        store = _RedisStore(self.services.redis, self.services.keys.backfill_index(self.ctx.connection_id))
+        store = RedisStore(self.services.redis, self.services.keys.backfill_index(self.ctx.connection_id))
         with self.services.connection_lock(self.ctx.connection_id):
             try:
                 store.drop()
-                index = CandidateIndex(store, _crm_keys)
-                _load_crm_index(self.ctx.crm, index, self.page_size)
+                index = CandidateIndex(store, crm_keys)
+                load_crm_index(self.ctx.crm, index, self.page_size)
                 self.customers(index)
             finally:
                 store.drop()
@@ -459,11 +355,11 @@ class _DryRun(_Run):
                  page_size: int):
         super().__init__(services, ctx, report, progress, page_size)
         self.claimed: set[str] = set()  # CRM contacts this run would link
-        self.qbo_index = CandidateIndex(_DictStore(), _qbo_keys)
+        self.qbo_index = CandidateIndex(DictStore(), qbo_keys)
 
     def execute(self) -> None:
-        index = CandidateIndex(_DictStore(), _crm_keys)
-        _load_crm_index(self.ctx.crm, index, self.page_size)
+        index = CandidateIndex(DictStore(), crm_keys)
+        load_crm_index(self.ctx.crm, index, self.page_size)
         self.customers(index)
         self.transactions()
         self.contacts()
