@@ -21,12 +21,12 @@ from crm_qb.sync.transactions import registry
 
 # QBO's spelling of every entity it sends webhooks for, by lower-cased name (CloudEvents types are lower case).
 QBO_ENTITIES = {
-    name.lower(): name
-    for name in (
-        CUSTOMER, *registry.NAMES, *NOTED_QBO_ENTITIES, "Currency", "Vendor", "Employee", "Item", "Account",
-        "Department", "Class", "TaxCode", "Bill", "BillPayment", "Purchase", "Deposit", "JournalEntry",
-        "Transfer", "PurchaseOrder", "VendorCredit", "TimeActivity", "Budget",
-    )
+    **{name.lower(): name for name in (
+        CUSTOMER, *NOTED_QBO_ENTITIES, "Currency", "Vendor", "Employee", "Item", "Account", "Department", "Class",
+        "TaxCode", "Bill", "BillPayment", "Purchase", "Deposit", "JournalEntry", "Transfer", "PurchaseOrder",
+        "VendorCredit", "TimeActivity", "Budget",
+    )},
+    **{name.lower(): legacy for legacy, name in (t.webhook_names for t in registry.TYPES)},
 }
 CLOUDEVENT_OPERATIONS = {
     "created": "Create", "updated": "Update", "deleted": "Delete", "merged": "Merge",

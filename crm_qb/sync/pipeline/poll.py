@@ -34,7 +34,7 @@ def poll_changes(ctx: SyncContext, now: datetime | None = None) -> int:
     """Sync what changed in QBO since the connection's cursor; advance the cursor; return objects seen."""
     now = now or utcnow()
     since = _since(ctx.connection_id, now)
-    entities = [CUSTOMER, *registry.NAMES]
+    entities = [CUSTOMER, *(t.cdc_name for t in registry.TYPES)]
     try:
         seen = _apply_all(ctx, ctx.qbo.cdc_all(entities, since, now))
     except CdcWindowTooDenseError:

@@ -63,6 +63,16 @@ class TxnType:
     partial_note: str = "partly applied"  # the panel's note for partial=True beside another status
     followed_up: bool = False  # overdue ones become follow-up tasks (crm_qb/sync/followups)
 
+    @property
+    def webhook_names(self) -> tuple[str, str]:
+        """How webhooks name it: the legacy ``name`` and the CloudEvents ``type`` entity part."""
+        return self.entity, self.entity.lower()
+
+    @property
+    def cdc_name(self) -> str:
+        """How a CDC request (``entities=``) and a CDC answer name it."""
+        return self.entity
+
     def status_of(self, txn: Mapping[str, Any], today: date, *, voided: bool = False) -> st.TxnStatus:
         """The transaction's status on ``today``; ``voided`` says a Void webhook was seen."""
         return self.status(txn, today, voided)
