@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
 from flask_migrate import Migrate
+from redis import Redis
 
 from crm_qb.config import Settings, load_settings
 from crm_qb.db import configure_sqlite, db
+from crm_qb.jobqueue import JobQueue
+from crm_qb.keys import RedisKeys
 from crm_qb.runtime import EXTENSION_KEY, build_runtime
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -28,7 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
     )
-    app.extensions[EXTENSION_KEY] = build_runtime(settings)
+    app.extensions[EXTENSION_KEY] = build_runtime(settings, _job_queue())
     db.init_app(app)
     Migrate(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     with app.app_context():
@@ -42,6 +46,13 @@ def _engine_options(settings: Settings) -> dict[str, object]:
     if settings.is_sqlite:
         return {"connect_args": {"timeout": 15}}
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+
+
+def _job_queue() -> Callable[[Redis, RedisKeys], JobQueue]:
+    """The queue port's implementation: RQ (imported here, the one place the web app meets the workers)."""
+    from workers.jobqueue import RqJobQueue
+
+    return RqJobQueue
 
 
 def _register_blueprints(app: Flask) -> None:

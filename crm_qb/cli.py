@@ -1,4 +1,4 @@
-"""The ``crm-qb`` command (DESIGN.md section 5).
+"""The ``crm-qb`` command (the public contract: docs/architecture.md §6, README "The crm-qb command").
 
 Every command reads settings once from the environment; a bad setting ends the command with one line naming it
 (exit code 2), never a stack trace.
@@ -86,7 +86,7 @@ def connection() -> None:
 
 
 @connection.command("add")
-@click.option("--crm-url", required=True, help="Base URL of the CRM's REST API (DESIGN.md section 6).")
+@click.option("--crm-url", required=True, help="Base URL of the CRM's REST API (docs/architecture.md §5).")
 @click.option("--crm-token", required=True, help="Bearer token crm-qb uses to call the CRM.")
 @click.option("--name", default=None, help="A name for people to recognise the connection by.")
 @_friendly_errors
@@ -274,8 +274,8 @@ def followups() -> None:
 @_friendly_errors
 def followups_configure(connection_id: int, reset: bool, days: str | None, **options: Any) -> None:
     """Change the connection's follow-up settings (none given: just show them); prints them as JSON."""
-    from crm_qb.sync.followup_settings import parse_days
-    from crm_qb.sync.followups import configure_followups
+    from crm_qb.sync.followups.service import configure_followups
+    from crm_qb.sync.followups.settings import parse_days
 
     changes = {key: value for key, value in options.items() if value is not None}
     if "tag_name" in changes:
@@ -292,11 +292,15 @@ def followups_configure(connection_id: int, reset: bool, days: str | None, **opt
 @_friendly_errors
 def followups_scan(connection_id: int, invoice_id: str | None) -> None:
     """Run the follow-up scan now (create due tasks, complete stale ones, tags); prints what it did."""
-    from crm_qb.sync.followups import scan_connection, scan_invoice
+    from crm_qb.runtime import runtime
+    from crm_qb.sync.followups.service import scan_connection, scan_invoice
 
     _setup_logging("WARNING")
-    with _app().app_context():
-        result = scan_connection(connection_id) if invoice_id is None else scan_invoice(connection_id, invoice_id)
+    app = _app()
+    with app.app_context():
+        services = runtime(app).sync_services()
+        result = (scan_connection(services, connection_id) if invoice_id is None
+                  else scan_invoice(services, connection_id, invoice_id))
     click.echo(json.dumps(result.to_json()))
 
 
@@ -336,7 +340,7 @@ def connection_configure(connection_id: int, assignments: tuple[str, ...]) -> No
     """Change a connection's sync settings and print them as JSON (validated; a bad key or value exits 2)."""
     from crm_qb.db import db as database
     from crm_qb.models import Connection
-    from crm_qb.sync.sync_settings import SETTINGS_KEY, apply_assignments
+    from crm_qb.sync.settings import SETTINGS_KEY, apply_assignments
 
     app = _app()
     with app.app_context():
@@ -358,14 +362,11 @@ def connection_demo(crm_url: str, crm_token: str, realm_id: str, web_url: str, b
     """For ``crm-qb up``: connect the reference CRM to a sandbox realm and print the connection as JSON."""
     from crm_qb.demo import wire_demo
     from crm_qb.runtime import runtime
-    from workers.queues import enqueue
-    from workers.sync_jobs import backfill_connection, backfill_job_id
 
     app = _app()
     made = wire_demo(app, crm_url=crm_url, crm_token=crm_token, realm_id=realm_id, web_url=web_url)
     if backfill:
-        rt = runtime(app)
-        enqueue(rt.redis, rt.settings.queue_prefix, backfill_connection, made["id"], job_id=backfill_job_id(made["id"]))
+        runtime(app).jobs.backfill(made["id"])
     click.echo(json.dumps(made))
 
 
@@ -377,9 +378,7 @@ def connection_demo(crm_url: str, crm_token: str, realm_id: str, web_url: str, b
 def backfill_command(connection_id: int, dry_run: bool, enqueue: bool) -> None:
     """Sync every QBO customer and transaction and every CRM contact of a connection; set its CDC cursor."""
     from crm_qb.runtime import runtime
-    from crm_qb.sync.backfill import check_backfillable, run_backfill
-    from workers.queues import enqueue as enqueue_job
-    from workers.sync_jobs import backfill_connection, backfill_job_id
+    from crm_qb.sync.pipeline.backfill import check_backfillable, run_backfill
 
     if dry_run and enqueue:
         raise click.UsageError("--dry-run runs in the foreground; leave out --enqueue")
@@ -388,11 +387,11 @@ def backfill_command(connection_id: int, dry_run: bool, enqueue: bool) -> None:
     with app.app_context():
         check_backfillable(connection_id)
         if enqueue:
-            rt, job_id = runtime(app), backfill_job_id(connection_id)
-            queued = enqueue_job(rt.redis, rt.settings.queue_prefix, backfill_connection, connection_id, job_id=job_id)
-            click.echo(job_id if queued else f"{job_id} (already waiting or running)")
+            queued = runtime(app).jobs.backfill(connection_id)
+            click.echo(queued.job_id if queued.queued else f"{queued.job_id} (already waiting or running)")
             return
-        report = run_backfill(app, connection_id, dry_run=dry_run, progress=lambda phase, counts: click.echo(
+        services = runtime(app).sync_services()
+        report = run_backfill(services, connection_id, dry_run=dry_run, progress=lambda phase, counts: click.echo(
             f"{phase} page {counts.pages}: seen={counts.seen} linked={counts.linked} created={counts.created} "
             f"updated={counts.updated} review={counts.review} unchanged={counts.unchanged} "
             f"skipped={counts.skipped} failed={counts.failed}", err=True))

@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 from sqlalchemy import select
 
+from crm_qb.crm.factory import DEFAULT_KIND, check_kind
 from crm_qb.crypto import SecretBox, hash_api_key, new_api_key
 from crm_qb.db import db
 from crm_qb.errors import PermanentError
@@ -28,13 +29,15 @@ class NewConnection:
     crm_hook_secret: str
 
     def as_json(self) -> dict[str, Any]:
-        """The object ``crm-qb connection add`` prints (DESIGN.md section 5)."""
+        """The object ``crm-qb connection add`` prints (docs/architecture.md §6; README, "The crm-qb command")."""
         return {"id": self.connection.id, "name": self.connection.name, "crm_url": self.connection.crm_base_url,
                 "api_key": self.api_key, "crm_hook_secret": self.crm_hook_secret}
 
 
-def create_connection(box: SecretBox, *, crm_url: str, crm_token: str, name: str | None = None) -> NewConnection:
-    """Create and commit a connection for the CRM at ``crm_url``; its secrets are returned once."""
+def create_connection(box: SecretBox, *, crm_url: str, crm_token: str, name: str | None = None,
+                      crm_kind: str = DEFAULT_KIND) -> NewConnection:
+    """Create and commit a connection for the CRM of ``crm_kind`` at ``crm_url``; its secrets are returned once."""
+    check_kind(crm_kind)
     parsed = urlparse(crm_url or "")
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise InvalidConnectionInput(f"--crm-url must be an http(s) URL, got {crm_url!r}")
@@ -42,7 +45,7 @@ def create_connection(box: SecretBox, *, crm_url: str, crm_token: str, name: str
         raise InvalidConnectionInput("--crm-token must not be empty")
     api_key, hook_secret = new_api_key(), secrets.token_urlsafe(32)
     connection = Connection(
-        name=(name or parsed.netloc)[:200], crm_base_url=crm_url.rstrip("/"),
+        name=(name or parsed.netloc)[:200], crm_kind=crm_kind, crm_base_url=crm_url.rstrip("/"),
         crm_token_encrypted=box.encrypt(crm_token.strip()), crm_hook_secret_encrypted=box.encrypt(hook_secret),
         api_key_hash=hash_api_key(api_key), settings={},
     )
@@ -57,7 +60,8 @@ def describe(connection: Connection) -> dict[str, Any]:
         return value.isoformat() if value else None
 
     return {
-        "id": connection.id, "name": connection.name, "crm_url": connection.crm_base_url,
+        "id": connection.id, "name": connection.name, "crm_kind": connection.crm_kind,
+        "crm_url": connection.crm_base_url,
         "qbo": {
             "status": connection.qbo_status.value, "reason": connection.qbo_status_reason,
             "realm_id": connection.qbo_realm_id, "company_name": connection.qbo_company_name,

@@ -18,7 +18,6 @@ from crm_qb.connections import create_connection
 from crm_qb.db import db
 from crm_qb.models import Connection
 from crm_qb.qbo.company import refresh_company
-from crm_qb.qbo.services import qbo_services
 from crm_qb.runtime import runtime
 from crm_qb.web.panel_tokens import embed_url_template, make_embed_token
 
@@ -26,7 +25,7 @@ from crm_qb.web.panel_tokens import embed_url_template, make_embed_token
 def connect_sandbox_realm(app: Flask, connection_id: int, realm_id: str) -> None:
     """Connect a connection to a realm of the local QBO sandbox (which consents at once), as the callback would."""
     with app.app_context():
-        services = qbo_services(app)
+        services = runtime(app).qbo()
         consent = requests.get(services.oauth.authorization_url("demo") + f"&realm={realm_id}",
                                allow_redirects=False, timeout=10)
         consent.raise_for_status()

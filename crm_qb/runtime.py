@@ -1,18 +1,26 @@
-"""The per-application objects every request and job needs: settings, the secret box and Redis.
+"""The per-application objects every request and job needs: settings, the secret box, Redis and its keys, the
+queue port, and (built on first use) the QBO services.
 
 They live on ``app.extensions`` (built by the app factory), never in module globals, so two apps in one process
-(tests do this) never share state. Building them opens no connection; Redis connects on first use.
+(tests do this) never share state. Building them opens no connection; Redis connects on first use. This is the
+edge: views, jobs and CLI commands take what they need from here and pass it into the domain
+(``sync_services``); the domain itself never calls ``runtime()``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from flask import Flask, current_app
 from redis import Redis
 
 from crm_qb.config import Settings
 from crm_qb.crypto import SecretBox
+from crm_qb.jobqueue import JobQueue
+from crm_qb.keys import RedisKeys
+from crm_qb.qbo.services import QboServices, build_qbo_services
+from crm_qb.sync.services import SyncServices
 
 EXTENSION_KEY = "crm_qb"
 
@@ -24,15 +32,31 @@ class Runtime:
     settings: Settings
     secrets: SecretBox
     redis: Redis
+    keys: RedisKeys
+    jobs: JobQueue
+    _qbo: list[QboServices] = field(default_factory=list, repr=False, compare=False)
+
+    def qbo(self) -> QboServices:
+        """The app's QBO services, built on first use; ValueError when QBO's addresses are not all known."""
+        if not self._qbo:
+            self._qbo.append(build_qbo_services(self.settings, self.secrets, self.redis, self.keys))
+        return self._qbo[0]
+
+    def sync_services(self) -> SyncServices:
+        """What the domain needs of the outside world, for one job or request."""
+        return SyncServices(self.qbo, self.secrets, self.redis, self.keys, self.jobs)
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    """Create the runtime objects for ``settings`` (no I/O)."""
+def build_runtime(settings: Settings, job_queue: Callable[[Redis, RedisKeys], JobQueue]) -> Runtime:
+    """Create the runtime objects for ``settings``, with ``job_queue`` building the queue port (no I/O)."""
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5,
                            health_check_interval=30)
-    return Runtime(settings=settings, secrets=SecretBox(settings.encryption_keys), redis=redis)
+    keys = RedisKeys(settings.queue_prefix)
+    return Runtime(settings=settings, secrets=SecretBox(settings.encryption_keys), redis=redis, keys=keys,
+                   jobs=job_queue(redis, keys))
 
 
 def runtime(app: Flask | None = None) -> Runtime:
     """The runtime of ``app`` (default: the current app)."""
-    return (app or current_app).extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    found: Runtime = (app or current_app).extensions[EXTENSION_KEY]
+    return found

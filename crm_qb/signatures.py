@@ -1,8 +1,8 @@
 """Signing and verifying webhook bodies, for both directions.
 
-QBO signs with ``intuit-signature: base64(HMAC-SHA256(verifier_token, raw_body))`` (FACTS.md section 8.3).
+QBO signs with ``intuit-signature: base64(HMAC-SHA256(verifier_token, raw_body))`` (docs/qbo/facts.md §8.4).
 The CRM signs with ``X-CRM-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>``
-(DESIGN.md section 6). Verification is constant-time and returns False, never raises, on any malformed input.
+(docs/architecture.md §5). Verification is constant-time and returns False, never raises, on any malformed input.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``POST /webhooks/crm/<connection_id>``: CRM change hooks (DESIGN.md section 6)."""
+"""``POST /webhooks/crm/<connection_id>``: CRM change hooks (docs/architecture.md §5)."""
 
 from __future__ import annotations
 

@@ -1,33 +1,33 @@
 """Parsing webhook bodies into change notices: one per entity change, each with its deduplication key.
 
-Pure functions (no I/O), so both formats are tested against Intuit's real payloads without a server.
-Intuit sends two formats (FACTS.md section 8): legacy ``{"eventNotifications": [...]}`` and CloudEvents
+Pure functions (no I/O), so both formats are tested against Intuit's real payloads without a server. Which
+entities are synced, and so stored as pending rather than ignored, is decided by ``Notice.synced`` from the
+transaction registry (``crm_qb.sync.pipeline.events.is_synced``).
+Intuit sends two formats (docs/qbo/facts.md §8): legacy ``{"eventNotifications": [...]}`` and CloudEvents
 (a JSON array of events with ``specversion`` and ``type``). A CRM sends ``{"events": [...]}``
-(DESIGN.md section 6).
+(docs/architecture.md §5).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from crm_qb.sync.pipeline.events import CONTACT, CUSTOMER, NOTED_QBO_ENTITIES, Notice
+from crm_qb.sync.transactions import registry
+
+# QBO's spelling of every entity it sends webhooks for, by lower-cased name (CloudEvents types are lower case).
 QBO_ENTITIES = {
-    name.lower(): name
-    for name in (
-        "Customer", "Invoice", "Payment", "Estimate", "SalesReceipt", "CreditMemo", "RefundReceipt",
-        "Term", "PaymentMethod", "Preferences", "Currency", "Vendor", "Employee", "Item", "Account",
-        "Department", "Class", "TaxCode", "Bill", "BillPayment", "Purchase", "Deposit", "JournalEntry",
-        "Transfer", "PurchaseOrder", "VendorCredit", "TimeActivity", "Budget",
-    )
+    **{name.lower(): name for name in (
+        CUSTOMER, *NOTED_QBO_ENTITIES, "Currency", "Vendor", "Employee", "Item", "Account", "Department", "Class",
+        "TaxCode", "Bill", "BillPayment", "Purchase", "Deposit", "JournalEntry", "Transfer", "PurchaseOrder",
+        "VendorCredit", "TimeActivity", "Budget",
+    )},
+    **{name.lower(): legacy for legacy, name in (t.webhook_names for t in registry.TYPES)},
 }
-SYNCED_QBO_ENTITIES = frozenset(
-    {"Customer", "Invoice", "Payment", "Estimate", "SalesReceipt", "CreditMemo", "RefundReceipt", "Term",
-     "PaymentMethod", "Preferences"}
-)
 CLOUDEVENT_OPERATIONS = {
     "created": "Create", "updated": "Update", "deleted": "Delete", "merged": "Merge",
     "voided": "Void", "void": "Void", "emailed": "Emailed",
@@ -44,24 +44,6 @@ class PayloadError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
-
-
-@dataclass(frozen=True)
-class Notice:
-    """One entity change, ready to be stored as an inbound event."""
-
-    dedupe_key: str
-    realm_id: str | None
-    entity: str
-    entity_id: str | None
-    operation: str
-    occurred_at: datetime | None
-    payload: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def synced(self) -> bool:
-        """Whether crm-qb acts on this entity type (others are recorded and ignored)."""
-        return self.entity in SYNCED_QBO_ENTITIES
 
 
 def parse_qbo(body: Any) -> list[Notice]:
@@ -83,7 +65,7 @@ def _cloudevent(item: Any, where: str) -> Notice:
         raise PayloadError(f"{where}.type", f"expected qbo.<entity>.<operation>.v<N>, got {kind!r}")
     entity = QBO_ENTITIES.get(match.group(1), match.group(1).capitalize())
     operation = CLOUDEVENT_OPERATIONS.get(match.group(2), match.group(2).capitalize())
-    data = item.get("data") if isinstance(item.get("data"), dict) else {}
+    data: dict[str, Any] = item["data"] if isinstance(item.get("data"), dict) else {}
     payload = {"cloudevent": item, "deleted_id": _case_insensitive(data, "deletedid")}
     return Notice(
         dedupe_key=f"ce:{event_id}", realm_id=realm, entity=entity,
@@ -170,7 +152,7 @@ def parse_crm(body: Any, connection_id: int) -> list[Notice]:
 def _crm_notice(raw: dict[str, Any], event: dict[str, Any], connection_id: int) -> Notice:
     contact_id = event.get("contact_id") or str((event.get("contact") or {}).get("id"))
     return Notice(
-        dedupe_key=f"crm:{connection_id}:{event['id']}", realm_id=None, entity="Contact",
+        dedupe_key=f"crm:{connection_id}:{event['id']}", realm_id=None, entity=CONTACT,
         entity_id=contact_id, operation=event["type"].split(".", 1)[1], occurred_at=event["occurred_at"],
         payload=raw,
     )

@@ -1,4 +1,4 @@
-"""``POST /webhooks/qbo``: Intuit webhooks in both formats (FACTS.md section 8)."""
+"""``POST /webhooks/qbo``: Intuit webhooks in both formats (docs/qbo/facts.md §8)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,13 @@
 """Follow-up jobs: the hourly fan-out to one scan per connection, and scans of one connection or invoice.
 
-Each job takes ids, reloads state and is safe to run twice (crm_qb.sync.followups reserves every task in the
+Each job takes ids, reloads state and is safe to run twice (``crm_qb.sync.followups`` reserves every task in the
 database before it talks to the CRM). A transient CRM failure fails the job so RQ retries it later; whatever
 the failed run left pending is finished by the retry or the next scan.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,9 +16,10 @@ from rq.job import Job
 from sqlalchemy import select
 
 from crm_qb.db import db, utcnow
+from crm_qb.keys import JobIds, RedisKeys
 from crm_qb.models import Connection
 from crm_qb.runtime import runtime
-from crm_qb.sync import followups
+from crm_qb.sync.followups import service as followups
 from workers.queues import SCHEDULED, SYNC, enqueue, job
 
 log = logging.getLogger(__name__)
@@ -36,48 +35,38 @@ def enqueue_followup_scans() -> int:
     ids = list(db.session.scalars(select(Connection.id).order_by(Connection.id)))
     db.session.rollback()
     count = sum(1 for connection_id in ids
-                if enqueue(rt.redis, rt.settings.queue_prefix, scan_connection_followups, connection_id,
-                           job_id=scan_job_id(connection_id, period)))
+                if enqueue(rt.redis, rt.keys, scan_connection_followups, connection_id,
+                           job_id=JobIds.followup_scan(connection_id, period)))
     log.info("enqueued %s follow-up scan(s) for period %s", count, period)
     return count
-
-
-def scan_job_id(connection_id: int, period: int) -> str:
-    """The job id of a connection's scheduled scan in one period (the same id is enqueued once)."""
-    return f"followups-scan-{int(connection_id)}-{int(period)}"
 
 
 @job(SCHEDULED, timeout=1800, retry_intervals=(60, 300, 900))
 def scan_connection_followups(connection_id: int) -> dict[str, Any]:
     """Run the follow-up scan of one connection now; return what it did."""
-    return followups.scan_connection(int(connection_id)).to_json()
+    return followups.scan_connection(runtime().sync_services(), int(connection_id)).to_json()
 
 
 @job(SYNC, timeout=300, retry_intervals=(30, 120, 600))
 def scan_invoice_followups(connection_id: int, qbo_invoice_id: str) -> dict[str, Any]:
     """Bring one invoice's follow-ups up to date (after it was synced); return what was done."""
-    return followups.scan_invoice(int(connection_id), str(qbo_invoice_id)).to_json()
+    return followups.scan_invoice(runtime().sync_services(), int(connection_id), str(qbo_invoice_id)).to_json()
 
 
 @job(SYNC, timeout=300, retry_intervals=(30, 120, 600))
 def close_invoice_followups(connection_id: int, qbo_invoice_id: str, reason: str) -> dict[str, Any]:
     """Complete one invoice's open follow-ups with ``reason`` (paid, voided, deleted, moved, ...)."""
-    return followups.close_followups(int(connection_id), str(qbo_invoice_id), reason).to_json()
+    return followups.close_followups(runtime().sync_services(), int(connection_id), str(qbo_invoice_id),
+                                     reason).to_json()
 
 
-def enqueue_invoice_scan(redis: Redis, prefix: str, connection_id: int, qbo_invoice_id: str) -> Job | None:
+def enqueue_invoice_scan(redis: Redis, keys: RedisKeys, connection_id: int, qbo_invoice_id: str) -> Job | None:
     """Enqueue scan_invoice_followups for one invoice; None when one is already waiting (it reads fresh state)."""
-    return enqueue(redis, prefix, scan_invoice_followups, int(connection_id), str(qbo_invoice_id),
-                   job_id=f"followups-invoice-{int(connection_id)}-{_safe(str(qbo_invoice_id))}")
+    return enqueue(redis, keys, scan_invoice_followups, int(connection_id), str(qbo_invoice_id),
+                   job_id=JobIds.followup_invoice(connection_id, qbo_invoice_id))
 
 
-def enqueue_after_sync(redis: Redis, prefix: str, connection_id: int, invoice_ids: Iterable[str]) -> int:
+def enqueue_after_sync(redis: Redis, keys: RedisKeys, connection_id: int, invoice_ids: Iterable[str]) -> int:
     """Ask for a follow-up check of every invoice a sync job just changed; return how many scans were queued."""
     return sum(1 for invoice_id in sorted(invoice_ids)
-               if enqueue_invoice_scan(redis, prefix, connection_id, invoice_id) is not None)
-
-
-def _safe(key: str) -> str:
-    """``key`` as a job-id part: RQ allows only letters, digits, ``_`` and ``-``; a hash keeps it unique."""
-    safe = re.sub(r"[^A-Za-z0-9_-]", "_", key)[:64]
-    return safe if safe == key else f"{safe}_{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+               if enqueue_invoice_scan(redis, keys, connection_id, invoice_id) is not None)

@@ -1,8 +1,8 @@
 """QuickBooks housekeeping jobs: keeping idle connections' tokens alive and reading company details.
 
 A busy connection refreshes its access token every hour as it works, which also renews its refresh token
-(FACTS §1.5). An idle one does not, and its refresh token would eventually lapse. Every six hours the scheduler
-runs ``refresh_idle_tokens``, which queues one ``refresh_connection_tokens`` job per connected connection that
+(docs/qbo/facts.md §1.4). An idle one does not, and its refresh token would eventually lapse. Every six hours the
+scheduler runs ``refresh_idle_tokens``, which queues one ``refresh_connection_tokens`` job per connected connection that
 has been idle for a week (its access token expired more than ``IDLE_AFTER`` ago) or whose refresh token expires
 within ``EXPIRING_WITHIN``. The refresh goes through the TokenManager (Redis lock, re-read, save before use),
 which also records the new refresh token's expiry, and marks the connection "needs reconnect" on invalid_grant.
@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 
 from crm_qb.db import db, utcnow
+from crm_qb.keys import JobIds
 from crm_qb.models import Connection, QboStatus
 from crm_qb.qbo.company import refresh_company
-from crm_qb.qbo.services import qbo_services
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
 from workers.queues import SCHEDULED, SYNC, enqueue, job
@@ -47,24 +47,14 @@ def connections_due_for_refresh(now: datetime, only: int | None = None) -> list[
     return ids
 
 
-def refresh_job_id(connection_id: int | str) -> str:
-    """The deterministic job id of a connection's token refresh."""
-    return f"qbo-refresh-tokens-{connection_id}"
-
-
-def load_company_job_id(connection_id: int | str) -> str:
-    """The deterministic job id of reading a connection's company details."""
-    return f"qbo-load-company-{connection_id}"
-
-
 @job(SCHEDULED, timeout=300)
 def refresh_idle_tokens() -> int:
     """Queue a token refresh for every connection due one (see the module docstring); return how many."""
     rt = runtime()
     ids = connections_due_for_refresh(utcnow())
     for connection_id in ids:
-        enqueue(rt.redis, rt.settings.queue_prefix, refresh_connection_tokens, str(connection_id),
-                job_id=refresh_job_id(connection_id))
+        enqueue(rt.redis, rt.keys, refresh_connection_tokens, str(connection_id),
+                job_id=JobIds.refresh_tokens(connection_id))
     log.info("QBO idle token refresh: %d connection(s) queued", len(ids))
     return len(ids)
 
@@ -79,7 +69,7 @@ def refresh_connection_tokens(connection_id: str) -> str:
     if not connections_due_for_refresh(utcnow(), only=int(connection_id)):
         return "skipped"  # refreshed, disconnected or marked since it was queued
     try:
-        qbo_services().tokens.access_token(connection_id)
+        runtime().qbo().tokens.access_token(connection_id)
     except NeedsReconnectError:
         log.warning("QBO idle refresh: connection needs reconnect connection=%s", connection_id)
         return "needs_reconnect"
@@ -97,7 +87,7 @@ def load_company_details(connection_id: str) -> str:
         db.session.rollback()
         return "skipped"
     try:
-        with qbo_services().client_for(connection) as client:
+        with runtime().qbo().client_for(connection) as client:
             refresh_company(db.session, connection, client)
     except NeedsReconnectError:
         db.session.rollback()

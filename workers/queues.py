@@ -1,9 +1,9 @@
 """Queue names, the job decorator and enqueueing: declared once, here.
 
 Jobs are plain module functions taking JSON-safe ids; ``@job(...)`` only records which queue they run on and
-their timeout/retry policy. Nothing here opens a connection at import time: callers pass the Redis client.
-Job ids are deterministic, so enqueueing the same work twice while it waits is a no-op (``unique=True``), and
-the sweep can tell whether an event's job is still alive.
+their timeout/retry policy. Nothing here opens a connection at import time: callers pass the Redis client and
+the installation's keys. Job ids are deterministic (``crm_qb.keys.JobIds``), so enqueueing the same work twice
+while it waits is a no-op (``unique=True``), and the sweep can tell whether an event's job is still alive.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.worker import Worker
+
+from crm_qb.keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -53,37 +55,37 @@ def job(queue: str, *, timeout: int = 300, retry_intervals: tuple[int, ...] = ()
     return mark
 
 
-def queue(redis: Redis, name: str, prefix: str) -> Queue:
-    """The RQ queue ``name`` under the installation's ``prefix``."""
-    return Queue(f"{prefix}.{name}", connection=redis)
+def queue(redis: Redis, name: str, keys: RedisKeys) -> Queue:
+    """The RQ queue ``name`` of the installation."""
+    return Queue(keys.queue(name), connection=redis)
 
 
-def all_queues(redis: Redis, prefix: str) -> list[Queue]:
+def all_queues(redis: Redis, keys: RedisKeys) -> list[Queue]:
     """Every queue, in the order a worker should serve them (ingress first)."""
-    return [queue(redis, name, prefix) for name in QUEUE_NAMES]
+    return [queue(redis, name, keys) for name in QUEUE_NAMES]
 
 
-def enqueue(redis: Redis, prefix: str, func: Callable[..., Any], *args: Any, job_id: str) -> Job | None:
+def enqueue(redis: Redis, keys: RedisKeys, func: Callable[..., Any], *args: Any, job_id: str) -> Job | None:
     """Enqueue ``func(*args)`` under ``job_id``; return None when that job is already waiting or running."""
     try:
-        return _enqueue_unique(redis, prefix, func, args, job_id)
+        return _enqueue_unique(redis, keys, func, args, job_id)
     except DuplicateJobError:
         existing = _fetch(redis, job_id)
         if existing is not None and not _is_finished_or_abandoned(redis, existing):
             return None
         if existing is not None:
             existing.delete()
-        return _enqueue_unique(redis, prefix, func, args, job_id)
+        return _enqueue_unique(redis, keys, func, args, job_id)
 
 
 def _enqueue_unique(
-    redis: Redis, prefix: str, func: Callable[..., Any], args: tuple[Any, ...], job_id: str
+    redis: Redis, keys: RedisKeys, func: Callable[..., Any], args: tuple[Any, ...], job_id: str
 ) -> Job:
     spec: JobSpec = func.job_spec  # type: ignore[attr-defined]
     retry = None
     if spec.retry_intervals:
         retry = Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals))
-    return queue(redis, spec.queue, prefix).enqueue_call(
+    return queue(redis, spec.queue, keys).enqueue_call(
         func, args=args, job_id=job_id, timeout=spec.timeout, retry=retry, unique=True,
         result_ttl=600, failure_ttl=7 * 24 * 3600,
     )

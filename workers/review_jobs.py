@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from flask import current_app
 from rq import get_current_job
 
-from crm_qb.sync.conflict_review import flip, plan_flip
+from crm_qb.runtime import runtime
+from crm_qb.sync.customers.conflict_review import flip, plan_flip
 from workers.queues import SYNC, job
-
-
-def flip_job_id(conflict_id: int) -> str:
-    """The job id of the flip of ``conflict_id`` (one at a time per conflict)."""
-    return f"flip-conflict-{conflict_id}"
 
 
 @job(SYNC, timeout=300, retry_intervals=(10, 60, 300))
@@ -19,5 +14,5 @@ def flip_conflict(connection_id: int, conflict_id: int) -> str:
     """Flip a conflict to the losing value on both sides (re-checked here: it may have changed since the click)."""
     plan = plan_flip(connection_id, conflict_id)
     current = get_current_job()
-    flip(current_app._get_current_object(), plan, current.id if current else None)  # type: ignore[attr-defined]
+    flip(runtime().sync_services(), plan, current.id if current else None)
     return "flipped"

@@ -17,6 +17,7 @@ from flask import Flask
 from redis.exceptions import RedisError
 from rq.scheduler import RQScheduler
 
+from crm_qb.keys import JobIds
 from crm_qb.runtime import runtime
 from workers import followup_jobs, jobs, qbo_jobs, sync_jobs
 from workers.queues import all_queues, enqueue
@@ -48,11 +49,10 @@ def tick(app: Flask, now: float, periodic: tuple[Periodic, ...] = PERIODIC) -> l
     enqueued = []
     for item in periodic:
         period = int(now // item.every)
-        key = f"{rt.settings.queue_prefix}:schedule:{item.name}:{period}"
-        if rt.redis.set(key, "1", nx=True, ex=item.every * 2):
-            job_id = f"{item.name}-{period}"
+        if rt.redis.set(rt.keys.schedule_tick(item.name, period), "1", nx=True, ex=item.every * 2):
+            job_id = JobIds.periodic(item.name, period)
             with app.app_context():
-                if enqueue(rt.redis, rt.settings.queue_prefix, item.func, job_id=job_id):
+                if enqueue(rt.redis, rt.keys, item.func, job_id=job_id):
                     enqueued.append(job_id)
     return enqueued
 
@@ -61,7 +61,7 @@ def run_scheduler(app: Flask, stop: threading.Event, interval: float = 1.0) -> N
     """Tick every ``interval`` seconds until ``stop`` is set; Redis outages are logged and waited out."""
     log.info("scheduler started: %s", ", ".join(f"{p.name} every {p.every}s" for p in PERIODIC))
     rt = runtime(app)
-    delayed = RQScheduler([q.name for q in all_queues(rt.redis, rt.settings.queue_prefix)], connection=rt.redis)
+    delayed = RQScheduler([q.name for q in all_queues(rt.redis, rt.keys)], connection=rt.redis)
     while not stop.is_set():
         try:
             for job_id in tick(app, time.time()):

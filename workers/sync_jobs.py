@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app
 from rq import get_current_job
 from sqlalchemy import select
 
 from crm_qb.db import db, utcnow
+from crm_qb.keys import JobIds
 from crm_qb.models import Connection, QboStatus
 from crm_qb.runtime import runtime
-from crm_qb.sync.backfill import run_backfill
-from crm_qb.sync.context import build_context, connection_lock
-from crm_qb.sync.poll import poll_changes
-from crm_qb.sync.sync_settings import sync_settings_of
-from workers.followup_jobs import enqueue_after_sync, scan_connection_followups
+from crm_qb.sync.context import build_context
+from crm_qb.sync.pipeline.backfill import run_backfill
+from crm_qb.sync.pipeline.poll import poll_changes
+from crm_qb.sync.settings import sync_settings_of
+from workers.followup_jobs import scan_connection_followups
 from workers.queues import SCHEDULED, SYNC, enqueue, job
 
 log = logging.getLogger(__name__)
@@ -24,18 +24,16 @@ log = logging.getLogger(__name__)
 @job(SYNC, timeout=900, retry_intervals=(30, 120, 300))
 def poll_qbo_connection(connection_id: int) -> int:
     """Catch up one connection with QBO's CDC under its sync lock; return how many objects were seen."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    rt = runtime(app)
-    current = get_current_job()
-    ctx = build_context(app, connection_id, current.id if current else None)
+    services = runtime().sync_services()
+    ctx = build_context(services, connection_id, _job_id())
     try:
         if not ctx.settings.enabled:
             return 0
-        with connection_lock(rt.redis, rt.settings.queue_prefix, connection_id):
+        with services.connection_lock(connection_id):
             return poll_changes(ctx)
     finally:
         ctx.close()
-        enqueue_after_sync(rt.redis, rt.settings.queue_prefix, connection_id, ctx.invoices_changed)
+        services.jobs.check_followups(connection_id, ctx.invoices_changed)
 
 
 @job(SCHEDULED, timeout=120)
@@ -58,30 +56,28 @@ def schedule_cdc_polls() -> int:
     for connection_id, every, never_synced in due:
         period = int(now.timestamp() // every)
         if never_synced:
-            queued = enqueue(rt.redis, rt.settings.queue_prefix, backfill_connection, connection_id,
-                             job_id=backfill_job_id(connection_id))
+            queued = enqueue(rt.redis, rt.keys, backfill_connection, connection_id,
+                             job_id=JobIds.backfill(connection_id))
         else:
-            queued = enqueue(rt.redis, rt.settings.queue_prefix, poll_qbo_connection, connection_id,
-                             job_id=f"cdc-poll-{connection_id}-{period}")
+            queued = enqueue(rt.redis, rt.keys, poll_qbo_connection, connection_id,
+                             job_id=JobIds.cdc_poll(connection_id, period))
         count += 1 if queued else 0
     if count:
         log.info("enqueued %s CDC poll(s)", count)
     return count
 
 
-def backfill_job_id(connection_id: int) -> str:
-    """The deterministic id of a connection's backfill job (one waiting or running at a time)."""
-    return f"backfill-{connection_id}"
-
-
 @job(SYNC, timeout=6 * 3600, retry_intervals=(60, 300, 900))
 def backfill_connection(connection_id: int) -> dict[str, object]:
     """Backfill one connection in full (customers, transactions, contacts; then the CDC cursor); return the report."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    current = get_current_job()
-    report = run_backfill(app, connection_id, job_id=current.id if current else None)
-    rt = runtime(app)
+    rt = runtime()
+    report = run_backfill(rt.sync_services(), connection_id, job_id=_job_id())
     # A backfill can touch thousands of invoices: one scan of the connection, not one job per invoice.
-    enqueue(rt.redis, rt.settings.queue_prefix, scan_connection_followups, connection_id,
-            job_id=f"followups-after-backfill-{connection_id}")
+    enqueue(rt.redis, rt.keys, scan_connection_followups, connection_id,
+            job_id=JobIds.followups_after_backfill(connection_id))
     return report.to_json()
+
+
+def _job_id() -> str | None:
+    current = get_current_job()
+    return current.id if current else None

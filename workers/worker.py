@@ -33,7 +33,7 @@ class AppWorker(SimpleWorker):
 def build_worker(app: Flask, name: str | None = None) -> AppWorker:
     """A worker for ``app`` serving every queue, ingress first."""
     rt = runtime(app)
-    worker = AppWorker(all_queues(rt.redis, rt.settings.queue_prefix), connection=rt.redis, name=name)
+    worker = AppWorker(all_queues(rt.redis, rt.keys), connection=rt.redis, name=name)
     worker.flask_app = app
     return worker
 

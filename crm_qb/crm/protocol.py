@@ -1,4 +1,4 @@
-"""What crm-qb needs from a CRM (DESIGN.md section 6), as a Protocol and typed, immutable results.
+"""What crm-qb needs from a CRM (docs/architecture.md §5), as a Protocol and typed, immutable results.
 
 Field names in ``changes`` mappings are the section 6 wire names (``first_name``, ``billing_address``, ...);
 an address in ``changes`` may be partial (the parts given are replaced) or None (cleared).
@@ -11,33 +11,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from crm_qb.address import Address
 from crm_qb.crm.errors import CrmProtocolError
 
-ADDRESS_PARTS = ("line1", "line2", "city", "region", "postal_code", "country")
 CONTACT_TEXT_FIELDS = ("first_name", "last_name", "company", "display_name", "email", "phone", "mobile",
                        "notes", "website", "owner_id")
-
-
-@dataclass(frozen=True)
-class Address:
-    """A postal address; every part may be None."""
-
-    line1: str | None = None
-    line2: str | None = None
-    city: str | None = None
-    region: str | None = None
-    postal_code: str | None = None
-    country: str | None = None
-
-    @classmethod
-    def from_json(cls, data: Any) -> Address:
-        """Build from the wire object (None or missing parts mean unset)."""
-        data = data or {}
-        return cls(**{part: _text(data, part) for part in ADDRESS_PARTS})
-
-    def to_json(self) -> dict[str, str | None]:
-        """Return the wire object."""
-        return {part: getattr(self, part) for part in ADDRESS_PARTS}
 
 
 @dataclass(frozen=True)
@@ -165,6 +143,10 @@ class CrmConnector(Protocol):
 
     def put_quickbooks_summary(self, contact_id: str, summary: Mapping[str, Any]) -> None:
         """Store the billing summary on the contact, for CRMs that keep it natively."""
+        ...
+
+    def close(self) -> None:
+        """Release the connector's HTTP sessions; the connector is not used afterwards."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""The REST connector: ``CrmConnector`` over the HTTP contract of DESIGN.md section 6.
+"""The REST connector (CRM kind ``rest``): ``CrmConnector`` over the HTTP contract of docs/architecture.md §5.
 
 Retries happen here, within one call, for failures that are over quickly (5xx, 429, lost connections,
 timeouts), with exponential backoff and jitter, honouring Retry-After. A Retry-After longer than
@@ -37,14 +37,23 @@ from crm_qb.crm.errors import (
     VersionConflictError,
 )
 from crm_qb.crm.protocol import Contact, ContactPage, NewTask, Task
+from crm_qb.crypto import SecretBox
+from crm_qb.models import Connection
 
 log = logging.getLogger(__name__)
+
+KIND = "rest"
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 MAX_RETRY_AFTER = 30.0
 UNSENT_SAFE_STATUSES = (429, 503)
 EMAIL_PAGE_SIZE = 100
+
+
+def connector_for(connection: Connection, secrets: SecretBox) -> RestConnector:
+    """The REST connector of a connection of kind ``rest``: its CRM URL and its decrypted token."""
+    return RestConnector(connection.crm_base_url, secrets.decrypt(connection.crm_token_encrypted))
 
 
 class RestConnector:
@@ -179,7 +188,7 @@ def _delay(failure: _Failure, attempt: int) -> float | None:
     """Seconds to wait before retrying, or None to give up now (not retryable, or Retry-After too long)."""
     if not failure.retryable:
         return None
-    hint = getattr(failure.error, "retry_after", None)
+    hint = failure.error.retry_after if isinstance(failure.error, CrmTransientError) else None
     if hint is not None:
         return hint if hint <= MAX_RETRY_AFTER else None
     return backoff_delay(attempt)
@@ -187,7 +196,7 @@ def _delay(failure: _Failure, attempt: int) -> float | None:
 
 def backoff_delay(attempt: int) -> float:
     """Exponential backoff (0.5 s doubling, capped at 8 s) with jitter over the upper half, so clients spread."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt)
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** attempt)
     return ceiling * (0.5 + random.random() / 2)
 
 

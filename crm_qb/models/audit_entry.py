@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm_qb.db import UTCDateTime, db, utcnow
+from crm_qb.db import db
+from crm_qb.models.mixins import CreatedAt
 from crm_qb.models.types import JSONType
 
 
-class AuditEntry(db.Model):  # type: ignore[name-defined,misc]
+class AuditEntry(CreatedAt, db.Model):  # type: ignore[name-defined,misc]
     """What happened (action, direction, entity, field diff), its outcome, and where to trace it."""
 
     __tablename__ = "audit_entries"
@@ -30,4 +30,3 @@ class AuditEntry(db.Model):  # type: ignore[name-defined,misc]
     outcome: Mapped[str] = mapped_column(String(32), default="ok")
     message: Mapped[str | None] = mapped_column(Text)
     intuit_tid: Mapped[str | None] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm_qb.db import UTCDateTime, db, utcnow
+from crm_qb.db import UTCDateTime, db
+from crm_qb.models.mixins import ConnectionOwned, CreatedAt
 from crm_qb.models.types import JSONType, value_enum
 
 
@@ -21,13 +22,13 @@ class ConflictStatus(enum.Enum):
     FLIPPED = "flipped"
 
 
-class Conflict(db.Model):  # type: ignore[name-defined,misc]
+class Conflict(ConnectionOwned, CreatedAt, db.Model):  # type: ignore[name-defined,misc]
     """One field conflict: both values, both change times, the winner and the rule that chose it."""
 
     __tablename__ = "conflicts"
+    __table_args__ = (db.Index("ix_conflicts_connection_id", "connection_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), index=True)
     contact_link_id: Mapped[int | None] = mapped_column(ForeignKey("contact_links.id", ondelete="SET NULL"))
     field: Mapped[str] = mapped_column(String(64))
     qbo_value: Mapped[Any] = mapped_column(JSONType, nullable=True)
@@ -37,5 +38,4 @@ class Conflict(db.Model):  # type: ignore[name-defined,misc]
     winner: Mapped[str] = mapped_column(String(8))
     rule: Mapped[str] = mapped_column(String(32))
     status: Mapped[ConflictStatus] = mapped_column(value_enum(ConflictStatus), default=ConflictStatus.DECIDED)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -6,14 +6,15 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm_qb.db import UTCDateTime, db, utcnow
+from crm_qb.db import UTCDateTime, db
+from crm_qb.models.mixins import ConnectionOwned, Timestamps, UpdatedAt
+from crm_qb.models.types import JSONType, value_enum
 
 if TYPE_CHECKING:
     from crm_qb.models.contact_link import ContactLink
-from crm_qb.models.types import JSONType, value_enum
 
 
 class QboStatus(enum.Enum):
@@ -25,13 +26,15 @@ class QboStatus(enum.Enum):
     DISCONNECTED = "disconnected"
 
 
-class Connection(db.Model):  # type: ignore[name-defined,misc]
+class Connection(Timestamps, db.Model):  # type: ignore[name-defined,misc]
     """A CRM account and its QBO company, with their encrypted credentials and per-connection settings."""
 
     __tablename__ = "connections"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # Which connector talks to the CRM (crm_qb.crm.factory.KINDS); "rest": the REST contract, docs/architecture.md §5.
+    crm_kind: Mapped[str] = mapped_column(String(32), default="rest", server_default="rest")
     crm_base_url: Mapped[str] = mapped_column(String(500))
     crm_token_encrypted: Mapped[str] = mapped_column(Text)
     crm_hook_secret_encrypted: Mapped[str] = mapped_column(Text)
@@ -51,8 +54,6 @@ class Connection(db.Model):  # type: ignore[name-defined,misc]
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     cdc_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     contact_links: Mapped[list[ContactLink]] = relationship(back_populates="connection")
 
@@ -60,17 +61,16 @@ class Connection(db.Model):  # type: ignore[name-defined,misc]
         return f"<Connection {self.id} realm={self.qbo_realm_id} {self.qbo_status.value}>"
 
 
-class QboReference(db.Model):  # type: ignore[name-defined,misc]
+class QboReference(ConnectionOwned, UpdatedAt, db.Model):  # type: ignore[name-defined,misc]
     """A QBO reference-list entry (a term or payment method) so ids can be shown by name."""
 
     __tablename__ = "qbo_references"
-    __table_args__ = (db.UniqueConstraint("connection_id", "kind", "qbo_id"),)
+    __table_args__ = (db.UniqueConstraint("connection_id", "kind", "qbo_id"),
+                      db.Index("ix_qbo_references_connection_id", "connection_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     qbo_id: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(500))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -6,14 +6,15 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm_qb.db import UTCDateTime, db, utcnow
+from crm_qb.db import UTCDateTime, db
+from crm_qb.models.mixins import ConnectionOwned, Timestamps
+from crm_qb.models.types import JSONType, value_enum
 
 if TYPE_CHECKING:
     from crm_qb.models.connection import Connection
-from crm_qb.models.types import JSONType, value_enum
 
 
 class LinkState(enum.Enum):
@@ -24,17 +25,17 @@ class LinkState(enum.Enum):
     UNLINKED = "unlinked"
 
 
-class ContactLink(db.Model):  # type: ignore[name-defined,misc]
+class ContactLink(ConnectionOwned, Timestamps, db.Model):  # type: ignore[name-defined,misc]
     """One CRM contact and its QBO customer; ``base`` holds the canonical values of the last agreement."""
 
     __tablename__ = "contact_links"
     __table_args__ = (
         db.UniqueConstraint("connection_id", "crm_contact_id"),
         db.UniqueConstraint("connection_id", "qbo_customer_id"),
+        db.Index("ix_contact_links_connection_id", "connection_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), index=True)
     crm_contact_id: Mapped[str | None] = mapped_column(String(128))
     qbo_customer_id: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[LinkState] = mapped_column(value_enum(LinkState), default=LinkState.LINKED)
@@ -47,7 +48,5 @@ class ContactLink(db.Model):  # type: ignore[name-defined,misc]
     crm_version: Mapped[str | None] = mapped_column(String(64))
     crm_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     qbo_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     connection: Mapped[Connection] = relationship(back_populates="contact_links")

@@ -6,14 +6,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Boolean, Date, ForeignKey, Integer, String
+from sqlalchemy import Boolean, Date, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm_qb.db import UTCDateTime, db, utcnow
+from crm_qb.db import UTCDateTime, db
+from crm_qb.models.mixins import ConnectionOwned, Timestamps
 from crm_qb.models.types import ExactDecimal, JSONType
 
 
-class FolderItem(db.Model):  # type: ignore[name-defined,misc]
+class FolderItem(ConnectionOwned, Timestamps, db.Model):  # type: ignore[name-defined,misc]
     """One QBO transaction (invoice, payment, estimate, sales receipt, ...) of one customer."""
 
     __tablename__ = "folder_items"
@@ -23,7 +24,6 @@ class FolderItem(db.Model):  # type: ignore[name-defined,misc]
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     qbo_customer_id: Mapped[str] = mapped_column(String(64))
     txn_type: Mapped[str] = mapped_column(String(32))
     qbo_id: Mapped[str] = mapped_column(String(64))
@@ -43,5 +43,3 @@ class FolderItem(db.Model):  # type: ignore[name-defined,misc]
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     qbo_sync_token: Mapped[str | None] = mapped_column(String(32))
     qbo_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

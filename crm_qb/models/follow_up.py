@@ -5,10 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm_qb.db import UTCDateTime, db, utcnow
+from crm_qb.db import UTCDateTime, db
+from crm_qb.models.mixins import ConnectionOwned, CreatedAt
 from crm_qb.models.types import value_enum
 
 
@@ -21,19 +22,17 @@ class FollowUpStatus(enum.Enum):
     CLOSED_BY_USER = "closed_by_user"
 
 
-class FollowUp(db.Model):  # type: ignore[name-defined,misc]
+class FollowUp(ConnectionOwned, CreatedAt, db.Model):  # type: ignore[name-defined,misc]
     """At most one per (connection, invoice, rule): the unique constraint decides, not check-then-insert."""
 
     __tablename__ = "follow_ups"
     __table_args__ = (db.UniqueConstraint("connection_id", "qbo_invoice_id", "rule_days"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     qbo_invoice_id: Mapped[str] = mapped_column(String(64))
     rule_days: Mapped[int] = mapped_column(Integer)
     crm_contact_id: Mapped[str] = mapped_column(String(128))
     crm_task_id: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[FollowUpStatus] = mapped_column(value_enum(FollowUpStatus), default=FollowUpStatus.PENDING)
     status_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

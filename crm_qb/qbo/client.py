@@ -3,7 +3,7 @@
 Every call sends ``minorversion``, asks for JSON, goes through the realm's shared rate budget, logs Intuit's
 ``intuit_tid`` and turns faults into typed errors (``faults.py``). Writes carry a ``requestid`` that stays the
 same across the retries of one logical write, so QuickBooks answers a repeated write with the first result
-instead of performing it twice (FACTS §2.4). Transient failures are retried with exponential backoff and
+instead of performing it twice (docs/qbo/facts.md §2.4). Transient failures are retried with exponential backoff and
 full jitter; a throttled call waits the 60 s Intuit asks for; a 401 refreshes the token once.
 """
 
@@ -46,6 +46,7 @@ CDC_MAX_OBJECTS = 1000  # Intuit's cap per CDC answer
 BATCH_MAX_ITEMS = 30  # Intuit's limit per batch request
 BATCH_ID_MAX_LENGTH = 10  # bId limit when the batch carries a requestid
 CDC_OVERLAP = timedelta(seconds=1)  # re-read the boundary second: QBO times have one-second resolution
+READ_MANY_CHUNK = 200  # ids per Id IN (...) query: a drain batch's ids of one type in one query
 
 _ENTITY_NAME = re.compile(r"^[A-Za-z]+$")
 _VOID_BY_OPERATION = frozenset({"invoice", "salesreceipt"})
@@ -184,7 +185,7 @@ class QboClient:
         return _entity(self._call("POST", segment, params={"operation": "delete"}, body=body, write=True), entity)
 
     def void(self, entity: str, id: str, sync_token: str) -> dict[str, Any]:
-        """Void a transaction by its entity's rule (FACTS §9): amounts zeroed, the transaction kept."""
+        """Void a transaction by its entity's rule (docs/qbo/facts.md §9.3-9.6): amounts zeroed, transaction kept."""
         segment = _segment(entity)
         body: dict[str, Any]
         if segment in _VOID_BY_OPERATION:
@@ -217,6 +218,19 @@ class QboClient:
             if len(rows) < page_size:
                 return
             start += page_size
+
+    def read_many(self, entity: str, ids: Iterable[str], *, include_inactive: bool = False,
+                  chunk: int = READ_MANY_CHUNK) -> dict[str, dict[str, Any]]:
+        """The ``entity`` objects with these ids by id, one ``Id IN (...)`` query per ``chunk``; missing ids absent."""
+        _segment(entity)
+        wanted = sorted(set(ids))
+        extra = " AND Active IN (true, false)" if include_inactive else ""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), chunk):
+            quoted = ", ".join(f"'{escape(i)}'" for i in wanted[start:start + chunk])
+            answer = self.query(f"SELECT * FROM {entity} WHERE Id IN ({quoted}){extra} MAXRESULTS 1000")
+            found.update({str(row["Id"]): row for row in _rows(answer.get("QueryResponse"), entity)})
+        return found
 
     # -- change data capture ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from crm_qb.models import Connection, QboReference
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 TERM = "term"
 PAYMENT_METHOD = "payment_method"
 REFERENCE_ENTITIES = {TERM: "Term", PAYMENT_METHOD: "PaymentMethod"}
-_ALL_ROWS = "Active IN (true, false)"  # without it QBO returns active entries only (FACTS §12.10)
+_ALL_ROWS = "Active IN (true, false)"  # without it QBO returns active entries only (docs/qbo/facts.md §5)
 
 
 class QueryClient(Protocol):
@@ -91,7 +91,10 @@ def read_company(client: QueryClient) -> CompanyDetails:
     return CompanyDetails(details.name, details.home_currency, details.multicurrency, details.timezone, references)
 
 
-def store_company(session: Session, connection: Connection, details: CompanyDetails) -> None:
+DbSession = Session | scoped_session[Any]
+
+
+def store_company(session: DbSession, connection: Connection, details: CompanyDetails) -> None:
     """Write ``details`` onto ``connection`` and upsert its reference rows (the caller commits)."""
     connection.qbo_company_name = details.name[:500] if details.name else None
     connection.home_currency = details.home_currency
@@ -111,7 +114,7 @@ def store_company(session: Session, connection: Connection, details: CompanyDeta
     log.info("QBO company details stored connection=%s references=%d", connection.id, len(details.references))
 
 
-def refresh_company(session: Session, connection: Connection, client: QueryClient) -> CompanyDetails:
+def refresh_company(session: DbSession, connection: Connection, client: QueryClient) -> CompanyDetails:
     """Read the company behind ``client`` and store it on ``connection`` (the caller commits)."""
     details = read_company(client)
     store_company(session, connection, details)

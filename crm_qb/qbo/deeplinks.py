@@ -1,21 +1,13 @@
-"""Links into the QuickBooks web app for customers and transactions (DESIGN §4 contract, FACTS §10)."""
+"""Links into the QuickBooks web app for customers and transactions.
+
+The forms are a contract CRMs rely on (docs/architecture.md §4); the evidence for them is docs/qbo/facts.md §10.
+"""
 
 from __future__ import annotations
 
-from types import MappingProxyType
 from urllib.parse import quote
 
 from crm_qb.qbo.environments import DEFAULTS, check_environment
-
-# QuickBooks web app page per transaction type; a received payment's page is "recvpayment".
-_TRANSACTION_PAGES = MappingProxyType({
-    "invoice": "invoice",
-    "estimate": "estimate",
-    "salesreceipt": "salesreceipt",
-    "payment": "recvpayment",
-    "creditmemo": "creditmemo",
-    "refundreceipt": "refundreceipt",
-})
 
 
 def app_base_for(environment: str, override: str | None = None) -> str:
@@ -33,13 +25,9 @@ def customer_link(app_base: str, id: str) -> str:
     return f"{_normalise(app_base)}/app/customerdetail?nameId={quote(str(id), safe='')}"
 
 
-def transaction_link(app_base: str, txn_type: str, id: str) -> str:
-    """The transaction's page: Invoice, Estimate, SalesReceipt, Payment, CreditMemo or RefundReceipt."""
-    page = _TRANSACTION_PAGES.get(txn_type.lower())
-    if page is None:
-        raise ValueError(f"no QuickBooks web page for transaction type {txn_type!r}; expected one of "
-                         "Invoice, Estimate, SalesReceipt, Payment, CreditMemo, RefundReceipt")
-    return f"{_normalise(app_base)}/app/{page}?txnId={quote(str(id), safe='')}"
+def transaction_link(app_base: str, page: str, id: str) -> str:
+    """The transaction's ``page`` (``invoice``, ``recvpayment``, ...: each type's page is in its registry entry)."""
+    return f"{_normalise(app_base)}/app/{quote(page, safe='')}?txnId={quote(str(id), safe='')}"
 
 
 def _normalise(app_base: str) -> str:

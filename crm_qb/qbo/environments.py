@@ -1,4 +1,6 @@
-"""Where each QuickBooks environment lives: OAuth discovery document, API base and web app base (FACTS §1.1, §2.1, §10).
+"""Where each QuickBooks environment lives: OAuth discovery document, API base and web app base.
+
+The addresses are in docs/qbo/facts.md §1.1, §2.1 and §10.
 
 ``production`` and ``sandbox`` are Intuit's; ``local`` is the project's own QBO sandbox, whose addresses are
 only known at run time and so must all be given as overrides.

@@ -1,6 +1,6 @@
 """QuickBooks faults: one tolerant parser for every error shape Intuit sends, into typed errors.
 
-Shapes handled (FACTS §2.5): the data-service ``Fault`` (JSON, also inside an HTTP 200 body), the gateway's
+Shapes handled (docs/qbo/facts.md §2.5): the data-service ``Fault`` (JSON, also inside an HTTP 200 body), the gateway's
 lowercase ``fault`` with an epoch-millisecond ``time``, XML ``IntuitResponse`` faults (throttling answers in
 XML even when JSON was asked for), a ``Fault`` nested in a ``QueryResponse``, and batch item faults. Keys and
 tags are matched case-insensitively because Intuit spells them both ways.

@@ -1,4 +1,4 @@
-"""OAuth 2 with Intuit: discovery, the consent URL, code exchange, refresh and revocation (FACTS §1).
+"""OAuth 2 with Intuit: discovery, the consent URL, code exchange, refresh and revocation (docs/qbo/facts.md §1).
 
 Token calls use requests-oauthlib's ``OAuth2Session`` with ``client_secret_basic`` (an ``Authorization:
 Basic`` header and a form-encoded body), as Intuit's own client does.
@@ -194,7 +194,8 @@ def revoke(client_id: str, client_secret: str, token: str, discovery: Discovery,
         def call() -> requests.Response:
             response = oauth.post(_as_https(endpoint), json={"token": token},
                                   auth=HTTPBasicAuth(client_id, client_secret),
-                                  headers={"Accept": "application/json"}, timeout=timeout, withhold_token=True)
+                                  headers={"Accept": "application/json"}, timeout=timeout,
+                                  withhold_token=True)  # type: ignore[call-arg]  # in requests-oauthlib, not its stub
             return _check_token_response(response)
         _token_call(call)
     log.info("QBO token revoked")

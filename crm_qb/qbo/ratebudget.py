@@ -1,6 +1,6 @@
 """A per-company request budget shared by every process through Redis.
 
-Intuit allows 500 requests per minute and 10 in flight per realm and app (FACTS §4). Each request takes a
+Intuit allows 500 requests per minute and 10 in flight per realm and app (docs/qbo/facts.md §4). Each request takes a
 *slot*: one entry in a rolling-window sorted set (scored by grant, then release time) and one lease in an
 in-flight sorted set (scored by lease expiry). Both checks and the grant happen in one Lua script, so no two
 processes can take the last slot. A lease expires on its own, so a process killed with -9 gives its slot back after
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from crm_qb.errors import TransientError
+from crm_qb.keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class RateBudget:
         window: float = 60.0,
         lease_seconds: float = 150.0,
         poll_interval: float = 0.05,
-        key_prefix: str = "qbo:budget",
+        keys: RedisKeys | None = None,
     ) -> None:
         if per_minute < 1 or concurrent < 1:
             raise ValueError(f"per_minute and concurrent must be positive, got {per_minute!r}, {concurrent!r}")
@@ -100,7 +101,7 @@ class RateBudget:
         self._window = window
         self._lease_seconds = lease_seconds  # longer than any request may run (Intuit times out at 120 s)
         self._poll = poll_interval
-        self._prefix = key_prefix
+        self._keys = keys or RedisKeys()
         self._acquire_script = redis.register_script(_ACQUIRE)
 
     @contextmanager
@@ -159,4 +160,4 @@ class RateBudget:
         return pause
 
     def _key(self, realm_id: str, part: str) -> str:
-        return f"{self._prefix}:{{{realm_id}}}:{part}"
+        return self._keys.rate_budget(realm_id, part)

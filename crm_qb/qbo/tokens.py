@@ -1,9 +1,10 @@
 """Access tokens for QBO connections: refresh early, once at a time across every process.
 
-Intuit rotates refresh tokens and rejects a superseded one with ``invalid_grant`` (FACTS §1.5-1.7), so two
+Intuit rotates refresh tokens and rejects a superseded one with ``invalid_grant`` (docs/qbo/facts.md §1.4-1.6), so two
 workers refreshing with the same token at once can disconnect a company. Every refresh therefore runs under
-a Redis lock per connection; inside it the stored tokens are read again (another process may have refreshed
-while we waited) and the new pair is saved before the new access token is handed out.
+the connection's token lock (``crm_qb.locks``, renewed while held, so it outlives a slow token call); inside it
+the stored tokens are read again (another process may have refreshed while we waited) and the new pair is saved
+before the new access token is handed out.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from redis import Redis
-from redis.exceptions import LockError, LockNotOwnedError
-from redis.lock import Lock
 
 from crm_qb.errors import PermanentError, TransientError
+from crm_qb.keys import RedisKeys
+from crm_qb.locks import RenewingLock
 from crm_qb.qbo.oauth import InvalidGrantError, TokenSet, utcnow
 
 log = logging.getLogger(__name__)
@@ -77,19 +78,16 @@ class TokenManager:
         clock: Callable[[], datetime] = utcnow,
         skew: timedelta = timedelta(minutes=5),
         *,
-        lock_timeout: float = 60.0,
         lock_wait: float = 45.0,
-        key_prefix: str = "qbo:refresh",
+        keys: RedisKeys | None = None,
     ) -> None:
         self._redis = redis
         self._store = store
         self._oauth_refresh = oauth_refresh
         self._clock = clock
         self._skew = skew
-        # The lock outlives a slow token call (30 s timeout) so a second refresh cannot start meanwhile.
-        self._lock_timeout = lock_timeout
         self._lock_wait = lock_wait
-        self._prefix = key_prefix
+        self._keys = keys or RedisKeys()
 
     def access_token(self, connection_id: str) -> str:
         """A valid access token, refreshed first when it expires within ``skew``."""
@@ -103,8 +101,7 @@ class TokenManager:
         return self._refresh(connection_id, lambda tokens: tokens.access_token == stale_access_token)
 
     def _refresh(self, connection_id: str, still_needed: Callable[[TokenSet], bool]) -> str:
-        lock = self._redis.lock(f"{self._prefix}:{connection_id}", timeout=self._lock_timeout,
-                                blocking_timeout=self._lock_wait)
+        lock = RenewingLock(self._redis, self._keys.token_lock(connection_id), wait=self._lock_wait)
         if not lock.acquire():
             raise RefreshBusyError(f"token refresh for connection {connection_id} is taking too long",
                                    retry_after=5)
@@ -114,7 +111,7 @@ class TokenManager:
                 return stored.tokens.access_token
             return self._refresh_locked(connection_id, stored.tokens)
         finally:
-            _release(lock, connection_id)
+            lock.release()
 
     def _refresh_locked(self, connection_id: str, current: TokenSet) -> str:
         try:
@@ -155,10 +152,3 @@ class TokenManager:
     def _fresh(self, tokens: TokenSet) -> bool:
         return tokens.access_valid_at(self._clock(), self._skew)
 
-
-def _release(lock: Lock, connection_id: str) -> None:
-    """Release the refresh lock; losing it to its timeout is logged, since the tokens were saved anyway."""
-    try:
-        lock.release()
-    except (LockNotOwnedError, LockError):
-        log.warning("QBO refresh lock expired before release connection=%s", connection_id)

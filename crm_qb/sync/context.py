@@ -1,52 +1,28 @@
-"""What a customer sync needs for one connection: its settings, a QBO client, a CRM connector, and a lock.
+"""What one job's sync of one connection works with: its settings, a QBO client, a CRM connector, caches.
 
-Work on one connection is serialised across workers by a Redis lock (``connection_lock``): a drain of QBO
-webhooks, a drain of CRM hooks and the CDC poll of the same connection never interleave, so two workers never
-merge the same link from stale bases. The lock is per connection (not per link) because one change can touch two
-links (merges) and a link is found by either side's id; a connection's changes are few per second, so the
-coarser lock costs little. No database transaction is open while the lock's holder calls QBO or the CRM. The
-lock lives LOCK_TTL_SECONDS and a thread renews it while it is held, so a worker killed with -9 blocks its
-connection for seconds, not for as long as the longest sync might take.
+``build_context`` reads the connection once, builds its clients from the ``SyncServices`` the edge passed in,
+and ends its read transaction; the caller holds the connection's sync lock (``SyncServices.connection_lock``)
+while it uses the context, and closes it afterwards.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask
-from redis import Redis
-from redis.exceptions import LockError, RedisError
-from redis.lock import Lock
+from sqlalchemy import select
 
 from crm_qb.crm.protocol import CrmConnector
-from crm_qb.crm.rest import RestConnector
 from crm_qb.db import db
-from crm_qb.errors import PermanentError, TransientError
-from crm_qb.models import Connection
+from crm_qb.models import Connection, QboReference
 from crm_qb.qbo.client import QboClient
-from crm_qb.qbo.services import qbo_services
-from crm_qb.runtime import runtime
-from crm_qb.sync.matching import Candidate
-from crm_qb.sync.sync_settings import SyncSettings, sync_settings_of
+from crm_qb.qbo.company import PAYMENT_METHOD, TERM
+from crm_qb.sync.rules.matching import Candidate
+from crm_qb.sync.services import ConnectionGoneError, SyncServices
+from crm_qb.sync.settings import SyncSettings, sync_settings_of
 
 log = logging.getLogger(__name__)
-
-LOCK_TTL_SECONDS = 15
-LOCK_RENEW_SECONDS = 5
-LOCK_WAIT_SECONDS = 30
-
-
-class ConnectionBusyError(TransientError):
-    """Another worker holds the connection's sync lock for longer than we wait; retry later."""
-
-
-class ConnectionGoneError(PermanentError):
-    """The connection was deleted."""
 
 
 @dataclass
@@ -69,20 +45,19 @@ class SyncContext:
     def close(self) -> None:
         """Close the HTTP sessions."""
         self.qbo.close()
-        close = getattr(self.crm, "close", None)
-        if close:
-            close()
+        self.crm.close()
 
 
-def build_context(app: Flask, connection_id: int, job_id: str | None = None, **qbo_options: Any) -> SyncContext:
+def build_context(services: SyncServices, connection_id: int, job_id: str | None = None,
+                  **qbo_options: Any) -> SyncContext:
     """A SyncContext for ``connection_id``; ConnectionGoneError when it does not exist. Ends its read transaction."""
     connection = db.session.get(Connection, connection_id)
     if connection is None:
         db.session.rollback()
         raise ConnectionGoneError(f"connection {connection_id} does not exist")
     settings = sync_settings_of(connection.settings)
-    qbo = qbo_services(app).client_for(connection, **qbo_options)
-    crm = RestConnector(connection.crm_base_url, runtime(app).secrets.decrypt(connection.crm_token_encrypted))
+    qbo = services.qbo.client_for(connection, **qbo_options)
+    crm = services.crm_for(connection)
     context = SyncContext(connection_id, settings, qbo, crm, job_id, connection.home_currency,
                           *_reference_names(connection_id))
     db.session.rollback()
@@ -100,45 +75,7 @@ def settings_of(connection_id: int) -> SyncSettings:
 
 
 def _reference_names(connection_id: int) -> tuple[dict[str, str], dict[str, str]]:
-    from crm_qb.models import QboReference
-    from crm_qb.qbo.company import PAYMENT_METHOD, TERM
-
-    rows = db.session.query(QboReference).filter_by(connection_id=connection_id).all()
+    rows = db.session.scalars(select(QboReference).where(QboReference.connection_id == connection_id)).all()
     terms = {row.qbo_id: row.name for row in rows if row.kind == TERM}
     methods = {row.qbo_id: row.name for row in rows if row.kind == PAYMENT_METHOD}
     return terms, methods
-
-
-@contextmanager
-def connection_lock(redis: Redis, prefix: str, connection_id: int) -> Iterator[None]:
-    """Hold the connection's sync lock (renewed while held); ConnectionBusyError when taken for LOCK_WAIT_SECONDS."""
-    # thread_local=False: the renewing thread uses the token that this thread acquired.
-    lock = redis.lock(f"{prefix}:sync:connection:{connection_id}", timeout=LOCK_TTL_SECONDS,
-                      blocking_timeout=LOCK_WAIT_SECONDS, thread_local=False)
-    if not lock.acquire():
-        raise ConnectionBusyError(f"connection {connection_id} is being synced by another worker")
-    stop = threading.Event()
-    keeper = threading.Thread(target=_keep_alive, args=(lock, stop, connection_id), daemon=True,
-                              name=f"sync-lock-{connection_id}")
-    keeper.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        keeper.join()
-        try:
-            lock.release()
-        except LockError:  # an expired lock cannot be released; the work is done either way
-            log.warning("sync lock of connection %s had expired before release", connection_id)
-
-
-def _keep_alive(lock: Lock, stop: threading.Event, connection_id: int) -> None:
-    """Renew ``lock`` every LOCK_RENEW_SECONDS until ``stop`` is set; logs failures and never raises."""
-    while not stop.wait(LOCK_RENEW_SECONDS):
-        try:
-            lock.reacquire()
-        except LockError:  # lost (expired and taken): the other holder's writes meet our versions and tokens
-            log.warning("sync lock of connection %s was lost while held", connection_id)
-            return
-        except RedisError as exc:  # Redis blinked: try again at the next tick, while the TTL lasts
-            log.warning("sync lock of connection %s not renewed: %s", connection_id, type(exc).__name__)

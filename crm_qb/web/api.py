@@ -1,4 +1,4 @@
-"""The JSON API: ``GET /api/v1/connections/<id>/contacts/<crm_contact_id>/quickbooks`` (DESIGN §5).
+"""The JSON API: ``GET /api/v1/connections/<id>/contacts/<crm_contact_id>/quickbooks`` (docs/architecture.md §6).
 
 ``Authorization: Bearer <connection API key>``. A missing or unknown key is 401; a key of another connection,
 or a contact this connection has never linked, is 404 (never 403: nobody learns what exists elsewhere). Money
@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 
 from crm_qb.crypto import api_key_matches, hash_api_key
 from crm_qb.db import db
 from crm_qb.models import Connection
-from crm_qb.sync.billing_summary import summary_json
-from crm_qb.sync.folder import (
+from crm_qb.runtime import runtime
+from crm_qb.web.errors import json_error
+from crm_qb.web.readmodels.folder import (
     FolderPage,
     FolderQuery,
     InvalidFolderQuery,
@@ -29,7 +30,7 @@ from crm_qb.sync.folder import (
     link_status,
     parse_folder_query,
 )
-from crm_qb.web.errors import json_error
+from crm_qb.web.readmodels.summary import summary_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -69,10 +70,10 @@ def _query() -> FolderQuery:
 
 def _body(connection: Connection, crm_contact_id: str, link: Any, query: FolderQuery) -> dict[str, Any]:
     state = link_status(link)
-    base = app_base(current_app, connection)
+    base = app_base(runtime(), connection)
     home = connection.home_currency or ""
     linked = state.state == "linked" and state.qbo_customer_id
-    page = folder_page(connection.id, state.qbo_customer_id, query) if linked else FolderPage([], 0, query)
+    page = folder_page(connection.id, str(state.qbo_customer_id), query) if linked else FolderPage([], 0, query)
     return {
         "connection_id": connection.id,
         "crm_contact_id": crm_contact_id,

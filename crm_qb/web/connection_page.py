@@ -9,9 +9,11 @@ never a stack trace.
 from __future__ import annotations
 
 import logging
+from typing import TypeVar
 
-from flask import Blueprint, Response, current_app, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
 from sqlalchemy import select
+from werkzeug.wrappers import Response as BaseResponse
 
 from crm_qb.db import db
 from crm_qb.models import Connection, QboReference, QboStatus
@@ -22,6 +24,7 @@ from crm_qb.web import signing
 log = logging.getLogger(__name__)
 
 bp = Blueprint("connection_page", __name__)
+R = TypeVar("R", bound=BaseResponse)
 
 NOTICES = {
     "connected": "QuickBooks is connected.",
@@ -67,7 +70,7 @@ def error_page(error: PageError) -> Response:
     return secured(response)
 
 
-def secured(response: Response) -> Response:
+def secured(response: R) -> R:
     """``response`` with the headers every admin page carries (no caching, no framing, no referrer)."""
     response.headers.update(SECURITY_HEADERS)
     return response
@@ -75,7 +78,7 @@ def secured(response: Response) -> Response:
 
 def require_admin(connection_id: int) -> signing.AdminSession:
     """The request's admin session for ``connection_id``; AdminAuthError (a 403 page) when there is none."""
-    return signing.read_session(current_app.secret_key or "", request.cookies.get(signing.SESSION_COOKIE),
+    return signing.read_session(runtime().settings.secret_key, request.cookies.get(signing.SESSION_COOKIE),
                                 connection_id)
 
 
@@ -93,7 +96,7 @@ def page_url(connection_id: int, notice: str | None = None) -> str:
 
 
 @bp.get("/admin/connections/<int:connection_id>")
-def show(connection_id: int) -> Response:
+def show(connection_id: int) -> BaseResponse:
     """The connection's page; a valid ``token`` starts the admin session and redirects to the clean URL."""
     token = request.args.get("token")
     if token is not None:
@@ -107,8 +110,8 @@ def show(connection_id: int) -> Response:
     return secured(make_response(html, 200))
 
 
-def _start_session(connection_id: int, token: str) -> Response:
-    secret = current_app.secret_key or ""
+def _start_session(connection_id: int, token: str) -> BaseResponse:
+    secret = runtime().settings.secret_key
     signing.read_link(secret, token, connection_id)
     connection_or_404(connection_id)
     session = signing.new_session(connection_id)

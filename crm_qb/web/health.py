@@ -6,15 +6,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 from redis.exceptions import RedisError
-from rq.registry import FailedJobRegistry
-from rq.worker import Worker
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from crm_qb.db import db
 from crm_qb.models import Connection, QboStatus
 from crm_qb.runtime import runtime
-from workers.queues import all_queues
 
 bp = Blueprint("health", __name__)
 
@@ -49,14 +46,8 @@ def _redis() -> dict[str, Any]:
 
 
 def _queues() -> dict[str, Any]:
-    rt = runtime()
-    queues = all_queues(rt.redis, rt.settings.queue_prefix)
-    return {
-        "ok": True,
-        "workers": Worker.count(connection=rt.redis),
-        "depth": {q.name: q.count for q in queues},
-        "failed": {q.name: FailedJobRegistry(queue=q).count for q in queues},
-    }
+    stats = runtime().jobs.stats()
+    return {"ok": True, "workers": stats.workers, "depth": stats.depth, "failed": stats.failed}
 
 
 def _connections() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Connecting a connection to QuickBooks and disconnecting it (DESIGN.md §5, FACTS §1).
+"""Connecting a connection to QuickBooks and disconnecting it (docs/architecture.md §6, docs/qbo/facts.md §1).
 
 ``GET /connections/<id>/qbo/connect`` sends the admin to Intuit's consent page with a random ``state``. The state
 is kept in Redis for ten minutes as {connection, admin-session nonce}; ``GET /qbo/callback`` takes it out
@@ -20,20 +20,22 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TypeVar
 
-from flask import Blueprint, Response, redirect, request
-from redis.exceptions import LockError
+from flask import Blueprint, redirect, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from crm_qb.db import db, utcnow
 from crm_qb.errors import CrmQbError
+from crm_qb.locks import held
 from crm_qb.models import AuditEntry, Connection, QboStatus
 from crm_qb.qbo.company import refresh_company
 from crm_qb.qbo.oauth import DiscoveryError, OAuthError, OAuthUnavailableError, TokenSet
-from crm_qb.qbo.services import QboServices, qbo_services
+from crm_qb.qbo.services import QboServices
 from crm_qb.runtime import runtime
+from crm_qb.sync.pipeline.events import wake_connection
 from crm_qb.web import signing
 from crm_qb.web.connection_page import (
     PageError,
@@ -43,10 +45,6 @@ from crm_qb.web.connection_page import (
     require_admin,
     secured,
 )
-from workers.jobs import wake_connection
-from workers.qbo_jobs import load_company_details, load_company_job_id
-from workers.queues import enqueue
-from workers.sync_jobs import backfill_connection, backfill_job_id
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +57,7 @@ T = TypeVar("T")
 
 
 @bp.get("/connections/<int:connection_id>/qbo/connect")
-def connect(connection_id: int) -> Response:
+def connect(connection_id: int) -> BaseResponse:
     """Redirect to Intuit's consent page with the accounting scope and a single-use state for this session."""
     session = require_admin(connection_id)
     connection_or_404(connection_id)
@@ -71,7 +69,7 @@ def connect(connection_id: int) -> Response:
 
 
 @bp.get("/qbo/callback")
-def callback() -> Response:
+def callback() -> BaseResponse:
     """Finish the consent: check the state, exchange the code, store tokens and company details, show the page."""
     connection_id = _check_state(request.args.get("state", ""))
     if request.args.get("error"):
@@ -91,7 +89,7 @@ def callback() -> Response:
 
 
 @bp.post("/connections/<int:connection_id>/qbo/disconnect")
-def disconnect(connection_id: int) -> Response:
+def disconnect(connection_id: int) -> BaseResponse:
     """Revoke the tokens (best effort), clear them and stop syncing; mirrored data is kept."""
     session = require_admin(connection_id)
     if not session.csrf_ok(request.form.get("csrf_token")):
@@ -106,7 +104,7 @@ def disconnect(connection_id: int) -> Response:
 
 
 def _state_key(state: str) -> str:
-    return f"{runtime().settings.queue_prefix}:qbo:oauth-state:{state}"
+    return runtime().keys.oauth_state(state)
 
 
 def _remember_state(state: str, connection_id: int, nonce: str) -> None:
@@ -158,7 +156,7 @@ def _refuse_other_company(connection: Connection, realm_id: str) -> None:
 
 def _services() -> QboServices:
     try:
-        return qbo_services()
+        return runtime().qbo()
     except ValueError as exc:  # settings that name no usable QBO environment (e.g. local without overrides)
         log.error("QBO is not configured: %s", exc)
         raise PageError(500, "QuickBooks is not configured", str(exc)) from None
@@ -189,11 +187,10 @@ def _store_connected(services: QboServices, connection_id: int, tokens: TokenSet
     _audit(connection_id, "qbo.connected", {"realm_id": tokens.realm_id})
     db.session.commit()
     log.info("QBO connected connection=%s realm=%s", connection_id, tokens.realm_id)
-    rt = runtime()
-    wake_connection(rt.redis, rt.settings.queue_prefix, connection_id)  # events that waited while disconnected
+    jobs = runtime().jobs
+    wake_connection(jobs, connection_id)  # events that waited while disconnected
     if first_time:
-        enqueue(rt.redis, rt.settings.queue_prefix, backfill_connection, connection_id,
-                job_id=backfill_job_id(connection_id))
+        jobs.backfill(connection_id)
 
 
 def _read_company_now(services: QboServices, connection_id: int) -> bool:
@@ -208,9 +205,7 @@ def _read_company_now(services: QboServices, connection_id: int) -> bool:
     except CrmQbError as exc:
         db.session.rollback()
         log.warning("QBO company details not read connection=%s (%s); queued", connection_id, type(exc).__name__)
-    rt = runtime()
-    enqueue(rt.redis, rt.settings.queue_prefix, load_company_details, str(connection_id),
-            job_id=load_company_job_id(connection_id))
+    runtime().jobs.load_company(connection_id)
     return False
 
 
@@ -242,23 +237,12 @@ def _audit(connection_id: int, action: str, diff: dict[str, object]) -> None:
                               entity_id=str(connection_id), diff=diff, outcome="ok"))
 
 
-@contextmanager
-def _token_lock(connection_id: int) -> Iterator[None]:
-    """Hold the connection's token-refresh lock so a refresh in flight cannot undo a connect or disconnect."""
+def _token_lock(connection_id: int) -> AbstractContextManager[None]:
+    """Hold the connection's token lock (TokenManager's) so a refresh in flight cannot undo a connect or disconnect."""
     rt = runtime()
-    # The same key TokenManager locks (services.py builds its prefix from the queue prefix).
-    lock = rt.redis.lock(f"{rt.settings.queue_prefix}:qbo:refresh:{connection_id}", timeout=60,
-                         blocking_timeout=LOCK_WAIT_SECONDS)
-    if not lock.acquire():
-        raise PageError(503, "Busy", "QuickBooks tokens are being refreshed right now. Please try again in a "
-                        "minute.", connection_id)
-    try:
-        yield
-    finally:
-        try:
-            lock.release()
-        except LockError:  # outlived its timeout; the work inside is committed either way
-            log.warning("QBO token lock expired before release connection=%s", connection_id)
+    busy = PageError(503, "Busy", "QuickBooks tokens are being refreshed right now. Please try again in a minute.",
+                     connection_id)
+    return held(rt.redis, rt.keys.token_lock(connection_id), lambda: busy, wait=LOCK_WAIT_SECONDS)
 
 
 register_page_errors(bp)

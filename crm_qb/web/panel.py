@@ -1,5 +1,5 @@
 """The contact panel: an embeddable HTML page with the QuickBooks customer link, the Payment & Billing summary
-and the "QuickBooks Transactions" folder (DESIGN §4, §5).
+and the "QuickBooks Transactions" folder (docs/architecture.md §4, §6).
 
 - ``GET /panel/<id>/contacts/<crm_contact_id>?token=`` shows it; the token is signed for that contact
   (panel_tokens). A bad, expired or foreign token gets a 403 page saying so.
@@ -19,14 +19,17 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from crm_qb.db import db
 from crm_qb.models import Connection, FolderItem
 from crm_qb.runtime import runtime
-from crm_qb.sync import status as st
-from crm_qb.sync.billing_summary import summary_json
-from crm_qb.sync.folder import (
+from crm_qb.sync.rules import status as st
+from crm_qb.sync.rules.money import format_money
+from crm_qb.sync.transactions import registry
+from crm_qb.web.panel_tokens import PanelTokenError, check_embed_token, check_panel_token, make_panel_token
+from crm_qb.web.readmodels.folder import (
     STATUSES,
     FolderPage,
     FolderQuery,
@@ -41,27 +44,17 @@ from crm_qb.sync.folder import (
     parse_folder_query,
     rate_text,
 )
-from crm_qb.sync.money import format_money
-from crm_qb.sync.transactions import TXN_TYPES
-from crm_qb.web.panel_tokens import PanelTokenError, check_embed_token, check_panel_token, make_panel_token
+from crm_qb.web.readmodels.summary import summary_json
 
 bp = Blueprint("panel", __name__, url_prefix="/panel")
 
-TYPE_LABELS = {"Invoice": "Invoice", "Payment": "Payment", "Estimate": "Estimate", "SalesReceipt": "Sales receipt",
-               "CreditMemo": "Credit memo", "RefundReceipt": "Refund receipt"}
-TYPE_PLURALS = {"Invoice": "Invoices", "Payment": "Payments", "Estimate": "Estimates",
-                "SalesReceipt": "Sales receipts", "CreditMemo": "Credit memos", "RefundReceipt": "Refund receipts"}
-# Badge tone per status; the palette (and its contrast) lives in the template and tests/unit/test_folder_panel.py.
-BADGE_TONES = {
-    st.PAID: "ok", st.APPLIED: "ok", st.ACCEPTED: "ok", st.REFUNDED: "ok", st.CLOSED: "neutral",
-    st.OPEN: "info", st.PENDING: "info", st.PARTIALLY_PAID: "warn", st.UNAPPLIED: "warn",
-    st.OVERDUE: "bad", st.REJECTED: "bad", st.EXPIRED: "bad", st.VOIDED: "neutral",
-}
-BADGE_COLOURS = {  # tone: (text, background); each pair has a contrast ratio of at least 7:1
+TYPE_PLURALS = {t.entity: t.plural for t in registry.TYPES}
+# Badge tone per status (each type's entry in the registry names its statuses' tones); the colours of each tone,
+# with a contrast ratio of at least 7:1 for every pair (tests/unit/test_folder_rules.py checks it).
+BADGE_COLOURS = {  # tone: (text, background)
     "ok": ("#14532d", "#dcfce7"), "info": ("#1e3a8a", "#dbeafe"), "warn": ("#713f12", "#fef3c7"),
     "bad": ("#7f1d1d", "#fee2e2"), "neutral": ("#1f2937", "#e5e7eb"),
 }
-BALANCE_TYPES = ("Invoice", "Payment", "CreditMemo")
 PANEL_PER_PAGE = "25"
 
 
@@ -102,7 +95,7 @@ def contact_panel(connection_id: int, crm_contact_id: str) -> Response:
 
 
 @bp.get("/<int:connection_id>/embed/<path:crm_contact_id>")
-def embed(connection_id: int, crm_contact_id: str) -> Response:
+def embed(connection_id: int, crm_contact_id: str) -> BaseResponse:
     """Exchange a connection's embed token for a fresh panel URL of ``crm_contact_id`` (302)."""
     connection = db.session.get(Connection, connection_id)
     if connection is None:
@@ -121,7 +114,7 @@ def embed(connection_id: int, crm_contact_id: str) -> Response:
 def _context(connection: Connection, crm_contact_id: str, query: FolderQuery) -> dict[str, Any]:
     link = find_link(connection.id, crm_contact_id)
     state = link_status(link)
-    base = app_base(current_app, connection)
+    base = app_base(runtime(), connection)
     linked = state.state == "linked" and bool(state.qbo_customer_id)
     page = folder_page(connection.id, str(state.qbo_customer_id), query) if linked else FolderPage([], 0, query)
     summary = summary_json(connection, link, base) if linked and link is not None else None
@@ -139,17 +132,18 @@ def _context(connection: Connection, crm_contact_id: str, query: FolderQuery) ->
 
 
 def _row(item: FolderItem, base: str, home: str) -> Row:
-    label = TYPE_LABELS.get(item.txn_type, item.txn_type)
+    txn_type = registry.get(item.txn_type)
+    label = txn_type.label
     number = item.doc_number or f"#{item.qbo_id}"
     foreign = bool(home) and item.currency != home
     return Row(
         type_label=label, number=number, date=_day(item.txn_date), second_date=_second_date(item),
-        status=item.status, tone=BADGE_TONES.get(item.status, "neutral"), status_note=_status_note(item),
+        status=item.status, tone=registry.badge_tone(item.status), status_note=_status_note(item),
         amount=format_money(item.total, item.currency),
         home_amount=(format_money(item.home_total, home) + (" (computed)" if item.home_computed else ""))
         if foreign else None,
         rate=f"1 {item.currency} = {rate_text(item.exchange_rate)} {home}" if foreign else None,
-        balance=format_money(item.balance, item.currency) if item.txn_type in BALANCE_TYPES else None,
+        balance=format_money(item.balance, item.currency) if txn_type.shows_balance else None,
         url=item_url(base, item), open_label=f"Open {label.lower()} {number} in QuickBooks (new tab)",
     )
 
@@ -167,7 +161,7 @@ def _status_note(item: FolderItem) -> str | None:
     if item.status == st.OVERDUE and days:
         return f"{days} day{'s' if days != 1 else ''}"
     if (item.details or {}).get("partial") and item.status != st.PARTIALLY_PAID:
-        return "partly paid" if item.txn_type == "Invoice" else "partly applied"
+        return registry.get(item.txn_type).partial_note
     return None
 
 
@@ -175,10 +169,10 @@ def _type_links(query: FolderQuery, summary: dict[str, Any] | None) -> list[dict
     counts = (summary or {}).get("counts", {})
     links = [{"label": "All", "count": sum(counts.values()), "url": _url(query, types=(), page=1),
               "current": not query.types}]
-    for txn_type in TXN_TYPES:
-        if counts.get(txn_type):
-            links.append({"label": TYPE_PLURALS[txn_type], "count": counts[txn_type],
-                          "url": _url(query, types=(txn_type,), page=1), "current": query.types == (txn_type,)})
+    for name in registry.NAMES:
+        if counts.get(name):
+            links.append({"label": TYPE_PLURALS[name], "count": counts[name],
+                          "url": _url(query, types=(name,), page=1), "current": query.types == (name,)})
     return links
 
 
@@ -224,7 +218,7 @@ def _page(connection: Connection | None, template: str, status: int, **context: 
     return response
 
 
-def _secure(response: Response, connection: Connection | None) -> None:
+def _secure(response: BaseResponse, connection: Connection | None) -> None:
     ancestors = crm_origin(connection.crm_base_url) if connection else "'none'"
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'; "
@@ -242,4 +236,4 @@ def crm_origin(crm_base_url: str) -> str:
 
 
 def _secret() -> str:
-    return runtime(current_app).settings.secret_key
+    return runtime().settings.secret_key

@@ -6,16 +6,15 @@ with its CSRF token. Flipping a conflict writes to QBO and the CRM, so it is han
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, make_response, redirect, render_template, request, url_for
 from sqlalchemy import func, select
+from werkzeug.wrappers import Response as BaseResponse
 
 from crm_qb.db import db
 from crm_qb.models import AuditEntry, Conflict, ConflictStatus, ContactLink, LinkState
 from crm_qb.runtime import runtime
-from crm_qb.sync.conflict_review import ConflictReviewError, confirm, plan_flip
+from crm_qb.sync.customers.conflict_review import ConflictReviewError, confirm, plan_flip
 from crm_qb.web.connection_page import PageError, connection_or_404, register_page_errors, require_admin, secured
-from workers.queues import enqueue
-from workers.review_jobs import flip_conflict, flip_job_id
 
 bp = Blueprint("review_pages", __name__)
 
@@ -27,7 +26,7 @@ NOTICES = {
 
 
 @bp.get("/admin/connections/<int:connection_id>/conflicts")
-def conflicts(connection_id: int) -> Response:
+def conflicts(connection_id: int) -> BaseResponse:
     """Conflicts newest first, and the records waiting for a person to choose."""
     session = require_admin(connection_id)
     connection = connection_or_404(connection_id)
@@ -46,7 +45,7 @@ def conflicts(connection_id: int) -> Response:
 
 
 @bp.post("/admin/connections/<int:connection_id>/conflicts/<int:conflict_id>/confirm")
-def confirm_conflict(connection_id: int, conflict_id: int) -> Response:
+def confirm_conflict(connection_id: int, conflict_id: int) -> BaseResponse:
     """Keep the automatic decision of a conflict."""
     _check_csrf(connection_id)
     _reviewing(lambda: confirm(connection_id, conflict_id), connection_id)
@@ -54,18 +53,16 @@ def confirm_conflict(connection_id: int, conflict_id: int) -> Response:
 
 
 @bp.post("/admin/connections/<int:connection_id>/conflicts/<int:conflict_id>/flip")
-def flip_conflict_view(connection_id: int, conflict_id: int) -> Response:
+def flip_conflict_view(connection_id: int, conflict_id: int) -> BaseResponse:
     """Hand the flip of a conflict to a worker after checking it can be flipped."""
     _check_csrf(connection_id)
     _reviewing(lambda: plan_flip(connection_id, conflict_id), connection_id)
-    rt = runtime()
-    enqueue(rt.redis, rt.settings.queue_prefix, flip_conflict, connection_id, conflict_id,
-            job_id=flip_job_id(conflict_id))
+    runtime().jobs.flip_conflict(connection_id, conflict_id)
     return secured(redirect(url_for(".conflicts", connection_id=connection_id, done="flipping"), 303))
 
 
 @bp.get("/admin/connections/<int:connection_id>/audit")
-def audit(connection_id: int) -> Response:
+def audit(connection_id: int) -> BaseResponse:
     """The audit log, newest first."""
     require_admin(connection_id)
     connection = connection_or_404(connection_id)

@@ -2,10 +2,10 @@
 
     .venv/bin/python -m tests.bench.backfill [--sizes 2000:6000,20000:60000] [--full] [--database-url URL]
 
-For each size (customers:transactions; ``--full`` is 100000:300000, DESIGN.md section 8) a fresh child process
-starts the QBO sandbox and the reference CRM as their own processes (``crm-qb sandbox qbo|crm`` on free
-127.0.0.1 ports), seeds a realm (``POST /_sandbox/realms``, seed 1, single currency) with the sandbox limit at
-500 calls/min, connects a new connection to it (OAuth against the sandbox) with an empty CRM, and runs
+For each size (customers:transactions; ``--full`` is 100000:300000, the size of the README's backfill target) a
+fresh child process starts the QBO sandbox and the reference CRM as their own processes (``crm-qb sandbox
+qbo|crm`` on free 127.0.0.1 ports), seeds a realm (``POST /_sandbox/realms``, seed 1, single currency) with the
+sandbox limit at 500 calls/min, connects a new connection to it (OAuth against the sandbox) with an empty CRM, and runs
 ``run_backfill`` in-process. Each child reports: wall time, the realm's QBO API calls (the sandbox's request
 counts), the minimum time the rate limit allows for them (calls / 500 x 60 s), the ratio (target <= 1.2), the
 objects per phase, and the child's peak RSS (``resource.getrusage``, which also covers the setup; the sandboxes
@@ -33,9 +33,8 @@ import requests
 from cryptography.fernet import Fernet
 from redis import Redis
 
-from tests.support import free_port
+from tests.support import ROOT, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/12"
 CLI = [sys.executable, "-m", "crm_qb.cli"]
 RATE_PER_MINUTE = 500
@@ -74,13 +73,12 @@ def _connect(app: Any, crm: dict[str, Any], realm: str) -> int:
 
     from crm_qb.app import MIGRATIONS_DIR
     from crm_qb.connections import create_connection
-    from crm_qb.qbo.services import qbo_services
     from crm_qb.runtime import runtime
 
     with app.app_context():
         upgrade(directory=MIGRATIONS_DIR)
         made = create_connection(runtime(app).secrets, crm_url=crm["api_base"], crm_token=crm["token"], name="bench")
-        services = qbo_services(app)
+        services = runtime(app).qbo()
         consent = requests.get(services.oauth.authorization_url("bench") + f"&realm={realm}",
                                allow_redirects=False, timeout=10)
         code = parse_qs(urlsplit(consent.headers["Location"]).query)["code"][0]
@@ -91,7 +89,8 @@ def _connect(app: Any, crm: dict[str, Any], realm: str) -> int:
 def run_one(customers: int, transactions: int, database_url: str | None) -> dict[str, Any]:
     """Set up one size, backfill it, and return the measurements (called in a child process)."""
     from crm_qb.app import create_app
-    from crm_qb.sync.backfill import run_backfill
+    from crm_qb.runtime import runtime
+    from crm_qb.sync.pipeline.backfill import run_backfill
 
     redis = Redis.from_url(REDIS_URL)
     redis.flushdb()
@@ -112,7 +111,7 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             began = time.monotonic()
             with app.app_context():
-                report = run_backfill(app, connection_id)
+                report = run_backfill(runtime(app).sync_services(), connection_id)
             wall = time.monotonic() - began
             counts = requests.get(f"{control}/realms/{realm}/requests", timeout=10).json()
         finally:
@@ -137,7 +136,7 @@ def main() -> None:
     """Run every size in its own child process and print the results as one JSON object."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2000:6000,20000:60000", help="customers:transactions, comma-separated")
-    parser.add_argument("--full", action="store_true", help="also the DESIGN.md size, 100000:300000")
+    parser.add_argument("--full", action="store_true", help="also the target size, 100000:300000")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -2,7 +2,7 @@
 
 Runs crm-qb's ``POST /webhooks/qbo`` and a bare Flask endpoint in the SAME gunicorn server in the same run, so
 the ratio compares like with like. Every webhook is a distinct CloudEvent (its own id, so it is really stored and
-enqueued, not deduplicated) signed with the verifier token. Targets (DESIGN.md section 8): at least 50% of the
+enqueued, not deduplicated) signed with the verifier token. Targets (README, Benchmarks): at least 50% of the
 bare endpoint's throughput, p99 <= 50 ms.
 
     .venv/bin/python -m tests.bench.ingress [--requests 4000] [--concurrency 8] [--workers 4] [--database-url URL]
@@ -29,9 +29,8 @@ from cryptography.fernet import Fernet
 from redis import Redis
 
 from crm_qb.signatures import sign_qbo
-from tests.support import free_port
+from tests.support import ROOT, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bench-verifier-token"
 REALM = "9130350000000000"
 REDIS_URL = "redis://127.0.0.1:6379/14"

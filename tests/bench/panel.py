@@ -36,7 +36,8 @@ from crm_qb.connections import create_connection
 from crm_qb.db import db
 from crm_qb.models import Connection, ContactLink, FolderItem
 from crm_qb.runtime import runtime
-from crm_qb.sync.transactions import folder_fields
+from crm_qb.sync.transactions import registry
+from crm_qb.sync.transactions.mirror import fields_of
 from crm_qb.web.panel_tokens import make_panel_token
 
 KINDS = ("Invoice", "Invoice", "Payment", "Estimate", "SalesReceipt")
@@ -82,8 +83,9 @@ def _seed(app: Flask, count: int) -> tuple[str, str, int]:
         conn.home_currency, conn.multicurrency_enabled = "USD", True
         db.session.add(ContactLink(connection_id=conn.id, crm_contact_id="c1", qbo_customer_id="24",
                                    qbo_owned={"payment_terms": "Net 30", "currency": "USD"}))
-        db.session.add_all(FolderItem(connection_id=conn.id, txn_type=KINDS[i % len(KINDS)], qbo_id=str(i + 1),
-                                      **folder_fields(KINDS[i % len(KINDS)], _txn(i), "USD", date(2024, 6, 15)))
+        kinds = [registry.get(KINDS[i % len(KINDS)]) for i in range(count)]
+        db.session.add_all(FolderItem(connection_id=conn.id, txn_type=kinds[i].entity, qbo_id=str(i + 1),
+                                      **fields_of(kinds[i], _txn(i), "USD", date(2024, 6, 15)))
                            for i in range(count))
         db.session.commit()
         token = make_panel_token(app.config["SECRET_KEY"], conn, "c1", ttl=3600)

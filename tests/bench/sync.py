@@ -8,7 +8,7 @@ retries of failed jobs and runs the sweep and the 5-minute CDC polls, as in prod
 it out), seeds a sandbox realm with ``--burst`` customers, wires one connection with
 ``crm-qb connection demo`` (OAuth against the sandbox, CRM change hooks registered, the backfill), points the
 realm's webhooks at crm-qb with ``delay_ms`` 0 (no aggregation delay) and waits for the first link. Then it
-measures (targets: DESIGN.md section 8):
+measures (targets in the README, Benchmarks):
 
 1. QBO edit -> CRM updated, for ``--edits`` linked customers, one at a time: a bookkeeper edits the customer's
    Notes through the sandbox control API; the CRM contact is polled until the value appears. Reported from the

@@ -31,9 +31,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine, create_engine, func, select
 
 from crm_qb.models import Connection, ContactLink, EventSource, EventStatus, InboundEvent, LinkState
-from tests.support import free_port, wait_for
+from tests.support import ROOT, free_port, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/13"
 QUEUE_PREFIX = "crm_qb_bench_sync"
 CLI = [sys.executable, "-m", "crm_qb.cli"]

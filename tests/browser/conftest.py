@@ -27,7 +27,7 @@ from crm_qb.sandbox.crm.server import RunningServer, start_server
 from crm_qb.sandbox.crm.state import SandboxConfig
 from crm_qb.web.panel_tokens import embed_url_template, make_embed_token, make_panel_token, panel_url
 from tests.conftest import make_settings
-from tests.integration.folder_helpers import APP_BASE, apply, company, link, qbo_json, txn
+from tests.support.folder import APP_BASE, apply, company, link, qbo_json, txn
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import LiveSite
-from tests.integration.folder_helpers import APP_BASE
+from tests.support.folder import APP_BASE
 
 pytestmark = pytest.mark.browser
 

@@ -13,8 +13,7 @@ import pytest
 
 from crm_qb.config import Settings
 from tests.conftest import settings_env
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
 
 
 @pytest.fixture

@@ -31,8 +31,8 @@ from crm_qb.config import Settings
 from crm_qb.db import db
 from crm_qb.models import AuditEntry, EventStatus, InboundEvent
 from crm_qb.signatures import sign_qbo
-from tests.e2e.test_customer_sync_e2e import World, _start_sandbox, _wire
 from tests.support import free_port, wait_for
+from tests.support.e2e import World, start_sandbox, wire
 from workers import jobs
 
 pytestmark = pytest.mark.e2e
@@ -125,12 +125,12 @@ def system(settings: Settings, tmp_path: Path, spawn: Spawn) -> Iterator[System]
             env.update(extra_env or {})
         return process
 
-    qbo_proc, qbo_info = _start_sandbox(["crm_qb.cli", "sandbox", "qbo", "--port", str(free_port())],
+    qbo_proc, qbo_info = start_sandbox(["crm_qb.cli", "sandbox", "qbo", "--port", str(free_port())],
                                         tmp_path / "qbo.log")
-    crm_proc, crm_info = _start_sandbox(["crm_qb.sandbox.crm.server", "--port", str(free_port())],
+    crm_proc, crm_info = start_sandbox(["crm_qb.sandbox.crm.server", "--port", str(free_port())],
                                         tmp_path / "crm.log")
     try:
-        world = _wire(settings, tmp_path, tracked, qbo_info, crm_info, free_port())
+        world = wire(settings, tmp_path, tracked, qbo_info, crm_info, free_port())
         app = create_app(world.settings)
         yield System(world, workers, env, app, tracked)
         with app.app_context():

@@ -18,12 +18,10 @@ import requests
 from flask import Flask
 
 from crm_qb.config import Settings
-from crm_qb.db import db
-from crm_qb.models import Connection, QboStatus
+from crm_qb.models import QboStatus
 from tests.conftest import settings_env
-from tests.e2e.conftest import ROOT
-from tests.integration.helpers import add_connection
-from tests.support import free_port, wait_for
+from tests.support import ROOT, free_port, wait_for
+from tests.support.connections import add_connection, connection_row
 
 pytestmark = pytest.mark.e2e
 
@@ -61,13 +59,6 @@ def _admin_url(settings: Settings, env: dict[str, str], connection_id: int) -> s
     return result.stdout.strip()
 
 
-def _row(app: Flask, connection_id: int) -> Connection:
-    with app.app_context():
-        row = db.session.get(Connection, connection_id)
-        assert row is not None
-        db.session.expunge(row)
-        return row
-
 
 def test_an_admin_connects_the_sandbox_company_through_real_processes(
     app: Flask, settings: Settings, spawn: Callable[..., Popen[bytes]]
@@ -83,13 +74,13 @@ def test_an_admin_connects_the_sandbox_company_through_real_processes(
     consent = browser.get(f"{base}/connections/{conn.id}/qbo/connect", allow_redirects=False, timeout=10)
     denied = browser.get(consent.headers["Location"] + "&deny=1", timeout=10)
     assert denied.status_code == 400 and "not granted" in denied.text
-    assert _row(app, conn.id).qbo_status == QboStatus.NOT_CONNECTED
+    assert connection_row(app, conn.id).qbo_status == QboStatus.NOT_CONNECTED
 
     done = browser.get(f"{base}/connections/{conn.id}/qbo/connect", timeout=10)
     assert [r.status_code for r in done.history] == [302, 302, 303]
     assert done.status_code == 200 and done.url == f"{base}/admin/connections/{conn.id}?done=connected"
     assert "Sandbox Company US" in done.text and "Connected" in done.text and "USD" in done.text
-    row = _row(app, conn.id)
+    row = connection_row(app, conn.id)
     assert row.qbo_status == QboStatus.CONNECTED and row.qbo_company_name == "Sandbox Company US"
 
     callback_url = done.history[2].url
@@ -100,6 +91,6 @@ def test_an_admin_connects_the_sandbox_company_through_real_processes(
     csrf = done.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
     gone = browser.post(f"{base}/connections/{conn.id}/qbo/disconnect", data={"csrf_token": csrf}, timeout=10)
     assert gone.status_code == 200 and "Disconnected" in gone.text
-    row = _row(app, conn.id)
+    row = connection_row(app, conn.id)
     assert row.qbo_status == QboStatus.DISCONNECTED and row.qbo_company_name == "Sandbox Company US"
     assert requests.get(url.split("?")[0], timeout=10).status_code == 403  # no session, no page

@@ -9,12 +9,11 @@ import pytest
 import requests
 from flask import Flask
 
-from crm_qb.db import db
-from crm_qb.models import Connection, EventStatus
+from crm_qb.models import EventStatus
 from crm_qb.signatures import sign_qbo
 from tests.conftest import VERIFIER_TOKEN
-from tests.integration.helpers import add_connection, count_events
 from tests.support import fixture_bytes, free_port, wait_for
+from tests.support.connections import add_connection, count_events, disable_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -26,19 +25,12 @@ def _up(url: str) -> bool:
         return False
 
 
-def _without_sync(app: Flask, connection_id: int) -> None:
-    with app.app_context():
-        row = db.session.get(Connection, connection_id)
-        assert row is not None
-        row.settings = {"sync": {"enabled": False}}
-        db.session.commit()
-
 
 def test_signed_webhook_through_gunicorn_is_processed_by_a_worker(
     app: Flask, spawn: Callable[..., Popen[bytes]]
 ) -> None:
     connection = add_connection(app, realm_id="1185883450")
-    _without_sync(app, connection.id)  # the plumbing is under test here, not the customer sync
+    disable_sync(app, connection.id)  # the plumbing is under test here, not the customer sync
     port = free_port()
     spawn("web", "--port", str(port), "--workers", "2")
     base = f"http://127.0.0.1:{port}"

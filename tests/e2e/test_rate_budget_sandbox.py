@@ -26,6 +26,7 @@ import pytest
 import requests
 from redis import Redis
 
+from crm_qb.keys import RedisKeys
 from crm_qb.qbo.client import QboClient
 from crm_qb.qbo.faults import ThrottledError
 from crm_qb.qbo.ratebudget import RateBudget, RateBudgetTimeout
@@ -71,7 +72,7 @@ def _hammer(load: Load, barrier: Any, results: Any) -> None:
     budget = None
     if load.budget_prefix:
         budget = RateBudget(Redis.from_url(REDIS_TEST_URL), per_minute=PER_WINDOW, concurrent=IN_FLIGHT,
-                            window=WINDOW_SECONDS, key_prefix=load.budget_prefix)
+                            window=WINDOW_SECONDS, keys=RedisKeys(load.budget_prefix))
     token = load.company.token
     client = QboClient(load.api_base, load.company.realm_id, lambda: token, lambda stale: stale, budget,
                        max_retries=0, slot_timeout=load.slot_timeout)

@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, func, select, text, update
 
 from crm_qb.db import db, utcnow
 from crm_qb.models import AuditEntry, Connection, EventStatus, InboundEvent
-from tests.integration.helpers import add_connection, post_qbo
 from tests.support import fixture_bytes, wait_for
+from tests.support.connections import add_connection, post_qbo
 from workers import jobs
 
 pytestmark = pytest.mark.e2e

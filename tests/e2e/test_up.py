@@ -14,10 +14,9 @@ import pytest
 import requests
 
 from tests.conftest import REDIS_TEST_URL
-from tests.support import free_port, wait_for
+from tests.support import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _listening(port: int) -> bool:

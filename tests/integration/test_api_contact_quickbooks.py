@@ -14,8 +14,8 @@ from crm_qb.config import Settings
 from crm_qb.db import db
 from crm_qb.models import LinkState, QboReference
 from tests.conftest import make_settings
-from tests.integration.folder_helpers import APP_BASE, apply, company, link, qbo_json, txn
-from tests.integration.helpers import TestConnection as Conn
+from tests.support.connections import TestConnection as Conn
+from tests.support.folder import APP_BASE, apply, company, link, qbo_json, txn
 
 
 @pytest.fixture

@@ -24,18 +24,18 @@ from sqlalchemy import func, select
 from crm_qb.app import create_app
 from crm_qb.cli import main
 from crm_qb.db import db, utcnow
+from crm_qb.keys import JobIds
 from crm_qb.models import AuditEntry, Conflict, Connection, ContactLink, FolderItem, LinkState, QboStatus
 from crm_qb.qbo.client import last_updated
 from crm_qb.runtime import runtime
 from crm_qb.sandbox.crm.server import RunningServer
-from crm_qb.sync.backfill import BackfillReport, PhaseCounts, run_backfill
 from crm_qb.sync.context import build_context
+from crm_qb.sync.pipeline.backfill import BackfillReport, PhaseCounts, run_backfill
 from tests.conftest import _migrate, _truncate, make_settings, settings_env
-from tests.integration import test_customer_sync_support as support
-from tests.integration.helpers import add_connection
-from tests.integration.oauth_helpers import LiveSandbox, connect, live_sandbox
-from tests.integration.test_customer_sync_support import Harness, QboSandbox, connect_qbo, qbo_settings
-from workers.sync_jobs import backfill_job_id
+from tests.support import sync as support
+from tests.support.connections import add_connection
+from tests.support.oauth import LiveSandbox, connect, live_sandbox
+from tests.support.sync import Harness, QboSandbox, running_harness
 
 qbo_sandbox, crm_server = support.qbo_sandbox, support.crm_server
 
@@ -50,21 +50,13 @@ def seeded(tmp_path: Path, database_url: str, redis_client: Redis, qbo_sandbox: 
     """A connection to a seeded realm (12 customers, 30 transactions, all last updated months ago)."""
     body = {"customers": CUSTOMERS, "transactions": TRANSACTIONS, "multicurrency": False, "seed": SEED}
     qbo_sandbox.realm_id = qbo_sandbox.post("/_sandbox/realms", body)["realm_id"]
-    app = create_app(qbo_settings(tmp_path, database_url, qbo_sandbox))
-    _migrate(app)
-    if not database_url.startswith("sqlite"):
-        _truncate(app)
-    made = add_connection(app, crm_url=crm_server.url)
-    connect_qbo(app, made.id, qbo_sandbox.realm_id)
-    yield Harness(app, app.test_client(), qbo_sandbox, crm_server, made.id, made.crm_hook_secret)
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    with running_harness(tmp_path, database_url, qbo_sandbox, crm_server) as made:
+        yield made
 
 
 def _customers(h: Harness) -> list[dict[str, Any]]:
     with h.app.app_context():
-        ctx = build_context(h.app, h.connection_id)
+        ctx = build_context(runtime(h.app).sync_services(), h.connection_id)
         try:
             return list(ctx.qbo.query_all("Customer", "Active IN (true, false)"))
         finally:
@@ -91,7 +83,8 @@ def _backfill(h: Harness, **options: Any) -> tuple[BackfillReport, dict[str, lis
         seen.setdefault(phase, []).append(counts.pages)
 
     with h.app.app_context():
-        report = run_backfill(h.app, h.connection_id, progress=progress, page_size=PAGE, **options)
+        report = run_backfill(runtime(h.app).sync_services(), h.connection_id, progress=progress, page_size=PAGE,
+                              **options)
     return report, seen
 
 
@@ -253,7 +246,7 @@ def test_the_command_runs_in_the_foreground_or_hands_the_backfill_to_a_worker(se
 
     queued = runner.invoke(main, ["backfill", str(h.connection_id), "--enqueue"], env=env)
     assert queued.exit_code == 0, queued.output
-    assert queued.output.strip() == backfill_job_id(h.connection_id)
+    assert queued.output.strip() == JobIds.backfill(h.connection_id)
     again = runner.invoke(main, ["backfill", str(h.connection_id), "--enqueue"], env=env)
     assert "already waiting or running" in again.output
     h.work()
@@ -315,7 +308,7 @@ def test_connecting_for_the_first_time_enqueues_the_backfill(tmp_path: Path, dat
     made = add_connection(app)
     client: FlaskClient = app.test_client()
     assert connect(client, app, made.id).status_code == 303
-    job = Job.fetch(backfill_job_id(made.id), connection=redis_client)
+    job = Job.fetch(JobIds.backfill(made.id), connection=redis_client)
     assert job.func_name == "workers.sync_jobs.backfill_connection" and job.args == (made.id,)
     with app.app_context():
         db.session.remove()

@@ -6,8 +6,8 @@ import re
 
 from crm_qb.models import AuditEntry, ConflictStatus, ContactLink
 from crm_qb.web import signing
-from tests.integration import test_customer_sync_support as support
-from tests.integration.test_customer_sync_support import Harness
+from tests.support import sync as support
+from tests.support.sync import Harness
 from workers.worker import build_worker
 
 qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness

@@ -19,8 +19,8 @@ from crm_qb.db import db, utcnow
 from crm_qb.models import QboReference, QboStatus
 from crm_qb.web.signing import SESSION_COOKIE, dump_session, link_token, new_session
 from tests.conftest import make_settings, settings_env
-from tests.integration.helpers import add_connection, set_connection
-from tests.integration.oauth_helpers import sign_in
+from tests.support.connections import add_connection, set_connection
+from tests.support.oauth import sign_in
 
 REASON = "Intuit rejected the refresh token: invalid_grant"
 

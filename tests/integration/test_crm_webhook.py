@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue
 
-from tests.integration.helpers import add_connection, count_events, crm_body, post_crm
+from tests.support.connections import add_connection, count_events, crm_body, post_crm
 
 UPDATED = {"id": "evt-1", "type": "contact.updated", "occurred_at": "2026-11-20T10:00:00Z",
            "contact": {"id": "c-1", "first_name": "Zoë", "email": "zoe@example.com"}}

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from crm_qb.models import LinkState
-from tests.integration import test_customer_sync_support as support
-from tests.integration.test_customer_sync_support import Harness
+from tests.support import sync as support
+from tests.support.sync import Harness
 
 qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
 

@@ -3,162 +3,35 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from flask import Flask
 from sqlalchemy import select
 
-from crm_qb.config import Settings
 from crm_qb.crm.errors import CrmUnavailableError
 from crm_qb.crm.rest import RestConnector
 from crm_qb.db import db
-from crm_qb.models import ContactLink, FolderItem, FollowUp, FollowUpStatus
-from crm_qb.sandbox.crm.server import RunningServer, start_server
-from crm_qb.sandbox.crm.state import SandboxConfig
-from crm_qb.sync.followup_settings import InvalidFollowupSettings
-from crm_qb.sync.followups import (
+from crm_qb.keys import JobIds, RedisKeys
+from crm_qb.models import FollowUp, FollowUpStatus
+from crm_qb.runtime import runtime
+from crm_qb.sync.followups.service import (
     UnknownConnectionError,
     close_followups,
     configure_followups,
     followup_settings,
-    scan_connection,
     scan_invoice,
-    task_marker,
 )
-from tests.conftest import make_settings
-from tests.integration.helpers import add_connection
+from crm_qb.sync.followups.settings import InvalidFollowupSettings
+from crm_qb.sync.rules.followups import task_marker
+from tests.support import followups
+from tests.support.connections import add_connection
+from tests.support.followups import APP_BASE, CRM_TOKEN, DUE, TAG, World, at, overdue_by
 
-CRM_TOKEN = "t"  # the token add_connection stores
-APP_BASE = "https://app.qbo.example"
-QBO_OVERRIDES = {"qbo_app_base": APP_BASE, "qbo_api_base": "http://127.0.0.1:9/qbo",
-                 "qbo_discovery_url": "http://127.0.0.1:9/discovery"}
-DUE = date(2025, 1, 31)
-TAG = "QuickBooks: overdue"
+settings, crm, world = followups.settings_fixture, followups.crm_fixture, followups.world_fixture
 
-
-def at(day: date, hour: int = 12) -> datetime:
-    """A UTC instant on ``day``."""
-    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
-
-
-def overdue_by(days: int) -> datetime:
-    """Noon UTC ``days`` after DUE."""
-    return at(DUE + timedelta(days=days))
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    """The test settings plus QBO addresses, so deep links can be built."""
-    return make_settings(tmp_path, database_url, **QBO_OVERRIDES)
-
-
-@pytest.fixture
-def crm() -> Iterator[RunningServer]:
-    """The reference CRM serving on a free port of 127.0.0.1."""
-    running = start_server("127.0.0.1", 0, SandboxConfig(token=CRM_TOKEN))
-    yield running
-    running.stop()
-
-
-class World:
-    """One connection wired to the reference CRM, with helpers to act as QuickBooks and as a CRM user."""
-
-    def __init__(self, app: Flask, crm: RunningServer) -> None:
-        self.app, self.crm = app, crm
-        self.connection_id = add_connection(app, realm_id="9130", crm_url=crm.url).id
-        self.http = requests.Session()
-        self.http.trust_env = False
-
-    def contact(self, qbo_customer_id: str, **fields: Any) -> str:
-        """Create a CRM contact linked to the QBO customer; return its id."""
-        body = {"display_name": f"Customer {qbo_customer_id}", "owner_id": "u2", **fields}
-        contact_id = self.http.post(f"{self.crm.url}/_sandbox/contacts", json=body, timeout=5).json()["id"]
-        with self.app.app_context():
-            db.session.add(ContactLink(connection_id=self.connection_id, crm_contact_id=contact_id,
-                                       qbo_customer_id=qbo_customer_id))
-            db.session.commit()
-        return str(contact_id)
-
-    def invoice(self, qbo_id: str, customer: str, balance: str = "1234.50", due: date = DUE,
-                total: str = "1234.50", currency: str = "USD", status: str = "Open") -> None:
-        """Mirror an invoice, as the transaction sync would."""
-        with self.app.app_context():
-            db.session.add(FolderItem(
-                connection_id=self.connection_id, qbo_customer_id=customer, txn_type="Invoice", qbo_id=qbo_id,
-                doc_number=f"INV-{qbo_id}", due_date=due, status=status, currency=currency, total=Decimal(total),
-                balance=Decimal(balance), home_total=Decimal(total), home_balance=Decimal(balance),
-                details={"CustomerRef": {"value": customer, "name": f"Customer {customer}"}}))
-            db.session.commit()
-
-    def change_invoice(self, qbo_id: str, **values: Any) -> None:
-        """Change the mirrored invoice (paid, voided, moved, ...)."""
-        with self.app.app_context():
-            item = db.session.scalars(select(FolderItem).where(FolderItem.qbo_id == qbo_id)).one()
-            for name, value in values.items():
-                setattr(item, name, value)
-            db.session.commit()
-
-    def delete_invoice(self, qbo_id: str) -> None:
-        """Remove the mirrored invoice, as the sync does when it is deleted in QBO."""
-        with self.app.app_context():
-            db.session.delete(db.session.scalars(select(FolderItem).where(FolderItem.qbo_id == qbo_id)).one())
-            db.session.commit()
-
-    def scan(self, now: datetime, **kwargs: Any) -> dict[str, Any]:
-        """Run the connection scan at ``now``."""
-        with self.app.app_context():
-            return scan_connection(self.connection_id, now=now, **kwargs).to_json()
-
-    def configure(self, **changes: Any) -> None:
-        """Change the connection's follow-up settings."""
-        with self.app.app_context():
-            configure_followups(self.connection_id, changes)
-
-    def tasks(self, contact_id: str) -> list[dict[str, Any]]:
-        """The contact's tasks as the CRM has them."""
-        response = self.http.get(f"{self.crm.url}/contacts/{contact_id}/tasks", timeout=5,
-                                 headers={"Authorization": f"Bearer {CRM_TOKEN}"})
-        return list(response.json()["tasks"])
-
-    def crm_contact(self, contact_id: str) -> dict[str, Any]:
-        """The contact as the CRM has it."""
-        return dict(self.http.get(f"{self.crm.url}/contacts/{contact_id}", timeout=5,
-                                  headers={"Authorization": f"Bearer {CRM_TOKEN}"}).json())
-
-    def as_user(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Call the CRM API as a CRM user would (with the token)."""
-        return self.http.request(method, f"{self.crm.url}{path}", timeout=5,
-                                 headers={"Authorization": f"Bearer {CRM_TOKEN}"}, **kwargs)
-
-    def faults(self, **plan: Any) -> None:
-        """Set the CRM's fault plan."""
-        assert self.http.post(f"{self.crm.url}/_sandbox/faults", json=plan, timeout=5).status_code == 200
-
-    def rows(self) -> list[tuple[str, int, str, str | None]]:
-        """(invoice, rule, status, reason) of every FollowUp row, ordered."""
-        with self.app.app_context():
-            rows = db.session.scalars(select(FollowUp).order_by(FollowUp.qbo_invoice_id, FollowUp.rule_days))
-            result = [(r.qbo_invoice_id, r.rule_days, r.status.value, r.status_reason) for r in rows]
-            db.session.rollback()
-            return result
-
-    def connector(self) -> RestConnector:
-        """A real connector that does not sleep between retries (keeps outage tests fast)."""
-        return RestConnector(self.crm.url, CRM_TOKEN, sleep=lambda _seconds: None)
-
-
-@pytest.fixture
-def world(app: Flask, crm: RunningServer) -> Iterator[World]:
-    """A connection to the running reference CRM."""
-    created = World(app, crm)
-    yield created
-    created.http.close()
 
 
 def test_an_overdue_invoice_gets_a_task_then_a_second_one_fourteen_days_later(world: World) -> None:
@@ -253,13 +126,14 @@ def test_close_followups_completes_at_once_when_the_sync_reports_a_change(world:
     world.invoice("101", "c1")
     world.scan(overdue_by(1))
     with app.app_context():
-        result = close_followups(world.connection_id, "101", "paid", now=overdue_by(1))
-        again = close_followups(world.connection_id, "101", "paid", now=overdue_by(1))
+        services = runtime(app).sync_services()
+        result = close_followups(services, world.connection_id, "101", "paid", now=overdue_by(1))
+        again = close_followups(services, world.connection_id, "101", "paid", now=overdue_by(1))
     assert (result.completed, again.completed) == (1, 0)
     [task] = world.tasks(contact)
     assert task["status"] == "done" and task["description"].count("paid in full") == 1
     with app.app_context(), pytest.raises(ValueError, match="needs a reason"):
-        close_followups(world.connection_id, "101", " ")
+        close_followups(services, world.connection_id, "101", " ")
 
 
 @pytest.mark.parametrize("user_action", ["complete", "delete"])
@@ -383,11 +257,12 @@ def test_scan_invoice_handles_only_that_invoice(world: World, app: Flask) -> Non
     world.invoice("101", "c1")
     world.invoice("102", "c1")
     with app.app_context():
-        assert scan_invoice(world.connection_id, "101", now=overdue_by(14)).created == 2
+        assert scan_invoice(runtime(app).sync_services(), world.connection_id, "101", now=overdue_by(14)).created == 2
     assert len(world.tasks(contact)) == 2
     world.change_invoice("101", balance=Decimal(0), status="Paid")
     with app.app_context():
-        assert scan_invoice(world.connection_id, "101", now=overdue_by(14)).completed == 2
+        assert scan_invoice(runtime(app).sync_services(), world.connection_id, "101",
+                            now=overdue_by(14)).completed == 2
 
 
 def test_no_tasks_while_disabled_or_for_unlinked_customers_but_paid_still_completes(world: World) -> None:
@@ -447,12 +322,12 @@ def test_the_hourly_job_enqueues_one_scan_per_connection_that_a_worker_runs(worl
         assert followup_jobs.enqueue_followup_scans() == 2
         assert followup_jobs.enqueue_followup_scans() == 0  # this period's scans are already waiting
     period = int(datetime.now(UTC).timestamp() // 3600)
-    assert {followup_jobs.scan_job_id(world.connection_id, period), followup_jobs.scan_job_id(second, period)} <= {
+    assert {JobIds.followup_scan(world.connection_id, period), JobIds.followup_scan(second, period)} <= {
         key.decode().rsplit(":", 1)[1] for key in redis_client.keys("rq:job:*")}
     build_worker(app).work(burst=True)
     assert len(world.tasks(contact)) == 1
     with app.app_context():
-        assert followup_jobs.enqueue_invoice_scan(redis_client, "crm_qb_test", world.connection_id, "1/01") \
+        assert followup_jobs.enqueue_invoice_scan(redis_client, RedisKeys("crm_qb_test"), world.connection_id, "1/01") \
             is not None
     build_worker(app).work(burst=True)
     assert len(world.tasks(contact)) == 1

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from flask import Flask
 
 from crm_qb.cli import main
 from crm_qb.config import Settings
-from crm_qb.sandbox.crm.server import RunningServer, start_server
-from crm_qb.sandbox.crm.state import SandboxConfig
-from tests.conftest import make_settings, settings_env
-from tests.integration.test_followups import CRM_TOKEN, QBO_OVERRIDES, World
+from tests.conftest import settings_env
+from tests.support import followups
+from tests.support.followups import QBO_OVERRIDES, World
 
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    """The test settings plus QBO addresses, so deep links can be built."""
-    return make_settings(tmp_path, database_url, **QBO_OVERRIDES)
+settings, crm, world = followups.settings_fixture, followups.crm_fixture, followups.world_fixture
 
 
 @pytest.fixture
@@ -32,16 +24,6 @@ def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
                         }.items():
         monkeypatch.setenv(name, value)
     return CliRunner()
-
-
-@pytest.fixture
-def world(app: Flask) -> Iterator[World]:
-    """A connection to a reference CRM on a free port."""
-    running: RunningServer = start_server("127.0.0.1", 0, SandboxConfig(token=CRM_TOKEN))
-    created = World(app, running)
-    yield created
-    created.http.close()
-    running.stop()
 
 
 def test_configure_shows_changes_and_resets_the_settings(runner: CliRunner, world: World) -> None:

@@ -18,9 +18,11 @@ from crm_qb.app import create_app
 from crm_qb.db import db, utcnow
 from crm_qb.models import AuditEntry, Connection, EventStatus, InboundEvent
 from crm_qb.runtime import runtime
+from crm_qb.sync.pipeline import events
+from crm_qb.sync.pipeline.drain import Drain
 from tests.conftest import make_settings
-from tests.integration.helpers import add_connection, count_events, post_qbo
 from tests.support import fixture_bytes
+from tests.support.connections import add_connection, count_events, disable_sync, post_qbo
 from workers import jobs
 from workers.queues import INBOUND, all_queues, enqueue, job
 from workers.schedule import Periodic, promote_delayed_jobs, tick
@@ -29,18 +31,11 @@ from workers.worker import build_worker
 
 def _store_one_event(app: Flask, client: FlaskClient) -> int:
     connection = add_connection(app, realm_id="310687")
-    _disable_sync(app, connection.id)  # these tests are about the pipeline, not about what sync does
+    disable_sync(app, connection.id)  # these tests are about the pipeline, not about what sync does
     post_qbo(client, fixture_bytes("qbo/webhook_cloudevents_customer_created.json"))
     with app.app_context():
         return int(db.session.scalars(select(InboundEvent.id)).one())
 
-
-def _disable_sync(app: Flask, connection_id: int) -> None:
-    with app.app_context():
-        row = db.session.get(Connection, connection_id)
-        assert row is not None
-        row.settings = {"sync": {"enabled": False}}
-        db.session.commit()
 
 
 def _audit_count(app: Flask) -> int:
@@ -61,7 +56,7 @@ def test_worker_processes_a_stored_event_once(app: Flask, client: FlaskClient) -
     assert _audit_count(app) == 1
     with app.app_context():
         assert jobs.drain_qbo_realm("310687") == 0
-        assert jobs.process_event(event_id, lambda event: "processed") == 0
+        assert events.process_event(event_id, lambda event: "processed") == 0
     assert _audit_count(app) == 1
 
 
@@ -88,15 +83,15 @@ def test_a_failing_event_counts_attempts_and_gives_up(app: Flask, client: FlaskC
     def explode(_events: object, _routes: object) -> None:
         raise RuntimeError("CRM answered 500")
 
-    monkeypatch.setattr(jobs, "_apply_qbo_batch", explode)
+    monkeypatch.setattr(Drain, "apply_qbo_batch", lambda _drain, batch, routes: explode(batch, routes))
     with app.app_context():
-        for _ in range(jobs.MAX_ATTEMPTS):
+        for _ in range(events.MAX_ATTEMPTS):
             with pytest.raises(RuntimeError):
                 jobs.drain_qbo_realm("310687")
         assert jobs.drain_qbo_realm("310687") == 0  # given up: the realm's other events are not blocked
         event = db.session.get(InboundEvent, event_id)
         assert event is not None
-        assert (event.status, event.attempts) == (EventStatus.FAILED, jobs.MAX_ATTEMPTS)
+        assert (event.status, event.attempts) == (EventStatus.FAILED, events.MAX_ATTEMPTS)
         assert event.status_reason == "RuntimeError: CRM answered 500"
 
 
@@ -133,13 +128,13 @@ def flaky_job(key: str) -> str:
 
 
 def test_a_retry_with_an_interval_is_promoted_by_the_scheduler(app: Flask, redis_client: Redis) -> None:
-    prefix = runtime(app).settings.queue_prefix
+    keys = runtime(app).keys
     with app.app_context():
-        queued = enqueue(redis_client, prefix, flaky_job, "flaky-runs", job_id="flaky-1")
+        queued = enqueue(redis_client, keys, flaky_job, "flaky-runs", job_id="flaky-1")
     assert queued is not None
     build_worker(app).work(burst=True)
     assert queued.get_status(refresh=True) == JobStatus.SCHEDULED
-    delayed = RQScheduler([q.name for q in all_queues(redis_client, prefix)], connection=redis_client)
+    delayed = RQScheduler([q.name for q in all_queues(redis_client, keys)], connection=redis_client)
     time.sleep(1.1)
     promote_delayed_jobs(delayed)
     delayed.stop()
@@ -150,7 +145,7 @@ def test_a_retry_with_an_interval_is_promoted_by_the_scheduler(app: Flask, redis
 
 def test_events_wait_while_a_connection_needs_reconnect_and_run_after_it(app: Flask, client: FlaskClient,
                                                                           redis_client: Redis) -> None:
-    from crm_qb.models import Connection, QboStatus
+    from crm_qb.models import QboStatus
 
     event_id = _store_one_event(app, client)
     with app.app_context():
@@ -165,6 +160,6 @@ def test_events_wait_while_a_connection_needs_reconnect_and_run_after_it(app: Fl
         connection.qbo_status = QboStatus.CONNECTED
         connection.settings = {"sync": {"enabled": False}}  # no QBO tokens in this test: only the plumbing
         db.session.commit()
-        assert jobs.wake_connection(redis_client, runtime(app).settings.queue_prefix, connection.id) == 1
+        assert events.wake_connection(runtime(app).jobs, connection.id) == 1
     build_worker(app).work(burst=True)
     assert count_events(app, status=EventStatus.PROCESSED) == 1

@@ -1,4 +1,4 @@
-"""The authorize URL and the API base follow CRM_QB_QBO_ENVIRONMENT and its overrides (DESIGN.md §5)."""
+"""The authorize URL and the API base follow CRM_QB_QBO_ENVIRONMENT and its overrides (README, Configuration)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from flask import Flask
 from crm_qb.app import create_app
 from crm_qb.db import db
 from crm_qb.models import Connection
-from crm_qb.qbo.services import qbo_services
+from crm_qb.runtime import runtime
 from tests.conftest import make_settings
-from tests.integration.helpers import add_connection
-from tests.integration.oauth_helpers import live_sandbox, query_of, sign_in
+from tests.support.connections import add_connection
+from tests.support.oauth import live_sandbox, query_of, sign_in
 
 INTUIT_DISCOVERY = {
     "production": "https://developer.intuit.com/.well-known/openid_configuration/",
@@ -59,7 +59,7 @@ def make_app(app: Flask, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
 def _client_base(app: Flask, connection_id: int) -> str:
     with app.app_context():
         row = db.session.get(Connection, connection_id)
-        with qbo_services(app).client_for(row) as client:
+        with runtime(app).qbo().client_for(row) as client:
             return client.api_base
 
 
@@ -67,7 +67,7 @@ def _client_base(app: Flask, connection_id: int) -> str:
 def test_intuit_environments_use_intuits_addresses(make_app: Callable[..., Flask], environment: str) -> None:
     app = make_app(qbo_environment=environment)
     conn = add_connection(app, realm_id="4620816365")
-    endpoints = qbo_services(app).endpoints
+    endpoints = runtime(app).qbo().endpoints
     assert (endpoints.discovery_url, endpoints.api_base, endpoints.app_base) == (
         INTUIT_DISCOVERY[environment], API_BASES[environment], APP_BASES[environment])
     assert _client_base(app, conn.id) == API_BASES[environment]
@@ -85,7 +85,7 @@ def test_overrides_replace_the_environments_defaults(make_app: Callable[..., Fla
                    qbo_discovery_url="https://idp.example.test/discovery")
     conn = add_connection(app, realm_id="4620816365")
     assert _client_base(app, conn.id) == "https://qbo-proxy.example.test"
-    assert qbo_services(app).endpoints.app_base == APP_BASES["production"]
+    assert runtime(app).qbo().endpoints.app_base == APP_BASES["production"]
     client = app.test_client()
     sign_in(client, app, conn.id)
     with responses.RequestsMock() as mock:
@@ -109,7 +109,7 @@ def test_the_local_environment_uses_the_project_sandbox(make_app: Callable[..., 
 def test_local_without_overrides_is_a_clear_error(make_app: Callable[..., Flask]) -> None:
     app = make_app(qbo_environment="local")
     with pytest.raises(ValueError, match="QBO_DISCOVERY_URL, QBO_API_BASE, QBO_APP_BASE"):
-        qbo_services(app)
+        runtime(app).qbo()
     conn = add_connection(app)
     client = app.test_client()
     sign_in(client, app, conn.id)

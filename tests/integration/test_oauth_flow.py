@@ -16,12 +16,13 @@ from rq.job import Job
 from sqlalchemy import select, text
 
 from crm_qb.db import db, utcnow
+from crm_qb.keys import JobIds
 from crm_qb.models import AuditEntry, Connection, ContactLink, QboReference, QboStatus
-from crm_qb.qbo.services import qbo_services
+from crm_qb.runtime import runtime
 from crm_qb.sandbox.qbo.oauth import OAuthError as SandboxOAuthError
-from tests.integration import oauth_helpers
-from tests.integration.helpers import add_connection
-from tests.integration.oauth_helpers import (
+from tests.support import oauth as oauth_helpers
+from tests.support.connections import add_connection, connection_row
+from tests.support.oauth import (
     LiveSandbox,
     connect,
     consent,
@@ -29,17 +30,10 @@ from tests.integration.oauth_helpers import (
     sign_in,
     start_connect,
 )
-from workers.qbo_jobs import load_company_details, load_company_job_id
+from workers.qbo_jobs import load_company_details
 
 sandbox, settings = oauth_helpers.sandbox_fixture, oauth_helpers.sandbox_settings
 
-
-def _row(app: Flask, connection_id: int) -> Connection:
-    with app.app_context():
-        row = db.session.get(Connection, connection_id)
-        assert row is not None
-        db.session.expunge(row)
-        return row
 
 
 def test_connect_redirects_to_intuit_with_the_accounting_scope_and_a_single_use_state(
@@ -68,7 +62,7 @@ def test_callback_stores_encrypted_tokens_and_the_company_and_shows_the_page(
     response = connect(client, app, conn.id)
     assert response.status_code == 303
     assert response.headers["Location"] == f"/admin/connections/{conn.id}?done=connected"
-    row = _row(app, conn.id)
+    row = connection_row(app, conn.id)
     assert row.qbo_status == QboStatus.CONNECTED and row.qbo_realm_id == sandbox.info["realm_id"]
     assert row.qbo_company_name == "Sandbox Company US"
     assert (row.home_currency, row.multicurrency_enabled, row.company_timezone) == ("USD", True,
@@ -77,7 +71,7 @@ def test_callback_stores_encrypted_tokens_and_the_company_and_shows_the_page(
     assert before + timedelta(minutes=59) < row.qbo_access_expires_at <= utcnow() + timedelta(hours=1)
     assert row.qbo_refresh_expires_at > before + timedelta(days=100)
     with app.app_context():
-        stored = qbo_services(app).store.load(str(conn.id))
+        stored = runtime(app).qbo().store.load(str(conn.id))
         assert stored is not None
         raw = db.session.execute(text("SELECT * FROM connections WHERE id = :id"), {"id": conn.id}).one()
         refs = db.session.execute(select(QboReference.kind, QboReference.name)).all()
@@ -98,7 +92,7 @@ def test_denied_consent_is_a_400_page_and_changes_nothing(app: Flask, client: Fl
     assert response.status_code == 400
     body = response.get_data(as_text=True)
     assert "not granted" in body and "Traceback" not in body and response.mimetype == "text/html"
-    assert _row(app, conn.id).qbo_status == QboStatus.NOT_CONNECTED
+    assert connection_row(app, conn.id).qbo_status == QboStatus.NOT_CONNECTED
 
 
 def test_a_reused_state_is_refused(app: Flask, client: FlaskClient) -> None:
@@ -126,7 +120,7 @@ def test_a_state_from_another_browser_is_refused(app: Flask, client: FlaskClient
     refused = other.get(callback)
     assert refused.status_code == 403 and "another browser" in refused.get_data(as_text=True)
     assert app.test_client().get(consent(start_connect(client, conn.id))).status_code == 403  # no session at all
-    assert _row(app, conn.id).qbo_status == QboStatus.NOT_CONNECTED
+    assert connection_row(app, conn.id).qbo_status == QboStatus.NOT_CONNECTED
 
 
 def test_a_code_intuit_refuses_is_a_502_page(app: Flask, client: FlaskClient, sandbox: LiveSandbox) -> None:
@@ -138,7 +132,7 @@ def test_a_code_intuit_refuses_is_a_502_page(app: Flask, client: FlaskClient, sa
     response = client.get(callback)
     assert response.status_code == 502
     assert "invalid_grant" in response.get_data(as_text=True)
-    assert _row(app, conn.id).qbo_status == QboStatus.NOT_CONNECTED
+    assert connection_row(app, conn.id).qbo_status == QboStatus.NOT_CONNECTED
 
 
 def test_a_failing_token_endpoint_is_a_502_page(app: Flask, client: FlaskClient, sandbox: LiveSandbox) -> None:
@@ -151,7 +145,7 @@ def test_a_failing_token_endpoint_is_a_502_page(app: Flask, client: FlaskClient,
         response = client.get(callback)
     assert response.status_code == 502
     assert "could not be reached or failed" in response.get_data(as_text=True)
-    assert _row(app, conn.id).qbo_access_token_encrypted is None
+    assert connection_row(app, conn.id).qbo_access_token_encrypted is None
 
 
 def test_connect_and_disconnect_need_the_admin_session(app: Flask, client: FlaskClient) -> None:
@@ -175,7 +169,7 @@ def test_disconnect_revokes_clears_tokens_and_keeps_mirrored_data(
     conn = add_connection(app)
     assert connect(client, app, conn.id).status_code == 303
     with app.app_context():
-        refresh_token = qbo_services(app).store.load(str(conn.id)).tokens.refresh_token
+        refresh_token = runtime(app).qbo().store.load(str(conn.id)).tokens.refresh_token
         db.session.add(ContactLink(connection_id=conn.id, crm_contact_id="c1", qbo_customer_id="1"))
         db.session.commit()
     assert client.post(f"/connections/{conn.id}/qbo/disconnect").status_code == 403  # no CSRF token
@@ -183,7 +177,7 @@ def test_disconnect_revokes_clears_tokens_and_keeps_mirrored_data(
     assert response.status_code == 303 and response.headers["Location"].endswith("?done=disconnected")
     with pytest.raises(SandboxOAuthError):
         sandbox.sandbox.oauth.refresh(refresh_token)  # revoked at "Intuit"
-    row = _row(app, conn.id)
+    row = connection_row(app, conn.id)
     assert row.qbo_status == QboStatus.DISCONNECTED
     assert row.qbo_access_token_encrypted is None and row.qbo_refresh_token_encrypted is None
     assert row.qbo_realm_id == sandbox.info["realm_id"] and row.qbo_company_name == "Sandbox Company US"
@@ -203,7 +197,7 @@ def test_a_failed_revoke_is_logged_and_the_disconnect_still_completes(
         mock.post(f"{sandbox.base_url}/v2/oauth2/tokens/revoke", status=503)
         response = client.post(f"/connections/{conn.id}/qbo/disconnect", data={"csrf_token": csrf})
     assert response.status_code == 303
-    assert _row(app, conn.id).qbo_status == QboStatus.DISCONNECTED
+    assert connection_row(app, conn.id).qbo_status == QboStatus.DISCONNECTED
     assert "QBO revoke failed" in caplog.text
 
 
@@ -218,7 +212,7 @@ def test_reconnecting_the_same_company_resumes_where_it_stopped(app: Flask, clie
     client.post(f"/connections/{conn.id}/qbo/disconnect", data={"csrf_token": _csrf(client, conn.id)})
     again = client.get(consent(start_connect(client, conn.id)))
     assert again.status_code == 303 and again.headers["Location"].endswith("?done=connected")
-    row = _row(app, conn.id)
+    row = connection_row(app, conn.id)
     assert row.qbo_status == QboStatus.CONNECTED and row.qbo_status_reason is None
     assert row.cdc_cursor == cursor and row.settings == {"conflict_policy": "qbo_wins"}
 
@@ -227,21 +221,21 @@ def test_reconnecting_after_needs_reconnect_clears_the_reason(app: Flask, client
     conn = add_connection(app)
     assert connect(client, app, conn.id).status_code == 303
     with app.app_context():
-        qbo_services(app).store.mark_needs_reconnect(str(conn.id), "Intuit rejected the refresh token")
+        runtime(app).qbo().store.mark_needs_reconnect(str(conn.id), "Intuit rejected the refresh token")
     assert client.get(consent(start_connect(client, conn.id))).status_code == 303
-    row = _row(app, conn.id)
+    row = connection_row(app, conn.id)
     assert row.qbo_status == QboStatus.CONNECTED and row.qbo_status_reason is None
 
 
 def test_connecting_a_different_company_is_refused(app: Flask, client: FlaskClient, sandbox: LiveSandbox) -> None:
     conn = add_connection(app)
     assert connect(client, app, conn.id).status_code == 303
-    first = _row(app, conn.id)
+    first = connection_row(app, conn.id)
     other_realm = sandbox.control("POST", "/realms", customers=1, transactions=0)["realm_id"]
     response = client.get(consent(start_connect(client, conn.id), realm=other_realm))
     assert response.status_code == 409
     assert other_realm in response.get_data(as_text=True)
-    after = _row(app, conn.id)
+    after = connection_row(app, conn.id)
     assert after.qbo_realm_id == first.qbo_realm_id
     assert after.qbo_refresh_token_encrypted == first.qbo_refresh_token_encrypted
 
@@ -253,11 +247,11 @@ def test_company_details_that_cannot_be_read_are_left_to_a_job(
     sandbox.control("POST", "/faults", realm=sandbox.info["realm_id"], error_rate=1.0, error_status=503)
     response = connect(client, app, conn.id)
     assert response.headers["Location"].endswith("?done=pending")
-    row = _row(app, conn.id)
+    row = connection_row(app, conn.id)
     assert row.qbo_status == QboStatus.CONNECTED and row.qbo_company_name is None
-    assert Job.fetch(load_company_job_id(conn.id), connection=redis_client).func_name.endswith(
+    assert Job.fetch(JobIds.load_company(conn.id), connection=redis_client).func_name.endswith(
         "load_company_details")
     requests.delete(f"{sandbox.base_url}/_sandbox/faults", timeout=5)
     with app.app_context():
         assert load_company_details(str(conn.id)) == "loaded"
-    assert _row(app, conn.id).qbo_company_name == "Sandbox Company US"
+    assert connection_row(app, conn.id).qbo_company_name == "Sandbox Company US"

@@ -11,11 +11,11 @@ from flask.testing import FlaskClient
 
 from crm_qb.db import db, utcnow
 from crm_qb.models import Connection, QboStatus
-from crm_qb.qbo.services import qbo_services
 from crm_qb.qbo.tokens import NeedsReconnectError
-from tests.integration import oauth_helpers
-from tests.integration.helpers import add_connection, set_connection
-from tests.integration.oauth_helpers import LiveSandbox, connect
+from crm_qb.runtime import runtime
+from tests.support import oauth as oauth_helpers
+from tests.support.connections import add_connection, set_connection
+from tests.support.oauth import LiveSandbox, connect
 from workers.qbo_jobs import (
     REFRESH_EVERY_SECONDS,
     connections_due_for_refresh,
@@ -59,14 +59,14 @@ def test_the_scheduled_refresh_renews_an_idle_connection_through_a_worker(app: F
     assert ("qbo-refresh-idle-tokens", REFRESH_EVERY_SECONDS) in {(p.name, p.every) for p in PERIODIC}
     connection_id = _connected(app, client)
     with app.app_context():
-        old = qbo_services(app).store.load(str(connection_id)).tokens
+        old = runtime(app).qbo().store.load(str(connection_id)).tokens
     set_connection(app, connection_id, qbo_access_expires_at=utcnow() - timedelta(days=8))
     periodic = tuple(p for p in PERIODIC if p.name == "qbo-refresh-idle-tokens")
     assert tick(app, utcnow().timestamp(), periodic)  # the scheduler queues the scan ...
     build_worker(app).work(burst=True)  # ... which queues the refresh; one burst runs both
     with app.app_context():
         row = db.session.get(Connection, connection_id)
-        new = qbo_services(app).store.load(str(connection_id)).tokens
+        new = runtime(app).qbo().store.load(str(connection_id)).tokens
         assert row.qbo_status == QboStatus.CONNECTED
         assert utcnow() + timedelta(minutes=59) < row.qbo_access_expires_at
         assert row.qbo_refresh_expires_at > utcnow() + timedelta(days=100)
@@ -80,7 +80,7 @@ def test_a_refused_refresh_token_marks_the_connection_and_stops_every_call_to_in
 ) -> None:
     connection_id = _connected(app, client)
     with app.app_context():
-        services = qbo_services(app)
+        services = runtime(app).qbo()
         sandbox.sandbox.oauth.revoke(services.store.load(str(connection_id)).tokens.refresh_token)
     set_connection(app, connection_id, qbo_access_expires_at=utcnow() - timedelta(days=8))
     with app.app_context():

@@ -20,11 +20,12 @@ from crm_qb.cli import main
 from crm_qb.config import Settings, load_settings
 from crm_qb.db import db
 from crm_qb.models import Connection
+from crm_qb.runtime import runtime
 from crm_qb.sandbox.crm.server import RunningServer, start_server
 from crm_qb.sandbox.crm.state import SandboxConfig
-from crm_qb.sync.billing_summary import push_summary
+from crm_qb.web.readmodels.summary import push_summary
 from tests.conftest import REDIS_TEST_URL, make_settings
-from tests.integration.folder_helpers import APP_BASE, apply, company, link, txn
+from tests.support.folder import APP_BASE, apply, company, link, txn
 
 PUBLIC = "http://127.0.0.1:5999"
 
@@ -115,8 +116,8 @@ def test_push_summary_only_when_the_connection_asks(app: Flask, crm: RunningServ
     link(app, conn.id, contact_id, "24", payment_terms="Net 15")
     apply(app, conn.id, "Invoice", txn("Invoice", "1", "24"))
     with app.app_context():
-        assert push_summary(conn.id, contact_id) is push
-        assert push_summary(conn.id, "not-linked") is False
+        assert push_summary(runtime(app), conn.id, contact_id) is push
+        assert push_summary(runtime(app), conn.id, "not-linked") is False
         assert db.session.get(Connection, conn.id) is not None
     summary = stored_summary(crm, contact_id)
     if push:

@@ -17,7 +17,7 @@ from crm_qb.db import db
 from crm_qb.models import Connection, LinkState
 from crm_qb.web.panel_tokens import make_embed_token, make_panel_token
 from tests.conftest import make_settings
-from tests.integration.folder_helpers import APP_BASE, apply, company, link, qbo_json, txn
+from tests.support.folder import APP_BASE, apply, company, link, qbo_json, txn
 
 SECRET = "test-secret-key"  # make_settings' SECRET_KEY
 

@@ -8,11 +8,12 @@ from rq import Queue
 from sqlalchemy import select
 
 from crm_qb.db import db
+from crm_qb.keys import JobIds
 from crm_qb.models import AuditEntry, Connection
 from crm_qb.qbo.client import CdcWindowTooDenseError, QboClient
-from tests.integration import test_customer_sync_support as support
-from tests.integration.test_customer_sync_support import Harness
-from workers.sync_jobs import backfill_job_id, poll_qbo_connection, schedule_cdc_polls
+from tests.support import sync as support
+from tests.support.sync import Harness
+from workers.sync_jobs import poll_qbo_connection, schedule_cdc_polls
 
 qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
 
@@ -56,4 +57,4 @@ def test_a_connection_that_never_synced_gets_a_backfill_not_a_poll(harness: Harn
         assert schedule_cdc_polls() == 1
         prefix = harness.app.extensions["crm_qb"].settings.queue_prefix
         redis = harness.app.extensions["crm_qb"].redis
-    assert backfill_job_id(harness.connection_id) in Queue(f"{prefix}.sync", connection=redis).job_ids
+    assert JobIds.backfill(harness.connection_id) in Queue(f"{prefix}.sync", connection=redis).job_ids

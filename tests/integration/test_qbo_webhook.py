@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from crm_qb.db import db
 from crm_qb.models import AuditEntry, EventStatus, InboundEvent
-from tests.integration.helpers import add_connection, count_events, post_qbo
 from tests.support import fixture_bytes
+from tests.support.connections import add_connection, count_events, post_qbo
 from workers.worker import build_worker
 
 INBOUND_QUEUE = "crm_qb_test.inbound"

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from crm_qb.db import db
 from crm_qb.models import AuditEntry, FolderItem
-from crm_qb.sync.transactions import apply_transaction, refresh_statuses
-from tests.integration.folder_helpers import TODAY, apply, company, qbo_json, txn
+from crm_qb.sync.transactions.mirror import apply_transaction, refresh_statuses
 from tests.support import fixture_bytes
+from tests.support.folder import TODAY, apply, company, qbo_json, txn
 
 
 def item(app: Flask, txn_type: str, qbo_id: str) -> FolderItem | None:

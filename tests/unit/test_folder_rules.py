@@ -12,11 +12,14 @@ import pytest
 
 from crm_qb.app import create_app
 from crm_qb.models import Connection
-from crm_qb.sync.billing_summary import SummaryRow, summarize
-from crm_qb.sync.folder import InvalidFolderQuery, app_base, money_text, parse_folder_query, rate_text
-from crm_qb.sync.transactions import folder_fields, is_deleted, linked_transactions, txn_type_of
-from crm_qb.web.panel import BADGE_COLOURS, BADGE_TONES, crm_origin
+from crm_qb.runtime import runtime
+from crm_qb.sync.rules.folder import is_deleted
+from crm_qb.sync.transactions import registry
+from crm_qb.sync.transactions.mirror import fields_of
+from crm_qb.web.panel import BADGE_COLOURS, crm_origin
 from crm_qb.web.panel_tokens import PanelTokenError, check_embed_token, check_panel_token, make_panel_token
+from crm_qb.web.readmodels.folder import InvalidFolderQuery, app_base, money_text, parse_folder_query, rate_text
+from crm_qb.web.readmodels.summary import SummaryRow, summarize
 from tests.conftest import make_settings
 
 TODAY = date(2024, 6, 15)
@@ -44,7 +47,7 @@ def base(**fields: Any) -> dict[str, Any]:
      {"currency": "USD", "exchange_rate": D(1), "home_computed": False}),
 ])
 def test_folder_fields(entity: str, fields: dict[str, Any], expected: dict[str, Any]) -> None:
-    result = folder_fields(entity, base(**fields), "USD", TODAY)
+    result = fields_of(registry.get(entity), base(**fields), "USD", TODAY)
     assert {key: result[key] for key in expected} == expected
     assert result["qbo_customer_id"] == "24"
 
@@ -56,17 +59,17 @@ def test_folder_fields(entity: str, fields: dict[str, Any], expected: dict[str, 
 ])
 def test_folder_fields_refuse_bad_input(txn: dict[str, Any], error: type[Exception]) -> None:
     with pytest.raises(error):
-        folder_fields("Invoice", txn, "USD", TODAY)
+        fields_of(registry.get("Invoice"), txn, "USD", TODAY)
 
 
 def test_linked_transactions_of_an_invoice_and_a_payment() -> None:
     invoice = base(LinkedTxn=[{"TxnId": "100", "TxnType": "Estimate"}, {"TxnId": "7", "TxnType": "Payment"}])
-    assert linked_transactions("Invoice", invoice) == [{"type": "Estimate", "id": "100", "amount": None},
-                                                       {"type": "Payment", "id": "7", "amount": None}]
+    assert registry.get("Invoice").links(invoice) == [{"type": "Estimate", "id": "100", "amount": None},
+                                                      {"type": "Payment", "id": "7", "amount": None}]
     payment = base(Line=[{"Amount": D("5"), "LinkedTxn": [{"TxnId": "9", "TxnType": "CreditMemo"}]},
                          {"Amount": D("55.00"), "LinkedTxn": [{"TxnId": "70", "TxnType": "Invoice"}]}])
-    assert linked_transactions("Payment", payment) == [{"type": "CreditMemo", "id": "9", "amount": "5"},
-                                                       {"type": "Invoice", "id": "70", "amount": "55.00"}]
+    assert registry.get("Payment").links(payment) == [{"type": "CreditMemo", "id": "9", "amount": "5"},
+                                                      {"type": "Invoice", "id": "70", "amount": "55.00"}]
 
 
 @pytest.mark.parametrize(("value", "deleted"), [(None, True), ({"status": "Deleted"}, True),
@@ -77,8 +80,8 @@ def test_is_deleted(value: dict[str, Any] | None, deleted: bool) -> None:
 
 @pytest.mark.parametrize(("raw", "name"), [("invoice", "Invoice"), ("SALESRECEIPT", "SalesReceipt"),
                                            ("RefundReceipt", "RefundReceipt")])
-def test_txn_type_of(raw: str, name: str) -> None:
-    assert txn_type_of(raw) == name
+def test_registry_lookup_ignores_case(raw: str, name: str) -> None:
+    assert registry.get(raw).entity == name
 
 
 @pytest.mark.parametrize(("args", "types", "statuses", "page", "per_page"), [
@@ -163,9 +166,10 @@ def test_badge_colours_have_aaa_contrast(tone: str) -> None:
 
 
 def test_every_status_has_a_badge_tone() -> None:
-    from crm_qb.sync.folder import STATUSES
+    from crm_qb.web.readmodels.folder import STATUSES
 
-    assert set(STATUSES) == set(BADGE_TONES) and set(BADGE_TONES.values()) <= set(BADGE_COLOURS)
+    tones = {status: registry.badge_tone(status) for t in registry.TYPES for status in t.statuses}
+    assert set(STATUSES) == set(tones) and set(tones.values()) == set(BADGE_COLOURS) == set(registry.TONES)
 
 
 @pytest.mark.parametrize(("url", "origin"), [("https://crm.example.com/api/v2", "https://crm.example.com"),
@@ -208,4 +212,4 @@ def test_panel_token_refuses_bad_arguments(contact: str, ttl: int) -> None:
 def test_deep_link_host_follows_the_company(tmp_path: Path, overrides: dict[str, str], sandbox: bool,
                                             expected: str) -> None:
     app = create_app(make_settings(tmp_path, **overrides))
-    assert app_base(app, connection(sandbox=sandbox)) == expected
+    assert app_base(runtime(app), connection(sandbox=sandbox)) == expected

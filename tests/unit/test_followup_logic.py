@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from crm_qb.sync.followup_rules import DEFAULT_RULE_DAYS, due_rules
-from crm_qb.sync.followup_settings import (
+from crm_qb.sync.followups.scan import build_task
+from crm_qb.sync.followups.settings import (
     DEFAULT_TAG,
     FollowupSettings,
     InvalidFollowupSettings,
@@ -17,19 +17,20 @@ from crm_qb.sync.followup_settings import (
     reset_settings,
     updated_settings,
 )
-from crm_qb.sync.followups import (
+from crm_qb.sync.rules.followups import (
     CLOSE_REASONS,
+    DEFAULT_RULE_DAYS,
     DESCRIPTION_MAX,
     TITLE_MAX,
     Invoice,
-    build_task,
     closing_reason,
     completion_note,
+    due_rules,
     tags_with,
     task_fields,
     task_marker,
 )
-from crm_qb.sync.status import company_today
+from crm_qb.sync.rules.status import company_today
 
 
 def utc(text: str) -> datetime:

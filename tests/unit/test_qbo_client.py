@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,15 +26,15 @@ from crm_qb.qbo.faults import (
     StaleObjectError,
     ThrottledError,
 )
+from tests.support import QBO_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "qbo"
 BASE = "https://sandbox-quickbooks.api.intuit.com"
 REALM = "9130"
 COMPANY = f"{BASE}/v3/company/{REALM}"
 
 
 def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
+    return (QBO_FIXTURES / name).read_bytes()
 
 
 def fixture_json(name: str) -> Any:

@@ -6,6 +6,7 @@ import pytest
 
 from crm_qb.qbo.deeplinks import app_base_for, customer_link, transaction_link
 from crm_qb.qbo.environments import Endpoints, resolve_endpoints
+from crm_qb.sync.transactions import registry
 
 PROD = "https://app.qbo.intuit.com"
 SANDBOX = "https://app.sandbox.qbo.intuit.com"
@@ -45,17 +46,18 @@ def test_customer_link() -> None:
      ("salesreceipt", "salesreceipt")],
 )
 def test_transaction_link(txn_type: str, page: str) -> None:
-    assert transaction_link(SANDBOX, txn_type, "130") == f"{SANDBOX}/app/{page}?txnId=130"
+    assert registry.get(txn_type).link(SANDBOX, "130") == f"{SANDBOX}/app/{page}?txnId=130"
+    assert transaction_link(SANDBOX, page, "130") == f"{SANDBOX}/app/{page}?txnId=130"
 
 
 def test_ids_are_url_encoded_and_kept_as_strings() -> None:
     assert customer_link(PROD + "/", "000000011") == f"{PROD}/app/customerdetail?nameId=000000011"
-    assert transaction_link(PROD, "Invoice", "1&x=2 3") == f"{PROD}/app/invoice?txnId=1%26x%3D2%203"
+    assert registry.get("Invoice").link(PROD, "1&x=2 3") == f"{PROD}/app/invoice?txnId=1%26x%3D2%203"
 
 
 def test_unknown_transaction_type_is_refused() -> None:
     with pytest.raises(ValueError, match="Bill"):
-        transaction_link(PROD, "Bill", "1")
+        registry.get("Bill").link(PROD, "1")
 
 
 def test_production_endpoints() -> None:

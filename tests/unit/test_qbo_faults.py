@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import pickle
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -26,13 +25,13 @@ from crm_qb.qbo.faults import (
     fault_from_json,
     parse_fault,
 )
+from tests.support import QBO_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "qbo"
 TID = {"intuit_tid": "1-abc-tid"}
 
 
 def fixture_bytes(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
+    return (QBO_FIXTURES / name).read_bytes()
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -26,8 +25,8 @@ from crm_qb.qbo.oauth import (
     refresh,
     revoke,
 )
+from tests.support import QBO_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "qbo"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 DISCOVERY_URL = "https://developer.intuit.com/.well-known/openid_sandbox_configuration/"
 DOCUMENT = {
@@ -39,7 +38,7 @@ DOCUMENT = {
     "jwks_uri": "https://oauth.platform.intuit.com/op/v1/jwks",
 }
 DISCOVERY = Discovery.from_document(DOCUMENT)
-TOKEN_BODY = (FIXTURES / "oauth_token_response.json").read_bytes()
+TOKEN_BODY = (QBO_FIXTURES / "oauth_token_response.json").read_bytes()
 BASIC = "Basic " + base64.b64encode(b"client-id:client-secret").decode()
 
 
@@ -149,7 +148,7 @@ def test_refresh_without_refresh_expiry_leaves_it_unknown() -> None:
 @responses.activate
 def test_invalid_grant_is_permanent_and_says_why() -> None:
     responses.post(DOCUMENT["token_endpoint"], status=400,
-                   body=(FIXTURES / "oauth_invalid_grant_error.json").read_bytes(), headers={"intuit_tid": "t-9"})
+                   body=(QBO_FIXTURES / "oauth_invalid_grant_error.json").read_bytes(), headers={"intuit_tid": "t-9"})
 
     with pytest.raises(InvalidGrantError) as caught:
         refresh("client-id", "client-secret", "superseded", DISCOVERY)

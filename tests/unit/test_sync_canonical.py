@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from crm_qb.sync.canonical import (
+from crm_qb.sync.rules.canonical import (
     FIELDS,
     Address,
     canonical_address,

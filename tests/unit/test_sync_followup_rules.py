@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from crm_qb.sync.followup_rules import (
+from crm_qb.sync.rules.followups import (
     DEFAULT_RULE_DAYS,
     PLACEHOLDERS,
     due_rules,

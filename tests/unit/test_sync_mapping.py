@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from crm_qb.sync.canonical import FIELDS, Address
-from crm_qb.sync.mapping import (
+from crm_qb.sync.rules.canonical import FIELDS, Address
+from crm_qb.sync.rules.mapping import (
     QboOwned,
     canonical_from_crm,
     canonical_from_qbo,
@@ -22,16 +20,11 @@ from crm_qb.sync.mapping import (
     qbo_owned_fields,
     qbo_sparse_update,
 )
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "qbo"
-
-
-def _load(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"), parse_float=Decimal)
+from tests.support import qbo_fixture
 
 
 def _customer() -> dict[str, Any]:
-    return _load("customer_read.json")["Customer"]
+    return qbo_fixture("customer_read.json")["Customer"]
 
 
 BILL = {
@@ -55,7 +48,7 @@ def test_canonical_from_qbo_reads_the_sample_customer() -> None:
 
 def test_canonical_from_qbo_rejects_the_response_wrapper() -> None:
     with pytest.raises(ValueError, match="wrapper"):
-        canonical_from_qbo(_load("customer_read.json"))
+        canonical_from_qbo(qbo_fixture("customer_read.json"))
 
 
 def test_qbo_round_trip_through_create_body() -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection
 
 import pytest
 
-from crm_qb.sync.matching import (
+from crm_qb.sync.rules.matching import (
     AMBIGUOUS,
     LINKED,
     NONE,

@@ -1,4 +1,4 @@
-"""The three-way field merge (DESIGN §3): one or both sides, policies, window, directions, first link."""
+"""The three-way field merge (docs/architecture.md §3): one or both sides, policies, window, directions, first link."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from crm_qb.sync.canonical import FIELDS
-from crm_qb.sync.merge import Conflict, MergeResult, Overwrite, first_link, merge, resolve
+from crm_qb.sync.rules.canonical import FIELDS
+from crm_qb.sync.rules.merge import Conflict, MergeResult, Overwrite, first_link, merge, resolve
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 BASE = {"given_name": "Bill", "email": "bill@example.com", "phone": "555 0100"}

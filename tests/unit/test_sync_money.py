@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from crm_qb.sync.money import (
+from crm_qb.sync.rules.money import (
     Amounts,
     exact_product,
     format_money,
@@ -19,13 +18,10 @@ from crm_qb.sync.money import (
     to_decimal,
     transaction_amounts,
 )
+from tests.support import QBO_FIXTURES, qbo_fixture
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "qbo"
 D = Decimal
 
-
-def _load(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"), parse_float=Decimal)
 
 
 @pytest.mark.parametrize(
@@ -178,7 +174,7 @@ def test_transaction_amounts(txn: dict[str, Any], expected: Amounts) -> None:
 def test_amounts_of_sample_payloads(
     payload: str, entity: str, total: Decimal, balance: Decimal | None
 ) -> None:
-    amounts = transaction_amounts(_load(payload)[entity], "USD", multicurrency=False)
+    amounts = transaction_amounts(qbo_fixture(payload)[entity], "USD", multicurrency=False)
     assert (amounts.currency, amounts.total, amounts.balance, amounts.home_computed) == (
         "USD",
         total,
@@ -208,7 +204,7 @@ def test_foreign_currency_without_multicurrency_is_an_error() -> None:
 
 
 def test_the_fixture_parse_yields_no_floats() -> None:
-    invoice = _load("invoice_read.json")["Invoice"]
+    invoice = qbo_fixture("invoice_read.json")["Invoice"]
     assert isinstance(invoice["TotalAmt"], Decimal)
     with pytest.raises(TypeError):
-        to_decimal(json.loads((FIXTURES / "invoice_read.json").read_text())["Invoice"]["TotalAmt"])
+        to_decimal(json.loads((QBO_FIXTURES / "invoice_read.json").read_text())["Invoice"]["TotalAmt"])

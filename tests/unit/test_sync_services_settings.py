@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crm_qb.sync.sync_settings import SyncSettingsError, apply_assignments, parse_sync_settings, sync_settings_of
+from crm_qb.sync.settings import SyncSettingsError, apply_assignments, parse_sync_settings, sync_settings_of
 
 
 def test_defaults() -> None:

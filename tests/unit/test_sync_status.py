@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from crm_qb.sync.status import (
+from crm_qb.sync.rules.status import (
     TxnStatus,
     company_today,
     days_overdue,
@@ -19,16 +17,13 @@ from crm_qb.sync.status import (
     is_voided,
     paid_invoices,
     payment_status,
-    txn_status,
 )
+from crm_qb.sync.transactions.registry import txn_status
+from tests.support import qbo_fixture
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "qbo"
 D = Decimal
 DUE = "2025-03-10"
 
-
-def _load(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"), parse_float=Decimal)
 
 
 def _invoice(total: str = "100.00", balance: str = "100.00", **fields: object) -> dict[str, object]:
@@ -90,7 +85,7 @@ def test_void_webhook_hint_overrides_amounts() -> None:
     ],
 )
 def test_status_of_sample_payloads(payload: str, entity: str, today: date, expected: TxnStatus) -> None:
-    assert txn_status(entity, _load(payload)[entity], today) == expected
+    assert txn_status(entity, qbo_fixture(payload)[entity], today) == expected
 
 
 @pytest.mark.parametrize(
@@ -167,8 +162,8 @@ def test_is_voided(txn: dict[str, Any], expected: bool) -> None:
 @pytest.mark.parametrize(
     ("payment", "expected"),
     [
-        (_load("payment_read.json")["Payment"], [("70", D("55.0"))]),
-        (_load("payment_void_response.json")["Payment"], []),
+        (qbo_fixture("payment_read.json")["Payment"], [("70", D("55.0"))]),
+        (qbo_fixture("payment_void_response.json")["Payment"], []),
         (
             {
                 "Line": [

@@ -1,0 +1,60 @@
+"""The queue port: everything the web app, the webhooks and the domain may ask of the background jobs.
+
+The views and the ingress never import worker modules: they call this small interface on the app's runtime
+(``runtime().jobs``), and the app factory plugs in the RQ implementation (``workers.jobqueue.RqJobQueue``). So
+the jobs can be renamed, split or moved between queues without touching a view, and a test can hand a fake in.
+Every call is safe to repeat: job ids are deterministic, and a job already waiting is not enqueued twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from crm_qb.models import EventSource
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """A request for a job: its id, and whether it was queued now (False: that job is already waiting or running)."""
+
+    job_id: str
+    queued: bool
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What /healthz shows of the queues: workers alive, jobs waiting and failed jobs, per queue."""
+
+    workers: int
+    depth: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+
+
+class JobQueue(Protocol):
+    """The background work crm-qb can ask for; implementations enqueue after the caller's commit, never before."""
+
+    def wake(self, source: EventSource, key: str) -> str | None:
+        """Make sure a drain runs for ``key`` (a realm id, or a connection id for CRM events); its job id if new."""
+        ...
+
+    def backfill(self, connection_id: int) -> Enqueued:
+        """Ask for the connection's full backfill (customers, transactions, contacts)."""
+        ...
+
+    def load_company(self, connection_id: int) -> Enqueued:
+        """Ask for the connection's company details and reference lists to be read from QuickBooks."""
+        ...
+
+    def check_followups(self, connection_id: int, qbo_invoice_ids: Iterable[str]) -> int:
+        """Ask for the follow-ups of invoices a sync just changed to be brought up to date; how many were queued."""
+        ...
+
+    def flip_conflict(self, connection_id: int, conflict_id: int) -> Enqueued:
+        """Ask for a conflict to be flipped to the losing value on both sides."""
+        ...
+
+    def stats(self) -> QueueStats:
+        """The queues' state for monitoring."""
+        ...

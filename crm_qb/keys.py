@@ -1,0 +1,129 @@
+"""Every Redis key and every RQ job id crm-qb uses, spelt once.
+
+Redis keys start with the installation's prefix (``CRM_QB_QUEUE_PREFIX``), so several installations can share one
+Redis; ``RedisKeys`` is bound to that prefix once, at the edge, and handed to whoever needs a key. A key that the
+cluster must keep on one slot puts its shard part in braces (the rate budget's realm).
+
+Job ids are deterministic: enqueueing the same work while it waits is a no-op (``unique=True``), the sweep can
+tell whether an event's drain is still alive, and a period number in an id makes a periodic tick run once per
+period. RQ accepts only letters, digits, ``_`` and ``-`` in ids; ``safe_part`` turns anything else into that
+alphabet and appends a short hash whenever it had to change something, so two different keys never share an id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "crm_qb"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_SAFE_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """The Redis keys of one installation (``prefix`` is its CRM_QB_QUEUE_PREFIX)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def queue(self, name: str) -> str:
+        """The RQ queue ``name`` (inbound, sync, scheduled)."""
+        return f"{self.prefix}.{name}"
+
+    def sync_lock(self, connection_id: int) -> str:
+        """The lock that serialises every sync of one connection."""
+        return f"{self.prefix}:sync:connection:{connection_id}"
+
+    def token_lock(self, connection_id: int | str) -> str:
+        """The lock around a connection's QBO token refresh (and its connect/disconnect)."""
+        return f"{self.prefix}:qbo:refresh:{connection_id}"
+
+    def followup_lock(self, connection_id: int, row_id: int) -> str:
+        """The lock one follow-up row is worked on under."""
+        return f"{self.prefix}:followups:{connection_id}:row:{row_id}"
+
+    def rate_budget(self, realm_id: str, part: str) -> str:
+        """A sorted set of a realm's QBO rate budget (``part``: window or inflight)."""
+        return f"{self.prefix}:qbo:budget:{{{realm_id}}}:{part}"
+
+    def oauth_state(self, state: str) -> str:
+        """The pending OAuth ``state`` of a connect that was started and not finished yet."""
+        return f"{self.prefix}:qbo:oauth-state:{state}"
+
+    def wake(self, source: str, key: str) -> str:
+        """The marker of a queued drain of ``key`` (a realm or a connection) for events from ``source``."""
+        return f"{self.prefix}:wake:{source}:{key}"
+
+    def schedule_tick(self, name: str, period: int) -> str:
+        """The marker that the periodic job ``name`` was enqueued for ``period``."""
+        return f"{self.prefix}:schedule:{name}:{period}"
+
+    def backfill_index(self, connection_id: int) -> str:
+        """The hash holding a running backfill's index of CRM contacts."""
+        return f"{self.prefix}:backfill:{connection_id}:crm-index"
+
+
+def safe_part(key: str) -> str:
+    """``key`` as a job-id part: RQ's alphabet only, at most 64 characters, plus a hash when it was changed."""
+    safe = _UNSAFE.sub("_", key)[:_SAFE_LENGTH]
+    return safe if safe == key else f"{safe}_{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+class JobIds:
+    """The deterministic RQ job id of each kind of job."""
+
+    @staticmethod
+    def drain(source: str, key: str, suffix: str) -> str:
+        """A drain of ``key`` (realm or connection) for ``source``; ``suffix`` is the wake token or sweep period."""
+        return f"drain-{source}-{safe_part(key)}-{suffix}"
+
+    @staticmethod
+    def sweep_drain(source: str, key: str, period: int) -> str:
+        """The drain the sweep enqueues for stranded events of ``key`` in one minute ``period``."""
+        return JobIds.drain(source, key, f"sweep-{period}")
+
+    @staticmethod
+    def periodic(name: str, period: int) -> str:
+        """One tick of the periodic job ``name``."""
+        return f"{name}-{period}"
+
+    @staticmethod
+    def cdc_poll(connection_id: int, period: int) -> str:
+        """A connection's CDC poll in one polling period."""
+        return f"cdc-poll-{connection_id}-{period}"
+
+    @staticmethod
+    def backfill(connection_id: int) -> str:
+        """A connection's backfill (one waiting or running at a time)."""
+        return f"backfill-{connection_id}"
+
+    @staticmethod
+    def followup_scan(connection_id: int, period: int) -> str:
+        """A connection's scheduled follow-up scan in one period."""
+        return f"followups-scan-{int(connection_id)}-{int(period)}"
+
+    @staticmethod
+    def followup_invoice(connection_id: int, qbo_invoice_id: str) -> str:
+        """The follow-up check of one invoice after it was synced."""
+        return f"followups-invoice-{int(connection_id)}-{safe_part(str(qbo_invoice_id))}"
+
+    @staticmethod
+    def followups_after_backfill(connection_id: int) -> str:
+        """The one follow-up scan that follows a connection's backfill."""
+        return f"followups-after-backfill-{connection_id}"
+
+    @staticmethod
+    def refresh_tokens(connection_id: int | str) -> str:
+        """A connection's idle-token refresh."""
+        return f"qbo-refresh-tokens-{connection_id}"
+
+    @staticmethod
+    def load_company(connection_id: int | str) -> str:
+        """Reading a connection's company details."""
+        return f"qbo-load-company-{connection_id}"
+
+    @staticmethod
+    def flip_conflict(conflict_id: int) -> str:
+        """The flip of one conflict (one at a time per conflict)."""
+        return f"flip-conflict-{conflict_id}"

@@ -1,0 +1,88 @@
+"""The one Redis lock crm-qb takes, renewed while it is held.
+
+Four kinds of work hold it: every sync of a connection (so two workers never merge one link from stale bases), a
+QBO token refresh (TokenManager, and the connect and disconnect views under the same key, so a refresh in flight
+cannot undo them), and the work on one follow-up row (so two scans never talk to the CRM about it at once).
+
+The lock lives ``ttl`` seconds and a thread renews it every ``ttl / 3`` while it is held, so a holder killed with
+-9 blocks the others for seconds, not for as long as the longest piece of work might take; a live holder keeps it
+however long the work is. ``wait`` is how long ``acquire`` waits for another holder (0: do not wait). Releasing a
+lock that expired meanwhile (Redis flushed, a renewal missed for a whole ttl) is logged, not raised: the work is
+done by then, and the writes it made carry their own versions and tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from redis import Redis
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_SECONDS = 15.0
+DEFAULT_WAIT_SECONDS = 30.0
+
+
+class RenewingLock:
+    """A Redis lock on ``name`` that a background thread renews while this process holds it."""
+
+    def __init__(self, redis: Redis, name: str, *, ttl: float = DEFAULT_TTL_SECONDS,
+                 wait: float = DEFAULT_WAIT_SECONDS) -> None:
+        if ttl <= 0 or wait < 0:
+            raise ValueError(f"ttl must be positive and wait not negative, got ttl={ttl!r}, wait={wait!r}")
+        self.name = name
+        # thread_local=False: the renewing thread uses the token that the acquiring thread got.
+        self._lock: Lock = redis.lock(name, timeout=ttl, blocking=wait > 0, blocking_timeout=wait or None,
+                                      thread_local=False)
+        self._renew_every = ttl / 3
+        self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock (waiting up to ``wait`` seconds); True when taken, False when someone else kept it."""
+        if not self._lock.acquire():
+            return False
+        self._stop.clear()
+        self._keeper = threading.Thread(target=self._keep_alive, daemon=True, name=f"lock-{self.name}")
+        self._keeper.start()
+        return True
+
+    def release(self) -> None:
+        """Stop renewing and give the lock back; an expired lock is logged, never raised."""
+        self._stop.set()
+        if self._keeper is not None:
+            self._keeper.join()
+            self._keeper = None
+        try:
+            self._lock.release()
+        except LockError:
+            log.warning("lock %s had expired before it was released", self.name)
+
+    def _keep_alive(self) -> None:
+        """Renew the lock until told to stop; logs failures and never raises."""
+        while not self._stop.wait(self._renew_every):
+            try:
+                self._lock.reacquire()
+            except LockError:  # lost: expired and maybe taken by another holder
+                log.warning("lock %s was lost while held", self.name)
+                return
+            except RedisError as exc:  # Redis blinked: try again at the next tick, while the ttl lasts
+                log.warning("lock %s not renewed: %s", self.name, type(exc).__name__)
+
+
+@contextmanager
+def held(redis: Redis, name: str, busy: Callable[[], BaseException], *, ttl: float = DEFAULT_TTL_SECONDS,
+         wait: float = DEFAULT_WAIT_SECONDS) -> Iterator[None]:
+    """Hold the lock on ``name`` for the block; raise ``busy()`` when another holder keeps it past ``wait``."""
+    lock = RenewingLock(redis, name, ttl=ttl, wait=wait)
+    if not lock.acquire():
+        raise busy()
+    try:
+        yield
+    finally:
+        lock.release()

@@ -1,0 +1,150 @@
+"""The link store: contact links read into plain records, and the short transactions that write results.
+
+A sync reads a link (``find_by_qbo`` / ``find_by_crm``), ends the read transaction, calls QBO and the CRM, and
+only then opens one short write transaction (``save``) that stores the link, its base, the conflicts, the audit
+entry and marks the inbound events processed, together. A job killed between the HTTP write and that commit
+leaves the events pending; the re-run finds the other side already equal and writes nothing (the echo rule).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from crm_qb.address import Address
+from crm_qb.db import db
+from crm_qb.models import AuditEntry, Conflict, ContactLink, LinkState
+from crm_qb.sync.pipeline.events import mark_processed
+from crm_qb.sync.rules.canonical import CanonicalValue
+from crm_qb.sync.rules.merge import Conflict as MergeConflict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LinkRecord:
+    """A contact link as plain values (no session attached); ``id`` is None until saved."""
+
+    connection_id: int
+    crm_contact_id: str | None = None
+    qbo_customer_id: str | None = None
+    state: LinkState = LinkState.LINKED
+    base: dict[str, Any] | None = None  # None: never agreed (first link)
+    qbo_owned: dict[str, Any] = field(default_factory=dict)
+    qbo_sync_token: str | None = None
+    qbo_updated_at: datetime | None = None
+    crm_version: str | None = None
+    crm_updated_at: datetime | None = None
+    qbo_active: bool = True
+    review_reason: str | None = None
+    review_candidates: list[Any] = field(default_factory=list)
+    id: int | None = None
+
+    @classmethod
+    def of(cls, row: ContactLink) -> LinkRecord:
+        """A record copied from a row."""
+        return cls(row.connection_id, row.crm_contact_id, row.qbo_customer_id, row.state,
+                   dict(row.base) if row.base else None, dict(row.qbo_owned or {}), row.qbo_sync_token,
+                   row.qbo_updated_at, row.crm_version, row.crm_updated_at, row.qbo_active, row.review_reason,
+                   list(row.review_candidates or []), row.id)
+
+
+@dataclass
+class Record:
+    """What one unit of sync work produced, written in one transaction by ``save``."""
+
+    action: str
+    direction: str
+    entity: str
+    entity_id: str | None
+    diff: dict[str, Any] = field(default_factory=dict)
+    outcome: str = "ok"
+    message: str | None = None
+    intuit_tid: str | None = None
+    conflicts: Sequence[MergeConflict] = ()
+
+
+def find_by_qbo(connection_id: int, customer_id: str) -> LinkRecord | None:
+    """The link of a QBO customer, or None; ends the read transaction."""
+    return _find(ContactLink.qbo_customer_id == customer_id, connection_id)
+
+
+def find_by_crm(connection_id: int, contact_id: str) -> LinkRecord | None:
+    """The link of a CRM contact, or None; ends the read transaction."""
+    return _find(ContactLink.crm_contact_id == contact_id, connection_id)
+
+
+def _find(condition: Any, connection_id: int) -> LinkRecord | None:
+    row = db.session.scalars(select(ContactLink).where(ContactLink.connection_id == connection_id, condition)).first()
+    record = LinkRecord.of(row) if row is not None else None
+    db.session.rollback()
+    return record
+
+
+def save(links: Iterable[LinkRecord], record: Record | None, events: Iterable[int], *,
+         job_id: str | None, connection_id: int, delete: Iterable[int] = ()) -> list[int]:
+    """In one transaction: upsert ``links``, delete rows ``delete``, store the record; return the link ids."""
+    try:
+        for link_id in delete:
+            row = db.session.get(ContactLink, link_id)
+            if row is not None:
+                db.session.delete(row)
+        db.session.flush()
+        ids = [_upsert(link) for link in links]
+        if record is not None:
+            _store_record(record, ids[0] if ids else None, job_id, connection_id, events)
+        mark_processed(events, connection_id)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return ids
+
+
+def _upsert(link: LinkRecord) -> int:
+    row = db.session.get(ContactLink, link.id) if link.id is not None else None
+    if row is None:
+        row = ContactLink(connection_id=link.connection_id)
+        db.session.add(row)
+    row.crm_contact_id, row.qbo_customer_id, row.state = link.crm_contact_id, link.qbo_customer_id, link.state
+    row.base = link.base or {}
+    row.qbo_owned = link.qbo_owned
+    row.qbo_sync_token, row.qbo_updated_at = link.qbo_sync_token, link.qbo_updated_at
+    row.crm_version, row.crm_updated_at = link.crm_version, link.crm_updated_at
+    row.qbo_active, row.review_reason = link.qbo_active, link.review_reason
+    row.review_candidates = list(link.review_candidates)
+    db.session.flush()
+    link.id = row.id
+    return int(row.id)
+
+
+def _store_record(record: Record, link_id: int | None, job_id: str | None, connection_id: int,
+                  events: Iterable[int]) -> None:
+    first_event = next(iter(events), None)
+    db.session.add(AuditEntry(
+        connection_id=connection_id, inbound_event_id=first_event, job_id=job_id, action=record.action,
+        direction=record.direction, entity=record.entity, entity_id=record.entity_id, diff=record.diff,
+        outcome=record.outcome, message=record.message, intuit_tid=record.intuit_tid,
+    ))
+    for conflict in record.conflicts:
+        db.session.add(Conflict(
+            connection_id=connection_id, contact_link_id=link_id, field=conflict.field,
+            qbo_value=json_value(conflict.qbo_value), crm_value=json_value(conflict.crm_value),
+            qbo_changed_at=conflict.qbo_changed_at, crm_changed_at=conflict.crm_changed_at,
+            winner=conflict.winner, rule=conflict.rule,
+        ))
+
+
+def json_value(value: CanonicalValue) -> Any:
+    """A canonical value as JSON (an Address becomes its dict)."""
+    return value.to_json() if isinstance(value, Address) else value
+
+
+def json_record(record: Mapping[str, CanonicalValue]) -> dict[str, Any]:
+    """A canonical record as JSON."""
+    return {name: json_value(value) for name, value in record.items()}

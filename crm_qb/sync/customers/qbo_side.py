@@ -1,0 +1,153 @@
+"""QBO → CRM: apply changed QBO customers (and QBO customer merges) to the CRM.
+
+The caller fetched the customers in bulk (``QboClient.read_many``: one query for a batch's ids, or one CDC call);
+here each customer is synced: a linked one is merged three ways, an unlinked one is matched before anything is
+created, a customer under review or unlinked on purpose is left alone. Inactive customers mark their contact
+inactive (never deleted) and are never used to create a contact.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from crm_qb.crm.errors import ContactNotFoundError
+from crm_qb.crm.protocol import Contact
+from crm_qb.models import LinkState
+from crm_qb.sync.context import SyncContext
+from crm_qb.sync.customers import links
+from crm_qb.sync.customers.identity import match_in_crm, remember_crm_contact
+from crm_qb.sync.customers.links import LinkRecord, Record
+from crm_qb.sync.customers.reconcile import Sides, reconcile
+from crm_qb.sync.rules.mapping import canonical_from_qbo, crm_create_body
+from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED
+
+log = logging.getLogger(__name__)
+
+def sync_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequence[int]) -> str:
+    """Sync one changed QBO customer to the CRM; return what happened (for the log)."""
+    customer_id = str(customer["Id"])
+    link = links.find_by_qbo(ctx.connection_id, customer_id)
+    if link is None:
+        return link_new_customer(ctx, customer, events)
+    if link.state != LinkState.LINKED:
+        done(ctx, Record(f"skip.{link.state.value}", "qbo_to_crm", "Customer", customer_id), events)
+        return f"skipped ({link.state.value})"
+    sides = Sides(customer=customer)
+    try:
+        outcome = reconcile(ctx, link, sides)
+    except ContactNotFoundError:
+        return _contact_gone(ctx, link, events)
+    record = Record("customer.synced" if outcome.wrote else "customer.unchanged", "qbo_to_crm", "Customer",
+                    customer_id, outcome.diff(), conflicts=outcome.conflicts, intuit_tid=outcome.intuit_tid)
+    # A poll re-reading an unchanged customer is not news: only webhook-driven or writing syncs are audited.
+    done(ctx, record if outcome.wrote or events else None, events, [link])
+    return "synced" if outcome.wrote else "unchanged"
+
+
+def link_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequence[int]) -> str:
+    """Match an unlinked customer among CRM contacts: link one, queue several for review, else create one."""
+    customer_id = str(customer["Id"])
+    if not customer.get("Active", True):
+        done(ctx, Record("skip.inactive", "qbo_to_crm", "Customer", customer_id,
+                          message="inactive customers are not linked or created"), events)
+        return "skipped (inactive)"
+    record = canonical_from_qbo(customer)
+    outcome, contacts = match_in_crm(ctx, record)
+    if outcome.kind == AMBIGUOUS:
+        return review(ctx, LinkRecord(ctx.connection_id, qbo_customer_id=customer_id), list(outcome.ids),
+                       f"several CRM contacts match by {outcome.by}", events)
+    if outcome.kind == LINKED:
+        contact = contacts[str(outcome.linked_id)]
+        return link_pair(ctx, customer, contact, events, f"link.matched_by_{outcome.by}")
+    if not ctx.settings.to_crm:
+        done(ctx, Record("skip.direction", "qbo_to_crm", "Customer", customer_id,
+                          message="no match; the direction does not allow creating CRM contacts"), events)
+        return "skipped (direction)"
+    created = ctx.crm.create_contact(crm_create_body(record))
+    remember_crm_contact(ctx, created)
+    return link_pair(ctx, customer, created, events, "link.created_in_crm")
+
+
+def link_pair(ctx: SyncContext, customer: dict[str, Any], contact: Contact, events: Sequence[int],
+              action: str, *, direction: str = "qbo_to_crm", note: str | None = None) -> str:
+    """First-link a customer and a contact (or queue a review if the contact is linked to another customer)."""
+    customer_id = str(customer["Id"])
+    by_contact = links.find_by_crm(ctx.connection_id, contact.id)
+    by_customer = links.find_by_qbo(ctx.connection_id, customer_id)
+    if _linked_elsewhere(by_contact, by_customer, customer_id, contact.id):
+        record = LinkRecord(ctx.connection_id, qbo_customer_id=customer_id) if by_customer is None else by_customer
+        if direction == "crm_to_qbo":
+            record = by_contact or LinkRecord(ctx.connection_id, crm_contact_id=contact.id)
+        return review(ctx, record, [customer_id, contact.id],
+                      "the match is already linked to another record", events, direction)
+    link = by_contact or by_customer or LinkRecord(ctx.connection_id)
+    delete = [by_customer.id] if by_contact and by_customer and by_customer.id not in (None, by_contact.id) else []
+    link.crm_contact_id, link.qbo_customer_id = contact.id, customer_id
+    link.base = None  # first link: empty fields are filled from the other side, differing ones take QBO's
+    outcome = reconcile(ctx, link, Sides(customer=customer, contact=contact))
+    link.state, link.review_reason, link.review_candidates = LinkState.LINKED, None, []
+    diff = {**outcome.diff(), "crm_contact_id": contact.id, **({"note": note} if note else {})}
+    done(ctx, Record(action, direction, "Customer", customer_id, diff, intuit_tid=outcome.intuit_tid), events,
+         [link], [i for i in delete if i is not None])
+    log.info("linked customer connection=%s link=%s action=%s job=%s", ctx.connection_id, link.id, action,
+             ctx.job_id)
+    return action
+
+
+def _linked_elsewhere(by_contact: LinkRecord | None, by_customer: LinkRecord | None, customer_id: str,
+                      contact_id: str) -> bool:
+    """Whether either record is already linked to a different partner (then a person decides)."""
+    if by_contact is not None and by_contact.state == LinkState.LINKED and by_contact.qbo_customer_id != customer_id:
+        return True
+    return (by_customer is not None and by_customer.state == LinkState.LINKED
+            and by_customer.crm_contact_id != contact_id)
+
+
+def apply_qbo_merge(ctx: SyncContext, survivor: dict[str, Any] | None, survivor_id: str, deleted_id: str | None,
+                    events: Sequence[int]) -> str:
+    """Move the link of a merged-away customer to the survivor, or queue a review when both were linked."""
+    gone = links.find_by_qbo(ctx.connection_id, deleted_id) if deleted_id else None
+    if gone is None or gone.state != LinkState.LINKED or survivor is None:
+        done(ctx, Record("merge.noted", "qbo_to_crm", "Customer", survivor_id, {"deleted_id": deleted_id}), events)
+        return "merge noted"
+    kept = links.find_by_qbo(ctx.connection_id, survivor_id)
+    if kept is not None and kept.state == LinkState.LINKED:
+        reason = f"QuickBooks merged customer {deleted_id} into {survivor_id}; both were linked"
+        return review(ctx, gone, [survivor_id], reason, events)
+    try:
+        contact = ctx.crm.get_contact(str(gone.crm_contact_id))
+    except ContactNotFoundError:
+        return _contact_gone(ctx, gone, events)
+    gone.qbo_customer_id, gone.base = survivor_id, None
+    outcome = reconcile(ctx, gone, Sides(customer=survivor, contact=contact))
+    diff = {**outcome.diff(), "deleted_id": deleted_id, "crm_contact_id": contact.id}
+    delete = [kept.id] if kept is not None and kept.id is not None else []
+    done(ctx, Record("merge.link_moved", "qbo_to_crm", "Customer", survivor_id, diff), events, [gone], delete)
+    return "link moved"
+
+
+def review(ctx: SyncContext, link: LinkRecord, candidates: list[str], reason: str, events: Sequence[int],
+           direction: str = "qbo_to_crm") -> str:
+    """Store ``link`` in the review queue with its candidates and reason; nothing is written to either side."""
+    link.state, link.review_reason, link.review_candidates = LinkState.REVIEW, reason, candidates
+    entity_id = link.qbo_customer_id or link.crm_contact_id
+    done(ctx, Record("link.review", direction, "Customer", entity_id, {"candidates": candidates},
+                      message=reason), events, [link])
+    log.info("link queued for review connection=%s link=%s job=%s", ctx.connection_id, link.id, ctx.job_id)
+    return "review"
+
+
+def _contact_gone(ctx: SyncContext, link: LinkRecord, events: Sequence[int]) -> str:
+    link.state, link.review_reason = LinkState.UNLINKED, "the CRM contact no longer exists"
+    done(ctx, Record("link.unlinked", "qbo_to_crm", "Contact", link.crm_contact_id,
+                      message=link.review_reason), events, [link])
+    return "unlinked (contact gone)"
+
+
+def done(ctx: SyncContext, record: Record | None, events: Sequence[int], changed: Sequence[LinkRecord] = (),
+         delete: Sequence[int] = ()) -> None:
+    """Store the outcome of one unit of work: changed links, the audit record, the events processed."""
+    links.save(changed, record, events, job_id=ctx.job_id, connection_id=ctx.connection_id, delete=delete)
+

@@ -1,0 +1,286 @@
+"""One follow-up scan of one connection: which rows need a CRM task created, checked or completed, and doing it.
+
+How a task is made exactly once per (connection, invoice, rule), through retries, concurrent scans and crashes:
+1. The FollowUp row is *reserved* first (``store.reserve``) and committed: the unique constraint decides, so two
+   scans can never both own a rule.
+2. Work on one row (create, complete) happens under a Redis lock per row (``crm_qb.locks``, renewed while held,
+   not waited for: a busy row is left to the next scan), and the row is re-read after the lock is taken, so two
+   scans never talk to the CRM about the same row at once.
+3. Before creating, the contact's tasks are listed and searched for the row's marker (``task_marker``), which
+   every task description ends with: a task created by a run that crashed before recording it is found and
+   recorded, never created twice. Then the task id and status open are recorded by a guarded UPDATE.
+No database transaction is open while the CRM is called. A task a CRM user completed or deleted becomes
+``closed_by_user``; its row stays, so no rule creates it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from crm_qb.crm.errors import ContactNotFoundError, CrmAuthError, CrmPermanentError, TaskNotFoundError
+from crm_qb.crm.protocol import Contact, CrmConnector, NewTask, Task
+from crm_qb.db import db, utcnow
+from crm_qb.errors import ConfigError
+from crm_qb.locks import RenewingLock
+from crm_qb.models import FollowUpStatus
+from crm_qb.sync.followups import store
+from crm_qb.sync.followups.settings import FollowupSettings, parse_settings
+from crm_qb.sync.followups.store import ACTIVE, Row
+from crm_qb.sync.followups.tags import TagKeeper
+from crm_qb.sync.rules.followups import (
+    CONTACT_GONE,
+    Invoice,
+    closing_reason,
+    completion_note,
+    due_rules,
+    task_fields,
+    task_marker,
+    task_text,
+)
+from crm_qb.sync.rules.status import company_today
+from crm_qb.sync.services import SyncServices
+from crm_qb.sync.transactions import registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScanResult:
+    """What one scan did; ``failed`` lists rows the CRM refused (their reason is recorded on the row)."""
+
+    created: int = 0
+    completed: int = 0
+    closed_by_user: int = 0
+    tagged: int = 0
+    untagged: int = 0
+    busy: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the counts as a JSON-safe object."""
+        return asdict(self)
+
+
+def build_task(settings: FollowupSettings, values: Mapping[str, object], marker: str, today: date,
+               owner_id: str | None) -> NewTask:
+    """Return the task to create: rendered title, description ending with ``marker``, due ``today``."""
+    title, description = task_text(settings.title_template, settings.description_template, values, marker)
+    return NewTask(title=title, description=description, due_date=today, owner_id=owner_id)
+
+
+class Scan:
+    """One scan of one connection: its settings, clock, CRM connector and per-scan caches."""
+
+    def __init__(self, services: SyncServices, connection_id: int, now: datetime | None = None,
+                 crm: CrmConnector | None = None) -> None:
+        connection = store.connection(connection_id)
+        self.connection_id: int = connection.id
+        self.settings = parse_settings(connection.settings)
+        self.now = now or utcnow()
+        self.today = company_today(self.now, connection.company_timezone or "UTC")
+        self.services = services
+        self._owns_crm = crm is None
+        self.crm = crm if crm is not None else services.crm_for(connection)
+        db.session.rollback()
+        self.result = ScanResult()
+        self.tags = TagKeeper(self.crm, self.settings.tag, self.result)
+        self._tasks: dict[str, list[Task]] = {}
+        self._contacts: dict[str, Contact] = {}
+        self._app_base: str | None = None
+
+    def __enter__(self) -> Scan:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._owns_crm:
+            self.crm.close()
+        db.session.rollback()
+
+    # -- the two entry points --
+
+    def run(self, invoice_id: str | None) -> ScanResult:
+        """Reserve the rules due, bring every active row up to date, then reconcile tags."""
+        rows = store.active_rows(self.connection_id, invoice_id)
+        invoices = store.invoices(self.connection_id, self.today, invoice_id, {row.qbo_invoice_id for row in rows})
+        if self.settings.enabled:
+            store.reserve(self.connection_id, self._due(invoices.values()))
+        for row in store.active_rows(self.connection_id, invoice_id):
+            self._update_row(row, invoices)
+        if self.settings.tag_enabled:
+            contacts = {inv.contact_id for inv in invoices.values() if inv.contact_id}
+            contacts |= {row.crm_contact_id for row in rows}
+            everyone = invoice_id is None
+            self._reconcile_tags(store.contacts_with_invoices(self.connection_id) if everyone else contacts)
+        self._log("scan" if invoice_id is None else f"scan of invoice {invoice_id}")
+        return self.result
+
+    def close_invoice(self, invoice_id: str, reason: str) -> ScanResult:
+        """Complete every active follow-up of one invoice with ``reason``, then reconcile its contacts' tags."""
+        rows = store.active_rows(self.connection_id, invoice_id)
+        for row in rows:
+            self._locked(row.id, lambda fresh: self._close(fresh, reason))
+        if self.settings.tag_enabled:
+            invoices = store.invoices(self.connection_id, self.today, invoice_id, set())
+            contacts = {row.crm_contact_id for row in rows}
+            self._reconcile_tags(contacts | {inv.contact_id for inv in invoices.values() if inv.contact_id})
+        self._log(f"close of invoice {invoice_id} ({reason})")
+        return self.result
+
+    # -- rows --
+
+    def _due(self, invoices: Iterable[Invoice]) -> list[dict[str, Any]]:
+        """The (invoice, rule) rows that should exist on today, for invoices of linked contacts."""
+        return [
+            {"qbo_invoice_id": inv.qbo_id, "rule_days": days, "crm_contact_id": inv.contact_id}
+            for inv in invoices if inv.contact_id and inv.due_date and not inv.voided
+            for days in due_rules(inv.due_date, inv.balance, self.today, self.settings.rule_days)
+        ]
+
+    def _update_row(self, row: Row, invoices: Mapping[str, Invoice]) -> None:
+        invoice = invoices.get(row.qbo_invoice_id)
+        reason = closing_reason(row.crm_contact_id, invoice, self.today)
+        if reason is not None:
+            self._locked(row.id, lambda fresh: self._close(fresh, reason))
+        elif row.status == FollowUpStatus.PENDING and invoice is not None and self.settings.enabled:
+            self._locked(row.id, lambda fresh: self._ensure_task(fresh, invoice))
+        elif row.status == FollowUpStatus.OPEN:
+            self._locked(row.id, self._check_still_open)
+
+    def _locked(self, row_id: int, work: Callable[[Row], None]) -> None:
+        """Run ``work`` on the freshly read row under its lock; skip it when another scan holds the lock."""
+        lock = RenewingLock(self.services.redis, self.services.keys.followup_lock(self.connection_id, row_id),
+                            wait=0)
+        if not lock.acquire():
+            self.result.busy += 1
+            return
+        try:
+            row = store.row(row_id)
+            if row is not None and row.status in ACTIVE:
+                self._guarded(row, work)
+        finally:
+            lock.release()
+
+    def _guarded(self, row: Row, work: Callable[[Row], None]) -> None:
+        """Run ``work``; a vanished contact closes the row, another refusal is recorded on it."""
+        try:
+            work(row)
+        except ContactNotFoundError:
+            self._finish(row, FollowUpStatus.CLOSED_BY_USER, CONTACT_GONE, row.crm_task_id)
+        except CrmAuthError:
+            raise
+        except CrmPermanentError as exc:
+            # The CRM refused this row (e.g. a rendered title it does not accept): record why, go on.
+            store.set_reason(row.id, f"{type(exc).__name__}: {exc}"[:2000])
+            self.result.failed.append(f"follow-up {row.id}: {exc}")
+            log.error("connection %s follow-up %s refused by the CRM: %s", self.connection_id, row.id, exc)
+
+    def _ensure_task(self, row: Row, invoice: Invoice) -> None:
+        """Record the row's task: the one a crashed run left in the CRM (found by marker), else a new one."""
+        if row.status != FollowUpStatus.PENDING:
+            return
+        marker = task_marker(self.connection_id, row.qbo_invoice_id, row.rule_days)
+        existing = self._find_marked(row.crm_contact_id, marker)
+        if existing is not None and existing.status == "done":
+            self._finish(row, FollowUpStatus.CLOSED_BY_USER, "completed in the CRM", existing.id)
+            return
+        task = existing or self.crm.create_task(row.crm_contact_id, self._new_task(row, invoice, marker))
+        if store.record(row.id, FollowUpStatus.PENDING, status=FollowUpStatus.OPEN, crm_task_id=task.id,
+                        status_reason=None):
+            if existing is None:
+                self.result.created += 1
+            log.info("connection %s follow-up %s: task %s %s for invoice %s rule %s", self.connection_id, row.id,
+                     task.id, "found" if existing else "created", row.qbo_invoice_id, row.rule_days)
+
+    def _new_task(self, row: Row, invoice: Invoice, marker: str) -> NewTask:
+        contact = self._contact(row.crm_contact_id)
+        customer = invoice.customer_name or _contact_name(contact)
+        link = registry.followed_up().link(self._deep_link_base(), invoice.qbo_id)
+        return build_task(self.settings, task_fields(invoice, self.today, link, customer), marker, self.today,
+                          contact.owner_id)
+
+    def _deep_link_base(self) -> str:
+        """The QuickBooks web app base for deep links (read only when a task is created)."""
+        if self._app_base is None:
+            try:
+                self._app_base = self.services.qbo.endpoints.app_base
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        return self._app_base
+
+    def _check_still_open(self, row: Row) -> None:
+        """Mark the row closed_by_user when its task was completed or deleted in the CRM."""
+        task = self._task(row.crm_contact_id, row.crm_task_id)
+        if task is None:
+            self._finish(row, FollowUpStatus.CLOSED_BY_USER, "deleted in the CRM", row.crm_task_id)
+        elif task.status == "done":
+            self._finish(row, FollowUpStatus.CLOSED_BY_USER, "completed in the CRM", row.crm_task_id)
+
+    def _close(self, row: Row, reason: str) -> None:
+        """Complete the row's task in the CRM with a note saying why, and the row with it."""
+        task = self._task_of(row)
+        if task is None and row.status == FollowUpStatus.PENDING:
+            self._finish(row, FollowUpStatus.COMPLETED, f"{reason} (before a task was created)", None)
+        elif task is None or task.status == "done":
+            why = "deleted in the CRM" if task is None else "completed in the CRM"
+            self._finish(row, FollowUpStatus.CLOSED_BY_USER, why, row.crm_task_id)
+        else:
+            try:
+                self.crm.update_task(task.id, {"status": "done",
+                                               "description": completion_note(task.description, reason,
+                                                                              self.today)})
+            except TaskNotFoundError:
+                self._finish(row, FollowUpStatus.CLOSED_BY_USER, "deleted in the CRM", task.id)
+                return
+            self._finish(row, FollowUpStatus.COMPLETED, reason, task.id)
+
+    def _task_of(self, row: Row) -> Task | None:
+        """The row's task: found by marker while the row is pending (its id may not be recorded yet)."""
+        if row.status == FollowUpStatus.PENDING:
+            return self._find_marked(row.crm_contact_id, task_marker(self.connection_id, row.qbo_invoice_id,
+                                                                     row.rule_days))
+        return self._task(row.crm_contact_id, row.crm_task_id)
+
+    def _finish(self, row: Row, status: FollowUpStatus, reason: str, task_id: str | None) -> None:
+        if store.record(row.id, row.status, status=status, status_reason=reason, crm_task_id=task_id,
+                        completed_at=utcnow()):
+            if status == FollowUpStatus.COMPLETED:
+                self.result.completed += 1
+            else:
+                self.result.closed_by_user += 1
+            log.info("connection %s follow-up %s (invoice %s rule %s): %s, %s", self.connection_id, row.id,
+                     row.qbo_invoice_id, row.rule_days, status.value, reason)
+
+    # -- CRM reads, cached for the scan --
+
+    def _find_marked(self, contact_id: str, marker: str) -> Task | None:
+        """The contact's task whose description holds ``marker``, read fresh (another run may just have made it)."""
+        self._tasks[contact_id] = self.crm.list_tasks(contact_id)
+        return next((t for t in self._tasks[contact_id] if marker in (t.description or "")), None)
+
+    def _task(self, contact_id: str, task_id: str | None) -> Task | None:
+        if contact_id not in self._tasks:
+            self._tasks[contact_id] = self.crm.list_tasks(contact_id)
+        return next((t for t in self._tasks[contact_id] if t.id == task_id), None)
+
+    def _contact(self, contact_id: str) -> Contact:
+        if contact_id not in self._contacts:
+            self._contacts[contact_id] = self.crm.get_contact(contact_id)
+        return self._contacts[contact_id]
+
+    def _reconcile_tags(self, contact_ids: Iterable[str]) -> None:
+        """Put the tag on each contact with an overdue invoice and take it off the others."""
+        ids = sorted(set(contact_ids))
+        self.tags.reconcile(ids, store.contacts_overdue(self.connection_id, ids, self.today), self.connection_id)
+
+    def _log(self, what: str) -> None:
+        log.info("connection %s follow-up %s on %s: %s", self.connection_id, what, self.today.isoformat(),
+                 self.result.to_json())
+
+
+def _contact_name(contact: Contact) -> str:
+    names = " ".join(part for part in (contact.first_name, contact.last_name) if part)
+    return contact.display_name or contact.company or names or contact.id

@@ -1,0 +1,151 @@
+"""The follow-ups' database side: reading active rows and overdue invoices, reserving rules, guarded updates.
+
+Every read ends its transaction before the caller talks to the CRM (no transaction stays open across HTTP), and
+every write commits at once. A rule is reserved with INSERT ... ON CONFLICT DO NOTHING, so the unique
+(connection, invoice, rule) constraint decides who owns it; a row is updated only while it still has the
+status the caller read (``record``), so two scans never both finish one row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Numeric, cast, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
+
+from crm_qb.db import db, utcnow
+from crm_qb.errors import PermanentError
+from crm_qb.models import Connection, ContactLink, FolderItem, FollowUp, FollowUpStatus, LinkState
+from crm_qb.sync.rules.followups import Invoice
+from crm_qb.sync.rules.status import VOIDED
+from crm_qb.sync.transactions import registry
+
+ACTIVE = (FollowUpStatus.PENDING, FollowUpStatus.OPEN)
+RESERVE_BATCH = 500
+
+
+class UnknownConnectionError(PermanentError):
+    """No connection has the id given."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """A snapshot of one FollowUp row."""
+
+    id: int
+    qbo_invoice_id: str
+    rule_days: int
+    crm_contact_id: str
+    crm_task_id: str | None
+    status: FollowUpStatus
+
+
+def connection(connection_id: int) -> Connection:
+    """The connection (the caller ends the read); UnknownConnectionError when there is none."""
+    found = db.session.get(Connection, connection_id)
+    if found is None:
+        db.session.rollback()
+        raise UnknownConnectionError(f"no connection {connection_id}")
+    return found
+
+
+def active_rows(connection_id: int, invoice_id: str | None) -> list[Row]:
+    """The connection's pending and open follow-ups (of one invoice when given); ends the transaction."""
+    query = select(FollowUp).where(FollowUp.connection_id == connection_id, FollowUp.status.in_(ACTIVE))
+    if invoice_id is not None:
+        query = query.where(FollowUp.qbo_invoice_id == invoice_id)
+    rows = [_snapshot(item) for item in db.session.scalars(query.order_by(FollowUp.id))]
+    db.session.rollback()
+    return rows
+
+
+def row(row_id: int) -> Row | None:
+    """One row as it is now; ends the transaction."""
+    item = db.session.get(FollowUp, row_id)
+    found = _snapshot(item) if item is not None else None
+    db.session.rollback()
+    return found
+
+
+def invoices(connection_id: int, today: date, invoice_id: str | None, also: set[str]) -> dict[str, Invoice]:
+    """Invoices overdue with a balance on ``today`` (or just ``invoice_id``), plus those in ``also``."""
+    query = _invoice_query(connection_id)
+    if invoice_id is not None:
+        query = query.where(FolderItem.qbo_id == invoice_id)
+    else:
+        # SQLite stores money as text: compare it as a number. The exact test is Invoice.overdue, in Python.
+        overdue = (FolderItem.due_date < today) & (cast(FolderItem.balance, Numeric(18, 2)) > 0)
+        query = query.where(or_(overdue, FolderItem.qbo_id.in_(sorted(also))) if also else overdue)
+    found = {item.qbo_id: _invoice(item, contact_id) for item, contact_id in db.session.execute(query)}
+    db.session.rollback()
+    return found
+
+
+def contacts_with_invoices(connection_id: int) -> list[str]:
+    """Every linked contact whose customer has at least one mirrored invoice."""
+    query = _invoice_query(connection_id).with_only_columns(ContactLink.crm_contact_id).distinct()
+    ids = [contact_id for contact_id in db.session.scalars(query) if contact_id]
+    db.session.rollback()
+    return ids
+
+
+def contacts_overdue(connection_id: int, contact_ids: list[str], today: date) -> set[str]:
+    """Those of ``contact_ids`` with at least one invoice overdue with a balance on ``today``."""
+    if not contact_ids:
+        return set()
+    query = _invoice_query(connection_id).where(ContactLink.crm_contact_id.in_(contact_ids),
+                                                FolderItem.due_date < today)
+    overdue = {contact_id for item, contact_id in db.session.execute(query)
+               if _invoice(item, contact_id).overdue(today)}
+    db.session.rollback()
+    return overdue
+
+
+def reserve(connection_id: int, due: list[dict[str, Any]]) -> None:
+    """Insert a pending row for each due rule that has none; the unique constraint skips the others."""
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for start in range(0, len(due), RESERVE_BATCH):
+        values = [{**item, "connection_id": connection_id, "status": FollowUpStatus.PENDING, "created_at": utcnow()}
+                  for item in due[start:start + RESERVE_BATCH]]
+        db.session.execute(insert(FollowUp).values(values).on_conflict_do_nothing(
+            index_elements=["connection_id", "qbo_invoice_id", "rule_days"]))
+        db.session.commit()
+
+
+def record(row_id: int, expected: FollowUpStatus, **values: Any) -> bool:
+    """Update the row only if it still has status ``expected``; commit; return whether it changed."""
+    result = db.session.execute(
+        update(FollowUp).where(FollowUp.id == row_id, FollowUp.status == expected).values(**values))
+    assert isinstance(result, CursorResult)  # an UPDATE always answers with a cursor result
+    db.session.commit()
+    return bool(result.rowcount)
+
+
+def set_reason(row_id: int, reason: str) -> None:
+    """Note on the row why the CRM refused its task (committed)."""
+    db.session.execute(update(FollowUp).where(FollowUp.id == row_id).values(status_reason=reason))
+    db.session.commit()
+
+
+def _snapshot(item: FollowUp) -> Row:
+    return Row(item.id, item.qbo_invoice_id, item.rule_days, item.crm_contact_id, item.crm_task_id, item.status)
+
+
+def _invoice_query(connection_id: int) -> Any:
+    """The connection's invoices with the CRM contact of their linked customer (a Select of two columns)."""
+    link = (ContactLink.connection_id == FolderItem.connection_id) & (
+        ContactLink.qbo_customer_id == FolderItem.qbo_customer_id) & (ContactLink.state == LinkState.LINKED)
+    return (select(FolderItem, ContactLink.crm_contact_id).outerjoin(ContactLink, link)
+            .where(FolderItem.connection_id == connection_id,
+                   FolderItem.txn_type == registry.followed_up().entity))
+
+
+def _invoice(item: FolderItem, contact_id: str | None) -> Invoice:
+    customer = (item.details or {}).get("CustomerRef") or {}
+    return Invoice(qbo_id=item.qbo_id, contact_id=contact_id, doc_number=item.doc_number, due_date=item.due_date,
+                   total=item.total, balance=item.balance, currency=item.currency, voided=item.status == VOIDED,
+                   customer_name=customer.get("name") if isinstance(customer, dict) else None)

@@ -1,0 +1,422 @@
+"""The backfill: bring a newly connected company in line in full, not just what CDC's look-back can see.
+
+The CDC poll looks back at most 30 days (its first run only 1 hour), so a company's older customers and
+transactions are never seen by it. ``backfill`` pages through everything instead, under the connection's sync
+lock, one page (1,000 rows, QBO's cap) in memory at a time:
+
+1. customers: every QBO customer, active or not, through the same unit as webhooks and the poll
+   (``qbo_side.sync_customer``: match / link / create by the connection's direction). A linked customer whose
+   SyncToken and QBO-owned facts equal what the link stored is skipped without a write (the echo rule, without
+   the per-customer commit); a link waiting for review or unlinked on purpose is left alone.
+2. transactions: every transaction of every mirrored type, applied to the folder (``apply_transaction``),
+   committed once per page.
+3. contacts: every CRM contact not linked yet goes through the CRM → QBO unit (``crm_side.link_new_contact``),
+   when the direction lets QBO customers be created.
+4. the CDC cursor is set to the backfill's start: everything changed after it is the poll's.
+
+Name matching needs the CRM's contacts (the CRM contract has no name search). Instead of the webhook path's
+in-memory pool, scanned linearly per customer, the contacts are walked once into an index keyed by normalised
+email and name (``candidates``: a Redis hash for the run, deleted at the end), so the worker's memory stays flat
+in the number of contacts. Each unlinked customer is handed to the unit with its
+index candidates as ``ctx.crm_pool``: ``matching.match`` over those gives the same outcome as over all contacts.
+
+A failure of one object that retrying cannot fix (a rejected write, malformed data) is counted as ``failed``,
+logged with the object's id and the error's type, and the backfill goes on; transient failures and lost
+authorisation stop it (the job retries; re-running skips what is already done).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from functools import partial
+from itertools import islice
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+
+from crm_qb.crm.errors import CrmAuthError
+from crm_qb.crm.protocol import Contact
+from crm_qb.db import db, utcnow
+from crm_qb.errors import PermanentError
+from crm_qb.models import Connection, ContactLink, FolderItem, LinkState, QboStatus
+from crm_qb.qbo.client import QUERY_MAX_RESULTS
+from crm_qb.qbo.faults import AuthenticationError, AuthorizationError, CompanyInactiveError
+from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
+from crm_qb.sync.context import SyncContext, build_context
+from crm_qb.sync.customers.crm_side import link_new_contact
+from crm_qb.sync.customers.links import LinkRecord
+from crm_qb.sync.customers.qbo_side import sync_customer
+from crm_qb.sync.customers.reconcile import contact_json
+from crm_qb.sync.pipeline.candidates import CandidateIndex, DictStore, RedisStore, crm_keys, load_crm_index, qbo_keys
+from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, qbo_owned_fields
+from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, candidate, match
+from crm_qb.sync.services import ConnectionGoneError, SyncServices
+from crm_qb.sync.settings import sync_settings_of
+from crm_qb.sync.transactions import registry
+from crm_qb.sync.transactions.mirror import mirror
+
+log = logging.getLogger(__name__)
+
+CUSTOMERS, TRANSACTIONS, CONTACTS = "customers", "transactions", "contacts"
+PHASES = (CUSTOMERS, TRANSACTIONS, CONTACTS)
+ALL_CUSTOMERS = "Active IN (true, false)"
+# Errors that make every further call fail as well: stop instead of counting each object as failed.
+_FATAL = (AuthenticationError, AuthorizationError, CompanyInactiveError, NeedsReconnectError, NotConnectedError,
+          CrmAuthError)
+T = TypeVar("T")
+
+
+@dataclass
+class PhaseCounts:
+    """What one phase did so far; ``by_type`` counts transactions seen per QBO entity."""
+
+    pages: int = 0
+    seen: int = 0
+    linked: int = 0
+    created: int = 0
+    updated: int = 0
+    review: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+    def add(self, outcome: str) -> None:
+        """Count one object's outcome (one of the counter names)."""
+        self.seen += 1
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+
+@dataclass
+class BackfillReport:
+    """The outcome of a backfill: counts per phase and the CDC cursor it set (None in a dry run)."""
+
+    connection_id: int
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None = None
+    cdc_cursor: datetime | None = None
+    phases: dict[str, PhaseCounts] = field(default_factory=lambda: {p: PhaseCounts() for p in PHASES})
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-safe values."""
+        def iso(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment else None
+
+        return {"connection_id": self.connection_id, "dry_run": self.dry_run, "started_at": iso(self.started_at),
+                "finished_at": iso(self.finished_at), "cdc_cursor": iso(self.cdc_cursor),
+                "phases": {name: asdict(counts) for name, counts in self.phases.items()}}
+
+
+Progress = Callable[[str, PhaseCounts], None]
+
+
+class BackfillRefusedError(PermanentError):
+    """The connection cannot be backfilled now (sync is turned off for it)."""
+
+
+def run_backfill(services: SyncServices, connection_id: int, *, dry_run: bool = False,
+                 progress: Progress | None = None, job_id: str | None = None,
+                 page_size: int = QUERY_MAX_RESULTS) -> BackfillReport:
+    """Check the connection can be backfilled (typed errors otherwise), then backfill it; call in an app context."""
+    check_backfillable(connection_id)
+    ctx = build_context(services, connection_id, job_id)
+    try:
+        return backfill(services, ctx, dry_run=dry_run, progress=progress, page_size=page_size)
+    finally:
+        ctx.close()
+
+
+def check_backfillable(connection_id: int) -> None:
+    """Raise ConnectionGoneError, NotConnectedError, NeedsReconnectError or BackfillRefusedError, else nothing."""
+    connection = db.session.get(Connection, connection_id)
+    status = connection.qbo_status if connection is not None else None
+    realm, reason = (connection.qbo_realm_id, connection.qbo_status_reason) if connection else (None, None)
+    enabled = connection is not None and sync_settings_of(connection.settings).enabled
+    db.session.rollback()
+    if connection is None:
+        raise ConnectionGoneError(f"connection {connection_id} does not exist")
+    if status in (QboStatus.NEEDS_RECONNECT, QboStatus.DISCONNECTED):
+        raise NeedsReconnectError(str(connection_id), reason or "the QuickBooks grant is gone")
+    if not realm or status != QboStatus.CONNECTED:
+        raise NotConnectedError(f"connection {connection_id} is not connected to QuickBooks")
+    if not enabled:
+        raise BackfillRefusedError(f"sync is turned off for connection {connection_id}")
+
+
+def backfill(services: SyncServices, ctx: SyncContext, *, dry_run: bool = False, progress: Progress | None = None,
+             page_size: int = QUERY_MAX_RESULTS) -> BackfillReport:
+    """Sync every QBO customer and transaction and every unlinked CRM contact, page by page; set the CDC cursor.
+
+    Runs under the connection's sync lock (``SyncServices.connection_lock``, renewed while held; ConnectionBusyError
+    when another worker keeps it for 30 s), in an app context. ``progress(phase, counts)`` is called after every
+    page. Safe to run again: what is in step is counted ``unchanged`` and not written; objects counted ``failed``
+    (a write the other side refused) are tried again.
+
+    ``dry_run=True`` writes nothing anywhere (QBO, CRM, database, Redis) and takes no lock: it reads every page
+    and predicts with the pure matching rules what the real run would do (``linked``: would link by email or
+    name, ``created``: would create, ``review``: ambiguous; transactions: ``created``/``updated``/``unchanged``
+    per folder item, ``by_type`` counts per type). It cannot predict: fields the first link would write (the
+    merge needs both records), CRM email look-ups that differ from the walked contacts (changes made meanwhile),
+    6240 name clashes on customers it would create in QBO, writes the other side would refuse (e.g. a name
+    longer than the CRM accepts: predicted as a create, counted failed by the real run), status-only folder
+    updates (days overdue), and transactions that fail to apply. Its memory grows with the data (the candidates
+    of both sides are held in memory).
+    """
+    report = BackfillReport(ctx.connection_id, dry_run, utcnow())
+    run = (_DryRun(services, ctx, report, progress, page_size) if dry_run
+           else _Run(services, ctx, report, progress, page_size))
+    run.execute()
+    report.finished_at = utcnow()
+    log.info("backfill connection=%s dry_run=%s job=%s %s", ctx.connection_id, dry_run, ctx.job_id,
+             json.dumps({name: {"seen": c.seen, "failed": c.failed} for name, c in report.phases.items()}))
+    return report
+
+
+# -- paging -------------------------------------------------------------------------------------------------
+
+
+def pages(rows: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``rows`` in lists of ``size`` (the last may be shorter), pulling no row before it is needed."""
+    iterator = iter(rows)
+    while page := list(islice(iterator, size)):
+        yield page
+
+
+def _links_by(column: Any, connection_id: int, ids: Sequence[str]) -> dict[str, LinkRecord]:
+    """The links whose ``column`` is one of ``ids``, by that id; ends the read transaction."""
+    rows = db.session.scalars(select(ContactLink).where(ContactLink.connection_id == connection_id,
+                                                        column.in_(list(ids)))).all()
+    found = {str(getattr(row, column.key)): LinkRecord.of(row) for row in rows}
+    db.session.rollback()
+    return found
+
+
+def _folder_tokens(connection_id: int, txn_type: str, ids: Sequence[str]) -> dict[str, str | None]:
+    """The stored SyncToken of each folder item of ``txn_type`` among ``ids``; ends the read transaction."""
+    rows = db.session.execute(select(FolderItem.qbo_id, FolderItem.qbo_sync_token).where(
+        FolderItem.connection_id == connection_id, FolderItem.txn_type == txn_type,
+        FolderItem.qbo_id.in_(list(ids)))).all()
+    db.session.rollback()
+    return {str(qbo_id): token for qbo_id, token in rows}
+
+
+# -- the real run -------------------------------------------------------------------------------------------
+
+
+class _Run:
+    """One backfill that writes: the phases over a shared context and report."""
+
+    def __init__(self, services: SyncServices, ctx: SyncContext, report: BackfillReport, progress: Progress | None,
+                 page_size: int):
+        self.services, self.ctx, self.report, self.progress, self.page_size = services, ctx, report, progress, page_size
+
+    def execute(self) -> None:
+        store = RedisStore(self.services.redis, self.services.keys.backfill_index(self.ctx.connection_id))
+        with self.services.connection_lock(self.ctx.connection_id):
+            try:
+                store.drop()
+                index = CandidateIndex(store, crm_keys)
+                load_crm_index(self.ctx.crm, index, self.page_size)
+                self.customers(index)
+            finally:
+                store.drop()
+            self.transactions()
+            self.contacts()
+            self.report.cdc_cursor = _set_cursor(self.ctx.connection_id, self.report.started_at)
+
+    def page_done(self, phase: str) -> None:
+        counts = self.report.phases[phase]
+        counts.pages += 1
+        if self.progress:
+            self.progress(phase, counts)
+
+    def customers(self, index: CandidateIndex) -> None:
+        counts = self.report.phases[CUSTOMERS]
+        rows = self.ctx.qbo.query_all("Customer", ALL_CUSTOMERS, page_size=self.page_size)
+        for page in pages(rows, self.page_size):
+            found = _links_by(ContactLink.qbo_customer_id, self.ctx.connection_id, [str(c["Id"]) for c in page])
+            for customer in page:
+                customer_id = str(customer["Id"])
+                counts.add(self.guarded("Customer", customer_id,
+                                        partial(self.customer, customer, found.get(customer_id), index)))
+            self.page_done(CUSTOMERS)
+
+    def customer(self, customer: dict[str, Any], link: LinkRecord | None, index: CandidateIndex) -> str:
+        if link is not None and link.state != LinkState.LINKED:
+            return "review" if link.state == LinkState.REVIEW else "skipped"
+        if link is not None and in_step(self.ctx, link, customer):
+            return "unchanged"
+        pool = index.lookup(canonical_from_qbo(customer))[1] if link is None else []
+        self.ctx.crm_pool = list(pool)
+        try:
+            outcome = sync_customer(self.ctx, customer, [])
+            created = self.ctx.crm_pool[len(pool):]  # contacts the unit created (remember_crm_contact)
+            index.add_many((c, True) for c in created)
+        finally:
+            self.ctx.crm_pool = None
+        return outcome_counter(outcome)
+
+    def transactions(self) -> None:
+        for entity in registry.NAMES:
+            for page in pages(self.ctx.qbo.query_all(entity, page_size=self.page_size), self.page_size):
+                self.mirror_page(entity, page)
+                self.page_done(TRANSACTIONS)
+
+    def mirror_page(self, entity: str, page: list[dict[str, Any]]) -> None:
+        counts = self.report.phases[TRANSACTIONS]
+        counts.by_type[entity] = counts.by_type.get(entity, 0) + len(page)
+        try:
+            for txn in page:
+                unit = partial(_mirror_one, self.ctx, entity, txn)
+                counts.add(self.guarded(entity, str(txn.get("Id")), unit, rollback=False))
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise
+
+    def contacts(self) -> None:
+        if not self.ctx.settings.to_qbo:
+            return
+        counts = self.report.phases[CONTACTS]
+        for page in self.ctx.crm.list_contacts_updated_since(None, page_size=self.page_size):
+            found = _links_by(ContactLink.crm_contact_id, self.ctx.connection_id, [c.id for c in page.contacts])
+            for contact in page.contacts:
+                unit = partial(self.contact, contact, found.get(contact.id))
+                counts.add(self.guarded("Contact", contact.id, unit))
+            self.page_done(CONTACTS)
+
+    def contact(self, contact: Contact, link: LinkRecord | None) -> str:
+        if link is not None:
+            return {LinkState.LINKED: "unchanged", LinkState.REVIEW: "review"}.get(link.state, "skipped")
+        return outcome_counter(link_new_contact(self.ctx, contact, []))
+
+    def guarded(self, entity: str, object_id: str, unit: Callable[[], str], rollback: bool = True) -> str:
+        """Run one object's unit; a permanent failure of that object is counted, anything else propagates."""
+        try:
+            return unit()
+        except _FATAL:
+            raise
+        except (PermanentError, ValueError) as exc:
+            if rollback:
+                db.session.rollback()
+            log.warning("backfill connection=%s: %s %s failed (%s) job=%s", self.ctx.connection_id, entity,
+                        object_id, type(exc).__name__, self.ctx.job_id)
+            return "failed"
+
+
+def _mirror_one(ctx: SyncContext, entity: str, txn: dict[str, Any]) -> str:
+    action = mirror(ctx, entity, str(txn["Id"]), txn).action
+    return action if action in ("created", "updated") else "unchanged"
+
+
+def in_step(ctx: SyncContext, link: LinkRecord, customer: Mapping[str, Any]) -> bool:
+    """Whether a linked customer is as the link last saw it (SyncToken, Active, QBO-owned facts)."""
+    if link.qbo_sync_token != str(customer.get("SyncToken")) or link.base is None:
+        return False
+    if link.qbo_active != bool(customer.get("Active", True)):
+        return False
+    owned = qbo_owned_fields(customer, ctx.term_names, ctx.payment_method_names, home_currency=ctx.home_currency)
+    return link.qbo_owned == {**vars(owned), "balance": str(owned.balance)}
+
+
+def outcome_counter(outcome: str) -> str:
+    """The report counter of a sync unit's outcome string."""
+    if outcome.startswith("link.matched"):
+        return "linked"
+    if outcome.startswith("link.created"):
+        return "created"
+    return {"synced": "updated", "unchanged": "unchanged", "review": "review", "link moved": "linked"}.get(
+        outcome, "skipped")
+
+
+def _set_cursor(connection_id: int, moment: datetime) -> datetime:
+    connection = db.session.get(Connection, connection_id)
+    if connection is None:
+        db.session.rollback()
+        raise ConnectionGoneError(f"connection {connection_id} does not exist")
+    connection.cdc_cursor = moment
+    connection.last_sync_at = utcnow()
+    db.session.commit()
+    return moment
+
+
+# -- the dry run ----------------------------------------------------------------------------------------------
+
+
+class _DryRun(_Run):
+    """A backfill that only reads and predicts (see ``backfill``)."""
+
+    def __init__(self, services: SyncServices, ctx: SyncContext, report: BackfillReport, progress: Progress | None,
+                 page_size: int):
+        super().__init__(services, ctx, report, progress, page_size)
+        self.claimed: set[str] = set()  # CRM contacts this run would link
+        self.qbo_index = CandidateIndex(DictStore(), qbo_keys)
+
+    def execute(self) -> None:
+        index = CandidateIndex(DictStore(), crm_keys)
+        load_crm_index(self.ctx.crm, index, self.page_size)
+        self.customers(index)
+        self.transactions()
+        self.contacts()
+
+    def customer(self, customer: dict[str, Any], link: LinkRecord | None, index: CandidateIndex) -> str:
+        record = canonical_from_qbo(customer)
+        if bool(customer.get("Active", True)):
+            self.qbo_index.add_many([(candidate(str(customer["Id"]), record), True)])
+        if link is not None:
+            if link.state != LinkState.LINKED:
+                return "review" if link.state == LinkState.REVIEW else "skipped"
+            return "unchanged" if in_step(self.ctx, link, customer) else "updated"
+        if not customer.get("Active", True):
+            return "skipped"
+        by_email, by_name = index.lookup(record)
+        outcome = match(record, by_email or by_name)
+        if outcome.kind == LINKED:
+            return self.would_link(str(outcome.linked_id))
+        if outcome.kind == AMBIGUOUS:
+            return "review"
+        if not self.ctx.settings.to_crm:
+            return "skipped"
+        index.add_many([(candidate(f"new:{customer['Id']}", record), True)])
+        self.claimed.add(f"new:{customer['Id']}")
+        return "created"
+
+    def would_link(self, contact_id: str) -> str:
+        if contact_id in self.claimed or _links_by(ContactLink.crm_contact_id, self.ctx.connection_id, [contact_id]):
+            return "review"  # the real run finds the contact linked to another customer
+        self.claimed.add(contact_id)
+        return "linked"
+
+    def mirror_page(self, entity: str, page: list[dict[str, Any]]) -> None:
+        counts = self.report.phases[TRANSACTIONS]
+        counts.by_type[entity] = counts.by_type.get(entity, 0) + len(page)
+        stored = _folder_tokens(self.ctx.connection_id, entity, [str(t["Id"]) for t in page])
+        for txn in page:
+            counts.add(_predict_txn(txn, stored))
+
+    def contact(self, contact: Contact, link: LinkRecord | None) -> str:
+        if link is not None or contact.id in self.claimed:
+            state = link.state if link is not None else LinkState.LINKED
+            return {LinkState.LINKED: "unchanged", LinkState.REVIEW: "review"}.get(state, "skipped")
+        if not contact.active:
+            return "skipped"
+        record = canonical_from_crm(contact_json(contact))
+        by_email, by_name = self.qbo_index.lookup(record)
+        outcome = match(record, by_email or by_name)
+        if outcome.kind == LINKED:
+            return "linked"
+        return "review" if outcome.kind == AMBIGUOUS else "created"
+
+
+def _predict_txn(txn: Mapping[str, Any], stored: Mapping[str, str | None]) -> str:
+    if not (txn.get("CustomerRef") or {}).get("value"):
+        return "failed"
+    qbo_id = str(txn["Id"])
+    if qbo_id not in stored:
+        return "created"
+    return "unchanged" if stored[qbo_id] == str(txn.get("SyncToken")) else "updated"

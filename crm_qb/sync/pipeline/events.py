@@ -1,0 +1,279 @@
+"""The inbound-event state machine: every change reported to crm-qb is a row that moves through these states.
+
+::
+
+    stored ──▶ pending ──▶ processed      (a unit of sync work settled it, in the transaction of its result)
+      │           ├──────▶ ignored        (unknown realm; or an entity crm-qb does not sync, decided at storing)
+      │           └──────▶ failed         (MAX_ATTEMPTS failed attempts; ``replay`` puts it back to pending)
+      └─ duplicate: dropped by the unique (source, dedupe_key) constraint, not by a check
+
+Ingress stores notices (``store``) and commits before anything is enqueued; drains read pending batches
+(``pending``), re-check them under the connection's lock (``still_pending``), and each unit of work marks its own
+events processed (``mark_processed``: a guarded UPDATE, so two racing drains apply an event once). A failed unit
+counts an attempt on its events only (``record_failure``). Events of a connection whose sync is off are settled
+with an audit entry (``skip_disabled``); events of a connection that must reconnect stay pending, uncounted, and
+``wake_connection`` re-wakes them once it is connected again. The sweep finds pending events nobody is working on
+(``stranded``).
+
+Which QBO entities are synced is the transaction registry's list plus customers and the reference lists
+(``is_synced``), so a type added to the registry is never stored as ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
+
+from crm_qb.db import db, utcnow
+from crm_qb.jobqueue import JobQueue
+from crm_qb.models import AuditEntry, Connection, EventSource, EventStatus, InboundEvent
+from crm_qb.sync.transactions import registry
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+CUSTOMER = "Customer"
+CONTACT = "Contact"
+# Reference lists whose changes are noted (audited) but need no sync of their own.
+NOTED_QBO_ENTITIES: tuple[str, ...] = ("Term", "PaymentMethod", "Preferences")
+DEDUPE_KEY_LENGTH = 400
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One entity change as ingress parsed it, ready to be stored as an inbound event."""
+
+    dedupe_key: str
+    realm_id: str | None
+    entity: str
+    entity_id: str | None
+    operation: str
+    occurred_at: datetime | None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def synced(self) -> bool:
+        """Whether crm-qb acts on this entity type (others are recorded and ignored)."""
+        return is_synced(self.entity)
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """What the sync needs of one inbound event (read before the work, outside any write transaction)."""
+
+    id: int
+    entity: str
+    entity_id: str | None
+    operation: str
+    occurred_at: datetime | None
+    payload: Mapping[str, Any]
+
+
+def is_synced(entity: str) -> bool:
+    """Whether a QBO entity's changes are synced (customers, registered transaction types, noted lists)."""
+    return entity == CUSTOMER or entity in NOTED_QBO_ENTITIES or entity in registry.NAMES
+
+
+def store(source: EventSource, notices: Sequence[Notice], connection_id: int | None = None) -> list[Notice]:
+    """Insert notices as events (pending, or ignored when not synced), skipping duplicates; the new pending ones.
+
+    The caller commits, then wakes a drain for what this returns (the hot path of every webhook: one INSERT).
+    """
+    if not notices:
+        return []
+    rows = [_row(source, n, connection_id) for n in notices]
+    insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    table = InboundEvent.__table__  # Core, not the ORM bulk path: this runs for every webhook
+    stmt = (insert(table).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
+            .returning(table.c.dedupe_key, table.c.status))
+    connection = db.session.connection()
+    # Parameters passed separately (not .values(rows)) keep the compiled statement in SQLAlchemy's cache.
+    result = connection.execute(stmt, rows) if len(rows) > 1 else connection.execute(stmt, rows[0])
+    inserted = {row.dedupe_key for row in result if row.status == EventStatus.PENDING}
+    return [n for n in notices if n.dedupe_key[:DEDUPE_KEY_LENGTH] in inserted]
+
+
+def _row(source: EventSource, notice: Notice, connection_id: int | None) -> dict[str, Any]:
+    ignore = None if source != EventSource.QBO or notice.synced else f"entity {notice.entity} is not synced"
+    return {
+        "source": source, "dedupe_key": notice.dedupe_key[:DEDUPE_KEY_LENGTH], "connection_id": connection_id,
+        "realm_id": notice.realm_id, "entity": notice.entity, "entity_id": notice.entity_id,
+        "operation": notice.operation, "occurred_at": notice.occurred_at, "payload": notice.payload,
+        "status": EventStatus.IGNORED if ignore else EventStatus.PENDING, "status_reason": ignore, "attempts": 0,
+    }
+
+
+def pending(where: ColumnElement[bool], after: int, limit: int) -> list[EventRef]:
+    """Up to ``limit`` pending events matching ``where`` with ids above ``after``, oldest first; ends the read."""
+    rows = db.session.scalars(
+        select(InboundEvent).where(where, InboundEvent.status == EventStatus.PENDING, InboundEvent.id > after)
+        .order_by(InboundEvent.id).limit(limit)
+    ).all()
+    events = [EventRef(r.id, r.entity, r.entity_id, r.operation, r.occurred_at, dict(r.payload or {})) for r in rows]
+    db.session.rollback()
+    return events
+
+
+def still_pending(events: Sequence[EventRef]) -> list[EventRef]:
+    """The events no other drain settled while this one waited for the lock."""
+    ids = set(db.session.scalars(select(InboundEvent.id).where(
+        InboundEvent.id.in_([e.id for e in events]), InboundEvent.status == EventStatus.PENDING)))
+    db.session.rollback()
+    return [event for event in events if event.id in ids]
+
+
+def count_settled(ids: Sequence[int]) -> int:
+    """How many of ``ids`` are processed or ignored (under the lock: settled by the caller's drain)."""
+    count = db.session.scalar(select(func.count()).select_from(InboundEvent).where(
+        InboundEvent.id.in_(list(ids)), InboundEvent.status.in_((EventStatus.PROCESSED, EventStatus.IGNORED))))
+    db.session.rollback()
+    return int(count or 0)
+
+
+def mark_processed(events: Iterable[int], connection_id: int | None) -> int:
+    """Mark pending ``events`` processed (in the caller's transaction); return how many were still pending."""
+    ids = list(events)
+    if not ids:
+        return 0
+    values: dict[str, Any] = {"status": EventStatus.PROCESSED, "processed_at": utcnow()}
+    if connection_id is not None:
+        values["connection_id"] = connection_id
+    result = db.session.execute(
+        update(InboundEvent).where(InboundEvent.id.in_(ids), InboundEvent.status == EventStatus.PENDING)
+        .values(**values))
+    return _rowcount(result)
+
+
+def ignore(ids: Sequence[int], reason: str) -> None:
+    """Settle pending events as ignored with ``reason`` (committed)."""
+    db.session.execute(update(InboundEvent).where(InboundEvent.id.in_(list(ids)),
+                                                  InboundEvent.status == EventStatus.PENDING)
+                       .values(status=EventStatus.IGNORED, status_reason=reason, processed_at=utcnow()))
+    db.session.commit()
+
+
+def record_failure(event_id: int, exc: BaseException) -> None:
+    """Count a failed attempt in its own transaction; give up (status failed) after MAX_ATTEMPTS."""
+    event = db.session.get(InboundEvent, event_id)
+    if event is None or event.status != EventStatus.PENDING:
+        return
+    event.attempts += 1
+    event.status_reason = f"{type(exc).__name__}: {exc}"[:2000]
+    if event.attempts >= MAX_ATTEMPTS:
+        event.status = EventStatus.FAILED
+    db.session.commit()
+    log.warning("inbound event %s failed (attempt %s): %s", event_id, event.attempts, type(exc).__name__)
+
+
+def skip_disabled(connection_id: int, job_id: str | None, events: Sequence[EventRef]) -> None:
+    """Settle the events of a connection whose sync is turned off, each with an audit entry (committed)."""
+    for event in events:
+        db.session.add(AuditEntry(
+            connection_id=connection_id, inbound_event_id=event.id, job_id=job_id, action="sync.disabled",
+            direction=event_direction(event), entity=event.entity, entity_id=event.entity_id,
+            diff={"operation": event.operation}, outcome="skipped",
+        ))
+    mark_processed([event.id for event in events], connection_id)
+    db.session.commit()
+
+
+def event_direction(event: EventRef) -> str:
+    """The sync direction an event starts: QBO events go to the CRM, CRM events to QBO."""
+    return "crm_to_qbo" if event.entity == CONTACT else "qbo_to_crm"
+
+
+def process_event(event_id: int, apply: Callable[[InboundEvent], str]) -> int:
+    """Claim and apply one event in one transaction; return 1 if this call processed it, else 0."""
+    try:
+        return _claim_and_apply(event_id, apply)
+    except Exception as exc:
+        db.session.rollback()
+        record_failure(event_id, exc)
+        raise
+
+
+def _claim_and_apply(event_id: int, apply: Callable[[InboundEvent], str]) -> int:
+    # The guarded UPDATE is the claim: a concurrent run blocks on the row (PostgreSQL) or the write lock
+    # (SQLite) and then finds the status changed, so the work inside this transaction happens once.
+    claimed = _rowcount(db.session.execute(
+        update(InboundEvent).where(InboundEvent.id == event_id, InboundEvent.status == EventStatus.PENDING)
+        .values(status=EventStatus.PROCESSED, processed_at=utcnow())))
+    if not claimed:
+        db.session.rollback()
+        return 0
+    event = db.session.get(InboundEvent, event_id)
+    assert event is not None  # the claim just updated it
+    outcome = apply(event)
+    if outcome != "processed":
+        event.status, event.status_reason = EventStatus.IGNORED, outcome
+    db.session.commit()
+    log.info("inbound event %s (%s %s %s): %s", event_id, event.source.value, event.entity, event.operation, outcome)
+    return 1
+
+
+def drain_key(source: EventSource, realm_id: str | None, connection_id: int | None) -> str | None:
+    """What a drain of an event is keyed by: its realm for QBO events, its connection for CRM events."""
+    return realm_id if source == EventSource.QBO else (str(connection_id) if connection_id is not None else None)
+
+
+def stranded(received_before: datetime, limit: int) -> list[tuple[EventSource, str]]:
+    """The (source, drain key) of events still pending after ``received_before``, sorted; ends the read."""
+    rows = db.session.execute(
+        select(InboundEvent.source, InboundEvent.realm_id, InboundEvent.connection_id)
+        .where(InboundEvent.status == EventStatus.PENDING, InboundEvent.received_at <= received_before)
+        .group_by(InboundEvent.source, InboundEvent.realm_id, InboundEvent.connection_id)
+        .limit(limit)
+    ).all()
+    db.session.rollback()
+    keys = {(row.source, drain_key(row.source, row.realm_id, row.connection_id)) for row in rows}
+    return sorted(((source, key) for source, key in keys if key), key=lambda k: (k[0].value, k[1]))
+
+
+def replay(status: EventStatus, connection_id: int | None, jobs: JobQueue) -> int:
+    """Put events of ``status`` (failed, or pending) back to pending and wake their drains; return how many."""
+    query = select(InboundEvent.id).where(InboundEvent.status == status)
+    if connection_id is not None:
+        query = query.where(InboundEvent.connection_id == connection_id)
+    ids = list(db.session.scalars(query.order_by(InboundEvent.id)))
+    if status == EventStatus.FAILED and ids:
+        db.session.execute(
+            update(InboundEvent).where(InboundEvent.id.in_(ids)).values(status=EventStatus.PENDING, attempts=0))
+    db.session.commit()
+    rows = db.session.execute(
+        select(InboundEvent.source, InboundEvent.realm_id, InboundEvent.connection_id)
+        .where(InboundEvent.id.in_(ids)).distinct()
+    ).all() if ids else []
+    db.session.rollback()
+    for row in rows:
+        key = drain_key(row.source, row.realm_id, row.connection_id)
+        if key:
+            jobs.wake(row.source, key)
+    return len(ids)
+
+
+def wake_connection(jobs: JobQueue, connection_id: int) -> int:
+    """Wake the drains of a connection's pending events (after it is (re)connected); return how many woke."""
+    rows = db.session.execute(
+        select(InboundEvent.source, InboundEvent.realm_id).distinct()
+        .where(InboundEvent.status == EventStatus.PENDING,
+               (InboundEvent.connection_id == connection_id) | (InboundEvent.source == EventSource.QBO))
+    ).all()
+    realm = db.session.scalar(select(Connection.qbo_realm_id).where(Connection.id == connection_id))
+    db.session.rollback()
+    woken = {(EventSource.CRM, str(connection_id)) for row in rows if row.source == EventSource.CRM}
+    if realm:
+        woken |= {(EventSource.QBO, realm) for row in rows if row.source == EventSource.QBO and row.realm_id == realm}
+    return sum(1 for source, key in woken if jobs.wake(source, key))
+
+
+def _rowcount(result: Any) -> int:
+    """The rows an UPDATE touched (an UPDATE always answers with a cursor result)."""
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount or 0)

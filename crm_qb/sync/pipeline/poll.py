@@ -1,0 +1,114 @@
+"""The CDC poll: catch QBO changes that no webhook announced, through the same sync path as webhooks.
+
+One CDC call (split by ``QboClient.cdc_all`` only past 1,000 objects) returns every customer and transaction
+changed since the connection's cursor minus an overlap; each is synced exactly as a webhook would have made it
+(already-synced ones are no-ops: they equal the base). The cursor advances to the poll's start time. CDC looks
+back at most 30 days: an older cursor is clipped (and logged), since a longer gap needs a full backfill.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from crm_qb.db import db, utcnow
+from crm_qb.errors import PermanentError
+from crm_qb.models import AuditEntry, Connection
+from crm_qb.qbo.client import CdcWindowTooDenseError
+from crm_qb.sync.context import SyncContext
+from crm_qb.sync.customers.qbo_side import sync_customer
+from crm_qb.sync.pipeline.events import CUSTOMER
+from crm_qb.sync.transactions import registry
+from crm_qb.sync.transactions.mirror import mirror
+
+log = logging.getLogger(__name__)
+
+OVERLAP = timedelta(minutes=5)
+CDC_LIMIT = timedelta(days=30) - timedelta(hours=1)  # QBO refuses changedSince older than 30 days
+FIRST_LOOK_BACK = timedelta(hours=1)
+
+
+def poll_changes(ctx: SyncContext, now: datetime | None = None) -> int:
+    """Sync what changed in QBO since the connection's cursor; advance the cursor; return objects seen."""
+    now = now or utcnow()
+    since = _since(ctx.connection_id, now)
+    entities = [CUSTOMER, *(t.cdc_name for t in registry.TYPES)]
+    try:
+        seen = _apply_all(ctx, ctx.qbo.cdc_all(entities, since, now))
+    except CdcWindowTooDenseError:
+        # Over 1,000 changes within one second (a bulk import): CDC cannot page through that, queries can.
+        # What was applied before is applied again as a no-op; deletions in that window are left to a backfill.
+        log.warning("CDC window too dense for connection=%s; catching up with queries since %s", ctx.connection_id,
+                    since.isoformat())
+        seen = _apply_all(ctx, _query_changes(ctx, entities, since))
+    _advance(ctx.connection_id, now)
+    log.info("CDC poll connection=%s since=%s objects=%s job=%s", ctx.connection_id, since.isoformat(), seen,
+             ctx.job_id)
+    return seen
+
+
+def _apply_all(ctx: SyncContext, changes: Iterable[tuple[str, dict[str, Any]]]) -> int:
+    """Apply each change; a permanent refusal of one object is recorded and does not stop the others."""
+    seen = 0
+    for entity, obj in changes:
+        seen += 1
+        try:
+            _apply(ctx, entity, obj)
+        except PermanentError as exc:
+            _record_failure(ctx, entity, obj, exc)
+    return seen
+
+
+def _query_changes(ctx: SyncContext, entities: list[str], since: datetime) -> Iterator[tuple[str, dict[str, Any]]]:
+    stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    for entity in entities:
+        where = f"MetaData.LastUpdatedTime >= '{stamp}'"
+        if entity == CUSTOMER:
+            where += " AND Active IN (true, false)"  # inactive customers changed too
+        for obj in ctx.qbo.query_all(entity, where):
+            yield entity, obj
+
+
+def _record_failure(ctx: SyncContext, entity: str, obj: dict[str, Any], exc: PermanentError) -> None:
+    db.session.rollback()
+    db.session.add(AuditEntry(connection_id=ctx.connection_id, job_id=ctx.job_id, action="sync.failed",
+                              direction="qbo_to_crm", entity=entity, entity_id=str(obj.get("Id")),
+                              outcome="failed", message=f"{type(exc).__name__}: {exc}"[:2000]))
+    db.session.commit()
+    log.warning("CDC poll could not apply %s %s connection=%s: %s", entity, obj.get("Id"), ctx.connection_id,
+                type(exc).__name__)
+
+
+def _since(connection_id: int, now: datetime) -> datetime:
+    connection = db.session.get(Connection, connection_id)
+    cursor = connection.cdc_cursor if connection is not None else None
+    db.session.rollback()
+    since = (cursor - OVERLAP) if cursor else now - FIRST_LOOK_BACK
+    if now - since > CDC_LIMIT:
+        log.warning("CDC cursor of connection %s is older than 30 days; changes before %s need a backfill",
+                    connection_id, (now - CDC_LIMIT).isoformat())
+        since = now - CDC_LIMIT
+    return since
+
+
+def _apply(ctx: SyncContext, entity: str, obj: dict[str, Any]) -> None:
+    if entity == CUSTOMER:
+        if obj.get("status") != "Deleted":
+            sync_customer(ctx, obj, [])
+        return
+    try:
+        mirror(ctx, entity, str(obj["Id"]), obj)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def _advance(connection_id: int, now: datetime) -> None:
+    connection = db.session.get(Connection, connection_id)
+    if connection is not None:
+        connection.cdc_cursor = now
+        connection.last_sync_at = now
+    db.session.commit()

@@ -1,0 +1,119 @@
+"""Turn a batch of pending inbound events into units of sync work, fetching QBO state in bulk first.
+
+A QBO batch costs one query per entity type per 100 ids (customers, then each transaction type), never one read
+per event: duplicate and out-of-order webhooks of one customer collapse into one unit that syncs its current
+state. Merges run before customer updates, so a merged-away customer's link has moved before its own update
+(now inactive) is seen. Each unit marks its own events processed in the transaction that stores its result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from crm_qb.db import db
+from crm_qb.sync.context import SyncContext
+from crm_qb.sync.customers.crm_side import apply_contact_events
+from crm_qb.sync.customers.links import Record
+from crm_qb.sync.customers.qbo_side import apply_qbo_merge, done, sync_customer
+from crm_qb.sync.pipeline import events as inbox
+from crm_qb.sync.pipeline.events import CUSTOMER, EventRef
+from crm_qb.sync.transactions import registry
+from crm_qb.sync.transactions.mirror import mirror
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of sync work and the events it settles; ``run`` returns a short outcome for the log."""
+
+    events: tuple[int, ...]
+    label: str
+    run: Callable[[], str]
+
+
+def qbo_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
+    """The units for a batch of one realm's QBO events, after fetching what they need in bulk."""
+    customer_events = [e for e in events if e.entity == CUSTOMER]
+    merges = [e for e in customer_events if e.operation == "Merge"]
+    changes = _grouped(e for e in customer_events if e.operation != "Merge")
+    customers = ctx.qbo.read_many(CUSTOMER, {*changes, *(str(e.entity_id) for e in merges if e.entity_id)},
+                                  include_inactive=True)
+    units = [Unit((e.id,), f"merge {e.entity_id}",
+                  partial(apply_qbo_merge, ctx, customers.get(str(e.entity_id)), str(e.entity_id),
+                          _deleted_id(e), [e.id]))
+             for e in merges]
+    units += [Unit(ids, f"customer {cid}", partial(_customer_unit, ctx, cid, customers.get(cid), list(ids)))
+              for cid, ids in changes.items()]
+    units += _transaction_units(ctx, [e for e in events if e.entity in registry.NAMES])
+    units += [Unit((e.id,), f"{e.entity} {e.entity_id}", partial(_noted, ctx, e))
+              for e in events if e.entity != CUSTOMER and e.entity not in registry.NAMES]
+    return units
+
+
+def crm_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
+    """The units for a batch of one connection's CRM events: one per contact, its events in arrival order."""
+    by_contact: dict[str, list[EventRef]] = {}
+    for event in events:
+        by_contact.setdefault(str(event.entity_id), []).append(event)
+    return [Unit(tuple(e.id for e in group), f"contact {cid}", partial(apply_contact_events, ctx, cid, group))
+            for cid, group in by_contact.items()]
+
+
+def _grouped(events: Iterable[EventRef]) -> dict[str, tuple[int, ...]]:
+    groups: dict[str, list[int]] = {}
+    for event in events:
+        if event.entity_id:
+            groups.setdefault(event.entity_id, []).append(event.id)
+    return {key: tuple(ids) for key, ids in groups.items()}
+
+
+def _deleted_id(event: EventRef) -> str | None:
+    value = event.payload.get("deleted_id")
+    return str(value) if value else None
+
+
+def _customer_unit(ctx: SyncContext, customer_id: str, customer: dict[str, Any] | None, events: list[int]) -> str:
+    if customer is None:
+        done(ctx, Record("skip.not_found", "qbo_to_crm", CUSTOMER, customer_id,
+                         message="QuickBooks returned no such customer"), events)
+        return "not found"
+    return sync_customer(ctx, customer, events)
+
+
+def _noted(ctx: SyncContext, event: EventRef) -> str:
+    done(ctx, Record("event.noted", "qbo_to_crm", event.entity, event.entity_id, {"operation": event.operation}),
+         [event.id])
+    return "noted"
+
+
+def _transaction_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
+    units: list[Unit] = []
+    for entity in registry.NAMES:
+        of_type = [e for e in events if e.entity == entity]
+        if not of_type:
+            continue
+        groups = _grouped(of_type)
+        deleted = {str(e.entity_id) for e in of_type if e.operation == "Delete"}
+        found = ctx.qbo.read_many(entity, set(groups) - deleted)
+        units += [Unit(ids, f"{entity} {tid}", partial(_transaction_unit, ctx, entity, tid, found.get(tid),
+                                                       list(ids)))
+                  for tid, ids in groups.items()]
+    return units
+
+
+def _transaction_unit(ctx: SyncContext, entity: str, txn_id: str, txn: dict[str, Any] | None,
+                      events: list[int]) -> str:
+    """Mirror one transaction into the folder and commit it together with its events."""
+    try:
+        change = mirror(ctx, entity, txn_id, txn)
+        inbox.mark_processed(events, ctx.connection_id)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return str(getattr(change, "action", "applied"))

@@ -1,0 +1,68 @@
+"""What the sync reaches outside itself, built once at the edge and passed in.
+
+A job, a view or a CLI command builds one ``SyncServices`` (``crm_qb.runtime.Runtime.sync_services``) and hands
+it to the domain functions it calls. The domain never looks an app up (no ``current_app``, no runtime): what it
+needs arrives as an argument, so a test can pass its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from redis import Redis
+
+from crm_qb.crm.factory import connector_for
+from crm_qb.crm.protocol import CrmConnector
+from crm_qb.crypto import SecretBox
+from crm_qb.errors import PermanentError, TransientError
+from crm_qb.jobqueue import JobQueue
+from crm_qb.keys import RedisKeys
+from crm_qb.locks import held
+from crm_qb.models import Connection
+from crm_qb.qbo.services import QboServices
+
+LOCK_WAIT_SECONDS = 30
+
+
+class ConnectionBusyError(TransientError):
+    """Another worker holds the connection's sync lock for longer than we wait; retry later."""
+
+
+class ConnectionGoneError(PermanentError):
+    """The connection was deleted."""
+
+
+@dataclass(frozen=True)
+class SyncServices:
+    """QuickBooks, the CRMs, Redis and the job queue, as one app sees them."""
+
+    qbo_loader: Callable[[], QboServices]  # built on first use: a missing QBO setting fails only what needs QBO
+    secrets: SecretBox
+    redis: Redis
+    keys: RedisKeys
+    jobs: JobQueue
+
+    @property
+    def qbo(self) -> QboServices:
+        """The app's QBO services (ValueError when the QBO environment's addresses are not all known)."""
+        return self.qbo_loader()
+
+    def crm_for(self, connection: Connection) -> CrmConnector:
+        """A new connector for ``connection``'s CRM, of its kind (the caller closes it)."""
+        return connector_for(connection, self.secrets)
+
+    def connection_lock(self, connection_id: int) -> AbstractContextManager[None]:
+        """Hold the connection's sync lock (renewed while held); ConnectionBusyError after LOCK_WAIT_SECONDS.
+
+        Work on one connection is serialised across workers: a drain of QBO webhooks, a drain of CRM hooks, the
+        CDC poll, a backfill and a conflict flip of the same connection never interleave, so two workers never
+        merge one link from stale bases. It is per connection (not per link) because one change can touch two
+        links (merges) and a link is found by either side's id; a connection's changes are few per second, so
+        the coarser lock costs little. No database transaction is open while its holder calls QBO or the CRM.
+        """
+        def busy() -> ConnectionBusyError:
+            return ConnectionBusyError(f"connection {connection_id} is being synced by another worker")
+
+        return held(self.redis, self.keys.sync_lock(connection_id), busy, wait=LOCK_WAIT_SECONDS)

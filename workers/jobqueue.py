@@ -1,0 +1,57 @@
+"""The RQ side of the queue port (``crm_qb.jobqueue.JobQueue``): which job function and job id each request means.
+
+The app factory builds one per app; views and the ingress reach it as ``runtime().jobs`` and never import a job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from redis import Redis
+from rq.registry import FailedJobRegistry
+from rq.worker import Worker
+
+from crm_qb.jobqueue import Enqueued, QueueStats
+from crm_qb.keys import JobIds, RedisKeys
+from crm_qb.models import EventSource
+from workers import followup_jobs, jobs, qbo_jobs, review_jobs, sync_jobs
+from workers.queues import all_queues, enqueue
+
+
+class RqJobQueue:
+    """``JobQueue`` over the installation's RQ queues."""
+
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+        self._redis, self._keys = redis, keys
+
+    def wake(self, source: EventSource, key: str) -> str | None:
+        """Make sure a drain runs for ``key``; its job id if a new one was queued."""
+        return jobs.wake(self._redis, self._keys, source, key)
+
+    def backfill(self, connection_id: int) -> Enqueued:
+        """Queue the connection's backfill."""
+        return self._enqueue(sync_jobs.backfill_connection, JobIds.backfill(connection_id), connection_id)
+
+    def load_company(self, connection_id: int) -> Enqueued:
+        """Queue reading the connection's company details."""
+        return self._enqueue(qbo_jobs.load_company_details, JobIds.load_company(connection_id), str(connection_id))
+
+    def check_followups(self, connection_id: int, qbo_invoice_ids: Iterable[str]) -> int:
+        """Queue one follow-up check per changed invoice (one already waiting reads fresh state: not doubled)."""
+        return followup_jobs.enqueue_after_sync(self._redis, self._keys, connection_id, qbo_invoice_ids)
+
+    def flip_conflict(self, connection_id: int, conflict_id: int) -> Enqueued:
+        """Queue the flip of a conflict."""
+        return self._enqueue(review_jobs.flip_conflict, JobIds.flip_conflict(conflict_id), connection_id,
+                             conflict_id)
+
+    def stats(self) -> QueueStats:
+        """Workers alive, and jobs waiting and failed per queue."""
+        queues = all_queues(self._redis, self._keys)
+        return QueueStats(workers=Worker.count(connection=self._redis),
+                          depth={q.name: q.count for q in queues},
+                          failed={q.name: FailedJobRegistry(queue=q).count for q in queues})
+
+    def _enqueue(self, func: Callable[..., Any], job_id: str, *args: Any) -> Enqueued:
+        return Enqueued(job_id, enqueue(self._redis, self._keys, func, *args, job_id=job_id) is not None)
