@@ -36,13 +36,14 @@ from sqlalchemy.engine import make_url
 from tests.conftest import PG_ADMIN_URL
 from tests.faults.recovery import RECORDS, Trickle, busy_kill, taken_job_kill
 from tests.faults.relay import Relay
-from tests.faults.rig import Rig, bounded, log_statuses, start_rig
+from tests.faults.rig import Pair, Rig, bounded, log_statuses, start_rig
 from tests.faults.scenarios import SCENARIOS, Context, Options, Scenario
 from tests.faults.workload import FULL, QUICK, Sender, Sizes, judge, make_plan, wait_for_convergence
 
 RECOVERY = "worker-recovery"
 RECOVERY_TARGET_SECONDS = 10.0
 SETTLE_SECONDS = 90.0
+CDC_CHECK_SECONDS = 150.0
 CRM_HOOK_FAILURE = r"hook delivery of \d+ event\(s\) failed \(attempt \d+\): (\S+)"
 QBO_WEBHOOK_FAILURE = r"webhook not acknowledged realm=\S+ status=(\S+)"
 
@@ -121,7 +122,7 @@ def run_scenario(scenario: Scenario, kind: str, base: Sizes, options: Options, d
                 if scenario.name == RECOVERY:
                     _measure_recovery(rig, row, deadline)
                 else:
-                    _burst_and_judge(rig, scenario, sizes, options, deadline, row)
+                    run_on_rig(rig, rig.pairs, scenario, sizes, options, deadline, row)
             finally:
                 rig.close()
     except Exception as exc:  # reported in the table; the other scenarios still run
@@ -130,11 +131,17 @@ def run_scenario(scenario: Scenario, kind: str, base: Sizes, options: Options, d
     return row
 
 
-def _burst_and_judge(rig: Rig, scenario: Scenario, sizes: Sizes, options: Options, deadline: float,
-                     row: Row) -> None:
+def run_on_rig(rig: Rig, pairs: list[Pair], scenario: Scenario, sizes: Sizes, options: Options, deadline: float,
+               row: Row) -> None:
+    """Send the burst over ``pairs`` of a running rig with the scenario's fault halfway; fill in ``row``.
+
+    The rig is left as it was found for the next scenario: its hooks point at crm-qb again and it has as many
+    workers as before.
+    """
     relay = _relay(rig, scenario)
+    workers = len(rig.workers)
     try:
-        plan = make_plan(rig.pairs, sizes, poison=scenario.poison)
+        plan = make_plan(pairs, sizes, max(int(p.customer_id) for p in rig.pairs), poison=scenario.poison)
         fault_seconds = scenario.seconds(options)
         half = sizes.burst_seconds / 2
         sender = Sender(rig, plan, half, max(half, fault_seconds))
@@ -147,7 +154,7 @@ def _burst_and_judge(rig: Rig, scenario: Scenario, sizes: Sizes, options: Option
         calm = max(fault_end, time.monotonic())
         converged = wait_for_convergence(rig, plan, deadline)
         row.converge = None if converged is None else time.monotonic() - fault_end
-        if converged is not None and calm > fault_end:
+        if converged is not None and calm - fault_end >= 1:
             row.notes.append(f"burst ended {calm - fault_end:.0f} s after the fault")
         _settle(rig, relay)
         verdict = judge(rig, plan)
@@ -155,11 +162,28 @@ def _burst_and_judge(rig: Rig, scenario: Scenario, sizes: Sizes, options: Option
         row.notes += ctx.notes + verdict.poison + _observations(rig, relay, sender.errors)
         if verdict.lost_examples:
             (rig.tmp / "lost.txt").write_text("\n".join(verdict.lost_examples) + "\n")
+        if scenario.check_cdc:
+            row.notes.append(cdc_poll_advances(rig))
         if relay is not None and relay.gave_up:
             row.error = f"the relay gave up on {relay.gave_up} deliveries (not a valid measurement)"
     finally:
         if relay is not None:
+            rig.point_qbo_webhooks(f"{rig.web}/webhooks/qbo")
+            rig.point_crm_hooks(f"{rig.web}/webhooks/crm/{rig.connection_id}")
             relay.stop()
+        while len(rig.workers) < workers:
+            rig.start_worker()
+
+
+def cdc_poll_advances(rig: Rig, within: float = CDC_CHECK_SECONDS) -> str:
+    """Set the connection's CDC poll to every 60 s and say whether a poll completes within ``within`` seconds."""
+    rig.cli("connection", "configure", str(rig.connection_id), "--set", "sync.cdc_poll_seconds=60")
+    before = rig.connection_show().get("last_sync_at")
+    for _ in bounded(within):
+        time.sleep(10.0)
+        if rig.connection_show().get("last_sync_at") != before:
+            return "CDC poll (every 60 s) completes"
+    return f"CDC poll stuck: no poll completed in {within:.0f} s at a 60 s interval (last {before})"
 
 
 def _relay(rig: Rig, scenario: Scenario) -> Relay | None:

@@ -60,6 +60,7 @@ class Scenario:
     poison: bool = False
     passes: int = 1
     qbo_webhook_format: str = "cloudevents"
+    check_cdc: bool = False  # afterwards, poll QBO's CDC every 60 s and check that the poll still advances
 
     def sizes(self, base: Sizes) -> Sizes:
         """The burst for this scenario: ``base`` with this scenario's passes per record."""
@@ -74,12 +75,19 @@ def no_fault(ctx: Context) -> None:
 
 
 def kill_busy_worker(ctx: Context) -> None:
-    """SIGKILL a worker while it runs a job that has been running for a moment; another worker stays alive."""
-    victim = busy_worker(ctx.rig, min_running=0.3, within=20.0)
-    if victim is None:
-        victim = ctx.rig.workers[0]
-        ctx.notes.append("no worker was busy within 20 s: killed an idle one")
-    ctx.rig.kill_worker(victim)
+    """SIGKILL a worker while it runs a job that has been running for a moment; another worker stays alive.
+
+    The CRM answers every call 200 ms late until the kill, so that drains last long enough to be caught.
+    """
+    ctx.rig.crm_faults(0, latency_ms=200)
+    try:
+        victim = busy_worker(ctx.rig, min_running=0.2, within=20.0)
+        if victim is None:
+            victim = ctx.rig.workers[0]
+            ctx.notes.append("no worker was busy within 20 s: killed an idle one")
+        ctx.rig.kill_worker(victim)
+    finally:
+        ctx.rig.crm_faults(0)
 
 
 def busy_worker(rig: Rig, min_running: float, within: float) -> subprocess.Popen[bytes] | None:
@@ -162,8 +170,12 @@ def qbo_outage(ctx: Context) -> None:
         ctx.rig.qbo_faults(error_rate=0.0)
 
 
-def poison(ctx: Context) -> None:
-    """Hostile ids and names in the next delivery of each sender (the NUL values travel in the burst itself)."""
+def nul_values(ctx: Context) -> None:
+    """Nothing more: the NUL values travel in the burst itself, sent halfway (see workload.make_plan)."""
+
+
+def long_ids(ctx: Context) -> None:
+    """300-character ids and names added to the next delivery of each sender (and to its retries)."""
     assert ctx.relay is not None
     ctx.relay.arm_poison()
 
@@ -178,7 +190,8 @@ def scramble(ctx: Context) -> None:
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("baseline", "no fault (the control row)", no_fault),
-    Scenario("worker-kill", "SIGKILL a worker while it runs a drain; one other worker stays", kill_busy_worker),
+    Scenario("worker-kill", "SIGKILL a worker while it runs a drain (the CRM 200 ms slow until then); another "
+             "worker stays", kill_busy_worker),
     Scenario("redis-restart", "Redis SIGKILLed, restarted empty 5 s later", restart_redis_empty, own_redis=True,
              seconds=lambda _o: REDIS_DOWN_SECONDS),
     Scenario("redis-flush", "FLUSHALL", flush_redis, own_redis=True),
@@ -194,8 +207,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              scramble, seconds=lambda o: o.storm_seconds, relay="scramble", passes=2),
     Scenario("qbo-outage", "QBO answers 503 to everything for --outage-seconds", qbo_outage,
              seconds=lambda o: o.outage_seconds),
-    Scenario("poison", "NUL in a contact's notes and a customer's Notes; 300-character ids and names in hooks",
-             poison, relay="poison", poison=True),
+    Scenario("poison-nul", "a NUL character in one contact's notes and in one customer's Notes, mid-burst",
+             nul_values, poison=True, check_cdc=True),
+    Scenario("poison-long", "300-character ids, realm, entity and operation names added to one delivery of each "
+             "sender", long_ids, relay="poison"),
 )}
 
 

@@ -77,8 +77,11 @@ class Plan:
         return sum(1 for c in self.changes if c.kind == kind and c.poison == poison)
 
 
-def make_plan(pairs: list[Pair], sizes: Sizes, poison: bool = False) -> Plan:
-    """Allocate records and markers; interleave QBO edits, CRM edits and invoices over the burst."""
+def make_plan(pairs: list[Pair], sizes: Sizes, last_customer_id: int, poison: bool = False) -> Plan:
+    """Allocate records (from ``pairs``) and markers; interleave QBO edits, CRM edits and invoices over the burst.
+
+    ``last_customer_id`` is the highest customer id the rig created: any customer after it is a duplicate.
+    """
     tag = uuid.uuid4().hex[:6]
     qbo_records = -(-sizes.qbo_edits // sizes.passes)
     crm_records = -(-sizes.crm_edits // sizes.passes)
@@ -94,7 +97,7 @@ def make_plan(pairs: list[Pair], sizes: Sizes, poison: bool = False) -> Plan:
         middle = len(changes) // 2
         changes[middle:middle] = [Change(CRM, nul_contact, f"nul{NUL}contact {tag}", poison=True),
                                   Change(QBO, nul_customer, f"nul{NUL}customer {tag}", poison=True)]
-    plan = Plan(changes, max(int(p.customer_id) for p in pairs))
+    plan = Plan(changes, last_customer_id)
     for change in changes:
         plan.expected[(change.kind, change.pair.customer_id if change.kind != INVOICE else change.value)] = \
             change.value
