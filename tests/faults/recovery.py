@@ -10,7 +10,8 @@ Two ways a worker dies:
 - **busy**: the worker is running a drain (the CRM answers slowly, 500 ms per call, so drains last) when it is
   killed; the CRM's delay ends at the kill.
 
-The rig starts with one worker for this measurement.
+The rig starts with one worker for this measurement; the busy kill runs first (with a second worker started for
+it), since the taken-job kill leaves the connection without drains until the sweep.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def time_to_first_change(trickle: Trickle, killed_at: float, deadline: float) ->
 
 def taken_job_kill(rig: Rig, trickle: Trickle, deadline: float) -> float | None:
     """Kill a worker holding a drain job it has not started (see the module docstring); return the recovery."""
+    if len(rig.workers) != 1:
+        raise RuntimeError(f"the taken-job kill needs exactly one worker, the rig has {len(rig.workers)}")
     frozen = rig.workers[0]
     stop_process(frozen, signal.SIGSTOP)
     time.sleep(0.5)
@@ -106,7 +109,7 @@ def busy_kill(rig: Rig, trickle: Trickle, deadline: float) -> float | None:
         killed_at = time.monotonic()
         rig.crm_faults(0)
     if victim is None:
-        return None
+        raise RuntimeError("no worker was running a drain for 0.3 s within 30 s of edits: nothing to kill")
     return time_to_first_change(trickle, killed_at, deadline)
 
 

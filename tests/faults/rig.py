@@ -436,16 +436,16 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def log_statuses(path: Path, pattern: str) -> list[int]:
-    """The HTTP statuses in the lines of log ``path`` that match ``pattern`` (its group 1); [] when absent."""
+def log_statuses(path: Path, pattern: str) -> list[str]:
+    """What a sender logged for each failed delivery (``pattern``'s group 1: a status, or "no answer")."""
     if not path.exists():
         return []
     regex = re.compile(pattern)
     found = []
     for line in path.read_text(errors="replace").splitlines():
-        match = regex.search(line)
-        if match and match.group(1).isdigit():
-            found.append(int(match.group(1)))
+        if match := regex.search(line):
+            status = match.group(1)
+            found.append(status if status.isdigit() and status != "0" else "no answer")
     return found
 
 
