@@ -81,7 +81,7 @@ def kill_busy_worker(ctx: Context) -> None:
     """
     ctx.rig.crm_faults(0, latency_ms=200)
     try:
-        victim = busy_worker(ctx.rig, min_running=0.2, within=20.0)
+        victim = busy_worker(ctx.rig, min_running=0.5, within=20.0)
         if victim is None:
             victim = ctx.rig.workers[0]
             ctx.notes.append("no worker was busy within 20 s: killed an idle one")
@@ -111,9 +111,16 @@ def busy_worker(rig: Rig, min_running: float, within: float) -> subprocess.Popen
 
 
 def restart_redis_empty(ctx: Context) -> None:
-    """SIGKILL the rig's Redis, keep it down a few seconds, start it again empty on the same port."""
+    """SIGKILL the rig's Redis while a worker runs a drain, keep it down a few seconds, start it again empty.
+
+    As for worker-kill, the CRM answers 200 ms late until then, so that a drain is running when Redis dies.
+    """
     assert ctx.rig.own_redis is not None
+    ctx.rig.crm_faults(0, latency_ms=200)
+    if busy_worker(ctx.rig, min_running=0.5, within=20.0) is None:
+        ctx.notes.append("no worker was busy within 20 s when Redis was killed")
     ctx.rig.own_redis.kill()
+    ctx.rig.crm_faults(0)
     time.sleep(REDIS_DOWN_SECONDS)
     ctx.rig.own_redis.start()
 
@@ -192,7 +199,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("baseline", "no fault (the control row)", no_fault),
     Scenario("worker-kill", "SIGKILL a worker while it runs a drain (the CRM 200 ms slow until then); another "
              "worker stays", kill_busy_worker),
-    Scenario("redis-restart", "Redis SIGKILLed, restarted empty 5 s later", restart_redis_empty, own_redis=True,
+    Scenario("redis-restart", "Redis SIGKILLed while a drain runs, restarted empty 5 s later", restart_redis_empty,
+             own_redis=True,
              seconds=lambda _o: REDIS_DOWN_SECONDS),
     Scenario("redis-flush", "FLUSHALL", flush_redis, own_redis=True),
     Scenario("web-kill", "crm-qb web SIGKILLed, restarted 20 s later", kill_web,
