@@ -81,12 +81,16 @@ def taken_job_kill(rig: Rig, trickle: Trickle, deadline: float) -> float | None:
     if len(rig.workers) != 1:
         raise RuntimeError(f"the taken-job kill needs exactly one worker, the rig has {len(rig.workers)}")
     frozen = rig.workers[0]
+    _wait_idle(rig, frozen.pid)
     stop_process(frozen, signal.SIGSTOP)
-    time.sleep(0.5)
     trickle.edit()  # its hook wakes a drain job, which the frozen worker's blocking pop takes
+    taken = trickle.sent - 1
     time.sleep(2.0)
     fresh = rig.start_worker()
     _wait_registered(rig, fresh.pid)
+    time.sleep(3.0)
+    if trickle.arrived_after(trickle.made_at[f"r-{trickle.tag}-{taken}"] - 0.001):
+        raise RuntimeError("the frozen worker did not take the drain job (the fresh worker ran it)")
     rig.kill_worker(frozen)
     return time_to_first_change(trickle, time.monotonic(), deadline)
 
@@ -111,6 +115,23 @@ def busy_kill(rig: Rig, trickle: Trickle, deadline: float) -> float | None:
     if victim is None:
         raise RuntimeError("no worker was running a drain for 0.3 s within 30 s of edits: nothing to kill")
     return time_to_first_change(trickle, killed_at, deadline)
+
+
+def _wait_idle(rig: Rig, pid: int, calm: float = 2.0) -> None:
+    """Wait until the worker ``pid`` has been idle (waiting on the queues) for ``calm`` seconds."""
+    redis = Redis.from_url(rig.redis_url)
+    try:
+        since = None
+        for _ in bounded(120):
+            worker = next((w for w in Worker.all(connection=redis) if w.pid == pid), None)
+            idle = worker is not None and worker.get_state() == "idle" and not worker.get_current_job_id()
+            since = (since or time.monotonic()) if idle else None
+            if since is not None and time.monotonic() - since >= calm:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"worker {pid} did not become idle within 120 s")
+    finally:
+        redis.close()
 
 
 def _wait_registered(rig: Rig, pid: int) -> None:

@@ -18,6 +18,7 @@ section 6 API, and crm-qb's own JSON API with the connection's key. crm-qb's dat
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -61,6 +62,7 @@ class OwnRedis:
     processes: Processes
     port: int
     process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
 
     @property
     def url(self) -> str:
@@ -71,7 +73,8 @@ class OwnRedis:
         """Start the server (empty) and wait until it answers."""
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--daemonize", "no"]
-        self.process = self.processes.start(f"redis-{len(self.processes.started)}", argv, dict(os.environ))
+        self.starts += 1
+        self.process = self.processes.start(f"redis-{self.starts}", argv, dict(os.environ))
         client = Redis.from_url(self.url)
         wait_until(lambda: _pings(client), 20, f"redis-server on port {self.port}")
         client.close()
@@ -127,6 +130,7 @@ class Rig:
     web_process: subprocess.Popen[bytes] | None = None
     db: System | None = None
     http: requests.Session = field(default_factory=requests.Session)
+    started: Iterator[int] = field(default_factory=itertools.count)  # numbers the process logs
 
     @property
     def web(self) -> str:
@@ -144,7 +148,7 @@ class Rig:
 
     def start_web(self) -> None:
         """Start crm-qb web (gunicorn) on the rig's port and wait for it to answer."""
-        self.web_process = self.processes.start(f"web-{len(self.processes.started)}",
+        self.web_process = self.processes.start(f"web-{next(self.started)}",
                                                 [*CLI, "web", "--port", str(self.web_port),
                                                  "--workers", str(WEB_WORKERS)], self.env)
         wait_until(self._web_answers, 60, "crm-qb web to answer")
@@ -164,7 +168,7 @@ class Rig:
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         """Start one more ``crm-qb worker``."""
-        process = self.processes.start(f"worker-{len(self.processes.started)}", [*CLI, "worker"], self.env)
+        process = self.processes.start(f"worker-{next(self.started)}", [*CLI, "worker"], self.env)
         self.workers.append(process)
         return process
 

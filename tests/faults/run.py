@@ -1,7 +1,7 @@
 """The fault suite's command: run scenarios against real processes and print one Markdown row per scenario and database.
 
     scripts/faults [--scenario NAME ...] [--db sqlite|postgresql|both] [--outage-seconds N] [--quick]
-                   [--deadline-seconds N] [--env CRM_QB_NAME=VALUE ...] [--logs DIR]
+                   [--deadline-seconds N] [--env CRM_QB_NAME=VALUE ...] [--logs DIR] [--list]
 
 Each scenario gets a fresh system (tests.faults.rig: its own redis-server, both sandboxes, crm-qb web, two
 workers, the scheduler, a new SQLite file or a new PostgreSQL database that is dropped afterwards), sends the burst
@@ -279,7 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", default=[], metavar="CRM_QB_NAME=VALUE",
                         help="a setting for every crm-qb process (repeatable)")
     parser.add_argument("--logs", default=None, help="keep every process's log under this folder")
+    parser.add_argument("--list", action="store_true", help="print the scenarios and what each does, then exit")
     args = parser.parse_args(argv)
+    if args.list:
+        for scenario in SCENARIOS.values():
+            print(f"{scenario.name:16} {scenario.summary}")
+        print(f"{RECOVERY:16} time from a worker kill to the first change applied (another worker alive)")
+        return 0
     extra_env = dict(item.split("=", 1) for item in args.env)
     if any(not key.startswith("CRM_QB_") for key in extra_env):
         parser.error("--env takes CRM_QB_NAME=VALUE")
