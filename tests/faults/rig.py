@@ -352,6 +352,10 @@ def start_rig(logs: Path, database_url: str, records: int, *, workers: int = 2, 
             redis_url = own.url
         qbo_info = processes.start_sandbox("qbo-sandbox", [*CLI, "sandbox", "qbo", "--port", str(free_port())])
         crm_info = processes.start_sandbox("crm-sandbox", [*CLI, "sandbox", "crm", "--port", str(free_port())])
+        # The reference CRM allows 100 API requests per 10 s per token by default; the suite reads both sides in
+        # full through the same token, so its reads would eat crm-qb's budget. Faults are injected explicitly.
+        requests.post(f"{str(crm_info['api_base']).rstrip('/')}/_sandbox/limits", json={"requests": 1_000_000},
+                      timeout=10).raise_for_status()
         web_port = free_port()
         env = environment(logs, database_url, qbo_info, f"http://127.0.0.1:{web_port}")
         env.update({"CRM_QB_REDIS_URL": redis_url, "CRM_QB_QUEUE_PREFIX": f"faults_{uuid.uuid4().hex[:8]}",
