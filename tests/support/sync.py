@@ -28,7 +28,7 @@ from crm_qb.app import create_app
 from crm_qb.config import Settings
 from crm_qb.db import db
 from crm_qb.demo import connect_sandbox_realm
-from crm_qb.models import AuditEntry, Conflict, Connection, ContactLink
+from crm_qb.models import AuditEntry, Conflict, Connection, ContactLink, InboundEvent
 from crm_qb.sandbox.crm.server import RunningServer, start_server
 from crm_qb.sandbox.crm.state import SandboxConfig as CrmConfig
 from crm_qb.sandbox.qbo.app import create_app as create_qbo_app
@@ -174,6 +174,14 @@ class Harness:
             rows = list(db.session.scalars(query))
             db.session.expunge_all()
             return rows
+
+    def failed_events(self) -> list[tuple[int, str, int]]:
+        """Inbound events that failed at least once: (id, status, attempts)."""
+        with self.app.app_context():
+            rows = db.session.execute(select(InboundEvent.id, InboundEvent.status, InboundEvent.attempts)
+                                      .where(InboundEvent.attempts > 0).order_by(InboundEvent.id)).all()
+            db.session.rollback()
+            return [(row.id, row.status.value, row.attempts) for row in rows]
 
     def conflicts(self) -> list[Conflict]:
         """Stored conflicts."""

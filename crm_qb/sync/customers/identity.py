@@ -8,6 +8,9 @@ costs one walk, and a CRM with many contacts pays it only when a customer has no
 QBO candidates for a CRM contact: one query by ``PrimaryEmailAddr``, then by ``DisplayName`` and by
 ``CompanyName`` (QBO has no OR), values escaped; active customers only (an inactive customer is never linked
 to a new contact, nor used to block one).
+
+Whether a DisplayName is free (the 6240 rule, docs/qbo/facts.md §3): QBO keeps one namespace for customers,
+vendors and employees, inactive ones included, so all three lists are asked (``display_name_taken``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo
 from crm_qb.sync.rules.matching import Candidate, MatchOutcome, candidate, match
 
 CRM_WALK_PAGE = 1000
+NAME_HOLDERS: tuple[str, ...] = ("Customer", "Vendor", "Employee")  # one DisplayName namespace in QBO
 
 
 def match_in_crm(ctx: SyncContext, record: Mapping[str, CanonicalValue]) -> tuple[MatchOutcome, dict[str, Contact]]:
@@ -77,9 +81,16 @@ def customers_named(ctx: SyncContext, display_name: str) -> list[dict[str, Any]]
     return list(_query(ctx, "DisplayName", display_name, include_inactive=True).values())
 
 
-def _query(ctx: SyncContext, column: str, value: str, include_inactive: bool = False) -> dict[str, dict[str, Any]]:
+def display_name_taken(ctx: SyncContext, display_name: str) -> bool:
+    """Whether a customer, vendor or employee (active or not) already uses ``display_name`` in QBO."""
+    return any(_query(ctx, "DisplayName", display_name, include_inactive=True, entity=entity)
+               for entity in NAME_HOLDERS)
+
+
+def _query(ctx: SyncContext, column: str, value: str, include_inactive: bool = False,
+           entity: str = "Customer") -> dict[str, dict[str, Any]]:
     condition = f"{column} = '{escape(value)}'"
     if include_inactive:
         condition += " AND Active IN (true, false)"
-    rows = ctx.qbo.query(f"SELECT * FROM Customer WHERE {condition} MAXRESULTS 100").get("QueryResponse") or {}
-    return {str(row["Id"]): row for row in rows.get("Customer") or []}
+    rows = ctx.qbo.query(f"SELECT * FROM {entity} WHERE {condition} MAXRESULTS 100").get("QueryResponse") or {}
+    return {str(row["Id"]): row for row in rows.get(entity) or []}
