@@ -36,7 +36,7 @@ from crm_qb.sync.rules.followups import (
     Invoice,
     closing_reason,
     completion_note,
-    due_rules,
+    rule_to_fire,
     task_fields,
     task_marker,
     task_text,
@@ -133,12 +133,17 @@ class Scan:
     # -- rows --
 
     def _due(self, invoices: Iterable[Invoice]) -> list[dict[str, Any]]:
-        """The (invoice, rule) rows that should exist on today, for invoices of linked contacts."""
-        return [
-            {"qbo_invoice_id": inv.qbo_id, "rule_days": days, "crm_contact_id": inv.contact_id}
-            for inv in invoices if inv.contact_id and inv.due_date and not inv.voided
-            for days in due_rules(inv.due_date, inv.balance, self.today, self.settings.rule_days)
-        ]
+        """The (invoice, rule) rows to add on today: at most one per invoice of a linked contact (``rule_to_fire``)."""
+        candidates = [inv for inv in invoices if inv.contact_id and not inv.voided]
+        reached = store.rules_reached(self.connection_id, (inv.qbo_id for inv in candidates))
+        rules = {inv.qbo_id: self._rule_to_fire(inv, reached.get(inv.qbo_id)) for inv in candidates}
+        return [{"qbo_invoice_id": inv.qbo_id, "rule_days": rules[inv.qbo_id], "crm_contact_id": inv.contact_id}
+                for inv in candidates if rules[inv.qbo_id] is not None]
+
+    def _rule_to_fire(self, invoice: Invoice, reached: int | None) -> int | None:
+        if invoice.due_date is None:
+            return None
+        return rule_to_fire(invoice.due_date, invoice.balance, self.today, self.settings.rule_days, reached)
 
     def _update_row(self, row: Row, invoices: Mapping[str, Invoice]) -> None:
         invoice = invoices.get(row.qbo_invoice_id)
@@ -199,8 +204,8 @@ class Scan:
         contact = self._contact(row.crm_contact_id)
         customer = invoice.customer_name or _contact_name(contact)
         link = registry.followed_up().link(self._deep_link_base(), invoice.qbo_id)
-        return build_task(self.settings, task_fields(invoice, self.today, link, customer), marker, self.today,
-                          contact.owner_id)
+        return build_task(self.settings, task_fields(invoice, self.today, link, customer, row.rule_days), marker,
+                          self.today, contact.owner_id)
 
     def _deep_link_base(self) -> str:
         """The QuickBooks web app base for deep links (read only when a task is created)."""

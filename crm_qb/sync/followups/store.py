@@ -8,11 +8,12 @@ status the caller read (``record``), so two scans never both finish one row.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Numeric, cast, or_, select, update
+from sqlalchemy import Numeric, cast, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 
@@ -104,6 +105,20 @@ def contacts_overdue(connection_id: int, contact_ids: list[str], today: date) ->
     return overdue
 
 
+def rules_reached(connection_id: int, invoice_ids: Iterable[str]) -> dict[str, int]:
+    """The most advanced rule each of ``invoice_ids`` already has a row for, whatever its status; ends the read."""
+    wanted = sorted(set(invoice_ids))
+    reached: dict[str, int] = {}
+    for start in range(0, len(wanted), RESERVE_BATCH):
+        query = (select(FollowUp.qbo_invoice_id, func.max(FollowUp.rule_days))
+                 .where(FollowUp.connection_id == connection_id,
+                        FollowUp.qbo_invoice_id.in_(wanted[start:start + RESERVE_BATCH]))
+                 .group_by(FollowUp.qbo_invoice_id))
+        reached.update({str(invoice): int(days) for invoice, days in db.session.execute(query)})
+    db.session.rollback()
+    return reached
+
+
 def reserve(connection_id: int, due: list[dict[str, Any]]) -> None:
     """Insert a pending row for each due rule that has none; the unique constraint skips the others."""
     dialect = db.session.get_bind().dialect.name
@@ -145,7 +160,8 @@ def _invoice_query(connection_id: int) -> Any:
 
 
 def _invoice(item: FolderItem, contact_id: str | None) -> Invoice:
-    customer = (item.details or {}).get("CustomerRef") or {}
+    # The mirror keeps the QBO customer's name from the invoice's CustomerRef (crm_qb/sync/rules/folder.py).
+    name = (item.details or {}).get("customer_name")
     return Invoice(qbo_id=item.qbo_id, contact_id=contact_id, doc_number=item.doc_number, due_date=item.due_date,
                    total=item.total, balance=item.balance, currency=item.currency, voided=item.status == VOIDED,
-                   customer_name=customer.get("name") if isinstance(customer, dict) else None)
+                   customer_name=str(name) if name else None)
