@@ -24,6 +24,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from crm_qb.db import db
 from crm_qb.models import Connection, FolderItem
+from crm_qb.qbo.deeplinks import AppLinks
 from crm_qb.runtime import runtime
 from crm_qb.sync.rules import status as st
 from crm_qb.sync.rules.money import format_money
@@ -131,7 +132,7 @@ def _context(connection: Connection, crm_contact_id: str, query: FolderQuery) ->
     }
 
 
-def _row(item: FolderItem, base: str, home: str) -> Row:
+def _row(item: FolderItem, base: AppLinks, home: str) -> Row:
     txn_type = registry.get(item.txn_type)
     label = txn_type.label
     number = item.doc_number or f"#{item.qbo_id}"

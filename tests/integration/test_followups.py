@@ -27,6 +27,7 @@ from crm_qb.sync.followups.settings import InvalidFollowupSettings
 from crm_qb.sync.rules.followups import task_marker
 from tests.support import followups
 from tests.support.connections import add_connection
+from tests.support.folder import qbo_page
 from tests.support.followups import APP_BASE, CRM_TOKEN, DUE, TAG, World, at, overdue_by
 
 settings, crm, world = followups.settings_fixture, followups.crm_fixture, followups.world_fixture
@@ -45,7 +46,7 @@ def test_an_overdue_invoice_gets_a_task_then_a_second_one_fourteen_days_later(wo
     assert task["title"] == "Overdue invoice INV-101: USD 1,234.50 (1 day overdue)"
     # The customer is named as QuickBooks names it (the mirrored invoice's CustomerRef), not as the CRM does.
     for expected in ("for QBO customer c1", "Amount: USD 1,234.50", "Balance due: USD 1,234.50",
-                     "Due date: 2025-01-31", "1 days overdue", f"{APP_BASE}/app/invoice?txnId=101"):
+                     "Due date: 2025-01-31", "1 days overdue", qbo_page("invoice", "txnId", "101", base=APP_BASE)):
         assert expected in description
     assert description.endswith(task_marker(world.connection_id, "101", 1))
     assert world.scan(overdue_by(1))["created"] == 0
@@ -314,7 +315,7 @@ def test_custom_rules_and_templates_are_used(world: World) -> None:
     assert world.scan(overdue_by(7))["created"] == 1
     [task] = world.tasks(contact)
     assert task["title"] == "Chase QBO customer c1: USD 1,234.50 {late}"
-    assert task["description"] == f"See {APP_BASE}/app/invoice?txnId=101\n\n" + task_marker(
+    assert task["description"] == f"See {qbo_page('invoice', 'txnId', '101', base=APP_BASE)}\n\n" + task_marker(
         world.connection_id, "101", 7)
 
 

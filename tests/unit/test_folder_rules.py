@@ -12,6 +12,7 @@ import pytest
 
 from crm_qb.app import create_app
 from crm_qb.models import Connection
+from crm_qb.qbo.deeplinks import AppLinks
 from crm_qb.runtime import runtime
 from crm_qb.sync.rules.folder import is_deleted
 from crm_qb.sync.transactions import registry
@@ -212,4 +213,6 @@ def test_panel_token_refuses_bad_arguments(contact: str, ttl: int) -> None:
 def test_deep_link_host_follows_the_company(tmp_path: Path, overrides: dict[str, str], sandbox: bool,
                                             expected: str) -> None:
     app = create_app(make_settings(tmp_path, **overrides))
-    assert app_base(runtime(app), connection(sandbox=sandbox)) == expected
+    company = connection(sandbox=sandbox)
+    company.qbo_realm_id = "4620816365"
+    assert app_base(runtime(app), company) == AppLinks(expected, "4620816365")

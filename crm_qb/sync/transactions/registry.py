@@ -23,7 +23,7 @@ from datetime import date
 from types import MappingProxyType
 from typing import Any
 
-from crm_qb.qbo.deeplinks import transaction_link
+from crm_qb.qbo.deeplinks import AppLinks
 from crm_qb.sync.rules import status as st
 from crm_qb.sync.rules.folder import Links, header_links, payment_links
 
@@ -52,7 +52,7 @@ class TxnType:
     entity: str  # QBO's entity name, the same in the API, webhooks and CDC
     label: str  # one of them, as people read it ("Sales receipt")
     plural: str
-    page: str  # the QBO web app page that shows one (/app/<page>?txnId=<id>)
+    page: str  # the QBO web app page that shows one (<page>?txnId=<id>, opened in its company: qbo/deeplinks.py)
     status: StatusRule  # (transaction, company's today, voided hint) -> status; rules in sync/rules/status.py
     statuses: Mapping[str, str]  # every status label the rule can give, and its badge tone (TONES)
     summary: SummaryRole
@@ -77,9 +77,9 @@ class TxnType:
         """The transaction's status on ``today``; ``voided`` says a Void webhook was seen."""
         return self.status(txn, today, voided)
 
-    def link(self, app_base: str, qbo_id: str) -> str:
-        """The transaction's page in the QuickBooks web app."""
-        return transaction_link(app_base, self.page, qbo_id)
+    def link(self, links: AppLinks, qbo_id: str) -> str:
+        """The transaction's page in the QuickBooks web app, in its connection's company."""
+        return links.transaction(self.page, qbo_id)
 
 
 TYPES: tuple[TxnType, ...] = (

@@ -17,8 +17,7 @@ from sqlalchemy import func, select
 
 from crm_qb.db import db
 from crm_qb.models import Connection, ContactLink, FolderItem, LinkState
-from crm_qb.qbo.deeplinks import customer_link
-from crm_qb.qbo.environments import DEFAULTS
+from crm_qb.qbo.deeplinks import AppLinks, links_for
 from crm_qb.runtime import Runtime
 from crm_qb.sync.rules import status as st
 from crm_qb.sync.rules.money import minor_unit_exponent
@@ -120,19 +119,17 @@ def folder_page(connection_id: int, qbo_customer_id: str, query: FolderQuery) ->
     return FolderPage(list(rows), int(total), query)
 
 
-def app_base(rt: Runtime, connection: Connection) -> str:
-    """The QBO web app base for ``connection``: the configured one, or Intuit's sandbox host for sandbox companies."""
-    if connection.qbo_is_sandbox and not rt.settings.qbo_app_base:
-        return DEFAULTS["sandbox"].app_base
-    return rt.qbo().endpoints.app_base
+def app_base(rt: Runtime, connection: Connection) -> AppLinks:
+    """Where ``connection``'s records open in QBO: the web app and the company every link selects (qbo/deeplinks.py)."""
+    return links_for(rt.qbo().endpoints.app_base, connection.qbo_realm_id, sandbox_company=connection.qbo_is_sandbox)
 
 
-def customer_url(base: str, qbo_customer_id: str | None) -> str | None:
+def customer_url(base: AppLinks, qbo_customer_id: str | None) -> str | None:
     """The customer's page in QBO, or None without a customer."""
-    return customer_link(base, qbo_customer_id) if qbo_customer_id else None
+    return base.customer(qbo_customer_id) if qbo_customer_id else None
 
 
-def item_url(base: str, item: FolderItem) -> str:
+def item_url(base: AppLinks, item: FolderItem) -> str:
     """The transaction's page in QBO."""
     return registry.get(item.txn_type).link(base, item.qbo_id)
 
@@ -152,7 +149,7 @@ def rate_text(rate: Decimal) -> str:
     return f"{Decimal(rate).normalize():f}"
 
 
-def item_json(item: FolderItem, base: str, home_currency: str) -> dict[str, Any]:
+def item_json(item: FolderItem, base: AppLinks, home_currency: str) -> dict[str, Any]:
     """A folder item as the API shows it: money as strings, dates ISO, the deep link."""
     details = item.details or {}
     return {

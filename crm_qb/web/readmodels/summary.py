@@ -35,6 +35,7 @@ from sqlalchemy import select
 from crm_qb.db import db, utcnow
 from crm_qb.models import Connection, ContactLink, FolderItem, QboReference
 from crm_qb.qbo.company import PAYMENT_METHOD, TERM
+from crm_qb.qbo.deeplinks import AppLinks
 from crm_qb.runtime import Runtime
 from crm_qb.sync.rules import status as st
 from crm_qb.sync.transactions import registry
@@ -132,7 +133,7 @@ def load_figures(connection_id: int, qbo_customer_id: str) -> Figures:
     return summarize(SummaryRow(*row) for row in result)
 
 
-def summary_json(connection: Connection, link: ContactLink, base: str) -> dict[str, Any]:
+def summary_json(connection: Connection, link: ContactLink, base: AppLinks) -> dict[str, Any]:
     """The summary of a linked contact as JSON: facts, figures as exact strings, deep links."""
     home = connection.home_currency or ""
     facts = customer_facts(connection.id, link.qbo_owned)
@@ -217,7 +218,7 @@ def _metric(figures: Figures, metric: str, home: str) -> dict[str, Any]:
     return {"by_currency": by_currency, "home": money_text(figures.home[metric], home)}
 
 
-def _last_payment_json(payment: LastPayment | None, base: str, home: str) -> dict[str, Any] | None:
+def _last_payment_json(payment: LastPayment | None, base: AppLinks, home: str) -> dict[str, Any] | None:
     if payment is None:
         return None
     return {"qbo_id": payment.qbo_id, "date": payment.date.isoformat() if payment.date else None,
