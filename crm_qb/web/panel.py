@@ -76,6 +76,8 @@ class Row:
     balance: str | None
     url: str
     open_label: str
+    customer_id: str | None = None  # the item's QBO customer: the contact's own, or one of its sub-customers
+    customer_name: str | None = None
 
 
 @bp.get("/<int:connection_id>/contacts/<path:crm_contact_id>")
@@ -146,6 +148,7 @@ def _row(item: FolderItem, base: AppLinks, home: str) -> Row:
         rate=f"1 {item.currency} = {rate_text(item.exchange_rate)} {home}" if foreign else None,
         balance=format_money(item.balance, item.currency) if txn_type.shows_balance else None,
         url=item_url(base, item), open_label=f"Open {label.lower()} {number} in QuickBooks (new tab)",
+        customer_id=item.qbo_customer_id, customer_name=(item.details or {}).get("customer_name"),
     )
 
 

@@ -107,7 +107,10 @@ def test_summary_figures(app: Flask, client: FlaskClient) -> None:
                                        "home_amount": "40.00", "url": qbo_page("recvpayment", "txnId", "3")}
     assert summary["counts"] == {"Invoice": 2, "Payment": 1, "Estimate": 1, "SalesReceipt": 1}
     assert summary["totals"]["USD"] == {"open": "160.00", "overdue": "100.00", "invoiced": "200.00",
-                                        "received": "65.50", "credited": "0.00", "refunded": "0.00"}
+                                        "received": "65.50", "credited": "0.00", "refunded": "0.00",
+                                        "unapplied_credits": "0.00", "unapplied_payments": "0.00"}
+    assert summary["unapplied_credits"] == summary["unapplied_payments"] == {"by_currency": {}, "home": "0.00"}
+    assert (summary["parent"], summary["jobs"]) == (None, [])
     assert summary["home_totals"]["received"] == "65.50"
     assert summary["customer_url"] == qbo_page("customerdetail", "nameId", "24")
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -19,6 +20,7 @@ from crm_qb.db import db
 from crm_qb.models import ContactLink, FolderItem, LinkState
 from crm_qb.runtime import runtime
 from crm_qb.sandbox.crm.server import RunningServer
+from crm_qb.sync.context import build_context
 from crm_qb.sync.followups.service import scan_connection
 from crm_qb.sync.pipeline.backfill import run_backfill
 from crm_qb.sync.rules.followups import DEFAULT_RULE_DAYS, due_rules, rule_label
@@ -40,16 +42,35 @@ def seeded(tmp_path: Path, database_url: str, redis_client: Redis, qbo_sandbox: 
 
 
 def _overdue_invoices(h: Harness) -> dict[str, tuple[str, int]]:
-    """Overdue invoices of linked customers: qbo id -> (CRM contact, days overdue)."""
+    """Overdue invoices with the contact that should hear of them: qbo id -> (CRM contact, days overdue).
+
+    That is the contact of the invoice's customer, else of its nearest ancestor with one (a sub-customer sharing
+    its parent's email has no contact of its own), worked out here from QBO's own ParentRef.
+    """
+    parents = {c["Id"]: (c.get("ParentRef") or {}).get("value") for c in _customers(h)}
     with h.app.app_context():
         contacts = {link.qbo_customer_id: link.crm_contact_id for link in db.session.scalars(
             select(ContactLink).where(ContactLink.state == LinkState.LINKED))}
         items = db.session.scalars(select(FolderItem).where(FolderItem.txn_type == "Invoice",
                                                             FolderItem.status == OVERDUE)).all()
-        found = {item.qbo_id: (str(contacts[item.qbo_customer_id]), int(item.details["days_overdue"]))
-                 for item in items if contacts.get(item.qbo_customer_id)}
+        found = {}
+        for item in items:
+            customer: str | None = item.qbo_customer_id
+            while customer is not None and not contacts.get(customer):
+                customer = parents.get(customer)
+            if customer is not None:
+                found[item.qbo_id] = (str(contacts[customer]), int(item.details["days_overdue"]))
         db.session.rollback()
     return found
+
+
+def _customers(h: Harness) -> list[dict[str, Any]]:
+    with h.app.app_context():
+        ctx = build_context(runtime(h.app).sync_services(), h.connection_id)
+        try:
+            return list(ctx.qbo.query_all("Customer", "Active IN (true, false)"))
+        finally:
+            ctx.close()
 
 
 def test_a_first_sync_of_a_seeded_company_makes_one_task_per_overdue_invoice(seeded: Harness) -> None:

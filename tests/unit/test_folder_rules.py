@@ -143,10 +143,22 @@ def test_summarize_sums_per_currency_and_home_and_skips_voided() -> None:
     assert figures.counts == {"Invoice": 4, "Payment": 3, "SalesReceipt": 1, "CreditMemo": 1, "RefundReceipt": 1,
                               "Estimate": 1}
     assert figures.by_currency["USD"] == {"open": D(150), "overdue": D(100), "invoiced": D(300),
-                                          "received": D("162.5"), "credited": D(3), "refunded": D(2)}
+                                          "received": D("162.5"), "credited": D(3), "refunded": D(2),
+                                          "unapplied_credits": D(0), "unapplied_payments": D(0)}
     assert figures.by_currency["EUR"]["open"] == D(10)
     assert (figures.home["open"], figures.home["invoiced"]) == (D(161), D(311))
     assert figures.last_payment is not None and figures.last_payment.qbo_id == "10"  # same day: higher id
+
+
+def test_unapplied_credits_and_payments_lower_the_open_balance_as_qbos_balance_does() -> None:
+    figures = summarize([
+        row("Invoice", "1", "Open", "90", "90"), row("CreditMemo", "2", "Unapplied", "20", "20"),
+        row("Payment", "3", "Applied", "30", "10"),  # 20 applied to another invoice, 10 left over
+        row("CreditMemo", "4", "Voided", "0", "0"),
+    ])
+    usd = figures.by_currency["USD"]
+    assert (usd["open"], usd["unapplied_credits"], usd["unapplied_payments"]) == (D(60), D(20), D(10))
+    assert figures.home["open"] == D(60)
 
 
 def test_summarize_nothing() -> None:

@@ -107,7 +107,11 @@ def test_the_summary_counts_every_registered_type_in_its_role(name: str) -> None
     assert figures.counts == {name: 1}
     if txn_type.summary.total:
         assert txn_type.summary.total in METRICS and figures.home[txn_type.summary.total] == Decimal(10)
-    assert figures.home["open"] == (Decimal(4) if txn_type.summary.open_balance else Decimal(0))
+    unapplied = txn_type.summary.unapplied
+    expected_open = Decimal(4) if txn_type.summary.open_balance else Decimal(-4) if unapplied else Decimal(0)
+    assert figures.home["open"] == expected_open  # unapplied money lowers what is open, as in QBO's Balance
+    if unapplied:
+        assert unapplied in METRICS and figures.home[unapplied] == Decimal(4)
     assert (figures.last_payment is not None) is txn_type.summary.last_payment
 
 
