@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from crm_qb.app import create_app
 from crm_qb.models import Connection
 from crm_qb.qbo.deeplinks import AppLinks
 from crm_qb.runtime import runtime
-from crm_qb.sync.rules.folder import is_deleted
+from crm_qb.sync.rules.folder import is_deleted, is_stale
 from crm_qb.sync.transactions import registry
 from crm_qb.sync.transactions.mirror import fields_of
 from crm_qb.web.panel import BADGE_COLOURS, crm_origin
@@ -228,3 +228,20 @@ def test_deep_link_host_follows_the_company(tmp_path: Path, overrides: dict[str,
     company = connection(sandbox=sandbox)
     company.qbo_realm_id = "4620816365"
     assert app_base(runtime(app), company) == AppLinks(expected, "4620816365")
+
+
+@pytest.mark.parametrize(("stored", "incoming", "stale"), [
+    (("2", "10:00"), ("1", "11:00"), True),  # an older version, whatever its stamp says
+    (("2", "10:00"), ("3", "10:00"), False),  # a newer version in the same second
+    (("2", "10:00"), ("3", "09:59"), False),  # a newer version with an earlier stamp
+    (("2", "10:00"), ("2", "10:00"), False),  # the same version (the caller finds it unchanged)
+    ((None, "10:00"), ("3", "09:59"), True),  # no stored token: the stamps decide
+    (("2", "10:00"), (None, "10:01"), False),
+    ((None, None), ("1", "09:00"), False),
+])
+def test_staleness_is_judged_by_sync_token_then_time(stored: tuple[str | None, str | None],
+                                                     incoming: tuple[str | None, str | None], stale: bool) -> None:
+    def at(clock: str | None) -> datetime | None:
+        return datetime.fromisoformat(f"2024-06-05T{clock}:00+00:00") if clock else None
+
+    assert is_stale(stored[0], at(stored[1]), incoming[0], at(incoming[1])) is stale
