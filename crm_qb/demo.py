@@ -4,6 +4,10 @@ The sandbox's authorize endpoint consents at once, so the OAuth dance is done pr
 OAuth client and the tokens are stored through the DbTokenStore, exactly as the callback would store them. The
 reference CRM is told where to send change hooks and which URL its contact page should embed as the QuickBooks
 panel (a connection-scoped embed token, as a CRM vendor would configure it server-side).
+
+A second ``up`` resumes its demo rather than adding one: the connection named "demo" on the demo realm is reused
+(``find_demo``), its CRM address and token refreshed, its QuickBooks grant renewed (the sandbox keeps its data but
+not its OAuth grants across restarts) and the CRM told again where to send hooks, with the secret it already has.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 from flask import Flask
+from sqlalchemy import select
 
 from crm_qb.connections import create_connection
 from crm_qb.db import db
@@ -20,6 +25,8 @@ from crm_qb.models import Connection
 from crm_qb.qbo.company import refresh_company
 from crm_qb.runtime import runtime
 from crm_qb.web.panel_tokens import embed_url_template, make_embed_token
+
+DEMO_NAME = "demo"
 
 
 def connect_sandbox_realm(app: Flask, connection_id: int, realm_id: str) -> None:
@@ -40,10 +47,16 @@ def connect_sandbox_realm(app: Flask, connection_id: int, realm_id: str) -> None
 
 
 def wire_demo(app: Flask, *, crm_url: str, crm_token: str, realm_id: str, web_url: str) -> dict[str, Any]:
-    """Create a connection for the CRM, connect it to ``realm_id`` and register the CRM's hooks; return it."""
+    """Create (or, on a later run, reuse) the demo connection, connect it to ``realm_id`` and register the CRM's
+    hooks and panel; return it (``resumed``: it existed; its API key is then not shown again)."""
     with app.app_context():
-        made = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name="demo")
-        connection_id = made.connection.id
+        existing = find_demo(realm_id)
+        if existing is None:
+            made = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name=DEMO_NAME)
+            connection_id, api_key, hook_secret = made.connection.id, made.api_key, made.crm_hook_secret
+        else:
+            connection_id, api_key = existing, None
+            hook_secret = _refresh_crm(app, existing, crm_url, crm_token)
     connect_sandbox_realm(app, connection_id, realm_id)
     with app.app_context():
         connection = db.session.get(Connection, connection_id)
@@ -51,7 +64,25 @@ def wire_demo(app: Flask, *, crm_url: str, crm_token: str, realm_id: str, web_ur
         panel = embed_url_template(web_url, connection_id, make_embed_token(runtime(app).settings.secret_key,
                                                                             connection))
     control = f"{crm_url.rstrip('/')}/_sandbox"
-    hooks = {"url": f"{web_url.rstrip('/')}/webhooks/crm/{connection_id}", "secret": made.crm_hook_secret}
+    hooks = {"url": f"{web_url.rstrip('/')}/webhooks/crm/{connection_id}", "secret": hook_secret}
     requests.post(f"{control}/hooks", json=hooks, timeout=10).raise_for_status()
     requests.post(f"{control}/panel", json={"url_template": panel}, timeout=10).raise_for_status()
-    return {"id": connection_id, "api_key": made.api_key, "realm_id": realm_id}
+    return {"id": connection_id, "api_key": api_key, "realm_id": realm_id, "resumed": existing is not None}
+
+
+def find_demo(realm_id: str) -> int | None:
+    """The id of the demo connection an earlier ``up`` made for ``realm_id`` (the oldest one), else None."""
+    return db.session.scalar(select(Connection.id).where(
+        Connection.name == DEMO_NAME, Connection.qbo_realm_id == realm_id).order_by(Connection.id).limit(1))
+
+
+def _refresh_crm(app: Flask, connection_id: int, crm_url: str, crm_token: str) -> str:
+    """Point the demo connection at the CRM as it runs now (address and token); return its hook secret."""
+    box = runtime(app).secrets
+    connection = db.session.get(Connection, connection_id)
+    assert connection is not None
+    connection.crm_base_url = crm_url.rstrip("/")
+    connection.crm_token_encrypted = box.encrypt(crm_token.strip())
+    secret = box.decrypt(connection.crm_hook_secret_encrypted)
+    db.session.commit()
+    return secret

@@ -2,11 +2,17 @@
 
 It upgrades the schema, starts the local QBO sandbox (when QBO_ENVIRONMENT is ``local``) and points crm-qb at it,
 then starts the web app, a worker and the scheduler, and relays their output until Ctrl-C stops them all.
+
+A later ``up`` resumes the demo: both sandboxes keep their state in the instance folder (``qbo-sandbox.sqlite3``,
+``crm-sandbox.sqlite3``), the demo connection is reused (crm_qb/demo.py) and wired before any worker runs (so no
+job ever sees its previous run's QuickBooks grant, which the sandbox does not keep), and the CRM is seeded with
+demo contacts only the first time.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import requests
@@ -20,6 +26,9 @@ from crm_qb.supervisor import Supervisor
 QBO_SANDBOX_PORT = 8701
 CRM_SANDBOX_PORT = 8702
 DEMO_CONTACTS = 5
+QBO_SANDBOX_DB = "qbo-sandbox.sqlite3"
+CRM_SANDBOX_DB = "crm-sandbox.sqlite3"
+WEB_READY_SECONDS = 60
 
 
 def run_up(settings: Settings, web_port: int = 5000, qbo_port: int = QBO_SANDBOX_PORT,
@@ -29,21 +38,23 @@ def run_up(settings: Settings, web_port: int = 5000, qbo_port: int = QBO_SANDBOX
     sup = Supervisor()
     cli = [sys.executable, "-m", "crm_qb.cli"]
     try:
+        settings.instance_path.mkdir(parents=True, exist_ok=True)
         _run_to_end(sup, [*cli, "db", "upgrade"])
         env: dict[str, str] = {"CRM_QB_PUBLIC_URL": f"http://127.0.0.1:{web_port}"}
-        qbo_info = None
+        qbo_info = crm_info = None
         if settings.qbo_environment == "local":
-            qbo = sup.start("qbo-sandbox", [*cli, "sandbox", "qbo", "--port", str(qbo_port)],
-                            wait_for_json=True)
+            qbo = sup.start("qbo-sandbox", [*cli, "sandbox", "qbo", "--port", str(qbo_port),
+                                            "--db", str(settings.instance_path / QBO_SANDBOX_DB)], wait_for_json=True)
             qbo_info = qbo.ready_line or {}
             env.update(_local_qbo_env(qbo_info))
+            crm_info = _start_demo_crm(sup, cli, qbo_info, web_port, crm_port, env, settings)
         sup.start("web", [*cli, "web", "--port", str(web_port), "--workers", "2"], env=env)
         sup.start("worker", [*cli, "worker"], env=env)
         sup.start("scheduler", [*cli, "scheduler"], env=env)
-        crm_info = None
-        if qbo_info:
+        _wait_for_web(web_port)
+        if qbo_info and crm_info:
             _register_qbo_webhooks(qbo_info, web_port)
-            crm_info = _start_demo_crm(sup, cli, qbo_info, web_port, crm_port, env)
+            crm_info["seeded"] = _seed_demo_contacts(crm_info)
         _say_ready(web_port, qbo_info)
         if crm_info:
             _say_try(crm_info, qbo_info or {})
@@ -81,6 +92,20 @@ def _local_qbo_env(info: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _wait_for_web(web_port: int, timeout: float = WEB_READY_SECONDS) -> None:
+    """Return once the web app answers (so "up" is only said when it is); ConfigError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            requests.get(f"http://127.0.0.1:{web_port}/healthz", timeout=2)
+            return
+        except requests.RequestException:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"the web app did not answer on port {web_port} within {timeout:.0f} s; "
+                                  "see its output above") from None
+            time.sleep(0.2)
+
+
 def _register_qbo_webhooks(info: dict[str, Any], web_port: int) -> None:
     base = str(info["api_base"]).rstrip("/")
     requests.post(f"{base}/_sandbox/webhooks", timeout=5, json={
@@ -89,19 +114,32 @@ def _register_qbo_webhooks(info: dict[str, Any], web_port: int) -> None:
 
 
 def _start_demo_crm(sup: Supervisor, cli: list[str], qbo_info: dict[str, Any], web_port: int, crm_port: int,
-                    env: dict[str, str]) -> dict[str, Any]:
-    """Start the reference CRM, connect it to the demo realm, seed a few contacts (their hooks link them)."""
-    crm = sup.start("crm-sandbox", [*cli, "sandbox", "crm", "--port", str(crm_port)], wait_for_json=True)
+                    env: dict[str, str], settings: Settings) -> dict[str, Any]:
+    """Start the reference CRM (its state kept in the instance folder) and wire the demo connection to it and to
+    the demo realm: a new one the first time, the same one on every later run."""
+    crm = sup.start("crm-sandbox", [*cli, "sandbox", "crm", "--port", str(crm_port),
+                                    "--db", str(settings.instance_path / CRM_SANDBOX_DB)], wait_for_json=True)
     info = crm.ready_line or {}
     code = sup.run_once("demo-connection", [*cli, "connection", "demo", "--crm-url", str(info["api_base"]),
                                             "--crm-token", str(info["token"]), "--realm", str(qbo_info["realm_id"]),
                                             "--web-url", f"http://127.0.0.1:{web_port}"], env=env)
     if code != 0:
         raise ConfigError(f"wiring the demo connection failed (exit code {code})")
-    control = str(info.get("control_base") or f"{info['api_base']}/_sandbox")
+    return dict(info)
+
+
+def _seed_demo_contacts(info: dict[str, Any]) -> list[str]:
+    """Seed a few CRM contacts the first time (their hooks link them); a resumed CRM keeps its own. Their ids."""
+    api = str(info["api_base"]).rstrip("/")
+    existing = requests.get(f"{api}/contacts", params={"limit": DEMO_CONTACTS}, timeout=10,
+                            headers={"Authorization": f"Bearer {info['token']}"})
+    existing.raise_for_status()
+    if existing.json().get("contacts"):
+        return [str(contact["id"]) for contact in existing.json()["contacts"]]
+    control = str(info.get("control_base") or f"{api}/_sandbox")
     seeded = requests.post(f"{control}/seed", json={"contacts": DEMO_CONTACTS, "seed": 1}, timeout=10)
     seeded.raise_for_status()
-    return {**info, "seeded": seeded.json().get("ids", [])}
+    return [str(contact_id) for contact_id in seeded.json().get("ids", [])]
 
 
 def _say_try(crm_info: dict[str, Any], qbo_info: dict[str, Any]) -> None:
@@ -111,8 +149,8 @@ def _say_try(crm_info: dict[str, Any], qbo_info: dict[str, Any]) -> None:
           f"  the CRM's contacts         {ui}/contacts   (each page embeds its QuickBooks panel; the customers\n"
           "                             that came from QuickBooks show their invoices, payments and estimates)\n"
           f"  a contact made in the CRM  {ui}/contacts/{first}   (now a QBO customer too)\n"
-          f"  and the QBO sandbox        {qbo_info.get('app_base')}/app/customerdetail?nameId=<id>   "
-          f"(realm {qbo_info.get('realm_id')})\n"
+          f"  and the QBO sandbox        {qbo_info.get('app_base')}/app/login?pagereq=customerdetail%3FnameId%3D<id>"
+          f"&deeplinkcompanyid={qbo_info.get('realm_id')}\n"
           "  edit the contact in the CRM, or the customer in QBO (the sandbox's /_sandbox control API acts as a\n"
           "  bookkeeper), and watch the other side follow within seconds.\n", flush=True)
 

@@ -13,8 +13,13 @@ from flask import Flask
 from rq.worker import SimpleWorker
 
 from crm_qb.db import db
+from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
 from workers.queues import all_queues
+
+# Conditions a person must act on (reconnect QuickBooks), already recorded on the connection where they arise:
+# a job stopped by one is reported in one line, not with a traceback (a traceback says "bug").
+EXPECTED: tuple[type[BaseException], ...] = (NeedsReconnectError, NotConnectedError)
 
 
 class AppWorker(SimpleWorker):
@@ -28,6 +33,16 @@ class AppWorker(SimpleWorker):
                 return bool(super().perform_job(job, queue))
             finally:
                 db.session.remove()
+
+    def handle_exception(self, job: Any, *exc_info: Any) -> None:
+        """Log an expected condition (EXPECTED) in one line; anything else as RQ does, with its traceback."""
+        if not isinstance(exc_info[1], EXPECTED):
+            super().handle_exception(job, *exc_info)
+            return
+        self.log.warning("Worker %s: job %s stopped: %s", self.name, job.id, exc_info[1])
+        for handler in self._exc_handlers:
+            if handler(job, *exc_info) is False:
+                break
 
 
 def build_worker(app: Flask, name: str | None = None) -> AppWorker:

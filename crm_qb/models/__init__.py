@@ -7,6 +7,7 @@ from crm_qb.models.contact_link import ContactLink, LinkState
 from crm_qb.models.folder_item import FolderItem
 from crm_qb.models.follow_up import FollowUp, FollowUpStatus
 from crm_qb.models.inbound_event import EventSource, EventStatus, InboundEvent
+from crm_qb.models.qbo_customer import QboCustomer
 
 __all__ = [
     "AuditEntry",
@@ -21,6 +22,7 @@ __all__ = [
     "FollowUpStatus",
     "InboundEvent",
     "LinkState",
+    "QboCustomer",
     "QboReference",
     "QboStatus",
 ]

@@ -2,7 +2,9 @@
 
 Read once when a company is connected (and again whenever asked), stored on the connection and in
 ``qbo_references`` so transactions can show a term or payment method by name without another API call.
-Inactive entries are read too: old customers and transactions still point at them.
+Inactive entries are read too: old customers and transactions still point at them. Afterwards each list follows
+QBO as it changes: a Term or PaymentMethod created, changed or merged away (webhook or CDC) is stored at once
+(``store_references``), so a new "Net 60" shows by name without a reconnect.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 TERM = "term"
 PAYMENT_METHOD = "payment_method"
 REFERENCE_ENTITIES = {TERM: "Term", PAYMENT_METHOD: "PaymentMethod"}
+KIND_OF_ENTITY = {entity: kind for kind, entity in REFERENCE_ENTITIES.items()}
 _ALL_ROWS = "Active IN (true, false)"  # without it QBO returns active entries only (docs/qbo/facts.md §5)
 
 
@@ -101,17 +104,36 @@ def store_company(session: DbSession, connection: Connection, details: CompanyDe
     connection.multicurrency_enabled = details.multicurrency
     if details.timezone:
         connection.company_timezone = details.timezone
+    store_references(session, connection.id, details.references)
+    log.info("QBO company details stored connection=%s references=%d", connection.id, len(details.references))
+
+
+def store_references(session: DbSession, connection_id: int, references: Iterable[Reference]) -> int:
+    """Insert or update these reference-list entries of a connection (the caller commits); return how many changed."""
+    wanted = list(references)
     existing = {
         (row.kind, row.qbo_id): row
-        for row in session.scalars(select(QboReference).where(QboReference.connection_id == connection.id))
+        for row in session.scalars(select(QboReference).where(
+            QboReference.connection_id == connection_id, QboReference.qbo_id.in_({ref.qbo_id for ref in wanted})))
     }
-    for ref in details.references:
+    changed = 0
+    for ref in wanted:
         row = existing.get((ref.kind, ref.qbo_id))
         if row is None:
-            row = QboReference(connection_id=connection.id, kind=ref.kind, qbo_id=ref.qbo_id)
+            row = QboReference(connection_id=connection_id, kind=ref.kind, qbo_id=ref.qbo_id)
             session.add(row)
+            existing[(ref.kind, ref.qbo_id)] = row
+        elif (row.name, row.active, row.details) == (ref.name, ref.active, ref.details):
+            continue
         row.name, row.active, row.details = ref.name, ref.active, ref.details
-    log.info("QBO company details stored connection=%s references=%d", connection.id, len(details.references))
+        changed += 1
+    return changed
+
+
+def gone_reference(kind: str, qbo_id: str, previous: QboReference | None) -> Reference:
+    """An entry QBO no longer returns (merged away or deleted): kept, inactive, under its last name."""
+    return Reference(kind, qbo_id, previous.name if previous else qbo_id, False,
+                     dict(previous.details or {}) if previous else {})
 
 
 def refresh_company(session: DbSession, connection: Connection, client: QueryClient) -> CompanyDetails:

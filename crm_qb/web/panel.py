@@ -24,6 +24,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from crm_qb.db import db
 from crm_qb.models import Connection, FolderItem
+from crm_qb.qbo.deeplinks import AppLinks
 from crm_qb.runtime import runtime
 from crm_qb.sync.rules import status as st
 from crm_qb.sync.rules.money import format_money
@@ -75,6 +76,8 @@ class Row:
     balance: str | None
     url: str
     open_label: str
+    customer_id: str | None = None  # the item's QBO customer: the contact's own, or one of its sub-customers
+    customer_name: str | None = None
 
 
 @bp.get("/<int:connection_id>/contacts/<path:crm_contact_id>")
@@ -131,7 +134,7 @@ def _context(connection: Connection, crm_contact_id: str, query: FolderQuery) ->
     }
 
 
-def _row(item: FolderItem, base: str, home: str) -> Row:
+def _row(item: FolderItem, base: AppLinks, home: str) -> Row:
     txn_type = registry.get(item.txn_type)
     label = txn_type.label
     number = item.doc_number or f"#{item.qbo_id}"
@@ -145,6 +148,7 @@ def _row(item: FolderItem, base: str, home: str) -> Row:
         rate=f"1 {item.currency} = {rate_text(item.exchange_rate)} {home}" if foreign else None,
         balance=format_money(item.balance, item.currency) if txn_type.shows_balance else None,
         url=item_url(base, item), open_label=f"Open {label.lower()} {number} in QuickBooks (new tab)",
+        customer_id=item.qbo_customer_id, customer_name=(item.details or {}).get("customer_name"),
     )
 
 

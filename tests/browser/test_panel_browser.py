@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import LiveSite
-from tests.support.folder import APP_BASE
+from tests.support.folder import qbo_page
 
 pytestmark = pytest.mark.browser
 
@@ -47,12 +47,12 @@ def test_rows_badges_and_deep_links(page: Any, live: LiveSite, artifacts: Path) 
                                           "Invoice 1001"]
     assert [r["badge"] for r in found] == ["Open", "Paid", "Pending", "Applied", "Voided", "Paid",
                                            "Overdue", "Overdue"]
-    assert found[3]["href"] == f"{APP_BASE}/app/recvpayment?txnId=5"
-    assert found[0]["href"] == f"{APP_BASE}/app/invoice?txnId=8"
+    assert found[3]["href"] == qbo_page("recvpayment", "txnId", "5")
+    assert found[0]["href"] == qbo_page("invoice", "txnId", "8")
     assert all(r["target"] == "_blank" and "noopener" in r["rel"] for r in found)
     assert found[1]["label"] == "Open sales receipt SR-3 in QuickBooks (new tab)"
     customer = page.get_by_role("link", name=f"Open Contact {live.contact_id} in QuickBooks (new tab)")
-    assert customer.get_attribute("href") == f"{APP_BASE}/app/customerdetail?nameId=24"
+    assert customer.get_attribute("href") == qbo_page("customerdetail", "nameId", "24")
     eur = page.locator("table tbody tr").first.inner_text()
     assert "EUR 1,234.56" in eur and "USD 1,339.88" in eur and "1 EUR = 1.0853 USD" in eur
     summary = page.locator("dl.summary").inner_text()

@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 import requests
 from redis import Redis
+from sqlalchemy import func, select
 
+from crm_qb.app import create_app
 from crm_qb.config import Settings
+from crm_qb.db import db
+from crm_qb.models import AuditEntry, EventSource, InboundEvent
 from tests.support import free_port, wait_for
 from tests.support.e2e import World, start_sandbox, wire
 
@@ -97,9 +101,29 @@ def test_a_lost_webhook_is_caught_by_the_cdc_poll(world: World, redis_client: Re
     customer = world.create_customer(DisplayName="Lost Hook", PrimaryEmailAddr={"Address": "lost@example.com"})
     wait_for(lambda: world.contact_with(email="lost@example.com"), what="the contact to appear")
     world.point_qbo_webhooks("http://127.0.0.1:9/nowhere")  # webhooks now go nowhere
+    events_before = _qbo_events_of(world, customer["Id"])
     world.edit_customer(customer["Id"], Notes="only the poll can see this")
-    time.sleep(0.5)
-    assert world.contact_with(notes="only the poll can see this") is None
     enqueue(redis_client, RedisKeys(world.settings.queue_prefix), poll_qbo_connection, world.connection_id,
             job_id="cdc-poll-test")
     wait_for(lambda: world.contact_with(notes="only the poll can see this"), what="the poll to sync the change")
+    # The poll did the work, not a webhook: its job wrote the change, and no QBO event for the customer came in.
+    assert _sync_jobs_of(world, customer["Id"])[-1] == "cdc-poll-test"
+    assert _qbo_events_of(world, customer["Id"]) == events_before
+
+
+def _qbo_events_of(world: World, customer_id: str) -> int:
+    """How many QBO inbound events crm-qb stored for the customer."""
+    with create_app(world.settings).app_context():
+        count = db.session.scalar(select(func.count()).select_from(InboundEvent).where(
+            InboundEvent.source == EventSource.QBO, InboundEvent.entity_id == customer_id))
+        db.session.remove()
+    return int(count or 0)
+
+
+def _sync_jobs_of(world: World, customer_id: str) -> list[str | None]:
+    """The job ids of the audit entries that wrote the customer's changes to the CRM, oldest first."""
+    with create_app(world.settings).app_context():
+        jobs = list(db.session.scalars(select(AuditEntry.job_id).where(
+            AuditEntry.entity_id == customer_id, AuditEntry.action == "customer.synced").order_by(AuditEntry.id)))
+        db.session.remove()
+    return jobs

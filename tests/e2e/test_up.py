@@ -24,20 +24,40 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+class Up:
+    """One ``crm-qb up`` as a real process group on free ports, its output collected line by line."""
+
+    def __init__(self, tmp_path: Path, web: int, qbo: int, crm: int) -> None:
+        env = {**os.environ, "CRM_QB_INSTANCE_PATH": str(tmp_path / "instance"), "CRM_QB_REDIS_URL": REDIS_TEST_URL,
+               "CRM_QB_QUEUE_PREFIX": "crm_qb_up_test"}
+        for name in ("CRM_QB_DATABASE_URL", "CRM_QB_SECRET_KEY", "CRM_QB_ENCRYPTION_KEY"):
+            env.pop(name, None)  # embedded defaults: SQLite in the instance folder, generated development keys
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "crm_qb.cli", "up", "--port", str(web), "--qbo-sandbox-port", str(qbo),
+             "--crm-sandbox-port", str(crm)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True)
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(iter(self.process.stdout.readline, "")),  # type: ignore[union-attr]
+                         daemon=True).start()
+
+    def wait_ready(self) -> None:
+        """Wait for the hints ``up`` prints once everything is wired."""
+        wait_for(lambda: any(line.startswith("Try it:") for line in self.lines), timeout=90,
+                 what="up to print its hints")
+
+    def stop(self) -> tuple[int, str]:
+        """Ctrl-C, as a user would; the exit code and the whole output."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+        code = self.process.wait(30)
+        return code, "".join(self.lines)
+
+
 def test_up_runs_everything_wires_the_demo_and_stops_cleanly(tmp_path: Path, redis_client: object) -> None:
     web, qbo, crm = free_port(), free_port(), free_port()
-    env = {**os.environ, "CRM_QB_INSTANCE_PATH": str(tmp_path / "instance"), "CRM_QB_REDIS_URL": REDIS_TEST_URL,
-           "CRM_QB_QUEUE_PREFIX": "crm_qb_up_test"}
-    for name in ("CRM_QB_DATABASE_URL", "CRM_QB_SECRET_KEY", "CRM_QB_ENCRYPTION_KEY"):
-        env.pop(name, None)  # embedded defaults: SQLite in the instance folder, generated development keys
-    process = subprocess.Popen(
-        [sys.executable, "-m", "crm_qb.cli", "up", "--port", str(web), "--qbo-sandbox-port", str(qbo),
-         "--crm-sandbox-port", str(crm)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True)
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    up = Up(tmp_path, web, qbo, crm)
     try:
-        wait_for(lambda: any(line.startswith("Try it:") for line in lines), timeout=90, what="up to print its hints")
+        up.wait_ready()
         health = requests.get(f"http://127.0.0.1:{web}/healthz", timeout=5)
         assert health.status_code == 200 and health.json()["checks"]["connections"]["total"] == 1
         assert requests.get(f"http://127.0.0.1:{qbo}/_sandbox/info", timeout=5).json()["realm_id"]
@@ -46,9 +66,54 @@ def test_up_runs_everything_wires_the_demo_and_stops_cleanly(tmp_path: Path, red
         assert (tmp_path / "instance" / "crm_qb.sqlite3").exists()
         assert (tmp_path / "instance" / "dev-keys.json").exists()
     finally:
-        os.killpg(process.pid, signal.SIGINT) if process.poll() is None else None
-        code = process.wait(30)
-    output = "".join(lines)
+        code, output = up.stop()
     assert code == 0, output[-3000:]
     assert "[up] stopped" in output
     assert not any(_listening(port) for port in (web, qbo, crm)), "a child process outlived up"
+
+
+def test_a_second_up_resumes_the_demo_with_its_data_and_its_one_connection(tmp_path: Path,
+                                                                         redis_client: object) -> None:
+    web, qbo, crm = free_port(), free_port(), free_port()
+    first = Up(tmp_path, web, qbo, crm)
+    try:
+        first.wait_ready()
+        info = requests.get(f"http://127.0.0.1:{qbo}/_sandbox/info", timeout=5).json()
+        made = requests.post(f"{info['control_base']}/realms/{info['realm_id']}/entities/Customer", timeout=10,
+                             json={"DisplayName": "Survives A Restart",
+                                   "PrimaryEmailAddr": {"Address": "survivor@example.com"}}).json()["Customer"]
+        wait_for(lambda: _crm_contact(crm, "survivor@example.com") is not None, timeout=60,
+                 what="the demo to sync the new customer to the CRM")
+    finally:
+        code, output = first.stop()
+    assert code == 0, output[-3000:]
+
+    second = Up(tmp_path, web, qbo, crm)
+    try:
+        second.wait_ready()
+        health = requests.get(f"http://127.0.0.1:{web}/healthz", timeout=5).json()["checks"]["connections"]
+        assert (health["total"], health["needs_reconnect"]) == (1, [])  # one demo connection, still connected
+        kept = requests.get(f"{info['control_base']}/realms/{info['realm_id']}/entities/Customer/{made['Id']}",
+                            timeout=5)
+        assert kept.status_code == 200 and kept.json()["Customer"]["DisplayName"] == "Survives A Restart"
+        contact = _crm_contact(crm, "survivor@example.com")
+        assert contact is not None  # the CRM kept its contacts too
+        # ...and the resumed demo still syncs: an edit in QBO reaches the same contact.
+        requests.patch(f"{info['control_base']}/realms/{info['realm_id']}/entities/Customer/{made['Id']}",
+                       json={"Notes": "edited after the restart"}, timeout=10).raise_for_status()
+        wait_for(lambda: (_crm_contact(crm, "survivor@example.com") or {}).get("notes") == "edited after the restart",
+                 timeout=60, what="the resumed demo to sync an edit")
+    finally:
+        code, output = second.stop()
+    assert code == 0, output[-3000:]
+    assert "Traceback" not in output, output[-5000:]
+
+
+def _crm_contact(crm_port: int, email: str) -> dict[str, object] | None:
+    """The reference CRM's contact with ``email`` (through its API, with the token it serves at its info), or None."""
+    base = f"http://127.0.0.1:{crm_port}"
+    token = requests.get(f"{base}/_sandbox/info", timeout=5).json()["token"]
+    answer = requests.get(f"{base}/contacts", params={"email": email}, timeout=5,
+                          headers={"Authorization": f"Bearer {token}"})
+    found = answer.json().get("contacts") or [] if answer.status_code == 200 else []
+    return found[0] if found else None

@@ -15,7 +15,7 @@ from crm_qb.db import db
 from crm_qb.models import LinkState, QboReference
 from tests.conftest import make_settings
 from tests.support.connections import TestConnection as Conn
-from tests.support.folder import APP_BASE, apply, company, link, qbo_json, txn
+from tests.support.folder import APP_BASE, apply, company, link, qbo_json, qbo_page, txn
 
 
 @pytest.fixture
@@ -80,19 +80,19 @@ def test_linked_contact_shows_link_summary_and_folder(app: Flask, client: FlaskC
     conn = seeded(app)
     body = get(client, conn, "c1").json
     assert body["link"] == {"state": "linked", "reason": None, "qbo_customer_id": "24",
-                            "customer_url": f"{APP_BASE}/app/customerdetail?nameId=24"}
+                            "customer_url": qbo_page("customerdetail", "nameId", "24")}
     folder = body["folder"]
     assert (folder["total"], folder["page"], folder["per_page"], folder["pages"]) == (5, 1, 50, 1)
     assert [i["qbo_id"] for i in folder["items"]] == ["5", "4", "3", "2", "1"]  # newest first
     payment = folder["items"][2]
-    assert payment["url"] == f"{APP_BASE}/app/recvpayment?txnId=3"
+    assert payment["url"] == qbo_page("recvpayment", "txnId", "3")
     assert payment["linked"] == [{"type": "Invoice", "id": "2", "amount": "40.00"}]
     invoice = folder["items"][4]
     assert invoice | {"updated_at": None} == invoice | {
         "type": "Invoice", "number": "INV-1", "date": "2024-05-01", "due_date": "2024-05-31", "status": "Overdue",
         "days_overdue": 15, "currency": "USD", "exchange_rate": "1", "total": "100.00", "balance": "100.00",
         "home_total": "100.00", "home_balance": "100.00", "home_computed": False,
-        "url": f"{APP_BASE}/app/invoice?txnId=1", "updated_at": None}
+        "url": qbo_page("invoice", "txnId", "1"), "updated_at": None}
 
 
 def test_summary_figures(app: Flask, client: FlaskClient) -> None:
@@ -104,12 +104,15 @@ def test_summary_figures(app: Flask, client: FlaskClient) -> None:
     assert summary["open_balance"] == {"by_currency": {"USD": "160.00"}, "home": "160.00"}
     assert summary["overdue_balance"] == {"by_currency": {"USD": "100.00"}, "home": "100.00"}
     assert summary["last_payment"] == {"qbo_id": "3", "date": "2024-05-20", "currency": "USD", "amount": "40.00",
-                                       "home_amount": "40.00", "url": f"{APP_BASE}/app/recvpayment?txnId=3"}
+                                       "home_amount": "40.00", "url": qbo_page("recvpayment", "txnId", "3")}
     assert summary["counts"] == {"Invoice": 2, "Payment": 1, "Estimate": 1, "SalesReceipt": 1}
     assert summary["totals"]["USD"] == {"open": "160.00", "overdue": "100.00", "invoiced": "200.00",
-                                        "received": "65.50", "credited": "0.00", "refunded": "0.00"}
+                                        "received": "65.50", "credited": "0.00", "refunded": "0.00",
+                                        "unapplied_credits": "0.00", "unapplied_payments": "0.00"}
+    assert summary["unapplied_credits"] == summary["unapplied_payments"] == {"by_currency": {}, "home": "0.00"}
+    assert (summary["parent"], summary["jobs"]) == (None, [])
     assert summary["home_totals"]["received"] == "65.50"
-    assert summary["customer_url"] == f"{APP_BASE}/app/customerdetail?nameId=24"
+    assert summary["customer_url"] == qbo_page("customerdetail", "nameId", "24")
 
 
 def test_reference_names_follow_renames_in_qbo(app: Flask, client: FlaskClient) -> None:

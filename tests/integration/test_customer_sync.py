@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from crm_qb.models import LinkState
 from tests.support import sync as support
 from tests.support.sync import Harness
@@ -274,3 +276,48 @@ def test_direction_qbo_to_crm_never_writes_qbo(harness: Harness) -> None:
     harness.crm_hook("created", contact)
     harness.work()
     assert harness.audit("skip.direction") and not harness.links()
+
+
+@pytest.mark.parametrize("holder", ["Vendor", "Employee"])
+def test_a_display_name_held_by_a_vendor_or_employee_gets_a_distinct_name_at_once(harness: Harness,
+                                                                                  holder: str) -> None:
+    harness.qbo.post(f"/_sandbox/realms/{harness.qbo.realm_id}/entities/{holder}",
+                     {"DisplayName": "Lena Vendor", "GivenName": "Lena"})
+    contact = harness.crm_user("POST", "/contacts", {"display_name": "Lena Vendor", "email": "lena@example.com"})
+    harness.crm_hook("created", contact)
+    harness.work()
+
+    link = next(lk for lk in harness.links() if lk.crm_contact_id == contact["id"])
+    assert link.state == LinkState.LINKED
+    assert harness.qbo.customer(str(link.qbo_customer_id))["DisplayName"] == "Lena Vendor (2)"
+    assert harness.contact(contact["id"])["display_name"] == "Lena Vendor (2)"
+    [entry] = harness.audit("link.created_in_qbo_renamed")
+    assert "6240" in entry.diff["note"]
+    assert harness.failed_events() == []
+
+
+def test_a_name_match_never_renames_the_qbo_customer(harness: Harness) -> None:
+    contact = harness.crm_user("POST", "/contacts", {"first_name": "Oscar", "last_name": "Reyes"})  # sync was off
+    customer = harness.qbo.create_customer(DisplayName="Oscar Reyes", CompanyName="Reyes LLC")
+    harness.qbo_hook(customer["Id"], "created")
+    harness.work()
+    assert harness.link_of_customer(customer["Id"]).crm_contact_id == contact["id"]
+
+    # The CRM announces the first-link fill (company) as an ordinary change; it is an echo, not a rename.
+    harness.crm_hook("updated", harness.contact(contact["id"]))
+    harness.work()
+    assert harness.qbo.customer(customer["Id"])["DisplayName"] == "Oscar Reyes"
+    linked = harness.contact(contact["id"])
+    assert (linked["company"], linked["display_name"]) == ("Reyes LLC", "Oscar Reyes")
+    [entry] = harness.audit("link.matched_by_name")
+    assert "DisplayName" not in str(entry.diff["to_qbo"]) and "display_name" not in entry.diff["to_qbo"]
+
+
+def test_first_link_under_crm_to_qbo_fields_still_keeps_the_qbo_display_name(harness: Harness) -> None:
+    harness.set_sync(fields={"display_name": "crm_to_qbo"})
+    contact = harness.crm_user("POST", "/contacts", {"display_name": "Reyes Consulting", "email": "o@reyes.example"})
+    customer = harness.qbo.create_customer(DisplayName="Oscar Reyes", PrimaryEmailAddr={"Address": "o@reyes.example"})
+    harness.qbo_hook(customer["Id"], "created")
+    harness.work()
+    assert harness.link_of_customer(customer["Id"]).crm_contact_id == contact["id"]
+    assert harness.qbo.customer(customer["Id"])["DisplayName"] == "Oscar Reyes"

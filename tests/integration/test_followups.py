@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -28,6 +27,7 @@ from crm_qb.sync.followups.settings import InvalidFollowupSettings
 from crm_qb.sync.rules.followups import task_marker
 from tests.support import followups
 from tests.support.connections import add_connection
+from tests.support.folder import qbo_page
 from tests.support.followups import APP_BASE, CRM_TOKEN, DUE, TAG, World, at, overdue_by
 
 settings, crm, world = followups.settings_fixture, followups.crm_fixture, followups.world_fixture
@@ -43,8 +43,10 @@ def test_an_overdue_invoice_gets_a_task_then_a_second_one_fourteen_days_later(wo
     assert task["status"] == "open" and task["owner_id"] == "u2" and task["due_date"] == "2025-02-01"
     assert "INV-101" in task["title"] and "USD 1,234.50" in task["title"]
     description = task["description"]
-    for expected in ("Customer c1", "Amount: USD 1,234.50", "Balance due: USD 1,234.50", "Due date: 2025-01-31",
-                     "1 days overdue", f"{APP_BASE}/app/invoice?txnId=101"):
+    assert task["title"] == "Overdue invoice INV-101: USD 1,234.50 (1 day overdue)"
+    # The customer is named as QuickBooks names it (the mirrored invoice's CustomerRef), not as the CRM does.
+    for expected in ("for QBO customer c1", "Amount: USD 1,234.50", "Balance due: USD 1,234.50",
+                     "Due date: 2025-01-31", "1 days overdue", qbo_page("invoice", "txnId", "101", base=APP_BASE)):
         assert expected in description
     assert description.endswith(task_marker(world.connection_id, "101", 1))
     assert world.scan(overdue_by(1))["created"] == 0
@@ -52,6 +54,29 @@ def test_an_overdue_invoice_gets_a_task_then_a_second_one_fourteen_days_later(wo
     assert world.scan(overdue_by(14))["created"] == 1
     assert [t["title"].endswith("(14 days overdue)") for t in world.tasks(contact)] == [False, True]
     assert world.rows() == [("101", 1, "open", None), ("101", 14, "open", None)]
+
+
+def test_an_invoice_first_seen_long_overdue_gets_one_task_for_the_rule_it_reached(world: World) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    assert world.scan(overdue_by(37))["created"] == 1
+    [task] = world.tasks(contact)
+    assert task["title"] == "Overdue invoice INV-101: USD 1,234.50 (30 days overdue)"
+    assert "is 37 days overdue" in task["description"]
+    assert task["description"].endswith(task_marker(world.connection_id, "101", 30))
+    for day in (38, 60):
+        assert world.scan(overdue_by(day))["created"] == 0  # the skipped rules 1 and 14 never fire
+    assert world.rows() == [("101", 30, "open", None)]
+
+
+def test_rules_fire_one_at_a_time_as_the_invoice_ages(world: World) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    world.scan(overdue_by(2))
+    assert world.scan(overdue_by(31))["created"] == 1  # missed scans: only the most advanced rule, not 14 and 30
+    titles = [t["title"] for t in world.tasks(contact)]
+    assert titles == ["Overdue invoice INV-101: USD 1,234.50 (1 day overdue)",
+                      "Overdue invoice INV-101: USD 1,234.50 (30 days overdue)"]
 
 
 def test_today_is_the_companys_date_in_its_time_zone(world: World, app: Flask) -> None:
@@ -73,9 +98,10 @@ def test_today_is_the_companys_date_in_its_time_zone(world: World, app: Flask) -
 def test_a_partly_paid_invoice_keeps_its_rules_and_shows_its_balance_in_its_currency(world: World) -> None:
     contact = world.contact("c1")
     world.invoice("101", "c1", total="250000", balance="1000", currency="JPY")
+    world.scan(overdue_by(1))
     world.scan(overdue_by(30))
     tasks = world.tasks(contact)
-    assert len(tasks) == 3
+    assert len(tasks) == 2
     assert "Amount: JPY 250,000" in tasks[0]["description"] and "Balance due: JPY 1,000" in tasks[0]["description"]
 
 
@@ -83,8 +109,9 @@ def test_paying_the_invoice_completes_its_tasks_with_the_reason(world: World) ->
     contact = world.contact("c1")
     world.invoice("101", "c1")
     world.invoice("102", "c1")
+    world.scan(overdue_by(1))
     world.scan(overdue_by(14))
-    world.change_invoice("101", balance=Decimal("0.00"), home_balance=Decimal("0.00"), status="Paid")
+    world.pay_invoice("101")
     result = world.scan(overdue_by(15))
     assert result["completed"] == 2 and result["created"] == 0
     by_marker = {t["description"].split("[crm-qb follow-up ")[1].split("]")[0]: t for t in world.tasks(contact)}
@@ -109,11 +136,11 @@ def test_voided_deleted_or_moved_invoices_complete_their_tasks(world: World, cha
     world.invoice("101", "c1")
     world.scan(overdue_by(1))
     if change == "voided":
-        world.change_invoice("101", balance=Decimal(0), total=Decimal(0), status="Voided")
+        world.void_invoice("101")
     elif change == "deleted":
         world.delete_invoice("101")
     else:
-        world.change_invoice("101", qbo_customer_id="c2")
+        world.move_invoice("101", "c2")
     assert world.scan(overdue_by(2))["completed"] == 1
     [task] = world.tasks(contact)
     assert task["status"] == "done" and reason in task["description"]
@@ -152,7 +179,7 @@ def test_a_task_the_user_closed_is_never_created_again(world: World, user_action
     rule_one = [t for t in world.tasks(contact) if t["description"].endswith(":101:1]")]
     assert [(t["id"], t["status"]) for t in rule_one] == ([(task["id"], "done")] if user_action == "complete" else [])
     assert world.rows()[0][:3] == ("101", 1, "closed_by_user")
-    world.change_invoice("101", balance=Decimal(0), status="Paid")
+    world.pay_invoice("101")
     world.scan(overdue_by(15))
     assert world.rows()[0][:3] == ("101", 1, "closed_by_user")
 
@@ -195,18 +222,19 @@ def test_concurrent_scans_never_make_two_tasks_for_one_rule(world: World, app: F
     assert errors == []
     world.scan(overdue_by(30))  # finishes any row a busy lock made a scan skip
     for contact in contacts:
-        markers = sorted(t["description"].rsplit(":", 1)[1] for t in world.tasks(contact))
-        assert markers == ["14]", "1]", "30]"]
+        markers = [t["description"].rsplit(":", 1)[1] for t in world.tasks(contact)]
+        assert markers == ["30]"]
     assert {status for _, _, status, _ in world.rows()} == {"open"}
 
 
 def test_a_crm_outage_leaves_rows_pending_and_the_next_scan_creates_the_tasks(world: World) -> None:
     contact = world.contact("c1")
     world.invoice("101", "c1")
+    world.invoice("102", "c1")
     world.faults(count=1000, status=503)
     with pytest.raises(CrmUnavailableError):
         world.scan(overdue_by(14), crm=world.connector())
-    assert [row[2] for row in world.rows()] == ["pending", "pending"]
+    assert [row[1:3] for row in world.rows()] == [(14, "pending"), (14, "pending")]
     world.faults(count=0)
     assert world.scan(overdue_by(14), crm=world.connector())["created"] == 2
     assert len(world.tasks(contact)) == 2
@@ -223,7 +251,7 @@ def test_the_tag_follows_whether_the_contact_has_an_overdue_invoice(world: World
     assert world.scan(overdue_by(1))["tagged"] == 1
     assert world.crm_contact(contact)["tags"] == ["vip", TAG]
     assert world.scan(overdue_by(1))["tagged"] == 0
-    world.change_invoice("101", balance=Decimal(0), status="Paid")
+    world.pay_invoice("101")
     assert world.scan(overdue_by(2))["untagged"] == 1  # invoice 102 is not yet due
     assert world.crm_contact(contact)["tags"] == ["vip"]
     assert world.scan(overdue_by(11))["tagged"] == 1
@@ -257,12 +285,12 @@ def test_scan_invoice_handles_only_that_invoice(world: World, app: Flask) -> Non
     world.invoice("101", "c1")
     world.invoice("102", "c1")
     with app.app_context():
-        assert scan_invoice(runtime(app).sync_services(), world.connection_id, "101", now=overdue_by(14)).created == 2
-    assert len(world.tasks(contact)) == 2
-    world.change_invoice("101", balance=Decimal(0), status="Paid")
+        assert scan_invoice(runtime(app).sync_services(), world.connection_id, "101", now=overdue_by(14)).created == 1
+    assert len(world.tasks(contact)) == 1
+    world.pay_invoice("101")
     with app.app_context():
         assert scan_invoice(runtime(app).sync_services(), world.connection_id, "101",
-                            now=overdue_by(14)).completed == 2
+                            now=overdue_by(14)).completed == 1
 
 
 def test_no_tasks_while_disabled_or_for_unlinked_customers_but_paid_still_completes(world: World) -> None:
@@ -272,7 +300,7 @@ def test_no_tasks_while_disabled_or_for_unlinked_customers_but_paid_still_comple
     world.scan(overdue_by(1))
     world.configure(enabled=False)
     assert world.scan(overdue_by(14))["created"] == 0
-    world.change_invoice("101", balance=Decimal(0), status="Paid")
+    world.pay_invoice("101")
     assert world.scan(overdue_by(15))["completed"] == 1
     assert [t["status"] for t in world.tasks(contact)] == ["done"]
     assert [row[0] for row in world.rows()] == ["101"]
@@ -286,8 +314,8 @@ def test_custom_rules_and_templates_are_used(world: World) -> None:
     assert world.scan(overdue_by(6))["created"] == 0
     assert world.scan(overdue_by(7))["created"] == 1
     [task] = world.tasks(contact)
-    assert task["title"] == "Chase Customer c1: USD 1,234.50 {late}"
-    assert task["description"] == f"See {APP_BASE}/app/invoice?txnId=101\n\n" + task_marker(
+    assert task["title"] == "Chase QBO customer c1: USD 1,234.50 {late}"
+    assert task["description"] == f"See {qbo_page('invoice', 'txnId', '101', base=APP_BASE)}\n\n" + task_marker(
         world.connection_id, "101", 7)
 
 

@@ -66,7 +66,7 @@ def test_scan_now_creates_the_due_tasks(runner: CliRunner, world: World) -> None
     world.invoice("101", "c1", due=datetime.now(UTC).date() - timedelta(days=20))
     result = runner.invoke(main, ["followups", "scan", str(world.connection_id)])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["created"] == 2
-    assert len(world.tasks(contact)) == 2
+    assert json.loads(result.output)["created"] == 1  # 20 days overdue: the 14-day rule only
+    assert [task["title"][-17:] for task in world.tasks(contact)] == ["(14 days overdue)"]
     again = runner.invoke(main, ["followups", "scan", str(world.connection_id), "--invoice", "101"])
     assert json.loads(again.output)["created"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from decimal import Decimal
+from html import escape
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,7 +18,7 @@ from crm_qb.db import db
 from crm_qb.models import Connection, LinkState
 from crm_qb.web.panel_tokens import make_embed_token, make_panel_token
 from tests.conftest import make_settings
-from tests.support.folder import APP_BASE, apply, company, link, qbo_json, txn
+from tests.support.folder import APP_BASE, apply, company, link, qbo_json, qbo_page, txn
 
 SECRET = "test-secret-key"  # make_settings' SECRET_KEY
 
@@ -73,10 +74,10 @@ def test_panel_shows_summary_and_a_real_table(app: Flask, client: FlaskClient) -
     assert "Payment &amp; Billing" in html and "Net 30" in html and "Check" in html and "Email" in html
     assert "<table>" in html and "<caption" in html and html.count('<th scope="col"') == 6
     assert html.count('<th scope="row">') == 3
-    assert f'href="{APP_BASE}/app/customerdetail?nameId=24"' in html
-    for path in ("invoice?txnId=1", "invoice?txnId=2", "recvpayment?txnId=3"):
-        assert re.search(rf'href="{re.escape(APP_BASE)}/app/{re.escape(path)}" target="_blank" '
-                         r'rel="noopener noreferrer"', html), path
+    assert f'href="{escape(qbo_page("customerdetail", "nameId", "24"))}"' in html
+    for page, record in (("invoice", "1"), ("invoice", "2"), ("recvpayment", "3")):
+        assert re.search(rf'href="{re.escape(escape(qbo_page(page, "txnId", record)))}" target="_blank" '
+                         r'rel="noopener noreferrer"', html), page
     assert '<span class="badge bad">Overdue</span><span class="small">15 days</span>' in html
     assert '<span class="badge ok">Applied</span>' in html
     assert "EUR 1,234.56" in html and "USD 1,339.88" in html and "1 EUR = 1.0853 USD" in html

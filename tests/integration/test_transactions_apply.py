@@ -229,3 +229,19 @@ def test_today_defaults_to_the_company_day(app: Flask) -> None:
         change = apply_transaction(conn.id, "Invoice", "7", txn("Invoice", "7", "24", DueDate="2000-01-01"))
         db.session.commit()
     assert change.status == "Overdue"
+
+
+def test_a_higher_sync_token_is_newer_even_with_an_equal_or_earlier_timestamp(app: Flask) -> None:
+    conn = company(app)
+    stamp = {"LastUpdatedTime": "2024-06-05T09:00:00-07:00"}
+    apply(app, conn.id, "Invoice", txn("Invoice", "7", "24", SyncToken="1", MetaData=stamp))
+    paid_same_second = txn("Invoice", "7", "24", SyncToken="2", Balance=Decimal("0"), MetaData=stamp)
+    assert apply(app, conn.id, "Invoice", paid_same_second).action == "updated"
+    skewed = txn("Invoice", "7", "24", SyncToken="3", Balance=Decimal("40.00"),
+                 MetaData={"LastUpdatedTime": "2024-06-05T08:59:00-07:00"})  # a later version, an earlier stamp
+    assert apply(app, conn.id, "Invoice", skewed).action == "updated"
+    stored = item(app, "Invoice", "7")
+    assert stored is not None and (stored.balance, stored.qbo_sync_token) == (Decimal("40.00"), "3")
+    late_echo = txn("Invoice", "7", "24", SyncToken="2", Balance=Decimal("0"),
+                    MetaData={"LastUpdatedTime": "2024-06-05T10:00:00-07:00"})  # an old version, a later stamp
+    assert apply(app, conn.id, "Invoice", late_echo).action == "stale"

@@ -60,6 +60,9 @@ class HookReceiver:
         self.statuses: list[int] = []
         self.fail_first = 0
         self.delay = 0.0
+        self.gate = threading.Event()  # cleared: requests are recorded but not answered until it is set
+        self.gate.set()
+        self.answered = 0
         self._cond = threading.Condition()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
@@ -78,6 +81,8 @@ class HookReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 status = receiver._record(body, dict(self.headers))
                 time.sleep(receiver.delay)
+                receiver.gate.wait(30)
+                receiver.answered += 1
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -17,6 +17,12 @@ from tests.support.connections import TestConnection, add_connection
 APP_BASE = "http://127.0.0.1:8701"
 CRM_URL = "http://127.0.0.1:8702/crm"
 TODAY = date(2024, 6, 15)
+REALM = "9130"  # the company of every connection made by ``company``
+
+
+def qbo_page(page: str, param: str, record_id: str, realm: str = REALM, base: str = APP_BASE) -> str:
+    """The deep link the product must generate for a record (docs/qbo/deep-links.md), spelt out by hand."""
+    return f"{base}/app/login?pagereq={page}%3F{param}%3D{record_id}&deeplinkcompanyid={realm}"
 
 
 def qbo_json(text: str) -> Any:
@@ -44,7 +50,7 @@ def txn(entity: str, qbo_id: str, customer: str, **fields: Any) -> dict[str, Any
 def company(app: Flask, *, home: str = "USD", multicurrency: bool = True, tz: str = "America/Los_Angeles",
             crm_url: str = CRM_URL, settings: dict[str, Any] | None = None) -> TestConnection:
     """A connection whose QBO company is known: home currency, multicurrency and time zone."""
-    made = add_connection(app, realm_id="9130", crm_url=crm_url)
+    made = add_connection(app, realm_id=REALM, crm_url=crm_url)
     with app.app_context():
         row = db.session.get(Connection, made.id)
         assert row is not None

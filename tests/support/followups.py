@@ -1,4 +1,7 @@
-"""The follow-up tests' world: one connection wired to the reference CRM, a controlled clock, QuickBooks faked.
+"""The follow-up tests' world: one connection wired to the reference CRM, a controlled clock, QBO invoices mirrored.
+
+Invoices are QBO Invoice objects put through the real folder mirror (``apply_transaction``), so the follow-ups read
+exactly what the transaction sync stores.
 
 Import the fixtures into a test module with ``settings, crm, world = followups.settings_fixture, ...``.
 """
@@ -19,11 +22,12 @@ from sqlalchemy import select
 from crm_qb.config import Settings
 from crm_qb.crm.rest import RestConnector
 from crm_qb.db import db
-from crm_qb.models import ContactLink, FolderItem, FollowUp
+from crm_qb.models import ContactLink, FollowUp
 from crm_qb.runtime import runtime
 from crm_qb.sandbox.crm.server import RunningServer, start_server
 from crm_qb.sandbox.crm.state import SandboxConfig
 from crm_qb.sync.followups.service import configure_followups, scan_connection
+from crm_qb.sync.transactions.mirror import apply_transaction
 from tests.conftest import make_settings
 from tests.support.connections import add_connection
 
@@ -59,6 +63,11 @@ def crm_fixture() -> Iterator[RunningServer]:
     running.stop()
 
 
+def customer_name(qbo_customer_id: str) -> str:
+    """The QBO customer's name on its invoices (deliberately not the CRM contact's name)."""
+    return f"QBO customer {qbo_customer_id}"
+
+
 class World:
     """One connection wired to the reference CRM, with helpers to act as QuickBooks and as a CRM user."""
 
@@ -67,10 +76,12 @@ class World:
         self.connection_id = add_connection(app, realm_id="9130", crm_url=crm.url).id
         self.http = requests.Session()
         self.http.trust_env = False
+        self._invoices: dict[str, dict[str, Any]] = {}
+        self._clock = datetime(2025, 1, 1, tzinfo=UTC)
 
     def contact(self, qbo_customer_id: str, **fields: Any) -> str:
         """Create a CRM contact linked to the QBO customer; return its id."""
-        body = {"display_name": f"Customer {qbo_customer_id}", "owner_id": "u2", **fields}
+        body = {"display_name": f"Contact {qbo_customer_id}", "owner_id": "u2", **fields}
         contact_id = self.http.post(f"{self.crm.url}/_sandbox/contacts", json=body, timeout=5).json()["id"]
         with self.app.app_context():
             db.session.add(ContactLink(connection_id=self.connection_id, crm_contact_id=contact_id,
@@ -79,28 +90,46 @@ class World:
         return str(contact_id)
 
     def invoice(self, qbo_id: str, customer: str, balance: str = "1234.50", due: date = DUE,
-                total: str = "1234.50", currency: str = "USD", status: str = "Open") -> None:
-        """Mirror an invoice, as the transaction sync would."""
-        with self.app.app_context():
-            db.session.add(FolderItem(
-                connection_id=self.connection_id, qbo_customer_id=customer, txn_type="Invoice", qbo_id=qbo_id,
-                doc_number=f"INV-{qbo_id}", due_date=due, status=status, currency=currency, total=Decimal(total),
-                balance=Decimal(balance), home_total=Decimal(total), home_balance=Decimal(balance),
-                details={"CustomerRef": {"value": customer, "name": f"Customer {customer}"}}))
-            db.session.commit()
+                total: str = "1234.50", currency: str = "USD") -> None:
+        """Mirror a QBO invoice through the folder mirror, as the transaction sync does."""
+        self._invoices[qbo_id] = {
+            "Id": qbo_id, "SyncToken": "0", "DocNumber": f"INV-{qbo_id}",
+            "TxnDate": (due - timedelta(days=30)).isoformat(), "DueDate": due.isoformat(),
+            "CustomerRef": {"value": customer, "name": customer_name(customer)},
+            "CurrencyRef": {"value": currency}, "TotalAmt": Decimal(total), "Balance": Decimal(balance),
+        }
+        self._mirror(qbo_id)
 
-    def change_invoice(self, qbo_id: str, **values: Any) -> None:
-        """Change the mirrored invoice (paid, voided, moved, ...)."""
-        with self.app.app_context():
-            item = db.session.scalars(select(FolderItem).where(FolderItem.qbo_id == qbo_id)).one()
-            for name, value in values.items():
-                setattr(item, name, value)
-            db.session.commit()
+    def change_invoice(self, qbo_id: str, **fields: Any) -> None:
+        """Change the QBO invoice (QBO's field names: ``Balance``, ``CustomerRef``, ...) and mirror the new version."""
+        txn = self._invoices[qbo_id]
+        txn.update(fields)
+        txn["SyncToken"] = str(int(txn["SyncToken"]) + 1)
+        self._mirror(qbo_id)
+
+    def pay_invoice(self, qbo_id: str) -> None:
+        """The invoice paid in full in QBO."""
+        self.change_invoice(qbo_id, Balance=Decimal("0"))
+
+    def void_invoice(self, qbo_id: str) -> None:
+        """The invoice voided in QBO (amounts zeroed, the "Voided" note)."""
+        self.change_invoice(qbo_id, TotalAmt=Decimal(0), Balance=Decimal(0), PrivateNote="Voided")
+
+    def move_invoice(self, qbo_id: str, customer: str) -> None:
+        """The invoice given to another customer in QBO."""
+        self.change_invoice(qbo_id, CustomerRef={"value": customer, "name": customer_name(customer)})
 
     def delete_invoice(self, qbo_id: str) -> None:
-        """Remove the mirrored invoice, as the sync does when it is deleted in QBO."""
+        """The invoice deleted in QBO (CDC's deleted form)."""
+        self._invoices[qbo_id] = {"Id": qbo_id, "status": "Deleted"}
+        self._mirror(qbo_id)
+
+    def _mirror(self, qbo_id: str) -> None:
+        txn = self._invoices[qbo_id]
+        self._clock += timedelta(seconds=1)
+        txn["MetaData"] = {"CreateTime": "2025-01-01T00:00:00+00:00", "LastUpdatedTime": self._clock.isoformat()}
         with self.app.app_context():
-            db.session.delete(db.session.scalars(select(FolderItem).where(FolderItem.qbo_id == qbo_id)).one())
+            apply_transaction(self.connection_id, "Invoice", qbo_id, dict(txn))
             db.session.commit()
 
     def scan(self, now: datetime, **kwargs: Any) -> dict[str, Any]:

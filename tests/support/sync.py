@@ -26,14 +26,16 @@ from werkzeug.serving import make_server
 
 from crm_qb.app import create_app
 from crm_qb.config import Settings
+from crm_qb.crypto import hash_api_key, new_api_key
 from crm_qb.db import db
 from crm_qb.demo import connect_sandbox_realm
-from crm_qb.models import AuditEntry, Conflict, Connection, ContactLink
+from crm_qb.models import AuditEntry, Conflict, Connection, ContactLink, InboundEvent
 from crm_qb.sandbox.crm.server import RunningServer, start_server
 from crm_qb.sandbox.crm.state import SandboxConfig as CrmConfig
 from crm_qb.sandbox.qbo.app import create_app as create_qbo_app
 from crm_qb.sandbox.qbo.app import sandbox_of
 from crm_qb.sandbox.qbo.sandbox import SandboxConfig as QboConfig
+from crm_qb.web.panel_tokens import make_panel_token
 from tests.conftest import VERIFIER_TOKEN, _migrate, _truncate, make_settings
 from tests.support.connections import add_connection, crm_body, post_crm, post_qbo
 from workers.worker import build_worker
@@ -174,6 +176,42 @@ class Harness:
             rows = list(db.session.scalars(query))
             db.session.expunge_all()
             return rows
+
+    def panel_html(self, contact_id: str) -> str:
+        """The contact panel's HTML, opened with a panel token made for the contact."""
+        with self.app.app_context():
+            connection = db.session.get(Connection, self.connection_id)
+            assert connection is not None
+            token = make_panel_token(self.app.config["SECRET_KEY"], connection, contact_id)
+            db.session.rollback()
+        answer = self.client.get(f"/panel/{self.connection_id}/contacts/{contact_id}", query_string={"token": token})
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        return answer.get_data(as_text=True)
+
+    def api_key(self) -> str:
+        """Give the connection a fresh API key (the one it was made with is not kept) and return it."""
+        key = new_api_key()
+        with self.app.app_context():
+            row = db.session.get(Connection, self.connection_id)
+            assert row is not None
+            row.api_key_hash = hash_api_key(key)
+            db.session.commit()
+        return key
+
+    def quickbooks(self, contact_id: str, key: str, connection_id: int | None = None) -> dict[str, Any]:
+        """The JSON API's answer for a contact (link, summary, folder)."""
+        answer = self.client.get(f"/api/v1/connections/{connection_id or self.connection_id}/contacts/{contact_id}"
+                                 "/quickbooks", headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        return answer.get_json()  # type: ignore[no-any-return]
+
+    def failed_events(self) -> list[tuple[int, str, int]]:
+        """Inbound events that failed at least once: (id, status, attempts)."""
+        with self.app.app_context():
+            rows = db.session.execute(select(InboundEvent.id, InboundEvent.status, InboundEvent.attempts)
+                                      .where(InboundEvent.attempts > 0).order_by(InboundEvent.id)).all()
+            db.session.rollback()
+            return [(row.id, row.status.value, row.attempts) for row in rows]
 
     def conflicts(self) -> list[Conflict]:
         """Stored conflicts."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,9 @@ import pytest
 
 from crm_qb.app import create_app
 from crm_qb.models import Connection
+from crm_qb.qbo.deeplinks import AppLinks
 from crm_qb.runtime import runtime
-from crm_qb.sync.rules.folder import is_deleted
+from crm_qb.sync.rules.folder import is_deleted, is_stale
 from crm_qb.sync.transactions import registry
 from crm_qb.sync.transactions.mirror import fields_of
 from crm_qb.web.panel import BADGE_COLOURS, crm_origin
@@ -142,10 +143,22 @@ def test_summarize_sums_per_currency_and_home_and_skips_voided() -> None:
     assert figures.counts == {"Invoice": 4, "Payment": 3, "SalesReceipt": 1, "CreditMemo": 1, "RefundReceipt": 1,
                               "Estimate": 1}
     assert figures.by_currency["USD"] == {"open": D(150), "overdue": D(100), "invoiced": D(300),
-                                          "received": D("162.5"), "credited": D(3), "refunded": D(2)}
+                                          "received": D("162.5"), "credited": D(3), "refunded": D(2),
+                                          "unapplied_credits": D(0), "unapplied_payments": D(0)}
     assert figures.by_currency["EUR"]["open"] == D(10)
     assert (figures.home["open"], figures.home["invoiced"]) == (D(161), D(311))
     assert figures.last_payment is not None and figures.last_payment.qbo_id == "10"  # same day: higher id
+
+
+def test_unapplied_credits_and_payments_lower_the_open_balance_as_qbos_balance_does() -> None:
+    figures = summarize([
+        row("Invoice", "1", "Open", "90", "90"), row("CreditMemo", "2", "Unapplied", "20", "20"),
+        row("Payment", "3", "Applied", "30", "10"),  # 20 applied to another invoice, 10 left over
+        row("CreditMemo", "4", "Voided", "0", "0"),
+    ])
+    usd = figures.by_currency["USD"]
+    assert (usd["open"], usd["unapplied_credits"], usd["unapplied_payments"]) == (D(60), D(20), D(10))
+    assert figures.home["open"] == D(60)
 
 
 def test_summarize_nothing() -> None:
@@ -212,4 +225,23 @@ def test_panel_token_refuses_bad_arguments(contact: str, ttl: int) -> None:
 def test_deep_link_host_follows_the_company(tmp_path: Path, overrides: dict[str, str], sandbox: bool,
                                             expected: str) -> None:
     app = create_app(make_settings(tmp_path, **overrides))
-    assert app_base(runtime(app), connection(sandbox=sandbox)) == expected
+    company = connection(sandbox=sandbox)
+    company.qbo_realm_id = "4620816365"
+    assert app_base(runtime(app), company) == AppLinks(expected, "4620816365")
+
+
+@pytest.mark.parametrize(("stored", "incoming", "stale"), [
+    (("2", "10:00"), ("1", "11:00"), True),  # an older version, whatever its stamp says
+    (("2", "10:00"), ("3", "10:00"), False),  # a newer version in the same second
+    (("2", "10:00"), ("3", "09:59"), False),  # a newer version with an earlier stamp
+    (("2", "10:00"), ("2", "10:00"), False),  # the same version (the caller finds it unchanged)
+    ((None, "10:00"), ("3", "09:59"), True),  # no stored token: the stamps decide
+    (("2", "10:00"), (None, "10:01"), False),
+    ((None, None), ("1", "09:00"), False),
+])
+def test_staleness_is_judged_by_sync_token_then_time(stored: tuple[str | None, str | None],
+                                                     incoming: tuple[str | None, str | None], stale: bool) -> None:
+    def at(clock: str | None) -> datetime | None:
+        return datetime.fromisoformat(f"2024-06-05T{clock}:00+00:00") if clock else None
+
+    assert is_stale(stored[0], at(stored[1]), incoming[0], at(incoming[1])) is stale

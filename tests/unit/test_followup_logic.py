@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -26,6 +26,8 @@ from crm_qb.sync.rules.followups import (
     closing_reason,
     completion_note,
     due_rules,
+    rule_label,
+    rule_to_fire,
     tags_with,
     task_fields,
     task_marker,
@@ -74,6 +76,33 @@ def test_partial_payments_keep_rules_while_a_balance_is_left(balance: str, total
     assert invoice.overdue(date(2025, 2, 14)) is bool(expected)
 
 
+@pytest.mark.parametrize(
+    ("days_after_due", "reached", "expected"),
+    [
+        (0, None, None),  # due today is not overdue
+        (1, None, 1),
+        (13, 1, None),
+        (14, 1, 14),
+        (37, None, 30),  # first seen long overdue: one task, the most advanced rule reached
+        (37, 1, 30),  # scans missed: the rules skipped never fire
+        (37, 30, None),
+        (60, 30, None),
+        (15, 30, None),  # a row of a later rule (e.g. after rule days changed) is never followed by an earlier one
+    ],
+)
+def test_only_the_most_advanced_rule_reached_fires(days_after_due: int, reached: int | None,
+                                                   expected: int | None) -> None:
+    today = date(2025, 1, 31) + timedelta(days=days_after_due)
+    assert rule_to_fire(date(2025, 1, 31), Decimal("10.00"), today, DEFAULT_RULE_DAYS, reached) == expected
+    assert rule_to_fire(date(2025, 1, 31), Decimal("0.00"), today, DEFAULT_RULE_DAYS, None) is None
+
+
+@pytest.mark.parametrize(("days", "label"), [(1, "1 day overdue"), (14, "14 days overdue"), (30, "30 days overdue")])
+def test_a_task_names_its_rule(days: int, label: str) -> None:
+    assert rule_label(days) == label
+    assert task_fields(_invoice(), TODAY, "L", "c", days)["rule"] == label
+
+
 def _invoice(**overrides: object) -> Invoice:
     values: dict[str, object] = {
         "qbo_id": "130", "contact_id": "ct_1", "doc_number": "1037", "due_date": date(2025, 1, 31),
@@ -108,9 +137,9 @@ def test_closing_reason(invoice: Invoice | None, expected: str | None) -> None:
 def test_task_text_has_number_amounts_currency_due_date_days_and_link_and_ends_with_the_marker() -> None:
     marker = task_marker(3, "130", 14)
     values = task_fields(_invoice(balance="234.5"), TODAY, "https://app.qbo.intuit.com/app/invoice?txnId=130",
-                         "Amy's Bird Sanctuary")
+                         "Amy's Bird Sanctuary", 1)
     task = build_task(FollowupSettings(), values, marker, TODAY, "u7")
-    assert task.title == "Overdue invoice 1037: EUR 234.50 (3 days overdue)"
+    assert task.title == "Overdue invoice 1037: EUR 234.50 (1 day overdue)"
     assert task.description == (
         "Invoice 1037 for Amy's Bird Sanctuary is 3 days overdue.\nAmount: EUR 1,234.50\nBalance due: EUR 234.50\n"
         "Due date: 2025-01-31\nOpen in QuickBooks: https://app.qbo.intuit.com/app/invoice?txnId=130\n\n"
@@ -122,12 +151,12 @@ def test_task_text_has_number_amounts_currency_due_date_days_and_link_and_ends_w
 def test_values_with_braces_are_not_templates_and_long_text_is_cut_keeping_the_marker() -> None:
     marker = task_marker(1, "9", 1)
     settings = FollowupSettings(title_template="{customer} " + "x" * 300, description_template="{customer}" * 9)
-    values = task_fields(_invoice(doc_number=None), TODAY, "L", "{amount}" * 100)
+    values = task_fields(_invoice(doc_number=None), TODAY, "L", "{amount}" * 100, 1)
     task = build_task(settings, values, marker, TODAY, None)
     assert task.title.startswith("{amount}{amount}") and len(task.title) == TITLE_MAX and task.title.endswith("…")
     assert task.description is not None and task.description.endswith("\n\n" + marker)
     assert len(task.description) <= DESCRIPTION_MAX
-    assert task_fields(_invoice(doc_number=None), TODAY, "L", "c")["invoice_number"] == "130"
+    assert task_fields(_invoice(doc_number=None), TODAY, "L", "c", 1)["invoice_number"] == "130"
 
 
 def test_an_empty_description_template_leaves_only_the_marker() -> None:

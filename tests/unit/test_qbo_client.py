@@ -303,9 +303,11 @@ def changed(entity: str, index: int, at: datetime, deleted: bool = False) -> dic
 class FakeCdc:
     """Intuit's CDC rules: changes since changedSince, by type, by update time, deletions last, 1,000 at most."""
 
-    def __init__(self, data: dict[str, list[dict[str, Any]]]) -> None:
+    def __init__(self, data: dict[str, list[dict[str, Any]]], *, strictly_after: bool = False) -> None:
         self.data = data
         self.requests: list[tuple[str, str]] = []
+        # Whether changedSince is exclusive at one-second resolution (Intuit does not say; facts.md §6).
+        self.strictly_after = strictly_after
 
     def __call__(self, request: requests.PreparedRequest) -> tuple[int, dict, str]:
         query = parse_qs(urlsplit(request.url).query)
@@ -314,8 +316,8 @@ class FakeCdc:
         groups, budget = [], CDC_MAX_OBJECTS
         for name in query["entities"][0].split(","):
             entity = next(key for key in self.data if key.lower() == name)
-            objects = [o for o in self.data[entity]
-                       if datetime.fromisoformat(o["MetaData"]["LastUpdatedTime"]) >= since]
+            objects = [o for o in self.data[entity] if self._after(datetime.fromisoformat(
+                o["MetaData"]["LastUpdatedTime"]), since)]
             ordered = sorted(objects, key=lambda o: (o.get("status") == "Deleted", o["MetaData"]["LastUpdatedTime"]))
             taken = ordered[:budget]
             budget -= len(taken)
@@ -323,6 +325,11 @@ class FakeCdc:
                 groups.append({entity: taken, "startPosition": 1, "maxResults": len(taken)})
         answer = {"CDCResponse": [{"QueryResponse": groups or [{}]}], "time": "2025-05-02T00:00:00Z"}
         return 200, {}, json.dumps(answer)
+
+    def _after(self, changed: datetime, since: datetime) -> bool:
+        if self.strictly_after:
+            return changed.replace(microsecond=0) > since.replace(microsecond=0)
+        return changed >= since
 
 
 def test_cdc_all_splits_entities_then_time_when_the_cap_is_reached(
@@ -341,6 +348,22 @@ def test_cdc_all_splits_entities_then_time_when_the_cap_is_reached(
     assert sorted(keys) == sorted([("Customer", o["Id"]) for o in customers] + [("Invoice", o["Id"]) for o in invoices])
     assert [entities for entities, _ in fake.requests] == ["customer,invoice", "customer", "customer", "customer",
                                                           "invoice"]
+
+
+def test_a_split_window_reads_its_boundary_second_again(client: QboClient, mocked: responses.RequestsMock) -> None:
+    """QBO stamps changes to the second: when the cap cuts a second in two, the next call must start before it.
+
+    The fake answers only changes strictly after changedSince (to the second), the reading of Intuit's undocumented
+    rule under which the client's one-second overlap matters; an inclusive server would hide a missing overlap.
+    """
+    customers = [changed("Customer", i, T0 + timedelta(seconds=i // 3)) for i in range(1500)]  # 3 per second
+    fake = FakeCdc({"Customer": customers}, strictly_after=True)
+    mocked.add_callback(responses.GET, f"{COMPANY}/cdc", callback=fake)
+
+    got = [obj["Id"] for _, obj in client.cdc_all(["Customer"], T0 - timedelta(seconds=1), T0 + timedelta(hours=1))]
+
+    assert sorted(got) == sorted(o["Id"] for o in customers) and len(got) == len(set(got))
+    assert len(fake.requests) == 2
 
 
 def test_cdc_all_stops_at_until(client: QboClient, mocked: responses.RequestsMock) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 
-from crm_qb.qbo.deeplinks import app_base_for, customer_link, transaction_link
+from crm_qb.qbo.deeplinks import AppLinks, app_base_for, customer_link, links_for, page_link, transaction_link
 from crm_qb.qbo.environments import Endpoints, resolve_endpoints
 from crm_qb.sync.transactions import registry
 
@@ -35,8 +37,12 @@ def test_unknown_environment_is_refused() -> None:
         app_base_for("staging", None)
 
 
-def test_customer_link() -> None:
-    assert customer_link(PROD, "58") == "https://app.qbo.intuit.com/app/customerdetail?nameId=58"
+REALM = "9341455130166501"
+
+
+def test_customer_link_opens_the_company() -> None:
+    assert customer_link(PROD, REALM, "58") == (
+        f"{PROD}/app/login?pagereq=customerdetail%3FnameId%3D58&deeplinkcompanyid={REALM}")
 
 
 @pytest.mark.parametrize(
@@ -45,19 +51,49 @@ def test_customer_link() -> None:
      ("Payment", "recvpayment"), ("CreditMemo", "creditmemo"), ("RefundReceipt", "refundreceipt"),
      ("salesreceipt", "salesreceipt")],
 )
-def test_transaction_link(txn_type: str, page: str) -> None:
-    assert registry.get(txn_type).link(SANDBOX, "130") == f"{SANDBOX}/app/{page}?txnId=130"
-    assert transaction_link(SANDBOX, page, "130") == f"{SANDBOX}/app/{page}?txnId=130"
+def test_transaction_link_opens_the_company(txn_type: str, page: str) -> None:
+    expected = f"{SANDBOX}/app/login?pagereq={page}%3FtxnId%3D130&deeplinkcompanyid={REALM}"
+    assert registry.get(txn_type).link(AppLinks(SANDBOX, REALM), "130") == expected
+    assert transaction_link(SANDBOX, REALM, page, "130") == expected
 
 
-def test_ids_are_url_encoded_and_kept_as_strings() -> None:
-    assert customer_link(PROD + "/", "000000011") == f"{PROD}/app/customerdetail?nameId=000000011"
-    assert registry.get("Invoice").link(PROD, "1&x=2 3") == f"{PROD}/app/invoice?txnId=1%26x%3D2%203"
+def test_the_documented_example() -> None:
+    """docs/qbo/deep-links.md, "What crm-qb must generate"."""
+    assert transaction_link(PROD, REALM, "invoice", "850") == (
+        "https://app.qbo.intuit.com/app/login?pagereq=invoice%3FtxnId%3D850&deeplinkcompanyid=9341455130166501")
+    assert page_link(PROD, REALM, "timeactivity", "id", "5") == (
+        f"{PROD}/app/login?pagereq=timeactivity%3Fid%3D5&deeplinkcompanyid={REALM}")
+
+
+def test_pagereq_decodes_to_the_page_and_its_query() -> None:
+    link = customer_link(PROD + "/app/", REALM, "000000011")
+    query = parse_qs(urlsplit(link).query)
+    assert urlsplit(link).path == "/app/login"
+    assert query == {"pagereq": ["customerdetail?nameId=000000011"], "deeplinkcompanyid": [REALM]}
+    odd = parse_qs(urlsplit(registry.get("Invoice").link(AppLinks(PROD, REALM), "1&x=2 3")).query)
+    assert odd["pagereq"] == ["invoice?txnId=1%26x%3D2%203"]  # the id cannot break out of pagereq
+
+
+def test_without_a_company_the_link_is_the_bare_page() -> None:
+    assert customer_link(PROD, None, "58") == f"{PROD}/app/customerdetail?nameId=58"
+
+
+def test_a_page_must_be_one_word() -> None:
+    with pytest.raises(ValueError, match="single words"):
+        page_link(PROD, REALM, "invoice?x", "txnId", "1")
+
+
+@pytest.mark.parametrize(("base", "sandbox_company", "expected"), [
+    (PROD, False, PROD), (PROD, True, SANDBOX), (SANDBOX, True, SANDBOX), ("http://127.0.0.1:8001", True,
+                                                                          "http://127.0.0.1:8001"),
+])
+def test_a_sandbox_company_never_opens_in_the_production_app(base: str, sandbox_company: bool, expected: str) -> None:
+    assert links_for(base, REALM, sandbox_company=sandbox_company) == AppLinks(expected, REALM)
 
 
 def test_unknown_transaction_type_is_refused() -> None:
     with pytest.raises(ValueError, match="Bill"):
-        registry.get("Bill").link(PROD, "1")
+        registry.get("Bill").link(AppLinks(PROD, REALM), "1")
 
 
 def test_production_endpoints() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from crm_qb.qbo.deeplinks import AppLinks
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.events import EventRef
 from crm_qb.sync.pipeline.units import qbo_units
@@ -79,7 +80,8 @@ def test_the_folder_api_and_panel_know_every_registered_type(name: str) -> None:
     txn_type = registry.get(name.upper())
     assert parse_folder_query([name.lower()], [], None, None).types == (name,)
     assert TYPE_PLURALS[name] == txn_type.plural
-    assert txn_type.link(BASE + "/", "0042") == f"{BASE}/app/{txn_type.page}?txnId=0042"
+    assert txn_type.link(AppLinks(BASE + "/", "77"), "0042") == (
+        f"{BASE}/app/login?pagereq={txn_type.page}%3FtxnId%3D0042&deeplinkcompanyid=77")
     for status in txn_type.statuses:
         assert status in STATUSES and registry.badge_tone(status) in BADGE_COLOURS
         assert parse_folder_query([], [status.lower()], None, None).statuses == (status,)
@@ -105,7 +107,11 @@ def test_the_summary_counts_every_registered_type_in_its_role(name: str) -> None
     assert figures.counts == {name: 1}
     if txn_type.summary.total:
         assert txn_type.summary.total in METRICS and figures.home[txn_type.summary.total] == Decimal(10)
-    assert figures.home["open"] == (Decimal(4) if txn_type.summary.open_balance else Decimal(0))
+    unapplied = txn_type.summary.unapplied
+    expected_open = Decimal(4) if txn_type.summary.open_balance else Decimal(-4) if unapplied else Decimal(0)
+    assert figures.home["open"] == expected_open  # unapplied money lowers what is open, as in QBO's Balance
+    if unapplied:
+        assert unapplied in METRICS and figures.home[unapplied] == Decimal(4)
     assert (figures.last_payment is not None) is txn_type.summary.last_payment
 
 

@@ -72,6 +72,8 @@ FIELDS = {
     "days_overdue": 14,
     "deep_link": "https://app.qbo.intuit.com/app/invoice?txnId=130",
     "customer": "Sonnenschein {Family} Store",
+    "rule": "14 days overdue",
+    "rule_days": 14,
 }
 
 

@@ -14,7 +14,9 @@ from crm_qb.sync.rules.matching import (
     MatchOutcome,
     candidate,
     distinct_display_name,
+    has_own_email,
     match,
+    match_exact_name,
     normalise_name,
     same_person,
 )
@@ -143,3 +145,23 @@ ANN = {"display_name": "Ann Lee"}
 def test_same_person(a: dict[str, str], b: dict[str, str], expected: bool) -> None:
     assert same_person(a, b) is expected
     assert same_person(b, a) is expected
+
+
+@pytest.mark.parametrize(("email", "parent_email", "own"), [
+    (None, "owner@harbor.example", False),
+    ("OWNER@harbor.example", "owner@harbor.example", False),
+    ("patio@harbor.example", "owner@harbor.example", True),
+    ("patio@harbor.example", None, True),
+])
+def test_a_sub_customer_has_an_email_of_its_own_only_when_it_differs_from_its_parents(
+        email: str | None, parent_email: str | None, own: bool) -> None:
+    assert has_own_email({"email": email}, parent_email) is own
+
+
+def test_a_sub_customer_without_its_own_email_matches_by_exact_display_name_only() -> None:
+    pool = [Candidate("c1", "owner@harbor.example", "Harbor Cafe", "Harbor Cafe"),
+            Candidate("c2", None, "Patio (Harbor Cafe)", None), Candidate("c3", None, "Patio", "Harbor Cafe")]
+    job = {"display_name": "patio  (HARBOR cafe)", "email": "owner@harbor.example", "company": "Harbor Cafe"}
+    assert match_exact_name(job, pool) == MatchOutcome(LINKED, ("c2",), by="name")
+    assert match_exact_name({**job, "display_name": "Deck (Harbor Cafe)"}, pool) == MatchOutcome(NONE)
+    assert match(job, pool).ids == ("c1",)  # what the ordinary rule would do: the parent's contact, by email

@@ -215,3 +215,23 @@ def test_first_link_then_merge_is_stable(direction: str) -> None:
     again = merge(link.new_base, qbo_after, crm_after, qbo_changed_at=T0, crm_changed_at=T0,
                   directions={"phone": direction})  # fmt: skip
     assert (dict(again.to_qbo), dict(again.to_crm), again.conflicts) == ({}, {}, ())
+
+
+@pytest.mark.parametrize(
+    ("direction", "crm_name", "to_crm", "base"),
+    [
+        ("both", None, {"display_name": "Oscar Reyes"}, "Oscar Reyes"),
+        ("both", "Reyes Consulting", {"display_name": "Oscar Reyes"}, "Oscar Reyes"),
+        ("qbo_to_crm", "Reyes Consulting", {"display_name": "Oscar Reyes"}, "Oscar Reyes"),
+        ("crm_to_qbo", "Reyes Consulting", {}, "Reyes Consulting"),
+        ("crm_to_qbo", None, {}, "Oscar Reyes"),
+    ],
+)  # fmt: skip
+def test_first_link_never_renames_the_qbo_customer(direction: str, crm_name: str | None,
+                                                   to_crm: dict[str, object], base: str) -> None:
+    qbo = {"display_name": "Oscar Reyes", "company": "Reyes LLC"}
+    crm = {"given_name": "Oscar", "family_name": "Reyes", "display_name": crm_name}
+    result = first_link(qbo, crm, directions={"display_name": direction})
+    assert "display_name" not in result.to_qbo
+    assert {k: v for k, v in result.to_crm.items() if k == "display_name"} == to_crm
+    assert result.new_base["display_name"] == base

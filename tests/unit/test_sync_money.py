@@ -14,7 +14,6 @@ from crm_qb.sync.rules.money import (
     format_money,
     minor_unit_exponent,
     round_money,
-    to_cents,
     to_decimal,
     transaction_amounts,
 )
@@ -68,9 +67,9 @@ def test_to_decimal_rejects(value: object, error: type[Exception], message: str)
         (D("12345678901234.565"), D("12345678901234.57")),
     ],
 )
-def test_to_cents_rounds_half_up(amount: Decimal, expected: Decimal) -> None:
-    assert to_cents(amount) == expected
-    assert to_cents(amount).as_tuple().exponent == -2
+def test_cents_are_rounded_half_up(amount: Decimal, expected: Decimal) -> None:
+    assert round_money(amount, "USD") == expected
+    assert round_money(amount, "USD").as_tuple().exponent == -2
 
 
 @pytest.mark.parametrize(

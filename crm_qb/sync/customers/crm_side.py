@@ -13,11 +13,12 @@ from typing import Any
 
 from crm_qb.crm.errors import ContactNotFoundError
 from crm_qb.crm.protocol import Contact
+from crm_qb.errors import PermanentError
 from crm_qb.models import LinkState
 from crm_qb.qbo.faults import DuplicateNameError, StaleObjectError
 from crm_qb.sync.context import SyncContext
 from crm_qb.sync.customers import links
-from crm_qb.sync.customers.identity import customers_named, match_in_qbo
+from crm_qb.sync.customers.identity import customers_named, display_name_taken, match_in_qbo
 from crm_qb.sync.customers.links import LinkRecord, Record
 from crm_qb.sync.customers.qbo_side import done, link_pair, review
 from crm_qb.sync.customers.reconcile import Sides, StillRacingError, apply_customer_facts, contact_json, reconcile
@@ -28,6 +29,11 @@ from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, distinct_display_name,
 log = logging.getLogger(__name__)
 
 DIRECTION = "crm_to_qbo"
+NAME_ATTEMPTS = 5
+
+
+class DisplayNameUnavailableError(PermanentError):
+    """QBO kept refusing every distinct display name tried for a new customer (6240)."""
 
 
 def apply_contact_events(ctx: SyncContext, contact_id: str, events: Sequence[EventRef]) -> str:
@@ -92,17 +98,34 @@ def _create_customer(ctx: SyncContext, record: dict[str, Any], contact: Contact,
 
 def _after_duplicate_name(ctx: SyncContext, record: dict[str, Any], body: dict[str, Any], contact: Contact,
                           events: Sequence[int]) -> str:
-    """6240: link to the holder of the name when it is the same person, else create under a distinct name."""
+    """6240: link to the customer holding the name when it is the same person, else create under a distinct name."""
     wanted = str(body["DisplayName"])
     for existing in customers_named(ctx, wanted):
         if same_person(canonical_from_qbo(existing), record):
             return link_pair(ctx, existing, contact, events, "link.matched_after_6240", direction=DIRECTION,
                              note=f"display name {wanted!r} was taken by the same person")
-    name = distinct_display_name(wanted, lambda candidate: bool(customers_named(ctx, candidate)))
-    customer = ctx.qbo.create("Customer", {**body, "DisplayName": name})
+    customer, name = _create_under_distinct_name(ctx, body, wanted)
     note = f"display name {wanted!r} is taken in QuickBooks (6240); created as {name!r}"
     log.info("6240 on create connection=%s: created under a distinct name job=%s", ctx.connection_id, ctx.job_id)
     return link_pair(ctx, customer, contact, events, "link.created_in_qbo_renamed", direction=DIRECTION, note=note)
+
+
+def _create_under_distinct_name(ctx: SyncContext, body: dict[str, Any], wanted: str) -> tuple[dict[str, Any], str]:
+    """Create the customer as "wanted (n)", the first n no customer, vendor or employee uses (docs/architecture.md §3).
+
+    A name taken between the check and the create (or by a list QBO does not let us query) is refused again with
+    6240; the next number is tried, a few times, before the refusal is reported as permanent.
+    """
+    refused: set[str] = {wanted.casefold()}
+    for _ in range(NAME_ATTEMPTS):
+        name = distinct_display_name(
+            wanted, lambda candidate: candidate.casefold() in refused or display_name_taken(ctx, candidate))
+        try:
+            return ctx.qbo.create("Customer", {**body, "DisplayName": name}), name
+        except DuplicateNameError:
+            refused.add(name.casefold())
+    raise DisplayNameUnavailableError(
+        f"QuickBooks refused {NAME_ATTEMPTS} distinct display names for {wanted!r} (6240); rename the contact")
 
 
 def apply_crm_delete(ctx: SyncContext, contact_id: str, events: Sequence[int]) -> str:

@@ -7,36 +7,50 @@ costs one walk, and a CRM with many contacts pays it only when a customer has no
 
 QBO candidates for a CRM contact: one query by ``PrimaryEmailAddr``, then by ``DisplayName`` and by
 ``CompanyName`` (QBO has no OR), values escaped; active customers only (an inactive customer is never linked
-to a new contact, nor used to block one).
+to a new contact, nor used to block one). Sub-customers (docs/architecture.md §3): a job found beside its parent
+shares the parent's email or company, so it is dropped unless the contact's display name is exactly the job's.
+
+Whether a DisplayName is free (the 6240 rule, docs/qbo/facts.md §3): QBO keeps one namespace for customers,
+vendors and employees, inactive ones included, so all three lists are asked (``display_name_taken``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from crm_qb.crm.protocol import Contact
 from crm_qb.qbo.client import escape
 from crm_qb.sync.context import SyncContext
+from crm_qb.sync.customers.hierarchy import parent_of
 from crm_qb.sync.customers.reconcile import contact_json
 from crm_qb.sync.rules.canonical import CanonicalValue
 from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo
-from crm_qb.sync.rules.matching import Candidate, MatchOutcome, candidate, match
+from crm_qb.sync.rules.matching import Candidate, MatchOutcome, candidate, match, match_exact_name, normalise_name
 
 CRM_WALK_PAGE = 1000
+NAME_HOLDERS: tuple[str, ...] = ("Customer", "Vendor", "Employee")  # one DisplayName namespace in QBO
 
 
-def match_in_crm(ctx: SyncContext, record: Mapping[str, CanonicalValue]) -> tuple[MatchOutcome, dict[str, Contact]]:
-    """How a QBO customer's canonical record matches CRM contacts, and the matched contacts by id."""
+def match_in_crm(ctx: SyncContext, record: Mapping[str, CanonicalValue],
+                 exclude: Collection[str] = ()) -> tuple[MatchOutcome, dict[str, Contact]]:
+    """How a QBO customer's canonical record matches CRM contacts (never those in ``exclude``), and the matches."""
     email = record.get("email")
     if isinstance(email, str):
-        by_email = ctx.crm.find_contacts_by_email(email)
+        by_email = [c for c in ctx.crm.find_contacts_by_email(email) if c.id not in exclude]
         if by_email:
             contacts = {c.id: c for c in by_email}
             return match(record, [_crm_candidate(c) for c in by_email]), contacts
-    outcome = match(record, _crm_pool(ctx))
+    outcome = match(record, [c for c in _crm_pool(ctx) if c.id not in exclude])
     contacts = {contact_id: ctx.crm.get_contact(contact_id) for contact_id in outcome.ids[:1]}
     return outcome, contacts
+
+
+def match_by_exact_name(ctx: SyncContext, record: Mapping[str, CanonicalValue],
+                        exclude: Collection[str] = ()) -> tuple[MatchOutcome, dict[str, Contact]]:
+    """How a record matches CRM contacts by its exact (normalised) display name alone, and the matched contacts."""
+    outcome = match_exact_name(record, [c for c in _crm_pool(ctx) if c.id not in exclude])
+    return outcome, {contact_id: ctx.crm.get_contact(contact_id) for contact_id in outcome.ids[:1]}
 
 
 def _crm_pool(ctx: SyncContext) -> list[Candidate]:
@@ -68,8 +82,22 @@ def match_in_qbo(ctx: SyncContext, record: Mapping[str, CanonicalValue]) -> tupl
             value = record.get(key)
             if isinstance(value, str):
                 found.update(_query(ctx, column, value))
+    found = _families_collapsed(record, found)
     outcome = match(record, [candidate(i, canonical_from_qbo(c)) for i, c in found.items()])
     return outcome, found
+
+
+def _families_collapsed(record: Mapping[str, CanonicalValue], found: dict[str, Any]) -> dict[str, Any]:
+    """A job found beside its own parent (jobs inherit the parent's email and company) is not a candidate of its
+    own, unless the contact names exactly that job: then it is the only candidate."""
+    jobs = [i for i, customer in found.items() if parent_of(customer) in found]
+    if not jobs:
+        return found
+    name = normalise_name(str(record.get("display_name") or ""))
+    named = [i for i in jobs if name and normalise_name(str(found[i].get("DisplayName") or "")) == name]
+    if len(named) == 1:
+        return {named[0]: found[named[0]]}
+    return {i: customer for i, customer in found.items() if i not in jobs}
 
 
 def customers_named(ctx: SyncContext, display_name: str) -> list[dict[str, Any]]:
@@ -77,9 +105,16 @@ def customers_named(ctx: SyncContext, display_name: str) -> list[dict[str, Any]]
     return list(_query(ctx, "DisplayName", display_name, include_inactive=True).values())
 
 
-def _query(ctx: SyncContext, column: str, value: str, include_inactive: bool = False) -> dict[str, dict[str, Any]]:
+def display_name_taken(ctx: SyncContext, display_name: str) -> bool:
+    """Whether a customer, vendor or employee (active or not) already uses ``display_name`` in QBO."""
+    return any(_query(ctx, "DisplayName", display_name, include_inactive=True, entity=entity)
+               for entity in NAME_HOLDERS)
+
+
+def _query(ctx: SyncContext, column: str, value: str, include_inactive: bool = False,
+           entity: str = "Customer") -> dict[str, dict[str, Any]]:
     condition = f"{column} = '{escape(value)}'"
     if include_inactive:
         condition += " AND Active IN (true, false)"
-    rows = ctx.qbo.query(f"SELECT * FROM Customer WHERE {condition} MAXRESULTS 100").get("QueryResponse") or {}
-    return {str(row["Id"]): row for row in rows.get("Customer") or []}
+    rows = ctx.qbo.query(f"SELECT * FROM {entity} WHERE {condition} MAXRESULTS 100").get("QueryResponse") or {}
+    return {str(row["Id"]): row for row in rows.get(entity) or []}

@@ -4,6 +4,12 @@ The caller fetched the customers in bulk (``QboClient.read_many``: one query for
 here each customer is synced: a linked one is merged three ways, an unlinked one is matched before anything is
 created, a customer under review or unlinked on purpose is left alone. Inactive customers mark their contact
 inactive (never deleted) and are never used to create a contact.
+
+Sub-customers ("jobs", docs/architecture.md §3): every customer seen is remembered in the hierarchy first. A job is
+never linked to a contact of one of its ancestors. A job with an email of its own is matched like any customer.
+A job without one (no email, or its parent's, as jobs usually inherit it) links only to a contact whose display
+name is exactly the job's; otherwise no contact is made for it and it is shown under its parent's contact, whose
+folder lists the job's transactions (and whose follow-ups cover its invoices).
 """
 
 from __future__ import annotations
@@ -16,18 +22,21 @@ from crm_qb.crm.errors import ContactNotFoundError
 from crm_qb.crm.protocol import Contact
 from crm_qb.models import LinkState
 from crm_qb.sync.context import SyncContext
-from crm_qb.sync.customers import links
-from crm_qb.sync.customers.identity import match_in_crm, remember_crm_contact
+from crm_qb.sync.customers import hierarchy, links
+from crm_qb.sync.customers.identity import match_by_exact_name, match_in_crm, remember_crm_contact
 from crm_qb.sync.customers.links import LinkRecord, Record
 from crm_qb.sync.customers.reconcile import Sides, reconcile
 from crm_qb.sync.rules.mapping import canonical_from_qbo, crm_create_body
-from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED
+from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, MatchOutcome, has_own_email
 
 log = logging.getLogger(__name__)
+
+UNDER_PARENT = "a sub-customer without an email or contact of its own: shown under its parent's contact"
 
 def sync_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequence[int]) -> str:
     """Sync one changed QBO customer to the CRM; return what happened (for the log)."""
     customer_id = str(customer["Id"])
+    hierarchy.remember(ctx.connection_id, [customer])
     link = links.find_by_qbo(ctx.connection_id, customer_id)
     if link is None:
         return link_new_customer(ctx, customer, events)
@@ -54,13 +63,24 @@ def link_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequen
                           message="inactive customers are not linked or created"), events)
         return "skipped (inactive)"
     record = canonical_from_qbo(customer)
-    outcome, contacts = match_in_crm(ctx, record)
+    parent_id = hierarchy.parent_of(customer)
+    job_without_email = parent_id is not None and _shares_parent_email(ctx, record, parent_id)
+    if parent_id is not None:
+        outcome, contacts = _match_job(ctx, record, parent_id, job_without_email)
+    else:
+        outcome, contacts = match_in_crm(ctx, record)
     if outcome.kind == AMBIGUOUS:
         return review(ctx, LinkRecord(ctx.connection_id, qbo_customer_id=customer_id), list(outcome.ids),
                        f"several CRM contacts match by {outcome.by}", events)
     if outcome.kind == LINKED:
         contact = contacts[str(outcome.linked_id)]
         return link_pair(ctx, customer, contact, events, f"link.matched_by_{outcome.by}")
+    if job_without_email:
+        # Like an unchanged customer, only a webhook-driven look is audited (a poll or backfill sees it again).
+        note = Record("link.under_parent", "qbo_to_crm", "Customer", customer_id, {"parent_id": parent_id},
+                      message=UNDER_PARENT)
+        done(ctx, note if events else None, events)
+        return "under parent"
     if not ctx.settings.to_crm:
         done(ctx, Record("skip.direction", "qbo_to_crm", "Customer", customer_id,
                           message="no match; the direction does not allow creating CRM contacts"), events)
@@ -68,6 +88,28 @@ def link_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequen
     created = ctx.crm.create_contact(crm_create_body(record))
     remember_crm_contact(ctx, created)
     return link_pair(ctx, customer, created, events, "link.created_in_crm")
+
+
+def _match_job(ctx: SyncContext, record: dict[str, Any], parent_id: str,
+               without_email: bool) -> tuple[MatchOutcome, dict[str, Contact]]:
+    """A job's match: never an ancestor's contact; by exact display name only when it has no email of its own."""
+    chain = [parent_id, *(m.qbo_customer_id for m in hierarchy.ancestors(ctx.connection_id, parent_id))]
+    ancestors_contacts = set(hierarchy.contacts_for(ctx.connection_id, chain).values())
+    if without_email:
+        return match_by_exact_name(ctx, record, exclude=ancestors_contacts)
+    return match_in_crm(ctx, record, exclude=ancestors_contacts)
+
+
+def _shares_parent_email(ctx: SyncContext, record: dict[str, Any], parent_id: str) -> bool:
+    """Whether a job has no email of its own: none, or its parent's (read from the parent's link, else QBO)."""
+    if not record.get("email"):
+        return True
+    link = links.find_by_qbo(ctx.connection_id, parent_id)
+    if link is not None and link.base is not None:
+        parent_email = link.base.get("email")
+    else:
+        parent_email = canonical_from_qbo(ctx.qbo.read("Customer", parent_id)).get("email")
+    return not has_own_email(record, parent_email if isinstance(parent_email, str) else None)
 
 
 def link_pair(ctx: SyncContext, customer: dict[str, Any], contact: Contact, events: Sequence[int],

@@ -26,6 +26,7 @@ from crm_qb.sync.rules.mapping import (
     canonical_from_crm,
     canonical_from_qbo,
     crm_patch,
+    derive_display_name,
     qbo_owned_fields,
     qbo_sparse_update,
 )
@@ -116,7 +117,7 @@ def _merge(ctx: SyncContext, link: LinkRecord, sides: Sides, keep_qbo_name: bool
     directions = ctx.settings.field_directions()
     base = link.base or {}
     q = canonical_from_qbo(sides.customer) if sides.customer is not None else dict(base)
-    c = _crm_canonical(sides.contact) if sides.contact is not None else dict(base)
+    c = _crm_canonical(sides.contact, link.base) if sides.contact is not None else dict(base)
     if keep_qbo_name:
         c["display_name"] = q.get("display_name")
     if link.base is None:
@@ -125,8 +126,16 @@ def _merge(ctx: SyncContext, link: LinkRecord, sides: Sides, keep_qbo_name: bool
                  policy=ctx.settings.conflict_policy, window=ctx.settings.window, directions=directions)
 
 
-def _crm_canonical(contact: Contact) -> dict[str, CanonicalValue]:
-    return canonical_from_crm(contact_json(contact))
+def _crm_canonical(contact: Contact, base: Mapping[str, Any] | None) -> dict[str, CanonicalValue]:
+    """The CRM side as the merge compares it; an empty CRM display name is never a rename (docs/architecture.md §3).
+
+    At first link (no base) it stays empty, so QBO's name fills it. Later, an empty one counts as unchanged: a
+    name derived from the company would change whenever the company does and rename the QBO customer.
+    """
+    record = canonical_from_crm(contact_json(contact), derive=False)
+    if record["display_name"] is None and base is not None:
+        record["display_name"] = base.get("display_name") or derive_display_name(record)
+    return record
 
 
 def contact_json(contact: Contact) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from crm_qb.db import db, utcnow
 from crm_qb.errors import ConfigError
 from crm_qb.locks import RenewingLock
 from crm_qb.models import FollowUpStatus
+from crm_qb.qbo.deeplinks import AppLinks, links_for
 from crm_qb.sync.followups import store
 from crm_qb.sync.followups.settings import FollowupSettings, parse_settings
 from crm_qb.sync.followups.store import ACTIVE, Row
@@ -36,7 +37,7 @@ from crm_qb.sync.rules.followups import (
     Invoice,
     closing_reason,
     completion_note,
-    due_rules,
+    rule_to_fire,
     task_fields,
     task_marker,
     task_text,
@@ -82,6 +83,7 @@ class Scan:
         self.settings = parse_settings(connection.settings)
         self.now = now or utcnow()
         self.today = company_today(self.now, connection.company_timezone or "UTC")
+        self._realm_id, self._sandbox_company = connection.qbo_realm_id, connection.qbo_is_sandbox
         self.services = services
         self._owns_crm = crm is None
         self.crm = crm if crm is not None else services.crm_for(connection)
@@ -90,7 +92,7 @@ class Scan:
         self.tags = TagKeeper(self.crm, self.settings.tag, self.result)
         self._tasks: dict[str, list[Task]] = {}
         self._contacts: dict[str, Contact] = {}
-        self._app_base: str | None = None
+        self._links: AppLinks | None = None
 
     def __enter__(self) -> Scan:
         return self
@@ -133,12 +135,17 @@ class Scan:
     # -- rows --
 
     def _due(self, invoices: Iterable[Invoice]) -> list[dict[str, Any]]:
-        """The (invoice, rule) rows that should exist on today, for invoices of linked contacts."""
-        return [
-            {"qbo_invoice_id": inv.qbo_id, "rule_days": days, "crm_contact_id": inv.contact_id}
-            for inv in invoices if inv.contact_id and inv.due_date and not inv.voided
-            for days in due_rules(inv.due_date, inv.balance, self.today, self.settings.rule_days)
-        ]
+        """The (invoice, rule) rows to add on today: at most one per invoice of a linked contact (``rule_to_fire``)."""
+        candidates = [inv for inv in invoices if inv.contact_id and not inv.voided]
+        reached = store.rules_reached(self.connection_id, (inv.qbo_id for inv in candidates))
+        rules = {inv.qbo_id: self._rule_to_fire(inv, reached.get(inv.qbo_id)) for inv in candidates}
+        return [{"qbo_invoice_id": inv.qbo_id, "rule_days": rules[inv.qbo_id], "crm_contact_id": inv.contact_id}
+                for inv in candidates if rules[inv.qbo_id] is not None]
+
+    def _rule_to_fire(self, invoice: Invoice, reached: int | None) -> int | None:
+        if invoice.due_date is None:
+            return None
+        return rule_to_fire(invoice.due_date, invoice.balance, self.today, self.settings.rule_days, reached)
 
     def _update_row(self, row: Row, invoices: Mapping[str, Invoice]) -> None:
         invoice = invoices.get(row.qbo_invoice_id)
@@ -198,18 +205,19 @@ class Scan:
     def _new_task(self, row: Row, invoice: Invoice, marker: str) -> NewTask:
         contact = self._contact(row.crm_contact_id)
         customer = invoice.customer_name or _contact_name(contact)
-        link = registry.followed_up().link(self._deep_link_base(), invoice.qbo_id)
-        return build_task(self.settings, task_fields(invoice, self.today, link, customer), marker, self.today,
-                          contact.owner_id)
+        link = registry.followed_up().link(self._app_links(), invoice.qbo_id)
+        return build_task(self.settings, task_fields(invoice, self.today, link, customer, row.rule_days), marker,
+                          self.today, contact.owner_id)
 
-    def _deep_link_base(self) -> str:
-        """The QuickBooks web app base for deep links (read only when a task is created)."""
-        if self._app_base is None:
+    def _app_links(self) -> AppLinks:
+        """Where deep links open: the web app and this connection's company (read only when a task is created)."""
+        if self._links is None:
             try:
-                self._app_base = self.services.qbo.endpoints.app_base
+                base = self.services.qbo.endpoints.app_base
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
-        return self._app_base
+            self._links = links_for(base, self._realm_id, sandbox_company=self._sandbox_company)
+        return self._links
 
     def _check_still_open(self, row: Row) -> None:
         """Mark the row closed_by_user when its task was completed or deleted in the CRM."""

@@ -3,7 +3,8 @@
 Keys (all optional in storage; missing ones take the defaults below):
 - ``enabled`` (bool): create tasks for overdue invoices. Turning it off stops new tasks; open tasks of invoices
   that get paid, voided, deleted or moved are still completed.
-- ``rule_days`` (list of whole numbers >= 1): one task per invoice when it is that many days overdue.
+- ``rule_days`` (list of whole numbers >= 1): the days overdue at which an invoice gets a task; on first sight
+  only the most advanced rule reached fires (``crm_qb.sync.rules.followups.rule_to_fire``).
 - ``title_template`` / ``description_template``: task text, ``{placeholder}`` syntax of ``followup_rules``.
 - ``tag_enabled`` (bool): keep ``tag`` on every linked contact that has an overdue invoice, and off otherwise.
 - ``tag`` (text): the tag's name.
@@ -23,7 +24,7 @@ from crm_qb.errors import PermanentError
 from crm_qb.sync.rules.followups import DEFAULT_RULE_DAYS, validate_rule_days, validate_template
 
 SETTINGS_KEY = "followups"
-DEFAULT_TITLE = "Overdue invoice {invoice_number}: {balance} ({days_overdue} days overdue)"
+DEFAULT_TITLE = "Overdue invoice {invoice_number}: {balance} ({rule})"
 DEFAULT_DESCRIPTION = (
     "Invoice {invoice_number} for {customer} is {days_overdue} days overdue.\n"
     "Amount: {amount}\nBalance due: {balance}\nDue date: {due_date}\n"

@@ -8,17 +8,19 @@ status the caller read (``record``), so two scans never both finish one row.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Numeric, cast, or_, select, update
+from sqlalchemy import Numeric, cast, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 
 from crm_qb.db import db, utcnow
 from crm_qb.errors import PermanentError
-from crm_qb.models import Connection, ContactLink, FolderItem, FollowUp, FollowUpStatus, LinkState
+from crm_qb.models import Connection, FolderItem, FollowUp, FollowUpStatus
+from crm_qb.sync.customers import hierarchy
 from crm_qb.sync.rules.followups import Invoice
 from crm_qb.sync.rules.status import VOIDED
 from crm_qb.sync.transactions import registry
@@ -76,18 +78,19 @@ def invoices(connection_id: int, today: date, invoice_id: str | None, also: set[
     if invoice_id is not None:
         query = query.where(FolderItem.qbo_id == invoice_id)
     else:
-        # SQLite stores money as text: compare it as a number. The exact test is Invoice.overdue, in Python.
-        overdue = (FolderItem.due_date < today) & (cast(FolderItem.balance, Numeric(18, 2)) > 0)
-        query = query.where(or_(overdue, FolderItem.qbo_id.in_(sorted(also))) if also else overdue)
-    found = {item.qbo_id: _invoice(item, contact_id) for item, contact_id in db.session.execute(query)}
+        query = query.where(or_(_overdue(today), FolderItem.qbo_id.in_(sorted(also))) if also else _overdue(today))
+    items = list(db.session.scalars(query))
+    contacts = hierarchy.contacts_for(connection_id, (item.qbo_customer_id for item in items))
+    found = {item.qbo_id: _invoice(item, contacts.get(item.qbo_customer_id)) for item in items}
     db.session.rollback()
     return found
 
 
 def contacts_with_invoices(connection_id: int) -> list[str]:
-    """Every linked contact whose customer has at least one mirrored invoice."""
-    query = _invoice_query(connection_id).with_only_columns(ContactLink.crm_contact_id).distinct()
-    ids = [contact_id for contact_id in db.session.scalars(query) if contact_id]
+    """Every contact whose customer (or a sub-customer it represents) has at least one mirrored invoice."""
+    customers = db.session.scalars(_invoice_query(connection_id).with_only_columns(FolderItem.qbo_customer_id)
+                                   .distinct()).all()
+    ids = sorted(set(hierarchy.contacts_for(connection_id, customers).values()))
     db.session.rollback()
     return ids
 
@@ -96,12 +99,27 @@ def contacts_overdue(connection_id: int, contact_ids: list[str], today: date) ->
     """Those of ``contact_ids`` with at least one invoice overdue with a balance on ``today``."""
     if not contact_ids:
         return set()
-    query = _invoice_query(connection_id).where(ContactLink.crm_contact_id.in_(contact_ids),
-                                                FolderItem.due_date < today)
-    overdue = {contact_id for item, contact_id in db.session.execute(query)
-               if _invoice(item, contact_id).overdue(today)}
+    items = list(db.session.scalars(_invoice_query(connection_id).where(_overdue(today))))
+    contacts = hierarchy.contacts_for(connection_id, (item.qbo_customer_id for item in items))
+    wanted = set(contact_ids)
+    overdue = {contacts[item.qbo_customer_id] for item in items if contacts.get(item.qbo_customer_id) in wanted
+               and _invoice(item, contacts[item.qbo_customer_id]).overdue(today)}
     db.session.rollback()
     return overdue
+
+
+def rules_reached(connection_id: int, invoice_ids: Iterable[str]) -> dict[str, int]:
+    """The most advanced rule each of ``invoice_ids`` already has a row for, whatever its status; ends the read."""
+    wanted = sorted(set(invoice_ids))
+    reached: dict[str, int] = {}
+    for start in range(0, len(wanted), RESERVE_BATCH):
+        query = (select(FollowUp.qbo_invoice_id, func.max(FollowUp.rule_days))
+                 .where(FollowUp.connection_id == connection_id,
+                        FollowUp.qbo_invoice_id.in_(wanted[start:start + RESERVE_BATCH]))
+                 .group_by(FollowUp.qbo_invoice_id))
+        reached.update({str(invoice): int(days) for invoice, days in db.session.execute(query)})
+    db.session.rollback()
+    return reached
 
 
 def reserve(connection_id: int, due: list[dict[str, Any]]) -> None:
@@ -136,16 +154,20 @@ def _snapshot(item: FollowUp) -> Row:
 
 
 def _invoice_query(connection_id: int) -> Any:
-    """The connection's invoices with the CRM contact of their linked customer (a Select of two columns)."""
-    link = (ContactLink.connection_id == FolderItem.connection_id) & (
-        ContactLink.qbo_customer_id == FolderItem.qbo_customer_id) & (ContactLink.state == LinkState.LINKED)
-    return (select(FolderItem, ContactLink.crm_contact_id).outerjoin(ContactLink, link)
-            .where(FolderItem.connection_id == connection_id,
-                   FolderItem.txn_type == registry.followed_up().entity))
+    """The connection's invoices (their contacts come from ``hierarchy.contacts_for``: a sub-customer without a
+    contact of its own is represented by its nearest linked ancestor's)."""
+    return select(FolderItem).where(FolderItem.connection_id == connection_id,
+                                    FolderItem.txn_type == registry.followed_up().entity)
+
+
+def _overdue(today: date) -> Any:
+    # SQLite stores money as text: compare it as a number. The exact test is Invoice.overdue, in Python.
+    return (FolderItem.due_date < today) & (cast(FolderItem.balance, Numeric(18, 2)) > 0)
 
 
 def _invoice(item: FolderItem, contact_id: str | None) -> Invoice:
-    customer = (item.details or {}).get("CustomerRef") or {}
+    # The mirror keeps the QBO customer's name from the invoice's CustomerRef (crm_qb/sync/rules/folder.py).
+    name = (item.details or {}).get("customer_name")
     return Invoice(qbo_id=item.qbo_id, contact_id=contact_id, doc_number=item.doc_number, due_date=item.due_date,
                    total=item.total, balance=item.balance, currency=item.currency, voided=item.status == VOIDED,
-                   customer_name=customer.get("name") if isinstance(customer, dict) else None)
+                   customer_name=str(name) if name else None)

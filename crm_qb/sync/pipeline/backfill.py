@@ -47,13 +47,15 @@ from crm_qb.qbo.client import QUERY_MAX_RESULTS
 from crm_qb.qbo.faults import AuthenticationError, AuthorizationError, CompanyInactiveError
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.sync.context import SyncContext, build_context
+from crm_qb.sync.customers import hierarchy
 from crm_qb.sync.customers.crm_side import link_new_contact
+from crm_qb.sync.customers.hierarchy import parent_of
 from crm_qb.sync.customers.links import LinkRecord
 from crm_qb.sync.customers.qbo_side import sync_customer
 from crm_qb.sync.customers.reconcile import contact_json
 from crm_qb.sync.pipeline.candidates import CandidateIndex, DictStore, RedisStore, crm_keys, load_crm_index, qbo_keys
 from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, qbo_owned_fields
-from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, candidate, match
+from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, NONE, candidate, has_own_email, match, match_exact_name
 from crm_qb.sync.services import ConnectionGoneError, SyncServices
 from crm_qb.sync.settings import sync_settings_of
 from crm_qb.sync.transactions import registry
@@ -239,12 +241,17 @@ class _Run:
         counts = self.report.phases[CUSTOMERS]
         rows = self.ctx.qbo.query_all("Customer", ALL_CUSTOMERS, page_size=self.page_size)
         for page in pages(rows, self.page_size):
+            self.remember(page)
             found = _links_by(ContactLink.qbo_customer_id, self.ctx.connection_id, [str(c["Id"]) for c in page])
             for customer in page:
                 customer_id = str(customer["Id"])
                 counts.add(self.guarded("Customer", customer_id,
                                         partial(self.customer, customer, found.get(customer_id), index)))
             self.page_done(CUSTOMERS)
+
+    def remember(self, page: list[dict[str, Any]]) -> None:
+        """Keep the page's customer hierarchy (sub-customers' parents), linked customers' included."""
+        hierarchy.remember(self.ctx.connection_id, page)
 
     def customer(self, customer: dict[str, Any], link: LinkRecord | None, index: CandidateIndex) -> str:
         if link is not None and link.state != LinkState.LINKED:
@@ -355,6 +362,7 @@ class _DryRun(_Run):
                  page_size: int):
         super().__init__(services, ctx, report, progress, page_size)
         self.claimed: set[str] = set()  # CRM contacts this run would link
+        self.seen: dict[str, tuple[str | None, str | None]] = {}  # customer -> (email, contact it would link)
         self.qbo_index = CandidateIndex(DictStore(), qbo_keys)
 
     def execute(self) -> None:
@@ -364,18 +372,32 @@ class _DryRun(_Run):
         self.transactions()
         self.contacts()
 
+    def remember(self, page: list[dict[str, Any]]) -> None:
+        """A dry run writes nothing."""
+
     def customer(self, customer: dict[str, Any], link: LinkRecord | None, index: CandidateIndex) -> str:
         record = canonical_from_qbo(customer)
         if bool(customer.get("Active", True)):
             self.qbo_index.add_many([(candidate(str(customer["Id"]), record), True)])
+        raw_email = record.get("email")
+        email = raw_email if isinstance(raw_email, str) else None
         if link is not None:
+            self.seen[str(customer["Id"])] = (email, link.crm_contact_id)
             if link.state != LinkState.LINKED:
                 return "review" if link.state == LinkState.REVIEW else "skipped"
             return "unchanged" if in_step(self.ctx, link, customer) else "updated"
         if not customer.get("Active", True):
             return "skipped"
         by_email, by_name = index.lookup(record)
+        parent = self.seen.get(parent_of(customer) or "") if parent_of(customer) else None
+        if parent is not None:  # a job (crm_qb/sync/customers/qbo_side.py): never its parent's contact
+            by_email, by_name = ([c for c in found if c.id != parent[1]] for found in (by_email, by_name))
         outcome = match(record, by_email or by_name)
+        if parent is not None and not has_own_email(record, parent[0]):
+            outcome = match_exact_name(record, by_name)
+            if outcome.kind == NONE:
+                return "skipped"  # shown under its parent's contact
+        self.seen[str(customer["Id"])] = (email, outcome.linked_id)
         if outcome.kind == LINKED:
             return self.would_link(str(outcome.linked_id))
         if outcome.kind == AMBIGUOUS:

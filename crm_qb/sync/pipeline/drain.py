@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, select
 
 from crm_qb.db import db
 from crm_qb.models import Connection, EventSource, InboundEvent, QboStatus
+from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context, settings_of
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.events import EventRef
@@ -80,6 +81,10 @@ class Drain:
                 still = events.still_pending(batch)
                 if still:
                     _run_units(ctx, plan(ctx, still))
+        except NeedsReconnectError as exc:
+            # Expected, not a failure: the grant is gone (now marked); the events wait for the reconnect.
+            log.warning("connection %s needs reconnect (%s); %s event(s) wait for it", connection_id, exc.reason,
+                        len(batch))
         finally:
             ctx.close()
             # Invoices mirrored by this drain (committed unit by unit) get their follow-ups checked right away.
@@ -133,6 +138,9 @@ def _run_units(ctx: SyncContext, units: list[Unit]) -> None:
         try:
             outcome = unit.run()
             log.info("sync %s connection=%s job=%s: %s", unit.label, ctx.connection_id, ctx.job_id, outcome)
+        except NeedsReconnectError:
+            db.session.rollback()
+            raise  # no unit of this connection can run until it is reconnected; its events wait, uncounted
         except Exception as exc:
             db.session.rollback()
             log.warning("sync %s connection=%s job=%s failed: %s", unit.label, ctx.connection_id, ctx.job_id,

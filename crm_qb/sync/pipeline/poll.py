@@ -17,6 +17,7 @@ from crm_qb.db import db, utcnow
 from crm_qb.errors import PermanentError
 from crm_qb.models import AuditEntry, Connection
 from crm_qb.qbo.client import CdcWindowTooDenseError
+from crm_qb.sync import references
 from crm_qb.sync.context import SyncContext
 from crm_qb.sync.customers.qbo_side import sync_customer
 from crm_qb.sync.pipeline.events import CUSTOMER
@@ -34,7 +35,7 @@ def poll_changes(ctx: SyncContext, now: datetime | None = None) -> int:
     """Sync what changed in QBO since the connection's cursor; advance the cursor; return objects seen."""
     now = now or utcnow()
     since = _since(ctx.connection_id, now)
-    entities = [CUSTOMER, *(t.cdc_name for t in registry.TYPES)]
+    entities = [CUSTOMER, *(t.cdc_name for t in registry.TYPES), *references.ENTITIES]
     try:
         seen = _apply_all(ctx, ctx.qbo.cdc_all(entities, since, now))
     except CdcWindowTooDenseError:
@@ -65,8 +66,8 @@ def _query_changes(ctx: SyncContext, entities: list[str], since: datetime) -> It
     stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
     for entity in entities:
         where = f"MetaData.LastUpdatedTime >= '{stamp}'"
-        if entity == CUSTOMER:
-            where += " AND Active IN (true, false)"  # inactive customers changed too
+        if entity == CUSTOMER or references.is_reference(entity):
+            where += " AND Active IN (true, false)"  # inactive customers and list entries changed too
         for obj in ctx.qbo.query_all(entity, where):
             yield entity, obj
 
@@ -94,6 +95,10 @@ def _since(connection_id: int, now: datetime) -> datetime:
 
 
 def _apply(ctx: SyncContext, entity: str, obj: dict[str, Any]) -> None:
+    if references.is_reference(entity):
+        if obj.get("status") != "Deleted":
+            references.apply_references(ctx, entity, [str(obj["Id"])], {str(obj["Id"]): obj}, [])
+        return
     if entity == CUSTOMER:
         if obj.get("status") != "Deleted":
             sync_customer(ctx, obj, [])

@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from crm_qb.db import db
+from crm_qb.sync import references
 from crm_qb.sync.context import SyncContext
 from crm_qb.sync.customers.crm_side import apply_contact_events
 from crm_qb.sync.customers.links import Record
@@ -50,8 +51,9 @@ def qbo_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
     units += [Unit(ids, f"customer {cid}", partial(_customer_unit, ctx, cid, customers.get(cid), list(ids)))
               for cid, ids in changes.items()]
     units += _transaction_units(ctx, [e for e in events if e.entity in registry.NAMES])
-    units += [Unit((e.id,), f"{e.entity} {e.entity_id}", partial(_noted, ctx, e))
-              for e in events if e.entity != CUSTOMER and e.entity not in registry.NAMES]
+    units += _reference_units(ctx, [e for e in events if references.is_reference(e.entity)])
+    units += [Unit((e.id,), f"{e.entity} {e.entity_id}", partial(_noted, ctx, e)) for e in events
+              if e.entity != CUSTOMER and e.entity not in registry.NAMES and not references.is_reference(e.entity)]
     return units
 
 
@@ -103,6 +105,20 @@ def _transaction_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Uni
         units += [Unit(ids, f"{entity} {tid}", partial(_transaction_unit, ctx, entity, tid, found.get(tid),
                                                        list(ids)))
                   for tid, ids in groups.items()]
+    return units
+
+
+def _reference_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
+    """One unit per reference list (Term, PaymentMethod) that changed: its entries read in one query and stored."""
+    units: list[Unit] = []
+    for entity in references.ENTITIES:
+        of_list = [e for e in events if e.entity == entity]
+        if of_list:
+            wanted = {str(e.entity_id) for e in of_list if e.entity_id} | {i for i in map(_deleted_id, of_list) if i}
+            found = ctx.qbo.read_many(entity, wanted, include_inactive=True)
+            ids = tuple(e.id for e in of_list)
+            units.append(Unit(ids, f"{entity} list", partial(references.apply_references, ctx, entity, wanted,
+                                                              found, list(ids))))
     return units
 
 

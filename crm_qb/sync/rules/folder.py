@@ -8,7 +8,9 @@ Decisions:
   hourly refresh recomputes date-dependent statuses without calling QBO. Of ``PrivateNote`` only the void mark is
   kept ("Voided"), never the bookkeeper's note itself.
 - Balance is 0 when QBO gives none (sales and refund receipts); an update older than the stored one is the
-  caller's to refuse (``MetaData.LastUpdatedTime`` is kept as ``qbo_updated_at``).
+  caller's to refuse (``is_stale``): the SyncToken decides, since QBO raises it on every change (a higher token
+  is newer even when its LastUpdatedTime is equal or earlier: one-second stamps, clocks, a payment that changes
+  an invoice within the same second); the time decides only when a token is missing.
 """
 
 from __future__ import annotations
@@ -61,6 +63,19 @@ def folder_fields(txn_type: str, txn: Mapping[str, Any], home_currency: str,
         "qbo_sync_token": _text(txn.get("SyncToken")),
         "qbo_updated_at": _updated_at(txn),
     }
+
+
+def is_stale(stored_token: str | None, stored_at: datetime | None, incoming_token: str | None,
+             incoming_at: datetime | None) -> bool:
+    """Whether an incoming version of a transaction is older than the stored one (by SyncToken, else by time)."""
+    stored, incoming = _token(stored_token), _token(incoming_token)
+    if stored is not None and incoming is not None:
+        return incoming < stored
+    return stored_at is not None and incoming_at is not None and incoming_at < stored_at
+
+
+def _token(value: str | None) -> int | None:
+    return int(value) if value is not None and str(value).isdigit() else None
 
 
 def payment_links(payment: Mapping[str, Any]) -> Links:

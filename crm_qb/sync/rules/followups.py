@@ -1,7 +1,11 @@
 """Overdue follow-up rules, why a follow-up closes, and the task text (pure: no I/O).
 
-Rules: a rule of N days fires for an invoice with a positive balance once it is at least N days overdue.
-An invoice due today is not overdue; partial payments do not stop a rule while a balance is left. A follow-up
+Rules: a rule of N days is reached by an invoice with a positive balance once it is at least N days overdue.
+An invoice due today is not overdue; partial payments do not stop a rule while a balance is left. Only the most
+advanced rule reached fires, and only when the invoice has not had it or a later one (``rule_to_fire``): an
+invoice first seen 37 days overdue gets one task, "30 days overdue", not three; a first sync of a company with
+many old invoices makes one task per invoice; later rules fire as the invoice ages. Every task title says its
+rule (``{rule}``, e.g. "30 days overdue"). A follow-up
 closes when its invoice is deleted, voided, paid in full, moved to another contact or no longer overdue, in that
 order of precedence. Every task description ends with a marker naming connection, invoice and rule, by which a
 task a crashed run created is found again (``task_marker``). Text past the CRM's limits is cut, the marker kept.
@@ -32,6 +36,8 @@ PLACEHOLDERS: tuple[str, ...] = (
     "days_overdue",
     "deep_link",
     "customer",
+    "rule",
+    "rule_days",
 )
 # One token per match: an escaped brace, a placeholder, a stray brace, or a run of plain text.
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]|[^{}]+")
@@ -81,6 +87,24 @@ def due_rules(due_date: date, balance: Decimal, today: date, rule_days: Sequence
         return []
     overdue = days_overdue(due_date, today)
     return [days for days in rules if overdue >= days]
+
+
+def rule_to_fire(due_date: date, balance: Decimal, today: date, rule_days: Sequence[int],
+                 reached: int | None) -> int | None:
+    """The one rule an invoice gets a task for on ``today``, or None.
+
+    That is the most advanced rule it has reached, when it is beyond ``reached`` (the most advanced rule the
+    invoice already had a task for, None when it never had one); the rules it skipped never fire.
+    """
+    due = due_rules(due_date, balance, today, rule_days)
+    if not due or (reached is not None and due[-1] <= reached):
+        return None
+    return due[-1]
+
+
+def rule_label(rule_days: int) -> str:
+    """How a task names its rule: "1 day overdue", "30 days overdue"."""
+    return f"{rule_days} day overdue" if rule_days == 1 else f"{rule_days} days overdue"
 
 
 def validate_template(template: str) -> None:
@@ -147,9 +171,11 @@ def closing_reason(row_contact_id: str, invoice: Invoice | None, today: date) ->
     return None
 
 
-def task_fields(invoice: Invoice, today: date, deep_link: str, customer: str) -> dict[str, object]:
-    """Return the template values for ``invoice`` on ``today`` (money in the invoice's currency)."""
+def task_fields(invoice: Invoice, today: date, deep_link: str, customer: str, rule_days: int) -> dict[str, object]:
+    """Return the template values for ``invoice``'s task of rule ``rule_days`` on ``today`` (money in its currency)."""
     return {
+        "rule": rule_label(rule_days),
+        "rule_days": rule_days,
         "invoice_number": invoice.doc_number or invoice.qbo_id,
         "amount": format_money(invoice.total, invoice.currency),
         "balance": format_money(invoice.balance, invoice.currency),

@@ -113,10 +113,10 @@ def canonical_from_qbo(customer: Mapping[str, Any]) -> dict[str, CanonicalValue]
     return canonicalise_record(record)
 
 
-def canonical_from_crm(contact: Mapping[str, Any]) -> dict[str, CanonicalValue]:
-    """Return the canonical contact of a CRM contact (section 6 shape); display_name derived when empty."""
+def canonical_from_crm(contact: Mapping[str, Any], *, derive: bool = True) -> dict[str, CanonicalValue]:
+    """Return the canonical contact of a CRM contact (section 6 shape); an empty display_name derived if ``derive``."""
     record = canonicalise_record({field: contact.get(crm_name) for field, crm_name in _CRM_NAMES.items()})
-    if record["display_name"] is None:
+    if derive and record["display_name"] is None:
         record["display_name"] = derive_display_name(record)
     return record
 

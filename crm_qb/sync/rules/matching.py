@@ -12,6 +12,9 @@ Decisions:
 - ``distinct_display_name`` (the 6240 rule): keep the wanted name if free, else append " (2)", " (3)", ...
   trimming the name so the result stays within DisplayName's 500-unit limit. Names are compared
   case-insensitively when ``taken`` is a collection, as QBO's name lookups are.
+- Sub-customers (QBO jobs) usually inherit their parent's email and company, so for a job without an email of its
+  own (``has_own_email``) neither says anything about it: it matches by its exact normalised display name only
+  (``match_exact_name``).
 - ``same_person``: the same email means the same person; different emails mean different people; otherwise
   the normalised display names must match and neither company nor given/family names may conflict.
 """
@@ -87,6 +90,19 @@ def match(record: Mapping[str, object], candidates: Sequence[Candidate]) -> Matc
     conflicting = any(email and _email(c.email) not in (None, email) for c in hits_by_name)
     ids = [c.id for c in hits_by_name]
     return MatchOutcome(AMBIGUOUS, tuple(ids), by="name") if conflicting else _outcome(ids, by="name")
+
+
+def match_exact_name(record: Mapping[str, object], candidates: Sequence[Candidate]) -> MatchOutcome:
+    """Return how a record matches ``candidates`` by its normalised display name alone (a sub-customer's rule)."""
+    name = normalise_name(_text(record, "display_name"))
+    hits = [c.id for c in candidates if name and normalise_name(c.display_name) == name]
+    return _outcome(hits, by="name") if hits else MatchOutcome(NONE)
+
+
+def has_own_email(record: Mapping[str, object], parent_email: str | None) -> bool:
+    """Whether a sub-customer has an email of its own: one, and not its parent's (compared case-folded)."""
+    email = _text(record, "email")
+    return email is not None and email != _email(parent_email)
 
 
 def distinct_display_name(wanted: str, taken: Callable[[str], bool] | Collection[str]) -> str:

@@ -15,6 +15,13 @@ Directions (per field, see ``mapping.field_settings``):
   field). A change made only on the target is left where it is and never propagated; the base keeps the
   source's value, so the target is brought back in line the next time the source changes.
 ``new_base`` always holds every canonical field.
+
+First link (``first_link``): empty fields are filled from the other side and differing fields take QBO's value,
+except that the first link never renames the QBO customer: a QBO DisplayName is never overwritten. Where the
+display name's direction lets QBO's reach the CRM it fills or replaces the CRM's; under ``crm_to_qbo`` the CRM
+keeps its own and only a later CRM change is written to QBO. Pass the CRM's display name as the CRM stores it
+(None when empty, not derived), so that QBO's name is written into an empty one and a derived name cannot later
+drift (when the company is filled in) and look like a rename made in the CRM.
 """
 
 from __future__ import annotations
@@ -167,6 +174,8 @@ def _one_way(
 
 
 def _link_field(name: str, q: CanonicalValue, c: CanonicalValue, direction: str) -> _Field:
+    if name == "display_name" and q is not None and direction != "off":
+        return _link_display_name(q, c, direction)
     if direction == "off" or q == c:
         return _Field(base=q if direction != "off" else None)
     crm_wins = direction == "crm_to_qbo"
@@ -178,6 +187,16 @@ def _link_field(name: str, q: CanonicalValue, c: CanonicalValue, direction: str)
         return _Field(base=q, write_crm=True, overwrite=overwrite)
     # A one-way source that is empty never blanks the target; the base records the source's (empty) value.
     return _Field(base=q if direction == "qbo_to_crm" else c)
+
+
+def _link_display_name(q: CanonicalValue, c: CanonicalValue, direction: str) -> _Field:
+    """QBO's DisplayName at first link: never overwritten; it fills or replaces the CRM's when it may reach it."""
+    if q == c:
+        return _Field(base=q)
+    if direction in _TO_CRM:
+        overwrite = Overwrite("display_name", "crm", c, q) if c is not None else None
+        return _Field(base=q, write_crm=True, overwrite=overwrite)
+    return _Field(base=c if c is not None else q)
 
 
 def _result(

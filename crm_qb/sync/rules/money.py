@@ -43,7 +43,6 @@ _ZERO_DECIMAL: frozenset[str] = frozenset(
     ]
 )
 _THREE_DECIMAL: frozenset[str] = frozenset(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"])
-CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -80,11 +79,6 @@ def minor_unit_exponent(currency: str) -> int:
     if currency in _ZERO_DECIMAL:
         return 0
     return 3 if currency in _THREE_DECIMAL else 2
-
-
-def to_cents(amount: Decimal) -> Decimal:
-    """Return ``amount`` rounded half-up (ties away from zero) to two decimals."""
-    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def round_money(amount: Decimal, currency: str) -> Decimal:

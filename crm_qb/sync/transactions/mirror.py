@@ -10,7 +10,8 @@ Called by the QBO drain (the customer sync helper) once per changed transaction,
   (parsed with ``parse_float=Decimal``); ``None`` or ``{"status": "Deleted", ...}`` (CDC) means deleted in QBO.
 - ``today`` defaults to the current date in the company's time zone (``Connection.company_timezone``).
 - It flushes and never commits: the caller's transaction decides. Same input twice changes nothing and writes
-  no second audit entry. An update older than the stored one (MetaData.LastUpdatedTime) is ignored ("stale").
+  no second audit entry. An update older than the stored one (a lower SyncToken; MetaData.LastUpdatedTime when a
+  token is missing) is ignored ("stale").
 - Deletions and moves to another customer write an AuditEntry; the returned FolderChange says what happened,
   including ``from_customer_id``/``to_customer_id`` so follow-ups can react to moves, payments and voids.
 - Items are keyed by ``qbo_customer_id``, not by contact: a customer not linked yet keeps its items, and they
@@ -27,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -37,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from crm_qb.db import db, utcnow
 from crm_qb.models import AuditEntry, Connection, FolderItem
 from crm_qb.sync.context import SyncContext
-from crm_qb.sync.rules.folder import folder_fields, is_deleted, status_details
+from crm_qb.sync.rules.folder import folder_fields, is_deleted, is_stale, status_details
 from crm_qb.sync.rules.status import company_today
 from crm_qb.sync.transactions import registry
 from crm_qb.sync.transactions.registry import TxnType
@@ -183,7 +184,7 @@ def _update(item: FolderItem, fields: dict[str, Any]) -> FolderChange:
     before_customer, before_status = item.qbo_customer_id, item.status
     change = FolderChange("unchanged", item.connection_id, item.txn_type, item.qbo_id, before_customer,
                           fields["qbo_customer_id"], before_status, fields["status"], item.id)
-    if _is_stale(item.qbo_updated_at, fields["qbo_updated_at"]):
+    if is_stale(item.qbo_sync_token, item.qbo_updated_at, fields["qbo_sync_token"], fields["qbo_updated_at"]):
         return FolderChange("stale", item.connection_id, item.txn_type, item.qbo_id, before_customer,
                             before_customer, before_status, before_status, item.id)
     if all(_same(getattr(item, name), fields[name]) for name in _COMPARED):
@@ -214,10 +215,6 @@ def _audit(connection_id: int, action: str, txn_type: str, qbo_id: str, diff: di
     db.session.add(AuditEntry(connection_id=connection_id, action=action, direction="qbo", entity=txn_type,
                               entity_id=qbo_id, diff=diff, outcome="ok"))
     log.info("connection %s: %s %s %s", connection_id, action, txn_type, qbo_id)
-
-
-def _is_stale(stored: datetime | None, incoming: datetime | None) -> bool:
-    return stored is not None and incoming is not None and incoming < stored
 
 
 def _same(current: object, new: object) -> bool:

@@ -23,7 +23,7 @@ from datetime import date
 from types import MappingProxyType
 from typing import Any
 
-from crm_qb.qbo.deeplinks import transaction_link
+from crm_qb.qbo.deeplinks import AppLinks
 from crm_qb.sync.rules import status as st
 from crm_qb.sync.rules.folder import Links, header_links, payment_links
 
@@ -42,6 +42,7 @@ class SummaryRole:
 
     total: str | None = None  # the metric its totals add to (invoiced, received, credited, refunded)
     open_balance: bool = False  # its balance is owed: it adds to "open", and to "overdue" when Overdue
+    unapplied: str | None = None  # its balance is money not yet applied (the metric it adds to); "open" less it
     last_payment: bool = False  # the newest one is the customer's last payment
 
 
@@ -52,7 +53,7 @@ class TxnType:
     entity: str  # QBO's entity name, the same in the API, webhooks and CDC
     label: str  # one of them, as people read it ("Sales receipt")
     plural: str
-    page: str  # the QBO web app page that shows one (/app/<page>?txnId=<id>)
+    page: str  # the QBO web app page that shows one (<page>?txnId=<id>, opened in its company: qbo/deeplinks.py)
     status: StatusRule  # (transaction, company's today, voided hint) -> status; rules in sync/rules/status.py
     statuses: Mapping[str, str]  # every status label the rule can give, and its badge tone (TONES)
     summary: SummaryRole
@@ -77,9 +78,9 @@ class TxnType:
         """The transaction's status on ``today``; ``voided`` says a Void webhook was seen."""
         return self.status(txn, today, voided)
 
-    def link(self, app_base: str, qbo_id: str) -> str:
-        """The transaction's page in the QuickBooks web app."""
-        return transaction_link(app_base, self.page, qbo_id)
+    def link(self, links: AppLinks, qbo_id: str) -> str:
+        """The transaction's page in the QuickBooks web app, in its connection's company."""
+        return links.transaction(self.page, qbo_id)
 
 
 TYPES: tuple[TxnType, ...] = (
@@ -95,7 +96,8 @@ TYPES: tuple[TxnType, ...] = (
         entity="Payment", label="Payment", plural="Payments", page="recvpayment",
         status=lambda txn, today, voided: st.payment_status(txn, voided=voided),
         statuses={st.APPLIED: "ok", st.UNAPPLIED: "warn", st.VOIDED: "neutral"},
-        summary=SummaryRole(total="received", last_payment=True), links=payment_links, voidable=True,
+        summary=SummaryRole(total="received", unapplied="unapplied_payments", last_payment=True), links=payment_links,
+        voidable=True,
         shows_balance=True,
     ),
     TxnType(
@@ -114,7 +116,7 @@ TYPES: tuple[TxnType, ...] = (
         entity="CreditMemo", label="Credit memo", plural="Credit memos", page="creditmemo",
         status=lambda txn, today, voided: st.credit_memo_status(txn, voided=voided),
         statuses={st.APPLIED: "ok", st.UNAPPLIED: "warn", st.VOIDED: "neutral"},
-        summary=SummaryRole(total="credited"), voidable=True, shows_balance=True,
+        summary=SummaryRole(total="credited", unapplied="unapplied_credits"), voidable=True, shows_balance=True,
     ),
     TxnType(
         entity="RefundReceipt", label="Refund receipt", plural="Refund receipts", page="refundreceipt",
@@ -154,6 +156,11 @@ def badge_tone(status: str) -> str:
 def summary_totals() -> tuple[str, ...]:
     """The summary's total metrics, in registration order."""
     return tuple(dict.fromkeys(t.summary.total for t in TYPES if t.summary.total))
+
+
+def summary_unapplied() -> tuple[str, ...]:
+    """The summary's metrics of money received or credited but not applied yet, in registration order."""
+    return tuple(dict.fromkeys(t.summary.unapplied for t in TYPES if t.summary.unapplied))
 
 
 def followed_up() -> TxnType:

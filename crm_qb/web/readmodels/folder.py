@@ -1,6 +1,9 @@
 """The folder read model: a contact's link state, folder filters, pages of items, their JSON, and deep links.
 
-Shared by the JSON API and the contact panel, so both show the same thing. Money leaves as strings with the
+Shared by the JSON API and the contact panel, so both show the same thing. A contact's folder holds the
+transactions of its QBO customer and of every sub-customer below it (``crm_qb.sync.customers.hierarchy``), each item
+naming its customer, so a job's invoices are in front of the people who deal with the customer whether or not the
+job has a contact of its own. Money leaves as strings with the
 currency's minor unit (more decimals only when QBO gave more), so JSON carries exact decimals and SQLite and
 PostgreSQL answer byte for byte alike. Types, their filters and their pages come from the transaction registry.
 """
@@ -17,9 +20,9 @@ from sqlalchemy import func, select
 
 from crm_qb.db import db
 from crm_qb.models import Connection, ContactLink, FolderItem, LinkState
-from crm_qb.qbo.deeplinks import customer_link
-from crm_qb.qbo.environments import DEFAULTS
+from crm_qb.qbo.deeplinks import AppLinks, links_for
 from crm_qb.runtime import Runtime
+from crm_qb.sync.customers import hierarchy
 from crm_qb.sync.rules import status as st
 from crm_qb.sync.rules.money import minor_unit_exponent
 from crm_qb.sync.transactions import registry
@@ -105,8 +108,9 @@ def link_status(link: ContactLink | None) -> LinkStatus:
 
 
 def folder_page(connection_id: int, qbo_customer_id: str, query: FolderQuery) -> FolderPage:
-    """Return the page of a customer's folder items matching ``query``, newest first."""
-    where = [FolderItem.connection_id == connection_id, FolderItem.qbo_customer_id == qbo_customer_id]
+    """Return the page of a customer's folder items (its sub-customers' included) matching ``query``, newest first."""
+    family = [member.qbo_customer_id for member in hierarchy.family(connection_id, qbo_customer_id)]
+    where = [FolderItem.connection_id == connection_id, FolderItem.qbo_customer_id.in_(family)]
     if query.types:
         where.append(FolderItem.txn_type.in_(query.types))
     if query.statuses:
@@ -120,19 +124,17 @@ def folder_page(connection_id: int, qbo_customer_id: str, query: FolderQuery) ->
     return FolderPage(list(rows), int(total), query)
 
 
-def app_base(rt: Runtime, connection: Connection) -> str:
-    """The QBO web app base for ``connection``: the configured one, or Intuit's sandbox host for sandbox companies."""
-    if connection.qbo_is_sandbox and not rt.settings.qbo_app_base:
-        return DEFAULTS["sandbox"].app_base
-    return rt.qbo().endpoints.app_base
+def app_base(rt: Runtime, connection: Connection) -> AppLinks:
+    """Where ``connection``'s records open in QBO: the web app and the company every link selects (qbo/deeplinks.py)."""
+    return links_for(rt.qbo().endpoints.app_base, connection.qbo_realm_id, sandbox_company=connection.qbo_is_sandbox)
 
 
-def customer_url(base: str, qbo_customer_id: str | None) -> str | None:
+def customer_url(base: AppLinks, qbo_customer_id: str | None) -> str | None:
     """The customer's page in QBO, or None without a customer."""
-    return customer_link(base, qbo_customer_id) if qbo_customer_id else None
+    return base.customer(qbo_customer_id) if qbo_customer_id else None
 
 
-def item_url(base: str, item: FolderItem) -> str:
+def item_url(base: AppLinks, item: FolderItem) -> str:
     """The transaction's page in QBO."""
     return registry.get(item.txn_type).link(base, item.qbo_id)
 
@@ -152,7 +154,7 @@ def rate_text(rate: Decimal) -> str:
     return f"{Decimal(rate).normalize():f}"
 
 
-def item_json(item: FolderItem, base: str, home_currency: str) -> dict[str, Any]:
+def item_json(item: FolderItem, base: AppLinks, home_currency: str) -> dict[str, Any]:
     """A folder item as the API shows it: money as strings, dates ISO, the deep link."""
     details = item.details or {}
     return {
@@ -165,6 +167,7 @@ def item_json(item: FolderItem, base: str, home_currency: str) -> dict[str, Any]
         "home_balance": money_text(item.home_balance, home_currency), "home_computed": item.home_computed,
         "linked": [dict(link) for link in item.linked_txns or []],
         "updated_at": _iso(item.qbo_updated_at), "url": item_url(base, item),
+        "customer": {"qbo_customer_id": item.qbo_customer_id, "name": details.get("customer_name")},
     }
 
 

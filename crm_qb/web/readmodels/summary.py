@@ -7,10 +7,13 @@ from the QboReference row of that id (kind TERM/PAYMENT_METHOD as crm_qb.qbo.com
 entity names "Term"/"PaymentMethod") first, so a term renamed in QBO shows its
 new name as soon as the reference list is refreshed, and from the stored name otherwise.
 
-Figures come from the folder (voided transactions count in ``counts`` only), each type's role in them from its
-``SummaryRole`` in the transaction registry:
-- open / overdue: balances of types whose balance is owed (invoices; overdue = status Overdue), per currency
-  and in home currency;
+Figures come from the folder of the contact's customer and its sub-customers (voided transactions count in
+``counts`` only), each type's role in them from its ``SummaryRole`` in the transaction registry:
+- open: what the customer owes, as QBO's customer Balance counts it (BalanceWithJobs when it has jobs): the
+  balances of types whose balance is owed (invoices) less money received or credited and not applied yet
+  (``unapplied_payments``: payments' UnappliedAmt; ``unapplied_credits``: credit memos' remaining credit), which
+  are also shown on their own; per currency and in home currency;
+- overdue: the balances of owed types whose status is Overdue;
 - a total metric per type: invoiced (invoices), received (payments and sales receipts), credited (credit memos),
   refunded (refund receipts), per currency and in home currency;
 - last payment: the newest transaction of the last-payment type (payments) by date, then id: date, amount, home
@@ -35,14 +38,16 @@ from sqlalchemy import select
 from crm_qb.db import db, utcnow
 from crm_qb.models import Connection, ContactLink, FolderItem, QboReference
 from crm_qb.qbo.company import PAYMENT_METHOD, TERM
+from crm_qb.qbo.deeplinks import AppLinks
 from crm_qb.runtime import Runtime
+from crm_qb.sync.customers import hierarchy
 from crm_qb.sync.rules import status as st
 from crm_qb.sync.transactions import registry
 from crm_qb.web.readmodels.folder import app_base, customer_url, find_link, link_status, money_text
 
 log = logging.getLogger(__name__)
 
-METRICS: tuple[str, ...] = ("open", "overdue", *registry.summary_totals())
+METRICS: tuple[str, ...] = ("open", "overdue", *registry.summary_unapplied(), *registry.summary_totals())
 ZERO = Decimal(0)
 
 
@@ -59,6 +64,7 @@ class SummaryRow:
     balance: Decimal
     home_total: Decimal
     home_balance: Decimal
+    qbo_customer_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,32 +129,40 @@ def customer_facts(connection_id: int, qbo_owned: Mapping[str, Any] | None) -> C
     )
 
 
-def load_figures(connection_id: int, qbo_customer_id: str) -> Figures:
-    """Return the figures of one customer's folder (one query over the needed columns)."""
+def load_rows(connection_id: int, qbo_customer_ids: list[str]) -> list[SummaryRow]:
+    """The summary columns of these customers' folder items (one query)."""
     result = db.session.execute(select(
         FolderItem.txn_type, FolderItem.qbo_id, FolderItem.status, FolderItem.currency, FolderItem.txn_date,
         FolderItem.total, FolderItem.balance, FolderItem.home_total, FolderItem.home_balance,
-    ).where(FolderItem.connection_id == connection_id, FolderItem.qbo_customer_id == qbo_customer_id))
-    return summarize(SummaryRow(*row) for row in result)
+        FolderItem.qbo_customer_id,
+    ).where(FolderItem.connection_id == connection_id, FolderItem.qbo_customer_id.in_(qbo_customer_ids)))
+    return [SummaryRow(**row._mapping) for row in result]  # the columns are named as the fields
 
 
-def summary_json(connection: Connection, link: ContactLink, base: str) -> dict[str, Any]:
-    """The summary of a linked contact as JSON: facts, figures as exact strings, deep links."""
+def summary_json(connection: Connection, link: ContactLink, base: AppLinks) -> dict[str, Any]:
+    """The summary of a linked contact as JSON: facts, figures as exact strings, the hierarchy, deep links."""
     home = connection.home_currency or ""
     facts = customer_facts(connection.id, link.qbo_owned)
-    figures = load_figures(connection.id, str(link.qbo_customer_id))
+    customer_id = str(link.qbo_customer_id)
+    members = hierarchy.family(connection.id, customer_id)
+    rows = load_rows(connection.id, [m.qbo_customer_id for m in members])
+    figures = summarize(rows)
     currency = facts.currency or home
     return {
         "terms": facts.terms, "preferred_payment_method": facts.payment_method,
         "delivery_preference": facts.delivery_preference, "currency": currency, "home_currency": home,
         "qbo_balance": money_text(facts.balance, currency),
         "open_balance": _metric(figures, "open", home), "overdue_balance": _metric(figures, "overdue", home),
+        **{f"{name}": _metric(figures, name, home) for name in registry.summary_unapplied()},
         "last_payment": _last_payment_json(figures.last_payment, base, home),
         "counts": figures.counts,
         "totals": {cur: {m: money_text(v, cur) for m, v in metrics.items()}
                    for cur, metrics in sorted(figures.by_currency.items())},
         "home_totals": {m: money_text(v, home) for m, v in figures.home.items()},
         "customer_url": customer_url(base, link.qbo_customer_id),
+        "parent": _parent_json(connection.id, customer_id, link.qbo_owned, base),
+        "jobs": [_job_json(job, [r for r in rows if r.qbo_customer_id == job.qbo_customer_id], base, home)
+                 for job in members[1:]],
     }
 
 
@@ -188,6 +202,9 @@ def _add(figures: Figures, row: SummaryRow) -> None:
         amounts.append(("open", row.balance, row.home_balance))
         if row.status == st.OVERDUE:
             amounts.append(("overdue", row.balance, row.home_balance))
+    if role.unapplied:  # money the customer has with us: shown apart, and it lowers what is open (QBO's Balance)
+        amounts.append((role.unapplied, row.balance, row.home_balance))
+        amounts.append(("open", -row.balance, -row.home_balance))
     for metric, amount, home_amount in amounts:
         metrics[metric] += amount
         figures.home[metric] += home_amount
@@ -212,12 +229,30 @@ def _reference_name(connection_id: int, kinds: tuple[str, ...], ref_id: object, 
     return str(stored) if stored not in (None, "") else None
 
 
+def _parent_json(connection_id: int, customer_id: str, owned: Mapping[str, Any] | None,
+                 base: AppLinks) -> dict[str, Any] | None:
+    """The customer's parent (it is a sub-customer), from the hierarchy or else from its QBO-owned facts."""
+    chain = hierarchy.ancestors(connection_id, customer_id)
+    parent_id = chain[0].qbo_customer_id if chain else (owned or {}).get("parent_id")
+    if not parent_id:
+        return None
+    name = chain[0].name if chain else (owned or {}).get("parent_name") or parent_id
+    return {"qbo_customer_id": parent_id, "name": name, "url": customer_url(base, parent_id)}
+
+
+def _job_json(job: hierarchy.Member, rows: list[SummaryRow], base: AppLinks, home: str) -> dict[str, Any]:
+    """A sub-customer shown on its ancestor's contact: name, depth, open balance and its QBO page."""
+    return {"qbo_customer_id": job.qbo_customer_id, "name": job.name, "depth": job.depth,
+            "parent_id": job.parent_id, "open_balance": _metric(summarize(rows), "open", home),
+            "url": customer_url(base, job.qbo_customer_id)}
+
+
 def _metric(figures: Figures, metric: str, home: str) -> dict[str, Any]:
     by_currency = {cur: money_text(m[metric], cur) for cur, m in sorted(figures.by_currency.items()) if m[metric]}
     return {"by_currency": by_currency, "home": money_text(figures.home[metric], home)}
 
 
-def _last_payment_json(payment: LastPayment | None, base: str, home: str) -> dict[str, Any] | None:
+def _last_payment_json(payment: LastPayment | None, base: AppLinks, home: str) -> dict[str, Any] | None:
     if payment is None:
         return None
     return {"qbo_id": payment.qbo_id, "date": payment.date.isoformat() if payment.date else None,
