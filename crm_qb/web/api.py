@@ -31,6 +31,7 @@ from crm_qb.web.readmodels.folder import (
     parse_folder_query,
 )
 from crm_qb.web.readmodels.summary import summary_json
+from crm_qb.web.routing import is_contact_id
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -43,7 +44,8 @@ def contact_quickbooks(connection_id: int, crm_contact_id: str) -> Response | tu
         response, status = json_error(401, "unauthorized", "send Authorization: Bearer <the connection's API key>")
         response.headers["WWW-Authenticate"] = 'Bearer realm="crm-qb"'
         return response, status
-    link = find_link(connection.id, crm_contact_id) if connection.id == connection_id else None
+    mine = connection.id == connection_id and is_contact_id(crm_contact_id)
+    link = find_link(connection.id, crm_contact_id) if mine else None
     if link is None:
         return json_error(404, "contact_not_found",
                           f"no contact {crm_contact_id!r} in connection {connection_id}")

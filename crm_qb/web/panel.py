@@ -45,6 +45,7 @@ from crm_qb.web.readmodels.folder import (
     rate_text,
 )
 from crm_qb.web.readmodels.summary import summary_json
+from crm_qb.web.routing import is_contact_id
 
 bp = Blueprint("panel", __name__, url_prefix="/panel")
 
@@ -81,7 +82,7 @@ class Row:
 def contact_panel(connection_id: int, crm_contact_id: str) -> Response:
     """The panel of one contact, for a holder of a panel token made for it."""
     connection = db.session.get(Connection, connection_id)
-    if connection is None:
+    if connection is None or not is_contact_id(crm_contact_id):
         return _denied(None, "This panel link is not valid. Open the panel again from the contact's page.")
     try:
         check_panel_token(_secret(), request.args.get("token"), connection, crm_contact_id)
@@ -98,7 +99,7 @@ def contact_panel(connection_id: int, crm_contact_id: str) -> Response:
 def embed(connection_id: int, crm_contact_id: str) -> BaseResponse:
     """Exchange a connection's embed token for a fresh panel URL of ``crm_contact_id`` (302)."""
     connection = db.session.get(Connection, connection_id)
-    if connection is None:
+    if connection is None or not is_contact_id(crm_contact_id):
         return _denied(None, "This embedding link is not valid.")
     try:
         check_embed_token(_secret(), request.args.get("token"), connection)
