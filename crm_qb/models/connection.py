@@ -36,9 +36,15 @@ class Connection(Timestamps, db.Model):  # type: ignore[name-defined,misc]
     # Which connector talks to the CRM (crm_qb.crm.factory.KINDS); "rest": the REST contract, docs/architecture.md §5.
     crm_kind: Mapped[str] = mapped_column(Key(32), default="rest", server_default="rest")
     crm_base_url: Mapped[str] = mapped_column(Key(500))
+    # Where the CRM's web pages are served (the panel may be framed only there); None: crm_base_url's origin.
+    crm_web_origin: Mapped[str | None] = mapped_column(Key(500))
     crm_token_encrypted: Mapped[str] = mapped_column(PlainText)
     crm_hook_secret_encrypted: Mapped[str] = mapped_column(PlainText)
     api_key_hash: Mapped[str] = mapped_column(Key(64), unique=True)
+    # Mixed into the key that signs this connection's panel tokens; a new value revokes them all (None: legacy rows).
+    panel_secret: Mapped[str | None] = mapped_column(Key(64))
+    # Admin links and sessions carry it; raising it revokes every one of them.
+    admin_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     qbo_realm_id: Mapped[str | None] = mapped_column(Key(64), index=True)
     qbo_status: Mapped[QboStatus] = mapped_column(value_enum(QboStatus), default=QboStatus.NOT_CONNECTED)
     qbo_status_reason: Mapped[str | None] = mapped_column(PlainText)

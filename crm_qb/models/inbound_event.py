@@ -55,3 +55,5 @@ class InboundEvent(db.Model):  # type: ignore[name-defined,misc]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the retention job emptied ``payload`` (personal data is kept CRM_QB_EVENT_RETENTION_DAYS, not forever).
+    payload_pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
