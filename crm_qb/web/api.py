@@ -26,6 +26,7 @@ from crm_qb.db import db
 from crm_qb.models import Connection
 from crm_qb.runtime import runtime
 from crm_qb.web.errors import json_error
+from crm_qb.web.health import connection_report
 from crm_qb.web.panel_tokens import MAX_PANEL_URL_TTL_SECONDS, PANEL_URL_TTL_SECONDS, make_panel_token, panel_url
 from crm_qb.web.readmodels.folder import (
     FolderPage,
@@ -104,6 +105,12 @@ def contact_panel_url(connection_id: int, crm_contact_id: str) -> Response | tup
     expires = datetime.fromtimestamp(int(now + ttl), UTC)
     return jsonify({"url": panel_url(settings.public_url, connection.id, crm_contact_id, token),
                     "expires_at": expires.isoformat().replace("+00:00", "Z")})
+
+
+@bp.get("/connections/<int:connection_id>/health")
+def connection_health(connection_id: int) -> Response:
+    """The connection's own health: its QuickBooks status and reason, and its pending and failed events."""
+    return jsonify(connection_report(authorized(connection_id)))
 
 
 def _ttl(body: Any) -> int:
