@@ -2,8 +2,9 @@
 
 The sandbox's authorize endpoint consents at once, so the OAuth dance is done programmatically with crm-qb's own
 OAuth client and the tokens are stored through the DbTokenStore, exactly as the callback would store them. The
-reference CRM is told where to send change hooks and which URL its contact page should embed as the QuickBooks
-panel (a connection-scoped embed token, as a CRM vendor would configure it server-side).
+reference CRM is told where to send change hooks, and how to get the QuickBooks panel of the contact a page shows:
+from crm-qb's panel-URL API, server-side, with the connection's API key (the normal way: the browser only sees a
+short-lived URL of that one contact).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from crm_qb.db import db
 from crm_qb.models import Connection
 from crm_qb.qbo.company import refresh_company
 from crm_qb.runtime import runtime
-from crm_qb.web.panel_tokens import embed_url_template, make_embed_token
 
 
 def connect_sandbox_realm(app: Flask, connection_id: int, realm_id: str) -> None:
@@ -45,13 +45,10 @@ def wire_demo(app: Flask, *, crm_url: str, crm_token: str, realm_id: str, web_ur
         made = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name="demo")
         connection_id = made.connection.id
     connect_sandbox_realm(app, connection_id, realm_id)
-    with app.app_context():
-        connection = db.session.get(Connection, connection_id)
-        assert connection is not None
-        panel = embed_url_template(web_url, connection_id, make_embed_token(runtime(app).settings.secret_key,
-                                                                            connection))
     control = f"{crm_url.rstrip('/')}/_sandbox"
     hooks = {"url": f"{web_url.rstrip('/')}/webhooks/crm/{connection_id}", "secret": made.crm_hook_secret}
     requests.post(f"{control}/hooks", json=hooks, timeout=10).raise_for_status()
-    requests.post(f"{control}/panel", json={"url_template": panel}, timeout=10).raise_for_status()
+    panel = {"panel_url_api": f"{web_url.rstrip('/')}/api/v1/connections/{connection_id}/contacts/{{id}}/panel-url",
+             "api_key": made.api_key}
+    requests.post(f"{control}/panel", json=panel, timeout=10).raise_for_status()
     return {"id": connection_id, "api_key": made.api_key, "realm_id": realm_id}
