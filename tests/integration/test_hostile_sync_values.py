@@ -52,3 +52,16 @@ def test_a_nul_in_a_crm_contacts_notes_reaches_qbo_without_it(harness: Harness) 
     link = next(lk for lk in harness.links() if lk.crm_contact_id == contact["id"])
     assert harness.qbo.customer(str(link.qbo_customer_id)).get("Notes") == "ab"
     assert EventStatus.FAILED not in _statuses(harness)
+
+
+def test_a_nul_in_notes_does_not_stop_the_cdc_poll(harness: Harness) -> None:
+    from crm_qb.models import AuditEntry, Connection
+    from workers.sync_jobs import poll_qbo_connection
+
+    customer = harness.qbo.create_customer(DisplayName="Poll Nul", Notes="x\x00y")
+    with harness.app.app_context():
+        assert poll_qbo_connection(harness.connection_id) >= 1
+        assert db.session.get(Connection, harness.connection_id).cdc_cursor is not None  # type: ignore[union-attr]
+        assert not list(db.session.scalars(select(AuditEntry).where(AuditEntry.action == "sync.failed")))
+    link = harness.link_of_customer(customer["Id"])
+    assert harness.contact(str(link.crm_contact_id))["notes"] == "xy"
