@@ -158,13 +158,19 @@ class _LegacySchema(Schema):
     eventNotifications = fields.List(fields.Nested(_NotificationSchema), required=True)  # Intuit's spelling
 
 
+# Built once: a schema is stateless while it loads, and building one (with its nested schemas) costs more than
+# loading a webhook with it.
+_CLOUDEVENTS = _CloudEventSchema(many=True)
+_LEGACY = _LegacySchema()
+
+
 def parse_qbo(body: Any) -> list[Notice]:
     """Turn a decoded Intuit webhook body (either format) into notices; PayloadError if it is neither."""
     if isinstance(body, list):
-        events = _load(_CloudEventSchema(many=True), body)
+        events = _load(_CLOUDEVENTS, body)
         return [_cloudevent(raw, event) for raw, event in zip(body, events, strict=True)]
     if isinstance(body, dict) and "eventNotifications" in body:
-        loaded = _load(_LegacySchema(), body)
+        loaded = _load(_LEGACY, body)
         return [_legacy_entity(note["realmId"], raw_entity, entity)
                 for raw_note, note in zip(body["eventNotifications"], loaded["eventNotifications"], strict=True)
                 for raw_entity, entity in zip(raw_note["dataChangeEvent"]["entities"],
@@ -233,11 +239,14 @@ class _CrmHookSchema(Schema):
     )
 
 
+_CRM_HOOK = _CrmHookSchema()
+
+
 def parse_crm(body: Any, connection_id: int) -> list[Notice]:
     """Turn a decoded CRM change-hook body into notices; raise PayloadError naming the first bad field."""
     if not isinstance(body, dict):
         raise PayloadError("body", "expected an object with an events array")
-    loaded = _load(_CrmHookSchema(), body)
+    loaded = _load(_CRM_HOOK, body)
     return [_crm_notice(raw, event, connection_id) for raw, event in zip(body["events"], loaded["events"],
                                                                             strict=True)]
 

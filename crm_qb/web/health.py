@@ -38,7 +38,7 @@ def healthz() -> tuple[Response, int]:
     checks = {"database": _database(), "redis": _redis()}
     public = {name: {"ok": check["ok"], **({"error": check["error"]} if "error" in check else {})}
               for name, check in checks.items()}
-    status = _status(checks, _problems() if checks["database"]["ok"] else None)
+    status = _status(checks, _tenant_problems() if checks["database"]["ok"] else None)
     return jsonify({"status": status, "checks": public}), 503 if status == "unavailable" else 200
 
 
@@ -101,6 +101,16 @@ def _redis() -> dict[str, Any]:
 def _queues() -> dict[str, Any]:
     stats = runtime().jobs.stats()
     return {"ok": stats.workers > 0, "workers": stats.workers, "depth": stats.depth, "failed": stats.failed}
+
+
+def _tenant_problems() -> dict[str, Any]:
+    """Whether any connection needs reconnecting or any event failed for good (two indexed EXISTS, for probes)."""
+    needs = db.session.scalar(select(select(Connection.id).where(
+        Connection.qbo_status == QboStatus.NEEDS_RECONNECT).exists()))
+    failed = db.session.scalar(select(select(InboundEvent.id).where(
+        InboundEvent.status == EventStatus.FAILED).exists()))
+    db.session.rollback()
+    return {"needs_reconnect": bool(needs), "failed": bool(failed)}
 
 
 def _problems() -> dict[str, Any]:
