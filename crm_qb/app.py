@@ -56,10 +56,12 @@ def _job_queue() -> Callable[[Redis, RedisKeys], JobQueue]:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from crm_qb.web import api, connection_page, errors, health, oauth_views, panel, review_pages
+    from crm_qb.web import api, connection_page, errors, headers, health, oauth_views, panel, review_pages, routing
     from webhooks import crm as crm_hooks
     from webhooks import qbo as qbo_hooks
 
+    routing.install_converters(app)
+    headers.install_security_headers(app)
     errors.register_error_handlers(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(qbo_hooks.bp)

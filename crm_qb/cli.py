@@ -1,7 +1,9 @@
 """The ``crm-qb`` command (the public contract: docs/architecture.md §6, README "The crm-qb command").
 
-Every command reads settings once from the environment; a bad setting ends the command with one line naming it
-(exit code 2), never a stack trace.
+Every command reads settings once from the environment. Every error the user can fix ends the command with one
+line on stderr, ``crm-qb: <what>``, naming the setting or argument to fix, and exit code 2: a bad setting, an
+unknown connection id, a bad option (click's usage errors are folded into the same line), a busy port, an
+unreachable Redis or database. Only a bug shows a traceback.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import threading
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 import click
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from crm_qb.config import Settings, load_settings
 from crm_qb.errors import CrmQbError
@@ -25,20 +28,38 @@ log = logging.getLogger("crm_qb.cli")
 DEFAULT_WEB_PORT = 5000
 DEFAULT_QBO_SANDBOX_PORT = 8701
 DEFAULT_CRM_SANDBOX_PORT = 8702
+DEFAULT_HUBSPOT_SANDBOX_PORT = 8703
+USAGE_ERROR = 2
 
 
-def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn crm-qb's own errors into one clear line on stderr and exit code 2."""
+class CliError(CrmQbError):
+    """An error of the command line itself (a busy port, a missing choice); the message names what to fix."""
 
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+
+class _Cli(click.Group):
+    """The ``crm-qb`` group: every error the user can fix becomes one line and exit code 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
         try:
-            return func(*args, **kwargs)
+            result = super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            _fail("aborted", 1)
+        except click.ClickException as exc:  # usage errors: a bad option, a missing argument, an unknown command
+            _fail(exc.format_message().replace("\n", " "))
         except CrmQbError as exc:
-            click.echo(f"crm-qb: {exc}", err=True)
-            sys.exit(2)
+            _fail(str(exc))
+        except RedisError as exc:
+            _fail(f"Redis is not reachable ({type(exc).__name__}); start it or fix CRM_QB_REDIS_URL")
+        except (OperationalError, ProgrammingError) as exc:
+            detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+            _fail(f"the database refused ({detail}); check CRM_QB_DATABASE_URL and run `crm-qb db upgrade`")
+        sys.exit(result if isinstance(result, int) else 0)
 
-    return wrapper
+
+def _fail(message: str, code: int = USAGE_ERROR) -> None:
+    click.echo(f"crm-qb: {message}", err=True)
+    sys.exit(code)
 
 
 def _settings() -> Settings:
@@ -51,12 +72,35 @@ def _app() -> Any:
     return create_app(_settings())
 
 
-def _setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=os.environ.get("CRM_QB_LOG_LEVEL", level).upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _setup_logging(settings: Settings | None = None, default: str = "INFO") -> None:
+    """Log at CRM_QB_LOG_LEVEL (else ``default``) with secrets redacted from every record (crm_qb.logs)."""
+    from crm_qb.logs import setup_logging
+
+    settings = settings or _settings()
+    setup_logging(settings.log_level or default, settings.secrets())
 
 
-@click.group()
+def _connection(connection_id: int) -> Any:
+    """The connection (inside an app context); the standard one-line error when there is none."""
+    from crm_qb.connections import get_connection
+
+    return get_connection(connection_id)
+
+
+def _require_free(host: str, port: int, option: str) -> None:
+    """CliError naming ``option`` when host:port cannot be bound (something listens there); 0 is any port."""
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CliError(f"{option} {port}: {host}:{port} cannot be used ({exc.strerror}); "
+                           f"choose another with {option}") from None
+
+
+@click.group(cls=_Cli)
 def main() -> None:
     """crm-qb keeps a CRM and QuickBooks Online in step."""
 
@@ -67,7 +111,6 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@_friendly_errors
 def db_upgrade() -> None:
     """Create or upgrade the schema to the latest migration."""
     from flask_migrate import upgrade
@@ -89,20 +132,22 @@ def connection() -> None:
 @click.option("--crm-url", required=True, help="Base URL of the CRM's REST API (docs/architecture.md §5).")
 @click.option("--crm-token", required=True, help="Bearer token crm-qb uses to call the CRM.")
 @click.option("--name", default=None, help="A name for people to recognise the connection by.")
-@_friendly_errors
-def connection_add(crm_url: str, crm_token: str, name: str | None) -> None:
+@click.option("--crm-web-origin", default=None,
+              help="Where the CRM's web pages live (the only origin that may frame the panel); default: the "
+                   "origin of --crm-url.")
+def connection_add(crm_url: str, crm_token: str, name: str | None, crm_web_origin: str | None) -> None:
     """Create a connection and print it as JSON (the API key and hook secret are shown only here)."""
     from crm_qb.connections import create_connection
     from crm_qb.runtime import runtime
 
     app = _app()
     with app.app_context():
-        created = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name=name)
+        created = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name=name,
+                                    crm_web_origin=crm_web_origin)
         click.echo(json.dumps(created.as_json()))
 
 
 @connection.command("list")
-@_friendly_errors
 def connection_list() -> None:
     """List connections, one JSON object a line."""
     from crm_qb.connections import describe, list_connections
@@ -115,32 +160,98 @@ def connection_list() -> None:
 
 @connection.command("show")
 @click.argument("connection_id", type=int)
-@_friendly_errors
 def connection_show(connection_id: int) -> None:
     """Show one connection as JSON (no secrets)."""
     from crm_qb.connections import describe
-    from crm_qb.db import db as database
-    from crm_qb.models import Connection
 
     app = _app()
     with app.app_context():
-        found = database.session.get(Connection, connection_id)
-        if found is None:
-            raise click.ClickException(f"no connection {connection_id}")
-        click.echo(json.dumps(describe(found), indent=2))
+        click.echo(json.dumps(describe(_connection(connection_id)), indent=2))
+
+
+@connection.command("configure")
+@click.argument("connection_id", type=int)
+@click.option("--set", "assignments", multiple=True, metavar="sync.KEY=VALUE|panel.KEY=VALUE",
+              help="e.g. sync.direction=both, sync.conflict_policy=qbo_wins, sync.fields.notes=off, "
+                   "panel.push_summary=true (repeatable).")
+@click.option("--crm-web-origin", default=None,
+              help="Where the CRM's web pages live (the panel's frame-ancestors); 'default' goes back to the "
+                   "origin of the CRM's API URL.")
+def connection_configure(connection_id: int, assignments: tuple[str, ...], crm_web_origin: str | None) -> None:
+    """Change a connection's settings (validated; a bad key or value exits 2) and print them as JSON.
+
+    Prints the sync settings object; when a panel setting or the web origin is given, an object with
+    ``sync``, ``panel`` and ``crm_web_origin`` instead.
+    """
+    from crm_qb.connections import crm_web_origin as web_origin_of
+    from crm_qb.connections import set_crm_web_origin
+    from crm_qb.db import db as database
+    from crm_qb.panel_settings import PANEL_KEY, apply_panel_assignments, panel_settings_of
+    from crm_qb.sync.settings import SETTINGS_KEY, SyncSettingsError, apply_assignments, sync_settings_of
+
+    panel = [a for a in assignments if a.strip().startswith(PANEL_KEY + ".")]
+    sync = [a for a in assignments if a not in panel]
+    unknown = [a for a in sync if not a.strip().startswith(SETTINGS_KEY + ".")]
+    if unknown:
+        raise SyncSettingsError(f"--set {unknown[0]!r}: unknown setting; settings are named sync.<key> or "
+                                "panel.<key> (README, \"Per-connection settings\")")
+    app = _app()
+    with app.app_context():
+        found = _connection(connection_id)
+        found.settings = apply_panel_assignments(apply_assignments(found.settings, sync), panel) if panel \
+            else apply_assignments(found.settings, sync)
+        database.session.commit()
+        if crm_web_origin is not None:
+            set_crm_web_origin(connection_id, None if crm_web_origin == "default" else crm_web_origin)
+        if not panel and crm_web_origin is None:
+            click.echo(json.dumps(found.settings[SETTINGS_KEY]))
+            return
+        click.echo(json.dumps({"sync": sync_settings_of(found.settings).as_json(),
+                               "panel": panel_settings_of(found.settings).as_json(),
+                               "crm_web_origin": web_origin_of(found)}))
+
+
+@connection.command("rotate")
+@click.argument("connection_id", type=int)
+@click.option("--api-key", "api_key", is_flag=True, help="A new API key; the old one stops working at once.")
+@click.option("--hook-secret", "hook_secret", is_flag=True,
+              help="A new CRM hook secret; hooks signed with the old one are refused (401) from now on.")
+@click.option("--panel-secret", "panel_secret", is_flag=True,
+              help="A new panel signing secret; every panel URL and embed token made before stops working.")
+def connection_rotate(connection_id: int, api_key: bool, hook_secret: bool, panel_secret: bool) -> None:
+    """Replace a connection's credentials and print the new ones as JSON (shown only here)."""
+    from crm_qb import connections as conns
+    from crm_qb.runtime import runtime
+
+    if not (api_key or hook_secret or panel_secret):
+        raise click.UsageError("name what to rotate: --api-key, --hook-secret and/or --panel-secret")
+    app = _app()
+    rotated: dict[str, Any] = {"id": connection_id}
+    with app.app_context():
+        _connection(connection_id)
+        if api_key:
+            rotated["api_key"] = conns.rotate_api_key(connection_id)
+        if hook_secret:
+            rotated["crm_hook_secret"] = conns.rotate_hook_secret(runtime(app).secrets, connection_id)
+        if panel_secret:
+            conns.rotate_panel_secret(connection_id)
+            rotated["panel_secret"] = "rotated"
+    log.info("connection %s: rotated %s", connection_id, ", ".join(k for k in rotated if k != "id"))
+    click.echo(json.dumps(rotated))
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=DEFAULT_WEB_PORT, show_default=True, type=int)
-@click.option("--workers", default=4, show_default=True, type=int, help="gunicorn worker processes")
+@click.option("--port", default=DEFAULT_WEB_PORT, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 64), help="gunicorn processes")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
-@_friendly_errors
 def web(host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve the web app (webhooks, API, panel, admin) with gunicorn."""
     _settings()  # fail here, with a clear message, rather than in every gunicorn worker
+    _require_free(host, port, "--port")
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
-            "--timeout", "30", "--graceful-timeout", "10", "--keep-alive", "5"]
+            "--timeout", "30", "--graceful-timeout", "10", "--keep-alive", "5",
+            "--config", "python:crm_qb.gunicorn_conf"]
     if access_log:
         argv += ["--access-logfile", "-"]
     os.execv(sys.executable, [*argv, "crm_qb.app:create_app()"])
@@ -148,17 +259,17 @@ def web(host: str, port: int, workers: int, access_log: bool) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
-@_friendly_errors
 def worker(burst: bool) -> None:
     """Run an RQ worker for every queue."""
     from workers.worker import run_worker
 
     _setup_logging()
-    run_worker(_app(), burst=burst)
+    app = _app()
+    runtime_redis(app).ping()  # an unreachable Redis is one line, not a traceback from inside RQ
+    run_worker(app, burst=burst)
 
 
 @main.command()
-@_friendly_errors
 def scheduler() -> None:
     """Enqueue the periodic jobs (inbox sweep, ...) until stopped."""
     import signal
@@ -175,13 +286,14 @@ def scheduler() -> None:
 @main.command()
 @click.option("--status", type=click.Choice(["failed", "pending"]), default="failed", show_default=True)
 @click.option("--connection", "connection_id", type=int, default=None, help="Only this connection's events.")
-@_friendly_errors
 def replay(status: str, connection_id: int | None) -> None:
     """Re-run inbound events that failed (or are still pending), e.g. after fixing a CRM outage."""
     from workers.maintenance import replay_events
 
     app = _app()
     with app.app_context():
+        if connection_id is not None:
+            _connection(connection_id)
         count = replay_events(status, connection_id)
     click.echo(f"{count} event(s) queued for processing")
 
@@ -193,68 +305,79 @@ def sandbox() -> None:
 
 @sandbox.command("qbo")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=DEFAULT_QBO_SANDBOX_PORT, show_default=True, type=int)
+@click.option("--port", default=DEFAULT_QBO_SANDBOX_PORT, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--db", "persist_path", default=None, help="Persist to this SQLite file (default: in memory).")
 def sandbox_qbo(host: str, port: int, persist_path: str | None) -> None:
     """Serve the local QBO sandbox; prints one JSON line (its /_sandbox/info) when ready."""
     from crm_qb.sandbox.qbo.server import run
 
+    _require_free(host, port, "--port")
     run(host=host, port=port, persist_path=persist_path)
 
 
 @sandbox.command("crm")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=DEFAULT_CRM_SANDBOX_PORT, show_default=True, type=int)
+@click.option("--port", default=DEFAULT_CRM_SANDBOX_PORT, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--db", "persist_path", default=None, help="Persist to this SQLite file (default: in memory).")
 def sandbox_crm(host: str, port: int, persist_path: str | None) -> None:
     """Serve the reference CRM; prints one JSON line (its /_sandbox/info) when ready."""
     from crm_qb.sandbox.crm.server import run
 
+    _require_free(host, port, "--port")
     run(host=host, port=port, persist_path=persist_path)
 
 
 @sandbox.command("hubspot")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8703, show_default=True, type=int)
+@click.option("--port", default=DEFAULT_HUBSPOT_SANDBOX_PORT, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--db", "persist_path", default=None, help="Persist to this SQLite file (default: in memory).")
 @click.option("--portal-id", default=62515, show_default=True, type=int)
 def sandbox_hubspot(host: str, port: int, persist_path: str | None, portal_id: int) -> None:
     """Serve the local HubSpot; prints one JSON line (its /_sandbox/info) when ready."""
     from crm_qb.sandbox.hubspot.server import run
 
+    _require_free(host, port, "--port")
     run(host=host, port=port, persist_path=persist_path, portal_id=portal_id)
 
 
 @main.command()
-@click.option("--port", default=DEFAULT_WEB_PORT, show_default=True, type=int)
-@click.option("--qbo-sandbox-port", default=DEFAULT_QBO_SANDBOX_PORT, show_default=True, type=int)
-@click.option("--crm-sandbox-port", default=DEFAULT_CRM_SANDBOX_PORT, show_default=True, type=int)
-@_friendly_errors
+@click.option("--port", default=DEFAULT_WEB_PORT, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--qbo-sandbox-port", default=DEFAULT_QBO_SANDBOX_PORT, show_default=True,
+              type=click.IntRange(1, 65535))
+@click.option("--crm-sandbox-port", default=DEFAULT_CRM_SANDBOX_PORT, show_default=True,
+              type=click.IntRange(1, 65535))
 def up(port: int, qbo_sandbox_port: int, crm_sandbox_port: int) -> None:
     """Run everything on embedded defaults in the foreground: sandboxes, web, worker, scheduler."""
     from crm_qb.up import run_up
 
-    sys.exit(run_up(_settings(), web_port=port, qbo_port=qbo_sandbox_port, crm_port=crm_sandbox_port))
+    settings = _settings()
+    for option, value in (("--port", port), ("--qbo-sandbox-port", qbo_sandbox_port),
+                          ("--crm-sandbox-port", crm_sandbox_port)):
+        _require_free("127.0.0.1", value, option)
+    _setup_logging(settings)
+    sys.exit(run_up(settings, web_port=port, qbo_port=qbo_sandbox_port, crm_port=crm_sandbox_port))
 
 
 @main.command("admin-url")
 @click.argument("connection_id", type=int)
 @click.option("--expires-in", default=60, show_default=True, type=click.IntRange(1, 7 * 24 * 60),
               help="Minutes the link stays valid.")
-@_friendly_errors
-def admin_url(connection_id: int, expires_in: int) -> None:
+@click.option("--revoke-sessions", is_flag=True,
+              help="First end every admin session and void every admin link of the connection.")
+def admin_url(connection_id: int, expires_in: int, revoke_sessions: bool) -> None:
     """Print a signed, expiring link to the connection's admin page (under CRM_QB_PUBLIC_URL)."""
-    from crm_qb.db import db as database
-    from crm_qb.models import Connection
+    from crm_qb.connections import revoke_admin_sessions
     from crm_qb.runtime import runtime
     from crm_qb.web.signing import admin_url as signed_admin_url
 
     app = _app()
     settings = runtime(app).settings
     with app.app_context():
-        if database.session.get(Connection, connection_id) is None:
-            raise click.ClickException(f"no connection {connection_id}")
-    click.echo(signed_admin_url(settings.public_url, settings.secret_key, connection_id, expires_in * 60))
+        epoch = revoke_admin_sessions(connection_id) if revoke_sessions else _connection(connection_id).admin_epoch
+    if revoke_sessions:
+        click.echo(f"every earlier admin link and session of connection {connection_id} is revoked", err=True)
+    click.echo(signed_admin_url(settings.public_url, settings.secret_key, connection_id, expires_in * 60,
+                                epoch=epoch))
 
 
 @main.group()
@@ -271,7 +394,6 @@ def followups() -> None:
 @click.option("--tag/--no-tag", "tag_enabled", default=None, help="Keep a tag on contacts with overdue invoices.")
 @click.option("--tag-name", default=None, help='The tag (default "QuickBooks: overdue").')
 @click.option("--reset", is_flag=True, help="Go back to the defaults first.")
-@_friendly_errors
 def followups_configure(connection_id: int, reset: bool, days: str | None, **options: Any) -> None:
     """Change the connection's follow-up settings (none given: just show them); prints them as JSON."""
     from crm_qb.sync.followups.service import configure_followups
@@ -283,21 +405,22 @@ def followups_configure(connection_id: int, reset: bool, days: str | None, **opt
     if days is not None:
         changes["rule_days"] = parse_days(days)
     with _app().app_context():
+        _connection(connection_id)
         click.echo(json.dumps(configure_followups(connection_id, changes, reset=reset).to_json(), indent=2))
 
 
 @followups.command("scan")
 @click.argument("connection_id", type=int)
 @click.option("--invoice", "invoice_id", default=None, help="Only this QBO invoice id.")
-@_friendly_errors
 def followups_scan(connection_id: int, invoice_id: str | None) -> None:
     """Run the follow-up scan now (create due tasks, complete stale ones, tags); prints what it did."""
     from crm_qb.runtime import runtime
     from crm_qb.sync.followups.service import scan_connection, scan_invoice
 
-    _setup_logging("WARNING")
+    _setup_logging(default="WARNING")
     app = _app()
     with app.app_context():
+        _connection(connection_id)
         services = runtime(app).sync_services()
         result = (scan_connection(services, connection_id) if invoice_id is None
                   else scan_invoice(services, connection_id, invoice_id))
@@ -307,49 +430,28 @@ def followups_scan(connection_id: int, invoice_id: str | None) -> None:
 @main.command("panel-url")
 @click.argument("connection_id", type=int)
 @click.argument("crm_contact_id")
-@click.option("--ttl", type=click.IntRange(min=1), default=None,
+@click.option("--ttl", type=click.IntRange(min=1, max=365 * 86400), default=None,
               help="Seconds the link stays valid (default 3600; for '*' 30 days).")
-@_friendly_errors
 def panel_url(connection_id: int, crm_contact_id: str, ttl: int | None) -> None:
     """Print a signed contact-panel URL; for contact '*', the CRM iframe URL template (an embed credential)."""
-    from crm_qb.db import db as database
-    from crm_qb.models import Connection
     from crm_qb.runtime import runtime
     from crm_qb.web import panel_tokens as tokens
+    from crm_qb.web.routing import is_contact_id
 
     app = _app()
     secret, public = runtime(app).settings.secret_key, runtime(app).settings.public_url
     with app.app_context():
-        found = database.session.get(Connection, connection_id)
-        if found is None:
-            raise click.ClickException(f"no connection {connection_id}")
+        found = _connection(connection_id)
         if crm_contact_id == tokens.ALL_CONTACTS:
             token = tokens.make_embed_token(secret, found, ttl or tokens.DEFAULT_EMBED_TTL_SECONDS)
             click.echo(tokens.embed_url_template(public, connection_id, token))
-        else:
-            token = tokens.make_panel_token(secret, found, crm_contact_id, ttl or tokens.DEFAULT_TTL_SECONDS)
-            click.echo(tokens.panel_url(public, connection_id, crm_contact_id, token))
+            return
+        if not is_contact_id(crm_contact_id):
+            raise click.BadParameter("longer than 128 characters or with a NUL: no contact has such an id",
+                                     param_hint="CRM_CONTACT_ID")
+        token = tokens.make_panel_token(secret, found, crm_contact_id, ttl or tokens.DEFAULT_TTL_SECONDS)
+        click.echo(tokens.panel_url(public, connection_id, crm_contact_id, token))
 
-
-@connection.command("configure")
-@click.argument("connection_id", type=int)
-@click.option("--set", "assignments", multiple=True, metavar="sync.KEY=VALUE",
-              help="e.g. sync.direction=both, sync.conflict_policy=qbo_wins, sync.fields.notes=off (repeatable).")
-@_friendly_errors
-def connection_configure(connection_id: int, assignments: tuple[str, ...]) -> None:
-    """Change a connection's sync settings and print them as JSON (validated; a bad key or value exits 2)."""
-    from crm_qb.db import db as database
-    from crm_qb.models import Connection
-    from crm_qb.sync.settings import SETTINGS_KEY, apply_assignments
-
-    app = _app()
-    with app.app_context():
-        found = database.session.get(Connection, connection_id)
-        if found is None:
-            raise click.ClickException(f"no connection {connection_id}")
-        found.settings = apply_assignments(found.settings, assignments)
-        database.session.commit()
-        click.echo(json.dumps(found.settings[SETTINGS_KEY]))
 
 @connection.command("demo", hidden=True)
 @click.option("--crm-url", required=True)
@@ -357,9 +459,12 @@ def connection_configure(connection_id: int, assignments: tuple[str, ...]) -> No
 @click.option("--realm", "realm_id", required=True)
 @click.option("--web-url", required=True)
 @click.option("--backfill/--no-backfill", default=True, help="Enqueue the backfill that links existing customers.")
-@_friendly_errors
 def connection_demo(crm_url: str, crm_token: str, realm_id: str, web_url: str, backfill: bool) -> None:
-    """For ``crm-qb up``: connect the reference CRM to a sandbox realm and print the connection as JSON."""
+    """For ``crm-qb up``: connect the reference CRM to a sandbox realm and print the connection's id as JSON.
+
+    Its secrets go straight to the reference CRM (as a CRM vendor would configure them); none is printed, so
+    none ends up in ``up``'s output.
+    """
     from crm_qb.demo import wire_demo
     from crm_qb.runtime import runtime
 
@@ -367,14 +472,13 @@ def connection_demo(crm_url: str, crm_token: str, realm_id: str, web_url: str, b
     made = wire_demo(app, crm_url=crm_url, crm_token=crm_token, realm_id=realm_id, web_url=web_url)
     if backfill:
         runtime(app).jobs.backfill(made["id"])
-    click.echo(json.dumps(made))
+    click.echo(json.dumps({"id": made["id"], "realm_id": made["realm_id"]}))
 
 
 @main.command("backfill")
 @click.argument("connection_id", type=int)
 @click.option("--dry-run", is_flag=True, help="Write nothing; report what a backfill would do.")
 @click.option("--enqueue", is_flag=True, help="Hand the backfill to a worker and print the job id.")
-@_friendly_errors
 def backfill_command(connection_id: int, dry_run: bool, enqueue: bool) -> None:
     """Sync every QBO customer and transaction and every CRM contact of a connection; set its CDC cursor."""
     from crm_qb.runtime import runtime
@@ -382,20 +486,33 @@ def backfill_command(connection_id: int, dry_run: bool, enqueue: bool) -> None:
 
     if dry_run and enqueue:
         raise click.UsageError("--dry-run runs in the foreground; leave out --enqueue")
-    _setup_logging("WARNING")
+    _setup_logging(default="WARNING")
     app = _app()
     with app.app_context():
+        _connection(connection_id)
         check_backfillable(connection_id)
         if enqueue:
             queued = runtime(app).jobs.backfill(connection_id)
             click.echo(queued.job_id if queued.queued else f"{queued.job_id} (already waiting or running)")
             return
+        runtime(app).qbo()  # missing QBO settings: one line naming them, before any work starts
         services = runtime(app).sync_services()
-        report = run_backfill(services, connection_id, dry_run=dry_run, progress=lambda phase, counts: click.echo(
-            f"{phase} page {counts.pages}: seen={counts.seen} linked={counts.linked} created={counts.created} "
-            f"updated={counts.updated} review={counts.review} unchanged={counts.unchanged} "
-            f"skipped={counts.skipped} failed={counts.failed}", err=True))
+        report = run_backfill(services, connection_id, dry_run=dry_run, progress=_progress)
     click.echo(json.dumps(report.to_json()))
+
+
+def _progress(phase: str, counts: Any) -> None:
+    click.echo(f"{phase} page {counts.pages}: seen={counts.seen} linked={counts.linked} created={counts.created} "
+               f"updated={counts.updated} review={counts.review} unchanged={counts.unchanged} "
+               f"skipped={counts.skipped} failed={counts.failed}", err=True)
+
+
+def runtime_redis(app: Any) -> Any:
+    """The app's Redis client (for a reachability check before a long-running command starts)."""
+    from crm_qb.runtime import runtime
+
+    return runtime(app).redis
+
 
 if __name__ == "__main__":
     main()

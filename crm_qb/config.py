@@ -25,6 +25,7 @@ from crm_qb.errors import ConfigError
 
 PREFIX = "CRM_QB_"
 MODES = ("development", "production")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 QBO_ENVIRONMENTS = ("production", "sandbox", "local")
 DEV_KEYS_FILE = "dev-keys.json"
 
@@ -53,12 +54,21 @@ class Settings:
     max_body_bytes: int = 1_048_576
     sweep_after_seconds: int = 180
     queue_prefix: str = "crm_qb"
+    log_level: str | None = None
+    event_retention_days: int = 30
+    operator_token: str | None = None
     generated: tuple[str, ...] = field(default=())
 
     @property
     def is_sqlite(self) -> bool:
         """True when the database is SQLite (the embedded default)."""
         return self.database_url.startswith("sqlite")
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value among the settings, for log redaction (crm_qb.logs)."""
+        values = (self.secret_key, *self.encryption_keys, self.qbo_client_secret, self.qbo_webhook_verifier_token,
+                  self.operator_token or "")
+        return tuple(value for value in values if value)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, instance_path: str | Path | None = None) -> Settings:
@@ -89,6 +99,9 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str |
         max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", 1_048_576),
         sweep_after_seconds=_positive_int(env, "SWEEP_AFTER_SECONDS", 180),
         queue_prefix=env.get(PREFIX + "QUEUE_PREFIX", "crm_qb") or "crm_qb",
+        log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO", upper=True) if env.get(PREFIX + "LOG_LEVEL") else None,
+        event_retention_days=_whole(env, "EVENT_RETENTION_DAYS", 30),
+        operator_token=_operator_token(env),
         generated=tuple(dev_keys.generated),
     )
 
@@ -132,8 +145,9 @@ class _DevKeys:
         tmp.replace(self.path)
 
 
-def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = (env.get(PREFIX + name) or default).strip().lower()
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str, upper: bool = False) -> str:
+    value = (env.get(PREFIX + name) or default).strip()
+    value = value.upper() if upper else value.lower()
     if value not in allowed:
         raise ConfigError(f"{PREFIX}{name} must be one of {', '.join(allowed)}; got {value!r}")
     return value
@@ -150,6 +164,23 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{PREFIX}{name} must be a positive whole number; got {raw!r}")
     return value
+
+
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
+        raise ConfigError(f"{PREFIX}{name} must be a whole number from 0 to 999999; got {raw!r}")
+    return int(raw)
+
+
+def _operator_token(env: Mapping[str, str]) -> str | None:
+    token = env.get(PREFIX + "OPERATOR_TOKEN") or None
+    if token is not None and len(token) < 32:
+        raise ConfigError(f"{PREFIX}OPERATOR_TOKEN must be at least 32 characters (e.g. python -c "
+                          f"'import secrets; print(secrets.token_urlsafe(32))'); got {len(token)} characters")
+    return token
 
 
 def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...] = ("http", "https")) -> str:

@@ -1,7 +1,15 @@
-"""Creating and describing connections (a CRM account and its QBO company)."""
+"""Creating, describing and re-keying connections (a CRM account and its QBO company).
+
+A connection holds four credentials of its own: the API key the CRM's back end calls crm-qb with (stored as a
+hash), the secret that signs the CRM's change hooks (encrypted), the panel secret mixed into the key that signs
+its panel URLs, and the admin epoch its admin links and sessions carry. Each can be replaced at once
+(``rotate_*``, ``revoke_admin_sessions``); the old one stops working with the commit, because every check reads
+the connection's current value (README, "Security").
+"""
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +23,15 @@ from crm_qb.db import db
 from crm_qb.errors import PermanentError
 from crm_qb.models import Connection
 
+_HOST = re.compile(r"[a-z0-9._\-]+|[0-9a-f:.]+")  # a DNS name or an IPv4/IPv6 address (urlparse lower-cases it)
+
 
 class InvalidConnectionInput(PermanentError):
     """A value given for a new connection is not acceptable; the message names it."""
+
+
+class UnknownConnection(PermanentError):
+    """No connection has the id given; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -35,23 +49,105 @@ class NewConnection:
 
 
 def create_connection(box: SecretBox, *, crm_url: str, crm_token: str, name: str | None = None,
-                      crm_kind: str = DEFAULT_KIND) -> NewConnection:
-    """Create and commit a connection for the CRM of ``crm_kind`` at ``crm_url``; its secrets are returned once."""
+                      crm_kind: str = DEFAULT_KIND, crm_web_origin: str | None = None) -> NewConnection:
+    """Create and commit a connection for the CRM of ``crm_kind`` at ``crm_url``; its secrets are returned once.
+
+    ``crm_web_origin`` is where the CRM's web pages live (the only origin that may frame the panel); by default
+    the origin of ``crm_url``.
+    """
     check_kind(crm_kind)
     parsed = urlparse(crm_url or "")
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise InvalidConnectionInput(f"--crm-url must be an http(s) URL, got {crm_url!r}")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or len(crm_url) > 500:
+        raise InvalidConnectionInput(f"--crm-url must be an http(s) URL of at most 500 characters, got {crm_url!r}")
     if not (crm_token or "").strip():
         raise InvalidConnectionInput("--crm-token must not be empty")
+    origin = web_origin(crm_web_origin) if crm_web_origin else None
     api_key, hook_secret = new_api_key(), secrets.token_urlsafe(32)
     connection = Connection(
         name=(name or parsed.netloc)[:200], crm_kind=crm_kind, crm_base_url=crm_url.rstrip("/"),
-        crm_token_encrypted=box.encrypt(crm_token.strip()), crm_hook_secret_encrypted=box.encrypt(hook_secret),
-        api_key_hash=hash_api_key(api_key), settings={},
+        crm_web_origin=origin, crm_token_encrypted=box.encrypt(crm_token.strip()),
+        crm_hook_secret_encrypted=box.encrypt(hook_secret), api_key_hash=hash_api_key(api_key),
+        panel_secret=new_panel_secret(), settings={},
     )
     db.session.add(connection)
     db.session.commit()
     return NewConnection(connection, api_key, hook_secret)
+
+
+def get_connection(connection_id: int) -> Connection:
+    """The connection with ``connection_id``; UnknownConnection names the id when there is none."""
+    found = db.session.get(Connection, connection_id)
+    if found is None:
+        raise UnknownConnection(f"no connection {connection_id} (check CONNECTION_ID; `crm-qb connection list` shows "
+                                "them)")
+    return found
+
+
+def web_origin(url: str) -> str:
+    """The origin (``scheme://host[:port]``, no user info or path) of an http(s) URL; InvalidConnectionInput if bad.
+
+    It goes into the panel's Content-Security-Policy header, so only the characters a host name or address has
+    are accepted.
+    """
+    parsed = urlparse(url or "")
+    try:
+        port = parsed.port
+    except ValueError:
+        port, parsed = None, parsed._replace(scheme="")
+    host = parsed.hostname or ""
+    if parsed.scheme not in ("http", "https") or not _HOST.fullmatch(host):
+        raise InvalidConnectionInput(f"--crm-web-origin must be an http(s) URL such as https://crm.example.com, "
+                                     f"got {url!r}")
+    host = f"[{host}]" if ":" in host else host
+    return f"{parsed.scheme}://{host}" + (f":{port}" if port else "")
+
+
+def crm_web_origin(connection: Connection) -> str:
+    """Where the connection's CRM serves its web pages: the configured origin, else its API URL's origin."""
+    return connection.crm_web_origin or web_origin(connection.crm_base_url)
+
+
+def set_crm_web_origin(connection_id: int, url: str | None) -> Connection:
+    """Set (None: reset to the API URL's origin) where the CRM's web pages live; committed."""
+    connection = get_connection(connection_id)
+    connection.crm_web_origin = web_origin(url) if url else None
+    db.session.commit()
+    return connection
+
+
+def new_panel_secret() -> str:
+    """A fresh per-connection panel secret (43 URL-safe characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def rotate_api_key(connection_id: int) -> str:
+    """Give the connection a new API key (committed; the old one stops working); return it, shown once."""
+    connection, api_key = get_connection(connection_id), new_api_key()
+    connection.api_key_hash = hash_api_key(api_key)
+    db.session.commit()
+    return api_key
+
+
+def rotate_hook_secret(box: SecretBox, connection_id: int) -> str:
+    """Give the connection a new CRM hook secret (committed; hooks signed with the old one are refused)."""
+    connection, secret = get_connection(connection_id), secrets.token_urlsafe(32)
+    connection.crm_hook_secret_encrypted = box.encrypt(secret)
+    db.session.commit()
+    return secret
+
+
+def rotate_panel_secret(connection_id: int) -> None:
+    """Give the connection a new panel secret (committed): every panel URL and embed token made before is void."""
+    get_connection(connection_id).panel_secret = new_panel_secret()
+    db.session.commit()
+
+
+def revoke_admin_sessions(connection_id: int) -> int:
+    """Void every admin link and session of the connection (committed); return the new admin epoch."""
+    connection = get_connection(connection_id)
+    connection.admin_epoch = (connection.admin_epoch or 0) + 1
+    db.session.commit()
+    return connection.admin_epoch
 
 
 def describe(connection: Connection) -> dict[str, Any]:
@@ -61,7 +157,7 @@ def describe(connection: Connection) -> dict[str, Any]:
 
     return {
         "id": connection.id, "name": connection.name, "crm_kind": connection.crm_kind,
-        "crm_url": connection.crm_base_url,
+        "crm_url": connection.crm_base_url, "crm_web_origin": crm_web_origin(connection),
         "qbo": {
             "status": connection.qbo_status.value, "reason": connection.qbo_status_reason,
             "realm_id": connection.qbo_realm_id, "company_name": connection.qbo_company_name,

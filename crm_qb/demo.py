@@ -2,12 +2,14 @@
 
 The sandbox's authorize endpoint consents at once, so the OAuth dance is done programmatically with crm-qb's own
 OAuth client and the tokens are stored through the DbTokenStore, exactly as the callback would store them. The
-reference CRM is told where to send change hooks and which URL its contact page should embed as the QuickBooks
-panel (a connection-scoped embed token, as a CRM vendor would configure it server-side).
+reference CRM is told where to send change hooks, and how to get the QuickBooks panel of the contact a page shows:
+from crm-qb's panel-URL API, server-side, with the connection's API key (the normal way: the browser only sees a
+short-lived URL of that one contact).
 
 A second ``up`` resumes its demo rather than adding one: the connection named "demo" on the demo realm is reused
 (``find_demo``), its CRM address and token refreshed, its QuickBooks grant renewed (the sandbox keeps its data but
 not its OAuth grants across restarts) and the CRM told again where to send hooks, with the secret it already has.
+Its API key is stored only hashed, so a resumed demo gets a new one (``rotate_api_key``) for the CRM's panel calls.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ import requests
 from flask import Flask
 from sqlalchemy import select
 
-from crm_qb.connections import create_connection
+from crm_qb.connections import create_connection, rotate_api_key
 from crm_qb.db import db
 from crm_qb.models import Connection
 from crm_qb.qbo.company import refresh_company
 from crm_qb.runtime import runtime
-from crm_qb.web.panel_tokens import embed_url_template, make_embed_token
 
 DEMO_NAME = "demo"
 
@@ -58,15 +59,15 @@ def wire_demo(app: Flask, *, crm_url: str, crm_token: str, realm_id: str, web_ur
             connection_id, api_key = existing, None
             hook_secret = _refresh_crm(app, existing, crm_url, crm_token)
     connect_sandbox_realm(app, connection_id, realm_id)
-    with app.app_context():
-        connection = db.session.get(Connection, connection_id)
-        assert connection is not None
-        panel = embed_url_template(web_url, connection_id, make_embed_token(runtime(app).settings.secret_key,
-                                                                            connection))
     control = f"{crm_url.rstrip('/')}/_sandbox"
     hooks = {"url": f"{web_url.rstrip('/')}/webhooks/crm/{connection_id}", "secret": hook_secret}
     requests.post(f"{control}/hooks", json=hooks, timeout=10).raise_for_status()
-    requests.post(f"{control}/panel", json={"url_template": panel}, timeout=10).raise_for_status()
+    if api_key is None:
+        with app.app_context():
+            api_key = rotate_api_key(connection_id)  # the old key is stored hashed; only the demo's CRM uses it
+    panel = {"panel_url_api": f"{web_url.rstrip('/')}/api/v1/connections/{connection_id}/contacts/{{id}}/panel-url",
+             "api_key": api_key}
+    requests.post(f"{control}/panel", json=panel, timeout=10).raise_for_status()
     return {"id": connection_id, "api_key": api_key, "realm_id": realm_id, "resumed": existing is not None}
 
 

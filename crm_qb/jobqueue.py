@@ -51,6 +51,10 @@ class JobQueue(Protocol):
         """Ask for the follow-ups of invoices a sync just changed to be brought up to date; how many were queued."""
         ...
 
+    def push_summaries(self, connection_id: int, qbo_customer_ids: Iterable[str]) -> int:
+        """Ask for the billing summary of each customer's linked contact to be written to the CRM; how many queued."""
+        ...
+
     def flip_conflict(self, connection_id: int, conflict_id: int) -> Enqueued:
         """Ask for a conflict to be flipped to the losing value on both sides."""
         ...

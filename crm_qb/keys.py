@@ -104,6 +104,11 @@ class JobIds:
         return f"followups-scan-{int(connection_id)}-{int(period)}"
 
     @staticmethod
+    def push_summary(connection_id: int, qbo_customer_id: str) -> str:
+        """Writing one customer's billing summary to its CRM contact after a sync changed it."""
+        return f"push-summary-{int(connection_id)}-{safe_part(str(qbo_customer_id))}"
+
+    @staticmethod
     def followup_invoice(connection_id: int, qbo_invoice_id: str) -> str:
         """The follow-up check of one invoice after it was synced."""
         return f"followups-invoice-{int(connection_id)}-{safe_part(str(qbo_invoice_id))}"

@@ -10,8 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 
 CRM_REPLAY_WINDOW_SECONDS = 300
+# Unix seconds in ASCII digits, at most 12 of them (year 33658): anything else is not a timestamp, and a longer
+# number must not reach float arithmetic (a 400-digit ``t`` overflowed it).
+_CRM_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 def sign_qbo(body: bytes, verifier_token: str) -> str:
@@ -41,7 +45,7 @@ def verify_crm(body: bytes, header: str | None, secret: str, now: float,
         return False
     parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
     timestamp, given = parts.get("t", "").strip(), parts.get("v1", "").strip()
-    if not timestamp.isdigit() or not given:
+    if not _CRM_TIMESTAMP.fullmatch(timestamp) or not given:
         return False
     if abs(now - int(timestamp)) > window:
         return False

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -34,9 +34,10 @@ class Child:
 class Supervisor:
     """Starts and stops a set of named child processes."""
 
-    def __init__(self, out: IO[str] = sys.stdout) -> None:
+    def __init__(self, out: IO[str] = sys.stdout, redact: Callable[[str], str] = str) -> None:
         self.children: list[Child] = []
         self.out = out
+        self.redact = redact  # applied to every relayed line (the sandboxes print their secrets when ready)
         self._lock = threading.Lock()
 
     def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
@@ -65,7 +66,7 @@ class Supervisor:
                 except ValueError:
                     pass
             with self._lock:
-                self.out.write(f"[{child.name}] {line}")
+                self.out.write(f"[{child.name}] {self.redact(line)}")
                 self.out.flush()
         child.ready.set()
 

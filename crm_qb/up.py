@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from crm_qb.config import Settings
 from crm_qb.errors import ConfigError
+from crm_qb.logs import Redactor
 from crm_qb.supervisor import Supervisor
 
 QBO_SANDBOX_PORT = 8701
@@ -35,7 +36,7 @@ def run_up(settings: Settings, web_port: int = 5000, qbo_port: int = QBO_SANDBOX
            crm_port: int = CRM_SANDBOX_PORT) -> int:
     """Start every process and block until stopped; return the exit status."""
     _require_redis(settings)
-    sup = Supervisor()
+    sup = Supervisor(redact=Redactor(settings.secrets()).redact)
     cli = [sys.executable, "-m", "crm_qb.cli"]
     try:
         settings.instance_path.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ Redis tests use database 15 and flush it before and after each test.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -60,6 +61,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "CRM_QB_QUEUE_PREFIX": settings.queue_prefix,
         "CRM_QB_SWEEP_AFTER_SECONDS": str(settings.sweep_after_seconds),
     }
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo what a command run in-process did to this process's logging (crm_qb.logs.setup_logging)."""
+    factory, level = logging.getLogRecordFactory(), logging.getLogger().level
+    yield
+    logging.setLogRecordFactory(factory)
+    logging.getLogger().setLevel(level)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from flask import Blueprint, Response, jsonify, request
@@ -13,7 +12,7 @@ from crm_qb.runtime import runtime
 from crm_qb.signatures import verify_crm
 from crm_qb.web.errors import json_error
 from webhooks import inbox
-from webhooks.notices import PayloadError, parse_crm
+from webhooks.notices import PayloadError, decode, parse_crm
 
 bp = Blueprint("crm_webhooks", __name__)
 
@@ -30,10 +29,9 @@ def receive(connection_id: int) -> tuple[Response, int]:
         return json_error(401, "invalid_signature",
                           "missing, invalid or expired X-CRM-Signature header (older than 5 minutes)")
     try:
-        notices = parse_crm(json.loads(body), connection_id)
-    except ValueError as exc:
-        field, message = (exc.field, exc.message) if isinstance(exc, PayloadError) else ("body", "not JSON")
-        return json_error(400, "invalid_body", f"{field}: {message}")
+        notices = parse_crm(decode(body), connection_id)
+    except PayloadError as exc:
+        return json_error(400, "invalid_body", str(exc))
     new = inbox.record_crm(notices, connection_id)
     db.session.commit()
     inbox.dispatch_crm(new, connection_id)

@@ -3,6 +3,12 @@
 Pure functions (no I/O), so both formats are tested against Intuit's real payloads without a server. Which
 entities are synced, and so stored as pending rather than ignored, is decided by ``Notice.synced`` from the
 transaction registry (``crm_qb.sync.pipeline.events.is_synced``).
+
+Every body is checked by a marshmallow schema before anything is stored: each field has the type the format
+gives it (an id is a string, or a number Intuit sends for one; an object is an object), and a body of the wrong
+shape is a 400 naming the first bad field, never an exception. ``decode`` refuses a body nested deeper than
+MAX_DEPTH levels: Intuit's and the CRM's bodies are a handful of levels deep, and a deeper one (100,000 levels
+overflowed the decoder) can only be an attack.
 Intuit sends two formats (docs/qbo/facts.md §8): legacy ``{"eventNotifications": [...]}`` and CloudEvents
 (a JSON array of events with ``specversion`` and ``type``). A CRM sends ``{"events": [...]}``
 (docs/architecture.md §5).
@@ -10,11 +16,12 @@ Intuit sends two formats (docs/qbo/facts.md §8): legacy ``{"eventNotifications"
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from crm_qb.sync.pipeline.events import CONTACT, CUSTOMER, NOTED_QBO_ENTITIES, Notice
 from crm_qb.sync.transactions import registry
@@ -35,6 +42,7 @@ CLOUDEVENT_OPERATIONS = {
 LEGACY_OPERATIONS = frozenset({"Create", "Update", "Delete", "Merge", "Void", "Emailed"})
 CLOUDEVENT_TYPE = re.compile(r"^qbo\.([a-z]+)\.([a-z]+)\.v(\d+)$")
 CRM_EVENT_TYPES = ("contact.created", "contact.updated", "contact.deleted", "contact.merged")
+MAX_DEPTH = 32
 
 
 class PayloadError(ValueError):
@@ -46,83 +54,178 @@ class PayloadError(ValueError):
         self.message = message
 
 
+def decode(body: bytes, **options: Any) -> Any:
+    """The JSON value of ``body`` (``options`` go to json.loads); PayloadError when it is not JSON or too deep."""
+    try:
+        value = json.loads(body, **options)
+    except RecursionError:
+        raise PayloadError("body", f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError:
+        raise PayloadError("body", "not JSON") from None
+    if _too_deep(value):
+        raise PayloadError("body", f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests lists or objects more than MAX_DEPTH levels (iterative: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+# -- fields shared by the schemas -----------------------------------------------------------------------------
+
+class _Id(fields.Field[str]):
+    """A non-empty identifier: a string, or a whole number (Intuit sends some ids as numbers); stripped."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValidationError("must be a non-empty string")
+        text = str(value).strip()
+        if not text:
+            raise ValidationError("must be a non-empty string")
+        return text
+
+
+class _Timestamp(fields.Field[str]):
+    """An ISO 8601 timestamp given as a string; loads as the stripped text (the legacy dedupe key keeps it)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str):
+            raise ValidationError("must be an ISO 8601 timestamp")
+        try:
+            parse_timestamp(value)
+        except ValueError:
+            raise ValidationError(f"is not an ISO 8601 timestamp: {value!r}") from None
+        return value.strip()
+
+
+# -- Intuit: CloudEvents ----------------------------------------------------------------------------------------
+
+class _CloudEventSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = _Id(required=True)
+    type = fields.String(required=True, validate=validate.Regexp(
+        CLOUDEVENT_TYPE, error="expected qbo.<entity>.<operation>.v<N>, got {input!r}"))
+    intuitaccountid = _Id(required=True)
+    intuitentityid = _Id(load_default=None, allow_none=True)
+    time = _Timestamp(load_default=None, allow_none=True)
+    data = fields.Raw(load_default=None, allow_none=True)
+
+
+# -- Intuit: the legacy format ------------------------------------------------------------------------------------
+
+class _LegacyEntitySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    name = _Id(required=True)
+    id = _Id(required=True)
+    operation = fields.String(required=True, validate=validate.OneOf(
+        sorted(LEGACY_OPERATIONS), error="must be one of {choices}"))
+    lastUpdated = _Timestamp(required=True)  # Intuit's spelling
+
+
+class _DataChangeEventSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    entities = fields.List(fields.Nested(_LegacyEntitySchema), required=True)
+
+
+class _NotificationSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    realmId = _Id(required=True)  # Intuit's spelling
+    dataChangeEvent = fields.Nested(_DataChangeEventSchema, required=True)  # Intuit's spelling
+
+
+class _LegacySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    eventNotifications = fields.List(fields.Nested(_NotificationSchema), required=True)  # Intuit's spelling
+
+
+# Built once: a schema is stateless while it loads, and building one (with its nested schemas) costs more than
+# loading a webhook with it.
+_CLOUDEVENTS = _CloudEventSchema(many=True)
+_LEGACY = _LegacySchema()
+
+
 def parse_qbo(body: Any) -> list[Notice]:
     """Turn a decoded Intuit webhook body (either format) into notices; PayloadError if it is neither."""
     if isinstance(body, list):
-        return [_cloudevent(item, f"[{i}]") for i, item in enumerate(body)]
+        events = _load(_CLOUDEVENTS, body)
+        return [_cloudevent(raw, event) for raw, event in zip(body, events, strict=True)]
     if isinstance(body, dict) and "eventNotifications" in body:
-        return _legacy(body)
+        loaded = _load(_LEGACY, body)
+        return [_legacy_entity(note["realmId"], raw_entity, entity)
+                for raw_note, note in zip(body["eventNotifications"], loaded["eventNotifications"], strict=True)
+                for raw_entity, entity in zip(raw_note["dataChangeEvent"]["entities"],
+                                              note["dataChangeEvent"]["entities"], strict=True)]
     raise PayloadError("body", "expected a CloudEvents array or an object with eventNotifications")
 
 
-def _cloudevent(item: Any, where: str) -> Notice:
-    if not isinstance(item, dict):
-        raise PayloadError(where, "each CloudEvent must be an object")
-    event_id, kind = _required_str(item, "id", where), _required_str(item, "type", where)
-    realm = _required_str(item, "intuitaccountid", where)
-    match = CLOUDEVENT_TYPE.match(kind)
-    if not match:
-        raise PayloadError(f"{where}.type", f"expected qbo.<entity>.<operation>.v<N>, got {kind!r}")
+def _cloudevent(raw: dict[str, Any], event: dict[str, Any]) -> Notice:
+    match = CLOUDEVENT_TYPE.match(event["type"])
+    assert match is not None  # the schema checked it
     entity = QBO_ENTITIES.get(match.group(1), match.group(1).capitalize())
     operation = CLOUDEVENT_OPERATIONS.get(match.group(2), match.group(2).capitalize())
-    data: dict[str, Any] = item["data"] if isinstance(item.get("data"), dict) else {}
-    payload = {"cloudevent": item, "deleted_id": _case_insensitive(data, "deletedid")}
+    data: dict[str, Any] = event["data"] if isinstance(event["data"], dict) else {}
     return Notice(
-        dedupe_key=f"ce:{event_id}", realm_id=realm, entity=entity,
-        entity_id=_optional_str(item, "intuitentityid", where), operation=operation,
-        occurred_at=_timestamp(item.get("time"), f"{where}.time"), payload=payload,
+        dedupe_key=f"ce:{event['id']}", realm_id=event["intuitaccountid"], entity=entity,
+        entity_id=event["intuitentityid"], operation=operation,
+        occurred_at=parse_timestamp(event["time"]) if event["time"] else None,
+        payload={"cloudevent": raw, "deleted_id": _case_insensitive(data, "deletedid")},
     )
 
 
-def _legacy(body: dict[str, Any]) -> list[Notice]:
-    notifications = body["eventNotifications"]
-    if not isinstance(notifications, list):
-        raise PayloadError("eventNotifications", "must be an array")
-    notices: list[Notice] = []
-    for i, note in enumerate(notifications):
-        where = f"eventNotifications[{i}]"
-        if not isinstance(note, dict):
-            raise PayloadError(where, "must be an object")
-        realm = _required_str(note, "realmId", where)
-        entities = (note.get("dataChangeEvent") or {}).get("entities")
-        if not isinstance(entities, list):
-            raise PayloadError(f"{where}.dataChangeEvent.entities", "must be an array")
-        notices.extend(_legacy_entity(realm, e, f"{where}.dataChangeEvent.entities[{j}]")
-                       for j, e in enumerate(entities))
-    return notices
-
-
-def _legacy_entity(realm: str, entity: Any, where: str) -> Notice:
-    if not isinstance(entity, dict):
-        raise PayloadError(where, "must be an object")
-    name, entity_id = _required_str(entity, "name", where), _required_str(entity, "id", where)
-    operation = _required_str(entity, "operation", where)
-    if operation not in LEGACY_OPERATIONS:
-        raise PayloadError(f"{where}.operation", f"must be one of {', '.join(sorted(LEGACY_OPERATIONS))}")
-    last_updated = _required_str(entity, "lastUpdated", where)
-    canonical = QBO_ENTITIES.get(name.lower(), name)
+def _legacy_entity(realm: str, raw: dict[str, Any], entity: dict[str, Any]) -> Notice:
+    canonical = QBO_ENTITIES.get(entity["name"].lower(), entity["name"])
+    entity_id, operation, last_updated = entity["id"], entity["operation"], entity["lastUpdated"]
     return Notice(
         dedupe_key=f"legacy:{realm}:{canonical}:{entity_id}:{operation}:{last_updated}",
         realm_id=realm, entity=canonical, entity_id=entity_id, operation=operation,
-        occurred_at=_timestamp(last_updated, f"{where}.lastUpdated"),
-        payload={"legacy": entity, "deleted_id": _case_insensitive(entity, "deletedid")},
+        occurred_at=parse_timestamp(last_updated), payload={"legacy": raw, "deleted_id": _case_insensitive(raw,
+                                                                                                       "deletedid")},
     )
+
+
+# -- the CRM (docs/architecture.md §5) ---------------------------------------------------------------------------
+
+class _ContactSchema(Schema):
+    class Meta:
+        unknown = INCLUDE  # the contact's other fields are the CRM's; the sync reads the contact back by id
+
+    id = fields.String(required=True, validate=validate.Length(min=1))
 
 
 class _CrmEventSchema(Schema):
     id = fields.String(required=True, validate=validate.Length(min=1, max=200))
     type = fields.String(required=True, validate=validate.OneOf(CRM_EVENT_TYPES))
     occurred_at = fields.AwareDateTime(required=True, default_timezone=UTC)
-    contact = fields.Dict(load_default=None)
-    contact_id = fields.String(load_default=None)
-    merged_into = fields.String(load_default=None)
+    contact = fields.Nested(_ContactSchema, load_default=None, allow_none=True)
+    contact_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
+    merged_into = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
 
     @validates_schema
     def _shape_per_type(self, data: dict[str, Any], **_: Any) -> None:
         kind = data["type"]
         contact = data.get("contact")
         if kind in ("contact.created", "contact.updated"):
-            if not contact or not str(contact.get("id") or ""):
+            if not contact:
                 raise ValidationError("required for created/updated, with an id", "contact")
         elif not (data.get("contact_id") or (contact or {}).get("id")):
             raise ValidationError("required for deleted/merged", "contact_id")
@@ -136,15 +239,14 @@ class _CrmHookSchema(Schema):
     )
 
 
+_CRM_HOOK = _CrmHookSchema()
+
+
 def parse_crm(body: Any, connection_id: int) -> list[Notice]:
     """Turn a decoded CRM change-hook body into notices; raise PayloadError naming the first bad field."""
     if not isinstance(body, dict):
         raise PayloadError("body", "expected an object with an events array")
-    try:
-        loaded = _CrmHookSchema().load(body)
-    except ValidationError as exc:
-        path, message = _first_error(exc.normalized_messages())
-        raise PayloadError(path, message) from None
+    loaded = _load(_CRM_HOOK, body)
     return [_crm_notice(raw, event, connection_id) for raw, event in zip(body["events"], loaded["events"],
                                                                             strict=True)]
 
@@ -156,6 +258,16 @@ def _crm_notice(raw: dict[str, Any], event: dict[str, Any], connection_id: int) 
         entity_id=contact_id, operation=event["type"].split(".", 1)[1], occurred_at=event["occurred_at"],
         payload=raw,
     )
+
+
+# -- helpers -------------------------------------------------------------------------------------------------------
+
+def _load(schema: Schema, body: Any) -> Any:
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        path, message = _first_error(exc.normalized_messages())
+        raise PayloadError(path, message) from None
 
 
 def _first_error(messages: Any, prefix: str = "") -> tuple[str, str]:
@@ -171,19 +283,6 @@ def _first_error(messages: Any, prefix: str = "") -> tuple[str, str]:
     return prefix or "body", str(messages)
 
 
-def _required_str(obj: dict[str, Any], key: str, where: str) -> str:
-    value = obj.get(key)
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise PayloadError(f"{where}.{key}", "is required and must be a non-empty string")
-    return value.strip()
-
-
-def _optional_str(obj: dict[str, Any], key: str, where: str) -> str | None:
-    return _required_str(obj, key, where) if obj.get(key) not in (None, "") else None
-
-
 def _case_insensitive(obj: dict[str, Any], key: str) -> str | None:
     for k, v in obj.items():
         if k.lower() == key and v not in (None, ""):
@@ -191,14 +290,8 @@ def _case_insensitive(obj: dict[str, Any], key: str) -> str | None:
     return None
 
 
-def _timestamp(value: Any, where: str) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise PayloadError(where, "must be an ISO 8601 timestamp")
+def parse_timestamp(value: str) -> datetime:
+    """An ISO 8601 timestamp as aware UTC (naive means UTC); ValueError when it is not one."""
     text = re.sub(r"(\.\d{6})\d+", r"\1", value.strip())  # Intuit sends up to 9 fractional digits
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise PayloadError(where, f"is not an ISO 8601 timestamp: {value!r}") from None
+    parsed = datetime.fromisoformat(text)
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from decimal import Decimal
 
@@ -13,7 +12,7 @@ from crm_qb.runtime import runtime
 from crm_qb.signatures import verify_qbo
 from crm_qb.web.errors import json_error
 from webhooks import inbox
-from webhooks.notices import PayloadError, parse_qbo
+from webhooks.notices import PayloadError, decode, parse_qbo
 
 bp = Blueprint("qbo_webhooks", __name__)
 log = logging.getLogger(__name__)
@@ -29,10 +28,9 @@ def receive() -> tuple[Response, int]:
                       runtime().settings.qbo_webhook_verifier_token):
         return json_error(401, "invalid_signature", "missing or invalid intuit-signature header")
     try:
-        notices = parse_qbo(json.loads(body, parse_float=Decimal))
-    except ValueError as exc:
-        field, message = (exc.field, exc.message) if isinstance(exc, PayloadError) else ("body", "not JSON")
-        return json_error(400, "invalid_body", f"{field}: {message}")
+        notices = parse_qbo(decode(body, parse_float=Decimal))
+    except PayloadError as exc:
+        return json_error(400, "invalid_body", str(exc))
     new = inbox.record_qbo(notices)
     db.session.commit()
     inbox.dispatch_qbo(new)

@@ -15,7 +15,7 @@ from rq.worker import Worker
 from crm_qb.jobqueue import Enqueued, QueueStats
 from crm_qb.keys import JobIds, RedisKeys
 from crm_qb.models import EventSource
-from workers import followup_jobs, jobs, qbo_jobs, review_jobs, sync_jobs
+from workers import followup_jobs, jobs, qbo_jobs, review_jobs, summary_jobs, sync_jobs
 from workers.queues import all_queues, enqueue
 
 
@@ -40,6 +40,10 @@ class RqJobQueue:
     def check_followups(self, connection_id: int, qbo_invoice_ids: Iterable[str]) -> int:
         """Queue one follow-up check per changed invoice (one already waiting reads fresh state: not doubled)."""
         return followup_jobs.enqueue_after_sync(self._redis, self._keys, connection_id, qbo_invoice_ids)
+
+    def push_summaries(self, connection_id: int, qbo_customer_ids: Iterable[str]) -> int:
+        """Queue one summary push per changed customer (one already waiting reads fresh state: not doubled)."""
+        return summary_jobs.enqueue_pushes(self._redis, self._keys, connection_id, qbo_customer_ids)
 
     def flip_conflict(self, connection_id: int, conflict_id: int) -> Enqueued:
         """Queue the flip of a conflict."""

@@ -19,7 +19,7 @@ from rq.scheduler import RQScheduler
 
 from crm_qb.keys import JobIds
 from crm_qb.runtime import runtime
-from workers import followup_jobs, jobs, qbo_jobs, sync_jobs
+from workers import followup_jobs, jobs, maintenance, qbo_jobs, sync_jobs
 from workers.queues import all_queues, enqueue
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ PERIODIC = (
     Periodic("cdc-poll", sync_jobs.schedule_cdc_polls, 60),
     Periodic("followup-scans", followup_jobs.enqueue_followup_scans, followup_jobs.SCAN_EVERY_SECONDS),
     Periodic("qbo-refresh-idle-tokens", qbo_jobs.refresh_idle_tokens, qbo_jobs.REFRESH_EVERY_SECONDS),
+    Periodic("prune-inbound-payloads", maintenance.prune_inbound_payloads, maintenance.PRUNE_EVERY_SECONDS),
 )
 
 

@@ -34,6 +34,7 @@ def poll_qbo_connection(connection_id: int) -> int:
     finally:
         ctx.close()
         services.jobs.check_followups(connection_id, ctx.invoices_changed)
+        services.jobs.push_summaries(connection_id, ctx.summaries_to_push())
 
 
 @job(SCHEDULED, timeout=120)

@@ -6,12 +6,12 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy import Boolean, Integer
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_qb.db import UTCDateTime, db
 from crm_qb.models.mixins import ConnectionOwned, Timestamps, UpdatedAt
-from crm_qb.models.types import JSONType, value_enum
+from crm_qb.models.types import JSONType, Key, Label, PlainText, value_enum
 
 if TYPE_CHECKING:
     from crm_qb.models.contact_link import ContactLink
@@ -32,25 +32,31 @@ class Connection(Timestamps, db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "connections"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(Label(200))
     # Which connector talks to the CRM (crm_qb.crm.factory.KINDS); "rest": the REST contract, docs/architecture.md §5.
-    crm_kind: Mapped[str] = mapped_column(String(32), default="rest", server_default="rest")
-    crm_base_url: Mapped[str] = mapped_column(String(500))
-    crm_token_encrypted: Mapped[str] = mapped_column(Text)
-    crm_hook_secret_encrypted: Mapped[str] = mapped_column(Text)
-    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    qbo_realm_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    crm_kind: Mapped[str] = mapped_column(Key(32), default="rest", server_default="rest")
+    crm_base_url: Mapped[str] = mapped_column(Key(500))
+    # Where the CRM's web pages are served (the panel may be framed only there); None: crm_base_url's origin.
+    crm_web_origin: Mapped[str | None] = mapped_column(Key(500))
+    crm_token_encrypted: Mapped[str] = mapped_column(PlainText)
+    crm_hook_secret_encrypted: Mapped[str] = mapped_column(PlainText)
+    api_key_hash: Mapped[str] = mapped_column(Key(64), unique=True)
+    # Mixed into the key that signs this connection's panel tokens; a new value revokes them all (None: legacy rows).
+    panel_secret: Mapped[str | None] = mapped_column(Key(64))
+    # Admin links and sessions carry it; raising it revokes every one of them.
+    admin_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    qbo_realm_id: Mapped[str | None] = mapped_column(Key(64), index=True)
     qbo_status: Mapped[QboStatus] = mapped_column(value_enum(QboStatus), default=QboStatus.NOT_CONNECTED)
-    qbo_status_reason: Mapped[str | None] = mapped_column(Text)
-    qbo_access_token_encrypted: Mapped[str | None] = mapped_column(Text)
-    qbo_refresh_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    qbo_status_reason: Mapped[str | None] = mapped_column(PlainText)
+    qbo_access_token_encrypted: Mapped[str | None] = mapped_column(PlainText)
+    qbo_refresh_token_encrypted: Mapped[str | None] = mapped_column(PlainText)
     qbo_access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     qbo_refresh_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    qbo_company_name: Mapped[str | None] = mapped_column(String(500))
+    qbo_company_name: Mapped[str | None] = mapped_column(Label(500))
     qbo_is_sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
-    home_currency: Mapped[str | None] = mapped_column(String(3))
+    home_currency: Mapped[str | None] = mapped_column(Key(3))
     multicurrency_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    company_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    company_timezone: Mapped[str] = mapped_column(Key(64), default="UTC")
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     cdc_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -69,8 +75,8 @@ class QboReference(ConnectionOwned, UpdatedAt, db.Model):  # type: ignore[name-d
                       db.Index("ix_qbo_references_connection_id", "connection_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    qbo_id: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(Key(32))
+    qbo_id: Mapped[str] = mapped_column(Key(64))
+    name: Mapped[str] = mapped_column(Label(500))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

@@ -6,12 +6,12 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy import Boolean, Integer
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_qb.db import UTCDateTime, db
 from crm_qb.models.mixins import ConnectionOwned, Timestamps
-from crm_qb.models.types import JSONType, value_enum
+from crm_qb.models.types import JSONType, Key, PlainText, value_enum
 
 if TYPE_CHECKING:
     from crm_qb.models.connection import Connection
@@ -36,16 +36,16 @@ class ContactLink(ConnectionOwned, Timestamps, db.Model):  # type: ignore[name-d
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    crm_contact_id: Mapped[str | None] = mapped_column(String(128))
-    qbo_customer_id: Mapped[str | None] = mapped_column(String(64))
+    crm_contact_id: Mapped[str | None] = mapped_column(Key(128))
+    qbo_customer_id: Mapped[str | None] = mapped_column(Key(64))
     state: Mapped[LinkState] = mapped_column(value_enum(LinkState), default=LinkState.LINKED)
-    review_reason: Mapped[str | None] = mapped_column(Text)
+    review_reason: Mapped[str | None] = mapped_column(PlainText)
     review_candidates: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     base: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     qbo_owned: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    qbo_sync_token: Mapped[str | None] = mapped_column(String(32))
+    qbo_sync_token: Mapped[str | None] = mapped_column(Key(32))
     qbo_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    crm_version: Mapped[str | None] = mapped_column(String(64))
+    crm_version: Mapped[str | None] = mapped_column(Key(64))
     crm_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     qbo_active: Mapped[bool] = mapped_column(Boolean, default=True)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import Integer
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_qb.db import UTCDateTime, db
 from crm_qb.models.mixins import ConnectionOwned, CreatedAt
-from crm_qb.models.types import value_enum
+from crm_qb.models.types import Key, PlainText, value_enum
 
 
 class FollowUpStatus(enum.Enum):
@@ -29,10 +29,10 @@ class FollowUp(ConnectionOwned, CreatedAt, db.Model):  # type: ignore[name-defin
     __table_args__ = (db.UniqueConstraint("connection_id", "qbo_invoice_id", "rule_days"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    qbo_invoice_id: Mapped[str] = mapped_column(String(64))
+    qbo_invoice_id: Mapped[str] = mapped_column(Key(64))
     rule_days: Mapped[int] = mapped_column(Integer)
-    crm_contact_id: Mapped[str] = mapped_column(String(128))
-    crm_task_id: Mapped[str | None] = mapped_column(String(128))
+    crm_contact_id: Mapped[str] = mapped_column(Key(128))
+    crm_task_id: Mapped[str | None] = mapped_column(Key(128))
     status: Mapped[FollowUpStatus] = mapped_column(value_enum(FollowUpStatus), default=FollowUpStatus.PENDING)
-    status_reason: Mapped[str | None] = mapped_column(Text)
+    status_reason: Mapped[str | None] = mapped_column(PlainText)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

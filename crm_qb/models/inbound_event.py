@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import ForeignKey, Integer
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_qb.db import UTCDateTime, db, utcnow
-from crm_qb.models.types import JSONType, value_enum
+from crm_qb.models.types import JSONType, Key, PlainText, value_enum
 
 
 class EventSource(enum.Enum):
@@ -21,12 +21,14 @@ class EventSource(enum.Enum):
 
 
 class EventStatus(enum.Enum):
-    """Where the event is in its life: waiting, done, deliberately ignored, or failed for good."""
+    """Where the event is in its life: waiting, done, deliberately ignored, failed for good, or refused at ingress
+    because a value could not be stored (its reason says which)."""
 
     PENDING = "pending"
     PROCESSED = "processed"
     IGNORED = "ignored"
     FAILED = "failed"
+    REJECTED = "rejected"
 
 
 class InboundEvent(db.Model):  # type: ignore[name-defined,misc]
@@ -40,16 +42,18 @@ class InboundEvent(db.Model):  # type: ignore[name-defined,misc]
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source: Mapped[EventSource] = mapped_column(value_enum(EventSource, 8))
-    dedupe_key: Mapped[str] = mapped_column(String(400))
+    dedupe_key: Mapped[str] = mapped_column(Key(400))
     connection_id: Mapped[int | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
-    realm_id: Mapped[str | None] = mapped_column(String(64))
-    entity: Mapped[str] = mapped_column(String(64))
-    entity_id: Mapped[str | None] = mapped_column(String(128))
-    operation: Mapped[str] = mapped_column(String(32))
+    realm_id: Mapped[str | None] = mapped_column(Key(64))
+    entity: Mapped[str] = mapped_column(Key(64))
+    entity_id: Mapped[str | None] = mapped_column(Key(128))
+    operation: Mapped[str] = mapped_column(Key(32))
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     status: Mapped[EventStatus] = mapped_column(value_enum(EventStatus), default=EventStatus.PENDING)
-    status_reason: Mapped[str | None] = mapped_column(Text)
+    status_reason: Mapped[str | None] = mapped_column(PlainText)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the retention job emptied ``payload`` (personal data is kept CRM_QB_EVENT_RETENTION_DAYS, not forever).
+    payload_pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

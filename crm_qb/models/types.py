@@ -1,15 +1,157 @@
-"""Column types shared by the models: exact decimals, JSON, and enums stored by value."""
+"""Column types shared by the models: exact decimals, enums stored by value, and text, JSON and keys that every
+backend stores alike.
+
+Why the text types exist: PostgreSQL refuses the NUL character (U+0000) in ``text``/``varchar`` and in ``jsonb``,
+while SQLite stores it. A CRM contact's notes or a QBO customer's Notes with a NUL therefore failed on PostgreSQL
+only, and failed every retry of the batch that carried it. The rule, the same on both backends:
+
+- free text and JSON (``PlainText``, ``JSONType``, ``Label``) drop NUL on the way in: it carries no meaning in a
+  name, a note or a payload, and the canonical contact form drops it too (``crm_qb/sync/rules/canonical.py``),
+  so a stored base equals the value it is compared with and nothing bounces between the two sides;
+- ``Label`` (a name shown to people) is also cut to its column's length;
+- ``Key`` (an identifier: a QBO or CRM id, a realm, an entity or operation name) is never altered, because a
+  shortened id names another record: a value too long for its column, or with a NUL, is refused with
+  ``ValueNotStorable`` on both backends (SQLite would otherwise store it and PostgreSQL refuse it). Ingress does
+  not let such a value reach the database: ``fit_values`` finds it first and the event is stored as *rejected*
+  with the reason (docs/architecture.md §7).
+"""
 
 from __future__ import annotations
 
 import enum
+import hashlib
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Enum, Numeric, String, TypeDecorator
+from sqlalchemy import JSON, Enum, Numeric, String, Table, TypeDecorator
+from sqlalchemy import Text as SqlText
 from sqlalchemy.dialects.postgresql import JSONB
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+from crm_qb.errors import PermanentError
+
+NUL = "\x00"
+
+
+class ValueNotStorable(PermanentError, ValueError):
+    """An identifier that no backend may store as given (too long for its column, or with a NUL)."""
+
+
+def drop_nul(value: Any) -> Any:
+    """``value`` with every NUL removed from its strings (dict keys included), recursing into lists and dicts."""
+    if isinstance(value, str):
+        return value.replace(NUL, "") if NUL in value else value
+    if isinstance(value, Mapping):
+        return {drop_nul(key): drop_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [drop_nul(item) for item in value]
+    return value
+
+
+class StoredJSON(TypeDecorator[Any]):
+    """JSON (``jsonb`` on PostgreSQL) whose strings lose their NUL characters on the way in."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+    # Python None is stored as JSON ``null``, as a plain JSON column stores it.
+    should_evaluate_none = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return drop_nul(value)
+
+
+JSONType = StoredJSON()
+
+
+class PlainText(TypeDecorator[str]):
+    """Unbounded text without NUL characters."""
+
+    impl = SqlText
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return drop_nul(value)
+
+
+class Label(TypeDecorator[str]):
+    """A name people read: NUL dropped, cut to the column's length."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = drop_nul(value)
+        length = column_length(self)
+        return value[:length] if length else value
+
+
+class Key(TypeDecorator[str]):
+    """An identifier stored exactly as given, or refused (``ValueNotStorable``) when no backend can store it."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if isinstance(value, str):
+            problem = key_problem(value, column_length(self))
+            if problem:
+                raise ValueNotStorable(f"value {value[:40]!r}… {problem}")
+        return value
+
+
+def column_length(column_type: TypeDecorator[Any]) -> int | None:
+    """The length a String-based column type was declared with (None: unbounded)."""
+    length = getattr(column_type.impl_instance, "length", None)
+    return int(length) if length else None
+
+
+def key_problem(value: str, length: int | None) -> str | None:
+    """Why ``value`` cannot be stored in a ``Key`` column of ``length`` characters, or None when it can."""
+    if NUL in value:
+        return "contains a NUL character"
+    if length and len(value) > length:
+        return f"is {len(value)} characters long, more than the {length} its column holds"
+    return None
+
+
+def storable_key(key: str, length: int) -> str:
+    """A unique key of at most ``length`` characters for ``key``: itself when it fits, else a prefix and a hash.
+
+    For deduplication keys, which only need to be equal for equal inputs: a long or NUL-bearing key keeps its
+    readable start and gains a SHA-256 of the whole, so two different keys never collide by being cut.
+    """
+    if len(key) <= length and NUL not in key:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    keep = max(0, length - len(digest) - len("#sha256:"))
+    return f"{key.replace(NUL, '')[:keep]}#sha256:{digest}"
+
+
+def fit_values(table: Table, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Values for an INSERT into ``table`` that every backend stores, and what had to be cut to get there.
+
+    Each ``Key`` value that is too long or has a NUL is cut (and its NUL dropped) and named in the problems, so
+    the caller can store the row as rejected with that reason instead of failing the whole batch.
+    """
+    fitted, problems = dict(values), []
+    for name, value in values.items():
+        column_type = table.c[name].type
+        if not isinstance(value, str) or not isinstance(column_type, Key):
+            continue
+        length = column_length(column_type)
+        problem = key_problem(value, length)
+        if problem:
+            problems.append(f"{name} {problem}")
+            fitted[name] = drop_nul(value)[:length]
+    return fitted, problems
 
 
 class ExactDecimal(TypeDecorator[Decimal]):

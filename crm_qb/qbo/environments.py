@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from crm_qb.errors import ConfigError
+
 ENVIRONMENTS = ("production", "sandbox", "local")
 
 
@@ -37,10 +39,15 @@ DEFAULTS: MappingProxyType[str, Endpoints] = MappingProxyType({
 })
 
 
+class QboSettingsError(ConfigError, ValueError):
+    """The QBO settings name no usable environment; the message names the CRM_QB_* settings to set."""
+
+
 def check_environment(environment: str) -> str:
     """``environment`` if it is one of production, sandbox, local; a ValueError naming the choices otherwise."""
     if environment not in ENVIRONMENTS:
-        raise ValueError(f"unknown QBO environment {environment!r}: expected one of {', '.join(ENVIRONMENTS)}")
+        raise QboSettingsError(f"CRM_QB_QBO_ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}; "
+                               f"got {environment!r}")
     return environment
 
 
@@ -58,11 +65,11 @@ def resolve_endpoints(
         "QBO_API_BASE": api_base_override or (default.api_base if default else None),
         "QBO_APP_BASE": app_base_override or (default.app_base if default else None),
     }
-    missing = [name for name, value in chosen.items() if not value]
+    missing = [f"CRM_QB_{name}" for name, value in chosen.items() if not value]
     if missing:
-        raise ValueError(
-            f"QBO environment {environment!r} has no default addresses: set {', '.join(missing)} "
-            "(the local sandbox prints them at start-up and serves them at /_sandbox/info)"
+        raise QboSettingsError(
+            f"CRM_QB_QBO_ENVIRONMENT={environment} has no default addresses: set {', '.join(missing)} "
+            "(the local sandbox prints them at start-up and serves them at /_sandbox/info; `crm-qb up` sets them)"
         )
     return Endpoints(
         discovery_url=str(chosen["QBO_DISCOVERY_URL"]),

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from crm_qb.crm.protocol import CrmConnector
 from crm_qb.db import db
 from crm_qb.models import Connection, QboReference
+from crm_qb.panel_settings import panel_settings_of
 from crm_qb.qbo.client import QboClient
 from crm_qb.qbo.company import PAYMENT_METHOD, TERM
 from crm_qb.sync.rules.matching import Candidate
@@ -41,6 +42,14 @@ class SyncContext:
     crm_pool: list[Candidate] | None = None
     # Invoices whose folder item changed in this job: the job's caller asks for their follow-ups to be re-checked.
     invoices_changed: set[str] = field(default_factory=set)
+    # Customers whose folder or QBO-owned facts changed, and whether the connection pushes summaries to its CRM
+    # (panel.push_summary): the job's caller asks for those customers' summaries to be pushed (summaries_to_push).
+    customers_changed: set[str] = field(default_factory=set)
+    push_summary: bool = False
+
+    def summaries_to_push(self) -> set[str]:
+        """The customers whose Payment & Billing summary should be written to the CRM after this job."""
+        return set(self.customers_changed) if self.push_summary else set()
 
     def close(self) -> None:
         """Close the HTTP sessions."""
@@ -59,7 +68,8 @@ def build_context(services: SyncServices, connection_id: int, job_id: str | None
     qbo = services.qbo.client_for(connection, **qbo_options)
     crm = services.crm_for(connection)
     context = SyncContext(connection_id, settings, qbo, crm, job_id, connection.home_currency,
-                          *_reference_names(connection_id))
+                          *_reference_names(connection_id),
+                          push_summary=panel_settings_of(connection.settings).push_summary)
     db.session.rollback()
     return context
 

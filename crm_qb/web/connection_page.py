@@ -15,6 +15,7 @@ from flask import Blueprint, Response, make_response, redirect, render_template,
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
+from crm_qb.connections import revoke_admin_sessions
 from crm_qb.db import db
 from crm_qb.models import Connection, QboReference, QboStatus
 from crm_qb.qbo.company import PAYMENT_METHOD, TERM
@@ -79,7 +80,12 @@ def secured(response: R) -> R:
 def require_admin(connection_id: int) -> signing.AdminSession:
     """The request's admin session for ``connection_id``; AdminAuthError (a 403 page) when there is none."""
     return signing.read_session(runtime().settings.secret_key, request.cookies.get(signing.SESSION_COOKIE),
-                                connection_id)
+                                connection_id, epoch=admin_epoch(connection_id))
+
+
+def admin_epoch(connection_id: int) -> int:
+    """The connection's current admin epoch (0 for a connection that does not exist: its page is a 404 anyway)."""
+    return int(db.session.scalar(select(Connection.admin_epoch).where(Connection.id == connection_id)) or 0)
 
 
 def connection_or_404(connection_id: int) -> Connection:
@@ -112,14 +118,29 @@ def show(connection_id: int) -> BaseResponse:
 
 def _start_session(connection_id: int, token: str) -> BaseResponse:
     secret = runtime().settings.secret_key
-    signing.read_link(secret, token, connection_id)
+    epoch = admin_epoch(connection_id)
+    signing.read_link(secret, token, connection_id, epoch=epoch)
     connection_or_404(connection_id)
-    session = signing.new_session(connection_id)
+    session = signing.new_session(connection_id, epoch=epoch)
     response = redirect(page_url(connection_id), 303)
     response.set_cookie(signing.SESSION_COOKIE, signing.dump_session(secret, session),
                         max_age=signing.SESSION_SECONDS, httponly=True, samesite="Lax", path="/",
                         secure=runtime().settings.public_url.startswith("https://"))
     log.info("admin session started connection=%s", connection_id)
+    return secured(response)
+
+
+@bp.post("/admin/connections/<int:connection_id>/sessions/revoke")
+def sign_out_everywhere(connection_id: int) -> BaseResponse:
+    """End every admin session and void every admin link of the connection (this browser's included)."""
+    session = require_admin(connection_id)
+    if not session.csrf_ok(request.form.get("csrf_token")):
+        raise PageError(403, "Form expired", "This form is no longer valid. Reload the page and try again.",
+                        connection_id)
+    revoke_admin_sessions(connection_id)
+    log.info("admin sessions revoked connection=%s", connection_id)
+    response = make_response(render_template("signed_out.html", connection_id=connection_id), 200)
+    response.delete_cookie(signing.SESSION_COOKIE, path="/")
     return secured(response)
 
 

@@ -1,31 +1,84 @@
-"""``GET /healthz``: database, Redis and queue state; 200 when healthy, 503 otherwise."""
+"""Health: a public liveness answer, and the details behind a credential.
+
+- ``GET /healthz`` (public, for load balancers and uptime checks): ``{"status", "checks": {"database": {"ok"},
+  "redis": {"ok"}}}``. ``status`` is ``ok``; ``degraded`` when a tenant has a problem the service itself does
+  not (a connection needs reconnecting, or events failed for good), still 200 so nobody restarts the service for
+  it; ``unavailable`` with 503 when the database or Redis is down. It names no connection and no reason.
+- ``GET /healthz/details`` with ``Authorization: Bearer <CRM_QB_OPERATOR_TOKEN>``: the same plus the queues
+  (workers, depth, failed jobs), the inbound events (pending, the oldest pending's age, failed, rejected), and
+  the failing connections with their reasons. Without the setting the details are off (401 saying so).
+- ``GET /api/v1/connections/<id>/health`` with the connection's API key: that connection's own status, for the
+  CRM that embeds it.
+"""
 
 from __future__ import annotations
 
+import hmac
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
-from sqlalchemy import select, text
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from crm_qb.db import db
-from crm_qb.models import Connection, QboStatus
+from crm_qb.db import db, utcnow
+from crm_qb.models import Connection, EventSource, EventStatus, InboundEvent, QboStatus
 from crm_qb.runtime import runtime
+from crm_qb.web.errors import json_error
 
 bp = Blueprint("health", __name__)
+
+COUNTED = (EventStatus.PENDING, EventStatus.FAILED, EventStatus.REJECTED)
 
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """Report each dependency's state; any failing dependency makes the answer 503."""
+    """Liveness: ok, degraded (200) or unavailable (503), with no tenant's details."""
     checks = {"database": _database(), "redis": _redis()}
+    public = {name: {"ok": check["ok"], **({"error": check["error"]} if "error" in check else {})}
+              for name, check in checks.items()}
+    status = _status(checks, _tenant_problems() if checks["database"]["ok"] else None)
+    return jsonify({"status": status, "checks": public}), 503 if status == "unavailable" else 200
+
+
+@bp.get("/healthz/details")
+def details() -> tuple[Response, int]:
+    """Everything an operator needs to see, for the holder of CRM_QB_OPERATOR_TOKEN."""
+    expected = runtime().settings.operator_token
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), expected):
+        response, code = json_error(401, "unauthorized", "send Authorization: Bearer <CRM_QB_OPERATOR_TOKEN>"
+                                    + ("" if expected else " (the setting is not set, so details are off)"))
+        response.headers["WWW-Authenticate"] = 'Bearer realm="crm-qb operator"'
+        return response, code
+    checks: dict[str, Any] = {"database": _database(), "redis": _redis()}
     if checks["redis"]["ok"]:
         checks["queues"] = _queues()
+    problems = None
     if checks["database"]["ok"]:
-        checks["connections"] = _connections()
-    healthy = checks["database"]["ok"] and checks["redis"]["ok"]
-    return jsonify({"status": "ok" if healthy else "unavailable", "checks": checks}), 200 if healthy else 503
+        checks["events"] = _event_counts(None)
+        problems = _problems()
+        checks["connections"] = _connections(problems)
+    status = _status(checks, problems)
+    return jsonify({"status": status, "checks": checks}), 503 if status == "unavailable" else 200
+
+
+def connection_report(connection: Connection) -> dict[str, Any]:
+    """One connection's health (``GET /api/v1/connections/<id>/health``): its QBO status and its events."""
+    events = _event_counts(_events_of(connection))
+    needs = connection.qbo_status == QboStatus.NEEDS_RECONNECT
+    return {
+        "status": "degraded" if needs or events["failed"] else "ok",
+        "qbo": {"status": connection.qbo_status.value, "reason": connection.qbo_status_reason},
+        "events": events, "last_sync_at": _iso(connection.last_sync_at),
+    }
+
+
+def _status(checks: dict[str, Any], problems: dict[str, Any] | None) -> str:
+    if not (checks["database"]["ok"] and checks["redis"]["ok"]):
+        return "unavailable"
+    return "degraded" if problems and (problems["needs_reconnect"] or problems["failed"]) else "ok"
 
 
 def _database() -> dict[str, Any]:
@@ -47,12 +100,76 @@ def _redis() -> dict[str, Any]:
 
 def _queues() -> dict[str, Any]:
     stats = runtime().jobs.stats()
-    return {"ok": True, "workers": stats.workers, "depth": stats.depth, "failed": stats.failed}
+    return {"ok": stats.workers > 0, "workers": stats.workers, "depth": stats.depth, "failed": stats.failed}
 
 
-def _connections() -> dict[str, Any]:
-    rows = db.session.execute(
-        select(Connection.id, Connection.qbo_status, Connection.qbo_status_reason)
-    ).all()
-    needs = [{"id": r.id, "reason": r.qbo_status_reason} for r in rows if r.qbo_status == QboStatus.NEEDS_RECONNECT]
-    return {"ok": not needs, "total": len(rows), "needs_reconnect": needs}
+def _tenant_problems() -> dict[str, Any]:
+    """Whether any connection needs reconnecting or any event failed for good (two indexed EXISTS, for probes)."""
+    needs = db.session.scalar(select(select(Connection.id).where(
+        Connection.qbo_status == QboStatus.NEEDS_RECONNECT).exists()))
+    failed = db.session.scalar(select(select(InboundEvent.id).where(
+        InboundEvent.status == EventStatus.FAILED).exists()))
+    db.session.rollback()
+    return {"needs_reconnect": bool(needs), "failed": bool(failed)}
+
+
+def _problems() -> dict[str, Any]:
+    """Connections that need reconnecting (id, reason) and failed events per connection they concern."""
+    rows = db.session.execute(select(Connection.id, Connection.qbo_realm_id, Connection.qbo_status,
+                                     Connection.qbo_status_reason).order_by(Connection.id)).all()
+    failed = db.session.execute(
+        select(InboundEvent.source, InboundEvent.connection_id, InboundEvent.realm_id, func.count())
+        .where(InboundEvent.status == EventStatus.FAILED)
+        .group_by(InboundEvent.source, InboundEvent.connection_id, InboundEvent.realm_id)).all()
+    db.session.rollback()
+    by_connection: dict[int, int] = {}
+    for source, connection_id, realm_id, count in failed:
+        # A QBO event names its realm until a drain settles it for a connection; it concerns the realm's ones.
+        owners: list[int] = [connection_id] if connection_id is not None else \
+            [row.id for row in rows if source == EventSource.QBO and realm_id and row.qbo_realm_id == realm_id]
+        for owner in owners:
+            by_connection[owner] = by_connection.get(owner, 0) + int(count)
+    return {"total": len(rows), "failed": sum(int(row[3]) for row in failed), "failed_by_connection": by_connection,
+            "needs_reconnect": [{"id": row.id, "reason": row.qbo_status_reason} for row in rows
+                                if row.qbo_status == QboStatus.NEEDS_RECONNECT]}
+
+
+def _connections(problems: dict[str, Any]) -> dict[str, Any]:
+    failing = sorted({item["id"] for item in problems["needs_reconnect"]} | set(problems["failed_by_connection"]))
+    reasons = {item["id"]: item["reason"] for item in problems["needs_reconnect"]}
+    return {
+        "ok": not failing, "total": problems["total"], "needs_reconnect": problems["needs_reconnect"],
+        "failing": [{"id": cid, "needs_reconnect": cid in reasons, "reason": reasons.get(cid),
+                     "failed_events": problems["failed_by_connection"].get(cid, 0)} for cid in failing],
+    }
+
+
+def _events_of(connection: Connection) -> ColumnElement[bool]:
+    own = InboundEvent.connection_id == connection.id
+    if not connection.qbo_realm_id:
+        return own
+    return own | ((InboundEvent.source == EventSource.QBO) & (InboundEvent.realm_id == connection.qbo_realm_id))
+
+
+def _event_counts(where: ColumnElement[bool] | None) -> dict[str, Any]:
+    """Pending, failed and rejected events (all, or those matching ``where``) and the oldest pending's age."""
+    query = select(InboundEvent.status, func.count(), func.min(InboundEvent.received_at)) \
+        .where(InboundEvent.status.in_(COUNTED)).group_by(InboundEvent.status)
+    rows = db.session.execute(query.where(where) if where is not None else query).all()
+    db.session.rollback()
+    counts = {status.value: 0 for status in COUNTED}
+    oldest: datetime | None = None
+    for status, count, first in rows:
+        counts[status.value] = int(count)
+        oldest = first if status == EventStatus.PENDING else oldest
+    age = (utcnow() - _aware(oldest)).total_seconds() if oldest else None
+    return {**counts, "oldest_pending_seconds": round(age, 1) if age is not None else None}
+
+
+def _aware(value: datetime) -> datetime:
+    """A timestamp read through ``min()`` with its UTC zone (SQLite may hand it back naive)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

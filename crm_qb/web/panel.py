@@ -2,12 +2,16 @@
 and the "QuickBooks Transactions" folder (docs/architecture.md §4, §6).
 
 - ``GET /panel/<id>/contacts/<crm_contact_id>?token=`` shows it; the token is signed for that contact
-  (panel_tokens). A bad, expired or foreign token gets a 403 page saying so.
+  (panel_tokens). A bad, expired or foreign token gets a 403 page saying so. The CRM's back end gets such a URL
+  with its API key when its user opens a contact (``POST /api/v1/connections/<id>/contacts/<contact>/panel-url``)
+  and puts it in the contact page's iframe: the user sees a link to this one contact, for minutes.
 - ``GET /panel/<id>/embed/<crm_contact_id>?token=<embed token>`` redirects to the panel with a fresh contact
-  token: CRMs put ``/panel/<id>/embed/{id}?token=...`` in their iframe URL template.
+  token. Kept for CRMs that can only put a fixed URL template in their pages: the embed token in it opens every
+  contact of the connection, so it must stay server-side (docs: README, "Security").
 
 The page works without JavaScript (filters are links and a GET form), uses no external assets, and may be
-framed only by the connection's CRM origin (``frame-ancestors``). Tokens travel in URLs, so the page sends no
+framed only by the connection's CRM web origin (``frame-ancestors``; ``connection add --crm-web-origin``, by
+default the origin of the CRM's API URL). Tokens travel in URLs, so the page sends no
 Referer and is never cached.
 """
 
@@ -17,11 +21,12 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from crm_qb.connections import crm_web_origin, web_origin
 from crm_qb.db import db
 from crm_qb.models import Connection, FolderItem
 from crm_qb.qbo.deeplinks import AppLinks
@@ -46,6 +51,7 @@ from crm_qb.web.readmodels.folder import (
     rate_text,
 )
 from crm_qb.web.readmodels.summary import summary_json
+from crm_qb.web.routing import is_contact_id
 
 bp = Blueprint("panel", __name__, url_prefix="/panel")
 
@@ -84,7 +90,7 @@ class Row:
 def contact_panel(connection_id: int, crm_contact_id: str) -> Response:
     """The panel of one contact, for a holder of a panel token made for it."""
     connection = db.session.get(Connection, connection_id)
-    if connection is None:
+    if connection is None or not is_contact_id(crm_contact_id):
         return _denied(None, "This panel link is not valid. Open the panel again from the contact's page.")
     try:
         check_panel_token(_secret(), request.args.get("token"), connection, crm_contact_id)
@@ -101,7 +107,7 @@ def contact_panel(connection_id: int, crm_contact_id: str) -> Response:
 def embed(connection_id: int, crm_contact_id: str) -> BaseResponse:
     """Exchange a connection's embed token for a fresh panel URL of ``crm_contact_id`` (302)."""
     connection = db.session.get(Connection, connection_id)
-    if connection is None:
+    if connection is None or not is_contact_id(crm_contact_id):
         return _denied(None, "This embedding link is not valid.")
     try:
         check_embed_token(_secret(), request.args.get("token"), connection)
@@ -223,7 +229,7 @@ def _page(connection: Connection | None, template: str, status: int, **context: 
 
 
 def _secure(response: BaseResponse, connection: Connection | None) -> None:
-    ancestors = crm_origin(connection.crm_base_url) if connection else "'none'"
+    ancestors = crm_web_origin(connection) if connection else "'none'"
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'; "
         f"frame-ancestors {ancestors}"
@@ -235,8 +241,7 @@ def _secure(response: BaseResponse, connection: Connection | None) -> None:
 
 def crm_origin(crm_base_url: str) -> str:
     """The origin (scheme://host[:port]) of a CRM base URL, as CSP frame-ancestors wants it."""
-    parts = urlsplit(crm_base_url)
-    return f"{parts.scheme}://{parts.netloc}"
+    return web_origin(crm_base_url)
 
 
 def _secret() -> str:

@@ -2,15 +2,18 @@
 
 Two kinds, each signed with the app's SECRET_KEY (itsdangerous) under its own salt:
 
-- a *panel token* opens one contact's panel (``/panel/<connection>/contacts/<contact>?token=``); default 1 hour;
-- an *embed token* is the connection-scoped credential a CRM puts in its iframe URL template
+- a *panel token* opens one contact's panel (``/panel/<connection>/contacts/<contact>?token=``). The normal way
+  to get one is the CRM's back end asking with its API key, for the contact its user is viewing
+  (``POST /api/v1/connections/<id>/contacts/<contact>/panel-url``), valid for PANEL_URL_TTL_SECONDS;
+- an *embed token* is the connection-scoped credential of the older iframe URL template
   (``/panel/<connection>/embed/{id}?token=``): it is exchanged for a fresh panel token of whichever contact the
-  CRM asks for, so it lets its holder see every contact's panel of that connection. It lives long (default 30
-  days) and is meant for embedding in the CRM's server-side configuration (and the demo), never for end users.
+  URL names, so whoever sees it can open every contact's panel of that connection by changing the id. It is
+  kept for CRMs that cannot call an API when they render a page; it lives long (default 30 days) and belongs in
+  the CRM's server-side configuration, never in a page a user can read.
 
-The salt also carries the connection's API key hash: a token only verifies for the connection it was made for,
-and rotating the connection's API key revokes all of its tokens. Expiry is inside the signed payload, so each
-token can have its own lifetime.
+The salt also carries the connection's API key hash and its panel secret: a token only verifies for the
+connection it was made for, and rotating either (``crm-qb connection rotate``) revokes all of its tokens. Expiry
+is inside the signed payload, so each token can have its own lifetime.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from crm_qb.models import Connection
 
 DEFAULT_TTL_SECONDS = 3600
+PANEL_URL_TTL_SECONDS = 900
+MAX_PANEL_URL_TTL_SECONDS = 3600
 DEFAULT_EMBED_TTL_SECONDS = 30 * 86400
 ALL_CONTACTS = "*"
 _PANEL_SALT = "crm-qb.panel.contact.v1"
@@ -110,4 +115,5 @@ def _loads(secret_key: str, salt: str, token: str | None, connection: Connection
 
 
 def _serializer(secret_key: str, salt: str, connection: Connection) -> URLSafeSerializer:
-    return URLSafeSerializer(secret_key, salt=f"{salt}:{connection.id}:{connection.api_key_hash}")
+    scope = f"{connection.id}:{connection.api_key_hash}:{connection.panel_secret or ''}"
+    return URLSafeSerializer(secret_key, salt=f"{salt}:{scope}")

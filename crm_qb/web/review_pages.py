@@ -19,6 +19,7 @@ from crm_qb.web.connection_page import PageError, connection_or_404, register_pa
 bp = Blueprint("review_pages", __name__)
 
 PER_PAGE = 50
+MAX_PAGE = 1_000_000  # beyond any log; keeps the OFFSET a 64-bit number
 NOTICES = {
     "confirmed": "The automatic decision is kept.",
     "flipping": "The other value is being written to QuickBooks and the CRM; reload in a few seconds.",
@@ -78,8 +79,9 @@ def audit(connection_id: int) -> BaseResponse:
 
 def _page() -> int:
     raw = request.args.get("page", "1")
-    if not raw.isdigit() or int(raw) < 1:
-        raise PageError(400, "Bad page number", f"page must be a whole number from 1, got {raw!r}.")
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 7 or not 1 <= int(raw) <= MAX_PAGE:
+        raise PageError(400, "Bad page number", f"page must be a whole number from 1 to {MAX_PAGE}, got {raw!r}.")
     return int(raw)
 
 

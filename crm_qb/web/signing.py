@@ -6,6 +6,10 @@ it starts an *admin session*: a signed, HttpOnly cookie scoped to that one conne
 (which binds OAuth ``state`` values to this browser) and a CSRF token for the page's forms. One browser
 administers one connection at a time: opening another connection's link replaces the session.
 
+Links and sessions carry the connection's *admin epoch*. Raising it (``crm-qb admin-url <id> --revoke-sessions``,
+or "Sign out everywhere" on the admin page) voids every link and session issued before, at once, without
+touching SECRET_KEY or any other connection.
+
 Expiry times are written into the signed payload (rather than itsdangerous' signing timestamp) so they are
 checked against one injectable clock.
 """
@@ -39,53 +43,60 @@ class AdminSession:
     nonce: str
     csrf_token: str
     expires_at: float
+    epoch: int = 0
 
     def csrf_ok(self, submitted: str | None) -> bool:
         """Whether ``submitted`` is this session's CSRF token (constant-time)."""
         return bool(submitted) and hmac.compare_digest(str(submitted), self.csrf_token)
 
 
-def link_token(secret_key: str, connection_id: int, seconds: int = LINK_SECONDS, now: float | None = None) -> str:
-    """A token for the admin page of ``connection_id``, valid for ``seconds`` from ``now``."""
+def link_token(secret_key: str, connection_id: int, seconds: int = LINK_SECONDS, now: float | None = None,
+               epoch: int = 0) -> str:
+    """A token for the admin page of ``connection_id`` (at admin ``epoch``), valid for ``seconds`` from ``now``."""
     if seconds <= 0:
         raise ValueError(f"seconds must be positive, got {seconds!r}")
     expires = (time.time() if now is None else now) + seconds
-    return URLSafeSerializer(secret_key, salt=LINK_SALT).dumps({"c": connection_id, "e": int(expires)})
+    return URLSafeSerializer(secret_key, salt=LINK_SALT).dumps({"c": connection_id, "e": int(expires), "g": epoch})
 
 
-def admin_url(public_url: str, secret_key: str, connection_id: int, seconds: int = LINK_SECONDS) -> str:
-    """The signed link to the admin page of ``connection_id`` under ``public_url``."""
-    token = link_token(secret_key, connection_id, seconds)
+def admin_url(public_url: str, secret_key: str, connection_id: int, seconds: int = LINK_SECONDS,
+              epoch: int = 0) -> str:
+    """The signed link to the admin page of ``connection_id`` (at admin ``epoch``) under ``public_url``."""
+    token = link_token(secret_key, connection_id, seconds, epoch=epoch)
     return f"{public_url.rstrip('/')}/admin/connections/{connection_id}?token={token}"
 
 
-def read_link(secret_key: str, token: str, connection_id: int, now: float | None = None) -> None:
-    """Accept ``token`` for ``connection_id`` or raise AdminAuthError saying why not."""
+def read_link(secret_key: str, token: str, connection_id: int, now: float | None = None, epoch: int = 0) -> None:
+    """Accept ``token`` for ``connection_id`` at admin ``epoch`` or raise AdminAuthError saying why not."""
     payload = _load(secret_key, LINK_SALT, token, "This admin link is not valid (it was altered or mistyped).")
     _check_scope(payload, connection_id, now, "This admin link has expired. Ask for a new one with "
                                                "`crm-qb admin-url`.")
+    _check_epoch(payload, epoch, "This admin link was revoked. Ask for a new one with `crm-qb admin-url`.")
 
 
-def new_session(connection_id: int, now: float | None = None) -> AdminSession:
-    """A fresh admin session for ``connection_id`` with new random nonce and CSRF token."""
+def new_session(connection_id: int, now: float | None = None, epoch: int = 0) -> AdminSession:
+    """A fresh admin session for ``connection_id`` (at admin ``epoch``) with new random nonce and CSRF token."""
     expires = (time.time() if now is None else now) + SESSION_SECONDS
-    return AdminSession(connection_id, secrets.token_urlsafe(24), secrets.token_urlsafe(24), expires)
+    return AdminSession(connection_id, secrets.token_urlsafe(24), secrets.token_urlsafe(24), expires, epoch)
 
 
 def dump_session(secret_key: str, session: AdminSession) -> str:
     """The signed cookie value of ``session``."""
     return URLSafeSerializer(secret_key, salt=SESSION_SALT).dumps(
-        {"c": session.connection_id, "n": session.nonce, "x": session.csrf_token, "e": int(session.expires_at)})
+        {"c": session.connection_id, "n": session.nonce, "x": session.csrf_token, "e": int(session.expires_at),
+         "g": session.epoch})
 
 
-def read_session(secret_key: str, cookie: str | None, connection_id: int, now: float | None = None) -> AdminSession:
-    """The admin session in ``cookie`` if it grants ``connection_id``; AdminAuthError otherwise."""
+def read_session(secret_key: str, cookie: str | None, connection_id: int, now: float | None = None,
+                 epoch: int = 0) -> AdminSession:
+    """The admin session in ``cookie`` if it grants ``connection_id`` at admin ``epoch``; AdminAuthError otherwise."""
     if not cookie:
         raise AdminAuthError("You are not signed in to this connection's admin page. Open the link printed by "
                              "`crm-qb admin-url` first.")
     payload = _load(secret_key, SESSION_SALT, cookie, "Your admin session is not valid. Open a new admin link.")
     _check_scope(payload, connection_id, now, "Your admin session has expired. Open a new admin link.")
-    return AdminSession(int(payload["c"]), str(payload["n"]), str(payload["x"]), float(payload["e"]))
+    _check_epoch(payload, epoch, "Your admin session was signed out. Open a new admin link.")
+    return AdminSession(int(payload["c"]), str(payload["n"]), str(payload["x"]), float(payload["e"]), epoch)
 
 
 def _load(secret_key: str, salt: str, value: str, message: str) -> dict[str, Any]:
@@ -96,6 +107,11 @@ def _load(secret_key: str, salt: str, value: str, message: str) -> dict[str, Any
     if not isinstance(payload, dict) or not isinstance(payload.get("c"), int) or "e" not in payload:
         raise AdminAuthError(message)
     return payload
+
+
+def _check_epoch(payload: dict[str, Any], epoch: int, revoked: str) -> None:
+    if payload.get("g", 0) != epoch:
+        raise AdminAuthError(revoked)
 
 
 def _check_scope(payload: dict[str, Any], connection_id: int, now: float | None, expired: str) -> None:

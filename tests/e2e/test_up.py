@@ -59,7 +59,7 @@ def test_up_runs_everything_wires_the_demo_and_stops_cleanly(tmp_path: Path, red
     try:
         up.wait_ready()
         health = requests.get(f"http://127.0.0.1:{web}/healthz", timeout=5)
-        assert health.status_code == 200 and health.json()["checks"]["connections"]["total"] == 1
+        assert health.status_code == 200 and health.json()["status"] == "ok"
         assert requests.get(f"http://127.0.0.1:{qbo}/_sandbox/info", timeout=5).json()["realm_id"]
         contacts_page = requests.get(f"http://127.0.0.1:{crm}/ui/contacts", timeout=5)
         assert contacts_page.status_code == 200

@@ -279,7 +279,7 @@ def cli(tmp_path: Path, redis_client: Redis) -> tuple[CliRunner, dict[str, str],
 
 
 @pytest.mark.parametrize(("state", "message"), [
-    ("missing", "crm-qb: connection 42 does not exist"),
+    ("missing", "crm-qb: no connection 42"),
     ("never", "is not connected to QuickBooks"),
     ("reconnect", "QuickBooks must be reconnected for connection"),
 ])

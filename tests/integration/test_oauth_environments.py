@@ -108,7 +108,7 @@ def test_the_local_environment_uses_the_project_sandbox(make_app: Callable[..., 
 
 def test_local_without_overrides_is_a_clear_error(make_app: Callable[..., Flask]) -> None:
     app = make_app(qbo_environment="local")
-    with pytest.raises(ValueError, match="QBO_DISCOVERY_URL, QBO_API_BASE, QBO_APP_BASE"):
+    with pytest.raises(ValueError, match="CRM_QB_QBO_DISCOVERY_URL, CRM_QB_QBO_API_BASE, CRM_QB_QBO_APP_BASE"):
         runtime(app).qbo()
     conn = add_connection(app)
     client = app.test_client()

@@ -78,3 +78,37 @@ def test_contact_page_without_activities(client: FlaskClient) -> None:
                                                (125, "2 h 5 min"), (1440, "24 h")])
 def test_durations_read_as_hours_and_minutes(minutes: int | None, text: str) -> None:
     assert duration({"duration_minutes": minutes}) == text
+
+
+def test_the_contact_page_asks_crm_qb_for_the_panel_url_server_side(client: FlaskClient) -> None:
+    import responses
+
+    contact = client.post("/_sandbox/contacts", json={"first_name": "Ada"}).json
+    endpoint = "http://127.0.0.1:5000/api/v1/connections/1/contacts/{id}/panel-url"
+    assert client.post("/_sandbox/panel", json={"panel_url_api": endpoint, "api_key": "cqb_secret-key"}).json == {
+        "panel_url_api": endpoint}
+    info = client.get("/_sandbox/info").json
+    assert info["panel_url_api"] == endpoint and "cqb_secret-key" not in str(info)
+    with responses.RequestsMock() as mocked:
+        mocked.post(endpoint.replace("{id}", contact["id"]), match=[responses.matchers.header_matcher(
+            {"Authorization": "Bearer cqb_secret-key"})],
+            json={"url": f"http://127.0.0.1:5000/panel/1/contacts/{contact['id']}?token=short", "expires_at": "x"})
+        response = client.get(f"/ui/contacts/{contact['id']}")
+    html = response.get_data(as_text=True)
+    assert f'src="http://127.0.0.1:5000/panel/1/contacts/{contact["id"]}?token=short"' in html
+    assert "cqb_secret-key" not in html
+    assert "frame-src http://127.0.0.1:5000;" in response.headers["Content-Security-Policy"]
+
+
+def test_a_panel_url_api_that_fails_says_so_on_the_page(client: FlaskClient) -> None:
+    import responses
+
+    contact = client.post("/_sandbox/contacts", json={"first_name": "Ada"}).json
+    endpoint = "http://127.0.0.1:5000/api/v1/connections/1/contacts/{id}/panel-url"
+    client.post("/_sandbox/panel", json={"panel_url_api": endpoint, "api_key": "k"})
+    with responses.RequestsMock() as mocked:
+        mocked.post(endpoint.replace("{id}", contact["id"]), status=401, json={"error": {"code": "unauthorized"}})
+        html = client.get(f"/ui/contacts/{contact['id']}").get_data(as_text=True)
+    assert "<iframe" not in html and "unavailable: crm-qb answered 401" in html
+    assert client.post("/_sandbox/panel", json={"panel_url_api": "http://x/no-id", "api_key": "k"}).status_code == 400
+    assert client.post("/_sandbox/panel", json={"panel_url_api": endpoint}).status_code == 400

@@ -66,3 +66,26 @@ def test_unreadable_dev_keys_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_redirect_uri_defaults_to_the_public_url(tmp_path: Path) -> None:
     settings = load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_PUBLIC_URL": "https://sync.example.com/"})
     assert settings.qbo_redirect_uri == "https://sync.example.com/qbo/callback"
+
+
+def test_security_settings_have_documented_defaults(tmp_path: Path) -> None:
+    settings = load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path)})
+    assert settings.event_retention_days == 30 and settings.operator_token is None and settings.log_level is None
+    given = load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_EVENT_RETENTION_DAYS": "0",
+                           "CRM_QB_OPERATOR_TOKEN": "t" * 32, "CRM_QB_LOG_LEVEL": "debug"})
+    assert (given.event_retention_days, given.operator_token, given.log_level) == (0, "t" * 32, "DEBUG")
+    assert "t" * 32 in given.secrets() and given.secret_key in given.secrets()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("EVENT_RETENTION_DAYS", "-1", "CRM_QB_EVENT_RETENTION_DAYS must be a whole number"),
+        ("EVENT_RETENTION_DAYS", "²", "CRM_QB_EVENT_RETENTION_DAYS must be a whole number"),
+        ("OPERATOR_TOKEN", "short", "CRM_QB_OPERATOR_TOKEN must be at least 32 characters"),
+        ("LOG_LEVEL", "loud", "CRM_QB_LOG_LEVEL must be one of DEBUG, INFO"),
+    ],
+)
+def test_bad_security_settings_name_themselves(tmp_path: Path, name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), f"CRM_QB_{name}": value})

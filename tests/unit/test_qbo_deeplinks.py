@@ -117,10 +117,10 @@ def test_local_endpoints_come_from_overrides() -> None:
 
 
 def test_local_without_overrides_names_what_is_missing() -> None:
-    with pytest.raises(ValueError, match="QBO_DISCOVERY_URL, QBO_APP_BASE"):
+    with pytest.raises(ValueError, match="CRM_QB_QBO_DISCOVERY_URL, CRM_QB_QBO_APP_BASE"):
         resolve_endpoints("local", api_base_override="http://127.0.0.1:8001")
 
 
 def test_unknown_environment_endpoints() -> None:
-    with pytest.raises(ValueError, match="unknown QBO environment 'prod'"):
+    with pytest.raises(ValueError, match=r"CRM_QB_QBO_ENVIRONMENT must be one of .*; got 'prod'"):
         resolve_endpoints("prod")

@@ -51,13 +51,34 @@ def hook_log() -> Response:
 
 @bp.post("/panel")
 def set_panel() -> Response:
-    """Set the contact panel URL template: {"url_template": "...{id}..."} (null removes the panel)."""
-    template = require_object(json_body()).get("url_template")
+    """Configure the contact page's QuickBooks panel, one of two ways (null removes it):
+
+    ``{"panel_url_api": "<crm-qb>/api/v1/connections/<n>/contacts/{id}/panel-url", "api_key": "cqb_..."}``: the
+    page asks crm-qb, server-side with the API key, for a short-lived URL of the contact shown (the normal way;
+    the key never reaches the browser); or ``{"url_template": "...{id}..."}``: a fixed URL per contact.
+    """
+    body = require_object(json_body())
+    if "panel_url_api" in body:
+        return _set_panel_api(body)
+    template = body.get("url_template")
     if template is not None and (not isinstance(template, str) or "{id}" not in template
                                  or not template.startswith(("http://", "https://"))):
         raise invalid("url_template", "must be an http(s) URL containing {id}, or null")
+    current_sandbox().set_panel_api(None, None)
     current_sandbox().set_panel_template(template)
     return jsonify({"url_template": template})
+
+
+def _set_panel_api(body: dict[str, Any]) -> Response:
+    endpoint, key = body.get("panel_url_api"), body.get("api_key")
+    if endpoint is not None and (not isinstance(endpoint, str) or "{id}" not in endpoint
+                                 or not endpoint.startswith(("http://", "https://"))):
+        raise invalid("panel_url_api", "must be an http(s) URL containing {id}, or null")
+    if endpoint is not None and (not isinstance(key, str) or not key):
+        raise invalid("api_key", "is required with panel_url_api")
+    current_sandbox().set_panel_template(None)
+    current_sandbox().set_panel_api(endpoint, key)
+    return jsonify({"panel_url_api": endpoint})
 
 
 @bp.post("/faults")

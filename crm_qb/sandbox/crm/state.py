@@ -102,12 +102,23 @@ class Sandbox:
             return None
         return self.panel_url_template.replace("{id}", quote(contact_id, safe=""))
 
+    def set_panel_api(self, endpoint: str | None, api_key: str | None) -> None:
+        """Ask crm-qb for each contact's panel URL at ``endpoint`` (``{id}``: the contact) with ``api_key``."""
+        self.store.set_meta("panel_url_api", endpoint)
+        self.store.set_meta("panel_api_key", api_key if endpoint else None)
+
+    def panel_api(self) -> tuple[str, str] | None:
+        """The panel-URL endpoint and the API key to call it with, when configured (persisted)."""
+        endpoint, key = self.store.get_meta("panel_url_api"), self.store.get_meta("panel_api_key")
+        return (endpoint, key) if endpoint and key else None
+
     def info(self, fallback_base: str) -> dict[str, Any]:
         """Return the ``/_sandbox/info`` object."""
         base = self.api_base or fallback_base
         return {"name": "crm-qb reference CRM", "api_base": base, "token": self.token,
                 "hook_url": self.hooks.url, "ui_base": f"{base}/ui", "control_base": f"{base}/_sandbox",
-                "panel_url_template": self.panel_url_template, "persist_path": self.config.persist_path,
+                "panel_url_template": self.panel_url_template,
+                "panel_url_api": (self.panel_api() or (None,))[0], "persist_path": self.config.persist_path,
                 "rate_limit": self.limiter.settings()}
 
 

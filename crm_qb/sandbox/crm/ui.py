@@ -3,13 +3,18 @@ in an iframe).
 
 Templates are strings rendered by Flask's Jinja with autoescaping on, so every value is escaped. The pages use
 no external assets and no script; a Content-Security-Policy says so.
+
+The panel URL: when crm-qb's panel-URL API is configured (``POST /_sandbox/panel {"panel_url_api", "api_key"}``),
+the contact page asks crm-qb for it server-side, with the API key, as a CRM's back end should: the browser only
+ever sees a short-lived URL for the one contact it shows, never a key or a token that opens other contacts.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
+import requests
 from flask import Blueprint, Response, abort, current_app, make_response, render_template_string
 
 from crm_qb.sandbox.crm.state import current_sandbox
@@ -83,6 +88,7 @@ CONTACT = """{% extends layout %}{% block main %}
 {% endfor %}</ul>{% else %}<p>No tasks.</p>{% endif %}</section>
 <section aria-labelledby="qb"><h2 id="qb">QuickBooks</h2>
 {% if panel_url %}<iframe src="{{ panel_url }}" title="QuickBooks panel for {{ name(c) }}"></iframe>
+{% elif panel_problem %}<p class="muted" role="status">The QuickBooks panel is unavailable: {{ panel_problem }}</p>
 {% else %}<p class="muted">No panel configured (POST /_sandbox/panel).</p>{% endif %}
 {% if c.quickbooks %}<h3>Stored billing summary</h3><pre>{{ c.quickbooks|tojson(indent=2) }}</pre>{% endif %}
 </section>
@@ -163,10 +169,28 @@ def contact(contact_id: str) -> Response:
         found = sandbox.store.get_contact(contact_id)
     except ApiError:
         abort(404)
-    panel_url = sandbox.panel_url(contact_id)
+    panel_url, panel_problem = fetch_panel_url(sandbox.panel_api(), contact_id)
+    panel_url = panel_url or sandbox.panel_url(contact_id)
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(panel_url)) if panel_url else None
     owners = {user["id"]: user["name"] for user in sandbox.store.users.list_users()}
     return page(CONTACT, panel_origin=origin, title=display_name(found), c=found,
                 fields=contact_fields(found, owners), tasks=sandbox.store.list_tasks(contact_id),
                 activities=sandbox.store.activities.for_contact(contact_id), owners=owners, when=when,
-                duration=duration, billing=billing, panel_url=panel_url)
+                duration=duration, billing=billing, panel_url=panel_url, panel_problem=panel_problem)
+
+
+def fetch_panel_url(api: tuple[str, str] | None, contact_id: str) -> tuple[str | None, str | None]:
+    """Ask crm-qb for the contact's panel URL: (url, None), or (None, why not); (None, None) when not configured."""
+    if api is None:
+        return None, None
+    endpoint, key = api
+    try:
+        answer = requests.post(endpoint.replace("{id}", quote(contact_id, safe="")), timeout=5,
+                               headers={"Authorization": f"Bearer {key}"})
+    except requests.RequestException as exc:
+        return None, f"crm-qb did not answer ({type(exc).__name__})"
+    url = answer.json().get("url") if answer.ok and answer.headers.get("Content-Type", "").startswith(
+        "application/json") else None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return None, f"crm-qb answered {answer.status_code}"
+    return url, None

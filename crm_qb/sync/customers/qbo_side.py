@@ -52,6 +52,8 @@ def sync_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequence[i
                     customer_id, outcome.diff(), conflicts=outcome.conflicts, intuit_tid=outcome.intuit_tid)
     # A poll re-reading an unchanged customer is not news: only webhook-driven or writing syncs are audited.
     done(ctx, record if outcome.wrote or events else None, events, [link])
+    if outcome.wrote or events:  # its QBO-owned facts (balance, terms) may have changed: a summary to push
+        ctx.customers_changed.add(customer_id)
     return "synced" if outcome.wrote else "unchanged"
 
 

@@ -87,8 +87,10 @@ class Drain:
                         len(batch))
         finally:
             ctx.close()
-            # Invoices mirrored by this drain (committed unit by unit) get their follow-ups checked right away.
+            # Invoices mirrored by this drain (committed unit by unit) get their follow-ups checked right away,
+            # and changed customers their summary pushed to the CRM when the connection asks for it.
             self.services.jobs.check_followups(connection_id, ctx.invoices_changed)
+            self.services.jobs.push_summaries(connection_id, ctx.summaries_to_push())
 
 
 def _drain(where: ColumnElement[bool], apply: Callable[[list[EventRef]], None]) -> int:

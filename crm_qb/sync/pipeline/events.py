@@ -5,6 +5,7 @@
     stored ──▶ pending ──▶ processed      (a unit of sync work settled it, in the transaction of its result)
       │           ├──────▶ ignored        (unknown realm; or an entity crm-qb does not sync, decided at storing)
       │           └──────▶ failed         (MAX_ATTEMPTS failed attempts; ``replay`` puts it back to pending)
+      ├─ rejected: an identifier no backend can store (too long, a NUL); kept with the reason, never synced
       └─ duplicate: dropped by the unique (source, dedupe_key) constraint, not by a check
 
 Ingress stores notices (``store``) and commits before anything is enqueued; drains read pending batches
@@ -34,6 +35,7 @@ from sqlalchemy.engine import CursorResult
 from crm_qb.db import db, utcnow
 from crm_qb.jobqueue import JobQueue
 from crm_qb.models import AuditEntry, Connection, EventSource, EventStatus, InboundEvent
+from crm_qb.models.types import fit_values, storable_key
 from crm_qb.sync.transactions import registry
 
 log = logging.getLogger(__name__)
@@ -97,17 +99,21 @@ def store(source: EventSource, notices: Sequence[Notice], connection_id: int | N
     # Parameters passed separately (not .values(rows)) keep the compiled statement in SQLAlchemy's cache.
     result = connection.execute(stmt, rows) if len(rows) > 1 else connection.execute(stmt, rows[0])
     inserted = {row.dedupe_key for row in result if row.status == EventStatus.PENDING}
-    return [n for n in notices if n.dedupe_key[:DEDUPE_KEY_LENGTH] in inserted]
+    return [n for n in notices if storable_key(n.dedupe_key, DEDUPE_KEY_LENGTH) in inserted]
 
 
 def _row(source: EventSource, notice: Notice, connection_id: int | None) -> dict[str, Any]:
     ignore = None if source != EventSource.QBO or notice.synced else f"entity {notice.entity} is not synced"
-    return {
-        "source": source, "dedupe_key": notice.dedupe_key[:DEDUPE_KEY_LENGTH], "connection_id": connection_id,
-        "realm_id": notice.realm_id, "entity": notice.entity, "entity_id": notice.entity_id,
-        "operation": notice.operation, "occurred_at": notice.occurred_at, "payload": notice.payload,
-        "status": EventStatus.IGNORED if ignore else EventStatus.PENDING, "status_reason": ignore, "attempts": 0,
-    }
+    row, problems = fit_values(InboundEvent.__table__, {
+        "source": source, "dedupe_key": storable_key(notice.dedupe_key, DEDUPE_KEY_LENGTH),
+        "connection_id": connection_id, "realm_id": notice.realm_id, "entity": notice.entity,
+        "entity_id": notice.entity_id, "operation": notice.operation, "occurred_at": notice.occurred_at,
+        "payload": notice.payload, "status": EventStatus.IGNORED if ignore else EventStatus.PENDING,
+        "status_reason": ignore, "attempts": 0,
+    })
+    if problems:  # one event that cannot be stored as given is kept as rejected; the rest of its batch is stored
+        row.update(status=EventStatus.REJECTED, status_reason="rejected: " + "; ".join(problems))
+    return row
 
 
 def pending(where: ColumnElement[bool], after: int, limit: int) -> list[EventRef]:

@@ -7,6 +7,8 @@ A value is canonical when trimming, whitespace folding, case folding (email only
 Decisions:
 - Empty text is the same as a missing value: both become ``None``.
 - Strings are put in Unicode NFC form first, so decomposed accents (as macOS input sends them) equal QBO's.
+- NUL characters (U+0000) are dropped: PostgreSQL cannot store them, so the stored base never holds one, and a
+  value with one must compare equal to that base (crm_qb/models/types.py) or it would bounce between the sides.
 - Single-line fields fold every run of whitespace (tabs, newlines, no-break spaces) into one space; ``notes``
   keeps its line breaks (CRLF and CR become LF) and loses trailing spaces on each line.
 - QBO forbids ``:`` in ``given_name``, ``family_name`` and ``display_name``; each ``:`` there becomes a space.
@@ -149,7 +151,7 @@ def _as_text(field: str, value: object) -> str | None:
         return None
     if not isinstance(value, str):
         raise TypeError(f"{field} must be text or None, got {type(value).__name__}")
-    return unicodedata.normalize("NFC", value)
+    return unicodedata.normalize("NFC", value.replace("\x00", ""))
 
 
 def _empty_as_none(text: str) -> str | None:

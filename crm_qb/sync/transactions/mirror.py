@@ -103,6 +103,8 @@ def mirror(ctx: SyncContext, entity: str, txn_id: str, txn: dict[str, Any] | Non
     change = apply_transaction(ctx.connection_id, entity, txn_id, txn)
     if registry.get(entity).followed_up and change.changed:
         ctx.invoices_changed.add(txn_id)
+    if change.changed:
+        ctx.customers_changed.update(c for c in (change.from_customer_id, change.to_customer_id) if c)
     return change
 
 

@@ -29,6 +29,8 @@ from crm_qb.sync.transactions import registry
 
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 200
+# Beyond any folder, and small enough that page times per_page stays a 64-bit database OFFSET.
+MAX_PAGE = 1_000_000
 STATUSES: tuple[str, ...] = st.LABELS
 _STATUS_BY_KEY = {label.casefold().replace(" ", "_"): label for label in STATUSES}
 NOT_LINKED_REASON = "This contact is not linked to a QuickBooks customer yet."
@@ -82,7 +84,7 @@ def parse_folder_query(types: Sequence[str], statuses: Sequence[str], page: str 
     return FolderQuery(
         types=tuple(dict.fromkeys(_type(v) for v in _split(types))),
         statuses=tuple(dict.fromkeys(_status(v) for v in _split(statuses))),
-        page=_whole("page", page, 1, None),
+        page=_whole("page", page, 1, MAX_PAGE),
         per_page=_whole("per_page", per_page, DEFAULT_PER_PAGE, MAX_PER_PAGE),
     )
 
@@ -194,7 +196,8 @@ def _whole(field: str, raw: str | None, default: int, most: int | None) -> int:
     if raw is None or raw == "":
         return default
     limit = f" and at most {most}" if most else ""
-    if not raw.isdigit() or int(raw) < 1 or (most is not None and int(raw) > most):
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or int(raw) < 1 or (most is not None and int(raw) > most):
         raise InvalidFolderQuery(field, f"{field} must be a whole number of at least 1{limit}; got {raw!r}")
     return int(raw)
 
