@@ -24,12 +24,15 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+OPERATOR_TOKEN = "up-test-operator-token-of-32-characters-or-more"
+
+
 class Up:
     """One ``crm-qb up`` as a real process group on free ports, its output collected line by line."""
 
     def __init__(self, tmp_path: Path, web: int, qbo: int, crm: int) -> None:
         env = {**os.environ, "CRM_QB_INSTANCE_PATH": str(tmp_path / "instance"), "CRM_QB_REDIS_URL": REDIS_TEST_URL,
-               "CRM_QB_QUEUE_PREFIX": "crm_qb_up_test"}
+               "CRM_QB_QUEUE_PREFIX": "crm_qb_up_test", "CRM_QB_OPERATOR_TOKEN": OPERATOR_TOKEN}
         for name in ("CRM_QB_DATABASE_URL", "CRM_QB_SECRET_KEY", "CRM_QB_ENCRYPTION_KEY"):
             env.pop(name, None)  # embedded defaults: SQLite in the instance folder, generated development keys
         self.process = subprocess.Popen(
@@ -91,7 +94,8 @@ def test_a_second_up_resumes_the_demo_with_its_data_and_its_one_connection(tmp_p
     second = Up(tmp_path, web, qbo, crm)
     try:
         second.wait_ready()
-        health = requests.get(f"http://127.0.0.1:{web}/healthz", timeout=5).json()["checks"]["connections"]
+        health = requests.get(f"http://127.0.0.1:{web}/healthz/details", timeout=5,
+                              headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}).json()["checks"]["connections"]
         assert (health["total"], health["needs_reconnect"]) == (1, [])  # one demo connection, still connected
         kept = requests.get(f"{info['control_base']}/realms/{info['realm_id']}/entities/Customer/{made['Id']}",
                             timeout=5)
