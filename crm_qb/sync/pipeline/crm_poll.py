@@ -55,9 +55,9 @@ def _store_unseen(connection_id: int, contacts: Sequence[Contact]) -> int:
     """Store events for the contacts whose version the link does not know (committed); return how many."""
     if not contacts:
         return 0
-    known = dict(db.session.execute(select(ContactLink.crm_contact_id, ContactLink.crm_version).where(
-        ContactLink.connection_id == connection_id,
-        ContactLink.crm_contact_id.in_([c.id for c in contacts]))).tuples().all())
+    rows = db.session.execute(select(ContactLink.crm_contact_id, ContactLink.crm_version).where(
+        ContactLink.connection_id == connection_id, ContactLink.crm_contact_id.in_([c.id for c in contacts]))).all()
+    known = {row.crm_contact_id: row.crm_version for row in rows}
     notices = [_notice(connection_id, c) for c in contacts if known.get(c.id) != str(c.version)]
     stored = events.store(EventSource.CRM, notices, connection_id)
     db.session.commit()
