@@ -14,7 +14,8 @@ applied once).
 from __future__ import annotations
 
 import logging
-import time
+import signal
+import threading
 from typing import Any
 
 from flask import Flask
@@ -22,16 +23,15 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.worker import SimpleWorker
 
-from crm_qb.db import db, utcnow
+from crm_qb.db import db
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
-from crm_qb.sync.pipeline import events
+from workers.jobs import drain_all_pending
 from workers.queues import all_queues
 
 log = logging.getLogger(__name__)
 
 REDIS_WAIT_SECONDS = 1.0
-WAKE_BATCH = 5000
 
 # Conditions a person must act on (reconnect QuickBooks), already recorded on the connection where they arise:
 # a job stopped by one is reported in one line, not with a traceback (a traceback says "bug").
@@ -84,26 +84,33 @@ def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> b
             return worked
         restarts += 1
         log.warning("worker %s stopped unexpectedly; starting again once Redis answers", worker.name)
-        _wait_for_redis(runtime(app).redis)
+        if not _wait_for_redis(runtime(app).redis):
+            return worked  # told to stop while waiting
         with app.app_context():
-            log.warning("worker restarted: woke %s drain(s) for pending events", wake_pending(app))
+            log.warning("worker restarted: queued %s drain(s) for pending events", requeue_pending(app))
 
 
-def _wait_for_redis(redis: Redis) -> None:
-    """Block until Redis answers a PING (a Redis restart takes seconds)."""
-    while True:
-        try:
-            if redis.ping():
-                return
-        except RedisError:
-            pass  # still down: wait and ask again
-        time.sleep(REDIS_WAIT_SECONDS)
-
-
-def wake_pending(app: Flask) -> int:
-    """Wake a drain for every due pending event (Redis may have lost the queued drains); return how many woke."""
-    rt = runtime(app)
+def _wait_for_redis(redis: Redis) -> bool:
+    """Block until Redis answers a PING (True), or until SIGTERM/SIGINT asks this process to stop (False)."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_args: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return sum(1 for source, key in events.stranded(utcnow(), WAKE_BATCH) if rt.jobs.wake(source, key))
+        while not stop.is_set():
+            try:
+                if redis.ping():
+                    return True
+            except RedisError:
+                pass  # still down: wait and ask again
+            stop.wait(REDIS_WAIT_SECONDS)
+        return False
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def requeue_pending(app: Flask) -> int:
+    """Queue a drain for every due pending event (Redis may have lost the queued drains); return how many."""
+    try:
+        return drain_all_pending(runtime(app))
     finally:
         db.session.remove()
