@@ -29,6 +29,7 @@ from crm_qb.db import db, utcnow
 from crm_qb.locks import RenewingLock
 from crm_qb.models import Connection, EventStatus, InboundEvent
 from crm_qb.qbo.client import QboClient
+from crm_qb.qbo.faults import ThrottledError
 from crm_qb.runtime import runtime
 from crm_qb.sync import services as sync_services
 from tests.conftest import settings_env
@@ -134,6 +135,22 @@ def test_waiting_for_the_connection_lock_is_not_an_attempt(harness: Harness, red
     assert h.failed_events() == []  # no attempt counted on any event
     h.work()
     assert h.qbo.customer(_customer).get("Notes") == "while locked"
+
+
+def test_a_throttled_company_is_waited_for_not_an_attempt(harness: Harness, clock: Clock) -> None:
+    h = harness
+    [(contact_id, customer_id)] = _linked_contacts(h, 1)
+    requests.post(f"{h.qbo.url}/_sandbox/throttle", json={"realm": h.qbo.realm_id, "seconds": 600},
+                  timeout=10).raise_for_status()
+    _crm_edit(h, contact_id, "after the throttle")
+    for _ in range(3):
+        with h.app.app_context(), pytest.raises(ThrottledError):
+            jobs.drain_crm_connection(str(h.connection_id))
+    assert h.failed_events() == [] and _connection(h).outage_side is None  # waiting: no attempt, no outage
+    requests.post(f"{h.qbo.url}/_sandbox/clock", json={"offset_seconds": 900}, timeout=10).raise_for_status()
+    with h.app.app_context():
+        jobs.drain_crm_connection(str(h.connection_id))
+    assert h.qbo.customer(customer_id).get("Notes") == "after the throttle"
 
 
 def test_nothing_is_lost_through_a_one_hour_qbo_outage(harness: Harness, clock: Clock) -> None:
