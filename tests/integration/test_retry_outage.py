@@ -226,6 +226,23 @@ def test_turning_sync_on_catches_up_both_sides(harness: Harness, monkeypatch: py
     assert h.contact(str(contact_of_other))["notes"] == "QBO edit while off"
 
 
+def test_a_cursor_older_than_cdc_allows_is_caught_up_with_queries(harness: Harness) -> None:
+    h = harness
+    clock_url = f"{h.qbo.url}/_sandbox/clock"
+    requests.post(clock_url, json={"offset_seconds": -36 * 86400}, timeout=10).raise_for_status()
+    [(contact_id, customer_id)] = _linked_contacts(h, 1)
+    _as_if_polled(h, timedelta(days=40))  # sync was off for 40 days: CDC looks back 30 at most
+    requests.post(clock_url, json={"offset_seconds": -35 * 86400}, timeout=10).raise_for_status()
+    h.qbo.edit_customer(customer_id, Notes="edited 35 days ago")  # stamped by QBO's clock, out of CDC's reach
+    requests.post(clock_url, json={"offset_seconds": 0}, timeout=10).raise_for_status()
+    assert h.qbo.customer(customer_id)["MetaData"]["LastUpdatedTime"] < (utcnow() - timedelta(days=34)).isoformat()
+    with h.app.app_context():
+        assert poll_qbo_connection(h.connection_id) >= 1
+    assert h.contact(contact_id)["notes"] == "edited 35 days ago"
+    cursor = _connection(h).cdc_cursor
+    assert cursor is not None and utcnow() - cursor < timedelta(minutes=5)
+
+
 def test_one_object_that_cannot_be_applied_never_stops_the_cdc_poll(harness: Harness,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from crm_qb.sync.pipeline import poll
