@@ -278,3 +278,29 @@ def test_one_object_that_cannot_be_applied_never_stops_the_cdc_poll(harness: Har
         assert replay_events("failed") == 1
     h.work()
     assert h.link_of_customer(bad["Id"]).crm_contact_id  # replayed through the ordinary drain
+
+
+def test_one_event_that_breaks_a_batchs_bulk_fetch_fails_alone(harness: Harness,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    h = harness
+    first = h.qbo.create_customer(DisplayName="Batch First")
+    second = h.qbo.create_customer(DisplayName="Batch Second")
+    real = QboClient.read_many
+
+    def refuse_bogus(self: QboClient, entity: str, ids: Any, **options: Any) -> Any:
+        if "999999" in set(ids):
+            raise LookupError("QuickBooks refused the query")  # neither transient nor a side down
+        return real(self, entity, ids, **options)
+
+    monkeypatch.setattr(QboClient, "read_many", refuse_bogus)
+    for customer_id in (first["Id"], "999999", second["Id"]):
+        h.qbo_hook(customer_id, "created")
+    with h.app.app_context(), pytest.raises(LookupError):
+        jobs.drain_qbo_realm(h.qbo.realm_id)
+    assert h.link_of_customer(first["Id"]).crm_contact_id and h.link_of_customer(second["Id"]).crm_contact_id
+    with h.app.app_context():
+        rows = db.session.execute(select(InboundEvent.entity_id, InboundEvent.status, InboundEvent.attempts)
+                                  .order_by(InboundEvent.id)).all()
+        db.session.rollback()
+    assert [(r.entity_id, r.status.value, r.attempts) for r in rows] == [
+        (first["Id"], "processed", 0), ("999999", "pending", 1), (second["Id"], "processed", 0)]

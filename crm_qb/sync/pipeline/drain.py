@@ -30,8 +30,9 @@ from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context, settings_of
 from crm_qb.sync.pipeline import events, outage
 from crm_qb.sync.pipeline.events import EventRef
-from crm_qb.sync.pipeline.failures import side_down
+from crm_qb.sync.pipeline.failures import kind_of, side_down
 from crm_qb.sync.pipeline.units import Unit, crm_units, qbo_units
+from crm_qb.sync.rules.retry import ERROR
 from crm_qb.sync.services import SyncServices
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,12 @@ class Drain:
             raise
         except Exception as exc:
             db.session.rollback()
+            if len(batch) > 1 and kind_of(exc) == ERROR:
+                # One record may have broken the batch's bulk fetch: plan each alone, so only that one fails.
+                log.warning("planning %s events for connection=%s failed (%s); trying each alone", len(batch),
+                            ctx.connection_id, type(exc).__name__)
+                self._run_each(ctx, plan, batch)
+                return
             if (side := side_down(exc)) is not None:
                 outage.note_down(ctx.connection_id, side, exc)
             for event in batch:
@@ -112,6 +119,17 @@ class Drain:
         succeeded = _run_units(ctx, units, self.services.retry_schedule)
         if succeeded:
             outage.note_up(ctx.connection_id, outage.BOTH, self.services.jobs)
+
+    def _run_each(self, ctx: SyncContext, plan: Plan, batch: list[EventRef]) -> None:
+        """Run ``batch`` one event at a time; raise the first failure (already recorded) at the end."""
+        failure: _Recorded | None = None
+        for event in batch:
+            try:
+                self._run(ctx, plan, [event])
+            except _Recorded as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 def _drain(where: ColumnElement[bool], apply: Callable[[list[EventRef]], None]) -> int:
