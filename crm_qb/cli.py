@@ -187,6 +187,7 @@ def connection_configure(connection_id: int, assignments: tuple[str, ...], crm_w
     from crm_qb.connections import set_crm_web_origin
     from crm_qb.db import db as database
     from crm_qb.panel_settings import PANEL_KEY, apply_panel_assignments, panel_settings_of
+    from crm_qb.runtime import runtime
     from crm_qb.sync.settings import SETTINGS_KEY, SyncSettingsError, apply_assignments, sync_settings_of
 
     panel = [a for a in assignments if a.strip().startswith(PANEL_KEY + ".")]
@@ -198,9 +199,12 @@ def connection_configure(connection_id: int, assignments: tuple[str, ...], crm_w
     app = _app()
     with app.app_context():
         found = _connection(connection_id)
+        was_enabled = sync_settings_of(found.settings).enabled
         found.settings = apply_panel_assignments(apply_assignments(found.settings, sync), panel) if panel \
             else apply_assignments(found.settings, sync)
         database.session.commit()
+        if sync_settings_of(found.settings).enabled and not was_enabled:
+            runtime(app).jobs.catch_up(connection_id)  # both sides, from where their polls stopped
         if crm_web_origin is not None:
             set_crm_web_origin(connection_id, None if crm_web_origin == "default" else crm_web_origin)
         if not panel and crm_web_origin is None:

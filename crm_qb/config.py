@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from cryptography.fernet import Fernet
 
 from crm_qb.errors import ConfigError
+from crm_qb.sync.rules.retry import TRANSIENT_SCHEDULE, parse_schedule
 
 PREFIX = "CRM_QB_"
 MODES = ("development", "production")
@@ -57,6 +58,8 @@ class Settings:
     log_level: str | None = None
     event_retention_days: int = 30
     operator_token: str | None = None
+    # Seconds between the attempts of an event whose other side failed for now (crm_qb.sync.rules.retry).
+    retry_schedule: tuple[float, ...] = TRANSIENT_SCHEDULE
     generated: tuple[str, ...] = field(default=())
 
     @property
@@ -102,6 +105,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str |
         log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO", upper=True) if env.get(PREFIX + "LOG_LEVEL") else None,
         event_retention_days=_whole(env, "EVENT_RETENTION_DAYS", 30),
         operator_token=_operator_token(env),
+        retry_schedule=_retry_schedule(env),
         generated=tuple(dev_keys.generated),
     )
 
@@ -173,6 +177,17 @@ def _whole(env: Mapping[str, str], name: str, default: int) -> int:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
         raise ConfigError(f"{PREFIX}{name} must be a whole number from 0 to 999999; got {raw!r}")
     return int(raw)
+
+
+def _retry_schedule(env: Mapping[str, str]) -> tuple[float, ...]:
+    raw = env.get(PREFIX + "RETRY_SCHEDULE")
+    if not raw:
+        return TRANSIENT_SCHEDULE
+    try:
+        return parse_schedule(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{PREFIX}RETRY_SCHEDULE must be seconds separated by commas, N*COUNT repeating a step "
+                          f"(e.g. 5,30,3600*23): {exc}") from None
 
 
 def _operator_token(env: Mapping[str, str]) -> str | None:

@@ -167,6 +167,10 @@ def describe(connection: Connection) -> dict[str, Any]:
         },
         "settings": connection.settings, "last_sync_at": iso(connection.last_sync_at),
         "created_at": iso(connection.created_at),
+        "outage": {"side": connection.outage_side, "since": iso(connection.outage_since),
+                   "reason": connection.outage_reason} if connection.outage_side else None,
+        "polls": {"qbo_cdc_cursor": iso(connection.cdc_cursor), "crm_cursor": iso(connection.crm_cursor),
+                  "crm_polled_at": iso(connection.crm_polled_at)},
     }
 
 

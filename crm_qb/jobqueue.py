@@ -59,6 +59,10 @@ class JobQueue(Protocol):
         """Ask for a conflict to be flipped to the losing value on both sides."""
         ...
 
+    def catch_up(self, connection_id: int) -> int:
+        """Ask for both catch-up polls (QBO's CDC, the CRM's updated_since) of a connection now; how many queued."""
+        ...
+
     def stats(self) -> QueueStats:
         """The queues' state for monitoring."""
         ...

@@ -94,6 +94,16 @@ class JobIds:
         return f"cdc-poll-{connection_id}-{period}"
 
     @staticmethod
+    def crm_poll(connection_id: int, period: int) -> str:
+        """A connection's CRM catch-up poll in one polling period."""
+        return f"crm-poll-{connection_id}-{period}"
+
+    @staticmethod
+    def catch_up(kind: str, connection_id: int, moment: int) -> str:
+        """A catch-up poll (``cdc`` or ``crm``) asked for when sync was turned on at ``moment`` (epoch seconds)."""
+        return f"catch-up-{kind}-{connection_id}-{moment}"
+
+    @staticmethod
     def backfill(connection_id: int) -> str:
         """A connection's backfill (one waiting or running at a time)."""
         return f"backfill-{connection_id}"

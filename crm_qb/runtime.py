@@ -44,7 +44,7 @@ class Runtime:
 
     def sync_services(self) -> SyncServices:
         """What the domain needs of the outside world, for one job or request."""
-        return SyncServices(self.qbo, self.secrets, self.redis, self.keys, self.jobs)
+        return SyncServices(self.qbo, self.secrets, self.redis, self.keys, self.jobs, self.settings.retry_schedule)
 
 
 def build_runtime(settings: Settings, job_queue: Callable[[Redis, RedisKeys], JobQueue]) -> Runtime:

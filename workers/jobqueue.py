@@ -50,6 +50,10 @@ class RqJobQueue:
         return self._enqueue(review_jobs.flip_conflict, JobIds.flip_conflict(conflict_id), connection_id,
                              conflict_id)
 
+    def catch_up(self, connection_id: int) -> int:
+        """Queue both catch-up polls of the connection now (after sync was turned on)."""
+        return sync_jobs.enqueue_catch_up(self._redis, self._keys, connection_id)
+
     def stats(self) -> QueueStats:
         """Workers alive, and jobs waiting and failed per queue."""
         queues = all_queues(self._redis, self._keys)

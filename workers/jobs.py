@@ -20,7 +20,7 @@ from rq import get_current_job
 from crm_qb.db import utcnow
 from crm_qb.keys import JobIds, RedisKeys
 from crm_qb.models import EventSource
-from crm_qb.runtime import runtime
+from crm_qb.runtime import Runtime, runtime
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.drain import Drain
 from workers.queues import INBOUND, SCHEDULED, enqueue, job
@@ -65,6 +65,14 @@ def _drain(source: EventSource, key: str) -> Drain:
     rt.redis.delete(rt.keys.wake(source.value, key))
     current = get_current_job()
     return Drain(rt.sync_services(), current.id if current else None)
+
+
+def drain_all_pending(rt: Runtime) -> int:
+    """Queue a drain for every due pending event at once, whatever wake keys say (after Redis came back empty)."""
+    period = int(utcnow().timestamp() // 60)
+    return sum(1 for source, key in events.stranded(utcnow(), SWEEP_BATCH)
+               if enqueue(rt.redis, rt.keys, _DRAINS[source], key,
+                          job_id=JobIds.sweep_drain(source.value, key, period)))
 
 
 @job(SCHEDULED, timeout=300)

@@ -1,20 +1,32 @@
-"""Sync jobs beyond the inbound drains: the per-connection CDC poll, the tick that schedules it, the backfill."""
+"""Sync jobs beyond the inbound drains: the two catch-up polls, the tick that schedules them, the backfill.
+
+Each connection has two catch-up polls, each on its own cursor: QBO's CDC (``poll_qbo_connection``) backs up
+QBO's webhooks, the CRM's ``updated_since`` (``poll_crm_connection``) backs up the CRM's hooks. They run every
+``sync.cdc_poll_seconds``; the poll of a side that is not answering for the connection runs every minute as the
+probe that ends the outage (crm_qb.sync.pipeline.outage). Neither runs while the connection's sync is off, so
+both cursors stay where sync stopped and turning it on catches up from there (``enqueue_catch_up``).
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
+from redis import Redis
 from rq import get_current_job
 from sqlalchemy import select
 
 from crm_qb.db import db, utcnow
-from crm_qb.keys import JobIds
-from crm_qb.models import Connection, QboStatus
+from crm_qb.keys import JobIds, RedisKeys
+from crm_qb.models import Connection, EventSource, QboStatus
 from crm_qb.runtime import runtime
 from crm_qb.sync.context import build_context
+from crm_qb.sync.pipeline import outage
 from crm_qb.sync.pipeline.backfill import run_backfill
+from crm_qb.sync.pipeline.crm_poll import poll_crm_changes
+from crm_qb.sync.pipeline.failures import CRM, QBO, side_down
 from crm_qb.sync.pipeline.poll import poll_changes
-from crm_qb.sync.settings import sync_settings_of
+from crm_qb.sync.settings import SyncSettings, sync_settings_of
 from workers.followup_jobs import scan_connection_followups
 from workers.queues import SCHEDULED, SYNC, enqueue, job
 
@@ -30,42 +42,95 @@ def poll_qbo_connection(connection_id: int) -> int:
         if not ctx.settings.enabled:
             return 0
         with services.connection_lock(connection_id):
-            return poll_changes(ctx)
+            seen = poll_changes(ctx)
+        outage.note_up(connection_id, (QBO,), services.jobs)
+        return seen
+    except Exception as exc:
+        _note_outage(connection_id, exc)
+        raise
     finally:
         ctx.close()
         services.jobs.check_followups(connection_id, ctx.invoices_changed)
         services.jobs.push_summaries(connection_id, ctx.summaries_to_push())
 
 
+@job(SYNC, timeout=900, retry_intervals=(30, 120, 300))
+def poll_crm_connection(connection_id: int) -> int:
+    """Store the CRM changes no hook announced as events and wake their drain; return how many were stored."""
+    services = runtime().sync_services()
+    ctx = build_context(services, connection_id, _job_id())
+    try:
+        if not ctx.settings.enabled:
+            return 0
+        stored = poll_crm_changes(ctx)
+        if stored:
+            services.jobs.wake(EventSource.CRM, str(connection_id))
+        outage.note_up(connection_id, (CRM,), services.jobs)
+        return stored
+    except Exception as exc:
+        _note_outage(connection_id, exc)
+        raise
+    finally:
+        ctx.close()
+
+
+def _note_outage(connection_id: int, exc: BaseException) -> None:
+    db.session.rollback()
+    if (side := side_down(exc)) is not None:
+        outage.note_down(connection_id, side, exc)
+
+
 @job(SCHEDULED, timeout=120)
 def schedule_cdc_polls() -> int:
-    """Enqueue a CDC poll for every connected connection whose last poll is older than its interval.
+    """Enqueue the catch-up polls (QBO's CDC, the CRM's) that are due for every connected connection.
 
     A connection that never synced (no CDC cursor yet) gets its backfill instead: CDC only looks back 30 days and
-    the first link must see every customer. The backfill sets the cursor, so polls take over after it.
+    the first link must see every customer. The backfill sets both cursors, so polls take over after it.
     """
     rt = runtime()
     now = utcnow()
-    due = []
+    due: list[tuple[int, str, int]] = []
     for connection in db.session.scalars(select(Connection).where(Connection.qbo_status == QboStatus.CONNECTED)):
         settings = sync_settings_of(connection.settings)
-        last = connection.cdc_cursor
-        if settings.enabled and (last is None or (now - last).total_seconds() >= settings.cdc_poll_seconds):
-            due.append((connection.id, settings.cdc_poll_seconds, last is None))
+        if settings.enabled:
+            due += [(connection.id, kind, every) for kind, every in _due_polls(connection, settings, now)]
     db.session.rollback()
     count = 0
-    for connection_id, every, never_synced in due:
+    for connection_id, kind, every in due:
         period = int(now.timestamp() // every)
-        if never_synced:
+        if kind == "backfill":
             queued = enqueue(rt.redis, rt.keys, backfill_connection, connection_id,
                              job_id=JobIds.backfill(connection_id))
-        else:
+        elif kind == QBO:
             queued = enqueue(rt.redis, rt.keys, poll_qbo_connection, connection_id,
                              job_id=JobIds.cdc_poll(connection_id, period))
+        else:
+            queued = enqueue(rt.redis, rt.keys, poll_crm_connection, connection_id,
+                             job_id=JobIds.crm_poll(connection_id, period))
         count += 1 if queued else 0
     if count:
-        log.info("enqueued %s CDC poll(s)", count)
+        log.info("enqueued %s catch-up poll(s)", count)
     return count
+
+
+def _due_polls(connection: Connection, settings: SyncSettings, now: datetime) -> list[tuple[str, int]]:
+    """Which of a connection's polls are due at ``now``, each with its interval (a minute for an outage probe)."""
+    if connection.cdc_cursor is None:
+        return [("backfill", settings.cdc_poll_seconds)]
+    polls = []
+    for side, last in ((QBO, connection.cdc_cursor), (CRM, connection.crm_polled_at)):
+        every = outage.PROBE_EVERY_SECONDS if connection.outage_side == side else settings.cdc_poll_seconds
+        if last is None or (now - last).total_seconds() >= every:
+            polls.append((side, every))
+    return polls
+
+
+def enqueue_catch_up(redis: Redis, keys: RedisKeys, connection_id: int) -> int:
+    """Enqueue both catch-up polls of a connection now (sync was turned on); return how many were queued."""
+    moment = int(utcnow().timestamp())
+    polls = ((poll_qbo_connection, JobIds.catch_up("cdc", connection_id, moment)),
+             (poll_crm_connection, JobIds.catch_up("crm", connection_id, moment)))
+    return sum(1 for func, job_id in polls if enqueue(redis, keys, func, connection_id, job_id=job_id))
 
 
 @job(SYNC, timeout=6 * 3600, retry_intervals=(60, 300, 900))

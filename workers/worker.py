@@ -3,19 +3,35 @@
 ``SimpleWorker`` runs jobs in the worker process itself (no fork per job): lower latency, and the database
 connection pool is never shared across a fork. Killing the process kills the job it runs; the sweep then
 re-enqueues the event and the job's guarded claim keeps the result exactly-once.
+
+Redis going away is survived, not fatal: RQ's work loop quits on an error it does not expect (Redis dying in the
+middle of a job, while RQ records the job's end), so ``run_worker`` waits until Redis answers again, starts a new
+work loop, and wakes the drain of every pending event, since a Redis that restarted empty has lost the queued jobs
+and the wake keys (the events themselves are in the database: nothing is lost, and the guarded claim keeps each
+applied once).
 """
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 from typing import Any
 
 from flask import Flask
+from redis import Redis
+from redis.exceptions import RedisError
 from rq.worker import SimpleWorker
 
 from crm_qb.db import db
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
+from workers.jobs import drain_all_pending
 from workers.queues import all_queues
+
+log = logging.getLogger(__name__)
+
+REDIS_WAIT_SECONDS = 1.0
 
 # Conditions a person must act on (reconnect QuickBooks), already recorded on the connection where they arise:
 # a job stopped by one is reported in one line, not with a traceback (a traceback says "bug").
@@ -54,7 +70,47 @@ def build_worker(app: Flask, name: str | None = None) -> AppWorker:
 
 
 def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> bool:
-    """Work until stopped (or, with ``burst``, until the queues are empty)."""
+    """Work until stopped (or, with ``burst``, until the queues are empty); a Redis failure restarts the loop."""
     # No with_scheduler: RQ would fork a scheduler process that outlives a killed worker. Promoting delayed
     # jobs (retries with intervals) is done by ``crm-qb scheduler`` instead (workers.schedule).
-    return bool(build_worker(app, name).work(burst=burst))
+    worked, restarts = False, 0
+    while True:
+        worker = build_worker(app, name if not restarts or name is None else f"{name}-{restarts}")
+        try:
+            worked = bool(worker.work(burst=burst)) or worked
+        except RedisError as exc:  # raised outside RQ's loop (start-up, teardown): the same recovery
+            log.warning("worker %s: Redis failed (%s)", worker.name, type(exc).__name__)
+        if burst or getattr(worker, "_stop_requested", False):
+            return worked
+        restarts += 1
+        log.warning("worker %s stopped unexpectedly; starting again once Redis answers", worker.name)
+        if not _wait_for_redis(runtime(app).redis):
+            return worked  # told to stop while waiting
+        with app.app_context():
+            log.warning("worker restarted: queued %s drain(s) for pending events", requeue_pending(app))
+
+
+def _wait_for_redis(redis: Redis) -> bool:
+    """Block until Redis answers a PING (True), or until SIGTERM/SIGINT asks this process to stop (False)."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_args: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.is_set():
+            try:
+                if redis.ping():
+                    return True
+            except RedisError:
+                pass  # still down: wait and ask again
+            stop.wait(REDIS_WAIT_SECONDS)
+        return False
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def requeue_pending(app: Flask) -> int:
+    """Queue a drain for every due pending event (Redis may have lost the queued drains); return how many."""
+    try:
+        return drain_all_pending(runtime(app))
+    finally:
+        db.session.remove()

@@ -60,6 +60,13 @@ class Connection(Timestamps, db.Model):  # type: ignore[name-defined,misc]
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     cdc_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The CRM catch-up poll (crm_qb.sync.pipeline.crm_poll): the CRM's updated_at read up to, and when it ran.
+    crm_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    crm_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A side that stopped answering ("qbo" or "crm"), since when and why (crm_qb.sync.pipeline.outage).
+    outage_side: Mapped[str | None] = mapped_column(Key(8))
+    outage_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outage_reason: Mapped[str | None] = mapped_column(PlainText)
 
     contact_links: Mapped[list[ContactLink]] = relationship(back_populates="connection")
 

@@ -38,6 +38,7 @@ class InboundEvent(db.Model):  # type: ignore[name-defined,misc]
     __table_args__ = (
         db.UniqueConstraint("source", "dedupe_key"),
         db.Index("ix_inbound_events_status_received", "status", "received_at"),
+        db.Index("ix_inbound_events_status_next_attempt", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -53,6 +54,8 @@ class InboundEvent(db.Model):  # type: ignore[name-defined,misc]
     status: Mapped[EventStatus] = mapped_column(value_enum(EventStatus), default=EventStatus.PENDING)
     status_reason: Mapped[str | None] = mapped_column(PlainText)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # A pending event whose last attempt failed waits until then (crm_qb.sync.rules.retry); None: due now.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # When the retention job emptied ``payload`` (personal data is kept CRM_QB_EVENT_RETENTION_DAYS, not forever).

@@ -22,6 +22,7 @@ from crm_qb.keys import RedisKeys
 from crm_qb.locks import held
 from crm_qb.models import Connection
 from crm_qb.qbo.services import QboServices
+from crm_qb.sync.rules.retry import TRANSIENT_SCHEDULE
 
 LOCK_WAIT_SECONDS = 30
 
@@ -43,6 +44,7 @@ class SyncServices:
     redis: Redis
     keys: RedisKeys
     jobs: JobQueue
+    retry_schedule: tuple[float, ...] = TRANSIENT_SCHEDULE  # CRM_QB_RETRY_SCHEDULE (crm_qb.sync.rules.retry)
 
     @property
     def qbo(self) -> QboServices:

@@ -2,7 +2,8 @@
 
 - ``GET /healthz`` (public, for load balancers and uptime checks): ``{"status", "checks": {"database": {"ok"},
   "redis": {"ok"}}}``. ``status`` is ``ok``; ``degraded`` when a tenant has a problem the service itself does
-  not (a connection needs reconnecting, or events failed for good), still 200 so nobody restarts the service for
+  not (a connection needs reconnecting, QBO or a CRM is not answering for a connection, or events failed for
+  good), still 200 so nobody restarts the service for
   it; ``unavailable`` with 503 when the database or Redis is down. It names no connection and no reason.
 - ``GET /healthz/details`` with ``Authorization: Bearer <CRM_QB_OPERATOR_TOKEN>``: the same plus the queues
   (workers, depth, failed jobs), the inbound events (pending, the oldest pending's age, failed, rejected), and
@@ -69,16 +70,23 @@ def connection_report(connection: Connection) -> dict[str, Any]:
     events = _event_counts(_events_of(connection))
     needs = connection.qbo_status == QboStatus.NEEDS_RECONNECT
     return {
-        "status": "degraded" if needs or events["failed"] else "ok",
+        "status": "degraded" if needs or events["failed"] or connection.outage_side else "ok",
         "qbo": {"status": connection.qbo_status.value, "reason": connection.qbo_status_reason},
+        "outage": _outage(connection.outage_side, connection.outage_since, connection.outage_reason),
         "events": events, "last_sync_at": _iso(connection.last_sync_at),
     }
+
+
+def _outage(side: str | None, since: datetime | None, reason: str | None) -> dict[str, Any] | None:
+    """A side that is not answering for a connection (crm_qb.sync.pipeline.outage), or None."""
+    return {"side": side, "since": _iso(since), "reason": reason} if side else None
 
 
 def _status(checks: dict[str, Any], problems: dict[str, Any] | None) -> str:
     if not (checks["database"]["ok"] and checks["redis"]["ok"]):
         return "unavailable"
-    return "degraded" if problems and (problems["needs_reconnect"] or problems["failed"]) else "ok"
+    return "degraded" if problems and (problems["needs_reconnect"] or problems["failed"]
+                                       or problems["outage"]) else "ok"
 
 
 def _database() -> dict[str, Any]:
@@ -104,19 +112,21 @@ def _queues() -> dict[str, Any]:
 
 
 def _tenant_problems() -> dict[str, Any]:
-    """Whether any connection needs reconnecting or any event failed for good (two indexed EXISTS, for probes)."""
+    """Whether any connection needs reconnecting or is in an outage, or any event failed for good (EXISTS each)."""
     needs = db.session.scalar(select(select(Connection.id).where(
         Connection.qbo_status == QboStatus.NEEDS_RECONNECT).exists()))
+    outage = db.session.scalar(select(select(Connection.id).where(Connection.outage_side.is_not(None)).exists()))
     failed = db.session.scalar(select(select(InboundEvent.id).where(
         InboundEvent.status == EventStatus.FAILED).exists()))
     db.session.rollback()
-    return {"needs_reconnect": bool(needs), "failed": bool(failed)}
+    return {"needs_reconnect": bool(needs), "outage": bool(outage), "failed": bool(failed)}
 
 
 def _problems() -> dict[str, Any]:
     """Connections that need reconnecting (id, reason) and failed events per connection they concern."""
     rows = db.session.execute(select(Connection.id, Connection.qbo_realm_id, Connection.qbo_status,
-                                     Connection.qbo_status_reason).order_by(Connection.id)).all()
+                                     Connection.qbo_status_reason, Connection.outage_side, Connection.outage_since,
+                                     Connection.outage_reason).order_by(Connection.id)).all()
     failed = db.session.execute(
         select(InboundEvent.source, InboundEvent.connection_id, InboundEvent.realm_id, func.count())
         .where(InboundEvent.status == EventStatus.FAILED)
@@ -131,15 +141,19 @@ def _problems() -> dict[str, Any]:
             by_connection[owner] = by_connection.get(owner, 0) + int(count)
     return {"total": len(rows), "failed": sum(int(row[3]) for row in failed), "failed_by_connection": by_connection,
             "needs_reconnect": [{"id": row.id, "reason": row.qbo_status_reason} for row in rows
-                                if row.qbo_status == QboStatus.NEEDS_RECONNECT]}
+                                if row.qbo_status == QboStatus.NEEDS_RECONNECT],
+            "outage": {row.id: _outage(row.outage_side, row.outage_since, row.outage_reason) for row in rows
+                       if row.outage_side}}
 
 
 def _connections(problems: dict[str, Any]) -> dict[str, Any]:
-    failing = sorted({item["id"] for item in problems["needs_reconnect"]} | set(problems["failed_by_connection"]))
+    failing = sorted({item["id"] for item in problems["needs_reconnect"]} | set(problems["failed_by_connection"])
+                     | set(problems["outage"]))
     reasons = {item["id"]: item["reason"] for item in problems["needs_reconnect"]}
     return {
         "ok": not failing, "total": problems["total"], "needs_reconnect": problems["needs_reconnect"],
         "failing": [{"id": cid, "needs_reconnect": cid in reasons, "reason": reasons.get(cid),
+                     "outage": problems["outage"].get(cid),
                      "failed_events": problems["failed_by_connection"].get(cid, 0)} for cid in failing],
     }
 

@@ -4,8 +4,8 @@ One system of real processes (tests.faults.rig) serves the whole module, each sc
 test sends a burst with one scenario's fault halfway (the same code as ``scripts/faults``, tests.faults.run)
 and asserts that every change arrived, none was duplicated, within the deadline. Only scenarios that pass today
 belong here (CI must stay green); the others are run by ``scripts/faults`` and listed in README.md's
-"Fault suite" section. To add one once it is fixed, put its name in SMOKE (a scenario that kills or flushes Redis
-needs its own rig: ``run_scenario`` starts one with its own redis-server).
+"Fault suite" section. To add one once it is fixed, put its name in SMOKE, or in OWN_REDIS_SMOKE for a scenario
+that kills or flushes Redis (``run_scenario`` gives it a system of its own with its own redis-server).
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ from redis import Redis
 
 from tests.conftest import REDIS_TEST_URL
 from tests.faults.rig import Rig, start_rig
-from tests.faults.run import Row, run_on_rig
+from tests.faults.run import Row, run_on_rig, run_scenario
 from tests.faults.scenarios import SCENARIOS, Options
 from tests.faults.workload import Sizes
 
 pytestmark = pytest.mark.e2e
 
-SMOKE = ("worker-kill", "crm-storm", "duplicates")
+SMOKE = ("worker-kill", "crm-storm", "duplicates", "qbo-outage")
+OWN_REDIS_SMOKE = ("redis-restart",)
 SIZES = Sizes(qbo_edits=12, crm_edits=12, invoices=3, burst_seconds=4.0)
-OPTIONS = Options(storm_seconds=6.0, web_down_seconds=6.0)
+OPTIONS = Options(storm_seconds=6.0, web_down_seconds=6.0, outage_seconds=20.0)
 DEADLINE_SECONDS = 90.0
 
 
@@ -58,8 +59,17 @@ def test_a_burst_through_the_fault_loses_and_duplicates_nothing(name: str, rig: 
     assert row.converge is not None
 
 
-def _tails(folder: Path, lines: int = 20) -> str:
+@pytest.mark.parametrize("name", OWN_REDIS_SMOKE)
+def test_a_burst_through_a_redis_fault_loses_and_duplicates_nothing(name: str, tmp_path: Path) -> None:
+    row = run_scenario(SCENARIOS[name], "sqlite", SIZES, OPTIONS, DEADLINE_SECONDS, tmp_path / name)
+    assert row.error is None, f"{row.markdown()}\n{_tails(tmp_path / name, nested=True)}"
+    assert sum(row.sent.values()) == SIZES.qbo_edits + SIZES.crm_edits + SIZES.invoices
+    assert not row.lost and not row.duplicated, f"{row.markdown()}\n{_tails(tmp_path / name, nested=True)}"
+    assert row.converge is not None
+
+
+def _tails(folder: Path, lines: int = 20, nested: bool = False) -> str:
     parts = []
-    for path in sorted(folder.glob("*.log")):
+    for path in sorted(folder.glob("**/*.log" if nested else "*.log")):
         parts.append(f"--- {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
     return "\n".join(parts)

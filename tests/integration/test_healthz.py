@@ -135,3 +135,23 @@ def test_unknown_paths_get_json_errors(client: FlaskClient) -> None:
     assert response.json["error"]["code"] == "not_found"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert client.get("/webhooks/qbo").status_code == 405
+
+
+def test_an_outage_makes_it_degraded_and_the_details_say_which_side_and_why(app: Flask, client: FlaskClient) -> None:
+    from crm_qb.qbo.faults import ServerError
+    from crm_qb.sync.pipeline import outage
+
+    conn = add_connection(app, realm_id="9130")
+    with app.app_context():
+        outage.note_down(conn.id, "qbo", ServerError(message="Service Unavailable", http_status=503))
+    public = client.get("/healthz")
+    assert public.status_code == 200 and public.json["status"] == "degraded"
+    assert "Service Unavailable" not in public.get_data(as_text=True)
+    [failing] = _details(client).json["checks"]["connections"]["failing"]  # type: ignore[attr-defined]
+    assert failing["id"] == conn.id and failing["outage"]["side"] == "qbo"
+    assert "ServerError" in failing["outage"]["reason"] and failing["outage"]["since"]
+    with app.app_context():
+        assert outage.note_up(conn.id, ("crm",), app.extensions["crm_qb"].jobs) == 0  # the other side: still down
+        assert client.get("/healthz").json["status"] == "degraded"
+        outage.note_up(conn.id, ("qbo",), app.extensions["crm_qb"].jobs)
+    assert client.get("/healthz").json["status"] == "ok"

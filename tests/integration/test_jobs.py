@@ -76,8 +76,24 @@ def test_sweep_re_enqueues_only_stranded_pending_events(app: Flask, client: Flas
     assert _audit_count(app) == 1
 
 
-def test_a_failing_event_counts_attempts_and_gives_up(app: Flask, client: FlaskClient,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def _backoff_over(app: Flask) -> None:
+    """Move every event's next attempt into the past (as if its backoff had been waited out)."""
+    with app.app_context():
+        db.session.execute(update(InboundEvent).where(InboundEvent.next_attempt_at.is_not(None))
+                           .values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+
+
+def _event(app: Flask, event_id: int) -> InboundEvent:
+    with app.app_context():
+        event = db.session.get(InboundEvent, event_id)
+        assert event is not None
+        db.session.expunge(event)
+        return event
+
+
+def test_a_failing_event_counts_attempts_backs_off_and_gives_up(app: Flask, client: FlaskClient,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     event_id = _store_one_event(app, client)
 
     def explode(_events: object, _routes: object) -> None:
@@ -85,14 +101,45 @@ def test_a_failing_event_counts_attempts_and_gives_up(app: Flask, client: FlaskC
 
     monkeypatch.setattr(Drain, "apply_qbo_batch", lambda _drain, batch, routes: explode(batch, routes))
     with app.app_context():
-        for _ in range(events.MAX_ATTEMPTS):
+        for attempt in range(1, events.MAX_ATTEMPTS + 1):
             with pytest.raises(RuntimeError):
                 jobs.drain_qbo_realm("310687")
+            event = _event(app, event_id)
+            assert event.attempts == attempt
+            if attempt < events.MAX_ATTEMPTS:  # backing off: a drain before its next attempt leaves it alone
+                assert event.next_attempt_at is not None and event.next_attempt_at > utcnow()
+                assert jobs.drain_qbo_realm("310687") == 0 and _event(app, event_id).attempts == attempt
+                _backoff_over(app)
         assert jobs.drain_qbo_realm("310687") == 0  # given up: the realm's other events are not blocked
-        event = db.session.get(InboundEvent, event_id)
-        assert event is not None
+        event = _event(app, event_id)
         assert (event.status, event.attempts) == (EventStatus.FAILED, events.MAX_ATTEMPTS)
         assert event.status_reason == "RuntimeError: CRM answered 500"
+
+
+def test_a_transient_failure_backs_off_for_a_day_and_the_sweep_wakes_it_when_due(
+        app: Flask, client: FlaskClient, redis_client: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crm_qb.qbo.faults import ServerError
+    from crm_qb.sync.rules.retry import TRANSIENT_SCHEDULE, total_span
+
+    assert total_span(TRANSIENT_SCHEDULE) >= timedelta(hours=24)
+    event_id = _store_one_event(app, client)
+
+    def unavailable(_events: object, _routes: object) -> None:
+        raise ServerError(message="Service Unavailable", http_status=503)
+
+    monkeypatch.setattr(Drain, "apply_qbo_batch", lambda _drain, batch, routes: unavailable(batch, routes))
+    with app.app_context():
+        for _ in range(events.MAX_ATTEMPTS * 2):  # twice what an unexpected error gets, and still pending
+            with pytest.raises(ServerError):
+                jobs.drain_qbo_realm("310687")
+            _backoff_over(app)
+        redis_client.flushdb()
+        assert jobs.sweep_inbound_events() == 1  # due again, although received only now
+    event = _event(app, event_id)
+    assert (event.status, event.attempts) == (EventStatus.PENDING, events.MAX_ATTEMPTS * 2)
+    monkeypatch.undo()
+    build_worker(app).work(burst=True)
+    assert _event(app, event_id).status == EventStatus.PROCESSED
 
 
 def test_two_schedulers_enqueue_each_tick_once(app: Flask, redis_client: Redis, tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ def test_production_mode_refuses_generated_keys(tmp_path: Path) -> None:
         ("QBO_MAX_IN_FLIGHT", "0", "CRM_QB_QBO_MAX_IN_FLIGHT must be a positive whole number"),
         ("QBO_API_BASE", "quickbooks.api.intuit.com", "CRM_QB_QBO_API_BASE must be a http/https URL"),
         ("PUBLIC_URL", "ftp://x", "CRM_QB_PUBLIC_URL must be a http/https URL"),
+        ("RETRY_SCHEDULE", "5,soon", "CRM_QB_RETRY_SCHEDULE must be seconds separated by commas.*'soon'"),
     ],
 )
 def test_malformed_settings_name_the_setting(tmp_path: Path, name: str, value: str, message: str) -> None:
@@ -89,3 +90,9 @@ def test_security_settings_have_documented_defaults(tmp_path: Path) -> None:
 def test_bad_security_settings_name_themselves(tmp_path: Path, name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), f"CRM_QB_{name}": value})
+
+
+def test_the_retry_schedule_is_read_with_repeats(tmp_path: Path) -> None:
+    settings = load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_RETRY_SCHEDULE": "1,60*3"})
+    assert settings.retry_schedule == (1.0, 60.0, 60.0, 60.0)
+    assert sum(load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path)}).retry_schedule) >= 24 * 3600

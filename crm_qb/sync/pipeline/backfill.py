@@ -347,6 +347,7 @@ def _set_cursor(connection_id: int, moment: datetime) -> datetime:
         db.session.rollback()
         raise ConnectionGoneError(f"connection {connection_id} does not exist")
     connection.cdc_cursor = moment
+    connection.crm_cursor = connection.crm_cursor or moment  # the CRM poll (crm_poll) starts where this began
     connection.last_sync_at = utcnow()
     db.session.commit()
     return moment

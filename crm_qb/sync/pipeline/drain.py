@@ -9,8 +9,11 @@ events are still pending, fetches the QBO state for the batch in bulk and runs o
 contact / transaction. No database transaction is open during the HTTP calls: each unit stores its result and
 marks its events processed in one short transaction at the end. A drain killed mid-way leaves its events
 pending; the sweep re-runs them and the stored base makes the re-run write nothing twice (the echo of our own
-write equals the base). A failing unit counts an attempt on its own events only; the others go on, and the
-drain raises the first failure at the end so the job is retried.
+write equals the base). A failing unit counts an attempt on its own events only (by the kind of failure:
+crm_qb.sync.rules.retry) and the others go on; when the failure says a side is down (QBO or the CRM not
+answering) the connection is marked in an outage and the rest of the batch waits for that side without
+attempts, rather than spending the clients' retries once per record. Waiting for the connection's lock counts
+no attempt either. The drain raises the first failure at the end so the job is retried.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, select
 
-from crm_qb.db import db
+from crm_qb.db import db, utcnow
 from crm_qb.models import Connection, EventSource, InboundEvent, QboStatus
 from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context, settings_of
-from crm_qb.sync.pipeline import events
+from crm_qb.sync.pipeline import events, outage
 from crm_qb.sync.pipeline.events import EventRef
+from crm_qb.sync.pipeline.failures import kind_of, side_down
 from crm_qb.sync.pipeline.units import Unit, crm_units, qbo_units
+from crm_qb.sync.rules.retry import ERROR
 from crm_qb.sync.services import SyncServices
 
 log = logging.getLogger(__name__)
@@ -80,7 +85,7 @@ class Drain:
             with self.services.connection_lock(connection_id):
                 still = events.still_pending(batch)
                 if still:
-                    _run_units(ctx, plan(ctx, still))
+                    self._run(ctx, plan, still)
         except NeedsReconnectError as exc:
             # Expected, not a failure: the grant is gone (now marked); the events wait for the reconnect.
             log.warning("connection %s needs reconnect (%s); %s event(s) wait for it", connection_id, exc.reason,
@@ -91,6 +96,40 @@ class Drain:
             # and changed customers their summary pushed to the CRM when the connection asks for it.
             self.services.jobs.check_followups(connection_id, ctx.invoices_changed)
             self.services.jobs.push_summaries(connection_id, ctx.summaries_to_push())
+
+    def _run(self, ctx: SyncContext, plan: Plan, batch: list[EventRef]) -> None:
+        """Plan and run the units of ``batch``; a side that answered ends its outage, one that did not starts it."""
+        try:
+            units = plan(ctx, batch)
+        except NeedsReconnectError:
+            raise
+        except Exception as exc:
+            db.session.rollback()
+            if len(batch) > 1 and kind_of(exc) == ERROR:
+                # One record may have broken the batch's bulk fetch: plan each alone, so only that one fails.
+                log.warning("planning %s events for connection=%s failed (%s); trying each alone", len(batch),
+                            ctx.connection_id, type(exc).__name__)
+                self._run_each(ctx, plan, batch)
+                return
+            if (side := side_down(exc)) is not None:
+                outage.note_down(ctx.connection_id, side, exc)
+            for event in batch:
+                events.record_failure(event.id, exc, schedule=self.services.retry_schedule)
+            raise _Recorded(exc) from exc
+        succeeded = _run_units(ctx, units, self.services.retry_schedule)
+        if succeeded:
+            outage.note_up(ctx.connection_id, outage.BOTH, self.services.jobs)
+
+    def _run_each(self, ctx: SyncContext, plan: Plan, batch: list[EventRef]) -> None:
+        """Run ``batch`` one event at a time; raise the first failure (already recorded) at the end."""
+        failure: _Recorded | None = None
+        for event in batch:
+            try:
+                self._run(ctx, plan, [event])
+            except _Recorded as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 def _drain(where: ColumnElement[bool], apply: Callable[[list[EventRef]], None]) -> int:
@@ -133,12 +172,15 @@ def _connected(connection_id: int) -> bool:
     return status == QboStatus.CONNECTED
 
 
-def _run_units(ctx: SyncContext, units: list[Unit]) -> None:
-    """Run every unit; a failing unit counts an attempt on its events and the first failure is re-raised."""
+def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...]) -> int:
+    """Run every unit; return how many succeeded. A failing unit counts an attempt on its events; after a side
+    went down the remaining units wait for it uncounted; the first failure is re-raised at the end."""
     failure: Exception | None = None
-    for unit in units:
+    succeeded = 0
+    for index, unit in enumerate(units):
         try:
             outcome = unit.run()
+            succeeded += 1
             log.info("sync %s connection=%s job=%s: %s", unit.label, ctx.connection_id, ctx.job_id, outcome)
         except NeedsReconnectError:
             db.session.rollback()
@@ -148,10 +190,24 @@ def _run_units(ctx: SyncContext, units: list[Unit]) -> None:
             log.warning("sync %s connection=%s job=%s failed: %s", unit.label, ctx.connection_id, ctx.job_id,
                         type(exc).__name__)
             for event_id in unit.events:
-                events.record_failure(event_id, exc)
+                events.record_failure(event_id, exc, schedule=schedule)
             failure = failure or exc
+            if (side := side_down(exc)) is not None:
+                outage.note_down(ctx.connection_id, side, exc)
+                _wait_for_side(units[index + 1:], unit, side)
+                break
     if failure is not None:
         raise _Recorded(failure)
+    return succeeded
+
+
+def _wait_for_side(rest: list[Unit], failed: Unit, side: str) -> None:
+    """Let the units after ``failed`` wait, uncounted, until its next attempt (or until ``side`` answers)."""
+    until = events.next_attempt_of(failed.events) or utcnow()
+    waiting = [event_id for unit in rest for event_id in unit.events]
+    events.defer(waiting, until, f"waiting: {side} is not answering")
+    if waiting:
+        log.info("%s event(s) wait for %s until %s", len(waiting), side, until.isoformat())
 
 
 class _Recorded(Exception):

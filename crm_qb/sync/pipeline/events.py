@@ -4,15 +4,20 @@
 
     stored ──▶ pending ──▶ processed      (a unit of sync work settled it, in the transaction of its result)
       │           ├──────▶ ignored        (unknown realm; or an entity crm-qb does not sync, decided at storing)
-      │           └──────▶ failed         (MAX_ATTEMPTS failed attempts; ``replay`` puts it back to pending)
+      │           └──────▶ failed         (its retry schedule ran out; ``replay`` puts it back to pending)
       ├─ rejected: an identifier no backend can store (too long, a NUL); kept with the reason, never synced
       └─ duplicate: dropped by the unique (source, dedupe_key) constraint, not by a check
 
 Ingress stores notices (``store``) and commits before anything is enqueued; drains read pending batches
 (``pending``), re-check them under the connection's lock (``still_pending``), and each unit of work marks its own
 events processed (``mark_processed``: a guarded UPDATE, so two racing drains apply an event once). A failed unit
-counts an attempt on its events only (``record_failure``). Events of a connection whose sync is off are settled
-with an audit entry (``skip_disabled``); events of a connection that must reconnect stay pending, uncounted, and
+counts an attempt on its events only (``record_failure``), by the kind of failure (crm_qb.sync.rules.retry):
+waiting (a lock, a rate limit) counts nothing; a transient failure backs the event off along a schedule of about
+24 hours (``next_attempt_at``: drains and the sweep leave it until then), anything else along 8 attempts. The
+rest of a batch whose side went down waits without an attempt (``defer``), and a connection that answers again
+releases its waiting events at once (``release``, from crm_qb.sync.pipeline.outage). Events of a connection
+whose sync is off are settled with an audit entry (``skip_disabled``; the catch-up polls bring those changes
+back when it is turned on); events of a connection that must reconnect stay pending, uncounted, and
 ``wake_connection`` re-wakes them once it is connected again. The sweep finds pending events nobody is working on
 (``stranded``).
 
@@ -25,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, update
@@ -36,11 +41,13 @@ from crm_qb.db import db, utcnow
 from crm_qb.jobqueue import JobQueue
 from crm_qb.models import AuditEntry, Connection, EventSource, EventStatus, InboundEvent
 from crm_qb.models.types import fit_values, storable_key
+from crm_qb.sync.pipeline.failures import kind_of
+from crm_qb.sync.rules.retry import ERROR_SCHEDULE, TRANSIENT_SCHEDULE, WAIT, next_delay
 from crm_qb.sync.transactions import registry
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = len(ERROR_SCHEDULE) + 1  # an unexpected or permanent failure fails the event at its 8th attempt
 CUSTOMER = "Customer"
 CONTACT = "Contact"
 # Reference lists whose changes are noted (audited) but need no sync of their own.
@@ -102,6 +109,11 @@ def store(source: EventSource, notices: Sequence[Notice], connection_id: int | N
     return [n for n in notices if storable_key(n.dedupe_key, DEDUPE_KEY_LENGTH) in inserted]
 
 
+def storable(dedupe_key: str) -> str:
+    """The deduplication key as stored (a long one keeps its start and gains a hash of the whole)."""
+    return storable_key(dedupe_key, DEDUPE_KEY_LENGTH)
+
+
 def _row(source: EventSource, notice: Notice, connection_id: int | None) -> dict[str, Any]:
     ignore = None if source != EventSource.QBO or notice.synced else f"entity {notice.entity} is not synced"
     row, problems = fit_values(InboundEvent.__table__, {
@@ -116,10 +128,19 @@ def _row(source: EventSource, notice: Notice, connection_id: int | None) -> dict
     return row
 
 
-def pending(where: ColumnElement[bool], after: int, limit: int) -> list[EventRef]:
-    """Up to ``limit`` pending events matching ``where`` with ids above ``after``, oldest first; ends the read."""
+def due(now: datetime) -> ColumnElement[bool]:
+    """Pending events that are not backing off at ``now``."""
+    return (InboundEvent.status == EventStatus.PENDING) & (
+        InboundEvent.next_attempt_at.is_(None) | (InboundEvent.next_attempt_at <= now))
+
+
+def pending(where: ColumnElement[bool], after: int, limit: int, now: datetime | None = None) -> list[EventRef]:
+    """Up to ``limit`` due pending events matching ``where`` with ids above ``after``, oldest first; ends the read.
+
+    Events backing off after a failure (``next_attempt_at`` later than ``now``) are left for later.
+    """
     rows = db.session.scalars(
-        select(InboundEvent).where(where, InboundEvent.status == EventStatus.PENDING, InboundEvent.id > after)
+        select(InboundEvent).where(where, due(now or utcnow()), InboundEvent.id > after)
         .order_by(InboundEvent.id).limit(limit)
     ).all()
     events = [EventRef(r.id, r.entity, r.entity_id, r.operation, r.occurred_at, dict(r.payload or {})) for r in rows]
@@ -165,17 +186,56 @@ def ignore(ids: Sequence[int], reason: str) -> None:
     db.session.commit()
 
 
-def record_failure(event_id: int, exc: BaseException) -> None:
-    """Count a failed attempt in its own transaction; give up (status failed) after MAX_ATTEMPTS."""
+def record_failure(event_id: int, exc: BaseException, now: datetime | None = None,
+                   schedule: tuple[float, ...] = TRANSIENT_SCHEDULE) -> None:
+    """Count a failed attempt in its own transaction and schedule the next; give up (failed) past the schedule.
+
+    Waiting (a lock, a rate limit) is no attempt and changes nothing. ``schedule`` is the transient one
+    (``CRM_QB_RETRY_SCHEDULE``).
+    """
+    kind = kind_of(exc)
+    if kind == WAIT:
+        return
     event = db.session.get(InboundEvent, event_id)
     if event is None or event.status != EventStatus.PENDING:
+        db.session.rollback()
         return
     event.attempts += 1
     event.status_reason = f"{type(exc).__name__}: {exc}"[:2000]
-    if event.attempts >= MAX_ATTEMPTS:
-        event.status = EventStatus.FAILED
+    delay = next_delay(kind, event.attempts, schedule)
+    if delay is None:
+        event.status, event.next_attempt_at = EventStatus.FAILED, None
+    else:
+        event.next_attempt_at = (now or utcnow()) + delay
     db.session.commit()
-    log.warning("inbound event %s failed (attempt %s): %s", event_id, event.attempts, type(exc).__name__)
+    log.warning("inbound event %s failed (attempt %s, %s): %s%s", event_id, event.attempts, kind,
+                type(exc).__name__, "; given up" if delay is None else f"; next attempt in {delay}")
+
+
+def defer(ids: Sequence[int], until: datetime, reason: str) -> None:
+    """Let pending events wait until ``until`` without counting an attempt (their side is down; committed)."""
+    if ids:
+        db.session.execute(update(InboundEvent).where(InboundEvent.id.in_(list(ids)),
+                                                      InboundEvent.status == EventStatus.PENDING)
+                           .values(next_attempt_at=until, status_reason=reason[:2000]))
+    db.session.commit()
+
+
+def next_attempt_of(ids: Sequence[int]) -> datetime | None:
+    """The earliest time one of ``ids`` is tried again (None when none is backing off); ends the read."""
+    when = db.session.scalar(select(func.min(InboundEvent.next_attempt_at)).where(
+        InboundEvent.id.in_(list(ids)), InboundEvent.status == EventStatus.PENDING))
+    db.session.rollback()
+    return _aware(when) if when else None
+
+
+def release(where: ColumnElement[bool]) -> int:
+    """Make every backing-off pending event matching ``where`` due now (committed); return how many."""
+    result = db.session.execute(update(InboundEvent).where(
+        where, InboundEvent.status == EventStatus.PENDING, InboundEvent.next_attempt_at.is_not(None))
+        .values(next_attempt_at=None))
+    db.session.commit()
+    return _rowcount(result)
 
 
 def skip_disabled(connection_id: int, job_id: str | None, events: Sequence[EventRef]) -> None:
@@ -229,11 +289,17 @@ def drain_key(source: EventSource, realm_id: str | None, connection_id: int | No
     return realm_id if source == EventSource.QBO else (str(connection_id) if connection_id is not None else None)
 
 
-def stranded(received_before: datetime, limit: int) -> list[tuple[EventSource, str]]:
-    """The (source, drain key) of events still pending after ``received_before``, sorted; ends the read."""
+def stranded(received_before: datetime, limit: int, now: datetime | None = None) -> list[tuple[EventSource, str]]:
+    """The (source, drain key) of pending events nobody works on, sorted; ends the read.
+
+    Those received before ``received_before`` and never failed, and those whose backoff ended by ``now``.
+    """
+    now = now or utcnow()
+    never_failed = InboundEvent.next_attempt_at.is_(None) & (InboundEvent.received_at <= received_before)
     rows = db.session.execute(
         select(InboundEvent.source, InboundEvent.realm_id, InboundEvent.connection_id)
-        .where(InboundEvent.status == EventStatus.PENDING, InboundEvent.received_at <= received_before)
+        .where(InboundEvent.status == EventStatus.PENDING,
+               never_failed | (InboundEvent.next_attempt_at <= now))
         .group_by(InboundEvent.source, InboundEvent.realm_id, InboundEvent.connection_id)
         .limit(limit)
     ).all()
@@ -250,7 +316,10 @@ def replay(status: EventStatus, connection_id: int | None, jobs: JobQueue) -> in
     ids = list(db.session.scalars(query.order_by(InboundEvent.id)))
     if status == EventStatus.FAILED and ids:
         db.session.execute(
-            update(InboundEvent).where(InboundEvent.id.in_(ids)).values(status=EventStatus.PENDING, attempts=0))
+            update(InboundEvent).where(InboundEvent.id.in_(ids)).values(status=EventStatus.PENDING, attempts=0,
+                                                                        next_attempt_at=None))
+    elif ids:  # stuck pending events: due at once
+        db.session.execute(update(InboundEvent).where(InboundEvent.id.in_(ids)).values(next_attempt_at=None))
     db.session.commit()
     rows = db.session.execute(
         select(InboundEvent.source, InboundEvent.realm_id, InboundEvent.connection_id)
@@ -262,6 +331,14 @@ def replay(status: EventStatus, connection_id: int | None, jobs: JobQueue) -> in
         if key:
             jobs.wake(row.source, key)
     return len(ids)
+
+
+def of_connection(connection_id: int, realm_id: str | None) -> ColumnElement[bool]:
+    """Events that concern a connection: its CRM events, and the QBO events of its realm."""
+    own = InboundEvent.connection_id == connection_id
+    if not realm_id:
+        return own
+    return own | ((InboundEvent.source == EventSource.QBO) & (InboundEvent.realm_id == realm_id))
 
 
 def wake_connection(jobs: JobQueue, connection_id: int) -> int:
@@ -277,6 +354,11 @@ def wake_connection(jobs: JobQueue, connection_id: int) -> int:
     if realm:
         woken |= {(EventSource.QBO, realm) for row in rows if row.source == EventSource.QBO and row.realm_id == realm}
     return sum(1 for source, key in woken if jobs.wake(source, key))
+
+
+def _aware(value: datetime) -> datetime:
+    """A timestamp read through an aggregate with its UTC zone (SQLite may hand it back naive)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _rowcount(result: Any) -> int:

@@ -1,0 +1,306 @@
+"""Outages and lost hooks lose nothing (issue 11 items 1 and 2, issue 10 item 9), against both real sandboxes.
+
+- Waiting for the connection's lock is not an attempt, however often it happens.
+- A one-hour QBO outage (the QBO sandbox answering 503 to everything), compressed: crm-qb's clock for the event
+  state machine and the sweep is moved forward three minutes per step while a CRM user keeps editing; every edit
+  reaches QBO once QBO answers again, none is failed, and health says degraded during the outage and ok after.
+  The end of the outage is found by the scheduler's probe (the CDC poll every minute), not by a person.
+- A CRM edit whose hook never arrived is found by the CRM catch-up poll; one made while sync was off is applied
+  when sync is turned on (with the CLI), as is a QBO edit made meanwhile.
+- One QBO object that cannot be applied (whatever it raises) is a failed, replayable event, and the CDC poll
+  completes and moves its cursor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner
+from redis import Redis
+from sqlalchemy import select, update
+
+from crm_qb.cli import main
+from crm_qb.db import db, utcnow
+from crm_qb.locks import RenewingLock
+from crm_qb.models import Connection, EventStatus, InboundEvent
+from crm_qb.qbo.client import QboClient
+from crm_qb.qbo.faults import ThrottledError
+from crm_qb.runtime import runtime
+from crm_qb.sync import services as sync_services
+from tests.conftest import settings_env
+from tests.support import sync as support
+from tests.support.sync import Harness
+from workers import jobs
+from workers.sync_jobs import poll_crm_connection, poll_qbo_connection, schedule_cdc_polls
+
+qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
+
+
+class Clock:
+    """crm-qb's clock for the event state machine and the sweep, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    """A movable clock for next attempts, due events and the sweep; the QBO client retries without sleeping."""
+    moved = Clock()
+    monkeypatch.setattr("crm_qb.sync.pipeline.events.utcnow", moved)
+    monkeypatch.setattr("workers.jobs.utcnow", moved)
+    monkeypatch.setattr(QboClient, "_delay", lambda _self, _attempt, _exc: 0.0)
+    yield moved
+
+
+def _linked_contacts(h: Harness, count: int) -> list[tuple[str, str]]:
+    """``count`` CRM contacts, each linked to the QBO customer the sync created for it: (contact, customer)."""
+    made = []
+    for index in range(count):
+        contact = h.crm_user("POST", "/contacts", {"first_name": "Outage", "last_name": f"Person{index}",
+                                                   "email": f"outage{index}@example.com"})
+        h.crm_hook("created", contact)
+        made.append(contact["id"])
+    h.work()
+    by_contact = {link.crm_contact_id: str(link.qbo_customer_id) for link in h.links()}
+    return [(contact_id, by_contact[contact_id]) for contact_id in made]
+
+
+def _crm_edit(h: Harness, contact_id: str, notes: str, *, hook: bool = True) -> None:
+    edited = h.crm_user("PATCH", f"/contacts/{contact_id}", {"notes": notes})
+    if hook:
+        h.crm_hook("updated", edited)
+
+
+def _qbo_outage(h: Harness, on: bool) -> None:
+    body = {"realm": h.qbo.realm_id, "error_rate": 1.0 if on else 0.0, "error_status": 503}
+    requests.post(f"{h.qbo.url}/_sandbox/faults", json=body, timeout=10).raise_for_status()
+
+
+def _statuses(h: Harness) -> dict[str, int]:
+    with h.app.app_context():
+        rows = db.session.execute(select(InboundEvent.status, InboundEvent.attempts)).all()
+        db.session.rollback()
+    counts: dict[str, int] = {}
+    for status, _attempts in rows:
+        counts[status.value] = counts.get(status.value, 0) + 1
+    return counts
+
+
+def _connection(h: Harness) -> Connection:
+    with h.app.app_context():
+        row = db.session.get(Connection, h.connection_id)
+        assert row is not None
+        db.session.expunge(row)
+        return row
+
+
+def _sweep_and_work(h: Harness) -> None:
+    with h.app.app_context():
+        jobs.sweep_inbound_events()
+    h.work()
+
+
+def _as_if_polled(h: Harness, ago: timedelta) -> None:
+    """Give the connection both poll cursors, as a backfill and later polls would have."""
+    with h.app.app_context():
+        db.session.execute(update(Connection).values(cdc_cursor=utcnow() - ago, crm_cursor=utcnow() - ago,
+                                                     crm_polled_at=utcnow() - ago))
+        db.session.commit()
+
+
+def test_waiting_for_the_connection_lock_is_not_an_attempt(harness: Harness, redis_client: Redis,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    h = harness
+    [(contact_id, _customer)] = _linked_contacts(h, 1)
+    _crm_edit(h, contact_id, "while locked")
+    monkeypatch.setattr(sync_services, "LOCK_WAIT_SECONDS", 0.2)
+    holder = RenewingLock(redis_client, runtime(h.app).keys.sync_lock(h.connection_id), wait=0)
+    assert holder.acquire()
+    try:
+        with h.app.app_context():
+            for _ in range(20):  # more drains than any retry schedule allows
+                with pytest.raises(sync_services.ConnectionBusyError):
+                    jobs.drain_crm_connection(str(h.connection_id))
+    finally:
+        holder.release()
+    assert h.failed_events() == []  # no attempt counted on any event
+    h.work()
+    assert h.qbo.customer(_customer).get("Notes") == "while locked"
+
+
+def test_a_throttled_company_is_waited_for_not_an_attempt(harness: Harness, clock: Clock) -> None:
+    h = harness
+    [(contact_id, customer_id)] = _linked_contacts(h, 1)
+    requests.post(f"{h.qbo.url}/_sandbox/throttle", json={"realm": h.qbo.realm_id, "seconds": 600},
+                  timeout=10).raise_for_status()
+    _crm_edit(h, contact_id, "after the throttle")
+    for _ in range(3):
+        with h.app.app_context(), pytest.raises(ThrottledError):
+            jobs.drain_crm_connection(str(h.connection_id))
+    assert h.failed_events() == [] and _connection(h).outage_side is None  # waiting: no attempt, no outage
+    requests.post(f"{h.qbo.url}/_sandbox/clock", json={"offset_seconds": 900}, timeout=10).raise_for_status()
+    with h.app.app_context():
+        jobs.drain_crm_connection(str(h.connection_id))
+    assert h.qbo.customer(customer_id).get("Notes") == "after the throttle"
+
+
+def test_nothing_is_lost_through_a_one_hour_qbo_outage(harness: Harness, clock: Clock) -> None:
+    h = harness
+    pairs = _linked_contacts(h, 5)
+    _as_if_polled(h, timedelta(minutes=1))
+    _qbo_outage(h, True)
+    last: dict[str, str] = {}
+    for step in range(20):  # one edit every three minutes for an hour
+        contact_id, customer_id = pairs[step % len(pairs)]
+        last[customer_id] = f"edit {step} during the outage"
+        _crm_edit(h, contact_id, last[customer_id])
+        _sweep_and_work(h)
+        clock.now += timedelta(minutes=3)
+        _sweep_and_work(h)
+        if step == 0:
+            assert h.client.get("/healthz").get_json()["status"] == "degraded"
+            assert _connection(h).outage_side == "qbo"
+    assert all(h.qbo.customer(c).get("Notes") != v for c, v in last.items())  # QBO really was down
+    statuses = _statuses(h)
+    assert "failed" not in statuses and statuses["pending"] >= len(last), statuses
+    with h.app.app_context():
+        attempts = db.session.scalar(select(InboundEvent.attempts).order_by(InboundEvent.attempts.desc()))
+    assert attempts and attempts > 1  # retried during the hour, and still waiting
+
+    _qbo_outage(h, False)
+    with h.app.app_context():
+        assert schedule_cdc_polls() >= 1  # the probe: the CDC poll of a connection in an outage is due every minute
+    h.work()  # the poll answers: the outage ends and every waiting event resumes at once, without the sweep
+    assert {c: h.qbo.customer(c).get("Notes") for c in last} == last
+    assert _statuses(h).get("pending", 0) == 0 and "failed" not in _statuses(h)
+    assert _connection(h).outage_side is None
+    assert h.client.get("/healthz").get_json()["status"] == "ok"
+
+
+def test_the_crm_poll_finds_an_edit_whose_hook_was_lost(harness: Harness) -> None:
+    h = harness
+    [(contact_id, customer_id), (other_id, other_customer)] = _linked_contacts(h, 2)
+    _as_if_polled(h, timedelta(minutes=10))
+    _crm_edit(h, contact_id, "no hook came", hook=False)
+    with h.app.app_context():
+        assert poll_crm_connection(h.connection_id) == 1  # only the changed contact: the other's version is known
+        assert poll_crm_connection(h.connection_id) == 0  # the same version is stored once
+    h.work()
+    assert h.qbo.customer(customer_id).get("Notes") == "no hook came"
+    assert h.qbo.customer(other_customer).get("Notes") is None
+    assert other_id
+
+
+def test_turning_sync_on_catches_up_both_sides(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = harness
+    [(contact_id, customer_id), (_other, other_customer)] = _linked_contacts(h, 2)
+    _as_if_polled(h, timedelta(minutes=1))
+    settings = h.app.extensions["crm_qb"].settings
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    assert runner.invoke(main, ["connection", "configure", str(h.connection_id), "--set",
+                                "sync.enabled=false"]).exit_code == 0
+
+    _crm_edit(h, contact_id, "made while sync was off")  # its hook arrives and is settled as skipped
+    h.qbo.edit_customer(other_customer, Notes="QBO edit while off")
+    h.qbo_hook(other_customer)
+    h.work()
+    assert h.qbo.customer(customer_id).get("Notes") is None
+
+    result = runner.invoke(main, ["connection", "configure", str(h.connection_id), "--set", "sync.enabled=true"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["enabled"] is True
+    h.work()  # the two catch-up polls the command queued, then the drain of what the CRM poll found
+    assert h.qbo.customer(customer_id).get("Notes") == "made while sync was off"
+    contact_of_other = next(lk.crm_contact_id for lk in h.links() if lk.qbo_customer_id == other_customer)
+    assert h.contact(str(contact_of_other))["notes"] == "QBO edit while off"
+
+
+def test_a_cursor_older_than_cdc_allows_is_caught_up_with_queries(harness: Harness) -> None:
+    h = harness
+    clock_url = f"{h.qbo.url}/_sandbox/clock"
+    requests.post(clock_url, json={"offset_seconds": -36 * 86400}, timeout=10).raise_for_status()
+    [(contact_id, customer_id)] = _linked_contacts(h, 1)
+    _as_if_polled(h, timedelta(days=40))  # sync was off for 40 days: CDC looks back 30 at most
+    requests.post(clock_url, json={"offset_seconds": -35 * 86400}, timeout=10).raise_for_status()
+    h.qbo.edit_customer(customer_id, Notes="edited 35 days ago")  # stamped by QBO's clock, out of CDC's reach
+    requests.post(clock_url, json={"offset_seconds": 0}, timeout=10).raise_for_status()
+    assert h.qbo.customer(customer_id)["MetaData"]["LastUpdatedTime"] < (utcnow() - timedelta(days=34)).isoformat()
+    with h.app.app_context():
+        assert poll_qbo_connection(h.connection_id) >= 1
+    assert h.contact(contact_id)["notes"] == "edited 35 days ago"
+    cursor = _connection(h).cdc_cursor
+    assert cursor is not None and utcnow() - cursor < timedelta(minutes=5)
+
+
+def test_one_object_that_cannot_be_applied_never_stops_the_cdc_poll(harness: Harness,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from crm_qb.sync.pipeline import poll
+
+    h = harness
+    _as_if_polled(h, timedelta(minutes=1))
+    bad = h.qbo.create_customer(DisplayName="Cannot Apply")
+    good = h.qbo.create_customer(DisplayName="Applies Fine")
+    real = poll.sync_customer
+
+    def refuse_one(ctx: Any, customer: dict[str, Any], events: Any) -> str:
+        if customer["Id"] == bad["Id"]:
+            raise LookupError("a value no backend stores")  # neither transient nor one of crm-qb's own errors
+        return real(ctx, customer, events)
+
+    monkeypatch.setattr(poll, "sync_customer", refuse_one)
+    before = _connection(h).cdc_cursor
+    with h.app.app_context():
+        assert poll_qbo_connection(h.connection_id) >= 2
+    assert _connection(h).cdc_cursor not in (None, before)  # the poll completed and moved on
+    assert h.link_of_customer(good["Id"]).crm_contact_id
+    with h.app.app_context():
+        failed = db.session.execute(select(InboundEvent.entity_id, InboundEvent.status_reason)
+                                    .where(InboundEvent.status == EventStatus.FAILED)).all()
+        db.session.rollback()
+    assert [(row.entity_id, row.status_reason) for row in failed] == [
+        (bad["Id"], "LookupError: a value no backend stores")]
+
+    monkeypatch.undo()
+    with h.app.app_context():
+        from workers.maintenance import replay_events
+
+        assert replay_events("failed") == 1
+    h.work()
+    assert h.link_of_customer(bad["Id"]).crm_contact_id  # replayed through the ordinary drain
+
+
+def test_one_event_that_breaks_a_batchs_bulk_fetch_fails_alone(harness: Harness,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    h = harness
+    first = h.qbo.create_customer(DisplayName="Batch First")
+    second = h.qbo.create_customer(DisplayName="Batch Second")
+    real = QboClient.read_many
+
+    def refuse_bogus(self: QboClient, entity: str, ids: Any, **options: Any) -> Any:
+        if "999999" in set(ids):
+            raise LookupError("QuickBooks refused the query")  # neither transient nor a side down
+        return real(self, entity, ids, **options)
+
+    monkeypatch.setattr(QboClient, "read_many", refuse_bogus)
+    for customer_id in (first["Id"], "999999", second["Id"]):
+        h.qbo_hook(customer_id, "created")
+    with h.app.app_context(), pytest.raises(LookupError):
+        jobs.drain_qbo_realm(h.qbo.realm_id)
+    assert h.link_of_customer(first["Id"]).crm_contact_id and h.link_of_customer(second["Id"]).crm_contact_id
+    with h.app.app_context():
+        rows = db.session.execute(select(InboundEvent.entity_id, InboundEvent.status, InboundEvent.attempts)
+                                  .order_by(InboundEvent.id)).all()
+        db.session.rollback()
+    assert [(r.entity_id, r.status.value, r.attempts) for r in rows] == [
+        (first["Id"], "processed", 0), ("999999", "pending", 1), (second["Id"], "processed", 0)]
