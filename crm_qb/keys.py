@@ -132,3 +132,13 @@ class JobIds:
     def flip_conflict(conflict_id: int) -> str:
         """The flip of one conflict (one at a time per conflict)."""
         return f"flip-conflict-{conflict_id}"
+
+    @staticmethod
+    def sync_now(connection_id: int) -> str:
+        """"Sync now" of one connection (a second click while it waits is the same job)."""
+        return f"sync-now-{int(connection_id)}"
+
+    @staticmethod
+    def resolve_review(link_id: int) -> str:
+        """Resolving one record waiting for review (a second click while it waits is the same job)."""
+        return f"resolve-review-{int(link_id)}"
