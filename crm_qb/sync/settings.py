@@ -80,6 +80,10 @@ class SyncSettings:
         """A direction for every canonical field, narrowed by the connection-wide direction."""
         return {name: _narrow(self.direction, own) for name, own in field_settings(self.fields).items()}
 
+    def field_directions_own(self) -> dict[str, str]:
+        """Each canonical field's own direction (before the connection-wide direction narrows it)."""
+        return field_settings(self.fields)
+
     def as_json(self) -> dict[str, Any]:
         """The JSON object stored under ``Connection.settings["sync"]``."""
         return {"enabled": self.enabled, "direction": self.direction, "conflict_policy": self.conflict_policy,

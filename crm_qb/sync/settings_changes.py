@@ -16,9 +16,9 @@ from crm_qb.db import db
 from crm_qb.models import AuditEntry, Connection
 from crm_qb.panel_settings import PANEL_KEY, panel_settings_of
 from crm_qb.sync.followups.settings import SETTINGS_KEY as FOLLOWUPS_KEY
-from crm_qb.sync.followups.settings import parse_settings
+from crm_qb.sync.followups.settings import InvalidFollowupSettings, parse_settings, updated_settings
 from crm_qb.sync.settings import SETTINGS_KEY as SYNC_KEY
-from crm_qb.sync.settings import sync_settings_of
+from crm_qb.sync.settings import SyncSettingsError, parse_sync_settings, sync_settings_of
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +63,40 @@ def _effective(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings with each capability's defaults filled in, so "unset" and "set to the default" compare equal."""
     return {**settings, SYNC_KEY: sync_settings_of(settings).as_json(),
             FOLLOWUPS_KEY: parse_settings(settings).to_json(), PANEL_KEY: panel_settings_of(settings).as_json()}
+
+
+class InvalidSetting(ValueError):
+    """A setting that cannot be stored; ``field`` names it (``sync.mode``, ``followups.rule_days``, …)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def validated(current: Mapping[str, Any], sync: Mapping[str, Any], followups: Mapping[str, Any]) -> dict[str, Any]:
+    """``current`` settings with partial ``sync`` and ``followups`` changes applied; InvalidSetting names the
+    first bad one (each capability's own validation decides)."""
+    merged = dict(sync_settings_of(current).as_json())
+    for key, value in sync.items():
+        if key == "fields" and isinstance(value, Mapping):
+            merged["fields"] = {**merged["fields"], **value}
+        else:
+            merged[key] = value
+    try:
+        settings = {**current, SYNC_KEY: parse_sync_settings(merged).as_json()}
+    except SyncSettingsError as exc:
+        raise InvalidSetting(_field_of(str(exc), SYNC_KEY), str(exc)) from None
+    if not followups:
+        return settings
+    try:
+        return updated_settings(settings, followups)
+    except (InvalidFollowupSettings, ValueError) as exc:
+        message = str(exc).removeprefix("invalid follow-up settings: ")
+        raise InvalidSetting(f"{FOLLOWUPS_KEY}.{message.split(':', 1)[0].split('[', 1)[0].strip()}",
+                             message) from None
+
+
+def _field_of(message: str, prefix: str) -> str:
+    """``sync.mode`` from "sync.mode: invalid value …"."""
+    head = message.split(":", 1)[0].strip()
+    return head if head.startswith(prefix + ".") else prefix

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from crm_qb.db import db, utcnow
 from crm_qb.models import AuditEntry, Connection, EventSource, EventStatus, InboundEvent
+from crm_qb.qbo.ratebudget import RateBudget
 from crm_qb.sync.failures import count_failures, events_of
 from crm_qb.sync.settings import sync_settings_of
 
@@ -81,6 +82,13 @@ def health_details(connection: Connection, waited: list[float], now: datetime | 
                          {"qbo": connection.cdc_cursor, "crm": None}, _aware(oldest[0]) if oldest else None,
                          oldest[1] if oldest else None, hours, failures, sum(waited),
                          waited[-1] if waited else 0.0)
+
+
+def waited_seconds(rt: Any, connection: Connection) -> list[float]:
+    """Seconds the connection's realm waited for QBO request slots, per hour over 48 hours (``rt``: the runtime)."""
+    if not connection.qbo_realm_id:
+        return []
+    return RateBudget(rt.redis, keys=rt.keys).waited(connection.qbo_realm_id, HOURS)
 
 
 def _hours(connection: Connection, now: datetime) -> list[Hour]:
