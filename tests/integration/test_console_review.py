@@ -32,11 +32,12 @@ def _ambiguous(harness: Harness) -> tuple[dict[str, Any], dict[str, Any], dict[s
 
 
 def test_the_page_shows_why_and_the_candidates_side_by_side(harness: Harness) -> None:
-    customer, first, second = _ambiguous(harness)
+    _customer, _first, _second = _ambiguous(harness)
     admin(harness)
     html = harness.client.get(f"/admin/connections/{harness.connection_id}/review").get_data(as_text=True)
     assert "several CRM contacts match by email" in html
-    for text in ("Pat Lee", "Patricia Lee", "pat@example.com", "Lee Tools", "Link to Patricia Lee", "Create new CRM contact"):
+    for text in ("Pat Lee", "Patricia Lee", "pat@example.com", "Lee Tools", "Link to Patricia Lee",
+                 "Create new CRM contact"):
         assert text in html, text
     assert "USD 0" in html  # the customer's balance, beside the candidates
 
@@ -71,7 +72,7 @@ def test_create_new_makes_a_contact_and_links_it(harness: Harness) -> None:
 
 
 def test_ignore_leaves_it_unlinked_and_later_changes_write_nothing(harness: Harness) -> None:
-    customer, first, second = _ambiguous(harness)
+    customer, _first, _second = _ambiguous(harness)
     csrf = admin(harness)
     [link] = waiting(harness)
     assert post(harness, f"review/{link.id}", csrf_token=csrf, action="ignore").status_code == 303
