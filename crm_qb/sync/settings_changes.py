@@ -61,7 +61,8 @@ def store_settings(connection: Connection, settings: dict[str, Any], who: str) -
 
 def _effective(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings with each capability's defaults filled in, so "unset" and "set to the default" compare equal."""
-    return {**settings, SYNC_KEY: sync_settings_of(settings).as_json(),
+    sync = sync_settings_of(settings)
+    return {**settings, SYNC_KEY: {**sync.as_json(), "fields": sync.field_directions_own()},
             FOLLOWUPS_KEY: parse_settings(settings).to_json(), PANEL_KEY: panel_settings_of(settings).as_json()}
 
 

@@ -176,7 +176,7 @@ def save_settings(connection_id: int) -> BaseResponse:
         sync, followups = changes_from_form(request.form)
         new = validated(connection.settings or {}, sync, followups)
     except InvalidSetting as exc:
-        return _settings_page(connection, session, values, {exc.field: str(exc)}, status=400)
+        return _settings_page(connection, session, values, dict([_beside_field(exc)]), status=400)
     changed = store_settings(connection, new, who(session))
     return _back(".settings", connection_id, "saved" if changed else "unchanged")
 
@@ -235,6 +235,13 @@ def changes_from_form(form: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     followups = {"enabled": form.get("followups.enabled") == "on", "rule_days": [int(d) for d in days],
                  "title_template": form.get("followups.title_template", "")}
     return sync, followups
+
+
+def _beside_field(exc: InvalidSetting) -> tuple[str, str]:
+    """The form field an error belongs to, and its message (the poll interval is entered in minutes)."""
+    if exc.field == "sync.cdc_poll_seconds":
+        return "sync.poll_minutes", "sync.poll_minutes: poll every 1 to 1440 minutes"
+    return exc.field, str(exc)
 
 
 def _whole(form: Any, key: str) -> Any:
