@@ -524,5 +524,14 @@ def runtime_redis(app: Any) -> Any:
     return runtime(app).redis
 
 
+def _register_console() -> None:
+    from crm_qb.cli_console import register
+
+    register(main, connection, _app, _connection, _who, _setup_logging)
+
+
+_register_console()
+
+
 if __name__ == "__main__":
     main()

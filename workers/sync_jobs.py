@@ -13,9 +13,8 @@ from crm_qb.models import Connection, QboStatus
 from crm_qb.runtime import runtime
 from crm_qb.sync.context import build_context
 from crm_qb.sync.pipeline.backfill import run_backfill
-from crm_qb.sync.pipeline.drain import Drain
+from crm_qb.sync.pipeline.on_demand import drain_waiting, sync_now
 from crm_qb.sync.pipeline.poll import poll_changes
-from crm_qb.sync.services import SyncServices
 from crm_qb.sync.settings import sync_settings_of
 from workers.followup_jobs import scan_connection_followups
 from workers.queues import SCHEDULED, SYNC, enqueue, job
@@ -38,34 +37,14 @@ def poll_qbo_connection(connection_id: int) -> int:
         services.jobs.check_followups(connection_id, ctx.invoices_changed)
         services.jobs.push_summaries(connection_id, ctx.summaries_to_push())
     if not ctx.settings.realtime:  # scheduled (or "Sync now" of a manual connection): the waiting changes too
-        _drain_waiting(services, connection_id)
+        drain_waiting(services, connection_id, _job_id())
     return seen
 
 
 @job(SYNC, timeout=900, retry_intervals=(30, 120, 300))
 def sync_connection_now(connection_id: int) -> int:
     """"Sync now": a CDC poll and every change waiting for the connection, whatever its mode; objects seen."""
-    services = runtime().sync_services()
-    ctx = build_context(services, connection_id, _job_id())
-    try:
-        if not ctx.settings.enabled:
-            return 0
-        with services.connection_lock(connection_id):
-            seen = poll_changes(ctx)
-    finally:
-        ctx.close()
-        services.jobs.check_followups(connection_id, ctx.invoices_changed)
-        services.jobs.push_summaries(connection_id, ctx.summaries_to_push())
-    return seen + _drain_waiting(services, connection_id)
-
-
-def _drain_waiting(services: SyncServices, connection_id: int) -> int:
-    """Sync the connection's waiting CRM and QBO events now (its mode kept them pending)."""
-    drain = Drain(services, _job_id(), scheduled_for=connection_id)
-    realm = db.session.scalar(select(Connection.qbo_realm_id).where(Connection.id == connection_id))
-    db.session.rollback()
-    settled = drain.crm_connection(connection_id)
-    return settled + (drain.qbo_realm(realm) if realm else 0)
+    return sync_now(runtime().sync_services(), connection_id, _job_id())
 
 
 @job(SCHEDULED, timeout=120)
