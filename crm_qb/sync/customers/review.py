@@ -185,7 +185,9 @@ def _contact(ctx: SyncContext, contact_id: str) -> Party:
     link = links.find_by_crm(ctx.connection_id, contact_id)
     linked = link.qbo_customer_id if link is not None and link.state == LinkState.LINKED else None
     balance = str((link.qbo_owned or {}).get("balance")) if linked and link is not None and link.qbo_owned else None
-    return Party("crm", contact_id, _text(record.get("display_name")), _text(record.get("email")),
+    person = " ".join(part for part in (contact.first_name, contact.last_name) if part)
+    name = contact.display_name or person or _text(record.get("display_name"))
+    return Party("crm", contact_id, name, _text(record.get("email")),
                  _text(record.get("company")), balance, None, linked, contact.active)
 
 
