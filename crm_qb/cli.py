@@ -197,8 +197,9 @@ def connection_configure(connection_id: int, assignments: tuple[str, ...], crm_w
     from crm_qb.connections import crm_web_origin as web_origin_of
     from crm_qb.connections import set_crm_web_origin
     from crm_qb.panel_settings import PANEL_KEY, apply_panel_assignments, panel_settings_of
+    from crm_qb.runtime import runtime
     from crm_qb.sync.settings import SETTINGS_KEY, SyncSettingsError, apply_assignments, sync_settings_of
-    from crm_qb.sync.settings_changes import store_settings
+    from crm_qb.sync.settings_changes import store_settings, turned_on
 
     panel = [a for a in assignments if a.strip().startswith(PANEL_KEY + ".")]
     sync = [a for a in assignments if a not in panel]
@@ -209,8 +210,10 @@ def connection_configure(connection_id: int, assignments: tuple[str, ...], crm_w
     app = _app()
     with app.app_context():
         found = _connection(connection_id)
-        store_settings(found, apply_panel_assignments(apply_assignments(found.settings, sync), panel) if panel
-                       else apply_assignments(found.settings, sync), _who())
+        changed = store_settings(found, apply_panel_assignments(apply_assignments(found.settings, sync), panel)
+                                 if panel else apply_assignments(found.settings, sync), _who())
+        if turned_on(changed):
+            runtime(app).jobs.sync_now(connection_id)  # catch up what changed while it was off
         if crm_web_origin is not None:
             set_crm_web_origin(connection_id, None if crm_web_origin == "default" else crm_web_origin)
         if not panel and crm_web_origin is None:

@@ -59,6 +59,12 @@ def store_settings(connection: Connection, settings: dict[str, Any], who: str) -
     return changes
 
 
+def turned_on(changes: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether ``changes`` turn the sync back on (then what changed meanwhile is caught up: "Sync now")."""
+    enabled = changes.get(f"{SYNC_KEY}.enabled") or {}
+    return enabled.get("before") is False and enabled.get("after") is True
+
+
 def _effective(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings with each capability's defaults filled in, so "unset" and "set to the default" compare equal."""
     sync = sync_settings_of(settings)

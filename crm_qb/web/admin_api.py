@@ -27,7 +27,7 @@ from crm_qb.sync import failures as failure_store
 from crm_qb.sync.customers.review import ReviewError, check_action
 from crm_qb.sync.followups.settings import parse_settings
 from crm_qb.sync.settings import sync_settings_of
-from crm_qb.sync.settings_changes import InvalidSetting, store_settings, validated
+from crm_qb.sync.settings_changes import InvalidSetting, store_settings, turned_on, validated
 from crm_qb.web.admin_pages import waiting_records
 from crm_qb.web.api import ApiRefusal, authorized
 from crm_qb.web.readmodels.audit import PER_PAGE, InvalidAuditQuery, audit_page, parse_audit_query
@@ -122,6 +122,8 @@ def change_settings(connection_id: int) -> Response:
         refusal.extra = {"field": exc.field}  # type: ignore[attr-defined]
         raise refusal from None
     changes = store_settings(connection, new, API_WHO)
+    if turned_on(changes):
+        runtime().jobs.sync_now(connection_id)  # catch up what changed while it was off
     return jsonify({**settings_json(connection), "changed": sorted(changes)})
 
 

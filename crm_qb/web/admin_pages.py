@@ -26,7 +26,7 @@ from crm_qb.sync.rules.canonical import FIELDS
 from crm_qb.sync.rules.mapping import DIRECTIONS
 from crm_qb.sync.rules.merge import POLICIES
 from crm_qb.sync.settings import CONNECTION_DIRECTIONS, MODES, ON_CRM_DELETE, sync_settings_of
-from crm_qb.sync.settings_changes import InvalidSetting, store_settings, validated
+from crm_qb.sync.settings_changes import InvalidSetting, store_settings, turned_on, validated
 from crm_qb.web import signing
 from crm_qb.web.admin_nav import install_nav
 from crm_qb.web.connection_page import PageError, connection_or_404, register_page_errors, require_admin, secured
@@ -178,6 +178,8 @@ def save_settings(connection_id: int) -> BaseResponse:
     except InvalidSetting as exc:
         return _settings_page(connection, session, values, dict([_beside_field(exc)]), status=400)
     changed = store_settings(connection, new, who(session))
+    if turned_on(changed):
+        runtime().jobs.sync_now(connection_id)  # catch up what changed while it was off
     return _back(".settings", connection_id, "saved" if changed else "unchanged")
 
 

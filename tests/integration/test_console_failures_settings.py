@@ -143,3 +143,24 @@ def _form(harness: Harness) -> dict[str, str]:
     for name in re.findall(r'<input type="checkbox" id="[^"]*" name="([^"]+)" value="on" checked>', html):
         values[name] = "on"
     return values
+
+
+def test_turning_sync_back_on_catches_up_what_changed_meanwhile(harness: Harness) -> None:
+    customer_id, contact_id = _linked(harness, "Barbara Liskov")
+    csrf = admin(harness, "settings")
+    form = _form(harness)
+    form.update({"csrf_token": csrf})
+    del form["sync.enabled"]  # the box unticked
+    assert post(harness, "settings", **form).status_code == 303
+    harness.qbo.edit_customer(customer_id, Notes="while off")
+    harness.qbo_hook(customer_id)
+    harness.work()
+    assert harness.contact(contact_id)["notes"] in (None, "")
+    form["sync.enabled"] = "on"
+    assert post(harness, "settings", **form).status_code == 303
+    harness.work()  # the "Sync now" the change asked for: a CDC poll finds the edit
+    assert harness.contact(contact_id)["notes"] == "while off"
+    assert harness.qbo.customer(customer_id)["Notes"] == "while off"
+    [off, on] = harness.audit("settings.changed")
+    assert off.diff["changes"]["sync.enabled"] == {"before": True, "after": False}
+    assert on.diff["changes"]["sync.enabled"] == {"before": False, "after": True}
