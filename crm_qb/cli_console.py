@@ -21,6 +21,7 @@ def register(main: click.Group, connection: click.Group, app: Any, connection_of
     main.add_command(_review_group(ctx))
     main.add_command(_failures_group(ctx))
     main.add_command(_audit_command(ctx))
+    main.add_command(_conflicts_group(ctx))
     connection.add_command(_health_command(ctx))
     connection.add_command(_sync_now_command(ctx))
 
@@ -192,3 +193,49 @@ def _sync_now_command(ctx: _Context) -> click.Command:
             _echo({"seen": run(runtime(app).sync_services(), connection_id)})
 
     return sync_now
+
+
+def _conflicts_group(ctx: _Context) -> click.Group:
+    @click.group("conflicts")
+    def conflicts() -> None:
+        """Fields both sides changed in one window: list, keep the decision, or flip it."""
+
+    @conflicts.command("list")
+    @click.argument("connection_id", type=int)
+    def conflicts_list(connection_id: int) -> None:
+        """Print the newest conflicts with the contact's name and the rule in plain words."""
+        from crm_qb.web.review_pages import conflict_rows
+
+        ctx.logging_setup(default="WARNING")
+        with ctx.app().app_context():
+            _echo({"conflicts": conflict_rows(ctx.connection_of(connection_id))})
+
+    @conflicts.command("keep")
+    @click.argument("connection_id", type=int)
+    @click.argument("conflict_id", type=int)
+    def conflicts_keep(connection_id: int, conflict_id: int) -> None:
+        """Keep the automatic decision of a conflict."""
+        from crm_qb.sync.customers.conflict_review import confirm
+
+        ctx.logging_setup(default="WARNING")
+        with ctx.app().app_context():
+            ctx.connection_of(connection_id)
+            confirm(connection_id, conflict_id)
+        _echo({"conflict_id": conflict_id, "status": "confirmed"})
+
+    @conflicts.command("flip")
+    @click.argument("connection_id", type=int)
+    @click.argument("conflict_id", type=int)
+    def conflicts_flip(connection_id: int, conflict_id: int) -> None:
+        """Write the other value of a conflict to both sides (here, under the connection's lock)."""
+        from crm_qb.runtime import runtime
+        from crm_qb.sync.customers.conflict_review import flip, plan_flip
+
+        ctx.logging_setup(default="WARNING")
+        app = ctx.app()
+        with app.app_context():
+            ctx.connection_of(connection_id)
+            flip(runtime(app).sync_services(), plan_flip(connection_id, conflict_id))
+        _echo({"conflict_id": conflict_id, "status": "flipped"})
+
+    return conflicts

@@ -9,7 +9,8 @@ Everything a person can do on the console pages can be done here, through the sa
 - ``GET  …/settings``; ``PATCH …/settings`` ``{"sync": {…}, "followups": {…}}`` (partial; validated, audited as
   "api key") — the settings after the change; 400 names the field;
 - ``POST …/sync-now`` — 202;
-- ``GET  …/audit?record=&kind=&outcome=&since=&until=&include_unchanged=&page=`` — readable entries.
+- ``GET  …/audit?record=&kind=&outcome=&since=&until=&include_unchanged=&page=`` — readable entries;
+- ``GET  …/conflicts``; ``POST …/conflicts/<conflict_id>/keep`` (200) and ``…/flip`` (202, by a worker).
 
 Errors are the contract's ``{"error": {"code", "message"}}`` (plus ``field`` for a bad setting or filter).
 """
@@ -20,10 +21,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from crm_qb.db import db
 from crm_qb.models import Connection
 from crm_qb.panel_settings import panel_settings_of
 from crm_qb.runtime import runtime
 from crm_qb.sync import failures as failure_store
+from crm_qb.sync.customers.conflict_review import ConflictReviewError, confirm, plan_flip
 from crm_qb.sync.customers.review import ReviewError, check_action
 from crm_qb.sync.followups.settings import parse_settings
 from crm_qb.sync.settings import sync_settings_of
@@ -31,6 +34,7 @@ from crm_qb.sync.settings_changes import InvalidSetting, store_settings, turned_
 from crm_qb.web.admin_pages import waiting_records
 from crm_qb.web.api import ApiRefusal, authorized
 from crm_qb.web.readmodels.audit import PER_PAGE, InvalidAuditQuery, audit_page, parse_audit_query
+from crm_qb.web.review_pages import conflict_rows
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/connections/<int:connection_id>")
 API_WHO = "api key"
@@ -154,3 +158,26 @@ def audit(connection_id: int) -> Response:
     rows, total = audit_page(connection_id, query)
     return jsonify({"entries": [row.as_json() for row in rows], "page": query.page, "per_page": PER_PAGE,
                     "total": total, "pages": max(1, -(-total // PER_PAGE))})
+
+
+@bp.get("/conflicts")
+def conflicts(connection_id: int) -> Response:
+    """Conflicts newest first, with the contact's name and the rule in plain words (the Conflicts page)."""
+    connection = authorized(connection_id)
+    return jsonify({"conflicts": conflict_rows(connection)})
+
+
+@bp.post("/conflicts/<int:conflict_id>/<any(keep, flip):verb>")
+def conflict_action(connection_id: int, conflict_id: int, verb: str) -> tuple[Response, int]:
+    """Keep a conflict's decision (200), or flip it to the other value (202: a worker writes both sides)."""
+    authorized(connection_id)
+    try:
+        if verb == "keep":
+            confirm(connection_id, conflict_id)
+            return jsonify({"conflict_id": conflict_id, "status": "confirmed"}), 200
+        plan_flip(connection_id, conflict_id)
+    except ConflictReviewError as exc:
+        db.session.rollback()
+        raise ApiRefusal(409, "conflict_refused", str(exc)) from None
+    queued = runtime().jobs.flip_conflict(connection_id, conflict_id)
+    return jsonify({"conflict_id": conflict_id, "job_id": queued.job_id, "queued": queued.queued}), 202

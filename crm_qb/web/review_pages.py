@@ -8,13 +8,14 @@ with its CSRF token. Flipping a conflict writes to QBO and the CRM, so it is han
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from flask import Blueprint, make_response, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from werkzeug.wrappers import Response as BaseResponse
 
 from crm_qb.db import db
-from crm_qb.models import Conflict, ConflictStatus, ContactLink, LinkState
+from crm_qb.models import Conflict, ConflictStatus, Connection, ContactLink, LinkState
 from crm_qb.runtime import runtime
 from crm_qb.sync.customers.conflict_review import ConflictReviewError, confirm, plan_flip
 from crm_qb.sync.settings import sync_settings_of
@@ -57,6 +58,21 @@ def conflicts(connection_id: int) -> BaseResponse:
                            csrf_token=session.csrf_token, DECIDED=ConflictStatus.DECIDED, FIELD_LABELS=FIELD_LABELS,
                            notice=NOTICES.get(request.args.get("done", "")))
     return secured(make_response(html, 200))
+
+
+def conflict_rows(connection: Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest conflicts as JSON (``GET /api/v1/connections/<id>/conflicts``, ``crm-qb conflicts list``)."""
+    rows = db.session.scalars(select(Conflict).where(Conflict.connection_id == connection.id)
+                              .order_by(Conflict.id.desc()).limit(limit)).all()
+    names = _link_names(rows)
+    window = sync_settings_of(connection.settings).conflict_window_seconds
+    found = [{"id": c.id, "contact": names.get(c.contact_link_id or 0), "field": c.field,
+              "qbo_value": c.qbo_value, "crm_value": c.crm_value, "winner": c.winner, "rule": c.rule,
+              "rule_words": rule_words(c.rule, window), "status": c.status.value,
+              "qbo_changed_at": c.qbo_changed_at.isoformat() if c.qbo_changed_at else None,
+              "crm_changed_at": c.crm_changed_at.isoformat() if c.crm_changed_at else None} for c in rows]
+    db.session.rollback()
+    return found
 
 
 def _link_names(rows: Sequence[Conflict]) -> dict[int, str]:

@@ -181,3 +181,49 @@ def test_failures_over_the_api_and_cli(harness: Harness, monkeypatch: pytest.Mon
     assert _api(harness, "GET", "failures", key).get_json()["failures"] == []
     assert _cli(harness, monkeypatch, "failures", "dismiss", str(harness.connection_id)) == {"dismissed": 0}
     assert not waiting(harness)
+
+
+def _conflict(harness: Harness) -> tuple[str, str]:
+    customer = harness.qbo.create_customer(DisplayName="Kim Park")
+    harness.qbo_hook(customer["Id"], "created")
+    harness.work()
+    contact_id = str(harness.link_of_customer(customer["Id"]).crm_contact_id)
+    harness.qbo.edit_customer(customer["Id"], Notes="from QBO")
+    harness.crm_hook("updated", harness.crm_user("PATCH", f"/contacts/{contact_id}", {"notes": "from CRM"}))
+    harness.qbo_hook(customer["Id"])
+    harness.work()
+    return customer["Id"], contact_id
+
+
+def test_conflicts_over_the_api_and_flipped_in_the_cli(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    customer_id, contact_id = _conflict(harness)
+    key = harness.api_key()
+    [conflict] = _api(harness, "GET", "conflicts", key).get_json()["conflicts"]
+    assert conflict["contact"] == "Kim Park" and conflict["rule"] == "window_qbo_wins"
+    assert "so QuickBooks won" in conflict["rule_words"]
+    assert harness.contact(contact_id)["notes"] == harness.qbo.customer(customer_id)["Notes"] == "from QBO"
+    flipped = _cli(harness, monkeypatch, "conflicts", "flip", str(harness.connection_id), str(conflict["id"]))
+    assert flipped["status"] == "flipped"
+    assert harness.contact(contact_id)["notes"] == harness.qbo.customer(customer_id)["Notes"] == "from CRM"
+    again = _api(harness, "POST", f"conflicts/{conflict['id']}/keep", key)
+    assert again.status_code == 409 and "already flipped" in again.get_json()["error"]["message"]
+
+
+def test_keep_over_the_api_writes_nothing(harness: Harness) -> None:
+    customer_id, contact_id = _conflict(harness)
+    key = harness.api_key()
+    [conflict] = _api(harness, "GET", "conflicts", key).get_json()["conflicts"]
+    kept = _api(harness, "POST", f"conflicts/{conflict['id']}/keep", key)
+    assert kept.status_code == 200 and kept.get_json()["status"] == "confirmed"
+    harness.work()
+    assert harness.contact(contact_id)["notes"] == harness.qbo.customer(customer_id)["Notes"] == "from QBO"
+
+
+def test_configure_in_the_cli_is_audited_with_who(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    printed = _cli(harness, monkeypatch, "connection", "configure", str(harness.connection_id), "--set",
+                   "sync.mode=manual", "--set", "sync.fields.phone=qbo_to_crm")
+    assert printed["mode"] == "manual"
+    [entry] = harness.audit("settings.changed")
+    assert entry.diff["by"].startswith("cli:")
+    assert entry.diff["changes"] == {"sync.fields.phone": {"before": "both", "after": "qbo_to_crm"},
+                                     "sync.mode": {"before": "realtime", "after": "manual"}}
