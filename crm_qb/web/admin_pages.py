@@ -45,8 +45,7 @@ NOTICES = {
     "unchanged": "Nothing changed.",
     "syncing": "A sync of this connection was started; reload in a few seconds.",
 }
-MODE_LABELS = {"realtime": "Real-time (webhooks, hooks and the poll)",
-               "scheduled": "Scheduled (every N minutes only)", "manual": "Manual (only “Sync now”)"}
+MODE_LABELS = {"realtime": "Real-time", "scheduled": "Scheduled (every N minutes)", "manual": "Manual (Sync now)"}
 DIRECTION_LABELS = {"both": "Both ways", "qbo_to_crm": "QuickBooks → CRM", "crm_to_qbo": "CRM → QuickBooks",
                     "off": "Off"}
 POLICY_LABELS = {"recent_wins": "The most recent change wins (QuickBooks within the window)",
