@@ -87,6 +87,17 @@ def _connection(connection_id: int) -> Any:
     return get_connection(connection_id)
 
 
+def _who() -> str:
+    """Who a command acts as, for the audit log: the shell user on this host."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for the uid (containers)
+        user = str(os.getuid())
+    return f"cli:{user}@{socket.gethostname()}"
+
+
 def _require_free(host: str, port: int, option: str) -> None:
     """CliError naming ``option`` when host:port cannot be bound (something listens there); 0 is any port."""
     if port == 0:
@@ -185,10 +196,10 @@ def connection_configure(connection_id: int, assignments: tuple[str, ...], crm_w
     """
     from crm_qb.connections import crm_web_origin as web_origin_of
     from crm_qb.connections import set_crm_web_origin
-    from crm_qb.db import db as database
     from crm_qb.panel_settings import PANEL_KEY, apply_panel_assignments, panel_settings_of
     from crm_qb.runtime import runtime
     from crm_qb.sync.settings import SETTINGS_KEY, SyncSettingsError, apply_assignments, sync_settings_of
+    from crm_qb.sync.settings_changes import store_settings, turned_on
 
     panel = [a for a in assignments if a.strip().startswith(PANEL_KEY + ".")]
     sync = [a for a in assignments if a not in panel]
@@ -199,11 +210,9 @@ def connection_configure(connection_id: int, assignments: tuple[str, ...], crm_w
     app = _app()
     with app.app_context():
         found = _connection(connection_id)
-        was_enabled = sync_settings_of(found.settings).enabled
-        found.settings = apply_panel_assignments(apply_assignments(found.settings, sync), panel) if panel \
-            else apply_assignments(found.settings, sync)
-        database.session.commit()
-        if sync_settings_of(found.settings).enabled and not was_enabled:
+        changed = store_settings(found, apply_panel_assignments(apply_assignments(found.settings, sync), panel)
+                                 if panel else apply_assignments(found.settings, sync), _who())
+        if turned_on(changed):
             runtime(app).jobs.catch_up(connection_id)  # both sides, from where their polls stopped
         if crm_web_origin is not None:
             set_crm_web_origin(connection_id, None if crm_web_origin == "default" else crm_web_origin)
@@ -410,7 +419,7 @@ def followups_configure(connection_id: int, reset: bool, days: str | None, **opt
         changes["rule_days"] = parse_days(days)
     with _app().app_context():
         _connection(connection_id)
-        click.echo(json.dumps(configure_followups(connection_id, changes, reset=reset).to_json(), indent=2))
+        click.echo(json.dumps(configure_followups(connection_id, changes, reset=reset, who=_who()).to_json(), indent=2))
 
 
 @followups.command("scan")
@@ -516,6 +525,15 @@ def runtime_redis(app: Any) -> Any:
     from crm_qb.runtime import runtime
 
     return runtime(app).redis
+
+
+def _register_console() -> None:
+    from crm_qb.cli_console import register
+
+    register(main, connection, _app, _connection, _who, _setup_logging)
+
+
+_register_console()
 
 
 if __name__ == "__main__":

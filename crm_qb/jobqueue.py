@@ -63,6 +63,15 @@ class JobQueue(Protocol):
         """Ask for both catch-up polls (QBO's CDC, the CRM's updated_since) of a connection now; how many queued."""
         ...
 
+    def sync_now(self, connection_id: int) -> Enqueued:
+        """Ask for the connection to sync now: a CDC poll, then every change waiting (whatever its mode)."""
+        ...
+
+    def resolve_review(self, connection_id: int, link_id: int, action: str, candidate: str | None,
+                       who: str) -> Enqueued:
+        """Ask for a record waiting for review to be resolved: ``link``, ``create``, ``merge`` or ``deactivate``."""
+        ...
+
     def stats(self) -> QueueStats:
         """The queues' state for monitoring."""
         ...

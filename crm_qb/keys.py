@@ -44,7 +44,7 @@ class RedisKeys:
         return f"{self.prefix}:followups:{connection_id}:row:{row_id}"
 
     def rate_budget(self, realm_id: str, part: str) -> str:
-        """A sorted set of a realm's QBO rate budget (``part``: window or inflight)."""
+        """A key of a realm's QBO rate budget (``part``: window or inflight sorted sets; waited:<hour> seconds)."""
         return f"{self.prefix}:qbo:budget:{{{realm_id}}}:{part}"
 
     def oauth_state(self, state: str) -> str:
@@ -142,3 +142,13 @@ class JobIds:
     def flip_conflict(conflict_id: int) -> str:
         """The flip of one conflict (one at a time per conflict)."""
         return f"flip-conflict-{conflict_id}"
+
+    @staticmethod
+    def sync_now(connection_id: int) -> str:
+        """"Sync now" of one connection (a second click while it waits is the same job)."""
+        return f"sync-now-{int(connection_id)}"
+
+    @staticmethod
+    def resolve_review(link_id: int) -> str:
+        """Resolving one record waiting for review (a second click while it waits is the same job)."""
+        return f"resolve-review-{int(link_id)}"

@@ -54,6 +54,16 @@ class RqJobQueue:
         """Queue both catch-up polls of the connection now (after sync was turned on)."""
         return sync_jobs.enqueue_catch_up(self._redis, self._keys, connection_id)
 
+    def sync_now(self, connection_id: int) -> Enqueued:
+        """Queue "Sync now" for the connection (one at a time)."""
+        return self._enqueue(sync_jobs.sync_connection_now, JobIds.sync_now(connection_id), connection_id)
+
+    def resolve_review(self, connection_id: int, link_id: int, action: str, candidate: str | None,
+                       who: str) -> Enqueued:
+        """Queue resolving one waiting record (one at a time per record)."""
+        return self._enqueue(review_jobs.resolve_review, JobIds.resolve_review(link_id), connection_id, link_id,
+                             action, candidate, who)
+
     def stats(self) -> QueueStats:
         """Workers alive, and jobs waiting and failed per queue."""
         queues = all_queues(self._redis, self._keys)

@@ -6,6 +6,7 @@ from rq import get_current_job
 
 from crm_qb.runtime import runtime
 from crm_qb.sync.customers.conflict_review import flip, plan_flip
+from crm_qb.sync.customers.review import resolve
 from workers.queues import SYNC, job
 
 
@@ -16,3 +17,11 @@ def flip_conflict(connection_id: int, conflict_id: int) -> str:
     current = get_current_job()
     flip(runtime().sync_services(), plan, current.id if current else None)
     return "flipped"
+
+
+@job(SYNC, timeout=300, retry_intervals=(10, 60, 300))
+def resolve_review(connection_id: int, link_id: int, action: str, candidate: str | None, who: str = "admin") -> str:
+    """Take a person's action on a record waiting for review (checked again here: it may have changed)."""
+    current = get_current_job()
+    return resolve(runtime().sync_services(), connection_id, link_id, action, candidate,
+                   current.id if current else None, who)

@@ -25,6 +25,7 @@ from crm_qb.sync.pipeline import outage
 from crm_qb.sync.pipeline.backfill import run_backfill
 from crm_qb.sync.pipeline.crm_poll import poll_crm_changes
 from crm_qb.sync.pipeline.failures import CRM, QBO, side_down
+from crm_qb.sync.pipeline.on_demand import drain_waiting, sync_now
 from crm_qb.sync.pipeline.poll import poll_changes
 from crm_qb.sync.settings import SyncSettings, sync_settings_of
 from workers.followup_jobs import scan_connection_followups
@@ -44,7 +45,6 @@ def poll_qbo_connection(connection_id: int) -> int:
         with services.connection_lock(connection_id):
             seen = poll_changes(ctx)
         outage.note_up(connection_id, (QBO,), services.jobs)
-        return seen
     except Exception as exc:
         _note_outage(connection_id, exc)
         raise
@@ -52,6 +52,15 @@ def poll_qbo_connection(connection_id: int) -> int:
         ctx.close()
         services.jobs.check_followups(connection_id, ctx.invoices_changed)
         services.jobs.push_summaries(connection_id, ctx.summaries_to_push())
+    if not ctx.settings.realtime:  # scheduled (or "Sync now" of a manual connection): the waiting changes too
+        drain_waiting(services, connection_id, _job_id())
+    return seen
+
+
+@job(SYNC, timeout=900, retry_intervals=(30, 120, 300))
+def sync_connection_now(connection_id: int) -> int:
+    """"Sync now": a CDC poll and every change waiting for the connection, whatever its mode; objects seen."""
+    return sync_now(runtime().sync_services(), connection_id, _job_id())
 
 
 @job(SYNC, timeout=900, retry_intervals=(30, 120, 300))
@@ -92,7 +101,7 @@ def schedule_cdc_polls() -> int:
     due: list[tuple[int, str, int]] = []
     for connection in db.session.scalars(select(Connection).where(Connection.qbo_status == QboStatus.CONNECTED)):
         settings = sync_settings_of(connection.settings)
-        if settings.enabled:
+        if settings.enabled and settings.mode != "manual":
             due += [(connection.id, kind, every) for kind, every in _due_polls(connection, settings, now)]
     db.session.rollback()
     count = 0

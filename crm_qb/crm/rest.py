@@ -105,6 +105,13 @@ class RestConnector:
                           headers={"If-Match": str(version)}, not_found=ContactNotFoundError)
         return Contact.from_json(data)
 
+    def merge_contacts(self, contact_id: str, into: str) -> Contact:
+        """Merge ``contact_id`` into ``into`` (optional ``POST /contacts/{id}/merge``); the survivor.
+
+        Not part of the required contract: a CRM without it answers 404, raised as CrmNotFoundError.
+        """
+        return Contact.from_json(self._call("POST", f"/contacts/{_q(contact_id)}/merge", json={"into": into}))
+
     def put_quickbooks_summary(self, contact_id: str, summary: Mapping[str, Any]) -> None:
         """Store the billing summary on the contact."""
         self._call("PUT", f"/contacts/{_q(contact_id)}/quickbooks", json=dict(summary),

@@ -59,6 +59,9 @@ return {1, '0'}
 """
 
 
+WAIT_HOURS_KEPT = 49  # the health panel shows two days of rate-limit waits
+
+
 class RateBudgetTimeout(TransientError):
     """No slot became free within the caller's timeout; the work was not done and should be retried."""
 
@@ -119,10 +122,13 @@ class RateBudget:
             raise ValueError(f"cost must be between 1 and {self.per_minute}, got {cost!r}")
         deadline = None if timeout is None else self._clock() + timeout
         lease_id = uuid.uuid4().hex
+        started = self._clock()
         while True:
             now = self._clock()
             wait = self._try_acquire(realm_id, lease_id, now, cost)
             if wait is None:
+                if now > started:
+                    self._record_wait(realm_id, now - started, now)
                 return Slot(realm_id=realm_id, lease_id=lease_id, granted_at=now, cost=cost)
             if deadline is not None and now >= deadline:
                 log.warning("QBO rate budget: no slot within %s s realm=%s", timeout, realm_id)
@@ -158,6 +164,20 @@ class RateBudget:
         if deadline is not None:
             pause = min(pause, max(deadline - now, 0.001))
         return pause
+
+    def waited(self, realm_id: str, hours: int = 48) -> list[float]:
+        """Seconds spent waiting for a slot in each of the last ``hours`` hours, oldest first (the health panel)."""
+        now_hour = int(self._clock() // 3600)
+        keys = [self._key(realm_id, f"waited:{hour}") for hour in range(now_hour - hours + 1, now_hour + 1)]
+        return [float(value or 0) for value in self._redis.mget(keys)]
+
+    def _record_wait(self, realm_id: str, seconds: float, now: float) -> None:
+        """Add ``seconds`` of waiting to the realm's counter of this hour (kept WAIT_HOURS_KEPT hours)."""
+        key = self._key(realm_id, f"waited:{int(now // 3600)}")
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incrbyfloat(key, round(seconds, 3))
+            pipe.expire(key, WAIT_HOURS_KEPT * 3600)
+            pipe.execute()
 
     def _key(self, realm_id: str, part: str) -> str:
         return self._keys.rate_budget(realm_id, part)

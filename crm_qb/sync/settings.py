@@ -8,7 +8,10 @@ Keys (all optional; defaults in brackets):
 - ``conflict_window_seconds`` [120]: within this many seconds QuickBooks wins under ``recent_wins``.
 - ``on_crm_delete`` [unlink]: ``unlink``, or ``unlink_and_deactivate`` (also make the QBO customer inactive).
 - ``fields`` [{}]: a direction per canonical field (``both``, ``qbo_to_crm``, ``crm_to_qbo``, ``off``).
-- ``cdc_poll_seconds`` [300]: how often the CDC poll catches changes webhooks missed.
+- ``cdc_poll_seconds`` [300]: how often the CDC poll catches changes webhooks missed (in ``scheduled`` mode: how
+  often the connection syncs at all).
+- ``mode`` [realtime]: ``realtime`` (webhooks, hooks and the poll), ``scheduled`` (changes wait and are synced
+  every ``cdc_poll_seconds`` by the scheduled poll only) or ``manual`` (changes wait for "Sync now").
 
 The connection-wide direction narrows every field: a field set to ``both`` under ``direction=qbo_to_crm``
 behaves as ``qbo_to_crm``; a field whose own direction goes against the connection's becomes ``off``.
@@ -32,6 +35,7 @@ from crm_qb.sync.rules.merge import POLICIES
 
 CONNECTION_DIRECTIONS: tuple[str, ...] = ("both", "qbo_to_crm", "crm_to_qbo")
 ON_CRM_DELETE: tuple[str, ...] = ("unlink", "unlink_and_deactivate")
+MODES: tuple[str, ...] = ("realtime", "scheduled", "manual")
 SETTINGS_KEY = "sync"
 
 
@@ -50,6 +54,12 @@ class SyncSettings:
     on_crm_delete: str = "unlink"
     fields: Mapping[str, str] = field(default_factory=dict)
     cdc_poll_seconds: int = 300
+    mode: str = "realtime"
+
+    @property
+    def realtime(self) -> bool:
+        """Whether webhooks and hooks are synced as they arrive (else they wait for the schedule or "Sync now")."""
+        return self.mode == "realtime"
 
     @property
     def window(self) -> timedelta:
@@ -70,11 +80,15 @@ class SyncSettings:
         """A direction for every canonical field, narrowed by the connection-wide direction."""
         return {name: _narrow(self.direction, own) for name, own in field_settings(self.fields).items()}
 
+    def field_directions_own(self) -> dict[str, str]:
+        """Each canonical field's own direction (before the connection-wide direction narrows it)."""
+        return field_settings(self.fields)
+
     def as_json(self) -> dict[str, Any]:
         """The JSON object stored under ``Connection.settings["sync"]``."""
         return {"enabled": self.enabled, "direction": self.direction, "conflict_policy": self.conflict_policy,
                 "conflict_window_seconds": self.conflict_window_seconds, "on_crm_delete": self.on_crm_delete,
-                "fields": dict(self.fields), "cdc_poll_seconds": self.cdc_poll_seconds}
+                "fields": dict(self.fields), "cdc_poll_seconds": self.cdc_poll_seconds, "mode": self.mode}
 
 
 class _SyncSchema(Schema):
@@ -86,6 +100,7 @@ class _SyncSchema(Schema):
     field_map = mf.Dict(data_key="fields", attribute="fields", keys=mf.String(validate=validate.OneOf(FIELDS)),
                          values=mf.String(validate=validate.OneOf(DIRECTIONS)))
     cdc_poll_seconds = mf.Integer(strict=True, validate=validate.Range(min=60, max=86_400))
+    mode = mf.String(validate=validate.OneOf(MODES))
 
 
 def parse_sync_settings(raw: Mapping[str, Any] | None) -> SyncSettings:

@@ -40,6 +40,7 @@ from crm_qb.web.readmodels.folder import (
     link_status,
     parse_folder_query,
 )
+from crm_qb.web.readmodels.health import health_details, waited_seconds
 from crm_qb.web.readmodels.summary import summary_json
 from crm_qb.web.routing import is_contact_id
 
@@ -110,7 +111,9 @@ def contact_panel_url(connection_id: int, crm_contact_id: str) -> Response | tup
 @bp.get("/connections/<int:connection_id>/health")
 def connection_health(connection_id: int) -> Response:
     """The connection's own health: its QuickBooks status and reason, and its pending and failed events."""
-    return jsonify(connection_report(authorized(connection_id)))
+    connection = authorized(connection_id)
+    details = health_details(connection, waited_seconds(runtime(), connection))
+    return jsonify({**connection_report(connection), **details.as_json()})
 
 
 def _ttl(body: Any) -> int:

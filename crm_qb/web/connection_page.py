@@ -12,14 +12,15 @@ import logging
 from typing import TypeVar
 
 from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.wrappers import Response as BaseResponse
 
 from crm_qb.connections import revoke_admin_sessions
 from crm_qb.db import db
-from crm_qb.models import Connection, QboReference, QboStatus
+from crm_qb.models import Connection, ContactLink, LinkState, QboReference, QboStatus
 from crm_qb.qbo.company import PAYMENT_METHOD, TERM
 from crm_qb.runtime import runtime
+from crm_qb.sync.failures import count_failures
 from crm_qb.web import signing
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def show(connection_id: int) -> BaseResponse:
     html = render_template("connection.html", connection=connection, csrf_token=session.csrf_token,
                            notice=NOTICES.get(request.args.get("done", "")), QboStatus=QboStatus,
                            status_label=STATUS_LABELS[connection.qbo_status],
-                           references=_references(connection_id))
+                           references=_references(connection_id), attention=_attention(connection))
     return secured(make_response(html, 200))
 
 
@@ -142,6 +143,13 @@ def sign_out_everywhere(connection_id: int) -> BaseResponse:
     response = make_response(render_template("signed_out.html", connection_id=connection_id), 200)
     response.delete_cookie(signing.SESSION_COOKIE, path="/")
     return secured(response)
+
+
+def _attention(connection: Connection) -> dict[str, int]:
+    """What waits for a person on this connection: records in review and failures (links on the overview)."""
+    waiting = db.session.scalar(select(func.count()).select_from(ContactLink).where(
+        ContactLink.connection_id == connection.id, ContactLink.state == LinkState.REVIEW))
+    return {"waiting": int(waiting or 0), "failures": count_failures(connection)}
 
 
 def _references(connection_id: int) -> dict[str, list[QboReference]]:

@@ -1,4 +1,5 @@
-"""Admin review pages of a connection: conflicts (confirm or flip), records waiting for review, the audit log.
+"""Admin review pages of a connection: conflicts (confirm or flip) and the audit log (records waiting for review
+have their own page, ``admin_pages.review``).
 
 Same access rule as the connection page: the signed admin session of that connection; actions are POST forms
 with its CSRF token. Flipping a conflict writes to QBO and the CRM, so it is handed to a worker.
@@ -6,15 +7,28 @@ with its CSRF token. Flipping a conflict writes to QBO and the CRM, so it is han
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from flask import Blueprint, make_response, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from werkzeug.wrappers import Response as BaseResponse
 
 from crm_qb.db import db
-from crm_qb.models import AuditEntry, Conflict, ConflictStatus, ContactLink, LinkState
+from crm_qb.models import Conflict, ConflictStatus, Connection, ContactLink, LinkState
 from crm_qb.runtime import runtime
 from crm_qb.sync.customers.conflict_review import ConflictReviewError, confirm, plan_flip
+from crm_qb.sync.settings import sync_settings_of
 from crm_qb.web.connection_page import PageError, connection_or_404, register_page_errors, require_admin, secured
+from crm_qb.web.readmodels.audit import (
+    DIRECTIONS,
+    FIELD_LABELS,
+    InvalidAuditQuery,
+    audit_page,
+    parse_audit_query,
+    rule_words,
+)
+from crm_qb.web.readmodels.audit import PER_PAGE as AUDIT_PER_PAGE
 
 bp = Blueprint("review_pages", __name__)
 
@@ -28,21 +42,49 @@ NOTICES = {
 
 @bp.get("/admin/connections/<int:connection_id>/conflicts")
 def conflicts(connection_id: int) -> BaseResponse:
-    """Conflicts newest first, and the records waiting for a person to choose."""
+    """Conflicts newest first, each with its contact's name and its rule in plain words."""
     session = require_admin(connection_id)
     connection = connection_or_404(connection_id)
     page = _page()
     rows = db.session.scalars(select(Conflict).where(Conflict.connection_id == connection_id)
                               .order_by(Conflict.id.desc()).offset((page - 1) * PER_PAGE).limit(PER_PAGE)).all()
     total = db.session.scalar(select(func.count()).select_from(Conflict).where(Conflict.connection_id == connection_id))
-    reviews = db.session.scalars(select(ContactLink).where(ContactLink.connection_id == connection_id,
-                                                           ContactLink.state == LinkState.REVIEW)
-                                 .order_by(ContactLink.id)).all()
-    html = render_template("review.html", connection=connection, conflicts=rows, reviews=reviews, page=page,
-                           pages=max(1, -(-int(total or 0) // PER_PAGE)), total=int(total or 0),
-                           csrf_token=session.csrf_token, DECIDED=ConflictStatus.DECIDED,
+    waiting = db.session.scalar(select(func.count()).select_from(ContactLink).where(
+        ContactLink.connection_id == connection_id, ContactLink.state == LinkState.REVIEW))
+    window = sync_settings_of(connection.settings).conflict_window_seconds
+    html = render_template("review.html", connection=connection, conflicts=rows, names=_link_names(rows),
+                           rules={c.id: rule_words(c.rule, window) for c in rows}, waiting=int(waiting or 0),
+                           page=page, pages=max(1, -(-int(total or 0) // PER_PAGE)), total=int(total or 0),
+                           csrf_token=session.csrf_token, DECIDED=ConflictStatus.DECIDED, FIELD_LABELS=FIELD_LABELS,
                            notice=NOTICES.get(request.args.get("done", "")))
     return secured(make_response(html, 200))
+
+
+def conflict_rows(connection: Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest conflicts as JSON (``GET /api/v1/connections/<id>/conflicts``, ``crm-qb conflicts list``)."""
+    rows = db.session.scalars(select(Conflict).where(Conflict.connection_id == connection.id)
+                              .order_by(Conflict.id.desc()).limit(limit)).all()
+    names = _link_names(rows)
+    window = sync_settings_of(connection.settings).conflict_window_seconds
+    found = [{"id": c.id, "contact": names.get(c.contact_link_id or 0), "field": c.field,
+              "qbo_value": c.qbo_value, "crm_value": c.crm_value, "winner": c.winner, "rule": c.rule,
+              "rule_words": rule_words(c.rule, window), "status": c.status.value,
+              "qbo_changed_at": c.qbo_changed_at.isoformat() if c.qbo_changed_at else None,
+              "crm_changed_at": c.crm_changed_at.isoformat() if c.crm_changed_at else None} for c in rows]
+    db.session.rollback()
+    return found
+
+
+def _link_names(rows: Sequence[Conflict]) -> dict[int, str]:
+    """The contact's name for each conflict's link (its agreed display name, else its names, else its ids)."""
+    ids = {c.contact_link_id for c in rows if c.contact_link_id}
+    names: dict[int, str] = {}
+    for link in db.session.scalars(select(ContactLink).where(ContactLink.id.in_(list(ids)))):
+        base = link.base or {}
+        person = " ".join(str(base[k]) for k in ("given_name", "family_name") if base.get(k))
+        names[link.id] = str(base.get("display_name") or person or
+                             f"CRM contact {link.crm_contact_id} / QuickBooks customer {link.qbo_customer_id}")
+    return names
 
 
 @bp.post("/admin/connections/<int:connection_id>/conflicts/<int:conflict_id>/confirm")
@@ -64,16 +106,16 @@ def flip_conflict_view(connection_id: int, conflict_id: int) -> BaseResponse:
 
 @bp.get("/admin/connections/<int:connection_id>/audit")
 def audit(connection_id: int) -> BaseResponse:
-    """The audit log, newest first."""
+    """The audit log, newest first, filtered by record, kind, outcome and date; "unchanged" hidden by default."""
     require_admin(connection_id)
     connection = connection_or_404(connection_id)
-    page = _page()
-    rows = db.session.scalars(select(AuditEntry).where(AuditEntry.connection_id == connection_id)
-                              .order_by(AuditEntry.id.desc()).offset((page - 1) * PER_PAGE).limit(PER_PAGE)).all()
-    total = db.session.scalar(select(func.count()).select_from(AuditEntry)
-                              .where(AuditEntry.connection_id == connection_id))
-    html = render_template("audit.html", connection=connection, entries=rows, page=page,
-                           pages=max(1, -(-int(total or 0) // PER_PAGE)), total=int(total or 0))
+    try:
+        query = parse_audit_query(request.args)
+    except InvalidAuditQuery as exc:
+        raise PageError(400, "Bad filter", str(exc), connection_id) from None
+    rows, total = audit_page(connection_id, query)
+    html = render_template("audit.html", connection=connection, entries=rows, query=query, page=query.page,
+                           pages=max(1, -(-total // AUDIT_PER_PAGE)), total=total, DIRECTIONS=DIRECTIONS)
     return secured(make_response(html, 200))
 
 

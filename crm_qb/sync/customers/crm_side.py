@@ -20,7 +20,7 @@ from crm_qb.sync.context import SyncContext
 from crm_qb.sync.customers import links
 from crm_qb.sync.customers.identity import customers_named, display_name_taken, match_in_qbo
 from crm_qb.sync.customers.links import LinkRecord, Record
-from crm_qb.sync.customers.qbo_side import done, link_pair, review
+from crm_qb.sync.customers.qbo_side import CRM_MERGED, done, link_pair, review
 from crm_qb.sync.customers.reconcile import Sides, StillRacingError, apply_customer_facts, contact_json, reconcile
 from crm_qb.sync.pipeline.events import EventRef
 from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, qbo_create_body
@@ -57,6 +57,8 @@ def sync_contact(ctx: SyncContext, contact_id: str, events: Sequence[int]) -> st
     link = links.find_by_crm(ctx.connection_id, contact_id)
     if link is None:
         return link_new_contact(ctx, contact, events)
+    if link.state == LinkState.REVIEW and link.qbo_customer_id is None:
+        return link_new_contact(ctx, contact, events, existing=link)  # waiting for a match: look again
     if link.state != LinkState.LINKED:
         done(ctx, Record(f"skip.{link.state.value}", DIRECTION, "Contact", contact_id), events)
         return f"skipped ({link.state.value})"
@@ -67,22 +69,29 @@ def sync_contact(ctx: SyncContext, contact_id: str, events: Sequence[int]) -> st
     return "synced" if outcome.wrote else "unchanged"
 
 
-def link_new_contact(ctx: SyncContext, contact: Contact, events: Sequence[int]) -> str:
-    """Match an unlinked contact among QBO customers: link one, review several, else create a customer."""
+def link_new_contact(ctx: SyncContext, contact: Contact, events: Sequence[int],
+                     existing: LinkRecord | None = None) -> str:
+    """Match an unlinked contact among QBO customers: link one, review several, else create a customer.
+
+    ``existing`` is the contact's row waiting for review when it is looked at again: updated in place, or
+    removed when the contact no longer waits.
+    """
+    gone = [existing.id] if existing is not None and existing.id is not None else []
     if not contact.active:
-        done(ctx, Record("skip.inactive", DIRECTION, "Contact", contact.id), events)
+        done(ctx, Record("skip.inactive", DIRECTION, "Contact", contact.id), events, delete=gone)
         return "skipped (inactive)"
     record = canonical_from_crm(contact_json(contact))
     outcome, customers = match_in_qbo(ctx, record)
     if outcome.kind == AMBIGUOUS:
-        return review(ctx, LinkRecord(ctx.connection_id, crm_contact_id=contact.id), list(outcome.ids),
+        return review(ctx, existing or LinkRecord(ctx.connection_id, crm_contact_id=contact.id), list(outcome.ids),
                       f"several QuickBooks customers match by {outcome.by}", events, DIRECTION)
     if outcome.kind == LINKED:
         return link_pair(ctx, customers[str(outcome.linked_id)], contact, events,
                          f"link.matched_by_{outcome.by}", direction=DIRECTION)
     if not ctx.settings.to_qbo:
         done(ctx, Record("skip.direction", DIRECTION, "Contact", contact.id,
-                         message="no match; the direction does not allow creating QuickBooks customers"), events)
+                         message="no match; the direction does not allow creating QuickBooks customers"), events,
+             delete=gone)
         return "skipped (direction)"
     return _create_customer(ctx, record, contact, events)
 
@@ -163,7 +172,7 @@ def apply_crm_merge(ctx: SyncContext, contact_id: str, survivor_id: str, events:
         return "merge noted"
     kept = links.find_by_crm(ctx.connection_id, survivor_id)
     if kept is not None and kept.state == LinkState.LINKED:
-        reason = f"the CRM merged contact {contact_id} into {survivor_id}; both were linked"
+        reason = f"{CRM_MERGED} contact {contact_id} into {survivor_id}; both were linked"
         return review(ctx, gone, [survivor_id], reason, events, DIRECTION)
     try:
         survivor = ctx.crm.get_contact(survivor_id)

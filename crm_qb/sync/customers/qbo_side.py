@@ -18,9 +18,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import update
+
 from crm_qb.crm.errors import ContactNotFoundError
 from crm_qb.crm.protocol import Contact
-from crm_qb.models import LinkState
+from crm_qb.db import db
+from crm_qb.models import FolderItem, LinkState
 from crm_qb.sync.context import SyncContext
 from crm_qb.sync.customers import hierarchy, links
 from crm_qb.sync.customers.identity import match_by_exact_name, match_in_crm, remember_crm_contact
@@ -31,6 +34,8 @@ from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, MatchOutcome, has_own_
 
 log = logging.getLogger(__name__)
 
+QBO_MERGED = "QuickBooks merged"
+CRM_MERGED = "the CRM merged"
 UNDER_PARENT = "a sub-customer without an email or contact of its own: shown under its parent's contact"
 
 def sync_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequence[int]) -> str:
@@ -40,6 +45,8 @@ def sync_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequence[i
     link = links.find_by_qbo(ctx.connection_id, customer_id)
     if link is None:
         return link_new_customer(ctx, customer, events)
+    if link.state == LinkState.REVIEW and link.crm_contact_id is None:
+        return link_new_customer(ctx, customer, events, existing=link)  # waiting for a match: look again
     if link.state != LinkState.LINKED:
         done(ctx, Record(f"skip.{link.state.value}", "qbo_to_crm", "Customer", customer_id), events)
         return f"skipped ({link.state.value})"
@@ -57,12 +64,18 @@ def sync_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequence[i
     return "synced" if outcome.wrote else "unchanged"
 
 
-def link_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequence[int]) -> str:
-    """Match an unlinked customer among CRM contacts: link one, queue several for review, else create one."""
+def link_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequence[int],
+                      existing: LinkRecord | None = None) -> str:
+    """Match an unlinked customer among CRM contacts: link one, queue several for review, else create one.
+
+    ``existing`` is the customer's row waiting for review when it is looked at again (it changed, a candidate
+    changed, or a person asked): it is updated in place, or removed when the customer no longer waits.
+    """
     customer_id = str(customer["Id"])
+    gone = [existing.id] if existing is not None and existing.id is not None else []
     if not customer.get("Active", True):
         done(ctx, Record("skip.inactive", "qbo_to_crm", "Customer", customer_id,
-                          message="inactive customers are not linked or created"), events)
+                          message="inactive customers are not linked or created"), events, delete=gone)
         return "skipped (inactive)"
     record = canonical_from_qbo(customer)
     parent_id = hierarchy.parent_of(customer)
@@ -72,8 +85,8 @@ def link_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequen
     else:
         outcome, contacts = match_in_crm(ctx, record)
     if outcome.kind == AMBIGUOUS:
-        return review(ctx, LinkRecord(ctx.connection_id, qbo_customer_id=customer_id), list(outcome.ids),
-                       f"several CRM contacts match by {outcome.by}", events)
+        return review(ctx, existing or LinkRecord(ctx.connection_id, qbo_customer_id=customer_id),
+                      list(outcome.ids), f"several CRM contacts match by {outcome.by}", events)
     if outcome.kind == LINKED:
         contact = contacts[str(outcome.linked_id)]
         return link_pair(ctx, customer, contact, events, f"link.matched_by_{outcome.by}")
@@ -81,11 +94,12 @@ def link_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequen
         # Like an unchanged customer, only a webhook-driven look is audited (a poll or backfill sees it again).
         note = Record("link.under_parent", "qbo_to_crm", "Customer", customer_id, {"parent_id": parent_id},
                       message=UNDER_PARENT)
-        done(ctx, note if events else None, events)
+        done(ctx, note if events or gone else None, events, delete=gone)
         return "under parent"
     if not ctx.settings.to_crm:
         done(ctx, Record("skip.direction", "qbo_to_crm", "Customer", customer_id,
-                          message="no match; the direction does not allow creating CRM contacts"), events)
+                          message="no match; the direction does not allow creating CRM contacts"), events,
+             delete=gone)
         return "skipped (direction)"
     created = ctx.crm.create_contact(crm_create_body(record))
     remember_crm_contact(ctx, created)
@@ -158,7 +172,12 @@ def apply_qbo_merge(ctx: SyncContext, survivor: dict[str, Any] | None, survivor_
         return "merge noted"
     kept = links.find_by_qbo(ctx.connection_id, survivor_id)
     if kept is not None and kept.state == LinkState.LINKED:
-        reason = f"QuickBooks merged customer {deleted_id} into {survivor_id}; both were linked"
+        # QBO moved the transactions to the survivor: its contact's folder shows them from now on. What becomes
+        # of the merged-away contact (merge it into the survivor's contact, or make it inactive) a person decides.
+        moved = move_folder(ctx.connection_id, str(deleted_id), survivor_id)
+        reason = f"{QBO_MERGED} customer {deleted_id} into {survivor_id}; both were linked"
+        log.info("QBO merge of two linked customers connection=%s: %s folder item(s) moved", ctx.connection_id,
+                 moved)
         return review(ctx, gone, [survivor_id], reason, events)
     try:
         contact = ctx.crm.get_contact(str(gone.crm_contact_id))
@@ -170,6 +189,14 @@ def apply_qbo_merge(ctx: SyncContext, survivor: dict[str, Any] | None, survivor_
     delete = [kept.id] if kept is not None and kept.id is not None else []
     done(ctx, Record("merge.link_moved", "qbo_to_crm", "Customer", survivor_id, diff), events, [gone], delete)
     return "link moved"
+
+
+def move_folder(connection_id: int, from_customer: str, to_customer: str) -> int:
+    """Re-point the folder items of a merged-away customer at the survivor (in the caller's transaction)."""
+    result = db.session.execute(update(FolderItem).where(FolderItem.connection_id == connection_id,
+                                                         FolderItem.qbo_customer_id == from_customer)
+                                .values(qbo_customer_id=to_customer))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def review(ctx: SyncContext, link: LinkRecord, candidates: list[str], reason: str, events: Sequence[int],

@@ -60,6 +60,7 @@ class Outcome:
     overwritten: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     intuit_tid: str | None = None
+    changes: dict[str, dict[str, Any]] = field(default_factory=dict)  # canonical field -> before, after
 
     @property
     def wrote(self) -> bool:
@@ -73,6 +74,8 @@ class Outcome:
             diff["overwritten"] = self.overwritten
         if self.notes:
             diff["notes"] = self.notes
+        if self.changes:
+            diff["changes"] = self.changes
         return diff
 
 
@@ -98,11 +101,18 @@ def reconcile(ctx: SyncContext, link: LinkRecord, sides: Sides) -> Outcome:
             outcome.notes.append("display name refused by QuickBooks (6240): kept QuickBooks' name")
             continue
         _remember(outcome.conflicts, result.conflicts)
+        _changes(outcome, link.base or {}, result)
         outcome.overwritten.extend({"field": o.field, "side": o.side, "old": json_value(o.old_value),
                                     "new": json_value(o.new_value)} for o in result.overwritten)
         _settle(ctx, link, sides, result)
         return outcome
     raise StillRacingError(f"link {link.id}: both sides kept changing over {MAX_ROUNDS} rounds")
+
+
+def _changes(outcome: Outcome, base: Mapping[str, Any], result: MergeResult) -> None:
+    """Each field written, as the audit log shows it: the agreed value before and the one after."""
+    for name in sorted({*result.to_crm, *result.to_qbo}):
+        outcome.changes[name] = {"before": base.get(name), "after": json_value(result.new_base.get(name))}
 
 
 def _require_known(ctx: SyncContext, link: LinkRecord, sides: Sides) -> None:

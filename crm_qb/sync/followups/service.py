@@ -24,6 +24,7 @@ from crm_qb.sync.followups.settings import FollowupSettings, parse_settings, res
 from crm_qb.sync.followups.store import UnknownConnectionError
 from crm_qb.sync.rules.followups import CLOSE_REASONS
 from crm_qb.sync.services import SyncServices
+from crm_qb.sync.settings_changes import store_settings
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,10 @@ def followup_settings(connection_id: int) -> FollowupSettings:
     return settings
 
 
-def configure_followups(connection_id: int, changes: Mapping[str, Any], *, reset: bool = False) -> FollowupSettings:
-    """Apply ``changes`` (after going back to the defaults when ``reset``), commit, and return the settings."""
+def configure_followups(connection_id: int, changes: Mapping[str, Any], *, reset: bool = False,
+                        who: str = "unknown") -> FollowupSettings:
+    """Apply ``changes`` (after going back to the defaults when ``reset``), commit (audited as ``who``), and
+    return the settings."""
     connection = db.session.scalars(
         select(Connection).where(Connection.id == connection_id).with_for_update()).one_or_none()
     if connection is None:
@@ -68,8 +71,7 @@ def configure_followups(connection_id: int, changes: Mapping[str, Any], *, reset
         raise UnknownConnectionError(f"no connection {connection_id}")
     try:
         stored = reset_settings(connection.settings) if reset else dict(connection.settings or {})
-        connection.settings = updated_settings(stored, changes)  # a new dict, so the JSON change is saved
-        db.session.commit()
+        store_settings(connection, updated_settings(stored, changes), who)  # commits, with its audit entry
     except Exception:
         db.session.rollback()
         raise

@@ -49,6 +49,9 @@ class Drain:
 
     services: SyncServices
     job_id: str | None = None
+    # The connection whose waiting changes this run syncs although its mode is scheduled or manual (the scheduled
+    # poll, "Sync now"); events of other such connections stay pending, uncounted, for their own turn.
+    scheduled_for: int | None = None
 
     def qbo_realm(self, realm_id: str) -> int:
         """Sync every pending QBO event of ``realm_id`` (coalesced per customer); return how many were settled."""
@@ -71,8 +74,12 @@ class Drain:
 
     def run_for_connection(self, connection_id: int, batch: list[EventRef], plan: Plan) -> None:
         """Run ``plan``'s units for ``batch`` under the connection's lock, unless it is off or disconnected."""
-        if not settings_of(connection_id).enabled:
+        settings = settings_of(connection_id)
+        if not settings.enabled:
             events.skip_disabled(connection_id, self.job_id, batch)
+            return
+        if not settings.realtime and self.scheduled_for != connection_id:
+            log.info("connection %s syncs %s; %s event(s) wait for it", connection_id, settings.mode, len(batch))
             return
         if not _connected(connection_id):
             # Needs reconnect or disconnected: call nobody, count no attempt, keep the events pending.

@@ -20,6 +20,7 @@ from crm_qb.sync.context import SyncContext
 from crm_qb.sync.customers.crm_side import apply_contact_events
 from crm_qb.sync.customers.links import Record
 from crm_qb.sync.customers.qbo_side import apply_qbo_merge, done, sync_customer
+from crm_qb.sync.customers.review import recheck_naming
 from crm_qb.sync.pipeline import events as inbox
 from crm_qb.sync.pipeline.events import CUSTOMER, EventRef
 from crm_qb.sync.transactions import registry
@@ -62,8 +63,14 @@ def crm_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
     by_contact: dict[str, list[EventRef]] = {}
     for event in events:
         by_contact.setdefault(str(event.entity_id), []).append(event)
-    return [Unit(tuple(e.id for e in group), f"contact {cid}", partial(apply_contact_events, ctx, cid, group))
+    return [Unit(tuple(e.id for e in group), f"contact {cid}", partial(_contact_unit, ctx, cid, group))
             for cid, group in by_contact.items()]
+
+
+def _contact_unit(ctx: SyncContext, contact_id: str, events: list[EventRef]) -> str:
+    outcome = apply_contact_events(ctx, contact_id, events)
+    rechecked = recheck_naming(ctx, "crm", contact_id)  # a record waiting on this contact may now be settled
+    return f"{outcome}; rechecked {len(rechecked)}" if rechecked else outcome
 
 
 def _grouped(events: Iterable[EventRef]) -> dict[str, tuple[int, ...]]:
@@ -84,7 +91,9 @@ def _customer_unit(ctx: SyncContext, customer_id: str, customer: dict[str, Any] 
         done(ctx, Record("skip.not_found", "qbo_to_crm", CUSTOMER, customer_id,
                          message="QuickBooks returned no such customer"), events)
         return "not found"
-    return sync_customer(ctx, customer, events)
+    outcome = sync_customer(ctx, customer, events)
+    rechecked = recheck_naming(ctx, "qbo", customer_id)  # a record waiting on this customer may now be settled
+    return f"{outcome}; rechecked {len(rechecked)}" if rechecked else outcome
 
 
 def _noted(ctx: SyncContext, event: EventRef) -> str:

@@ -1,0 +1,255 @@
+"""The operator's pages of a connection (DESIGN §11): health, records waiting for review, failures, settings.
+
+Same access rule as the connection page: the signed admin session of that connection (``signing.py``); every
+action is a POST form with the session's CSRF token, answered with a redirect back to its page and a notice
+(post/redirect/get, so a reload never repeats it). What writes to QBO or the CRM (resolving a review, "Sync
+now") is handed to a worker through the queue port; the page says so. The same operations are served as JSON
+by ``admin_api.py`` and run by the CLI, from the same domain functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, make_response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from crm_qb.crm.errors import CrmError
+from crm_qb.models import Connection
+from crm_qb.qbo.faults import QboFault
+from crm_qb.runtime import runtime
+from crm_qb.sync import failures as failure_store
+from crm_qb.sync.context import build_context
+from crm_qb.sync.customers.review import LABELS, ReviewError, Waiting, check_action, describe, waiting_rows
+from crm_qb.sync.followups.settings import parse_settings
+from crm_qb.sync.rules.canonical import FIELDS
+from crm_qb.sync.rules.mapping import DIRECTIONS
+from crm_qb.sync.rules.merge import POLICIES
+from crm_qb.sync.settings import CONNECTION_DIRECTIONS, MODES, ON_CRM_DELETE, sync_settings_of
+from crm_qb.sync.settings_changes import InvalidSetting, store_settings, turned_on, validated
+from crm_qb.web import signing
+from crm_qb.web.admin_nav import install_nav
+from crm_qb.web.connection_page import PageError, connection_or_404, register_page_errors, require_admin, secured
+from crm_qb.web.health import connection_report
+from crm_qb.web.readmodels.audit import FIELD_LABELS
+from crm_qb.web.readmodels.health import chart_bars, health_details, waited_seconds
+
+bp = Blueprint("admin_pages", __name__)
+install_nav(bp)
+
+NOTICES = {
+    "resolving": "Your choice is being applied to QuickBooks and the CRM; reload in a few seconds.",
+    "retried": "The failures were put back to work; reload in a few seconds to see the result.",
+    "dismissed": "The failures were dismissed.",
+    "saved": "Settings saved.",
+    "unchanged": "Nothing changed.",
+    "syncing": "A sync of this connection was started; reload in a few seconds.",
+}
+MODE_LABELS = {"realtime": "Real-time", "scheduled": "Scheduled (every N minutes)", "manual": "Manual (Sync now)"}
+DIRECTION_LABELS = {"both": "Both ways", "qbo_to_crm": "QuickBooks → CRM", "crm_to_qbo": "CRM → QuickBooks",
+                    "off": "Off"}
+POLICY_LABELS = {"recent_wins": "The most recent change wins (QuickBooks within the window)",
+                 "qbo_wins": "QuickBooks always wins", "crm_wins": "The CRM always wins"}
+DELETE_LABELS = {"unlink": "Unlink only", "unlink_and_deactivate": "Unlink and make the customer inactive"}
+
+
+def who(session: signing.AdminSession) -> str:
+    """How an admin session is named in the audit log (sessions are not personal: the link's holder)."""
+    return f"admin session {session.nonce[:8]}"
+
+
+def _form_session(connection_id: int) -> signing.AdminSession:
+    session = require_admin(connection_id)
+    if not session.csrf_ok(request.form.get("csrf_token")):
+        raise PageError(403, "Form expired", "This form is no longer valid. Reload the page and try again.",
+                        connection_id)
+    return session
+
+
+def _page(template: str, connection: Connection, session: signing.AdminSession, **values: Any) -> BaseResponse:
+    html = render_template(template, connection=connection, csrf_token=session.csrf_token,
+                           notice=NOTICES.get(request.args.get("done", "")), **values)
+    return secured(make_response(html, 200))
+
+
+def _back(endpoint: str, connection_id: int, done: str) -> BaseResponse:
+    return secured(redirect(url_for(endpoint, connection_id=connection_id, done=done), 303))
+
+
+# -- health -------------------------------------------------------------------------------------------------
+
+@bp.get("/admin/connections/<int:connection_id>/health")
+def health(connection_id: int) -> BaseResponse:
+    """Status, last webhook and poll per side, the oldest pending event, 48 hours of events and failures."""
+    session = require_admin(connection_id)
+    connection = connection_or_404(connection_id)
+    details = health_details(connection, waited_seconds(runtime(), connection))
+    return _page("admin_health.html", connection, session, report=connection_report(connection),
+                 details=details, chart=chart_bars(details.hours), MODE_LABELS=MODE_LABELS)
+
+
+# -- review -------------------------------------------------------------------------------------------------
+
+@bp.get("/admin/connections/<int:connection_id>/review")
+def review(connection_id: int) -> BaseResponse:
+    """Every record waiting for a person, with why it waits and its candidates side by side."""
+    session = require_admin(connection_id)
+    connection = connection_or_404(connection_id)
+    return _page("admin_review.html", connection, session, waiting=waiting_records(connection), LABELS=LABELS)
+
+
+def waiting_records(connection: Connection) -> list[Waiting]:
+    """The waiting records with both sides read now (a connection without QuickBooks shows ids only)."""
+    rows = waiting_rows(connection.id)
+    if not rows:
+        return []
+    ctx = build_context(runtime().sync_services(), connection.id)
+    try:
+        return [describe(ctx, row) for row in rows]
+    except (QboFault, CrmError) as exc:
+        raise PageError(502, "Could not read the records", f"QuickBooks or the CRM did not answer: {exc}",
+                        connection.id) from None
+    finally:
+        ctx.close()
+
+
+@bp.post("/admin/connections/<int:connection_id>/review/<int:link_id>")
+def review_action(connection_id: int, link_id: int) -> BaseResponse:
+    """Take the chosen action on one waiting record (checked now, applied by a worker)."""
+    session = _form_session(connection_id)
+    action, candidate = request.form.get("action", ""), request.form.get("candidate") or None
+    try:
+        check_action(connection_id, link_id, action, candidate)
+    except ReviewError as exc:
+        raise PageError(409, "Cannot do that", str(exc), connection_id) from None
+    runtime().jobs.resolve_review(connection_id, link_id, action, candidate, who(session))
+    return _back(".review", connection_id, "resolving")
+
+
+# -- failures -----------------------------------------------------------------------------------------------
+
+@bp.get("/admin/connections/<int:connection_id>/failures")
+def failures(connection_id: int) -> BaseResponse:
+    """Failed events and records with the reason in words, the raw error, attempts; retry or dismiss."""
+    session = require_admin(connection_id)
+    connection = connection_or_404(connection_id)
+    return _page("admin_failures.html", connection, session, failures=failure_store.list_failures(connection))
+
+
+@bp.post("/admin/connections/<int:connection_id>/failures/<any(retry, dismiss):verb>")
+def failure_action(connection_id: int, verb: str) -> BaseResponse:
+    """Retry or dismiss one failure (``kind`` and ``id``) or all of them (``kind=all``)."""
+    session = _form_session(connection_id)
+    connection = connection_or_404(connection_id)
+    kind, raw_id = request.form.get("kind", "all"), request.form.get("id")
+    if kind not in (failure_store.EVENT, failure_store.RECORD, "all"):
+        raise PageError(400, "Bad request", f"kind must be event, record or all, got {kind!r}", connection_id)
+    failure_id = int(raw_id) if raw_id and raw_id.isascii() and raw_id.isdigit() and len(raw_id) < 10 else None
+    try:
+        if verb == "retry":
+            failure_store.retry(connection, kind, failure_id, runtime().jobs, who(session))
+        else:
+            failure_store.dismiss(connection, kind, failure_id, who(session))
+    except failure_store.FailureNotFound as exc:
+        raise PageError(404, "No such failure", str(exc), connection_id) from None
+    return _back(".failures", connection_id, "retried" if verb == "retry" else "dismissed")
+
+
+# -- settings -----------------------------------------------------------------------------------------------
+
+@bp.get("/admin/connections/<int:connection_id>/settings")
+def settings(connection_id: int) -> BaseResponse:
+    """The connection's sync and follow-up settings as a form."""
+    session = require_admin(connection_id)
+    connection = connection_or_404(connection_id)
+    return _settings_page(connection, session, form_values(connection.settings or {}), {})
+
+
+@bp.post("/admin/connections/<int:connection_id>/settings")
+def save_settings(connection_id: int) -> BaseResponse:
+    """Validate and store the settings form; a bad value is shown beside its field and nothing is stored."""
+    session = _form_session(connection_id)
+    connection = connection_or_404(connection_id)
+    values = {key: request.form.get(key, "") for key in request.form}
+    try:
+        sync, followups = changes_from_form(request.form)
+        new = validated(connection.settings or {}, sync, followups)
+    except InvalidSetting as exc:
+        return _settings_page(connection, session, values, dict([_beside_field(exc)]), status=400)
+    changed = store_settings(connection, new, who(session))
+    if turned_on(changed):
+        runtime().jobs.catch_up(connection_id)  # both sides, from where their polls stopped
+    return _back(".settings", connection_id, "saved" if changed else "unchanged")
+
+
+@bp.post("/admin/connections/<int:connection_id>/sync-now")
+def sync_now(connection_id: int) -> BaseResponse:
+    """Ask a worker to sync the connection now (a CDC poll and every change waiting)."""
+    _form_session(connection_id)
+    connection_or_404(connection_id)
+    runtime().jobs.sync_now(connection_id)
+    return _back(".settings", connection_id, "syncing")
+
+
+def _settings_page(connection: Connection, session: signing.AdminSession, values: dict[str, Any],
+                   errors: dict[str, str], status: int = 200) -> BaseResponse:
+    html = render_template("admin_settings.html", connection=connection, csrf_token=session.csrf_token,
+                           notice=NOTICES.get(request.args.get("done", "")) if not errors else None,
+                           values=values, errors=errors, FIELDS=FIELDS, FIELD_LABELS=FIELD_LABELS,
+                           MODES=MODES, MODE_LABELS=MODE_LABELS, CONNECTION_DIRECTIONS=CONNECTION_DIRECTIONS,
+                           DIRECTIONS=DIRECTIONS, DIRECTION_LABELS=DIRECTION_LABELS, POLICIES=POLICIES,
+                           POLICY_LABELS=POLICY_LABELS, ON_CRM_DELETE=ON_CRM_DELETE, DELETE_LABELS=DELETE_LABELS)
+    return secured(make_response(html, status))
+
+
+def form_values(stored: dict[str, Any]) -> dict[str, Any]:
+    """The form's field values for stored settings (names as the form posts them)."""
+    sync = sync_settings_of(stored)
+    follow = parse_settings(stored)
+    values: dict[str, Any] = {
+        "sync.enabled": "on" if sync.enabled else "", "sync.mode": sync.mode,
+        "sync.poll_minutes": str(sync.cdc_poll_seconds // 60), "sync.direction": sync.direction,
+        "sync.conflict_policy": sync.conflict_policy,
+        "sync.conflict_window_seconds": str(sync.conflict_window_seconds), "sync.on_crm_delete": sync.on_crm_delete,
+        "followups.enabled": "on" if follow.enabled else "",
+        "followups.rule_days": ", ".join(str(d) for d in follow.rule_days),
+        "followups.title_template": follow.title_template,
+    }
+    values.update({f"sync.fields.{name}": own for name, own in sync.field_directions_own().items()})
+    return values
+
+
+def changes_from_form(form: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The sync and follow-up changes a settings form posts (checkboxes absent mean off)."""
+    sync: dict[str, Any] = {"enabled": form.get("sync.enabled") == "on"}
+    for key in ("mode", "direction", "conflict_policy", "on_crm_delete"):
+        if form.get(f"sync.{key}") is not None:
+            sync[key] = form.get(f"sync.{key}")
+    sync["conflict_window_seconds"] = _whole(form, "sync.conflict_window_seconds")
+    minutes = _whole(form, "sync.poll_minutes")
+    sync["cdc_poll_seconds"] = minutes * 60 if isinstance(minutes, int) else minutes
+    sync["fields"] = {name: form.get(f"sync.fields.{name}") for name in FIELDS
+                      if form.get(f"sync.fields.{name}") is not None}
+    days = [part.strip() for part in str(form.get("followups.rule_days", "")).split(",") if part.strip()]
+    if not all(part.isascii() and part.isdigit() and len(part) < 6 for part in days):
+        raise InvalidSetting("followups.rule_days", "followups.rule_days: write whole numbers of days, e.g. 1, 14, 30")
+    followups = {"enabled": form.get("followups.enabled") == "on", "rule_days": [int(d) for d in days],
+                 "title_template": form.get("followups.title_template", "")}
+    return sync, followups
+
+
+def _beside_field(exc: InvalidSetting) -> tuple[str, str]:
+    """The form field an error belongs to, and its message (the poll interval is entered in minutes)."""
+    if exc.field == "sync.cdc_poll_seconds":
+        return "sync.poll_minutes", "sync.poll_minutes: poll every 1 to 1440 minutes"
+    return exc.field, str(exc)
+
+
+def _whole(form: Any, key: str) -> Any:
+    raw = str(form.get(key, "")).strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 10):
+        raise InvalidSetting(key, f"{key}: enter a whole number, got {raw[:40]!r}")
+    return int(raw)
+
+
+register_page_errors(bp)

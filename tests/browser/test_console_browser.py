@@ -1,0 +1,230 @@
+"""The admin console in headless Chromium: every page by keyboard, every field labelled, one screenshot each.
+
+crm-qb is served on 127.0.0.1 with a connection to the QBO sandbox and the reference CRM (both on threads),
+seeded through signed webhooks and a real worker: a customer waiting for review with two candidates, a
+conflict, a failed event, audit entries. Actions taken in the browser are applied by a burst worker and then
+checked on both sides. Screenshots: tests/artifacts/console-*.png.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from sqlalchemy import select, update
+from werkzeug.serving import make_server
+
+from crm_qb.db import db
+from crm_qb.models import EventStatus, InboundEvent, LinkState
+from crm_qb.sandbox.crm.server import start_server
+from crm_qb.sandbox.crm.state import SandboxConfig as CrmConfig
+from crm_qb.web import signing
+from tests.conftest import REDIS_TEST_URL
+from tests.support.sync import CRM_TOKEN, Harness, QboSandbox, running_harness
+
+pytestmark = pytest.mark.browser
+
+
+@dataclass
+class Console:
+    """The served app, its harness and the seeded records."""
+
+    base: str
+    harness: Harness
+    waiting_customer: str
+    candidates: tuple[str, str]
+    conflict_customer: str
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    """crm-qb with a seeded connection, served over HTTP for the browser."""
+    redis = Redis.from_url(REDIS_TEST_URL)
+    redis.flushdb()
+    qbo, crm = QboSandbox(), start_server(config=CrmConfig(token=CRM_TOKEN))
+    tmp = tmp_path_factory.mktemp("console")
+    try:
+        with running_harness(tmp, f"sqlite:///{tmp / 'crm_qb.sqlite3'}", qbo, crm) as harness:
+            server = make_server("127.0.0.1", 0, harness.app, threaded=True)
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+            thread.start()
+            try:
+                yield _seed(harness, f"http://127.0.0.1:{server.server_port}")
+            finally:
+                server.shutdown()
+                thread.join(5)
+    finally:
+        crm.stop()
+        qbo.stop()
+        redis.flushdb()
+        redis.close()
+
+
+def _seed(h: Harness, base: str) -> Console:
+    first = h.crm_user("POST", "/contacts", {"first_name": "Pat", "last_name": "Lee", "email": "pat@example.com",
+                                             "company": "Lee Tools"})
+    second = h.crm_user("POST", "/contacts", {"first_name": "Patricia", "last_name": "Lee",
+                                              "email": "pat@example.com"})
+    waiting = h.qbo.create_customer(DisplayName="Pat Lee", PrimaryEmailAddr={"Address": "pat@example.com"})
+    h.qbo_hook(waiting["Id"], "created")
+    conflicted = h.qbo.create_customer(DisplayName="Grace Hopper", Notes="first")
+    h.qbo_hook(conflicted["Id"], "created")
+    failing = h.qbo.create_customer(DisplayName="Ada Lovelace")
+    h.qbo_hook(failing["Id"], "created")
+    h.work()
+    contact = str(h.link_of_customer(conflicted["Id"]).crm_contact_id)
+    h.qbo.edit_customer(conflicted["Id"], Notes="from QuickBooks")
+    h.crm_hook("updated", h.crm_user("PATCH", f"/contacts/{contact}", {"notes": "from the CRM"}))
+    h.qbo_hook(conflicted["Id"])
+    h.qbo.edit_customer(failing["Id"], DisplayName="Ada " + "L" * 300)  # the CRM refuses it: a failure
+    h.qbo_hook(failing["Id"])
+    h.work()
+    with h.app.app_context():
+        db.session.execute(update(InboundEvent).where(InboundEvent.attempts > 0)
+                           .values(status=EventStatus.FAILED, attempts=8))
+        db.session.commit()
+    return Console(base, h, waiting["Id"], (first["id"], second["id"]), conflicted["Id"])
+
+
+@pytest.fixture
+def page(browser: Any, console: Console) -> Iterator[Any]:
+    """A page signed in to the connection's admin console (only 127.0.0.1 reachable)."""
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    context.route("**/*", lambda route: route.continue_() if "//127.0.0.1" in route.request.url else route.abort())
+    opened = context.new_page()
+    token = signing.link_token(console.harness.app.config["SECRET_KEY"], console.harness.connection_id)
+    opened.goto(f"{console.base}/admin/connections/{console.harness.connection_id}?token={token}")
+    yield opened
+    context.close()
+
+
+def _go(page: Any, console: Console, path: str) -> None:
+    page.goto(f"{console.base}/admin/connections/{console.harness.connection_id}/{path}")
+
+
+def _unlabelled(page: Any) -> list[str]:
+    """Form controls without a label, and buttons and links without a name."""
+    return page.eval_on_selector_all(
+        "input:not([type=hidden]), select, button, a", """els => els.filter(e => {
+            if (e.tagName === 'INPUT' || e.tagName === 'SELECT') return !(e.labels && e.labels.length);
+            return !(e.innerText.trim() || e.getAttribute('aria-label'));
+        }).map(e => e.outerHTML.slice(0, 80))""")
+
+
+def _tab_to(page: Any, name: str, limit: int = 120) -> None:
+    """Press Tab until the focused element's text or label is ``name`` (keyboard only)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("() => (document.activeElement.getAttribute('aria-label') || "
+                                "document.activeElement.innerText || document.activeElement.value || '').trim()")
+        if focused == name:
+            return
+    raise AssertionError(f"{name!r} is not reachable with Tab")
+
+
+def test_navigation_marks_the_current_page_and_works_by_keyboard(page: Any, console: Console,
+                                                                  artifacts: Path) -> None:
+    nav = page.get_by_role("navigation", name="Connection pages")
+    assert [a.inner_text() for a in nav.get_by_role("link").all()] == [
+        "Overview", "Health", "Review", "Conflicts", "Failures", "Settings", "Audit log"]
+    assert nav.get_by_role("link", name="Overview").get_attribute("aria-current") == "page"
+    assert "1 record(s) waiting for review" in page.locator("#attention").inner_text()
+    page.screenshot(path=str(artifacts / "console-overview.png"), full_page=True)
+    _tab_to(page, "Health")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/health")
+    assert page.get_by_role("heading", level=1).inner_text() == "Health"
+    assert _unlabelled(page) == []
+    assert page.locator("svg.chart").get_attribute("role") == "img"
+    assert "events and" in str(page.locator("svg.chart desc").text_content())
+    page.screenshot(path=str(artifacts / "console-health.png"), full_page=True)
+
+
+def test_review_shows_candidates_side_by_side_and_links_by_keyboard(page: Any, console: Console,
+                                                                    artifacts: Path) -> None:
+    _go(page, console, "review")
+    article = page.get_by_role("article")
+    assert "Why it waits: several CRM contacts match by email." in article.inner_text()
+    cards = article.get_by_role("region").all()
+    assert [c.get_attribute("aria-label") for c in cards] == [
+        "This QuickBooks customer", "Candidate 1: Pat Lee", "Candidate 2: Patricia Lee"]
+    assert "Lee Tools" in cards[1].inner_text() and "pat@example.com" in cards[2].inner_text()
+    assert _unlabelled(page) == []
+    page.screenshot(path=str(artifacts / "console-review.png"), full_page=True)
+    _tab_to(page, "Link to Patricia Lee")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/review?done=resolving")
+    assert "being applied" in page.get_by_role("status").inner_text()
+    console.harness.work()
+    link = console.harness.link_of_customer(console.waiting_customer)
+    assert link.state == LinkState.LINKED and link.crm_contact_id == console.candidates[1]
+    assert console.harness.contact(console.candidates[1])["display_name"] == "Pat Lee"
+    page.reload()
+    assert page.locator("#nothing-waiting").is_visible()
+
+
+def test_conflicts_show_contact_names_and_plain_rules(page: Any, console: Console, artifacts: Path) -> None:
+    _go(page, console, "conflicts")
+    row = page.locator("table tbody tr").first
+    text = row.inner_text()
+    assert "Grace Hopper" in text and "Notes" in text
+    assert "within 120 s of each other, so QuickBooks won" in text
+    assert "link " not in text
+    assert _unlabelled(page) == []
+    page.screenshot(path=str(artifacts / "console-conflicts.png"), full_page=True)
+
+
+def test_failures_in_words_and_retry_by_keyboard(page: Any, console: Console, artifacts: Path) -> None:
+    _go(page, console, "failures")
+    row = page.locator("table tbody tr").first
+    assert "The CRM refused the data sent" in row.inner_text() and "CrmValidationError" in row.inner_text()
+    assert _unlabelled(page) == []
+    page.screenshot(path=str(artifacts / "console-failures.png"), full_page=True)
+    with console.harness.app.app_context():
+        event_id = db.session.scalar(select(InboundEvent.id).where(InboundEvent.status == EventStatus.FAILED))
+        db.session.rollback()
+    _tab_to(page, f"Dismiss event {event_id}")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/failures?done=dismissed")
+    assert page.locator("#no-failures").is_visible()
+
+
+def test_settings_by_keyboard_with_the_error_beside_the_field(page: Any, console: Console, artifacts: Path) -> None:
+    _go(page, console, "settings")
+    assert _unlabelled(page) == []
+    page.screenshot(path=str(artifacts / "console-settings.png"), full_page=True)
+    page.get_by_label("Poll every (minutes)").focus()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("soon")
+    page.keyboard.press("Enter")
+    error = page.locator("#sync-poll_minutes-error")
+    assert "enter a whole number" in error.inner_text()
+    assert page.get_by_label("Poll every (minutes)").get_attribute("aria-describedby") == "sync-poll_minutes-error"
+    page.get_by_label("Poll every (minutes)").fill("10")
+    page.get_by_label("Notes").focus()
+    page.keyboard.press("End")  # the last choice: Off
+    _tab_to(page, "Save settings")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/settings?done=saved")
+    [entry] = console.harness.audit("settings.changed")
+    assert entry.diff["changes"]["sync.fields.notes"] == {"before": "both", "after": "off"}
+    assert entry.diff["changes"]["sync.cdc_poll_seconds"] == {"before": 300, "after": 600}
+
+
+def test_audit_filters_and_readable_rows(page: Any, console: Console, artifacts: Path) -> None:
+    _go(page, console, "audit")
+    assert _unlabelled(page) == []
+    page.get_by_label("Record (name or id)").fill("Grace")
+    page.get_by_label("Kind").select_option("link")
+    page.get_by_label("Record (name or id)").press("Enter")
+    page.wait_for_url("**/audit?*record=Grace*")
+    rows = page.locator("table tbody tr")
+    assert rows.count() >= 1
+    assert all("Grace Hopper" in r.inner_text() for r in rows.all())
+    assert "customer.unchanged" not in page.locator("table").inner_text()
+    page.screenshot(path=str(artifacts / "console-audit.png"), full_page=True)
