@@ -139,7 +139,7 @@ def dismiss(connection: Connection, kind: str, failure_id: int | None, who: str)
 def _retry_events(connection: Connection, failure_id: int | None, jobs: JobQueue, who: str) -> int:
     ids = _event_ids(connection, failure_id)
     db.session.execute(update(InboundEvent).where(InboundEvent.id.in_(ids)).values(
-        status=EventStatus.PENDING, attempts=0, status_reason=None))
+        status=EventStatus.PENDING, attempts=0, status_reason=None, next_attempt_at=None))
     _audited(connection, "failure.retried", EVENT, ids, who)
     keys = db.session.execute(select(InboundEvent.source, InboundEvent.realm_id, InboundEvent.connection_id)
                               .where(InboundEvent.id.in_(ids)).distinct()).all() if ids else []
