@@ -80,10 +80,10 @@ def test_a_failing_event_counts_attempts_and_gives_up(app: Flask, client: FlaskC
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     event_id = _store_one_event(app, client)
 
-    def explode(_events: object, _routes: object) -> None:
+    def explode(_events: object, _plan: object) -> None:
         raise RuntimeError("CRM answered 500")
 
-    monkeypatch.setattr(Drain, "apply_qbo_batch", lambda _drain, batch, routes: explode(batch, routes))
+    monkeypatch.setattr(Drain, "run_for_connection", lambda _drain, _cid, batch, plan: explode(batch, plan))
     with app.app_context():
         for _ in range(events.MAX_ATTEMPTS):
             with pytest.raises(RuntimeError):

@@ -4,7 +4,9 @@ Ingress does not start one job per event: it wakes one drain per realm (or conne
 every pending event of it. A burst of a thousand webhooks therefore costs one job, and the drain fetches the
 changes of a whole batch with one query per entity type (``units``).
 
-A drain lists a batch of pending events, then, per connection, takes the connection's sync lock, re-checks which
+A QBO drain first routes the realm's new events to every connection of the realm (``routing``: one delivery per
+connection, so each connection settles a change for itself). A drain lists a batch of pending events, then, per
+connection, takes the connection's sync lock, re-checks which
 events are still pending, fetches the QBO state for the batch in bulk and runs one unit of work per customer /
 contact / transaction. No database transaction is open during the HTTP calls: each unit stores its result and
 marks its events processed in one short transaction at the end. A drain killed mid-way leaves its events
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import ColumnElement, select
 
@@ -25,7 +28,7 @@ from crm_qb.db import db
 from crm_qb.models import Connection, EventSource, InboundEvent, QboStatus
 from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context, settings_of
-from crm_qb.sync.pipeline import events
+from crm_qb.sync.pipeline import events, routing
 from crm_qb.sync.pipeline.events import EventRef
 from crm_qb.sync.pipeline.units import Unit, crm_units, qbo_units
 from crm_qb.sync.services import SyncServices
@@ -46,23 +49,33 @@ class Drain:
     job_id: str | None = None
 
     def qbo_realm(self, realm_id: str) -> int:
-        """Sync every pending QBO event of ``realm_id`` (coalesced per customer); return how many were settled."""
+        """Route the realm's new events to its connections, then sync each connection's deliveries; settled count.
+
+        Each connection of the realm gets its own delivery of every change (``routing``), so one connection
+        settling a change never hides it from another; a failure of one connection does not stop the others.
+        """
         routes = _connections_of_realm(realm_id)
-        where = (InboundEvent.source == EventSource.QBO) & (InboundEvent.realm_id == realm_id)
-        return _drain(where, lambda batch: self.apply_qbo_batch(batch, routes))
+        if not routes:
+            routing.ignore_unrouted(realm_id, "unknown realm")
+            return 0
+        routing.route_realm(realm_id, routes)
+        routing.settle_orphans(realm_id, routes)
+        settled, failure = 0, None
+        for connection_id in routes:
+            where = ((InboundEvent.source == EventSource.QBO) & (InboundEvent.realm_id == realm_id)
+                     & (InboundEvent.connection_id == connection_id))
+            try:
+                settled += _drain(where, partial(self.run_for_connection, connection_id, plan=qbo_units))
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return settled
 
     def crm_connection(self, connection_id: int) -> int:
         """Sync every pending CRM event of one connection (coalesced per contact); return how many were settled."""
         where = (InboundEvent.source == EventSource.CRM) & (InboundEvent.connection_id == connection_id)
         return _drain(where, lambda batch: self.run_for_connection(connection_id, batch, crm_units))
-
-    def apply_qbo_batch(self, batch: list[EventRef], connection_ids: list[int]) -> None:
-        """Sync a batch of one realm's events for every connection of the realm, each under its connection lock."""
-        if not connection_ids:
-            events.ignore([event.id for event in batch], "unknown realm")
-            return
-        for connection_id in connection_ids:
-            self.run_for_connection(connection_id, batch, qbo_units)
 
     def run_for_connection(self, connection_id: int, batch: list[EventRef], plan: Plan) -> None:
         """Run ``plan``'s units for ``batch`` under the connection's lock, unless it is off or disconnected."""
