@@ -70,7 +70,7 @@ def enqueue(redis: Redis, keys: RedisKeys, func: Callable[..., Any], *args: Any,
     try:
         return _enqueue_unique(redis, keys, func, args, job_id)
     except DuplicateJobError:
-        existing = _fetch(redis, job_id)
+        existing = fetch_job(redis, job_id)
         if existing is not None and not _is_finished_or_abandoned(redis, existing):
             return None
         if existing is not None:
@@ -91,7 +91,7 @@ def _enqueue_unique(
     )
 
 
-def _fetch(redis: Redis, job_id: str) -> Job | None:
+def fetch_job(redis: Redis, job_id: str) -> Job | None:
     try:
         return Job.fetch(job_id, connection=redis)
     except NoSuchJobError:
@@ -104,11 +104,11 @@ def _is_finished_or_abandoned(redis: Redis, existing: Job) -> bool:
     if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None):
         return True
     if status == JobStatus.STARTED:
-        return not _worker_alive(redis, existing)
+        return not worker_alive(redis, existing)
     return False
 
 
-def _worker_alive(redis: Redis, running: Job) -> bool:
+def worker_alive(redis: Redis, running: Job) -> bool:
     """Whether the worker running ``running`` still lives; a dead local pid or an overdue job says no."""
     if running.started_at is not None:
         overdue = datetime.now(UTC) - running.started_at.replace(tzinfo=UTC)
