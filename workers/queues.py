@@ -78,6 +78,17 @@ def enqueue(redis: Redis, keys: RedisKeys, func: Callable[..., Any], *args: Any,
         return _enqueue_unique(redis, keys, func, args, job_id)
 
 
+def enqueue_in(redis: Redis, keys: RedisKeys, seconds: float, func: Callable[..., Any], *args: Any,
+               job_id: str) -> Job:
+    """Put ``func(*args)`` in RQ's delayed set, due in ``seconds`` (the scheduler moves it to its queue then)."""
+    spec: JobSpec = func.job_spec  # type: ignore[attr-defined]
+    retry = Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals)) if spec.retry_intervals \
+        else None
+    return queue(redis, spec.queue, keys).enqueue_in(
+        timedelta(seconds=max(seconds, 0.0)), func, *args, job_id=job_id, job_timeout=spec.timeout, retry=retry,
+        result_ttl=600, failure_ttl=7 * 24 * 3600)
+
+
 def _enqueue_unique(
     redis: Redis, keys: RedisKeys, func: Callable[..., Any], args: tuple[Any, ...], job_id: str
 ) -> Job:

@@ -13,6 +13,7 @@ from crm_qb.models import Connection, QboStatus
 from crm_qb.runtime import runtime
 from crm_qb.sync.context import build_context
 from crm_qb.sync.pipeline.backfill import run_backfill
+from crm_qb.sync.pipeline.drain import DEFERRING
 from crm_qb.sync.pipeline.poll import poll_changes
 from crm_qb.sync.settings import sync_settings_of
 from workers.followup_jobs import scan_connection_followups
@@ -25,7 +26,9 @@ log = logging.getLogger(__name__)
 def poll_qbo_connection(connection_id: int) -> int:
     """Catch up one connection with QBO's CDC under its sync lock; return how many objects were seen."""
     services = runtime().sync_services()
-    ctx = build_context(services, connection_id, _job_id())
+    # A throttled company ends the poll at once (RealmThrottledError): RQ's retry brings it back from the delayed
+    # set, and the worker serves other companies meanwhile.
+    ctx = build_context(services, connection_id, _job_id(), **DEFERRING)
     try:
         if not ctx.settings.enabled:
             return 0

@@ -21,11 +21,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from sqlalchemy import ColumnElement, select
 
 from crm_qb.db import db
 from crm_qb.models import Connection, EventSource, InboundEvent, QboStatus
+from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context, settings_of
 from crm_qb.sync.pipeline import events, routing
@@ -36,6 +38,9 @@ from crm_qb.sync.services import SyncServices
 log = logging.getLogger(__name__)
 
 DRAIN_BATCH = 200
+# A drain never waits for a throttled company: RealmThrottledError ends it and the job comes back from RQ's
+# delayed set (workers.jobs), so one throttled tenant does not hold a worker that other tenants need.
+DEFERRING: dict[str, Any] = {"defer_throttling": True, "slot_timeout": 2.0}
 ROUTED_STATUSES = (QboStatus.CONNECTED, QboStatus.NEEDS_RECONNECT)
 
 Plan = Callable[[SyncContext, list[EventRef]], list[Unit]]
@@ -66,6 +71,8 @@ class Drain:
                      & (InboundEvent.connection_id == connection_id))
             try:
                 settled += _drain(where, partial(self.run_for_connection, connection_id, plan=qbo_units))
+            except RealmThrottledError:
+                raise  # the company is throttled for every connection of it
             except Exception as exc:
                 failure = failure or exc
         if failure is not None:
@@ -88,7 +95,7 @@ class Drain:
             log.info("connection %s is not connected to QuickBooks; %s event(s) wait for reconnect", connection_id,
                      len(batch))
             return
-        ctx = build_context(self.services, connection_id, self.job_id)
+        ctx = build_context(self.services, connection_id, self.job_id, **DEFERRING)
         try:
             with self.services.connection_lock(connection_id):
                 still = events.still_pending(batch)
@@ -118,6 +125,8 @@ def _drain(where: ColumnElement[bool], apply: Callable[[list[EventRef]], None]) 
             apply(batch)
         except _Recorded as exc:
             failure = failure or exc.cause
+        except RealmThrottledError:
+            raise  # not an attempt: the events wait, uncounted, for the deferred drain
         except Exception as exc:
             db.session.rollback()
             for event in batch:
@@ -153,9 +162,9 @@ def _run_units(ctx: SyncContext, units: list[Unit]) -> None:
         try:
             outcome = unit.run()
             log.info("sync %s connection=%s job=%s: %s", unit.label, ctx.connection_id, ctx.job_id, outcome)
-        except NeedsReconnectError:
+        except (NeedsReconnectError, RealmThrottledError):
             db.session.rollback()
-            raise  # no unit of this connection can run until it is reconnected; its events wait, uncounted
+            raise  # no unit of this connection can run now (reconnect, or throttled); its events wait, uncounted
         except Exception as exc:
             db.session.rollback()
             log.warning("sync %s connection=%s job=%s failed: %s", unit.label, ctx.connection_id, ctx.job_id,
