@@ -6,13 +6,12 @@ changes of a whole batch with one query per entity type (``units``).
 
 A QBO drain first routes the realm's new events to every connection of the realm (``routing``: one delivery per
 connection, so each connection settles a change for itself). A drain lists a batch of pending events, then, per
-connection, takes the connection's sync lock, re-checks which
-events are still pending, fetches the QBO state for the batch in bulk and runs one unit of work per customer /
-contact / transaction. No database transaction is open during the HTTP calls: each unit stores its result and
-marks its events processed in one short transaction at the end. A drain killed mid-way leaves its events
-pending; the sweep re-runs them and the stored base makes the re-run write nothing twice (the echo of our own
-write equals the base). A failing unit counts an attempt on its own events only; the others go on, and the
-drain raises the first failure at the end so the job is retried.
+connection, takes the connection's sync lock, re-checks which events are still pending, fetches the QBO state for
+the batch in bulk and runs one unit of work per customer / contact / transaction. No database transaction is open
+during the HTTP calls: each unit stores its result and marks its events processed in one short transaction at the
+end. A drain killed mid-way leaves its events pending; the watchdog or the sweep re-runs them and the stored base
+makes the re-run write nothing twice (the echo of our own write equals the base). A failing unit counts an attempt
+on its own events only; the others go on, and the drain raises the first failure at the end so the job is retried.
 """
 
 from __future__ import annotations
