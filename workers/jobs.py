@@ -20,10 +20,12 @@ from rq import get_current_job
 from crm_qb.db import utcnow
 from crm_qb.keys import JobIds, RedisKeys
 from crm_qb.models import EventSource
+from crm_qb.qbo.faults import THROTTLE_WAIT_SECONDS
+from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.runtime import Runtime, runtime
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.drain import Drain
-from workers.queues import INBOUND, SCHEDULED, enqueue, job
+from workers.queues import INBOUND, SCHEDULED, enqueue, enqueue_in, job
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +43,43 @@ def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str) -> str | 
     return job_id
 
 
+def defer(redis: Redis, keys: RedisKeys, source: EventSource, key: str, seconds: float) -> str | None:
+    """Wake a drain for ``key`` in ``seconds`` from RQ's delayed set (its company is throttled); its job id if new.
+
+    The delayed drain holds the wake meanwhile, so the events that arrive while the company is throttled add no
+    jobs: the delayed drain will see them. When another drain is already queued, that one meets the hold-off and
+    defers itself, so nothing more is needed.
+    """
+    token = uuid.uuid4().hex[:16]
+    if not redis.set(keys.wake(source.value, key), token, nx=True, ex=int(seconds) + WAKE_TTL_SECONDS):
+        return None
+    job_id = JobIds.drain(source.value, key, token)
+    enqueue_in(redis, keys, seconds, _DRAINS[source], key, job_id=job_id)
+    log.info("drain of %s %s deferred %.0f s (QuickBooks throttled its company)", source.value, key, seconds)
+    return job_id
+
+
 @job(INBOUND, timeout=600, retry_intervals=(5, 30, 120))
 def drain_qbo_realm(realm_id: str) -> int:
     """Sync every pending QBO event of ``realm_id`` (coalesced per customer); return how many were settled."""
-    return _drain(EventSource.QBO, realm_id).qbo_realm(realm_id)
+    return _deferring(EventSource.QBO, realm_id, lambda drain: drain.qbo_realm(realm_id))
 
 
 @job(INBOUND, timeout=600, retry_intervals=(5, 30, 120))
 def drain_crm_connection(connection_id: str) -> int:
     """Sync every pending CRM event of one connection (coalesced per contact); return how many were settled."""
-    return _drain(EventSource.CRM, connection_id).crm_connection(int(connection_id))
+    return _deferring(EventSource.CRM, connection_id, lambda drain: drain.crm_connection(int(connection_id)))
+
+
+def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> int:
+    """Run a drain; when its company is throttled, give the worker back and come back later (``defer``)."""
+    drain = _drain(source, key)
+    try:
+        return run(drain)
+    except RealmThrottledError as exc:
+        rt = runtime()
+        defer(rt.redis, rt.keys, source, key, exc.retry_after or THROTTLE_WAIT_SECONDS)
+        return 0
 
 
 _DRAINS: dict[EventSource, Callable[[str], int]] = {

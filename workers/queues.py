@@ -70,12 +70,23 @@ def enqueue(redis: Redis, keys: RedisKeys, func: Callable[..., Any], *args: Any,
     try:
         return _enqueue_unique(redis, keys, func, args, job_id)
     except DuplicateJobError:
-        existing = _fetch(redis, job_id)
+        existing = fetch_job(redis, job_id)
         if existing is not None and not _is_finished_or_abandoned(redis, existing):
             return None
         if existing is not None:
             existing.delete()
         return _enqueue_unique(redis, keys, func, args, job_id)
+
+
+def enqueue_in(redis: Redis, keys: RedisKeys, seconds: float, func: Callable[..., Any], *args: Any,
+               job_id: str) -> Job:
+    """Put ``func(*args)`` in RQ's delayed set, due in ``seconds`` (the scheduler moves it to its queue then)."""
+    spec: JobSpec = func.job_spec  # type: ignore[attr-defined]
+    retry = Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals)) if spec.retry_intervals \
+        else None
+    return queue(redis, spec.queue, keys).enqueue_in(
+        timedelta(seconds=max(seconds, 0.0)), func, *args, job_id=job_id, job_timeout=spec.timeout, retry=retry,
+        result_ttl=600, failure_ttl=7 * 24 * 3600)
 
 
 def _enqueue_unique(
@@ -91,7 +102,7 @@ def _enqueue_unique(
     )
 
 
-def _fetch(redis: Redis, job_id: str) -> Job | None:
+def fetch_job(redis: Redis, job_id: str) -> Job | None:
     try:
         return Job.fetch(job_id, connection=redis)
     except NoSuchJobError:
@@ -104,11 +115,11 @@ def _is_finished_or_abandoned(redis: Redis, existing: Job) -> bool:
     if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None):
         return True
     if status == JobStatus.STARTED:
-        return not _worker_alive(redis, existing)
+        return not worker_alive(redis, existing)
     return False
 
 
-def _worker_alive(redis: Redis, running: Job) -> bool:
+def worker_alive(redis: Redis, running: Job) -> bool:
     """Whether the worker running ``running`` still lives; a dead local pid or an overdue job says no."""
     if running.started_at is not None:
         overdue = datetime.now(UTC) - running.started_at.replace(tzinfo=UTC)

@@ -1,4 +1,5 @@
-"""The scheduler: enqueues periodic jobs and moves delayed RQ jobs (retries with backoff) back onto their queues.
+"""The scheduler: enqueues periodic jobs, moves delayed RQ jobs (retries with backoff) back onto their queues, and
+runs the drain watchdog (``workers.watchdog``: a drain lost with a killed worker is woken again within seconds).
 
 Several schedulers may run at once (for availability): a Redis ``SET NX EX`` per job and period decides which
 one enqueues, and the job id carries the period, so a tick is never enqueued twice.
@@ -21,6 +22,7 @@ from crm_qb.keys import JobIds
 from crm_qb.runtime import runtime
 from workers import followup_jobs, jobs, maintenance, qbo_jobs, sync_jobs
 from workers.queues import all_queues, enqueue
+from workers.watchdog import CHECK_EVERY_SECONDS, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +65,15 @@ def run_scheduler(app: Flask, stop: threading.Event, interval: float = 1.0) -> N
     log.info("scheduler started: %s", ", ".join(f"{p.name} every {p.every}s" for p in PERIODIC))
     rt = runtime(app)
     delayed = RQScheduler([q.name for q in all_queues(rt.redis, rt.keys)], connection=rt.redis)
+    watchdog, watched_at = Watchdog(rt.redis, rt.keys), 0.0
     while not stop.is_set():
         try:
             for job_id in tick(app, time.time()):
                 log.info("enqueued %s", job_id)
             promote_delayed_jobs(delayed)
+            if time.monotonic() - watched_at >= CHECK_EVERY_SECONDS:
+                watched_at = time.monotonic()
+                watchdog.check()
         except RedisError as exc:
             log.warning("scheduler cannot reach Redis (%s); retrying", type(exc).__name__)
         stop.wait(interval)

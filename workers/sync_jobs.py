@@ -24,6 +24,7 @@ from crm_qb.sync.context import build_context
 from crm_qb.sync.pipeline import outage
 from crm_qb.sync.pipeline.backfill import run_backfill
 from crm_qb.sync.pipeline.crm_poll import poll_crm_changes
+from crm_qb.sync.pipeline.drain import DEFERRING
 from crm_qb.sync.pipeline.failures import CRM, QBO, side_down
 from crm_qb.sync.pipeline.on_demand import drain_waiting, sync_now
 from crm_qb.sync.pipeline.poll import poll_changes
@@ -38,7 +39,9 @@ log = logging.getLogger(__name__)
 def poll_qbo_connection(connection_id: int) -> int:
     """Catch up one connection with QBO's CDC under its sync lock; return how many objects were seen."""
     services = runtime().sync_services()
-    ctx = build_context(services, connection_id, _job_id())
+    # A throttled company ends the poll at once (RealmThrottledError): RQ's retry brings it back from the delayed
+    # set, and the worker serves other companies meanwhile.
+    ctx = build_context(services, connection_id, _job_id(), **DEFERRING)
     try:
         if not ctx.settings.enabled:
             return 0

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from rq.worker import SimpleWorker
 
 from crm_qb.db import db
+from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
 from workers.jobs import drain_all_pending
@@ -35,7 +36,8 @@ REDIS_WAIT_SECONDS = 1.0
 
 # Conditions a person must act on (reconnect QuickBooks), already recorded on the connection where they arise:
 # a job stopped by one is reported in one line, not with a traceback (a traceback says "bug").
-EXPECTED: tuple[type[BaseException], ...] = (NeedsReconnectError, NotConnectedError)
+# A throttled company (RealmThrottledError) is expected too: the job is retried from RQ's delayed set.
+EXPECTED: tuple[type[BaseException], ...] = (NeedsReconnectError, NotConnectedError, RealmThrottledError)
 
 
 class AppWorker(SimpleWorker):

@@ -5,6 +5,11 @@ Every call sends ``minorversion``, asks for JSON, goes through the realm's share
 same across the retries of one logical write, so QuickBooks answers a repeated write with the first result
 instead of performing it twice (docs/qbo/facts.md §2.4). Transient failures are retried with exponential backoff and
 full jitter; a throttled call waits the 60 s Intuit asks for; a 401 refreshes the token once.
+
+A throttle holds the whole realm off in the shared budget (every process waits, nobody hammers QuickBooks). A
+client made with ``defer_throttling`` (the drains and the CDC poll) does not wait at all: a throttle, a hold-off or
+a slot that does not come within ``slot_timeout`` raises ``RealmThrottledError`` with the seconds to wait, so the
+job gives its worker back and comes back from RQ's delayed set, and other companies' work goes on meanwhile.
 """
 
 from __future__ import annotations
@@ -28,15 +33,17 @@ import requests
 
 from crm_qb.errors import PermanentError, TransientError
 from crm_qb.qbo.faults import (
+    THROTTLE_WAIT_SECONDS,
     AuthenticationError,
     NetworkError,
     QboFault,
     ServerError,
+    ThrottledError,
     fault_from_json,
     header,
     parse_fault,
 )
-from crm_qb.qbo.ratebudget import RateBudget
+from crm_qb.qbo.ratebudget import RateBudget, RateBudgetTimeout, RealmThrottledError
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +131,7 @@ class QboClient:
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
         slot_timeout: float | None = None,
+        defer_throttling: bool = False,
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
@@ -142,6 +150,7 @@ class QboClient:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._slot_timeout = slot_timeout
+        self._defer_throttling = defer_throttling
 
     @classmethod
     def for_connection(cls, connection_id: str, realm_id: str, api_base: str, tokens: ConnectionTokens,
@@ -307,6 +316,7 @@ class QboClient:
                 log.info("QBO 401, refreshing the token once realm=%s", self.realm_id)
                 token = self._on_unauthorized(token)
             except TransientError as exc:
+                self._throttled(exc)
                 attempt += 1
                 if attempt > self.max_retries:
                     raise
@@ -336,6 +346,15 @@ class QboClient:
                         self.realm_id, tid)
             raise fault
         return _json_object(response.content, tid, response.status_code), tid
+
+    def _throttled(self, exc: TransientError) -> None:
+        """Hold the realm off after a throttle; raise RealmThrottledError instead of waiting when deferring."""
+        if isinstance(exc, ThrottledError) and self._budget is not None:
+            self._budget.hold_off(self.realm_id, exc.retry_after or THROTTLE_WAIT_SECONDS)
+        if self._defer_throttling and isinstance(exc, ThrottledError | RateBudgetTimeout):
+            wait = min(max(exc.retry_after or THROTTLE_WAIT_SECONDS, 1.0), THROTTLE_WAIT_SECONDS)
+            raise RealmThrottledError(f"QuickBooks realm {self.realm_id} is throttled ({type(exc).__name__}); "
+                                      f"again in {wait:.0f} s", retry_after=wait) from exc
 
     def _slot(self, cost: int) -> AbstractContextManager[object]:
         if self._budget is None:

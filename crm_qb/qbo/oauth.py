@@ -32,10 +32,14 @@ from requests_oauthlib import OAuth2Session
 
 from crm_qb.errors import PermanentError, TransientError
 from crm_qb.qbo.faults import header
+from crm_qb.qbo.idtoken import IdTokenError, UnknownKeyError, load_jwks, realm_of
 
 log = logging.getLogger(__name__)
 
 ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
+# What a connection asks for: the Accounting API, and ``openid`` so that Intuit's token answer carries a signed ID
+# token naming the company the grant is for (its ``realmid`` claim; ``idtoken``).
+CONNECT_SCOPE = f"{ACCOUNTING_SCOPE} openid"
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -72,6 +76,14 @@ class OAuthUnavailableError(TransientError):
 
 class DiscoveryError(PermanentError):
     """The discovery document is unusable (not JSON, an endpoint missing)."""
+
+
+class GrantMismatchError(PermanentError):
+    """The callback names another company than the one the consent was granted for (its tokens were revoked)."""
+
+    def __init__(self, granted: str, claimed: str) -> None:
+        super().__init__(f"the consent was granted for company {granted}, not for company {claimed}")
+        self.granted, self.claimed = granted, claimed
 
 
 @dataclass(frozen=True)
@@ -168,12 +180,19 @@ def exchange_code(client_id: str, client_secret: str, redirect_uri: str, code: s
                   realm_id: str | None = None, *, clock: Callable[[], datetime] = utcnow,
                   timeout: float = DEFAULT_TIMEOUT) -> TokenSet:
     """Trade the callback's authorization code for tokens."""
+    token = fetch_code_token(client_id, client_secret, redirect_uri, code, discovery, timeout=timeout)
+    log.info("QBO authorization code exchanged realm=%s", realm_id)
+    return token_set_from_response(token, clock(), realm_id)
+
+
+def fetch_code_token(client_id: str, client_secret: str, redirect_uri: str, code: str, discovery: Discovery, *,
+                     timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    """The token endpoint's answer to an authorization code (tokens, and an ``id_token`` with openid)."""
     with _session(client_id, discovery.token_endpoint, redirect_uri=redirect_uri) as oauth:
         token = _token_call(lambda: oauth.fetch_token(
             _as_https(discovery.token_endpoint), code=code, auth=HTTPBasicAuth(client_id, client_secret),
             timeout=timeout, include_client_id=False))
-    log.info("QBO authorization code exchanged realm=%s", realm_id)
-    return token_set_from_response(token, clock(), realm_id)
+    return dict(token)
 
 
 def refresh(client_id: str, client_secret: str, refresh_token: str, discovery: Discovery, *,
@@ -214,6 +233,7 @@ class OAuthClient:
         self._clock = clock
         self._timeout = timeout
         self._discovery = discovery
+        self._jwks: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"OAuthClient(client_id={self.client_id!r}, discovery_url={self.discovery_url!r})"
@@ -225,14 +245,63 @@ class OAuthClient:
             self._discovery = Discovery.load(self.discovery_url, timeout=self._timeout)
         return self._discovery
 
-    def authorization_url(self, state: str, scope: str = ACCOUNTING_SCOPE) -> str:
-        """The consent URL for this app."""
+    def authorization_url(self, state: str, scope: str = CONNECT_SCOPE) -> str:
+        """The consent URL for this app (the Accounting API and openid, so the grant names its company)."""
         return authorization_url(self.client_id, self.redirect_uri, state, self.discovery, scope)
 
     def exchange_code(self, code: str, realm_id: str | None = None) -> TokenSet:
-        """Trade an authorization code for tokens."""
-        return exchange_code(self.client_id, self._client_secret, self.redirect_uri, code, self.discovery,
-                             realm_id, clock=self._clock, timeout=self._timeout)
+        """Trade an authorization code for tokens bound to the company Intuit's signed ID token names.
+
+        ``realm_id`` is what the callback's URL claims. The answer's ID token decides (``idtoken.realm_of``): a
+        different company raises GrantMismatchError after revoking the new tokens; an answer without a valid ID
+        token raises IdTokenError. The TokenSet carries the verified company.
+        """
+        token = fetch_code_token(self.client_id, self._client_secret, self.redirect_uri, code, self.discovery,
+                                 timeout=self._timeout)
+        granted = self._granted_realm(token)
+        if realm_id is not None and granted != realm_id:
+            self._revoke_quietly(str(token.get("refresh_token") or ""))
+            log.warning("QBO consent for company %s presented as company %s: refused", granted, realm_id)
+            raise GrantMismatchError(granted, realm_id)
+        log.info("QBO authorization code exchanged realm=%s (confirmed by the ID token)", granted)
+        return token_set_from_response(token, self._clock(), granted)
+
+    def _granted_realm(self, token: Mapping[str, Any]) -> str:
+        """The company the token answer's ID token was signed for; IdTokenError when there is none to trust."""
+        id_token = token.get("id_token")
+        if not isinstance(id_token, str) or not id_token:
+            raise IdTokenError("Intuit's token answer carries no ID token (was the openid scope granted?)")
+        discovery = self.discovery
+        if not discovery.jwks_uri:
+            raise IdTokenError("the discovery document names no jwks_uri to verify the ID token with")
+        jwks_uri, now = discovery.jwks_uri, self._clock()
+
+        def verified(refetch: bool) -> str:
+            return realm_of(id_token, self._keys(jwks_uri, refetch=refetch), client_id=self.client_id,
+                            issuer=discovery.issuer, now=now)
+
+        try:
+            return verified(refetch=False)
+        except UnknownKeyError:  # Intuit rotated its keys since we fetched them: fetch once more
+            return verified(refetch=True)
+
+    def _keys(self, jwks_uri: str, *, refetch: bool) -> dict[str, Any]:
+        """Intuit's signing keys, fetched on first use and kept (fetched again when asked: a rotation)."""
+        if self._jwks is None or refetch:
+            check_transport(jwks_uri)
+            try:
+                self._jwks = load_jwks(jwks_uri, timeout=self._timeout)
+            except TransientError as exc:
+                raise OAuthUnavailableError(str(exc)) from exc
+        return self._jwks
+
+    def _revoke_quietly(self, refresh_token: str) -> None:
+        """Revoke tokens crm-qb will not use; a failure is logged, never raised."""
+        try:
+            if refresh_token:
+                self.revoke(refresh_token)
+        except (OAuthError, OAuthUnavailableError) as exc:
+            log.warning("QBO revoke of refused tokens failed: %s", type(exc).__name__)
 
     def refresh(self, refresh_token: str) -> TokenSet:
         """Refresh; fits TokenManager's ``oauth_refresh``."""

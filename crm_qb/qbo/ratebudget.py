@@ -7,6 +7,11 @@ processes can take the last slot. A lease expires on its own, so a process kille
 ``lease_seconds`` instead of shrinking the budget forever. QuickBooks counts a request when it arrives, a little
 after our grant, so releasing a slot restarts its window entry from the release: a slot is reused only a full
 window after QuickBooks counted it, never a few milliseconds early (which QuickBooks would answer with a 429).
+
+When QuickBooks throttles a realm anyway (a 429 asks for 60 s), ``hold_off`` marks the realm: no slot is granted
+to any process until the mark expires. A caller with a ``timeout`` learns at once that no slot will come in time
+(``RateBudgetTimeout``), so a drain gives its worker back and waits in RQ's delayed set instead of sleeping
+(``RealmThrottledError``; docs/architecture.md §7).
 """
 
 from __future__ import annotations
@@ -26,9 +31,14 @@ from crm_qb.keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
-# KEYS: window zset, inflight zset. ARGV: now, window, per_window, concurrent, lease id, lease expiry, cost.
-# Returns {1, 0} when granted, else {0, seconds until a slot may free up}.
+# KEYS: window zset, inflight zset, hold-off marker. ARGV: now, window, per_window, concurrent, lease id, lease
+# expiry, cost. Returns {1, 0} when granted, {-1, seconds} while the realm is held off, else {0, seconds until a slot
+# may free up}.
 _ACQUIRE = """
+local held = redis.call('PTTL', KEYS[3])
+if held > 0 then
+  return {-1, tostring(held / 1000)}
+end
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local per_window = tonumber(ARGV[3])
@@ -64,6 +74,11 @@ WAIT_HOURS_KEPT = 49  # the health panel shows two days of rate-limit waits
 
 class RateBudgetTimeout(TransientError):
     """No slot became free within the caller's timeout; the work was not done and should be retried."""
+
+
+class RealmThrottledError(TransientError):
+    """The realm is throttled or its budget is spent for now: the call was not made; come back after
+    ``retry_after`` seconds (raised instead of waiting by clients that must not hold a worker: the drains)."""
 
 
 @dataclass(frozen=True)
@@ -125,12 +140,12 @@ class RateBudget:
         started = self._clock()
         while True:
             now = self._clock()
-            wait = self._try_acquire(realm_id, lease_id, now, cost)
+            wait, held = self._try_acquire(realm_id, lease_id, now, cost)
             if wait is None:
                 if now > started:
                     self._record_wait(realm_id, now - started, now)
                 return Slot(realm_id=realm_id, lease_id=lease_id, granted_at=now, cost=cost)
-            if deadline is not None and now >= deadline:
+            if deadline is not None and (now >= deadline or (held and now + wait > deadline)):
                 log.warning("QBO rate budget: no slot within %s s realm=%s", timeout, realm_id)
                 raise RateBudgetTimeout(f"no QBO request slot free for realm {realm_id} within {timeout} s",
                                         retry_after=wait)
@@ -144,18 +159,31 @@ class RateBudget:
             pipe.zrem(self._key(slot.realm_id, "inflight"), slot.lease_id)
             pipe.execute()
 
+    def hold_off(self, realm_id: str, seconds: float) -> None:
+        """Grant no slot of ``realm_id`` to anyone for ``seconds`` (QuickBooks throttled it); never shortens one."""
+        key, millis = self._key(realm_id, "holdoff"), max(1, int(seconds * 1000))
+        if int(self._redis.pttl(key)) < millis:
+            self._redis.set(key, "1", px=millis)
+        log.warning("QBO throttled realm=%s: no requests for %.0f s", realm_id, seconds)
+
+    def held_off(self, realm_id: str) -> float:
+        """Seconds left of the realm's hold-off (0 when none)."""
+        return max(0.0, int(self._redis.pttl(self._key(realm_id, "holdoff"))) / 1000)
+
     def in_flight(self, realm_id: str) -> int:
         """How many unexpired leases the realm holds now."""
         key = self._key(realm_id, "inflight")
         return int(self._redis.zcount(key, f"({self._clock()}", "+inf"))
 
-    def _try_acquire(self, realm_id: str, lease_id: str, now: float, cost: int) -> float | None:
-        """None when granted, else the seconds until a slot may free up."""
-        keys = [self._key(realm_id, "window"), self._key(realm_id, "inflight")]
+    def _try_acquire(self, realm_id: str, lease_id: str, now: float, cost: int) -> tuple[float | None, bool]:
+        """(None, False) when granted, else the seconds until a slot may free up and whether the realm is held off."""
+        keys = [self._key(realm_id, "window"), self._key(realm_id, "inflight"), self._key(realm_id, "holdoff")]
         args: list[str | float | int] = [repr(now), self._window, self.per_minute, self.concurrent, lease_id,
                                          repr(now + self._lease_seconds), cost]
         granted, wait = self._acquire_script(keys=keys, args=args)
-        return None if int(granted) == 1 else max(0.0, float(wait))
+        if int(granted) == 1:
+            return None, False
+        return max(0.0, float(wait)), int(granted) == -1
 
     def _pause(self, wait: float, now: float, deadline: float | None) -> float:
         """Poll soon (a released lease frees a slot at any moment) but never past the deadline."""

@@ -25,6 +25,9 @@ from crm_qb.qbo.services import QboServices
 from crm_qb.sync.rules.retry import TRANSIENT_SCHEDULE
 
 LOCK_WAIT_SECONDS = 30
+# Short, and renewed every third of it while held: a worker killed mid-sync blocks the connection for at most this
+# long, so a drain woken after the kill (issue 11 item 4: recovery within 10 s) starts within seconds.
+SYNC_LOCK_TTL_SECONDS = 6.0
 
 
 class ConnectionBusyError(TransientError):
@@ -67,4 +70,5 @@ class SyncServices:
         def busy() -> ConnectionBusyError:
             return ConnectionBusyError(f"connection {connection_id} is being synced by another worker")
 
-        return held(self.redis, self.keys.sync_lock(connection_id), busy, wait=LOCK_WAIT_SECONDS)
+        return held(self.redis, self.keys.sync_lock(connection_id), busy, ttl=SYNC_LOCK_TTL_SECONDS,
+                    wait=LOCK_WAIT_SECONDS)

@@ -162,7 +162,10 @@ def _events_of(connection: Connection) -> ColumnElement[bool]:
     own = InboundEvent.connection_id == connection.id
     if not connection.qbo_realm_id:
         return own
-    return own | ((InboundEvent.source == EventSource.QBO) & (InboundEvent.realm_id == connection.qbo_realm_id))
+    # A QBO event concerns the connection once routed to it (its own delivery), or while its realm's event waits
+    # to be routed; the deliveries of other connections of the same company are theirs.
+    return own | ((InboundEvent.source == EventSource.QBO) & (InboundEvent.realm_id == connection.qbo_realm_id)
+                  & InboundEvent.connection_id.is_(None))
 
 
 def _event_counts(where: ColumnElement[bool] | None) -> dict[str, Any]:

@@ -5,6 +5,11 @@ is kept in Redis for ten minutes as {connection, admin-session nonce}; ``GET /qb
 atomically (so it works once), checks it belongs to the admin session of this browser, exchanges the code,
 stores the tokens encrypted, reads the company's details and shows the connection's page.
 
+The company is the one the consent was granted for, not whatever the callback's URL says: Intuit's signed ID token
+(asked for with the ``openid`` scope) names it, and a callback naming another company is refused (403) and its new
+tokens revoked (``crm_qb.qbo.idtoken``), so an admin cannot attach their connection to another tenant's company by
+editing ``realmId``.
+
 Reconnecting the same company (realm) resumes where the connection stopped: its mirrored data, CDC cursor and
 settings are kept. Connecting a *different* company is refused (409): the mirrored links, folder items and
 cursors belong to the first company and would be silently mixed; make a new connection for the other company.
@@ -32,7 +37,8 @@ from crm_qb.errors import CrmQbError
 from crm_qb.locks import held
 from crm_qb.models import AuditEntry, Connection, QboStatus
 from crm_qb.qbo.company import refresh_company
-from crm_qb.qbo.oauth import DiscoveryError, OAuthError, OAuthUnavailableError, TokenSet
+from crm_qb.qbo.idtoken import IdTokenError
+from crm_qb.qbo.oauth import DiscoveryError, GrantMismatchError, OAuthError, OAuthUnavailableError, TokenSet
 from crm_qb.qbo.services import QboServices
 from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline.events import wake_connection
@@ -82,7 +88,7 @@ def callback() -> BaseResponse:
     connection = connection_or_404(connection_id)
     _refuse_other_company(connection, realm_id)
     services = _services()
-    tokens = _oauth_call(lambda: services.oauth.exchange_code(code, realm_id), connection_id)
+    tokens = _exchange(services, code, realm_id, connection_id)
     _store_connected(services, connection_id, tokens)
     notice = "connected" if _read_company_now(services, connection_id) else "pending"
     return secured(redirect(page_url(connection_id, notice), 303))
@@ -131,6 +137,31 @@ def _check_state(state: str) -> int:
                         "This QuickBooks sign-in was started from another browser or admin session, so it was "
                         "refused. Start again from the connection's page in this browser.")
     return connection_id
+
+
+def _exchange(services: QboServices, code: str, realm_id: str, connection_id: int) -> TokenSet:
+    """Exchange the code; refuse (403) a company other than the one Intuit's signed ID token says was granted."""
+    try:
+        return _oauth_call(lambda: services.oauth.exchange_code(code, realm_id), connection_id)
+    except GrantMismatchError as exc:
+        _refused(connection_id, {"granted": exc.granted, "claimed": exc.claimed})
+        raise PageError(403, "The company does not match your consent",
+                        f"You gave consent for QuickBooks company id {exc.granted}, but the answer that came back "
+                        f"names company id {exc.claimed}. Nothing was connected and the new authorization was "
+                        "revoked. Start again from the connection's page and choose the company there.",
+                        connection_id) from None
+    except IdTokenError as exc:
+        _refused(connection_id, {"claimed": realm_id, "reason": str(exc)})
+        raise PageError(403, "QuickBooks did not confirm the company",
+                        f"Intuit's answer did not prove which company was granted ({exc}), so nothing was "
+                        "connected. Please try connecting again.", connection_id) from None
+
+
+def _refused(connection_id: int, diff: dict[str, object]) -> None:
+    log.warning("QBO connect refused connection=%s: %s", connection_id, diff)
+    db.session.add(AuditEntry(connection_id=connection_id, action="qbo.connect_refused", direction="admin",
+                              entity="Connection", entity_id=str(connection_id), diff=diff, outcome="refused"))
+    db.session.commit()
 
 
 def _denied(connection_id: int, error: str) -> PageError:

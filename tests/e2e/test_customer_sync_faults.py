@@ -231,9 +231,11 @@ def test_a_worker_killed_mid_sync_is_recovered_exactly_once(system: System) -> N
     system.spawn("worker", extra_env=system.worker_env)
     sweeper = create_app(replace(system.world.settings, sweep_after_seconds=1))
     with sweeper.app_context():
-        wait_for(lambda: jobs.sweep_inbound_events() > 0 or system.settled(), what="the sweep to find the event")
+        # Swept until settled, as the scheduler sweeps every minute: one early sweep may find the killed CRM drain's
+        # event stranded a moment before the QBO one (each is stranded one second after it arrived).
+        wait_for(lambda: jobs.sweep_inbound_events() >= 0 and system.settled(), timeout=40, interval=0.5,
+                 what="the sweep to find the stranded events and a worker to process them")
         db.engine.dispose()
-    wait_for(system.settled, timeout=40, what="the stranded event to be processed")
 
     assert system.events(customer["Id"])[-1] == EventStatus.PROCESSED
     now = world.contact_with(id=contact["id"])

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from redis import Redis
 from rq.worker import Worker
 
+from crm_qb.keys import RedisKeys
 from tests.faults.rig import Pair, Rig, bounded
 from tests.faults.scenarios import busy_worker, stop_process
 
@@ -83,16 +84,33 @@ def taken_job_kill(rig: Rig, trickle: Trickle, deadline: float) -> float | None:
     frozen = rig.workers[0]
     _wait_idle(rig, frozen.pid)
     stop_process(frozen, signal.SIGSTOP)
-    trickle.edit()  # its hook wakes a drain job, which the frozen worker's blocking pop takes
-    taken = trickle.sent - 1
-    time.sleep(2.0)
+    # The frozen worker blocked on the queues first, so Redis hands it the next job ahead of the fresh worker.
     fresh = rig.start_worker()
     _wait_registered(rig, fresh.pid)
-    time.sleep(3.0)
+    trickle.edit()  # its hook wakes a drain job, which the frozen worker's blocking pop takes
+    taken = trickle.sent - 1
+    _wait_taken(rig)
+    # Killed at once: crm-qb's watchdog would otherwise find the frozen worker's job (a worker frozen for good is
+    # as lost as a dead one) and the measurement would start after the recovery.
     if trickle.arrived_after(trickle.made_at[f"r-{trickle.tag}-{taken}"] - 0.001):
         raise RuntimeError("the frozen worker did not take the drain job (the fresh worker ran it)")
     rig.kill_worker(frozen)
     return time_to_first_change(trickle, time.monotonic(), deadline)
+
+
+def _wait_taken(rig: Rig) -> None:
+    """Wait until the connection's CRM drain job was woken and has left the queue (a worker popped it)."""
+    keys = RedisKeys(rig.env["CRM_QB_QUEUE_PREFIX"])
+    redis = Redis.from_url(rig.redis_url)
+    try:
+        for _ in bounded(30):
+            woken = redis.exists(keys.wake("crm", str(rig.connection_id)))
+            if woken and redis.llen(f"rq:queue:{keys.queue('inbound')}") == 0:
+                return
+            time.sleep(0.02)
+        raise RuntimeError("no drain job was woken and taken within 30 s of the edit")
+    finally:
+        redis.close()
 
 
 def busy_kill(rig: Rig, trickle: Trickle, deadline: float) -> float | None:

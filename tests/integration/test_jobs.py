@@ -96,10 +96,10 @@ def test_a_failing_event_counts_attempts_backs_off_and_gives_up(app: Flask, clie
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     event_id = _store_one_event(app, client)
 
-    def explode(_events: object, _routes: object) -> None:
+    def explode(_events: object, _plan: object) -> None:
         raise RuntimeError("CRM answered 500")
 
-    monkeypatch.setattr(Drain, "apply_qbo_batch", lambda _drain, batch, routes: explode(batch, routes))
+    monkeypatch.setattr(Drain, "run_for_connection", lambda _drain, _cid, batch, plan: explode(batch, plan))
     with app.app_context():
         for attempt in range(1, events.MAX_ATTEMPTS + 1):
             with pytest.raises(RuntimeError):

@@ -46,7 +46,7 @@ def test_connect_redirects_to_intuit_with_the_accounting_scope_and_a_single_use_
     params = query_of(location)
     assert params["client_id"] == sandbox.info["client_id"]
     assert params["response_type"] == "code"
-    assert params["scope"] == "com.intuit.quickbooks.accounting"
+    assert params["scope"] == "com.intuit.quickbooks.accounting openid"
     assert params["redirect_uri"] == "http://127.0.0.1:5000/qbo/callback"
     key = f"crm_qb_test:qbo:oauth-state:{params['state']}"
     assert json.loads(redis_client.get(key))["connection_id"] == conn.id

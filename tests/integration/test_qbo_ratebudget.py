@@ -8,9 +8,11 @@ import time
 import uuid
 
 import pytest
+import responses
 from redis import Redis
 
-from crm_qb.qbo.ratebudget import RateBudget, RateBudgetTimeout
+from crm_qb.qbo.client import QboClient
+from crm_qb.qbo.ratebudget import RateBudget, RateBudgetTimeout, RealmThrottledError
 from tests.conftest import REDIS_TEST_URL
 
 # Keys carry a per-run id so that two test runs sharing the Redis database cannot mix their counts.
@@ -208,3 +210,36 @@ def test_a_killed_process_gives_its_slot_back_when_the_lease_expires(redis_clien
 
     with budget.slot(REALM, timeout=30):  # ...until it expires (2 s): the slot is granted, not refused at 30 s
         assert budget.in_flight(REALM) == 1  # the slot is ours now: the dead holder's lease is gone
+
+
+def test_a_held_off_realm_grants_no_slot_and_a_deadline_learns_it_at_once(redis_client: Redis) -> None:
+    clock = FakeTime()
+    budget = RateBudget(redis_client, per_minute=LIMIT, concurrent=CONCURRENT, clock=clock, sleep=clock.sleep)
+    budget.hold_off(REALM, 30)
+    budget.hold_off(REALM, 5)  # never shortens a hold-off
+    assert 29 < budget.held_off(REALM) <= 30
+
+    with pytest.raises(RateBudgetTimeout) as caught:
+        budget.acquire(REALM, timeout=2.0)
+    assert clock.slept == []  # no waiting: the hold-off outlasts the deadline
+    assert caught.value.retry_after is not None and 29 < caught.value.retry_after <= 30
+    other = f"other-{RUN}"
+    with budget.slot(other):  # only that realm is held off
+        pass
+
+
+def test_a_deferring_client_holds_the_realm_off_and_raises_instead_of_sleeping(redis_client: Redis) -> None:
+    budget = RateBudget(redis_client, per_minute=LIMIT, concurrent=CONCURRENT)
+    slept: list[float] = []
+    realm = f"throttled-{RUN}"
+    with responses.RequestsMock() as mocked:
+        mocked.get(f"https://qbo.test/v3/company/{realm}/customer/2", status=429)
+        client = QboClient("https://qbo.test", realm, lambda: "t", lambda _stale: "t", budget, sleep=slept.append,
+                           defer_throttling=True, slot_timeout=2.0)
+        with pytest.raises(RealmThrottledError) as caught:
+            client.read("Customer", "2")
+        assert caught.value.retry_after == 60 and slept == []
+        assert 59 < budget.held_off(realm) <= 60
+        with pytest.raises(RealmThrottledError):  # the next call is not even sent while the realm is held off
+            client.read("Customer", "2")
+        assert len(mocked.calls) == 1

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class World:
     crm_token: str
     connection_id: int
     settings: Settings
+    env: dict[str, str] = field(default_factory=dict)  # the CRM_QB_* overrides every crm-qb process got
 
     def create_customer(self, **fields: Any) -> dict[str, Any]:
         """Create a QBO customer as a bookkeeper."""
@@ -83,8 +84,8 @@ class World:
 
 
 def wire(settings: Settings, tmp_path: Path, spawn: Callable[..., subprocess.Popen[bytes]],
-         qbo_info: dict[str, Any], crm_info: dict[str, Any], web_port: int) -> World:
-    """Point crm-qb at both sandboxes, connect a connection, start web and two workers; the world they make."""
+         qbo_info: dict[str, Any], crm_info: dict[str, Any], web_port: int, workers: int = 2) -> World:
+    """Point crm-qb at both sandboxes, connect a connection, start web and ``workers`` workers; the world made."""
     qbo = str(qbo_info["api_base"])
     overrides = {"qbo_environment": "local", "qbo_client_id": qbo_info["client_id"],
                  "qbo_client_secret": qbo_info["client_secret"], "qbo_discovery_url": qbo_info["discovery_url"],
@@ -103,13 +104,13 @@ def wire(settings: Settings, tmp_path: Path, spawn: Callable[..., subprocess.Pop
     connect_qbo(app, connection_id, realm)
     env = {f"CRM_QB_{key.upper()}": str(value) for key, value in overrides.items()}
     spawn("web", "--port", str(web_port), "--workers", "2", extra_env=env)
-    for _ in range(2):
+    for _ in range(workers):
         spawn("worker", extra_env=env)
     web = f"http://127.0.0.1:{web_port}"
     wait_for(lambda: healthy(web), timeout=30, what="crm-qb web to answer /healthz")
     requests.post(f"{crm_info['api_base']}/_sandbox/hooks",
                   json={"url": f"{web}/webhooks/crm/{connection_id}", "secret": secret}, timeout=10).raise_for_status()
-    world = World(web, qbo, realm, str(crm_info["api_base"]), str(crm_info["token"]), connection_id, full)
+    world = World(web, qbo, realm, str(crm_info["api_base"]), str(crm_info["token"]), connection_id, full, env)
     world.point_qbo_webhooks(f"{web}/webhooks/qbo")
     return world
 

@@ -4,16 +4,18 @@ Ingress does not start one job per event: it wakes one drain per realm (or conne
 every pending event of it. A burst of a thousand webhooks therefore costs one job, and the drain fetches the
 changes of a whole batch with one query per entity type (``units``).
 
-A drain lists a batch of pending events, then, per connection, takes the connection's sync lock, re-checks which
-events are still pending, fetches the QBO state for the batch in bulk and runs one unit of work per customer /
-contact / transaction. No database transaction is open during the HTTP calls: each unit stores its result and
-marks its events processed in one short transaction at the end. A drain killed mid-way leaves its events
-pending; the sweep re-runs them and the stored base makes the re-run write nothing twice (the echo of our own
-write equals the base). A failing unit counts an attempt on its own events only (by the kind of failure:
-crm_qb.sync.rules.retry) and the others go on; when the failure says a side is down (QBO or the CRM not
-answering) the connection is marked in an outage and the rest of the batch waits for that side without
-attempts, rather than spending the clients' retries once per record. Waiting for the connection's lock counts
-no attempt either. The drain raises the first failure at the end so the job is retried.
+A QBO drain first routes the realm's new events to every connection of the realm (``routing``: one delivery per
+connection, so each connection settles a change for itself). A drain lists a batch of pending events, then, per
+connection, takes the connection's sync lock, re-checks which events are still pending, fetches the QBO state for
+the batch in bulk and runs one unit of work per customer / contact / transaction. No database transaction is open
+during the HTTP calls: each unit stores its result and marks its events processed in one short transaction at the
+end. A drain killed mid-way leaves its events pending; the watchdog or the sweep re-runs them and the stored base
+makes the re-run write nothing twice (the echo of our own write equals the base). A failing unit counts an attempt
+on its own events only (by the kind of failure: crm_qb.sync.rules.retry) and the others go on; when the failure
+says a side is down (QBO or the CRM not answering) the connection is marked in an outage and the rest of the batch
+waits for that side without attempts, rather than spending the clients' retries once per record. Waiting for the
+connection's lock, or for a throttled company, counts no attempt either. The drain raises the first failure at
+the end so the job is retried.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from sqlalchemy import ColumnElement, select
 
 from crm_qb.db import db, utcnow
 from crm_qb.models import Connection, EventSource, InboundEvent, QboStatus
+from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context, settings_of
-from crm_qb.sync.pipeline import events, outage
+from crm_qb.sync.pipeline import events, outage, routing
 from crm_qb.sync.pipeline.events import EventRef
 from crm_qb.sync.pipeline.failures import kind_of, side_down
 from crm_qb.sync.pipeline.units import Unit, crm_units, qbo_units
@@ -38,6 +43,9 @@ from crm_qb.sync.services import SyncServices
 log = logging.getLogger(__name__)
 
 DRAIN_BATCH = 200
+# A drain never waits for a throttled company: RealmThrottledError ends it and the job comes back from RQ's
+# delayed set (workers.jobs), so one throttled tenant does not hold a worker that other tenants need.
+DEFERRING: dict[str, Any] = {"defer_throttling": True, "slot_timeout": 2.0}
 ROUTED_STATUSES = (QboStatus.CONNECTED, QboStatus.NEEDS_RECONNECT)
 
 Plan = Callable[[SyncContext, list[EventRef]], list[Unit]]
@@ -54,23 +62,35 @@ class Drain:
     scheduled_for: int | None = None
 
     def qbo_realm(self, realm_id: str) -> int:
-        """Sync every pending QBO event of ``realm_id`` (coalesced per customer); return how many were settled."""
+        """Route the realm's new events to its connections, then sync each connection's deliveries; settled count.
+
+        Each connection of the realm gets its own delivery of every change (``routing``), so one connection
+        settling a change never hides it from another; a failure of one connection does not stop the others.
+        """
         routes = _connections_of_realm(realm_id)
-        where = (InboundEvent.source == EventSource.QBO) & (InboundEvent.realm_id == realm_id)
-        return _drain(where, lambda batch: self.apply_qbo_batch(batch, routes))
+        if not routes:
+            routing.ignore_unrouted(realm_id, "unknown realm")
+            return 0
+        routing.route_realm(realm_id, routes)
+        routing.settle_orphans(realm_id, routes)
+        settled, failure = 0, None
+        for connection_id in routes:
+            where = ((InboundEvent.source == EventSource.QBO) & (InboundEvent.realm_id == realm_id)
+                     & (InboundEvent.connection_id == connection_id))
+            try:
+                settled += _drain(where, partial(self.run_for_connection, connection_id, plan=qbo_units))
+            except RealmThrottledError:
+                raise  # the company is throttled for every connection of it
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return settled
 
     def crm_connection(self, connection_id: int) -> int:
         """Sync every pending CRM event of one connection (coalesced per contact); return how many were settled."""
         where = (InboundEvent.source == EventSource.CRM) & (InboundEvent.connection_id == connection_id)
         return _drain(where, lambda batch: self.run_for_connection(connection_id, batch, crm_units))
-
-    def apply_qbo_batch(self, batch: list[EventRef], connection_ids: list[int]) -> None:
-        """Sync a batch of one realm's events for every connection of the realm, each under its connection lock."""
-        if not connection_ids:
-            events.ignore([event.id for event in batch], "unknown realm")
-            return
-        for connection_id in connection_ids:
-            self.run_for_connection(connection_id, batch, qbo_units)
 
     def run_for_connection(self, connection_id: int, batch: list[EventRef], plan: Plan) -> None:
         """Run ``plan``'s units for ``batch`` under the connection's lock, unless it is off or disconnected."""
@@ -87,7 +107,7 @@ class Drain:
             log.info("connection %s is not connected to QuickBooks; %s event(s) wait for reconnect", connection_id,
                      len(batch))
             return
-        ctx = build_context(self.services, connection_id, self.job_id)
+        ctx = build_context(self.services, connection_id, self.job_id, **DEFERRING)
         try:
             with self.services.connection_lock(connection_id):
                 still = events.still_pending(batch)
@@ -151,6 +171,8 @@ def _drain(where: ColumnElement[bool], apply: Callable[[list[EventRef]], None]) 
             apply(batch)
         except _Recorded as exc:
             failure = failure or exc.cause
+        except RealmThrottledError:
+            raise  # not an attempt: the events wait, uncounted, for the deferred drain
         except Exception as exc:
             db.session.rollback()
             for event in batch:
@@ -189,9 +211,9 @@ def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...])
             outcome = unit.run()
             succeeded += 1
             log.info("sync %s connection=%s job=%s: %s", unit.label, ctx.connection_id, ctx.job_id, outcome)
-        except NeedsReconnectError:
+        except (NeedsReconnectError, RealmThrottledError):
             db.session.rollback()
-            raise  # no unit of this connection can run until it is reconnected; its events wait, uncounted
+            raise  # no unit of this connection can run now (reconnect, or throttled); its events wait, uncounted
         except Exception as exc:
             db.session.rollback()
             log.warning("sync %s connection=%s job=%s failed: %s", unit.label, ctx.connection_id, ctx.job_id,

@@ -79,7 +79,8 @@ def health_details(connection: Connection, waited: list[float], now: datetime | 
     hours = _hours(connection, now)
     failures = count_failures(connection)
     return HealthDetails(settings.mode, settings.enabled, {"qbo": last[EventSource.QBO], "crm": last[EventSource.CRM]},
-                         {"qbo": connection.cdc_cursor, "crm": None}, _aware(oldest[0]) if oldest else None,
+                         {"qbo": connection.cdc_cursor, "crm": connection.crm_polled_at},
+                         _aware(oldest[0]) if oldest else None,
                          oldest[1] if oldest else None, hours, failures, sum(waited),
                          waited[-1] if waited else 0.0)
 
