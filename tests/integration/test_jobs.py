@@ -124,10 +124,10 @@ def test_a_transient_failure_backs_off_for_a_day_and_the_sweep_wakes_it_when_due
     assert total_span(TRANSIENT_SCHEDULE) >= timedelta(hours=24)
     event_id = _store_one_event(app, client)
 
-    def unavailable(_events: object, _routes: object) -> None:
+    def unavailable(_events: object, _plan: object) -> None:
         raise ServerError(message="Service Unavailable", http_status=503)
 
-    monkeypatch.setattr(Drain, "apply_qbo_batch", lambda _drain, batch, routes: unavailable(batch, routes))
+    monkeypatch.setattr(Drain, "run_for_connection", lambda _drain, _cid, batch, plan: unavailable(batch, plan))
     with app.app_context():
         for _ in range(events.MAX_ATTEMPTS * 2):  # twice what an unexpected error gets, and still pending
             with pytest.raises(ServerError):
