@@ -129,22 +129,57 @@ def connection() -> None:
 
 
 @connection.command("add")
-@click.option("--crm-url", required=True, help="Base URL of the CRM's REST API (docs/architecture.md §5).")
-@click.option("--crm-token", required=True, help="Bearer token crm-qb uses to call the CRM.")
+@click.option("--crm", "crm_kind", type=click.Choice(["rest", "hubspot"]), default="rest", show_default=True,
+              help="The CRM's kind: the REST contract (docs/architecture.md §5) or HubSpot (README, \"HubSpot\").")
+@click.option("--crm-url", default=None, help="Base URL of the CRM's API (rest: required; hubspot: default "
+                                              "CRM_QB_HUBSPOT_API_BASE).")
+@click.option("--crm-token", default=None, help="Bearer token crm-qb uses to call the CRM (rest: required).")
+@click.option("--hubspot-token", default=None, help="hubspot: a private-app access token.")
+@click.option("--hubspot-oauth", is_flag=True, help="hubspot: connect later through HubSpot's OAuth install.")
+@click.option("--hubspot-client-secret", default=None,
+              help="hubspot: the secret that signs this portal's webhooks and card requests, when it is not "
+                   "CRM_QB_HUBSPOT_CLIENT_SECRET (e.g. a private app's client secret).")
 @click.option("--name", default=None, help="A name for people to recognise the connection by.")
 @click.option("--crm-web-origin", default=None,
               help="Where the CRM's web pages live (the only origin that may frame the panel); default: the "
-                   "origin of --crm-url.")
-def connection_add(crm_url: str, crm_token: str, name: str | None, crm_web_origin: str | None) -> None:
+                   "origin of --crm-url (hubspot: CRM_QB_HUBSPOT_APP_BASE).")
+def connection_add(crm_kind: str, crm_url: str | None, crm_token: str | None, hubspot_token: str | None,
+                   hubspot_oauth: bool, hubspot_client_secret: str | None, name: str | None,
+                   crm_web_origin: str | None) -> None:
     """Create a connection and print it as JSON (the API key and hook secret are shown only here)."""
     from crm_qb.connections import create_connection
     from crm_qb.runtime import runtime
 
     app = _app()
     with app.app_context():
-        created = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name=name,
-                                    crm_web_origin=crm_web_origin)
+        if crm_kind == "hubspot":
+            created = _add_hubspot(app, crm_url, hubspot_token or crm_token, hubspot_oauth, hubspot_client_secret,
+                                   name, crm_web_origin)
+        else:
+            if not crm_url or not crm_token:
+                raise CliError("--crm-url and --crm-token are required for a CRM of kind rest")
+            created = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name=name,
+                                        crm_web_origin=crm_web_origin)
         click.echo(json.dumps(created.as_json()))
+
+
+def _add_hubspot(app: Any, api_base: str | None, token: str | None, oauth: bool, client_secret: str | None,
+                 name: str | None, web_origin: str | None) -> Any:
+    """A HubSpot connection: with a private-app token (portal read, properties created) or waiting for OAuth."""
+    from crm_qb.connections import create_hubspot_connection
+    from crm_qb.crm.hubspot.connector import set_up_portal
+    from crm_qb.runtime import runtime
+
+    rt = runtime(app)
+    base = api_base or rt.settings.hubspot_api_base
+    if bool(token) == oauth:
+        raise CliError("give either --hubspot-token (a private app) or --hubspot-oauth (HubSpot's OAuth install)")
+    if oauth and not rt.hubspot.oauth_ready:
+        raise CliError("--hubspot-oauth needs CRM_QB_HUBSPOT_CLIENT_ID and CRM_QB_HUBSPOT_CLIENT_SECRET")
+    portal = set_up_portal(base, token) if token else None
+    return create_hubspot_connection(rt.secrets, api_base=base, token=token, name=name, portal_id=portal,
+                                     client_secret=client_secret,
+                                     web_origin_url=web_origin or rt.settings.hubspot_app_base)
 
 
 @connection.command("list")

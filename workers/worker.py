@@ -12,14 +12,15 @@ from typing import Any
 from flask import Flask
 from rq.worker import SimpleWorker
 
+from crm_qb.crm.errors import CrmNeedsReconnectError
 from crm_qb.db import db
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
 from workers.queues import all_queues
 
-# Conditions a person must act on (reconnect QuickBooks), already recorded on the connection where they arise:
-# a job stopped by one is reported in one line, not with a traceback (a traceback says "bug").
-EXPECTED: tuple[type[BaseException], ...] = (NeedsReconnectError, NotConnectedError)
+# Conditions a person must act on (reconnect QuickBooks or the CRM), already recorded on the connection where they
+# arise: a job stopped by one is reported in one line, not with a traceback (a traceback says "bug").
+EXPECTED: tuple[type[BaseException], ...] = (NeedsReconnectError, NotConnectedError, CrmNeedsReconnectError)
 
 
 class AppWorker(SimpleWorker):

@@ -26,6 +26,10 @@ class QboStatus(enum.Enum):
     DISCONNECTED = "disconnected"
 
 
+# Where a connection stands with its CRM (``connections.crm_status``): only OAuth grants ever leave "connected".
+CRM_CONNECTED, CRM_NEEDS_RECONNECT, CRM_NOT_CONNECTED = "connected", "needs_reconnect", "not_connected"
+
+
 class Connection(Timestamps, db.Model):  # type: ignore[name-defined,misc]
     """A CRM account and its QBO company, with their encrypted credentials and per-connection settings."""
 

@@ -51,6 +51,17 @@ SEARCH_PAGE = 100
 ASSOCIATION_PAGE = 500
 
 
+def set_up_portal(api_base: str, token: str) -> str:
+    """For a new connection: the token's portal id, after creating the "QuickBooks" properties there."""
+    crm = HubSpotConnector(HubSpotApi(api_base, StaticToken(token), max_retries=2))
+    try:
+        portal = crm.portal_id()
+        crm.ensure_properties()
+        return portal
+    finally:
+        crm.close()
+
+
 def connector_for(connection: Connection, environment: CrmEnvironment) -> HubSpotConnector:
     """The HubSpot connector of a connection: its API base, its token (private app or OAuth) and its limits."""
     oauth = bool(connection.crm_refresh_token_encrypted)
@@ -220,6 +231,13 @@ class HubSpotConnector:
                 if after is None:
                     break
         return users
+
+    def portal_id(self) -> str:
+        """The portal (hub) id the token belongs to (``GET /account-info/v3/details``, docs/hubspot/facts.md §12)."""
+        data = self.api.call("GET", "/account-info/v3/details")
+        if not isinstance(data, dict) or data.get("portalId") is None:
+            raise CrmProtocolError("HubSpot's account details lack portalId")
+        return str(data["portalId"])
 
     def ensure_properties(self) -> list[str]:
         """Create the contact group "QuickBooks" and its properties where missing; return the names created."""

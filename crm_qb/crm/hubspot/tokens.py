@@ -26,11 +26,10 @@ from crm_qb.crypto import SecretBox
 from crm_qb.db import db
 from crm_qb.keys import RedisKeys
 from crm_qb.locks import RenewingLock
-from crm_qb.models import Connection
+from crm_qb.models import CRM_CONNECTED, CRM_NEEDS_RECONNECT, Connection
 
 log = logging.getLogger(__name__)
 
-CONNECTED, NEEDS_RECONNECT = "connected", "needs_reconnect"
 SKEW = timedelta(minutes=5)
 LOCK_WAIT_SECONDS = 45.0
 
@@ -76,7 +75,7 @@ class HubSpotGrantStore:
         with Session(db.engine) as session:
             row = session.get(Connection, connection_id, with_for_update=True)
             if row is not None:
-                row.crm_status, row.crm_status_reason = NEEDS_RECONNECT, reason[:2000]
+                row.crm_status, row.crm_status_reason = CRM_NEEDS_RECONNECT, reason[:2000]
                 session.commit()
 
 
@@ -87,7 +86,7 @@ def store_grant(row: Connection, grant: TokenGrant, secrets: SecretBox) -> None:
     row.crm_access_expires_at = grant.expires_at
     if grant.hub_id:
         row.crm_account_id = grant.hub_id
-    row.crm_status, row.crm_status_reason = CONNECTED, None
+    row.crm_status, row.crm_status_reason = CRM_CONNECTED, None
 
 
 class RefreshBusyError(CrmTransientError):
@@ -147,7 +146,7 @@ class OAuthTokenSource:
         stored = self._store.load(self._id)
         if stored is None:
             raise CrmNeedsReconnectError(self._id, "the connection has no HubSpot grant")
-        if stored.status == NEEDS_RECONNECT:
+        if stored.status != CRM_CONNECTED:
             raise CrmNeedsReconnectError(self._id, stored.reason or "marked for reconnection")
         return stored
 
