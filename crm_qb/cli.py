@@ -381,16 +381,21 @@ def sandbox_hubspot(host: str, port: int, persist_path: str | None, portal_id: i
               type=click.IntRange(1, 65535))
 @click.option("--crm-sandbox-port", default=DEFAULT_CRM_SANDBOX_PORT, show_default=True,
               type=click.IntRange(1, 65535))
-def up(port: int, qbo_sandbox_port: int, crm_sandbox_port: int) -> None:
+@click.option("--crm", "crm_kind", type=click.Choice(["rest", "hubspot"]), default="rest", show_default=True,
+              help="The demo CRM: the reference CRM (rest) or the local HubSpot.")
+@click.option("--hubspot-sandbox-port", default=DEFAULT_HUBSPOT_SANDBOX_PORT, show_default=True,
+              type=click.IntRange(1, 65535))
+def up(port: int, qbo_sandbox_port: int, crm_sandbox_port: int, crm_kind: str, hubspot_sandbox_port: int) -> None:
     """Run everything on embedded defaults in the foreground: sandboxes, web, worker, scheduler."""
     from crm_qb.up import run_up
 
     settings = _settings()
-    for option, value in (("--port", port), ("--qbo-sandbox-port", qbo_sandbox_port),
-                          ("--crm-sandbox-port", crm_sandbox_port)):
+    crm_option, crm_port = (("--hubspot-sandbox-port", hubspot_sandbox_port) if crm_kind == "hubspot"
+                            else ("--crm-sandbox-port", crm_sandbox_port))
+    for option, value in (("--port", port), ("--qbo-sandbox-port", qbo_sandbox_port), (crm_option, crm_port)):
         _require_free("127.0.0.1", value, option)
     _setup_logging(settings)
-    sys.exit(run_up(settings, web_port=port, qbo_port=qbo_sandbox_port, crm_port=crm_sandbox_port))
+    sys.exit(run_up(settings, web_port=port, qbo_port=qbo_sandbox_port, crm_port=crm_port, crm_kind=crm_kind))
 
 
 @main.command("admin-url")
@@ -508,6 +513,24 @@ def connection_demo(crm_url: str, crm_token: str, realm_id: str, web_url: str, b
     if backfill:
         runtime(app).jobs.backfill(made["id"])
     click.echo(json.dumps({"id": made["id"], "realm_id": made["realm_id"]}))
+
+
+@connection.command("demo-hubspot", hidden=True)
+@click.option("--api-base", required=True)
+@click.option("--token", required=True)
+@click.option("--realm", "realm_id", required=True)
+@click.option("--web-url", required=True)
+@click.option("--backfill/--no-backfill", default=True, help="Enqueue the backfill that links existing contacts.")
+def connection_demo_hubspot(api_base: str, token: str, realm_id: str, web_url: str, backfill: bool) -> None:
+    """For ``crm-qb up --crm hubspot``: connect the local HubSpot to a sandbox realm; print the id as JSON."""
+    from crm_qb.demo_hubspot import wire_hubspot_demo
+    from crm_qb.runtime import runtime
+
+    app = _app()
+    made = wire_hubspot_demo(app, api_base=api_base, token=token, realm_id=realm_id, web_url=web_url)
+    if backfill:
+        runtime(app).jobs.backfill(made["id"])
+    click.echo(json.dumps({"id": made["id"], "realm_id": made["realm_id"], "portal_id": made["portal_id"]}))
 
 
 @main.command("backfill")
