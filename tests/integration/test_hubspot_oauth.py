@@ -140,7 +140,7 @@ def test_tokens_are_refreshed_before_expiry_once_across_workers(
         try:
             with app.app_context():
                 connector(app, connection_id).list_users()
-        except BaseException as exc:  # noqa: BLE001 (collected and asserted below)
+        except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 
     workers = [threading.Thread(target=work) for _ in range(4)]
