@@ -110,6 +110,11 @@ class JobIds:
         return f"cdc-poll-{connection_id}-{period}"
 
     @staticmethod
+    def crm_poll(connection_id: int, period: int) -> str:
+        """A connection's catch-up poll of its CRM's changed contacts in one polling period."""
+        return f"crm-poll-{int(connection_id)}-{int(period)}"
+
+    @staticmethod
     def backfill(connection_id: int) -> str:
         """A connection's backfill (one waiting or running at a time)."""
         return f"backfill-{connection_id}"

@@ -9,16 +9,20 @@ from sqlalchemy import select
 
 from crm_qb.db import db, utcnow
 from crm_qb.keys import JobIds
-from crm_qb.models import Connection, QboStatus
+from crm_qb.models import CRM_CONNECTED, Connection, EventSource, QboStatus
 from crm_qb.runtime import runtime
 from crm_qb.sync.context import build_context
 from crm_qb.sync.pipeline.backfill import run_backfill
+from crm_qb.sync.pipeline.crm_poll import poll_crm_contacts
 from crm_qb.sync.pipeline.poll import poll_changes
 from crm_qb.sync.settings import sync_settings_of
 from workers.followup_jobs import scan_connection_followups
 from workers.queues import SCHEDULED, SYNC, enqueue, job
 
 log = logging.getLogger(__name__)
+
+# CRMs whose webhooks can be dropped for good (HubSpot gives up after a day of retries): polled for changes too.
+POLLED_CRM_KINDS = ("hubspot",)
 
 
 @job(SYNC, timeout=900, retry_intervals=(30, 120, 300))
@@ -37,6 +41,24 @@ def poll_qbo_connection(connection_id: int) -> int:
         services.jobs.push_summaries(connection_id, ctx.summaries_to_push())
 
 
+@job(SYNC, timeout=600, retry_intervals=(30, 120, 300))
+def poll_crm_connection(connection_id: int) -> int:
+    """Store the CRM contacts changed since the connection's cursor as events and wake its drain; how many."""
+    services = runtime().sync_services()
+    connection = db.session.get(Connection, connection_id)
+    if connection is None or connection.crm_status != CRM_CONNECTED:
+        db.session.rollback()
+        return 0
+    crm = services.crm_for(connection)
+    try:
+        new = poll_crm_contacts(connection_id, crm)
+    finally:
+        crm.close()
+    if new:
+        services.jobs.wake(EventSource.CRM, str(connection_id))
+    return len(new)
+
+
 @job(SCHEDULED, timeout=120)
 def schedule_cdc_polls() -> int:
     """Enqueue a CDC poll for every connected connection whose last poll is older than its interval.
@@ -46,12 +68,14 @@ def schedule_cdc_polls() -> int:
     """
     rt = runtime()
     now = utcnow()
-    due = []
+    due, crm_due = [], []
     for connection in db.session.scalars(select(Connection).where(Connection.qbo_status == QboStatus.CONNECTED)):
         settings = sync_settings_of(connection.settings)
         last = connection.cdc_cursor
         if settings.enabled and (last is None or (now - last).total_seconds() >= settings.cdc_poll_seconds):
             due.append((connection.id, settings.cdc_poll_seconds, last is None))
+        if settings.enabled and connection.crm_kind in POLLED_CRM_KINDS and connection.crm_status == CRM_CONNECTED:
+            crm_due.append((connection.id, settings.cdc_poll_seconds))
     db.session.rollback()
     count = 0
     for connection_id, every, never_synced in due:
@@ -62,6 +86,11 @@ def schedule_cdc_polls() -> int:
         else:
             queued = enqueue(rt.redis, rt.keys, poll_qbo_connection, connection_id,
                              job_id=JobIds.cdc_poll(connection_id, period))
+        count += 1 if queued else 0
+    for connection_id, every in crm_due:
+        period = int(now.timestamp() // every)
+        queued = enqueue(rt.redis, rt.keys, poll_crm_connection, connection_id,
+                         job_id=JobIds.crm_poll(connection_id, period))
         count += 1 if queued else 0
     if count:
         log.info("enqueued %s CDC poll(s)", count)

@@ -52,6 +52,8 @@ class Connection(Timestamps, db.Model):  # type: ignore[name-defined,misc]
     # "connected", or "needs_reconnect" when the CRM refused the grant (crm_qb.crm.errors.CrmNeedsReconnectError).
     crm_status: Mapped[str] = mapped_column(Key(32), default="connected", server_default="connected")
     crm_status_reason: Mapped[str | None] = mapped_column(PlainText)
+    # How far the catch-up poll of the CRM's changed contacts has read (crm_qb.sync.pipeline.crm_poll).
+    crm_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime())
     api_key_hash: Mapped[str] = mapped_column(Key(64), unique=True)
     # Mixed into the key that signs this connection's panel tokens; a new value revokes them all (None: legacy rows).
     panel_secret: Mapped[str | None] = mapped_column(Key(64))

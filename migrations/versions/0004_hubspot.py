@@ -4,6 +4,8 @@
   requests name the portal, and this is how they find their connections. NULL for REST connections.
 - ``connections.crm_refresh_token_encrypted`` and ``crm_access_expires_at``: a HubSpot OAuth grant (the access
   token stays in ``crm_token_encrypted``); NULL for a private-app token, which does not expire.
+- ``connections.crm_cursor``: how far the catch-up poll of the CRM's changed contacts has read (HubSpot: its
+  ``lastmodifieddate``), so a webhook HubSpot gave up on is still synced.
 - ``connections.crm_status`` and ``crm_status_reason``: ``connected`` or ``needs_reconnect`` (the CRM refused
   the grant: an uninstalled app, a revoked refresh token).
 
@@ -31,12 +33,14 @@ def upgrade():
         batch_op.add_column(sa.Column('crm_status', sa.String(length=32), server_default='connected',
                                       nullable=False))
         batch_op.add_column(sa.Column('crm_status_reason', sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column('crm_cursor', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index('ix_connections_crm_account_id', ['crm_account_id'], unique=False)
 
 
 def downgrade():
     with op.batch_alter_table('connections', schema=None) as batch_op:
         batch_op.drop_index('ix_connections_crm_account_id')
+        batch_op.drop_column('crm_cursor')
         batch_op.drop_column('crm_status_reason')
         batch_op.drop_column('crm_status')
         batch_op.drop_column('crm_access_expires_at')
