@@ -57,6 +57,8 @@ def waiting_connection(app: Flask, hubspot: RunningServer) -> int:
 def install(app: Flask, client: FlaskClient, hubspot: RunningServer, connection_id: int) -> None:
     """The admin presses "Connect HubSpot", consents in HubSpot, and comes back to the callback."""
     sign_in(client, app, connection_id)
+    page = client.get(f"/admin/connections/{connection_id}").get_data(as_text=True)
+    assert f'href="/connections/{connection_id}/hubspot/connect"' in page
     start = client.get(f"/connections/{connection_id}/hubspot/connect")
     assert start.status_code == 302, start.get_data(as_text=True)
     location = start.headers["Location"]
@@ -94,6 +96,8 @@ def test_install_stores_the_grant_and_the_portal_and_creates_the_properties(
     install(app, client, hubspot, connection_id)
     stored = row(app, connection_id)
     assert (stored.crm_status, stored.crm_account_id) == (CRM_CONNECTED, str(hubspot.sandbox.portal_id))
+    page = client.get(f"/admin/connections/{connection_id}?done=hubspot_connected").get_data(as_text=True)
+    assert "HubSpot is connected." in page and str(hubspot.sandbox.portal_id) in page
     assert stored.crm_refresh_token_encrypted and stored.crm_access_expires_at is not None
     assert stored.crm_access_expires_at > utcnow() + timedelta(minutes=25)
     groups = requests.get(f"{hubspot.url}/crm/v3/properties/contacts/groups", timeout=10, headers={
