@@ -247,3 +247,26 @@ def test_the_daily_limit_is_counted_per_portal(hubspot: RunningServer, redis_cli
     with pytest.raises(CrmRateLimitedError) as daily:
         crm.get_contact(contact.id)
     assert daily.value.code == "DAILY" and daily.value.retry_after and daily.value.retry_after > 0
+
+
+def test_hubspots_429_waits_its_window_and_keeps_the_correlation_id(hubspot: RunningServer) -> None:
+    control(hubspot, "POST", "/limits", burst=2, window_seconds=10)
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:  # HubSpot's window passes on the sandbox's clock, not in real time
+        waits.append(seconds)
+        hubspot.sandbox.clock.advance(seconds)
+
+    crm = HubSpotConnector(HubSpotApi(hubspot.url, StaticToken(TOKEN), sleep=wait))
+    contact = crm.create_contact({"email": "w@example.com", "first_name": "W"})
+    assert crm.get_contact(contact.id).id == contact.id  # the 2nd call of the window
+    assert crm.get_contact(contact.id).id == contact.id  # the 3rd: 429, a 10 s wait, then served
+    assert waits == [10.0]
+    assert control(hubspot, "GET", "/requests")["throttled"] == 1
+    impatient = HubSpotConnector(HubSpotApi(hubspot.url, StaticToken(TOKEN), max_retries=0))
+    crm.get_contact(contact.id)
+    with pytest.raises(CrmRateLimitedError) as limited:
+        impatient.get_contact(contact.id)
+    assert limited.value.status == 429 and limited.value.code == "RATE_LIMIT"
+    assert limited.value.correlation_id and limited.value.correlation_id in str(limited.value)
+    assert limited.value.retry_after == 10.0
