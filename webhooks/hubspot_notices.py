@@ -83,8 +83,13 @@ def portals_named(body: Any) -> set[str]:
     """The portal ids a decoded body names (for choosing secrets before it is validated); never raises."""
     if not isinstance(body, list):
         return set()
-    found = {item.get("portalId") for item in body[:MAX_EVENTS] if isinstance(item, dict)}
-    return {str(p) for p in found if isinstance(p, int | str) and not isinstance(p, bool) and str(p).isdigit()}
+    found = [item.get("portalId") for item in body[:MAX_EVENTS] if isinstance(item, dict)]
+    return {str(p) for p in found if isinstance(p, int | str) and not isinstance(p, bool) and is_portal_id(str(p))}
+
+
+def is_portal_id(text: str) -> bool:
+    """Whether ``text`` can be a HubSpot portal id: ASCII digits, at most 19 (an id column holds it)."""
+    return text.isascii() and text.isdigit() and len(text) <= 19
 
 
 def notices_for(events: list[HubSpotEvent], connection_id: int) -> list[Notice]:

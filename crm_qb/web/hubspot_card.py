@@ -46,7 +46,7 @@ MAX_LIMIT, DEFAULT_LIMIT = 20, 5
 def card(contact_id: str) -> Response | tuple[Response, int]:
     """The card's data for one contact of the signed portal."""
     portal = request.args.get("portalId", "")
-    if not portal.isascii() or not portal.isdigit():
+    if not portal.isascii() or not portal.isdigit() or len(portal) > 19:
         return json_error(401, "invalid_signature", "the request names no portalId; only HubSpot's proxy calls this")
     try:
         connections = trusted_connections(b"", {portal})

@@ -141,6 +141,7 @@ def test_an_unknown_portal_is_accepted_and_stores_nothing(app: Flask, client: Fl
     [{**event("contact.creation", 1), "objectId": "abc"}], [{**event("contact.creation", 1), "portalId": True}],
     b"not json", b"[" * 5000 + b"]" * 5000, [event("contact.creation", 1)] * 1001,
     [{**event("contact.merge", 1), "mergedObjectIds": "x"}],
+    [{**event("contact.creation", 1), "portalId": []}], [{**event("contact.creation", 1), "portalId": "9" * 65}],
 ])
 def test_hostile_signed_bodies_are_4xx_json_never_500(app: Flask, client: FlaskClient, body: Any) -> None:
     hubspot_connection(app)
