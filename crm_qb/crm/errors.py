@@ -81,6 +81,11 @@ class CrmValidationError(CrmPermanentError):
         self.field = field
 
 
+class CrmUnrepresentableError(CrmValidationError):
+    """The CRM cannot hold this record as a contact at all (HubSpot: no email and no person's name); a person
+    decides what to do with it, so the sync puts it in review rather than retrying or failing it."""
+
+
 class CrmDuplicateError(CrmValidationError):
     """409: the CRM already has such a record (HubSpot: a contact with that email); ``existing_id`` names it."""
 

@@ -131,6 +131,21 @@ def test_the_app_card_is_answered_for_hubspots_signed_proxy_call(world: World) -
     assert forged.status_code == 401
 
 
+def test_a_company_only_customer_waits_for_review_instead_of_failing(world: World) -> None:
+    customer = world.create_customer(DisplayName="Only A Company Ltd", CompanyName="Only A Company Ltd")
+
+    def reviewed() -> ContactLink | None:
+        with create_app(world.settings).app_context():
+            found = db.session.scalar(select(ContactLink).where(
+                ContactLink.connection_id == world.connection_id, ContactLink.qbo_customer_id == customer["Id"]))
+            db.session.remove()
+        return found if found is not None and found.state == LinkState.REVIEW else None
+
+    link = wait_for(reviewed, timeout=40, what="the company-only customer to wait in review")
+    assert "person's name" in (link.review_reason or "")
+    assert world.contacts() == []
+
+
 def test_hubspot_merge_moves_the_link_and_archive_unlinks(world: World) -> None:
     kept = world.crm_user("POST", "/contacts", {"first_name": "Merge", "last_name": "Keeper",
                                                 "email": "keeper@example.com"})

@@ -20,7 +20,7 @@ from crm_qb.crm.errors import (
     CrmAuthError,
     CrmRateLimitedError,
     CrmUnavailableError,
-    CrmValidationError,
+    CrmUnrepresentableError,
     TaskNotFoundError,
     VersionConflictError,
 )
@@ -124,7 +124,7 @@ def test_a_duplicate_email_answers_the_existing_contact(hubspot: RunningServer) 
 
 
 def test_a_company_only_record_is_refused_with_a_reason(hubspot: RunningServer) -> None:
-    with pytest.raises(CrmValidationError, match="email or a first or last name"):
+    with pytest.raises(CrmUnrepresentableError, match="a company name alone"):
         connector(hubspot).create_contact({"company": "Just A Company"})
 
 

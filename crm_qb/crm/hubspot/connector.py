@@ -28,6 +28,7 @@ from crm_qb.crm.errors import (
     CrmDuplicateError,
     CrmNotFoundError,
     CrmProtocolError,
+    CrmUnrepresentableError,
     CrmValidationError,
     TaskNotFoundError,
     VersionConflictError,
@@ -121,9 +122,9 @@ class HubSpotConnector:
         """Create a contact; an e-mail HubSpot already has answers that contact (its 409 names it)."""
         props = _without_empty(mapping.contact_properties(fields))
         if not mapping.has_identity(props):
-            raise CrmValidationError("HubSpot needs an email or a first or last name to create a contact "
-                                     "(a QuickBooks customer with only a company name is not created in HubSpot)",
-                                     field="email")
+            raise CrmUnrepresentableError("HubSpot needs an email or a person's name to create a contact; add one "
+                                          "to the customer in QuickBooks (a company name alone is not enough)",
+                                          field="email")
         try:
             data = self._write("POST", CONTACTS, {"properties": props}, props)
         except CrmDuplicateError as exc:

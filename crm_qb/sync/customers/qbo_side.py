@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from crm_qb.crm.errors import ContactNotFoundError
+from crm_qb.crm.errors import ContactNotFoundError, CrmUnrepresentableError
 from crm_qb.crm.protocol import Contact
 from crm_qb.models import LinkState
 from crm_qb.sync.context import SyncContext
@@ -87,7 +87,10 @@ def link_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequen
         done(ctx, Record("skip.direction", "qbo_to_crm", "Customer", customer_id,
                           message="no match; the direction does not allow creating CRM contacts"), events)
         return "skipped (direction)"
-    created = ctx.crm.create_contact(crm_create_body(record))
+    try:
+        created = ctx.crm.create_contact(crm_create_body(record))
+    except CrmUnrepresentableError as exc:  # the CRM cannot hold it as a contact: a person decides (mapping.md §3)
+        return review(ctx, LinkRecord(ctx.connection_id, qbo_customer_id=customer_id), [], str(exc), events)
     remember_crm_contact(ctx, created)
     return link_pair(ctx, customer, created, events, "link.created_in_crm")
 
