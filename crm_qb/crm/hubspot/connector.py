@@ -80,6 +80,9 @@ class HubSpotConnector:
     def __init__(self, api: HubSpotApi) -> None:
         self.api = api
         self._properties_checked = False
+        # A connector lives for one job: what it saw there saves calls (a no-op write, a company named again).
+        self._seen: dict[str, Contact] = {}
+        self._companies: dict[str, str | None] = {}
 
     def __repr__(self) -> str:
         return f"HubSpotConnector({self.api.base!r})"
@@ -94,7 +97,7 @@ class HubSpotConnector:
         """The contact (a merged-away id answers its survivor, as HubSpot does); ContactNotFoundError if gone."""
         data = self.api.call("GET", f"{CONTACTS}/{_q(contact_id)}", params=_props(),
                              not_found=ContactNotFoundError)
-        return mapping.contact_from_object(data)
+        return self._remember(mapping.contact_from_object(data))
 
     def find_contacts_by_email(self, email: str) -> list[Contact]:
         """The contact with this e-mail (HubSpot keeps e-mail unique per portal, ignoring case), or none."""
@@ -125,30 +128,36 @@ class HubSpotConnector:
             raise CrmUnrepresentableError("HubSpot needs an email or a person's name to create a contact; add one "
                                           "to the customer in QuickBooks (a company name alone is not enough)",
                                           field="email")
+        company = self._company_id(props.get("company"))
+        body: dict[str, Any] = {"properties": props}
+        if company is not None:  # associated in the same call (docs/hubspot/facts.md §4)
+            body["associations"] = [{"to": {"id": company}, "types": [{
+                "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": mapping.CONTACT_TO_COMPANY}]}]
         try:
-            data = self._write("POST", CONTACTS, {"properties": props}, props)
+            data = self._write("POST", CONTACTS, body, props)
         except CrmDuplicateError as exc:
             if exc.existing_id is None:
                 raise
             log.info("HubSpot already has a contact with that email (correlationId %s); using it",
                      exc.correlation_id)
             return self.get_contact(exc.existing_id)
-        contact = mapping.contact_from_object(data)
-        self._keep_company(contact.id, contact.company)
-        return contact
+        return self._remember(mapping.contact_from_object(data))
 
     def update_contact(self, contact_id: str, version: int, changes: Mapping[str, Any]) -> Contact:
         """Write ``changes`` if the contact's ``updatedAt`` is still ``version``, else VersionConflictError."""
+        props = mapping.contact_properties(changes)
+        known = self._seen.get(contact_id)
+        if not props and known is not None and known.version == version:
+            return known  # nothing HubSpot holds would change (display name, tags)
         current = self.get_contact(contact_id)
         if current.version != version:
             raise VersionConflictError(f"HubSpot contact {contact_id} changed since version {version} "
                                        f"(now {current.version})", status=412)
-        props = mapping.contact_properties(changes)
         if not props:
             return current
         data = self._write("PATCH", f"{CONTACTS}/{_q(current.id)}", {"properties": props}, props,
                            not_found=ContactNotFoundError)
-        updated = mapping.contact_from_object(data)
+        updated = self._remember(mapping.contact_from_object(data))
         if "company" in changes:
             self._keep_company(updated.id, updated.company)
         return updated
@@ -274,24 +283,35 @@ class HubSpotConnector:
             return self.api.call(method, path, json=body, not_found=not_found)
 
     def _keep_company(self, contact_id: str, company: str | None) -> None:
-        """Associate the contact with the one HubSpot company of that name, creating it when there is none."""
-        name = (company or "").strip()
-        if not name:
-            return
-        matches = [c for c in _results(self.api.call("POST", f"{COMPANIES}/search", search=True, json={
-            "filterGroups": [{"filters": [{"propertyName": "name", "operator": "EQ", "value": name}]}],
-            "properties": ["name"], "limit": 10})) if str(c["properties"].get("name") or "").strip().casefold()
-            == name.casefold()]
-        if len(matches) > 1:
-            log.info("HubSpot has %d companies named like contact %s's company; associating none", len(matches),
-                     contact_id)
-            return
-        company_id = matches[0]["id"] if matches else self.api.call(
-            "POST", COMPANIES, json={"properties": {"name": name}})["id"]
-        if company_id in self._associated(contact_id, "companies"):
+        """Associate the contact with the one HubSpot company of that name (created when there is none)."""
+        company_id = self._company_id(company)
+        if company_id is None or company_id in self._associated(contact_id, "companies"):
             return
         self.api.call("PUT", f"/crm/v4/objects/contacts/{_q(contact_id)}/associations/default/companies/"
-                      f"{_q(str(company_id))}", not_found=ContactNotFoundError)
+                      f"{_q(company_id)}", not_found=ContactNotFoundError)
+
+    def _company_id(self, company: str | None) -> str | None:
+        """The id of the one HubSpot company named ``company`` (created when none; None when several or no name)."""
+        name = (company or "").strip()
+        if not name:
+            return None
+        key = name.casefold()
+        if key not in self._companies:
+            matches = [c for c in _results(self.api.call("POST", f"{COMPANIES}/search", search=True, json={
+                "filterGroups": [{"filters": [{"propertyName": "name", "operator": "EQ", "value": name}]}],
+                "properties": ["name"], "limit": 10})) if str(c["properties"].get("name") or "").strip().casefold()
+                == key]
+            if len(matches) > 1:
+                log.info("HubSpot has %d companies with one contact's company name; associating none", len(matches))
+                self._companies[key] = None
+            else:
+                self._companies[key] = str(matches[0]["id"] if matches else self.api.call(
+                    "POST", COMPANIES, json={"properties": {"name": name}})["id"])
+        return self._companies[key]
+
+    def _remember(self, contact: Contact) -> Contact:
+        self._seen[contact.id] = contact
+        return contact
 
     def _associated(self, contact_id: str, to_type: str) -> list[str]:
         """Ids of the objects of ``to_type`` associated with the contact (every page)."""
