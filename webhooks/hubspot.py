@@ -3,8 +3,8 @@
 Verify HubSpot's v3 signature over the raw body (docs/hubspot/facts.md §8.3) against the URL HubSpot called
 (``crm_qb.web.hubspot_signed``), then route each event by its ``portalId`` to the HubSpot connections of that
 portal, store their notices, commit and wake their drains, exactly as ``webhooks/crm.py`` does for one
-connection. A bad or old signature is 401 (HubSpot
-does not retry it), a signed body of another shape 400, an unknown portal 200 (nothing to store).
+connection. A bad or old signature is 401 (HubSpot does not retry it), a signed body of another shape 400, an
+unknown portal 200 (nothing to store).
 """
 
 from __future__ import annotations
