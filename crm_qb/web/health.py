@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from crm_qb.db import db, utcnow
-from crm_qb.models import Connection, EventSource, EventStatus, InboundEvent, QboStatus
+from crm_qb.models import CRM_NEEDS_RECONNECT, Connection, EventSource, EventStatus, InboundEvent, QboStatus
 from crm_qb.runtime import runtime
 from crm_qb.web.errors import json_error
 
@@ -67,10 +67,11 @@ def details() -> tuple[Response, int]:
 def connection_report(connection: Connection) -> dict[str, Any]:
     """One connection's health (``GET /api/v1/connections/<id>/health``): its QBO status and its events."""
     events = _event_counts(_events_of(connection))
-    needs = connection.qbo_status == QboStatus.NEEDS_RECONNECT
+    needs = connection.qbo_status == QboStatus.NEEDS_RECONNECT or connection.crm_status == CRM_NEEDS_RECONNECT
     return {
         "status": "degraded" if needs or events["failed"] else "ok",
         "qbo": {"status": connection.qbo_status.value, "reason": connection.qbo_status_reason},
+        "crm": {"kind": connection.crm_kind, "status": connection.crm_status, "reason": connection.crm_status_reason},
         "events": events, "last_sync_at": _iso(connection.last_sync_at),
     }
 
@@ -106,7 +107,8 @@ def _queues() -> dict[str, Any]:
 def _tenant_problems() -> dict[str, Any]:
     """Whether any connection needs reconnecting or any event failed for good (two indexed EXISTS, for probes)."""
     needs = db.session.scalar(select(select(Connection.id).where(
-        Connection.qbo_status == QboStatus.NEEDS_RECONNECT).exists()))
+        (Connection.qbo_status == QboStatus.NEEDS_RECONNECT) | (Connection.crm_status == CRM_NEEDS_RECONNECT))
+        .exists()))
     failed = db.session.scalar(select(select(InboundEvent.id).where(
         InboundEvent.status == EventStatus.FAILED).exists()))
     db.session.rollback()
@@ -116,7 +118,8 @@ def _tenant_problems() -> dict[str, Any]:
 def _problems() -> dict[str, Any]:
     """Connections that need reconnecting (id, reason) and failed events per connection they concern."""
     rows = db.session.execute(select(Connection.id, Connection.qbo_realm_id, Connection.qbo_status,
-                                     Connection.qbo_status_reason).order_by(Connection.id)).all()
+                                     Connection.qbo_status_reason, Connection.crm_status,
+                                     Connection.crm_status_reason).order_by(Connection.id)).all()
     failed = db.session.execute(
         select(InboundEvent.source, InboundEvent.connection_id, InboundEvent.realm_id, func.count())
         .where(InboundEvent.status == EventStatus.FAILED)
@@ -130,8 +133,16 @@ def _problems() -> dict[str, Any]:
         for owner in owners:
             by_connection[owner] = by_connection.get(owner, 0) + int(count)
     return {"total": len(rows), "failed": sum(int(row[3]) for row in failed), "failed_by_connection": by_connection,
-            "needs_reconnect": [{"id": row.id, "reason": row.qbo_status_reason} for row in rows
-                                if row.qbo_status == QboStatus.NEEDS_RECONNECT]}
+            "needs_reconnect": [{"id": row.id, "reason": _reconnect_reason(row)} for row in rows
+                                if row.qbo_status == QboStatus.NEEDS_RECONNECT
+                                or row.crm_status == CRM_NEEDS_RECONNECT]}
+
+
+def _reconnect_reason(row: Any) -> str | None:
+    """Why a connection must be reconnected: QuickBooks' reason, or its CRM's (HubSpot's OAuth grant)."""
+    if row.qbo_status == QboStatus.NEEDS_RECONNECT:
+        return row.qbo_status_reason  # type: ignore[no-any-return]
+    return f"the CRM: {row.crm_status_reason or 'the authorization was lost'}"
 
 
 def _connections(problems: dict[str, Any]) -> dict[str, Any]:

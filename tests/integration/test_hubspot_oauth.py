@@ -186,6 +186,9 @@ def test_a_revoked_grant_marks_the_connection_needs_reconnect(
         connector(app, connection_id).list_users()
     marked = row(app, connection_id)
     assert marked.crm_status == CRM_NEEDS_RECONNECT and "BAD_REFRESH_TOKEN" in (marked.crm_status_reason or "")
+    assert client.get("/healthz").json["status"] == "degraded"  # a tenant's problem, shown, not a restart
+    page = client.get(f"/admin/connections/{connection_id}").get_data(as_text=True)
+    assert "HubSpot must be reconnected" in page and "Reconnect HubSpot" in page
     with app.app_context(), pytest.raises(CrmNeedsReconnectError):  # no further call to HubSpot's token endpoint
         connector(app, connection_id).list_users()
     install(app, client, hubspot, connection_id)  # reinstalling the app reconnects it

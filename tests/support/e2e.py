@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 from flask import Flask
+from sqlalchemy import func, select
 
 from crm_qb.app import create_app
 from crm_qb.config import Settings
@@ -20,6 +21,7 @@ from crm_qb.crm.hubspot import mapping
 from crm_qb.crm.hubspot.connector import set_up_portal
 from crm_qb.crm.protocol import CONTACT_TEXT_FIELDS
 from crm_qb.db import db
+from crm_qb.models import EventStatus, InboundEvent
 from crm_qb.runtime import runtime
 from tests.conftest import _migrate, _truncate, make_settings
 from tests.support import ROOT, wait_for
@@ -84,6 +86,19 @@ class World:
         """The one contact whose fields include ``wanted``, else None."""
         found = [c for c in self.contacts() if all(c.get(k) == v for k, v in wanted.items())]
         return found[0] if len(found) == 1 else None
+
+    def settled(self) -> bool:
+        """Whether the CRM has no change hook left to deliver and crm-qb no inbound event pending."""
+        if self.crm_kind == "hubspot":
+            state = requests.get(f"{self.crm}/_sandbox/webhooks", timeout=10).json()
+            crm_idle = state["waiting"] == 0 and state["retrying"] == 0
+        else:
+            crm_idle = requests.get(f"{self.crm}/_sandbox/hooks", timeout=10).json()["pending"] == 0
+        with create_app(self.settings).app_context():
+            pending = db.session.scalar(select(func.count()).select_from(InboundEvent).where(
+                InboundEvent.status == EventStatus.PENDING))
+            db.session.remove()
+        return crm_idle and not pending
 
     def point_qbo_webhooks(self, url: str) -> None:
         """Send the realm's webhooks to ``url``."""
