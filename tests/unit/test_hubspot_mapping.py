@@ -123,3 +123,15 @@ def test_owners_are_users() -> None:
     users = [mapping.user_from_owner(o) for o in owners]
     assert all(set(u) == {"id", "name", "email", "active"} for u in users)
     assert users[0]["id"] == str(owners[0]["id"])
+
+
+def test_the_apps_webhooks_cover_every_contact_property_the_sync_reads() -> None:
+    """A property crm-qb syncs but the app does not subscribe to would change in HubSpot without crm-qb hearing."""
+    app = Path(__file__).resolve().parents[2] / "hubspot-app" / "src" / "app" / "webhooks" / "webhooks-hsmeta.json"
+    subscriptions = json.loads(app.read_text())["config"]["subscriptions"]["legacyCrmObjects"]
+    watched = {s["propertyName"] for s in subscriptions if s["subscriptionType"] == "contact.propertyChange"}
+    synced = {name for wire, name in mapping.TEXT_PROPERTIES.items() if wire != "owner_id"}
+    synced |= set(mapping.BILLING_PROPERTIES.values()) | {mapping.SHIPPING_PROPERTY}
+    assert synced <= watched, sorted(synced - watched)
+    kinds = {s["subscriptionType"] for s in subscriptions}
+    assert {"contact.creation", "contact.deletion", "contact.merge", "contact.restore"} <= kinds
