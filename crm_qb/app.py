@@ -64,12 +64,15 @@ def _register_blueprints(app: Flask) -> None:
         errors,
         headers,
         health,
+        hubspot_card,
+        hubspot_oauth,
         oauth_views,
         panel,
         review_pages,
         routing,
     )
     from webhooks import crm as crm_hooks
+    from webhooks import hubspot as hubspot_hooks
     from webhooks import qbo as qbo_hooks
 
     routing.install_converters(app)
@@ -78,6 +81,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(qbo_hooks.bp)
     app.register_blueprint(crm_hooks.bp)
+    app.register_blueprint(hubspot_hooks.bp)
+    app.register_blueprint(hubspot_card.bp)
+    app.register_blueprint(hubspot_oauth.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(panel.bp)
     app.register_blueprint(connection_page.bp)

@@ -140,22 +140,57 @@ def connection() -> None:
 
 
 @connection.command("add")
-@click.option("--crm-url", required=True, help="Base URL of the CRM's REST API (docs/architecture.md §5).")
-@click.option("--crm-token", required=True, help="Bearer token crm-qb uses to call the CRM.")
+@click.option("--crm", "crm_kind", type=click.Choice(["rest", "hubspot"]), default="rest", show_default=True,
+              help="The CRM's kind: the REST contract (docs/architecture.md §5) or HubSpot (README, \"HubSpot\").")
+@click.option("--crm-url", default=None, help="Base URL of the CRM's API (rest: required; hubspot: default "
+                                              "CRM_QB_HUBSPOT_API_BASE).")
+@click.option("--crm-token", default=None, help="Bearer token crm-qb uses to call the CRM (rest: required).")
+@click.option("--hubspot-token", default=None, help="hubspot: a private-app access token.")
+@click.option("--hubspot-oauth", is_flag=True, help="hubspot: connect later through HubSpot's OAuth install.")
+@click.option("--hubspot-client-secret", default=None,
+              help="hubspot: the secret that signs this portal's webhooks and card requests, when it is not "
+                   "CRM_QB_HUBSPOT_CLIENT_SECRET (e.g. a private app's client secret).")
 @click.option("--name", default=None, help="A name for people to recognise the connection by.")
 @click.option("--crm-web-origin", default=None,
               help="Where the CRM's web pages live (the only origin that may frame the panel); default: the "
-                   "origin of --crm-url.")
-def connection_add(crm_url: str, crm_token: str, name: str | None, crm_web_origin: str | None) -> None:
+                   "origin of --crm-url (hubspot: CRM_QB_HUBSPOT_APP_BASE).")
+def connection_add(crm_kind: str, crm_url: str | None, crm_token: str | None, hubspot_token: str | None,
+                   hubspot_oauth: bool, hubspot_client_secret: str | None, name: str | None,
+                   crm_web_origin: str | None) -> None:
     """Create a connection and print it as JSON (the API key and hook secret are shown only here)."""
     from crm_qb.connections import create_connection
     from crm_qb.runtime import runtime
 
     app = _app()
     with app.app_context():
-        created = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name=name,
-                                    crm_web_origin=crm_web_origin)
+        if crm_kind == "hubspot":
+            created = _add_hubspot(app, crm_url, hubspot_token or crm_token, hubspot_oauth, hubspot_client_secret,
+                                   name, crm_web_origin)
+        else:
+            if not crm_url or not crm_token:
+                raise CliError("--crm-url and --crm-token are required for a CRM of kind rest")
+            created = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name=name,
+                                        crm_web_origin=crm_web_origin)
         click.echo(json.dumps(created.as_json()))
+
+
+def _add_hubspot(app: Any, api_base: str | None, token: str | None, oauth: bool, client_secret: str | None,
+                 name: str | None, web_origin: str | None) -> Any:
+    """A HubSpot connection: with a private-app token (portal read, properties created) or waiting for OAuth."""
+    from crm_qb.connections import create_hubspot_connection
+    from crm_qb.crm.hubspot.connector import set_up_portal
+    from crm_qb.runtime import runtime
+
+    rt = runtime(app)
+    base = api_base or rt.settings.hubspot_api_base
+    if bool(token) == oauth:
+        raise CliError("give either --hubspot-token (a private app) or --hubspot-oauth (HubSpot's OAuth install)")
+    if oauth and not rt.hubspot.oauth_ready:
+        raise CliError("--hubspot-oauth needs CRM_QB_HUBSPOT_CLIENT_ID and CRM_QB_HUBSPOT_CLIENT_SECRET")
+    portal = set_up_portal(base, token) if token else None
+    return create_hubspot_connection(rt.secrets, api_base=base, token=token, name=name, portal_id=portal,
+                                     client_secret=client_secret,
+                                     web_origin_url=web_origin or rt.settings.hubspot_app_base)
 
 
 @connection.command("list")
@@ -359,16 +394,21 @@ def sandbox_hubspot(host: str, port: int, persist_path: str | None, portal_id: i
               type=click.IntRange(1, 65535))
 @click.option("--crm-sandbox-port", default=DEFAULT_CRM_SANDBOX_PORT, show_default=True,
               type=click.IntRange(1, 65535))
-def up(port: int, qbo_sandbox_port: int, crm_sandbox_port: int) -> None:
+@click.option("--crm", "crm_kind", type=click.Choice(["rest", "hubspot"]), default="rest", show_default=True,
+              help="The demo CRM: the reference CRM (rest) or the local HubSpot.")
+@click.option("--hubspot-sandbox-port", default=DEFAULT_HUBSPOT_SANDBOX_PORT, show_default=True,
+              type=click.IntRange(1, 65535))
+def up(port: int, qbo_sandbox_port: int, crm_sandbox_port: int, crm_kind: str, hubspot_sandbox_port: int) -> None:
     """Run everything on embedded defaults in the foreground: sandboxes, web, worker, scheduler."""
     from crm_qb.up import run_up
 
     settings = _settings()
-    for option, value in (("--port", port), ("--qbo-sandbox-port", qbo_sandbox_port),
-                          ("--crm-sandbox-port", crm_sandbox_port)):
+    crm_option, crm_port = (("--hubspot-sandbox-port", hubspot_sandbox_port) if crm_kind == "hubspot"
+                            else ("--crm-sandbox-port", crm_sandbox_port))
+    for option, value in (("--port", port), ("--qbo-sandbox-port", qbo_sandbox_port), (crm_option, crm_port)):
         _require_free("127.0.0.1", value, option)
     _setup_logging(settings)
-    sys.exit(run_up(settings, web_port=port, qbo_port=qbo_sandbox_port, crm_port=crm_sandbox_port))
+    sys.exit(run_up(settings, web_port=port, qbo_port=qbo_sandbox_port, crm_port=crm_port, crm_kind=crm_kind))
 
 
 @main.command("admin-url")
@@ -486,6 +526,24 @@ def connection_demo(crm_url: str, crm_token: str, realm_id: str, web_url: str, b
     if backfill:
         runtime(app).jobs.backfill(made["id"])
     click.echo(json.dumps({"id": made["id"], "realm_id": made["realm_id"]}))
+
+
+@connection.command("demo-hubspot", hidden=True)
+@click.option("--api-base", required=True)
+@click.option("--token", required=True)
+@click.option("--realm", "realm_id", required=True)
+@click.option("--web-url", required=True)
+@click.option("--backfill/--no-backfill", default=True, help="Enqueue the backfill that links existing contacts.")
+def connection_demo_hubspot(api_base: str, token: str, realm_id: str, web_url: str, backfill: bool) -> None:
+    """For ``crm-qb up --crm hubspot``: connect the local HubSpot to a sandbox realm; print the id as JSON."""
+    from crm_qb.demo_hubspot import wire_hubspot_demo
+    from crm_qb.runtime import runtime
+
+    app = _app()
+    made = wire_hubspot_demo(app, api_base=api_base, token=token, realm_id=realm_id, web_url=web_url)
+    if backfill:
+        runtime(app).jobs.backfill(made["id"])
+    click.echo(json.dumps({"id": made["id"], "realm_id": made["realm_id"], "portal_id": made["portal_id"]}))
 
 
 @main.command("backfill")

@@ -60,6 +60,15 @@ class Settings:
     operator_token: str | None = None
     # Seconds between the attempts of an event whose other side failed for now (crm_qb.sync.rules.retry).
     retry_schedule: tuple[float, ...] = TRANSIENT_SCHEDULE
+    hubspot_api_base: str = "https://api.hubapi.com"
+    hubspot_app_base: str = "https://app.hubspot.com"
+    hubspot_client_id: str = ""
+    hubspot_client_secret: str = ""
+    hubspot_app_id: str = ""
+    hubspot_redirect_uri: str = ""
+    hubspot_rate_per_10s: int = 100
+    hubspot_daily_limit: int = 250_000
+    hubspot_search_per_second: int = 4
     generated: tuple[str, ...] = field(default=())
 
     @property
@@ -70,6 +79,7 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value among the settings, for log redaction (crm_qb.logs)."""
         values = (self.secret_key, *self.encryption_keys, self.qbo_client_secret, self.qbo_webhook_verifier_token,
+                  self.hubspot_client_secret,
                   self.operator_token or "")
         return tuple(value for value in values if value)
 
@@ -106,6 +116,16 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str |
         event_retention_days=_whole(env, "EVENT_RETENTION_DAYS", 30),
         operator_token=_operator_token(env),
         retry_schedule=_retry_schedule(env),
+        hubspot_api_base=_url(env, "HUBSPOT_API_BASE", "https://api.hubapi.com").rstrip("/"),
+        hubspot_app_base=_url(env, "HUBSPOT_APP_BASE", "https://app.hubspot.com").rstrip("/"),
+        hubspot_client_id=env.get(PREFIX + "HUBSPOT_CLIENT_ID", ""),
+        hubspot_client_secret=env.get(PREFIX + "HUBSPOT_CLIENT_SECRET", ""),
+        hubspot_app_id=env.get(PREFIX + "HUBSPOT_APP_ID", ""),
+        hubspot_redirect_uri=(env.get(PREFIX + "HUBSPOT_REDIRECT_URI")
+                              or public_url.rstrip("/") + "/hubspot/oauth/callback"),
+        hubspot_rate_per_10s=_positive_int(env, "HUBSPOT_RATE_PER_10S", 100),
+        hubspot_daily_limit=_positive_int(env, "HUBSPOT_DAILY_LIMIT", 250_000),
+        hubspot_search_per_second=_positive_int(env, "HUBSPOT_SEARCH_PER_SECOND", 4),
         generated=tuple(dev_keys.generated),
     )
 

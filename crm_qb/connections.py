@@ -21,7 +21,7 @@ from crm_qb.crm.factory import DEFAULT_KIND, check_kind
 from crm_qb.crypto import SecretBox, hash_api_key, new_api_key
 from crm_qb.db import db
 from crm_qb.errors import PermanentError
-from crm_qb.models import Connection
+from crm_qb.models import CRM_CONNECTED, CRM_NOT_CONNECTED, Connection
 
 _HOST = re.compile(r"[a-z0-9._\-]+|[0-9a-f:.]+")  # a DNS name or an IPv4/IPv6 address (urlparse lower-cases it)
 
@@ -44,8 +44,12 @@ class NewConnection:
 
     def as_json(self) -> dict[str, Any]:
         """The object ``crm-qb connection add`` prints (docs/architecture.md §6; README, "The crm-qb command")."""
-        return {"id": self.connection.id, "name": self.connection.name, "crm_url": self.connection.crm_base_url,
-                "api_key": self.api_key, "crm_hook_secret": self.crm_hook_secret}
+        found = {"id": self.connection.id, "name": self.connection.name, "crm_url": self.connection.crm_base_url,
+                 "api_key": self.api_key, "crm_hook_secret": self.crm_hook_secret}
+        if self.connection.crm_kind != "rest":
+            found.update(crm_kind=self.connection.crm_kind, crm_account_id=self.connection.crm_account_id,
+                         crm_status=self.connection.crm_status)
+        return found
 
 
 def create_connection(box: SecretBox, *, crm_url: str, crm_token: str, name: str | None = None,
@@ -68,6 +72,34 @@ def create_connection(box: SecretBox, *, crm_url: str, crm_token: str, name: str
         crm_web_origin=origin, crm_token_encrypted=box.encrypt(crm_token.strip()),
         crm_hook_secret_encrypted=box.encrypt(hook_secret), api_key_hash=hash_api_key(api_key),
         panel_secret=new_panel_secret(), settings={},
+    )
+    db.session.add(connection)
+    db.session.commit()
+    return NewConnection(connection, api_key, hook_secret)
+
+
+def create_hubspot_connection(box: SecretBox, *, api_base: str, token: str | None, name: str | None = None,
+                              portal_id: str | None = None, client_secret: str | None = None,
+                              web_origin_url: str = "https://app.hubspot.com") -> NewConnection:
+    """Create and commit a HubSpot connection (DESIGN §10).
+
+    With a private-app ``token`` the connection is ready at once (``portal_id`` is the token's portal, read by the
+    caller with ``crm_qb.crm.hubspot.connector.set_up_portal``, which also creates the QuickBooks properties).
+    Without one it waits for HubSpot's OAuth install (``crm_status`` "not_connected", README "HubSpot").
+    ``client_secret`` is the secret that signs this portal's webhooks and card requests when it is not the
+    installation's app (``CRM_QB_HUBSPOT_CLIENT_SECRET``), e.g. a private app's own client secret.
+    """
+    parsed = urlparse(api_base or "")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or len(api_base) > 500:
+        raise InvalidConnectionInput(f"--crm-url must be HubSpot's API URL (http(s), at most 500 characters), "
+                                     f"got {api_base!r}")
+    api_key, hook_secret = new_api_key(), (client_secret or "").strip() or secrets.token_urlsafe(32)
+    connection = Connection(
+        name=(name or f"HubSpot {portal_id or 'portal'}")[:200], crm_kind="hubspot",
+        crm_base_url=api_base.rstrip("/"), crm_web_origin=web_origin(web_origin_url),
+        crm_token_encrypted=box.encrypt((token or "").strip()), crm_hook_secret_encrypted=box.encrypt(hook_secret),
+        crm_account_id=portal_id, crm_status=CRM_CONNECTED if (token or "").strip() else CRM_NOT_CONNECTED,
+        api_key_hash=hash_api_key(api_key), panel_secret=new_panel_secret(), settings={},
     )
     db.session.add(connection)
     db.session.commit()
@@ -158,6 +190,10 @@ def describe(connection: Connection) -> dict[str, Any]:
     return {
         "id": connection.id, "name": connection.name, "crm_kind": connection.crm_kind,
         "crm_url": connection.crm_base_url, "crm_web_origin": crm_web_origin(connection),
+        "crm": {"status": connection.crm_status, "reason": connection.crm_status_reason,
+                "account_id": connection.crm_account_id,
+                "auth": "oauth" if connection.crm_refresh_token_encrypted else "token",
+                "access_token_expires_at": iso(connection.crm_access_expires_at)},
         "qbo": {
             "status": connection.qbo_status.value, "reason": connection.qbo_status_reason,
             "realm_id": connection.qbo_realm_id, "company_name": connection.qbo_company_name,

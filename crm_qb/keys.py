@@ -48,6 +48,22 @@ class RedisKeys:
         waited:<hour> seconds)."""
         return f"{self.prefix}:qbo:budget:{{{realm_id}}}:{part}"
 
+    def hubspot_budget(self, portal_id: str, part: str) -> str:
+        """A sorted set of a HubSpot portal's rate budget (``part``: burst-window, search-window, inflight...)."""
+        return f"{self.prefix}:hubspot:budget:{{{portal_id}}}:{part}"
+
+    def hubspot_daily(self, portal_id: str, day: str) -> str:
+        """The count of a HubSpot portal's API calls on one ``day`` (YYYY-MM-DD, UTC)."""
+        return f"{self.prefix}:hubspot:daily:{{{portal_id}}}:{day}"
+
+    def hubspot_token_lock(self, connection_id: int | str) -> str:
+        """The lock around a connection's HubSpot token refresh (and its connect)."""
+        return f"{self.prefix}:hubspot:refresh:{connection_id}"
+
+    def hubspot_oauth_state(self, state: str) -> str:
+        """The pending OAuth ``state`` of a HubSpot install that was started and not finished yet."""
+        return f"{self.prefix}:hubspot:oauth-state:{state}"
+
     def oauth_state(self, state: str) -> str:
         """The pending OAuth ``state`` of a connect that was started and not finished yet."""
         return f"{self.prefix}:qbo:oauth-state:{state}"

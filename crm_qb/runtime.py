@@ -16,6 +16,7 @@ from flask import Flask, current_app
 from redis import Redis
 
 from crm_qb.config import Settings
+from crm_qb.crm.hubspot.config import HubSpotConfig
 from crm_qb.crypto import SecretBox
 from crm_qb.jobqueue import JobQueue
 from crm_qb.keys import RedisKeys
@@ -44,7 +45,22 @@ class Runtime:
 
     def sync_services(self) -> SyncServices:
         """What the domain needs of the outside world, for one job or request."""
-        return SyncServices(self.qbo, self.secrets, self.redis, self.keys, self.jobs, self.settings.retry_schedule)
+        return SyncServices(self.qbo, self.secrets, self.redis, self.keys, self.jobs, self.settings.retry_schedule,
+                            self.hubspot)
+
+    @property
+    def hubspot(self) -> HubSpotConfig:
+        """The HubSpot app settings (CRM_QB_HUBSPOT_*) as the connector takes them."""
+        return hubspot_config(self.settings)
+
+
+def hubspot_config(settings: Settings) -> HubSpotConfig:
+    """The HubSpot part of ``settings``."""
+    s = settings
+    return HubSpotConfig(api_base=s.hubspot_api_base, app_base=s.hubspot_app_base, client_id=s.hubspot_client_id,
+                         client_secret=s.hubspot_client_secret, app_id=s.hubspot_app_id,
+                         redirect_uri=s.hubspot_redirect_uri, burst_per_10s=s.hubspot_rate_per_10s,
+                         daily_limit=s.hubspot_daily_limit, search_per_second=s.hubspot_search_per_second)
 
 
 def build_runtime(settings: Settings, job_queue: Callable[[Redis, RedisKeys], JobQueue]) -> Runtime:

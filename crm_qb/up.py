@@ -29,11 +29,15 @@ CRM_SANDBOX_PORT = 8702
 DEMO_CONTACTS = 5
 QBO_SANDBOX_DB = "qbo-sandbox.sqlite3"
 CRM_SANDBOX_DB = "crm-sandbox.sqlite3"
+HUBSPOT_SANDBOX_DB = "hubspot-sandbox.sqlite3"
+HUBSPOT_DEMO_CONTACTS = (("Grace", "Hopper", "Cobol Works", "cobol.example"),
+                         ("Alan", "Turing", "Bletchley Systems", "bletchley.example"),
+                         ("Katherine", "Johnson", "Orbital Maths", "orbital.example"))
 WEB_READY_SECONDS = 60
 
 
 def run_up(settings: Settings, web_port: int = 5000, qbo_port: int = QBO_SANDBOX_PORT,
-           crm_port: int = CRM_SANDBOX_PORT) -> int:
+           crm_port: int = CRM_SANDBOX_PORT, crm_kind: str = "rest") -> int:
     """Start every process and block until stopped; return the exit status."""
     _require_redis(settings)
     sup = Supervisor(redact=Redactor(settings.secrets()).redact)
@@ -48,17 +52,19 @@ def run_up(settings: Settings, web_port: int = 5000, qbo_port: int = QBO_SANDBOX
                                             "--db", str(settings.instance_path / QBO_SANDBOX_DB)], wait_for_json=True)
             qbo_info = qbo.ready_line or {}
             env.update(_local_qbo_env(qbo_info))
-            crm_info = _start_demo_crm(sup, cli, qbo_info, web_port, crm_port, env, settings)
+            start = _start_demo_hubspot if crm_kind == "hubspot" else _start_demo_crm
+            crm_info = start(sup, cli, qbo_info, web_port, crm_port, env, settings)
         sup.start("web", [*cli, "web", "--port", str(web_port), "--workers", "2"], env=env)
         sup.start("worker", [*cli, "worker"], env=env)
         sup.start("scheduler", [*cli, "scheduler"], env=env)
         _wait_for_web(web_port)
         if qbo_info and crm_info:
             _register_qbo_webhooks(qbo_info, web_port)
-            crm_info["seeded"] = _seed_demo_contacts(crm_info)
+            seed = _seed_hubspot_contacts if crm_kind == "hubspot" else _seed_demo_contacts
+            crm_info["seeded"] = seed(crm_info)
         _say_ready(web_port, qbo_info)
         if crm_info:
-            _say_try(crm_info, qbo_info or {})
+            (_say_try_hubspot if crm_kind == "hubspot" else _say_try)(crm_info, qbo_info or {})
     except Exception:
         sup.stop()
         raise
@@ -127,6 +133,62 @@ def _start_demo_crm(sup: Supervisor, cli: list[str], qbo_info: dict[str, Any], w
     if code != 0:
         raise ConfigError(f"wiring the demo connection failed (exit code {code})")
     return dict(info)
+
+
+def _start_demo_hubspot(sup: Supervisor, cli: list[str], qbo_info: dict[str, Any], web_port: int, port: int,
+                        env: dict[str, str], settings: Settings) -> dict[str, Any]:
+    """Start the local HubSpot (its state kept in the instance folder), make crm-qb HubSpot's app for it (its
+    client secret verifies the portal's webhooks and card requests) and wire the demo connection."""
+    hubspot = sup.start("hubspot-sandbox", [*cli, "sandbox", "hubspot", "--port", str(port),
+                                            "--db", str(settings.instance_path / HUBSPOT_SANDBOX_DB)],
+                        wait_for_json=True)
+    info = hubspot.ready_line or {}
+    env.update(_local_hubspot_env(info))
+    code = sup.run_once("demo-connection", [*cli, "connection", "demo-hubspot", "--api-base", str(info["api_base"]),
+                                            "--token", str(info["token"]), "--realm", str(qbo_info["realm_id"]),
+                                            "--web-url", f"http://127.0.0.1:{web_port}"], env=env)
+    if code != 0:
+        raise ConfigError(f"wiring the HubSpot demo connection failed (exit code {code})")
+    return dict(info)
+
+
+def _local_hubspot_env(info: dict[str, Any]) -> dict[str, str]:
+    return {
+        "CRM_QB_HUBSPOT_API_BASE": str(info.get("api_base", "")),
+        "CRM_QB_HUBSPOT_APP_BASE": str(info.get("app_base", "")),
+        "CRM_QB_HUBSPOT_CLIENT_ID": str(info.get("client_id", "")),
+        "CRM_QB_HUBSPOT_CLIENT_SECRET": str(info.get("client_secret", "")),
+        "CRM_QB_HUBSPOT_APP_ID": str(info.get("app_id", "")),
+    }
+
+
+def _seed_hubspot_contacts(info: dict[str, Any]) -> list[str]:
+    """Create a few HubSpot contacts through HubSpot's API the first time (their webhooks link them). Their ids."""
+    api, headers = str(info["api_base"]).rstrip("/"), {"Authorization": f"Bearer {info['token']}"}
+    existing = requests.get(f"{api}/crm/v3/objects/contacts", params={"limit": DEMO_CONTACTS}, headers=headers,
+                            timeout=10)
+    existing.raise_for_status()
+    if existing.json().get("results"):
+        return [str(contact["id"]) for contact in existing.json()["results"]]
+    inputs = [{"properties": {"firstname": first, "lastname": last, "email": f"{first.lower()}@{domain}",
+                              "company": company, "phone": f"+1 555 010{n}"}}
+              for n, (first, last, company, domain) in enumerate(HUBSPOT_DEMO_CONTACTS)]
+    made = requests.post(f"{api}/crm/v3/objects/contacts/batch/create", json={"inputs": inputs}, headers=headers,
+                         timeout=10)
+    made.raise_for_status()
+    return [str(contact["id"]) for contact in made.json().get("results", [])]
+
+
+def _say_try_hubspot(info: dict[str, Any], qbo_info: dict[str, Any]) -> None:
+    first = (info.get("seeded") or ["<id>"])[0]
+    record = str(info.get("record_url_template") or "").replace("{id}", str(first))
+    print("Try it:\n"
+          f"  a HubSpot contact record   {record}   (its QuickBooks app card and panel)\n"
+          f"  HubSpot's API              {info.get('api_base')}/crm/v3/objects/contacts   (bearer token in\n"
+          f"                             {info.get('api_base')}/_sandbox/info)\n"
+          f"  and the QBO sandbox        {qbo_info.get('app_base')}   (demo realm {qbo_info.get('realm_id')})\n"
+          "  edit a contact in HubSpot (its /_sandbox/objects control API acts as a HubSpot user), or the customer\n"
+          "  in QBO, and watch the other side follow within seconds.\n", flush=True)
 
 
 def _seed_demo_contacts(info: dict[str, Any]) -> list[str]:

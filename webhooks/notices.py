@@ -167,10 +167,10 @@ _LEGACY = _LegacySchema()
 def parse_qbo(body: Any) -> list[Notice]:
     """Turn a decoded Intuit webhook body (either format) into notices; PayloadError if it is neither."""
     if isinstance(body, list):
-        events = _load(_CLOUDEVENTS, body)
+        events = load(_CLOUDEVENTS, body)
         return [_cloudevent(raw, event) for raw, event in zip(body, events, strict=True)]
     if isinstance(body, dict) and "eventNotifications" in body:
-        loaded = _load(_LEGACY, body)
+        loaded = load(_LEGACY, body)
         return [_legacy_entity(note["realmId"], raw_entity, entity)
                 for raw_note, note in zip(body["eventNotifications"], loaded["eventNotifications"], strict=True)
                 for raw_entity, entity in zip(raw_note["dataChangeEvent"]["entities"],
@@ -246,7 +246,7 @@ def parse_crm(body: Any, connection_id: int) -> list[Notice]:
     """Turn a decoded CRM change-hook body into notices; raise PayloadError naming the first bad field."""
     if not isinstance(body, dict):
         raise PayloadError("body", "expected an object with an events array")
-    loaded = _load(_CRM_HOOK, body)
+    loaded = load(_CRM_HOOK, body)
     return [_crm_notice(raw, event, connection_id) for raw, event in zip(body["events"], loaded["events"],
                                                                             strict=True)]
 
@@ -262,7 +262,8 @@ def _crm_notice(raw: dict[str, Any], event: dict[str, Any], connection_id: int) 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
 
-def _load(schema: Schema, body: Any) -> Any:
+def load(schema: Schema, body: Any) -> Any:
+    """Load ``body`` with ``schema``; PayloadError naming the first bad field (a dotted path)."""
     try:
         return schema.load(body)
     except ValidationError as exc:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from crm_qb.db import db, utcnow
 from crm_qb.keys import JobIds, RedisKeys
-from crm_qb.models import Connection, EventSource, QboStatus
+from crm_qb.models import CRM_CONNECTED, Connection, EventSource, QboStatus
 from crm_qb.runtime import runtime
 from crm_qb.sync.context import build_context
 from crm_qb.sync.pipeline import outage
@@ -72,7 +72,7 @@ def poll_crm_connection(connection_id: int) -> int:
     services = runtime().sync_services()
     ctx = build_context(services, connection_id, _job_id())
     try:
-        if not ctx.settings.enabled:
+        if not ctx.settings.enabled or not _crm_connected(connection_id):
             return 0
         stored = poll_crm_changes(ctx)
         if stored:
@@ -84,6 +84,13 @@ def poll_crm_connection(connection_id: int) -> int:
         raise
     finally:
         ctx.close()
+
+
+def _crm_connected(connection_id: int) -> bool:
+    """False while the CRM's authorization is lost (HubSpot OAuth revoked): nothing to poll until reconnected."""
+    status = db.session.scalar(select(Connection.crm_status).where(Connection.id == connection_id))
+    db.session.rollback()
+    return status == CRM_CONNECTED
 
 
 def _note_outage(connection_id: int, exc: BaseException) -> None:
@@ -131,6 +138,8 @@ def _due_polls(connection: Connection, settings: SyncSettings, now: datetime) ->
         return [("backfill", settings.cdc_poll_seconds)]
     polls = []
     for side, last in ((QBO, connection.cdc_cursor), (CRM, connection.crm_polled_at)):
+        if side == CRM and connection.crm_status != CRM_CONNECTED:
+            continue
         every = outage.PROBE_EVERY_SECONDS if connection.outage_side == side else settings.cdc_poll_seconds
         if last is None or (now - last).total_seconds() >= every:
             polls.append((side, every))

@@ -23,6 +23,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.worker import SimpleWorker
 
+from crm_qb.crm.errors import CrmNeedsReconnectError
 from crm_qb.db import db
 from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
@@ -34,10 +35,11 @@ log = logging.getLogger(__name__)
 
 REDIS_WAIT_SECONDS = 1.0
 
-# Conditions a person must act on (reconnect QuickBooks), already recorded on the connection where they arise:
-# a job stopped by one is reported in one line, not with a traceback (a traceback says "bug").
+# Conditions a person must act on (reconnect QuickBooks or the CRM), already recorded on the connection where they
+# arise: a job stopped by one is reported in one line, not with a traceback (a traceback says "bug").
 # A throttled company (RealmThrottledError) is expected too: the job is retried from RQ's delayed set.
-EXPECTED: tuple[type[BaseException], ...] = (NeedsReconnectError, NotConnectedError, RealmThrottledError)
+EXPECTED: tuple[type[BaseException], ...] = (NeedsReconnectError, NotConnectedError, RealmThrottledError,
+                                             CrmNeedsReconnectError)
 
 
 class AppWorker(SimpleWorker):

@@ -12,15 +12,17 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from crm_qb.crm import rest
+from crm_qb.crm.environment import CrmEnvironment
+from crm_qb.crm.hubspot import connector as hubspot
 from crm_qb.crm.protocol import CrmConnector
-from crm_qb.crypto import SecretBox
 from crm_qb.errors import PermanentError
 from crm_qb.models import Connection
 
-Builder = Callable[[Connection, SecretBox], CrmConnector]
+Builder = Callable[[Connection, CrmEnvironment], CrmConnector]
 
 BUILDERS: Mapping[str, Builder] = MappingProxyType({
     rest.KIND: rest.connector_for,
+    hubspot.KIND: hubspot.connector_for,
 })
 KINDS: tuple[str, ...] = tuple(BUILDERS)
 DEFAULT_KIND = rest.KIND
@@ -37,6 +39,6 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def connector_for(connection: Connection, secrets: SecretBox) -> CrmConnector:
+def connector_for(connection: Connection, environment: CrmEnvironment) -> CrmConnector:
     """A new connector for ``connection``'s CRM (the caller closes it)."""
-    return BUILDERS[check_kind(connection.crm_kind)](connection, secrets)
+    return BUILDERS[check_kind(connection.crm_kind)](connection, environment)

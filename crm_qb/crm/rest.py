@@ -22,6 +22,7 @@ from urllib.parse import quote
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from crm_qb.crm.environment import CrmEnvironment
 from crm_qb.crm.errors import (
     ContactNotFoundError,
     CrmAuthError,
@@ -37,7 +38,6 @@ from crm_qb.crm.errors import (
     VersionConflictError,
 )
 from crm_qb.crm.protocol import Contact, ContactPage, NewTask, Task
-from crm_qb.crypto import SecretBox
 from crm_qb.models import Connection
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,9 @@ UNSENT_SAFE_STATUSES = (429, 503)
 EMAIL_PAGE_SIZE = 100
 
 
-def connector_for(connection: Connection, secrets: SecretBox) -> RestConnector:
+def connector_for(connection: Connection, environment: CrmEnvironment) -> RestConnector:
     """The REST connector of a connection of kind ``rest``: its CRM URL and its decrypted token."""
-    return RestConnector(connection.crm_base_url, secrets.decrypt(connection.crm_token_encrypted))
+    return RestConnector(connection.crm_base_url, environment.secrets.decrypt(connection.crm_token_encrypted))
 
 
 class RestConnector:

@@ -2,7 +2,14 @@
 
 from crm_qb.models.audit_entry import AuditEntry
 from crm_qb.models.conflict import Conflict, ConflictStatus
-from crm_qb.models.connection import Connection, QboReference, QboStatus
+from crm_qb.models.connection import (
+    CRM_CONNECTED,
+    CRM_NEEDS_RECONNECT,
+    CRM_NOT_CONNECTED,
+    Connection,
+    QboReference,
+    QboStatus,
+)
 from crm_qb.models.contact_link import ContactLink, LinkState
 from crm_qb.models.folder_item import FolderItem
 from crm_qb.models.follow_up import FollowUp, FollowUpStatus
@@ -10,6 +17,9 @@ from crm_qb.models.inbound_event import EventSource, EventStatus, InboundEvent
 from crm_qb.models.qbo_customer import QboCustomer
 
 __all__ = [
+    "CRM_CONNECTED",
+    "CRM_NEEDS_RECONNECT",
+    "CRM_NOT_CONNECTED",
     "AuditEntry",
     "Conflict",
     "ConflictStatus",

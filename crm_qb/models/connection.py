@@ -26,6 +26,10 @@ class QboStatus(enum.Enum):
     DISCONNECTED = "disconnected"
 
 
+# Where a connection stands with its CRM (``connections.crm_status``): only OAuth grants ever leave "connected".
+CRM_CONNECTED, CRM_NEEDS_RECONNECT, CRM_NOT_CONNECTED = "connected", "needs_reconnect", "not_connected"
+
+
 class Connection(Timestamps, db.Model):  # type: ignore[name-defined,misc]
     """A CRM account and its QBO company, with their encrypted credentials and per-connection settings."""
 
@@ -40,6 +44,14 @@ class Connection(Timestamps, db.Model):  # type: ignore[name-defined,misc]
     crm_web_origin: Mapped[str | None] = mapped_column(Key(500))
     crm_token_encrypted: Mapped[str] = mapped_column(PlainText)
     crm_hook_secret_encrypted: Mapped[str] = mapped_column(PlainText)
+    # The CRM's own account id (HubSpot's portal id): webhooks and app-card requests find their connections by it.
+    crm_account_id: Mapped[str | None] = mapped_column(Key(64), index=True)
+    # A CRM OAuth grant (HubSpot): the refresh token and when the access token (crm_token_encrypted) expires.
+    crm_refresh_token_encrypted: Mapped[str | None] = mapped_column(PlainText)
+    crm_access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # "connected", or "needs_reconnect" when the CRM refused the grant (crm_qb.crm.errors.CrmNeedsReconnectError).
+    crm_status: Mapped[str] = mapped_column(Key(32), default="connected", server_default="connected")
+    crm_status_reason: Mapped[str | None] = mapped_column(PlainText)
     api_key_hash: Mapped[str] = mapped_column(Key(64), unique=True)
     # Mixed into the key that signs this connection's panel tokens; a new value revokes them all (None: legacy rows).
     panel_secret: Mapped[str | None] = mapped_column(Key(64))

@@ -1,5 +1,7 @@
 """A per-company request budget shared by every process through Redis.
 
+The same budget, with its own keys, paces each HubSpot portal (``crm_qb.crm.hubspot.limits``).
+
 Intuit allows 500 requests per minute and 10 in flight per realm and app (docs/qbo/facts.md §4). Each request takes a
 *slot*: one entry in a rolling-window sorted set (scored by grant, then release time) and one lease in an
 in-flight sorted set (scored by lease expiry). Both checks and the grant happen in one Lua script, so no two
@@ -106,6 +108,8 @@ class RateBudget:
         lease_seconds: float = 150.0,
         poll_interval: float = 0.05,
         keys: RedisKeys | None = None,
+        key: Callable[[str, str], str] | None = None,
+        name: str = "QBO",
     ) -> None:
         if per_minute < 1 or concurrent < 1:
             raise ValueError(f"per_minute and concurrent must be positive, got {per_minute!r}, {concurrent!r}")
@@ -119,7 +123,9 @@ class RateBudget:
         self._window = window
         self._lease_seconds = lease_seconds  # longer than any request may run (Intuit times out at 120 s)
         self._poll = poll_interval
-        self._keys = keys or RedisKeys()
+        # ``key`` names the sorted sets of another service's budget (HubSpot's portals: RedisKeys.hubspot_budget).
+        self._key_of = key or (keys or RedisKeys()).rate_budget
+        self._name = name
         self._acquire_script = redis.register_script(_ACQUIRE)
 
     @contextmanager
@@ -146,8 +152,8 @@ class RateBudget:
                     self._record_wait(realm_id, now - started, now)
                 return Slot(realm_id=realm_id, lease_id=lease_id, granted_at=now, cost=cost)
             if deadline is not None and (now >= deadline or (held and now + wait > deadline)):
-                log.warning("QBO rate budget: no slot within %s s realm=%s", timeout, realm_id)
-                raise RateBudgetTimeout(f"no QBO request slot free for realm {realm_id} within {timeout} s",
+                log.warning("%s rate budget: no slot within %s s account=%s", self._name, timeout, realm_id)
+                raise RateBudgetTimeout(f"no {self._name} request slot free for {realm_id} within {timeout} s",
                                         retry_after=wait)
             self._sleep(self._pause(wait, now, deadline))
 
@@ -208,4 +214,4 @@ class RateBudget:
             pipe.execute()
 
     def _key(self, realm_id: str, part: str) -> str:
-        return self._keys.rate_budget(realm_id, part)
+        return self._key_of(realm_id, part)

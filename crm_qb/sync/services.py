@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis import Redis
 
+from crm_qb.crm.environment import CrmEnvironment
 from crm_qb.crm.factory import connector_for
+from crm_qb.crm.hubspot.config import HubSpotConfig
 from crm_qb.crm.protocol import CrmConnector
 from crm_qb.crypto import SecretBox
 from crm_qb.errors import PermanentError, TransientError
@@ -48,6 +50,7 @@ class SyncServices:
     keys: RedisKeys
     jobs: JobQueue
     retry_schedule: tuple[float, ...] = TRANSIENT_SCHEDULE  # CRM_QB_RETRY_SCHEDULE (crm_qb.sync.rules.retry)
+    hubspot: HubSpotConfig = field(default_factory=HubSpotConfig)
 
     @property
     def qbo(self) -> QboServices:
@@ -56,7 +59,11 @@ class SyncServices:
 
     def crm_for(self, connection: Connection) -> CrmConnector:
         """A new connector for ``connection``'s CRM, of its kind (the caller closes it)."""
-        return connector_for(connection, self.secrets)
+        return connector_for(connection, self.crm_environment())
+
+    def crm_environment(self) -> CrmEnvironment:
+        """What the CRM connectors use besides their connection: secrets, Redis, the HubSpot app settings."""
+        return CrmEnvironment(self.secrets, self.redis, self.keys, self.hubspot)
 
     def connection_lock(self, connection_id: int) -> AbstractContextManager[None]:
         """Hold the connection's sync lock (renewed while held); ConnectionBusyError after LOCK_WAIT_SECONDS.

@@ -32,6 +32,7 @@ NOTICES = {
     "connected": "QuickBooks is connected.",
     "pending": "QuickBooks is connected; the company details could not be read yet and will be read shortly.",
     "disconnected": "QuickBooks is disconnected. Mirrored data is kept; reconnect the same company to resume.",
+    "hubspot_connected": "HubSpot is connected.",
 }
 STATUS_LABELS = {
     QboStatus.NOT_CONNECTED: "Not connected",

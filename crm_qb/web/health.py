@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from crm_qb.db import db, utcnow
-from crm_qb.models import Connection, EventSource, EventStatus, InboundEvent, QboStatus
+from crm_qb.models import CRM_NEEDS_RECONNECT, Connection, EventSource, EventStatus, InboundEvent, QboStatus
 from crm_qb.runtime import runtime
 from crm_qb.web.errors import json_error
 
@@ -68,11 +68,12 @@ def details() -> tuple[Response, int]:
 def connection_report(connection: Connection) -> dict[str, Any]:
     """One connection's health (``GET /api/v1/connections/<id>/health``): its QBO status and its events."""
     events = _event_counts(_events_of(connection))
-    needs = connection.qbo_status == QboStatus.NEEDS_RECONNECT
+    needs = connection.qbo_status == QboStatus.NEEDS_RECONNECT or connection.crm_status == CRM_NEEDS_RECONNECT
     return {
         "status": "degraded" if needs or events["failed"] or connection.outage_side else "ok",
         "qbo": {"status": connection.qbo_status.value, "reason": connection.qbo_status_reason},
         "outage": _outage(connection.outage_side, connection.outage_since, connection.outage_reason),
+        "crm": {"kind": connection.crm_kind, "status": connection.crm_status, "reason": connection.crm_status_reason},
         "events": events, "last_sync_at": _iso(connection.last_sync_at),
     }
 
@@ -114,7 +115,8 @@ def _queues() -> dict[str, Any]:
 def _tenant_problems() -> dict[str, Any]:
     """Whether any connection needs reconnecting or is in an outage, or any event failed for good (EXISTS each)."""
     needs = db.session.scalar(select(select(Connection.id).where(
-        Connection.qbo_status == QboStatus.NEEDS_RECONNECT).exists()))
+        (Connection.qbo_status == QboStatus.NEEDS_RECONNECT) | (Connection.crm_status == CRM_NEEDS_RECONNECT))
+        .exists()))
     outage = db.session.scalar(select(select(Connection.id).where(Connection.outage_side.is_not(None)).exists()))
     failed = db.session.scalar(select(select(InboundEvent.id).where(
         InboundEvent.status == EventStatus.FAILED).exists()))
@@ -126,7 +128,8 @@ def _problems() -> dict[str, Any]:
     """Connections that need reconnecting (id, reason) and failed events per connection they concern."""
     rows = db.session.execute(select(Connection.id, Connection.qbo_realm_id, Connection.qbo_status,
                                      Connection.qbo_status_reason, Connection.outage_side, Connection.outage_since,
-                                     Connection.outage_reason).order_by(Connection.id)).all()
+                                     Connection.outage_reason, Connection.crm_status,
+                                     Connection.crm_status_reason).order_by(Connection.id)).all()
     failed = db.session.execute(
         select(InboundEvent.source, InboundEvent.connection_id, InboundEvent.realm_id, func.count())
         .where(InboundEvent.status == EventStatus.FAILED)
@@ -140,10 +143,18 @@ def _problems() -> dict[str, Any]:
         for owner in owners:
             by_connection[owner] = by_connection.get(owner, 0) + int(count)
     return {"total": len(rows), "failed": sum(int(row[3]) for row in failed), "failed_by_connection": by_connection,
-            "needs_reconnect": [{"id": row.id, "reason": row.qbo_status_reason} for row in rows
-                                if row.qbo_status == QboStatus.NEEDS_RECONNECT],
+            "needs_reconnect": [{"id": row.id, "reason": _reconnect_reason(row)} for row in rows
+                                if row.qbo_status == QboStatus.NEEDS_RECONNECT
+                                or row.crm_status == CRM_NEEDS_RECONNECT],
             "outage": {row.id: _outage(row.outage_side, row.outage_since, row.outage_reason) for row in rows
                        if row.outage_side}}
+
+
+def _reconnect_reason(row: Any) -> str | None:
+    """Why a connection must be reconnected: QuickBooks' reason, or its CRM's (HubSpot's OAuth grant)."""
+    if row.qbo_status == QboStatus.NEEDS_RECONNECT:
+        return row.qbo_status_reason  # type: ignore[no-any-return]
+    return f"the CRM: {row.crm_status_reason or 'the authorization was lost'}"
 
 
 def _connections(problems: dict[str, Any]) -> dict[str, Any]:

@@ -230,6 +230,8 @@ def _page(connection: Connection | None, template: str, status: int, **context: 
 
 def _secure(response: BaseResponse, connection: Connection | None) -> None:
     ancestors = crm_web_origin(connection) if connection else "'none'"
+    if connection is not None and connection.crm_kind == "hubspot" and ancestors == HUBSPOT_APP_ORIGIN:
+        ancestors += " https://*.hubspot.com"  # the app card's modal is served from HubSpot's hosts (card.md)
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'; "
         f"frame-ancestors {ancestors}"
@@ -237,6 +239,9 @@ def _secure(response: BaseResponse, connection: Connection | None) -> None:
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
+
+
+HUBSPOT_APP_ORIGIN = "https://app.hubspot.com"
 
 
 def crm_origin(crm_base_url: str) -> str:

@@ -30,14 +30,16 @@ OPERATOR_TOKEN = "up-test-operator-token-of-32-characters-or-more"
 class Up:
     """One ``crm-qb up`` as a real process group on free ports, its output collected line by line."""
 
-    def __init__(self, tmp_path: Path, web: int, qbo: int, crm: int) -> None:
+    def __init__(self, tmp_path: Path, web: int, qbo: int, crm: int, crm_kind: str = "rest") -> None:
         env = {**os.environ, "CRM_QB_INSTANCE_PATH": str(tmp_path / "instance"), "CRM_QB_REDIS_URL": REDIS_TEST_URL,
                "CRM_QB_QUEUE_PREFIX": "crm_qb_up_test", "CRM_QB_OPERATOR_TOKEN": OPERATOR_TOKEN}
         for name in ("CRM_QB_DATABASE_URL", "CRM_QB_SECRET_KEY", "CRM_QB_ENCRYPTION_KEY"):
             env.pop(name, None)  # embedded defaults: SQLite in the instance folder, generated development keys
+        crm_options = (["--crm", "hubspot", "--hubspot-sandbox-port", str(crm)] if crm_kind == "hubspot"
+                       else ["--crm-sandbox-port", str(crm)])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "crm_qb.cli", "up", "--port", str(web), "--qbo-sandbox-port", str(qbo),
-             "--crm-sandbox-port", str(crm)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+             *crm_options], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, start_new_session=True)
         self.lines: list[str] = []
         threading.Thread(target=lambda: self.lines.extend(iter(self.process.stdout.readline, "")),  # type: ignore[union-attr]
@@ -111,6 +113,42 @@ def test_a_second_up_resumes_the_demo_with_its_data_and_its_one_connection(tmp_p
         code, output = second.stop()
     assert code == 0, output[-3000:]
     assert "Traceback" not in output, output[-5000:]
+
+
+def test_up_with_the_local_hubspot_syncs_and_answers_the_card(tmp_path: Path, redis_client: object) -> None:
+    web, qbo, hubspot = free_port(), free_port(), free_port()
+    up = Up(tmp_path, web, qbo, hubspot, crm_kind="hubspot")
+    try:
+        up.wait_ready()
+        base = f"http://127.0.0.1:{hubspot}"
+        info = requests.get(f"{base}/_sandbox/info", timeout=5).json()
+        assert info["webhook_url"] == f"http://127.0.0.1:{web}/webhooks/hubspot"
+        qbo_info = requests.get(f"http://127.0.0.1:{qbo}/_sandbox/info", timeout=5).json()
+        made = requests.post(f"{qbo_info['control_base']}/realms/{qbo_info['realm_id']}/entities/Customer",
+                             timeout=10, json={"DisplayName": "Hub Spotted", "GivenName": "Hub",
+                                               "PrimaryEmailAddr": {"Address": "hub@example.com"}}).json()["Customer"]
+        contact = wait_for(lambda: _hubspot_contact(base, info["token"], "hub@example.com"), timeout=60,
+                           what="the demo to sync the new customer to HubSpot")
+        requests.patch(f"{base}/_sandbox/objects/contacts/{contact['id']}", timeout=10,
+                       json={"properties": {"phone": "+1 555 0199"}}).raise_for_status()
+        customer_url = f"{qbo_info['control_base']}/realms/{qbo_info['realm_id']}/entities/Customer/{made['Id']}"
+        wait_for(lambda: (requests.get(customer_url, timeout=5).json()["Customer"].get("PrimaryPhone") or {})
+                 .get("FreeFormNumber") == "+1 555 0199", timeout=60, what="the HubSpot edit to reach QBO")
+        record = requests.get(f"{base}/contacts/{info['portal_id']}/record/0-1/{contact['id']}", timeout=20)
+        assert record.status_code == 200 and "Open QuickBooks panel" in record.text
+        assert "backend answered" not in record.text and "qbo_balance" in record.text  # the card, answered
+    finally:
+        code, output = up.stop()
+    assert code == 0, output[-3000:]
+    assert "Traceback" not in output, output[-5000:]
+    assert not any(_listening(port) for port in (web, qbo, hubspot)), "a child process outlived up"
+
+
+def _hubspot_contact(base: str, token: str, email: str) -> dict[str, object] | None:
+    """The local HubSpot's contact with ``email`` (through HubSpot's API), or None."""
+    answer = requests.get(f"{base}/crm/v3/objects/contacts/{email}", params={"idProperty": "email"}, timeout=5,
+                          headers={"Authorization": f"Bearer {token}"})
+    return dict(answer.json()) if answer.status_code == 200 else None
 
 
 def _crm_contact(crm_port: int, email: str) -> dict[str, object] | None:

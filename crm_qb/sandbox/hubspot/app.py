@@ -12,6 +12,7 @@ from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 from crm_qb.sandbox.hubspot import (
+    account_api,
     associations_api,
     control,
     gateway,
@@ -32,7 +33,8 @@ def create_app(config: SandboxConfig | None = None) -> Flask:
     app = Flask(__name__)
     app.json.sort_keys = False
     app.extensions[EXTENSION] = Sandbox(config or SandboxConfig())
-    for blueprint in (objects_api.bp, associations_api.bp, properties_api.bp, oauth_views.bp, control.bp, ui.bp):
+    for blueprint in (account_api.bp, objects_api.bp, associations_api.bp, properties_api.bp, oauth_views.bp,
+                      control.bp, ui.bp):
         app.register_blueprint(blueprint)
     app.before_request(gateway.before_api_request)
     app.after_request(gateway.after_api_request)

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from crm_qb.crm.errors import ContactNotFoundError
+from crm_qb.crm.errors import ContactNotFoundError, CrmUnrepresentableError
 from crm_qb.crm.protocol import Contact
 from crm_qb.db import db
 from crm_qb.models import FolderItem, LinkState
@@ -101,7 +101,10 @@ def link_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequen
                           message="no match; the direction does not allow creating CRM contacts"), events,
              delete=gone)
         return "skipped (direction)"
-    created = ctx.crm.create_contact(crm_create_body(record))
+    try:
+        created = ctx.crm.create_contact(crm_create_body(record))
+    except CrmUnrepresentableError as exc:  # the CRM cannot hold it as a contact: a person decides (mapping.md §3)
+        return review(ctx, LinkRecord(ctx.connection_id, qbo_customer_id=customer_id), [], str(exc), events)
     remember_crm_contact(ctx, created)
     return link_pair(ctx, customer, created, events, "link.created_in_crm")
 

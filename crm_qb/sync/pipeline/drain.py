@@ -28,8 +28,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, select
 
+from crm_qb.crm.errors import CrmNeedsReconnectError
 from crm_qb.db import db, utcnow
-from crm_qb.models import Connection, EventSource, InboundEvent, QboStatus
+from crm_qb.models import CRM_CONNECTED, Connection, EventSource, InboundEvent, QboStatus
 from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context, settings_of
@@ -102,10 +103,11 @@ class Drain:
             log.info("connection %s syncs %s; %s event(s) wait for it", connection_id, settings.mode, len(batch))
             return
         if not _connected(connection_id):
-            # Needs reconnect or disconnected: call nobody, count no attempt, keep the events pending.
-            # Reconnecting wakes the drains again (events.wake_connection), so no change made meanwhile is lost.
-            log.info("connection %s is not connected to QuickBooks; %s event(s) wait for reconnect", connection_id,
-                     len(batch))
+            # Needs reconnect or disconnected (QuickBooks or the CRM): call nobody, count no attempt, keep the
+            # events pending. Reconnecting wakes the drains again (events.wake_connection), so no change made
+            # meanwhile is lost.
+            log.info("connection %s is not connected to QuickBooks or its CRM; %s event(s) wait for reconnect",
+                     connection_id, len(batch))
             return
         ctx = build_context(self.services, connection_id, self.job_id, **DEFERRING)
         try:
@@ -113,7 +115,7 @@ class Drain:
                 still = events.still_pending(batch)
                 if still:
                     self._run(ctx, plan, still)
-        except NeedsReconnectError as exc:
+        except (NeedsReconnectError, CrmNeedsReconnectError) as exc:
             # Expected, not a failure: the grant is gone (now marked); the events wait for the reconnect.
             log.warning("connection %s needs reconnect (%s); %s event(s) wait for it", connection_id, exc.reason,
                         len(batch))
@@ -196,9 +198,10 @@ def _connections_of_realm(realm_id: str) -> list[int]:
 
 
 def _connected(connection_id: int) -> bool:
-    status = db.session.scalar(select(Connection.qbo_status).where(Connection.id == connection_id))
+    row = db.session.execute(select(Connection.qbo_status, Connection.crm_status)
+                             .where(Connection.id == connection_id)).first()
     db.session.rollback()
-    return status == QboStatus.CONNECTED
+    return row is not None and row.qbo_status == QboStatus.CONNECTED and row.crm_status == CRM_CONNECTED
 
 
 def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...]) -> int:
@@ -211,7 +214,7 @@ def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...])
             outcome = unit.run()
             succeeded += 1
             log.info("sync %s connection=%s job=%s: %s", unit.label, ctx.connection_id, ctx.job_id, outcome)
-        except (NeedsReconnectError, RealmThrottledError):
+        except (NeedsReconnectError, RealmThrottledError, CrmNeedsReconnectError):
             db.session.rollback()
             raise  # no unit of this connection can run now (reconnect, or throttled); its events wait, uncounted
         except Exception as exc:

@@ -1,0 +1,26 @@
+"""What a CRM connector may use besides its connection row: built once at the edge and passed to the factory.
+
+The REST connector needs only the secret box (its token is encrypted); HubSpot's also needs Redis (its rate
+budget is shared by every process, and a token refresh takes the connection's lock) and the HubSpot app's
+settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis import Redis
+
+from crm_qb.crm.hubspot.config import HubSpotConfig
+from crm_qb.crypto import SecretBox
+from crm_qb.keys import RedisKeys
+
+
+@dataclass(frozen=True)
+class CrmEnvironment:
+    """The secret box, Redis and its keys, and the HubSpot app settings, as one app sees them."""
+
+    secrets: SecretBox
+    redis: Redis | None = None
+    keys: RedisKeys = field(default_factory=RedisKeys)
+    hubspot: HubSpotConfig = field(default_factory=HubSpotConfig)

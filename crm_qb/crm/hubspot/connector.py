@@ -1,0 +1,406 @@
+"""The HubSpot connector: ``CrmConnector`` over HubSpot's CRM v3 objects, v4 associations and properties.
+
+Contacts are HubSpot contacts (docs/hubspot/mapping.md for every field). Reads and writes are single calls for
+one contact and batches of 100 for many (``read_contacts``, ``create_contacts``, ``update_contacts``). Changed
+contacts are found with the search API on ``lastmodifieddate`` (ascending; a search stops at 10,000 results, so
+a long walk restarts from the last stamp it saw), a full walk with the list API (no such cap, and not under the
+search limit). Finding by e-mail reads ``/contacts/{email}?idProperty=email``, which, unlike search, sees a
+contact created a moment ago. HubSpot has no optimistic concurrency: ``update_contact`` reads the contact and
+refuses with VersionConflictError when its ``updatedAt`` moved since the version the caller saw, then writes.
+
+Follow-ups are tasks associated with the contact (type 204); the billing summary goes to the contact's
+"QuickBooks" property group, which ``ensure_properties`` creates on connect (and again if a write finds it gone).
+A contact's company name is kept associated with a HubSpot company of that name (docs/hubspot/mapping.md §3).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from crm_qb.crm.environment import CrmEnvironment
+from crm_qb.crm.errors import (
+    ContactNotFoundError,
+    CrmDuplicateError,
+    CrmNotFoundError,
+    CrmProtocolError,
+    CrmUnrepresentableError,
+    CrmValidationError,
+    TaskNotFoundError,
+    VersionConflictError,
+)
+from crm_qb.crm.hubspot import mapping
+from crm_qb.crm.hubspot.api import HubSpotApi, StaticToken, TokenSource
+from crm_qb.crm.hubspot.limits import HubSpotLimiter
+from crm_qb.crm.hubspot.tokens import OAuthTokenSource
+from crm_qb.crm.protocol import Contact, ContactPage, NewTask, Task
+from crm_qb.models import Connection
+
+log = logging.getLogger(__name__)
+
+KIND = "hubspot"
+CONTACTS = "/crm/v3/objects/contacts"
+TASKS = "/crm/v3/objects/tasks"
+COMPANIES = "/crm/v3/objects/companies"
+BATCH = 100
+SEARCH_CAP = 10_000
+SEARCH_PAGE = 100
+ASSOCIATION_PAGE = 500
+
+
+def set_up_portal(api_base: str, token: str) -> str:
+    """For a new connection: the token's portal id, after creating the "QuickBooks" properties there."""
+    crm = HubSpotConnector(HubSpotApi(api_base, StaticToken(token), max_retries=2))
+    try:
+        portal = crm.portal_id()
+        crm.ensure_properties()
+        return portal
+    finally:
+        crm.close()
+
+
+def connector_for(connection: Connection, environment: CrmEnvironment) -> HubSpotConnector:
+    """The HubSpot connector of a connection: its API base, its token (private app or OAuth) and its limits."""
+    oauth = bool(connection.crm_refresh_token_encrypted)
+    tokens: TokenSource = (OAuthTokenSource.for_connection(connection, environment) if oauth else
+                           StaticToken(environment.secrets.decrypt(connection.crm_token_encrypted)))
+    portal = connection.crm_account_id or f"connection-{connection.id}"
+    limiter = (HubSpotLimiter(environment.redis, environment.keys, portal, environment.hubspot, count_daily=not oauth)
+               if environment.redis is not None else None)
+    return HubSpotConnector(HubSpotApi(connection.crm_base_url, tokens, limiter))
+
+
+class HubSpotConnector:
+    """Talks to one HubSpot portal through ``api``."""
+
+    def __init__(self, api: HubSpotApi) -> None:
+        self.api = api
+        self._properties_checked = False
+        # A connector lives for one job: what it saw there saves calls (a no-op write, a company named again).
+        self._seen: dict[str, Contact] = {}
+        self._companies: dict[str, str | None] = {}
+
+    def __repr__(self) -> str:
+        return f"HubSpotConnector({self.api.base!r})"
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.api.close()
+
+    # -- contacts ---------------------------------------------------------------------------------------------
+
+    def get_contact(self, contact_id: str) -> Contact:
+        """The contact (a merged-away id answers its survivor, as HubSpot does); ContactNotFoundError if gone."""
+        data = self.api.call("GET", f"{CONTACTS}/{_q(contact_id)}", params=_props(),
+                             not_found=ContactNotFoundError)
+        return self._remember(mapping.contact_from_object(data))
+
+    def find_contacts_by_email(self, email: str) -> list[Contact]:
+        """The contact with this e-mail (HubSpot keeps e-mail unique per portal, ignoring case), or none."""
+        if not email.strip():
+            return []
+        try:
+            data = self.api.call("GET", f"{CONTACTS}/{_q(email.strip())}",
+                                 params={**_props(), "idProperty": "email"}, not_found=ContactNotFoundError)
+        except ContactNotFoundError:
+            return []
+        contact = mapping.contact_from_object(data)
+        return [contact] if (contact.email or "").casefold() == email.strip().casefold() else []
+
+    def list_contacts_updated_since(self, since: datetime | None, *, cursor: str | None = None,
+                                    page_size: int = 100) -> Iterator[ContactPage]:
+        """Pages of contacts changed at or after ``since`` (search), or of every contact (list) when None."""
+        size = max(1, min(page_size, BATCH))
+        if since is None:
+            return self._list_all(cursor, size)
+        if since.tzinfo is None:
+            raise ValueError(f"since must be timezone-aware, got {since!r}")
+        return self._search_since(mapping.epoch_ms(since), cursor, size)
+
+    def create_contact(self, fields: Mapping[str, Any]) -> Contact:
+        """Create a contact; an e-mail HubSpot already has answers that contact (its 409 names it)."""
+        props = _without_empty(mapping.contact_properties(fields))
+        if not mapping.has_identity(props):
+            raise CrmUnrepresentableError("HubSpot needs an email or a person's name to create a contact; add one "
+                                          "to the customer in QuickBooks (a company name alone is not enough)",
+                                          field="email")
+        company = self._company_id(props.get("company"))
+        body: dict[str, Any] = {"properties": props}
+        if company is not None:  # associated in the same call (docs/hubspot/facts.md §4)
+            body["associations"] = [{"to": {"id": company}, "types": [{
+                "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": mapping.CONTACT_TO_COMPANY}]}]
+        try:
+            data = self._write("POST", CONTACTS, body, props)
+        except CrmDuplicateError as exc:
+            if exc.existing_id is None:
+                raise
+            log.info("HubSpot already has a contact with that email (correlationId %s); using it",
+                     exc.correlation_id)
+            return self.get_contact(exc.existing_id)
+        return self._remember(mapping.contact_from_object(data))
+
+    def update_contact(self, contact_id: str, version: int, changes: Mapping[str, Any]) -> Contact:
+        """Write ``changes`` if the contact's ``updatedAt`` is still ``version``, else VersionConflictError."""
+        props = mapping.contact_properties(changes)
+        known = self._seen.get(contact_id)
+        if not props and known is not None and known.version == version:
+            return known  # nothing HubSpot holds would change (display name, tags)
+        current = self.get_contact(contact_id)
+        if current.version != version:
+            raise VersionConflictError(f"HubSpot contact {contact_id} changed since version {version} "
+                                       f"(now {current.version})", status=412)
+        if not props:
+            return current
+        data = self._write("PATCH", f"{CONTACTS}/{_q(current.id)}", {"properties": props}, props,
+                           not_found=ContactNotFoundError)
+        updated = self._remember(mapping.contact_from_object(data))
+        if "company" in changes:
+            self._keep_company(updated.id, updated.company)
+        return updated
+
+    def read_contacts(self, ids: Sequence[str]) -> list[Contact]:
+        """Batch read (100 ids per call); ids HubSpot does not know are left out."""
+        found: list[Contact] = []
+        for chunk in _chunks(list(ids)):
+            data = self.api.call("POST", f"{CONTACTS}/batch/read", read=True, json={
+                "inputs": [{"id": i} for i in chunk], "properties": list(mapping.CONTACT_PROPERTIES)})
+            found += [mapping.contact_from_object(item) for item in _results(data)]
+        return found
+
+    def create_contacts(self, records: Sequence[Mapping[str, Any]]) -> list[Contact]:
+        """Batch create (100 per call); one refused input fails its batch (HubSpot's rule without trace ids)."""
+        created: list[Contact] = []
+        for chunk in _chunks(list(records)):
+            inputs = [{"properties": _without_empty(mapping.contact_properties(r))} for r in chunk]
+            data = self._write("POST", f"{CONTACTS}/batch/create", {"inputs": inputs},
+                               {k: v for i in inputs for k, v in i["properties"].items()})
+            created += [mapping.contact_from_object(item) for item in _results(data)]
+        return created
+
+    def update_contacts(self, changes: Mapping[str, Mapping[str, Any]]) -> list[Contact]:
+        """Batch update ``{contact id: changes}`` (100 per call), without version checks."""
+        updated: list[Contact] = []
+        items = [(cid, mapping.contact_properties(c)) for cid, c in changes.items()]
+        for chunk in _chunks([(cid, props) for cid, props in items if props]):
+            inputs = [{"id": cid, "properties": props} for cid, props in chunk]
+            data = self._write("POST", f"{CONTACTS}/batch/update", {"inputs": inputs},
+                               {k: v for _, p in chunk for k, v in p.items()})
+            updated += [mapping.contact_from_object(item) for item in _results(data)]
+        return updated
+
+    def put_quickbooks_summary(self, contact_id: str, summary: Mapping[str, Any]) -> None:
+        """Write the billing summary into the contact's "QuickBooks" property group."""
+        props = mapping.summary_properties(summary)
+        self._write("PATCH", f"{CONTACTS}/{_q(contact_id)}", {"properties": props}, props,
+                    not_found=ContactNotFoundError)
+
+    # -- tasks ------------------------------------------------------------------------------------------------
+
+    def list_tasks(self, contact_id: str) -> list[Task]:
+        """The tasks associated with the contact (v4 associations, then a batch read of the tasks)."""
+        ids = self._associated(contact_id, "tasks")
+        tasks: list[Task] = []
+        for chunk in _chunks(ids):
+            data = self.api.call("POST", f"{TASKS}/batch/read", read=True, json={
+                "inputs": [{"id": i} for i in chunk], "properties": list(mapping.TASK_PROPERTIES)})
+            tasks += [mapping.task_from_object(item, contact_id) for item in _results(data)]
+        return tasks
+
+    def create_task(self, contact_id: str, task: NewTask) -> Task:
+        """Create a task associated with the contact."""
+        props = _without_empty(mapping.task_properties(task))
+        props.setdefault("hs_timestamp", str(mapping.epoch_ms(datetime.now().astimezone())))  # HubSpot needs one
+        body = {"properties": props, "associations": [
+            {"to": {"id": contact_id}, "types": [{"associationCategory": "HUBSPOT_DEFINED",
+                                                   "associationTypeId": mapping.TASK_TO_CONTACT}]}]}
+        data = self.api.call("POST", TASKS, json=body, not_found=ContactNotFoundError)
+        return mapping.task_from_object(data, contact_id)
+
+    def update_task(self, task_id: str, changes: Mapping[str, Any]) -> Task:
+        """Apply ``changes`` (``status: done`` completes it); TaskNotFoundError when it was deleted."""
+        data = self.api.call("PATCH", f"{TASKS}/{_q(task_id)}", json={"properties": mapping.task_changes(changes)},
+                             params={"properties": ",".join(mapping.TASK_PROPERTIES)}, not_found=TaskNotFoundError)
+        return mapping.task_from_object(data, None)
+
+    # -- owners, properties, companies ------------------------------------------------------------------------
+
+    def list_users(self) -> list[dict[str, Any]]:
+        """The portal's owners as users (``id, name, email, active``), active and archived."""
+        users: list[dict[str, Any]] = []
+        for archived in ("false", "true"):
+            after: str | None = None
+            while True:
+                params = {"limit": 100, "archived": archived, **({"after": after} if after else {})}
+                data = self.api.call("GET", "/crm/v3/owners/", params=params)
+                users += [mapping.user_from_owner(o) for o in _results(data)]
+                after = _next_after(data)
+                if after is None:
+                    break
+        return users
+
+    def portal_id(self) -> str:
+        """The portal (hub) id the token belongs to (``GET /account-info/v3/details``, docs/hubspot/facts.md §12)."""
+        data = self.api.call("GET", "/account-info/v3/details")
+        if not isinstance(data, dict) or data.get("portalId") is None:
+            raise CrmProtocolError("HubSpot's account details lack portalId")
+        return str(data["portalId"])
+
+    def ensure_properties(self) -> list[str]:
+        """Create the contact group "QuickBooks" and its properties where missing; return the names created."""
+        created: list[str] = []
+        try:
+            self.api.call("POST", "/crm/v3/properties/contacts/groups", json=mapping.GROUP)
+            created.append(str(mapping.GROUP["name"]))
+        except CrmDuplicateError:
+            pass
+        existing = {str(p.get("name")) for p in _results(self.api.call("GET", "/crm/v3/properties/contacts"))}
+        for definition in mapping.PROPERTY_DEFINITIONS:
+            if definition["name"] in existing:
+                continue
+            try:
+                self.api.call("POST", "/crm/v3/properties/contacts", json=definition)
+                created.append(definition["name"])
+            except CrmDuplicateError:
+                pass
+        self._properties_checked = True
+        return created
+
+    def _write(self, method: str, path: str, body: Mapping[str, Any], props: Mapping[str, str], *,
+               not_found: type[CrmNotFoundError] = CrmNotFoundError) -> Any:
+        """A write; when HubSpot says one of our ``qb_`` properties does not exist, create them once and repeat."""
+        try:
+            return self.api.call(method, path, json=body, not_found=not_found)
+        except CrmValidationError as exc:
+            ours = exc.field is not None and exc.field.startswith("qb_") and exc.field in props
+            if not ours or self._properties_checked or exc.code != "VALIDATION_ERROR":
+                raise
+            log.warning("HubSpot lacks the QuickBooks property %s; creating the group", exc.field)
+            self.ensure_properties()
+            return self.api.call(method, path, json=body, not_found=not_found)
+
+    def _keep_company(self, contact_id: str, company: str | None) -> None:
+        """Associate the contact with the one HubSpot company of that name (created when there is none)."""
+        company_id = self._company_id(company)
+        if company_id is None or company_id in self._associated(contact_id, "companies"):
+            return
+        self.api.call("PUT", f"/crm/v4/objects/contacts/{_q(contact_id)}/associations/default/companies/"
+                      f"{_q(company_id)}", not_found=ContactNotFoundError)
+
+    def _company_id(self, company: str | None) -> str | None:
+        """The id of the one HubSpot company named ``company`` (created when none; None when several or no name)."""
+        name = (company or "").strip()
+        if not name:
+            return None
+        key = name.casefold()
+        if key not in self._companies:
+            matches = [c for c in _results(self.api.call("POST", f"{COMPANIES}/search", search=True, json={
+                "filterGroups": [{"filters": [{"propertyName": "name", "operator": "EQ", "value": name}]}],
+                "properties": ["name"], "limit": 10})) if str(c["properties"].get("name") or "").strip().casefold()
+                == key]
+            if len(matches) > 1:
+                log.info("HubSpot has %d companies with one contact's company name; associating none", len(matches))
+                self._companies[key] = None
+            else:
+                self._companies[key] = str(matches[0]["id"] if matches else self.api.call(
+                    "POST", COMPANIES, json={"properties": {"name": name}})["id"])
+        return self._companies[key]
+
+    def _remember(self, contact: Contact) -> Contact:
+        self._seen[contact.id] = contact
+        return contact
+
+    def _associated(self, contact_id: str, to_type: str) -> list[str]:
+        """Ids of the objects of ``to_type`` associated with the contact (every page)."""
+        ids: list[str] = []
+        after: str | None = None
+        while True:
+            params = {"limit": ASSOCIATION_PAGE, **({"after": after} if after else {})}
+            data = self.api.call("GET", f"/crm/v4/objects/contacts/{_q(contact_id)}/associations/{to_type}",
+                                 params=params, not_found=ContactNotFoundError)
+            ids += [str(item["toObjectId"]) for item in _results(data)]
+            after = _next_after(data)
+            if after is None:
+                return ids
+
+    # -- walks ------------------------------------------------------------------------------------------------
+
+    def _list_all(self, cursor: str | None, size: int) -> Iterator[ContactPage]:
+        after = cursor
+        while True:
+            params = {**_props(), "limit": size, **({"after": after} if after else {})}
+            data = self.api.call("GET", CONTACTS, params=params)
+            nxt = _next_after(data)
+            yield ContactPage(tuple(map(mapping.contact_from_object, _results(data))), nxt)
+            if nxt is None:
+                return
+            if nxt == after:
+                raise CrmProtocolError("HubSpot returned the same paging cursor twice; paging would never end")
+            after = nxt
+
+    def _search_since(self, since_ms: int, cursor: str | None, size: int) -> Iterator[ContactPage]:
+        """Search pages by ``lastmodifieddate`` ascending; near the 10,000 cap, restart from the last stamp seen."""
+        stamp, offset = _decode_cursor(cursor) if cursor else (since_ms, 0)
+        while True:
+            data = self.api.call("POST", f"{CONTACTS}/search", search=True, json={
+                "filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE",
+                                               "value": str(stamp)}]}],
+                "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+                "properties": list(mapping.CONTACT_PROPERTIES), "limit": size,
+                **({"after": str(offset)} if offset else {})})
+            contacts = tuple(map(mapping.contact_from_object, _results(data)))
+            nxt = _next_after(data)
+            if nxt is not None and contacts and int(nxt) + size > SEARCH_CAP:
+                last = contacts[-1].version
+                stamp, offset = (last, 0) if last > stamp else (stamp, int(nxt))
+            elif nxt is not None:
+                offset = int(nxt)
+            following = _encode_cursor(stamp, offset) if nxt is not None else None
+            yield ContactPage(contacts, following)
+            if following is None:
+                return
+
+
+def _props() -> dict[str, str]:
+    return {"properties": ",".join(mapping.CONTACT_PROPERTIES)}
+
+
+def _results(data: Any) -> list[dict[str, Any]]:
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise CrmProtocolError("HubSpot's answer lacks a results array")
+    return [item for item in data["results"] if isinstance(item, dict)]
+
+
+def _next_after(data: Any) -> str | None:
+    paging = data.get("paging") if isinstance(data, dict) else None
+    nxt = paging.get("next") if isinstance(paging, dict) else None
+    after = nxt.get("after") if isinstance(nxt, dict) else None
+    return str(after) if after not in (None, "") else None
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), BATCH):
+        yield items[start:start + BATCH]
+
+
+def _without_empty(props: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in props.items() if value != ""}
+
+
+def _encode_cursor(stamp: int, offset: int) -> str:
+    return base64.urlsafe_b64encode(f"{stamp}:{offset}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        stamp, offset = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
+        return int(stamp), int(offset)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"not a HubSpot contacts cursor: {cursor!r}") from None
+
+
+def _q(object_id: str) -> str:
+    return quote(object_id, safe="")

@@ -1,0 +1,272 @@
+"""The HubSpot connector against the local HubSpot (a real server on 127.0.0.1) and a real Redis.
+
+Each test runs the connector's calls as the sync makes them and checks what HubSpot then holds, through
+HubSpot's own API (not through the connector), so a mapping mistake on both paths cannot cancel out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import requests
+from redis import Redis
+
+from crm_qb.address import Address
+from crm_qb.crm.errors import (
+    ContactNotFoundError,
+    CrmAuthError,
+    CrmRateLimitedError,
+    CrmUnavailableError,
+    CrmUnrepresentableError,
+    TaskNotFoundError,
+    VersionConflictError,
+)
+from crm_qb.crm.hubspot.api import HubSpotApi, StaticToken
+from crm_qb.crm.hubspot.config import HubSpotConfig
+from crm_qb.crm.hubspot.connector import HubSpotConnector
+from crm_qb.crm.hubspot.limits import HubSpotLimiter
+from crm_qb.crm.protocol import NewTask
+from crm_qb.keys import RedisKeys
+from crm_qb.sandbox.hubspot.server import RunningServer, start_server
+from crm_qb.sandbox.hubspot.state import SandboxConfig
+
+TOKEN = "pat-na1-connector-test"
+
+
+@pytest.fixture
+def hubspot() -> Iterator[RunningServer]:
+    """A local HubSpot with a fixed private-app token."""
+    running = start_server("127.0.0.1", 0, SandboxConfig(token=TOKEN, client_secret="s3cret"))
+    yield running
+    running.stop()
+
+
+def connector(server: RunningServer, redis: Redis | None = None, config: HubSpotConfig | None = None,
+              **options: object) -> HubSpotConnector:
+    """A connector for the sandbox's portal (paced through ``redis`` when given)."""
+    limiter = (HubSpotLimiter(redis, RedisKeys("test"), str(server.sandbox.portal_id), config or HubSpotConfig())
+               if redis is not None else None)
+    return HubSpotConnector(HubSpotApi(server.url, StaticToken(TOKEN), limiter, sleep=lambda _: None,
+                                       **options))  # type: ignore[arg-type]
+
+
+def hs_get(server: RunningServer, path: str, **params: str) -> dict:  # type: ignore[type-arg]
+    """GET from HubSpot's API directly."""
+    response = requests.get(server.url + path, params=params, headers={"Authorization": f"Bearer {TOKEN}"},
+                            timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def control(server: RunningServer, method: str, path: str, **body: object) -> dict:  # type: ignore[type-arg]
+    """Call the sandbox's control API."""
+    response = requests.request(method, f"{server.url}/_sandbox{path}", json=body or None, timeout=10)
+    assert response.ok, response.text
+    return response.json() if response.content else {}  # type: ignore[no-any-return]
+
+
+def test_create_maps_every_field_and_reads_back_as_written(hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    assert "qb_notes" in crm.ensure_properties()
+    contact = crm.create_contact({
+        "first_name": "Ada", "last_name": "Lovelace", "company": "Analytical Ltd", "display_name": "ignored",
+        "email": "ada@example.com", "phone": "555-1", "mobile": "555-2", "notes": "likes engines",
+        "website": "https://ada.example", "tags": ["vip"],
+        "billing_address": {"line1": "1 Main St", "line2": "Suite 2", "city": "London", "region": "LDN",
+                            "postal_code": "01234", "country": "UK"},
+        "shipping_address": {"line1": "Dock 4", "city": "Bristol", "postal_code": "BS1"},
+    })
+    props = hs_get(hubspot, f"/crm/v3/objects/contacts/{contact.id}",
+                   properties="firstname,mobilephone,qb_notes,address,qb_address_line2,zip,state,"
+                              "qb_shipping_address")["properties"]
+    assert props["firstname"] == "Ada" and props["mobilephone"] == "555-2" and props["qb_notes"] == "likes engines"
+    assert (props["address"], props["qb_address_line2"], props["state"], props["zip"]) == (
+        "1 Main St", "Suite 2", "LDN", "01234")
+    again = crm.get_contact(contact.id)
+    assert again == contact
+    assert again.display_name is None and again.tags == ()
+    assert again.shipping_address == Address(line1="Dock 4", city="Bristol", postal_code="BS1")
+    assert again.billing_address.line2 == "Suite 2"
+    crm.close()
+
+
+def test_update_checks_the_version_and_clears_with_none(hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    crm.ensure_properties()
+    contact = crm.create_contact({"email": "b@example.com", "first_name": "Bo", "notes": "n"})
+    hubspot.sandbox.clock.advance(2)  # a later stamp than the create's
+    updated = crm.update_contact(contact.id, contact.version, {"first_name": "Bob", "notes": None,
+                                                               "display_name": "x"})
+    assert (updated.first_name, updated.notes) == ("Bob", None)
+    assert updated.version > contact.version
+    with pytest.raises(VersionConflictError):
+        crm.update_contact(contact.id, contact.version, {"first_name": "Stale"})
+    assert crm.update_contact(contact.id, updated.version, {"tags": ["x"]}) == updated  # nothing to write
+    with pytest.raises(ContactNotFoundError):
+        crm.update_contact("999999", 1, {"first_name": "x"})
+
+
+def test_find_by_email_is_exact_and_case_insensitive(hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    contact = crm.create_contact({"email": "Case@Example.com", "last_name": "Case"})
+    assert [c.id for c in crm.find_contacts_by_email("case@example.COM")] == [contact.id]
+    assert crm.find_contacts_by_email("nobody@example.com") == []
+    assert crm.find_contacts_by_email("  ") == []
+
+
+def test_a_duplicate_email_answers_the_existing_contact(hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    first = crm.create_contact({"email": "dup@example.com", "first_name": "One"})
+    assert crm.create_contact({"email": "DUP@example.com", "first_name": "Two"}).id == first.id
+
+
+def test_a_company_only_record_is_refused_with_a_reason(hubspot: RunningServer) -> None:
+    with pytest.raises(CrmUnrepresentableError, match="a company name alone"):
+        connector(hubspot).create_contact({"company": "Just A Company"})
+
+
+def test_walks_list_everything_and_search_by_lastmodifieddate(hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    control(hubspot, "POST", "/seed", contacts=250, seed=3)
+    pages = list(crm.list_contacts_updated_since(None, page_size=100))
+    assert [len(p.contacts) for p in pages] == [100, 100, 50] and pages[-1].next_cursor is None
+    hubspot.sandbox.clock.advance(60)
+    since = datetime.now(UTC) + timedelta(seconds=30)
+    changed = [crm.create_contact({"email": f"late{i}@example.com", "first_name": "Late"}) for i in range(3)]
+    found = [c.id for p in crm.list_contacts_updated_since(since, page_size=2) for c in p.contacts]
+    assert found == [c.id for c in changed]
+    cursor = next(iter(crm.list_contacts_updated_since(since, page_size=2))).next_cursor
+    assert cursor is not None
+    resumed = [c.id for p in crm.list_contacts_updated_since(since, cursor=cursor, page_size=2) for c in p.contacts]
+    assert resumed == [changed[2].id]
+
+
+def test_batches_read_create_and_update_a_hundred_per_call(hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    control(hubspot, "DELETE", "/requests")
+    created = crm.create_contacts([{"email": f"b{i}@example.com", "first_name": f"B{i}"} for i in range(150)])
+    assert len(created) == 150
+    updated = crm.update_contacts({c.id: {"last_name": "Batch"} for c in created})
+    assert {c.last_name for c in updated} == {"Batch"}
+    read = crm.read_contacts([c.id for c in created] + ["424242"])
+    assert len(read) == 150
+    counts = control(hubspot, "GET", "/requests")
+    assert counts["total"] == 6, counts  # two calls each for 150 creates, updates and reads
+
+
+def test_tasks_are_associated_with_the_contact_and_complete(hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    contact = crm.create_contact({"email": "t@example.com", "first_name": "T"})
+    task = crm.create_task(contact.id, NewTask("Invoice 1001 is 14 days overdue", "Balance 10.00 USD",
+                                               date(2026, 12, 1), "1001"))
+    assert (task.status, task.due_date, task.owner_id, task.contact_id) == ("open", date(2026, 12, 1), "1001",
+                                                                            contact.id)
+    assert [t.id for t in crm.list_tasks(contact.id)] == [task.id]
+    done = crm.update_task(task.id, {"status": "done"})
+    assert done.status == "done"
+    props = hs_get(hubspot, f"/crm/v3/objects/tasks/{task.id}", properties="hs_task_status")["properties"]
+    assert props["hs_task_status"] == "COMPLETED"
+    with pytest.raises(TaskNotFoundError):
+        crm.update_task("987654", {"status": "done"})
+
+
+def test_the_summary_goes_to_the_quickbooks_group_created_on_demand(hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    contact = crm.create_contact({"email": "s@example.com", "first_name": "S"})
+    crm.put_quickbooks_summary(contact.id, {
+        "currency": "USD", "qbo_balance": "120.50", "open_balance": {"home": "120.50"},
+        "overdue_balance": {"home": "20.00"}, "terms": "Net 30", "customer_url": "https://qbo/c?nameId=5",
+        "last_payment": {"date": "2026-11-30", "amount": "10.00"}, "updated_at": "2026-12-01T10:00:00+00:00"})
+    props = hs_get(hubspot, f"/crm/v3/objects/contacts/{contact.id}",
+                   properties="qb_balance,qb_overdue_balance,qb_payment_terms,qb_last_payment_date")["properties"]
+    assert (Decimal(props["qb_balance"]), Decimal(props["qb_overdue_balance"])) == (Decimal("120.50"), 20)
+    assert props["qb_payment_terms"] == "Net 30"
+    assert props["qb_last_payment_date"].startswith("2026-11-30")
+    groups = [g["name"] for g in hs_get(hubspot, "/crm/v3/properties/contacts/groups")["results"]]
+    assert "quickbooks" in groups
+
+
+def test_a_company_name_is_associated_with_one_hubspot_company(hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    first = crm.create_contact({"email": "c1@example.com", "first_name": "C", "company": "Acme"})
+    second = crm.create_contact({"email": "c2@example.com", "first_name": "D", "company": "ACME "})
+    firsts = hs_get(hubspot, f"/crm/v4/objects/contacts/{first.id}/associations/companies")["results"]
+    seconds = hs_get(hubspot, f"/crm/v4/objects/contacts/{second.id}/associations/companies")["results"]
+    assert len(firsts) == 1 and [r["toObjectId"] for r in seconds] == [firsts[0]["toObjectId"]]
+
+
+def test_merge_and_archive_as_hubspot_does_them(hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    a = crm.create_contact({"email": "m1@example.com", "first_name": "A"})
+    b = crm.create_contact({"email": "m2@example.com", "first_name": "B"})
+    merged = control(hubspot, "POST", "/objects/contacts/merge", primaryObjectId=a.id, objectIdToMerge=b.id)
+    assert crm.get_contact(a.id).id == merged["id"] != a.id
+    control(hubspot, "DELETE", f"/objects/contacts/{merged['id']}")
+    with pytest.raises(ContactNotFoundError):
+        crm.get_contact(merged["id"])
+
+
+def test_users_are_the_portals_owners(hubspot: RunningServer) -> None:
+    users = connector(hubspot).list_users()
+    assert {u["email"] for u in users} >= {"jsmith@example.com", "ada@example.com"}
+    assert all(u["active"] for u in users)
+
+
+def test_errors_carry_hubspots_category_and_correlation_id(hubspot: RunningServer) -> None:
+    bad = HubSpotConnector(HubSpotApi(hubspot.url, StaticToken("wrong"), sleep=lambda _: None))
+    with pytest.raises(CrmAuthError) as refused:
+        bad.get_contact("1")
+    assert refused.value.code == "INVALID_AUTHENTICATION" and refused.value.correlation_id
+    control(hubspot, "POST", "/faults", count=10, status=502)
+    with pytest.raises(CrmUnavailableError) as down:
+        connector(hubspot, max_retries=1).get_contact("1")
+    assert down.value.status == 502 and str(down.value.correlation_id) in str(down.value)
+    control(hubspot, "DELETE", "/faults")
+
+
+def test_the_burst_limit_is_paced_and_429s_are_retried(hubspot: RunningServer, redis_client: Redis) -> None:
+    control(hubspot, "POST", "/limits", burst=5, window_seconds=10)
+    crm = connector(hubspot, redis_client, HubSpotConfig(burst_per_10s=5), max_retries=0)
+    contact = crm.create_contact({"email": "r@example.com", "first_name": "R"})
+    for _ in range(4):
+        crm.get_contact(contact.id)
+    with pytest.raises(CrmRateLimitedError):  # our own pacing: HubSpot is not asked a sixth time
+        HubSpotLimiter(redis_client, RedisKeys("test"), str(hubspot.sandbox.portal_id),
+                       HubSpotConfig(burst_per_10s=5)).slot(timeout=0.2).__enter__()
+    assert control(hubspot, "GET", "/requests")["throttled"] == 0
+
+
+def test_the_daily_limit_is_counted_per_portal(hubspot: RunningServer, redis_client: Redis) -> None:
+    crm = connector(hubspot, redis_client, HubSpotConfig(daily_limit=3))
+    contact = crm.create_contact({"email": "d@example.com", "first_name": "D"})
+    crm.get_contact(contact.id)
+    crm.get_contact(contact.id)
+    with pytest.raises(CrmRateLimitedError) as daily:
+        crm.get_contact(contact.id)
+    assert daily.value.code == "DAILY" and daily.value.retry_after and daily.value.retry_after > 0
+
+
+def test_hubspots_429_waits_its_window_and_keeps_the_correlation_id(hubspot: RunningServer) -> None:
+    control(hubspot, "POST", "/limits", burst=2, window_seconds=10)
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:  # HubSpot's window passes on the sandbox's clock, not in real time
+        waits.append(seconds)
+        hubspot.sandbox.clock.advance(seconds)
+
+    crm = HubSpotConnector(HubSpotApi(hubspot.url, StaticToken(TOKEN), sleep=wait))
+    contact = crm.create_contact({"email": "w@example.com", "first_name": "W"})
+    assert crm.get_contact(contact.id).id == contact.id  # the 2nd call of the window
+    assert crm.get_contact(contact.id).id == contact.id  # the 3rd: 429, a 10 s wait, then served
+    assert waits == [10.0]
+    assert control(hubspot, "GET", "/requests")["throttled"] == 1
+    impatient = HubSpotConnector(HubSpotApi(hubspot.url, StaticToken(TOKEN), max_retries=0))
+    crm.get_contact(contact.id)
+    with pytest.raises(CrmRateLimitedError) as limited:
+        impatient.get_contact(contact.id)
+    assert limited.value.status == 429 and limited.value.code == "RATE_LIMIT"
+    assert limited.value.correlation_id and limited.value.correlation_id in str(limited.value)
+    assert limited.value.retry_after == 10.0

@@ -1,0 +1,130 @@
+"""HubSpot webhook bodies (docs/hubspot/facts.md §8.2) parsed into change notices, as pure functions.
+
+A delivery is a JSON array of events, for one or several portals. Each event has ``eventId``,
+``subscriptionType``, ``portalId``, ``occurredAt`` (epoch ms) and usually ``objectId``. Contacts are what crm-qb
+syncs, so only ``contact.*`` events become notices (the contact is read back by id, as for the REST contract):
+creation → created, propertyChange and restore → updated, deletion and privacyDeletion → deleted, merge → one
+``merged`` notice per merged-away id (HubSpot's merge makes a new record, ``newObjectId``; the old ids resolve
+to it, docs/hubspot/facts.md §3.6), then an ``updated`` notice for the new record. Other events (companies,
+associations, engagements) are counted and not stored.
+
+HubSpot does not promise a unique ``eventId`` and redelivers a failed batch with a higher ``attemptNumber``, so
+a notice's deduplication key is the connection, the event id, type, object, time and property: a redelivery
+hits the same key, two different changes never do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from crm_qb.sync.pipeline.events import CONTACT, Notice
+from webhooks.notices import PayloadError, load
+
+OPERATIONS = {"contact.creation": "created", "contact.propertyChange": "updated", "contact.restore": "updated",
+              "contact.deletion": "deleted", "contact.privacyDeletion": "deleted", "contact.merge": "merged"}
+MAX_EVENTS = 1000
+LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last moment a datetime holds
+
+
+class _Whole(fields.Field[int]):
+    """A non-negative whole number HubSpot sends as a JSON number (or, leniently, a string of digits)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValidationError("must be a whole number")
+        text = str(value).strip()
+        if not text.isascii() or not text.isdigit() or len(text) > 19:
+            raise ValidationError("must be a whole number")
+        return int(text)
+
+
+class _EventSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    eventId = _Whole(required=True)  # HubSpot's spelling, as every field here
+    subscriptionType = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    portalId = _Whole(required=True)
+    occurredAt = _Whole(required=True, validate=validate.Range(max=LATEST_MS, error="is not a time"))
+    objectId = _Whole(load_default=None)
+    propertyName = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    newObjectId = _Whole(load_default=None)
+    primaryObjectId = _Whole(load_default=None)
+    mergedObjectIds = fields.List(_Whole(), load_default=list, validate=validate.Length(max=100))
+
+
+_EVENTS = _EventSchema(many=True)
+
+
+@dataclass(frozen=True)
+class HubSpotEvent:
+    """One event of a delivery, checked, with its raw object for the stored payload."""
+
+    portal_id: str
+    raw: dict[str, Any]
+    checked: dict[str, Any]
+
+
+def parse_hubspot(body: Any) -> list[HubSpotEvent]:
+    """The events of a decoded delivery; PayloadError naming the first bad field when it is not HubSpot's shape."""
+    if not isinstance(body, list):
+        raise PayloadError("body", "expected a JSON array of HubSpot events")
+    if not 1 <= len(body) <= MAX_EVENTS:
+        raise PayloadError("body", f"expected 1 to {MAX_EVENTS} events, got {len(body)}")
+    checked = load(_EVENTS, body)
+    return [HubSpotEvent(str(event["portalId"]), raw, event) for raw, event in zip(body, checked, strict=True)]
+
+
+def portals_named(body: Any) -> set[str]:
+    """The portal ids a decoded body names (for choosing secrets before it is validated); never raises."""
+    if not isinstance(body, list):
+        return set()
+    found = [item.get("portalId") for item in body[:MAX_EVENTS] if isinstance(item, dict)]
+    return {str(p) for p in found if isinstance(p, int | str) and not isinstance(p, bool) and is_portal_id(str(p))}
+
+
+def is_portal_id(text: str) -> bool:
+    """Whether ``text`` can be a HubSpot portal id: ASCII digits, at most 19 (an id column holds it)."""
+    return text.isascii() and text.isdigit() and len(text) <= 19
+
+
+def notices_for(events: list[HubSpotEvent], connection_id: int) -> list[Notice]:
+    """The notices of the events that concern contacts, for one connection (the caller picked its portal)."""
+    return [notice for event in events for notice in _notices(event, connection_id)]
+
+
+def _notices(event: HubSpotEvent, connection_id: int) -> list[Notice]:
+    data = event.checked
+    operation = OPERATIONS.get(data["subscriptionType"])
+    if operation is None:
+        return []
+    if operation == "merged":
+        return _merge_notices(event, connection_id)
+    if data["objectId"] is None:
+        return []
+    return [_notice(event, connection_id, str(data["objectId"]), operation)]
+
+
+def _merge_notices(event: HubSpotEvent, connection_id: int) -> list[Notice]:
+    data = event.checked
+    survivor = data["newObjectId"] or data["primaryObjectId"] or data["objectId"]
+    if survivor is None:
+        return []
+    gone = [i for i in [data["primaryObjectId"], *data["mergedObjectIds"], data["objectId"]] if i not in (None,
+                                                                                                     survivor)]
+    merged = [_notice(event, connection_id, str(i), "merged", str(survivor)) for i in dict.fromkeys(gone)]
+    return [*merged, _notice(event, connection_id, str(survivor), "updated")]
+
+
+def _notice(event: HubSpotEvent, connection_id: int, contact_id: str, operation: str,
+            merged_into: str | None = None) -> Notice:
+    data = event.checked
+    key = ":".join(str(part) for part in ("hubspot", connection_id, data["eventId"], data["subscriptionType"],
+                                          contact_id, data["occurredAt"], data["propertyName"] or ""))
+    payload = {"hubspot": event.raw, **({"merged_into": merged_into} if merged_into else {})}
+    return Notice(dedupe_key=key, realm_id=None, entity=CONTACT, entity_id=contact_id, operation=operation,
+                  occurred_at=datetime.fromtimestamp(data["occurredAt"] / 1000, UTC), payload=payload)
