@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 import requests
@@ -11,12 +13,13 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from crm_qb.connections import create_hubspot_connection
+from crm_qb.crm.factory import connector_for
 from crm_qb.db import db, utcnow
 from crm_qb.models import Connection, EventSource, EventStatus, InboundEvent
 from crm_qb.runtime import runtime
 from crm_qb.sandbox.hubspot.server import RunningServer, start_server
 from crm_qb.sandbox.hubspot.state import SandboxConfig
-from crm_qb.sync.context import build_context
+from crm_qb.sync.context import SyncContext
 from crm_qb.sync.pipeline.crm_poll import poll_crm_changes
 
 TOKEN = "pat-na1-poll"
@@ -34,11 +37,13 @@ def poll(app: Flask, connection_id: int) -> list[str]:
     """Run one poll; the contact ids of the new events."""
     with app.app_context():
         before = db.session.scalar(select(func.max(InboundEvent.id))) or 0
-        ctx = build_context(runtime(app).sync_services(), connection_id, None)
-        try:
-            poll_crm_changes(ctx)
+        connection = db.session.get(Connection, connection_id)
+        assert connection is not None
+        crm = connector_for(connection, runtime(app).sync_services().crm_environment())
+        try:  # the poll reads only these of a sync context (no QuickBooks needed)
+            poll_crm_changes(cast(SyncContext, SimpleNamespace(connection_id=connection_id, crm=crm, job_id=None)))
         finally:
-            ctx.close()
+            crm.close()
         return [str(e) for e in db.session.scalars(select(InboundEvent.entity_id).where(InboundEvent.id > before))]
 
 
