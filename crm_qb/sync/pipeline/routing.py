@@ -96,6 +96,9 @@ def _unrouted(realm_id: str) -> Any:
 
 def ignore_unrouted(realm_id: str, reason: str) -> int:
     """Settle the realm's unrouted pending events as ignored with ``reason`` (no connection syncs it); committed."""
+    if db.session.scalar(select(InboundEvent.id).where(_unrouted(realm_id)).limit(1)) is None:
+        db.session.rollback()
+        return 0
     result = db.session.execute(update(InboundEvent).where(_unrouted(realm_id)).values(
         status=EventStatus.IGNORED, status_reason=reason, processed_at=utcnow()))
     db.session.commit()
@@ -108,7 +111,11 @@ def settle_orphans(realm_id: str, connection_ids: Sequence[int]) -> int:
              & InboundEvent.connection_id.is_not(None) & (InboundEvent.status == EventStatus.PENDING))
     if connection_ids:
         where = where & InboundEvent.connection_id.not_in(list(connection_ids))
-    result = db.session.execute(update(InboundEvent).where(where).values(
+    ids = list(db.session.scalars(select(InboundEvent.id).where(where)))  # read first: no write lock when none
+    if not ids:
+        db.session.rollback()
+        return 0
+    result = db.session.execute(update(InboundEvent).where(where, InboundEvent.id.in_(ids)).values(
         status=EventStatus.IGNORED, status_reason="connection no longer connected to this company",
         processed_at=utcnow()))
     db.session.commit()
