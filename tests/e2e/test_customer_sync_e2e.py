@@ -38,7 +38,7 @@ def world(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path, re
     crm_proc, crm_info = start_crm_sandbox(request.param, crm_port, tmp_path / "crm.log")
     sandboxes.append(crm_proc)
     try:
-        yield wire(settings, tmp_path, spawn, qbo_info, crm_info, web_port, request.param)
+        yield wire(settings, tmp_path, spawn, qbo_info, crm_info, web_port, crm_kind=request.param)
     finally:
         for process in sandboxes:
             process.terminate()

@@ -39,7 +39,7 @@ def world(settings: Settings, tmp_path: Path, redis_client: Redis,
                                        tmp_path / "qbo.log")
     hs_proc, hs_info = start_crm_sandbox("hubspot", free_port(), tmp_path / "hubspot.log")
     try:
-        made = wire(settings, tmp_path, spawn, qbo_info, hs_info, free_port(), "hubspot")
+        made = wire(settings, tmp_path, spawn, qbo_info, hs_info, free_port(), crm_kind="hubspot")
         _set_connection(made, settings={"panel": {"push_summary": True}})
         yield made
     finally:
