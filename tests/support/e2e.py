@@ -108,7 +108,7 @@ class World:
 
 
 def wire(settings: Settings, tmp_path: Path, spawn: Callable[..., subprocess.Popen[bytes]],
-         qbo_info: dict[str, Any], crm_info: dict[str, Any], web_port: int, workers: int = 2,
+         qbo_info: dict[str, Any], crm_info: dict[str, Any], web_port: int, *, workers: int = 2,
          crm_kind: str = "rest") -> World:
     """Point crm-qb at both sandboxes, connect a connection, start web and ``workers`` workers; the world made.
 
