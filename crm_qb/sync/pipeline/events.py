@@ -174,8 +174,21 @@ def record_failure(event_id: int, exc: BaseException) -> None:
     event.status_reason = f"{type(exc).__name__}: {exc}"[:2000]
     if event.attempts >= MAX_ATTEMPTS:
         event.status = EventStatus.FAILED
+        db.session.add_all(_gave_up(event))  # the audit log shows failures too (the Failures page lists the event)
     db.session.commit()
     log.warning("inbound event %s failed (attempt %s): %s", event_id, event.attempts, type(exc).__name__)
+
+
+def _gave_up(event: InboundEvent) -> list[AuditEntry]:
+    """Audit entries of an event that failed for good (outcome ``failed_event``, not a failed record): for its
+    connection, or for every connection of its realm when no drain settled it for one yet (a QBO event)."""
+    owners = [event.connection_id] if event.connection_id is not None else list(db.session.scalars(
+        select(Connection.id).where(Connection.qbo_realm_id == event.realm_id))) if event.realm_id else []
+    ref = EventRef(event.id, event.entity, event.entity_id, event.operation, event.occurred_at, {})
+    return [AuditEntry(connection_id=owner, inbound_event_id=event.id, action="event.failed",
+                       direction=event_direction(ref), entity=event.entity, entity_id=event.entity_id,
+                       diff={"operation": event.operation, "attempts": event.attempts}, outcome="failed_event",
+                       message=event.status_reason) for owner in owners]
 
 
 def skip_disabled(connection_id: int, job_id: str | None, events: Sequence[EventRef]) -> None:
