@@ -15,8 +15,10 @@ from flask import Blueprint, make_response, redirect, render_template, request, 
 from werkzeug.wrappers import Response as BaseResponse
 
 from crm_qb.crm.errors import CrmError
+from crm_qb.errors import TransientError
 from crm_qb.models import Connection
 from crm_qb.qbo.faults import QboFault
+from crm_qb.qbo.tokens import NotConnectedError
 from crm_qb.runtime import runtime
 from crm_qb.sync import failures as failure_store
 from crm_qb.sync.context import build_context
@@ -103,10 +105,14 @@ def waiting_records(connection: Connection) -> list[Waiting]:
     rows = waiting_rows(connection.id)
     if not rows:
         return []
-    ctx = build_context(runtime().sync_services(), connection.id)
+    try:
+        ctx = build_context(runtime().sync_services(), connection.id)
+    except NotConnectedError:
+        raise PageError(409, "QuickBooks is not connected", "Connect QuickBooks to review these records.",
+                        connection.id) from None
     try:
         return [describe(ctx, row) for row in rows]
-    except (QboFault, CrmError) as exc:
+    except (QboFault, CrmError, TransientError) as exc:
         raise PageError(502, "Could not read the records", f"QuickBooks or the CRM did not answer: {exc}",
                         connection.id) from None
     finally:

@@ -227,3 +227,33 @@ def test_configure_in_the_cli_is_audited_with_who(harness: Harness, monkeypatch:
     assert entry.diff["by"].startswith("cli:")
     assert entry.diff["changes"] == {"sync.fields.phone": {"before": "both", "after": "qbo_to_crm"},
                                      "sync.mode": {"before": "realtime", "after": "manual"}}
+
+
+def test_an_event_that_fails_for_good_is_in_the_audit_log_and_the_chart(harness: Harness) -> None:
+    from sqlalchemy import select
+
+    from crm_qb.crm.errors import CrmValidationError
+    from crm_qb.db import db
+    from crm_qb.models import EventStatus, InboundEvent
+    from crm_qb.sync.pipeline.events import MAX_ATTEMPTS, record_failure
+
+    customer = harness.qbo.create_customer(DisplayName="Uma Long")
+    harness.qbo_hook(customer["Id"], "created")
+    harness.work()
+    harness.qbo.edit_customer(customer["Id"], DisplayName="Uma " + "L" * 300)
+    harness.qbo_hook(customer["Id"])
+    harness.work()  # the first attempt fails: the CRM refuses the name
+    with harness.app.app_context():
+        event_id = db.session.scalar(select(InboundEvent.id).where(InboundEvent.attempts == 1))
+        assert event_id is not None
+        for _ in range(MAX_ATTEMPTS - 1):  # the attempts the retries would make, with the same refusal
+            record_failure(event_id, CrmValidationError("CRM PATCH /contacts/x answered 400 invalid_field"))
+        assert db.session.get(InboundEvent, event_id).status == EventStatus.FAILED  # type: ignore[union-attr]
+    key = harness.api_key()
+    [entry] = _api(harness, "GET", "audit?outcome=failed_event", key).get_json()["entries"]
+    assert entry["action"] == "event.failed" and entry["name"].startswith("Uma L")  # QuickBooks' name now
+    assert "invalid_field" in entry["message"]
+    health = _api(harness, "GET", "health", key).get_json()
+    assert sum(h["failures"] for h in health["hourly"]) == 1 and health["failures"] == 1
+    [failure] = _api(harness, "GET", "failures", key).get_json()["failures"]
+    assert failure["id"] == event_id and failure["state"] == "failed" and failure["attempts"] == MAX_ATTEMPTS

@@ -150,3 +150,20 @@ def _nonce(harness: Harness) -> str:
     assert cookie is not None
     session = signing.read_session(harness.app.config["SECRET_KEY"], cookie.value, harness.connection_id)
     return session.nonce[:8]
+
+
+def test_the_page_still_opens_when_quickbooks_must_be_reconnected(harness: Harness) -> None:
+    _ambiguous(harness)
+    admin(harness)
+    from crm_qb.db import db
+    from crm_qb.models import Connection, QboStatus
+
+    with harness.app.app_context():
+        row = db.session.get(Connection, harness.connection_id)
+        assert row is not None
+        row.qbo_status, row.qbo_status_reason = QboStatus.NEEDS_RECONNECT, "refresh token revoked"
+        db.session.commit()
+    answer = harness.client.get(f"/admin/connections/{harness.connection_id}/review")
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 200 and "could not be read from QuickBooks" in html
+    assert "Patricia Lee" in html  # the CRM side is still shown

@@ -27,9 +27,10 @@ from sqlalchemy import select
 
 from crm_qb.crm.errors import ContactNotFoundError, CrmError, CrmNotFoundError
 from crm_qb.db import db
-from crm_qb.errors import PermanentError
+from crm_qb.errors import PermanentError, TransientError
 from crm_qb.models import ContactLink, LinkState
 from crm_qb.qbo.faults import QboFault
+from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context
 from crm_qb.sync.customers import links
 from crm_qb.sync.customers.crm_side import DIRECTION as CRM_TO_QBO
@@ -157,7 +158,7 @@ def _ids_by_side(link: LinkRecord) -> tuple[list[str], list[str]]:
 def _customers(ctx: SyncContext, ids: list[str]) -> dict[str, Party]:
     try:
         found = ctx.qbo.read_many("Customer", set(ids), include_inactive=True) if ids else {}
-    except QboFault as exc:
+    except (QboFault, NeedsReconnectError, TransientError) as exc:  # shown on the card; the actions still check
         return {i: Party("qbo", i, problem=f"could not be read from QuickBooks: {exc}") for i in ids}
     return {i: _customer_party(ctx, i, found.get(i)) for i in ids}
 

@@ -205,6 +205,7 @@ def record_failure(event_id: int, exc: BaseException, now: datetime | None = Non
     delay = next_delay(kind, event.attempts, schedule)
     if delay is None:
         event.status, event.next_attempt_at = EventStatus.FAILED, None
+        db.session.add_all(_gave_up(event))  # the audit log shows failures too (the Failures page lists the event)
     else:
         event.next_attempt_at = (now or utcnow()) + delay
     db.session.commit()
@@ -236,6 +237,18 @@ def release(where: ColumnElement[bool]) -> int:
         .values(next_attempt_at=None))
     db.session.commit()
     return _rowcount(result)
+
+
+def _gave_up(event: InboundEvent) -> list[AuditEntry]:
+    """Audit entries of an event that failed for good (outcome ``failed_event``, not a failed record): for its
+    connection, or for every connection of its realm when no drain settled it for one yet (a QBO event)."""
+    owners = [event.connection_id] if event.connection_id is not None else list(db.session.scalars(
+        select(Connection.id).where(Connection.qbo_realm_id == event.realm_id))) if event.realm_id else []
+    ref = EventRef(event.id, event.entity, event.entity_id, event.operation, event.occurred_at, {})
+    return [AuditEntry(connection_id=owner, inbound_event_id=event.id, action="event.failed",
+                       direction=event_direction(ref), entity=event.entity, entity_id=event.entity_id,
+                       diff={"operation": event.operation, "attempts": event.attempts}, outcome="failed_event",
+                       message=event.status_reason) for owner in owners]
 
 
 def skip_disabled(connection_id: int, job_id: str | None, events: Sequence[EventRef]) -> None:

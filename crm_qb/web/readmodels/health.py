@@ -6,8 +6,9 @@
   start time of the last poll that completed). The CRM side has no poll: its changes come by hook, and the
   backfill reads it in full;
 - the oldest pending event and its age;
-- events and failures per hour over the last 48 hours (failures: events that failed for good, by the hour they
-  arrived, and records a sync could not apply, by the hour it tried), drawn as a small inline SVG;
+- events and failures per hour over the last 48 hours (events by the hour they arrived; failures by the hour
+  they happened, from the audit log: events that failed for good, ``event.failed``, and records a sync could
+  not apply, whether since retried or dismissed or not), drawn as a small inline SVG;
 - seconds spent waiting for a QBO request slot (the shared rate budget, ``qbo/ratebudget.py``) over 48 hours.
 """
 
@@ -94,18 +95,17 @@ def waited_seconds(rt: Any, connection: Connection) -> list[float]:
 
 def _hours(connection: Connection, now: datetime) -> list[Hour]:
     first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS - 1)
-    received = db.session.execute(select(InboundEvent.received_at, InboundEvent.status).where(
+    received = db.session.scalars(select(InboundEvent.received_at).where(
         events_of(connection), InboundEvent.received_at >= first)).all()
     failed_records = db.session.scalars(select(AuditEntry.created_at).where(
         AuditEntry.connection_id == connection.id, AuditEntry.outcome.like("failed%"),
         AuditEntry.created_at >= first)).all()
     db.session.rollback()
     events, failures = [0] * HOURS, [0] * HOURS
-    for at, status in received:
+    for at in received:
         index = _index(first, _aware(at))
         if index is not None:
             events[index] += 1
-            failures[index] += status == EventStatus.FAILED
     for at in failed_records:
         index = _index(first, _aware(at))
         if index is not None:
