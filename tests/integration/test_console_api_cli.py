@@ -128,6 +128,7 @@ def test_health_shows_webhooks_events_per_hour_and_the_oldest_pending(harness: H
     admin(harness, "health")
     html = harness.client.get(f"/admin/connections/{harness.connection_id}/health").get_data(as_text=True)
     assert "<svg" in html and "2 events and 0 failures in 48 hours" in html and "a Customer change" in html
+    assert '<dd id="last-poll-crm">never</dd>' in html  # the CRM catch-up poll has not run in this test
 
 
 def test_the_audit_names_records_shows_before_and_after_and_hides_unchanged(harness: Harness,

@@ -1,10 +1,9 @@
 """The health panel of one connection (DESIGN §11 "Health"): where it stands, what arrived last, what waits.
 
 - status: the QuickBooks grant and the failures (``web/health.connection_report``), and the sync mode;
-- last webhook per side (the newest stored inbound event of each source: webhooks and hooks are the only thing
-  stored as events; the CDC poll applies what it finds directly) and the last QBO poll (the CDC cursor is the
-  start time of the last poll that completed). The CRM side has no poll: its changes come by hook, and the
-  backfill reads it in full;
+- last webhook per side (the newest stored inbound event of each source) and the last poll per side: QBO's CDC
+  cursor (the start time of the last CDC poll that completed) and the CRM catch-up poll's run time
+  (``sync/pipeline/crm_poll.py``);
 - the oldest pending event and its age;
 - events and failures per hour over the last 48 hours (events by the hour they arrived; failures by the hour
   they happened, from the audit log: events that failed for good, ``event.failed``, and records a sync could
