@@ -8,18 +8,23 @@ activities were logged, and duplicate / out-of-order hooks.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import requests
+from click.testing import CliRunner
 from sqlalchemy import select
 
+from crm_qb.cli import main
 from crm_qb.db import db
 from crm_qb.models import Conflict, Connection, TimeEntry, TimeState
 from crm_qb.runtime import runtime
 from crm_qb.sync.time import admin
+from tests.conftest import settings_env
 from tests.support import sync as support
 from tests.support.connections import crm_body, post_crm
 from tests.support.sync import Harness
@@ -232,3 +237,44 @@ def test_duplicate_and_out_of_order_hooks_create_once_and_keep_the_newest(harnes
     assert len(_all_time(harness)) == 1
     counts = harness.qbo.requests_by_endpoint()
     assert counts.get("POST /batch") == 1 and not counts.get("POST /timeactivity")
+
+
+def _cli_env(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """A CLI runner whose environment is the harness app's settings (database, Redis, the QBO sandbox)."""
+    with harness.app.app_context():
+        settings = runtime().settings
+    env = {**settings_env(settings), "CRM_QB_QBO_ENVIRONMENT": "local",
+           "CRM_QB_QBO_CLIENT_ID": settings.qbo_client_id, "CRM_QB_QBO_CLIENT_SECRET": settings.qbo_client_secret,
+           "CRM_QB_QBO_DISCOVERY_URL": str(settings.qbo_discovery_url),
+           "CRM_QB_QBO_API_BASE": str(settings.qbo_api_base),
+           "CRM_QB_QBO_APP_BASE": str(settings.qbo_app_base), "CRM_QB_QBO_REDIRECT_URI": settings.qbo_redirect_uri}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return CliRunner()
+
+
+def test_time_configure_and_status_from_the_command_line(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = _world(harness)
+    activity = _log(harness, world["contact_id"], owner_id="u3", service=None)
+    _hook(harness, "created", activity)
+    harness.work()
+    runner, connection = _cli_env(harness, monkeypatch), str(harness.connection_id)
+
+    held = json.loads(runner.invoke(main, ["time", "status", connection]).output)
+    assert held["entries"]["held"] == 1 and held["held"][0]["kind"] == "user"
+    assert {u["crm_user_id"]: u["qbo"] for u in held["users"]} == {"u3": None}
+
+    bad = runner.invoke(main, ["time", "configure", connection, "--map-user", "u3=Boss:1"])
+    assert bad.exit_code == 2 and bad.output.strip().endswith("expected Employee:ID or Vendor:ID, got 'Boss:1'")
+    missing = runner.invoke(main, ["time", "configure", connection, "--default-item", "999"])
+    assert missing.exit_code == 2 and "QuickBooks has no item '999'" in missing.output
+
+    done = runner.invoke(main, ["time", "configure", connection, "--default-item", world["item"]["Id"],
+                                "--map-user", f"u3=Employee:{world['employee']['Id']}"])
+    assert done.exit_code == 0, done.output
+    shown = json.loads(done.output)
+    assert shown["settings"]["default_item"] == world["item"]["Id"]
+    assert shown["entries"]["synced"] == 1 and shown["totals"]["unbilled"] == {
+        "USD": {"hours": "1.50", "minutes": 90, "amount": "112.50"}}
+    time = _time_activity(harness, str(_entries(harness)[activity["id"]].qbo_id))
+    assert time is not None and time["ItemRef"]["value"] == world["item"]["Id"]  # no service: the default item
