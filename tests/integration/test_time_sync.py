@@ -122,6 +122,15 @@ def test_a_billable_call_becomes_time_follows_edits_and_goes_when_billable_is_tu
     assert (time["Hours"], time["Minutes"], time["BillableStatus"]) == (1, 30, "Billable")
     assert time["Description"].startswith("Kick-off call — http") and activity["id"] in time["Description"]
     assert entry.amount == Decimal("112.50") and entry.currency == "USD"
+    shown = harness.quickbooks(world["contact_id"], harness.api_key())["time"]
+    assert shown["totals"] == {"unbilled": {"USD": {"hours": "1.50", "minutes": 90, "amount": "112.50"}},
+                               "billed": {}}
+    [listed] = shown["entries"]
+    assert (listed["subject"], listed["duration"], listed["status"], listed["amount"]) == (
+        "Kick-off call", "1:30", "unbilled", "112.50")
+    assert listed["date"] == "2026-11-30" and f"pagereq=timeactivity%3Fid%3D{entry.qbo_id}" in listed["url"]
+    panel = harness.panel_html(world["contact_id"])
+    assert 'id="time-title"' in panel and "USD 112.50" in panel and "timeactivity%3Fid%3D" in panel
 
     edited = _edit(harness, activity["id"], duration_minutes=45, hourly_rate="120.00", subject="Scope call")
     _hook(harness, "updated", edited)
@@ -154,6 +163,8 @@ def test_billed_time_is_never_changed_and_a_later_edit_is_a_conflict_and_a_crm_t
     harness.qbo_hook(invoice["Id"], "created", entity="invoice")
     harness.work()
     assert _entries(harness)[activity["id"]].state == TimeState.BILLED
+    totals = harness.quickbooks(world["contact_id"], harness.api_key())["time"]["totals"]
+    assert totals == {"unbilled": {}, "billed": {"USD": {"hours": "1.50", "minutes": 90, "amount": "112.50"}}}
 
     edited = _edit(harness, activity["id"], duration_minutes=240)
     _hook(harness, "updated", edited)
