@@ -22,8 +22,11 @@ from sqlalchemy import select
 from crm_qb.cli import main
 from crm_qb.db import db
 from crm_qb.models import Conflict, Connection, TimeEntry, TimeState
+from crm_qb.qbo import timeactivity as qbo_time
+from crm_qb.qbo.faults import NetworkError
 from crm_qb.runtime import runtime
 from crm_qb.sync.time import admin
+from crm_qb.sync.time import apply as time_apply
 from tests.conftest import settings_env
 from tests.support import sync as support
 from tests.support.connections import crm_body, post_crm
@@ -289,3 +292,31 @@ def test_time_configure_and_status_from_the_command_line(harness: Harness, monke
         "USD": {"hours": "1.50", "minutes": 90, "amount": "112.50"}}
     time = _time_activity(harness, str(_entries(harness)[activity["id"]].qbo_id))
     assert time is not None and time["ItemRef"]["value"] == world["item"]["Id"]  # no service: the default item
+
+
+def test_a_create_whose_answer_was_lost_is_resent_with_its_request_id_and_made_once(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = _world(harness)
+    real, lost = qbo_time.create_batch, []
+
+    def answer_lost(client: Any, items: Any, request_id: str) -> Any:
+        answer = real(client, items, request_id)  # QBO made the time ...
+        if not lost:
+            lost.append(request_id)
+            raise NetworkError("the answer never arrived")  # ... but the worker never heard (or was killed)
+        return answer
+
+    monkeypatch.setattr(time_apply.qbo_time, "create_batch", answer_lost)
+    harness.qbo.reset_counts()
+    activity = _log(harness, world["contact_id"])
+    _hook(harness, "created", activity)
+    harness.work()  # the unit fails (its attempt counted); the drain's time release resends the stored request
+    assert lost and harness.failed_events()
+    [entry] = _entries(harness).values()
+    assert entry.state == TimeState.SYNCED and entry.request_id is None
+    assert harness.qbo.requests_by_endpoint().get("POST /batch") == 2  # the same request id twice
+    assert len(_query(harness, "select * from TimeActivity", "TimeActivity")) == 1
+
+    _hook(harness, "updated", activity)  # the CRM's next delivery of the same version: nothing more
+    harness.work()
+    assert len(_query(harness, "select * from TimeActivity", "TimeActivity")) == 1
