@@ -31,6 +31,7 @@ from tests.conftest import settings_env
 from tests.support import sync as support
 from tests.support.connections import crm_body, post_crm
 from tests.support.sync import Harness
+from workers.sync_jobs import poll_qbo_connection
 
 qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
 
@@ -320,3 +321,26 @@ def test_a_create_whose_answer_was_lost_is_resent_with_its_request_id_and_made_o
     _hook(harness, "updated", activity)  # the CRM's next delivery of the same version: nothing more
     harness.work()
     assert len(_query(harness, "select * from TimeActivity", "TimeActivity")) == 1
+
+
+def test_the_cdc_poll_reads_billing_by_query_and_a_deleted_invoice_releases_the_time(harness: Harness) -> None:
+    world = _world(harness)
+    activity = _log(harness, world["contact_id"])
+    _hook(harness, "created", activity)
+    harness.work()
+    entry = _entries(harness)[activity["id"]]
+    invoice = _bill(harness, str(entry.qbo_id))  # no webhook reaches crm-qb: only the poll can tell
+    with harness.app.app_context():
+        poll_qbo_connection(harness.connection_id)
+    assert _entries(harness)[activity["id"]].state == TimeState.BILLED
+
+    requests.delete(f"{harness.qbo.url}/_sandbox/realms/{harness.qbo.realm_id}/entities/Invoice/{invoice['Id']}",
+                    timeout=10).raise_for_status()
+    with harness.app.app_context():
+        poll_qbo_connection(harness.connection_id)
+    assert _entries(harness)[activity["id"]].state == TimeState.SYNCED  # billable again: edits follow again
+    edited = _edit(harness, activity["id"], duration_minutes=30)
+    _hook(harness, "updated", edited)
+    harness.work()
+    time = _time_activity(harness, str(entry.qbo_id))
+    assert time is not None and (time["Hours"], time["Minutes"], time["BillableStatus"]) == (0, 30, "Billable")
