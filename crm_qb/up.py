@@ -27,6 +27,7 @@ from crm_qb.supervisor import Supervisor
 QBO_SANDBOX_PORT = 8701
 CRM_SANDBOX_PORT = 8702
 DEMO_CONTACTS = 5
+DEMO_ACTIVITIES = 3  # per contact: mostly billable calls and meetings, so time flows into QBO on the first run
 QBO_SANDBOX_DB = "qbo-sandbox.sqlite3"
 CRM_SANDBOX_DB = "crm-sandbox.sqlite3"
 WEB_READY_SECONDS = 60
@@ -130,7 +131,8 @@ def _start_demo_crm(sup: Supervisor, cli: list[str], qbo_info: dict[str, Any], w
 
 
 def _seed_demo_contacts(info: dict[str, Any]) -> list[str]:
-    """Seed a few CRM contacts the first time (their hooks link them); a resumed CRM keeps its own. Their ids."""
+    """Seed a few CRM contacts, each with a few activities, the first time (their hooks link them and make their
+    billable time); a resumed CRM keeps its own. Their ids."""
     api = str(info["api_base"]).rstrip("/")
     existing = requests.get(f"{api}/contacts", params={"limit": DEMO_CONTACTS}, timeout=10,
                             headers={"Authorization": f"Bearer {info['token']}"})
@@ -138,7 +140,8 @@ def _seed_demo_contacts(info: dict[str, Any]) -> list[str]:
     if existing.json().get("contacts"):
         return [str(contact["id"]) for contact in existing.json()["contacts"]]
     control = str(info.get("control_base") or f"{api}/_sandbox")
-    seeded = requests.post(f"{control}/seed", json={"contacts": DEMO_CONTACTS, "seed": 1}, timeout=10)
+    seeded = requests.post(f"{control}/seed", json={"contacts": DEMO_CONTACTS, "seed": 1,
+                                                       "activities": DEMO_ACTIVITIES}, timeout=10)
     seeded.raise_for_status()
     return [str(contact_id) for contact_id in seeded.json().get("ids", [])]
 
@@ -153,7 +156,10 @@ def _say_try(crm_info: dict[str, Any], qbo_info: dict[str, Any]) -> None:
           f"  and the QBO sandbox        {qbo_info.get('app_base')}/app/login?pagereq=customerdetail%3FnameId%3D<id>"
           f"&deeplinkcompanyid={qbo_info.get('realm_id')}\n"
           "  edit the contact in the CRM, or the customer in QBO (the sandbox's /_sandbox control API acts as a\n"
-          "  bookkeeper), and watch the other side follow within seconds.\n", flush=True)
+          "  bookkeeper), and watch the other side follow within seconds.\n"
+          "  billable calls and meetings logged on the seeded contacts are QBO time (the panel's Time section);\n"
+          "  Riley Chen's time waits until mapped: crm-qb time status <id>, crm-qb time configure <id> --map-user\n",
+          flush=True)
 
 
 def _say_ready(web_port: int, qbo_info: dict[str, Any] | None) -> None:
