@@ -50,12 +50,15 @@ def test_bad_person_refs_are_refused(text: str) -> None:
         rules.parse_person_ref(text)
 
 
-@pytest.mark.parametrize(("billable", "minutes", "contact", "reason"), [
-    (True, 30, "c1", None), (False, 30, "c1", "not billable"), (True, None, "c1", "no duration"),
-    (True, 0, "c1", "no duration"), (True, 30, None, "no contact"),
+@pytest.mark.parametrize(("billable", "minutes", "contact", "kind", "reason"), [
+    (True, 30, "c1", "call", None), (True, 30, "c1", "meeting", None), (True, 30, "c1", "time", None),
+    (False, 30, "c1", "call", "not billable"), (True, None, "c1", "call", "no duration"),
+    (True, 0, "c1", "call", "no duration"), (True, 30, None, "call", "no contact"),
+    (True, 30, "c1", "email", "an email is not time"), (True, 30, "c1", "task", "a task is not time"),
 ])
-def test_what_is_time(billable: bool, minutes: int | None, contact: str | None, reason: str | None) -> None:
-    assert rules.not_time_reason(billable, minutes, contact) == reason
+def test_what_is_time(billable: bool, minutes: int | None, contact: str | None, kind: str,
+                      reason: str | None) -> None:
+    assert rules.not_time_reason(billable, minutes, contact, kind) == reason
 
 
 @pytest.mark.parametrize(("minutes", "expected"), [(0, (0, 0)), (45, (0, 45)), (90, (1, 30)), (1440, (24, 0))])

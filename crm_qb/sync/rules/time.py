@@ -1,7 +1,8 @@
 """Billable time, pure (DESIGN §9): which activities are time, who did them, what they bill, and the QBO body.
 
-- **Time** is an activity that is billable, has a duration above zero and belongs to a contact; anything else is
-  not time (and time that stops being time is removed from QBO while unbilled).
+- **Time** is a call, meeting or time entry that is billable, has a duration above zero and belongs to a
+  contact; anything else (an email, a task) is not time, and time that stops being time is removed from QBO
+  while unbilled.
 - **Who**: a CRM user maps to one active QBO Employee or Vendor, by e-mail (case-folded) first, then by
   normalised name; several or none put the user in review, and their time is held, never dropped.
 - **What**: the activity's ``service`` names a QBO service item; otherwise the connection's default item.
@@ -108,8 +109,14 @@ def parse_person_ref(text: str) -> tuple[str, str]:
     return kind, person_id.strip()
 
 
-def not_time_reason(billable: bool, duration_minutes: int | None, contact_id: str | None) -> str | None:
+TIME_TYPES = ("call", "meeting", "time")  # DESIGN §9: calls, meetings and time entries; not emails or tasks
+
+
+def not_time_reason(billable: bool, duration_minutes: int | None, contact_id: str | None,
+                    activity_type: str = "time") -> str | None:
     """Why an activity is not billable time (None when it is)."""
+    if activity_type not in TIME_TYPES:
+        return f"a{'n' if activity_type[:1] in 'aeiou' else ''} {activity_type} is not time"
     if not billable:
         return "not billable"
     if not duration_minutes:

@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from crm_qb.connections import crm_web_origin
-from crm_qb.crm.errors import CrmProtocolError
+from crm_qb.crm.errors import ActivityNotFoundError, CrmProtocolError
 from crm_qb.crm.protocol import Activity, NewTask, parse_time
 from crm_qb.db import db
 from crm_qb.errors import PermanentError, TransientError
@@ -99,17 +99,25 @@ def coalesce(ctx: SyncContext, events: Sequence[EventRef]) -> list[Seen]:
             continue  # a hook of an activity deleted in this batch arrived late
         raw = event.payload.get("activity")
         activity = _parse(ctx, activity_id, raw)
+        if activity is None:
+            newest[activity_id] = Seen(activity_id, None, {})
+            continue
         if current is None or current.activity is None or activity.version >= current.activity.version:
             newest[activity_id] = Seen(activity_id, activity, dict(raw) if isinstance(raw, dict) else {})
     return list(newest.values())
 
 
-def _parse(ctx: SyncContext, activity_id: str, raw: Any) -> Activity:
-    """The activity a hook carries; read from the CRM when the hook's copy is not a section 6 activity."""
+def _parse(ctx: SyncContext, activity_id: str, raw: Any) -> Activity | None:
+    """The activity a hook carries; read from the CRM when the hook's copy is not a section 6 activity (None when
+    the CRM no longer has it: deleted since)."""
     try:
         return Activity.from_json(raw)
     except CrmProtocolError:
+        pass
+    try:
         return ctx.crm.get_activity(activity_id)
+    except ActivityNotFoundError:
+        return None
 
 
 def _settle(ctx: SyncContext, event_ids: list[int]) -> None:
@@ -189,7 +197,7 @@ class TimeSync:
         activity = seen.activity
         _observe(entry, seen)
         reason = "deleted in the CRM" if activity is None else rules.not_time_reason(
-            activity.billable, activity.duration_minutes, activity.contact_id)
+            activity.billable, activity.duration_minutes, activity.contact_id, activity.type)
         if reason is not None:
             return self._not_time(entry, reason)
         assert activity is not None
