@@ -27,7 +27,7 @@ from crm_qb.supervisor import Supervisor
 QBO_SANDBOX_PORT = 8701
 CRM_SANDBOX_PORT = 8702
 DEMO_CONTACTS = 5
-DEMO_ACTIVITIES = 3  # per contact: mostly billable calls and meetings, so time flows into QBO on the first run
+DEMO_ACTIVITIES = 2  # per contact: mostly billable calls and meetings, so time flows into QBO on the first run
 QBO_SANDBOX_DB = "qbo-sandbox.sqlite3"
 CRM_SANDBOX_DB = "crm-sandbox.sqlite3"
 WEB_READY_SECONDS = 60
@@ -57,6 +57,7 @@ def run_up(settings: Settings, web_port: int = 5000, qbo_port: int = QBO_SANDBOX
         if qbo_info and crm_info:
             _register_qbo_webhooks(qbo_info, web_port)
             crm_info["seeded"] = _seed_demo_contacts(crm_info)
+            _seed_demo_activities(crm_info)
         _say_ready(web_port, qbo_info)
         if crm_info:
             _say_try(crm_info, qbo_info or {})
@@ -131,8 +132,7 @@ def _start_demo_crm(sup: Supervisor, cli: list[str], qbo_info: dict[str, Any], w
 
 
 def _seed_demo_contacts(info: dict[str, Any]) -> list[str]:
-    """Seed a few CRM contacts, each with a few activities, the first time (their hooks link them and make their
-    billable time); a resumed CRM keeps its own. Their ids."""
+    """Seed a few CRM contacts the first time (their hooks link them); a resumed CRM keeps its own. Their ids."""
     api = str(info["api_base"]).rstrip("/")
     existing = requests.get(f"{api}/contacts", params={"limit": DEMO_CONTACTS}, timeout=10,
                             headers={"Authorization": f"Bearer {info['token']}"})
@@ -140,10 +140,25 @@ def _seed_demo_contacts(info: dict[str, Any]) -> list[str]:
     if existing.json().get("contacts"):
         return [str(contact["id"]) for contact in existing.json()["contacts"]]
     control = str(info.get("control_base") or f"{api}/_sandbox")
-    seeded = requests.post(f"{control}/seed", json={"contacts": DEMO_CONTACTS, "seed": 1,
-                                                       "activities": DEMO_ACTIVITIES}, timeout=10)
+    seeded = requests.post(f"{control}/seed", json={"contacts": DEMO_CONTACTS, "seed": 1}, timeout=10)
     seeded.raise_for_status()
     return [str(contact_id) for contact_id in seeded.json().get("ids", [])]
+
+
+def _seed_demo_activities(info: dict[str, Any]) -> int:
+    """Log a few activities on every CRM contact the first time (a CRM without activities), as CRM users would:
+    their hooks make the billable ones QBO time, so a newcomer sees time flow; a resumed CRM keeps its own."""
+    api = str(info["api_base"]).rstrip("/")
+    existing = requests.get(f"{api}/activities", params={"limit": 1}, timeout=10,
+                            headers={"Authorization": f"Bearer {info['token']}"})
+    existing.raise_for_status()
+    if existing.json().get("activities"):
+        return 0
+    control = str(info.get("control_base") or f"{api}/_sandbox")
+    seeded = requests.post(f"{control}/seed/activities", json={"per_contact": DEMO_ACTIVITIES, "seed": 1},
+                           timeout=30)
+    seeded.raise_for_status()
+    return len(seeded.json().get("activity_ids", []))
 
 
 def _say_try(crm_info: dict[str, Any], qbo_info: dict[str, Any]) -> None:
