@@ -176,7 +176,9 @@ class TimeSync:
         if entry.hold_kind == "user":
             mapping = self.resolver.mappings.get(str(entry.crm_user_id))
             return mapping is not None and bool(mapping.qbo_id)
-        return entry.hold_kind in ("item", "retry") or refused_too
+        # "retry" (QBO failed for now) goes again on every drain; "item" and "qbo" wait for the admin
+        # (crm-qb time configure), so a hold that QBO keeps refusing costs no call per drain.
+        return entry.hold_kind == "retry" or refused_too
 
     def _bring_in_line(self, pairs: Sequence[tuple[Seen, EntryRecord | None]], stale: int) -> str:
         customers = store.linked_customers(self.ctx.connection_id, [

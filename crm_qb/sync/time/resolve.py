@@ -16,6 +16,7 @@ from crm_qb.crm.errors import CrmNotFoundError
 from crm_qb.crm.protocol import Activity, CrmUser
 from crm_qb.models import Connection
 from crm_qb.qbo import timeactivity as qbo_time
+from crm_qb.qbo.faults import ObjectNotFoundError
 from crm_qb.sync.context import SyncContext
 from crm_qb.sync.rules import time as rules
 from crm_qb.sync.rules.money import to_decimal
@@ -45,7 +46,7 @@ class Resolver:
     crm_users: dict[str, CrmUser] | None = None
     people: list[rules.Person] | None = None
     items_by_name: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-    items_by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
+    items_by_id: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @classmethod
     def for_connection(cls, ctx: SyncContext, connection: Connection, settings: TimeSettings,
@@ -59,7 +60,10 @@ class Resolver:
         person = self.person(str(activity.owner_id or ""))
         if isinstance(person, Hold):
             return person
-        item_id, item_rate = self.item(activity.service)
+        item = self.item(activity.service)
+        if isinstance(item, Hold):
+            return item
+        item_id, item_rate = item
         link = rules.activity_link(self.settings.activity_url, self.crm_web_origin, activity.id,
                                    str(activity.contact_id))
         return rules.TimeFacts(person, customer_id, item_id, rules.hourly_rate(activity.hourly_rate, item_rate),
@@ -111,11 +115,15 @@ class Resolver:
 
     # -- what -------------------------------------------------------------------------------------------------
 
-    def item(self, service: str | None) -> tuple[str | None, Decimal | None]:
-        """The service item (id, its rate): the one named ``service``, else the default item, else none."""
+    def item(self, service: str | None) -> tuple[str | None, Decimal | None] | Hold:
+        """The service item (id, its rate): the one named ``service``, else the default item, else none; an item
+        hold when the default item is gone or no longer an active service item."""
         item = self._named(service) if service else None
         if item is None and self.settings.default_item:
             item = self._by_id(self.settings.default_item)
+            if item is None:
+                return Hold("item", f"the default item {self.settings.default_item} is not an active service item "
+                                    "in QuickBooks; set another with crm-qb time configure --default-item")
         if item is None:
             return None, None
         price = item.get("UnitPrice")
@@ -130,5 +138,11 @@ class Resolver:
 
     def _by_id(self, item_id: str) -> dict[str, Any] | None:
         if item_id not in self.items_by_id:
-            self.items_by_id[item_id] = qbo_time.read_item(self.ctx.qbo, item_id)
+            try:
+                found: dict[str, Any] | None = qbo_time.read_item(self.ctx.qbo, item_id)
+            except ObjectNotFoundError:
+                found = None
+            usable = found is not None and found.get("Active", True) is not False and found.get(
+                "Type", "Service") == "Service"
+            self.items_by_id[item_id] = found if usable else None
         return self.items_by_id[item_id]
