@@ -25,6 +25,7 @@ from crm_qb.models import Conflict, Connection, TimeEntry, TimeState
 from crm_qb.qbo import timeactivity as qbo_time
 from crm_qb.qbo.faults import NetworkError
 from crm_qb.runtime import runtime
+from crm_qb.sync.pipeline.backfill import run_backfill
 from crm_qb.sync.time import admin
 from crm_qb.sync.time import apply as time_apply
 from tests.conftest import settings_env
@@ -344,3 +345,21 @@ def test_the_cdc_poll_reads_billing_by_query_and_a_deleted_invoice_releases_the_
     harness.work()
     time = _time_activity(harness, str(entry.qbo_id))
     assert time is not None and (time["Hours"], time["Minutes"], time["BillableStatus"]) == (0, 30, "Billable")
+
+
+def test_a_contact_linked_by_the_backfill_gets_the_time_logged_before(harness: Harness) -> None:
+    _world(harness)
+    customer = harness.qbo.create_customer(DisplayName="Ada Byron", PrimaryEmailAddr={"Address": "ada@example.com"})
+    contact = harness.crm_user("POST", "/contacts", {"first_name": "Ada", "last_name": "Byron",
+                                                     "email": "ada@example.com"})  # no hook reaches crm-qb
+    activity = _log(harness, contact["id"], subject="Design review", duration_minutes=50)
+    _hook(harness, "created", activity)
+    harness.work()
+    assert _entries(harness)[activity["id"]].hold_kind == "contact"
+
+    with harness.app.app_context():
+        run_backfill(runtime().sync_services(), harness.connection_id)
+    entry = _entries(harness)[activity["id"]]
+    assert entry.state == TimeState.SYNCED and harness.link_of_customer(customer["Id"]).crm_contact_id == contact["id"]
+    time = _time_activity(harness, str(entry.qbo_id))
+    assert time is not None and (time["CustomerRef"]["value"], time["Minutes"]) == (customer["Id"], 50)

@@ -83,10 +83,12 @@ def _time_units(ctx: SyncContext, activity_events: list[EventRef]) -> list[Unit]
 
 def _time_after_qbo(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
     """After a QBO batch: billing status of time when invoices changed (TimeActivity is not in CDC), and held
-    time of contacts the batch linked."""
+    time of contacts the batch's customer changes linked. These units settle no events of their own."""
     invoices = [e for e in events if e.entity in (INVOICE, TIME_ACTIVITY)]
     units = [Unit((), "time billing", partial(_refresh_billing, ctx, invoices))] if invoices else []
-    return [*units, Unit((), "time release", partial(time_apply.release, ctx))]
+    if any(e.entity == CUSTOMER for e in events):
+        units.append(Unit((), "time release", partial(time_apply.release, ctx)))
+    return units
 
 
 def _refresh_billing(ctx: SyncContext, invoices: Sequence[EventRef]) -> str:

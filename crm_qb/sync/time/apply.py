@@ -213,7 +213,7 @@ class TimeSync:
             return self._billed_edit(entry, facts)
         if isinstance(facts, Hold):
             return self._hold(entry, facts)
-        _price(entry, facts, target[1] if target else None)
+        _price(entry, facts, (target[1] if target else None) or self.ctx.home_currency)
         body = rules.time_body(facts)
         if entry.state == TimeState.SYNCED and entry.qbo_id:
             return self._update(entry, body)
