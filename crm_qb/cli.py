@@ -439,8 +439,10 @@ def time() -> None:
 @click.option("--map-user", "map_users", multiple=True, metavar="CRM_USER=Employee:ID|Vendor:ID",
               help="Record a CRM user's time for this QBO employee or vendor (repeatable).")
 @click.option("--enable/--disable", "enabled", default=None, help="Turn the time sync on or off.")
+@click.option("--activity-url", default=None,
+              help="The link back to an activity in each description: {crm}, {contact_id}, {activity_id}.")
 def time_configure(connection_id: int, default_item: str | None, clear_default_item: bool,
-                   map_users: tuple[str, ...], enabled: bool | None) -> None:
+                   map_users: tuple[str, ...], enabled: bool | None, activity_url: str | None) -> None:
     """Validate (in QBO) and store time settings, then send the time they held; prints the status as JSON."""
     from crm_qb.runtime import runtime
     from crm_qb.sync.time.admin import configure
@@ -457,7 +459,8 @@ def time_configure(connection_id: int, default_item: str | None, clear_default_i
     with app.app_context():
         _connection(connection_id)
         result = configure(runtime(app).sync_services(), connection_id, default_item=default_item,
-                           clear_default_item=clear_default_item, map_users=mapping, enabled=enabled)
+                           clear_default_item=clear_default_item, map_users=mapping, enabled=enabled,
+                           activity_url=activity_url)
     click.echo(json.dumps(result, indent=2))
 
 

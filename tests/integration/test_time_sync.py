@@ -284,6 +284,8 @@ def test_time_configure_and_status_from_the_command_line(harness: Harness, monke
     assert bad.exit_code == 2 and bad.output.strip().endswith("expected Employee:ID or Vendor:ID, got 'Boss:1'")
     missing = runner.invoke(main, ["time", "configure", connection, "--default-item", "999"])
     assert missing.exit_code == 2 and "QuickBooks has no item '999'" in missing.output
+    bad_url = runner.invoke(main, ["time", "configure", connection, "--activity-url", "https://crm.example/x"])
+    assert bad_url.exit_code == 2 and "time.activity_url: invalid value" in bad_url.output
 
     done = runner.invoke(main, ["time", "configure", connection, "--default-item", world["item"]["Id"],
                                 "--map-user", f"u3=Employee:{world['employee']['Id']}"])

@@ -24,7 +24,7 @@ from crm_qb.sync.context import build_context
 from crm_qb.sync.rules.time import parse_person_ref
 from crm_qb.sync.services import ConnectionGoneError, SyncServices
 from crm_qb.sync.time import apply, store
-from crm_qb.sync.time.settings import TimeSettings, time_settings_of, with_time_settings
+from crm_qb.sync.time.settings import TimeSettings, parse_time_settings, time_settings_of, with_time_settings
 
 
 class TimeConfigError(PermanentError):
@@ -33,12 +33,13 @@ class TimeConfigError(PermanentError):
 
 def configure(services: SyncServices, connection_id: int, *, default_item: str | None = None,
               clear_default_item: bool = False, map_users: Mapping[str, str] | None = None,
-              enabled: bool | None = None) -> dict[str, Any]:
+              enabled: bool | None = None, activity_url: str | None = None) -> dict[str, Any]:
     """Validate and store time settings and hand mappings, then release held time; return the new state."""
     ctx = build_context(services, connection_id)
     try:
         with services.connection_lock(connection_id):
-            settings = _new_settings(ctx.qbo, connection_id, default_item, clear_default_item, enabled)
+            settings = _new_settings(ctx.qbo, connection_id, default_item, clear_default_item, enabled,
+                                     activity_url)
             mapped = {user: _map_user(ctx.qbo, connection_id, user, ref) for user, ref in (map_users or {}).items()}
             released = apply.release(ctx, refused_too=True)
     finally:
@@ -48,9 +49,11 @@ def configure(services: SyncServices, connection_id: int, *, default_item: str |
 
 
 def _new_settings(qbo: QboClient, connection_id: int, default_item: str | None, clear: bool,
-                  enabled: bool | None) -> TimeSettings:
+                  enabled: bool | None, activity_url: str | None) -> TimeSettings:
     connection = _connection(connection_id)
     settings = time_settings_of(connection.settings)
+    if activity_url is not None:
+        settings = parse_time_settings({**settings.as_json(), "activity_url": activity_url})
     if default_item is not None:
         settings = replace(settings, default_item=_service_item(qbo, default_item))
     if clear:
