@@ -7,9 +7,9 @@ One unit handles a drain batch's activity events together, so a burst of new tim
   activity); a version older than the one applied is stale and changes nothing, a repeat is a no-op, and after
   a delete nothing of that activity is applied again (a CRM never reuses an id). So duplicate and out-of-order
   hooks converge.
-- **Created once.** Before a create is sent, its entry is committed as ``creating`` with the body and a request
-  id; a run that finds an entry still ``creating`` (the worker was killed, QBO answered 5xx or 429 throughout)
-  resends exactly that request, and QBO answers a repeated request id with its first answer.
+- **Created once** (``create.py``). Before a create is sent, its entry is committed as ``creating`` with the
+  body and a request id; a run that finds an entry still ``creating`` (the worker was killed, QBO answered 5xx or
+  429 throughout) resends exactly that request, and QBO answers a repeated request id with its first answer.
 - **Changes follow until billed.** An edit becomes a sparse update of the fields that changed; a delete, or
   ``billable`` turned off, deletes the TimeActivity. A write refused because the time changed in QBO (5010, or
   QBO's refusal to change billed time) re-reads it: billed time (``HasBeenBilled``) is frozen, and the CRM's
@@ -21,26 +21,22 @@ One unit handles a drain batch's activity events together, so a burst of new tim
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from crm_qb.connections import crm_web_origin
 from crm_qb.crm.errors import ActivityNotFoundError, CrmProtocolError
 from crm_qb.crm.protocol import Activity, NewTask, parse_time
 from crm_qb.db import db
-from crm_qb.errors import PermanentError, TransientError
 from crm_qb.models import Conflict, Connection, TimeEntry, TimeState
 from crm_qb.qbo import timeactivity as qbo_time
-from crm_qb.qbo.client import BatchResult
 from crm_qb.qbo.faults import ObjectNotFoundError, QboFault, StaleObjectError
 from crm_qb.sync.context import SyncContext
 from crm_qb.sync.pipeline import events as inbox
 from crm_qb.sync.pipeline.events import EventRef
 from crm_qb.sync.rules import time as rules
-from crm_qb.sync.time import store
+from crm_qb.sync.time import create, store
 from crm_qb.sync.time.resolve import Hold, Resolver
 from crm_qb.sync.time.settings import time_settings_of
 from crm_qb.sync.time.store import EntryRecord
@@ -51,10 +47,6 @@ CONFLICT_FIELD = "billed_time"
 CONFLICT_RULE = "billed_time"
 BUSINESS_RULE = "6000"  # QBO's answer to a change of billed time (docs/qbo/time-activity.md)
 RELEASED_KINDS = ("contact", "user", "item", "retry")
-
-
-class TimeHeldError(TransientError):
-    """QBO could not take some time now (a batch item failed transiently); the drain retries its events."""
 
 
 @dataclass(frozen=True)
@@ -152,14 +144,14 @@ class TimeSync:
 
     def apply(self, seen: Sequence[Seen]) -> str:
         """Bring every activity's time in line with what the hooks say; return a short summary."""
-        self.recover_creating()
+        create.recover_creating(self.ctx)
         known = store.entries(self.ctx.connection_id, [s.activity_id for s in seen])
         fresh = [(s, known.get(s.activity_id)) for s in seen if not _stale(s, known.get(s.activity_id))]
         return self._bring_in_line(fresh, len(seen) - len(fresh))
 
     def release(self, refused_too: bool) -> str:
         """Re-evaluate held time that may go now."""
-        self.recover_creating()
+        create.recover_creating(self.ctx)
         held = store.entries_where(self.ctx.connection_id, TimeEntry.state == TimeState.HELD,
                                    TimeEntry.hold_kind.in_((*RELEASED_KINDS, *(("qbo",) if refused_too else ()))))
         linked = store.linked_customers(self.ctx.connection_id, [str(e.crm_contact_id) for e in held
@@ -190,7 +182,7 @@ class TimeSync:
             outcome = self._one(seen, record, customers, creates)
             counts[outcome] = counts.get(outcome, 0) + 1
         if creates:
-            counts["created"] = self._create(creates)
+            counts["created"] = create.create(self.ctx, creates)
         return ", ".join(f"{key} {value}" for key, value in sorted(counts.items())) or "nothing"
 
     def _one(self, seen: Seen, entry: EntryRecord, customers: dict[str, tuple[str, str | None]],
@@ -217,7 +209,7 @@ class TimeSync:
         body = rules.time_body(facts)
         if entry.state == TimeState.SYNCED and entry.qbo_id:
             return self._update(entry, body)
-        entry.sent = _jsonable(body)
+        entry.sent = create.jsonable(body)
         creates.append(entry)
         return "to create"
 
@@ -255,7 +247,7 @@ class TimeSync:
             return "gone in QBO"
         if row is None:
             return self._billed_edit(entry, None, noted_change=fields)
-        _stored(entry, row, {**(entry.written or {}), **body})
+        create.stored(entry, row, {**(entry.written or {}), **body})
         store.save([entry], [self._audit("time.updated", entry, {"fields": sorted(fields)})])
         return "updated"
 
@@ -301,10 +293,11 @@ class TimeSync:
         crm_side = noted_change or (rules.comparable(desired) if desired else {"deleted": "no longer billable time"})
         conflict = Conflict(connection_id=self.ctx.connection_id,
                             contact_link_id=store.link_id_of(self.ctx.connection_id, entry.crm_contact_id),
-                            field=CONFLICT_FIELD, qbo_value=_qbo_side(entry), crm_value=_jsonable(crm_side),
+                            field=CONFLICT_FIELD, qbo_value=_qbo_side(entry), crm_value=create.jsonable(crm_side),
                             crm_changed_at=_updated_at(entry), winner="qbo", rule=CONFLICT_RULE)
-        store.save([entry], [conflict, self._audit("time.billed_edit_refused", entry, {"crm": _jsonable(crm_side)},
-                                                   outcome="conflict")])
+        refused = self._audit("time.billed_edit_refused", entry, {"crm": create.jsonable(crm_side)},
+                              outcome="conflict")
+        store.save([entry], [conflict, refused])
         return "billed: conflict"
 
     def _tell_crm_user(self, entry: EntryRecord, version: int) -> None:
@@ -322,63 +315,9 @@ class TimeSync:
             title=f"Billed time not changed in QuickBooks: {subject}"[:255], description=description,
             owner_id=entry.crm_user_id))
 
-    # -- creating, in batches of 30 -------------------------------------------------------------------------
-
-    def _create(self, entries: list[EntryRecord]) -> int:
-        created = 0
-        for start in range(0, len(entries), qbo_time.BATCH_SIZE):
-            chunk = entries[start:start + qbo_time.BATCH_SIZE]
-            request_id = uuid.uuid4().hex
-            for index, entry in enumerate(chunk):
-                entry.state, entry.request_id, entry.batch_item_id = TimeState.CREATING, request_id, f"b{index}"
-                entry.hold_kind = entry.hold_reason = None
-            store.save(chunk)  # committed before the request: a rerun resends exactly this
-            created += self._send(chunk)
-        return created
-
-    def recover_creating(self) -> int:
-        """Resend every create a killed or failed run left unanswered (same request id: QBO's first answer)."""
-        pending = store.entries_where(self.ctx.connection_id, TimeEntry.state == TimeState.CREATING)
-        chunks: dict[str, list[EntryRecord]] = {}
-        for entry in pending:
-            chunks.setdefault(str(entry.request_id), []).append(entry)
-        return sum(self._send(chunk) for chunk in chunks.values())
-
-    def _send(self, chunk: list[EntryRecord]) -> int:
-        items = [qbo_time.CreateItem(str(e.batch_item_id), _wire(e.sent or {})) for e in chunk]
-        try:
-            results = qbo_time.create_batch(self.ctx.qbo, items, str(chunk[0].request_id))
-        except PermanentError as exc:
-            for entry in chunk:
-                _refused(entry, f"QuickBooks refused the batch: {exc}")
-            store.save(chunk, [self._audit("time.create_refused", chunk[0], {"error": str(exc)}, outcome="failed")])
-            return 0
-        return self._store_results(chunk, results)
-
-    def _store_results(self, chunk: list[EntryRecord], results: dict[str, BatchResult]) -> int:
-        created, retry, notes = 0, False, []
-        for entry in chunk:
-            result = results.get(str(entry.batch_item_id))
-            if result is not None and result.ok and result.data is not None:
-                _stored(entry, result.data, dict(entry.sent or {}))
-                entry.request_id = entry.batch_item_id = None
-                notes.append(self._audit("time.created", entry, {"qbo_id": entry.qbo_id}))
-                created += 1
-                continue
-            error = result.error if result is not None else None
-            transient = error is None or isinstance(error, TransientError)
-            retry = retry or transient
-            _refused(entry, f"QuickBooks could not take the time: {error}", kind="retry" if transient else "qbo")
-            notes.append(self._audit("time.create_failed", entry, {"error": str(error)}, outcome="failed"))
-        store.save(chunk, notes)
-        if retry:
-            raise TimeHeldError("some time could not be created in QuickBooks now; it is retried")
-        return created
-
     def _audit(self, action: str, entry: EntryRecord, diff: dict[str, Any] | None = None,
                outcome: str = "ok") -> Any:
-        return store.audit(self.ctx.connection_id, self.ctx.job_id, action, entry.crm_activity_id, diff,
-                           outcome=outcome)
+        return create.note(self.ctx, action, entry, diff, outcome)
 
 
 # -- small helpers --------------------------------------------------------------------------------------------
@@ -415,18 +354,6 @@ def _price(entry: EntryRecord, facts: rules.TimeFacts, currency: str | None) -> 
     entry.amount = rules.amount(facts.duration_minutes, facts.rate, currency or "USD")
 
 
-def _stored(entry: EntryRecord, row: dict[str, Any], written: dict[str, Any]) -> None:
-    entry.qbo_id, entry.qbo_sync_token = str(row.get("Id", entry.qbo_id)), str(row.get("SyncToken", ""))
-    entry.billable_status = row.get("BillableStatus")
-    entry.state = TimeState.BILLED if qbo_time.is_billed(row) else TimeState.SYNCED
-    entry.written, entry.sent, entry.hold_kind, entry.hold_reason = _jsonable(written), None, None, None
-
-
-def _refused(entry: EntryRecord, reason: str, kind: str = "qbo") -> None:
-    entry.state, entry.hold_kind, entry.hold_reason = TimeState.HELD, kind, reason[:2000]
-    entry.request_id = entry.batch_item_id = None
-
-
 def _changed_meanwhile(exc: QboFault) -> bool:
     return isinstance(exc, StaleObjectError) or str(getattr(exc, "code", "")) == BUSINESS_RULE
 
@@ -442,23 +369,3 @@ def _updated_at(entry: EntryRecord) -> Any:
         return parse_time(raw) if raw else None
     except CrmProtocolError:
         return None
-
-
-def _wire(sent: dict[str, Any]) -> dict[str, Any]:
-    """A stored create body as sent: the rate as an exact decimal number again."""
-    body = dict(sent)
-    if body.get("HourlyRate") is not None:
-        body["HourlyRate"] = Decimal(str(body["HourlyRate"]))
-    return body
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with Decimals as strings (JSON columns)."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    return value
-
