@@ -365,3 +365,24 @@ def test_a_contact_linked_by_the_backfill_gets_the_time_logged_before(harness: H
     assert entry.state == TimeState.SYNCED and harness.link_of_customer(customer["Id"]).crm_contact_id == contact["id"]
     time = _time_activity(harness, str(entry.qbo_id))
     assert time is not None and (time["CustomerRef"]["value"], time["Minutes"]) == (customer["Id"], 50)
+
+
+def test_an_edit_after_a_bookkeeper_changed_the_time_in_qbo_rereads_it_on_5010(harness: Harness) -> None:
+    world = _world(harness)
+    activity = _log(harness, world["contact_id"])
+    _hook(harness, "created", activity)
+    harness.work()
+    entry = _entries(harness)[activity["id"]]
+    requests.patch(f"{harness.qbo.url}/_sandbox/realms/{harness.qbo.realm_id}/entities/TimeActivity/{entry.qbo_id}",
+                   json={"Description": "edited by the bookkeeper"}, timeout=10).raise_for_status()
+    harness.qbo.reset_counts()
+
+    edited = _edit(harness, activity["id"], duration_minutes=120)
+    _hook(harness, "updated", edited)
+    harness.work()
+    time = _time_activity(harness, str(entry.qbo_id))
+    assert time is not None and (time["Hours"], time["Minutes"]) == (2, 0)
+    assert time["Description"] == "edited by the bookkeeper"  # only the fields the CRM changed are written
+    counts = harness.qbo.requests_by_endpoint()
+    assert counts.get("POST /timeactivity") == 2 and counts.get("GET /timeactivity/{id}") == 1  # 5010, read, retry
+    assert harness.failed_events() == []
