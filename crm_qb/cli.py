@@ -480,6 +480,54 @@ def followups_scan(connection_id: int, invoice_id: str | None) -> None:
     click.echo(json.dumps(result.to_json()))
 
 
+@main.group()
+def time() -> None:
+    """Billable time (CRM activities → QBO TimeActivity): default item, user mappings, status."""
+
+
+@time.command("configure")
+@click.argument("connection_id", type=int)
+@click.option("--default-item", default=None, help="QBO service item id for time whose service names no item.")
+@click.option("--no-default-item", "clear_default_item", is_flag=True, help="Remove the default item.")
+@click.option("--map-user", "map_users", multiple=True, metavar="CRM_USER=Employee:ID|Vendor:ID",
+              help="Record a CRM user's time for this QBO employee or vendor (repeatable).")
+@click.option("--enable/--disable", "enabled", default=None, help="Turn the time sync on or off.")
+@click.option("--activity-url", default=None,
+              help="The link back to an activity in each description: {crm}, {contact_id}, {activity_id}.")
+def time_configure(connection_id: int, default_item: str | None, clear_default_item: bool,
+                   map_users: tuple[str, ...], enabled: bool | None, activity_url: str | None) -> None:
+    """Validate (in QBO) and store time settings, then send the time they held; prints the status as JSON."""
+    from crm_qb.runtime import runtime
+    from crm_qb.sync.time.admin import configure
+
+    mapping: dict[str, str] = {}
+    for item in map_users:
+        user, sep, ref = item.partition("=")
+        if not sep or not user.strip() or not ref.strip():
+            raise click.BadParameter(f"expected CRM_USER=Employee:ID or CRM_USER=Vendor:ID, got {item!r}",
+                                     param_hint="--map-user")
+        mapping[user.strip()] = ref.strip()
+    _setup_logging(default="WARNING")
+    app = _app()
+    with app.app_context():
+        _connection(connection_id)
+        result = configure(runtime(app).sync_services(), connection_id, default_item=default_item,
+                           clear_default_item=clear_default_item, map_users=mapping, enabled=enabled,
+                           activity_url=activity_url)
+    click.echo(json.dumps(result, indent=2))
+
+
+@time.command("status")
+@click.argument("connection_id", type=int)
+def time_status(connection_id: int) -> None:
+    """Print the connection's time settings, entries by state, users and held time as JSON."""
+    from crm_qb.sync.time.admin import status
+
+    with _app().app_context():
+        _connection(connection_id)
+        click.echo(json.dumps(status(connection_id), indent=2))
+
+
 @main.command("panel-url")
 @click.argument("connection_id", type=int)
 @click.argument("crm_contact_id")

@@ -27,6 +27,7 @@ from crm_qb.supervisor import Supervisor
 QBO_SANDBOX_PORT = 8701
 CRM_SANDBOX_PORT = 8702
 DEMO_CONTACTS = 5
+DEMO_ACTIVITIES = 2  # per contact: mostly billable calls and meetings, so time flows into QBO on the first run
 QBO_SANDBOX_DB = "qbo-sandbox.sqlite3"
 CRM_SANDBOX_DB = "crm-sandbox.sqlite3"
 HUBSPOT_SANDBOX_DB = "hubspot-sandbox.sqlite3"
@@ -62,6 +63,8 @@ def run_up(settings: Settings, web_port: int = 5000, qbo_port: int = QBO_SANDBOX
             _register_qbo_webhooks(qbo_info, web_port)
             seed = _seed_hubspot_contacts if crm_kind == "hubspot" else _seed_demo_contacts
             crm_info["seeded"] = seed(crm_info)
+            if crm_kind != "hubspot":
+                _seed_demo_activities(crm_info)
         _say_ready(web_port, qbo_info)
         if crm_info:
             (_say_try_hubspot if crm_kind == "hubspot" else _say_try)(crm_info, qbo_info or {})
@@ -205,6 +208,22 @@ def _seed_demo_contacts(info: dict[str, Any]) -> list[str]:
     return [str(contact_id) for contact_id in seeded.json().get("ids", [])]
 
 
+def _seed_demo_activities(info: dict[str, Any]) -> int:
+    """Log a few activities on every CRM contact the first time (a CRM without activities), as CRM users would:
+    their hooks make the billable ones QBO time, so a newcomer sees time flow; a resumed CRM keeps its own."""
+    api = str(info["api_base"]).rstrip("/")
+    existing = requests.get(f"{api}/activities", params={"limit": 1}, timeout=10,
+                            headers={"Authorization": f"Bearer {info['token']}"})
+    existing.raise_for_status()
+    if existing.json().get("activities"):
+        return 0
+    control = str(info.get("control_base") or f"{api}/_sandbox")
+    seeded = requests.post(f"{control}/seed/activities", json={"per_contact": DEMO_ACTIVITIES, "seed": 1},
+                           timeout=30)
+    seeded.raise_for_status()
+    return len(seeded.json().get("activity_ids", []))
+
+
 def _say_try(crm_info: dict[str, Any], qbo_info: dict[str, Any]) -> None:
     ui = str(crm_info.get("ui_base") or f"{crm_info['api_base']}/ui")
     first = (crm_info.get("seeded") or [None])[0]
@@ -215,7 +234,10 @@ def _say_try(crm_info: dict[str, Any], qbo_info: dict[str, Any]) -> None:
           f"  and the QBO sandbox        {qbo_info.get('app_base')}/app/login?pagereq=customerdetail%3FnameId%3D<id>"
           f"&deeplinkcompanyid={qbo_info.get('realm_id')}\n"
           "  edit the contact in the CRM, or the customer in QBO (the sandbox's /_sandbox control API acts as a\n"
-          "  bookkeeper), and watch the other side follow within seconds.\n", flush=True)
+          "  bookkeeper), and watch the other side follow within seconds.\n"
+          "  billable calls and meetings logged on the seeded contacts are QBO time (the panel's Time section);\n"
+          "  Riley Chen's time waits until mapped: crm-qb time status <id>, crm-qb time configure <id> --map-user\n",
+          flush=True)
 
 
 def _say_ready(web_port: int, qbo_info: dict[str, Any] | None) -> None:

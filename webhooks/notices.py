@@ -23,7 +23,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from crm_qb.sync.pipeline.events import CONTACT, CUSTOMER, NOTED_QBO_ENTITIES, Notice
+from crm_qb.sync.pipeline.events import ACTIVITY, CONTACT, CUSTOMER, NOTED_QBO_ENTITIES, Notice
 from crm_qb.sync.transactions import registry
 
 # QBO's spelling of every entity it sends webhooks for, by lower-cased name (CloudEvents types are lower case).
@@ -41,7 +41,9 @@ CLOUDEVENT_OPERATIONS = {
 }
 LEGACY_OPERATIONS = frozenset({"Create", "Update", "Delete", "Merge", "Void", "Emailed"})
 CLOUDEVENT_TYPE = re.compile(r"^qbo\.([a-z]+)\.([a-z]+)\.v(\d+)$")
-CRM_EVENT_TYPES = ("contact.created", "contact.updated", "contact.deleted", "contact.merged")
+CRM_CONTACT_EVENT_TYPES = ("contact.created", "contact.updated", "contact.deleted", "contact.merged")
+CRM_ACTIVITY_EVENT_TYPES = ("activity.created", "activity.updated", "activity.deleted")  # DESIGN §6, §9
+CRM_EVENT_TYPES = CRM_CONTACT_EVENT_TYPES + CRM_ACTIVITY_EVENT_TYPES
 MAX_DEPTH = 32
 
 
@@ -212,6 +214,13 @@ class _ContactSchema(Schema):
     id = fields.String(required=True, validate=validate.Length(min=1))
 
 
+class _ActivitySchema(Schema):
+    class Meta:
+        unknown = INCLUDE  # the activity's other fields are the CRM's; the time sync reads it back by id
+
+    id = fields.String(required=True, validate=validate.Length(min=1))
+
+
 class _CrmEventSchema(Schema):
     id = fields.String(required=True, validate=validate.Length(min=1, max=200))
     type = fields.String(required=True, validate=validate.OneOf(CRM_EVENT_TYPES))
@@ -219,10 +228,15 @@ class _CrmEventSchema(Schema):
     contact = fields.Nested(_ContactSchema, load_default=None, allow_none=True)
     contact_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
     merged_into = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
+    activity = fields.Nested(_ActivitySchema, load_default=None, allow_none=True)
+    activity_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
 
     @validates_schema
     def _shape_per_type(self, data: dict[str, Any], **_: Any) -> None:
         kind = data["type"]
+        if kind in CRM_ACTIVITY_EVENT_TYPES:
+            _activity_shape(kind, data)
+            return
         contact = data.get("contact")
         if kind in ("contact.created", "contact.updated"):
             if not contact:
@@ -231,6 +245,16 @@ class _CrmEventSchema(Schema):
             raise ValidationError("required for deleted/merged", "contact_id")
         if kind == "contact.merged" and not data.get("merged_into"):
             raise ValidationError("required for contact.merged", "merged_into")
+
+
+def _activity_shape(kind: str, data: dict[str, Any]) -> None:
+    """activity.created/updated carry the activity (with an id); activity.deleted its id."""
+    activity = data.get("activity")
+    if kind != "activity.deleted":
+        if not activity:
+            raise ValidationError("required for activity.created/updated, with an id", "activity")
+    elif not (data.get("activity_id") or (activity or {}).get("id")):
+        raise ValidationError("required for activity.deleted", "activity_id")
 
 
 class _CrmHookSchema(Schema):
@@ -252,11 +276,14 @@ def parse_crm(body: Any, connection_id: int) -> list[Notice]:
 
 
 def _crm_notice(raw: dict[str, Any], event: dict[str, Any], connection_id: int) -> Notice:
-    contact_id = event.get("contact_id") or str((event.get("contact") or {}).get("id"))
+    kind, operation = event["type"].split(".", 1)
+    if kind == "activity":
+        entity, entity_id = ACTIVITY, event.get("activity_id") or str((event.get("activity") or {}).get("id"))
+    else:
+        entity, entity_id = CONTACT, event.get("contact_id") or str((event.get("contact") or {}).get("id"))
     return Notice(
-        dedupe_key=f"crm:{connection_id}:{event['id']}", realm_id=None, entity=CONTACT,
-        entity_id=contact_id, operation=event["type"].split(".", 1)[1], occurred_at=event["occurred_at"],
-        payload=raw,
+        dedupe_key=f"crm:{connection_id}:{event['id']}", realm_id=None, entity=entity,
+        entity_id=entity_id, operation=operation, occurred_at=event["occurred_at"], payload=raw,
     )
 
 

@@ -72,6 +72,10 @@ class TaskNotFoundError(CrmNotFoundError):
     """404 for a task id."""
 
 
+class ActivityNotFoundError(CrmNotFoundError):
+    """404 for an activity id (deleted in the CRM)."""
+
+
 class CrmValidationError(CrmPermanentError):
     """400/422: the CRM rejected the body; ``field`` names the offending field when the CRM said."""
 

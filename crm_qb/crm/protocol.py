@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from crm_qb.address import Address
@@ -105,6 +106,73 @@ class Task:
                    completed_at=parse_time(data["completed_at"]) if data.get("completed_at") else None)
 
 
+@dataclass(frozen=True)
+class CrmUser:
+    """A CRM user (section 6 ``GET /users``): who owns contacts and tasks and logs activities."""
+
+    id: str
+    name: str | None = None
+    email: str | None = None
+    active: bool = True
+
+    @classmethod
+    def from_json(cls, data: Any) -> CrmUser:
+        """Build from the wire object, raising CrmProtocolError when it has no string id."""
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise CrmProtocolError("the CRM returned a user without a string id")
+        return cls(id=data["id"], name=_text(data, "name"), email=_text(data, "email"),
+                   active=data.get("active", True) is not False)
+
+
+ACTIVITY_TYPES = ("call", "meeting", "email", "task", "time")
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A call, meeting, email, task or time entry logged against a contact (section 6, DESIGN §9).
+
+    ``duration_minutes`` None means the activity has no duration (an email); ``hourly_rate`` is an exact
+    decimal (never a float) or None; ``service`` names the service item the time is for, if the user chose one.
+    """
+
+    id: str
+    version: int
+    updated_at: datetime
+    contact_id: str | None
+    owner_id: str | None
+    type: str
+    started_at: datetime
+    subject: str | None = None
+    notes: str | None = None
+    duration_minutes: int | None = None
+    billable: bool = False
+    hourly_rate: Decimal | None = None
+    service: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Activity:
+        """Build from the wire object, raising CrmProtocolError when it is not a section 6 activity."""
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not _is_int(data.get("version")):
+            raise CrmProtocolError("the CRM returned an activity without a string id and an integer version")
+        duration = data.get("duration_minutes")
+        if duration is not None and (not _is_int(duration) or duration < 0):
+            raise CrmProtocolError(f"the CRM returned duration_minutes {duration!r}; expected a whole number")
+        return cls(id=data["id"], version=data["version"], updated_at=parse_time(data.get("updated_at")),
+                   contact_id=_text(data, "contact_id"), owner_id=_text(data, "owner_id"),
+                   type=str(data.get("type") or "time"), started_at=parse_time(data.get("started_at")),
+                   subject=_text(data, "subject"), notes=_text(data, "notes"), duration_minutes=duration,
+                   billable=data.get("billable") is True, hourly_rate=_decimal(data.get("hourly_rate")),
+                   service=_text(data, "service"))
+
+
+@dataclass(frozen=True)
+class ActivityPage:
+    """One page of a walk over activities; ``next_cursor`` resumes after it (None: last page)."""
+
+    activities: tuple[Activity, ...]
+    next_cursor: str | None
+
+
 class CrmConnector(Protocol):
     """The calls crm-qb makes to a CRM; implementations raise only crm_qb.crm.errors types."""
 
@@ -145,6 +213,28 @@ class CrmConnector(Protocol):
         """Store the billing summary on the contact, for CRMs that keep it natively."""
         ...
 
+    # -- users and activities (DESIGN §6 optional parts, §9 billable time) -----------------------------------
+    # A CRM kind that has no users or activities raises CrmNotFoundError from these (the REST contract's 404):
+    # time then simply never arrives from it; nothing else depends on them.
+
+    def list_users(self) -> list[CrmUser]:
+        """Every CRM user, active or not (who logs activities); the time sync maps each to a QBO person."""
+        ...
+
+    def get_activity(self, activity_id: str) -> Activity:
+        """The activity as it is now, or raise ActivityNotFoundError (deleted)."""
+        ...
+
+    def list_activities(self, *, since: datetime | None = None, contact_id: str | None = None,
+                        cursor: str | None = None, page_size: int = 100) -> Iterator[ActivityPage]:
+        """Yield pages of activities changed at or after ``since`` (all when None), in (updated_at, id) order.
+
+        ``contact_id`` keeps one contact's activities (used when a contact is linked after its time was logged).
+        A CRM that cannot filter by contact may return others as well: callers check every activity's
+        ``contact_id`` themselves.
+        """
+        ...
+
     def close(self) -> None:
         """Release the connector's HTTP sessions; the connector is not used afterwards."""
         ...
@@ -169,6 +259,21 @@ def _date(value: Any) -> date | None:
         return date.fromisoformat(value)
     except (TypeError, ValueError):
         raise CrmProtocolError(f"the CRM returned {value!r} where a date YYYY-MM-DD was expected") from None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """A decimal string (section 6 money) as a Decimal, or None; floats are refused (money never passes one)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise CrmProtocolError(f"the CRM returned {value!r} where a decimal string was expected")
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise CrmProtocolError(f"the CRM returned {value!r} where a decimal string was expected") from None
+    if not number.is_finite() or number < 0:
+        raise CrmProtocolError(f"the CRM returned {value!r} where a non-negative decimal was expected")
+    return number
 
 
 def _text(data: Mapping[str, Any], name: str) -> str | None:

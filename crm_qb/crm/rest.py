@@ -24,6 +24,7 @@ from urllib3.exceptions import NewConnectionError
 
 from crm_qb.crm.environment import CrmEnvironment
 from crm_qb.crm.errors import (
+    ActivityNotFoundError,
     ContactNotFoundError,
     CrmAuthError,
     CrmError,
@@ -37,7 +38,8 @@ from crm_qb.crm.errors import (
     TaskNotFoundError,
     VersionConflictError,
 )
-from crm_qb.crm.protocol import Contact, ContactPage, NewTask, Task
+from crm_qb.crm.protocol import Activity, ActivityPage, Contact, ContactPage, CrmUser, NewTask, Task
+from crm_qb.crypto import SecretBox
 from crm_qb.models import Connection
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,40 @@ class RestConnector:
         """Apply ``changes`` to a task and return it; TaskNotFoundError when it was deleted."""
         body = {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in changes.items()}
         return Task.from_json(self._call("PATCH", f"/tasks/{_q(task_id)}", json=body, not_found=TaskNotFoundError))
+
+    # -- users and activities (DESIGN §6, optional: a CRM without them answers 404) -----------------------
+
+    def list_users(self) -> list[CrmUser]:
+        """Every CRM user (``GET /users``)."""
+        return [CrmUser.from_json(item) for item in _field(self._call("GET", "/users"), "users", list)]
+
+    def get_activity(self, activity_id: str) -> Activity:
+        """The activity (``GET /activities/{id}``); ActivityNotFoundError when it was deleted."""
+        return Activity.from_json(self._call("GET", f"/activities/{_q(activity_id)}",
+                                             not_found=ActivityNotFoundError))
+
+    def list_activities(self, *, since: datetime | None = None, contact_id: str | None = None,
+                        cursor: str | None = None, page_size: int = 100) -> Iterator[ActivityPage]:
+        """Yield pages of ``GET /activities`` changed at or after ``since``, optionally of one contact."""
+        params: dict[str, Any] = {"limit": page_size}
+        if since is not None:
+            params["updated_since"] = _iso(since)
+        if contact_id is not None:
+            params["contact_id"] = contact_id
+        return self._activity_pages(params, cursor)
+
+    def _activity_pages(self, params: dict[str, Any], cursor: str | None) -> Iterator[ActivityPage]:
+        """Follow ``next_cursor`` over ``/activities`` until the CRM says there is no next page."""
+        while True:
+            data = self._call("GET", "/activities", params={**params, **({"cursor": cursor} if cursor else {})})
+            page = ActivityPage(tuple(Activity.from_json(item) for item in _field(data, "activities", list)),
+                                _field(data, "next_cursor", (str, type(None))))
+            yield page
+            if page.next_cursor is None:
+                return
+            if page.next_cursor == cursor:
+                raise CrmProtocolError("the CRM returned the same next_cursor twice; paging would never end")
+            cursor = page.next_cursor
 
     # -- HTTP -----------------------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ QUERY_MAX_RESULTS = 1000  # Intuit's cap per query page
 CDC_MAX_OBJECTS = 1000  # Intuit's cap per CDC answer
 BATCH_MAX_ITEMS = 30  # Intuit's limit per batch request
 BATCH_ID_MAX_LENGTH = 10  # bId limit when the batch carries a requestid
+REQUEST_ID_MAX_LENGTH = 50  # Intuit's limit on requestid (fault 2130 beyond)
 CDC_OVERLAP = timedelta(seconds=1)  # re-read the boundary second: QBO times have one-second resolution
 READ_MANY_CHUNK = 200  # ids per Id IN (...) query: a drain batch's ids of one type in one query
 
@@ -176,9 +177,13 @@ class QboClient:
         """The entity with this Id."""
         return _entity(self._call("GET", f"{_segment(entity)}/{quote(id, safe='')}"), entity)
 
-    def create(self, entity: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Create the entity; returns it as QuickBooks stored it."""
-        return _entity(self._call("POST", _segment(entity), body=body, write=True), entity)
+    def create(self, entity: str, body: Mapping[str, Any], *, request_id: str | None = None) -> dict[str, Any]:
+        """Create the entity; returns it as QuickBooks stored it.
+
+        ``request_id`` (at most 50 characters) replaces the per-call one when the caller keeps it across jobs: a
+        create repeated after a crash with the same id gets QBO's first answer instead of a second object.
+        """
+        return _entity(self._call("POST", _segment(entity), body=body, write=True, request_id=request_id), entity)
 
     def sparse_update(self, entity: str, id: str, sync_token: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Change only ``fields`` of the entity (a sparse update); StaleObjectError when ``sync_token`` is old."""
@@ -272,17 +277,23 @@ class QboClient:
 
     # -- batch -----------------------------------------------------------------------------------------
 
-    def batch(self, items: list[dict[str, Any]]) -> list[BatchResult]:
-        """Run batch items, 30 per request; item faults come back typed in the results, in input order."""
+    def batch(self, items: list[dict[str, Any]], *, request_id: str | None = None) -> list[BatchResult]:
+        """Run batch items, 30 per request; item faults come back typed in the results, in input order.
+
+        ``request_id`` (kept by the caller across jobs, as for ``create``) is allowed for at most 30 items: one
+        request, so repeating it repeats exactly that request.
+        """
         prepared = _with_batch_ids(items)
+        if request_id is not None and len(prepared) > BATCH_MAX_ITEMS:
+            raise ValueError(f"a batch with a caller's request id holds at most {BATCH_MAX_ITEMS} items")
         results: list[BatchResult] = []
         for start in range(0, len(prepared), BATCH_MAX_ITEMS):
-            results.extend(self._batch_chunk(prepared[start:start + BATCH_MAX_ITEMS]))
+            results.extend(self._batch_chunk(prepared[start:start + BATCH_MAX_ITEMS], request_id))
         return results
 
-    def _batch_chunk(self, chunk: list[dict[str, Any]]) -> list[BatchResult]:
+    def _batch_chunk(self, chunk: list[dict[str, Any]], request_id: str | None = None) -> list[BatchResult]:
         document, tid = self._request("POST", "batch", body={"BatchItemRequest": chunk}, write=True,
-                                      cost=len(chunk))
+                                      cost=len(chunk), request_id=request_id)
         answers = {str(item.get("bId")): item for item in document.get("BatchItemResponse") or []}
         missing = ServerError(message="QuickBooks returned no answer for this batch item", intuit_tid=tid,
                               http_status=200)
@@ -292,16 +303,19 @@ class QboClient:
     # -- transport -------------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-              body: Mapping[str, Any] | None = None, write: bool = False) -> dict[str, Any]:
-        return self._request(method, path, params=params, body=body, write=write)[0]
+              body: Mapping[str, Any] | None = None, write: bool = False,
+              request_id: str | None = None) -> dict[str, Any]:
+        return self._request(method, path, params=params, body=body, write=write, request_id=request_id)[0]
 
     def _request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
                  body: Mapping[str, Any] | None = None, write: bool = False,
-                 cost: int = 1) -> tuple[dict[str, Any], str | None]:
+                 cost: int = 1, request_id: str | None = None) -> tuple[dict[str, Any], str | None]:
         """One logical call with its retries; returns the parsed answer and its intuit_tid."""
         query = {**(params or {}), "minorversion": str(self.minorversion)}
         if write:
-            query["requestid"] = str(uuid.uuid4())  # one id for every retry of this write
+            if request_id is not None and not 0 < len(request_id) <= REQUEST_ID_MAX_LENGTH:
+                raise ValueError(f"a requestid is 1 to {REQUEST_ID_MAX_LENGTH} characters, got {request_id!r}")
+            query["requestid"] = request_id or str(uuid.uuid4())  # one id for every retry of this write
         data = None if body is None else dumps(body).encode("utf-8")
         token = self._tokens()
         refreshed = False

@@ -76,6 +76,10 @@ class AppLinks:
         """A transaction's page."""
         return transaction_link(self.app_base, self.realm_id, page, id)
 
+    def transaction_page(self, page: str, param: str, id: str) -> str:
+        """A record's ``page`` opened by ``param`` (a time activity's page takes ``id``: docs/qbo/deep-links.md)."""
+        return page_link(self.app_base, self.realm_id, page, param, id)
+
 
 def _normalise(app_base: str) -> str:
     """The base without a trailing slash or ``/app`` (both spellings appear in configurations)."""

@@ -42,6 +42,7 @@ from crm_qb.web.readmodels.folder import (
 )
 from crm_qb.web.readmodels.health import health_details, waited_seconds
 from crm_qb.web.readmodels.summary import summary_json
+from crm_qb.web.readmodels.time import time_json
 from crm_qb.web.routing import is_contact_id
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -150,6 +151,7 @@ def _body(connection: Connection, crm_contact_id: str, link: Any, query: FolderQ
         "link": {"state": state.state, "reason": state.reason, "qbo_customer_id": state.qbo_customer_id,
                  "customer_url": customer_url(base, state.qbo_customer_id) if linked else None},
         "summary": summary_json(connection, link, base) if linked else None,
+        "time": time_json(connection, crm_contact_id, base),
         "folder": {
             "items": [item_json(item, base, home) for item in page.items],
             "page": query.page, "per_page": query.per_page, "total": page.total, "pages": page.pages,

@@ -51,6 +51,7 @@ from crm_qb.web.readmodels.folder import (
     rate_text,
 )
 from crm_qb.web.readmodels.summary import summary_json
+from crm_qb.web.readmodels.time import time_json
 from crm_qb.web.routing import is_contact_id
 
 bp = Blueprint("panel", __name__, url_prefix="/panel")
@@ -136,7 +137,7 @@ def _context(connection: Connection, crm_contact_id: str, query: FolderQuery) ->
         "prev_url": _url(query, page=query.page - 1) if query.page > 1 else None,
         "next_url": _url(query, page=query.page + 1) if query.page < page.pages else None,
         "filter_hidden": _hidden(query), "money": _money, "plural": TYPE_PLURALS, "title": _title(state),
-        "badge_colours": BADGE_COLOURS,
+        "badge_colours": BADGE_COLOURS, "time": time_json(connection, crm_contact_id, base),
     }
 
 

@@ -71,6 +71,7 @@ class LiveSite:
     contact_id: str
     panel: str
     unlinked_panel: str
+    app: Flask | None = None  # crm-qb's app, for tests that store rows the panel shows
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ def _seed(app: Flask, base: str, crm: RunningServer) -> LiveSite:
         crm.sandbox.set_panel_template(embed_url_template(base, conn.id, make_embed_token(secret, row)))
         linked = panel_url(base, conn.id, contact, make_panel_token(secret, row, contact))
         unlinked = panel_url(base, conn.id, "nobody", make_panel_token(secret, row, "nobody"))
-    return LiveSite(base, crm, conn.id, contact, linked, unlinked)
+    return LiveSite(base, crm, conn.id, contact, linked, unlinked, app)
 
 
 def _seed_folder(app: Flask, connection_id: int) -> None:

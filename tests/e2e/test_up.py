@@ -70,6 +70,8 @@ def test_up_runs_everything_wires_the_demo_and_stops_cleanly(tmp_path: Path, red
         assert contacts_page.status_code == 200
         assert (tmp_path / "instance" / "crm_qb.sqlite3").exists()
         assert (tmp_path / "instance" / "dev-keys.json").exists()
+        # The seeded contacts' billable activities flow into QuickBooks as time on the first run.
+        wait_for(lambda: _crm_time(qbo), timeout=90, what="the seeded billable activities to become QBO time")
     finally:
         code, output = up.stop()
     assert code == 0, output[-3000:]
@@ -159,3 +161,15 @@ def _crm_contact(crm_port: int, email: str) -> dict[str, object] | None:
                           headers={"Authorization": f"Bearer {token}"})
     found = answer.json().get("contacts") or [] if answer.status_code == 200 else []
     return found[0] if found else None
+
+
+def _crm_time(qbo_port: int) -> list[dict[str, object]]:
+    """The demo realm's TimeActivities made by crm-qb (their description links back to the CRM's contact page)."""
+    info = requests.get(f"http://127.0.0.1:{qbo_port}/_sandbox/info", timeout=5).json()
+    found = []
+    for time_id in range(1, 40):
+        answer = requests.get(f"{info['control_base']}/realms/{info['realm_id']}/entities/TimeActivity/{time_id}",
+                              timeout=5)
+        if answer.status_code == 200 and "/ui/contacts/" in str(answer.json()["TimeActivity"].get("Description")):
+            found.append(answer.json()["TimeActivity"])
+    return found

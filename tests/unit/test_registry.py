@@ -70,7 +70,8 @@ class _RecordingQbo:
 def test_a_drain_turns_an_event_of_every_registered_type_into_a_transaction_unit(name: str) -> None:
     qbo = _RecordingQbo()
     ctx: Any = type("Ctx", (), {"qbo": qbo, "connection_id": 1})()
-    [unit] = qbo_units(ctx, [EventRef(7, name, "42", "Update", None, {})])
+    # the one unit that settles the event (billable time may follow an invoice with a unit that settles none)
+    [unit] = [u for u in qbo_units(ctx, [EventRef(7, name, "42", "Update", None, {})]) if u.events]
     assert (unit.events, unit.label) == ((7,), f"{name} 42")
     assert (name, ("42",)) in qbo.reads
 

@@ -51,9 +51,15 @@ def confirm(connection_id: int, conflict_id: int) -> None:
     db.session.commit()
 
 
+BILLED_TIME = "billed_time"  # crm_qb/sync/time: QBO billed the time; nothing crm-qb writes may change it
+
+
 def plan_flip(connection_id: int, conflict_id: int) -> FlipPlan:
     """Check that a conflict can be flipped and say what the flip writes; ends the read transaction."""
     conflict = _decided(connection_id, conflict_id)
+    if conflict.field == BILLED_TIME:
+        raise ConflictReviewError("billed time is never changed by crm-qb; change the invoice in QuickBooks, "
+                                  "or keep the billed time")
     link = db.session.get(ContactLink, conflict.contact_link_id) if conflict.contact_link_id else None
     if link is None or not link.qbo_customer_id or not link.crm_contact_id:
         raise ConflictReviewError("the contact and the customer are no longer linked")

@@ -41,7 +41,7 @@ from sqlalchemy import select
 from crm_qb.crm.errors import CrmAuthError
 from crm_qb.crm.protocol import Contact
 from crm_qb.db import db, utcnow
-from crm_qb.errors import PermanentError
+from crm_qb.errors import PermanentError, TransientError
 from crm_qb.models import Connection, ContactLink, FolderItem, LinkState, QboStatus
 from crm_qb.qbo.client import QUERY_MAX_RESULTS
 from crm_qb.qbo.faults import AuthenticationError, AuthorizationError, CompanyInactiveError
@@ -58,6 +58,7 @@ from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, qb
 from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, NONE, candidate, has_own_email, match, match_exact_name
 from crm_qb.sync.services import ConnectionGoneError, SyncServices
 from crm_qb.sync.settings import sync_settings_of
+from crm_qb.sync.time import apply as time_apply
 from crm_qb.sync.transactions import registry
 from crm_qb.sync.transactions.mirror import mirror
 
@@ -229,7 +230,19 @@ class _Run:
                 store.drop()
             self.transactions()
             self.contacts()
+            self.held_time()
             self.report.cdc_cursor = _set_cursor(self.ctx.connection_id, self.report.started_at)
+
+    def held_time(self) -> None:
+        """Send the billable time held for contacts this run linked (DESIGN §9: a contact linked later)."""
+        try:
+            outcome = time_apply.release(self.ctx)
+        except (PermanentError, TransientError) as exc:  # the time stays held; every later drain tries again
+            db.session.rollback()
+            log.warning("backfill connection=%s: held time not sent yet (%s) job=%s", self.ctx.connection_id,
+                        type(exc).__name__, self.ctx.job_id)
+            return
+        log.info("backfill connection=%s: %s job=%s", self.ctx.connection_id, outcome, self.ctx.job_id)
 
     def page_done(self, phase: str) -> None:
         counts = self.report.phases[phase]

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = len(ERROR_SCHEDULE) + 1  # an unexpected or permanent failure fails the event at its 8th attempt
 CUSTOMER = "Customer"
 CONTACT = "Contact"
+ACTIVITY = "Activity"  # a CRM activity (DESIGN §9): drained with the connection's contacts, applied by sync/time
 # Reference lists whose changes are noted (audited) but need no sync of their own.
 NOTED_QBO_ENTITIES: tuple[str, ...] = ("Term", "PaymentMethod", "Preferences")
 DEDUPE_KEY_LENGTH = 400
@@ -265,7 +266,7 @@ def skip_disabled(connection_id: int, job_id: str | None, events: Sequence[Event
 
 def event_direction(event: EventRef) -> str:
     """The sync direction an event starts: QBO events go to the CRM, CRM events to QBO."""
-    return "crm_to_qbo" if event.entity == CONTACT else "qbo_to_crm"
+    return "crm_to_qbo" if event.entity in (CONTACT, ACTIVITY) else "qbo_to_crm"
 
 
 def process_event(event_id: int, apply: Callable[[InboundEvent], str]) -> int:

@@ -31,6 +31,7 @@ from crm_qb.sync.context import SyncContext
 from crm_qb.sync.customers.qbo_side import sync_customer
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.events import CUSTOMER, Notice
+from crm_qb.sync.time import billing as time_billing
 from crm_qb.sync.transactions import registry
 from crm_qb.sync.transactions.mirror import mirror
 
@@ -60,6 +61,8 @@ def poll_changes(ctx: SyncContext, now: datetime | None = None) -> int:
         log.warning("CDC window too dense for connection=%s; catching up with queries since %s", ctx.connection_id,
                     since.isoformat())
         seen = _apply_all(ctx, _query_changes(ctx, entities, since))
+    # TimeActivity is not in CDC: billing status of the connection's time is read by query (sync/time/billing).
+    time_billing.refresh_since(ctx, since)
     _advance(ctx.connection_id, now)
     log.info("CDC poll connection=%s since=%s objects=%s job=%s", ctx.connection_id, since.isoformat(), seen,
              ctx.job_id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from crm_qb.db import db
+from crm_qb.db import db, utcnow
 from crm_qb.sync import references
 from crm_qb.sync.context import SyncContext
 from crm_qb.sync.customers.crm_side import apply_contact_events
@@ -22,9 +22,14 @@ from crm_qb.sync.customers.links import Record
 from crm_qb.sync.customers.qbo_side import apply_qbo_merge, done, sync_customer
 from crm_qb.sync.customers.review import recheck_naming
 from crm_qb.sync.pipeline import events as inbox
-from crm_qb.sync.pipeline.events import CUSTOMER, EventRef
+from crm_qb.sync.pipeline.events import ACTIVITY, CUSTOMER, EventRef
+from crm_qb.sync.time import apply as time_apply
+from crm_qb.sync.time import billing as time_billing
 from crm_qb.sync.transactions import registry
 from crm_qb.sync.transactions.mirror import mirror
+
+INVOICE = "Invoice"
+TIME_ACTIVITY = "TimeActivity"
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +60,42 @@ def qbo_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
     units += _reference_units(ctx, [e for e in events if references.is_reference(e.entity)])
     units += [Unit((e.id,), f"{e.entity} {e.entity_id}", partial(_noted, ctx, e)) for e in events
               if e.entity != CUSTOMER and e.entity not in registry.NAMES and not references.is_reference(e.entity)]
-    return units
+    return units + _time_after_qbo(ctx, events)
 
 
 def crm_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
     """The units for a batch of one connection's CRM events: one per contact, its events in arrival order."""
     by_contact: dict[str, list[EventRef]] = {}
     for event in events:
-        by_contact.setdefault(str(event.entity_id), []).append(event)
-    return [Unit(tuple(e.id for e in group), f"contact {cid}", partial(_contact_unit, ctx, cid, group))
-            for cid, group in by_contact.items()]
+        if event.entity != ACTIVITY:
+            by_contact.setdefault(str(event.entity_id), []).append(event)
+    units = [Unit(tuple(e.id for e in group), f"contact {cid}", partial(_contact_unit, ctx, cid, group))
+             for cid, group in by_contact.items()]
+    return units + _time_units(ctx, [e for e in events if e.entity == ACTIVITY])
+
+
+def _time_units(ctx: SyncContext, activity_events: list[EventRef]) -> list[Unit]:
+    """Billable time (sync/time): the batch's activity hooks in one unit (creates batched by 30), then held
+    time whose contact was linked by the units before it."""
+    units = [Unit(tuple(e.id for e in activity_events), f"time ({len(activity_events)} activities)",
+                  partial(time_apply.apply_activity_events, ctx, activity_events))] if activity_events else []
+    return [*units, Unit((), "time release", partial(time_apply.release, ctx))]
+
+
+def _time_after_qbo(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
+    """After a QBO batch: billing status of time when invoices changed (TimeActivity is not in CDC), and held
+    time of contacts the batch's customer changes linked. These units settle no events of their own."""
+    invoices = [e for e in events if e.entity in (INVOICE, TIME_ACTIVITY)]
+    units = [Unit((), "time billing", partial(_refresh_billing, ctx, invoices))] if invoices else []
+    if any(e.entity == CUSTOMER for e in events):
+        units.append(Unit((), "time release", partial(time_apply.release, ctx)))
+    return units
+
+
+def _refresh_billing(ctx: SyncContext, invoices: Sequence[EventRef]) -> str:
+    known = [e.occurred_at for e in invoices if e.occurred_at is not None]
+    since = min(known) if known else utcnow() - time_billing.UNKNOWN_CHANGE_TIME
+    return f"{time_billing.refresh_since(ctx, since)} time billing change(s)"
 
 
 def _contact_unit(ctx: SyncContext, contact_id: str, events: list[EventRef]) -> str:
