@@ -12,6 +12,8 @@ from crm_qb.keys import JobIds
 from crm_qb.models import Connection, QboStatus
 from crm_qb.runtime import runtime
 from crm_qb.sync.context import build_context
+from crm_qb.sync.firstsync.service import held as first_sync_held
+from crm_qb.sync.firstsync.service import resume_runs
 from crm_qb.sync.pipeline.backfill import run_backfill
 from crm_qb.sync.pipeline.poll import poll_changes
 from crm_qb.sync.settings import sync_settings_of
@@ -42,7 +44,9 @@ def schedule_cdc_polls() -> int:
     """Enqueue a CDC poll for every connected connection whose last poll is older than its interval.
 
     A connection that never synced (no CDC cursor yet) gets its backfill instead: CDC only looks back 30 days and
-    the first link must see every customer. The backfill sets the cursor, so polls take over after it.
+    the first link must see every customer. The backfill sets the cursor, so polls take over after it. A
+    connection with a first-sync run (crm_qb/sync/firstsync) gets neither until its run is done: the run is its
+    backfill, started by a person or by its auto-start; a run whose worker died is queued again here (resumed).
     """
     rt = runtime()
     now = utcnow()
@@ -54,7 +58,10 @@ def schedule_cdc_polls() -> int:
             due.append((connection.id, settings.cdc_poll_seconds, last is None))
     db.session.rollback()
     count = 0
+    resume_runs(rt.jobs)
     for connection_id, every, never_synced in due:
+        if first_sync_held(connection_id):
+            continue
         period = int(now.timestamp() // every)
         if never_synced:
             queued = enqueue(rt.redis, rt.keys, backfill_connection, connection_id,

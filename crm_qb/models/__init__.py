@@ -8,6 +8,7 @@ from crm_qb.models.folder_item import FolderItem
 from crm_qb.models.follow_up import FollowUp, FollowUpStatus
 from crm_qb.models.inbound_event import EventSource, EventStatus, InboundEvent
 from crm_qb.models.qbo_customer import QboCustomer
+from crm_qb.models.sync_run import SyncRun, SyncRunRecord
 
 __all__ = [
     "AuditEntry",
@@ -25,4 +26,6 @@ __all__ = [
     "QboCustomer",
     "QboReference",
     "QboStatus",
+    "SyncRun",
+    "SyncRunRecord",
 ]

@@ -25,6 +25,7 @@ from crm_qb.db import db
 from crm_qb.models import Connection, EventSource, InboundEvent, QboStatus
 from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context, settings_of
+from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.events import EventRef
 from crm_qb.sync.pipeline.units import Unit, crm_units, qbo_units
@@ -68,6 +69,11 @@ class Drain:
         """Run ``plan``'s units for ``batch`` under the connection's lock, unless it is off or disconnected."""
         if not settings_of(connection_id).enabled:
             events.skip_disabled(connection_id, self.job_id, batch)
+            return
+        if first_sync_held(connection_id):
+            # Nothing is written before the operator starts the first sync (crm_qb/sync/firstsync); the run covers
+            # what these events announce, and its end wakes the drains for what changed meanwhile.
+            log.info("connection %s waits for its first sync; %s event(s) wait for it", connection_id, len(batch))
             return
         if not _connected(connection_id):
             # Needs reconnect or disconnected: call nobody, count no attempt, keep the events pending.
