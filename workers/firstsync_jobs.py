@@ -17,14 +17,16 @@ from workers.queues import SYNC, job
 @job(SYNC, timeout=6 * 3600, retry_intervals=(30, 120, 300))
 def preview_run(run_id: int) -> str | None:
     """Compute the run's preview; return its state after (None: it was not waiting for one)."""
-    run = service.compute_preview(runtime().sync_services(), run_id, job_id=_job_id())
+    rt = runtime()
+    run = service.compute_preview(rt.sync_services(), run_id, job_id=_job_id(), page_size=rt.settings.backfill_page_size)
     return run.state if run is not None else None
 
 
 @job(SYNC, timeout=6 * 3600, retry_intervals=(60, 300, 900))
 def execute_run(run_id: int) -> str | None:
     """Run (or resume) a started run; return its state after (None: it was not running)."""
-    run = service.execute(runtime().sync_services(), run_id, job_id=_job_id())
+    rt = runtime()
+    run = service.execute(rt.sync_services(), run_id, job_id=_job_id(), page_size=rt.settings.backfill_page_size)
     return run.state if run is not None else None
 
 

@@ -89,3 +89,12 @@ def test_security_settings_have_documented_defaults(tmp_path: Path) -> None:
 def test_bad_security_settings_name_themselves(tmp_path: Path, name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), f"CRM_QB_{name}": value})
+
+
+def test_the_backfill_page_size_defaults_to_qbos_page_and_stays_within_it(tmp_path: Path) -> None:
+    assert load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path)}).backfill_page_size == 1000
+    given = load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_BACKFILL_PAGE_SIZE": "2"})
+    assert given.backfill_page_size == 2
+    for bad in ("0", "1001", "x"):
+        with pytest.raises(ConfigError, match="CRM_QB_BACKFILL_PAGE_SIZE must be"):
+            load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_BACKFILL_PAGE_SIZE": bad})

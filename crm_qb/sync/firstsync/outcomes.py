@@ -26,11 +26,14 @@ _BY_ENTITY = {
     "Contact": {"linked": "link", "created": "create_in_qbo", "review": "review", "updated": "update",
                 "unchanged": "unchanged", "skipped": "skip", "failed": "failed"},
 }
+_FOLLOWUP = {"created": "followup", "failed": "failed"}
 _TXN = {"created": "transaction", "updated": "transaction", "unchanged": "unchanged", "failed": "failed"}
 
 
 def action_of(entity: str, counter: str) -> str:
     """The record action of a backfill counter (``linked``, ``created``, …) for a record of ``entity``."""
+    if entity == "FollowUp":
+        return _FOLLOWUP.get(counter, "failed")
     return _BY_ENTITY.get(entity, _TXN).get(counter, "skip")
 
 

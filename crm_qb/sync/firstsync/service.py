@@ -22,7 +22,7 @@ from sqlalchemy import select
 from crm_qb.db import db, utcnow
 from crm_qb.errors import PermanentError, TransientError
 from crm_qb.jobqueue import JobQueue
-from crm_qb.models import Connection, FolderItem, FollowUp, SyncRun
+from crm_qb.models import Connection, FolderItem, FollowUp, SyncRun, SyncRunRecord
 from crm_qb.qbo.client import QUERY_MAX_RESULTS
 from crm_qb.sync.context import SyncContext, build_context
 from crm_qb.sync.customers.crm_side import link_new_contact
@@ -238,10 +238,23 @@ def _followups(services: SyncServices, run_id: int, connection_id: int, checkpoi
                                                      FollowUp.created_at >= since)).all()
     names = _invoice_names(connection_id, [row.qbo_invoice_id for row in rows])
     records = [_followup_record(row, names.get(row.qbo_invoice_id)) for row in rows]
+    made = {row.qbo_invoice_id for row in rows}
+    records += [RecordRow(FOLLOWUPS, "FollowUp", invoice, "failed", name, partner_id=contact, reason=NO_TASK)
+                for invoice, name, contact in _planned_followups(run_id) if invoice not in made]
     db.session.rollback()
     checkpoint["phases_done"] = [*checkpoint["phases_done"], FOLLOWUPS]
     store.save_page(run_id, RUN, records, checkpoint=checkpoint,
                     planned={("FollowUp", r.object_id): "followup" for r in records})
+
+
+NO_TASK = ("The preview announced a follow-up task for this overdue invoice, but the scan made none: its customer "
+           "has no CRM contact (see that record's failure) or the invoice is no longer overdue.")
+
+
+def _planned_followups(run_id: int) -> list[tuple[str, str | None, str | None]]:
+    rows = db.session.execute(select(SyncRunRecord.object_id, SyncRunRecord.name, SyncRunRecord.partner_id).where(
+        SyncRunRecord.run_id == run_id, SyncRunRecord.stage == PREVIEW, SyncRunRecord.action == "followup")).all()
+    return [(str(invoice), name, contact) for invoice, name, contact in rows]
 
 
 def _followup_record(row: FollowUp, name: str | None) -> RecordRow:
@@ -326,6 +339,7 @@ def _retry_one(services: SyncServices, ctx: SyncContext, phase: str, entity: str
     row = RecordRow(phase, entity, object_id, "failed", name, planned=planned)
     try:
         row.action = action_of(entity, _redo(services, ctx, entity, object_id))
+        row.reason = NO_TASK if row.action == "failed" else None
     except TransientError:
         raise
     except (PermanentError, ValueError) as exc:
@@ -345,7 +359,7 @@ def _redo(services: SyncServices, ctx: SyncContext, entity: str, object_id: str)
         return outcome_counter(link_new_contact(ctx, ctx.crm.get_contact(object_id), []))
     if entity == "FollowUp":
         result = scan_invoice(services, ctx.connection_id, object_id)
-        return "failed" if result.failed else "created"
+        return "created" if result.created and not result.failed else "failed"
     txn = ctx.qbo.read_many(entity, [object_id]).get(object_id)
     action = mirror(ctx, entity, object_id, txn).action
     db.session.commit()
@@ -374,7 +388,7 @@ def status_json(run: SyncRun) -> dict[str, Any]:
     done = sum(walked.values())
     counts = store.counts(run.id, RUN) if run.state in (RUNNING, DONE, FAILED) else dict.fromkeys(
         (*COUNT_KEYS, "failed", "seen"), 0)
-    total = max(done, _total(run))
+    total = done if run.state == DONE else max(done, _total(run))  # the preview's estimate until the end
     elapsed = (utcnow() - run.started_at).total_seconds() if run.started_at and run.state == RUNNING else 0.0
     return {"state": run.state, "phase": run.phase, "done": done, "total": total, "failed": counts["failed"],
             "run_id": run.id, "kind": run.kind, "eta_seconds": eta_seconds(done, total, elapsed) if elapsed else None,

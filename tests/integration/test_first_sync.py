@@ -1,0 +1,217 @@
+"""The first sync end to end against a seeded QBO sandbox realm and the reference CRM: connect (nothing written),
+preview by a worker, start, report; the preview's numbers are the run's; both sides' data checked after each
+step. Nothing is stubbed: QBO and the CRM answer over HTTP on 127.0.0.1, jobs run on a real RQ worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from sqlalchemy import func, select
+
+from crm_qb.db import db
+from crm_qb.models import ContactLink, FolderItem, FollowUp, LinkState, SyncRun, SyncRunRecord
+from crm_qb.runtime import runtime
+from crm_qb.sandbox.crm.server import RunningServer
+from crm_qb.sync.context import build_context
+from crm_qb.sync.firstsync import service, store
+from crm_qb.sync.firstsync.outcomes import COUNT_KEYS
+from tests.support import sync as support
+from tests.support.sync import Harness, QboSandbox, running_harness
+
+qbo_sandbox, crm_server = support.qbo_sandbox, support.crm_server
+
+CUSTOMERS, TRANSACTIONS, SEED = 12, 30, 7
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, database_url: str, redis_client: Redis, qbo_sandbox: QboSandbox,
+           crm_server: RunningServer) -> Iterator[Harness]:
+    """A connection to a seeded realm (12 customers, 30 transactions, months old), no first sync opened yet."""
+    body = {"customers": CUSTOMERS, "transactions": TRANSACTIONS, "multicurrency": False, "seed": SEED}
+    qbo_sandbox.realm_id = qbo_sandbox.post("/_sandbox/realms", body)["realm_id"]
+    with running_harness(tmp_path, database_url, qbo_sandbox, crm_server) as made:
+        yield made
+
+
+def prepare_crm(h: Harness) -> dict[str, str]:
+    """Two CRM contacts: one with a customer's email (so it links), one new person (so it is created in QBO)."""
+    customer = next(c for c in qbo_customers(h) if (c.get("PrimaryEmailAddr") or {}).get("Address")
+                    and not c.get("ParentRef") and len(c["DisplayName"]) < 200)
+    by_email = h.crm_user("POST", "/contacts", {"first_name": "Someone",
+                                                "email": customer["PrimaryEmailAddr"]["Address"].upper()})
+    new = h.crm_user("POST", "/contacts", {"first_name": "Grace", "last_name": "Hopper",
+                                           "email": "grace@example.com"})
+    return {"customer": customer["Id"], "by_email": by_email["id"], "new": new["id"]}
+
+
+def qbo_customers(h: Harness) -> list[dict[str, Any]]:
+    """Every customer of the realm, read through the QBO API."""
+    with h.app.app_context():
+        ctx = build_context(runtime(h.app).sync_services(), h.connection_id)
+        try:
+            return list(ctx.qbo.query_all("Customer", "Active IN (true, false)"))
+        finally:
+            ctx.close()
+
+
+def side_counts(h: Harness) -> dict[str, int]:
+    """What exists on each side: CRM contacts and tasks, QBO customers, links, folder items, follow-ups."""
+    contacts = h.contacts()
+    tasks = sum(len(h.crm_api("GET", f"/contacts/{c['id']}/tasks")["tasks"]) for c in contacts)
+    with h.app.app_context():
+        result = {name: int(db.session.scalar(select(func.count()).select_from(model)) or 0)
+                  for name, model in (("links", ContactLink), ("folder", FolderItem), ("followups", FollowUp))}
+        db.session.rollback()
+    return {**result, "contacts": len(contacts), "tasks": tasks, "customers": len(qbo_customers(h))}
+
+
+def open_and_preview(h: Harness) -> int:
+    """Open the first sync as connecting does, let a worker compute the preview; the run id."""
+    with h.app.app_context():
+        run = service.open_first_sync(runtime(h.app).jobs, h.connection_id)
+        run_id = run.id
+    h.work()
+    return run_id
+
+
+def run_state(h: Harness, run_id: int) -> dict[str, Any]:
+    """The run's preview and status objects."""
+    with h.app.app_context():
+        run = store.run_of(run_id)
+        assert run is not None
+        result = {"preview": service.preview_json(run), "status": service.status_json(run)}
+        db.session.rollback()
+        return result
+
+
+def test_preview_writes_nothing_and_the_run_does_what_it_announced(seeded: Harness) -> None:
+    h = seeded
+    ids = prepare_crm(h)
+    before = side_counts(h)
+
+    run_id = open_and_preview(h)
+
+    assert side_counts(h) == before  # the preview wrote nothing on either side, nor in crm-qb
+    preview = run_state(h, run_id)["preview"]
+    assert preview["state"] == "previewed" and preview["ready"] is True
+    counts = {key: preview[key] for key in COUNT_KEYS}
+    assert all(isinstance(n, int) for n in counts.values())
+    assert counts["link"] >= 1 and counts["create_in_crm"] >= 1 and counts["create_in_qbo"] == 1
+    assert counts["transactions"] == TRANSACTIONS
+    with h.app.app_context():
+        pairs, _ = store.records(run_id, store.PREVIEW, ("link",))
+        assert (ids["customer"], ids["by_email"]) in {(r.object_id, r.partner_id) for r in pairs}
+        created_in_qbo, _ = store.records(run_id, store.PREVIEW, ("create_in_qbo",))
+        assert [r.object_id for r in created_in_qbo] == [ids["new"]]
+        db.session.rollback()
+
+    with h.app.app_context():
+        assert service.start(runtime(h.app).jobs, run_id) is True
+    h.work()
+
+    state = run_state(h, run_id)
+    status = state["status"]
+    assert status["state"] == "done" and status["done"] == status["total"] > 0
+    assert status["counts"] == counts  # the same numbers, failures counted under what was planned
+    after = side_counts(h)
+    # The seed's customer with a 500-character name is refused by the CRM: one failure, with its reason; an
+    # overdue invoice of that customer then gets no follow-up task, reported as a failure of its own.
+    with h.app.app_context():
+        failed = store.failed_records(run_id)
+        assert [(r.entity, r.planned) for r in failed][:1] == [("Customer", "create_in_crm")]
+        assert {(r.entity, r.planned) for r in failed[1:]} <= {("FollowUp", "followup")}
+        assert "CRM refused" in (failed[0].reason or "") and failed[0].error and failed[0].error_code
+        db.session.rollback()
+    assert status["failed"] == len(failed)
+    missing_tasks = len(failed) - 1
+    assert after["contacts"] == before["contacts"] + counts["create_in_crm"] - 1
+    assert after["customers"] == before["customers"] + counts["create_in_qbo"]
+    assert after["folder"] == counts["transactions"]
+    assert after["tasks"] == before["tasks"] + counts["followups"] - missing_tasks == after["followups"]
+    linked = [link for link in h.links() if link.state == LinkState.LINKED]
+    assert len(linked) == counts["link"] + counts["create_in_crm"] + counts["create_in_qbo"] - 1
+    assert h.link_of_customer(ids["customer"]).crm_contact_id == ids["by_email"]
+
+
+def test_start_is_a_no_op_once_started_and_preview_is_refused_after(seeded: Harness) -> None:
+    h = seeded
+    run_id = open_and_preview(h)
+    jobs = runtime(h.app).jobs
+    with h.app.app_context():
+        assert service.start(jobs, run_id) is True
+    h.work()
+    contacts = side_counts(h)
+    with h.app.app_context():
+        assert service.start(jobs, run_id) is False
+        assert service.request_preview(jobs, run_id) is False
+        assert service.open_first_sync(jobs, h.connection_id).id == run_id
+    h.work()
+    assert side_counts(h) == contacts
+
+
+def test_events_wait_for_the_first_sync_and_are_applied_after_it(seeded: Harness) -> None:
+    h = seeded
+    run_id = open_and_preview(h)
+    person = h.crm_user("POST", "/contacts", {"first_name": "Late", "last_name": "Comer", "email": "late@ex.com"})
+    h.crm_hook("created", h.contact(person["id"]))
+    customers = len(qbo_customers(h))
+    h.work()
+    assert len(qbo_customers(h)) == customers  # held: the first sync has not started
+    with h.app.app_context():
+        service.start(runtime(h.app).jobs, run_id)
+    h.work()
+    assert any(link.crm_contact_id == person["id"] for link in h.links() if link.state == LinkState.LINKED)
+    assert len(qbo_customers(h)) == customers + 1  # created once: by the run (the event then finds it linked)
+
+
+def test_auto_start_runs_the_first_sync_after_its_preview(seeded: Harness) -> None:
+    h = seeded
+    with h.app.app_context():
+        from crm_qb.models import Connection
+        from crm_qb.sync.firstsync.settings import with_auto_start
+
+        row = db.session.get(Connection, h.connection_id)
+        assert row is not None
+        row.settings = with_auto_start(row.settings, True)
+        db.session.commit()
+    run_id = open_and_preview(h)
+    h.work()
+    status = run_state(h, run_id)["status"]
+    assert status["state"] == "done" and side_counts(h)["folder"] == TRANSACTIONS
+
+
+def test_retry_runs_the_failed_records_again(seeded: Harness) -> None:
+    h = seeded
+    run_id = open_and_preview(h)
+    jobs = runtime(h.app).jobs
+    with h.app.app_context():
+        service.start(jobs, run_id)
+    h.work()
+    with h.app.app_context():
+        failed = store.failed_records(run_id)
+        assert failed[0].entity == "Customer"
+        customer_id = failed[0].object_id
+        tasks_missing = len(failed) - 1
+        db.session.rollback()
+    # The bookkeeper shortens the name the CRM refused; the retry now creates the contact.
+    h.qbo.edit_customer(customer_id, DisplayName="A shorter name")
+    contacts, before_tasks = side_counts(h)["contacts"], side_counts(h)["tasks"]
+    with h.app.app_context():
+        jobs.sync_retry(run_id)
+    h.work()
+    with h.app.app_context():
+        assert store.failed_records(run_id) == []
+        record = db.session.scalar(select(SyncRunRecord).where(SyncRunRecord.run_id == run_id,
+                                                               SyncRunRecord.stage == "run",
+                                                               SyncRunRecord.object_id == customer_id))
+        assert record is not None and (record.action, record.attempts) == ("create_in_crm", 2)
+        assert db.session.scalar(select(SyncRun.state).where(SyncRun.id == run_id)) == "done"
+        db.session.rollback()
+    assert side_counts(h)["contacts"] == contacts + 1
+    assert side_counts(h)["tasks"] == before_tasks + tasks_missing  # its overdue invoice's follow-up came too
+    assert h.link_of_customer(customer_id).state == LinkState.LINKED
