@@ -18,7 +18,8 @@ from workers.queues import SYNC, job
 def preview_run(run_id: int) -> str | None:
     """Compute the run's preview; return its state after (None: it was not waiting for one)."""
     rt = runtime()
-    run = service.compute_preview(rt.sync_services(), run_id, job_id=_job_id(), page_size=rt.settings.backfill_page_size)
+    run = service.compute_preview(rt.sync_services(), run_id, job_id=_job_id(),
+                                  page_size=rt.settings.backfill_page_size)
     return run.state if run is not None else None
 
 
