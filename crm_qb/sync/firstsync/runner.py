@@ -101,7 +101,8 @@ class DateRange:
 
 
 def new_checkpoint() -> dict[str, Any]:
-    """The checkpoint of a run that has not finished a page yet."""
+    """The checkpoint of a run that has not finished a page yet: QBO rows walked per phase walk, the CRM walk's
+    cursor, and the phases done."""
     return {"customers": 0, "txn": {}, "contacts_cursor": None, "contacts_done": False, "phases_done": []}
 
 
@@ -123,10 +124,10 @@ class ResumingQbo:
                   start: int = 1) -> Iterator[dict[str, Any]]:
         """As ``QboClient.query_all``; a phase walk resumes after the pages the checkpoint has done."""
         if entity == "Customer" and where == ALL_CUSTOMERS:
-            start = self._checkpoint["customers"] * page_size + 1
+            start = self._checkpoint["customers"] + 1
         elif entity in registry.NAMES and not where:
             self.current = entity
-            start = self._checkpoint["txn"].get(entity, 0) * page_size + 1
+            start = self._checkpoint["txn"].get(entity, 0) + 1
             where = self._dates.where() if self._dates else ""
         return self._client.query_all(entity, where, page_size, start=start)
 
@@ -179,6 +180,7 @@ class _Recording:
 
     stage = "run"
     ctx: SyncContext
+    page_size: int
 
     def setup(self, sink: Sink, checkpoint: dict[str, Any], dates: DateRange | None) -> None:
         self.sink, self.checkpoint, self.dates = sink, checkpoint, dates
@@ -265,11 +267,12 @@ class _Recording:
 
     def advance(self, phase: str) -> None:
         """Move the checkpoint past the page just finished."""
+        # Rows, not pages: a resumed run may page differently. A short page is a walk's last.
         if phase == CUSTOMERS:
-            self.checkpoint["customers"] += 1
+            self.checkpoint["customers"] += self.page_size
         elif phase == TRANSACTIONS and self.qbo_walk.current:
             done = self.checkpoint["txn"]
-            done[self.qbo_walk.current] = done.get(self.qbo_walk.current, 0) + 1
+            done[self.qbo_walk.current] = done.get(self.qbo_walk.current, 0) + self.page_size
         elif phase == CONTACTS:
             self.checkpoint["contacts_cursor"] = self.crm_walk.next_cursor
             self.checkpoint["contacts_done"] = self.crm_walk.next_cursor is None
