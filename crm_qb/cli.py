@@ -514,5 +514,14 @@ def runtime_redis(app: Any) -> Any:
     return runtime(app).redis
 
 
+def _add_sync_commands() -> None:
+    from crm_qb.cli_sync import sync
+
+    main.add_command(sync)
+
+
+_add_sync_commands()
+
+
 if __name__ == "__main__":
     main()

@@ -5,14 +5,19 @@ step. Nothing is stubbed: QBO and the CRM answer over HTTP on 127.0.0.1, jobs ru
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from redis import Redis
 from sqlalchemy import func, select
 
+from crm_qb.cli import main
 from crm_qb.db import db
 from crm_qb.models import ContactLink, FolderItem, FollowUp, LinkState, SyncRun, SyncRunRecord
 from crm_qb.runtime import runtime
@@ -20,6 +25,7 @@ from crm_qb.sandbox.crm.server import RunningServer
 from crm_qb.sync.context import build_context
 from crm_qb.sync.firstsync import service, store
 from crm_qb.sync.firstsync.outcomes import COUNT_KEYS
+from tests.conftest import settings_env
 from tests.support import sync as support
 from tests.support.sync import Harness, QboSandbox, running_harness
 
@@ -215,3 +221,72 @@ def test_retry_runs_the_failed_records_again(seeded: Harness) -> None:
     assert side_counts(h)["contacts"] == contacts + 1
     assert side_counts(h)["tasks"] == before_tasks + tasks_missing  # its overdue invoice's follow-up came too
     assert h.link_of_customer(customer_id).state == LinkState.LINKED
+
+
+def cli_env(h: Harness) -> dict[str, str]:
+    """The environment that gives the command the same settings as the harness's app, QBO sandbox included."""
+    settings = runtime(h.app).settings
+    return {**settings_env(settings), "CRM_QB_QBO_ENVIRONMENT": "local",
+            "CRM_QB_QBO_CLIENT_ID": str(settings.qbo_client_id),
+            "CRM_QB_QBO_CLIENT_SECRET": str(settings.qbo_client_secret),
+            "CRM_QB_QBO_REDIRECT_URI": str(settings.qbo_redirect_uri),
+            "CRM_QB_QBO_DISCOVERY_URL": str(settings.qbo_discovery_url),
+            "CRM_QB_QBO_API_BASE": str(settings.qbo_api_base), "CRM_QB_QBO_APP_BASE": str(settings.qbo_app_base)}
+
+
+def invoke(h: Harness, *args: str) -> Any:
+    """Run ``crm-qb sync …``; the decoded JSON of its last output line."""
+    result = CliRunner().invoke(main, ["sync", *args], env=cli_env(h))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output.strip().splitlines()[-1])
+
+
+def test_the_sync_commands_preview_start_and_report(seeded: Harness) -> None:
+    h = seeded
+    prepare_crm(h)
+    before = side_counts(h)
+    cid = str(h.connection_id)
+    status = CliRunner().invoke(main, ["sync", "status", cid], env=cli_env(h))
+    assert status.exit_code == 2 and "has no first sync" in status.output
+
+    preview = invoke(h, "preview", cid)
+    assert set(COUNT_KEYS) <= set(preview) and all(isinstance(preview[k], int) for k in COUNT_KEYS)
+    assert preview["state"] == "previewed" and side_counts(h) == before
+    assert invoke(h, "status", cid)["state"] == "previewed"
+
+    done = invoke(h, "start", cid, "--wait")
+    assert {k: done[k] for k in ("state", "phase")} == {"state": "done", "phase": None}
+    assert done["counts"] == {k: preview[k] for k in COUNT_KEYS} and done["done"] == done["total"]
+    assert invoke(h, "start", cid)["state"] == "done"  # a no-op once started
+    assert side_counts(h)["folder"] == preview["transactions"]
+
+    csv_out = CliRunner().invoke(main, ["sync", "report", cid, "--csv"], env=cli_env(h))
+    rows = list(csv.reader(io.StringIO(csv_out.output)))
+    assert rows[0][:5] == ["phase", "entity", "id", "name", "outcome"] and len(rows) - 1 == done["done"]
+    failed = CliRunner().invoke(main, ["sync", "report", cid, "--failed"], env=cli_env(h))
+    assert [json.loads(line)["outcome"] for line in failed.output.splitlines()] == ["failed"] * done["failed"]
+
+
+def test_a_history_import_previews_and_mirrors_only_its_date_range(seeded: Harness) -> None:
+    h = seeded
+    cid = str(h.connection_id)
+    invoke(h, "preview", cid)
+    invoke(h, "start", cid, "--wait")
+    with h.app.app_context():
+        dates = sorted(d for (d,) in db.session.execute(select(FolderItem.txn_date)) if d is not None)
+        db.session.execute(FolderItem.__table__.delete())  # as if these transactions had never been mirrored
+        db.session.commit()
+    start, end = dates[len(dates) // 4], dates[3 * len(dates) // 4]
+    expected = sum(1 for d in dates if start <= d <= end)
+
+    preview = invoke(h, "preview", cid, "--from", start.isoformat(), "--to", end.isoformat())
+    assert preview["kind"] == "history" and preview["transactions"] == expected
+    assert preview["link"] == preview["create_in_crm"] == preview["create_in_qbo"] == 0
+    assert side_counts(h)["folder"] == 0
+    done = invoke(h, "start", cid, "--history", "--wait")
+    assert done["state"] == "done" and done["counts"]["transactions"] == expected
+    with h.app.app_context():
+        mirrored = [d for (d,) in db.session.execute(select(FolderItem.txn_date))]
+        db.session.rollback()
+    assert len(mirrored) == expected and all(start <= d <= end for d in mirrored)
+    assert invoke(h, "status", cid)["kind"] == "first"  # the first sync's status is its own

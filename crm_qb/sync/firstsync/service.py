@@ -73,15 +73,16 @@ class SyncRunRefused(PermanentError):
 # -- opening and holding -------------------------------------------------------------------------------------
 
 
-def open_first_sync(jobs: JobQueue, connection_id: int) -> SyncRun:
-    """The connection's first-sync run, opened (and its preview asked for) if it has none yet."""
+def open_first_sync(jobs: JobQueue | None, connection_id: int) -> SyncRun:
+    """The connection's first-sync run, opened (and its preview asked of ``jobs``, when given) if it has none."""
     run = store.latest(connection_id, FIRST)
     if run is not None:
         return run
     connection = db.session.get(Connection, connection_id)
     run = store.open_run(connection_id, FIRST, auto_start=auto_start_of(connection.settings if connection else None))
     log.info("first sync opened connection=%s run=%s auto_start=%s", connection_id, run.id, run.auto_start)
-    request_preview(jobs, run.id)
+    if jobs is not None:
+        request_preview(jobs, run.id)
     return run
 
 
@@ -113,6 +114,13 @@ def request_preview(jobs: JobQueue, run_id: int) -> bool:
         return False
     jobs.sync_preview(run_id)
     return True
+
+
+def preview_here(services: SyncServices, run_id: int, *, page_size: int = QUERY_MAX_RESULTS) -> SyncRun | None:
+    """Compute the run's preview in this process (the CLI); SyncRunRefused once the run has started."""
+    if not store.move(run_id, (WAITING, PREVIEWED, PREVIEWING), PREVIEWING, phase=None):
+        raise SyncRunRefused(f"run {run_id} has started; its preview is the one shown before it started")
+    return compute_preview(services, run_id, page_size=page_size)
 
 
 def compute_preview(services: SyncServices, run_id: int, *, job_id: str | None = None,

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from crm_qb.db import db, utcnow
+from crm_qb.errors import PermanentError
 from crm_qb.models import SyncRun, SyncRunRecord
 from crm_qb.sync.firstsync.outcomes import COUNT_KEYS, count_key
 from crm_qb.sync.firstsync.runner import RecordRow
@@ -34,6 +35,18 @@ def run_of(run_id: int) -> SyncRun | None:
     """The run with this id, read fresh."""
     db.session.expire_all()
     return db.session.get(SyncRun, run_id)
+
+
+class RunGoneError(PermanentError):
+    """The run does not exist (its connection was deleted)."""
+
+
+def fresh(run_id: int) -> SyncRun:
+    """The run, read fresh; RunGoneError when it no longer exists."""
+    run = run_of(run_id)
+    if run is None:
+        raise RunGoneError(f"sync run {run_id} does not exist")
+    return run
 
 
 def open_run(connection_id: int, kind: str, *, auto_start: bool = False, date_from: date | None = None,
