@@ -56,7 +56,19 @@ def _job_queue() -> Callable[[Redis, RedisKeys], JobQueue]:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from crm_qb.web import api, connection_page, errors, headers, health, oauth_views, panel, review_pages, routing
+    from crm_qb.web import (
+        api,
+        connection_page,
+        errors,
+        headers,
+        health,
+        oauth_views,
+        panel,
+        review_pages,
+        routing,
+        sync_api,
+        sync_pages,
+    )
     from webhooks import crm as crm_hooks
     from webhooks import qbo as qbo_hooks
 
@@ -71,3 +83,5 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(connection_page.bp)
     app.register_blueprint(oauth_views.bp)
     app.register_blueprint(review_pages.bp)
+    app.register_blueprint(sync_api.bp)
+    app.register_blueprint(sync_pages.bp)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from crm_qb.sandbox.crm.server import RunningServer
 from crm_qb.sync.context import build_context
 from crm_qb.sync.firstsync import service, store
 from crm_qb.sync.firstsync.outcomes import COUNT_KEYS
+from crm_qb.web.signing import link_token
 from tests.conftest import settings_env
 from tests.support import sync as support
 from tests.support.sync import Harness, QboSandbox, running_harness
@@ -290,3 +292,105 @@ def test_a_history_import_previews_and_mirrors_only_its_date_range(seeded: Harne
         db.session.rollback()
     assert len(mirrored) == expected and all(start <= d <= end for d in mirrored)
     assert invoke(h, "status", cid)["kind"] == "first"  # the first sync's status is its own
+
+
+def admin_session(h: Harness) -> None:
+    """Open the connection's signed admin link in the harness's client (starts the admin session)."""
+    token = link_token(h.app.config["SECRET_KEY"], h.connection_id)
+    assert h.client.get(f"/admin/connections/{h.connection_id}", query_string={"token": token}).status_code == 303
+
+
+def csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no form on the page"
+    return found.group(1)
+
+
+def test_the_admin_pages_lead_from_preview_to_progress_to_report(seeded: Harness) -> None:
+    h = seeded
+    base = f"/admin/connections/{h.connection_id}"
+    assert h.client.get(f"{base}/sync").status_code == 403  # no admin session
+    admin_session(h)
+    before = side_counts(h)
+    with h.app.app_context():
+        service.open_first_sync(runtime(h.app).jobs, h.connection_id)
+    waiting = h.client.get(f"{base}/sync/preview")
+    assert waiting.status_code == 200 and "being computed" in waiting.get_data(as_text=True)
+    assert "script-src 'self'" in waiting.headers["Content-Security-Policy"]
+    h.work()
+    assert h.client.get(f"{base}/sync").headers["Location"].endswith("/sync/preview")
+    page = h.client.get(f"{base}/sync/preview?list=create_in_crm").get_data(as_text=True)
+    assert "Nothing has been written" in page and "Create in the CRM" in page and side_counts(h) == before
+    assert h.client.get(f"{base}/sync/preview?list=nonsense").status_code == 400
+
+    assert h.client.post(f"{base}/sync/start", data={"csrf_token": "wrong"}).status_code == 403
+    assert side_counts(h) == before
+    started = h.client.post(f"{base}/sync/start", data={"csrf_token": csrf(page)})
+    assert started.status_code == 303 and "/sync/progress" in started.headers["Location"]
+    progress = h.client.get(f"{base}/sync/progress").get_data(as_text=True)
+    assert 'http-equiv="refresh"' in progress and 'id="progress-overall"' in progress
+    assert h.client.get(f"{base}/sync/status.json").get_json()["state"] == "running"
+    h.work()
+    status = h.client.get(f"{base}/sync/status.json").get_json()
+    assert status["state"] == "done" and side_counts(h)["folder"] == status["counts"]["transactions"] > 0
+
+    assert h.client.get(f"{base}/sync").headers["Location"].endswith("/sync/report")
+    report = h.client.get(f"{base}/sync/report?outcome=failed").get_data(as_text=True)
+    assert "CRM refused" in report and "Retry the" in report
+    csv_answer = h.client.get(f"{base}/sync/report.csv")
+    assert csv_answer.mimetype == "text/csv" and "attachment" in csv_answer.headers["Content-Disposition"]
+    assert len(list(csv.reader(io.StringIO(csv_answer.get_data(as_text=True))))) == status["done"] + 1
+    retry = h.client.post(f"{base}/sync/retry", data={"csrf_token": csrf(report)})
+    assert retry.status_code == 303
+    h.work()  # the refused name is still too long: the failure stays, with a second attempt
+    with h.app.app_context():
+        assert all(r.attempts == 2 for r in store.failed_records(status["run_id"]))
+        db.session.rollback()
+
+
+def test_the_json_api_serves_the_same_objects_with_the_api_key(seeded: Harness) -> None:
+    h = seeded
+    key = h.api_key()
+    auth = {"Authorization": f"Bearer {key}"}
+    base = f"/api/v1/connections/{h.connection_id}/sync"
+    assert h.client.get(f"{base}/status").status_code == 401
+    assert h.client.get(f"/api/v1/connections/{h.connection_id + 1}/sync/status", headers=auth).status_code == 404
+    assert h.client.get(f"{base}/status", headers=auth).get_json()["state"] == "waiting"
+    assert h.client.post(f"{base}/start", headers=auth).status_code == 404
+
+    asked = h.client.post(f"{base}/preview", headers=auth)
+    assert asked.status_code == 202 and asked.get_json()["state"] == "previewing"
+    h.work()
+    preview = h.client.get(f"{base}/preview?list=transaction&per_page=5", headers=auth).get_json()
+    assert preview["transactions"] == TRANSACTIONS and preview["records"]["total"] == TRANSACTIONS
+    assert len(preview["records"]["items"]) == 5 and preview["records"]["pages"] == 6
+    assert h.client.get(f"{base}/preview?list=bogus", headers=auth).status_code == 400
+
+    started = h.client.post(f"{base}/start", headers=auth)
+    assert started.status_code == 202 and started.get_json()["state"] == "running"
+    h.work()
+    done = h.client.get(f"{base}/status", headers=auth).get_json()
+    assert {k: done[k] for k in ("state", "phase")} == {"state": "done", "phase": None}
+    assert set(done) >= {"state", "phase", "done", "total", "failed"}
+    assert done["counts"] == {k: preview[k] for k in COUNT_KEYS}
+    assert h.client.post(f"{base}/start", headers=auth).get_json()["state"] == "done"  # a no-op
+    assert h.client.post(f"{base}/preview", headers=auth).status_code == 409
+    failed = h.client.get(f"{base}/report?outcome=failed", headers=auth).get_json()["records"]
+    assert failed["total"] == done["failed"] and failed["items"][0]["reason"]
+    assert h.client.get(f"{base}/report.csv", headers=auth).mimetype == "text/csv"
+    assert side_counts(h)["folder"] == TRANSACTIONS
+
+    bad = h.client.post(f"{base}/history/preview", headers=auth, json={"from": "2024-13-01", "to": "2024-01-01"})
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_from"
+    backwards = h.client.post(f"{base}/history/preview", headers=auth, json={"from": "2025-01-01",
+                                                                             "to": "2024-01-01"})
+    assert backwards.status_code == 409
+    history = h.client.post(f"{base}/history/preview", headers=auth, json={"from": "2000-01-01", "to": "2100-01-01"})
+    assert history.status_code == 202 and history.get_json()["kind"] == "history"
+    h.work()
+    previewed = h.client.get(f"{base}/history/preview", headers=auth).get_json()
+    assert previewed["transactions"] == 0  # everything is mirrored already: nothing to import
+    h.client.post(f"{base}/history/start", headers=auth)
+    h.work()
+    assert h.client.get(f"{base}/history/status", headers=auth).get_json()["state"] == "done"
+    assert h.client.get(f"{base}/status", headers=auth).get_json()["kind"] == "first"

@@ -400,8 +400,17 @@ def status_json(run: SyncRun) -> dict[str, Any]:
     elapsed = (utcnow() - run.started_at).total_seconds() if run.started_at and run.state == RUNNING else 0.0
     return {"state": run.state, "phase": run.phase, "done": done, "total": total, "failed": counts["failed"],
             "run_id": run.id, "kind": run.kind, "eta_seconds": eta_seconds(done, total, elapsed) if elapsed else None,
-            "counts": {key: counts[key] for key in COUNT_KEYS}, "phases": walked,
+            "counts": {key: counts[key] for key in COUNT_KEYS}, "phases": walked, "totals": _phase_totals(run),
             "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at), "error": run.error}
+
+
+def _phase_totals(run: SyncRun) -> dict[str, int]:
+    """Records each phase will walk, from the preview (the CRM walk also meets the contacts the run creates)."""
+    preview = run.preview or {}
+    totals = {phase: int(n) for phase, n in (preview.get("phases") or {}).items()}
+    if CONTACTS in totals:
+        totals[CONTACTS] += int((preview.get("counts") or {}).get("create_in_crm", 0))
+    return totals
 
 
 def _total(run: SyncRun) -> int:
