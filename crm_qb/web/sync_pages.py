@@ -50,7 +50,8 @@ LISTS = (("link", "Will link"), ("create_in_crm", "Create in the CRM"), ("create
          ("review", "Needs review"), ("transaction", "Transactions to mirror"), ("followup", "Follow-ups"))
 COUNT_OF = {"link": "link", "create_in_crm": "create_in_crm", "create_in_qbo": "create_in_qbo", "review": "review",
             "transaction": "transactions", "followup": "followups"}
-PHASES = {store.FIRST: (READING, CUSTOMERS, TRANSACTIONS, CONTACTS, FOLLOWUPS),
+# The phases with a bar (reading the CRM's contacts into the match index is named in the status line only).
+PHASES = {store.FIRST: (CUSTOMERS, TRANSACTIONS, CONTACTS, FOLLOWUPS),
           store.HISTORY: (TRANSACTIONS, FOLLOWUPS)}
 PHASE_LABELS = {READING: "Reading CRM contacts", CUSTOMERS: "QuickBooks customers", TRANSACTIONS: "Transactions",
                 CONTACTS: "CRM contacts", FOLLOWUPS: "Follow-up tasks"}
