@@ -1,6 +1,7 @@
 """A first sync or a history import of one connection, and the outcome of every record it walked.
 
-A run goes waiting → previewing → previewed → running → done | failed (docs/architecture.md §9). Its preview and
+A run goes waiting → previewing → previewed → running → done | failed (docs/architecture.md §7, "The first
+sync"). Its preview and
 its run each leave one ``SyncRunRecord`` per record walked (``stage`` "preview" or "run"), so the preview's lists
 and the report are paged queries, not documents held in memory. ``checkpoint`` is where a killed run resumes.
 """
@@ -59,6 +60,7 @@ class SyncRunRecord(db.Model):  # type: ignore[name-defined,misc]
     action: Mapped[str] = mapped_column(Key(16))
     planned: Mapped[str | None] = mapped_column(Key(16))
     partner_id: Mapped[str | None] = mapped_column(Key(128))
+    partner_name: Mapped[str | None] = mapped_column(Label(200))
     candidates: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     reason: Mapped[str | None] = mapped_column(PlainText)
     error: Mapped[str | None] = mapped_column(PlainText)

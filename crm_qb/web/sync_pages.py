@@ -168,7 +168,7 @@ def preview(connection_id: int, kind: str) -> Response:
                    count_of=COUNT_OF, wanted=wanted, rows=rows, total=total, page=page,
                    pages=max(1, -(-total // PER_PAGE)), ready=ready,
                    counts=service.preview_json(run) if run else None)
-    return _page(html, script=not ready)
+    return _page(html, script=run is not None and not ready)
 
 
 @_both("/progress", methods=["GET"])

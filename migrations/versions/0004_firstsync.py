@@ -58,6 +58,7 @@ def upgrade():
     sa.Column('action', sa.String(length=16), nullable=False),
     sa.Column('planned', sa.String(length=16), nullable=True),
     sa.Column('partner_id', sa.String(length=128), nullable=True),
+    sa.Column('partner_name', sa.String(length=200), nullable=True),
     sa.Column('candidates', JSON, nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),

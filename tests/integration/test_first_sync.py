@@ -114,6 +114,7 @@ def test_preview_writes_nothing_and_the_run_does_what_it_announced(seeded: Harne
     with h.app.app_context():
         pairs, _ = store.records(run_id, store.PREVIEW, ("link",))
         assert (ids["customer"], ids["by_email"]) in {(r.object_id, r.partner_id) for r in pairs}
+        assert all(r.partner_name for r in pairs)  # the pair shows the contact's name, not only its id
         created_in_qbo, _ = store.records(run_id, store.PREVIEW, ("create_in_qbo",))
         assert [r.object_id for r in created_in_qbo] == [ids["new"]]
         db.session.rollback()
@@ -360,6 +361,8 @@ def test_the_json_api_serves_the_same_objects_with_the_api_key(seeded: Harness) 
 
     asked = h.client.post(f"{base}/preview", headers=auth)
     assert asked.status_code == 202 and asked.get_json()["state"] == "previewing"
+    early = h.client.post(f"{base}/history/preview", headers=auth, json={"from": "2000-01-01", "to": "2100-01-01"})
+    assert early.status_code == 409 and "first sync" in early.get_json()["error"]["message"]
     h.work()
     preview = h.client.get(f"{base}/preview?list=transaction&per_page=5", headers=auth).get_json()
     assert preview["transactions"] == TRANSACTIONS and preview["records"]["total"] == TRANSACTIONS

@@ -16,15 +16,16 @@ from crm_qb.models import SyncRunRecord
 from crm_qb.sync.firstsync import store
 from crm_qb.sync.firstsync.outcomes import LABELS
 
-COLUMNS = ("phase", "entity", "id", "name", "outcome", "planned", "partner_id", "reason", "error", "error_code",
-           "intuit_tid", "attempts")
+COLUMNS = ("phase", "entity", "id", "name", "outcome", "planned", "partner_id", "partner_name", "reason", "error",
+           "error_code", "intuit_tid", "attempts")
 
 
 def record_json(record: SyncRunRecord) -> dict[str, Any]:
     """One record as the API and the CLI show it."""
     return {"phase": record.phase, "entity": record.entity, "id": record.object_id, "name": record.name,
             "outcome": record.action, "outcome_label": LABELS.get(record.action, record.action),
-            "planned": record.planned, "partner_id": record.partner_id, "candidates": list(record.candidates or []),
+            "planned": record.planned, "partner_id": record.partner_id, "partner_name": record.partner_name,
+            "candidates": list(record.candidates or []),
             "reason": record.reason, "error": record.error, "error_code": record.error_code,
             "intuit_tid": record.intuit_tid, "attempts": record.attempts}
 

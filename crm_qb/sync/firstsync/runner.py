@@ -69,6 +69,7 @@ class RecordRow:
     name: str | None = None
     planned: str | None = None
     partner_id: str | None = None
+    partner_name: str | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
     reason: str | None = None
     error: str | None = None
@@ -166,6 +167,11 @@ class ResumingCrm:
 
 def _candidate_json(candidates: list[Candidate]) -> list[dict[str, Any]]:
     return [{"id": c.id, "name": c.display_name or c.company, "email": c.email} for c in candidates]
+
+
+def _name_of(candidate_id: str | None, candidates: list[Candidate]) -> str | None:
+    found = next((c for c in candidates if c.id == candidate_id), None)
+    return (found.display_name or found.company or found.email) if found else None
 
 
 def _txn_name(entity: str, txn: Mapping[str, Any]) -> str:
@@ -314,6 +320,8 @@ def _links(connection_id: int, column: Any, ids: Sequence[str]) -> list[LinkReco
 
 def _fill(row: RecordRow, partner: str | None, link: LinkRecord) -> None:
     row.partner_id = partner
+    name = (link.base or {}).get("display_name") or (link.base or {}).get("company")
+    row.partner_name = str(name) if name else None
     if row.action == "review":
         row.candidates = [{"id": str(c)} for c in link.review_candidates or []]
         row.reason = link.review_reason
@@ -359,10 +367,12 @@ class RecordedPreview(_Recording, _DryRun):
     def _customer_detail(self, row: RecordRow) -> None:
         customer, index = self.current
         link = self.links.get(row.object_id)
+        by_email, by_name = index.lookup(canonical_from_qbo(customer)) if row.action in ("link", "review") \
+            else ([], [])
         if row.action == "link":
             row.partner_id = self.seen.get(row.object_id, (None, None))[1]
+            row.partner_name = _name_of(row.partner_id, by_email + by_name)
         elif row.action == "review":
-            by_email, by_name = index.lookup(canonical_from_qbo(customer))
             row.candidates = _candidate_json(by_email or by_name)
             row.reason = link.review_reason if link is not None else "Several CRM contacts could be this customer."
         contact = row.partner_id if row.action == "link" else None
@@ -380,6 +390,7 @@ class RecordedPreview(_Recording, _DryRun):
         if row.action == "link":
             outcome = match(canonical_from_crm(contact_json(self.current_contact)), found)
             row.partner_id = outcome.linked_id
+            row.partner_name = _name_of(outcome.linked_id, found)
         else:
             row.candidates = _candidate_json(found)
             row.reason = "Several QuickBooks customers could be this contact."

@@ -99,6 +99,9 @@ def open_history(connection_id: int, start: date, end: date) -> SyncRun:
     empty or a history import of the connection is still under way."""
     if end < start:
         raise SyncRunRefused(f"the date range ends ({end}) before it starts ({start})")
+    if held(connection_id):
+        raise SyncRunRefused("the first sync of this connection has not finished; it imports every transaction, "
+                             "so import history once it is done")
     current = store.latest(connection_id, HISTORY)
     if current is not None and current.state in (PREVIEWING, RUNNING):
         raise SyncRunRefused(f"history import {current.id} is {current.state}; wait for it to finish")
