@@ -397,3 +397,63 @@ def test_the_json_api_serves_the_same_objects_with_the_api_key(seeded: Harness) 
     h.work()
     assert h.client.get(f"{base}/history/status", headers=auth).get_json()["state"] == "done"
     assert h.client.get(f"{base}/status", headers=auth).get_json()["kind"] == "first"
+
+
+def test_the_page_recomputes_the_preview_and_the_cli_sets_auto_start(seeded: Harness) -> None:
+    h = seeded
+    admin_session(h)
+    base = f"/admin/connections/{h.connection_id}"
+    empty = h.client.get(f"{base}/sync/preview").get_data(as_text=True)
+    assert "No first sync yet" in empty
+    before = side_counts(h)
+    asked = h.client.post(f"{base}/sync/preview", data={"csrf_token": csrf(empty)})
+    assert asked.status_code == 303
+    h.work()
+    first = run_state(h, run_id := open_and_preview(h))["preview"]
+    page = h.client.get(f"{base}/sync/preview").get_data(as_text=True)
+    h.crm_user("POST", "/contacts", {"first_name": "Another", "email": "another@example.com"})
+    assert h.client.post(f"{base}/sync/preview", data={"csrf_token": csrf(page)}).status_code == 303
+    assert run_state(h, run_id)["preview"]["state"] == "previewing"
+    h.work()
+    again = run_state(h, run_id)["preview"]
+    assert again["create_in_qbo"] == first["create_in_qbo"] + 1  # computed again over the data as it is now
+    assert side_counts(h) == {**before, "contacts": before["contacts"] + 1}  # the new contact; nothing written
+
+    assert invoke(h, "configure", str(h.connection_id)) == {"auto_start": False}
+    assert invoke(h, "configure", str(h.connection_id), "--auto-start") == {"auto_start": True}
+    with h.app.app_context():
+        from crm_qb.models import Connection
+
+        row = db.session.get(Connection, h.connection_id)
+        assert row is not None and row.settings["first_sync"] == {"auto_start": True}
+        db.session.rollback()
+
+
+def test_an_ambiguous_customer_is_previewed_with_its_candidates_and_waits_in_review(seeded: Harness) -> None:
+    h = seeded
+    customers = qbo_customers(h)
+    parents = {(c.get("ParentRef") or {}).get("value") for c in customers}
+    companies = [c.get("CompanyName") for c in customers]
+    customer = next(c for c in customers if c.get("CompanyName") and not c.get("ParentRef") and c["Id"] not in parents
+                    and companies.count(c["CompanyName"]) == 1 and len(c["DisplayName"]) < 200)
+    twins = [h.crm_user("POST", "/contacts", {"first_name": name, "company": customer["CompanyName"]})["id"]
+             for name in ("Ann", "Bob")]
+    run_id = open_and_preview(h)
+    with h.app.app_context():
+        (review,) = [r for r in store.records(run_id, store.PREVIEW, ("review",))[0] if r.entity == "Customer"]
+        assert review.object_id == customer["Id"] and sorted(c["id"] for c in review.candidates) == sorted(twins)
+        assert all(c["name"] for c in review.candidates)
+        db.session.rollback()
+    preview = run_state(h, run_id)["preview"]
+    contacts = side_counts(h)["contacts"]
+    with h.app.app_context():
+        service.start(runtime(h.app).jobs, run_id)
+    h.work()
+    status = run_state(h, run_id)["status"]
+    assert status["counts"]["review"] == preview["review"] >= 1
+    with h.app.app_context():
+        reviewed = store.records(run_id, store.RUN, ("review",))[0]
+        assert customer["Id"] in {r.object_id for r in reviewed if r.entity == "Customer"}
+        db.session.rollback()
+    assert not any(c.get("company") == customer["CompanyName"] and c["id"] not in twins for c in h.contacts())
+    assert side_counts(h)["contacts"] == contacts + preview["create_in_crm"] - 1  # the refused long name

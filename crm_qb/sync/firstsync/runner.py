@@ -340,6 +340,7 @@ class RecordedPreview(_Recording, _DryRun):
         self.overdue: list[tuple[str, str, str, date, Decimal]] = []
         self.today = utcnow().date()
         self.rule_days: tuple[int, ...] = ()
+        self.taken: set[str] = set()  # customers the contact phase would link
 
     def follow_up_rules(self, today: date, rule_days: Sequence[int]) -> None:
         """Predict follow-ups as a scan on ``today`` would, with these rules (none: follow-ups are off)."""
@@ -357,6 +358,21 @@ class RecordedPreview(_Recording, _DryRun):
     def customer(self, customer: dict[str, Any], link: LinkRecord | None, index: CandidateIndex) -> str:
         self.parents[str(customer["Id"])] = parent_of(customer)
         return super().customer(customer, link, index)
+
+    def contact(self, contact: Contact, link: LinkRecord | None) -> str:
+        """As the dry run predicts, except that a customer already taken (linked to a contact by the customer
+        phase or by an earlier contact) cannot be linked again: the real run sends such a contact to review."""
+        counter = super().contact(contact, link)
+        if counter != "linked":
+            return counter
+        found = self.qbo_index.lookup(canonical_from_crm(contact_json(contact)))
+        outcome = match(canonical_from_crm(contact_json(contact)), found[0] or found[1])
+        taken = outcome.linked_id is not None and (
+            bool(self.contact_of.get(outcome.linked_id)) or outcome.linked_id in self.taken)
+        if taken:
+            return "review"
+        self.taken.add(str(outcome.linked_id))
+        return counter
 
     def detail(self, row: RecordRow) -> None:
         if row.entity == "Customer":
