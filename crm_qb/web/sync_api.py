@@ -167,11 +167,7 @@ def _records(run_id: int, stage: str, wanted: str | None) -> dict[str, Any]:
     if wanted and wanted not in LISTS:
         raise ApiRefusal(400, "invalid_list", f"list/outcome must be one of {', '.join(LISTS)}, got {wanted!r}")
     page, per_page = _int("page", 1, 1_000_000), _int("per_page", 50, MAX_PER_PAGE)
-    if wanted == "failed":
-        rows, total = store.records(run_id, stage, ("failed",), page, per_page)
-        rows = [row for row in rows if row.action == "failed"]
-    else:
-        rows, total = store.records(run_id, stage, (wanted,) if wanted else (), page, per_page)
+    rows, total = store.records(run_id, stage, (wanted,) if wanted else (), page, per_page)
     return {"items": [report.record_json(row) for row in rows], "page": page, "per_page": per_page,
             "total": total, "pages": max(1, -(-total // per_page))}
 

@@ -22,6 +22,7 @@ from redis import Redis
 from werkzeug.serving import make_server
 
 from crm_qb.runtime import runtime
+from crm_qb.sync.context import build_context
 from crm_qb.sandbox.crm.server import start_server
 from crm_qb.sandbox.crm.state import SandboxConfig as CrmConfig
 from crm_qb.sync.firstsync import service, store
@@ -63,6 +64,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             thread.start()
             base = f"http://127.0.0.1:{server.server_port}"
             link = admin_url(base, h.app.config["SECRET_KEY"], h.connection_id)
+            _crm_contacts(h)
             try:
                 yield Site(h, base, link)
             finally:
@@ -84,6 +86,29 @@ def page(browser: Any, site: Site) -> Iterator[Any]:
     opened.goto(site.admin)
     yield opened
     context.close()
+
+
+def _crm_contacts(h: Harness) -> None:
+    """CRM contacts that make every list of the preview worth a look: one shares a customer's email (a pair to
+    link), two share another customer's company (a review with two candidates), one is new (created in QBO)."""
+    with h.app.app_context():
+        ctx = build_context(runtime(h.app).sync_services(), h.connection_id)
+        try:
+            customers = list(ctx.qbo.query_all("Customer", "Active IN (true, false)"))
+        finally:
+            ctx.close()
+    parents = {(c.get("ParentRef") or {}).get("value") for c in customers}
+    companies = [c.get("CompanyName") for c in customers]
+    plain = [c for c in customers if not c.get("ParentRef") and c["Id"] not in parents and len(c["DisplayName"]) < 80]
+    with_email = next(c for c in plain if (c.get("PrimaryEmailAddr") or {}).get("Address"))
+    shared = next(c for c in plain if c is not with_email and c.get("CompanyName")
+                  and companies.count(c["CompanyName"]) == 1)
+    h.crm_user("POST", "/contacts", {"first_name": "Dana", "last_name": "Scully",
+                                     "email": with_email["PrimaryEmailAddr"]["Address"]})
+    for first in ("Ann", "Bob"):
+        h.crm_user("POST", "/contacts", {"first_name": first, "last_name": "Twin", "company": shared["CompanyName"],
+                                         "email": f"{first.lower()}@twins.example.com"})
+    h.crm_user("POST", "/contacts", {"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"})
 
 
 def tab_to(page: Any, element_id: str, limit: int = 60) -> None:
@@ -118,7 +143,12 @@ def test_preview_page_appears_by_itself_and_its_lists_work_by_keyboard(page: Any
     page.wait_for_url("**list=transaction**")
     assert page.locator("table caption").inner_text().startswith("Transactions to mirror: 30 record(s)")
     assert page.locator("table tbody tr").count() == 30
+    page.goto(f"{site.pages}/sync/preview?list=review")
+    review = page.locator("table tbody tr").first.inner_text()
+    assert "ann@twins.example.com" in review and "bob@twins.example.com" in review  # both candidates
+    page.screenshot(path=str(artifacts / "first-sync-preview-review.png"), full_page=True)
     page.goto(f"{site.pages}/sync/preview?list=link")
+    assert "CRM contact" in page.locator("table tbody").inner_text()  # the pair names its contact
     assert page.get_by_role("button", name="Start the first sync").is_visible()
     page.screenshot(path=str(artifacts / "first-sync-preview.png"), full_page=True)
 
