@@ -22,9 +22,9 @@ from redis import Redis
 from werkzeug.serving import make_server
 
 from crm_qb.runtime import runtime
-from crm_qb.sync.context import build_context
 from crm_qb.sandbox.crm.server import start_server
 from crm_qb.sandbox.crm.state import SandboxConfig as CrmConfig
+from crm_qb.sync.context import build_context
 from crm_qb.sync.firstsync import service, store
 from crm_qb.web.signing import admin_url
 from tests.conftest import REDIS_TEST_URL
