@@ -56,6 +56,7 @@ from crm_qb.sync.transactions import registry
 
 READING = "reading"  # the CRM's contacts are read into the match index
 FOLLOWUPS = "followups"
+NO_CERTAIN_MATCH = "No certain match among the {}: a person chooses (link to one, create new, or ignore)."
 
 
 @dataclass
@@ -390,7 +391,7 @@ class RecordedPreview(_Recording, _DryRun):
             row.partner_name = _name_of(row.partner_id, by_email + by_name)
         elif row.action == "review":
             row.candidates = _candidate_json(by_email or by_name)
-            row.reason = link.review_reason if link is not None else "Several CRM contacts could be this customer."
+            row.reason = link.review_reason if link is not None else NO_CERTAIN_MATCH.format("CRM contacts")
         contact = row.partner_id if row.action == "link" else None
         if row.action == "create_in_crm":
             contact = f"new:{row.object_id}"
@@ -409,7 +410,7 @@ class RecordedPreview(_Recording, _DryRun):
             row.partner_name = _name_of(outcome.linked_id, found)
         else:
             row.candidates = _candidate_json(found)
-            row.reason = "Several QuickBooks customers could be this contact."
+            row.reason = NO_CERTAIN_MATCH.format("QuickBooks customers")
 
     def mirror_page(self, entity: str, page: list[dict[str, Any]]) -> None:
         super().mirror_page(entity, page)
