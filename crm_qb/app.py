@@ -70,6 +70,8 @@ def _register_blueprints(app: Flask) -> None:
         panel,
         review_pages,
         routing,
+        sync_api,
+        sync_pages,
     )
     from webhooks import crm as crm_hooks
     from webhooks import hubspot as hubspot_hooks
@@ -91,3 +93,5 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(review_pages.bp)
     app.register_blueprint(admin_pages.bp)
     app.register_blueprint(admin_api.bp)
+    app.register_blueprint(sync_api.bp)
+    app.register_blueprint(sync_pages.bp)

@@ -398,7 +398,9 @@ def sandbox_hubspot(host: str, port: int, persist_path: str | None, portal_id: i
               help="The demo CRM: the reference CRM (rest) or the local HubSpot.")
 @click.option("--hubspot-sandbox-port", default=DEFAULT_HUBSPOT_SANDBOX_PORT, show_default=True,
               type=click.IntRange(1, 65535))
-def up(port: int, qbo_sandbox_port: int, crm_sandbox_port: int, crm_kind: str, hubspot_sandbox_port: int) -> None:
+@click.option("--verbose", is_flag=True, help="Show every process's output here instead of in <instance>/logs/.")
+def up(port: int, qbo_sandbox_port: int, crm_sandbox_port: int, crm_kind: str, hubspot_sandbox_port: int,
+       verbose: bool) -> None:
     """Run everything on embedded defaults in the foreground: sandboxes, web, worker, scheduler."""
     from crm_qb.up import run_up
 
@@ -408,7 +410,8 @@ def up(port: int, qbo_sandbox_port: int, crm_sandbox_port: int, crm_kind: str, h
     for option, value in (("--port", port), ("--qbo-sandbox-port", qbo_sandbox_port), (crm_option, crm_port)):
         _require_free("127.0.0.1", value, option)
     _setup_logging(settings)
-    sys.exit(run_up(settings, web_port=port, qbo_port=qbo_sandbox_port, crm_port=crm_port, crm_kind=crm_kind))
+    sys.exit(run_up(settings, web_port=port, qbo_port=qbo_sandbox_port, crm_port=crm_port, crm_kind=crm_kind,
+                    verbose=verbose))
 
 
 @main.command("admin-url")
@@ -559,20 +562,21 @@ def panel_url(connection_id: int, crm_contact_id: str, ttl: int | None) -> None:
 @click.option("--crm-token", required=True)
 @click.option("--realm", "realm_id", required=True)
 @click.option("--web-url", required=True)
-@click.option("--backfill/--no-backfill", default=True, help="Enqueue the backfill that links existing customers.")
+@click.option("--backfill/--no-backfill", default=True,
+              help="Start the first sync (it starts by itself once previewed), or for a connection that has "
+                   "synced before, enqueue a backfill that catches up.")
 def connection_demo(crm_url: str, crm_token: str, realm_id: str, web_url: str, backfill: bool) -> None:
     """For ``crm-qb up``: connect the reference CRM to a sandbox realm and print the connection's id as JSON.
 
     Its secrets go straight to the reference CRM (as a CRM vendor would configure them); none is printed, so
-    none ends up in ``up``'s output.
+    none ends up in ``up``'s output. The demo connection opts in to starting its first sync by itself.
     """
-    from crm_qb.demo import wire_demo
-    from crm_qb.runtime import runtime
+    from crm_qb.demo import start_demo_sync, wire_demo
 
     app = _app()
     made = wire_demo(app, crm_url=crm_url, crm_token=crm_token, realm_id=realm_id, web_url=web_url)
     if backfill:
-        runtime(app).jobs.backfill(made["id"])
+        start_demo_sync(app, made["id"])
     click.echo(json.dumps({"id": made["id"], "realm_id": made["realm_id"]}))
 
 
@@ -640,6 +644,15 @@ def _register_console() -> None:
 
 
 _register_console()
+
+
+def _add_sync_commands() -> None:
+    from crm_qb.cli_sync import sync
+
+    main.add_command(sync)
+
+
+_add_sync_commands()
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class Settings:
     queue_prefix: str = "crm_qb"
     log_level: str | None = None
     event_retention_days: int = 30
+    backfill_page_size: int = 1000
     operator_token: str | None = None
     # Seconds between the attempts of an event whose other side failed for now (crm_qb.sync.rules.retry).
     retry_schedule: tuple[float, ...] = TRANSIENT_SCHEDULE
@@ -114,6 +115,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str |
         queue_prefix=env.get(PREFIX + "QUEUE_PREFIX", "crm_qb") or "crm_qb",
         log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO", upper=True) if env.get(PREFIX + "LOG_LEVEL") else None,
         event_retention_days=_whole(env, "EVENT_RETENTION_DAYS", 30),
+        backfill_page_size=_page_size(env),
         operator_token=_operator_token(env),
         retry_schedule=_retry_schedule(env),
         hubspot_api_base=_url(env, "HUBSPOT_API_BASE", "https://api.hubapi.com").rstrip("/"),
@@ -174,6 +176,14 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
     value = value.upper() if upper else value.lower()
     if value not in allowed:
         raise ConfigError(f"{PREFIX}{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _page_size(env: Mapping[str, str]) -> int:
+    """Rows per page of the first sync's and history imports' walks (QBO answers at most 1,000 per query)."""
+    value = _positive_int(env, "BACKFILL_PAGE_SIZE", 1000)
+    if value > 1000:
+        raise ConfigError(f"{PREFIX}BACKFILL_PAGE_SIZE must be from 1 to 1000 (QBO's page limit); got {value}")
     return value
 
 

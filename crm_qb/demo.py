@@ -26,6 +26,9 @@ from crm_qb.db import db
 from crm_qb.models import Connection
 from crm_qb.qbo.company import refresh_company
 from crm_qb.runtime import runtime
+from crm_qb.sync.firstsync.service import open_first_sync, request_preview, start
+from crm_qb.sync.firstsync.settings import with_auto_start
+from crm_qb.sync.firstsync.store import PREVIEWED, WAITING, set_values
 
 DEMO_NAME = "demo"
 
@@ -69,6 +72,28 @@ def wire_demo(app: Flask, *, crm_url: str, crm_token: str, realm_id: str, web_ur
              "api_key": api_key}
     requests.post(f"{control}/panel", json=panel, timeout=10).raise_for_status()
     return {"id": connection_id, "api_key": api_key, "realm_id": realm_id, "resumed": existing is not None}
+
+
+def start_demo_sync(app: Flask, connection_id: int) -> None:
+    """Let the demo show data at once: its first sync starts by itself once previewed (``first_sync.auto_start``);
+    a demo that synced before (an earlier ``up``) gets a backfill that catches up with what changed meanwhile."""
+    with app.app_context():
+        connection = db.session.get(Connection, connection_id)
+        assert connection is not None
+        connection.settings = with_auto_start(connection.settings, True)
+        synced_before = connection.cdc_cursor is not None
+        db.session.commit()
+        jobs = runtime(app).jobs
+        if synced_before:
+            jobs.backfill(connection_id)
+            return
+        run = open_first_sync(jobs, connection_id)
+        if not run.auto_start and run.state in (WAITING, PREVIEWED):  # opened before the setting was on
+            set_values(run.id, auto_start=True)
+            if run.state == PREVIEWED:
+                start(jobs, run.id)
+            else:
+                request_preview(jobs, run.id)
 
 
 def find_demo(realm_id: str) -> int | None:

@@ -72,6 +72,18 @@ class JobQueue(Protocol):
         """Ask for a record waiting for review to be resolved: ``link``, ``create``, ``merge`` or ``deactivate``."""
         ...
 
+    def sync_preview(self, run_id: int) -> Enqueued:
+        """Ask for a first sync's or history import's preview to be computed (crm_qb/sync/firstsync)."""
+        ...
+
+    def sync_run(self, run_id: int) -> Enqueued:
+        """Ask for a started first sync or history import to be run (or resumed from its checkpoint)."""
+        ...
+
+    def sync_retry(self, run_id: int) -> Enqueued:
+        """Ask for the failed records of a finished run to be tried again."""
+        ...
+
     def stats(self) -> QueueStats:
         """The queues' state for monitoring."""
         ...

@@ -156,6 +156,11 @@ class JobIds:
         return f"qbo-load-company-{connection_id}"
 
     @staticmethod
+    def sync_run_job(step: str, run_id: int) -> str:
+        """A first sync's or history import's ``step`` (preview, run, retry): one at a time per run."""
+        return f"sync-{step}-{int(run_id)}"
+
+    @staticmethod
     def flip_conflict(conflict_id: int) -> str:
         """The flip of one conflict (one at a time per conflict)."""
         return f"flip-conflict-{conflict_id}"

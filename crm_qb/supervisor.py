@@ -2,6 +2,10 @@
 
 Ctrl-C (SIGINT) or SIGTERM stops every child with SIGTERM, waits, then SIGKILLs stragglers. If any child exits
 on its own, the others are stopped too and ``up`` exits non-zero: a half-running system is worse than none.
+
+With a ``log_dir`` each child's output goes to ``<log_dir>/<name>.log`` instead of the console (access logs and
+start-up noise would bury what ``up`` has to say); a child that exits on its own then has the end of its log
+shown, so the reason is on the console anyway.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 STOP_GRACE_SECONDS = 10
+TAIL_LINES = 20
 
 
 @dataclass
@@ -34,11 +40,19 @@ class Child:
 class Supervisor:
     """Starts and stops a set of named child processes."""
 
-    def __init__(self, out: IO[str] = sys.stdout, redact: Callable[[str], str] = str) -> None:
+    def __init__(self, out: IO[str] = sys.stdout, redact: Callable[[str], str] = str,
+                 log_dir: Path | None = None) -> None:
         self.children: list[Child] = []
         self.out = out
         self.redact = redact  # applied to every relayed line (the sandboxes print their secrets when ready)
+        self.log_dir = log_dir
         self._lock = threading.Lock()
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+
+    def log_path(self, name: str) -> Path | None:
+        """Where the output of the child ``name`` goes (None: the console)."""
+        return self.log_dir / f"{name}.log" if self.log_dir is not None else None
 
     def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
               wait_for_json: bool = False, timeout: float = 60) -> Child:
@@ -58,17 +72,27 @@ class Supervisor:
 
     def _relay(self, child: Child, wait_for_json: bool) -> None:
         assert child.process.stdout is not None
-        for line in child.process.stdout:
-            if wait_for_json and child.ready_line is None and line.lstrip().startswith("{"):
-                try:
-                    child.ready_line = json.loads(line)
-                    child.ready.set()
-                except ValueError:
-                    pass
-            with self._lock:
-                self.out.write(f"[{child.name}] {self.redact(line)}")
-                self.out.flush()
-        child.ready.set()
+        path = self.log_path(child.name)
+        sink = path.open("a", encoding="utf-8") if path is not None else None
+        try:
+            for line in child.process.stdout:
+                if wait_for_json and child.ready_line is None and line.lstrip().startswith("{"):
+                    try:
+                        child.ready_line = json.loads(line)
+                        child.ready.set()
+                    except ValueError:
+                        pass
+                self._write(sink, f"[{child.name}] {self.redact(line)}")
+        finally:
+            if sink is not None:
+                sink.close()
+            child.ready.set()
+
+    def _write(self, sink: IO[str] | None, text: str) -> None:
+        with self._lock:
+            target = sink if sink is not None else self.out
+            target.write(text)
+            target.flush()
 
     def run_once(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
         """Run a one-shot step (e.g. a migration) to its end, relaying its output; return its exit code."""
@@ -89,6 +113,7 @@ class Supervisor:
             stop.wait(0.5)
         if exited is not None:
             self._say(f"{exited.name} exited with code {exited.process.returncode}; stopping everything")
+            self.show_tail(exited.name)
         self.stop()
         return 0 if exited is None else 1
 
@@ -105,6 +130,14 @@ class Supervisor:
                 _signal_group(child.process, signal.SIGKILL)
                 child.process.wait()
         self._say("stopped")
+
+    def show_tail(self, name: str) -> None:
+        """Show the last lines of a child's log file on the console (nothing when it logs to the console)."""
+        path = self.log_path(name)
+        if path is None or not path.exists():
+            return
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[-TAIL_LINES:]
+        self._say(f"the end of {path}:\n" + "\n".join(lines))
 
     def _say(self, message: str) -> None:
         with self._lock:

@@ -1,7 +1,13 @@
 """``crm-qb up``: everything on embedded defaults in one foreground command, for a first run.
 
 It upgrades the schema, starts the local QBO sandbox (when QBO_ENVIRONMENT is ``local``) and points crm-qb at it,
-then starts the web app, a worker and the scheduler, and relays their output until Ctrl-C stops them all.
+then starts the web app, a worker and the scheduler until Ctrl-C stops them all. Their output (access logs,
+library start-up noise) goes to ``<instance>/logs/<process>.log``, so the last thing on the console is the
+"crm-qb is up / try it" block with the demo connection's admin link; Enter prints it again. ``--verbose`` relays
+every process's output to the console instead, as before.
+
+The demo connection opts in to starting its first sync by itself (``first_sync.auto_start``): a first run still
+shows data flowing at once, through the same preview → run → report as any connection (its admin page shows them).
 
 A later ``up`` resumes the demo: both sandboxes keep their state in the instance folder (``qbo-sandbox.sqlite3``,
 ``crm-sandbox.sqlite3``), the demo connection is reused (crm_qb/demo.py) and wired before any worker runs (so no
@@ -11,9 +17,15 @@ demo contacts only the first time.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
+import threading
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
 
 import requests
 from redis import Redis
@@ -35,16 +47,21 @@ HUBSPOT_DEMO_CONTACTS = (("Grace", "Hopper", "Cobol Works", "cobol.example"),
                          ("Alan", "Turing", "Bletchley Systems", "bletchley.example"),
                          ("Katherine", "Johnson", "Orbital Maths", "orbital.example"))
 WEB_READY_SECONDS = 60
+LOG_DIR = "logs"
+ADMIN_LINK_MINUTES = 24 * 60
 
 
 def run_up(settings: Settings, web_port: int = 5000, qbo_port: int = QBO_SANDBOX_PORT,
-           crm_port: int = CRM_SANDBOX_PORT, crm_kind: str = "rest") -> int:
+           crm_port: int = CRM_SANDBOX_PORT, crm_kind: str = "rest", verbose: bool = False) -> int:
     """Start every process and block until stopped; return the exit status."""
     _require_redis(settings)
-    sup = Supervisor(redact=Redactor(settings.secrets()).redact)
+    log_dir = None if verbose else settings.instance_path / LOG_DIR
+    sup = Supervisor(redact=Redactor(settings.secrets()).redact, log_dir=log_dir)
     cli = [sys.executable, "-m", "crm_qb.cli"]
     try:
         settings.instance_path.mkdir(parents=True, exist_ok=True)
+        if log_dir is not None:
+            print(f"Starting crm-qb (logs: {log_dir}/) ...", flush=True)
         _run_to_end(sup, [*cli, "db", "upgrade"])
         env: dict[str, str] = {"CRM_QB_PUBLIC_URL": f"http://127.0.0.1:{web_port}"}
         qbo_info = crm_info = None
@@ -55,7 +72,7 @@ def run_up(settings: Settings, web_port: int = 5000, qbo_port: int = QBO_SANDBOX
             env.update(_local_qbo_env(qbo_info))
             start = _start_demo_hubspot if crm_kind == "hubspot" else _start_demo_crm
             crm_info = start(sup, cli, qbo_info, web_port, crm_port, env, settings)
-        sup.start("web", [*cli, "web", "--port", str(web_port), "--workers", "2"], env=env)
+        sup.start("web", [*cli, "web", "--port", str(web_port), "--workers", "2", "--access-log"], env=env)
         sup.start("worker", [*cli, "worker"], env=env)
         sup.start("scheduler", [*cli, "scheduler"], env=env)
         _wait_for_web(web_port)
@@ -65,13 +82,61 @@ def run_up(settings: Settings, web_port: int = 5000, qbo_port: int = QBO_SANDBOX
             crm_info["seeded"] = seed(crm_info)
             if crm_kind != "hubspot":
                 _seed_demo_activities(crm_info)
-        _say_ready(web_port, qbo_info)
-        if crm_info:
-            (_say_try_hubspot if crm_kind == "hubspot" else _say_try)(crm_info, qbo_info or {})
+            crm_info["kind"] = crm_kind
+            crm_info["admin_url"] = _admin_link(sup, cli, env, crm_info.get("connection_id"))
+        block = _ready_block(web_port, qbo_info, crm_info, log_dir)
+        print(block, flush=True)
+        _reprint_on_enter(sys.stdin, lambda: print(block, flush=True))
     except Exception:
         sup.stop()
         raise
     return sup.wait()
+
+
+def _ready_block(web_port: int, qbo_info: dict[str, Any] | None, crm_info: dict[str, Any] | None,
+                 log_dir: Path | None) -> str:
+    """The "is up / try it" block ``up`` ends its output with."""
+    parts = [_ready_text(web_port, qbo_info)]
+    if crm_info:
+        parts.append((_try_text_hubspot if crm_info.get("kind") == "hubspot" else _try_text)(crm_info, qbo_info or {}))
+    footer = [f"Logs: {log_dir}/ (crm-qb up --verbose shows them here)." if log_dir else "",
+              "Press Enter to show this again; Ctrl-C stops everything."]
+    return "\n".join(parts) + "\n".join(line for line in footer if line) + "\n"
+
+
+def _reprint_on_enter(stdin: IO[str] | None, show: Callable[[], None]) -> None:
+    """Show the block again each time a line is entered (a daemon thread; nothing when there is no input)."""
+    if stdin is None or not stdin.isatty():
+        return
+
+    def read() -> None:
+        for _ in stdin:
+            show()
+
+    threading.Thread(target=read, daemon=True).start()
+
+
+def _run_captured(sup: Supervisor, name: str, argv: Sequence[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run a one-shot command to its end; its output goes where the children's goes; (exit code, stdout)."""
+    done = subprocess.run(list(argv), env={**os.environ, **env}, capture_output=True, text=True, check=False)
+    path = sup.log_path(name)
+    text = sup.redact(done.stderr + done.stdout)
+    if path is None:
+        sys.stdout.write("".join(f"[{name}] {line}\n" for line in text.splitlines()))
+    else:
+        with path.open("a", encoding="utf-8") as log:
+            log.write(text)
+    return done.returncode, done.stdout
+
+
+def _admin_link(sup: Supervisor, cli: list[str], env: dict[str, str], connection_id: object) -> str | None:
+    """A signed link to the demo connection's admin page, valid for a day (None when it could not be made)."""
+    if connection_id is None:
+        return None
+    code, out = _run_captured(sup, "admin-url", [*cli, "admin-url", str(connection_id), "--expires-in",
+                                                 str(ADMIN_LINK_MINUTES)], env)
+    lines = out.strip().splitlines()
+    return lines[-1] if code == 0 and lines else None
 
 
 def _require_redis(settings: Settings) -> None:
@@ -130,12 +195,24 @@ def _start_demo_crm(sup: Supervisor, cli: list[str], qbo_info: dict[str, Any], w
     crm = sup.start("crm-sandbox", [*cli, "sandbox", "crm", "--port", str(crm_port),
                                     "--db", str(settings.instance_path / CRM_SANDBOX_DB)], wait_for_json=True)
     info = crm.ready_line or {}
-    code = sup.run_once("demo-connection", [*cli, "connection", "demo", "--crm-url", str(info["api_base"]),
-                                            "--crm-token", str(info["token"]), "--realm", str(qbo_info["realm_id"]),
-                                            "--web-url", f"http://127.0.0.1:{web_port}"], env=env)
+    code, out = _run_captured(sup, "demo-connection", [
+        *cli, "connection", "demo", "--crm-url", str(info["api_base"]), "--crm-token", str(info["token"]),
+        "--realm", str(qbo_info["realm_id"]), "--web-url", f"http://127.0.0.1:{web_port}"], env)
     if code != 0:
+        sup.show_tail("demo-connection")
         raise ConfigError(f"wiring the demo connection failed (exit code {code})")
-    return dict(info)
+    return {**info, "connection_id": _last_json(out).get("id")}
+
+
+def _last_json(out: str) -> dict[str, Any]:
+    for line in reversed(out.strip().splitlines()):
+        try:
+            found = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(found, dict):
+            return found
+    return {}
 
 
 def _start_demo_hubspot(sup: Supervisor, cli: list[str], qbo_info: dict[str, Any], web_port: int, port: int,
@@ -182,16 +259,22 @@ def _seed_hubspot_contacts(info: dict[str, Any]) -> list[str]:
     return [str(contact["id"]) for contact in made.json().get("results", [])]
 
 
-def _say_try_hubspot(info: dict[str, Any], qbo_info: dict[str, Any]) -> None:
+def _try_text_hubspot(info: dict[str, Any], qbo_info: dict[str, Any]) -> str:
     first = (info.get("seeded") or ["<id>"])[0]
     record = str(info.get("record_url_template") or "").replace("{id}", str(first))
-    print("Try it:\n"
-          f"  a HubSpot contact record   {record}   (its QuickBooks app card and panel)\n"
-          f"  HubSpot's API              {info.get('api_base')}/crm/v3/objects/contacts   (bearer token in\n"
-          f"                             {info.get('api_base')}/_sandbox/info)\n"
-          f"  and the QBO sandbox        {qbo_info.get('app_base')}   (demo realm {qbo_info.get('realm_id')})\n"
-          "  edit a contact in HubSpot (its /_sandbox/objects control API acts as a HubSpot user), or the customer\n"
-          "  in QBO, and watch the other side follow within seconds.\n", flush=True)
+    admin = info.get("admin_url")
+    lines = ["Try it:",
+             f"  a HubSpot contact record   {record}   (its QuickBooks app card and panel)",
+             f"  HubSpot's API              {info.get('api_base')}/crm/v3/objects/contacts   (bearer token in",
+             f"                             {info.get('api_base')}/_sandbox/info)",
+             f"  and the QBO sandbox        {qbo_info.get('app_base')}   (demo realm {qbo_info.get('realm_id')})",
+             "  edit a contact in HubSpot (its /_sandbox/objects control API acts as a HubSpot user), or the customer",
+             "  in QBO, and watch the other side follow within seconds."]
+    if admin:
+        lines += [f"  the admin page             {admin}",
+                  "                             (valid a day; a new link: crm-qb admin-url "
+                  f"{info.get('connection_id')})"]
+    return "\n".join(lines) + "\n"
 
 
 def _seed_demo_contacts(info: dict[str, Any]) -> list[str]:
@@ -224,23 +307,28 @@ def _seed_demo_activities(info: dict[str, Any]) -> int:
     return len(seeded.json().get("activity_ids", []))
 
 
-def _say_try(crm_info: dict[str, Any], qbo_info: dict[str, Any]) -> None:
+def _try_text(crm_info: dict[str, Any], qbo_info: dict[str, Any]) -> str:
     ui = str(crm_info.get("ui_base") or f"{crm_info['api_base']}/ui")
     first = (crm_info.get("seeded") or [None])[0]
-    print("Try it:\n"
-          f"  the CRM's contacts         {ui}/contacts   (each page embeds its QuickBooks panel; the customers\n"
-          "                             that came from QuickBooks show their invoices, payments and estimates)\n"
-          f"  a contact made in the CRM  {ui}/contacts/{first}   (now a QBO customer too)\n"
-          f"  and the QBO sandbox        {qbo_info.get('app_base')}/app/login?pagereq=customerdetail%3FnameId%3D<id>"
-          f"&deeplinkcompanyid={qbo_info.get('realm_id')}\n"
-          "  edit the contact in the CRM, or the customer in QBO (the sandbox's /_sandbox control API acts as a\n"
-          "  bookkeeper), and watch the other side follow within seconds.\n"
-          "  billable calls and meetings logged on the seeded contacts are QBO time (the panel's Time section);\n"
-          "  Riley Chen's time waits until mapped: crm-qb time status <id>, crm-qb time configure <id> --map-user\n",
-          flush=True)
+    admin = crm_info.get("admin_url")
+    lines = ["Try it:",
+             f"  the CRM's contacts         {ui}/contacts   (each page embeds its QuickBooks panel; the customers",
+             "                             that came from QuickBooks show their invoices, payments and estimates)",
+             f"  a contact made in the CRM  {ui}/contacts/{first}   (now a QBO customer too)",
+             f"  and the QBO sandbox        {qbo_info.get('app_base')}/app/login?pagereq=customerdetail%3FnameId%3D"
+             f"<id>&deeplinkcompanyid={qbo_info.get('realm_id')}",
+             "  edit the contact in the CRM, or the customer in QBO (the sandbox's /_sandbox control API acts as a",
+             "  bookkeeper), and watch the other side follow within seconds.",
+             "  billable calls and meetings logged on the seeded contacts are QBO time (the panel's Time section);",
+             "  Riley Chen's time waits until mapped: crm-qb time status <id>, crm-qb time configure <id> --map-user"]
+    if admin:
+        lines += [f"  the admin page             {admin}",
+                  "                             (the demo's first sync: preview, progress and report; valid a day;",
+                  f"                             a new link: crm-qb admin-url {crm_info.get('connection_id')})"]
+    return "\n".join(lines) + "\n"
 
 
-def _say_ready(web_port: int, qbo_info: dict[str, Any] | None) -> None:
+def _ready_text(web_port: int, qbo_info: dict[str, Any] | None) -> str:
     lines = [
         "",
         "crm-qb is up (Ctrl-C stops everything):",
@@ -248,4 +336,4 @@ def _say_ready(web_port: int, qbo_info: dict[str, Any] | None) -> None:
     ]
     if qbo_info:
         lines.append(f"  QBO sandbox  {qbo_info.get('api_base')}   (demo realm {qbo_info.get('realm_id')})")
-    print("\n".join(lines) + "\n", flush=True)
+    return "\n".join(lines) + "\n\n"

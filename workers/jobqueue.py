@@ -15,7 +15,7 @@ from rq.worker import Worker
 from crm_qb.jobqueue import Enqueued, QueueStats
 from crm_qb.keys import JobIds, RedisKeys
 from crm_qb.models import EventSource
-from workers import followup_jobs, jobs, qbo_jobs, review_jobs, summary_jobs, sync_jobs
+from workers import firstsync_jobs, followup_jobs, jobs, qbo_jobs, review_jobs, summary_jobs, sync_jobs
 from workers.queues import all_queues, enqueue
 
 
@@ -63,6 +63,18 @@ class RqJobQueue:
         """Queue resolving one waiting record (one at a time per record)."""
         return self._enqueue(review_jobs.resolve_review, JobIds.resolve_review(link_id), connection_id, link_id,
                              action, candidate, who)
+
+    def sync_preview(self, run_id: int) -> Enqueued:
+        """Queue a run's preview."""
+        return self._enqueue(firstsync_jobs.preview_run, JobIds.sync_run_job("preview", run_id), run_id)
+
+    def sync_run(self, run_id: int) -> Enqueued:
+        """Queue a started run (a no-op while its job waits or runs; a dead worker's job is queued again)."""
+        return self._enqueue(firstsync_jobs.execute_run, JobIds.sync_run_job("run", run_id), run_id)
+
+    def sync_retry(self, run_id: int) -> Enqueued:
+        """Queue the retry of a run's failed records."""
+        return self._enqueue(firstsync_jobs.retry_run, JobIds.sync_run_job("retry", run_id), run_id)
 
     def stats(self) -> QueueStats:
         """Workers alive, and jobs waiting and failed per queue."""

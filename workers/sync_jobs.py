@@ -21,6 +21,8 @@ from crm_qb.keys import JobIds, RedisKeys
 from crm_qb.models import CRM_CONNECTED, Connection, EventSource, QboStatus
 from crm_qb.runtime import runtime
 from crm_qb.sync.context import build_context
+from crm_qb.sync.firstsync.service import held as first_sync_held
+from crm_qb.sync.firstsync.service import resume_runs
 from crm_qb.sync.pipeline import outage
 from crm_qb.sync.pipeline.backfill import run_backfill
 from crm_qb.sync.pipeline.crm_poll import poll_crm_changes
@@ -104,7 +106,9 @@ def schedule_cdc_polls() -> int:
     """Enqueue the catch-up polls (QBO's CDC, the CRM's) that are due for every connected connection.
 
     A connection that never synced (no CDC cursor yet) gets its backfill instead: CDC only looks back 30 days and
-    the first link must see every customer. The backfill sets both cursors, so polls take over after it.
+    the first link must see every customer. The backfill sets both cursors, so polls take over after it. A
+    connection with a first-sync run (crm_qb/sync/firstsync) gets neither until its run is done: the run is its
+    backfill, started by a person or by its auto-start; a run whose worker died is queued again here (resumed).
     """
     rt = runtime()
     now = utcnow()
@@ -115,7 +119,10 @@ def schedule_cdc_polls() -> int:
             due += [(connection.id, kind, every) for kind, every in _due_polls(connection, settings, now)]
     db.session.rollback()
     count = 0
+    resume_runs(rt.jobs)
     for connection_id, kind, every in due:
+        if first_sync_held(connection_id):
+            continue
         period = int(now.timestamp() // every)
         if kind == "backfill":
             queued = enqueue(rt.redis, rt.keys, backfill_connection, connection_id,

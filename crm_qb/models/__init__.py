@@ -15,6 +15,7 @@ from crm_qb.models.folder_item import FolderItem
 from crm_qb.models.follow_up import FollowUp, FollowUpStatus
 from crm_qb.models.inbound_event import EventSource, EventStatus, InboundEvent
 from crm_qb.models.qbo_customer import QboCustomer
+from crm_qb.models.sync_run import SyncRun, SyncRunRecord
 from crm_qb.models.time_entry import TimeEntry, TimeState, TimeUserMapping
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "QboCustomer",
     "QboReference",
     "QboStatus",
+    "SyncRun",
+    "SyncRunRecord",
     "TimeEntry",
     "TimeState",
     "TimeUserMapping",

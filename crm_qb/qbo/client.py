@@ -217,13 +217,18 @@ class QboClient:
         """Run one query statement; returns the whole answer (``QueryResponse`` and ``time``)."""
         return self._call("GET", "query", params={"query": sql})
 
-    def query_all(self, entity: str, where: str = "", page_size: int = QUERY_MAX_RESULTS) -> Iterator[dict[str, Any]]:
-        """Every ``entity`` matching ``where`` (a condition, no ORDERBY), page by page, one page in memory."""
+    def query_all(self, entity: str, where: str = "", page_size: int = QUERY_MAX_RESULTS, *,
+                  start: int = 1) -> Iterator[dict[str, Any]]:
+        """Every ``entity`` matching ``where`` (a condition, no ORDERBY), page by page, one page in memory.
+
+        ``start`` (1-based, in ``Id`` order) resumes a walk after its first ``start - 1`` rows.
+        """
         _segment(entity)
         if not 1 <= page_size <= QUERY_MAX_RESULTS:
             raise ValueError(f"page_size must be between 1 and {QUERY_MAX_RESULTS}, got {page_size!r}")
+        if start < 1:
+            raise ValueError(f"start must be a positive integer, got {start!r}")
         condition = f" WHERE {where}" if where else ""
-        start = 1
         while True:
             # A stable order keeps pages from overlapping or skipping rows while we page.
             sql = f"SELECT * FROM {entity}{condition} ORDERBY Id STARTPOSITION {start} MAXRESULTS {page_size}"

@@ -12,6 +12,8 @@ from flask import Blueprint, request
 
 NAV: list[tuple[str, str]] = [
     ("connection_page.show", "Overview"),
+    ("sync_pages.overview", "First sync"),
+    ("sync_pages.history_overview", "Import history"),
     ("admin_pages.health", "Health"),
     ("admin_pages.review", "Review"),
     ("review_pages.conflicts", "Conflicts"),

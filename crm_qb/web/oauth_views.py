@@ -41,6 +41,7 @@ from crm_qb.qbo.idtoken import IdTokenError
 from crm_qb.qbo.oauth import DiscoveryError, GrantMismatchError, OAuthError, OAuthUnavailableError, TokenSet
 from crm_qb.qbo.services import QboServices
 from crm_qb.runtime import runtime
+from crm_qb.sync.firstsync.service import open_first_sync
 from crm_qb.sync.pipeline.events import wake_connection
 from crm_qb.web import signing
 from crm_qb.web.connection_page import (
@@ -221,7 +222,9 @@ def _store_connected(services: QboServices, connection_id: int, tokens: TokenSet
     jobs = runtime().jobs
     wake_connection(jobs, connection_id)  # events that waited while disconnected
     if first_time:
-        jobs.backfill(connection_id)
+        # Nothing is written yet: a first-sync run is opened and its preview computed; a person (or the
+        # connection's first_sync.auto_start) starts it (crm_qb/sync/firstsync).
+        open_first_sync(jobs, connection_id)
 
 
 def _read_company_now(services: QboServices, connection_id: int) -> bool:

@@ -128,7 +128,8 @@ def test_a_debug_run_of_every_process_logs_no_credential(tmp_path: Path, redis_c
         assert requests.get(panel_url, timeout=10).status_code == 200
     finally:
         output = up.stop()
-    logs = output + "".join(path.read_text(errors="replace") for path in up.instance.glob("*.log"))
+    # ``up`` writes each process's output to <instance>/logs/<process>.log (and the console shows only its block).
+    logs = output + "".join(path.read_text(errors="replace") for path in up.instance.glob("**/*.log"))
     assert "DEBUG requests_oauthlib" in logs, "the run did not log at DEBUG"  # what this test is about
     leaked = sorted(s[:6] + "…" for s in secrets if len(s) >= 8 and s in logs)
     assert leaked == [], f"{len(leaked)} secret(s) of {len(secrets)} in the logs: {leaked}"

@@ -70,6 +70,19 @@ def test_up_runs_everything_wires_the_demo_and_stops_cleanly(tmp_path: Path, red
         assert contacts_page.status_code == 200
         assert (tmp_path / "instance" / "crm_qb.sqlite3").exists()
         assert (tmp_path / "instance" / "dev-keys.json").exists()
+        wait_for(lambda: any(line.startswith("Press Enter") for line in up.lines), what="the end of the block")
+        shown = "".join(up.lines)
+        # The block is the last thing said: no process output on the console, it is in the instance's logs.
+        assert shown.rstrip().endswith("Ctrl-C stops everything.") and "[web]" not in shown, shown[-3000:]
+        assert "GET /healthz" in (tmp_path / "instance" / "logs" / "web.log").read_text()
+        admin = next(line.split()[-1] for line in up.lines if line.strip().startswith("the admin page"))
+        browser = requests.Session()
+        assert browser.get(admin, timeout=10).status_code == 200  # the link starts a session (303, then 200)
+        # The demo's first sync starts by itself: its status reaches done, with what it linked and mirrored.
+        sync_status = admin.split("?")[0] + "/sync/status.json"
+        done = wait_for(lambda: (s := browser.get(sync_status, timeout=10).json())["state"] == "done" and s,
+                        timeout=120, what="the demo's first sync to finish")
+        assert done["failed"] == 0 and done["done"] > 0
         # The seeded contacts' billable activities flow into QuickBooks as time on the first run.
         wait_for(lambda: _crm_time(qbo), timeout=90, what="the seeded billable activities to become QBO time")
     finally:

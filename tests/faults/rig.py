@@ -8,8 +8,9 @@ sandbox and the reference CRM (``crm-qb sandbox ...``), crm-qb web (gunicorn), `
 The connection is made only through public entry points: ``crm-qb connection add`` (which prints the API key
 and the hook secret), the signed link of ``crm-qb admin-url``, and the OAuth consent over HTTP
 (``/connections/<id>/qbo/connect`` -> the sandbox's authorize page for our realm -> ``/qbo/callback``), which
-starts the first backfill by itself. The realm's customers are created before the consent, so the backfill links
-each one to a CRM contact it creates; the sandboxes' webhooks and change hooks are registered once it is done.
+opens the first sync; the connection opted in to starting it by itself (``crm-qb sync configure --auto-start``).
+The realm's customers are created before the consent, so the first sync links each one to a CRM contact it
+creates; the sandboxes' webhooks and change hooks are registered once it is done.
 
 What the rig reads back uses the sandboxes' control APIs (not counted as API calls, never faulted), the CRM's
 section 6 API, and crm-qb's own JSON API with the connection's key. crm-qb's database is read (read only) through
@@ -381,6 +382,8 @@ def _wire(rig: Rig, records: int, workers: int, scheduler: bool) -> None:
     made = json.loads(rig.cli("connection", "add", "--crm-url", rig.crm, "--crm-token", rig.crm_token,
                               "--name", "faults").strip().splitlines()[-1])
     rig.connection_id, rig.api_key, rig.hook_secret = int(made["id"]), made["api_key"], made["crm_hook_secret"]
+    # Connecting writes nothing until the first sync starts; this connection starts it as soon as it is previewed.
+    rig.cli("sync", "configure", str(rig.connection_id), "--auto-start")
     rig.start_web()
     for _ in range(workers):
         rig.start_worker()

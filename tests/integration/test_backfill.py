@@ -313,8 +313,10 @@ def live() -> Iterator[LiveSandbox]:
         yield sandbox
 
 
-def test_connecting_for_the_first_time_enqueues_the_backfill(tmp_path: Path, database_url: str,
-                                                             redis_client: Redis, live: LiveSandbox) -> None:
+def test_connecting_for_the_first_time_asks_for_the_first_sync_preview_not_the_backfill(
+        tmp_path: Path, database_url: str, redis_client: Redis, live: LiveSandbox) -> None:
+    from crm_qb.models import SyncRun
+
     app = create_app(make_settings(tmp_path, database_url, **live.settings_overrides()))
     _migrate(app)
     if not database_url.startswith("sqlite"):
@@ -322,8 +324,13 @@ def test_connecting_for_the_first_time_enqueues_the_backfill(tmp_path: Path, dat
     made = add_connection(app)
     client: FlaskClient = app.test_client()
     assert connect(client, app, made.id).status_code == 303
-    job = Job.fetch(JobIds.backfill(made.id), connection=redis_client)
-    assert job.func_name == "workers.sync_jobs.backfill_connection" and job.args == (made.id,)
+    with app.app_context():
+        run = db.session.scalar(select(SyncRun).where(SyncRun.connection_id == made.id))
+        assert run is not None and (run.kind, run.state) == ("first", "previewing")
+        run_id = run.id
+    job = Job.fetch(JobIds.sync_run_job("preview", run_id), connection=redis_client)
+    assert job.func_name == "workers.firstsync_jobs.preview_run" and job.args == (run_id,)
+    assert redis_client.exists(f"rq:job:{JobIds.backfill(made.id)}") == 0
     with app.app_context():
         db.session.remove()
         db.engine.dispose()

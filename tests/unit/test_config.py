@@ -96,3 +96,12 @@ def test_the_retry_schedule_is_read_with_repeats(tmp_path: Path) -> None:
     settings = load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_RETRY_SCHEDULE": "1,60*3"})
     assert settings.retry_schedule == (1.0, 60.0, 60.0, 60.0)
     assert sum(load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path)}).retry_schedule) >= 24 * 3600
+
+
+def test_the_backfill_page_size_defaults_to_qbos_page_and_stays_within_it(tmp_path: Path) -> None:
+    assert load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path)}).backfill_page_size == 1000
+    given = load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_BACKFILL_PAGE_SIZE": "2"})
+    assert given.backfill_page_size == 2
+    for bad in ("0", "1001", "x"):
+        with pytest.raises(ConfigError, match="CRM_QB_BACKFILL_PAGE_SIZE must be"):
+            load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_BACKFILL_PAGE_SIZE": bad})

@@ -34,6 +34,7 @@ from crm_qb.models import CRM_CONNECTED, Connection, EventSource, InboundEvent, 
 from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context, settings_of
+from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.pipeline import events, outage, routing
 from crm_qb.sync.pipeline.events import EventRef
 from crm_qb.sync.pipeline.failures import kind_of, side_down
@@ -101,6 +102,11 @@ class Drain:
             return
         if not settings.realtime and self.scheduled_for != connection_id:
             log.info("connection %s syncs %s; %s event(s) wait for it", connection_id, settings.mode, len(batch))
+            return
+        if first_sync_held(connection_id):
+            # Nothing is written before the operator starts the first sync (crm_qb/sync/firstsync); the run covers
+            # what these events announce, and its end wakes the drains for what changed meanwhile.
+            log.info("connection %s waits for its first sync; %s event(s) wait for it", connection_id, len(batch))
             return
         if not _connected(connection_id):
             # Needs reconnect or disconnected (QuickBooks or the CRM): call nobody, count no attempt, keep the

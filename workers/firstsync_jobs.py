@@ -1,0 +1,42 @@
+"""Jobs of the first sync and history imports: compute a preview, run (or resume) a run, retry its failures.
+
+Each takes a run id and reloads the run; the state machine is the domain's (crm_qb/sync/firstsync/service.py):
+a job finding its run in another state does nothing, so a job queued twice, or retried after its run moved on,
+is harmless.
+"""
+
+from __future__ import annotations
+
+from rq import get_current_job
+
+from crm_qb.runtime import runtime
+from crm_qb.sync.firstsync import service
+from workers.queues import SYNC, job
+
+
+@job(SYNC, timeout=6 * 3600, retry_intervals=(30, 120, 300))
+def preview_run(run_id: int) -> str | None:
+    """Compute the run's preview; return its state after (None: it was not waiting for one)."""
+    rt = runtime()
+    run = service.compute_preview(rt.sync_services(), run_id, job_id=_job_id(),
+                                  page_size=rt.settings.backfill_page_size)
+    return run.state if run is not None else None
+
+
+@job(SYNC, timeout=6 * 3600, retry_intervals=(60, 300, 900))
+def execute_run(run_id: int) -> str | None:
+    """Run (or resume) a started run; return its state after (None: it was not running)."""
+    rt = runtime()
+    run = service.execute(rt.sync_services(), run_id, job_id=_job_id(), page_size=rt.settings.backfill_page_size)
+    return run.state if run is not None else None
+
+
+@job(SYNC, timeout=3600, retry_intervals=(60, 300))
+def retry_run(run_id: int) -> int:
+    """Try a finished run's failed records again; return how many succeeded."""
+    return service.retry_failed(runtime().sync_services(), run_id, job_id=_job_id())
+
+
+def _job_id() -> str | None:
+    current = get_current_job()
+    return current.id if current else None
