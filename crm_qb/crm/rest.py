@@ -39,7 +39,6 @@ from crm_qb.crm.errors import (
     VersionConflictError,
 )
 from crm_qb.crm.protocol import Activity, ActivityPage, Contact, ContactPage, CrmUser, NewTask, Task
-from crm_qb.crypto import SecretBox
 from crm_qb.models import Connection
 
 log = logging.getLogger(__name__)
