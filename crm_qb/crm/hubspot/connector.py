@@ -11,6 +11,8 @@ refuses with VersionConflictError when its ``updatedAt`` moved since the version
 Follow-ups are tasks associated with the contact (type 204); the billing summary goes to the contact's
 "QuickBooks" property group, which ``ensure_properties`` creates on connect (and again if a write finds it gone).
 A contact's company name is kept associated with a HubSpot company of that name (docs/hubspot/mapping.md §3).
+Users are the portal's owners; activities (billable time, DESIGN §9) are calls and meetings, with the contact
+they are associated with (docs/hubspot/mapping.md §4).
 """
 
 from __future__ import annotations
