@@ -16,6 +16,7 @@ from redis import Redis
 
 from crm_qb.address import Address
 from crm_qb.crm.errors import (
+    ActivityNotFoundError,
     ContactNotFoundError,
     CrmAuthError,
     CrmRateLimitedError,
@@ -211,8 +212,94 @@ def test_merge_and_archive_as_hubspot_does_them(hubspot: RunningServer) -> None:
 
 def test_users_are_the_portals_owners(hubspot: RunningServer) -> None:
     users = connector(hubspot).list_users()
-    assert {u["email"] for u in users} >= {"jsmith@example.com", "ada@example.com"}
-    assert all(u["active"] for u in users)
+    assert {u.email for u in users} >= {"jsmith@example.com", "ada@example.com"}
+    assert all(u.active and u.id and u.name for u in users)
+
+
+def hs_post(server: RunningServer, path: str, body: dict) -> dict:  # type: ignore[type-arg]
+    """POST to HubSpot's API directly."""
+    response = requests.post(server.url + path, json=body, headers={"Authorization": f"Bearer {TOKEN}"},
+                             timeout=10)
+    assert response.status_code in (200, 201), response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _logged(server: RunningServer, objects: str, props: dict[str, str], contact_id: str | None,
+            type_id: int) -> str:
+    """Log a call or meeting through HubSpot's API, associated with the contact when given; return its id."""
+    body: dict[str, object] = {"properties": props}
+    if contact_id:
+        body["associations"] = [{"to": {"id": contact_id}, "types": [
+            {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}]
+    return str(hs_post(server, f"/crm/v3/objects/{objects}", body)["id"])
+
+
+def test_calls_and_meetings_are_activities_with_durations_and_contacts(hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    before = datetime.now(UTC) - timedelta(minutes=5)
+    ada = crm.create_contact({"email": "time-ada@example.com", "first_name": "Ada"})
+    bob = crm.create_contact({"email": "time-bob@example.com", "first_name": "Bob"})
+    owner = crm.list_users()[0].id
+    start = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
+    call = _logged(hubspot, "calls", {
+        "hs_timestamp": start.isoformat().replace("+00:00", "Z"), "hs_call_title": "Scoping call",
+        "hs_call_body": "<p>Discussed <b>scope</b></p><p>Next: quote &amp; plan</p>",
+        "hs_call_duration": str(30 * 60_000 + 20_000), "hubspot_owner_id": owner}, ada.id, 194)
+    meeting = _logged(hubspot, "meetings", {
+        "hs_timestamp": str(mapping_ms(start)), "hs_meeting_title": "Workshop",
+        "hs_meeting_start_time": str(mapping_ms(start)),
+        "hs_meeting_end_time": str(mapping_ms(start + timedelta(minutes=45))), "hubspot_owner_id": owner},
+        ada.id, 200)
+    short = _logged(hubspot, "calls", {"hs_timestamp": str(mapping_ms(start)), "hs_call_title": "No answer"},
+                    bob.id, 194)
+
+    every = [a for page in crm.list_activities(page_size=1) for a in page.activities]
+    by_id = {a.id: a for a in every}
+    assert set(by_id) == {f"call-{call}", f"meeting-{meeting}", f"call-{short}"}
+    logged_call, logged_meeting = by_id[f"call-{call}"], by_id[f"meeting-{meeting}"]
+    assert (logged_call.type, logged_call.duration_minutes, logged_call.contact_id) == ("call", 30, ada.id)
+    assert logged_call.started_at == start and logged_call.owner_id == owner and logged_call.billable
+    assert logged_call.subject == "Scoping call" and logged_call.notes == "Discussed scope\nNext: quote & plan"
+    assert (logged_meeting.type, logged_meeting.duration_minutes, logged_meeting.contact_id) == (
+        "meeting", 45, ada.id)
+    assert logged_meeting.started_at == start and logged_meeting.billable
+    assert by_id[f"call-{short}"].duration_minutes is None and not by_id[f"call-{short}"].billable
+    assert by_id[f"call-{short}"].contact_id == bob.id
+
+    changed = [a for page in crm.list_activities(since=before) for a in page.activities]
+    assert {a.id: (a.duration_minutes, a.contact_id) for a in changed} == {
+        a.id: (a.duration_minutes, a.contact_id) for a in every}
+    assert [a for page in crm.list_activities(since=datetime.now(UTC) + timedelta(hours=1))
+            for a in page.activities] == []
+    adas = [a for page in crm.list_activities(contact_id=ada.id) for a in page.activities]
+    assert sorted(a.id for a in adas) == sorted([f"call-{call}", f"meeting-{meeting}"])
+    assert all(a.contact_id == ada.id for a in adas)
+
+    assert crm.get_activity(f"meeting-{meeting}") == logged_meeting
+    requests.delete(f"{hubspot.url}/crm/v3/objects/calls/{call}", headers={"Authorization": f"Bearer {TOKEN}"},
+                    timeout=10).raise_for_status()
+    with pytest.raises(ActivityNotFoundError):
+        crm.get_activity(f"call-{call}")
+    with pytest.raises(ActivityNotFoundError):
+        crm.get_activity("note-1")
+
+
+def test_qb_billable_false_keeps_a_call_out_of_billable_time(hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    hs_post(hubspot, "/crm/v3/properties/calls", {"name": "qb_billable", "label": "Billable", "type": "bool",
+                                                  "fieldType": "booleancheckbox", "groupName": "call",
+                                                  "options": [{"label": "Yes", "value": "true"},
+                                                              {"label": "No", "value": "false"}]})
+    contact = crm.create_contact({"email": "nb@example.com", "first_name": "N"})
+    call = _logged(hubspot, "calls", {"hs_timestamp": "1764511200000", "hs_call_duration": "600000",
+                                      "qb_billable": "false"}, contact.id, 194)
+    activity = crm.get_activity(f"call-{call}")
+    assert activity.duration_minutes == 10 and activity.contact_id == contact.id and not activity.billable
+
+
+def mapping_ms(moment: datetime) -> int:
+    """Epoch milliseconds, as HubSpot stores times."""
+    return round(moment.timestamp() * 1000)
 
 
 def test_errors_carry_hubspots_category_and_correlation_id(hubspot: RunningServer) -> None:

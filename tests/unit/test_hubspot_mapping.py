@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from crm_qb.address import Address
 from crm_qb.crm.errors import CrmProtocolError
 from crm_qb.crm.hubspot import mapping
-from crm_qb.crm.protocol import NewTask
+from crm_qb.crm.protocol import CrmUser, NewTask
 
 PAYLOADS = Path(__file__).resolve().parents[2] / "docs" / "hubspot" / "payloads"
 
@@ -121,8 +122,45 @@ def test_malformed_objects_are_protocol_errors(bad: object) -> None:
 def test_owners_are_users() -> None:
     owners = json.loads((PAYLOADS / "owners_list.json").read_text())["results"]
     users = [mapping.user_from_owner(o) for o in owners]
-    assert all(set(u) == {"id", "name", "email", "active"} for u in users)
-    assert users[0]["id"] == str(owners[0]["id"])
+    assert all(isinstance(u, CrmUser) and u.name for u in users)
+    assert users[0].id == str(owners[0]["id"]) and users[0].email == owners[0]["email"]
+    archived = mapping.user_from_owner({"id": 7, "email": "gone@example.com", "archived": True})
+    assert archived == CrmUser(id="7", name="gone@example.com", email="gone@example.com", active=False)
+
+
+def _call(**props: str) -> dict[str, object]:
+    return {"id": "41", "updatedAt": "2026-11-30T15:00:00.000Z", "properties": props}
+
+
+def test_a_call_is_an_activity_with_its_duration_in_minutes() -> None:
+    activity = mapping.activity_from_object("calls", _call(
+        hs_timestamp="2026-11-30T14:00:00Z", hs_call_duration="1830000", hs_call_title="Scope",
+        hs_call_body="a<br>b &lt;c&gt;", hubspot_owner_id="9", qb_hourly_rate="120.50", qb_service="Consulting"),
+        "501")
+    assert (activity.id, activity.type, activity.contact_id, activity.owner_id) == ("call-41", "call", "501", "9")
+    assert activity.started_at == datetime(2026, 11, 30, 14, tzinfo=UTC)
+    assert (activity.duration_minutes, activity.billable, activity.notes) == (30, True, "a\nb <c>")
+    assert activity.hourly_rate == Decimal("120.50") and activity.service == "Consulting"
+    assert mapping.split_activity_id(activity.id) == ("calls", "41")
+
+
+@pytest.mark.parametrize(("props", "billable"), [
+    ({"hs_call_duration": "60000"}, True), ({"hs_call_duration": "60000", "qb_billable": "false"}, False),
+    ({"hs_call_duration": "0"}, False), ({}, False), ({"hs_call_duration": "60000", "qb_billable": "true"}, True)])
+def test_the_billable_rule(props: dict[str, str], billable: bool) -> None:
+    activity = mapping.activity_from_object("calls", _call(hs_timestamp="1764511200000", **props), None)
+    assert activity.billable is billable
+
+
+def test_a_meeting_lasts_from_start_to_end_and_bad_values_are_refused() -> None:
+    meeting = mapping.activity_from_object("meetings", _call(
+        hs_meeting_start_time="2026-11-30T14:00:00Z", hs_meeting_end_time="2026-11-30T15:15:00Z"), "1")
+    assert (meeting.id, meeting.type, meeting.duration_minutes, meeting.billable) == ("meeting-41", "meeting", 75,
+                                                                                       True)
+    with pytest.raises(CrmProtocolError):
+        mapping.activity_from_object("calls", _call(hs_call_duration="soon"), None)
+    with pytest.raises(ValueError):
+        mapping.split_activity_id("note-3")
 
 
 def test_the_apps_webhooks_cover_every_contact_property_the_sync_reads() -> None:

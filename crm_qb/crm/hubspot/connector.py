@@ -11,6 +11,8 @@ refuses with VersionConflictError when its ``updatedAt`` moved since the version
 Follow-ups are tasks associated with the contact (type 204); the billing summary goes to the contact's
 "QuickBooks" property group, which ``ensure_properties`` creates on connect (and again if a write finds it gone).
 A contact's company name is kept associated with a HubSpot company of that name (docs/hubspot/mapping.md §3).
+Users are the portal's owners; activities (billable time, DESIGN §9) are calls and meetings, with the contact
+they are associated with (docs/hubspot/mapping.md §4).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from urllib.parse import quote
 
 from crm_qb.crm.environment import CrmEnvironment
 from crm_qb.crm.errors import (
+    ActivityNotFoundError,
     ContactNotFoundError,
     CrmDuplicateError,
     CrmNotFoundError,
@@ -37,7 +40,7 @@ from crm_qb.crm.hubspot import mapping
 from crm_qb.crm.hubspot.api import HubSpotApi, StaticToken, TokenSource
 from crm_qb.crm.hubspot.limits import HubSpotLimiter
 from crm_qb.crm.hubspot.tokens import OAuthTokenSource
-from crm_qb.crm.protocol import Contact, ContactPage, NewTask, Task
+from crm_qb.crm.protocol import Activity, ActivityPage, Contact, ContactPage, CrmUser, NewTask, Task
 from crm_qb.models import Connection
 
 log = logging.getLogger(__name__)
@@ -228,9 +231,9 @@ class HubSpotConnector:
 
     # -- owners, properties, companies ------------------------------------------------------------------------
 
-    def list_users(self) -> list[dict[str, Any]]:
-        """The portal's owners as users (``id, name, email, active``), active and archived."""
-        users: list[dict[str, Any]] = []
+    def list_users(self) -> list[CrmUser]:
+        """The portal's owners as users, active and archived (archived owners are inactive users)."""
+        users: list[CrmUser] = []
         for archived in ("false", "true"):
             after: str | None = None
             while True:
@@ -241,6 +244,120 @@ class HubSpotConnector:
                 if after is None:
                     break
         return users
+
+    # -- calls and meetings as activities (DESIGN §9, docs/hubspot/mapping.md §4) -----------------------------
+
+    def get_activity(self, activity_id: str) -> Activity:
+        """The call or meeting ``call-<id>`` / ``meeting-<id>``; ActivityNotFoundError when deleted (or not ours)."""
+        try:
+            objects, object_id = mapping.split_activity_id(activity_id)
+        except ValueError:
+            raise ActivityNotFoundError(f"HubSpot has no activity {activity_id!r}", status=404) from None
+        data = self.api.call("GET", f"/crm/v3/objects/{objects}/{_q(object_id)}", params={
+            "properties": ",".join(mapping.ACTIVITY_PROPERTIES[objects]), "associations": "contacts"},
+            not_found=ActivityNotFoundError)
+        return mapping.activity_from_object(objects, data, _first_contact(data))
+
+    def list_activities(self, *, since: datetime | None = None, contact_id: str | None = None,
+                        cursor: str | None = None, page_size: int = 100) -> Iterator[ActivityPage]:
+        """Pages of calls, then of meetings, changed at or after ``since`` (all when None).
+
+        Each object type is walked in HubSpot's order (``hs_lastmodifieddate`` ascending when ``since`` is given),
+        calls first, so the whole walk is not one (updated_at, id) order: a caller keeps its high-water mark at
+        the end of the walk, not per page. With ``contact_id`` the contact's associated calls and meetings are read.
+        """
+        if since is not None and since.tzinfo is None:
+            raise ValueError(f"since must be timezone-aware, got {since!r}")
+        size = max(1, min(page_size, BATCH))
+        return self._activity_walk(since, contact_id, cursor, size)
+
+    def _activity_walk(self, since: datetime | None, contact_id: str | None, cursor: str | None,
+                       size: int) -> Iterator[ActivityPage]:
+        kinds = list(mapping.ACTIVITY_KINDS)
+        start_kind, position = _decode_activity_cursor(cursor) if cursor else (kinds[0], "")
+        for index, objects in enumerate(kinds[kinds.index(start_kind):], start=kinds.index(start_kind)):
+            following = kinds[index + 1] if index + 1 < len(kinds) else None
+            pages = (self._contact_activities(objects, contact_id, since, position, size) if contact_id else
+                     self._listed_activities(objects, position, size) if since is None else
+                     self._searched_activities(objects, since, position, size))
+            for activities, nxt in pages:
+                cursor_next = (_encode_activity_cursor(objects, nxt) if nxt is not None else
+                               _encode_activity_cursor(following, "") if following else None)
+                yield ActivityPage(activities, cursor_next)
+            position = ""
+
+    def _contact_activities(self, objects: str, contact_id: str, since: datetime | None, position: str,
+                            size: int) -> Iterator[tuple[tuple[Activity, ...], str | None]]:
+        """The contact's associated ``objects`` (batch reads of ``size``), those changed at or after ``since``."""
+        ids = self._associated(contact_id, objects)
+        start = int(position or 0)
+        if start >= len(ids):
+            yield (), None
+            return
+        for offset in range(start, len(ids), size):
+            data = self.api.call("POST", f"/crm/v3/objects/{objects}/batch/read", read=True, json={
+                "inputs": [{"id": i} for i in ids[offset:offset + size]],
+                "properties": list(mapping.ACTIVITY_PROPERTIES[objects])})
+            found = [mapping.activity_from_object(objects, item, contact_id) for item in _results(data)]
+            kept = tuple(a for a in found if since is None or a.updated_at >= since)
+            yield kept, (str(offset + size) if offset + size < len(ids) else None)
+
+    def _listed_activities(self, objects: str, position: str,
+                           size: int) -> Iterator[tuple[tuple[Activity, ...], str | None]]:
+        """Every ``objects`` (list API, with their contact associations)."""
+        after = position or None
+        while True:
+            data = self.api.call("GET", f"/crm/v3/objects/{objects}", params={
+                "properties": ",".join(mapping.ACTIVITY_PROPERTIES[objects]), "associations": "contacts",
+                "limit": size, **({"after": after} if after else {})})
+            nxt = _next_after(data)
+            yield tuple(mapping.activity_from_object(objects, item, _first_contact(item))
+                        for item in _results(data)), nxt
+            if nxt is None:
+                return
+            if nxt == after:
+                raise CrmProtocolError("HubSpot returned the same paging cursor twice; paging would never end")
+            after = nxt
+
+    def _searched_activities(self, objects: str, since: datetime, position: str,
+                             size: int) -> Iterator[tuple[tuple[Activity, ...], str | None]]:
+        """Search on ``hs_lastmodifieddate`` ascending (restarting from the last stamp near the 10,000 cap), then
+        one batch read of the page's contact associations."""
+        stamp, offset = _decode_cursor(position) if position else (mapping.epoch_ms(since), 0)
+        while True:
+            data = self.api.call("POST", f"/crm/v3/objects/{objects}/search", search=True, json={
+                "filterGroups": [{"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE",
+                                               "value": str(stamp)}]}],
+                "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+                "properties": list(mapping.ACTIVITY_PROPERTIES[objects]), "limit": size,
+                **({"after": str(offset)} if offset else {})})
+            items = _results(data)
+            contacts = self._contacts_of(objects, [str(item.get("id")) for item in items])
+            activities = tuple(mapping.activity_from_object(objects, item, contacts.get(str(item.get("id"))))
+                               for item in items)
+            nxt = _next_after(data)
+            if nxt is not None and activities and int(nxt) + size > SEARCH_CAP:
+                last = activities[-1].version
+                stamp, offset = (last, 0) if last > stamp else (stamp, int(nxt))
+            elif nxt is not None:
+                offset = int(nxt)
+            yield activities, (_encode_cursor(stamp, offset) if nxt is not None else None)
+            if nxt is None:
+                return
+
+    def _contacts_of(self, objects: str, ids: list[str]) -> dict[str, str]:
+        """The first (lowest id) associated contact of each of ``ids`` (v4 batch association read)."""
+        if not ids:
+            return {}
+        data = self.api.call("POST", f"/crm/v4/associations/{objects}/contacts/batch/read", read=True,
+                             json={"inputs": [{"id": i} for i in ids]})
+        found: dict[str, str] = {}
+        for row in _results(data):
+            targets = sorted((str(t["toObjectId"]) for t in row.get("to") or [] if isinstance(t, dict)),
+                             key=_id_order)
+            if targets:
+                found[str((row.get("from") or {}).get("id"))] = targets[0]
+        return found
 
     def portal_id(self) -> str:
         """The portal (hub) id the token belongs to (``GET /account-info/v3/details``, docs/hubspot/facts.md §12)."""
@@ -379,6 +496,32 @@ def _next_after(data: Any) -> str | None:
     nxt = paging.get("next") if isinstance(paging, dict) else None
     after = nxt.get("after") if isinstance(nxt, dict) else None
     return str(after) if after not in (None, "") else None
+
+
+def _first_contact(obj: Any) -> str | None:
+    """The first (lowest id) contact in a v3 object's ``associations`` (a call may name several)."""
+    linked = ((obj.get("associations") or {}).get("contacts") or {}).get("results") if isinstance(obj, dict) else None
+    ids = sorted((str(r["id"]) for r in linked or [] if isinstance(r, dict) and r.get("id") is not None),
+                 key=_id_order)
+    return ids[0] if ids else None
+
+
+def _id_order(object_id: str) -> tuple[int, str]:
+    return (int(object_id), "") if object_id.isdigit() else (1 << 62, object_id)
+
+
+def _encode_activity_cursor(objects: str, position: str) -> str:
+    return base64.urlsafe_b64encode(f"{objects}|{position}".encode()).decode()
+
+
+def _decode_activity_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        objects, position = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"not a HubSpot activities cursor: {cursor!r}") from None
+    if objects not in mapping.ACTIVITY_KINDS:
+        raise ValueError(f"not a HubSpot activities cursor: {cursor!r}")
+    return objects, position
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:

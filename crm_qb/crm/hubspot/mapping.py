@@ -15,13 +15,16 @@ Decisions (the why is in mapping.md):
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from crm_qb.address import ADDRESS_PARTS, Address
 from crm_qb.crm.errors import CrmProtocolError
-from crm_qb.crm.protocol import Contact, NewTask, Task
+from crm_qb.crm.protocol import Activity, Contact, CrmUser, NewTask, Task
 
 GROUP = {"name": "quickbooks", "label": "QuickBooks", "displayOrder": 10}
 # Connector wire name -> HubSpot contact property (docs/hubspot/mapping.md §1).
@@ -215,11 +218,106 @@ def task_from_object(obj: Any, contact_id: str | None) -> Task:
 
 # -- owners -----------------------------------------------------------------------------------------------------
 
-def user_from_owner(owner: Mapping[str, Any]) -> dict[str, Any]:
-    """A user of the REST contract (``id, name, email, active``) from a HubSpot owner (docs/hubspot/mapping.md §4)."""
+def user_from_owner(owner: Mapping[str, Any]) -> CrmUser:
+    """The CrmUser of a HubSpot owner (docs/hubspot/mapping.md §4): archived owners are inactive users."""
+    if owner.get("id") in (None, ""):
+        raise CrmProtocolError("HubSpot returned an owner without an id")
     name = " ".join(str(owner.get(part) or "").strip() for part in ("firstName", "lastName")).strip()
-    return {"id": str(owner.get("id")), "name": name or str(owner.get("email") or ""),
-            "email": owner.get("email"), "active": owner.get("archived") is not True}
+    email = owner.get("email")
+    return CrmUser(id=str(owner["id"]), name=name or (str(email) if email else None),
+                   email=str(email) if email else None, active=owner.get("archived") is not True)
+
+
+# -- calls and meetings as activities (docs/hubspot/mapping.md §4 "Billable time") --------------------------------
+
+ACTIVITY_KINDS: Mapping[str, str] = {"calls": "call", "meetings": "meeting"}  # HubSpot object type -> Activity.type
+KIND_OF_TYPE: Mapping[str, str] = {kind: objects for objects, kind in ACTIVITY_KINDS.items()}
+BILLING_PROPERTIES_OF_ACTIVITY = ("qb_billable", "qb_hourly_rate", "qb_service")
+ACTIVITY_PROPERTIES: Mapping[str, tuple[str, ...]] = {
+    "calls": ("hs_timestamp", "hs_call_title", "hs_call_body", "hs_call_duration", "hubspot_owner_id",
+              "hs_lastmodifieddate", *BILLING_PROPERTIES_OF_ACTIVITY),
+    "meetings": ("hs_timestamp", "hs_meeting_title", "hs_meeting_body", "hs_meeting_start_time",
+                 "hs_meeting_end_time", "hubspot_owner_id", "hs_lastmodifieddate", *BILLING_PROPERTIES_OF_ACTIVITY),
+}
+_TAG = re.compile(r"<[^>]+>")
+_BREAK = re.compile(r"<\s*(br|/p|/div|/li)\s*/?\s*>", re.IGNORECASE)
+
+
+def activity_id(objects: str, object_id: str) -> str:
+    """The Activity id of a HubSpot call or meeting: ``call-<id>`` / ``meeting-<id>`` (ids are per object type)."""
+    return f"{ACTIVITY_KINDS[objects]}-{object_id}"
+
+
+def split_activity_id(value: str) -> tuple[str, str]:
+    """The HubSpot object type and id of an Activity id made by ``activity_id``; ValueError for another id."""
+    kind, _, object_id = value.partition("-")
+    if kind not in KIND_OF_TYPE or not object_id:
+        raise ValueError(f"not a HubSpot activity id (call-<id> or meeting-<id>): {value!r}")
+    return KIND_OF_TYPE[kind], object_id
+
+
+def activity_from_object(objects: str, obj: Any, contact_id: str | None) -> Activity:
+    """The Activity of a HubSpot call or meeting object.
+
+    Billable rule (docs/hubspot/mapping.md §4): a call or meeting with a positive duration is billable unless its
+    ``qb_billable`` property is ``false``; one without a duration never is (there is no time to bill).
+    """
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not isinstance(obj.get("properties"),
+                                                                                          dict):
+        raise CrmProtocolError(f"HubSpot returned a {ACTIVITY_KINDS[objects]} without a string id and properties")
+    props: Mapping[str, Any] = obj["properties"]
+    updated = parse_hubspot_time(obj.get("updatedAt") or _value(props, "hs_lastmodifieddate"))
+    prefix = "hs_call" if objects == "calls" else "hs_meeting"
+    if objects == "calls":
+        started_text = _value(props, "hs_timestamp")
+        duration = _minutes(_value(props, "hs_call_duration"))
+    else:
+        started_text = _value(props, "hs_meeting_start_time") or _value(props, "hs_timestamp")
+        end = _value(props, "hs_meeting_end_time")
+        duration = (_minutes(str(epoch_ms(parse_hubspot_time(end)) - epoch_ms(parse_hubspot_time(started_text))))
+                    if end and started_text else None)
+    started = parse_hubspot_time(started_text) if started_text else updated
+    flag = (_value(props, "qb_billable") or "").strip().casefold()
+    return Activity(
+        id=activity_id(objects, obj["id"]), version=epoch_ms(updated), updated_at=updated, contact_id=contact_id,
+        owner_id=_value(props, "hubspot_owner_id"), type=ACTIVITY_KINDS[objects], started_at=started,
+        subject=_value(props, f"{prefix}_title"), notes=html_to_text(_value(props, f"{prefix}_body")),
+        duration_minutes=duration, billable=bool(duration) and flag not in ("false", "no", "0"),
+        hourly_rate=_rate(_value(props, "qb_hourly_rate")), service=_value(props, "qb_service"))
+
+
+def html_to_text(value: str | None) -> str | None:
+    """A HubSpot rich-text body as plain text (line breaks kept, tags dropped, entities decoded)."""
+    if value is None:
+        return None
+    text = html.unescape(_TAG.sub("", _BREAK.sub("\n", value)))
+    lines = [line.strip() for line in text.splitlines()]
+    return "\n".join(lines).strip() or None
+
+
+def _minutes(milliseconds: str | None) -> int | None:
+    """Whole minutes (rounded) of a millisecond duration; None when missing; CrmProtocolError when not a number."""
+    if milliseconds is None:
+        return None
+    try:
+        value = Decimal(milliseconds)
+    except InvalidOperation:
+        raise CrmProtocolError(f"HubSpot returned the duration {milliseconds!r}; expected milliseconds") from None
+    if not value.is_finite() or value < 0:
+        raise CrmProtocolError(f"HubSpot returned the duration {milliseconds!r}; expected milliseconds >= 0")
+    return int((value / 60_000).to_integral_value())
+
+
+def _rate(value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        rate = Decimal(value)
+    except InvalidOperation:
+        raise CrmProtocolError(f"HubSpot returned the hourly rate {value!r}; expected a number") from None
+    if not rate.is_finite() or rate < 0:
+        raise CrmProtocolError(f"HubSpot returned the hourly rate {value!r}; expected a number >= 0")
+    return rate
 
 
 # -- values -----------------------------------------------------------------------------------------------------
