@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from crm_qb.cli import main
-from crm_qb.db import db
-from crm_qb.models import Conflict, Connection, TimeEntry, TimeState
+from crm_qb.db import db, utcnow
+from crm_qb.models import Conflict, Connection, InboundEvent, TimeEntry, TimeState
 from crm_qb.qbo import timeactivity as qbo_time
 from crm_qb.qbo.faults import NetworkError
 from crm_qb.runtime import runtime
@@ -32,6 +32,7 @@ from tests.conftest import settings_env
 from tests.support import sync as support
 from tests.support.connections import crm_body, post_crm
 from tests.support.sync import Harness
+from workers import jobs
 from workers.sync_jobs import poll_qbo_connection
 
 qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
@@ -314,8 +315,15 @@ def test_a_create_whose_answer_was_lost_is_resent_with_its_request_id_and_made_o
     harness.qbo.reset_counts()
     activity = _log(harness, world["contact_id"])
     _hook(harness, "created", activity)
-    harness.work()  # the unit fails (its attempt counted); the drain's time release resends the stored request
-    assert lost and harness.failed_events()
+    harness.work()  # the unit fails (its attempt counted): QBO did not answer, so the drain waits for it
+    assert lost
+    [entry] = _entries(harness).values()
+    assert entry.state == TimeState.CREATING and entry.request_id  # the request is stored before it is sent
+    with harness.app.app_context():  # the backoff ends: the next attempt resends the stored request
+        db.session.execute(update(InboundEvent).values(next_attempt_at=utcnow()))
+        db.session.commit()
+        jobs.sweep_inbound_events()
+    harness.work()
     [entry] = _entries(harness).values()
     assert entry.state == TimeState.SYNCED and entry.request_id is None
     assert harness.qbo.requests_by_endpoint().get("POST /batch") == 2  # the same request id twice
