@@ -5,8 +5,9 @@ A delivery is a JSON array of events, for one or several portals. Each event has
 syncs, so only ``contact.*`` events become notices (the contact is read back by id, as for the REST contract):
 creation → created, propertyChange and restore → updated, deletion and privacyDeletion → deleted, merge → one
 ``merged`` notice per merged-away id (HubSpot's merge makes a new record, ``newObjectId``; the old ids resolve
-to it, docs/hubspot/facts.md §3.6), then an ``updated`` notice for the new record. Other events (companies,
-associations, engagements) are counted and not stored.
+to it, docs/hubspot/facts.md §3.6), then an ``updated`` notice for the new record. Calls and meetings
+(``object.*`` with ``objectTypeId`` 0-48 / 0-47) become activity notices (``call-<id>``, ``meeting-<id>``) for
+billable time. Other events (companies, associations, tasks) are counted and not stored.
 
 HubSpot does not promise a unique ``eventId`` and redelivers a failed batch with a higher ``attemptNumber``, so
 a notice's deduplication key is the connection, the event id, type, object, time and property: a redelivery
@@ -21,9 +22,13 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from crm_qb.sync.pipeline.events import CONTACT, Notice
+from crm_qb.crm.hubspot.mapping import activity_id
+from crm_qb.sync.pipeline.events import ACTIVITY, CONTACT, Notice
 from webhooks.notices import PayloadError, load
 
+ACTIVITY_OPERATIONS = {"object.creation": "created", "object.propertyChange": "updated",
+                       "object.restore": "updated", "object.deletion": "deleted"}
+ACTIVITY_OBJECTS = {"0-48": "calls", "0-47": "meetings"}  # objectTypeId -> HubSpot object type (facts.md §4)
 OPERATIONS = {"contact.creation": "created", "contact.propertyChange": "updated", "contact.restore": "updated",
               "contact.deletion": "deleted", "contact.privacyDeletion": "deleted", "contact.merge": "merged"}
 MAX_EVENTS = 1000
@@ -55,6 +60,7 @@ class _EventSchema(Schema):
     newObjectId = _Whole(load_default=None)
     primaryObjectId = _Whole(load_default=None)
     mergedObjectIds = fields.List(_Whole(), load_default=list, validate=validate.Length(max=100))
+    objectTypeId = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=20))
 
 
 _EVENTS = _EventSchema(many=True)
@@ -99,6 +105,11 @@ def notices_for(events: list[HubSpotEvent], connection_id: int) -> list[Notice]:
 
 def _notices(event: HubSpotEvent, connection_id: int) -> list[Notice]:
     data = event.checked
+    objects = ACTIVITY_OBJECTS.get(data["objectTypeId"] or "")
+    if objects is not None and data["subscriptionType"] in ACTIVITY_OPERATIONS and data["objectId"] is not None:
+        # a call or meeting: billable time (DESIGN §9), read back by its activity id as the REST contract's are
+        return [_notice(event, connection_id, activity_id(objects, str(data["objectId"])),
+                        ACTIVITY_OPERATIONS[data["subscriptionType"]], entity=ACTIVITY)]
     operation = OPERATIONS.get(data["subscriptionType"])
     if operation is None:
         return []
@@ -121,10 +132,10 @@ def _merge_notices(event: HubSpotEvent, connection_id: int) -> list[Notice]:
 
 
 def _notice(event: HubSpotEvent, connection_id: int, contact_id: str, operation: str,
-            merged_into: str | None = None) -> Notice:
+            merged_into: str | None = None, entity: str = CONTACT) -> Notice:
     data = event.checked
     key = ":".join(str(part) for part in ("hubspot", connection_id, data["eventId"], data["subscriptionType"],
                                           contact_id, data["occurredAt"], data["propertyName"] or ""))
     payload = {"hubspot": event.raw, **({"merged_into": merged_into} if merged_into else {})}
-    return Notice(dedupe_key=key, realm_id=None, entity=CONTACT, entity_id=contact_id, operation=operation,
+    return Notice(dedupe_key=key, realm_id=None, entity=entity, entity_id=contact_id, operation=operation,
                   occurred_at=datetime.fromtimestamp(data["occurredAt"] / 1000, UTC), payload=payload)

@@ -71,7 +71,9 @@ def control(server: RunningServer, method: str, path: str, **body: object) -> di
 
 def test_create_maps_every_field_and_reads_back_as_written(hubspot: RunningServer) -> None:
     crm = connector(hubspot)
-    assert "qb_notes" in crm.ensure_properties()
+    created = crm.ensure_properties()
+    assert "qb_notes" in created and {"calls.qb_billable", "meetings.qb_hourly_rate"} <= set(created)
+    assert crm.ensure_properties() == []  # a second connect creates nothing
     contact = crm.create_contact({
         "first_name": "Ada", "last_name": "Lovelace", "company": "Analytical Ltd", "display_name": "ignored",
         "email": "ada@example.com", "phone": "555-1", "mobile": "555-2", "notes": "likes engines",

@@ -196,3 +196,17 @@ def test_card_refusals(app: Flask, client: FlaskClient) -> None:
     assert too_many.status_code == 400 and "limit" in too_many.json["error"]["message"]
     assert client.get("/hubspot/card/contacts/1?portalId=62515").status_code == 401
     assert client.get("/hubspot/card/contacts/1").status_code == 401
+
+
+def test_calls_and_meetings_are_stored_as_activities(app: Flask, client: FlaskClient) -> None:
+    connection = hubspot_connection(app)
+    batch = [event("object.creation", 71, 1, objectTypeId="0-48"),
+             event("object.propertyChange", 72, 2, objectTypeId="0-47", propertyName="hs_meeting_end_time"),
+             event("object.deletion", 73, 3, objectTypeId="0-48"), event("object.creation", 74, 4, objectTypeId="0-27")]
+    answer = post(client, batch)
+    assert answer.status_code == 200 and answer.json["stored"] == 3
+    with app.app_context():
+        rows = db.session.scalars(select(InboundEvent).order_by(InboundEvent.id)).all()
+        assert [(r.connection_id, r.entity, r.entity_id, r.operation) for r in rows] == [
+            (connection, "Activity", "call-71", "created"), (connection, "Activity", "meeting-72", "updated"),
+            (connection, "Activity", "call-73", "deleted")]

@@ -18,6 +18,7 @@ they are associated with (docs/hubspot/mapping.md §4).
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
@@ -383,7 +384,22 @@ class HubSpotConnector:
                 created.append(definition["name"])
             except CrmDuplicateError:
                 pass
+        for objects in mapping.ACTIVITY_KINDS:  # the billable-time properties of calls and meetings
+            created += self._ensure_activity_properties(objects)
         self._properties_checked = True
+        return created
+
+    def _ensure_activity_properties(self, objects: str) -> list[str]:
+        """The "QuickBooks" group of calls or meetings and its billable-time properties, where missing."""
+        created: list[str] = []
+        with contextlib.suppress(CrmDuplicateError):  # the group exists already
+            self.api.call("POST", f"/crm/v3/properties/{objects}/groups", json=mapping.GROUP)
+        existing = {str(p.get("name")) for p in _results(self.api.call("GET", f"/crm/v3/properties/{objects}"))}
+        for definition in mapping.ACTIVITY_PROPERTY_DEFINITIONS:
+            if definition["name"] not in existing:
+                with contextlib.suppress(CrmDuplicateError):
+                    self.api.call("POST", f"/crm/v3/properties/{objects}", json=dict(definition))
+                    created.append(f"{objects}.{definition['name']}")
         return created
 
     def _write(self, method: str, path: str, body: Mapping[str, Any], props: Mapping[str, str], *,

@@ -239,6 +239,15 @@ ACTIVITY_PROPERTIES: Mapping[str, tuple[str, ...]] = {
     "meetings": ("hs_timestamp", "hs_meeting_title", "hs_meeting_body", "hs_meeting_start_time",
                  "hs_meeting_end_time", "hubspot_owner_id", "hs_lastmodifieddate", *BILLING_PROPERTIES_OF_ACTIVITY),
 }
+# Created on connect in each activity type's "QuickBooks" group (docs/hubspot/mapping.md §4).
+ACTIVITY_PROPERTY_DEFINITIONS: tuple[dict[str, Any], ...] = (
+    {"name": "qb_billable", "label": "Billable in QuickBooks", "type": "bool", "fieldType": "booleancheckbox",
+     "groupName": GROUP["name"], "options": [{"label": "Yes", "value": "true"}, {"label": "No", "value": "false"}]},
+    {"name": "qb_hourly_rate", "label": "Hourly rate", "type": "number", "fieldType": "number",
+     "groupName": GROUP["name"], "numberDisplayHint": "currency"},
+    {"name": "qb_service", "label": "QuickBooks service", "type": "string", "fieldType": "text",
+     "groupName": GROUP["name"]},
+)
 _TAG = re.compile(r"<[^>]+>")
 _BREAK = re.compile(r"<\s*(br|/p|/div|/li)\s*/?\s*>", re.IGNORECASE)
 
