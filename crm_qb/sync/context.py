@@ -40,6 +40,11 @@ class SyncContext:
     payment_method_names: dict[str, str] = field(default_factory=dict)
     # CRM contacts as name-match candidates, walked at most once per job (the CRM contract has no name search).
     crm_pool: list[Candidate] | None = None
+    # The CRM contacts sharing the record's email, when the caller already knows them (the backfill's index):
+    # matching by email then reads these instead of asking the CRM (``GET /contacts?email=``) once per record.
+    crm_email_matches: list[Candidate] | None = None
+    # QBO customers the job already holds (the backfill's recent pages), by id: read before asking QBO again.
+    qbo_customers_held: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Invoices whose folder item changed in this job: the job's caller asks for their follow-ups to be re-checked.
     invoices_changed: set[str] = field(default_factory=set)
     # Customers whose folder or QBO-owned facts changed, and whether the connection pushes summaries to its CRM

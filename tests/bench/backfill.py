@@ -7,11 +7,13 @@ fresh child process starts the QBO sandbox and the reference CRM as their own pr
 qbo|crm`` on free 127.0.0.1 ports), seeds a realm (``POST /_sandbox/realms``, seed 1, single currency) with the
 sandbox limit at 500 calls/min, connects a new connection to it (OAuth against the sandbox) with an empty CRM, and runs
 ``run_backfill`` in-process. Each child reports: wall time, the realm's QBO API calls (the sandbox's request
-counts), the minimum time the rate limit allows for them (calls / 500 x 60 s), the ratio (target <= 1.2), the
+counts) and the CRM's (the reference CRM's, whose default limit is HubSpot's 100 requests per 10 s), the minimum
+time each side's rate limit allows for them (QBO calls / 500 x 60 s, CRM calls / 100 x 10 s), the slower side's
+minimum as the bound, the ratio of the wall time to it (target <= 1.2), the
 objects per phase, and the child's peak RSS (``resource.getrusage``, which also covers the setup; the sandboxes
 run in other processes). Comparing the two sizes shows whether memory grows with the data.
 
-Uses Redis database 12 (flushed before and after), a fresh SQLite file per size unless ``--database-url`` names
+Uses Redis database 12 (``CRM_QB_BENCH_REDIS_URL`` overrides it; flushed before and after), a fresh SQLite file per size unless ``--database-url`` names
 an empty PostgreSQL database, and only 127.0.0.1. Prints one JSON object. Not run in CI.
 """
 
@@ -35,7 +37,7 @@ from redis import Redis
 
 from tests.support import ROOT, free_port
 
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = os.environ.get("CRM_QB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 CLI = [sys.executable, "-m", "crm_qb.cli"]
 RATE_PER_MINUTE = 500
 
@@ -108,23 +110,31 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
             app = create_app(_settings(workdir, database_url, qbo))
             connection_id = _connect(app, crm, realm)
             requests.delete(f"{control}/realms/{realm}/requests", timeout=10).raise_for_status()
+            crm_control = crm["api_base"].rstrip("/") + "/_sandbox"
+            crm_limit = requests.get(f"{crm_control}/limits", timeout=10).json()
+            requests.post(f"{crm_control}/reset", timeout=10).raise_for_status()  # empty CRM; counts from zero
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             began = time.monotonic()
             with app.app_context():
                 report = run_backfill(runtime(app).sync_services(), connection_id)
             wall = time.monotonic() - began
             counts = requests.get(f"{control}/realms/{realm}/requests", timeout=10).json()
+            crm_counts = requests.get(f"{crm_control}/requests", timeout=10).json()
         finally:
             for process, _info in started:
                 process.terminate()
                 process.wait(15)
             redis.flushdb()
-    calls = int(counts["total"])
-    allowed = calls / RATE_PER_MINUTE * 60
+    calls, crm_calls = int(counts["total"]), int(crm_counts["total"])
+    qbo_allowed = calls / RATE_PER_MINUTE * 60
+    crm_allowed = crm_calls / crm_limit["requests"] * crm_limit["window_seconds"] if crm_limit["requests"] else 0.0
+    allowed = max(qbo_allowed, crm_allowed)
     return {
         "customers": customers, "transactions": transactions, "wall_s": round(wall, 1), "qbo_calls": calls,
-        "qbo_throttled": counts.get("throttled"), "rate_limit_min_s": round(allowed, 1),
-        "ratio": round(wall / allowed, 2) if allowed else None,
+        "qbo_throttled": counts.get("throttled"), "qbo_rate_limit_min_s": round(qbo_allowed, 1),
+        "crm_calls": crm_calls, "crm_calls_by_endpoint": crm_counts.get("endpoints"),
+        "crm_rate_limit": crm_limit, "crm_rate_limit_min_s": round(crm_allowed, 1),
+        "rate_limit_min_s": round(allowed, 1), "ratio": round(wall / allowed, 2) if allowed else None,
         "peak_rss_mb_before_backfill": round(rss_before / 1024, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "phases": {name: {k: v for k, v in counts_.items() if v} for name, counts_ in

@@ -106,11 +106,41 @@ def save(links: Iterable[LinkRecord], record: Record | None, events: Iterable[in
     return ids
 
 
+def save_many(units: Sequence[tuple[LinkRecord, Record]], *, job_id: str | None, connection_id: int) -> None:
+    """In one transaction: insert new links (``id`` None) and their records; one flush, one commit.
+
+    For a batch of first links whose sides are known to be unlinked (the backfill); a unique constraint
+    refusing one of them rolls the whole batch back (the caller saves them one by one with ``save`` then).
+    """
+    if any(link.id is not None for link, _record in units):
+        raise ValueError("save_many inserts new links only; save existing ones with save")
+    try:
+        rows = [_fill(ContactLink(connection_id=link.connection_id), link) for link, _record in units]
+        db.session.add_all(rows)
+        db.session.flush()
+        for (link, record), row in zip(units, rows, strict=True):
+            link.id = row.id
+            _store_record(record, row.id, job_id, connection_id, ())
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        for link, _record in units:
+            link.id = None
+        raise
+
+
 def _upsert(link: LinkRecord) -> int:
     row = db.session.get(ContactLink, link.id) if link.id is not None else None
     if row is None:
         row = ContactLink(connection_id=link.connection_id)
         db.session.add(row)
+    _fill(row, link)
+    db.session.flush()
+    link.id = row.id
+    return int(row.id)
+
+
+def _fill(row: ContactLink, link: LinkRecord) -> ContactLink:
     row.crm_contact_id, row.qbo_customer_id, row.state = link.crm_contact_id, link.qbo_customer_id, link.state
     row.base = link.base or {}
     row.qbo_owned = link.qbo_owned
@@ -118,9 +148,7 @@ def _upsert(link: LinkRecord) -> int:
     row.crm_version, row.crm_updated_at = link.crm_version, link.crm_updated_at
     row.qbo_active, row.review_reason = link.qbo_active, link.review_reason
     row.review_candidates = list(link.review_candidates)
-    db.session.flush()
-    link.id = row.id
-    return int(row.id)
+    return row
 
 
 def _store_record(record: Record, link_id: int | None, job_id: str | None, connection_id: int,

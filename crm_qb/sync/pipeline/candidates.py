@@ -120,7 +120,8 @@ def _candidates(rows: list[list[Any]], active_only: bool) -> list[Candidate]:
     return [Candidate(row[0], row[1], row[2], row[3]) for row in latest.values() if row[4] or not active_only]
 
 
-def _contact_entry(contact: Contact) -> tuple[Candidate, bool]:
+def contact_entry(contact: Contact) -> tuple[Candidate, bool]:
+    """A contact as an index entry: its candidate and whether it is active."""
     return candidate(contact.id, canonical_from_crm(contact_json(contact))), contact.active
 
 
@@ -128,6 +129,6 @@ def load_crm_index(crm: CrmConnector, index: CandidateIndex, page_size: int) -> 
     """Walk every CRM contact once into ``index``; return how many were seen."""
     seen = 0
     for page in crm.list_contacts_updated_since(None, page_size=page_size):
-        index.add_many(_contact_entry(contact) for contact in page.contacts)
+        index.add_many(contact_entry(contact) for contact in page.contacts)
         seen += len(page.contacts)
     return seen
