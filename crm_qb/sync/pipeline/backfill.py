@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import partial
@@ -41,9 +39,9 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from crm_qb.crm.batch import Created, create_many
+from crm_qb.crm.batch import Created
 from crm_qb.crm.errors import CrmAuthError, CrmPermanentError
-from crm_qb.crm.protocol import Contact, CrmConnector
+from crm_qb.crm.protocol import Contact
 from crm_qb.db import db, utcnow
 from crm_qb.errors import PermanentError
 from crm_qb.models import Connection, ContactLink, FolderItem, LinkState, QboStatus
@@ -66,6 +64,7 @@ from crm_qb.sync.pipeline.candidates import (
     load_crm_index,
     qbo_keys,
 )
+from crm_qb.sync.pipeline.overlap import ContactCreator, QboPager, second_connector
 from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, qbo_owned_fields
 from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, NONE, candidate, has_own_email, match, match_exact_name
 from crm_qb.sync.services import ConnectionGoneError, SyncServices
@@ -82,8 +81,6 @@ ALL_CUSTOMERS = "Active IN (true, false)"
 _FATAL = (AuthenticationError, AuthorizationError, CompanyInactiveError, NeedsReconnectError, NotConnectedError,
           CrmAuthError)
 T = TypeVar("T")
-CREATE_BATCH = 100  # contacts per POST /contacts/batch (DESIGN.md section 6's cap; HubSpot's too)
-MAX_BATCHES_IN_FLIGHT = 4  # created contacts waiting to be linked stay few: memory flat in the data size
 PENDING = "pending"  # a customer whose contact is being created; counted when it is linked
 
 
@@ -232,13 +229,15 @@ class _Run:
                  page_size: int):
         self.services, self.ctx, self.report, self.progress, self.page_size = services, ctx, report, progress, page_size
 
-    creator: _Creator | None = None
+    creator: ContactCreator | None = None
+    pager: QboPager | None = None
     index: CandidateIndex | None = None
 
     def execute(self) -> None:
         store = RedisStore(self.services.redis, self.services.keys.backfill_index(self.ctx.connection_id))
         with self.services.connection_lock(self.ctx.connection_id):
-            self.creator = _Creator(_second_connector(self.services, self.ctx.connection_id))
+            self.creator = ContactCreator(second_connector(self.services, self.ctx.connection_id))
+            self.pager = QboPager(self.services, self.ctx)
             try:
                 store.drop()
                 self.index = CandidateIndex(store, crm_keys)
@@ -248,6 +247,7 @@ class _Run:
                 self.link_created(wait=True)
             finally:
                 self.creator.close()
+                self.pager.close()
                 store.drop()
             self.contacts()
             self.report.cdc_cursor = _set_cursor(self.ctx.connection_id, self.report.started_at)
@@ -260,14 +260,14 @@ class _Run:
 
     def customers(self, index: CandidateIndex) -> None:
         counts = self.report.phases[CUSTOMERS]
-        rows = self.ctx.qbo.query_all("Customer", ALL_CUSTOMERS, page_size=self.page_size)
         previous: list[dict[str, Any]] = []
-        for page in pages(rows, self.page_size):
+        for page in self.query_pages("Customer", ALL_CUSTOMERS):
             self.remember(page)
             # This page and the last one (where a job's parent usually is), so a job's check reads no parent.
             self.ctx.qbo_customers_held = {str(c["Id"]): c for c in previous + page if c.get("Id") is not None}
             previous = page
             found = _links_by(ContactLink.qbo_customer_id, self.ctx.connection_id, [str(c["Id"]) for c in page])
+            index.prefetch(canonical_from_qbo(c) for c in page if str(c["Id"]) not in found)
             for customer in page:
                 customer_id = str(customer["Id"])
                 outcome = self.guarded("Customer", customer_id,
@@ -277,6 +277,12 @@ class _Run:
             self.link_created(wait=False)
             self.page_done(CUSTOMERS)
         self.ctx.qbo_customers_held = {}
+
+    def query_pages(self, entity: str, where: str = "") -> Iterator[list[dict[str, Any]]]:
+        """The pages of a query: read one ahead on the pager's thread when there is one."""
+        if self.pager is not None:
+            return self.pager.pages(entity, where, self.page_size)
+        return pages(self.ctx.qbo.query_all(entity, where, page_size=self.page_size), self.page_size)
 
     def remember(self, page: list[dict[str, Any]]) -> None:
         """Keep the page's customer hierarchy (sub-customers' parents), linked customers' included."""
@@ -355,7 +361,7 @@ class _Run:
 
     def transactions(self) -> None:
         for entity in registry.NAMES:
-            for page in pages(self.ctx.qbo.query_all(entity, page_size=self.page_size), self.page_size):
+            for page in self.query_pages(entity):
                 self.mirror_page(entity, page)
                 self.page_done(TRANSACTIONS)
                 self.link_created(wait=False)
@@ -418,78 +424,6 @@ class _Run:
             log.warning("backfill connection=%s: %s %s failed (%s) job=%s", self.ctx.connection_id, entity,
                         object_id, type(exc).__name__, self.ctx.job_id)
             return "failed"
-
-
-class _Creator:
-    """Creates CRM contacts in batches on one background thread, so QBO reads and database work go on meanwhile.
-
-    Only the HTTP calls run on the thread (with a connector of its own); linking, which writes the database,
-    stays on the caller's thread (``finished``). At most MAX_BATCHES_IN_FLIGHT batches wait at a time. ``blocks``
-    tells whether a customer could match a contact still being created (same email or name key, or a job whose
-    parent's contact is on its way), so the caller links those first and matching sees them, as one by one.
-    """
-
-    def __init__(self, crm: CrmConnector) -> None:
-        self.crm = crm
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="backfill-crm")
-        self.batch: list[tuple[NewContact, list[str]]] = []
-        self.in_flight: deque[tuple[list[tuple[NewContact, list[str]]], Future[list[Created]]]] = deque()
-        self.keys: Counter[str] = Counter()
-        self.customers: set[str] = set()
-
-    def add(self, planned: NewContact, keys: list[str]) -> None:
-        """Queue one contact to create; a full batch is sent at once."""
-        self.batch.append((planned, keys))
-        self.keys.update(keys)
-        self.customers.add(str(planned.customer["Id"]))
-        if len(self.batch) >= CREATE_BATCH:
-            self.send()
-
-    def send(self) -> None:
-        if self.batch:
-            bodies = [planned.body for planned, _keys in self.batch]
-            self.in_flight.append((self.batch, self.pool.submit(create_many, self.crm, bodies)))
-            self.batch = []
-
-    def blocks(self, keys: list[str], connection_id: int, parent_id: str | None) -> bool:
-        """Whether a customer with these index keys (and this parent) must wait for the pending creates."""
-        if not self.customers:
-            return False
-        if any(self.keys[key] for key in keys):
-            return True
-        if parent_id is None:
-            return False
-        chain = [parent_id, *(m.qbo_customer_id for m in hierarchy.ancestors(connection_id, parent_id))]
-        return any(customer_id in self.customers for customer_id in chain)
-
-    def finished(self, wait: bool) -> Iterator[list[tuple[NewContact, Created]]]:
-        """The batches done, each as its contacts created (or the CRM's error for each); all of them when ``wait``."""
-        if wait:
-            self.send()
-        while self.in_flight and (wait or self.in_flight[0][1].done() or len(self.in_flight) > MAX_BATCHES_IN_FLIGHT):
-            batch, future = self.in_flight.popleft()
-            results = future.result()
-            for planned, keys in batch:
-                self.keys.subtract(keys)
-                self.customers.discard(str(planned.customer["Id"]))
-            self.keys = +self.keys  # drop keys no pending contact holds any more
-            yield [(planned, result) for (planned, _keys), result in zip(batch, results, strict=True)]
-
-    def close(self) -> None:
-        """Wait for the thread's last call (a failed run links those contacts when it is run again) and stop."""
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        self.crm.close()
-
-
-def _second_connector(services: SyncServices, connection_id: int) -> CrmConnector:
-    """A CRM connector of the connection's own for the creating thread (HTTP sessions are not shared)."""
-    connection = db.session.get(Connection, connection_id)
-    if connection is None:
-        db.session.rollback()
-        raise ConnectionGoneError(f"connection {connection_id} does not exist")
-    crm = services.crm_for(connection)
-    db.session.rollback()
-    return crm
 
 
 def _counted(ctx: SyncContext, entity: str, txn_id: str, result: FolderChange | Exception) -> str:
@@ -556,6 +490,12 @@ class _DryRun(_Run):
         self.customers(index)
         self.transactions()
         self.contacts()
+
+    def query_pages(self, entity: str, where: str = "") -> Iterator[list[dict[str, Any]]]:
+        """The pages of a query: read one ahead on the pager's thread when there is one."""
+        if self.pager is not None:
+            return self.pager.pages(entity, where, self.page_size)
+        return pages(self.ctx.qbo.query_all(entity, where, page_size=self.page_size), self.page_size)
 
     def remember(self, page: list[dict[str, Any]]) -> None:
         """A dry run writes nothing."""
