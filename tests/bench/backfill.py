@@ -88,6 +88,12 @@ def _connect(app: Any, crm: dict[str, Any], realm: str) -> int:
         return int(made.connection.id)
 
 
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process so far, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_one(customers: int, transactions: int, database_url: str | None) -> dict[str, Any]:
     """Set up one size, backfill it, and return the measurements (called in a child process)."""
     from crm_qb.app import create_app
@@ -114,10 +120,12 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
             crm_limit = requests.get(f"{crm_control}/limits", timeout=10).json()
             requests.post(f"{crm_control}/reset", timeout=10).raise_for_status()  # empty CRM; counts from zero
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            cpu_before = _cpu_seconds()
             began = time.monotonic()
             with app.app_context():
                 report = run_backfill(runtime(app).sync_services(), connection_id)
             wall = time.monotonic() - began
+            cpu = _cpu_seconds() - cpu_before
             counts = requests.get(f"{control}/realms/{realm}/requests", timeout=10).json()
             crm_counts = requests.get(f"{crm_control}/requests", timeout=10).json()
         finally:
@@ -130,8 +138,8 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
     crm_allowed = crm_calls / crm_limit["requests"] * crm_limit["window_seconds"] if crm_limit["requests"] else 0.0
     allowed = max(qbo_allowed, crm_allowed)
     return {
-        "customers": customers, "transactions": transactions, "wall_s": round(wall, 1), "qbo_calls": calls,
-        "qbo_throttled": counts.get("throttled"), "qbo_rate_limit_min_s": round(qbo_allowed, 1),
+        "customers": customers, "transactions": transactions, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "qbo_calls": calls,
+        "qbo_throttled": counts.get("throttled"), "qbo_calls_by_endpoint": counts.get("by_endpoint"), "qbo_rate_limit_min_s": round(qbo_allowed, 1),
         "crm_calls": crm_calls, "crm_calls_by_endpoint": crm_counts.get("endpoints"),
         "crm_rate_limit": crm_limit, "crm_rate_limit_min_s": round(crm_allowed, 1),
         "rate_limit_min_s": round(allowed, 1), "ratio": round(wall / allowed, 2) if allowed else None,

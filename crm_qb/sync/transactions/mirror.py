@@ -32,7 +32,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_qb.db import db, utcnow
@@ -107,12 +107,13 @@ def mirror(ctx: SyncContext, entity: str, txn_id: str, txn: dict[str, Any] | Non
 
 
 def mirror_many(ctx: SyncContext, entity: str, txns: list[dict[str, Any]]) -> list[FolderChange | Exception]:
-    """Mirror a page of one type's transactions (the backfill), as ``mirror`` each: flushed once, not committed.
+    """Mirror a page of one type's transactions (the backfill), as ``mirror`` each: flushed, not committed.
 
-    The stored items of the page are read with one query and new ones inserted with one flush, instead of a read
-    and a flush per transaction. One result per transaction, in order: its change, or the PermanentError or
-    ValueError that transaction failed with (the others are kept). A concurrent insert of the same item (the
-    unique constraint) makes the whole flush fail: the caller rolls back and mirrors the page one by one.
+    The stored items of the page are read with one query and the new ones inserted with one bulk INSERT (their
+    changes carry no ``item_id``), instead of a read and a flush per transaction. One result per transaction, in
+    order: its change, or the PermanentError or ValueError that transaction failed with (the others are kept).
+    A concurrent insert of the same item (the unique constraint) makes the whole insert fail: the caller rolls
+    back and mirrors the page one by one.
     """
     txn_type = registry.get(entity)
     connection = _connection(ctx.connection_id)
@@ -121,20 +122,14 @@ def mirror_many(ctx: SyncContext, entity: str, txns: list[dict[str, Any]]) -> li
         FolderItem.connection_id == ctx.connection_id, FolderItem.txn_type == txn_type.entity,
         FolderItem.qbo_id.in_([str(txn["Id"]) for txn in txns])))}
     results: list[FolderChange | Exception] = []
-    created: list[tuple[int, FolderItem]] = []
+    new_rows: dict[str, dict[str, Any]] = {}
     for txn in txns:
         try:
-            change, item = _page_one(ctx.connection_id, txn_type, txn, stored, connection, today)
-            if item is not None:
-                created.append((len(results), item))
-            results.append(change)
+            results.append(_page_one(ctx.connection_id, txn_type, txn, stored, new_rows, connection, today))
         except (PermanentError, ValueError) as exc:
             results.append(exc)
-    db.session.flush()
-    for position, item in created:
-        made = results[position]
-        assert isinstance(made, FolderChange)
-        results[position] = replace(made, item_id=item.id)
+    if new_rows:
+        db.session.execute(insert(FolderItem), list(new_rows.values()))
     for result in results:
         if isinstance(result, FolderChange):
             _note(ctx, result)
@@ -142,20 +137,19 @@ def mirror_many(ctx: SyncContext, entity: str, txns: list[dict[str, Any]]) -> li
 
 
 def _page_one(connection_id: int, txn_type: TxnType, txn: dict[str, Any], stored: dict[str, FolderItem],
-              connection: Connection, today: date) -> tuple[FolderChange, FolderItem | None]:
-    """One transaction of a page: its change, and the new item when it was added (flushed later)."""
+              new_rows: dict[str, dict[str, Any]], connection: Connection, today: date) -> FolderChange:
+    """One transaction of a page; a new item becomes a row of ``new_rows`` (inserted with the page)."""
     qbo_id = str(txn["Id"])
     item = stored.get(qbo_id)
     if is_deleted(txn):
-        return _delete(connection_id, txn_type.entity, qbo_id, item), None
+        new_rows.pop(qbo_id, None)
+        return _delete(connection_id, txn_type.entity, qbo_id, item)
     fields = fields_of(txn_type, txn, _home_currency(connection, txn), today)
     if item is not None:
-        return _update(item, fields), None
-    item = FolderItem(connection_id=connection_id, txn_type=txn_type.entity, qbo_id=qbo_id, **fields)
-    db.session.add(item)
-    stored[qbo_id] = item
+        return _update(item, fields)
+    new_rows[qbo_id] = {"connection_id": connection_id, "txn_type": txn_type.entity, "qbo_id": qbo_id, **fields}
     return FolderChange("created", connection_id, txn_type.entity, qbo_id, None, fields["qbo_customer_id"], None,
-                        fields["status"]), item
+                        fields["status"])
 
 
 def _note(ctx: SyncContext, change: FolderChange) -> None:
