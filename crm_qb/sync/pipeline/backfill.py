@@ -264,7 +264,7 @@ class _Run:
         for page in self.query_pages("Customer", ALL_CUSTOMERS):
             self.remember(page)
             # This page and the last one (where a job's parent usually is), so a job's check reads no parent.
-            self.ctx.qbo_customers_held = {str(c["Id"]): c for c in previous + page if c.get("Id") is not None}
+            self.ctx.qbo_customers_held = self.held(previous + page)
             previous = page
             found = _links_by(ContactLink.qbo_customer_id, self.ctx.connection_id, [str(c["Id"]) for c in page])
             index.prefetch(canonical_from_qbo(c) for c in page if str(c["Id"]) not in found)
@@ -277,6 +277,14 @@ class _Run:
             self.link_created(wait=False)
             self.page_done(CUSTOMERS)
         self.ctx.qbo_customers_held = {}
+
+    def held(self, customers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """These customers by id, with the parents of their jobs read in one query (not one read per job)."""
+        held = {str(c["Id"]): c for c in customers if c.get("Id") is not None}
+        parents = {parent for c in customers if (parent := parent_of(c)) is not None and parent not in held}
+        if parents:
+            held.update(self.ctx.qbo.read_many("Customer", parents, include_inactive=True))
+        return held
 
     def query_pages(self, entity: str, where: str = "") -> Iterator[list[dict[str, Any]]]:
         """The pages of a query: read one ahead on the pager's thread when there is one."""
@@ -490,6 +498,14 @@ class _DryRun(_Run):
         self.customers(index)
         self.transactions()
         self.contacts()
+
+    def held(self, customers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """These customers by id, with the parents of their jobs read in one query (not one read per job)."""
+        held = {str(c["Id"]): c for c in customers if c.get("Id") is not None}
+        parents = {parent for c in customers if (parent := parent_of(c)) is not None and parent not in held}
+        if parents:
+            held.update(self.ctx.qbo.read_many("Customer", parents, include_inactive=True))
+        return held
 
     def query_pages(self, entity: str, where: str = "") -> Iterator[list[dict[str, Any]]]:
         """The pages of a query: read one ahead on the pager's thread when there is one."""
