@@ -13,8 +13,9 @@ minimum as the bound, the ratio of the wall time to it (target <= 1.2), the
 objects per phase, and the child's peak RSS (``resource.getrusage``, which also covers the setup; the sandboxes
 run in other processes). Comparing the two sizes shows whether memory grows with the data.
 
-Uses Redis database 12 (``CRM_QB_BENCH_REDIS_URL`` overrides it; flushed before and after), a fresh SQLite file per size unless ``--database-url`` names
-an empty PostgreSQL database, and only 127.0.0.1. Prints one JSON object. Not run in CI.
+Uses Redis database 12 (``CRM_QB_BENCH_REDIS_URL`` overrides it; flushed before and after), a fresh SQLite file
+per size unless ``--database-url`` names an empty PostgreSQL database, and only 127.0.0.1. Prints one JSON
+object. Not run in CI.
 """
 
 from __future__ import annotations
@@ -138,8 +139,9 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
     crm_allowed = crm_calls / crm_limit["requests"] * crm_limit["window_seconds"] if crm_limit["requests"] else 0.0
     allowed = max(qbo_allowed, crm_allowed)
     return {
-        "customers": customers, "transactions": transactions, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "qbo_calls": calls,
-        "qbo_throttled": counts.get("throttled"), "qbo_calls_by_endpoint": counts.get("by_endpoint"), "qbo_rate_limit_min_s": round(qbo_allowed, 1),
+        "customers": customers, "transactions": transactions, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+        "qbo_calls": calls, "qbo_throttled": counts.get("throttled"),
+        "qbo_calls_by_endpoint": counts.get("by_endpoint"), "qbo_rate_limit_min_s": round(qbo_allowed, 1),
         "crm_calls": crm_calls, "crm_calls_by_endpoint": crm_counts.get("endpoints"),
         "crm_rate_limit": crm_limit, "crm_rate_limit_min_s": round(crm_allowed, 1),
         "rate_limit_min_s": round(allowed, 1), "ratio": round(wall / allowed, 2) if allowed else None,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, select
 
@@ -27,6 +27,7 @@ from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context, settings_of
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.events import EventRef
+from crm_qb.sync.pipeline.fetch import ChangeCache
 from crm_qb.sync.pipeline.units import Unit, crm_units, qbo_units
 from crm_qb.sync.services import SyncServices
 
@@ -44,6 +45,7 @@ class Drain:
 
     services: SyncServices
     job_id: str | None = None
+    changes: ChangeCache = field(default_factory=ChangeCache)  # CDC answers read by this job (pipeline/fetch.py)
 
     def qbo_realm(self, realm_id: str) -> int:
         """Sync every pending QBO event of ``realm_id`` (coalesced per customer); return how many were settled."""
@@ -76,6 +78,7 @@ class Drain:
                      len(batch))
             return
         ctx = build_context(self.services, connection_id, self.job_id)
+        ctx.qbo_changes = self.changes
         try:
             with self.services.connection_lock(connection_id):
                 still = events.still_pending(batch)

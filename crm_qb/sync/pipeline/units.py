@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -22,6 +23,7 @@ from crm_qb.sync.customers.links import Record
 from crm_qb.sync.customers.qbo_side import apply_qbo_merge, done, sync_customer
 from crm_qb.sync.pipeline import events as inbox
 from crm_qb.sync.pipeline.events import CUSTOMER, EventRef
+from crm_qb.sync.pipeline.fetch import current_objects
 from crm_qb.sync.transactions import registry
 from crm_qb.sync.transactions.mirror import mirror
 
@@ -42,8 +44,8 @@ def qbo_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
     customer_events = [e for e in events if e.entity == CUSTOMER]
     merges = [e for e in customer_events if e.operation == "Merge"]
     changes = _grouped(e for e in customer_events if e.operation != "Merge")
-    customers = ctx.qbo.read_many(CUSTOMER, {*changes, *(str(e.entity_id) for e in merges if e.entity_id)},
-                                  include_inactive=True)
+    wanted = {**{str(e.entity_id): None for e in merges if e.entity_id}, **_latest_change(customer_events)}
+    customers = current_objects(ctx.qbo, CUSTOMER, wanted, ctx.qbo_changes, include_inactive=True)
     units = [Unit((e.id,), f"merge {e.entity_id}",
                   partial(apply_qbo_merge, ctx, customers.get(str(e.entity_id)), str(e.entity_id),
                           _deleted_id(e), [e.id]))
@@ -72,6 +74,21 @@ def _grouped(events: Iterable[EventRef]) -> dict[str, tuple[int, ...]]:
         if event.entity_id:
             groups.setdefault(event.entity_id, []).append(event.id)
     return {key: tuple(ids) for key, ids in groups.items()}
+
+
+def _latest_change(events: Iterable[EventRef]) -> dict[str, datetime | None]:
+    """Each changed object's latest reported change time (None when an event of it reports none)."""
+    latest: dict[str, datetime | None] = {}
+    unknown: set[str] = set()
+    for event in events:
+        if not event.entity_id or event.operation == "Merge":
+            continue
+        key, changed = str(event.entity_id), event.occurred_at
+        if changed is None:
+            unknown.add(key)
+        elif (seen := latest.get(key)) is None or changed > seen:
+            latest[key] = changed
+    return {key: None if key in unknown else latest.get(key) for key in latest.keys() | unknown}
 
 
 def _deleted_id(event: EventRef) -> str | None:

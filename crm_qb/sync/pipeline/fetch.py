@@ -1,0 +1,78 @@
+"""Fetching the current state of changed QBO objects for a drain: one CDC call per burst, not a query per batch.
+
+Webhooks carry ids, not objects, so a drain reads what changed. For a few ids one ``Id IN (...)`` query is
+cheapest. For a burst, one CDC call (``changedSince`` = the oldest change of the batch, less a margin) returns
+every object changed since then, up to 1,000 (docs/qbo/facts.md §4, §6): the batch's objects and, usually, those
+of the rest of the burst, whose events the same drain meets in its next batches. The drain keeps that answer
+(``ChangeCache``, one per drain job) and serves later batches from it, so a burst of 1,000 changes costs one or
+two calls instead of one per batch.
+
+An object is served from the cache only when its LastUpdatedTime is at least the change its event reports (QBO
+keeps whole seconds), so a change made after the CDC call is read again. Deleted stubs (``status: Deleted``),
+ids absent from the answer (a capped answer, or a clock skew) and events without a change time fall back to the
+query, as before (one query for all of them). The answer is current state, exactly what the query would return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from crm_qb.qbo.client import QboClient, cdc_groups, last_updated
+
+CDC_FROM_IDS = 20  # fewer ids than this are read with one query (the same one call, a smaller answer)
+CDC_MARGIN = timedelta(seconds=5)  # changedSince this much before the oldest change (one-second resolution)
+CDC_REACH = timedelta(days=29)  # CDC looks back at most 30 days
+
+
+@dataclass
+class ChangeCache:
+    """The objects one drain job has read from CDC answers, by entity and id (one burst's worth at most)."""
+
+    objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    cdc_calls: int = 0
+
+    def serve(self, entity: str, wanted: Mapping[str, datetime | None]) -> dict[str, dict[str, Any]]:
+        """The wanted objects held at least as new as the change each event reports."""
+        held = self.objects.get(entity, {})
+        return {i: held[i] for i, changed in wanted.items() if i in held and _covers(held[i], changed)}
+
+    def keep(self, entity: str, objects: list[dict[str, Any]]) -> None:
+        """Remember the live objects of a CDC answer (deleted stubs are not states to sync)."""
+        held = self.objects.setdefault(entity, {})
+        held.update((str(o["Id"]), o) for o in objects if o.get("Id") is not None and o.get("status") != "Deleted")
+
+
+def current_objects(qbo: QboClient, entity: str, wanted: Mapping[str, datetime | None], cache: ChangeCache | None,
+                    *, include_inactive: bool = False, now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """QBO's current objects for the wanted ids (each with the change time its events report), by id."""
+    found = cache.serve(entity, wanted) if cache is not None else {}
+    missing = {i: changed for i, changed in wanted.items() if i not in found}
+    since = _cdc_since(missing, now or datetime.now(UTC))
+    if cache is not None and since is not None:
+        cache.cdc_calls += 1
+        cache.keep(entity, cdc_groups(qbo.cdc([entity], since)).get(entity, []))
+        found.update(cache.serve(entity, missing))
+        missing = {i: changed for i, changed in missing.items() if i not in found}
+    if missing:
+        found.update(qbo.read_many(entity, missing, include_inactive=include_inactive))
+    return found
+
+
+def _cdc_since(missing: Mapping[str, datetime | None], now: datetime) -> datetime | None:
+    """Where a CDC call for these ids starts, or None when a query is the better call (few ids, or too old)."""
+    times = [changed for changed in missing.values() if changed is not None]
+    if len(times) < CDC_FROM_IDS:
+        return None
+    since = min(times) - CDC_MARGIN
+    return since if now - since < CDC_REACH else None
+
+
+def _covers(obj: Mapping[str, Any], changed: datetime | None) -> bool:
+    """Whether ``obj`` is at least as new as a change reported at ``changed`` (whole seconds)."""
+    updated = last_updated(obj)
+    if changed is None or updated is None:
+        return False
+    return updated >= changed.astimezone(UTC).replace(microsecond=0)
