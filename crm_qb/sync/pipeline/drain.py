@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, select
 
@@ -45,7 +45,11 @@ class Drain:
 
     services: SyncServices
     job_id: str | None = None
-    changes: ChangeCache = field(default_factory=ChangeCache)  # CDC answers read by this job (pipeline/fetch.py)
+    changes: ChangeCache | None = None  # CDC answers the realm's drains read (pipeline/fetch.py)
+
+    def __post_init__(self) -> None:
+        if self.changes is None:
+            object.__setattr__(self, "changes", ChangeCache(self.services.redis, self.services.keys))
 
     def qbo_realm(self, realm_id: str) -> int:
         """Sync every pending QBO event of ``realm_id`` (coalesced per customer); return how many were settled."""
