@@ -54,7 +54,8 @@ def test_requests_arriving_during_a_commit_share_the_next_one_and_each_gets_its_
         results = [first.result(30), *(future.result(30) for future in rest)]
 
     assert [len(new) for new in results] == [2] * 6
-    assert all({n.dedupe_key for n in new} == {n.dedupe_key for n in batch} for new, batch in zip(results, batches))
+    assert all({n.dedupe_key for n in new} == {n.dedupe_key for n in batch}
+               for new, batch in zip(results, batches, strict=True))
     assert len(commits) == 2  # one per group, not one per request
     assert wakes == [(EventSource.QBO, {REALMS[0]}), (EventSource.QBO, set(REALMS))]  # one wake per realm per group
     assert count_events(app, status=EventStatus.PENDING) == 12
@@ -67,7 +68,7 @@ def test_a_request_that_cannot_be_stored_fails_alone(app: Flask) -> None:
     with app.app_context():
         try:
             group.store(EventSource.QBO, [bad], None, lambda _s, _k: 0)
-        except Exception:  # noqa: BLE001 - whatever the database refuses it with
+        except Exception:
             failed = True
         else:
             failed = False
