@@ -244,12 +244,15 @@ def connection_rotate(connection_id: int, api_key: bool, hook_secret: bool, pane
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=DEFAULT_WEB_PORT, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 64), help="gunicorn processes")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="threads per process (gthread); concurrent webhooks of a process share one commit")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
-def web(host: str, port: int, workers: int, access_log: bool) -> None:
+def web(host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
     """Serve the web app (webhooks, API, panel, admin) with gunicorn."""
     _settings()  # fail here, with a clear message, rather than in every gunicorn worker
     _require_free(host, port, "--port")
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
+            "--worker-class", "gthread", "--threads", str(threads),
             "--timeout", "30", "--graceful-timeout", "10", "--keep-alive", "5",
             "--config", "python:crm_qb.gunicorn_conf"]
     if access_log:
