@@ -262,14 +262,22 @@ def web(host: str, port: int, workers: int, threads: int, access_log: bool) -> N
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
-def worker(burst: bool) -> None:
-    """Run an RQ worker for every queue."""
+@click.option("--queues", default=None, metavar="NAMES",
+              help="Serve only these queues, comma-separated (inbound,sync,scheduled,backfill; default all). "
+                   "E.g. inbound,sync,scheduled: a worker that never takes a backfill.")
+def worker(burst: bool, queues: str | None) -> None:
+    """Run an RQ worker for every queue (or those of --queues)."""
+    from workers.queues import QUEUE_NAMES, parse_queue_names
     from workers.worker import run_worker
 
+    try:
+        served = parse_queue_names(queues) if queues is not None else QUEUE_NAMES
+    except ValueError as exc:
+        raise click.UsageError(f"--queues: {exc}") from None
     _setup_logging()
     app = _app()
     runtime_redis(app).ping()  # an unreachable Redis is one line, not a traceback from inside RQ
-    run_worker(app, burst=burst)
+    run_worker(app, burst=burst, queues=served)
 
 
 @main.command()

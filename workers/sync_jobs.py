@@ -16,7 +16,7 @@ from crm_qb.sync.pipeline.backfill import run_backfill
 from crm_qb.sync.pipeline.poll import poll_changes
 from crm_qb.sync.settings import sync_settings_of
 from workers.followup_jobs import scan_connection_followups
-from workers.queues import SCHEDULED, SYNC, enqueue, job
+from workers.queues import BACKFILL, SCHEDULED, SYNC, enqueue, job
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def schedule_cdc_polls() -> int:
     return count
 
 
-@job(SYNC, timeout=6 * 3600, retry_intervals=(60, 300, 900))
+@job(BACKFILL, timeout=6 * 3600, retry_intervals=(60, 300, 900))
 def backfill_connection(connection_id: int) -> dict[str, object]:
     """Backfill one connection in full (customers, transactions, contacts; then the CDC cursor); return the report."""
     rt = runtime()

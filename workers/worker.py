@@ -15,7 +15,7 @@ from rq.worker import SimpleWorker
 from crm_qb.db import db
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
-from workers.queues import all_queues
+from workers.queues import QUEUE_NAMES, all_queues
 
 # Conditions a person must act on (reconnect QuickBooks), already recorded on the connection where they arise:
 # a job stopped by one is reported in one line, not with a traceback (a traceback says "bug").
@@ -45,16 +45,18 @@ class AppWorker(SimpleWorker):
                 break
 
 
-def build_worker(app: Flask, name: str | None = None) -> AppWorker:
-    """A worker for ``app`` serving every queue, ingress first."""
+def build_worker(app: Flask, name: str | None = None, queues: tuple[str, ...] = QUEUE_NAMES) -> AppWorker:
+    """A worker for ``app`` serving ``queues`` (default every queue), ingress first."""
     rt = runtime(app)
-    worker = AppWorker(all_queues(rt.redis, rt.keys), connection=rt.redis, name=name)
+    served = [q for q in all_queues(rt.redis, rt.keys) if q.name in {rt.keys.queue(name) for name in queues}]
+    worker = AppWorker(served, connection=rt.redis, name=name)
     worker.flask_app = app
     return worker
 
 
-def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> bool:
+def run_worker(app: Flask, *, burst: bool = False, name: str | None = None,
+               queues: tuple[str, ...] = QUEUE_NAMES) -> bool:
     """Work until stopped (or, with ``burst``, until the queues are empty)."""
     # No with_scheduler: RQ would fork a scheduler process that outlives a killed worker. Promoting delayed
     # jobs (retries with intervals) is done by ``crm-qb scheduler`` instead (workers.schedule).
-    return bool(build_worker(app, name).work(burst=burst))
+    return bool(build_worker(app, name, queues).work(burst=burst))
