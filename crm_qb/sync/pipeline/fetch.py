@@ -54,6 +54,10 @@ class ChangeCache:
                         if text)
         return {i: held[i] for i, changed in wanted.items() if i in held and _covers(held[i], changed)}
 
+    def held(self, realm: str, entity: str) -> dict[str, dict[str, Any]]:
+        """Every object of ``entity`` this job holds for ``realm`` (from its CDC answers), by id."""
+        return dict(self.objects.get((realm, entity), {}))
+
     def keep(self, realm: str, entity: str, objects: list[dict[str, Any]]) -> None:
         """Remember the live objects of a CDC answer (deleted stubs are not states to sync), here and in Redis."""
         live = {str(o["Id"]): o for o in objects if o.get("Id") is not None and o.get("status") != "Deleted"}

@@ -46,6 +46,7 @@ def qbo_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
     changes = _grouped(e for e in customer_events if e.operation != "Merge")
     wanted = {**{str(e.entity_id): None for e in merges if e.entity_id}, **_latest_change(customer_events)}
     customers = current_objects(ctx.qbo, CUSTOMER, wanted, ctx.qbo_changes, include_inactive=True)
+    ctx.qbo_customers_held = _with_parents(ctx, customers)
     units = [Unit((e.id,), f"merge {e.entity_id}",
                   partial(apply_qbo_merge, ctx, customers.get(str(e.entity_id)), str(e.entity_id),
                           _deleted_id(e), [e.id]))
@@ -74,6 +75,12 @@ def _grouped(events: Iterable[EventRef]) -> dict[str, tuple[int, ...]]:
         if event.entity_id:
             groups.setdefault(event.entity_id, []).append(event.id)
     return {key: tuple(ids) for key, ids in groups.items()}
+
+
+def _with_parents(ctx: SyncContext, customers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The customers a job's match may look its parent up in (its e-mail is compared with the parent's): the
+    batch's and those of the drain's CDC answers (in a burst the parents usually changed too), before a read."""
+    return {**(ctx.qbo_changes.held(ctx.qbo.realm_id, CUSTOMER) if ctx.qbo_changes else {}), **customers}
 
 
 def _latest_change(events: Iterable[EventRef]) -> dict[str, datetime | None]:
