@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -293,6 +294,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.database_url.startswith("postgresql"):
         raise SystemExit("--database-url must be PostgreSQL: several hosts share it (SQLite is a one-host store)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop every process it started
     redis = Redis.from_url(REDIS_URL)
     redis.flushdb()
     results: list[dict[str, Any]] = []
@@ -309,7 +311,7 @@ def main() -> None:
             rig.start_workers(2)
             for tenant in rig.tenants:
                 connection_id = int(tenant["connection_id"])
-                wait_until(partial(_linked_enough, rig, connection_id, int(args.customers * 0.8)), 600,
+                wait_until(partial(_linked_enough, rig, connection_id, max(1, args.customers // 2)), 600,
                            f"tenant {tenant['n']}'s first sync")
                 tenant["pairs"] = rig.linked_pairs(connection_id)
             wait_until(lambda: rig.pending() == 0, 600, "the first syncs' echoes to settle")
