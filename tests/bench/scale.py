@@ -52,6 +52,7 @@ from typing import Any
 
 import requests
 from redis import Redis
+from rq import Worker
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 
@@ -112,8 +113,11 @@ class Rig:
         return [(str(q), str(c)) for q, c in rows if q and c]
 
     def start_workers(self, count: int) -> None:
+        """Start ``count`` workers and wait until every one listens (starting takes seconds on a busy host)."""
         for n in range(count):
             self.workers.append(self.processes.start(f"worker-{len(self.workers)}-{n}", [*CLI, "worker"], self.env))
+        redis = Redis.from_url(REDIS_URL)
+        wait_until(lambda: len(Worker.all(connection=redis)) >= count, 300, f"{count} workers to listen")
 
     def stop_workers(self) -> None:
         for process in self.workers:
