@@ -13,9 +13,9 @@ minimum as the bound, the ratio of the wall time to it (target <= 1.2), the
 objects per phase, and the child's peak RSS (``resource.getrusage``, which also covers the setup; the sandboxes
 run in other processes). Comparing the two sizes shows whether memory grows with the data.
 
-Uses Redis database 12 (``CRM_QB_BENCH_REDIS_URL`` overrides it; flushed before and after), a fresh SQLite file
-per size unless ``--database-url`` names an empty PostgreSQL database, and only 127.0.0.1. Prints one JSON
-object. Not run in CI.
+Uses Redis database 12 (``CRM_QB_BENCH_REDIS_URL`` overrides it; its keys, all under its prefix, are deleted
+before and after, nothing else), a fresh SQLite file per size unless ``--database-url`` names an empty PostgreSQL
+database, and only 127.0.0.1. Prints one JSON object. Not run in CI.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from tests.support import ROOT, free_port
 REDIS_URL = os.environ.get("CRM_QB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 CLI = [sys.executable, "-m", "crm_qb.cli"]
 RATE_PER_MINUTE = 500
+PREFIX = "crm_qb_bench_backfill"
 
 
 def _start_sandbox(kind: str, logs: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
@@ -61,7 +62,7 @@ def _settings(workdir: Path, database_url: str | None, qbo: dict[str, Any]) -> A
     return load_settings({
         "CRM_QB_INSTANCE_PATH": str(workdir / "instance"), "CRM_QB_REDIS_URL": REDIS_URL,
         "CRM_QB_SECRET_KEY": "bench", "CRM_QB_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "CRM_QB_QUEUE_PREFIX": "crm_qb_bench_backfill",
+        "CRM_QB_QUEUE_PREFIX": PREFIX,
         "CRM_QB_DATABASE_URL": database_url or f"sqlite:///{workdir / 'crm_qb.sqlite3'}",
         "CRM_QB_QBO_ENVIRONMENT": "local", "CRM_QB_QBO_CLIENT_ID": qbo["client_id"],
         "CRM_QB_QBO_CLIENT_SECRET": qbo["client_secret"], "CRM_QB_QBO_REDIRECT_URI": "http://127.0.0.1:5000/qbo/cb",
@@ -89,6 +90,12 @@ def _connect(app: Any, crm: dict[str, Any], realm: str) -> int:
         return int(made.connection.id)
 
 
+def _forget(redis: Redis) -> None:
+    """Delete this benchmark's keys (all carry its prefix), leaving the rest of the database alone."""
+    for key in redis.scan_iter(match=f"{PREFIX}*"):
+        redis.delete(key)
+
+
 def _cpu_seconds() -> float:
     """CPU time (user + system) of this process so far, every thread included."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -102,7 +109,7 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
     from crm_qb.sync.pipeline.backfill import run_backfill
 
     redis = Redis.from_url(REDIS_URL)
-    redis.flushdb()
+    _forget(redis)
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
         workdir = Path(tmp)
         started = [_start_sandbox("qbo", workdir), _start_sandbox("crm", workdir)]
@@ -133,7 +140,7 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
             for process, _info in started:
                 process.terminate()
                 process.wait(15)
-            redis.flushdb()
+            _forget(redis)
     calls, crm_calls = int(counts["total"]), int(crm_counts["total"])
     qbo_allowed = calls / RATE_PER_MINUTE * 60
     crm_allowed = crm_calls / crm_limit["requests"] * crm_limit["window_seconds"] if crm_limit["requests"] else 0.0
