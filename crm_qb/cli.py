@@ -292,12 +292,15 @@ def connection_rotate(connection_id: int, api_key: bool, hook_secret: bool, pane
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=DEFAULT_WEB_PORT, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 64), help="gunicorn processes")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="threads per process (gthread); concurrent webhooks of a process share one commit")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
-def web(host: str, port: int, workers: int, access_log: bool) -> None:
+def web(host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
     """Serve the web app (webhooks, API, panel, admin) with gunicorn."""
     _settings()  # fail here, with a clear message, rather than in every gunicorn worker
     _require_free(host, port, "--port")
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
+            "--worker-class", "gthread", "--threads", str(threads),
             "--timeout", "30", "--graceful-timeout", "10", "--keep-alive", "5",
             "--config", "python:crm_qb.gunicorn_conf"]
     if access_log:
@@ -307,14 +310,22 @@ def web(host: str, port: int, workers: int, access_log: bool) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
-def worker(burst: bool) -> None:
-    """Run an RQ worker for every queue."""
+@click.option("--queues", default=None, metavar="NAMES",
+              help="Serve only these queues, comma-separated (inbound,sync,scheduled,backfill; default all). "
+                   "E.g. inbound,sync,scheduled: a worker that never takes a backfill.")
+def worker(burst: bool, queues: str | None) -> None:
+    """Run an RQ worker for every queue (or those of --queues)."""
+    from workers.queues import QUEUE_NAMES, parse_queue_names
     from workers.worker import run_worker
 
+    try:
+        served = parse_queue_names(queues) if queues is not None else QUEUE_NAMES
+    except ValueError as exc:
+        raise click.UsageError(f"--queues: {exc}") from None
     _setup_logging()
     app = _app()
     runtime_redis(app).ping()  # an unreachable Redis is one line, not a traceback from inside RQ
-    run_worker(app, burst=burst)
+    run_worker(app, burst=burst, queues=served)
 
 
 @main.command()

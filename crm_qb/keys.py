@@ -80,6 +80,10 @@ class RedisKeys:
         """The hash holding a running backfill's index of CRM contacts."""
         return f"{self.prefix}:backfill:{connection_id}:crm-index"
 
+    def cdc_answer(self, realm_id: str, entity: str) -> str:
+        """The hash holding a realm's objects of ``entity`` from the drains' last CDC answers (minutes only)."""
+        return f"{self.prefix}:cdc:{realm_id}:{entity}"
+
 
 def safe_part(key: str) -> str:
     """``key`` as a job-id part: RQ's alphabet only, at most 64 characters, plus a hash when it was changed."""

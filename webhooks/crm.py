@@ -7,7 +7,7 @@ import time
 from flask import Blueprint, Response, jsonify, request
 
 from crm_qb.db import db
-from crm_qb.models import Connection
+from crm_qb.models import Connection, EventSource
 from crm_qb.runtime import runtime
 from crm_qb.signatures import verify_crm
 from crm_qb.web.errors import json_error
@@ -32,7 +32,5 @@ def receive(connection_id: int) -> tuple[Response, int]:
         notices = parse_crm(decode(body), connection_id)
     except PayloadError as exc:
         return json_error(400, "invalid_body", str(exc))
-    new = inbox.record_crm(notices, connection_id)
-    db.session.commit()
-    inbox.dispatch_crm(new, connection_id)
+    new = inbox.store_and_wake(EventSource.CRM, notices, connection_id)  # committed, then the drain woken
     return jsonify({"status": "accepted", "stored": len(new), "received": len(notices)}), 202

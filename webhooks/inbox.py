@@ -5,7 +5,9 @@ so a retry storm from Intuit or a CRM is harmless. Waking the drain job happens 
 never looks for a row that is not there yet; if Redis is down at that moment the event is still stored and the
 sweep enqueues it later. The hot path does one INSERT, one COMMIT and (in a burst, rarely more than) one Redis
 round trip: routing a realm to its connections is left to the worker. Storing is the event state machine's
-(``crm_qb.sync.pipeline.events.store``); waking goes through the queue port.
+(``crm_qb.sync.pipeline.events.store``); waking goes through the queue port. The views store through
+``store_and_wake``: concurrent webhooks of one process share one commit and one wake per realm
+(``webhooks.groupcommit``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from crm_qb.models import EventSource
 from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.events import Notice
+from webhooks.groupcommit import GROUP
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,11 @@ def dispatch_qbo(new: Iterable[Notice]) -> int:
 def dispatch_crm(new: Iterable[Notice], connection_id: int) -> int:
     """After commit: wake the connection's drain job if it got new events; return how many were woken."""
     return _wake(EventSource.CRM, {str(connection_id)} if any(True for _ in new) else set())
+
+
+def store_and_wake(source: EventSource, notices: Sequence[Notice], connection_id: int | None = None) -> list[Notice]:
+    """Store and commit notices (group-committed with the process's concurrent webhooks), then wake; the new ones."""
+    return GROUP.store(source, notices, connection_id, _wake)
 
 
 def _wake(source: EventSource, keys: set[str]) -> int:

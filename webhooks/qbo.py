@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from flask import Blueprint, Response, jsonify, request
 
-from crm_qb.db import db
+from crm_qb.models import EventSource
 from crm_qb.runtime import runtime
 from crm_qb.signatures import verify_qbo
 from crm_qb.web.errors import json_error
@@ -31,7 +31,5 @@ def receive() -> tuple[Response, int]:
         notices = parse_qbo(decode(body, parse_float=Decimal))
     except PayloadError as exc:
         return json_error(400, "invalid_body", str(exc))
-    new = inbox.record_qbo(notices)
-    db.session.commit()
-    inbox.dispatch_qbo(new)
+    new = inbox.store_and_wake(EventSource.QBO, notices)  # committed (group commit), then the drains woken
     return jsonify({"status": "ok", "stored": len(new), "received": len(notices)}), 200

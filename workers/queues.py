@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 INBOUND = "inbound"
 SYNC = "sync"
 SCHEDULED = "scheduled"
-QUEUE_NAMES = (INBOUND, SYNC, SCHEDULED)
+# Backfills (first syncs) last: a worker takes one only when no live change is waiting, and a worker started with
+# ``crm-qb worker --queues inbound,sync,scheduled`` never takes one, so live edits never queue behind a first sync.
+BACKFILL = "backfill"
+QUEUE_NAMES = (INBOUND, SYNC, SCHEDULED, BACKFILL)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,6 +66,15 @@ def queue(redis: Redis, name: str, keys: RedisKeys) -> Queue:
 def all_queues(redis: Redis, keys: RedisKeys) -> list[Queue]:
     """Every queue, in the order a worker should serve them (ingress first)."""
     return [queue(redis, name, keys) for name in QUEUE_NAMES]
+
+
+def parse_queue_names(text: str) -> tuple[str, ...]:
+    """Comma-separated queue names, in QUEUE_NAMES' order; ValueError naming an unknown or empty list."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = sorted(names - set(QUEUE_NAMES))
+    if unknown or not names:
+        raise ValueError(f"unknown queue(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(QUEUE_NAMES)}")
+    return tuple(name for name in QUEUE_NAMES if name in names)
 
 
 def enqueue(redis: Redis, keys: RedisKeys, func: Callable[..., Any], *args: Any, job_id: str) -> Job | None:

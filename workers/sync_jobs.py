@@ -32,7 +32,7 @@ from crm_qb.sync.pipeline.on_demand import drain_waiting, sync_now
 from crm_qb.sync.pipeline.poll import poll_changes
 from crm_qb.sync.settings import SyncSettings, sync_settings_of
 from workers.followup_jobs import scan_connection_followups
-from workers.queues import SCHEDULED, SYNC, enqueue, job
+from workers.queues import BACKFILL, SCHEDULED, SYNC, enqueue, job
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def enqueue_catch_up(redis: Redis, keys: RedisKeys, connection_id: int) -> int:
     return sum(1 for func, job_id in polls if enqueue(redis, keys, func, connection_id, job_id=job_id))
 
 
-@job(SYNC, timeout=6 * 3600, retry_intervals=(60, 300, 900))
+@job(BACKFILL, timeout=6 * 3600, retry_intervals=(60, 300, 900))
 def backfill_connection(connection_id: int) -> dict[str, object]:
     """Backfill one connection in full (customers, transactions, contacts; then the CDC cursor); return the report."""
     rt = runtime()

@@ -29,7 +29,7 @@ from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
 from workers.jobs import drain_all_pending
-from workers.queues import all_queues
+from workers.queues import QUEUE_NAMES, all_queues
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +65,23 @@ class AppWorker(SimpleWorker):
                 break
 
 
-def build_worker(app: Flask, name: str | None = None) -> AppWorker:
-    """A worker for ``app`` serving every queue, ingress first."""
+def build_worker(app: Flask, name: str | None = None, queues: tuple[str, ...] = QUEUE_NAMES) -> AppWorker:
+    """A worker for ``app`` serving ``queues`` (default every queue), ingress first."""
     rt = runtime(app)
-    worker = AppWorker(all_queues(rt.redis, rt.keys), connection=rt.redis, name=name)
+    served = [q for q in all_queues(rt.redis, rt.keys) if q.name in {rt.keys.queue(name) for name in queues}]
+    worker = AppWorker(served, connection=rt.redis, name=name)
     worker.flask_app = app
     return worker
 
 
-def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> bool:
+def run_worker(app: Flask, *, burst: bool = False, name: str | None = None,
+               queues: tuple[str, ...] = QUEUE_NAMES) -> bool:
     """Work until stopped (or, with ``burst``, until the queues are empty); a Redis failure restarts the loop."""
     # No with_scheduler: RQ would fork a scheduler process that outlives a killed worker. Promoting delayed
     # jobs (retries with intervals) is done by ``crm-qb scheduler`` instead (workers.schedule).
     worked, restarts = False, 0
     while True:
-        worker = build_worker(app, name if not restarts or name is None else f"{name}-{restarts}")
+        worker = build_worker(app, name if not restarts or name is None else f"{name}-{restarts}", queues)
         try:
             worked = bool(worker.work(burst=burst)) or worked
         except RedisError as exc:  # raised outside RQ's loop (start-up, teardown): the same recovery

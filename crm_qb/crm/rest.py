@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -50,6 +50,8 @@ BACKOFF_CAP = 8.0
 MAX_RETRY_AFTER = 30.0
 UNSENT_SAFE_STATUSES = (429, 503)
 EMAIL_PAGE_SIZE = 100
+BATCH_MAX_ITEMS = 100  # DESIGN.md section 6: POST /contacts/batch takes at most 100 items
+BATCH_ABSENT = (404, 405)  # a CRM without the optional batch endpoint
 
 
 def connector_for(connection: Connection, environment: CrmEnvironment) -> RestConnector:
@@ -69,6 +71,7 @@ class RestConnector:
         self._token = token
         self._session = session if session is not None else requests.Session()
         self._timeout, self._max_retries, self._sleep = timeout, max_retries, sleep
+        self._batch_supported = True
 
     def __repr__(self) -> str:
         return f"RestConnector({self._base!r})"
@@ -99,6 +102,41 @@ class RestConnector:
     def create_contact(self, fields: Mapping[str, Any]) -> Contact:
         """Create a contact and return it."""
         return Contact.from_json(self._call("POST", "/contacts", json=dict(fields)))
+
+    def create_contacts(self, bodies: Sequence[Mapping[str, Any]]) -> list[Contact | CrmPermanentError]:
+        """Create contacts, at most 100 per ``POST /contacts/batch``; one result per body, in order.
+
+        An item the CRM refused is its CrmPermanentError (the others are kept); a CRM without the batch endpoint
+        (404 or 405, remembered for this connector) gets one ``POST /contacts`` per body instead. Transient
+        failures of the whole request raise, as single calls do.
+        """
+        results: list[Contact | CrmPermanentError] = []
+        for start in range(0, len(bodies), BATCH_MAX_ITEMS):
+            chunk = bodies[start:start + BATCH_MAX_ITEMS]
+            results += self._batch_create(chunk) if self._batch_supported else self._create_each(chunk)
+        return results
+
+    def _batch_create(self, bodies: Sequence[Mapping[str, Any]]) -> list[Contact | CrmPermanentError]:
+        try:
+            data = self._call("POST", "/contacts/batch", json={"create": [dict(body) for body in bodies]})
+        except CrmPermanentError as exc:  # 404 or 405: no batch endpoint; anything else is the CRM's answer
+            if exc.status not in BATCH_ABSENT:
+                raise
+            log.info("CRM %s has no POST /contacts/batch (%s): creating contacts one by one", self._base, exc.status)
+            self._batch_supported = False
+            return self._create_each(bodies)
+        return _batch_results(data, len(bodies))
+
+    def _create_each(self, bodies: Sequence[Mapping[str, Any]]) -> list[Contact | CrmPermanentError]:
+        results: list[Contact | CrmPermanentError] = []
+        for body in bodies:
+            try:
+                results.append(self.create_contact(body))
+            except CrmAuthError:
+                raise
+            except CrmPermanentError as exc:
+                results.append(exc)
+        return results
 
     def update_contact(self, contact_id: str, version: int, changes: Mapping[str, Any]) -> Contact:
         """Apply ``changes`` at ``version``; VersionConflictError when the contact changed meanwhile."""
@@ -216,6 +254,33 @@ class RestConnector:
         retryable = isinstance(error, CrmTransientError) and not isinstance(error, VersionConflictError) and (
             method != "POST" or response.status_code in UNSENT_SAFE_STATUSES)
         return _Failure(error, retryable)
+
+
+def _batch_results(data: Any, expected: int) -> list[Contact | CrmPermanentError]:
+    """The per-item results of a batch answer, in request order; CrmProtocolError when it is malformed."""
+    items = _field(data, "results", list)
+    if len(items) != expected or any(not isinstance(item, dict) for item in items):
+        raise CrmProtocolError(f"the CRM's batch answer has {len(items)} results for {expected} items")
+    ordered = sorted(items, key=lambda item: item.get("index", -1))
+    if [item.get("index") for item in ordered] != list(range(expected)):
+        raise CrmProtocolError("the CRM's batch answer does not index every item once")
+    return [_batch_item(item) for item in ordered]
+
+
+def _batch_item(item: dict[str, Any]) -> Contact | CrmPermanentError:
+    """One batch result: the contact (2xx), else the permanent error the CRM gave for that item."""
+    status = item.get("status")
+    if isinstance(status, int) and 200 <= status < 300:
+        return Contact.from_json(item.get("contact"))
+    raw = item.get("error")
+    error: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    code = str(error["code"]) if error.get("code") else None
+    text = f"CRM batch item {item.get('index')} answered {status}" + (f" {code}" if code else "")
+    text += f": {error.get('message') or 'no error details'}"
+    if status in (400, 422):
+        field = error.get("field")
+        return CrmValidationError(text, status=status, code=code, field=field if isinstance(field, str) else None)
+    return CrmPermanentError(text, status=status if isinstance(status, int) else None, code=code)
 
 
 @dataclass(frozen=True)

@@ -228,15 +228,19 @@ class QboClient:
             raise ValueError(f"page_size must be between 1 and {QUERY_MAX_RESULTS}, got {page_size!r}")
         if start < 1:
             raise ValueError(f"start must be a positive integer, got {start!r}")
-        condition = f" WHERE {where}" if where else ""
         while True:
-            # A stable order keeps pages from overlapping or skipping rows while we page.
-            sql = f"SELECT * FROM {entity}{condition} ORDERBY Id STARTPOSITION {start} MAXRESULTS {page_size}"
-            rows = _rows(self.query(sql).get("QueryResponse"), entity)
+            rows = self.query_page(entity, where, start, page_size)
             yield from rows
             if len(rows) < page_size:
                 return
             start += page_size
+
+    def query_page(self, entity: str, where: str, start: int, page_size: int) -> list[dict[str, Any]]:
+        """One page of ``query_all``: the rows from position ``start`` (1-based), ordered by Id."""
+        condition = f" WHERE {where}" if where else ""
+        # A stable order keeps pages from overlapping or skipping rows while we page.
+        sql = f"SELECT * FROM {entity}{condition} ORDERBY Id STARTPOSITION {start} MAXRESULTS {page_size}"
+        return _rows(self.query(sql).get("QueryResponse"), entity)
 
     def read_many(self, entity: str, ids: Iterable[str], *, include_inactive: bool = False,
                   chunk: int = READ_MANY_CHUNK) -> dict[str, dict[str, Any]]:

@@ -19,6 +19,7 @@ from crm_qb.models import Connection, QboReference
 from crm_qb.panel_settings import panel_settings_of
 from crm_qb.qbo.client import QboClient
 from crm_qb.qbo.company import PAYMENT_METHOD, TERM
+from crm_qb.sync.pipeline.fetch import ChangeCache
 from crm_qb.sync.rules.matching import Candidate
 from crm_qb.sync.services import ConnectionGoneError, SyncServices
 from crm_qb.sync.settings import SyncSettings, sync_settings_of
@@ -40,6 +41,13 @@ class SyncContext:
     payment_method_names: dict[str, str] = field(default_factory=dict)
     # CRM contacts as name-match candidates, walked at most once per job (the CRM contract has no name search).
     crm_pool: list[Candidate] | None = None
+    # The CRM contacts sharing the record's email, when the caller already knows them (the backfill's index):
+    # matching by email then reads these instead of asking the CRM (``GET /contacts?email=``) once per record.
+    crm_email_matches: list[Candidate] | None = None
+    # QBO customers the job already holds (the backfill's recent pages), by id: read before asking QBO again.
+    qbo_customers_held: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The CDC answers the drain job running this context has read (pipeline/fetch.py), None outside drains.
+    qbo_changes: ChangeCache | None = None
     # Invoices whose folder item changed in this job: the job's caller asks for their follow-ups to be re-checked.
     invoices_changed: set[str] = field(default_factory=set)
     # Customers whose folder or QBO-owned facts changed, and whether the connection pushes summaries to its CRM

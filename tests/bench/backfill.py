@@ -7,12 +7,15 @@ fresh child process starts the QBO sandbox and the reference CRM as their own pr
 qbo|crm`` on free 127.0.0.1 ports), seeds a realm (``POST /_sandbox/realms``, seed 1, single currency) with the
 sandbox limit at 500 calls/min, connects a new connection to it (OAuth against the sandbox) with an empty CRM, and runs
 ``run_backfill`` in-process. Each child reports: wall time, the realm's QBO API calls (the sandbox's request
-counts), the minimum time the rate limit allows for them (calls / 500 x 60 s), the ratio (target <= 1.2), the
+counts) and the CRM's (the reference CRM's, whose default limit is HubSpot's 100 requests per 10 s), the minimum
+time each side's rate limit allows for them (QBO calls / 500 x 60 s, CRM calls / 100 x 10 s), the slower side's
+minimum as the bound, the ratio of the wall time to it (target <= 1.2), the
 objects per phase, and the child's peak RSS (``resource.getrusage``, which also covers the setup; the sandboxes
 run in other processes). Comparing the two sizes shows whether memory grows with the data.
 
-Uses Redis database 12 (flushed before and after), a fresh SQLite file per size unless ``--database-url`` names
-an empty PostgreSQL database, and only 127.0.0.1. Prints one JSON object. Not run in CI.
+Uses Redis database 12 (``CRM_QB_BENCH_REDIS_URL`` overrides it; its keys, all under its prefix, are deleted
+before and after, nothing else), a fresh SQLite file per size unless ``--database-url`` names an empty PostgreSQL
+database, and only 127.0.0.1. Prints one JSON object. Not run in CI.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from redis import Redis
 
 from tests.support import ROOT, free_port
 
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = os.environ.get("CRM_QB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 CLI = [sys.executable, "-m", "crm_qb.cli"]
 RATE_PER_MINUTE = 500
+PREFIX = "crm_qb_bench_backfill"
 
 
 def _start_sandbox(kind: str, logs: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
@@ -58,7 +62,7 @@ def _settings(workdir: Path, database_url: str | None, qbo: dict[str, Any]) -> A
     return load_settings({
         "CRM_QB_INSTANCE_PATH": str(workdir / "instance"), "CRM_QB_REDIS_URL": REDIS_URL,
         "CRM_QB_SECRET_KEY": "bench", "CRM_QB_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "CRM_QB_QUEUE_PREFIX": "crm_qb_bench_backfill",
+        "CRM_QB_QUEUE_PREFIX": PREFIX,
         "CRM_QB_DATABASE_URL": database_url or f"sqlite:///{workdir / 'crm_qb.sqlite3'}",
         "CRM_QB_QBO_ENVIRONMENT": "local", "CRM_QB_QBO_CLIENT_ID": qbo["client_id"],
         "CRM_QB_QBO_CLIENT_SECRET": qbo["client_secret"], "CRM_QB_QBO_REDIRECT_URI": "http://127.0.0.1:5000/qbo/cb",
@@ -86,6 +90,18 @@ def _connect(app: Any, crm: dict[str, Any], realm: str) -> int:
         return int(made.connection.id)
 
 
+def _forget(redis: Redis) -> None:
+    """Delete this benchmark's keys (all carry its prefix), leaving the rest of the database alone."""
+    for key in redis.scan_iter(match=f"{PREFIX}*"):
+        redis.delete(key)
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process so far, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_one(customers: int, transactions: int, database_url: str | None) -> dict[str, Any]:
     """Set up one size, backfill it, and return the measurements (called in a child process)."""
     from crm_qb.app import create_app
@@ -93,7 +109,7 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
     from crm_qb.sync.pipeline.backfill import run_backfill
 
     redis = Redis.from_url(REDIS_URL)
-    redis.flushdb()
+    _forget(redis)
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
         workdir = Path(tmp)
         started = [_start_sandbox("qbo", workdir), _start_sandbox("crm", workdir)]
@@ -108,23 +124,38 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
             app = create_app(_settings(workdir, database_url, qbo))
             connection_id = _connect(app, crm, realm)
             requests.delete(f"{control}/realms/{realm}/requests", timeout=10).raise_for_status()
+            crm_control = crm["api_base"].rstrip("/") + "/_sandbox"
+            crm_limit = requests.get(f"{crm_control}/limits", timeout=10).json()
+            requests.post(f"{crm_control}/reset", timeout=10).raise_for_status()  # empty CRM; counts from zero
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            cpu_before = _cpu_seconds()
             began = time.monotonic()
             with app.app_context():
                 report = run_backfill(runtime(app).sync_services(), connection_id)
             wall = time.monotonic() - began
+            cpu = _cpu_seconds() - cpu_before
             counts = requests.get(f"{control}/realms/{realm}/requests", timeout=10).json()
+            crm_counts = requests.get(f"{crm_control}/requests", timeout=10).json()
         finally:
             for process, _info in started:
                 process.terminate()
-                process.wait(15)
-            redis.flushdb()
-    calls = int(counts["total"])
-    allowed = calls / RATE_PER_MINUTE * 60
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:  # a loaded host: the measurement is taken, stop it hard
+                    process.kill()
+                    process.wait()
+            _forget(redis)
+    calls, crm_calls = int(counts["total"]), int(crm_counts["total"])
+    qbo_allowed = calls / RATE_PER_MINUTE * 60
+    crm_allowed = crm_calls / crm_limit["requests"] * crm_limit["window_seconds"] if crm_limit["requests"] else 0.0
+    allowed = max(qbo_allowed, crm_allowed)
     return {
-        "customers": customers, "transactions": transactions, "wall_s": round(wall, 1), "qbo_calls": calls,
-        "qbo_throttled": counts.get("throttled"), "rate_limit_min_s": round(allowed, 1),
-        "ratio": round(wall / allowed, 2) if allowed else None,
+        "customers": customers, "transactions": transactions, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+        "qbo_calls": calls, "qbo_throttled": counts.get("throttled"),
+        "qbo_calls_by_endpoint": counts.get("by_endpoint"), "qbo_rate_limit_min_s": round(qbo_allowed, 1),
+        "crm_calls": crm_calls, "crm_calls_by_endpoint": crm_counts.get("endpoints"),
+        "crm_rate_limit": crm_limit, "crm_rate_limit_min_s": round(crm_allowed, 1),
+        "rate_limit_min_s": round(allowed, 1), "ratio": round(wall / allowed, 2) if allowed else None,
         "peak_rss_mb_before_backfill": round(rss_before / 1024, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "phases": {name: {k: v for k, v in counts_.items() if v} for name, counts_ in

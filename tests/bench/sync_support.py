@@ -33,7 +33,7 @@ from sqlalchemy import Engine, create_engine, func, select
 from crm_qb.models import Connection, ContactLink, EventSource, EventStatus, InboundEvent, LinkState
 from tests.support import ROOT, free_port, wait_for
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = os.environ.get("CRM_QB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 QUEUE_PREFIX = "crm_qb_bench_sync"
 CLI = [sys.executable, "-m", "crm_qb.cli"]
 CRM_DISPLAY_NAME_LIMIT = 255  # the reference CRM's limit; QBO allows 500

@@ -94,7 +94,8 @@ def test_details_list_the_failing_connections_and_count_events(app: Flask, clien
     checks = body["checks"]
     assert checks["database"] == {"ok": True, "backend": app.extensions["crm_qb"].settings.database_url.split(
         ":")[0].split("+")[0]}
-    assert set(checks["queues"]["depth"]) == {"crm_qb_test.inbound", "crm_qb_test.sync", "crm_qb_test.scheduled"}
+    assert set(checks["queues"]["depth"]) == {"crm_qb_test.inbound", "crm_qb_test.sync", "crm_qb_test.scheduled",
+                                                   "crm_qb_test.backfill"}
     assert checks["events"]["failed"] == 2 and checks["events"]["pending"] == 0
     connections = checks["connections"]
     assert connections["total"] == 3 and not connections["ok"]

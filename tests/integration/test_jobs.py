@@ -210,3 +210,18 @@ def test_events_wait_while_a_connection_needs_reconnect_and_run_after_it(app: Fl
         assert events.wake_connection(runtime(app).jobs, connection.id) == 1
     build_worker(app).work(burst=True)
     assert count_events(app, status=EventStatus.PROCESSED) == 1
+
+
+def test_backfills_wait_on_their_own_queue_behind_live_changes(app: Flask, client: FlaskClient,
+                                                               redis_client: Redis) -> None:
+    """Issue 16: a first sync never holds the worker a live change needs (a live-only worker never takes one)."""
+    from workers.queues import BACKFILL, QUEUE_NAMES, queue
+    from workers.sync_jobs import backfill_connection
+
+    _store_one_event(app, client)
+    rt = runtime(app)
+    assert backfill_connection.job_spec.queue == BACKFILL and QUEUE_NAMES[-1] == BACKFILL  # type: ignore[attr-defined]
+    enqueue(redis_client, rt.keys, backfill_connection, 999_999, job_id="bench-backfill")
+    build_worker(app, queues=("inbound", "sync", "scheduled")).work(burst=True)
+    assert count_events(app, status=EventStatus.PROCESSED) == 1
+    assert queue(redis_client, BACKFILL, rt.keys).job_ids == ["bench-backfill"]  # still waiting, not taken

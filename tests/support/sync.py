@@ -133,13 +133,21 @@ class Harness:
     # -- announcing changes ---------------------------------------------------------------------------------
 
     def qbo_hook(self, customer_id: str, operation: str = "updated", entity: str = "customer",
-                 deleted_id: str | None = None) -> None:
-        """Post a signed CloudEvents webhook for one entity change, as Intuit would."""
-        event = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "intuit.test",
-                 "type": f"qbo.{entity}.{operation}.v1", "datacontenttype": "application/json",
-                 "time": datetime.now(UTC).isoformat(), "intuitentityid": customer_id,
-                 "intuitaccountid": self.qbo.realm_id, "data": {"deletedid": deleted_id} if deleted_id else {}}
-        assert post_qbo(self.client, json.dumps([event]).encode(), VERIFIER_TOKEN).status_code == 200
+                 deleted_id: str | None = None, time: str | None = None) -> None:
+        """Post a signed CloudEvents webhook for one entity change (at ``time``, default now), as Intuit would."""
+        self.qbo_hooks([self.qbo_event(customer_id, operation, entity, deleted_id, time)])
+
+    def qbo_event(self, customer_id: str, operation: str = "updated", entity: str = "customer",
+                  deleted_id: str | None = None, time: str | None = None) -> dict[str, Any]:
+        """One CloudEvents item for an entity change."""
+        return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "intuit.test",
+                "type": f"qbo.{entity}.{operation}.v1", "datacontenttype": "application/json",
+                "time": time or datetime.now(UTC).isoformat(), "intuitentityid": customer_id,
+                "intuitaccountid": self.qbo.realm_id, "data": {"deletedid": deleted_id} if deleted_id else {}}
+
+    def qbo_hooks(self, events: list[dict[str, Any]]) -> None:
+        """Post one signed CloudEvents webhook carrying ``events``."""
+        assert post_qbo(self.client, json.dumps(events).encode(), VERIFIER_TOKEN).status_code == 200
 
     def crm_hook(self, kind: str, contact: dict[str, Any] | None = None, **extra: Any) -> None:
         """Post a signed CRM change hook, as the CRM would."""

@@ -307,3 +307,58 @@ def test_a_refused_connection_is_retried_even_for_post(sleeps: Sleeps) -> None:
         crm.create_contact({"first_name": "Ada"})
     crm.close()
     assert isinstance(caught.value.__cause__, requests.ConnectionError) and len(sleeps) == 2
+
+
+# -- batch creates (DESIGN.md §6, optional POST /contacts/batch) -------------------------------------------------
+
+
+def test_contacts_are_created_a_hundred_per_batch_with_results_in_order(mocked: responses.RequestsMock,
+                                                                         crm: RestConnector) -> None:
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        creates = json.loads(request.body)["create"]
+        results = [{"index": i, "status": 201, "contact": contact_json(f"c{body['email']}")}
+                   for i, body in enumerate(creates)]
+        return 200, {}, json.dumps({"results": list(reversed(results))})  # any order: index decides
+
+    mocked.add_callback(responses.POST, f"{BASE}/contacts/batch", callback=answer)
+    made = crm.create_contacts([{"email": str(n)} for n in range(150)])
+    assert [c.id for c in made] == [f"c{n}" for n in range(150)]  # type: ignore[union-attr]
+    assert [len(json.loads(call.request.body)["create"]) for call in mocked.calls] == [100, 50]
+
+
+def test_an_item_the_crm_refuses_fails_alone(mocked: responses.RequestsMock, crm: RestConnector) -> None:
+    mocked.add(responses.POST, f"{BASE}/contacts/batch", json={"results": [
+        {"index": 0, "status": 201, "contact": contact_json("c1")},
+        {"index": 1, "status": 400, "error": {"code": "invalid", "message": "too long", "field": "display_name"}}]})
+    made, refused = crm.create_contacts([{"email": "a@x.test"}, {"display_name": "x" * 300}])
+    assert not isinstance(made, Exception) and made.id == "c1"
+    assert isinstance(refused, CrmValidationError) and refused.field == "display_name" and refused.status == 400
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_crm_without_the_batch_endpoint_gets_single_creates_from_then_on(mocked: responses.RequestsMock,
+                                                                          crm: RestConnector, status: int) -> None:
+    mocked.add(responses.POST, f"{BASE}/contacts/batch", status=status, json={"error": {"message": "no"}})
+    mocked.add(responses.POST, f"{BASE}/contacts", json=contact_json("c1"))
+    mocked.add(responses.POST, f"{BASE}/contacts", status=400, json={"error": {"message": "bad", "field": "email"}})
+    first, second = crm.create_contacts([{"email": "a"}, {"email": "b"}])
+    assert not isinstance(first, Exception) and isinstance(second, CrmValidationError)
+    mocked.add(responses.POST, f"{BASE}/contacts", json=contact_json("c3"))
+    crm.create_contacts([{"email": "c"}])
+    batch_calls = [call for call in mocked.calls if call.request.url.endswith("/contacts/batch")]
+    assert len(batch_calls) == 1  # remembered: never asked again
+
+
+def test_a_batch_answer_that_does_not_index_every_item_is_a_protocol_error(mocked: responses.RequestsMock,
+                                                                           crm: RestConnector) -> None:
+    mocked.add(responses.POST, f"{BASE}/contacts/batch", json={"results": [
+        {"index": 0, "status": 201, "contact": contact_json("c1")}, {"index": 0, "status": 201,
+                                                                     "contact": contact_json("c2")}]})
+    with pytest.raises(CrmProtocolError):
+        crm.create_contacts([{"email": "a"}, {"email": "b"}])
+
+
+def test_an_auth_failure_of_the_batch_raises(mocked: responses.RequestsMock, crm: RestConnector) -> None:
+    mocked.add(responses.POST, f"{BASE}/contacts/batch", status=401, json={"error": {"message": "bad token"}})
+    with pytest.raises(CrmAuthError):
+        crm.create_contacts([{"email": "a"}])

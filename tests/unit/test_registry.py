@@ -69,7 +69,7 @@ class _RecordingQbo:
 @pytest.mark.parametrize("name", NAMES)
 def test_a_drain_turns_an_event_of_every_registered_type_into_a_transaction_unit(name: str) -> None:
     qbo = _RecordingQbo()
-    ctx: Any = type("Ctx", (), {"qbo": qbo, "connection_id": 1})()
+    ctx: Any = type("Ctx", (), {"qbo": qbo, "connection_id": 1, "qbo_changes": None})()
     # the one unit that settles the event (billable time may follow an invoice with a unit that settles none)
     [unit] = [u for u in qbo_units(ctx, [EventRef(7, name, "42", "Update", None, {})]) if u.events]
     assert (unit.events, unit.label) == ((7,), f"{name} 42")

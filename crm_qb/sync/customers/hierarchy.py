@@ -52,13 +52,15 @@ def remember(connection_id: int, customers: Iterable[Mapping[str, Any]]) -> None
             for c in customers if c.get("Id") is not None and c.get("status") != "Deleted"]
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(QboCustomer)
+    statement = statement.on_conflict_do_update(
+        index_elements=["connection_id", "qbo_customer_id"],
+        set_={"parent_id": statement.excluded.parent_id, "display_name": statement.excluded.display_name,
+              "updated_at": statement.excluded.updated_at})
     try:
         for start in range(0, len(rows), BATCH):
-            statement = insert(QboCustomer).values(rows[start:start + BATCH])
-            db.session.execute(statement.on_conflict_do_update(
-                index_elements=["connection_id", "qbo_customer_id"],
-                set_={"parent_id": statement.excluded.parent_id, "display_name": statement.excluded.display_name,
-                      "updated_at": statement.excluded.updated_at}))
+            # One cached statement, many parameter sets (a VALUES list per size would be compiled each time).
+            db.session.execute(statement, rows[start:start + BATCH])
         db.session.commit()
     except Exception:
         db.session.rollback()

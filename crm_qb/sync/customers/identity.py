@@ -34,23 +34,28 @@ NAME_HOLDERS: tuple[str, ...] = ("Customer", "Vendor", "Employee")  # one Displa
 
 def match_in_crm(ctx: SyncContext, record: Mapping[str, CanonicalValue],
                  exclude: Collection[str] = ()) -> tuple[MatchOutcome, dict[str, Contact]]:
-    """How a QBO customer's canonical record matches CRM contacts (never those in ``exclude``), and the matches."""
+    """How a QBO customer's canonical record matches CRM contacts (never those in ``exclude``), and the matches.
+
+    The matches are the contacts the e-mail search returned; a match found among candidates (the name pool, the
+    backfill's index) is not read here: the caller reads it only if it links it (``link_pair`` with an id).
+    """
     email = record.get("email")
-    if isinstance(email, str):
+    if isinstance(email, str) and ctx.crm_email_matches is not None:
+        known = [c for c in ctx.crm_email_matches if c.id not in exclude]
+        if known:
+            return match(record, known), {}
+    elif isinstance(email, str):
         by_email = [c for c in ctx.crm.find_contacts_by_email(email) if c.id not in exclude]
         if by_email:
             contacts = {c.id: c for c in by_email}
             return match(record, [_crm_candidate(c) for c in by_email]), contacts
-    outcome = match(record, [c for c in _crm_pool(ctx) if c.id not in exclude])
-    contacts = {contact_id: ctx.crm.get_contact(contact_id) for contact_id in outcome.ids[:1]}
-    return outcome, contacts
+    return match(record, [c for c in _crm_pool(ctx) if c.id not in exclude]), {}
 
 
 def match_by_exact_name(ctx: SyncContext, record: Mapping[str, CanonicalValue],
                         exclude: Collection[str] = ()) -> tuple[MatchOutcome, dict[str, Contact]]:
-    """How a record matches CRM contacts by its exact (normalised) display name alone, and the matched contacts."""
-    outcome = match_exact_name(record, [c for c in _crm_pool(ctx) if c.id not in exclude])
-    return outcome, {contact_id: ctx.crm.get_contact(contact_id) for contact_id in outcome.ids[:1]}
+    """How a record matches CRM contacts by its exact (normalised) display name alone (matches not read)."""
+    return match_exact_name(record, [c for c in _crm_pool(ctx) if c.id not in exclude]), {}
 
 
 def _crm_pool(ctx: SyncContext) -> list[Candidate]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from crm_qb.address import Address
 from crm_qb.db import db
@@ -106,11 +106,49 @@ def save(links: Iterable[LinkRecord], record: Record | None, events: Iterable[in
     return ids
 
 
+def save_many(units: Sequence[tuple[LinkRecord, Record]], *, job_id: str | None, connection_id: int) -> None:
+    """In one transaction: insert new links (``id`` None, left None) and their records; two bulk INSERTs.
+
+    For a batch of first links whose sides are known to be unlinked and that decided no conflict (the backfill's
+    links to contacts it created); a unique constraint refusing one of them rolls the whole batch back (the
+    caller saves them one by one with ``save`` then).
+    """
+    if any(link.id is not None or record.conflicts for link, record in units):
+        raise ValueError("save_many inserts new links without conflicts only; save the others with save")
+    if not units:
+        return
+    try:
+        db.session.execute(insert(ContactLink), [_values(link) for link, _record in units])
+        db.session.execute(insert(AuditEntry), [_audit_values(record, job_id, connection_id, None)
+                                                 for _link, record in units])
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def _values(link: LinkRecord) -> dict[str, Any]:
+    """A new link's column values."""
+    return {"connection_id": link.connection_id, "crm_contact_id": link.crm_contact_id,
+            "qbo_customer_id": link.qbo_customer_id, "state": link.state, "base": link.base or {},
+            "qbo_owned": link.qbo_owned, "qbo_sync_token": link.qbo_sync_token,
+            "qbo_updated_at": link.qbo_updated_at, "crm_version": link.crm_version,
+            "crm_updated_at": link.crm_updated_at, "qbo_active": link.qbo_active,
+            "review_reason": link.review_reason, "review_candidates": list(link.review_candidates)}
+
+
 def _upsert(link: LinkRecord) -> int:
     row = db.session.get(ContactLink, link.id) if link.id is not None else None
     if row is None:
         row = ContactLink(connection_id=link.connection_id)
         db.session.add(row)
+    _fill(row, link)
+    db.session.flush()
+    link.id = row.id
+    return int(row.id)
+
+
+def _fill(row: ContactLink, link: LinkRecord) -> ContactLink:
     row.crm_contact_id, row.qbo_customer_id, row.state = link.crm_contact_id, link.qbo_customer_id, link.state
     row.base = link.base or {}
     row.qbo_owned = link.qbo_owned
@@ -118,19 +156,12 @@ def _upsert(link: LinkRecord) -> int:
     row.crm_version, row.crm_updated_at = link.crm_version, link.crm_updated_at
     row.qbo_active, row.review_reason = link.qbo_active, link.review_reason
     row.review_candidates = list(link.review_candidates)
-    db.session.flush()
-    link.id = row.id
-    return int(row.id)
+    return row
 
 
 def _store_record(record: Record, link_id: int | None, job_id: str | None, connection_id: int,
                   events: Iterable[int]) -> None:
-    first_event = next(iter(events), None)
-    db.session.add(AuditEntry(
-        connection_id=connection_id, inbound_event_id=first_event, job_id=job_id, action=record.action,
-        direction=record.direction, entity=record.entity, entity_id=record.entity_id, diff=record.diff,
-        outcome=record.outcome, message=record.message, intuit_tid=record.intuit_tid,
-    ))
+    db.session.add(AuditEntry(**_audit_values(record, job_id, connection_id, next(iter(events), None))))
     for conflict in record.conflicts:
         db.session.add(Conflict(
             connection_id=connection_id, contact_link_id=link_id, field=conflict.field,
@@ -138,6 +169,14 @@ def _store_record(record: Record, link_id: int | None, job_id: str | None, conne
             qbo_changed_at=conflict.qbo_changed_at, crm_changed_at=conflict.crm_changed_at,
             winner=conflict.winner, rule=conflict.rule,
         ))
+
+
+def _audit_values(record: Record, job_id: str | None, connection_id: int, event: int | None) -> dict[str, Any]:
+    """The audit entry of a record."""
+    return {"connection_id": connection_id, "inbound_event_id": event, "job_id": job_id, "action": record.action,
+            "direction": record.direction, "entity": record.entity, "entity_id": record.entity_id,
+            "diff": record.diff, "outcome": record.outcome, "message": record.message,
+            "intuit_tid": record.intuit_tid}
 
 
 def json_value(value: CanonicalValue) -> Any:

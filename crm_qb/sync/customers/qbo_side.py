@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import update
@@ -64,12 +65,43 @@ def sync_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequence[i
     return "synced" if outcome.wrote else "unchanged"
 
 
+@dataclass(frozen=True)
+class NewContact:
+    """An unlinked customer that matched nothing: the CRM contact to create for it (``body``), then link."""
+
+    customer: dict[str, Any]
+    body: dict[str, Any]
+
+
 def link_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequence[int],
                       existing: LinkRecord | None = None) -> str:
     """Match an unlinked customer among CRM contacts: link one, queue several for review, else create one.
 
     ``existing`` is the customer's row waiting for review when it is looked at again (it changed, a candidate
     changed, or a person asked): it is updated in place, or removed when the customer no longer waits.
+    """
+    planned = plan_new_customer(ctx, customer, events, existing)
+    if isinstance(planned, str):
+        return planned
+    try:
+        created = ctx.crm.create_contact(planned.body)
+    except CrmUnrepresentableError as exc:  # the CRM cannot hold it as a contact: a person decides (mapping.md §3)
+        return review(ctx, LinkRecord(ctx.connection_id, qbo_customer_id=str(customer["Id"])), [], str(exc), events)
+    return link_created(ctx, customer, created, events)
+
+
+def link_created(ctx: SyncContext, customer: dict[str, Any], created: Contact, events: Sequence[int]) -> str:
+    """Link a customer to the contact just created for it (``NewContact``)."""
+    remember_crm_contact(ctx, created)
+    return link_pair(ctx, customer, created, events, "link.created_in_crm")
+
+
+def plan_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequence[int],
+                      existing: LinkRecord | None = None) -> str | NewContact:
+    """Everything of ``link_new_customer`` but the create: the outcome, or the contact still to create.
+
+    A caller that creates contacts in batches (the backfill) creates ``NewContact.body`` and hands the result to
+    ``link_created``; until then a later customer of the same email or name must wait for it.
     """
     customer_id = str(customer["Id"])
     gone = [existing.id] if existing is not None and existing.id is not None else []
@@ -88,8 +120,8 @@ def link_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequen
         return review(ctx, existing or LinkRecord(ctx.connection_id, qbo_customer_id=customer_id),
                       list(outcome.ids), f"several CRM contacts match by {outcome.by}", events)
     if outcome.kind == LINKED:
-        contact = contacts[str(outcome.linked_id)]
-        return link_pair(ctx, customer, contact, events, f"link.matched_by_{outcome.by}")
+        linked_id = str(outcome.linked_id)
+        return link_pair(ctx, customer, contacts.get(linked_id, linked_id), events, f"link.matched_by_{outcome.by}")
     if job_without_email:
         # Like an unchanged customer, only a webhook-driven look is audited (a poll or backfill sees it again).
         note = Record("link.under_parent", "qbo_to_crm", "Customer", customer_id, {"parent_id": parent_id},
@@ -101,12 +133,7 @@ def link_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequen
                           message="no match; the direction does not allow creating CRM contacts"), events,
              delete=gone)
         return "skipped (direction)"
-    try:
-        created = ctx.crm.create_contact(crm_create_body(record))
-    except CrmUnrepresentableError as exc:  # the CRM cannot hold it as a contact: a person decides (mapping.md §3)
-        return review(ctx, LinkRecord(ctx.connection_id, qbo_customer_id=customer_id), [], str(exc), events)
-    remember_crm_contact(ctx, created)
-    return link_pair(ctx, customer, created, events, "link.created_in_crm")
+    return NewContact(customer, crm_create_body(record))
 
 
 def _match_job(ctx: SyncContext, record: dict[str, Any], parent_id: str,
@@ -127,34 +154,52 @@ def _shares_parent_email(ctx: SyncContext, record: dict[str, Any], parent_id: st
     if link is not None and link.base is not None:
         parent_email = link.base.get("email")
     else:
-        parent_email = canonical_from_qbo(ctx.qbo.read("Customer", parent_id)).get("email")
+        parent = ctx.qbo_customers_held.get(parent_id) or ctx.qbo.read("Customer", parent_id)
+        parent_email = canonical_from_qbo(parent).get("email")
     return not has_own_email(record, parent_email if isinstance(parent_email, str) else None)
 
 
-def link_pair(ctx: SyncContext, customer: dict[str, Any], contact: Contact, events: Sequence[int],
+def link_pair(ctx: SyncContext, customer: dict[str, Any], contact: Contact | str, events: Sequence[int],
               action: str, *, direction: str = "qbo_to_crm", note: str | None = None) -> str:
-    """First-link a customer and a contact (or queue a review if the contact is linked to another customer)."""
+    """First-link a customer and a contact (or queue a review if the contact is linked to another customer).
+
+    ``contact`` may be given by id: it is then read only if it is linked (a review needs no read).
+    """
     customer_id = str(customer["Id"])
-    by_contact = links.find_by_crm(ctx.connection_id, contact.id)
+    contact_id = contact if isinstance(contact, str) else contact.id
+    by_contact = links.find_by_crm(ctx.connection_id, contact_id)
     by_customer = links.find_by_qbo(ctx.connection_id, customer_id)
-    if _linked_elsewhere(by_contact, by_customer, customer_id, contact.id):
+    if _linked_elsewhere(by_contact, by_customer, customer_id, contact_id):
         record = LinkRecord(ctx.connection_id, qbo_customer_id=customer_id) if by_customer is None else by_customer
         if direction == "crm_to_qbo":
-            record = by_contact or LinkRecord(ctx.connection_id, crm_contact_id=contact.id)
-        return review(ctx, record, [customer_id, contact.id],
+            record = by_contact or LinkRecord(ctx.connection_id, crm_contact_id=contact_id)
+        return review(ctx, record, [customer_id, contact_id],
                       "the match is already linked to another record", events, direction)
+    if isinstance(contact, str):
+        contact = ctx.crm.get_contact(contact)
     link = by_contact or by_customer or LinkRecord(ctx.connection_id)
     delete = [by_customer.id] if by_contact and by_customer and by_customer.id not in (None, by_contact.id) else []
+    audit = first_link(ctx, link, customer, contact, action, direction=direction, note=note)
+    done(ctx, audit, events, [link], [i for i in delete if i is not None])
+    log.info("linked customer connection=%s link=%s action=%s job=%s", ctx.connection_id, link.id, action,
+             ctx.job_id)
+    return action
+
+
+def first_link(ctx: SyncContext, link: LinkRecord, customer: dict[str, Any], contact: Contact, action: str, *,
+               direction: str = "qbo_to_crm", note: str | None = None) -> Record:
+    """Make ``link`` the first link of the pair (both sides written as the merge says); return its audit record.
+
+    Nothing is saved: ``link_pair`` saves it at once; the backfill, which knows neither side is linked (a
+    contact it has just created for an unlinked customer), saves a batch of them together (``links.save_many``).
+    """
+    customer_id = str(customer["Id"])
     link.crm_contact_id, link.qbo_customer_id = contact.id, customer_id
     link.base = None  # first link: empty fields are filled from the other side, differing ones take QBO's
     outcome = reconcile(ctx, link, Sides(customer=customer, contact=contact))
     link.state, link.review_reason, link.review_candidates = LinkState.LINKED, None, []
     diff = {**outcome.diff(), "crm_contact_id": contact.id, **({"note": note} if note else {})}
-    done(ctx, Record(action, direction, "Customer", customer_id, diff, intuit_tid=outcome.intuit_tid), events,
-         [link], [i for i in delete if i is not None])
-    log.info("linked customer connection=%s link=%s action=%s job=%s", ctx.connection_id, link.id, action,
-             ctx.job_id)
-    return action
+    return Record(action, direction, "Customer", customer_id, diff, intuit_tid=outcome.intuit_tid)
 
 
 def _linked_elsewhere(by_contact: LinkRecord | None, by_customer: LinkRecord | None, customer_id: str,

@@ -37,8 +37,10 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
-from crm_qb.crm.errors import CrmAuthError
+from crm_qb.crm.batch import Created
+from crm_qb.crm.errors import CrmAuthError, CrmPermanentError
 from crm_qb.crm.protocol import Contact
 from crm_qb.db import db, utcnow
 from crm_qb.errors import PermanentError, TransientError
@@ -47,20 +49,29 @@ from crm_qb.qbo.client import QUERY_MAX_RESULTS
 from crm_qb.qbo.faults import AuthenticationError, AuthorizationError, CompanyInactiveError
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.sync.context import SyncContext, build_context
-from crm_qb.sync.customers import hierarchy
+from crm_qb.sync.customers import hierarchy, links
 from crm_qb.sync.customers.crm_side import link_new_contact
 from crm_qb.sync.customers.hierarchy import parent_of
-from crm_qb.sync.customers.links import LinkRecord
-from crm_qb.sync.customers.qbo_side import sync_customer
+from crm_qb.sync.customers.links import LinkRecord, Record
+from crm_qb.sync.customers.qbo_side import NewContact, first_link, link_created, plan_new_customer, sync_customer
 from crm_qb.sync.customers.reconcile import contact_json
-from crm_qb.sync.pipeline.candidates import CandidateIndex, DictStore, RedisStore, crm_keys, load_crm_index, qbo_keys
+from crm_qb.sync.pipeline.candidates import (
+    CandidateIndex,
+    DictStore,
+    RedisStore,
+    contact_entry,
+    crm_keys,
+    load_crm_index,
+    qbo_keys,
+)
+from crm_qb.sync.pipeline.overlap import ContactCreator, QboPager, second_connector
 from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, qbo_owned_fields
 from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, NONE, candidate, has_own_email, match, match_exact_name
 from crm_qb.sync.services import ConnectionGoneError, SyncServices
 from crm_qb.sync.settings import sync_settings_of
 from crm_qb.sync.time import apply as time_apply
 from crm_qb.sync.transactions import registry
-from crm_qb.sync.transactions.mirror import mirror
+from crm_qb.sync.transactions.mirror import FolderChange, mirror, mirror_many
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +82,7 @@ ALL_CUSTOMERS = "Active IN (true, false)"
 _FATAL = (AuthenticationError, AuthorizationError, CompanyInactiveError, NeedsReconnectError, NotConnectedError,
           CrmAuthError)
 T = TypeVar("T")
+PENDING = "pending"  # a customer whose contact is being created; counted when it is linked
 
 
 @dataclass
@@ -218,17 +230,26 @@ class _Run:
                  page_size: int):
         self.services, self.ctx, self.report, self.progress, self.page_size = services, ctx, report, progress, page_size
 
+    creator: ContactCreator | None = None
+    pager: QboPager | None = None
+    index: CandidateIndex | None = None
+
     def execute(self) -> None:
         store = RedisStore(self.services.redis, self.services.keys.backfill_index(self.ctx.connection_id))
         with self.services.connection_lock(self.ctx.connection_id):
+            self.creator = ContactCreator(second_connector(self.services, self.ctx.connection_id))
+            self.pager = QboPager(self.services, self.ctx)
             try:
                 store.drop()
-                index = CandidateIndex(store, crm_keys)
-                load_crm_index(self.ctx.crm, index, self.page_size)
-                self.customers(index)
+                self.index = CandidateIndex(store, crm_keys)
+                load_crm_index(self.ctx.crm, self.index, self.page_size)
+                self.customers(self.index)
+                self.transactions()  # while the CRM creates the last customers' contacts
+                self.link_created(wait=True)
             finally:
+                self.creator.close()
+                self.pager.close()
                 store.drop()
-            self.transactions()
             self.contacts()
             self.held_time()
             self.report.cdc_cursor = _set_cursor(self.ctx.connection_id, self.report.started_at)
@@ -252,15 +273,37 @@ class _Run:
 
     def customers(self, index: CandidateIndex) -> None:
         counts = self.report.phases[CUSTOMERS]
-        rows = self.ctx.qbo.query_all("Customer", ALL_CUSTOMERS, page_size=self.page_size)
-        for page in pages(rows, self.page_size):
+        previous: list[dict[str, Any]] = []
+        for page in self.query_pages("Customer", ALL_CUSTOMERS):
             self.remember(page)
+            # This page and the last one (where a job's parent usually is), so a job's check reads no parent.
+            self.ctx.qbo_customers_held = self.held(previous + page)
+            previous = page
             found = _links_by(ContactLink.qbo_customer_id, self.ctx.connection_id, [str(c["Id"]) for c in page])
+            index.prefetch(canonical_from_qbo(c) for c in page if str(c["Id"]) not in found)
             for customer in page:
                 customer_id = str(customer["Id"])
-                counts.add(self.guarded("Customer", customer_id,
-                                        partial(self.customer, customer, found.get(customer_id), index)))
+                outcome = self.guarded("Customer", customer_id,
+                                       partial(self.customer, customer, found.get(customer_id), index))
+                if outcome != PENDING:
+                    counts.add(outcome)
+            self.link_created(wait=False)
             self.page_done(CUSTOMERS)
+        self.ctx.qbo_customers_held = {}
+
+    def held(self, customers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """These customers by id, with the parents of their jobs read in one query (not one read per job)."""
+        held = {str(c["Id"]): c for c in customers if c.get("Id") is not None}
+        parents = {parent for c in customers if (parent := parent_of(c)) is not None and parent not in held}
+        if parents:
+            held.update(self.ctx.qbo.read_many("Customer", parents, include_inactive=True))
+        return held
+
+    def query_pages(self, entity: str, where: str = "") -> Iterator[list[dict[str, Any]]]:
+        """The pages of a query: read one ahead on the pager's thread when there is one."""
+        if self.pager is not None:
+            return self.pager.pages(entity, where, self.page_size)
+        return pages(self.ctx.qbo.query_all(entity, where, page_size=self.page_size), self.page_size)
 
     def remember(self, page: list[dict[str, Any]]) -> None:
         """Keep the page's customer hierarchy (sub-customers' parents), linked customers' included."""
@@ -271,25 +314,100 @@ class _Run:
             return "review" if link.state == LinkState.REVIEW else "skipped"
         if link is not None and in_step(self.ctx, link, customer):
             return "unchanged"
-        pool = index.lookup(canonical_from_qbo(customer))[1] if link is None else []
-        self.ctx.crm_pool = list(pool)
+        if link is not None:
+            return outcome_counter(sync_customer(self.ctx, customer, []))
+        return self.new_customer(customer, index)
+
+    def new_customer(self, customer: dict[str, Any], index: CandidateIndex) -> str:
+        """Match an unlinked customer from the index; a contact to create joins the next batch (PENDING)."""
+        record = canonical_from_qbo(customer)
+        keys = crm_keys(candidate("record", record))
+        if self.creator is not None and self.creator.blocks(keys, self.ctx.connection_id, parent_of(customer)):
+            self.link_created(wait=True)  # it could match a contact still being created: create that first
+        by_email, by_name = index.lookup(record)
+        self.ctx.crm_pool, self.ctx.crm_email_matches = list(by_name), list(by_email)
         try:
-            outcome = sync_customer(self.ctx, customer, [])
-            created = self.ctx.crm_pool[len(pool):]  # contacts the unit created (remember_crm_contact)
-            index.add_many((c, True) for c in created)
+            planned = plan_new_customer(self.ctx, customer, [])
         finally:
-            self.ctx.crm_pool = None
-        return outcome_counter(outcome)
+            self.ctx.crm_pool = self.ctx.crm_email_matches = None
+        if isinstance(planned, str):
+            return outcome_counter(planned)
+        if self.creator is None:
+            return self.linked(planned.customer, self.ctx.crm.create_contact(planned.body))
+        self.creator.add(planned, keys)
+        return PENDING
+
+    def link_created(self, wait: bool) -> None:
+        """Link the customers whose contacts the CRM has created (all of them, waiting, when ``wait``)."""
+        if self.creator is None:
+            return
+        for batch in self.creator.finished(wait):
+            self.link_batch(batch)
+
+    def link_batch(self, batch: list[tuple[NewContact, Created]]) -> None:
+        """First-link a batch of customers to their new contacts and save them in one transaction."""
+        counts = self.report.phases[CUSTOMERS]
+        made = [(planned, result) for planned, result in batch if isinstance(result, Contact)]
+        if self.index is not None:
+            self.index.add_many(contact_entry(contact) for _planned, contact in made)
+        units: list[tuple[LinkRecord, Record]] = []
+        for planned, result in batch:
+            outcome = self.guarded("Customer", str(planned.customer["Id"]), partial(self.first_link, planned, result,
+                                                                                     units))
+            if outcome != PENDING:
+                counts.add(outcome)
+        try:
+            links.save_many(units, job_id=self.ctx.job_id, connection_id=self.ctx.connection_id)
+        except IntegrityError:  # linked meanwhile after all: the single path decides each (review, or link)
+            pairs = {contact.id: (planned.customer, contact) for planned, contact in made}
+            for link, _audit in units:
+                customer, contact = pairs[str(link.crm_contact_id)]
+                counts.add(self.guarded("Customer", str(customer["Id"]), partial(self.linked, customer, contact)))
+            return
+        for _unit in units:
+            counts.add("created")
+        log.info("backfill connection=%s: linked %d customers to new CRM contacts job=%s", self.ctx.connection_id,
+                 len(units), self.ctx.job_id)
+
+    def first_link(self, planned: NewContact, result: Created, units: list[tuple[LinkRecord, Record]]) -> str:
+        """The first link of one created contact, kept in ``units`` to save (PENDING); a refused create fails."""
+        if isinstance(result, CrmPermanentError):
+            raise result
+        link = LinkRecord(self.ctx.connection_id)
+        units.append((link, first_link(self.ctx, link, planned.customer, result, "link.created_in_crm")))
+        return PENDING
+
+    def linked(self, customer: dict[str, Any], contact: Contact) -> str:
+        return outcome_counter(link_created(self.ctx, customer, contact, []))
 
     def transactions(self) -> None:
         for entity in registry.NAMES:
-            for page in pages(self.ctx.qbo.query_all(entity, page_size=self.page_size), self.page_size):
+            for page in self.query_pages(entity):
                 self.mirror_page(entity, page)
                 self.page_done(TRANSACTIONS)
+                self.link_created(wait=False)
 
     def mirror_page(self, entity: str, page: list[dict[str, Any]]) -> None:
+        """Mirror one page into the folder and commit it: in bulk, or one by one if the bulk flush is refused."""
         counts = self.report.phases[TRANSACTIONS]
         counts.by_type[entity] = counts.by_type.get(entity, 0) + len(page)
+        try:
+            results = mirror_many(self.ctx, entity, page)
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            results = None
+        except Exception:
+            db.session.rollback()
+            raise
+        if results is None:
+            self.mirror_each(entity, page)
+            return
+        for txn, result in zip(page, results, strict=True):
+            counts.add(_counted(self.ctx, entity, str(txn.get("Id")), result))
+
+    def mirror_each(self, entity: str, page: list[dict[str, Any]]) -> None:
+        counts = self.report.phases[TRANSACTIONS]
         try:
             for txn in page:
                 unit = partial(_mirror_one, self.ctx, entity, txn)
@@ -327,6 +445,15 @@ class _Run:
             log.warning("backfill connection=%s: %s %s failed (%s) job=%s", self.ctx.connection_id, entity,
                         object_id, type(exc).__name__, self.ctx.job_id)
             return "failed"
+
+
+def _counted(ctx: SyncContext, entity: str, txn_id: str, result: FolderChange | Exception) -> str:
+    """The report counter of one transaction of a bulk-mirrored page (a failure logged as ``guarded`` does)."""
+    if isinstance(result, Exception):
+        log.warning("backfill connection=%s: %s %s failed (%s) job=%s", ctx.connection_id, entity, txn_id,
+                    type(result).__name__, ctx.job_id)
+        return "failed"
+    return result.action if result.action in ("created", "updated") else "unchanged"
 
 
 def _mirror_one(ctx: SyncContext, entity: str, txn: dict[str, Any]) -> str:
@@ -385,6 +512,20 @@ class _DryRun(_Run):
         self.customers(index)
         self.transactions()
         self.contacts()
+
+    def held(self, customers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """These customers by id, with the parents of their jobs read in one query (not one read per job)."""
+        held = {str(c["Id"]): c for c in customers if c.get("Id") is not None}
+        parents = {parent for c in customers if (parent := parent_of(c)) is not None and parent not in held}
+        if parents:
+            held.update(self.ctx.qbo.read_many("Customer", parents, include_inactive=True))
+        return held
+
+    def query_pages(self, entity: str, where: str = "") -> Iterator[list[dict[str, Any]]]:
+        """The pages of a query: read one ahead on the pager's thread when there is one."""
+        if self.pager is not None:
+            return self.pager.pages(entity, where, self.page_size)
+        return pages(self.ctx.qbo.query_all(entity, where, page_size=self.page_size), self.page_size)
 
     def remember(self, page: list[dict[str, Any]]) -> None:
         """A dry run writes nothing."""

@@ -38,6 +38,7 @@ from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.pipeline import events, outage, routing
 from crm_qb.sync.pipeline.events import EventRef
 from crm_qb.sync.pipeline.failures import kind_of, side_down
+from crm_qb.sync.pipeline.fetch import ChangeCache
 from crm_qb.sync.pipeline.units import Unit, crm_units, qbo_units
 from crm_qb.sync.rules.retry import ERROR
 from crm_qb.sync.services import SyncServices
@@ -62,6 +63,11 @@ class Drain:
     # The connection whose waiting changes this run syncs although its mode is scheduled or manual (the scheduled
     # poll, "Sync now"); events of other such connections stay pending, uncounted, for their own turn.
     scheduled_for: int | None = None
+    changes: ChangeCache | None = None  # CDC answers the realm's drains read (pipeline/fetch.py)
+
+    def __post_init__(self) -> None:
+        if self.changes is None:
+            object.__setattr__(self, "changes", ChangeCache(self.services.redis, self.services.keys))
 
     def qbo_realm(self, realm_id: str) -> int:
         """Route the realm's new events to its connections, then sync each connection's deliveries; settled count.
@@ -116,6 +122,7 @@ class Drain:
                      connection_id, len(batch))
             return
         ctx = build_context(self.services, connection_id, self.job_id, **DEFERRING)
+        ctx.qbo_changes = self.changes
         try:
             with self.services.connection_lock(connection_id):
                 still = events.still_pending(batch)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -25,6 +26,7 @@ from crm_qb.sync.pipeline import events as inbox
 from crm_qb.sync.pipeline.events import ACTIVITY, CUSTOMER, EventRef
 from crm_qb.sync.time import apply as time_apply
 from crm_qb.sync.time import billing as time_billing
+from crm_qb.sync.pipeline.fetch import current_objects
 from crm_qb.sync.transactions import registry
 from crm_qb.sync.transactions.mirror import mirror
 
@@ -48,8 +50,9 @@ def qbo_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
     customer_events = [e for e in events if e.entity == CUSTOMER]
     merges = [e for e in customer_events if e.operation == "Merge"]
     changes = _grouped(e for e in customer_events if e.operation != "Merge")
-    customers = ctx.qbo.read_many(CUSTOMER, {*changes, *(str(e.entity_id) for e in merges if e.entity_id)},
-                                  include_inactive=True)
+    wanted = {**{str(e.entity_id): None for e in merges if e.entity_id}, **_latest_change(customer_events)}
+    customers = current_objects(ctx.qbo, CUSTOMER, wanted, ctx.qbo_changes, include_inactive=True)
+    ctx.qbo_customers_held = _with_parents(ctx, customers)
     units = [Unit((e.id,), f"merge {e.entity_id}",
                   partial(apply_qbo_merge, ctx, customers.get(str(e.entity_id)), str(e.entity_id),
                           _deleted_id(e), [e.id]))
@@ -110,6 +113,27 @@ def _grouped(events: Iterable[EventRef]) -> dict[str, tuple[int, ...]]:
         if event.entity_id:
             groups.setdefault(event.entity_id, []).append(event.id)
     return {key: tuple(ids) for key, ids in groups.items()}
+
+
+def _with_parents(ctx: SyncContext, customers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The customers a job's match may look its parent up in (its e-mail is compared with the parent's): the
+    batch's and those of the drain's CDC answers (in a burst the parents usually changed too), before a read."""
+    return {**(ctx.qbo_changes.held(ctx.qbo.realm_id, CUSTOMER) if ctx.qbo_changes else {}), **customers}
+
+
+def _latest_change(events: Iterable[EventRef]) -> dict[str, datetime | None]:
+    """Each changed object's latest reported change time (None when an event of it reports none)."""
+    latest: dict[str, datetime | None] = {}
+    unknown: set[str] = set()
+    for event in events:
+        if not event.entity_id or event.operation == "Merge":
+            continue
+        key, changed = str(event.entity_id), event.occurred_at
+        if changed is None:
+            unknown.add(key)
+        elif (seen := latest.get(key)) is None or changed > seen:
+            latest[key] = changed
+    return {key: None if key in unknown else latest.get(key) for key in latest.keys() | unknown}
 
 
 def _deleted_id(event: EventRef) -> str | None:

@@ -108,6 +108,8 @@ def utf16_length(text: str) -> int:
 
 def truncate(text: str, limit: int) -> str:
     """Return the longest prefix of ``text`` within ``limit`` UTF-16 code units."""
+    if len(text) <= limit // 2 or (len(text) <= limit and max(text, default="") <= "\uffff"):
+        return text  # fits even if every character took two units, or none takes two (the common case)
     used = 0
     for index, char in enumerate(text):
         used += 2 if ord(char) > 0xFFFF else 1

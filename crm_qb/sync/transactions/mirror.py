@@ -32,10 +32,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_qb.db import db, utcnow
+from crm_qb.errors import PermanentError
 from crm_qb.models import AuditEntry, Connection, FolderItem
 from crm_qb.sync.context import SyncContext
 from crm_qb.sync.rules.folder import folder_fields, is_deleted, is_stale, status_details
@@ -101,11 +102,62 @@ def apply_transaction(connection_id: int, entity: str, qbo_id: str, txn: dict[st
 def mirror(ctx: SyncContext, entity: str, txn_id: str, txn: dict[str, Any] | None) -> FolderChange:
     """Mirror one QBO transaction of a sync (flushed, not committed); note a changed followed-up one on ``ctx``."""
     change = apply_transaction(ctx.connection_id, entity, txn_id, txn)
-    if registry.get(entity).followed_up and change.changed:
-        ctx.invoices_changed.add(txn_id)
+    _note(ctx, change)
+    return change
+
+
+def mirror_many(ctx: SyncContext, entity: str, txns: list[dict[str, Any]]) -> list[FolderChange | Exception]:
+    """Mirror a page of one type's transactions (the backfill), as ``mirror`` each: flushed, not committed.
+
+    The stored items of the page are read with one query and the new ones inserted with one bulk INSERT (their
+    changes carry no ``item_id``), instead of a read and a flush per transaction. One result per transaction, in
+    order: its change, or the PermanentError or ValueError that transaction failed with (the others are kept).
+    A concurrent insert of the same item (the unique constraint) makes the whole insert fail: the caller rolls
+    back and mirrors the page one by one.
+    """
+    txn_type = registry.get(entity)
+    connection = _connection(ctx.connection_id)
+    today = _today(connection)
+    stored = {item.qbo_id: item for item in db.session.scalars(select(FolderItem).where(
+        FolderItem.connection_id == ctx.connection_id, FolderItem.txn_type == txn_type.entity,
+        FolderItem.qbo_id.in_([str(txn["Id"]) for txn in txns])))}
+    results: list[FolderChange | Exception] = []
+    new_rows: dict[str, dict[str, Any]] = {}
+    for txn in txns:
+        try:
+            results.append(_page_one(ctx.connection_id, txn_type, txn, stored, new_rows, connection, today))
+        except (PermanentError, ValueError) as exc:
+            results.append(exc)
+    if new_rows:
+        db.session.execute(insert(FolderItem), list(new_rows.values()))
+    for result in results:
+        if isinstance(result, FolderChange):
+            _note(ctx, result)
+    return results
+
+
+def _page_one(connection_id: int, txn_type: TxnType, txn: dict[str, Any], stored: dict[str, FolderItem],
+              new_rows: dict[str, dict[str, Any]], connection: Connection, today: date) -> FolderChange:
+    """One transaction of a page; a new item becomes a row of ``new_rows`` (inserted with the page)."""
+    qbo_id = str(txn["Id"])
+    item = stored.get(qbo_id)
+    if is_deleted(txn):
+        new_rows.pop(qbo_id, None)
+        return _delete(connection_id, txn_type.entity, qbo_id, item)
+    fields = fields_of(txn_type, txn, _home_currency(connection, txn), today)
+    if item is not None:
+        return _update(item, fields)
+    new_rows[qbo_id] = {"connection_id": connection_id, "txn_type": txn_type.entity, "qbo_id": qbo_id, **fields}
+    return FolderChange("created", connection_id, txn_type.entity, qbo_id, None, fields["qbo_customer_id"], None,
+                        fields["status"])
+
+
+def _note(ctx: SyncContext, change: FolderChange) -> None:
+    """Tell the job's caller about a changed followed-up transaction and the customers whose folder changed."""
+    if registry.get(change.txn_type).followed_up and change.changed:
+        ctx.invoices_changed.add(change.qbo_id)
     if change.changed:
         ctx.customers_changed.update(c for c in (change.from_customer_id, change.to_customer_id) if c)
-    return change
 
 
 def refresh_statuses(connection_id: int, today: date | None = None) -> int:

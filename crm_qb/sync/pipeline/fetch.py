@@ -1,0 +1,116 @@
+"""Fetching the current state of changed QBO objects for a drain: one CDC call per burst, not a query per batch.
+
+Webhooks carry ids, not objects, so a drain reads what changed. For a few ids one ``Id IN (...)`` query is
+cheapest. For a burst, one CDC call (``changedSince`` = the oldest change of the batch, less a margin) returns
+every object changed since then, up to 1,000 (docs/qbo/facts.md §4, §6): the batch's objects and, usually, those
+of the rest of the burst, whose events the same drain meets in its next batches, or the next drain job meets
+(a burst's webhooks keep arriving while a drain runs, so it takes a few jobs). The answer is kept
+(``ChangeCache``: in the job, and in a Redis hash per realm and entity for CACHE_SECONDS, for the realm's next
+drain jobs, on any host) and later batches are served from it, so a burst of 1,000 changes costs one or two
+calls instead of one per batch.
+
+An object is served from the cache only when its LastUpdatedTime is at least the change its event reports (QBO
+keeps whole seconds), so a change made after the CDC call is read again. Deleted stubs (``status: Deleted``),
+ids absent from the answer (a capped answer, or a clock skew) and events without a change time fall back to the
+query, as before (one query for all of them). The answer is current state, exactly what the query would return.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from redis import Redis
+
+from crm_qb.keys import RedisKeys
+from crm_qb.qbo.client import QboClient, cdc_groups, last_updated
+
+CDC_FROM_IDS = 20  # fewer ids than this are read with one query (the same one call, a smaller answer)
+CDC_MARGIN = timedelta(seconds=5)  # changedSince this much before the oldest change (one-second resolution)
+CDC_REACH = timedelta(days=29)  # CDC looks back at most 30 days
+CACHE_SECONDS = 300  # a burst's answer serves the realm's drains this long (a burst settles well within it)
+DECIMAL_TAG = "__decimal__"
+
+
+@dataclass
+class ChangeCache:
+    """The objects the drains have read from CDC answers: this job's in memory, the realm's recent ones in Redis."""
+
+    redis: Redis | None = None
+    keys: RedisKeys | None = None
+    objects: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def serve(self, realm: str, entity: str, wanted: Mapping[str, datetime | None]) -> dict[str, dict[str, Any]]:
+        """The wanted objects held at least as new as the change each event reports."""
+        held = self.objects.setdefault((realm, entity), {})
+        unseen = [i for i, changed in wanted.items() if changed is not None and i not in held]
+        if unseen and self.redis is not None and self.keys is not None:
+            raw = self.redis.hmget(self.keys.cdc_answer(realm, entity), unseen)
+            held.update((i, json.loads(text, object_hook=_decimals)) for i, text in zip(unseen, raw, strict=True)
+                        if text)
+        return {i: held[i] for i, changed in wanted.items() if i in held and _covers(held[i], changed)}
+
+    def held(self, realm: str, entity: str) -> dict[str, dict[str, Any]]:
+        """Every object of ``entity`` this job holds for ``realm`` (from its CDC answers), by id."""
+        return dict(self.objects.get((realm, entity), {}))
+
+    def keep(self, realm: str, entity: str, objects: list[dict[str, Any]]) -> None:
+        """Remember the live objects of a CDC answer (deleted stubs are not states to sync), here and in Redis."""
+        live = {str(o["Id"]): o for o in objects if o.get("Id") is not None and o.get("status") != "Deleted"}
+        self.objects.setdefault((realm, entity), {}).update(live)
+        if live and self.redis is not None and self.keys is not None:
+            key = self.keys.cdc_answer(realm, entity)
+            pipe = self.redis.pipeline()
+            pipe.hset(key, mapping={i: json.dumps(o, default=_encode) for i, o in live.items()})
+            pipe.expire(key, CACHE_SECONDS)
+            pipe.execute()
+
+
+def _encode(value: Any) -> Any:
+    """JSON for QBO's exact amounts (parsed as Decimal): kept exact, and decoded back by ``_decimals``."""
+    if isinstance(value, Decimal):
+        return {DECIMAL_TAG: str(value)}
+    raise TypeError(f"cannot store {type(value).__name__} in a CDC answer")
+
+
+def _decimals(obj: dict[str, Any]) -> Any:
+    return Decimal(obj[DECIMAL_TAG]) if len(obj) == 1 and DECIMAL_TAG in obj else obj
+
+
+def current_objects(qbo: QboClient, entity: str, wanted: Mapping[str, datetime | None], cache: ChangeCache | None,
+                    *, include_inactive: bool = False, now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """QBO's current objects for the wanted ids (each with the change time its events report), by id."""
+    if cache is None:  # outside a drain (no answers to share): one query, as before
+        return qbo.read_many(entity, wanted, include_inactive=include_inactive) if wanted else {}
+    realm = qbo.realm_id
+    found = cache.serve(realm, entity, wanted)
+    missing = {i: changed for i, changed in wanted.items() if i not in found}
+    since = _cdc_since(missing, now or datetime.now(UTC))
+    if since is not None:
+        cache.keep(realm, entity, cdc_groups(qbo.cdc([entity], since)).get(entity, []))
+        found.update(cache.serve(realm, entity, missing))
+        missing = {i: changed for i, changed in missing.items() if i not in found}
+    if missing:
+        found.update(qbo.read_many(entity, missing, include_inactive=include_inactive))
+    return found
+
+
+def _cdc_since(missing: Mapping[str, datetime | None], now: datetime) -> datetime | None:
+    """Where a CDC call for these ids starts, or None when a query is the better call (few ids, or too old)."""
+    times = [changed for changed in missing.values() if changed is not None]
+    if len(times) < CDC_FROM_IDS:
+        return None
+    since = min(times) - CDC_MARGIN
+    return since if now - since < CDC_REACH else None
+
+
+def _covers(obj: Mapping[str, Any], changed: datetime | None) -> bool:
+    """Whether ``obj`` is at least as new as a change reported at ``changed`` (whole seconds)."""
+    updated = last_updated(obj)
+    if changed is None or updated is None:
+        return False
+    return updated >= changed.astimezone(UTC).replace(microsecond=0)

@@ -1,0 +1,180 @@
+"""The backfill's overlap of its three kinds of waiting: QBO reads, CRM writes and the database.
+
+A backfill is bound by the slower side's rate limit only if neither side waits for the other: while the CRM
+creates one batch of contacts, the next QBO page is read and the last batch's links are written. Two helpers do
+it, each with one thread of its own and its own HTTP session (sessions are not shared between threads):
+
+- ``ContactCreator`` sends batches of contacts to create (``crm.batch.create_many``: ``POST /contacts/batch``, 100
+  a request) and hands back each finished batch, in order, to the caller's thread, which links them.
+- ``QboPager`` reads the next page of a QBO query while the caller works on the current one.
+
+Nothing on these threads touches the database: the pager's client takes its access token from the caller, who
+reads (and refreshes) it before each page, and a page whose token ran out meanwhile is read again by the caller.
+At most a few batches and one page wait at a time, so memory stays flat in the data size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from crm_qb.crm.batch import Created, create_many
+from crm_qb.crm.protocol import CrmConnector
+from crm_qb.db import db
+from crm_qb.errors import TransientError
+from crm_qb.models import Connection
+from crm_qb.qbo.client import QboClient
+from crm_qb.sync.context import SyncContext
+from crm_qb.sync.customers import hierarchy
+from crm_qb.sync.customers.qbo_side import NewContact
+from crm_qb.sync.services import ConnectionGoneError, SyncServices
+
+log = logging.getLogger(__name__)
+
+CREATE_BATCH = 100  # contacts per POST /contacts/batch (DESIGN.md section 6's cap; HubSpot's too)
+MAX_BATCHES_IN_FLIGHT = 4  # created contacts waiting to be linked stay few: memory flat in the data size
+
+
+class ContactCreator:
+    """Creates CRM contacts in batches on one background thread, so QBO reads and database work go on meanwhile.
+
+    Only the HTTP calls run on the thread (with a connector of its own); linking, which writes the database,
+    stays on the caller's thread (``finished``). At most MAX_BATCHES_IN_FLIGHT batches wait at a time. ``blocks``
+    tells whether a customer could match a contact still being created (same email or name key, or a job whose
+    parent's contact is on its way), so the caller links those first and matching sees them, as one by one.
+    """
+
+    def __init__(self, crm: CrmConnector) -> None:
+        self.crm = crm
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="backfill-crm")
+        self.batch: list[tuple[NewContact, list[str]]] = []
+        self.in_flight: deque[tuple[list[tuple[NewContact, list[str]]], Future[list[Created]]]] = deque()
+        self.keys: Counter[str] = Counter()
+        self.customers: set[str] = set()
+
+    def add(self, planned: NewContact, keys: list[str]) -> None:
+        """Queue one contact to create; a full batch is sent at once."""
+        self.batch.append((planned, keys))
+        self.keys.update(keys)
+        self.customers.add(str(planned.customer["Id"]))
+        if len(self.batch) >= CREATE_BATCH:
+            self.send()
+
+    def send(self) -> None:
+        if self.batch:
+            bodies = [planned.body for planned, _keys in self.batch]
+            self.in_flight.append((self.batch, self.pool.submit(create_many, self.crm, bodies)))
+            self.batch = []
+
+    def blocks(self, keys: list[str], connection_id: int, parent_id: str | None) -> bool:
+        """Whether a customer with these index keys (and this parent) must wait for the pending creates."""
+        if not self.customers:
+            return False
+        if any(self.keys[key] for key in keys):
+            return True
+        if parent_id is None:
+            return False
+        chain = [parent_id, *(m.qbo_customer_id for m in hierarchy.ancestors(connection_id, parent_id))]
+        return any(customer_id in self.customers for customer_id in chain)
+
+    def finished(self, wait: bool) -> Iterator[list[tuple[NewContact, Created]]]:
+        """The batches done, each as its contacts created (or the CRM's error for each); all of them when ``wait``."""
+        if wait:
+            self.send()
+        while self.in_flight and (wait or self.in_flight[0][1].done() or len(self.in_flight) > MAX_BATCHES_IN_FLIGHT):
+            batch, future = self.in_flight.popleft()
+            results = future.result()
+            for planned, keys in batch:
+                self.keys.subtract(keys)
+                self.customers.discard(str(planned.customer["Id"]))
+            self.keys = +self.keys  # drop keys no pending contact holds any more
+            yield [(planned, result) for (planned, _keys), result in zip(batch, results, strict=True)]
+
+    def close(self) -> None:
+        """Wait for the thread's last call (a failed run links those contacts when it is run again) and stop."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.crm.close()
+
+
+def second_connector(services: SyncServices, connection_id: int) -> CrmConnector:
+    """A CRM connector of the connection's own for the creating thread (HTTP sessions are not shared)."""
+    crm = services.crm_for(_connection(connection_id))
+    db.session.rollback()
+    return crm
+
+
+class TokenRanOutError(TransientError):
+    """The pager's access token expired while it read a page: the caller reads that page itself."""
+
+
+class _HandedToken:
+    """The access token the caller last handed over; a 401 is not refreshed here (no database on this thread)."""
+
+    def __init__(self, token: str) -> None:
+        self.value = token
+
+    def get(self) -> str:
+        return self.value
+
+    def refused(self, _stale: str) -> str:
+        raise TokenRanOutError("the access token expired while a page was read ahead")
+
+
+class QboPager:
+    """Pages of QBO queries, each next page read on a thread of its own while the caller works on the current one."""
+
+    def __init__(self, services: SyncServices, ctx: SyncContext) -> None:
+        connection = _connection(ctx.connection_id)
+        realm = str(connection.qbo_realm_id)
+        db.session.rollback()
+        self.ctx, self.services = ctx, services
+        self.token = _HandedToken(self._fresh_token())
+        self.client = QboClient(services.qbo.endpoints.api_base, realm, self.token.get, self.token.refused,
+                                services.qbo.budget)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="backfill-qbo")
+
+    def pages(self, entity: str, where: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
+        """Every page of ``SELECT * FROM entity WHERE where`` (like ``QboClient.query_all``), one read ahead."""
+        start = 1
+        ahead = self._read_ahead(entity, where, start, page_size)
+        while True:
+            rows = self._rows(ahead, entity, where, start, page_size)
+            if len(rows) == page_size:
+                ahead = self._read_ahead(entity, where, start + page_size, page_size)
+            if rows:
+                yield rows
+            if len(rows) < page_size:
+                return
+            start += page_size
+
+    def _read_ahead(self, entity: str, where: str, start: int, size: int) -> Future[list[dict[str, Any]]]:
+        self.token.value = self._fresh_token()
+        return self.pool.submit(self.client.query_page, entity, where, start, size)
+
+    def _rows(self, ahead: Future[list[dict[str, Any]]], entity: str, where: str, start: int,
+              size: int) -> list[dict[str, Any]]:
+        try:
+            return ahead.result()
+        except TokenRanOutError:
+            return self.ctx.qbo.query_page(entity, where, start, size)
+
+    def _fresh_token(self) -> str:
+        token = self.services.qbo.tokens.access_token(str(self.ctx.connection_id))
+        db.session.rollback()  # the token read ends its transaction
+        return token
+
+    def close(self) -> None:
+        """Wait for a page still being read and stop."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.client.close()
+
+
+def _connection(connection_id: int) -> Connection:
+    connection = db.session.get(Connection, connection_id)
+    if connection is None:
+        db.session.rollback()
+        raise ConnectionGoneError(f"connection {connection_id} does not exist")
+    return connection

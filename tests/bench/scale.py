@@ -1,0 +1,346 @@
+"""Benchmark: sustained changes across many tenants with 1, 2 and 4 workers; one tenant throttled; a big backfill.
+
+    .venv/bin/python -m tests.bench.scale [--tenants 20] [--customers 20] [--rate 20] [--seconds 60]
+        [--workers 1,2,4] [--scenarios scale,throttled,backfill] [--backfill-customers 3000]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/DB] [--logs DIR]
+
+Everything runs as its own process on 127.0.0.1, as on a production host: the QBO sandbox (one realm per
+tenant), one reference CRM per tenant (each tenant is one connection: its own CRM account and company),
+``crm-qb web --workers 2`` (two web processes), ``crm-qb scheduler`` and N ``crm-qb worker`` processes, on
+PostgreSQL (``--database-url``, an empty database; SQLite is refused: it is a one-host store) and Redis
+(``CRM_QB_BENCH_REDIS_URL``, default database 11, flushed before and after). Each tenant is wired with
+``crm-qb connection demo`` (OAuth, CRM hooks, the backfill that links its customers) before any load.
+
+The load: ``--rate`` changes a second for ``--seconds``, half QBO edits (a bookkeeper sets a customer's Notes
+through the sandbox's control API; QBO sends the webhook at once) and half CRM edits (a user sets a contact's
+notes; the CRM sends its hook), spread evenly over the tenants' linked records. Every change also makes an echo
+on the other side (the write crm-qb makes comes back as a webhook or hook, and is a no-op). Measured from
+crm-qb's own table (``inbound_events``): per side, the latency from the webhook's receipt to the event settled
+(its unit committed after writing the other side), p50/p95, events settled per second while the load lasted,
+the backlog when the load stopped and the time to drain it; and the CPU seconds each kind of process used
+(``/proc``), which shows what saturates. A run whose settled rate stays under the offered rate and whose backlog
+grows is saturated.
+
+Scenarios, each with every ``--workers`` count:
+- ``scale``: the load as above.
+- ``throttled``: the same load while tenant 0's company answers every QBO call 429 (the sandbox's throttle,
+  renewed through the run): the other tenants' p95 per side against ``scale``'s (target: within 20 %).
+- ``backfill``: the same load while one extra tenant's first sync (``--backfill-customers`` customers, three
+  transactions each) runs: the live tenants' p95 against ``scale``'s (live edits must not queue behind it).
+
+Prints one JSON object. Not run in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import requests
+from redis import Redis
+from rq import Worker
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import Engine
+
+from crm_qb.models import ContactLink, EventSource, EventStatus, InboundEvent, LinkState
+from tests.bench.sync_support import CLI, Processes, environment, wait_until
+from tests.support import ROOT, free_port
+
+REDIS_URL = os.environ.get("CRM_QB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+
+class Rig:
+    """The wired system: sandboxes, tenants (connection, realm, CRM, linked pairs) and crm-qb's database."""
+
+    def __init__(self, processes: Processes, tmp: Path, database_url: str) -> None:
+        self.processes, self.tmp, self.database_url = processes, tmp, database_url
+        self.http = requests.Session()
+        self.qbo_info = processes.start_sandbox("qbo-sandbox", [*CLI, "sandbox", "qbo", "--port", str(free_port())])
+        self.qbo = str(self.qbo_info["api_base"]).rstrip("/")
+        self.web = f"http://127.0.0.1:{free_port()}"
+        self.env = {**environment(tmp, database_url, self.qbo_info, self.web), "CRM_QB_REDIS_URL": REDIS_URL,
+                    "CRM_QB_QUEUE_PREFIX": "crm_qb_bench_scale", "CRM_QB_LOG_LEVEL": "WARNING"}
+        self.engine: Engine = create_engine(database_url)
+        self.tenants: list[dict[str, Any]] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def start_web(self) -> None:
+        subprocess.run([*CLI, "db", "upgrade"], env=self.env, cwd=ROOT, check=True, capture_output=True)
+        port = self.web.rsplit(":", 1)[1]
+        self.processes.start("web", [*CLI, "web", "--port", port, "--workers", "2"], self.env)
+        self.processes.start("scheduler", [*CLI, "scheduler"], self.env)
+        wait_until(lambda: _healthy(self.web), 60, "crm-qb web to answer /healthz")
+
+    def add_tenant(self, customers: int, transactions: int = 0, seed: int = 1) -> dict[str, Any]:
+        """Seed a realm, start its CRM, wire a connection (the backfill is queued); return the tenant."""
+        n = len(self.tenants)
+        crm = self.processes.start_sandbox(f"crm-{n}", [*CLI, "sandbox", "crm", "--port", str(free_port())])
+        crm_url = str(crm["api_base"]).rstrip("/")
+        self.http.post(f"{crm_url}/_sandbox/limits", json={"requests": None}, timeout=10).raise_for_status()
+        seeded = self.http.post(f"{self.qbo}/_sandbox/realms", timeout=600, json={
+            "customers": customers, "transactions": transactions, "seed": seed + n})
+        seeded.raise_for_status()
+        realm = str(seeded.json()["realm_id"])
+        wired = subprocess.run([*CLI, "connection", "demo", "--crm-url", crm_url, "--crm-token", str(crm["token"]),
+                                "--realm", realm, "--web-url", self.web, "--backfill"],
+                               env=self.env, cwd=ROOT, check=True, capture_output=True, text=True)
+        connection_id = int(json.loads(wired.stdout.strip().splitlines()[-1])["id"])
+        self.http.post(f"{self.qbo}/_sandbox/webhooks", json={"url": f"{self.web}/webhooks/qbo",
+                                                                "format": "cloudevents", "delay_ms": 0,
+                                                                "realm": realm}, timeout=10).raise_for_status()
+        tenant = {"n": n, "connection_id": connection_id, "realm": realm, "crm": crm_url, "pairs": []}
+        self.tenants.append(tenant)
+        return tenant
+
+    def linked_pairs(self, connection_id: int) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ContactLink.qbo_customer_id, ContactLink.crm_contact_id).where(
+                ContactLink.connection_id == connection_id, ContactLink.state == LinkState.LINKED)).all()
+        return [(str(q), str(c)) for q, c in rows if q and c]
+
+    def start_workers(self, count: int) -> None:
+        """Start ``count`` workers and wait until every one listens (starting takes seconds on a busy host)."""
+        for n in range(count):
+            self.workers.append(self.processes.start(f"worker-{len(self.workers)}-{n}", [*CLI, "worker"], self.env))
+        redis = Redis.from_url(REDIS_URL)
+        wait_until(lambda: len(Worker.all(connection=redis)) >= count, 300, f"{count} workers to listen")
+
+    def stop_workers(self) -> None:
+        for process in self.workers:
+            process.terminate()
+        for process in self.workers:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.started = [(name, p) for name, p in self.processes.started if p not in self.workers]
+        self.workers = []
+
+    def pending(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(InboundEvent).where(
+                InboundEvent.status == EventStatus.PENDING)).scalar() or 0)
+
+    def last_event_id(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(InboundEvent.id))).scalar() or 0)
+
+    def events(self, after_id: int) -> list[tuple[str, int | None, float, float | None, str]]:
+        """(source, connection id, received, processed, status) of the events stored after ``after_id``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(InboundEvent.source, InboundEvent.connection_id, InboundEvent.realm_id,
+                                       InboundEvent.received_at, InboundEvent.processed_at, InboundEvent.status)
+                                .where(InboundEvent.id > after_id)).all()
+        by_realm = {t["realm"]: t["connection_id"] for t in self.tenants}
+        return [(source.value, connection_id or by_realm.get(str(realm)), received.timestamp(),
+                 processed.timestamp() if processed else None, status.value)
+                for source, connection_id, realm, received, processed, status in rows]
+
+
+def _linked_enough(rig: Rig, connection_id: int, wanted: int) -> bool:
+    return len(rig.linked_pairs(connection_id)) >= wanted
+
+
+def _healthy(web: str) -> bool:
+    try:
+        return requests.get(f"{web}/healthz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _cpu_seconds(processes: Processes) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each kind of process we started, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for name, process in processes.started:
+        kind = name.split("-")[0]
+        for pid in [process.pid, *_children(process.pid)]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _load(rig: Rig, tenants: list[dict[str, Any]], rate: float, seconds: float, tag: str) -> int:
+    """Make ``rate`` changes a second for ``seconds`` (alternating QBO and CRM), round-robin over tenants."""
+    rng = random.Random(tag)
+    made = 0
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        while (elapsed := time.monotonic() - started) < seconds:
+            due = int(elapsed * rate) + 1
+            while made < due:
+                tenant = tenants[made % len(tenants)]
+                customer_id, contact_id = rng.choice(tenant["pairs"])
+                marker = f"{tag} {made}"
+                if made % 2 == 0:
+                    url = f"{rig.qbo}/_sandbox/realms/{tenant['realm']}/entities/Customer/{customer_id}"
+                    pool.submit(rig.http.patch, url, json={"Notes": marker}, timeout=30)
+                else:
+                    pool.submit(rig.http.patch, f"{tenant['crm']}/_sandbox/contacts/{contact_id}",
+                                json={"notes": marker}, timeout=30)
+                made += 1
+            time.sleep(0.01)
+    return made
+
+
+def _percentiles(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "p50_s": None, "p95_s": None}
+    ordered = sorted(values)
+    return {"n": len(ordered), "p50_s": round(statistics.median(ordered), 3),
+            "p95_s": round(ordered[max(0, int(len(ordered) * 0.95) - 1)], 3)}
+
+
+def _measure(rig: Rig, after: int, began: float, ended: float, drained: float | None,
+             live: set[int]) -> dict[str, Any]:
+    events = [e for e in rig.events(after) if e[1] in live]
+    result: dict[str, Any] = {}
+    for source in (EventSource.QBO.value, EventSource.CRM.value):
+        mine = [e for e in events if e[0] == source]
+        settled = [e for e in mine if e[3] is not None]
+        in_load = [e for e in settled if e[3] is not None and e[3] <= ended]
+        result[source] = {**_percentiles([e[3] - e[2] for e in settled if e[3] is not None]),
+                          "received": len(mine), "settled": len(settled),
+                          "settled_per_s_during_load": round(len(in_load) / (ended - began), 1)}
+    result["events_per_s_during_load"] = round(sum(result[s]["settled_per_s_during_load"]
+                                                   for s in ("qbo", "crm")), 1)
+    result["drain_after_load_s"] = round(drained - ended, 1) if drained is not None else None
+    return result
+
+
+def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One scenario with ``workers`` worker processes; the figures of the live tenants."""
+    live = rig.tenants[:args.tenants]
+    rig.start_workers(workers)
+    stop = threading.Event()
+    extra: dict[str, Any] = {}
+    try:
+        wait_until(lambda: rig.pending() == 0, 600, "the queue to be empty before the load")
+        after, cpu_before = rig.last_event_id(), _cpu_seconds(rig.processes)
+        if scenario == "throttled":
+            throttler = threading.Thread(target=_throttle, args=(rig, live[0]["realm"], stop), daemon=True)
+            throttler.start()
+        if scenario == "backfill":
+            big = rig.add_tenant(args.backfill_customers, args.backfill_customers * 3, seed=99)
+            extra["backfill_tenant"] = {"customers": args.backfill_customers,
+                                        "transactions": args.backfill_customers * 3}
+        began = time.time()
+        made = _load(rig, live, args.rate, args.seconds, f"{scenario}-{workers}")
+        ended = time.time()
+        stop.set()
+        backlog = rig.pending()
+        try:
+            wait_until(lambda: rig.pending() == 0, args.drain_timeout, "the backlog to drain")
+            drained: float | None = time.time()
+        except AssertionError:  # wait_until: a backlog that does not drain in time is a result, not a crash
+            drained = None
+        measured_tenants = {t["connection_id"] for t in live[1:]} if scenario == "throttled" else {
+            t["connection_id"] for t in live}
+        result = _measure(rig, after, began, ended, drained, measured_tenants)
+        if scenario == "backfill":
+            extra["backfill_links_at_end"] = len(rig.linked_pairs(big["connection_id"]))
+            rig.tenants.remove(big)
+        cpu_after = _cpu_seconds(rig.processes)
+        cpu = {kind: round(cpu_after.get(kind, 0.0) - cpu_before.get(kind, 0.0), 1) for kind in cpu_after}
+        return {"scenario": scenario, "workers": workers, "changes_made": made,
+                "offered_changes_per_s": args.rate, "backlog_when_load_stopped": backlog, **result,
+                "cpu_seconds": cpu, **extra}
+    finally:
+        stop.set()
+        rig.stop_workers()
+
+
+def _throttle(rig: Rig, realm: str, stop: threading.Event) -> None:
+    """Keep ``realm`` answering 429 until ``stop`` (the sandbox's throttle, renewed every 20 s)."""
+    while not stop.is_set():
+        rig.http.post(f"{rig.qbo}/_sandbox/throttle", json={"realm": realm, "seconds": 30}, timeout=10)
+        stop.wait(20)
+
+
+def main() -> None:
+    """Set up the tenants once, run every scenario with every worker count, print one JSON object."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--tenants", type=int, default=20)
+    parser.add_argument("--customers", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--scenarios", default="scale,throttled,backfill")
+    parser.add_argument("--backfill-customers", type=int, default=3000)
+    parser.add_argument("--drain-timeout", type=float, default=300.0)
+    parser.add_argument("--database-url", required=True, help="an empty PostgreSQL database")
+    parser.add_argument("--logs", default=None)
+    args = parser.parse_args()
+    if not args.database_url.startswith("postgresql"):
+        raise SystemExit("--database-url must be PostgreSQL: several hosts share it (SQLite is a one-host store)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop every process it started
+    redis = Redis.from_url(REDIS_URL)
+    redis.flushdb()
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        logs = Path(args.logs or tmp)
+        logs.mkdir(parents=True, exist_ok=True)
+        processes = Processes(logs)
+        try:
+            rig = Rig(processes, Path(tmp), args.database_url)
+            rig.start_web()
+            setup_started = time.monotonic()
+            for _ in range(args.tenants):
+                rig.add_tenant(args.customers)
+            rig.start_workers(2)
+            for tenant in rig.tenants:
+                connection_id = int(tenant["connection_id"])
+                wait_until(partial(_linked_enough, rig, connection_id, max(1, args.customers // 2)), 600,
+                           f"tenant {tenant['n']}'s first sync")
+                tenant["pairs"] = rig.linked_pairs(connection_id)
+            wait_until(lambda: rig.pending() == 0, 600, "the first syncs' echoes to settle")
+            rig.stop_workers()
+            setup = round(time.monotonic() - setup_started, 1)
+            for scenario in args.scenarios.split(","):
+                for workers in (int(w) for w in args.workers.split(",")):
+                    results.append(run_scenario(rig, scenario, workers, args))
+                    print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+        except Exception:
+            print(processes.tails(), file=sys.stderr)
+            raise
+        finally:
+            processes.stop()
+            redis.flushdb()
+    baseline = {r["workers"]: r for r in results if r["scenario"] == "scale"}
+    for r in results:
+        base = baseline.get(r["workers"])
+        if r["scenario"] != "scale" and base is not None:
+            r["p95_vs_scale"] = {s: round(r[s]["p95_s"] / base[s]["p95_s"], 2) if r[s]["p95_s"] and base[s]["p95_s"]
+                                 else None for s in ("qbo", "crm")}
+    print(json.dumps({"started": datetime.now(UTC).isoformat(), "tenants": args.tenants,
+                      "customers_per_tenant": args.customers, "offered_changes_per_s": args.rate,
+                      "seconds": args.seconds, "setup_s": setup, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
