@@ -288,6 +288,8 @@ class _Recording:
 class RecordedRun(_Recording, _Run):
     """The first sync (``dates`` None) or a history import, writing, recorded page by page."""
 
+    overlap = False  # every object noted once, in walk order, so records and checkpoints stay exact
+
     def complete(self, rows: list[RecordRow]) -> None:
         customers = {r.object_id: r for r in rows if r.entity == "Customer" and r.action != "failed"}
         contacts = {r.object_id: r for r in rows if r.entity == "Contact" and r.action != "failed"}
@@ -299,7 +301,10 @@ class RecordedRun(_Recording, _Run):
     def mirror_page(self, entity: str, page: list[dict[str, Any]]) -> None:
         for txn in page:
             self.names[(entity, str(txn.get("Id")))] = _txn_name(entity, txn)
-        super().mirror_page(entity, page)
+        # One by one (not the bulk mirror), so each transaction's outcome is noted with its own error.
+        counts = self.report.phases[TRANSACTIONS]
+        counts.by_type[entity] = counts.by_type.get(entity, 0) + len(page)
+        self.mirror_each(entity, page)
 
     def execute(self) -> None:
         if self.dates is None:

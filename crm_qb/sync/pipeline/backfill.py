@@ -233,12 +233,17 @@ class _Run:
     creator: ContactCreator | None = None
     pager: QboPager | None = None
     index: CandidateIndex | None = None
+    # Batched CRM creates and QBO read-ahead on their own threads (pipeline/overlap.py). A run that records every
+    # object's outcome and resumes from a checkpoint (the console's first sync, sync/firstsync) turns them off: its
+    # per-object records and resumable walks see each object once, on this thread.
+    overlap: bool = True
 
     def execute(self) -> None:
         store = RedisStore(self.services.redis, self.services.keys.backfill_index(self.ctx.connection_id))
         with self.services.connection_lock(self.ctx.connection_id):
-            self.creator = ContactCreator(second_connector(self.services, self.ctx.connection_id))
-            self.pager = QboPager(self.services, self.ctx)
+            if self.overlap:
+                self.creator = ContactCreator(second_connector(self.services, self.ctx.connection_id))
+                self.pager = QboPager(self.services, self.ctx)
             try:
                 store.drop()
                 self.index = CandidateIndex(store, crm_keys)
@@ -247,8 +252,10 @@ class _Run:
                 self.transactions()  # while the CRM creates the last customers' contacts
                 self.link_created(wait=True)
             finally:
-                self.creator.close()
-                self.pager.close()
+                if self.creator is not None:
+                    self.creator.close()
+                if self.pager is not None:
+                    self.pager.close()
                 store.drop()
             self.contacts()
             self.held_time()

@@ -24,9 +24,9 @@ from crm_qb.sync.customers.qbo_side import apply_qbo_merge, done, sync_customer
 from crm_qb.sync.customers.review import recheck_naming
 from crm_qb.sync.pipeline import events as inbox
 from crm_qb.sync.pipeline.events import ACTIVITY, CUSTOMER, EventRef
+from crm_qb.sync.pipeline.fetch import current_objects
 from crm_qb.sync.time import apply as time_apply
 from crm_qb.sync.time import billing as time_billing
-from crm_qb.sync.pipeline.fetch import current_objects
 from crm_qb.sync.transactions import registry
 from crm_qb.sync.transactions.mirror import mirror
 
