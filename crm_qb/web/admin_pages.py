@@ -208,6 +208,8 @@ def sync_contact_now(connection_id: int) -> BaseResponse:
     if not contact_id:
         return _back(".settings", connection_id, "no-contact")
     runtime().jobs.sync_contact_now(connection_id, contact_id, who(session))
+    if request.form.get("back") == "audit":  # the button beside a contact's audit entry: back to its entries
+        return secured(redirect(url_for("review_pages.audit", connection_id=connection_id, record=contact_id), 303))
     return _back(".settings", connection_id, "syncing-contact")
 
 

@@ -102,3 +102,19 @@ def test_a_new_contact_synced_from_the_console_form_is_created_in_quickbooks(har
     assert diff["by"] != "api key" and diff["qbo_customer_id"] == link.qbo_customer_id
     html = harness.client.get(answer.headers["Location"]).get_data(as_text=True)
     assert "are being synced" in html and 'id="sync-contact-now"' in html
+
+
+def test_the_sync_now_button_beside_a_contact_in_the_audit_log(harness: Harness) -> None:
+    customer_id, contact_id = _linked(harness, "Rua Tane")
+    harness.crm_hook("updated", harness.crm_user("PATCH", f"/contacts/{contact_id}", {"notes": "hooked"}))
+    harness.work()  # a contact.synced entry for the contact
+    csrf = admin(harness, "settings")
+    html = harness.client.get(f"/admin/connections/{harness.connection_id}/audit?record={contact_id}") \
+        .get_data(as_text=True)
+    assert f'name="crm_contact_id" value="{contact_id}"' in html and "sync-contact" in html
+    _unannounced_changes(harness, customer_id, contact_id, "INV-303")
+    answer = post(harness, "contacts/sync-now", csrf_token=csrf, crm_contact_id=contact_id, back="audit")
+    assert answer.status_code == 303 and f"/audit?record={contact_id}" in answer.headers["Location"]
+    harness.work()
+    _assert_in_step(harness, customer_id, contact_id, "INV-303")
+    assert _sync_now_entry(harness)["outcome"] == "synced"
