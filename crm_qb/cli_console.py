@@ -175,8 +175,10 @@ def _sync_now_command(ctx: _Context) -> click.Command:
     @click.command("sync-now")
     @click.argument("connection_id", type=int)
     @click.option("--enqueue", is_flag=True, help="Hand it to a worker and print the job id.")
-    def sync_now(connection_id: int, enqueue: bool) -> None:
-        """Sync the connection now: a CDC poll and every change waiting, whatever its mode."""
+    @click.option("--contact", "contact_id", default=None,
+                  help="Only this CRM contact: re-read it and its QBO customer, reconcile, re-read its transactions.")
+    def sync_now(connection_id: int, enqueue: bool, contact_id: str | None) -> None:
+        """Sync the connection now (a CDC poll and every change waiting, whatever its mode), or one contact."""
         from crm_qb.runtime import runtime
 
         ctx.logging_setup(default="WARNING")
@@ -184,10 +186,17 @@ def _sync_now_command(ctx: _Context) -> click.Command:
         with app.app_context():
             ctx.connection_of(connection_id)
             if enqueue:
-                queued = runtime(app).jobs.sync_now(connection_id)
+                queued = (runtime(app).jobs.sync_contact_now(connection_id, contact_id, ctx.who()) if contact_id
+                          else runtime(app).jobs.sync_now(connection_id))
                 _echo({"job_id": queued.job_id, "queued": queued.queued})
                 return
             runtime(app).qbo()  # missing QBO settings: one line naming them, before any work starts
+            if contact_id:
+                from crm_qb.sync.pipeline.contact_now import sync_contact_now
+
+                _echo(sync_contact_now(runtime(app).sync_services(), connection_id, contact_id,
+                                       who=ctx.who()).as_json())
+                return
             from crm_qb.sync.pipeline.on_demand import sync_now as run
 
             _echo({"seen": run(runtime(app).sync_services(), connection_id)})

@@ -67,6 +67,10 @@ class JobQueue(Protocol):
         """Ask for the connection to sync now: a CDC poll, then every change waiting (whatever its mode)."""
         ...
 
+    def sync_contact_now(self, connection_id: int, crm_contact_id: str, who: str) -> Enqueued:
+        """Ask for one CRM contact and its linked QBO customer to be re-read and reconciled now (audited as ``who``)."""
+        ...
+
     def resolve_review(self, connection_id: int, link_id: int, action: str, candidate: str | None,
                        who: str) -> Enqueued:
         """Ask for a record waiting for review to be resolved: ``link``, ``create``, ``merge`` or ``deactivate``."""

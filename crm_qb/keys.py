@@ -175,6 +175,11 @@ class JobIds:
         return f"sync-now-{int(connection_id)}"
 
     @staticmethod
+    def sync_contact_now(connection_id: int, crm_contact_id: str) -> str:
+        """"Sync now" of one contact (a second click while it waits is the same job)."""
+        return f"sync-contact-now-{int(connection_id)}-{safe_part(str(crm_contact_id))}"
+
+    @staticmethod
     def resolve_review(link_id: int) -> str:
         """Resolving one record waiting for review (a second click while it waits is the same job)."""
         return f"resolve-review-{int(link_id)}"

@@ -58,6 +58,11 @@ class RqJobQueue:
         """Queue "Sync now" for the connection (one at a time)."""
         return self._enqueue(sync_jobs.sync_connection_now, JobIds.sync_now(connection_id), connection_id)
 
+    def sync_contact_now(self, connection_id: int, crm_contact_id: str, who: str) -> Enqueued:
+        """Queue "Sync now" of one contact (one at a time per contact)."""
+        return self._enqueue(sync_jobs.sync_contact_now, JobIds.sync_contact_now(connection_id, crm_contact_id),
+                             connection_id, crm_contact_id, who)
+
     def resolve_review(self, connection_id: int, link_id: int, action: str, candidate: str | None,
                        who: str) -> Enqueued:
         """Queue resolving one waiting record (one at a time per record)."""

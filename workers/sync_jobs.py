@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from redis import Redis
 from rq import get_current_job
@@ -25,6 +26,7 @@ from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.firstsync.service import resume_runs
 from crm_qb.sync.pipeline import outage
 from crm_qb.sync.pipeline.backfill import run_backfill
+from crm_qb.sync.pipeline.contact_now import sync_contact_now as run_contact_now
 from crm_qb.sync.pipeline.crm_poll import poll_crm_changes
 from crm_qb.sync.pipeline.drain import DEFERRING
 from crm_qb.sync.pipeline.failures import CRM, QBO, side_down
@@ -66,6 +68,12 @@ def poll_qbo_connection(connection_id: int) -> int:
 def sync_connection_now(connection_id: int) -> int:
     """"Sync now": a CDC poll and every change waiting for the connection, whatever its mode; objects seen."""
     return sync_now(runtime().sync_services(), connection_id, _job_id())
+
+
+@job(SYNC, timeout=300, retry_intervals=(10, 60, 300))
+def sync_contact_now(connection_id: int, crm_contact_id: str, who: str = "admin") -> dict[str, Any]:
+    """"Sync now" of one contact: it and its linked customer re-read and reconciled, its transactions mirrored."""
+    return run_contact_now(runtime().sync_services(), connection_id, crm_contact_id, _job_id(), who).as_json()
 
 
 @job(SYNC, timeout=900, retry_intervals=(30, 120, 300))

@@ -8,7 +8,7 @@ Everything a person can do on the console pages can be done here, through the sa
   "id"?}`` — how many were retried or dismissed;
 - ``GET  …/settings``; ``PATCH …/settings`` ``{"sync": {…}, "followups": {…}}`` (partial; validated, audited as
   "api key") — the settings after the change; 400 names the field;
-- ``POST …/sync-now`` — 202;
+- ``POST …/sync-now`` — 202; ``POST …/contacts/<crm_contact_id>/sync-now`` — 202 (one contact and its customer);
 - ``GET  …/audit?record=&kind=&outcome=&since=&until=&include_unchanged=&page=`` — readable entries;
 - ``GET  …/conflicts``; ``POST …/conflicts/<conflict_id>/keep`` (200) and ``…/flip`` (202, by a worker).
 
@@ -143,6 +143,14 @@ def sync_now(connection_id: int) -> tuple[Response, int]:
     """Ask a worker to sync the connection now: 202 with the job id."""
     authorized(connection_id)
     queued = runtime().jobs.sync_now(connection_id)
+    return jsonify({"job_id": queued.job_id, "queued": queued.queued}), 202
+
+
+@bp.post("/contacts/<crm_contact_id>/sync-now")
+def sync_contact_now(connection_id: int, crm_contact_id: str) -> tuple[Response, int]:
+    """Ask a worker to re-read one CRM contact and its linked QBO customer and reconcile them: 202 with the job id."""
+    authorized(connection_id)
+    queued = runtime().jobs.sync_contact_now(connection_id, crm_contact_id[:255], API_WHO)
     return jsonify({"job_id": queued.job_id, "queued": queued.queued}), 202
 
 

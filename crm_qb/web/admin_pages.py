@@ -46,6 +46,8 @@ NOTICES = {
     "saved": "Settings saved.",
     "unchanged": "Nothing changed.",
     "syncing": "A sync of this connection was started; reload in a few seconds.",
+    "syncing-contact": "That contact and its QuickBooks customer are being synced; see the audit log in a few seconds.",
+    "no-contact": "Enter a CRM contact id to sync.",
 }
 MODE_LABELS = {"realtime": "Real-time", "scheduled": "Scheduled (every N minutes)", "manual": "Manual (Sync now)"}
 DIRECTION_LABELS = {"both": "Both ways", "qbo_to_crm": "QuickBooks → CRM", "crm_to_qbo": "CRM → QuickBooks",
@@ -195,6 +197,20 @@ def sync_now(connection_id: int) -> BaseResponse:
     connection_or_404(connection_id)
     runtime().jobs.sync_now(connection_id)
     return _back(".settings", connection_id, "syncing")
+
+
+@bp.post("/admin/connections/<int:connection_id>/contacts/sync-now")
+def sync_contact_now(connection_id: int) -> BaseResponse:
+    """Ask a worker to sync one CRM contact (the form's ``crm_contact_id``) with its QBO customer now."""
+    session = _form_session(connection_id)
+    connection_or_404(connection_id)
+    contact_id = request.form.get("crm_contact_id", "").strip()[:255]
+    if not contact_id:
+        return _back(".settings", connection_id, "no-contact")
+    runtime().jobs.sync_contact_now(connection_id, contact_id, who(session))
+    if request.form.get("back") == "audit":  # the button beside a contact's audit entry: back to its entries
+        return secured(redirect(url_for("review_pages.audit", connection_id=connection_id, record=contact_id), 303))
+    return _back(".settings", connection_id, "syncing-contact")
 
 
 def _settings_page(connection: Connection, session: signing.AdminSession, values: dict[str, Any],

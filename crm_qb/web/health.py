@@ -2,12 +2,13 @@
 
 - ``GET /healthz`` (public, for load balancers and uptime checks): ``{"status", "checks": {"database": {"ok"},
   "redis": {"ok"}}}``. ``status`` is ``ok``; ``degraded`` when a tenant has a problem the service itself does
-  not (a connection needs reconnecting, QBO or a CRM is not answering for a connection, or events failed for
-  good), still 200 so nobody restarts the service for
+  not (a connection needs reconnecting, QBO or a CRM is not answering for a connection, events failed for good,
+  or records a sync could not apply wait to be retried or dismissed), still 200 so nobody restarts the service for
   it; ``unavailable`` with 503 when the database or Redis is down. It names no connection and no reason.
 - ``GET /healthz/details`` with ``Authorization: Bearer <CRM_QB_OPERATOR_TOKEN>``: the same plus the queues
-  (workers, depth, failed jobs), the inbound events (pending, the oldest pending's age, failed, rejected), and
-  the failing connections with their reasons. Without the setting the details are off (401 saying so).
+  (workers, depth, failed jobs), the inbound events (pending, the oldest pending's age, failed, rejected), the
+  failed records (audit entries with outcome ``failed``, crm_qb.sync.failures: neither retried nor dismissed), and
+  the failing connections with their reasons and counts. Without the setting the details are off (401 saying so).
 - ``GET /api/v1/connections/<id>/health`` with the connection's API key: that connection's own status, for the
   CRM that embeds it.
 """
@@ -24,8 +25,9 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from crm_qb.db import db, utcnow
-from crm_qb.models import CRM_NEEDS_RECONNECT, Connection, EventSource, EventStatus, InboundEvent, QboStatus
+from crm_qb.models import CRM_NEEDS_RECONNECT, AuditEntry, Connection, EventSource, EventStatus, InboundEvent, QboStatus
 from crm_qb.runtime import runtime
+from crm_qb.sync.failures import FAILED_RECORD
 from crm_qb.web.errors import json_error
 
 bp = Blueprint("health", __name__)
@@ -60,22 +62,31 @@ def details() -> tuple[Response, int]:
     if checks["database"]["ok"]:
         checks["events"] = _event_counts(None)
         problems = _problems()
+        checks["records"] = {"failed": problems["failed_records"]}
         checks["connections"] = _connections(problems)
     status = _status(checks, problems)
     return jsonify({"status": status, "checks": checks}), 503 if status == "unavailable" else 200
 
 
 def connection_report(connection: Connection) -> dict[str, Any]:
-    """One connection's health (``GET /api/v1/connections/<id>/health``): its QBO status and its events."""
+    """One connection's health (``GET /api/v1/connections/<id>/health``): its QBO status, events, failed records."""
     events = _event_counts(_events_of(connection))
+    records = _failed_records(AuditEntry.connection_id == connection.id)
+    db.session.rollback()
     needs = connection.qbo_status == QboStatus.NEEDS_RECONNECT or connection.crm_status == CRM_NEEDS_RECONNECT
     return {
-        "status": "degraded" if needs or events["failed"] or connection.outage_side else "ok",
+        "status": "degraded" if needs or events["failed"] or records or connection.outage_side else "ok",
         "qbo": {"status": connection.qbo_status.value, "reason": connection.qbo_status_reason},
         "outage": _outage(connection.outage_side, connection.outage_since, connection.outage_reason),
         "crm": {"kind": connection.crm_kind, "status": connection.crm_status, "reason": connection.crm_status_reason},
-        "events": events, "last_sync_at": _iso(connection.last_sync_at),
+        "events": events, "failed_records": records, "last_sync_at": _iso(connection.last_sync_at),
     }
+
+
+def _failed_records(where: ColumnElement[bool] | None = None) -> int:
+    """Records a sync could not apply and nobody retried or dismissed yet (all, or those matching ``where``)."""
+    query = select(func.count()).select_from(AuditEntry).where(AuditEntry.outcome == FAILED_RECORD)
+    return int(db.session.scalar(query.where(where) if where is not None else query) or 0)
 
 
 def _outage(side: str | None, since: datetime | None, reason: str | None) -> dict[str, Any] | None:
@@ -113,19 +124,21 @@ def _queues() -> dict[str, Any]:
 
 
 def _tenant_problems() -> dict[str, Any]:
-    """Whether any connection needs reconnecting or is in an outage, or any event failed for good (EXISTS each)."""
+    """Whether any connection needs reconnecting or is in an outage, or any event or record failed (EXISTS each)."""
     needs = db.session.scalar(select(select(Connection.id).where(
         (Connection.qbo_status == QboStatus.NEEDS_RECONNECT) | (Connection.crm_status == CRM_NEEDS_RECONNECT))
         .exists()))
     outage = db.session.scalar(select(select(Connection.id).where(Connection.outage_side.is_not(None)).exists()))
     failed = db.session.scalar(select(select(InboundEvent.id).where(
         InboundEvent.status == EventStatus.FAILED).exists()))
+    failed = failed or db.session.scalar(select(select(AuditEntry.id).where(
+        AuditEntry.outcome == FAILED_RECORD).exists()))
     db.session.rollback()
     return {"needs_reconnect": bool(needs), "outage": bool(outage), "failed": bool(failed)}
 
 
 def _problems() -> dict[str, Any]:
-    """Connections that need reconnecting (id, reason) and failed events per connection they concern."""
+    """Connections that need reconnecting (id, reason), failed events and failed records per connection."""
     rows = db.session.execute(select(Connection.id, Connection.qbo_realm_id, Connection.qbo_status,
                                      Connection.qbo_status_reason, Connection.outage_side, Connection.outage_since,
                                      Connection.outage_reason, Connection.crm_status,
@@ -134,7 +147,10 @@ def _problems() -> dict[str, Any]:
         select(InboundEvent.source, InboundEvent.connection_id, InboundEvent.realm_id, func.count())
         .where(InboundEvent.status == EventStatus.FAILED)
         .group_by(InboundEvent.source, InboundEvent.connection_id, InboundEvent.realm_id)).all()
+    records = db.session.execute(select(AuditEntry.connection_id, func.count()).where(
+        AuditEntry.outcome == FAILED_RECORD).group_by(AuditEntry.connection_id)).all()
     db.session.rollback()
+    records_by_connection = {int(cid): int(count) for cid, count in records if cid is not None}
     by_connection: dict[int, int] = {}
     for source, connection_id, realm_id, count in failed:
         # A QBO event names its realm until a drain settles it for a connection; it concerns the realm's ones.
@@ -142,7 +158,9 @@ def _problems() -> dict[str, Any]:
             [row.id for row in rows if source == EventSource.QBO and realm_id and row.qbo_realm_id == realm_id]
         for owner in owners:
             by_connection[owner] = by_connection.get(owner, 0) + int(count)
-    return {"total": len(rows), "failed": sum(int(row[3]) for row in failed), "failed_by_connection": by_connection,
+    return {"total": len(rows), "failed": sum(int(row[3]) for row in failed) + sum(records_by_connection.values()),
+            "failed_by_connection": by_connection, "failed_records": sum(records_by_connection.values()),
+            "records_by_connection": records_by_connection,
             "needs_reconnect": [{"id": row.id, "reason": _reconnect_reason(row)} for row in rows
                                 if row.qbo_status == QboStatus.NEEDS_RECONNECT
                                 or row.crm_status == CRM_NEEDS_RECONNECT],
@@ -159,13 +177,14 @@ def _reconnect_reason(row: Any) -> str | None:
 
 def _connections(problems: dict[str, Any]) -> dict[str, Any]:
     failing = sorted({item["id"] for item in problems["needs_reconnect"]} | set(problems["failed_by_connection"])
-                     | set(problems["outage"]))
+                     | set(problems["records_by_connection"]) | set(problems["outage"]))
     reasons = {item["id"]: item["reason"] for item in problems["needs_reconnect"]}
     return {
         "ok": not failing, "total": problems["total"], "needs_reconnect": problems["needs_reconnect"],
         "failing": [{"id": cid, "needs_reconnect": cid in reasons, "reason": reasons.get(cid),
                      "outage": problems["outage"].get(cid),
-                     "failed_events": problems["failed_by_connection"].get(cid, 0)} for cid in failing],
+                     "failed_events": problems["failed_by_connection"].get(cid, 0),
+                     "failed_records": problems["records_by_connection"].get(cid, 0)} for cid in failing],
     }
 
 

@@ -107,7 +107,7 @@ def flip_conflict_view(connection_id: int, conflict_id: int) -> BaseResponse:
 @bp.get("/admin/connections/<int:connection_id>/audit")
 def audit(connection_id: int) -> BaseResponse:
     """The audit log, newest first, filtered by record, kind, outcome and date; "unchanged" hidden by default."""
-    require_admin(connection_id)
+    session = require_admin(connection_id)
     connection = connection_or_404(connection_id)
     try:
         query = parse_audit_query(request.args)
@@ -115,7 +115,8 @@ def audit(connection_id: int) -> BaseResponse:
         raise PageError(400, "Bad filter", str(exc), connection_id) from None
     rows, total = audit_page(connection_id, query)
     html = render_template("audit.html", connection=connection, entries=rows, query=query, page=query.page,
-                           pages=max(1, -(-total // AUDIT_PER_PAGE)), total=total, DIRECTIONS=DIRECTIONS)
+                           pages=max(1, -(-total // AUDIT_PER_PAGE)), total=total, DIRECTIONS=DIRECTIONS,
+                           csrf_token=session.csrf_token)
     return secured(make_response(html, 200))
 
 
