@@ -131,7 +131,8 @@ def test_navigation_marks_the_current_page_and_works_by_keyboard(page: Any, cons
                                                                   artifacts: Path) -> None:
     nav = page.get_by_role("navigation", name="Connection pages")
     assert [a.inner_text() for a in nav.get_by_role("link").all()] == [
-        "Overview", "Health", "Review", "Conflicts", "Failures", "Settings", "Audit log"]
+        "Overview", "First sync", "Import history", "Health", "Review", "Conflicts", "Failures", "Settings",
+        "Audit log"]
     assert nav.get_by_role("link", name="Overview").get_attribute("aria-current") == "page"
     assert "1 record(s) waiting for review" in page.locator("#attention").inner_text()
     page.screenshot(path=str(artifacts / "console-overview.png"), full_page=True)
