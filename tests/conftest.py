@@ -23,7 +23,26 @@ from sqlalchemy.engine import make_url
 from crm_qb.app import MIGRATIONS_DIR, create_app
 from crm_qb.config import Settings, load_settings
 
-REDIS_TEST_URL = os.environ.get("CRM_QB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+def _redis_test_url() -> str:
+    """The test Redis database; under pytest-xdist each worker gets its own (gw0 the given one, gw1 the one below,
+    ...), because tests flush their database."""
+    base = make_url_redis(os.environ.get("CRM_QB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return base[0] + str(base[1])
+    return base[0] + str((base[1] - int(worker[2:])) % 16)
+
+
+def make_url_redis(url: str) -> tuple[str, int]:
+    """Split ``redis://host:port/N`` into its prefix and database number (0 when none is given)."""
+    head, _, tail = url.rpartition("/")
+    if head.endswith(":/") or not tail.isdigit():
+        return url.rstrip("/") + "/", 0
+    return head + "/", int(tail)
+
+
+REDIS_TEST_URL = _redis_test_url()
 PG_ADMIN_URL = os.environ.get("CRM_QB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 VERIFIER_TOKEN = "test-verifier-token"
 

@@ -28,7 +28,7 @@ from crm_qb.models import Connection, ContactLink, LinkState
 from tests.support import free_port, wait_for
 from tests.support.e2e import World, start_crm_sandbox, start_sandbox, wire
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # minutes of real processes: `scripts/test`, not CI
 
 
 @pytest.fixture

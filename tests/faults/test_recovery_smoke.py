@@ -19,7 +19,7 @@ from tests.faults.recovery import RECORDS, Trickle, busy_kill, taken_job_kill
 from tests.faults.rig import start_rig
 from tests.faults.run import wait_for_trickle
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # about 90 s: `scripts/test`, not CI
 
 BOUND_SECONDS = 60.0
 

@@ -59,6 +59,7 @@ def test_a_burst_through_the_fault_loses_and_duplicates_nothing(name: str, rig: 
     assert row.converge is not None
 
 
+@pytest.mark.slow  # its own redis-server and a restart: about 100 s (`scripts/test`, not CI)
 @pytest.mark.parametrize("name", OWN_REDIS_SMOKE)
 def test_a_burst_through_a_redis_fault_loses_and_duplicates_nothing(name: str, tmp_path: Path) -> None:
     row = run_scenario(SCENARIOS[name], "sqlite", SIZES, OPTIONS, DEADLINE_SECONDS, tmp_path / name)

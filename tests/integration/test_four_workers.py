@@ -16,6 +16,7 @@ import sys
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from crm_qb.db import db
@@ -52,6 +53,7 @@ def _four_workers(h: Harness) -> None:
 
 
 
+@pytest.mark.slow  # four worker processes, about 75 s per database: `scripts/test`, not CI
 def test_four_workers_apply_every_record_in_order_and_once(harness: Harness) -> None:
     h, rng = harness, random.Random(16)
     h.crm_user("POST", "/limits", {"requests": None})
