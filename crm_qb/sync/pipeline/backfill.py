@@ -520,20 +520,6 @@ class _DryRun(_Run):
         self.transactions()
         self.contacts()
 
-    def held(self, customers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """These customers by id, with the parents of their jobs read in one query (not one read per job)."""
-        held = {str(c["Id"]): c for c in customers if c.get("Id") is not None}
-        parents = {parent for c in customers if (parent := parent_of(c)) is not None and parent not in held}
-        if parents:
-            held.update(self.ctx.qbo.read_many("Customer", parents, include_inactive=True))
-        return held
-
-    def query_pages(self, entity: str, where: str = "") -> Iterator[list[dict[str, Any]]]:
-        """The pages of a query: read one ahead on the pager's thread when there is one."""
-        if self.pager is not None:
-            return self.pager.pages(entity, where, self.page_size)
-        return pages(self.ctx.qbo.query_all(entity, where, page_size=self.page_size), self.page_size)
-
     def remember(self, page: list[dict[str, Any]]) -> None:
         """A dry run writes nothing."""
 
