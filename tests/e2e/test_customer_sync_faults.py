@@ -35,7 +35,7 @@ from tests.support import free_port, wait_for
 from tests.support.e2e import World, start_sandbox, wire
 from workers import jobs
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # whole crm-qb runs of minutes: `scripts/test`, not CI
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
 NOWHERE = "http://127.0.0.1:9/nowhere"

@@ -29,7 +29,7 @@ from tests.support import ROOT, wait_for
 from tests.support import sync as support
 from tests.support.sync import Harness, QboSandbox, running_harness
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # whole crm-qb runs of minutes: `scripts/test`, not CI
 qbo_sandbox, crm_server = support.qbo_sandbox, support.crm_server
 
 CUSTOMERS, PAGE = 30, 2

@@ -26,7 +26,7 @@ from cryptography.fernet import Fernet, MultiFernet
 from tests.conftest import REDIS_TEST_URL
 from tests.support import ROOT, free_port, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # whole crm-qb runs of minutes: `scripts/test`, not CI
 
 
 class Up:
