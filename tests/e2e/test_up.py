@@ -16,7 +16,7 @@ import requests
 from tests.conftest import REDIS_TEST_URL
 from tests.support import ROOT, free_port, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # whole crm-qb runs of minutes: `scripts/test`, not CI
+pytestmark = pytest.mark.e2e
 
 
 def _listening(port: int) -> bool:
