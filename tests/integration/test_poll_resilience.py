@@ -57,4 +57,4 @@ def test_a_connection_that_never_synced_gets_a_backfill_not_a_poll(harness: Harn
         assert schedule_cdc_polls() == 1
         prefix = harness.app.extensions["crm_qb"].settings.queue_prefix
         redis = harness.app.extensions["crm_qb"].redis
-    assert JobIds.backfill(harness.connection_id) in Queue(f"{prefix}.sync", connection=redis).job_ids
+    assert JobIds.backfill(harness.connection_id) in Queue(f"{prefix}.backfill", connection=redis).job_ids
