@@ -197,31 +197,29 @@ class RestConnector:
 
     def _activity_pages(self, params: dict[str, Any], cursor: str | None) -> Iterator[ActivityPage]:
         """Follow ``next_cursor`` over ``/activities`` until the CRM says there is no next page."""
-        while True:
-            data = self._call("GET", "/activities", params={**params, **({"cursor": cursor} if cursor else {})})
-            page = ActivityPage(tuple(Activity.from_json(item) for item in _field(data, "activities", list)),
-                                _field(data, "next_cursor", (str, type(None))))
-            yield page
-            if page.next_cursor is None:
-                return
-            if page.next_cursor == cursor:
-                raise CrmProtocolError("the CRM returned the same next_cursor twice; paging would never end")
-            cursor = page.next_cursor
+        for items, next_cursor in self._cursor_walk("/activities", "activities", params, cursor):
+            yield ActivityPage(tuple(Activity.from_json(item) for item in items), next_cursor)
 
     # -- HTTP -----------------------------------------------------------------------------------------
 
     def _pages(self, params: dict[str, Any], cursor: str | None) -> Iterator[ContactPage]:
-        """Follow ``next_cursor`` from ``cursor`` until the CRM says there is no next page."""
+        """Follow ``next_cursor`` over ``/contacts`` from ``cursor`` until the CRM says there is no next page."""
+        for items, next_cursor in self._cursor_walk("/contacts", "contacts", params, cursor):
+            yield ContactPage(tuple(Contact.from_json(item) for item in items), next_cursor)
+
+    def _cursor_walk(self, path: str, key: str, params: dict[str, Any],
+                     cursor: str | None) -> Iterator[tuple[list[Any], str | None]]:
+        """The raw pages of a cursor-paged list (section 6): each page's ``key`` items and its ``next_cursor``."""
         while True:
-            data = self._call("GET", "/contacts", params={**params, **({"cursor": cursor} if cursor else {})})
-            page = ContactPage(tuple(Contact.from_json(item) for item in _field(data, "contacts", list)),
-                               _field(data, "next_cursor", (str, type(None))))
-            yield page
-            if page.next_cursor is None:
+            data = self._call("GET", path, params={**params, **({"cursor": cursor} if cursor else {})})
+            items = _field(data, key, list)
+            next_cursor = _field(data, "next_cursor", (str, type(None)))
+            yield items, next_cursor
+            if next_cursor is None:
                 return
-            if page.next_cursor == cursor:
+            if next_cursor == cursor:
                 raise CrmProtocolError("the CRM returned the same next_cursor twice; paging would never end")
-            cursor = page.next_cursor
+            cursor = next_cursor
 
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
               headers: Mapping[str, str] | None = None,
@@ -397,7 +395,7 @@ def _field(data: Any, name: str, kind: type | tuple[type, ...]) -> Any:
     """Return ``data[name]`` when data is an object and the value has the expected type."""
     if not isinstance(data, dict) or not isinstance(data.get(name), kind):
         raise CrmProtocolError(f"the CRM's answer lacks {name!r} of the expected type")
-    return data[name]
+    return data.get(name)
 
 
 def _q(object_id: str) -> str:
