@@ -9,6 +9,12 @@ to it, docs/hubspot/facts.md §3.6), then an ``updated`` notice for the new reco
 (``object.*`` with ``objectTypeId`` 0-48 / 0-47) become activity notices (``call-<id>``, ``meeting-<id>``) for
 billable time. Other events (companies, associations, tasks) are counted and not stored.
 
+A contact's version is its ``updatedAt`` in milliseconds (crm_qb.crm.hubspot.mapping), and a creation or
+property change is taken to report the version it produced: its ``occurredAt`` (``payload["version"]``). The
+drain then settles the echo of crm-qb's own write, whose version the link already agreed on, without reading
+the contact again. That HubSpot stamps both with one moment is not documented (docs/hubspot/facts.md §8.2; the
+local HubSpot does): when they differ, nothing matches and the contact is read as before.
+
 HubSpot does not promise a unique ``eventId`` and redelivers a failed batch with a higher ``attemptNumber``, so
 a notice's deduplication key is the connection, the event id, type, object, time and property: a redelivery
 hits the same key, two different changes never do.
@@ -32,6 +38,7 @@ ACTIVITY_OBJECTS = {"0-48": "calls", "0-47": "meetings"}  # objectTypeId -> HubS
 OPERATIONS = {"contact.creation": "created", "contact.propertyChange": "updated", "contact.restore": "updated",
               "contact.deletion": "deleted", "contact.privacyDeletion": "deleted", "contact.merge": "merged"}
 MAX_EVENTS = 1000
+REPORTS_VERSION = ("created", "updated")
 LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last moment a datetime holds
 
 
@@ -137,5 +144,7 @@ def _notice(event: HubSpotEvent, connection_id: int, contact_id: str, operation:
     key = ":".join(str(part) for part in ("hubspot", connection_id, data["eventId"], data["subscriptionType"],
                                           contact_id, data["occurredAt"], data["propertyName"] or ""))
     payload = {"hubspot": event.raw, **({"merged_into": merged_into} if merged_into else {})}
+    if entity == CONTACT and operation in REPORTS_VERSION:
+        payload["version"] = data["occurredAt"]  # a contact's version is its updatedAt (ms): see the docstring
     return Notice(dedupe_key=key, realm_id=None, entity=entity, entity_id=contact_id, operation=operation,
                   occurred_at=datetime.fromtimestamp(data["occurredAt"] / 1000, UTC), payload=payload)

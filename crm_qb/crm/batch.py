@@ -1,9 +1,12 @@
-"""Creating many contacts at once, whatever the CRM kind: its batch call when it has one, else one by one.
+"""Creating (and reading) many contacts at once, whatever the CRM kind: its batch call when it has one.
 
 Batching is an optional capability (DESIGN.md section 6: ``POST /contacts/batch``; HubSpot's batch create), so
 it is not part of ``CrmConnector``: a connector that offers ``create_contacts`` is used as it is, any other gets
 one ``create_contact`` per body. Either way each body has one result, in order: the created contact, or the
 permanent error the CRM gave for that body (the others are kept). Transient failures raise.
+
+Reading many is optional the same way (HubSpot's batch read; the REST contract has none): ``read_many`` answers
+what one batch read found, and nothing for a CRM without it, whose contacts are then read one by one.
 """
 
 from __future__ import annotations
@@ -39,3 +42,24 @@ def create_many(crm: CrmConnector, bodies: Sequence[Mapping[str, Any]]) -> list[
         except CrmPermanentError as exc:
             results.append(exc)
     return results
+
+
+@runtime_checkable
+class BatchReads(Protocol):
+    """A connector that can read many contacts in few requests."""
+
+    def read_contacts(self, ids: Sequence[str]) -> list[Contact]:
+        """The contacts of ``ids`` it knows (others left out)."""
+        ...
+
+
+def read_many(crm: CrmConnector, ids: Sequence[str]) -> dict[str, Contact]:
+    """The contacts of ``ids`` by id, read in batches when the connector can (else none: read each when needed).
+
+    Only contacts answered under the id asked for are kept: a merged-away id that answers its survivor is read
+    again by itself, where the connector's single read says what happened to it.
+    """
+    if not ids or not isinstance(crm, BatchReads):
+        return {}
+    wanted = set(ids)
+    return {contact.id: contact for contact in crm.read_contacts(list(ids)) if contact.id in wanted}

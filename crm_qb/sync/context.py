@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from crm_qb.crm.protocol import CrmConnector
+from crm_qb.crm.protocol import Contact, CrmConnector
 from crm_qb.db import db
 from crm_qb.models import Connection, QboReference
 from crm_qb.panel_settings import panel_settings_of
@@ -46,6 +46,8 @@ class SyncContext:
     crm_email_matches: list[Candidate] | None = None
     # QBO customers the job already holds (the backfill's recent pages), by id: read before asking QBO again.
     qbo_customers_held: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # CRM contacts a CRM drain read in one batch before its units ran, by id: each unit takes its own once.
+    crm_contacts_held: dict[str, Contact] = field(default_factory=dict)
     # The CDC answers the drain job running this context has read (pipeline/fetch.py), None outside drains.
     qbo_changes: ChangeCache | None = None
     # Invoices whose folder item changed in this job: the job's caller asks for their follow-ups to be re-checked.

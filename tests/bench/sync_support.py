@@ -205,8 +205,7 @@ class System:
 
     def last_event_id(self) -> int:
         """The highest inbound event id so far (0 when none)."""
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.max(InboundEvent.id))).scalar() or 0)
+        return last_event_id(self.engine)
 
     def pending_events(self) -> int:
         """Inbound events not yet processed."""
@@ -216,15 +215,7 @@ class System:
 
     def first_event_after(self, source: EventSource, entity_id: str, after_id: int) -> InboundEventRow | None:
         """The first event of ``source`` about ``entity_id`` stored after event ``after_id``."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(InboundEvent.id, InboundEvent.received_at, InboundEvent.processed_at,
-                                      InboundEvent.status).where(
-                InboundEvent.source == source, InboundEvent.entity_id == entity_id, InboundEvent.id > after_id,
-            ).order_by(InboundEvent.id).limit(1)).first()
-        if row is None:
-            return None
-        return InboundEventRow(row.id, row.received_at.timestamp(),
-                               row.processed_at.timestamp() if row.processed_at else None, row.status.value)
+        return first_event_after(self.engine, source, entity_id, after_id)
 
     def events_after(self, after_id: int) -> dict[str, Any]:
         """Counts of the events stored after ``after_id``, by source and status, and their time span."""
@@ -277,6 +268,25 @@ class InboundEventRow:
     received_at: float
     processed_at: float | None
     status: str
+
+
+def last_event_id(engine: Engine) -> int:
+    """The highest inbound event id so far (0 when none)."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.max(InboundEvent.id))).scalar() or 0)
+
+
+def first_event_after(engine: Engine, source: EventSource, entity_id: str, after_id: int) -> InboundEventRow | None:
+    """The first event of ``source`` about ``entity_id`` stored after event ``after_id``."""
+    with engine.connect() as conn:
+        row = conn.execute(select(InboundEvent.id, InboundEvent.received_at, InboundEvent.processed_at,
+                                  InboundEvent.status).where(
+            InboundEvent.source == source, InboundEvent.entity_id == entity_id, InboundEvent.id > after_id,
+        ).order_by(InboundEvent.id).limit(1)).first()
+    if row is None:
+        return None
+    return InboundEventRow(row.id, row.received_at.timestamp(),
+                           row.processed_at.timestamp() if row.processed_at else None, row.status.value)
 
 
 def _healthy(web: str) -> bool:

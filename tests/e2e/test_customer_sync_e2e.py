@@ -20,7 +20,8 @@ from sqlalchemy import func, select
 from crm_qb.app import create_app
 from crm_qb.config import Settings
 from crm_qb.db import db
-from crm_qb.models import AuditEntry, EventSource, InboundEvent
+from crm_qb.models import AuditEntry, Connection, ContactLink, EventSource, InboundEvent, LinkState
+from crm_qb.web.panel_tokens import make_panel_token
 from tests.support import free_port, wait_for
 from tests.support.e2e import World, start_crm_sandbox, start_sandbox, wire
 
@@ -131,3 +132,31 @@ def _sync_jobs_of(world: World, customer_id: str) -> list[str | None]:
             AuditEntry.entity_id == customer_id, AuditEntry.action == "customer.synced").order_by(AuditEntry.id)))
         db.session.remove()
     return jobs
+
+
+def test_a_deleted_crm_contact_is_unlinked(world: World) -> None:
+    world.create_customer(DisplayName="Gone Soon", GivenName="Gone", FamilyName="Soon",
+                          PrimaryEmailAddr={"Address": "gone@example.com"})
+    contact = wait_for(lambda: world.contact_with(email="gone@example.com"), what="the contact to appear")
+    wait_for(lambda: (world.link_of(contact["id"]) or ContactLink()).state == LinkState.LINKED,
+             what="the contact to be linked")
+    world.delete_contact(contact["id"])  # HubSpot: archived
+    wait_for(lambda: (world.link_of(contact["id"]) or ContactLink()).state == LinkState.UNLINKED, timeout=40,
+             what="the deleted contact to be unlinked")
+
+
+def test_the_panel_shows_the_linked_customer(world: World) -> None:
+    world.create_customer(DisplayName="Panel Person", GivenName="Panel", FamilyName="Person",
+                                     PrimaryEmailAddr={"Address": "panel@example.com"})
+    contact = wait_for(lambda: world.contact_with(email="panel@example.com"), what="the contact to appear")
+    wait_for(lambda: (world.link_of(contact["id"]) or ContactLink()).state == LinkState.LINKED,
+             what="the contact to be linked")
+    with create_app(world.settings).app_context():
+        connection = db.session.get(Connection, world.connection_id)
+        assert connection is not None
+        token = make_panel_token(world.settings.secret_key, connection, contact["id"])
+        db.session.remove()
+    page = requests.get(f"{world.web}/panel/{world.connection_id}/contacts/{contact['id']}", params={"token": token},
+                        timeout=10)
+    assert page.status_code == 200, page.text
+    assert "Panel Person" in page.text and 'class="qb-link"' in page.text  # the customer and its QuickBooks link

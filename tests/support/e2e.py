@@ -21,7 +21,7 @@ from crm_qb.crm.hubspot import mapping
 from crm_qb.crm.hubspot.connector import set_up_portal
 from crm_qb.crm.protocol import CONTACT_TEXT_FIELDS
 from crm_qb.db import db
-from crm_qb.models import EventStatus, InboundEvent
+from crm_qb.models import ContactLink, EventStatus, InboundEvent
 from crm_qb.runtime import runtime
 from tests.conftest import _migrate, _truncate, make_settings
 from tests.support import ROOT, wait_for
@@ -74,6 +74,21 @@ class World:
         answer = requests.request(method, f"{self.crm}/_sandbox{path}", json=body, timeout=10)
         answer.raise_for_status()
         return answer.json() if answer.content else None
+
+    def delete_contact(self, contact_id: str) -> None:
+        """Delete a contact as a CRM user (HubSpot: archive it)."""
+        path = (f"/_sandbox/objects/contacts/{contact_id}" if self.crm_kind == "hubspot"
+                else f"/_sandbox/contacts/{contact_id}")
+        requests.delete(f"{self.crm}{path}", timeout=10).raise_for_status()
+
+    def link_of(self, contact_id: str) -> ContactLink | None:
+        """crm-qb's link of a CRM contact, or None."""
+        with create_app(self.settings).app_context():
+            found = db.session.scalar(select(ContactLink).where(ContactLink.connection_id == self.connection_id,
+                                                                ContactLink.crm_contact_id == contact_id))
+            db.session.expunge_all()
+            db.session.remove()
+        return found
 
     def contacts(self) -> list[dict[str, Any]]:
         """Every CRM contact (section 6 shape)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from crm_qb.crm.batch import Created, create_many
+from crm_qb.crm.batch import Created, create_many, read_many
 from crm_qb.crm.errors import CrmAuthError, CrmValidationError
 from crm_qb.crm.protocol import Contact
 
@@ -57,3 +57,28 @@ def test_a_batching_connector_gets_every_body_at_once() -> None:
     crm = Batching()
     assert len(create_many(crm, [{}] * 7)) == 7  # type: ignore[arg-type]
     assert crm.batches == [7] and crm.calls == 0
+
+
+class Reading(OneByOne):
+    """A connector with batch reads; a merged-away id answers its survivor (as HubSpot's batch read may)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[list[str]] = []
+
+    def read_contacts(self, ids: Sequence[str]) -> list[Contact]:
+        self.asked.append(list(ids))
+        return [Contact(id="survivor" if i == "merged" else i, version=1, updated_at=datetime(2026, 12, 2, tzinfo=UTC))
+                for i in ids if i != "gone"]
+
+
+def test_read_many_keeps_only_contacts_answered_under_the_id_asked_for() -> None:
+    crm = Reading()
+    found = read_many(crm, ["a", "merged", "gone", "b"])  # type: ignore[arg-type]
+    assert sorted(found) == ["a", "b"] and crm.asked == [["a", "merged", "gone", "b"]]
+
+
+def test_read_many_without_batch_reads_or_ids_reads_nothing() -> None:
+    assert read_many(OneByOne(), ["a", "b"]) == {}  # type: ignore[arg-type]
+    crm = Reading()
+    assert read_many(crm, []) == {} and crm.asked == []  # type: ignore[arg-type]

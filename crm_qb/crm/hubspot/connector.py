@@ -54,6 +54,8 @@ BATCH = 100
 SEARCH_CAP = 10_000
 SEARCH_PAGE = 100
 ASSOCIATION_PAGE = 500
+# Contacts a connector remembers from its own reads and writes (a backfill's batches in flight fit many times).
+SEEN_CONTACTS = 2_000
 
 
 def set_up_portal(api_base: str, token: str) -> str:
@@ -84,7 +86,8 @@ class HubSpotConnector:
     def __init__(self, api: HubSpotApi) -> None:
         self.api = api
         self._properties_checked = False
-        # A connector lives for one job: what it saw there saves calls (a no-op write, a company named again).
+        # A connector lives for one job: what it saw there saves calls (a no-op write, a company named again);
+        # contacts from batch creates too, so a backfill's first link does not re-read each new contact.
         self._seen: dict[str, Contact] = {}
         self._companies: dict[str, str | None] = {}
 
@@ -172,7 +175,7 @@ class HubSpotConnector:
         for chunk in _chunks(list(ids)):
             data = self.api.call("POST", f"{CONTACTS}/batch/read", read=True, json={
                 "inputs": [{"id": i} for i in chunk], "properties": list(mapping.CONTACT_PROPERTIES)})
-            found += [mapping.contact_from_object(item) for item in _results(data)]
+            found += [self._remember(mapping.contact_from_object(item)) for item in _results(data)]
         return found
 
     def create_contacts(self, records: Sequence[Mapping[str, Any]]) -> list[Contact]:
@@ -182,7 +185,7 @@ class HubSpotConnector:
             inputs = [{"properties": _without_empty(mapping.contact_properties(r))} for r in chunk]
             data = self._write("POST", f"{CONTACTS}/batch/create", {"inputs": inputs},
                                {k: v for i in inputs for k, v in i["properties"].items()})
-            created += [mapping.contact_from_object(item) for item in _results(data)]
+            created += [self._remember(mapping.contact_from_object(item)) for item in _results(data)]
         return created
 
     def update_contacts(self, changes: Mapping[str, Mapping[str, Any]]) -> list[Contact]:
@@ -193,7 +196,7 @@ class HubSpotConnector:
             inputs = [{"id": cid, "properties": props} for cid, props in chunk]
             data = self._write("POST", f"{CONTACTS}/batch/update", {"inputs": inputs},
                                {k: v for _, p in chunk for k, v in p.items()})
-            updated += [mapping.contact_from_object(item) for item in _results(data)]
+            updated += [self._remember(mapping.contact_from_object(item)) for item in _results(data)]
         return updated
 
     def put_quickbooks_summary(self, contact_id: str, summary: Mapping[str, Any]) -> None:
@@ -443,7 +446,11 @@ class HubSpotConnector:
         return self._companies[key]
 
     def _remember(self, contact: Contact) -> Contact:
+        """Keep what HubSpot just answered for ``contact`` (the most recent SEEN_CONTACTS: memory stays flat)."""
+        self._seen.pop(contact.id, None)
         self._seen[contact.id] = contact
+        if len(self._seen) > SEEN_CONTACTS:
+            del self._seen[next(iter(self._seen))]
         return contact
 
     def _associated(self, contact_id: str, to_type: str) -> list[str]:

@@ -1,8 +1,11 @@
 """CRM → QBO: apply CRM contact changes (created, updated, deleted, merged) to QuickBooks.
 
 The events of one contact are coalesced: the contact is read once, as it is now (so duplicate and out-of-order
-hooks converge on the current state), and synced once. A deleted contact unlinks (and, by setting, makes the
-QBO customer inactive); a merged contact moves its link to the survivor.
+hooks converge on the current state), and synced once. Events that all report the version the link already
+agreed on (the echo of crm-qb's own write, or of a contact the backfill created: HubSpot's hooks carry it) settle
+without reading the contact: nothing in them is new, and the read would spend the CRM's rate limit, which HubSpot
+keeps low. A deleted contact unlinks (and, by setting, makes the QBO customer inactive); a merged contact moves
+its link to the survivor.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from crm_qb.sync.customers.identity import customers_named, display_name_taken, 
 from crm_qb.sync.customers.links import LinkRecord, Record
 from crm_qb.sync.customers.qbo_side import CRM_MERGED, done, link_pair, review
 from crm_qb.sync.customers.reconcile import Sides, StillRacingError, apply_customer_facts, contact_json, reconcile
-from crm_qb.sync.pipeline.events import EventRef
+from crm_qb.sync.pipeline.events import EventRef, reported_version
 from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, qbo_create_body
 from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, distinct_display_name, same_person
 
@@ -44,13 +47,23 @@ def apply_contact_events(ctx: SyncContext, contact_id: str, events: Sequence[Eve
         return apply_crm_merge(ctx, contact_id, str(merged[-1].payload.get("merged_into") or ""), ids)
     if events[-1].operation == "deleted":
         return apply_crm_delete(ctx, contact_id, ids)
+    link = links.find_by_crm(ctx.connection_id, contact_id)
+    if link is not None and link.state == LinkState.LINKED and agreed(events, link.crm_version):
+        done(ctx, Record("contact.unchanged", DIRECTION, "Contact", contact_id,
+                         message=f"the change hook reports version {link.crm_version}, already agreed"), ids)
+        return "unchanged (version already agreed)"
     return sync_contact(ctx, contact_id, ids)
 
 
+def agreed(events: Sequence[EventRef], version: str | None) -> bool:
+    """Whether every event reports exactly ``version`` (the link's agreed CRM version): nothing to read."""
+    return version is not None and all(reported_version(event) == version for event in events)
+
+
 def sync_contact(ctx: SyncContext, contact_id: str, events: Sequence[int]) -> str:
-    """Sync one CRM contact, as it is now, to QBO."""
+    """Sync one CRM contact, as it is now (read by the drain's batch read, or now), to QBO."""
     try:
-        contact = ctx.crm.get_contact(contact_id)
+        contact = ctx.crm_contacts_held.pop(contact_id, None) or ctx.crm.get_contact(contact_id)
     except ContactNotFoundError:
         done(ctx, Record("skip.contact_gone", DIRECTION, "Contact", contact_id), events)
         return "skipped (contact gone)"

@@ -79,6 +79,15 @@ def find_by_crm(connection_id: int, contact_id: str) -> LinkRecord | None:
     return _find(ContactLink.crm_contact_id == contact_id, connection_id)
 
 
+def agreed_crm_versions(connection_id: int, contact_ids: Sequence[str]) -> dict[str, str | None]:
+    """The agreed CRM version of each *linked* contact among ``contact_ids``; ends the read transaction."""
+    rows = db.session.execute(select(ContactLink.crm_contact_id, ContactLink.crm_version).where(
+        ContactLink.connection_id == connection_id, ContactLink.state == LinkState.LINKED,
+        ContactLink.crm_contact_id.in_(list(contact_ids)))).all()
+    db.session.rollback()
+    return {str(row.crm_contact_id): row.crm_version for row in rows}
+
+
 def _find(condition: Any, connection_id: int) -> LinkRecord | None:
     row = db.session.scalars(select(ContactLink).where(ContactLink.connection_id == connection_id, condition)).first()
     record = LinkRecord.of(row) if row is not None else None

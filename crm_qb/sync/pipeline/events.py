@@ -86,6 +86,13 @@ class EventRef:
     payload: Mapping[str, Any]
 
 
+def reported_version(event: EventRef) -> str | None:
+    """The CRM version the event says its change produced (``payload["version"]``: HubSpot's hooks, the CRM
+    poll), or None when it does not say."""
+    version = event.payload.get("version")
+    return None if version is None or isinstance(version, bool) else str(version)
+
+
 def is_synced(entity: str) -> bool:
     """Whether a QBO entity's changes are synced (customers, registered transaction types, noted lists)."""
     return entity == CUSTOMER or entity in NOTED_QBO_ENTITIES or entity in registry.NAMES

@@ -2,8 +2,10 @@
 
 A QBO batch costs one query per entity type per 100 ids (customers, then each transaction type), never one read
 per event: duplicate and out-of-order webhooks of one customer collapse into one unit that syncs its current
-state. Merges run before customer updates, so a merged-away customer's link has moved before its own update
-(now inactive) is seen. Each unit marks its own events processed in the transaction that stores its result.
+state. A CRM batch of several contacts costs one batch read per 100 when the connector has it (HubSpot), and
+nothing for the echoes of crm-qb's own writes (crm_side). Merges run before customer updates, so a merged-away
+customer's link has moved before its own update (now inactive) is seen. Each unit marks its own events processed
+in the transaction that stores its result.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from crm_qb.crm.batch import read_many
 from crm_qb.db import db, utcnow
 from crm_qb.sync import references
 from crm_qb.sync.context import SyncContext
-from crm_qb.sync.customers.crm_side import apply_contact_events
+from crm_qb.sync.customers import links
+from crm_qb.sync.customers.crm_side import agreed, apply_contact_events
 from crm_qb.sync.customers.links import Record
 from crm_qb.sync.customers.qbo_side import apply_qbo_merge, done, sync_customer
 from crm_qb.sync.customers.review import recheck_naming
@@ -72,9 +76,21 @@ def crm_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
     for event in events:
         if event.entity != ACTIVITY:
             by_contact.setdefault(str(event.entity_id), []).append(event)
+    ctx.crm_contacts_held = read_many(ctx.crm, _contacts_to_read(ctx, by_contact))
     units = [Unit(tuple(e.id for e in group), f"contact {cid}", partial(_contact_unit, ctx, cid, group))
              for cid, group in by_contact.items()]
     return units + _time_units(ctx, [e for e in events if e.entity == ACTIVITY])
+
+
+def _contacts_to_read(ctx: SyncContext, by_contact: dict[str, list[EventRef]]) -> list[str]:
+    """The contacts whose units will read them, when there are several (one batch read then serves them all):
+    not deleted or merged, and not reporting the version their link agreed on (crm_side.apply_contact_events)."""
+    read = [cid for cid, group in by_contact.items()
+            if group[-1].operation != "deleted" and not any(e.operation == "merged" for e in group)]
+    if len(read) < 2:
+        return []
+    versions = links.agreed_crm_versions(ctx.connection_id, read)
+    return [cid for cid in read if cid not in versions or not agreed(by_contact[cid], versions[cid])]
 
 
 def _time_units(ctx: SyncContext, activity_events: list[EventRef]) -> list[Unit]:
