@@ -34,7 +34,7 @@ def spawn(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., subproce
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(10)
+                process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

@@ -22,7 +22,7 @@ from crm_qb.config import Settings
 from crm_qb.db import db
 from crm_qb.models import AuditEntry, Connection, ContactLink, EventSource, InboundEvent, LinkState
 from crm_qb.web.panel_tokens import make_panel_token
-from tests.support import free_port, wait_for
+from tests.support import free_port, stop, wait_for
 from tests.support.e2e import World, start_crm_sandbox, start_sandbox, wire
 
 pytestmark = pytest.mark.e2e
@@ -42,8 +42,7 @@ def world(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path, re
         yield wire(settings, tmp_path, spawn, qbo_info, crm_info, web_port, crm_kind=request.param)
     finally:
         for process in sandboxes:
-            process.terminate()
-            process.wait(10)
+            stop(process)
 
 
 def test_changes_travel_both_ways_between_real_processes(world: World) -> None:
@@ -134,23 +133,15 @@ def _sync_jobs_of(world: World, customer_id: str) -> list[str | None]:
     return jobs
 
 
-def test_a_deleted_crm_contact_is_unlinked(world: World) -> None:
-    world.create_customer(DisplayName="Gone Soon", GivenName="Gone", FamilyName="Soon",
-                          PrimaryEmailAddr={"Address": "gone@example.com"})
-    contact = wait_for(lambda: world.contact_with(email="gone@example.com"), what="the contact to appear")
-    wait_for(lambda: (world.link_of(contact["id"]) or ContactLink()).state == LinkState.LINKED,
-             what="the contact to be linked")
-    world.delete_contact(contact["id"])  # HubSpot: archived
-    wait_for(lambda: (world.link_of(contact["id"]) or ContactLink()).state == LinkState.UNLINKED, timeout=40,
-             what="the deleted contact to be unlinked")
-
-
-def test_the_panel_shows_the_linked_customer(world: World) -> None:
+def test_a_linked_contact_shows_in_the_panel_and_once_deleted_is_unlinked(world: World) -> None:
+    """One world per CRM kind for both checks: the panel of a linked contact, then its deletion (HubSpot: archived)."""
     world.create_customer(DisplayName="Panel Person", GivenName="Panel", FamilyName="Person",
-                                     PrimaryEmailAddr={"Address": "panel@example.com"})
+                          PrimaryEmailAddr={"Address": "panel@example.com"})
     contact = wait_for(lambda: world.contact_with(email="panel@example.com"), what="the contact to appear")
     wait_for(lambda: (world.link_of(contact["id"]) or ContactLink()).state == LinkState.LINKED,
              what="the contact to be linked")
+    link = world.link_of(contact["id"])
+    assert link is not None and link.qbo_customer_id
     with create_app(world.settings).app_context():
         connection = db.session.get(Connection, world.connection_id)
         assert connection is not None
@@ -159,4 +150,9 @@ def test_the_panel_shows_the_linked_customer(world: World) -> None:
     page = requests.get(f"{world.web}/panel/{world.connection_id}/contacts/{contact['id']}", params={"token": token},
                         timeout=10)
     assert page.status_code == 200, page.text
-    assert "Panel Person" in page.text and 'class="qb-link"' in page.text  # the customer and its QuickBooks link
+    assert "Panel Person" in page.text and 'class="qb-link"' in page.text
+    # The deep link goes through the web app's sign-in route with the page URL-encoded (qbo/deeplinks.py).
+    assert f"pagereq=customerdetail%3FnameId%3D{link.qbo_customer_id}&amp;" in page.text
+    world.delete_contact(contact["id"])
+    wait_for(lambda: (world.link_of(contact["id"]) or ContactLink()).state == LinkState.UNLINKED, timeout=40,
+             what="the deleted contact to be unlinked")

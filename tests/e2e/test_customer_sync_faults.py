@@ -31,7 +31,7 @@ from crm_qb.config import Settings
 from crm_qb.db import db
 from crm_qb.models import AuditEntry, EventStatus, InboundEvent
 from crm_qb.signatures import sign_qbo
-from tests.support import free_port, wait_for
+from tests.support import free_port, stop, wait_for
 from tests.support.e2e import World, start_sandbox, wire
 from workers import jobs
 
@@ -137,8 +137,7 @@ def system(settings: Settings, tmp_path: Path, spawn: Spawn) -> Iterator[System]
             db.engine.dispose()
     finally:
         for process in (qbo_proc, crm_proc):
-            process.terminate()
-            process.wait(10)
+            stop(process)
 
 
 def _linked_pair(system: System, name: str) -> tuple[dict[str, Any], dict[str, Any]]:

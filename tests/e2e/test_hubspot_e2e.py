@@ -25,7 +25,7 @@ from crm_qb.app import create_app
 from crm_qb.config import Settings
 from crm_qb.db import db
 from crm_qb.models import Connection, ContactLink, LinkState
-from tests.support import free_port, wait_for
+from tests.support import free_port, stop, wait_for
 from tests.support.e2e import World, start_crm_sandbox, start_sandbox, wire
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # minutes of real processes: `scripts/test`, not CI
@@ -44,8 +44,7 @@ def world(settings: Settings, tmp_path: Path, redis_client: Redis,
         yield made
     finally:
         for process in (qbo_proc, hs_proc):
-            process.terminate()
-            process.wait(10)
+            stop(process)
 
 
 def _set_connection(world: World, **values: Any) -> None:

@@ -48,7 +48,7 @@ def _start(spawn: Callable[..., Popen[bytes]]) -> tuple[dict[str, str], str]:
         "CRM_QB_PUBLIC_URL": base,
     }
     spawn("web", "--port", str(web_port), "--workers", "2", extra_env=env)
-    wait_for(lambda: _json_or_none(f"{base}/healthz"), what="crm-qb web to answer /healthz")
+    wait_for(lambda: _json_or_none(f"{base}/healthz"), timeout=90, what="crm-qb web to answer /healthz")
     return env, base
 
 

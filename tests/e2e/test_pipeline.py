@@ -34,7 +34,7 @@ def test_signed_webhook_through_gunicorn_is_processed_by_a_worker(
     port = free_port()
     spawn("web", "--port", str(port), "--workers", "2")
     base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _up(f"{base}/healthz"), what="gunicorn to answer /healthz")
+    wait_for(lambda: _up(f"{base}/healthz"), timeout=90, what="gunicorn to answer /healthz")
     spawn("worker")
     body = fixture_bytes("qbo/webhook_legacy.json")
     response = requests.post(f"{base}/webhooks/qbo", data=body, timeout=5,

@@ -23,7 +23,7 @@ from crm_qb.connections import create_connection
 from crm_qb.db import db
 from crm_qb.models import EventSource, EventStatus, InboundEvent
 from crm_qb.runtime import runtime
-from tests.support import free_port, wait_for
+from tests.support import free_port, stop, wait_for
 from tests.support.e2e import World, start_sandbox, wire
 from tests.support.sync import connect_qbo
 
@@ -69,8 +69,7 @@ def two(settings: Settings, tmp_path: Path, redis_client: Redis,
         yield world, Second(str(crm2_info["api_base"]), str(crm2_info["token"]), second_id)
     finally:
         for process in sandboxes:
-            process.terminate()
-            process.wait(10)
+            stop(process)
 
 
 def test_a_qbo_edit_reaches_both_connections_of_the_company_without_a_poll(two: tuple[World, Second]) -> None:

@@ -26,7 +26,7 @@ from crm_qb.connections import create_connection
 from crm_qb.db import db
 from crm_qb.keys import RedisKeys
 from crm_qb.runtime import runtime
-from tests.support import free_port, wait_for
+from tests.support import free_port, stop, wait_for
 from tests.support.e2e import World, start_sandbox, wire
 from tests.support.sync import connect_qbo
 from workers.queues import INBOUND, queue
@@ -79,8 +79,7 @@ def tenants(settings: Settings, tmp_path: Path, redis_client: Redis,
         yield world, TenantB(realm_b, str(crm2_info["api_base"]), str(crm2_info["token"]), b_id)
     finally:
         for process in (qbo_proc, crm_proc, crm2_proc):
-            process.terminate()
-            process.wait(10)
+            stop(process)
 
 
 def test_a_throttled_company_does_not_hold_the_only_worker(tenants: tuple[World, TenantB],

@@ -9,6 +9,7 @@ connected app); ``followups``: the follow-up tests' world; ``e2e``: crm-qb and t
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -55,3 +56,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """Terminate a process started by a test and reap it; a process that ignores SIGTERM for ``grace`` s is killed.
+
+    A loaded machine (CI shares two cores between three test processes and the servers they start) can take more
+    than a few seconds to run a server's shutdown, which must not fail the test that only wanted it gone.
+    """
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(grace)

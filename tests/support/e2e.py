@@ -151,7 +151,7 @@ def wire(settings: Settings, tmp_path: Path, spawn: Callable[..., subprocess.Pop
     spawn("web", "--port", str(web_port), "--workers", "2", extra_env=env)
     for _ in range(workers):
         spawn("worker", extra_env=env)
-    wait_for(lambda: healthy(web), timeout=30, what="crm-qb web to answer /healthz")
+    wait_for(lambda: healthy(web), timeout=90, what="crm-qb web to answer /healthz")
     if crm_kind == "hubspot":
         requests.post(f"{crm_info['api_base']}/_sandbox/webhooks", json={"url": f"{web}/webhooks/hubspot"},
                       timeout=10).raise_for_status()
