@@ -89,7 +89,9 @@ def save_page(run_id: int, stage: str, rows: Iterable[RecordRow], progress: dict
     now = utcnow()
     for row in rows:
         key = (row.entity, row.object_id)
-        values = {**vars(row), "planned": row.planned or (planned or {}).get(key), "updated_at": now}
+        # a new attempt is a new outcome: a failure dismissed before shows again if this one fails too
+        values = {**vars(row), "planned": row.planned or (planned or {}).get(key), "updated_at": now,
+                  "dismissed_at": None}
         found = existing.get(key)
         if found is None:
             db.session.add(SyncRunRecord(run_id=run_id, stage=stage, attempts=1, **values))
