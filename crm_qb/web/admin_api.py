@@ -4,8 +4,8 @@ Everything a person can do on the console pages can be done here, through the sa
 
 - ``GET  /api/v1/connections/<id>/review`` — records waiting for review, with their candidates;
   ``POST …/review/<link_id>`` ``{"action", "candidate"?}`` — 202, applied by a worker (``job_id``);
-- ``GET  …/failures``; ``POST …/failures/retry`` and ``…/failures/dismiss`` ``{"kind": "event"|"record"|"all",
-  "id"?}`` — how many were retried or dismissed;
+- ``GET  …/failures``; ``POST …/failures/retry`` and ``…/failures/dismiss`` ``{"kind": "event"|"record"|
+  "sync_record"|"all", "id"?}`` — how many were retried or dismissed;
 - ``GET  …/settings``; ``PATCH …/settings`` ``{"sync": {…}, "followups": {…}}`` (partial; validated, audited as
   "api key") — the settings after the change; 400 names the field;
 - ``POST …/sync-now`` — 202; ``POST …/contacts/<crm_contact_id>/sync-now`` — 202 (one contact and its customer);
@@ -80,7 +80,7 @@ def review_action(connection_id: int, link_id: int) -> tuple[Response, int]:
 
 @bp.get("/failures")
 def failures(connection_id: int) -> Response:
-    """Failed and retrying events and failed records, newest first."""
+    """Failed and retrying events, failed records and failed first-sync / history-import records, newest first."""
     connection = authorized(connection_id)
     return jsonify({"failures": [f.as_json() for f in failure_store.list_failures(connection)]})
 
@@ -91,8 +91,8 @@ def failure_action(connection_id: int, verb: str) -> Response:
     connection = authorized(connection_id)
     body = _body()
     kind, failure_id = body.get("kind", "all"), body.get("id")
-    if kind not in (failure_store.EVENT, failure_store.RECORD, "all"):
-        raise ApiRefusal(400, "invalid_kind", f"kind must be event, record or all, got {kind!r}")
+    if kind not in (*failure_store.KINDS, "all"):
+        raise ApiRefusal(400, "invalid_kind", f"kind must be event, record, sync_record or all, got {kind!r}")
     if failure_id is not None and (isinstance(failure_id, bool) or not isinstance(failure_id, int)):
         raise ApiRefusal(400, "invalid_id", f"id must be a whole number, got {failure_id!r}")
     try:

@@ -150,8 +150,9 @@ def failure_action(connection_id: int, verb: str) -> BaseResponse:
     session = _form_session(connection_id)
     connection = connection_or_404(connection_id)
     kind, raw_id = request.form.get("kind", "all"), request.form.get("id")
-    if kind not in (failure_store.EVENT, failure_store.RECORD, "all"):
-        raise PageError(400, "Bad request", f"kind must be event, record or all, got {kind!r}", connection_id)
+    if kind not in (*failure_store.KINDS, "all"):
+        raise PageError(400, "Bad request", f"kind must be event, record, sync_record or all, got {kind!r}",
+                        connection_id)
     failure_id = int(raw_id) if raw_id and raw_id.isascii() and raw_id.isdigit() and len(raw_id) < 10 else None
     try:
         if verb == "retry":
