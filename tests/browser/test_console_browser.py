@@ -2,8 +2,9 @@
 
 crm-qb is served on 127.0.0.1 with a connection to the QBO sandbox and the reference CRM (both on threads),
 seeded through signed webhooks and a real worker: a customer waiting for review with two candidates, a
-conflict, a failed event, audit entries. Actions taken in the browser are applied by a burst worker and then
-checked on both sides. Screenshots: tests/artifacts/console-*.png.
+conflict, a failed event, a record the first sync failed (the CRM refused its name), audit entries. Actions
+taken in the browser are applied by a burst worker and then checked on both sides.
+Screenshots: tests/artifacts/console-*.png.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
 from crm_qb.db import db
-from crm_qb.models import EventStatus, InboundEvent, LinkState
+from crm_qb.models import EventStatus, InboundEvent, LinkState, SyncRunRecord
+from crm_qb.runtime import runtime
 from crm_qb.sandbox.crm.server import start_server
 from crm_qb.sandbox.crm.state import SandboxConfig as CrmConfig
+from crm_qb.sync.firstsync import service
 from crm_qb.web import signing
 from tests.conftest import REDIS_TEST_URL
 from tests.support.sync import CRM_TOKEN, Harness, QboSandbox, running_harness
@@ -39,6 +42,7 @@ class Console:
     waiting_customer: str
     candidates: tuple[str, str]
     conflict_customer: str
+    sync_failed_customer: str
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +81,7 @@ def _seed(h: Harness, base: str) -> Console:
     failing = h.qbo.create_customer(DisplayName="Ada Lovelace")
     h.qbo_hook(failing["Id"], "created")
     h.work()
+    too_long = h.qbo.create_customer(DisplayName="Mary " + "S" * 300)  # no webhook: the first sync meets it
     contact = str(h.link_of_customer(conflicted["Id"]).crm_contact_id)
     h.qbo.edit_customer(conflicted["Id"], Notes="from QuickBooks")
     h.crm_hook("updated", h.crm_user("PATCH", f"/contacts/{contact}", {"notes": "from the CRM"}))
@@ -88,7 +93,12 @@ def _seed(h: Harness, base: str) -> Console:
         db.session.execute(update(InboundEvent).where(InboundEvent.attempts > 0)
                            .values(status=EventStatus.FAILED, attempts=8))
         db.session.commit()
-    return Console(base, h, waiting["Id"], (first["id"], second["id"]), conflicted["Id"])
+        run_id = service.open_first_sync(runtime(h.app).jobs, h.connection_id).id
+    h.work()  # its preview
+    with h.app.app_context():
+        service.start(runtime(h.app).jobs, run_id)
+    h.work()  # the run: the CRM refuses the contact of the customer whose name is too long for it
+    return Console(base, h, waiting["Id"], (first["id"], second["id"]), conflicted["Id"], too_long["Id"])
 
 
 @pytest.fixture
@@ -181,14 +191,28 @@ def test_conflicts_show_contact_names_and_plain_rules(page: Any, console: Consol
 
 
 def test_failures_in_words_and_retry_by_keyboard(page: Any, console: Console, artifacts: Path) -> None:
+    h = console.harness
     _go(page, console, "failures")
     row = page.locator("table tbody tr").first
     assert "The CRM refused the data sent" in row.inner_text() and "CrmValidationError" in row.inner_text()
+    with h.app.app_context():
+        event_id = db.session.scalar(select(InboundEvent.id).where(InboundEvent.status == EventStatus.FAILED))
+        record_id = db.session.scalar(select(SyncRunRecord.id).where(
+            SyncRunRecord.action == "failed", SyncRunRecord.object_id == console.sync_failed_customer))
+        db.session.rollback()
+    synced = page.locator(f"#failure-sync_record-{record_id}").inner_text()  # Mary's
+    assert "first sync" in synced and "The CRM refused the values" in synced and "display_name" in synced
     assert _unlabelled(page) == []
     page.screenshot(path=str(artifacts / "console-failures.png"), full_page=True)
-    with console.harness.app.app_context():
-        event_id = db.session.scalar(select(InboundEvent.id).where(InboundEvent.status == EventStatus.FAILED))
-        db.session.rollback()
+    h.qbo.edit_customer(console.sync_failed_customer, DisplayName="Mary Shelley")  # the bookkeeper fixes it
+    _tab_to(page, f"Retry first-sync record {record_id}")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/failures?done=retried")
+    h.work()
+    link = h.link_of_customer(console.sync_failed_customer)
+    assert link.state == LinkState.LINKED and h.contact(str(link.crm_contact_id))["display_name"] == "Mary Shelley"
+    page.reload()
+    assert page.locator(f"#failure-sync_record-{record_id}").count() == 0
     _tab_to(page, f"Dismiss event {event_id}")
     page.keyboard.press("Enter")
     page.wait_for_url("**/failures?done=dismissed")
