@@ -28,6 +28,7 @@ from crm_qb.sandbox.crm.state import SandboxConfig as CrmConfig
 from crm_qb.sync.firstsync import service
 from crm_qb.web import signing
 from tests.conftest import REDIS_TEST_URL
+from tests.integration.test_time_sync import _entity, _entries, _hook, _log, _time_activity
 from tests.support.sync import CRM_TOKEN, Harness, QboSandbox, running_harness
 
 pytestmark = pytest.mark.browser
@@ -253,3 +254,38 @@ def test_audit_filters_and_readable_rows(page: Any, console: Console, artifacts:
     assert all("Grace Hopper" in r.inner_text() for r in rows.all())
     assert "customer.unchanged" not in page.locator("table").inner_text()
     page.screenshot(path=str(artifacts / "console-audit.png"), full_page=True)
+
+
+def test_billable_time_settings_by_keyboard_with_the_error_beside_the_field(page: Any, console: Console,
+                                                                           artifacts: Path) -> None:
+    h = console.harness
+    contact = str(h.link_of_customer(console.conflict_customer).crm_contact_id)
+    activity = _log(h, contact, owner_id="u3", service=None)  # Riley Chen: no employee or vendor matches
+    _hook(h, "created", activity)
+    h.work()
+    vendor = _entity(h, "Vendor", DisplayName="Riley C. Contracting")
+    _go(page, console, "settings")
+    time_form = page.locator("form", has=page.get_by_role("group", name="Billable time"))
+    assert "Riley Chen" in time_form.locator("#time-users").inner_text()
+    assert "1 entry" in time_form.locator("#time-users").inner_text()
+    assert _unlabelled(page) == []
+    page.screenshot(path=str(artifacts / "console-settings-time.png"), full_page=True)
+
+    page.get_by_label("QuickBooks person for Riley Chen").focus()
+    page.keyboard.type("Boss:1")
+    _tab_to(page, "Save billable time")
+    page.keyboard.press("Enter")
+    person = page.get_by_label("QuickBooks person for Riley Chen")
+    error_id = person.get_attribute("aria-describedby")
+    assert error_id and "expected Employee:ID or Vendor:ID" in page.locator(f"#{error_id}").inner_text()
+    person.focus()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(f"Vendor:{vendor['Id']}")
+    page.keyboard.press("Enter")  # submits the form the field is in
+    page.wait_for_url("**/settings?done=time-saved")
+    assert "Billable time saved" in page.get_by_role("status").inner_text()
+    entry = _entries(h)[activity["id"]]
+    time = _time_activity(h, str(entry.qbo_id))
+    assert time is not None and (time["NameOf"], time["VendorRef"]["value"]) == ("Vendor", vendor["Id"])
+    changes = h.audit("settings.changed")[-1].diff["changes"]
+    assert changes == {"time.users.u3": {"before": None, "after": f"Vendor:{vendor['Id']}"}}
