@@ -63,6 +63,7 @@ class Failure:
     attempts: int
     last_try: datetime | None
     run_id: int | None = None  # a sync record's first sync or history import
+    name: str | None = None  # a sync record's name as the run saw it (its report shows it too)
 
     def as_json(self) -> dict[str, Any]:
         """The JSON object of ``GET /api/v1/connections/<id>/failures``."""
@@ -133,7 +134,7 @@ def sync_record_failure(row: SyncRunRecord, run_kind: str) -> Failure:
     words = row.reason or "The record could not be synced."
     return Failure(SYNC_RECORD, row.id, "failed", source, row.entity, row.object_id,
                    f"{RUN_LABELS.get(run_kind, run_kind)} {row.run_id}", words, row.error or "", row.error_code,
-                   row.intuit_tid, row.attempts or 1, row.updated_at, row.run_id)
+                   row.intuit_tid, row.attempts or 1, row.updated_at, row.run_id, row.name)
 
 
 def retry(connection: Connection, kind: str, failure_id: int | None, jobs: JobQueue, who: str) -> int:
