@@ -527,7 +527,7 @@ def time_configure(connection_id: int, default_item: str | None, clear_default_i
         _connection(connection_id)
         result = configure(runtime(app).sync_services(), connection_id, default_item=default_item,
                            clear_default_item=clear_default_item, map_users=mapping, enabled=enabled,
-                           activity_url=activity_url)
+                           activity_url=activity_url, who=_who())
     click.echo(json.dumps(result, indent=2))
 
 

@@ -100,24 +100,29 @@ def _failures_group(ctx: _Context) -> click.Group:
         @click.argument("connection_id", type=int)
         @click.option("--event", "event_id", type=int, default=None, help="Only this failed event.")
         @click.option("--record", "record_id", type=int, default=None, help="Only this failed record (audit id).")
-        def command(connection_id: int, event_id: int | None, record_id: int | None) -> None:
-            if event_id is not None and record_id is not None:
-                raise click.UsageError("give --event or --record, not both")
+        @click.option("--sync-record", "sync_record_id", type=int, default=None,
+                      help="Only this failed record of a first sync or history import.")
+        def command(connection_id: int, event_id: int | None, record_id: int | None,
+                    sync_record_id: int | None) -> None:
+            chosen = {k: v for k, v in (("event", event_id), ("record", record_id), ("sync_record", sync_record_id))
+                      if v is not None}
+            if len(chosen) > 1:
+                raise click.UsageError("give one of --event, --record or --sync-record")
             from crm_qb.runtime import runtime
             from crm_qb.sync import failures as store
 
-            kind = "event" if event_id is not None else "record" if record_id is not None else "all"
+            kind, one = next(iter(chosen.items()), ("all", None))
             ctx.logging_setup(default="WARNING")
             app = ctx.app()
             with app.app_context():
                 found = ctx.connection_of(connection_id)
-                one = event_id if event_id is not None else record_id
                 count = store.retry(found, kind, one, runtime(app).jobs, ctx.who()) if name == "retry" \
                     else store.dismiss(found, kind, one, ctx.who())
             _echo({"retried" if name == "retry" else "dismissed": count})
 
-        command.help = ("Put failures back to work (all, or one with --event/--record)." if name == "retry"
-                        else "Take failures off the list (all, or one with --event/--record).")
+        command.help = ("Put failures back to work (all, or one with --event/--record/--sync-record)."
+                        if name == "retry" else
+                        "Take failures off the list (all, or one with --event/--record/--sync-record).")
         return command
 
     failures.add_command(_verb("retry"))

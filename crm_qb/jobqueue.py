@@ -8,7 +8,7 @@ Every call is safe to repeat: job ids are deterministic, and a job already waiti
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -84,8 +84,8 @@ class JobQueue(Protocol):
         """Ask for a started first sync or history import to be run (or resumed from its checkpoint)."""
         ...
 
-    def sync_retry(self, run_id: int) -> Enqueued:
-        """Ask for the failed records of a finished run to be tried again."""
+    def sync_retry(self, run_id: int, record_ids: Sequence[int] | None = None) -> Enqueued:
+        """Ask for the failed records of a finished run (only ``record_ids`` when given) to be tried again."""
         ...
 
     def stats(self) -> QueueStats:

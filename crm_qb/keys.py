@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "crm_qb"
@@ -163,6 +164,12 @@ class JobIds:
     def sync_run_job(step: str, run_id: int) -> str:
         """A first sync's or history import's ``step`` (preview, run, retry): one at a time per run."""
         return f"sync-{step}-{int(run_id)}"
+
+    @staticmethod
+    def sync_retry_records(run_id: int, record_ids: Sequence[int]) -> str:
+        """The retry of some failed records of a run (the Failures page): one at a time per run and set of ids."""
+        digest = hashlib.sha256(",".join(str(int(i)) for i in sorted(record_ids)).encode()).hexdigest()[:16]
+        return f"sync-retry-{int(run_id)}-{digest}"
 
     @staticmethod
     def flip_conflict(conflict_id: int) -> str:

@@ -32,9 +32,9 @@ def execute_run(run_id: int) -> str | None:
 
 
 @job(SYNC, timeout=3600, retry_intervals=(60, 300))
-def retry_run(run_id: int) -> int:
-    """Try a finished run's failed records again; return how many succeeded."""
-    return service.retry_failed(runtime().sync_services(), run_id, job_id=_job_id())
+def retry_run(run_id: int, record_ids: list[int] | None = None) -> int:
+    """Try a finished run's failed records (only ``record_ids`` when given) again; return how many succeeded."""
+    return service.retry_failed(runtime().sync_services(), run_id, job_id=_job_id(), record_ids=record_ids)
 
 
 def _job_id() -> str | None:

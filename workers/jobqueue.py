@@ -5,7 +5,7 @@ The app factory builds one per app; views and the ingress reach it as ``runtime(
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from redis import Redis
@@ -77,9 +77,12 @@ class RqJobQueue:
         """Queue a started run (a no-op while its job waits or runs; a dead worker's job is queued again)."""
         return self._enqueue(firstsync_jobs.execute_run, JobIds.sync_run_job("run", run_id), run_id)
 
-    def sync_retry(self, run_id: int) -> Enqueued:
-        """Queue the retry of a run's failed records."""
-        return self._enqueue(firstsync_jobs.retry_run, JobIds.sync_run_job("retry", run_id), run_id)
+    def sync_retry(self, run_id: int, record_ids: Sequence[int] | None = None) -> Enqueued:
+        """Queue the retry of a run's failed records (only ``record_ids`` when given)."""
+        if record_ids is None:
+            return self._enqueue(firstsync_jobs.retry_run, JobIds.sync_run_job("retry", run_id), run_id)
+        ids = sorted(int(i) for i in record_ids)
+        return self._enqueue(firstsync_jobs.retry_run, JobIds.sync_retry_records(run_id, ids), run_id, ids)
 
     def stats(self) -> QueueStats:
         """Workers alive, and jobs waiting and failed per queue."""

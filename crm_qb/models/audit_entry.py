@@ -16,7 +16,11 @@ class AuditEntry(CreatedAt, db.Model):  # type: ignore[name-defined,misc]
     """What happened (action, direction, entity, field diff), its outcome, and where to trace it."""
 
     __tablename__ = "audit_entries"
-    __table_args__ = (db.Index("ix_audit_entries_connection_created", "connection_id", "created_at"),)
+    __table_args__ = (
+        db.Index("ix_audit_entries_connection_created", "connection_id", "created_at"),
+        # /healthz and the health panel count failed records by outcome, per connection and overall
+        db.Index("ix_audit_entries_outcome_connection", "outcome", "connection_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     connection_id: Mapped[int | None] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))

@@ -68,3 +68,5 @@ class SyncRunRecord(db.Model):  # type: ignore[name-defined,misc]
     intuit_tid: Mapped[str | None] = mapped_column(Label(128))
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set when an operator dismisses the failed record on the Failures page: the report still shows it failed.
+    dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

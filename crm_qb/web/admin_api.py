@@ -4,10 +4,14 @@ Everything a person can do on the console pages can be done here, through the sa
 
 - ``GET  /api/v1/connections/<id>/review`` — records waiting for review, with their candidates;
   ``POST …/review/<link_id>`` ``{"action", "candidate"?}`` — 202, applied by a worker (``job_id``);
-- ``GET  …/failures``; ``POST …/failures/retry`` and ``…/failures/dismiss`` ``{"kind": "event"|"record"|"all",
-  "id"?}`` — how many were retried or dismissed;
+- ``GET  …/failures``; ``POST …/failures/retry`` and ``…/failures/dismiss`` ``{"kind": "event"|"record"|
+  "sync_record"|"all", "id"?}`` — how many were retried or dismissed;
 - ``GET  …/settings``; ``PATCH …/settings`` ``{"sync": {…}, "followups": {…}}`` (partial; validated, audited as
   "api key") — the settings after the change; 400 names the field;
+- ``GET  …/time``; ``PATCH …/time`` ``{"enabled"?, "default_item"? (an item id, or null to remove it),
+  "activity_url"?, "users"? {crm_user_id: "Employee:ID"|"Vendor:ID"}}`` — billable time: checked in QuickBooks,
+  stored and audited as "api key" (the Settings page's "Billable time"), then the time it held is sent; the time
+  status after the change; 400 names the field (``time.default_item``, ``time.users.<crm user id>``, …);
 - ``POST …/sync-now`` — 202; ``POST …/contacts/<crm_contact_id>/sync-now`` — 202 (one contact and its customer);
 - ``GET  …/audit?record=&kind=&outcome=&since=&until=&include_unchanged=&page=`` — readable entries;
 - ``GET  …/conflicts``; ``POST …/conflicts/<conflict_id>/keep`` (200) and ``…/flip`` (202, by a worker).
@@ -24,6 +28,7 @@ from flask import Blueprint, Response, jsonify, request
 from crm_qb.db import db
 from crm_qb.models import Connection
 from crm_qb.panel_settings import panel_settings_of
+from crm_qb.qbo.tokens import NotConnectedError
 from crm_qb.runtime import runtime
 from crm_qb.sync import failures as failure_store
 from crm_qb.sync.customers.conflict_review import ConflictReviewError, confirm, plan_flip
@@ -31,6 +36,7 @@ from crm_qb.sync.customers.review import ReviewError, check_action
 from crm_qb.sync.followups.settings import parse_settings
 from crm_qb.sync.settings import sync_settings_of
 from crm_qb.sync.settings_changes import InvalidSetting, store_settings, turned_on, validated
+from crm_qb.sync.time.admin import TimeConfigError, configure, status
 from crm_qb.web.admin_pages import waiting_records
 from crm_qb.web.api import ApiRefusal, authorized
 from crm_qb.web.readmodels.audit import PER_PAGE, InvalidAuditQuery, audit_page, parse_audit_query
@@ -80,7 +86,7 @@ def review_action(connection_id: int, link_id: int) -> tuple[Response, int]:
 
 @bp.get("/failures")
 def failures(connection_id: int) -> Response:
-    """Failed and retrying events and failed records, newest first."""
+    """Failed and retrying events, failed records and failed first-sync / history-import records, newest first."""
     connection = authorized(connection_id)
     return jsonify({"failures": [f.as_json() for f in failure_store.list_failures(connection)]})
 
@@ -91,8 +97,8 @@ def failure_action(connection_id: int, verb: str) -> Response:
     connection = authorized(connection_id)
     body = _body()
     kind, failure_id = body.get("kind", "all"), body.get("id")
-    if kind not in (failure_store.EVENT, failure_store.RECORD, "all"):
-        raise ApiRefusal(400, "invalid_kind", f"kind must be event, record or all, got {kind!r}")
+    if kind not in (*failure_store.KINDS, "all"):
+        raise ApiRefusal(400, "invalid_kind", f"kind must be event, record, sync_record or all, got {kind!r}")
     if failure_id is not None and (isinstance(failure_id, bool) or not isinstance(failure_id, int)):
         raise ApiRefusal(400, "invalid_id", f"id must be a whole number, got {failure_id!r}")
     try:
@@ -136,6 +142,57 @@ def settings_json(connection: Connection) -> dict[str, Any]:
     stored = connection.settings or {}
     return {"sync": sync_settings_of(stored).as_json(), "followups": parse_settings(stored).to_json(),
             "panel": panel_settings_of(stored).as_json()}
+
+
+@bp.get("/time")
+def time_settings(connection_id: int) -> Response:
+    """Billable time: its settings, entries by state, CRM users and their QuickBooks people, held time, totals."""
+    authorized(connection_id)
+    return jsonify(status(connection_id))
+
+
+@bp.patch("/time")
+def change_time(connection_id: int) -> Response:
+    """Change billable-time settings and user mappings (partial); checked in QuickBooks, stored, audited."""
+    authorized(connection_id)
+    try:
+        changes = time_changes(_body())
+        result = configure(runtime().sync_services(), connection_id, **changes, who=API_WHO)
+    except TimeConfigError as exc:
+        refusal = ApiRefusal(400, "invalid_setting", exc.reason)
+        refusal.extra = {"field": exc.field or "time"}  # type: ignore[attr-defined]
+        raise refusal from None
+    except NotConnectedError:
+        raise ApiRefusal(409, "not_connected", "connect QuickBooks to check and store time settings") from None
+    return jsonify(result)
+
+
+def time_changes(body: dict[str, Any]) -> dict[str, Any]:
+    """The ``configure`` arguments of a ``PATCH …/time`` body; TimeConfigError names a field of the wrong type."""
+    unknown = sorted(set(body) - {"enabled", "default_item", "activity_url", "users"})
+    if unknown:
+        raise TimeConfigError(f"time.{unknown[0]}: unknown setting", f"time.{unknown[0]}", "unknown setting")
+    changes: dict[str, Any] = {}
+    if "enabled" in body:
+        if not isinstance(body["enabled"], bool):
+            raise TimeConfigError("time.enabled: must be true or false", "time.enabled", "must be true or false")
+        changes["enabled"] = body["enabled"]
+    if "default_item" in body:
+        item = body["default_item"]
+        if item is not None and not isinstance(item, str):
+            raise TimeConfigError("time.default_item: must be an item id (a string) or null", "time.default_item",
+                                  "must be an item id (a string) or null")
+        changes.update({"default_item": item} if item else {"clear_default_item": True})
+    if "activity_url" in body:
+        if not isinstance(body["activity_url"], str):
+            raise TimeConfigError("time.activity_url: must be a string", "time.activity_url", "must be a string")
+        changes["activity_url"] = body["activity_url"]
+    users = body.get("users") or {}
+    if not isinstance(users, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in users.items()):
+        raise TimeConfigError("time.users: must map CRM user ids to \"Employee:ID\" or \"Vendor:ID\"", "time.users",
+                              'must map CRM user ids to "Employee:ID" or "Vendor:ID"')
+    changes["map_users"] = {user[:255]: ref for user, ref in users.items()}
+    return changes
 
 
 @bp.post("/sync-now")

@@ -1,4 +1,5 @@
-"""The operator's pages of a connection (DESIGN §11): health, records waiting for review, failures, settings.
+"""The operator's pages of a connection (DESIGN §11): health, records waiting for review, failures, settings
+(billable time included).
 
 Same access rule as the connection page: the signed admin session of that connection (``signing.py``); every
 action is a POST form with the session's CSRF token, answered with a redirect back to its page and a notice
@@ -29,12 +30,14 @@ from crm_qb.sync.rules.mapping import DIRECTIONS
 from crm_qb.sync.rules.merge import POLICIES
 from crm_qb.sync.settings import CONNECTION_DIRECTIONS, MODES, ON_CRM_DELETE, sync_settings_of
 from crm_qb.sync.settings_changes import InvalidSetting, store_settings, turned_on, validated
+from crm_qb.sync.time.admin import TimeConfigError, configure
 from crm_qb.web import signing
 from crm_qb.web.admin_nav import install_nav
 from crm_qb.web.connection_page import PageError, connection_or_404, register_page_errors, require_admin, secured
 from crm_qb.web.health import connection_report
 from crm_qb.web.readmodels.audit import FIELD_LABELS
 from crm_qb.web.readmodels.health import chart_bars, health_details, waited_seconds
+from crm_qb.web.readmodels.time_settings import time_changes, time_form
 
 bp = Blueprint("admin_pages", __name__)
 install_nav(bp)
@@ -48,6 +51,7 @@ NOTICES = {
     "syncing": "A sync of this connection was started; reload in a few seconds.",
     "syncing-contact": "That contact and its QuickBooks customer are being synced; see the audit log in a few seconds.",
     "no-contact": "Enter a CRM contact id to sync.",
+    "time-saved": "Billable time saved; time it held for these settings is being sent to QuickBooks.",
 }
 MODE_LABELS = {"realtime": "Real-time", "scheduled": "Scheduled (every N minutes)", "manual": "Manual (Sync now)"}
 DIRECTION_LABELS = {"both": "Both ways", "qbo_to_crm": "QuickBooks → CRM", "crm_to_qbo": "CRM → QuickBooks",
@@ -150,8 +154,9 @@ def failure_action(connection_id: int, verb: str) -> BaseResponse:
     session = _form_session(connection_id)
     connection = connection_or_404(connection_id)
     kind, raw_id = request.form.get("kind", "all"), request.form.get("id")
-    if kind not in (failure_store.EVENT, failure_store.RECORD, "all"):
-        raise PageError(400, "Bad request", f"kind must be event, record or all, got {kind!r}", connection_id)
+    if kind not in (*failure_store.KINDS, "all"):
+        raise PageError(400, "Bad request", f"kind must be event, record, sync_record or all, got {kind!r}",
+                        connection_id)
     failure_id = int(raw_id) if raw_id and raw_id.isascii() and raw_id.isdigit() and len(raw_id) < 10 else None
     try:
         if verb == "retry":
@@ -190,6 +195,24 @@ def save_settings(connection_id: int) -> BaseResponse:
     return _back(".settings", connection_id, "saved" if changed else "unchanged")
 
 
+@bp.post("/admin/connections/<int:connection_id>/settings/time")
+def save_time(connection_id: int) -> BaseResponse:
+    """Check the billable-time form in QuickBooks and store it (audited); a bad value is shown beside its field
+    and nothing is stored."""
+    session = _form_session(connection_id)
+    connection = connection_or_404(connection_id)
+    stored, _ = time_form(connection_id)
+    try:
+        configure(runtime().sync_services(), connection_id, **time_changes(request.form, stored), who=who(session))
+    except TimeConfigError as exc:
+        values = {**form_values(connection.settings or {}), **{key: request.form.get(key, "") for key in request.form}}
+        return _settings_page(connection, session, values, {exc.field or "time": exc.reason}, status=400)
+    except NotConnectedError:
+        raise PageError(409, "QuickBooks is not connected", "Connect QuickBooks to check and store time settings.",
+                        connection_id) from None
+    return _back(".settings", connection_id, "time-saved")
+
+
 @bp.post("/admin/connections/<int:connection_id>/sync-now")
 def sync_now(connection_id: int) -> BaseResponse:
     """Ask a worker to sync the connection now (a CDC poll and every change waiting)."""
@@ -215,9 +238,11 @@ def sync_contact_now(connection_id: int) -> BaseResponse:
 
 def _settings_page(connection: Connection, session: signing.AdminSession, values: dict[str, Any],
                    errors: dict[str, str], status: int = 200) -> BaseResponse:
+    time_values, time_users = time_form(connection.id)
     html = render_template("admin_settings.html", connection=connection, csrf_token=session.csrf_token,
                            notice=NOTICES.get(request.args.get("done", "")) if not errors else None,
-                           values=values, errors=errors, FIELDS=FIELDS, FIELD_LABELS=FIELD_LABELS,
+                           values={**time_values, **values}, errors=errors, time_users=time_users,
+                           FIELDS=FIELDS, FIELD_LABELS=FIELD_LABELS,
                            MODES=MODES, MODE_LABELS=MODE_LABELS, CONNECTION_DIRECTIONS=CONNECTION_DIRECTIONS,
                            DIRECTIONS=DIRECTIONS, DIRECTION_LABELS=DIRECTION_LABELS, POLICIES=POLICIES,
                            POLICY_LABELS=POLICY_LABELS, ON_CRM_DELETE=ON_CRM_DELETE, DELETE_LABELS=DELETE_LABELS)

@@ -7,7 +7,8 @@
   it; ``unavailable`` with 503 when the database or Redis is down. It names no connection and no reason.
 - ``GET /healthz/details`` with ``Authorization: Bearer <CRM_QB_OPERATOR_TOKEN>``: the same plus the queues
   (workers, depth, failed jobs), the inbound events (pending, the oldest pending's age, failed, rejected), the
-  failed records (audit entries with outcome ``failed``, crm_qb.sync.failures: neither retried nor dismissed), and
+  failed records (audit entries with outcome ``failed``, and records a finished first sync or history import
+  failed, crm_qb.sync.failures: neither retried nor dismissed), and
   the failing connections with their reasons and counts. Without the setting the details are off (401 saying so).
 - ``GET /api/v1/connections/<id>/health`` with the connection's API key: that connection's own status, for the
   CRM that embeds it.
@@ -27,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from crm_qb.db import db, utcnow
 from crm_qb.models import CRM_NEEDS_RECONNECT, AuditEntry, Connection, EventSource, EventStatus, InboundEvent, QboStatus
 from crm_qb.runtime import runtime
-from crm_qb.sync.failures import FAILED_RECORD
+from crm_qb.sync.failures import FAILED_RECORD, sync_record_counts
 from crm_qb.web.errors import json_error
 
 bp = Blueprint("health", __name__)
@@ -72,6 +73,7 @@ def connection_report(connection: Connection) -> dict[str, Any]:
     """One connection's health (``GET /api/v1/connections/<id>/health``): its QBO status, events, failed records."""
     events = _event_counts(_events_of(connection))
     records = _failed_records(AuditEntry.connection_id == connection.id)
+    records += sync_record_counts(connection.id).get(connection.id, 0)
     db.session.rollback()
     needs = connection.qbo_status == QboStatus.NEEDS_RECONNECT or connection.crm_status == CRM_NEEDS_RECONNECT
     return {
@@ -133,6 +135,7 @@ def _tenant_problems() -> dict[str, Any]:
         InboundEvent.status == EventStatus.FAILED).exists()))
     failed = failed or db.session.scalar(select(select(AuditEntry.id).where(
         AuditEntry.outcome == FAILED_RECORD).exists()))
+    failed = failed or bool(sync_record_counts())
     db.session.rollback()
     return {"needs_reconnect": bool(needs), "outage": bool(outage), "failed": bool(failed)}
 
@@ -149,8 +152,10 @@ def _problems() -> dict[str, Any]:
         .group_by(InboundEvent.source, InboundEvent.connection_id, InboundEvent.realm_id)).all()
     records = db.session.execute(select(AuditEntry.connection_id, func.count()).where(
         AuditEntry.outcome == FAILED_RECORD).group_by(AuditEntry.connection_id)).all()
-    db.session.rollback()
     records_by_connection = {int(cid): int(count) for cid, count in records if cid is not None}
+    for cid, count in sync_record_counts().items():
+        records_by_connection[cid] = records_by_connection.get(cid, 0) + count
+    db.session.rollback()
     by_connection: dict[int, int] = {}
     for source, connection_id, realm_id, count in failed:
         # A QBO event names its realm until a drain settles it for a connection; it concerns the realm's ones.

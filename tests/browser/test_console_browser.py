@@ -2,8 +2,9 @@
 
 crm-qb is served on 127.0.0.1 with a connection to the QBO sandbox and the reference CRM (both on threads),
 seeded through signed webhooks and a real worker: a customer waiting for review with two candidates, a
-conflict, a failed event, audit entries. Actions taken in the browser are applied by a burst worker and then
-checked on both sides. Screenshots: tests/artifacts/console-*.png.
+conflict, a failed event, a record the first sync failed (the CRM refused its name), audit entries. Actions
+taken in the browser are applied by a burst worker and then checked on both sides.
+Screenshots: tests/artifacts/console-*.png.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
 from crm_qb.db import db
-from crm_qb.models import EventStatus, InboundEvent, LinkState
+from crm_qb.models import EventStatus, InboundEvent, LinkState, SyncRunRecord
+from crm_qb.runtime import runtime
 from crm_qb.sandbox.crm.server import start_server
 from crm_qb.sandbox.crm.state import SandboxConfig as CrmConfig
+from crm_qb.sync.firstsync import service
 from crm_qb.web import signing
 from tests.conftest import REDIS_TEST_URL
+from tests.integration.test_time_sync import _entity, _entries, _hook, _log, _time_activity
 from tests.support.sync import CRM_TOKEN, Harness, QboSandbox, running_harness
 
 pytestmark = pytest.mark.browser
@@ -39,6 +43,7 @@ class Console:
     waiting_customer: str
     candidates: tuple[str, str]
     conflict_customer: str
+    sync_failed_customer: str
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +82,7 @@ def _seed(h: Harness, base: str) -> Console:
     failing = h.qbo.create_customer(DisplayName="Ada Lovelace")
     h.qbo_hook(failing["Id"], "created")
     h.work()
+    too_long = h.qbo.create_customer(DisplayName="Mary " + "S" * 300)  # no webhook: the first sync meets it
     contact = str(h.link_of_customer(conflicted["Id"]).crm_contact_id)
     h.qbo.edit_customer(conflicted["Id"], Notes="from QuickBooks")
     h.crm_hook("updated", h.crm_user("PATCH", f"/contacts/{contact}", {"notes": "from the CRM"}))
@@ -88,7 +94,12 @@ def _seed(h: Harness, base: str) -> Console:
         db.session.execute(update(InboundEvent).where(InboundEvent.attempts > 0)
                            .values(status=EventStatus.FAILED, attempts=8))
         db.session.commit()
-    return Console(base, h, waiting["Id"], (first["id"], second["id"]), conflicted["Id"])
+        run_id = service.open_first_sync(runtime(h.app).jobs, h.connection_id).id
+    h.work()  # its preview
+    with h.app.app_context():
+        service.start(runtime(h.app).jobs, run_id)
+    h.work()  # the run: the CRM refuses the contact of the customer whose name is too long for it
+    return Console(base, h, waiting["Id"], (first["id"], second["id"]), conflicted["Id"], too_long["Id"])
 
 
 @pytest.fixture
@@ -181,18 +192,39 @@ def test_conflicts_show_contact_names_and_plain_rules(page: Any, console: Consol
 
 
 def test_failures_in_words_and_retry_by_keyboard(page: Any, console: Console, artifacts: Path) -> None:
+    h = console.harness
     _go(page, console, "failures")
     row = page.locator("table tbody tr").first
     assert "The CRM refused the data sent" in row.inner_text() and "CrmValidationError" in row.inner_text()
+    with h.app.app_context():
+        event_id = db.session.scalar(select(InboundEvent.id).where(InboundEvent.status == EventStatus.FAILED))
+        record_id = db.session.scalar(select(SyncRunRecord.id).where(
+            SyncRunRecord.action == "failed", SyncRunRecord.object_id == console.sync_failed_customer))
+        db.session.rollback()
+    synced = page.locator(f"#failure-sync_record-{record_id}").inner_text()  # Mary's
+    assert "first sync" in synced and "The CRM refused the values" in synced and "display_name" in synced
     assert _unlabelled(page) == []
     page.screenshot(path=str(artifacts / "console-failures.png"), full_page=True)
-    with console.harness.app.app_context():
-        event_id = db.session.scalar(select(InboundEvent.id).where(InboundEvent.status == EventStatus.FAILED))
-        db.session.rollback()
+    h.qbo.edit_customer(console.sync_failed_customer, DisplayName="Mary Shelley")  # the bookkeeper fixes it
+    _tab_to(page, f"Retry first-sync record {record_id}")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/failures?done=retried")
+    h.work()
+    link = h.link_of_customer(console.sync_failed_customer)
+    assert link.state == LinkState.LINKED and h.contact(str(link.crm_contact_id))["display_name"] == "Mary Shelley"
+    page.reload()
+    assert page.locator(f"#failure-sync_record-{record_id}").count() == 0
     _tab_to(page, f"Dismiss event {event_id}")
     page.keyboard.press("Enter")
     page.wait_for_url("**/failures?done=dismissed")
+    # Left: the first sync's record of the customer whose rename the CRM refused (Ada's long name) as well.
+    [left] = page.locator("table tbody tr").all()
+    assert "first sync" in left.inner_text() and "Ada LLL" in left.inner_text()
+    _tab_to(page, "Dismiss all")
+    with page.expect_navigation():  # to the same address as before: wait for the new page itself
+        page.keyboard.press("Enter")
     assert page.locator("#no-failures").is_visible()
+    assert h.client.get("/healthz").get_json()["status"] == "ok"
 
 
 def test_settings_by_keyboard_with_the_error_beside_the_field(page: Any, console: Console, artifacts: Path) -> None:
@@ -229,3 +261,39 @@ def test_audit_filters_and_readable_rows(page: Any, console: Console, artifacts:
     assert all("Grace Hopper" in r.inner_text() for r in rows.all())
     assert "customer.unchanged" not in page.locator("table").inner_text()
     page.screenshot(path=str(artifacts / "console-audit.png"), full_page=True)
+
+
+def test_billable_time_settings_by_keyboard_with_the_error_beside_the_field(page: Any, console: Console,
+                                                                           artifacts: Path) -> None:
+    h = console.harness
+    contact = str(h.link_of_customer(console.conflict_customer).crm_contact_id)
+    activity = _log(h, contact, owner_id="u3", service=None)  # Riley Chen: no employee or vendor matches
+    _hook(h, "created", activity)
+    h.work()
+    vendor = _entity(h, "Vendor", DisplayName="Riley C. Contracting")
+    _go(page, console, "settings")
+    time_form = page.locator("form", has=page.get_by_role("group", name="Billable time"))
+    assert "Riley Chen" in time_form.locator("#time-users").inner_text()
+    assert "1 entry" in time_form.locator("#time-users").inner_text()
+    assert _unlabelled(page) == []
+    page.screenshot(path=str(artifacts / "console-settings-time.png"), full_page=True)
+
+    page.get_by_label("QuickBooks person for Riley Chen").focus()
+    page.keyboard.type("Boss:1")
+    _tab_to(page, "Save billable time")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("[id^=time-user-][id$=-error]")  # the page answered 400 with the error
+    person = page.get_by_label("QuickBooks person for Riley Chen")
+    error_id = person.get_attribute("aria-describedby")
+    assert error_id and "expected Employee:ID or Vendor:ID" in page.locator(f"#{error_id}").inner_text()
+    person.focus()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(f"Vendor:{vendor['Id']}")
+    page.keyboard.press("Enter")  # submits the form the field is in
+    page.wait_for_url("**/settings?done=time-saved")
+    assert "Billable time saved" in page.get_by_role("status").inner_text()
+    entry = _entries(h)[activity["id"]]
+    time = _time_activity(h, str(entry.qbo_id))
+    assert time is not None and (time["NameOf"], time["VendorRef"]["value"]) == ("Vendor", vendor["Id"])
+    changes = h.audit("settings.changed")[-1].diff["changes"]
+    assert changes == {"time.users.u3": {"before": None, "after": f"Vendor:{vendor['Id']}"}}

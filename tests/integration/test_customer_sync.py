@@ -135,6 +135,28 @@ def test_an_ambiguous_match_waits_for_review_and_creates_nothing(harness: Harnes
     assert len(harness.contacts()) == 2
 
 
+def test_a_new_contact_matching_a_customer_in_review_joins_the_review_and_links_nothing(harness: Harness) -> None:
+    for first in ("Ann", "Anne"):
+        harness.crm_user("POST", "/contacts", {"first_name": first, "email": "ann@example.com"})
+    customer = harness.qbo.create_customer(DisplayName="Ann Smith", PrimaryEmailAddr={"Address": "ann@example.com"})
+    harness.qbo_hook(customer["Id"], "created")
+    harness.work()
+    assert harness.link_of_customer(customer["Id"]).state == LinkState.REVIEW
+    harness.qbo.reset_counts()
+    newcomer = harness.crm_user("POST", "/contacts", {"first_name": "Annie", "email": "ann@example.com"})
+    harness.crm_hook("created", newcomer)
+    harness.work()
+    link = harness.link_of_customer(customer["Id"])
+    assert link.state == LinkState.REVIEW and link.crm_contact_id is None
+    assert newcomer["id"] in link.review_candidates and len(link.review_candidates) == 3
+    assert not any(lk.crm_contact_id == newcomer["id"] for lk in harness.links())
+    assert harness.qbo.requests_by_endpoint().get("POST /customer", 0) == 0  # neither linked nor created
+    assert harness.qbo.customer(customer["Id"])["DisplayName"] == "Ann Smith"
+    assert harness.contact(newcomer["id"])["first_name"] == "Annie"
+    assert [e.diff["crm_contact_id"] for e in harness.audit("link.review") if e.direction == "crm_to_qbo"] == [
+        newcomer["id"]]
+
+
 def test_a_crm_contact_matching_a_customer_by_email_is_linked_not_duplicated(harness: Harness) -> None:
     customer = harness.qbo.create_customer(DisplayName="Linus", PrimaryEmailAddr={"Address": "linus@example.com"})
     contact = harness.crm_user("POST", "/contacts", {"first_name": "Linus", "email": "linus@example.com"})

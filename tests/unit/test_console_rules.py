@@ -80,3 +80,23 @@ def test_the_chart_scales_to_the_busiest_hour() -> None:
     assert [(b["eh"], b["fh"]) for b in chart["bars"]] == [(100.0, 0.0), (50.0, 50.0), (0.0, 0.0)]
     assert [b["x"] for b in chart["bars"]] == [0.0, 100.0, 200.0]
     assert chart_bars([Hour(start, 0, 0)])["peak"] == 1  # an empty chart never divides by zero
+
+
+@pytest.mark.parametrize(("entity", "kind", "source", "operation"), [
+    ("Contact", "first", "crm", "first sync 3"),
+    ("Invoice", "history", "qbo", "history import 3"),
+])
+def test_a_failed_sync_record_keeps_the_other_sides_error_code_and_tid(entity: str, kind: str, source: str,
+                                                                      operation: str) -> None:
+    from crm_qb.models import SyncRunRecord
+    from crm_qb.sync.failures import SYNC_RECORD, sync_record_failure
+
+    tried = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    row = SyncRunRecord(id=7, run_id=3, entity=entity, object_id="42", action="failed", attempts=2,
+                        reason="QuickBooks refused the values of this record.", error="ValidationFault: bad",
+                        error_code="2050", intuit_tid="1-abc-2", updated_at=tried)
+    failure = sync_record_failure(row, kind)
+    assert (failure.kind, failure.id, failure.run_id, failure.source, failure.operation) == (
+        SYNC_RECORD, 7, 3, source, operation)
+    assert (failure.code, failure.intuit_tid, failure.attempts, failure.last_try) == ("2050", "1-abc-2", 2, tried)
+    assert failure.as_json()["last_try"] == tried.isoformat() and failure.words.startswith("QuickBooks refused")

@@ -99,6 +99,9 @@ def link_new_contact(ctx: SyncContext, contact: Contact, events: Sequence[int],
         return review(ctx, existing or LinkRecord(ctx.connection_id, crm_contact_id=contact.id), list(outcome.ids),
                       f"several QuickBooks customers match by {outcome.by}", events, DIRECTION)
     if outcome.kind == LINKED:
+        waiting = _waiting_customer(ctx, str(outcome.linked_id))
+        if waiting is not None:
+            return join_review(ctx, waiting, contact, outcome.by or "name", events, gone)
         return link_pair(ctx, customers[str(outcome.linked_id)], contact, events,
                          f"link.matched_by_{outcome.by}", direction=DIRECTION)
     if not ctx.settings.to_qbo:
@@ -107,6 +110,33 @@ def link_new_contact(ctx: SyncContext, contact: Contact, events: Sequence[int],
              delete=gone)
         return "skipped (direction)"
     return _create_customer(ctx, record, contact, events)
+
+
+def _waiting_customer(ctx: SyncContext, customer_id: str) -> LinkRecord | None:
+    """The customer's row when it waits for a person to pick its contact (None: it does not)."""
+    link = links.find_by_qbo(ctx.connection_id, customer_id)
+    return link if link is not None and link.state == LinkState.REVIEW and link.crm_contact_id is None else None
+
+
+def join_review(ctx: SyncContext, waiting: LinkRecord, contact: Contact, by: str, events: Sequence[int],
+                gone: Sequence[int] = ()) -> str:
+    """A new contact matching a customer that waits for review joins its candidates; nothing is linked.
+
+    The person reviewing the customer decides among every contact that matches it, the new one included: linking
+    the new contact on its own would take the decision from them (and the customer may well belong to another
+    candidate). The review is stored again with the candidates as they are now, and audited; the contact's own
+    row waiting for a match (``gone``), if it had one, is replaced by its place among the candidates.
+    """
+    candidates = [str(c) for c in waiting.review_candidates or []]
+    if contact.id not in candidates:
+        candidates.append(contact.id)
+    waiting.review_candidates = candidates
+    waiting.review_reason = waiting.review_reason or f"several CRM contacts match by {by}"
+    done(ctx, Record("link.review", DIRECTION, "Customer", waiting.qbo_customer_id,
+                     {"candidates": candidates, "crm_contact_id": contact.id}, message=waiting.review_reason),
+         events, [waiting], delete=[i for i in gone if i != waiting.id])
+    log.info("new contact joined a review connection=%s link=%s job=%s", ctx.connection_id, waiting.id, ctx.job_id)
+    return "review"
 
 
 def _create_customer(ctx: SyncContext, record: dict[str, Any], contact: Contact, events: Sequence[int]) -> str:

@@ -347,6 +347,7 @@ class RecordedPreview(_Recording, _DryRun):
         self.today = utcnow().date()
         self.rule_days: tuple[int, ...] = ()
         self.taken: set[str] = set()  # customers the contact phase would link
+        self.reviewing: set[str] = set()  # customers that would wait for review (a new match joins the review)
 
     def follow_up_rules(self, today: date, rule_days: Sequence[int]) -> None:
         """Predict follow-ups as a scan on ``today`` would, with these rules (none: follow-ups are off)."""
@@ -367,14 +368,15 @@ class RecordedPreview(_Recording, _DryRun):
 
     def contact(self, contact: Contact, link: LinkRecord | None) -> str:
         """As the dry run predicts, except that a customer already taken (linked to a contact by the customer
-        phase or by an earlier contact) cannot be linked again: the real run sends such a contact to review."""
+        phase or by an earlier contact) cannot be linked again, and one waiting for review is not linked at all:
+        the real run sends such a contact to review."""
         counter = super().contact(contact, link)
         if counter != "linked":
             return counter
         found = self.qbo_index.lookup(canonical_from_crm(contact_json(contact)))
         outcome = match(canonical_from_crm(contact_json(contact)), found[0] or found[1])
-        taken = outcome.linked_id is not None and (
-            bool(self.contact_of.get(outcome.linked_id)) or outcome.linked_id in self.taken)
+        taken = outcome.linked_id is not None and (bool(self.contact_of.get(outcome.linked_id))
+                                                   or outcome.linked_id in self.taken | self.reviewing)
         if taken:
             return "review"
         self.taken.add(str(outcome.linked_id))
@@ -395,6 +397,7 @@ class RecordedPreview(_Recording, _DryRun):
             row.partner_id = self.seen.get(row.object_id, (None, None))[1]
             row.partner_name = _name_of(row.partner_id, by_email + by_name)
         elif row.action == "review":
+            self.reviewing.add(row.object_id)
             row.candidates = _candidate_json(by_email or by_name)
             row.reason = link.review_reason if link is not None else NO_CERTAIN_MATCH.format("CRM contacts")
         contact = row.partner_id if row.action == "link" else None

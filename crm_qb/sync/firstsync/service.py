@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -321,14 +322,16 @@ def resume_runs(jobs: JobQueue) -> int:
 # -- retry ----------------------------------------------------------------------------------------------------
 
 
-def retry_failed(services: SyncServices, run_id: int, *, job_id: str | None = None) -> int:
-    """Run every failed record of a finished run again; return how many now succeeded."""
+def retry_failed(services: SyncServices, run_id: int, *, job_id: str | None = None,
+                 record_ids: Sequence[int] | None = None) -> int:
+    """Run every failed record of a finished run again (only those of ``record_ids`` when given: the Failures
+    page's retry); return how many now succeeded."""
     run = store.run_of(run_id)
     if run is None or run.state != DONE:
         db.session.rollback()
         raise SyncRunRefused(f"run {run_id} has not finished; retry its failed records once it has")
     connection_id = run.connection_id
-    failed = [(r.phase, r.entity, r.object_id, r.name, r.planned) for r in store.failed_records(run_id)]
+    failed = [(r.phase, r.entity, r.object_id, r.name, r.planned) for r in store.failed_records(run_id, record_ids)]
     db.session.rollback()
     if not failed:
         return 0

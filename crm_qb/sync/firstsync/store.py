@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 
 from crm_qb.db import db, utcnow
 from crm_qb.errors import PermanentError
@@ -89,7 +89,9 @@ def save_page(run_id: int, stage: str, rows: Iterable[RecordRow], progress: dict
     now = utcnow()
     for row in rows:
         key = (row.entity, row.object_id)
-        values = {**vars(row), "planned": row.planned or (planned or {}).get(key), "updated_at": now}
+        # a new attempt is a new outcome: a failure dismissed before shows again if this one fails too
+        values = {**vars(row), "planned": row.planned or (planned or {}).get(key), "updated_at": now,
+                  "dismissed_at": None}
         found = existing.get(key)
         if found is None:
             db.session.add(SyncRunRecord(run_id=run_id, stage=stage, attempts=1, **values))
@@ -165,11 +167,46 @@ def records(run_id: int, stage: str, actions: Sequence[str] = (), page: int = 1,
     return rows, total
 
 
-def failed_records(run_id: int) -> list[SyncRunRecord]:
-    """Every record the run failed."""
-    return list(db.session.scalars(select(SyncRunRecord).where(
-        SyncRunRecord.run_id == run_id, SyncRunRecord.stage == RUN, SyncRunRecord.action == "failed")
-        .order_by(SyncRunRecord.id)))
+def failed_records(run_id: int, record_ids: Sequence[int] | None = None) -> list[SyncRunRecord]:
+    """Every record the run failed (only those of ``record_ids`` when given)."""
+    query = select(SyncRunRecord).where(SyncRunRecord.run_id == run_id, SyncRunRecord.stage == RUN,
+                                        SyncRunRecord.action == "failed")
+    if record_ids is not None:
+        query = query.where(SyncRunRecord.id.in_(list(record_ids)))
+    return list(db.session.scalars(query.order_by(SyncRunRecord.id)))
+
+
+def _open_failure(*where: ColumnElement[bool]) -> Select[SyncRunRecord, str]:
+    """Failed records of finished runs that nobody dismissed (the Failures page's "sync_record" kind); a run still
+    under way shows its failures on its progress page until it is done."""
+    return select(SyncRunRecord, SyncRun.kind).join(SyncRun, SyncRun.id == SyncRunRecord.run_id).where(
+        SyncRun.state == DONE, SyncRunRecord.stage == RUN, SyncRunRecord.action == "failed",
+        SyncRunRecord.dismissed_at.is_(None), *where)
+
+
+def open_failures(connection_id: int, record_id: int | None = None,
+                  limit: int = 200) -> list[tuple[SyncRunRecord, str]]:
+    """The connection's open failed records with their run's kind, newest try first (or the one ``record_id``)."""
+    where = [SyncRun.connection_id == connection_id]
+    if record_id is not None:
+        where.append(SyncRunRecord.id == record_id)
+    rows = db.session.execute(_open_failure(*where).order_by(SyncRunRecord.updated_at.desc(),
+                                                             SyncRunRecord.id.desc()).limit(limit)).all()
+    return [(record, kind) for record, kind in rows]
+
+
+def open_failure_counts(connection_id: int | None = None) -> dict[int, int]:
+    """How many open failed records each connection has (only ``connection_id``'s when given)."""
+    where = [SyncRun.connection_id == connection_id] if connection_id is not None else []
+    query = _open_failure(*where).with_only_columns(SyncRun.connection_id, func.count()).group_by(
+        SyncRun.connection_id)
+    return {int(cid): int(n) for cid, n in db.session.execute(query).all()}
+
+
+def dismiss_records(record_ids: Sequence[int]) -> None:
+    """Mark failed records dismissed (in the caller's transaction); the report still shows them failed."""
+    db.session.execute(update(SyncRunRecord).where(SyncRunRecord.id.in_(list(record_ids)))
+                       .values(dismissed_at=utcnow()))
 
 
 def walk(run_id: int, stage: str, chunk: int = 500) -> Iterator[SyncRunRecord]:

@@ -152,18 +152,23 @@ def _mapping(row: TimeUserMapping) -> Mapping:
                    row.name, row.email, tuple(row.candidates or ()))
 
 
+def stage_mapping(connection_id: int, mapping: Mapping) -> None:
+    """Insert or replace a user's mapping in the caller's transaction (not committed)."""
+    row = db.session.scalars(select(TimeUserMapping).where(
+        TimeUserMapping.connection_id == connection_id,
+        TimeUserMapping.crm_user_id == mapping.crm_user_id)).first()
+    if row is None:
+        row = TimeUserMapping(connection_id=connection_id, crm_user_id=mapping.crm_user_id)
+        db.session.add(row)
+    row.qbo_kind, row.qbo_id, row.qbo_name = mapping.qbo_kind, mapping.qbo_id, mapping.qbo_name
+    row.source, row.review_reason = mapping.source, mapping.review_reason
+    row.name, row.email, row.candidates = mapping.name, mapping.email, list(mapping.candidates)
+
+
 def save_mapping(connection_id: int, mapping: Mapping, audit: AuditEntry | None = None) -> None:
     """Insert or replace a user's mapping (committed)."""
     try:
-        row = db.session.scalars(select(TimeUserMapping).where(
-            TimeUserMapping.connection_id == connection_id,
-            TimeUserMapping.crm_user_id == mapping.crm_user_id)).first()
-        if row is None:
-            row = TimeUserMapping(connection_id=connection_id, crm_user_id=mapping.crm_user_id)
-            db.session.add(row)
-        row.qbo_kind, row.qbo_id, row.qbo_name = mapping.qbo_kind, mapping.qbo_id, mapping.qbo_name
-        row.source, row.review_reason = mapping.source, mapping.review_reason
-        row.name, row.email, row.candidates = mapping.name, mapping.email, list(mapping.candidates)
+        stage_mapping(connection_id, mapping)
         if audit is not None:
             db.session.add(audit)
         db.session.commit()
