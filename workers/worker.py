@@ -86,7 +86,7 @@ def run_worker(app: Flask, *, burst: bool = False, name: str | None = None,
             worked = bool(worker.work(burst=burst)) or worked
         except RedisError as exc:  # raised outside RQ's loop (start-up, teardown): the same recovery
             log.warning("worker %s: Redis failed (%s)", worker.name, type(exc).__name__)
-        if burst or getattr(worker, "_stop_requested", False):
+        if burst or _stop_was_asked(worker):
             return worked
         restarts += 1
         log.warning("worker %s stopped unexpectedly; starting again once Redis answers", worker.name)
@@ -120,3 +120,13 @@ def requeue_pending(app: Flask) -> int:
         return drain_all_pending(runtime(app))
     finally:
         db.session.remove()
+
+
+def _stop_was_asked(worker: AppWorker) -> bool:
+    """Whether the loop ended because someone asked the worker to stop (SIGTERM, SIGINT), not because Redis failed.
+
+    RQ marks a stop asked during a job with ``_stop_requested``, but an idle worker's warm shutdown only records
+    ``_shutdown_requested_date`` and leaves its loop: checking the flag alone restarted an idle worker on SIGTERM,
+    so ``systemctl stop`` or a supervisor had to wait for its SIGKILL.
+    """
+    return bool(getattr(worker, "_stop_requested", False) or getattr(worker, "_shutdown_requested_date", None))

@@ -87,3 +87,13 @@ def test_events_survive_a_redis_flush(app: Flask, client: FlaskClient, redis_cli
     assert _sweep_now(app) == 0
     assert post_qbo(client, fixture_bytes("qbo/webhook_cloudevents_customer_created.json")).json["stored"] == 0
     assert _event(app, event_id) == (EventStatus.PROCESSED, 1)
+
+
+def test_an_idle_worker_stops_on_sigterm(redis_client: Redis, spawn: Callable[..., Popen[bytes]]) -> None:
+    """A supervisor's stop (SIGTERM) ends an idle worker at once; only a Redis failure restarts its loop."""
+    worker = spawn("worker")
+    wait_for(lambda: any(redis_client.hget(key, "pid") == str(worker.pid).encode()
+                         for key in redis_client.scan_iter("rq:worker:*") if redis_client.type(key) == b"hash"),
+             timeout=60, what="the worker to register")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
