@@ -5,10 +5,10 @@ The same budget, with its own keys, paces each HubSpot portal (``crm_qb.crm.hubs
 Intuit allows 500 requests per minute and 10 in flight per realm and app (docs/qbo/facts.md §4). Each request takes a
 *slot*: one entry in a rolling-window sorted set (scored by grant, then release time) and one lease in an
 in-flight sorted set (scored by lease expiry). QuickBooks meters every item of a batch request as a call and caps
-the batch endpoint at 40 requests a minute on top (docs/qbo/facts.md §4), so a batch
-of N items takes N window entries (its ``cost``, reserved before it is sent: a batch larger than what is left
-waits whole) and one entry in a third sorted set, the batch window. Both checks and the grant happen in one Lua script, so no two
-processes can take the last slot. A lease expires on its own, so a process killed with -9 gives its slot back after
+the batch endpoint at 40 requests a minute on top (docs/qbo/facts.md §4), so a batch of N items takes N window
+entries (its ``cost``, reserved before it is sent: a batch larger than what is left waits whole) and one entry in a
+third sorted set, the batch window. All checks and the grant happen in one Lua script, so no two processes can take
+the last slot. A lease expires on its own, so a process killed with -9 gives its slot back after
 ``lease_seconds`` instead of shrinking the budget forever. QuickBooks counts a request when it arrives, a little
 after our grant, so releasing a slot restarts its window entry from the release: a slot is reused only a full
 window after QuickBooks counted it, never a few milliseconds early (which QuickBooks would answer with a 429).
@@ -37,8 +37,8 @@ from crm_qb.keys import RedisKeys
 log = logging.getLogger(__name__)
 
 # KEYS: window zset, inflight zset, hold-off marker, batch window zset. ARGV: now, window, per_window, concurrent,
-# lease id, lease expiry, cost, batches per window (0: not a batch request). Returns {1, 0} when granted, {-1, seconds} while the realm is held off, else {0, seconds until a slot
-# may free up}.
+# lease id, lease expiry, cost, batches per window (0: not a batch request). Returns {1, 0} when granted,
+# {-1, seconds} while the realm is held off, else {0, seconds until a slot may free up}.
 _ACQUIRE = """
 local held = redis.call('PTTL', KEYS[3])
 if held > 0 then

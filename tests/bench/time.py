@@ -17,8 +17,8 @@ two workers and the scheduler. After the first link of ``--customers`` customers
    one is ``synced``, the realm's API calls are read. Target: far below one call per activity beyond the creates
    themselves, which go 30 to a batch request (``ceil(burst / 30)`` is the floor).
 
-Uses Redis database 12 (flushed before and after; ``CRM_QB_BENCH_REDIS_URL`` or ``--redis-url`` for another), a fresh SQLite file unless
-``--database-url`` names an empty database. Prints one JSON object. Not run in CI.
+Uses Redis database 12 (flushed before and after; ``CRM_QB_BENCH_REDIS_URL`` or ``--redis-url`` for another), a
+fresh SQLite file unless ``--database-url`` names an empty database. Prints one JSON object. Not run in CI.
 """
 
 from __future__ import annotations

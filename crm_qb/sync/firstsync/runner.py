@@ -39,6 +39,8 @@ from crm_qb.sync.pipeline.backfill import (
     ALL_CUSTOMERS,
     CONTACTS,
     CUSTOMERS,
+    TIME,
+    TIME_COUNTERS,
     TRANSACTIONS,
     BackfillReport,
     _DryRun,
@@ -250,7 +252,7 @@ class _Recording:
         return counter
 
     def note(self, entity: str, object_id: str, counter: str, error: Exception | None = None) -> None:
-        phase = {"Customer": CUSTOMERS, "Contact": CONTACTS}.get(entity, TRANSACTIONS)
+        phase = {"Customer": CUSTOMERS, "Contact": CONTACTS, "Activity": TIME}.get(entity, TRANSACTIONS)
         row = RecordRow(phase, entity, object_id, action_of(entity, counter), self.names.get((entity, object_id)))
         if error is not None:
             failure = describe(error)
@@ -305,6 +307,15 @@ class RecordedRun(_Recording, _Run):
         counts = self.report.phases[TRANSACTIONS]
         counts.by_type[entity] = counts.by_type.get(entity, 0) + len(page)
         self.mirror_each(entity, page)
+
+    def held_time(self) -> None:
+        self.enter(TIME)
+        super().held_time()
+
+    def time_page(self, outcomes: Sequence[tuple[str, str]]) -> None:
+        for activity_id, outcome in outcomes:
+            self.note("Activity", activity_id, TIME_COUNTERS.get(outcome, "skipped"))
+        super().time_page(outcomes)
 
     def execute(self) -> None:
         if self.dates is None:

@@ -12,7 +12,9 @@ lock, one page (1,000 rows, QBO's cap) in memory at a time:
    committed once per page.
 3. contacts: every CRM contact not linked yet goes through the CRM → QBO unit (``crm_side.link_new_contact``),
    when the direction lets QBO customers be created.
-4. the CDC cursor is set to the backfill's start: everything changed after it is the poll's.
+4. time: every CRM activity, paged, once; the billable time of linked contacts becomes QBO TimeActivity (batches
+   of 30; ``sync/time/earlier.py``), so time logged before the connection is not lost; then held time is sent.
+5. the CDC cursor is set to the backfill's start: everything changed after it is the poll's.
 
 Name matching needs the CRM's contacts (the CRM contract has no name search). Instead of the webhook path's
 in-memory pool, scanned linearly per customer, the contacts are walked once into an index keyed by normalised
@@ -75,8 +77,10 @@ from crm_qb.sync.transactions.mirror import FolderChange, mirror, mirror_many
 
 log = logging.getLogger(__name__)
 
-CUSTOMERS, TRANSACTIONS, CONTACTS = "customers", "transactions", "contacts"
-PHASES = (CUSTOMERS, TRANSACTIONS, CONTACTS)
+CUSTOMERS, TRANSACTIONS, CONTACTS, TIME = "customers", "transactions", "contacts", "time"
+PHASES = (CUSTOMERS, TRANSACTIONS, CONTACTS, TIME)
+# What an activity's time outcome (sync/time/apply.py) counts as in the time phase; anything else is ``skipped``.
+TIME_COUNTERS = {"created": "created", "updated": "updated", "unchanged": "unchanged", "stale": "unchanged"}
 ALL_CUSTOMERS = "Active IN (true, false)"
 # Errors that make every further call fail as well: stop instead of counting each object as failed.
 _FATAL = (AuthenticationError, AuthorizationError, CompanyInactiveError, NeedsReconnectError, NotConnectedError,
@@ -262,15 +266,24 @@ class _Run:
             self.report.cdc_cursor = _set_cursor(self.ctx.connection_id, self.report.started_at)
 
     def held_time(self) -> None:
-        """Send the billable time held for contacts this run linked (DESIGN §9: a contact linked later)."""
+        """Send the billable time of activities logged before this run linked their contacts, and the time held
+        for them (DESIGN §9: a contact linked later gets its earlier billable activities)."""
         try:
+            time_apply.walk_earlier(self.ctx, self.time_page)
             outcome = time_apply.release(self.ctx)
-        except (PermanentError, TransientError) as exc:  # the time stays held; every later drain tries again
+        except (PermanentError, TransientError) as exc:  # the links stay unwalked: the drains catch them up
             db.session.rollback()
-            log.warning("backfill connection=%s: held time not sent yet (%s) job=%s", self.ctx.connection_id,
-                        type(exc).__name__, self.ctx.job_id)
+            log.warning("backfill connection=%s: earlier or held time not sent yet (%s) job=%s",
+                        self.ctx.connection_id, type(exc).__name__, self.ctx.job_id)
             return
         log.info("backfill connection=%s: %s job=%s", self.ctx.connection_id, outcome, self.ctx.job_id)
+
+    def time_page(self, outcomes: Sequence[tuple[str, str]]) -> None:
+        """Count a page of the activity walk's outcomes in the time phase."""
+        counts = self.report.phases[TIME]
+        for _activity, outcome in outcomes:
+            counts.add(TIME_COUNTERS.get(outcome, "skipped"))
+        self.page_done(TIME)
 
     def page_done(self, phase: str) -> None:
         counts = self.report.phases[phase]
