@@ -7,7 +7,8 @@ gets its earlier billable activities"). Each contact link carries ``time_walked_
 earlier activities were read (a new link, or a link moved to another contact).
 
 - **The backfill and the first sync** walk every activity of the CRM once, in pages (``walk_all``): a page's time
-  of linked contacts, and any activity crm-qb already knows, goes through the same ``TimeSync.apply`` as hooks
+  of linked contacts (walked before or not: a hook lost on the way is made up for too), and any activity crm-qb
+  already knows, goes through the same ``TimeSync.apply`` as hooks
   (creates in batches of 30), then every link that was linked when the walk began is marked walked. One walk,
   not a read per contact, so a first sync of 100k contacts costs pages, not contacts.
 - **Any other link** (a drain's match, a review's choice, a contact created later) is caught up after the drain
@@ -64,10 +65,11 @@ def walk_all(sync: TimeSyncLike, on_page: Outcomes | None = None) -> Counter[str
     """
     connection_id = sync.ctx.connection_id
     links = store.unwalked_links(connection_id, limit=None)
-    linked = set(store.linked_customers(connection_id, (contact for _link, contact in links)))
     counts: Counter[str] = Counter()
     try:
         for page in sync.ctx.crm.list_activities(page_size=WALK_PAGE):
+            linked = set(store.linked_customers(connection_id, (str(a.contact_id) for a in page.activities
+                                                                if a.contact_id)))
             counts += _apply_page(sync, page.activities, linked, on_page)
     except CrmNotFoundError:
         log.info("time walk connection=%s: the CRM keeps no activities", connection_id)
