@@ -385,6 +385,8 @@ def _stale(seen: Seen, entry: EntryRecord | None) -> bool:
         return False
     if entry.state in (TimeState.HELD, TimeState.CREATING):
         return seen.activity.version < entry.crm_version
+    if seen.activity.version == entry.crm_version and seen.activity.contact_id != entry.crm_contact_id:
+        return False  # HubSpot associates a call with a contact without a new version (hs_lastmodifieddate)
     return seen.activity.version <= entry.crm_version
 
 
