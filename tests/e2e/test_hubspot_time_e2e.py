@@ -3,7 +3,8 @@ crm-qb web and two workers, all real processes, every change carried by HubSpot'
 (``object.*`` of calls 0-48 and meetings 0-47, read back as ``call-<id>`` / ``meeting-<id>``) and QBO's.
 
 A call and a meeting with a duration on a linked contact become TimeActivity with the right hours and minutes,
-date, description and item; an edited duration updates it; ``qb_billable`` turned off deletes it; once QBO has
+date, description and item (so does a call put on the contact after it was logged); an edited duration updates
+it; ``qb_billable`` turned off deletes it; once QBO has
 billed the time, an edit is recorded as a conflict and QBO's time is left as it was.
 """
 
@@ -29,7 +30,7 @@ from tests.support.e2e import World, start_crm_sandbox, start_sandbox, wire
 pytestmark = [pytest.mark.e2e]
 
 CALL_TYPE, MEETING_TYPE = 194, 200  # HubSpot's call → contact and meeting → contact association types
-START_MS = 1_764_514_800_000  # 2026-11-30T15:00:00Z: 30 Nov in the realm's time zone too
+START_MS = 1_796_050_800_000  # 2026-11-30T15:00:00Z: 30 Nov in the realm's time zone too
 
 
 @pytest.fixture
@@ -112,6 +113,17 @@ def test_hubspot_calls_and_meetings_become_time_follow_edits_and_billed_time_is_
         item = _qbo(world, "GET", f"/entities/Item/{time['ItemRef']['value']}")["Item"]
         person = _qbo(world, "GET", f"/entities/Employee/{time['EmployeeRef']['value']}")["Employee"]
         assert (item["Name"], time["NameOf"], person["DisplayName"]) == ("Design", "Employee", "Emily Platt")
+
+    # A call logged first and put on the contact afterwards (only its associationChange tells): time too.
+    late = str(_hubspot(world, "POST", "/crm/v3/objects/calls", {"properties": {
+        "hubspot_owner_id": emily, "hs_timestamp": str(START_MS), "hs_call_title": "Call, contact set later",
+        "hs_call_duration": str(10 * 60_000)}})["id"])
+    wait_for(lambda: (_entry(world, f"call-{late}") or TimeEntry()).state == TimeState.REMOVED, timeout=40,
+             what="the call without a contact to be seen (not time yet)")
+    requests.post(f"{world.crm}/_sandbox/associations", timeout=10, json={
+        "from_type": "calls", "from_id": late, "to_type": "contacts", "to_id": contact["id"]}).raise_for_status()
+    wait_for(lambda: _synced(world, f"call-{late}", Hours=0, Minutes=10), timeout=40,
+             what="the call's time once it is on the contact")
 
     _hubspot(world, "PATCH", f"/crm/v3/objects/calls/{call}", {"properties": {"hs_call_duration": str(30 * 60_000)}})
     wait_for(lambda: _synced(world, f"call-{call}", Hours=0, Minutes=30), timeout=40,
