@@ -47,9 +47,10 @@ PER_PAGE = 50
 REFRESH_SECONDS = 5
 # The preview's lists, in the order the page shows them: (action, title).
 LISTS = (("link", "Will link"), ("create_in_crm", "Create in the CRM"), ("create_in_qbo", "Create in QuickBooks"),
-         ("review", "Needs review"), ("transaction", "Transactions to mirror"), ("followup", "Follow-ups"))
+         ("review", "Needs review"), ("transaction", "Transactions to mirror"), ("followup", "Follow-ups"),
+         ("time", "Billable time to send"))
 COUNT_OF = {"link": "link", "create_in_crm": "create_in_crm", "create_in_qbo": "create_in_qbo", "review": "review",
-            "transaction": "transactions", "followup": "followups"}
+            "transaction": "transactions", "followup": "followups", "time": "time"}
 # The phases with a bar (reading the CRM's contacts into the match index is named in the status line only).
 PHASES = {store.FIRST: (CUSTOMERS, TRANSACTIONS, CONTACTS, TIME, FOLLOWUPS),
           store.HISTORY: (TRANSACTIONS, FOLLOWUPS)}

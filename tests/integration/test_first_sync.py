@@ -469,14 +469,24 @@ def test_the_first_sync_sends_billable_time_logged_before_it_and_reports_each_ac
     h.crm_user("POST", "/activities", {**body, "contact_id": ids["by_email"], "subject": "Unbilled",
                                        "duration_minutes": 30, "billable": False})
     run_id = open_and_preview(h)
-    assert run_state(h, run_id)["preview"]["time"] == 0  # the preview does not predict time
+    preview = run_state(h, run_id)["preview"]
+    assert preview["time"] == 1 and preview["walked"]["time"] == 1  # predicted, nothing sent
+    with h.app.app_context():
+        assert [r.object_id for r in store.records(run_id, store.PREVIEW, ("time",))[0]] == [earlier["id"]]
+        db.session.rollback()
+    with h.app.app_context():
+        ctx = build_context(runtime(h.app).sync_services(), h.connection_id)
+        try:
+            assert list(ctx.qbo.query_all("TimeActivity")) == []
+        finally:
+            ctx.close()
 
     with h.app.app_context():
         service.start(runtime(h.app).jobs, run_id)
     h.work()
 
     status = run_state(h, run_id)["status"]
-    assert status["state"] == "done" and status["counts"]["time"] == 1 and status["phases"]["time"] >= 1
+    assert status["state"] == "done" and status["counts"]["time"] == 1 and status["phases"]["time"] == 1
     with h.app.app_context():
         [record] = store.records(run_id, store.RUN, ("time",))[0]
         assert (record.entity, record.object_id, record.phase) == ("Activity", earlier["id"], "time")

@@ -2,9 +2,10 @@
 a failure in words with the other side's own error, and the time left.
 
 The counts are DESIGN §11's: ``link``, ``create_in_crm``, ``create_in_qbo``, ``review``, ``transactions`` and
-``followups``, and ``time``: earlier billable CRM activities the run sent to QBO as TimeActivity (the preview does
-not predict them: 0 there). A record the real run failed counts under what the preview planned for it, so a
-preview and the run it announced report the same numbers, the run telling how many of them failed.
+``followups``, and ``time``: earlier billable CRM activities sent to QBO as TimeActivity (the preview predicts
+them; time of a CRM user with no QBO person is held by the run instead). A record the real run failed counts
+under what the preview planned for it, so a preview and the run it announced report the same numbers, the run
+telling how many of them failed.
 """
 
 from __future__ import annotations

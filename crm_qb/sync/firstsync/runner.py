@@ -267,6 +267,15 @@ class _Recording:
     def complete(self, rows: list[RecordRow]) -> None:
         """Fill in the partners and candidates of a finished page's records (the run's, from the links)."""
 
+    def held_time(self) -> None:
+        self.enter(TIME)
+        super().held_time()  # type: ignore[misc]
+
+    def time_page(self, outcomes: Sequence[tuple[str, str]]) -> None:
+        for activity_id, outcome in outcomes:
+            self.note("Activity", activity_id, TIME_COUNTERS.get(outcome, "skipped"))
+        super().time_page(outcomes)  # type: ignore[misc]
+
     def page_done(self, phase: str) -> None:
         super().page_done(phase)  # type: ignore[misc]
         self.complete(self.pending)
@@ -307,15 +316,6 @@ class RecordedRun(_Recording, _Run):
         counts = self.report.phases[TRANSACTIONS]
         counts.by_type[entity] = counts.by_type.get(entity, 0) + len(page)
         self.mirror_each(entity, page)
-
-    def held_time(self) -> None:
-        self.enter(TIME)
-        super().held_time()
-
-    def time_page(self, outcomes: Sequence[tuple[str, str]]) -> None:
-        for activity_id, outcome in outcomes:
-            self.note("Activity", activity_id, TIME_COUNTERS.get(outcome, "skipped"))
-        super().time_page(outcomes)
 
     def execute(self) -> None:
         if self.dates is None:

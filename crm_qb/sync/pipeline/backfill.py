@@ -42,11 +42,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from crm_qb.crm.batch import Created
-from crm_qb.crm.errors import CrmAuthError, CrmPermanentError
+from crm_qb.crm.errors import CrmAuthError, CrmNotFoundError, CrmPermanentError
 from crm_qb.crm.protocol import Contact
 from crm_qb.db import db, utcnow
 from crm_qb.errors import PermanentError, TransientError
-from crm_qb.models import Connection, ContactLink, FolderItem, LinkState, QboStatus
+from crm_qb.models import Connection, ContactLink, FolderItem, LinkState, QboStatus, TimeState
 from crm_qb.qbo.client import QUERY_MAX_RESULTS
 from crm_qb.qbo.faults import AuthenticationError, AuthorizationError, CompanyInactiveError
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
@@ -72,6 +72,8 @@ from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, NONE, candidate, has_o
 from crm_qb.sync.services import ConnectionGoneError, SyncServices
 from crm_qb.sync.settings import sync_settings_of
 from crm_qb.sync.time import apply as time_apply
+from crm_qb.sync.time import earlier as time_earlier
+from crm_qb.sync.time import store as time_store
 from crm_qb.sync.transactions import registry
 from crm_qb.sync.transactions.mirror import FolderChange, mirror, mirror_many
 
@@ -532,6 +534,29 @@ class _DryRun(_Run):
         self.customers(index)
         self.transactions()
         self.contacts()
+        self.held_time()
+
+    def guarded(self, entity: str, object_id: str, unit: Callable[[], str], rollback: bool = True) -> str:
+        counter = super().guarded(entity, object_id, unit, rollback)
+        if entity == "Contact" and counter in ("linked", "created"):
+            self.claimed.add(object_id)  # linked after the run: its time counts in the time phase
+        return counter
+
+    def held_time(self) -> None:
+        """Predict the time walk (``sync/time/earlier.py``): the billable time of every contact linked after the
+        run would be created, unless QBO already has it; nothing is sent. Time of a CRM user with no QBO person
+        would wait held instead: the prediction cannot know that before users are matched."""
+        if not time_apply.enabled(self.ctx.connection_id):
+            return
+        try:
+            for page in self.ctx.crm.list_activities(page_size=time_earlier.WALK_PAGE):
+                contacts = [str(a.contact_id) for a in page.activities if a.contact_id]
+                linked = self.claimed | set(time_store.linked_customers(self.ctx.connection_id, contacts))
+                known = time_store.entries(self.ctx.connection_id, [a.id for a in page.activities])
+                self.time_page([(a.id, _predict_time(known.get(a.id)))
+                                for a in time_earlier.wanted(page.activities, linked, set())])
+        except CrmNotFoundError:
+            return  # a CRM without activities
 
     def remember(self, page: list[dict[str, Any]]) -> None:
         """A dry run writes nothing."""
@@ -594,6 +619,11 @@ class _DryRun(_Run):
         if outcome.kind == LINKED:
             return "linked"
         return "review" if outcome.kind == AMBIGUOUS else "created"
+
+
+def _predict_time(entry: time_store.EntryRecord | None) -> str:
+    """What the walk would do with a billable activity: nothing when QBO has its time already, else create it."""
+    return "unchanged" if entry is not None and entry.state in (TimeState.SYNCED, TimeState.BILLED) else "created"
 
 
 def _predict_txn(txn: Mapping[str, Any], stored: Mapping[str, str | None]) -> str:

@@ -79,6 +79,14 @@ def release(ctx: SyncContext, *, refused_too: bool = False) -> str:
     return sync.release(refused_too)
 
 
+def enabled(connection_id: int) -> bool:
+    """Whether the connection's time setting is on; ends the read."""
+    connection = db.session.get(Connection, connection_id)
+    on = connection is not None and time_settings_of(connection.settings).enabled
+    db.session.rollback()
+    return on
+
+
 def walk_earlier(ctx: SyncContext, on_page: earlier.Outcomes | None = None) -> Counter[str] | None:
     """Apply the time of every linked contact's activities in the CRM (the backfill's and first sync's walk,
     ``earlier.walk_all``); None when the time setting is off."""
