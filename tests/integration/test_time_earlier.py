@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from crm_qb.models import TimeState
+from crm_qb.models import LinkState, TimeState
 from crm_qb.runtime import runtime
+from crm_qb.sync.customers import review
 from crm_qb.sync.pipeline.backfill import TIME, run_backfill
 from tests.integration.test_time_sync import _entries, _hook, _log, _query, _world
 from tests.support import sync as support
@@ -81,3 +82,22 @@ def test_a_contact_linked_later_gets_the_activities_no_hook_brought(harness: Har
     harness.work()
     assert len(_time_in_qbo(harness)) == 2
     assert harness.failed_events() == []
+
+
+def test_a_contact_chosen_in_review_gets_its_earlier_time_at_once(harness: Harness) -> None:
+    _world(harness)
+    first = harness.crm_user("POST", "/contacts", {"first_name": "Pat", "last_name": "Lee", "email": "pat@example.com"})
+    second = harness.crm_user("POST", "/contacts", {"first_name": "Patricia", "last_name": "Lee",
+                                                    "email": "PAT@example.com"})
+    customer = harness.qbo.create_customer(DisplayName="Pat Lee", PrimaryEmailAddr={"Address": "pat@example.com"})
+    harness.qbo_hook(customer["Id"], "created")
+    harness.work()  # two contacts share the email: the customer waits for a person
+    [waiting] = [link for link in harness.links() if link.state == LinkState.REVIEW]
+    _log(harness, second["id"], subject="Site visit", duration_minutes=40)
+    _log(harness, first["id"], subject="Not this one", duration_minutes=5)
+
+    with harness.app.app_context():
+        review.resolve(runtime().sync_services(), harness.connection_id, waiting.id, "link", second["id"])
+
+    [time] = _time_in_qbo(harness)  # no drain ran: the choice itself sent it
+    assert (time["CustomerRef"]["value"], time["Minutes"]) == (customer["Id"], 40)
