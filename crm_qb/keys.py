@@ -45,8 +45,8 @@ class RedisKeys:
         return f"{self.prefix}:followups:{connection_id}:row:{row_id}"
 
     def rate_budget(self, realm_id: str, part: str) -> str:
-        """A key of a realm's QBO rate budget (``part``: the window and inflight sorted sets, the holdoff marker;
-        waited:<hour> seconds)."""
+        """A key of a realm's QBO rate budget (``part``: the window, inflight and batches sorted sets, the
+        holdoff marker; waited:<hour> seconds)."""
         return f"{self.prefix}:qbo:budget:{{{realm_id}}}:{part}"
 
     def hubspot_budget(self, portal_id: str, part: str) -> str:

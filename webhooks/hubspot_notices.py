@@ -7,7 +7,9 @@ creation → created, propertyChange and restore → updated, deletion and priva
 ``merged`` notice per merged-away id (HubSpot's merge makes a new record, ``newObjectId``; the old ids resolve
 to it, docs/hubspot/facts.md §3.6), then an ``updated`` notice for the new record. Calls and meetings
 (``object.*`` with ``objectTypeId`` 0-48 / 0-47) become activity notices (``call-<id>``, ``meeting-<id>``) for
-billable time. Other events (companies, associations, tasks) are counted and not stored.
+billable time; so does a call's or meeting's ``object.associationChange`` (its ``fromObjectId`` is the call or
+meeting), since the contact a call is logged against may be set after the call was made. Other events (companies,
+contact-side associations, tasks) are counted and not stored.
 
 A contact's version is its ``updatedAt`` in milliseconds (crm_qb.crm.hubspot.mapping), and a creation or
 property change is taken to report the version it produced: its ``occurredAt`` (``payload["version"]``). The
@@ -33,7 +35,8 @@ from crm_qb.sync.pipeline.events import ACTIVITY, CONTACT, Notice
 from webhooks.notices import PayloadError, load
 
 ACTIVITY_OPERATIONS = {"object.creation": "created", "object.propertyChange": "updated",
-                       "object.restore": "updated", "object.deletion": "deleted"}
+                       "object.restore": "updated", "object.deletion": "deleted",
+                       "object.associationChange": "updated"}
 ACTIVITY_OBJECTS = {"0-48": "calls", "0-47": "meetings"}  # objectTypeId -> HubSpot object type (facts.md §4)
 OPERATIONS = {"contact.creation": "created", "contact.propertyChange": "updated", "contact.restore": "updated",
               "contact.deletion": "deleted", "contact.privacyDeletion": "deleted", "contact.merge": "merged"}
@@ -68,6 +71,7 @@ class _EventSchema(Schema):
     primaryObjectId = _Whole(load_default=None)
     mergedObjectIds = fields.List(_Whole(), load_default=list, validate=validate.Length(max=100))
     objectTypeId = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=20))
+    fromObjectId = _Whole(load_default=None)
 
 
 _EVENTS = _EventSchema(many=True)
@@ -113,9 +117,10 @@ def notices_for(events: list[HubSpotEvent], connection_id: int) -> list[Notice]:
 def _notices(event: HubSpotEvent, connection_id: int) -> list[Notice]:
     data = event.checked
     objects = ACTIVITY_OBJECTS.get(data["objectTypeId"] or "")
-    if objects is not None and data["subscriptionType"] in ACTIVITY_OPERATIONS and data["objectId"] is not None:
+    object_id = data["fromObjectId"] if data["subscriptionType"] == "object.associationChange" else data["objectId"]
+    if objects is not None and data["subscriptionType"] in ACTIVITY_OPERATIONS and object_id is not None:
         # a call or meeting: billable time (DESIGN §9), read back by its activity id as the REST contract's are
-        return [_notice(event, connection_id, activity_id(objects, str(data["objectId"])),
+        return [_notice(event, connection_id, activity_id(objects, str(object_id)),
                         ACTIVITY_OPERATIONS[data["subscriptionType"]], entity=ACTIVITY)]
     operation = OPERATIONS.get(data["subscriptionType"])
     if operation is None:

@@ -164,6 +164,16 @@ class Activity:
                    billable=data.get("billable") is True, hourly_rate=_decimal(data.get("hourly_rate")),
                    service=_text(data, "service"))
 
+    def to_json(self) -> dict[str, Any]:
+        """The section 6 wire object (what ``from_json`` reads back): stored with time entries, so an activity a
+        CRM kind returns in its own shape (a HubSpot call) can be applied again without reading it back."""
+        return {"id": self.id, "version": self.version, "updated_at": self.updated_at.isoformat(),
+                "contact_id": self.contact_id, "owner_id": self.owner_id, "type": self.type,
+                "started_at": self.started_at.isoformat(), "subject": self.subject, "notes": self.notes,
+                "duration_minutes": self.duration_minutes, "billable": self.billable,
+                "hourly_rate": str(self.hourly_rate) if self.hourly_rate is not None else None,
+                "service": self.service}
+
 
 @dataclass(frozen=True)
 class ActivityPage:

@@ -33,6 +33,7 @@ class ContactLink(ConnectionOwned, Timestamps, db.Model):  # type: ignore[name-d
         db.UniqueConstraint("connection_id", "crm_contact_id"),
         db.UniqueConstraint("connection_id", "qbo_customer_id"),
         db.Index("ix_contact_links_connection_id", "connection_id"),
+        db.Index("ix_contact_links_time_walked_at", "connection_id", "time_walked_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -48,5 +49,7 @@ class ContactLink(ConnectionOwned, Timestamps, db.Model):  # type: ignore[name-d
     crm_version: Mapped[str | None] = mapped_column(Key(64))
     crm_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     qbo_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # When the contact's earlier CRM activities were read for billable time (sync/time/earlier.py); None: not yet.
+    time_walked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     connection: Mapped[Connection] = relationship(back_populates="contact_links")

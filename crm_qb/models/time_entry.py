@@ -13,7 +13,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Date, Integer
+from sqlalchemy import BigInteger, Date, Integer
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_qb.db import db
@@ -45,7 +45,7 @@ class TimeEntry(ConnectionOwned, Timestamps, db.Model):  # type: ignore[name-def
     crm_activity_id: Mapped[str] = mapped_column(Key(128))
     crm_contact_id: Mapped[str | None] = mapped_column(Key(128))
     crm_user_id: Mapped[str | None] = mapped_column(Key(128))
-    crm_version: Mapped[int | None] = mapped_column(Integer)
+    crm_version: Mapped[int | None] = mapped_column(BigInteger)  # HubSpot's are epoch milliseconds
     state: Mapped[TimeState] = mapped_column(value_enum(TimeState), default=TimeState.HELD)
     hold_kind: Mapped[str | None] = mapped_column(Key(16))  # contact | user | item | qbo | retry: what releases it
     hold_reason: Mapped[str | None] = mapped_column(PlainText)
@@ -63,7 +63,7 @@ class TimeEntry(ConnectionOwned, Timestamps, db.Model):  # type: ignore[name-def
     hourly_rate: Mapped[Decimal | None] = mapped_column(ExactDecimal(18, 4))
     amount: Mapped[Decimal | None] = mapped_column(ExactDecimal())
     currency: Mapped[str | None] = mapped_column(Key(3))
-    conflict_version: Mapped[int | None] = mapped_column(Integer)  # the CRM version a billed conflict was noted for
+    conflict_version: Mapped[int | None] = mapped_column(BigInteger)  # the CRM version a billed conflict was noted for
 
 
 class TimeUserMapping(ConnectionOwned, Timestamps, db.Model):  # type: ignore[name-defined,misc]

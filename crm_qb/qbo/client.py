@@ -302,7 +302,7 @@ class QboClient:
 
     def _batch_chunk(self, chunk: list[dict[str, Any]], request_id: str | None = None) -> list[BatchResult]:
         document, tid = self._request("POST", "batch", body={"BatchItemRequest": chunk}, write=True,
-                                      cost=len(chunk), request_id=request_id)
+                                      cost=len(chunk), batch=True, request_id=request_id)
         answers = {str(item.get("bId")): item for item in document.get("BatchItemResponse") or []}
         missing = ServerError(message="QuickBooks returned no answer for this batch item", intuit_tid=tid,
                               http_status=200)
@@ -318,8 +318,10 @@ class QboClient:
 
     def _request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
                  body: Mapping[str, Any] | None = None, write: bool = False,
-                 cost: int = 1, request_id: str | None = None) -> tuple[dict[str, Any], str | None]:
-        """One logical call with its retries; returns the parsed answer and its intuit_tid."""
+                 cost: int = 1, batch: bool = False,
+                 request_id: str | None = None) -> tuple[dict[str, Any], str | None]:
+        """One logical call with its retries (``cost`` budget entries; ``batch``: a batch request, which also
+        counts against the batch endpoint's own cap); returns the parsed answer and its intuit_tid."""
         query = {**(params or {}), "minorversion": str(self.minorversion)}
         if write:
             if request_id is not None and not 0 < len(request_id) <= REQUEST_ID_MAX_LENGTH:
@@ -331,7 +333,7 @@ class QboClient:
         attempt = 0
         while True:
             try:
-                return self._send(method, path, query, data, token, cost)
+                return self._send(method, path, query, data, token, cost, batch)
             except AuthenticationError:
                 if refreshed:
                     raise
@@ -349,12 +351,12 @@ class QboClient:
                 self._sleep(delay)
 
     def _send(self, method: str, path: str, query: Mapping[str, str], data: bytes | None, token: str,
-              cost: int) -> tuple[dict[str, Any], str | None]:
+              cost: int, batch: bool = False) -> tuple[dict[str, Any], str | None]:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
         url = f"{self.api_base}/v3/company/{quote(self.realm_id, safe='')}/{path}"
-        with self._slot(cost):
+        with self._slot(cost, batch):
             try:
                 response = self._session.request(method, url, params=query, data=data, headers=headers,
                                                  timeout=self.timeout)
@@ -379,10 +381,10 @@ class QboClient:
             raise RealmThrottledError(f"QuickBooks realm {self.realm_id} is throttled ({type(exc).__name__}); "
                                       f"again in {wait:.0f} s", retry_after=wait) from exc
 
-    def _slot(self, cost: int) -> AbstractContextManager[object]:
+    def _slot(self, cost: int, batch: bool = False) -> AbstractContextManager[object]:
         if self._budget is None:
             return nullcontext()
-        return self._budget.slot(self.realm_id, timeout=self._slot_timeout, cost=cost)
+        return self._budget.slot(self.realm_id, timeout=self._slot_timeout, cost=cost, batch=batch)
 
     def _delay(self, attempt: int, exc: TransientError) -> float:
         """Seconds before the next attempt: what the server asked for, else full-jitter backoff."""

@@ -38,7 +38,7 @@ from crm_qb.runtime import runtime
 from crm_qb.sync.firstsync import report, service, store
 from crm_qb.sync.firstsync.outcomes import LABELS
 from crm_qb.sync.firstsync.runner import FOLLOWUPS, READING
-from crm_qb.sync.pipeline.backfill import CONTACTS, CUSTOMERS, TRANSACTIONS, check_backfillable
+from crm_qb.sync.pipeline.backfill import CONTACTS, CUSTOMERS, TIME, TRANSACTIONS, check_backfillable
 from crm_qb.web.connection_page import PageError, connection_or_404, register_page_errors, require_admin, secured
 
 bp = Blueprint("sync_pages", __name__, url_prefix="/admin/connections/<int:connection_id>")
@@ -47,14 +47,15 @@ PER_PAGE = 50
 REFRESH_SECONDS = 5
 # The preview's lists, in the order the page shows them: (action, title).
 LISTS = (("link", "Will link"), ("create_in_crm", "Create in the CRM"), ("create_in_qbo", "Create in QuickBooks"),
-         ("review", "Needs review"), ("transaction", "Transactions to mirror"), ("followup", "Follow-ups"))
+         ("review", "Needs review"), ("transaction", "Transactions to mirror"), ("followup", "Follow-ups"),
+         ("time", "Billable time to send"))
 COUNT_OF = {"link": "link", "create_in_crm": "create_in_crm", "create_in_qbo": "create_in_qbo", "review": "review",
-            "transaction": "transactions", "followup": "followups"}
+            "transaction": "transactions", "followup": "followups", "time": "time"}
 # The phases with a bar (reading the CRM's contacts into the match index is named in the status line only).
-PHASES = {store.FIRST: (CUSTOMERS, TRANSACTIONS, CONTACTS, FOLLOWUPS),
+PHASES = {store.FIRST: (CUSTOMERS, TRANSACTIONS, CONTACTS, TIME, FOLLOWUPS),
           store.HISTORY: (TRANSACTIONS, FOLLOWUPS)}
 PHASE_LABELS = {READING: "Reading CRM contacts", CUSTOMERS: "QuickBooks customers", TRANSACTIONS: "Transactions",
-                CONTACTS: "CRM contacts", FOLLOWUPS: "Follow-up tasks"}
+                CONTACTS: "CRM contacts", TIME: "Billable time", FOLLOWUPS: "Follow-up tasks"}
 STATE_LABELS = {store.WAITING: "Waiting for its preview", store.PREVIEWING: "Computing the preview",
                 store.PREVIEWED: "Preview ready", store.RUNNING: "Running", store.DONE: "Done",
                 store.FAILED: "Stopped by an error"}

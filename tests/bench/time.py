@@ -17,8 +17,8 @@ two workers and the scheduler. After the first link of ``--customers`` customers
    one is ``synced``, the realm's API calls are read. Target: far below one call per activity beyond the creates
    themselves, which go 30 to a batch request (``ceil(burst / 30)`` is the floor).
 
-Uses Redis database 12 (flushed before and after; ``--redis-url`` for another), a fresh SQLite file unless
-``--database-url`` names an empty database. Prints one JSON object. Not run in CI.
+Uses Redis database 12 (flushed before and after; ``CRM_QB_BENCH_REDIS_URL`` or ``--redis-url`` for another), a
+fresh SQLite file unless ``--database-url`` names an empty database. Prints one JSON object. Not run in CI.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import tempfile
 import time
 import uuid
@@ -120,7 +121,8 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=500, help="activities logged in the burst")
     parser.add_argument("--customers", type=int, default=40, help="customers in the seeded realm")
     parser.add_argument("--database-url", default=None, help="an empty database (default: a fresh SQLite file)")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12", help="a Redis database to flush")
+    parser.add_argument("--redis-url", default=os.environ.get("CRM_QB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
+                        help="a Redis database to flush")
     parser.add_argument("--logs", default=None, help="keep the processes' logs in this folder")
     args = parser.parse_args()
     sync_support.REDIS_URL = args.redis_url

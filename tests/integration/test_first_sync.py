@@ -457,3 +457,45 @@ def test_an_ambiguous_customer_is_previewed_with_its_candidates_and_waits_in_rev
         db.session.rollback()
     assert not any(c.get("company") == customer["CompanyName"] and c["id"] not in twins for c in h.contacts())
     assert side_counts(h)["contacts"] == contacts + preview["create_in_crm"] - 1  # the refused long name
+
+
+def test_the_first_sync_sends_billable_time_logged_before_it_and_reports_each_activity(seeded: Harness) -> None:
+    h = seeded
+    ids = prepare_crm(h)
+    body = {"owner_id": "u1", "type": "meeting", "started_at": "2026-10-01T15:00:00Z", "billable": True,
+            "service": "Design"}
+    earlier = h.crm_user("POST", "/activities", {**body, "contact_id": ids["by_email"], "subject": "Workshop",
+                                                 "duration_minutes": 120})
+    h.crm_user("POST", "/activities", {**body, "contact_id": ids["by_email"], "subject": "Unbilled",
+                                       "duration_minutes": 30, "billable": False})
+    run_id = open_and_preview(h)
+    preview = run_state(h, run_id)["preview"]
+    assert preview["time"] == 1 and preview["walked"]["time"] == 1  # predicted, nothing sent
+    with h.app.app_context():
+        assert [r.object_id for r in store.records(run_id, store.PREVIEW, ("time",))[0]] == [earlier["id"]]
+        db.session.rollback()
+    with h.app.app_context():
+        ctx = build_context(runtime(h.app).sync_services(), h.connection_id)
+        try:
+            assert list(ctx.qbo.query_all("TimeActivity")) == []
+        finally:
+            ctx.close()
+
+    with h.app.app_context():
+        service.start(runtime(h.app).jobs, run_id)
+    h.work()
+
+    status = run_state(h, run_id)["status"]
+    assert status["state"] == "done" and status["counts"]["time"] == 1 and status["phases"]["time"] == 1
+    with h.app.app_context():
+        [record] = store.records(run_id, store.RUN, ("time",))[0]
+        assert (record.entity, record.object_id, record.phase) == ("Activity", earlier["id"], "time")
+        db.session.rollback()
+    with h.app.app_context():
+        ctx = build_context(runtime(h.app).sync_services(), h.connection_id)
+        try:
+            [time] = ctx.qbo.query_all("TimeActivity")
+        finally:
+            ctx.close()
+    assert (time["CustomerRef"]["value"], time["Hours"], time["Minutes"]) == (ids["customer"], 2, 0)
+    assert time["Description"].startswith("Workshop")

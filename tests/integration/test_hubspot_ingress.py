@@ -203,10 +203,16 @@ def test_calls_and_meetings_are_stored_as_activities(app: Flask, client: FlaskCl
     batch = [event("object.creation", 71, 1, objectTypeId="0-48"),
              event("object.propertyChange", 72, 2, objectTypeId="0-47", propertyName="hs_meeting_end_time"),
              event("object.deletion", 73, 3, objectTypeId="0-48"), event("object.creation", 74, 4, objectTypeId="0-27")]
+    # A call associated with a contact after it was made: both sides' events come, only the call's is time.
+    association = {"associationType": "CALL_TO_CONTACT", "toObjectId": 901, "associationRemoved": False}
+    sides = [event("object.associationChange", 0, 5, objectTypeId="0-48", fromObjectId=75, **association),
+             event("contact.associationChange", 0, 6, fromObjectId=901, associationType="CONTACT_TO_CALL",
+                   toObjectId=75)]
+    batch += [{key: value for key, value in side.items() if key != "objectId"} for side in sides]  # none there
     answer = post(client, batch)
-    assert answer.status_code == 200 and answer.json["stored"] == 3
+    assert answer.status_code == 200 and answer.json["stored"] == 4
     with app.app_context():
         rows = db.session.scalars(select(InboundEvent).order_by(InboundEvent.id)).all()
         assert [(r.connection_id, r.entity, r.entity_id, r.operation) for r in rows] == [
             (connection, "Activity", "call-71", "created"), (connection, "Activity", "meeting-72", "updated"),
-            (connection, "Activity", "call-73", "deleted")]
+            (connection, "Activity", "call-73", "deleted"), (connection, "Activity", "call-75", "updated")]

@@ -129,9 +129,45 @@ def test_a_batch_costs_one_slot_per_item(redis_client: Redis) -> None:
         budget.acquire(REALM, cost=6)
 
 
+def test_a_batch_larger_than_what_is_left_waits_whole(redis_client: Redis) -> None:
+    clock = FakeTime()
+    budget = make_budget(redis_client, clock, per_minute=10)
+    start = clock.now
+    for _ in range(7):  # 3 places left
+        with budget.slot(REALM):
+            clock.now += 1
+
+    with budget.slot(REALM, cost=5, batch=True) as batch:
+        pass
+
+    # 5 items need the two oldest entries (released at start + 1 and + 2) to age out: nothing is sent early.
+    assert batch.granted_at >= start + 62
+    assert batch.granted_at < start + 62.1
+
+
+def test_batch_requests_have_their_own_cap_per_minute(redis_client: Redis) -> None:
+    clock = FakeTime()
+    budget = make_budget(redis_client, clock, per_minute=500, batch_per_minute=2)
+    start = clock.now
+    for _ in range(2):
+        with budget.slot(REALM, cost=1, batch=True):
+            clock.now += 1
+    with budget.slot(REALM) as plain:  # a plain request is not held by the batch cap
+        pass
+
+    with budget.slot(REALM, cost=1, batch=True) as third_batch:
+        pass
+
+    assert plain.granted_at == start + 2
+    assert third_batch.granted_at >= start + 61  # the first batch (released at start + 1) aged out
+    assert third_batch.granted_at < start + 61.1
+
+
 def test_invalid_limits_are_refused(redis_client: Redis) -> None:
     with pytest.raises(ValueError, match="positive"):
         RateBudget(redis_client, per_minute=0)
+    with pytest.raises(ValueError, match="batch_per_minute"):
+        RateBudget(redis_client, batch_per_minute=0)
 
 
 def shared_budget(redis: Redis) -> RateBudget:

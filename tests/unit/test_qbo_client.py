@@ -69,10 +69,12 @@ class RecordingBudget:
 
     def __init__(self) -> None:
         self.slots: list[tuple[str, int]] = []
+        self.batches: list[bool] = []
 
     @contextmanager
-    def slot(self, realm_id: str, timeout: float | None = None, cost: int = 1) -> Iterator[None]:
+    def slot(self, realm_id: str, timeout: float | None = None, cost: int = 1, batch: bool = False) -> Iterator[None]:
         self.slots.append((realm_id, cost))
+        self.batches.append(batch)
         yield
 
 
@@ -422,6 +424,7 @@ def test_batch_splits_into_requests_of_thirty(client: QboClient, mocked: respons
     assert [r.bid for r in results] == [f"b{i}" for i in range(65)]
     assert all(r.ok and r.entity == "Customer" for r in results)
     assert budget.slots == [(REALM, 30), (REALM, 30), (REALM, 5)]
+    assert budget.batches == [True, True, True]  # each also takes a place under the batch endpoint's own cap
     assert len({params(call)["requestid"][0] for call in mocked.calls}) == 3
 
 

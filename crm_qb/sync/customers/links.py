@@ -158,6 +158,8 @@ def _upsert(link: LinkRecord) -> int:
 
 
 def _fill(row: ContactLink, link: LinkRecord) -> ContactLink:
+    if row.crm_contact_id != link.crm_contact_id:
+        row.time_walked_at = None  # another contact: its earlier activities are read again (sync/time/earlier.py)
     row.crm_contact_id, row.qbo_customer_id, row.state = link.crm_contact_id, link.qbo_customer_id, link.state
     row.base = link.base or {}
     row.qbo_owned = link.qbo_owned

@@ -41,6 +41,7 @@ from crm_qb.sync.customers.qbo_side import CRM_MERGED, QBO_MERGED, done, link_ne
 from crm_qb.sync.customers.reconcile import apply_customer_facts, contact_json
 from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, crm_create_body
 from crm_qb.sync.services import SyncServices
+from crm_qb.sync.time import apply as time_apply
 
 log = logging.getLogger(__name__)
 
@@ -219,11 +220,22 @@ def resolve(services: SyncServices, connection_id: int, link_id: int, action: st
         with services.connection_lock(connection_id):
             record = check_action(connection_id, link_id, action, candidate)
             outcome = _ACTIONS[action](ctx, record, candidate, who)
+            _time_of_linked(ctx)
     finally:
         ctx.close()
     log.info("review %s connection=%s link=%s action=%s job=%s: %s", link_id, connection_id, link_id, action,
              job_id, outcome)
     return outcome
+
+
+def _time_of_linked(ctx: SyncContext) -> None:
+    """A contact the choice linked gets its earlier and held billable time now (DESIGN §9), not at the next drain;
+    when QBO or the CRM fails for now, the drains that follow send it."""
+    try:
+        log.info("review connection=%s time: %s", ctx.connection_id, time_apply.release(ctx))
+    except (PermanentError, TransientError) as exc:
+        db.session.rollback()
+        log.warning("review connection=%s: time not sent yet (%s)", ctx.connection_id, type(exc).__name__)
 
 
 def _link(ctx: SyncContext, record: LinkRecord, candidate: str | None, who: str) -> str:

@@ -2,8 +2,10 @@
 a failure in words with the other side's own error, and the time left.
 
 The counts are DESIGN §11's: ``link``, ``create_in_crm``, ``create_in_qbo``, ``review``, ``transactions`` and
-``followups``. A record the real run failed counts under what the preview planned for it, so a preview and the
-run it announced report the same numbers, the run telling how many of them failed.
+``followups``, and ``time``: earlier billable CRM activities sent to QBO as TimeActivity (the preview predicts
+them; time of a CRM user with no QBO person is held by the run instead). A record the real run failed counts
+under what the preview planned for it, so a preview and the run it announced report the same numbers, the run
+telling how many of them failed.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from dataclasses import dataclass
 from crm_qb.crm.errors import CrmAuthError, CrmError, CrmNotFoundError, CrmValidationError, VersionConflictError
 from crm_qb.qbo.faults import DuplicateNameError, QboFault, StaleObjectError, ValidationFault
 
-COUNT_KEYS = ("link", "create_in_crm", "create_in_qbo", "review", "transactions", "followups")
+COUNT_KEYS = ("link", "create_in_crm", "create_in_qbo", "review", "transactions", "followups", "time")
 # Record actions (``SyncRunRecord.action``) and the count each adds to (None: not counted).
 COUNTED = {"link": "link", "create_in_crm": "create_in_crm", "create_in_qbo": "create_in_qbo", "review": "review",
-           "transaction": "transactions", "followup": "followups"}
+           "transaction": "transactions", "followup": "followups", "time": "time"}
 LABELS = {"link": "Link", "create_in_crm": "Create in the CRM", "create_in_qbo": "Create in QuickBooks",
           "review": "Needs review", "transaction": "Mirror transaction", "followup": "Follow-up task",
-          "update": "Update", "unchanged": "Unchanged", "skip": "Skipped", "failed": "Failed"}
+          "time": "Time into QuickBooks", "update": "Update", "unchanged": "Unchanged", "skip": "Skipped",
+          "failed": "Failed"}
 _BY_ENTITY = {
     "Customer": {"linked": "link", "created": "create_in_crm", "review": "review", "updated": "update",
                  "unchanged": "unchanged", "skipped": "skip", "failed": "failed"},
@@ -27,6 +30,7 @@ _BY_ENTITY = {
                 "unchanged": "unchanged", "skipped": "skip", "failed": "failed"},
 }
 _FOLLOWUP = {"created": "followup", "failed": "failed"}
+_TIME = {"created": "time", "updated": "time", "unchanged": "unchanged"}  # time waits held, never "failed"
 _TXN = {"created": "transaction", "updated": "transaction", "unchanged": "unchanged", "failed": "failed"}
 
 
@@ -34,6 +38,8 @@ def action_of(entity: str, counter: str) -> str:
     """The record action of a backfill counter (``linked``, ``created``, …) for a record of ``entity``."""
     if entity == "FollowUp":
         return _FOLLOWUP.get(counter, "failed")
+    if entity == "Activity":
+        return _TIME.get(counter, "skip")
     return _BY_ENTITY.get(entity, _TXN).get(counter, "skip")
 
 

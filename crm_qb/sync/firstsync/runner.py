@@ -39,6 +39,8 @@ from crm_qb.sync.pipeline.backfill import (
     ALL_CUSTOMERS,
     CONTACTS,
     CUSTOMERS,
+    TIME,
+    TIME_COUNTERS,
     TRANSACTIONS,
     BackfillReport,
     _DryRun,
@@ -250,7 +252,7 @@ class _Recording:
         return counter
 
     def note(self, entity: str, object_id: str, counter: str, error: Exception | None = None) -> None:
-        phase = {"Customer": CUSTOMERS, "Contact": CONTACTS}.get(entity, TRANSACTIONS)
+        phase = {"Customer": CUSTOMERS, "Contact": CONTACTS, "Activity": TIME}.get(entity, TRANSACTIONS)
         row = RecordRow(phase, entity, object_id, action_of(entity, counter), self.names.get((entity, object_id)))
         if error is not None:
             failure = describe(error)
@@ -264,6 +266,15 @@ class _Recording:
 
     def complete(self, rows: list[RecordRow]) -> None:
         """Fill in the partners and candidates of a finished page's records (the run's, from the links)."""
+
+    def held_time(self) -> None:
+        self.enter(TIME)
+        super().held_time()  # type: ignore[misc]
+
+    def time_page(self, outcomes: Sequence[tuple[str, str]]) -> None:
+        for activity_id, outcome in outcomes:
+            self.note("Activity", activity_id, TIME_COUNTERS.get(outcome, "skipped"))
+        super().time_page(outcomes)  # type: ignore[misc]
 
     def page_done(self, phase: str) -> None:
         super().page_done(phase)  # type: ignore[misc]

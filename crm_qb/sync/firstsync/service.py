@@ -54,7 +54,14 @@ from crm_qb.sync.firstsync.store import (
 )
 from crm_qb.sync.followups.service import followup_settings, scan_connection, scan_invoice
 from crm_qb.sync.followups.store import rules_reached
-from crm_qb.sync.pipeline.backfill import CONTACTS, CUSTOMERS, TRANSACTIONS, check_backfillable, outcome_counter
+from crm_qb.sync.pipeline.backfill import (
+    CONTACTS,
+    CUSTOMERS,
+    TIME,
+    TRANSACTIONS,
+    check_backfillable,
+    outcome_counter,
+)
 from crm_qb.sync.pipeline.events import wake_connection
 from crm_qb.sync.rules.followups import rule_to_fire
 from crm_qb.sync.rules.status import company_today
@@ -227,7 +234,7 @@ def execute(services: SyncServices, run_id: int, *, job_id: str | None = None,
 def _walk(services: SyncServices, run_id: int, connection_id: int, dates: DateRange | None,
           checkpoint: dict[str, Any], job_id: str | None, page_size: int) -> None:
     done = set(checkpoint["phases_done"])
-    if {CUSTOMERS, TRANSACTIONS, CONTACTS} <= done or (dates is not None and TRANSACTIONS in done):
+    if {CUSTOMERS, TRANSACTIONS, CONTACTS, TIME} <= done or (dates is not None and TRANSACTIONS in done):
         return
     ctx = build_context(services, connection_id, job_id)
     try:

@@ -12,7 +12,9 @@ lock, one page (1,000 rows, QBO's cap) in memory at a time:
    committed once per page.
 3. contacts: every CRM contact not linked yet goes through the CRM → QBO unit (``crm_side.link_new_contact``),
    when the direction lets QBO customers be created.
-4. the CDC cursor is set to the backfill's start: everything changed after it is the poll's.
+4. time: every CRM activity, paged, once; the billable time of linked contacts becomes QBO TimeActivity (batches
+   of 30; ``sync/time/earlier.py``), so time logged before the connection is not lost; then held time is sent.
+5. the CDC cursor is set to the backfill's start: everything changed after it is the poll's.
 
 Name matching needs the CRM's contacts (the CRM contract has no name search). Instead of the webhook path's
 in-memory pool, scanned linearly per customer, the contacts are walked once into an index keyed by normalised
@@ -40,11 +42,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from crm_qb.crm.batch import Created
-from crm_qb.crm.errors import CrmAuthError, CrmPermanentError
+from crm_qb.crm.errors import CrmAuthError, CrmNotFoundError, CrmPermanentError
 from crm_qb.crm.protocol import Contact
 from crm_qb.db import db, utcnow
 from crm_qb.errors import PermanentError, TransientError
-from crm_qb.models import Connection, ContactLink, FolderItem, LinkState, QboStatus
+from crm_qb.models import Connection, ContactLink, FolderItem, LinkState, QboStatus, TimeState
 from crm_qb.qbo.client import QUERY_MAX_RESULTS
 from crm_qb.qbo.faults import AuthenticationError, AuthorizationError, CompanyInactiveError
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
@@ -70,13 +72,17 @@ from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, NONE, candidate, has_o
 from crm_qb.sync.services import ConnectionGoneError, SyncServices
 from crm_qb.sync.settings import sync_settings_of
 from crm_qb.sync.time import apply as time_apply
+from crm_qb.sync.time import earlier as time_earlier
+from crm_qb.sync.time import store as time_store
 from crm_qb.sync.transactions import registry
 from crm_qb.sync.transactions.mirror import FolderChange, mirror, mirror_many
 
 log = logging.getLogger(__name__)
 
-CUSTOMERS, TRANSACTIONS, CONTACTS = "customers", "transactions", "contacts"
-PHASES = (CUSTOMERS, TRANSACTIONS, CONTACTS)
+CUSTOMERS, TRANSACTIONS, CONTACTS, TIME = "customers", "transactions", "contacts", "time"
+PHASES = (CUSTOMERS, TRANSACTIONS, CONTACTS, TIME)
+# What an activity's time outcome (sync/time/apply.py) counts as in the time phase; anything else is ``skipped``.
+TIME_COUNTERS = {"created": "created", "updated": "updated", "unchanged": "unchanged", "stale": "unchanged"}
 ALL_CUSTOMERS = "Active IN (true, false)"
 # Errors that make every further call fail as well: stop instead of counting each object as failed.
 _FATAL = (AuthenticationError, AuthorizationError, CompanyInactiveError, NeedsReconnectError, NotConnectedError,
@@ -262,15 +268,24 @@ class _Run:
             self.report.cdc_cursor = _set_cursor(self.ctx.connection_id, self.report.started_at)
 
     def held_time(self) -> None:
-        """Send the billable time held for contacts this run linked (DESIGN §9: a contact linked later)."""
+        """Send the billable time of activities logged before this run linked their contacts, and the time held
+        for them (DESIGN §9: a contact linked later gets its earlier billable activities)."""
         try:
+            time_apply.walk_earlier(self.ctx, self.time_page)
             outcome = time_apply.release(self.ctx)
-        except (PermanentError, TransientError) as exc:  # the time stays held; every later drain tries again
+        except (PermanentError, TransientError) as exc:  # the links stay unwalked: the drains catch them up
             db.session.rollback()
-            log.warning("backfill connection=%s: held time not sent yet (%s) job=%s", self.ctx.connection_id,
-                        type(exc).__name__, self.ctx.job_id)
+            log.warning("backfill connection=%s: earlier or held time not sent yet (%s) job=%s",
+                        self.ctx.connection_id, type(exc).__name__, self.ctx.job_id)
             return
         log.info("backfill connection=%s: %s job=%s", self.ctx.connection_id, outcome, self.ctx.job_id)
+
+    def time_page(self, outcomes: Sequence[tuple[str, str]]) -> None:
+        """Count a page of the activity walk's outcomes in the time phase."""
+        counts = self.report.phases[TIME]
+        for _activity, outcome in outcomes:
+            counts.add(TIME_COUNTERS.get(outcome, "skipped"))
+        self.page_done(TIME)
 
     def page_done(self, phase: str) -> None:
         counts = self.report.phases[phase]
@@ -519,6 +534,29 @@ class _DryRun(_Run):
         self.customers(index)
         self.transactions()
         self.contacts()
+        self.held_time()
+
+    def guarded(self, entity: str, object_id: str, unit: Callable[[], str], rollback: bool = True) -> str:
+        counter = super().guarded(entity, object_id, unit, rollback)
+        if entity == "Contact" and counter in ("linked", "created"):
+            self.claimed.add(object_id)  # linked after the run: its time counts in the time phase
+        return counter
+
+    def held_time(self) -> None:
+        """Predict the time walk (``sync/time/earlier.py``): the billable time of every contact linked after the
+        run would be created, unless QBO already has it; nothing is sent. Time of a CRM user with no QBO person
+        would wait held instead: the prediction cannot know that before users are matched."""
+        if not time_apply.enabled(self.ctx.connection_id):
+            return
+        try:
+            for page in self.ctx.crm.list_activities(page_size=time_earlier.WALK_PAGE):
+                contacts = [str(a.contact_id) for a in page.activities if a.contact_id]
+                linked = self.claimed | set(time_store.linked_customers(self.ctx.connection_id, contacts))
+                known = time_store.entries(self.ctx.connection_id, [a.id for a in page.activities])
+                self.time_page([(a.id, _predict_time(known.get(a.id)))
+                                for a in time_earlier.wanted(page.activities, linked, set())])
+        except CrmNotFoundError:
+            return  # a CRM without activities
 
     def remember(self, page: list[dict[str, Any]]) -> None:
         """A dry run writes nothing."""
@@ -581,6 +619,11 @@ class _DryRun(_Run):
         if outcome.kind == LINKED:
             return "linked"
         return "review" if outcome.kind == AMBIGUOUS else "created"
+
+
+def _predict_time(entry: time_store.EntryRecord | None) -> str:
+    """What the walk would do with a billable activity: nothing when QBO has its time already, else create it."""
+    return "unchanged" if entry is not None and entry.state in (TimeState.SYNCED, TimeState.BILLED) else "created"
 
 
 def _predict_txn(txn: Mapping[str, Any], stored: Mapping[str, str | None]) -> str:

@@ -21,7 +21,8 @@ One unit handles a drain batch's activity events together, so a burst of new tim
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ from crm_qb.sync.context import SyncContext
 from crm_qb.sync.pipeline import events as inbox
 from crm_qb.sync.pipeline.events import EventRef
 from crm_qb.sync.rules import time as rules
-from crm_qb.sync.time import create, store
+from crm_qb.sync.time import create, earlier, store
 from crm_qb.sync.time.resolve import Hold, Resolver
 from crm_qb.sync.time.settings import time_settings_of
 from crm_qb.sync.time.store import EntryRecord
@@ -78,6 +79,21 @@ def release(ctx: SyncContext, *, refused_too: bool = False) -> str:
     return sync.release(refused_too)
 
 
+def enabled(connection_id: int) -> bool:
+    """Whether the connection's time setting is on; ends the read."""
+    connection = db.session.get(Connection, connection_id)
+    on = connection is not None and time_settings_of(connection.settings).enabled
+    db.session.rollback()
+    return on
+
+
+def walk_earlier(ctx: SyncContext, on_page: earlier.Outcomes | None = None) -> Counter[str] | None:
+    """Apply the time of every linked contact's activities in the CRM (the backfill's and first sync's walk,
+    ``earlier.walk_all``); None when the time setting is off."""
+    sync = TimeSync.of(ctx)
+    return None if sync is None else earlier.walk_all(sync, on_page)
+
+
 def coalesce(ctx: SyncContext, events: Sequence[EventRef]) -> list[Seen]:
     """The newest state of each activity in ``events`` (arrival order; a delete ends an activity)."""
     newest: dict[str, Seen] = {}
@@ -89,19 +105,23 @@ def coalesce(ctx: SyncContext, events: Sequence[EventRef]) -> list[Seen]:
         current = newest.get(activity_id)
         if current is not None and current.activity is None:
             continue  # a hook of an activity deleted in this batch arrived late
-        raw = event.payload.get("activity")
-        activity = _parse(ctx, activity_id, raw)
+        activity = _parse(ctx, activity_id, event.payload.get("activity"))
         if activity is None:
             newest[activity_id] = Seen(activity_id, None, {})
             continue
         if current is None or current.activity is None or activity.version >= current.activity.version:
-            newest[activity_id] = Seen(activity_id, activity, dict(raw) if isinstance(raw, dict) else {})
+            newest[activity_id] = seen_of(activity)
     return list(newest.values())
 
 
+def seen_of(activity: Activity) -> Seen:
+    """What the CRM says of an activity now, kept in the section 6 shape (``release`` reads it back)."""
+    return Seen(activity.id, activity, activity.to_json())
+
+
 def _parse(ctx: SyncContext, activity_id: str, raw: Any) -> Activity | None:
-    """The activity a hook carries; read from the CRM when the hook's copy is not a section 6 activity (None when
-    the CRM no longer has it: deleted since)."""
+    """The activity a hook carries; read from the CRM when the hook's copy is not a section 6 activity (a HubSpot
+    notice names only ``call-<id>``); None when the CRM no longer has it (deleted since)."""
     try:
         return Activity.from_json(raw)
     except CrmProtocolError:
@@ -144,23 +164,46 @@ class TimeSync:
 
     def apply(self, seen: Sequence[Seen]) -> str:
         """Bring every activity's time in line with what the hooks say; return a short summary."""
+        return _summary(_tally(self._apply_seen(seen)))
+
+    def apply_activities(self, activities: Sequence[Activity]) -> list[tuple[str, str]]:
+        """Apply activities read from the CRM (``earlier.py``'s walks); return each one's (activity id, outcome)."""
+        return self._apply_seen([seen_of(activity) for activity in activities])
+
+    def _apply_seen(self, seen: Sequence[Seen]) -> list[tuple[str, str]]:
         create.recover_creating(self.ctx)
         known = store.entries(self.ctx.connection_id, [s.activity_id for s in seen])
         fresh = [(s, known.get(s.activity_id)) for s in seen if not _stale(s, known.get(s.activity_id))]
-        return self._bring_in_line(fresh, len(seen) - len(fresh))
+        stale = [(s.activity_id, "stale") for s in seen if _stale(s, known.get(s.activity_id))]
+        return stale + self._bring_in_line(fresh)
 
     def release(self, refused_too: bool) -> str:
-        """Re-evaluate held time that may go now."""
+        """Catch up the earlier activities of contacts linked since (``earlier.py``), then re-evaluate held time
+        that may go now."""
+        caught_up = earlier.catch_up(self)
         create.recover_creating(self.ctx)
         held = store.entries_where(self.ctx.connection_id, TimeEntry.state == TimeState.HELD,
                                    TimeEntry.hold_kind.in_((*RELEASED_KINDS, *(("qbo",) if refused_too else ()))))
         linked = store.linked_customers(self.ctx.connection_id, [str(e.crm_contact_id) for e in held
                                                                  if e.hold_kind == "contact" and e.crm_contact_id])
         ready = [entry for entry in held if self._may_go(entry, linked, refused_too)]
+        earlier_note = f"earlier activities: {_summary(caught_up)}; " if caught_up else ""
         if not ready:
-            return "nothing held can go"
-        pairs = [(Seen(e.crm_activity_id, Activity.from_json(e.activity), dict(e.activity)), e) for e in ready]
-        return "released: " + self._bring_in_line(pairs, 0)
+            return earlier_note + "nothing held can go"
+        pairs = [(self._seen_again(e), e) for e in ready]
+        return earlier_note + "released: " + _summary(_tally(self._bring_in_line(pairs)))
+
+    def _seen_again(self, entry: EntryRecord) -> Seen:
+        """Held time's stored activity; read from the CRM when the entry kept none whole (stored from a hook that
+        named only the activity, before activities were kept in the section 6 shape)."""
+        try:
+            return seen_of(Activity.from_json(entry.activity))
+        except CrmProtocolError:
+            pass
+        try:
+            return seen_of(self.ctx.crm.get_activity(entry.crm_activity_id))
+        except ActivityNotFoundError:
+            return Seen(entry.crm_activity_id, None, {})
 
     def _may_go(self, entry: EntryRecord, linked: dict[str, Any], refused_too: bool) -> bool:
         if entry.hold_kind == "contact":
@@ -172,18 +215,21 @@ class TimeSync:
         # (crm-qb time configure), so a hold that QBO keeps refusing costs no call per drain.
         return entry.hold_kind == "retry" or refused_too
 
-    def _bring_in_line(self, pairs: Sequence[tuple[Seen, EntryRecord | None]], stale: int) -> str:
+    def _bring_in_line(self, pairs: Sequence[tuple[Seen, EntryRecord | None]]) -> list[tuple[str, str]]:
+        """Decide every activity, then send the creates together; return each one's (activity id, outcome)."""
         customers = store.linked_customers(self.ctx.connection_id, [
             str(s.activity.contact_id) for s, _ in pairs if s.activity is not None and s.activity.contact_id])
         creates: list[EntryRecord] = []
-        counts: dict[str, int] = {"stale": stale} if stale else {}
+        outcomes: list[tuple[str, str]] = []
         for seen, entry in pairs:
             record = entry or EntryRecord(self.ctx.connection_id, seen.activity_id)
-            outcome = self._one(seen, record, customers, creates)
-            counts[outcome] = counts.get(outcome, 0) + 1
+            outcomes.append((seen.activity_id, self._one(seen, record, customers, creates)))
         if creates:
-            counts["created"] = create.create(self.ctx, creates)
-        return ", ".join(f"{key} {value}" for key, value in sorted(counts.items())) or "nothing"
+            create.create(self.ctx, creates)
+            states = {entry.crm_activity_id: entry.state for entry in creates}
+            outcomes = [(activity_id, _created(states[activity_id]) if outcome == "to create" else outcome)
+                        for activity_id, outcome in outcomes]
+        return outcomes
 
     def _one(self, seen: Seen, entry: EntryRecord, customers: dict[str, tuple[str, str | None]],
              creates: list[EntryRecord]) -> str:
@@ -322,6 +368,21 @@ class TimeSync:
 
 # -- small helpers --------------------------------------------------------------------------------------------
 
+def _tally(outcomes: Iterable[tuple[str, str]]) -> Counter[str]:
+    """How many activities went each way."""
+    return Counter(outcome for _activity, outcome in outcomes)
+
+
+def _summary(counts: Mapping[str, int]) -> str:
+    """``created 3, held 1``, or ``nothing``."""
+    return ", ".join(f"{key} {value}" for key, value in sorted(counts.items())) or "nothing"
+
+
+def _created(state: TimeState) -> str:
+    """A create's outcome by the state it left: sent, or held (QBO refused it, or failed for now)."""
+    return {TimeState.SYNCED: "created", TimeState.BILLED: "created"}.get(state, "held")
+
+
 def _stale(seen: Seen, entry: EntryRecord | None) -> bool:
     """Whether the hooks say nothing newer than what was applied (a repeat, an older version, or after a delete)."""
     if entry is None:
@@ -332,6 +393,8 @@ def _stale(seen: Seen, entry: EntryRecord | None) -> bool:
         return False
     if entry.state in (TimeState.HELD, TimeState.CREATING):
         return seen.activity.version < entry.crm_version
+    if seen.activity.version == entry.crm_version and seen.activity.contact_id != entry.crm_contact_id:
+        return False  # HubSpot associates a call with a contact without a new version (hs_lastmodifieddate)
     return seen.activity.version <= entry.crm_version
 
 

@@ -13,9 +13,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from crm_qb.db import db
+from crm_qb.db import db, utcnow
 from crm_qb.models import AuditEntry, ContactLink, LinkState, TimeEntry, TimeState, TimeUserMapping
 
 DIRECTION = "crm_to_qbo"
@@ -127,6 +127,30 @@ def linked_customers(connection_id: int, contact_ids: Iterable[str]) -> dict[str
              for row in rows}
     db.session.rollback()
     return found
+
+
+def unwalked_links(connection_id: int, limit: int | None) -> list[tuple[int, str]]:
+    """(link id, contact id) of linked contacts whose earlier activities were not read yet, oldest link first (at
+    most ``limit``; all when None); ends the read."""
+    query = select(ContactLink.id, ContactLink.crm_contact_id).where(
+        ContactLink.connection_id == connection_id, ContactLink.time_walked_at.is_(None),
+        ContactLink.state == LinkState.LINKED, ContactLink.crm_contact_id.is_not(None)).order_by(ContactLink.id)
+    rows = db.session.execute(query.limit(limit) if limit is not None else query).all()
+    db.session.rollback()
+    return [(int(link_id), str(contact_id)) for link_id, contact_id in rows]
+
+
+def mark_walked(connection_id: int, link_ids: Sequence[int]) -> None:
+    """Note that these links' earlier activities were read (committed)."""
+    try:
+        for start in range(0, len(link_ids), 500):
+            db.session.execute(update(ContactLink).where(
+                ContactLink.connection_id == connection_id, ContactLink.id.in_(link_ids[start:start + 500]))
+                .values(time_walked_at=utcnow()))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
 
 
 def link_id_of(connection_id: int, contact_id: str | None) -> int | None:
