@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0005_time_walk'
-down_revision = '0004_firstsync'
+down_revision = "0005_console_idx"
 branch_labels = None
 depends_on = None
 
