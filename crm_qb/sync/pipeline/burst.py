@@ -21,6 +21,7 @@ behind waits at most WAIT_MAX; one ahead by more than BURST_WINDOW sees no burst
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,8 @@ from sqlalchemy import func, select
 
 from crm_qb.db import db, utcnow
 from crm_qb.models import EventSource, EventStatus, InboundEvent
+
+log = logging.getLogger(__name__)
 
 BURST_EVENTS = 5  # this many of a realm's events received within BURST_WINDOW: a burst is arriving
 BURST_WINDOW = timedelta(seconds=0.5)
@@ -71,10 +74,12 @@ def settle(realm_id: str) -> bool:
     seen = arrivals(realm_id, utcnow())
     if not arriving(seen):
         return False
-    deadline = time.monotonic() + WAIT_MAX
-    while not settled(seen) and time.monotonic() < deadline:
+    began = time.monotonic()
+    while not settled(seen) and time.monotonic() - began < WAIT_MAX:
         pause(LOOK)
         seen = arrivals(realm_id, utcnow())
+    log.info("realm %s: a burst is arriving (%s events in %.1f s); its drain waited %.2f s and reads it with CDC",
+             realm_id, seen.recent, BURST_WINDOW.total_seconds(), time.monotonic() - began)
     return True
 
 
