@@ -32,4 +32,9 @@ def receive() -> tuple[Response, int]:
     except PayloadError as exc:
         return json_error(400, "invalid_body", str(exc))
     new = inbox.store_and_wake(EventSource.QBO, notices)  # committed (group commit), then the drains woken
-    return jsonify({"status": "ok", "stored": len(new), "received": len(notices)}), 200
+    return _ok(len(new), len(notices)), 200
+
+
+def _ok(stored: int, received: int) -> Response:
+    """The answer, written directly: Flask's ``jsonify`` costs a tenth of a webhook's CPU for these few bytes."""
+    return Response(f'{{"status":"ok","stored":{stored},"received":{received}}}\n', mimetype="application/json")

@@ -10,7 +10,9 @@ bare endpoint's throughput, p99 <= 50 ms.
 
 On a shared machine absolute figures drift with the other load, so the two endpoints are measured back to back,
 ``--rounds`` times (bare, then crm-qb, alternating), and the median of the per-round ratios is reported beside
-each round. ``--threads`` runs gunicorn's gthread workers as ``crm-qb web`` does (0: sync workers).
+each round. ``--threads`` runs gunicorn's gthread workers as ``crm-qb web`` does (0: sync workers). Beside
+throughput, each run reports the gunicorn workers' CPU per request (``server_cpu_ms_per_request``) and its ratio
+(``cpu_ratio``: bare over crm-qb), which the other load of a shared machine moves much less than throughput.
 
 It uses Redis database 14 (``CRM_QB_BENCH_REDIS_URL`` overrides it; flushed before and after) and, by default, a
 fresh SQLite file; only 127.0.0.1.
@@ -71,18 +73,46 @@ def _client(args: tuple[int, str, list[tuple[bytes, str]]]) -> list[float]:
     return latencies
 
 
-def _run(port: int, path: str, bodies: list[tuple[bytes, str]], concurrency: int) -> dict[str, float]:
+def _run(port: int, path: str, bodies: list[tuple[bytes, str]], concurrency: int,
+         server: int | None = None) -> dict[str, float]:
     chunks = [bodies[i::concurrency] for i in range(concurrency)]
     with ProcessPoolExecutor(concurrency) as pool:
+        cpu_before = _workers_cpu(server)
         started = time.perf_counter()
         results = list(pool.map(_client, [(port, path, chunk) for chunk in chunks]))
         elapsed = time.perf_counter() - started
+        cpu = _workers_cpu(server) - cpu_before
     latencies = sorted(x for chunk in results for x in chunk)
     return {
         "requests": len(latencies), "seconds": round(elapsed, 3), "per_second": round(len(latencies) / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+        "server_cpu_ms_per_request": round(cpu / len(latencies) * 1000, 3),
     }
+
+
+def _workers_cpu(master: int | None) -> float:
+    """CPU seconds (user + system) the gunicorn workers of ``master`` have used so far (Linux /proc; 0 elsewhere).
+
+    Throughput on a shared machine follows the other load; the server's own CPU per request does much less, so
+    it is reported beside it (Redis's and PostgreSQL's CPU are not in it).
+    """
+    if master is None:
+        return 0.0
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        ticks = 0
+        for pid in children:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    except OSError:
+        return 0.0
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _ratio(bare_cpu: float, ours_cpu: float) -> float:
+    """Bare CPU per request over crm-qb's: the throughput ratio a CPU-bound server would reach."""
+    return round(bare_cpu / ours_cpu, 3) if ours_cpu else 0.0
 
 
 def _environment(tmp: Path, database_url: str | None) -> dict[str, str]:
@@ -148,10 +178,12 @@ def main() -> None:
             _run(port, "/bench/bare", _bodies(200), args.concurrency)  # warm-up
             _run(port, "/webhooks/qbo", _bodies(200), args.concurrency)
             for _ in range(args.rounds):
-                bare = _run(port, "/bench/bare", _bodies(args.requests), args.concurrency)
-                ours = _run(port, "/webhooks/qbo", _bodies(args.requests), args.concurrency)
+                bare = _run(port, "/bench/bare", _bodies(args.requests), args.concurrency, server.pid)
+                ours = _run(port, "/webhooks/qbo", _bodies(args.requests), args.concurrency, server.pid)
                 rounds.append({"bare_flask": bare, "webhooks_qbo": ours,
-                               "ratio": round(ours["per_second"] / bare["per_second"], 3)})
+                               "ratio": round(ours["per_second"] / bare["per_second"], 3),
+                               "cpu_ratio": _ratio(bare["server_cpu_ms_per_request"],
+                                                   ours["server_cpu_ms_per_request"])})
         finally:
             server.terminate()
             server.wait(15)
@@ -160,6 +192,10 @@ def main() -> None:
         "database": args.database_url or "sqlite", "workers": args.workers, "threads": args.threads,
         "concurrency": args.concurrency, "requests_per_round": args.requests,
         "median_ratio": statistics.median(r["ratio"] for r in rounds),
+        "median_cpu_ratio": statistics.median(r["cpu_ratio"] for r in rounds),
+        "median_server_cpu_ms_per_request": {
+            "bare_flask": statistics.median(r["bare_flask"]["server_cpu_ms_per_request"] for r in rounds),
+            "webhooks_qbo": statistics.median(r["webhooks_qbo"]["server_cpu_ms_per_request"] for r in rounds)},
         "median_p99_ms": statistics.median(r["webhooks_qbo"]["p99_ms"] for r in rounds),
         "max_p99_ms": max(r["webhooks_qbo"]["p99_ms"] for r in rounds),
         "median_per_second": {"bare_flask": statistics.median(r["bare_flask"]["per_second"] for r in rounds),

@@ -105,3 +105,18 @@ def test_the_next_drain_job_is_served_from_the_realms_answer_in_redis(redis_clie
     assert [kind for kind, _ in qbo.calls] == ["cdc"]
     assert found["399"]["Balance"] == Decimal("12.30") and isinstance(found["399"]["Balance"], Decimal)
     assert 0 < redis_client.ttl(keys.cdc_answer(qbo.realm_id, "Customer")) <= 300
+
+
+def test_a_drain_that_met_a_burst_reads_even_a_few_ids_with_cdc_and_its_answer_serves_the_rest() -> None:
+    objects = _burst(200)
+    qbo, cache = FakeQbo(objects), ChangeCache(burst=True)
+    first = current_objects(qbo, "Customer", _wanted(objects[:3]), cache, now=NOW)  # type: ignore[arg-type]
+    rest = current_objects(qbo, "Customer", _wanted(objects[3:]), cache, now=NOW)  # type: ignore[arg-type]
+    assert set(first) == {"0", "1", "2"} and len(rest) == 197
+    assert [kind for kind, _ in qbo.calls] == ["cdc"]
+
+
+def test_a_burst_drain_still_queries_ids_without_a_change_time() -> None:
+    qbo = FakeQbo(_burst(3))
+    found = current_objects(qbo, "Customer", {"0": None}, ChangeCache(burst=True), now=NOW)  # type: ignore[arg-type]
+    assert set(found) == {"0"} and [kind for kind, _ in qbo.calls] == ["query"]

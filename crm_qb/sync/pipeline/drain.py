@@ -4,17 +4,18 @@ Ingress does not start one job per event: it wakes one drain per realm (or conne
 every pending event of it. A burst of a thousand webhooks therefore costs one job, and the drain fetches the
 changes of a whole batch with one query per entity type (``units``).
 
-A QBO drain first routes the realm's new events to every connection of the realm (``routing``: one delivery per
-connection, so each connection settles a change for itself). A drain lists a batch of pending events, then, per
-connection, takes the connection's sync lock, re-checks which events are still pending, fetches the QBO state for
-the batch in bulk and runs one unit of work per customer / contact / transaction. No database transaction is open
-during the HTTP calls: each unit stores its result and marks its events processed in one short transaction at the
-end. A drain killed mid-way leaves its events pending; the watchdog or the sweep re-runs them and the stored base
-makes the re-run write nothing twice (the echo of our own write equals the base). A failing unit counts an attempt
-on its own events only (by the kind of failure: crm_qb.sync.rules.retry) and the others go on; when the failure
-says a side is down (QBO or the CRM not answering) the connection is marked in an outage and the rest of the batch
-waits for that side without attempts, rather than spending the clients' retries once per record. Waiting for the
-connection's lock, or for a throttled company, counts no attempt either. The drain raises the first failure at
+A QBO drain first lets a burst of the realm's webhooks that is still arriving arrive (``burst``: at most a second; a
+single edit never waits), then routes the realm's new events to every connection of the realm (``routing``: one
+delivery per connection, so each connection settles a change for itself). A drain lists a batch of pending events,
+then, per connection, takes the connection's sync lock, re-checks which events are still pending, fetches the QBO
+state for the batch in bulk and runs one unit of work per customer / contact / transaction. No database transaction
+is open during the HTTP calls: each unit stores its result and marks its events processed in one short transaction
+at the end. A drain killed mid-way leaves its events pending; the watchdog or the sweep re-runs them and the stored
+base makes the re-run write nothing twice (the echo of our own write equals the base). A failing unit counts an
+attempt on its own events only (by the kind of failure: crm_qb.sync.rules.retry) and the others go on; when the
+failure says a side is down (QBO or the CRM not answering) the connection is marked in an outage and the rest of the
+batch waits for that side without attempts, rather than spending the clients' retries once per record. Waiting for
+the connection's lock, or for a throttled company, counts no attempt either. The drain raises the first failure at
 the end so the job is retried.
 """
 
@@ -35,7 +36,7 @@ from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context, settings_of
 from crm_qb.sync.firstsync.service import held as first_sync_held
-from crm_qb.sync.pipeline import events, outage, routing
+from crm_qb.sync.pipeline import burst, events, outage, routing
 from crm_qb.sync.pipeline.events import EventRef
 from crm_qb.sync.pipeline.failures import kind_of, side_down
 from crm_qb.sync.pipeline.fetch import ChangeCache
@@ -79,6 +80,8 @@ class Drain:
         if not routes:
             routing.ignore_unrouted(realm_id, "unknown realm")
             return 0
+        if burst.settle(realm_id) and self.changes is not None:  # a burst was arriving: let it, read it by CDC
+            self.changes.burst = True
         routing.route_realm(realm_id, routes)
         routing.settle_orphans(realm_id, routes)
         settled, failure = 0, None

@@ -35,7 +35,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.engine import CursorResult
+from sqlalchemy.sql.dml import Insert
 
 from crm_qb.db import db, utcnow
 from crm_qb.jobqueue import JobQueue
@@ -98,23 +100,37 @@ def is_synced(entity: str) -> bool:
     return entity == CUSTOMER or entity in NOTED_QBO_ENTITIES or entity in registry.NAMES
 
 
-def store(source: EventSource, notices: Sequence[Notice], connection_id: int | None = None) -> list[Notice]:
+def store(source: EventSource, notices: Sequence[Notice], connection_id: int | None = None,
+          conn: DbConnection | None = None) -> list[Notice]:
     """Insert notices as events (pending, or ignored when not synced), skipping duplicates; the new pending ones.
 
     The caller commits, then wakes a drain for what this returns (the hot path of every webhook: one INSERT).
+    ``conn`` is the transaction to insert in (ingress's group commit passes its own Core connection, which
+    costs less than the ORM session's); default, the session's.
     """
     if not notices:
         return []
     rows = [_row(source, n, connection_id) for n in notices]
-    insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    table = InboundEvent.__table__  # Core, not the ORM bulk path: this runs for every webhook
-    stmt = (insert(table).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
-            .returning(table.c.dedupe_key, table.c.status))
-    connection = db.session.connection()
+    connection = conn if conn is not None else db.session.connection()
+    stmt = _insert_statement(connection.dialect.name)
     # Parameters passed separately (not .values(rows)) keep the compiled statement in SQLAlchemy's cache.
     result = connection.execute(stmt, rows) if len(rows) > 1 else connection.execute(stmt, rows[0])
     inserted = {row.dedupe_key for row in result if row.status == EventStatus.PENDING}
     return [n for n in notices if storable_key(n.dedupe_key, DEDUPE_KEY_LENGTH) in inserted]
+
+
+_INSERTS: dict[str, Insert] = {}
+
+
+def _insert_statement(dialect: str) -> Insert:
+    """The skip-duplicates INSERT ... RETURNING of events for ``dialect``, built once (it runs per webhook)."""
+    stmt = _INSERTS.get(dialect)
+    if stmt is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        table = InboundEvent.__table__  # Core, not the ORM bulk path
+        stmt = _INSERTS[dialect] = (insert(table).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
+                                    .returning(table.c.dedupe_key, table.c.status))
+    return stmt
 
 
 def storable(dedupe_key: str) -> str:

@@ -13,6 +13,8 @@ An object is served from the cache only when its LastUpdatedTime is at least the
 keeps whole seconds), so a change made after the CDC call is read again. Deleted stubs (``status: Deleted``),
 ids absent from the answer (a capped answer, or a clock skew) and events without a change time fall back to the
 query, as before (one query for all of them). The answer is current state, exactly what the query would return.
+A drain that met a burst arriving (``burst``) reads with CDC however few ids it misses: the answer also holds the
+burst's changes whose webhooks have not arrived yet.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class ChangeCache:
     redis: Redis | None = None
     keys: RedisKeys | None = None
     objects: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # Set by a drain that met a burst arriving (pipeline/burst.py): read with CDC however few ids are missing,
+    # since its answer also carries the burst's changes whose webhooks are still on the way.
+    burst: bool = False
 
     def serve(self, realm: str, entity: str, wanted: Mapping[str, datetime | None]) -> dict[str, dict[str, Any]]:
         """The wanted objects held at least as new as the change each event reports."""
@@ -89,7 +94,7 @@ def current_objects(qbo: QboClient, entity: str, wanted: Mapping[str, datetime |
     realm = qbo.realm_id
     found = cache.serve(realm, entity, wanted)
     missing = {i: changed for i, changed in wanted.items() if i not in found}
-    since = _cdc_since(missing, now or datetime.now(UTC))
+    since = _cdc_since(missing, now or datetime.now(UTC), 1 if cache.burst else CDC_FROM_IDS)
     if since is not None:
         cache.keep(realm, entity, cdc_groups(qbo.cdc([entity], since)).get(entity, []))
         found.update(cache.serve(realm, entity, missing))
@@ -99,10 +104,12 @@ def current_objects(qbo: QboClient, entity: str, wanted: Mapping[str, datetime |
     return found
 
 
-def _cdc_since(missing: Mapping[str, datetime | None], now: datetime) -> datetime | None:
-    """Where a CDC call for these ids starts, or None when a query is the better call (few ids, or too old)."""
+def _cdc_since(missing: Mapping[str, datetime | None], now: datetime, from_ids: int = CDC_FROM_IDS
+               ) -> datetime | None:
+    """Where a CDC call for these ids starts, or None when a query is the better call (fewer than ``from_ids``
+    ids with a change time, or too old)."""
     times = [changed for changed in missing.values() if changed is not None]
-    if len(times) < CDC_FROM_IDS:
+    if not times or len(times) < from_ids:
         return None
     since = min(times) - CDC_MARGIN
     return since if now - since < CDC_REACH else None
