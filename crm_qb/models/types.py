@@ -37,11 +37,18 @@ class ValueNotStorable(PermanentError, ValueError):
     """An identifier that no backend may store as given (too long for its column, or with a NUL)."""
 
 
+# Values that hold no string: returned at once. Checked before ``Mapping``, whose abstract isinstance check is
+# slow, because every number and date of every JSON column of every row passes through here.
+_NO_TEXT = (int, float, Decimal, type(None))
+
+
 def drop_nul(value: Any) -> Any:
     """``value`` with every NUL removed from its strings (dict keys included), recursing into lists and dicts."""
     if isinstance(value, str):
         return value.replace(NUL, "") if NUL in value else value
-    if isinstance(value, Mapping):
+    if isinstance(value, _NO_TEXT):
+        return value
+    if isinstance(value, dict | Mapping):
         return {drop_nul(key): drop_nul(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [drop_nul(item) for item in value]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import TypeAlias
 
 from crm_qb.address import ADDRESS_PARTS, Address
@@ -97,7 +98,7 @@ def canonical_address(value: object) -> Address | None:
     unknown = sorted(set(parts) - set(ADDRESS_PARTS))
     if unknown:
         raise ValueError(f"unknown address part(s) {', '.join(map(repr, unknown))}")
-    clean = {part: _single_line(parts.get(part), _ADDRESS_LIMITS[part]) for part in ADDRESS_PARTS}
+    clean = {part: _address_part(parts.get(part), _ADDRESS_LIMITS[part]) for part in ADDRESS_PARTS}
     return Address(**clean) if any(clean.values()) else None
 
 
@@ -118,7 +119,37 @@ def truncate(text: str, limit: int) -> str:
     return text
 
 
+# Canonical forms of short text already seen, by field: a sync folds each record's values several times
+# (matching, the merge, the bodies it writes), and a backfill does so for every object, so this pure folding was
+# the CPU a backfill spent most on. Bounded in entries and in the length of what is kept, so memory stays flat
+# (a few MB at most); longer text is folded each time.
+_CACHE_SIZE = 1 << 15
+_CACHED_LENGTH = 256
+
+
 def _canonical_text(field: str, value: object) -> str | None:
+    if isinstance(value, str) and len(value) <= _CACHED_LENGTH:
+        return _canonical_str(field, value)
+    return _fold_text(field, value)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _canonical_str(field: str, value: str) -> str | None:
+    return _fold_text(field, value)
+
+
+def _address_part(value: object, limit: int) -> str | None:
+    if isinstance(value, str) and len(value) <= _CACHED_LENGTH:
+        return _address_str(value, limit)
+    return _single_line(value, limit)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _address_str(value: str, limit: int) -> str | None:
+    return _single_line(value, limit)
+
+
+def _fold_text(field: str, value: object) -> str | None:
     if field == "notes":
         return _multi_line(value, _LIMITS[field])
     text = _as_text(field, value)
