@@ -22,6 +22,7 @@ import enum
 import hashlib
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import JSON, Enum, Numeric, String, Table, TypeDecorator
@@ -114,8 +115,10 @@ class Key(TypeDecorator[str]):
         return value
 
 
+@cache
 def column_length(column_type: TypeDecorator[Any]) -> int | None:
-    """The length a String-based column type was declared with (None: unbounded)."""
+    """The length a String-based column type was declared with (None: unbounded); asked once per column type
+    (a bulk INSERT asks it for every key of every row)."""
     length = getattr(column_type.impl_instance, "length", None)
     return int(length) if length else None
 
@@ -185,7 +188,8 @@ class ExactDecimal(TypeDecorator[Decimal]):
             return None
         if isinstance(value, float):
             raise TypeError(f"money must be Decimal, not float ({value!r})")
-        value = Decimal(value)
+        if not isinstance(value, Decimal):
+            value = Decimal(value)
         return str(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
