@@ -66,6 +66,13 @@ _ADDRESS_LIMITS: Mapping[str, int] = {
 }
 _NO_COLON: frozenset[str] = frozenset({"given_name", "family_name", "display_name"})
 
+# Canonical forms of short text already seen, by field: a sync folds each record's values several times
+# (matching, the merge, the bodies it writes), and a backfill does so for every object, so this pure folding was
+# the CPU a backfill spent most on. Bounded in entries and in the length of what is kept, so memory stays flat
+# (a few MB in practice, some tens at the very most); longer text is folded each time.
+_CACHE_SIZE = 1 << 15
+_CACHED_LENGTH = 256
+
 
 # A canonical value: text, an Address whose parts are canonical text (never all None), or None.
 CanonicalValue: TypeAlias = str | Address | None
@@ -85,7 +92,17 @@ def canonicalise_record(record: Mapping[str, object]) -> dict[str, CanonicalValu
     unknown = sorted(set(record) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown contact field(s) {', '.join(map(repr, unknown))}")
-    return {field: canonicalise(field, record.get(field)) for field in FIELDS}
+    values = tuple(record.get(field) for field in FIELDS)
+    if all(value is None or type(value) is Address or (type(value) is str and len(value) <= _CACHED_LENGTH)
+           for value in values):
+        return dict(zip(FIELDS, _canonical_values(values), strict=True))
+    return {field: canonicalise(field, value) for field, value in zip(FIELDS, values, strict=True)}
+
+
+@lru_cache(maxsize=1 << 13)
+def _canonical_values(values: tuple[str | Address | None, ...]) -> tuple[CanonicalValue, ...]:
+    """The canonical values of a record's fields (in FIELDS order); the same record is folded several times."""
+    return tuple(canonicalise(field, value) for field, value in zip(FIELDS, values, strict=True))
 
 
 def canonical_address(value: object) -> Address | None:
@@ -117,14 +134,6 @@ def truncate(text: str, limit: int) -> str:
         if used > limit:
             return text[:index]
     return text
-
-
-# Canonical forms of short text already seen, by field: a sync folds each record's values several times
-# (matching, the merge, the bodies it writes), and a backfill does so for every object, so this pure folding was
-# the CPU a backfill spent most on. Bounded in entries and in the length of what is kept, so memory stays flat
-# (a few MB at most); longer text is folded each time.
-_CACHE_SIZE = 1 << 15
-_CACHED_LENGTH = 256
 
 
 def _canonical_text(field: str, value: object) -> str | None:
