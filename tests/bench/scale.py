@@ -26,7 +26,8 @@ Scenarios, each with every ``--workers`` count:
 - ``throttled``: the same load while tenant 0's company answers every QBO call 429 (the sandbox's throttle,
   renewed through the run): the other tenants' p95 per side against ``scale``'s (target: within 20 %).
 - ``backfill``: the same load while one extra tenant's first sync (``--backfill-customers`` customers, three
-  transactions each) runs: the live tenants' p95 against ``scale``'s (live edits must not queue behind it). As
+  transactions each) runs, the load starting once it made its first links: the live tenants' p95 against
+  ``scale``'s (live edits must not queue behind it, nor behind its 1,000 echoes). As
   documented for a deployment with first syncs, one live-only worker (``--queues inbound,sync,scheduled``) runs
   beside the N workers.
 
@@ -256,6 +257,9 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
             big = rig.add_tenant(args.backfill_customers, args.backfill_customers * 3, seed=99)
             extra["backfill_tenant"] = {"customers": args.backfill_customers,
                                         "transactions": args.backfill_customers * 3}
+            # The load starts once the first sync is under way (its first links made): queued behind live work on
+            # a saturated host, it would otherwise start only after the load and measure nothing.
+            wait_until(partial(_linked_enough, rig, big["connection_id"], 1), 300, "the big first sync to start")
         began = time.time()
         made = _load(rig, live, args.rate, args.seconds, f"{scenario}-{workers}")
         ended = time.time()
