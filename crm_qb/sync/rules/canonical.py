@@ -65,6 +65,7 @@ _ADDRESS_LIMITS: Mapping[str, int] = {
     "country": 255,
 }
 _NO_COLON: frozenset[str] = frozenset({"given_name", "family_name", "display_name"})
+_PART_NAMES: frozenset[str] = frozenset(ADDRESS_PARTS)
 
 # Canonical forms of short text already seen, by field: a sync folds each record's values several times
 # (matching, the merge, the bodies it writes), and a backfill does so for every object, so this pure folding was
@@ -92,17 +93,40 @@ def canonicalise_record(record: Mapping[str, object]) -> dict[str, CanonicalValu
     unknown = sorted(set(record) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown contact field(s) {', '.join(map(repr, unknown))}")
-    values = tuple(record.get(field) for field in FIELDS)
-    if all(value is None or type(value) is Address or (type(value) is str and len(value) <= _CACHED_LENGTH)
-           for value in values):
-        return dict(zip(FIELDS, _canonical_values(values), strict=True))
-    return {field: canonicalise(field, value) for field, value in zip(FIELDS, values, strict=True)}
+    key = _record_key(record)
+    if key is not None:
+        return dict(zip(FIELDS, _canonical_values(key), strict=True))
+    return {field: canonicalise(field, record.get(field)) for field in FIELDS}
+
+
+class _Parts(tuple[object, ...]):
+    """An address given as a mapping, as the values of ADDRESS_PARTS in order (hashable, for the cache)."""
+
+
+def _record_key(record: Mapping[str, object]) -> tuple[object, ...] | None:
+    """The record's values in FIELDS order when they can key the cache (short text, Address, address parts)."""
+    key: list[object] = []
+    for field in FIELDS:
+        value = record.get(field)
+        if field in ADDRESS_FIELDS and isinstance(value, Mapping):
+            if not set(value) <= _PART_NAMES or not all(map(_cacheable, value.values())):
+                return None  # folded without the cache, which raises what is wrong with it
+            value = _Parts(value.get(part) for part in ADDRESS_PARTS)
+        elif not (type(value) is Address or _cacheable(value)):
+            return None
+        key.append(value)
+    return tuple(key)
+
+
+def _cacheable(value: object) -> bool:
+    return value is None or (type(value) is str and len(value) <= _CACHED_LENGTH)
 
 
 @lru_cache(maxsize=1 << 13)
-def _canonical_values(values: tuple[str | Address | None, ...]) -> tuple[CanonicalValue, ...]:
+def _canonical_values(key: tuple[object, ...]) -> tuple[CanonicalValue, ...]:
     """The canonical values of a record's fields (in FIELDS order); the same record is folded several times."""
-    return tuple(canonicalise(field, value) for field, value in zip(FIELDS, values, strict=True))
+    return tuple(canonicalise(field, dict(zip(ADDRESS_PARTS, value, strict=True)) if type(value) is _Parts
+                              else value) for field, value in zip(FIELDS, key, strict=True))
 
 
 def canonical_address(value: object) -> Address | None:
