@@ -25,12 +25,18 @@ from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.runtime import Runtime, runtime
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.drain import Drain
+from crm_qb.sync.services import ConnectionBusyError
 from workers.queues import INBOUND, SCHEDULED, enqueue, enqueue_in, job
 
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 5000
 WAKE_TTL_SECONDS = 600
+# A drain job's turn: this many batches (pipeline/drain.py's DRAIN_BATCH each) per connection, then the next turn
+# queues behind the other tenants' drains.
+TURN_BATCHES = 1
+# How long a drain whose connection is held by a long sync (a first sync, a backfill) waits in RQ's delayed set.
+BUSY_WAIT_SECONDS = 5.0
 
 
 def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str) -> str | None:
@@ -43,19 +49,21 @@ def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str) -> str | 
     return job_id
 
 
-def defer(redis: Redis, keys: RedisKeys, source: EventSource, key: str, seconds: float) -> str | None:
-    """Wake a drain for ``key`` in ``seconds`` from RQ's delayed set (its company is throttled); its job id if new.
+def defer(redis: Redis, keys: RedisKeys, source: EventSource, key: str, seconds: float,
+          reason: str = "QuickBooks throttled its company") -> str | None:
+    """Wake a drain for ``key`` in ``seconds`` from RQ's delayed set (its company is throttled, or its
+    connection's lock is held by a long sync); its job id if new.
 
-    The delayed drain holds the wake meanwhile, so the events that arrive while the company is throttled add no
-    jobs: the delayed drain will see them. When another drain is already queued, that one meets the hold-off and
-    defers itself, so nothing more is needed.
+    The delayed drain holds the wake meanwhile, so the events that arrive while it waits add no jobs: the
+    delayed drain will see them. When another drain is already queued, that one meets the same wait and defers
+    itself, so nothing more is needed.
     """
     token = uuid.uuid4().hex[:16]
     if not redis.set(keys.wake(source.value, key), token, nx=True, ex=int(seconds) + WAKE_TTL_SECONDS):
         return None
     job_id = JobIds.drain(source.value, key, token)
     enqueue_in(redis, keys, seconds, _DRAINS[source], key, job_id=job_id)
-    log.info("drain of %s %s deferred %.0f s (QuickBooks throttled its company)", source.value, key, seconds)
+    log.info("drain of %s %s deferred %.0f s (%s)", source.value, key, seconds, reason)
     return job_id
 
 
@@ -72,14 +80,22 @@ def drain_crm_connection(connection_id: str) -> int:
 
 
 def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> int:
-    """Run a drain; when its company is throttled, give the worker back and come back later (``defer``)."""
+    """Run a drain for one turn; when its company is throttled or its connection is held by a long sync, give
+    the worker back and come back later (``defer``); when its turn ran out, queue the next turn behind the
+    drains already waiting (``wake``), so a tenant's flood of events does not hold back the others'."""
     drain = _drain(source, key)
+    rt = runtime()
     try:
-        return run(drain)
+        settled = run(drain)
     except RealmThrottledError as exc:
-        rt = runtime()
         defer(rt.redis, rt.keys, source, key, exc.retry_after or THROTTLE_WAIT_SECONDS)
         return 0
+    except ConnectionBusyError:
+        defer(rt.redis, rt.keys, source, key, BUSY_WAIT_SECONDS, "its connection is being synced by another job")
+        return 0
+    if drain.unfinished:
+        wake(rt.redis, rt.keys, source, key)
+    return settled
 
 
 _DRAINS: dict[EventSource, Callable[[str], int]] = {
@@ -93,7 +109,7 @@ def _drain(source: EventSource, key: str) -> Drain:
     rt = runtime()
     rt.redis.delete(rt.keys.wake(source.value, key))
     current = get_current_job()
-    return Drain(rt.sync_services(), current.id if current else None)
+    return Drain(rt.sync_services(), current.id if current else None, turn=TURN_BATCHES)
 
 
 def drain_all_pending(rt: Runtime) -> int:

@@ -22,6 +22,7 @@ import enum
 import hashlib
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import JSON, Enum, Numeric, String, Table, TypeDecorator
@@ -37,11 +38,18 @@ class ValueNotStorable(PermanentError, ValueError):
     """An identifier that no backend may store as given (too long for its column, or with a NUL)."""
 
 
+# Values that hold no string: returned at once. Checked before ``Mapping``, whose abstract isinstance check is
+# slow, because every number and date of every JSON column of every row passes through here.
+_NO_TEXT = (int, float, Decimal, type(None))
+
+
 def drop_nul(value: Any) -> Any:
     """``value`` with every NUL removed from its strings (dict keys included), recursing into lists and dicts."""
     if isinstance(value, str):
         return value.replace(NUL, "") if NUL in value else value
-    if isinstance(value, Mapping):
+    if isinstance(value, _NO_TEXT):
+        return value
+    if isinstance(value, dict | Mapping):
         return {drop_nul(key): drop_nul(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [drop_nul(item) for item in value]
@@ -107,8 +115,10 @@ class Key(TypeDecorator[str]):
         return value
 
 
+@cache
 def column_length(column_type: TypeDecorator[Any]) -> int | None:
-    """The length a String-based column type was declared with (None: unbounded)."""
+    """The length a String-based column type was declared with (None: unbounded); asked once per column type
+    (a bulk INSERT asks it for every key of every row)."""
     length = getattr(column_type.impl_instance, "length", None)
     return int(length) if length else None
 
@@ -178,7 +188,8 @@ class ExactDecimal(TypeDecorator[Decimal]):
             return None
         if isinstance(value, float):
             raise TypeError(f"money must be Decimal, not float ({value!r})")
-        value = Decimal(value)
+        if not isinstance(value, Decimal):
+            value = Decimal(value)
         return str(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:

@@ -65,8 +65,9 @@ class SyncServices:
         """What the CRM connectors use besides their connection: secrets, Redis, the HubSpot app settings."""
         return CrmEnvironment(self.secrets, self.redis, self.keys, self.hubspot)
 
-    def connection_lock(self, connection_id: int) -> AbstractContextManager[None]:
-        """Hold the connection's sync lock (renewed while held); ConnectionBusyError after LOCK_WAIT_SECONDS.
+    def connection_lock(self, connection_id: int, wait: float | None = None) -> AbstractContextManager[None]:
+        """Hold the connection's sync lock (renewed while held); ConnectionBusyError after ``wait`` seconds
+        (LOCK_WAIT_SECONDS unless given: a drain waits less and gives its worker back, pipeline/drain.py).
 
         Work on one connection is serialised across workers: a drain of QBO webhooks, a drain of CRM hooks, the
         CDC poll, a backfill and a conflict flip of the same connection never interleave, so two workers never
@@ -78,4 +79,4 @@ class SyncServices:
             return ConnectionBusyError(f"connection {connection_id} is being synced by another worker")
 
         return held(self.redis, self.keys.sync_lock(connection_id), busy, ttl=SYNC_LOCK_TTL_SECONDS,
-                    wait=LOCK_WAIT_SECONDS)
+                    wait=LOCK_WAIT_SECONDS if wait is None else wait)

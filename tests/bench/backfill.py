@@ -10,8 +10,11 @@ sandbox limit at 500 calls/min, connects a new connection to it (OAuth against t
 counts) and the CRM's (the reference CRM's, whose default limit is HubSpot's 100 requests per 10 s), the minimum
 time each side's rate limit allows for them (QBO calls / 500 x 60 s, CRM calls / 100 x 10 s), the slower side's
 minimum as the bound, the ratio of the wall time to it (target <= 1.2), the
-objects per phase, and the child's peak RSS (``resource.getrusage``, which also covers the setup; the sandboxes
-run in other processes). Comparing the two sizes shows whether memory grows with the data.
+objects per phase, the CPU seconds the backfill used (every thread of the child) and those the two sandboxes
+used meanwhile (``sandbox_cpu_s``, from /proc: they run on the same cores, so on a small host their CPU is part of
+the wall time), the host's 1-minute load average at the end, and the child's peak RSS (``resource.getrusage``,
+which also covers the setup; the sandboxes run in other processes). Comparing the two sizes shows whether memory
+grows with the data.
 
 Uses Redis database 12 (``CRM_QB_BENCH_REDIS_URL`` overrides it; its keys, all under its prefix, are deleted
 before and after, nothing else), a fresh SQLite file per size unless ``--database-url`` names an empty PostgreSQL
@@ -102,6 +105,17 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of another process so far, from /proc (a sandbox's: it shares our cores)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _sandboxes_cpu(started: list[tuple[subprocess.Popen[bytes], dict[str, Any]]]) -> dict[str, float]:
+    return {kind: _process_cpu_seconds(process.pid) for kind, (process, _info) in zip(("qbo", "crm"), started,
+                                                                                       strict=True)}
+
+
 def run_one(customers: int, transactions: int, database_url: str | None) -> dict[str, Any]:
     """Set up one size, backfill it, and return the measurements (called in a child process)."""
     from crm_qb.app import create_app
@@ -128,12 +142,15 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
             crm_limit = requests.get(f"{crm_control}/limits", timeout=10).json()
             requests.post(f"{crm_control}/reset", timeout=10).raise_for_status()  # empty CRM; counts from zero
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            cpu_before = _cpu_seconds()
+            cpu_before, sandboxes_before = _cpu_seconds(), _sandboxes_cpu(started)
             began = time.monotonic()
             with app.app_context():
                 report = run_backfill(runtime(app).sync_services(), connection_id)
             wall = time.monotonic() - began
             cpu = _cpu_seconds() - cpu_before
+            sandboxes_cpu = {kind: round(used - sandboxes_before[kind], 1)
+                             for kind, used in _sandboxes_cpu(started).items()}
+            load = os.getloadavg()[0]
             counts = requests.get(f"{control}/realms/{realm}/requests", timeout=10).json()
             crm_counts = requests.get(f"{crm_control}/requests", timeout=10).json()
         finally:
@@ -151,6 +168,7 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
     allowed = max(qbo_allowed, crm_allowed)
     return {
         "customers": customers, "transactions": transactions, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+        "sandbox_cpu_s": sandboxes_cpu, "load_average_1m_at_end": round(load, 1),
         "qbo_calls": calls, "qbo_throttled": counts.get("throttled"),
         "qbo_calls_by_endpoint": counts.get("by_endpoint"), "qbo_rate_limit_min_s": round(qbo_allowed, 1),
         "crm_calls": crm_calls, "crm_calls_by_endpoint": crm_counts.get("endpoints"),

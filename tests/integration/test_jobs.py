@@ -225,3 +225,30 @@ def test_backfills_wait_on_their_own_queue_behind_live_changes(app: Flask, clien
     build_worker(app, queues=("inbound", "sync", "scheduled")).work(burst=True)
     assert count_events(app, status=EventStatus.PROCESSED) == 1
     assert queue(redis_client, BACKFILL, rt.keys).job_ids == ["bench-backfill"]  # still waiting, not taken
+
+
+def test_a_flooded_connection_drains_in_turns_behind_other_tenants(app: Flask, redis_client: Redis,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: a drain job settles one turn of batches, then queues its next turn behind the waiting drains."""
+    from crm_qb.models import EventSource
+    from crm_qb.sync.pipeline import drain as drain_module
+    from workers.queues import queue
+
+    monkeypatch.setattr(drain_module, "DRAIN_BATCH", 2)
+    flooded, other = add_connection(app, realm_id="111"), add_connection(app, realm_id="222")
+    for connection in (flooded, other):
+        disable_sync(app, connection.id)  # each event is settled as skipped: cheap, and settled exactly once
+    with app.app_context():
+        events.store(EventSource.CRM, [events.Notice(f"flood-{n}", None, "Contact", f"c{n}", "updated", None)
+                                       for n in range(5)], flooded.id)
+        events.store(EventSource.CRM, [events.Notice("live-0", None, "Contact", "c0", "updated", None)], other.id)
+        db.session.commit()
+        rt = runtime()
+        inbound = queue(redis_client, INBOUND, rt.keys)
+        jobs.wake(redis_client, rt.keys, EventSource.CRM, str(other.id))  # another tenant's drain waits
+        assert jobs.drain_crm_connection(str(flooded.id)) == 2  # one turn: one batch of DRAIN_BATCH
+        assert [j.args for j in inbound.jobs] == [(str(other.id),), (str(flooded.id),)]  # the next turn behind it
+        assert count_events(app, status=EventStatus.PENDING) == 4
+    build_worker(app).work(burst=True)
+    assert count_events(app, status=EventStatus.PENDING) == 0
+    assert count_events(app, status=EventStatus.PROCESSED) == 6

@@ -22,6 +22,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 from redis import Redis
+from rq import Queue
 from sqlalchemy import select, update
 
 from crm_qb.cli import main
@@ -31,6 +32,7 @@ from crm_qb.models import Connection, EventStatus, InboundEvent
 from crm_qb.qbo.client import QboClient
 from crm_qb.runtime import runtime
 from crm_qb.sync import services as sync_services
+from crm_qb.sync.pipeline import drain as drain_module
 from tests.conftest import settings_env
 from tests.support import sync as support
 from tests.support.sync import Harness
@@ -122,17 +124,20 @@ def test_waiting_for_the_connection_lock_is_not_an_attempt(harness: Harness, red
     [(contact_id, _customer)] = _linked_contacts(h, 1)
     _crm_edit(h, contact_id, "while locked")
     monkeypatch.setattr(sync_services, "LOCK_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(drain_module, "DRAIN_LOCK_WAIT_SECONDS", 0.2)
     holder = RenewingLock(redis_client, runtime(h.app).keys.sync_lock(h.connection_id), wait=0)
     assert holder.acquire()
     try:
         with h.app.app_context():
             for _ in range(20):  # more drains than any retry schedule allows
-                with pytest.raises(sync_services.ConnectionBusyError):
-                    jobs.drain_crm_connection(str(h.connection_id))
+                assert jobs.drain_crm_connection(str(h.connection_id)) == 0  # deferred: the worker is given back
+            delayed = Queue(runtime().keys.queue("inbound"), connection=redis_client).scheduled_job_registry
+            assert delayed.get_job_ids()  # each comes back from RQ's delayed set
     finally:
         holder.release()
     assert h.failed_events() == []  # no attempt counted on any event
-    h.work()
+    with h.app.app_context():
+        jobs.drain_crm_connection(str(h.connection_id))  # the delayed drain, when it is due
     assert h.qbo.customer(_customer).get("Notes") == "while locked"
 
 

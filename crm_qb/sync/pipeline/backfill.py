@@ -344,7 +344,8 @@ class _Run:
         """Match an unlinked customer from the index; a contact to create joins the next batch (PENDING)."""
         record = canonical_from_qbo(customer)
         keys = crm_keys(candidate("record", record))
-        if self.creator is not None and self.creator.blocks(keys, self.ctx.connection_id, parent_of(customer)):
+        if self.creator is not None and self.creator.blocks(keys, self.ctx.connection_id, parent_of(customer),
+                                                            self.ctx.qbo_customers_held):
             self.link_created(wait=True)  # it could match a contact still being created: create that first
         by_email, by_name = index.lookup(record)
         self.ctx.crm_pool, self.ctx.crm_email_matches = list(by_name), list(by_email)

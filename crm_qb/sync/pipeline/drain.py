@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -42,7 +42,7 @@ from crm_qb.sync.pipeline.failures import kind_of, side_down
 from crm_qb.sync.pipeline.fetch import ChangeCache
 from crm_qb.sync.pipeline.units import Unit, crm_units, qbo_units
 from crm_qb.sync.rules.retry import ERROR
-from crm_qb.sync.services import SyncServices
+from crm_qb.sync.services import ConnectionBusyError, SyncServices
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ DRAIN_BATCH = 200
 # A drain never waits for a throttled company: RealmThrottledError ends it and the job comes back from RQ's
 # delayed set (workers.jobs), so one throttled tenant does not hold a worker that other tenants need.
 DEFERRING: dict[str, Any] = {"defer_throttling": True, "slot_timeout": 2.0}
+# Nor for long on its connection's lock: another drain holds it for moments, but a first sync holds it for
+# minutes. After this wait the drain ends with ConnectionBusyError (no attempt counted) and comes back from RQ's
+# delayed set too, instead of holding a worker for LOCK_WAIT_SECONDS, once per hook that woke it.
+DRAIN_LOCK_WAIT_SECONDS = 2.0
 ROUTED_STATUSES = (QboStatus.CONNECTED, QboStatus.NEEDS_RECONNECT)
 
 Plan = Callable[[SyncContext, list[EventRef]], list[Unit]]
@@ -65,6 +69,11 @@ class Drain:
     # poll, "Sync now"); events of other such connections stay pending, uncounted, for their own turn.
     scheduled_for: int | None = None
     changes: ChangeCache | None = None  # CDC answers the realm's drains read (pipeline/fetch.py)
+    # At most this many batches per connection in one run (None: until nothing is pending). A job that drains
+    # with a turn wakes a new drain at the back of the queue when its turn ran out (``unfinished``), so one
+    # tenant's flood of events (a first sync's echoes) takes turns with the other tenants' drains.
+    turn: int | None = None
+    unfinished: list[int] = field(default_factory=list)  # connections whose turn ran out with events left
 
     def __post_init__(self) -> None:
         if self.changes is None:
@@ -84,24 +93,38 @@ class Drain:
             self.changes.burst = True
         routing.route_realm(realm_id, routes)
         routing.settle_orphans(realm_id, routes)
-        settled, failure = 0, None
+        settled, failure, busy = 0, None, None
         for connection_id in routes:
             where = ((InboundEvent.source == EventSource.QBO) & (InboundEvent.realm_id == realm_id)
                      & (InboundEvent.connection_id == connection_id))
             try:
-                settled += _drain(where, partial(self.run_for_connection, connection_id, plan=qbo_units))
+                settled += self._drain(connection_id, where,
+                                       partial(self.run_for_connection, connection_id, plan=qbo_units))
             except RealmThrottledError:
                 raise  # the company is throttled for every connection of it
+            except ConnectionBusyError as exc:
+                busy = busy or exc  # this connection's deliveries wait for its lock; the others go on
             except Exception as exc:
                 failure = failure or exc
         if failure is not None:
             raise failure
+        if busy is not None:
+            raise busy
         return settled
 
     def crm_connection(self, connection_id: int) -> int:
         """Sync every pending CRM event of one connection (coalesced per contact); return how many were settled."""
         where = (InboundEvent.source == EventSource.CRM) & (InboundEvent.connection_id == connection_id)
-        return _drain(where, lambda batch: self.run_for_connection(connection_id, batch, crm_units))
+        return self._drain(connection_id, where,
+                           lambda batch: self.run_for_connection(connection_id, batch, crm_units))
+
+    def _drain(self, connection_id: int, where: ColumnElement[bool],
+               apply: Callable[[list[EventRef]], None]) -> int:
+        """``_drain`` within this run's turn; note the connection when its turn ran out with events left."""
+        settled, more = _drain(where, apply, self.turn)
+        if more:
+            self.unfinished.append(connection_id)
+        return settled
 
     def run_for_connection(self, connection_id: int, batch: list[EventRef], plan: Plan) -> None:
         """Run ``plan``'s units for ``batch`` under the connection's lock, unless it is off or disconnected."""
@@ -127,7 +150,7 @@ class Drain:
         ctx = build_context(self.services, connection_id, self.job_id, **DEFERRING)
         ctx.qbo_changes = self.changes
         try:
-            with self.services.connection_lock(connection_id):
+            with self.services.connection_lock(connection_id, wait=DRAIN_LOCK_WAIT_SECONDS):
                 still = events.still_pending(batch)
                 if still:
                     self._run(ctx, plan, still)
@@ -177,9 +200,12 @@ class Drain:
             raise failure
 
 
-def _drain(where: ColumnElement[bool], apply: Callable[[list[EventRef]], None]) -> int:
-    """Apply pending events batch by batch (each seen once per run); raise the first failure at the end."""
-    settled, after, failure = 0, 0, None
+def _drain(where: ColumnElement[bool], apply: Callable[[list[EventRef]], None],
+           turn: int | None = None) -> tuple[int, bool]:
+    """Apply pending events batch by batch (each seen once per run), at most ``turn`` batches; raise the first
+    failure at the end. Return how many were settled and whether the turn ran out with a full batch behind it."""
+    settled, after, failure, batches = 0, 0, None, 0
+    more = False
     while True:
         batch = events.pending(where, after, DRAIN_BATCH)
         if not batch:
@@ -189,7 +215,7 @@ def _drain(where: ColumnElement[bool], apply: Callable[[list[EventRef]], None]) 
             apply(batch)
         except _Recorded as exc:
             failure = failure or exc.cause
-        except RealmThrottledError:
+        except (RealmThrottledError, ConnectionBusyError):
             raise  # not an attempt: the events wait, uncounted, for the deferred drain
         except Exception as exc:
             db.session.rollback()
@@ -197,11 +223,15 @@ def _drain(where: ColumnElement[bool], apply: Callable[[list[EventRef]], None]) 
                 events.record_failure(event.id, exc)
             failure = failure or exc
         settled += events.count_settled([event.id for event in batch])
+        batches += 1
         if len(batch) < DRAIN_BATCH:
+            break
+        if turn is not None and batches >= turn:
+            more = True
             break
     if failure is not None:
         raise failure
-    return settled
+    return settled, more
 
 
 def _connections_of_realm(realm_id: str) -> list[int]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -69,16 +69,20 @@ class ContactCreator:
             self.in_flight.append((self.batch, self.pool.submit(create_many, self.crm, bodies)))
             self.batch = []
 
-    def blocks(self, keys: list[str], connection_id: int, parent_id: str | None) -> bool:
-        """Whether a customer with these index keys (and this parent) must wait for the pending creates."""
+    def blocks(self, keys: list[str], connection_id: int, parent_id: str | None,
+               held: Mapping[str, Mapping[str, Any]] | None = None) -> bool:
+        """Whether a customer with these index keys (and this parent) must wait for the pending creates.
+
+        The parent's chain is followed through ``held`` (the customers at hand, by id) as far as they reach, and
+        through the remembered hierarchy from there (a query per level).
+        """
         if not self.customers:
             return False
         if any(self.keys[key] for key in keys):
             return True
         if parent_id is None:
             return False
-        chain = [parent_id, *(m.qbo_customer_id for m in hierarchy.ancestors(connection_id, parent_id))]
-        return any(customer_id in self.customers for customer_id in chain)
+        return any(customer_id in self.customers for customer_id in _chain(connection_id, parent_id, held or {}))
 
     def finished(self, wait: bool) -> Iterator[list[tuple[NewContact, Created]]]:
         """The batches done, each as its contacts created (or the CRM's error for each); all of them when ``wait``."""
@@ -97,6 +101,17 @@ class ContactCreator:
         """Wait for the thread's last call (a failed run links those contacts when it is run again) and stop."""
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.crm.close()
+
+
+def _chain(connection_id: int, parent_id: str, held: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """``parent_id`` and its ancestors, nearest first: from ``held`` while it has them, then from the database."""
+    chain = [parent_id]
+    while (customer := held.get(chain[-1])) is not None and len(chain) <= hierarchy.MAX_DEPTH:
+        parent = hierarchy.parent_of(customer)
+        if parent is None or parent in chain:
+            return chain  # the top, or a cycle in the data
+        chain.append(parent)
+    return chain + [m.qbo_customer_id for m in hierarchy.ancestors(connection_id, chain[-1])]
 
 
 def second_connector(services: SyncServices, connection_id: int) -> CrmConnector:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import TypeAlias
 
 from crm_qb.address import ADDRESS_PARTS, Address
@@ -64,6 +65,14 @@ _ADDRESS_LIMITS: Mapping[str, int] = {
     "country": 255,
 }
 _NO_COLON: frozenset[str] = frozenset({"given_name", "family_name", "display_name"})
+_PART_NAMES: frozenset[str] = frozenset(ADDRESS_PARTS)
+
+# Canonical forms of short text already seen, by field: a sync folds each record's values several times
+# (matching, the merge, the bodies it writes), and a backfill does so for every object, so this pure folding was
+# the CPU a backfill spent most on. Bounded in entries and in the length of what is kept, so memory stays flat
+# (a few MB in practice, some tens at the very most); longer text is folded each time.
+_CACHE_SIZE = 1 << 15
+_CACHED_LENGTH = 256
 
 
 # A canonical value: text, an Address whose parts are canonical text (never all None), or None.
@@ -84,7 +93,40 @@ def canonicalise_record(record: Mapping[str, object]) -> dict[str, CanonicalValu
     unknown = sorted(set(record) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown contact field(s) {', '.join(map(repr, unknown))}")
+    key = _record_key(record)
+    if key is not None:
+        return dict(zip(FIELDS, _canonical_values(key), strict=True))
     return {field: canonicalise(field, record.get(field)) for field in FIELDS}
+
+
+class _Parts(tuple[object, ...]):
+    """An address given as a mapping, as the values of ADDRESS_PARTS in order (hashable, for the cache)."""
+
+
+def _record_key(record: Mapping[str, object]) -> tuple[object, ...] | None:
+    """The record's values in FIELDS order when they can key the cache (short text, Address, address parts)."""
+    key: list[object] = []
+    for field in FIELDS:
+        value = record.get(field)
+        if field in ADDRESS_FIELDS and isinstance(value, Mapping):
+            if not set(value) <= _PART_NAMES or not all(map(_cacheable, value.values())):
+                return None  # folded without the cache, which raises what is wrong with it
+            value = _Parts(value.get(part) for part in ADDRESS_PARTS)
+        elif not (type(value) is Address or _cacheable(value)):
+            return None
+        key.append(value)
+    return tuple(key)
+
+
+def _cacheable(value: object) -> bool:
+    return value is None or (type(value) is str and len(value) <= _CACHED_LENGTH)
+
+
+@lru_cache(maxsize=1 << 13)
+def _canonical_values(key: tuple[object, ...]) -> tuple[CanonicalValue, ...]:
+    """The canonical values of a record's fields (in FIELDS order); the same record is folded several times."""
+    return tuple(canonicalise(field, dict(zip(ADDRESS_PARTS, value, strict=True)) if type(value) is _Parts
+                              else value) for field, value in zip(FIELDS, key, strict=True))
 
 
 def canonical_address(value: object) -> Address | None:
@@ -97,7 +139,7 @@ def canonical_address(value: object) -> Address | None:
     unknown = sorted(set(parts) - set(ADDRESS_PARTS))
     if unknown:
         raise ValueError(f"unknown address part(s) {', '.join(map(repr, unknown))}")
-    clean = {part: _single_line(parts.get(part), _ADDRESS_LIMITS[part]) for part in ADDRESS_PARTS}
+    clean = {part: _address_part(parts.get(part), _ADDRESS_LIMITS[part]) for part in ADDRESS_PARTS}
     return Address(**clean) if any(clean.values()) else None
 
 
@@ -119,6 +161,28 @@ def truncate(text: str, limit: int) -> str:
 
 
 def _canonical_text(field: str, value: object) -> str | None:
+    if isinstance(value, str) and len(value) <= _CACHED_LENGTH:
+        return _canonical_str(field, value)
+    return _fold_text(field, value)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _canonical_str(field: str, value: str) -> str | None:
+    return _fold_text(field, value)
+
+
+def _address_part(value: object, limit: int) -> str | None:
+    if isinstance(value, str) and len(value) <= _CACHED_LENGTH:
+        return _address_str(value, limit)
+    return _single_line(value, limit)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _address_str(value: str, limit: int) -> str | None:
+    return _single_line(value, limit)
+
+
+def _fold_text(field: str, value: object) -> str | None:
     if field == "notes":
         return _multi_line(value, _LIMITS[field])
     text = _as_text(field, value)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from crm_qb.sync.rules.canonical import canonicalise, truncate, utf16_length
 
@@ -61,6 +62,22 @@ def normalise_name(name: str | None) -> str:
     """Return ``name`` folded for comparison: NFKC, case-folded, accents kept, punctuation/spaces folded."""
     if not name:
         return ""
+    if len(name) <= _CACHED_LENGTH:
+        return _normalised(name)
+    return _fold_name(name)
+
+
+# Names are folded character by character, and the same names again and again (every candidate key, every
+# comparison): short ones are kept, bounded, so a backfill folds each name once and memory stays flat.
+_CACHED_LENGTH = 256
+
+
+@lru_cache(maxsize=1 << 15)
+def _normalised(name: str) -> str:
+    return _fold_name(name)
+
+
+def _fold_name(name: str) -> str:
     text = unicodedata.normalize("NFKC", name).casefold()
     kept = "".join(_name_char(char) for char in text)
     return " ".join(kept.split())
