@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from crm_qb.models import LinkState
 from crm_qb.sync.pipeline import burst
@@ -26,13 +27,24 @@ def test_a_new_qbo_customer_creates_a_crm_contact_and_the_echo_is_a_no_op(harnes
     assert (contact["first_name"], contact["last_name"], contact["email"]) == ("Ada", "Lovelace", "ada@example.com")
     assert harness.audit("link.created_in_crm")
 
-    # The CRM's hook for the contact we created is an echo: it writes nothing anywhere.
+    # The CRM's hook for the contact we created is an echo: it writes nothing anywhere, and since it carries the
+    # version the link agreed on when the contact was made, the contact is not even read back.
     version, token = contact["version"], harness.qbo.customer(customer["Id"])["SyncToken"]
+    reads_before = _contact_reads(harness)
     harness.crm_hook("created", contact)
     harness.work()
+    assert _contact_reads(harness) == reads_before
+    assert [entry.message for entry in harness.audit("contact.unchanged")] == [
+        f"the change hook reports version {version}, already agreed"]
     assert harness.contact(contact["id"])["version"] == version
     assert harness.qbo.customer(customer["Id"])["SyncToken"] == token
     assert len(harness.contacts()) == 1
+
+
+def _contact_reads(harness: Harness) -> int:
+    """How many times the CRM's API was asked for one contact (``GET /contacts/<id>``)."""
+    counts = requests.get(f"{harness.crm.url}/_sandbox/requests", timeout=10).json()["endpoints"]
+    return sum(n for endpoint, n in counts.items() if endpoint.startswith("GET /contacts/"))
 
 
 def test_a_new_crm_contact_creates_a_qbo_customer(harness: Harness) -> None:

@@ -34,3 +34,14 @@ def test_agreed_only_when_every_event_reports_the_links_version(versions: list[A
 def test_reported_version_reads_the_payloads_version() -> None:
     assert reported_version(_event({"version": 7})) == "7"
     assert reported_version(_event({"hubspot": {"occurredAt": 7}})) is None
+
+
+def test_a_rest_hook_reports_the_version_of_the_contact_it_carries() -> None:
+    """A REST contract hook carries the contact as the change left it: its version is the one reported."""
+    created = {"id": "e1", "type": "contact.created", "contact": {"id": "c1", "version": 3}}
+    assert reported_version(_event(created)) == "3"
+    assert reported_version(_event({**created, "type": "contact.updated"})) == "3"
+    assert reported_version(_event({"id": "e2", "type": "contact.deleted", "contact": {"id": "c1", "version": 3}})) \
+        is None  # a delete is never settled as an echo
+    assert reported_version(_event({"id": "e3", "type": "contact.updated", "contact": {"id": "c1"}})) is None
+    assert reported_version(_event({"id": "e4", "type": "contact.updated", "contact": "c1"})) is None

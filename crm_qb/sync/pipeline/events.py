@@ -89,9 +89,17 @@ class EventRef:
 
 
 def reported_version(event: EventRef) -> str | None:
-    """The CRM version the event says its change produced (``payload["version"]``: HubSpot's hooks, the CRM
-    poll), or None when it does not say."""
+    """The CRM version the event says its change produced, or None when it does not say.
+
+    HubSpot's hooks and the CRM poll store it as ``payload["version"]``; a REST contract hook for a created or
+    updated contact carries the contact as the change left it (docs/architecture.md §5), whose ``version`` is that
+    version: an echo of crm-qb's own write, or of a contact the backfill created, reports the version its link
+    already agreed on and is settled without reading the contact again.
+    """
     version = event.payload.get("version")
+    if version is None and event.payload.get("type") in ("contact.created", "contact.updated"):
+        contact = event.payload.get("contact")
+        version = contact.get("version") if isinstance(contact, Mapping) else None
     return None if version is None or isinstance(version, bool) else str(version)
 
 
