@@ -100,9 +100,9 @@ def _hours(connection: Connection, now: datetime) -> list[Hour]:
     first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS - 1)
     received = db.session.scalars(select(InboundEvent.received_at).where(
         events_of(connection), InboundEvent.received_at >= first)).all()
-    failed_records = db.session.scalars(select(AuditEntry.created_at).where(
+    failed_records = list(db.session.scalars(select(AuditEntry.created_at).where(
         AuditEntry.connection_id == connection.id, AuditEntry.outcome.like("failed%"),
-        AuditEntry.created_at >= first)).all()
+        AuditEntry.created_at >= first)))
     failed_records += runs.failure_times(connection.id, first)
     db.session.rollback()
     events, failures = [0] * HOURS, [0] * HOURS
