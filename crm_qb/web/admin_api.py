@@ -41,6 +41,7 @@ from crm_qb.web.admin_pages import waiting_records
 from crm_qb.web.api import ApiRefusal, authorized
 from crm_qb.web.readmodels.audit import PER_PAGE, InvalidAuditQuery, audit_page, parse_audit_query
 from crm_qb.web.review_pages import conflict_rows
+from crm_qb.web.routing import MAX_ROW_ID, is_contact_id
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/connections/<int:connection_id>")
 API_WHO = "api key"
@@ -99,8 +100,9 @@ def failure_action(connection_id: int, verb: str) -> Response:
     kind, failure_id = body.get("kind", "all"), body.get("id")
     if kind not in (*failure_store.KINDS, "all"):
         raise ApiRefusal(400, "invalid_kind", f"kind must be event, record, sync_record or all, got {kind!r}")
-    if failure_id is not None and (isinstance(failure_id, bool) or not isinstance(failure_id, int)):
-        raise ApiRefusal(400, "invalid_id", f"id must be a whole number, got {failure_id!r}")
+    if failure_id is not None and (isinstance(failure_id, bool) or not isinstance(failure_id, int)
+                                   or not 1 <= failure_id <= MAX_ROW_ID):
+        raise ApiRefusal(400, "invalid_id", f"id must be a whole number from 1 to {MAX_ROW_ID}, got {failure_id!r}")
     try:
         if verb == "retry":
             count = failure_store.retry(connection, kind, failure_id, runtime().jobs, API_WHO)
@@ -122,7 +124,8 @@ def change_settings(connection_id: int) -> Response:
     """Change settings (partial objects); validated, stored and audited; the settings after the change."""
     connection = authorized(connection_id)
     body = _body()
-    sync, followups = body.get("sync") or {}, body.get("followups") or {}
+    sync: Any = {} if body.get("sync") is None else body["sync"]
+    followups: Any = {} if body.get("followups") is None else body["followups"]
     if not isinstance(sync, dict) or not isinstance(followups, dict):
         raise ApiRefusal(400, "invalid_body", "sync and followups must be objects")
     try:
@@ -207,7 +210,9 @@ def sync_now(connection_id: int) -> tuple[Response, int]:
 def sync_contact_now(connection_id: int, crm_contact_id: str) -> tuple[Response, int]:
     """Ask a worker to re-read one CRM contact and its linked QBO customer and reconcile them: 202 with the job id."""
     authorized(connection_id)
-    queued = runtime().jobs.sync_contact_now(connection_id, crm_contact_id[:255], API_WHO)
+    if not is_contact_id(crm_contact_id):
+        raise ApiRefusal(404, "contact_not_found", f"no contact {crm_contact_id[:40]!r} in connection {connection_id}")
+    queued = runtime().jobs.sync_contact_now(connection_id, crm_contact_id, API_WHO)
     return jsonify({"job_id": queued.job_id, "queued": queued.queued}), 202
 
 

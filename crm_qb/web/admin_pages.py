@@ -38,6 +38,7 @@ from crm_qb.web.health import connection_report
 from crm_qb.web.readmodels.audit import FIELD_LABELS
 from crm_qb.web.readmodels.health import chart_bars, health_details, waited_seconds
 from crm_qb.web.readmodels.time_settings import time_changes, time_form
+from crm_qb.web.routing import MAX_ROW_ID, is_contact_id
 
 bp = Blueprint("admin_pages", __name__)
 install_nav(bp)
@@ -157,7 +158,7 @@ def failure_action(connection_id: int, verb: str) -> BaseResponse:
     if kind not in (*failure_store.KINDS, "all"):
         raise PageError(400, "Bad request", f"kind must be event, record, sync_record or all, got {kind!r}",
                         connection_id)
-    failure_id = int(raw_id) if raw_id and raw_id.isascii() and raw_id.isdigit() and len(raw_id) < 10 else None
+    failure_id = _failure_id(raw_id, connection_id)
     try:
         if verb == "retry":
             failure_store.retry(connection, kind, failure_id, runtime().jobs, who(session))
@@ -166,6 +167,15 @@ def failure_action(connection_id: int, verb: str) -> BaseResponse:
     except failure_store.FailureNotFound as exc:
         raise PageError(404, "No such failure", str(exc), connection_id) from None
     return _back(".failures", connection_id, "retried" if verb == "retry" else "dismissed")
+
+
+def _failure_id(raw: str | None, connection_id: int) -> int | None:
+    """The form's failure id (None: all of the kind); a bad one is a 400, never read as "all"."""
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 11 and 1 <= int(raw) <= MAX_ROW_ID):
+        raise PageError(400, "Bad request", f"id must be a failure's number, got {raw[:40]!r}", connection_id)
+    return int(raw)
 
 
 # -- settings -----------------------------------------------------------------------------------------------
@@ -227,9 +237,12 @@ def sync_contact_now(connection_id: int) -> BaseResponse:
     """Ask a worker to sync one CRM contact (the form's ``crm_contact_id``) with its QBO customer now."""
     session = _form_session(connection_id)
     connection_or_404(connection_id)
-    contact_id = request.form.get("crm_contact_id", "").strip()[:255]
+    contact_id = request.form.get("crm_contact_id", "").strip()
     if not contact_id:
         return _back(".settings", connection_id, "no-contact")
+    if not is_contact_id(contact_id):
+        raise PageError(400, "No such contact", f"{contact_id[:40]!r} cannot be a CRM contact id (too long, or "
+                        "with a NUL character).", connection_id)
     runtime().jobs.sync_contact_now(connection_id, contact_id, who(session))
     if request.form.get("back") == "audit":  # the button beside a contact's audit entry: back to its entries
         return secured(redirect(url_for("review_pages.audit", connection_id=connection_id, record=contact_id), 303))

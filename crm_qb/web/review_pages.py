@@ -45,7 +45,7 @@ def conflicts(connection_id: int) -> BaseResponse:
     """Conflicts newest first, each with its contact's name and its rule in plain words."""
     session = require_admin(connection_id)
     connection = connection_or_404(connection_id)
-    page = _page()
+    page = _page(connection_id)
     rows = db.session.scalars(select(Conflict).where(Conflict.connection_id == connection_id)
                               .order_by(Conflict.id.desc()).offset((page - 1) * PER_PAGE).limit(PER_PAGE)).all()
     total = db.session.scalar(select(func.count()).select_from(Conflict).where(Conflict.connection_id == connection_id))
@@ -120,11 +120,12 @@ def audit(connection_id: int) -> BaseResponse:
     return secured(make_response(html, 200))
 
 
-def _page() -> int:
+def _page(connection_id: int) -> int:
     raw = request.args.get("page", "1")
     # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 7 or not 1 <= int(raw) <= MAX_PAGE:
-        raise PageError(400, "Bad page number", f"page must be a whole number from 1 to {MAX_PAGE}, got {raw!r}.")
+        raise PageError(400, "Bad page number", f"page must be a whole number from 1 to {MAX_PAGE}, got {raw[:40]!r}.",
+                        connection_id)
     return int(raw)
 
 

@@ -161,8 +161,9 @@ def preview(connection_id: int, kind: str) -> Response:
     run = _run(connection_id, kind)
     wanted = request.args.get("list", "link")
     if wanted not in COUNT_OF:
-        raise PageError(400, "No such list", f"list must be one of {', '.join(COUNT_OF)}, got {wanted!r}.")
-    page = _page_number()
+        raise PageError(400, "No such list", f"list must be one of {', '.join(COUNT_OF)}, got {wanted[:40]!r}.",
+                        connection_id)
+    page = _page_number(connection_id)
     rows, total = store.records(run.id, store.PREVIEW, (wanted,), page, PER_PAGE) if run else ([], 0)
     ready = run is not None and run.state not in (store.WAITING, store.PREVIEWING)
     html = _render("sync_preview.html", connection, run, kind, csrf_token=session.csrf_token, lists=LISTS,
@@ -192,8 +193,9 @@ def report_page(connection_id: int, kind: str) -> Response:
     run = _run(connection_id, kind)
     outcome = request.args.get("outcome", "")
     if outcome and outcome not in (*COUNT_OF, "failed", "unchanged", "update", "skip"):
-        raise PageError(400, "No such outcome", f"outcome {outcome!r} is not one the report knows.")
-    page = _page_number()
+        raise PageError(400, "No such outcome", f"outcome {outcome[:40]!r} is not one the report knows.",
+                        connection_id)
+    page = _page_number(connection_id)
     rows, total = store.records(run.id, store.RUN, (outcome,) if outcome else (), page, PER_PAGE) if run else ([], 0)
     html = _render("sync_report.html", connection, run, kind, csrf_token=session.csrf_token, rows=rows, total=total,
                    page=page, pages=max(1, -(-total // PER_PAGE)), outcome=outcome, lists=LISTS, count_of=COUNT_OF,
@@ -262,10 +264,11 @@ def retry(connection_id: int, kind: str) -> BaseResponse:
     return secured(redirect(_url("report_page", kind, connection_id, outcome="failed", done="retrying"), 303))
 
 
-def _page_number() -> int:
+def _page_number(connection_id: int) -> int:
     raw = request.args.get("page", "1")
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 7 or int(raw) < 1:
-        raise PageError(400, "Bad page number", f"page must be a whole number from 1, got {raw!r}.")
+        raise PageError(400, "Bad page number", f"page must be a whole number from 1, got {raw[:40]!r}.",
+                        connection_id)
     return int(raw)
 
 

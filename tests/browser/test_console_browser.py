@@ -29,6 +29,8 @@ from crm_qb.sync.firstsync import service
 from crm_qb.web import signing
 from tests.conftest import REDIS_TEST_URL
 from tests.integration.test_time_sync import _entity, _entries, _hook, _log, _time_activity
+from tests.support.browser import tab_misses as _tab_misses
+from tests.support.browser import unlabelled as _unlabelled
 from tests.support.sync import CRM_TOKEN, Harness, QboSandbox, running_harness
 
 pytestmark = pytest.mark.browser
@@ -116,15 +118,6 @@ def page(browser: Any, console: Console) -> Iterator[Any]:
 
 def _go(page: Any, console: Console, path: str) -> None:
     page.goto(f"{console.base}/admin/connections/{console.harness.connection_id}/{path}")
-
-
-def _unlabelled(page: Any) -> list[str]:
-    """Form controls without a label, and buttons and links without a name."""
-    return page.eval_on_selector_all(
-        "input:not([type=hidden]), select, button, a", """els => els.filter(e => {
-            if (e.tagName === 'INPUT' || e.tagName === 'SELECT') return !(e.labels && e.labels.length);
-            return !(e.innerText.trim() || e.getAttribute('aria-label'));
-        }).map(e => e.outerHTML.slice(0, 80))""")
 
 
 def _tab_to(page: Any, name: str, limit: int = 120) -> None:
@@ -297,3 +290,36 @@ def test_billable_time_settings_by_keyboard_with_the_error_beside_the_field(page
     assert time is not None and (time["NameOf"], time["VendorRef"]["value"]) == ("Vendor", vendor["Id"])
     changes = h.audit("settings.changed")[-1].diff["changes"]
     assert changes == {"time.users.u3": {"before": None, "after": f"Vendor:{vendor['Id']}"}}
+
+
+PAGES = ("", "sync/preview", "sync/progress", "sync/report", "history", "health", "review", "conflicts", "failures",
+         "settings", "audit")
+def test_every_page_has_a_heading_labelled_controls_and_is_walked_by_keyboard(page: Any, console: Console) -> None:
+    for path in PAGES:
+        _go(page, console, path)
+        headings = page.get_by_role("heading", level=1)
+        assert headings.count() == 1 and headings.is_visible() and headings.inner_text().strip(), path
+        assert _unlabelled(page) == [], path
+        assert _tab_misses(page) == [], path
+        assert "Traceback" not in page.content(), path
+
+
+BAD = (("sync/preview?page=abc", 400, "Bad page number"), ("sync/preview?page=-1", 400, "Bad page number"),
+       ("sync/preview?list=nope", 400, "No such list"), ("sync/report?outcome=nope", 400, "No such outcome"),
+       ("history/report?page=0", 400, "Bad page number"), ("conflicts?page=abc", 400, "Bad page number"),
+       ("audit?since=2026-02-30", 400, "Bad filter"), ("audit?since=2026-02-01&until=2026-01-01", 400, "Bad filter"),
+       ("audit?kind=" + "k" * 300, 400, "Bad filter"), ("audit?record=Ada%00", 400, "Bad filter"),
+       ("nope", 404, "Not Found"), ("review/1", 405, "Method Not Allowed"))
+
+
+def test_bad_addresses_answer_a_readable_page_with_its_status(page: Any, console: Console, artifacts: Path) -> None:
+    for path, status, title in BAD:
+        answer = page.goto(f"{console.base}/admin/connections/{console.harness.connection_id}/{path}")
+        assert answer is not None and answer.status == status, path
+        assert page.get_by_role("heading", level=1).inner_text() == title, path
+        alert = page.get_by_role("alert").inner_text()
+        assert alert and len(alert) < 300 and "Traceback" not in page.content(), path
+        assert page.get_by_role("link", name="Back to the connection's page").count() <= 1
+        assert _unlabelled(page) == []
+    _go(page, console, "audit?since=2026-02-30")
+    page.screenshot(path=str(artifacts / "console-error-400.png"), full_page=True)

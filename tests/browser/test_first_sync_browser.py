@@ -29,6 +29,7 @@ from crm_qb.sync.firstsync import service, store
 from crm_qb.web.signing import admin_url
 from tests.conftest import REDIS_TEST_URL
 from tests.support import wait_for
+from tests.support.browser import tab_misses, unlabelled
 from tests.support.sync import CRM_TOKEN, Harness, QboSandbox, running_harness
 
 pytestmark = pytest.mark.browser
@@ -150,6 +151,7 @@ def test_preview_page_appears_by_itself_and_its_lists_work_by_keyboard(page: Any
     page.goto(f"{site.pages}/sync/preview?list=link")
     assert "CRM contact" in page.locator("table tbody").inner_text()  # the pair names its contact
     assert page.get_by_role("button", name="Start the first sync").is_visible()
+    assert unlabelled(page) == [] and tab_misses(page) == []
     page.screenshot(path=str(artifacts / "first-sync-preview.png"), full_page=True)
 
 
@@ -170,6 +172,7 @@ def test_progress_updates_without_reloading_and_ends_on_the_report(page: Any, si
         wait_for(lambda: int(page.locator("#progress-done").inner_text()) > 4, timeout=60,
                  what="the progress to move on the page")
         assert page.evaluate("window.__notReloaded === true")  # updated in place, not reloaded
+        assert page.get_by_role("heading", level=1).is_visible() and unlabelled(page) == []
         page.screenshot(path=str(artifacts / "first-sync-progress.png"), full_page=True)
         page.wait_for_url("**/sync/report", timeout=120000)  # the script moves on when the run is done
     finally:
@@ -201,6 +204,7 @@ def test_report_page_shows_failures_with_their_reason(page: Any, site: Site, art
     rows = page.locator("table").nth(1).locator("tbody tr")
     assert count >= 1 and rows.count() == count, page.locator("main").inner_text()
     assert "The CRM refused the values of this record" in rows.first.inner_text()
+    assert unlabelled(page) == [] and tab_misses(page) == []
     page.screenshot(path=str(artifacts / "first-sync-report.png"), full_page=True)
 
 

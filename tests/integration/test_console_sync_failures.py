@@ -86,10 +86,13 @@ def test_sync_failures_are_listed_counted_and_retried_one_then_all(harness: Harn
     # Counted wherever failures are counted.
     assert h.client.get("/healthz").get_json()["status"] == "degraded"
     assert _failed_records_count(h) == 2
-    assert _api(h, "GET", "health", key).get_json()["failed_records"] == 2
+    health = _api(h, "GET", "health", key).get_json()
+    assert health["failed_records"] == 2 and health["failures"] == 2
+    # The chart counts them in the hour of their last try (no audit entry is written for them).
+    assert sum(hour["failures"] for hour in health["hourly"]) == 2 and health["hourly"][-1]["failures"] == 2
     admin(h, "health")
     health_page = h.client.get(f"/admin/connections/{h.connection_id}/health").get_data(as_text=True)
-    assert '<dd id="failed-records">2</dd>' in health_page
+    assert '<dd id="failed-records">2</dd>' in health_page and "and 2 failures in 48 hours" in health_page
     listed = _cli(h, monkeypatch, "failures", "list", str(h.connection_id))["failures"]
     assert {(f["kind"], f["id"]) for f in listed} == {("sync_record", i) for i in seeded["failed"].values()}
 

@@ -7,7 +7,7 @@ retry of it, cannot both move a run: the database decides, as it decides duplica
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select, update
@@ -201,6 +201,14 @@ def open_failure_counts(connection_id: int | None = None) -> dict[int, int]:
     query = _open_failure(*where).with_only_columns(SyncRun.connection_id, func.count()).group_by(
         SyncRun.connection_id)
     return {int(cid): int(n) for cid, n in db.session.execute(query).all()}
+
+
+def failure_times(connection_id: int, since: datetime) -> list[datetime]:
+    """The last tries of the records the connection's runs failed since ``since``, dismissed or not and of runs
+    still under way too (the health chart counts failures when they happened)."""
+    return list(db.session.scalars(select(SyncRunRecord.updated_at).join(SyncRun, SyncRun.id == SyncRunRecord.run_id)
+                                   .where(SyncRun.connection_id == connection_id, SyncRunRecord.stage == RUN,
+                                          SyncRunRecord.action == "failed", SyncRunRecord.updated_at >= since)))
 
 
 def dismiss_records(record_ids: Sequence[int]) -> None:

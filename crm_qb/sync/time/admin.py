@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 
 from crm_qb.db import db
 from crm_qb.errors import PermanentError
-from crm_qb.models import AuditEntry, Connection, TimeEntry, TimeState
+from crm_qb.models import AuditEntry, Connection, TimeEntry, TimeState, TimeUserMapping
+from crm_qb.models.types import column_length, key_problem
 from crm_qb.qbo.client import QboClient
 from crm_qb.qbo.faults import ObjectNotFoundError
 from crm_qb.sync.context import build_context
@@ -37,6 +38,7 @@ from crm_qb.sync.time.settings import (
 )
 
 log = logging.getLogger(__name__)
+USER_ID_LENGTH = column_length(TimeUserMapping.__table__.c.crm_user_id.type)
 
 
 class TimeConfigError(PermanentError):
@@ -107,6 +109,9 @@ def _person(qbo: QboClient, crm_user_id: str, ref: str) -> dict[str, Any]:
     def refused(reason: str) -> TimeConfigError:
         return TimeConfigError(f"--map-user {crm_user_id}: {reason}", f"time.users.{crm_user_id}", reason)
 
+    problem = key_problem(crm_user_id, USER_ID_LENGTH)
+    if problem:
+        raise refused(f"no CRM user has this id: it {problem}")
     try:
         kind, person_id = parse_person_ref(ref)
     except ValueError as exc:

@@ -9,6 +9,7 @@ that changed nothing (``*.unchanged``) are hidden unless ``include_unchanged``. 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -18,10 +19,14 @@ from sqlalchemy import ColumnElement, func, or_, select
 
 from crm_qb.db import db
 from crm_qb.models import AuditEntry, ContactLink, QboCustomer
+from crm_qb.models.types import column_length
 
 PER_PAGE = 50
 MAX_PAGE = 1_000_000
 UNCHANGED = "%.unchanged"
+# A kind is the first word of an action, an outcome one word: anything else names nothing (and a value longer
+# than its column, or with a NUL, could not even be compared in the database).
+WORD = re.compile(r"[a-z][a-z0-9_]{0,31}")
 FIELD_LABELS = {"given_name": "First name", "family_name": "Last name", "company": "Company",
                 "display_name": "Display name", "email": "Email", "phone": "Phone", "mobile": "Mobile",
                 "billing_address": "Billing address", "shipping_address": "Shipping address", "notes": "Notes",
@@ -96,11 +101,19 @@ def parse_audit_query(args: Mapping[str, str | None]) -> AuditQuery:
     """Filters from query-string values; InvalidAuditQuery names the first bad one."""
     page = args.get("page") or "1"
     if not (page.isascii() and page.isdigit()) or len(page) > 7 or not 1 <= int(page) <= MAX_PAGE:
-        raise InvalidAuditQuery("page", f"page must be a whole number from 1 to {MAX_PAGE}, got {page!r}")
+        raise InvalidAuditQuery("page", f"page must be a whole number from 1 to {MAX_PAGE}, got {page[:40]!r}")
     text = {key: (args.get(key) or "").strip()[:200] or None for key in ("record", "kind", "outcome")}
+    if text["record"] and "\x00" in text["record"]:
+        raise InvalidAuditQuery("record", "record must be an id or part of a name, without NUL characters")
+    for key, example in (("kind", "customer, link or settings"), ("outcome", "ok, failed or skipped")):
+        value = text[key]
+        if value is not None and not WORD.fullmatch(value):
+            raise InvalidAuditQuery(key, f"{key} must be one word such as {example}, got {value[:40]!r}")
+    since, until = _date(args, "since"), _date(args, "until")
+    if since and until and until < since:
+        raise InvalidAuditQuery("until", f"until ({until}) is before since ({since})")
     unchanged = (args.get("include_unchanged") or "").lower() in ("1", "true", "yes", "on")
-    return AuditQuery(text["record"], text["kind"], text["outcome"], _date(args, "since"), _date(args, "until"),
-                      unchanged, int(page))
+    return AuditQuery(text["record"], text["kind"], text["outcome"], since, until, unchanged, int(page))
 
 
 def _date(args: Mapping[str, str | None], key: str) -> date | None:
@@ -152,13 +165,20 @@ def _record_ids(connection_id: int, record: str) -> list[str]:
     customers = list(db.session.scalars(select(QboCustomer.qbo_customer_id).where(
         QboCustomer.connection_id == connection_id,
         func.lower(QboCustomer.display_name).like(f"%{_escape(record.lower())}%", escape="\\")).limit(500)))
-    ids = {record, *customers}
+    ids = {*customers, *_fitting([record], ContactLink.__table__.c.crm_contact_id)}
     linked = db.session.execute(select(ContactLink.qbo_customer_id, ContactLink.crm_contact_id).where(
         ContactLink.connection_id == connection_id,
-        or_(ContactLink.qbo_customer_id.in_(list(ids)), ContactLink.crm_contact_id == record))).all()
+        or_(ContactLink.qbo_customer_id.in_(_fitting(ids, ContactLink.__table__.c.qbo_customer_id)),
+            ContactLink.crm_contact_id.in_(_fitting([record], ContactLink.__table__.c.crm_contact_id))))).all()
     for customer_id, contact_id in linked:
         ids.update(value for value in (customer_id, contact_id) if value)
-    return sorted(ids)
+    return _fitting(sorted(ids), AuditEntry.__table__.c.entity_id)
+
+
+def _fitting(values: Iterable[str], column: Any) -> list[str]:
+    """The ``values`` a column can hold (a longer one, a name searched for, is no id of it)."""
+    length = column_length(column.type)
+    return [value for value in values if not length or len(value) <= length]
 
 
 def record_names(connection_id: int, entries: Iterable[AuditEntry]) -> dict[tuple[str, str], str]:

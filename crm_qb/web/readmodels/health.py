@@ -6,8 +6,11 @@
   (``sync/pipeline/crm_poll.py``);
 - the oldest pending event and its age;
 - events and failures per hour over the last 48 hours (events by the hour they arrived; failures by the hour
-  they happened, from the audit log: events that failed for good, ``event.failed``, and records a sync could
-  not apply, whether since retried or dismissed or not), drawn as a small inline SVG;
+  they happened: from the audit log, events that failed for good, ``event.failed``, and records a sync could
+  not apply, whether since retried or dismissed or not; and the records a first sync or history import failed,
+  ``sync_run_records``, by their last try, dismissed or not, so a run's failures show in the hours it made them
+  (a record whose retry succeeded is no longer a failure: the run rewrites its outcome), drawn as a small inline
+  SVG;
 - seconds spent waiting for a QBO request slot (the shared rate budget, ``qbo/ratebudget.py``) over 48 hours.
 """
 
@@ -23,6 +26,7 @@ from crm_qb.db import db, utcnow
 from crm_qb.models import AuditEntry, Connection, EventSource, EventStatus, InboundEvent
 from crm_qb.qbo.ratebudget import RateBudget
 from crm_qb.sync.failures import count_failures, events_of
+from crm_qb.sync.firstsync import store as runs
 from crm_qb.sync.settings import sync_settings_of
 
 HOURS = 48
@@ -96,9 +100,10 @@ def _hours(connection: Connection, now: datetime) -> list[Hour]:
     first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS - 1)
     received = db.session.scalars(select(InboundEvent.received_at).where(
         events_of(connection), InboundEvent.received_at >= first)).all()
-    failed_records = db.session.scalars(select(AuditEntry.created_at).where(
+    failed_records = list(db.session.scalars(select(AuditEntry.created_at).where(
         AuditEntry.connection_id == connection.id, AuditEntry.outcome.like("failed%"),
-        AuditEntry.created_at >= first)).all()
+        AuditEntry.created_at >= first)))
+    failed_records += runs.failure_times(connection.id, first)
     db.session.rollback()
     events, failures = [0] * HOURS, [0] * HOURS
     for at in received:
