@@ -24,7 +24,7 @@ from crm_qb.app import create_app
 from crm_qb.config import Settings
 from crm_qb.db import db
 from crm_qb.models import Conflict, TimeEntry, TimeState
-from tests.support import free_port, wait_for
+from tests.support import free_port, stop, wait_for
 from tests.support.e2e import World, start_crm_sandbox, start_sandbox, wire
 
 pytestmark = [pytest.mark.e2e]
@@ -46,8 +46,7 @@ def world(settings: Settings, tmp_path: Path, redis_client: Redis,
         yield wire(settings, tmp_path, spawn, qbo_info, hs_info, free_port(), crm_kind="hubspot")
     finally:
         for process in (qbo_proc, hs_proc):
-            process.terminate()
-            process.wait(10)
+            stop(process)
 
 
 def _hubspot(world: World, method: str, path: str, body: dict[str, Any] | None = None, **params: str) -> Any:
