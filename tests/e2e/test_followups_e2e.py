@@ -22,6 +22,7 @@ def test_an_overdue_invoice_becomes_a_task_completed_on_payment(world: World) ->
     customer = world.create_customer(DisplayName="Ada Lovelace", GivenName="Ada", FamilyName="Lovelace",
                                      PrimaryEmailAddr={"Address": "ada@engines.example"})
     contact = wait_for(lambda: world.contact_with(email="ada@engines.example"), what="the contact")
+    assert contact is not None
     item = world.qbo_entity("Item", Name="E2E hours", UnitPrice=120)
     today = datetime.now(UTC).date()
     invoice = world.qbo_entity("Invoice", CustomerRef={"value": customer["Id"]},
