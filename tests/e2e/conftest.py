@@ -1,4 +1,6 @@
-"""Fixtures that run crm-qb's own processes (worker, web) on 127.0.0.1."""
+"""Fixtures that run crm-qb's own processes (worker, web) on 127.0.0.1, and the world of one connection wired to
+the QBO sandbox and a CRM of each kind (issue 14: every capability runs against the reference CRM and the local
+HubSpot, from one parametrized test, not a copy)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
 from crm_qb.config import Settings
 from tests.conftest import settings_env
 from tests.support import ROOT
+from tests.support.e2e import World, running_world
+
+CRM_KINDS = ("rest", "hubspot")
 
 
 @pytest.fixture
@@ -38,3 +44,17 @@ def spawn(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., subproce
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture(params=CRM_KINDS)
+def crm_kind(request: pytest.FixtureRequest) -> str:
+    """The CRM a test runs against: the reference CRM (REST contract) and the local HubSpot, in turn."""
+    return str(request.param)
+
+
+@pytest.fixture
+def world(crm_kind: str, settings: Settings, tmp_path: Path, redis_client: Redis,
+          spawn: Callable[..., subprocess.Popen[bytes]]) -> Iterator[World]:
+    """The QBO sandbox and a CRM of ``crm_kind``, crm-qb web and two workers, one connection wired to both sides."""
+    with running_world(settings, tmp_path, spawn, crm_kind) as made:
+        yield made

@@ -7,10 +7,7 @@ signed change hooks (HubSpot: its v3-signed webhooks to /webhooks/hubspot); the 
 
 from __future__ import annotations
 
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -18,31 +15,13 @@ from redis import Redis
 from sqlalchemy import func, select
 
 from crm_qb.app import create_app
-from crm_qb.config import Settings
 from crm_qb.db import db
 from crm_qb.models import AuditEntry, Connection, ContactLink, EventSource, InboundEvent, LinkState
 from crm_qb.web.panel_tokens import make_panel_token
-from tests.support import free_port, stop, wait_for
-from tests.support.e2e import World, start_crm_sandbox, start_sandbox, wire
+from tests.support import wait_for
+from tests.support.e2e import World
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(params=["rest", "hubspot"])
-def world(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path, redis_client: Redis,
-          spawn: Callable[..., subprocess.Popen[bytes]]) -> Iterator[World]:
-    """Sandboxes, crm-qb web and two workers, one connection wired to both sides; once per CRM kind."""
-    sandboxes = []
-    qbo_port, crm_port, web_port = free_port(), free_port(), free_port()
-    qbo_proc, qbo_info = start_sandbox(["crm_qb.cli", "sandbox", "qbo", "--port", str(qbo_port)], tmp_path / "qbo.log")
-    sandboxes.append(qbo_proc)
-    crm_proc, crm_info = start_crm_sandbox(request.param, crm_port, tmp_path / "crm.log")
-    sandboxes.append(crm_proc)
-    try:
-        yield wire(settings, tmp_path, spawn, qbo_info, crm_info, web_port, crm_kind=request.param)
-    finally:
-        for process in sandboxes:
-            stop(process)
 
 
 def test_changes_travel_both_ways_between_real_processes(world: World) -> None:
@@ -133,8 +112,10 @@ def _sync_jobs_of(world: World, customer_id: str) -> list[str | None]:
     return jobs
 
 
-def test_a_linked_contact_shows_in_the_panel_and_once_deleted_is_unlinked(world: World) -> None:
-    """One world per CRM kind for both checks: the panel of a linked contact, then its deletion (HubSpot: archived)."""
+def test_a_linked_contact_shows_in_the_panel_moves_on_a_merge_and_once_deleted_is_unlinked(world: World) -> None:
+    """One world per CRM kind for three checks: the panel of a linked contact; a CRM merge of it into an unlinked
+    contact moves the link to the survivor (the reference CRM's ``contact.merged`` hook keeps the survivor's id,
+    HubSpot's ``contact.merge`` webhook names a new record); the survivor's deletion (HubSpot: archive) unlinks."""
     world.create_customer(DisplayName="Panel Person", GivenName="Panel", FamilyName="Person",
                           PrimaryEmailAddr={"Address": "panel@example.com"})
     contact = wait_for(lambda: world.contact_with(email="panel@example.com"), what="the contact to appear")
@@ -153,6 +134,25 @@ def test_a_linked_contact_shows_in_the_panel_and_once_deleted_is_unlinked(world:
     assert "Panel Person" in page.text and 'class="qb-link"' in page.text
     # The deep link goes through the web app's sign-in route with the page URL-encoded (qbo/deeplinks.py).
     assert f"pagereq=customerdetail%3FnameId%3D{link.qbo_customer_id}&amp;" in page.text
-    world.delete_contact(contact["id"])
-    wait_for(lambda: (world.link_of(contact["id"]) or ContactLink()).state == LinkState.UNLINKED, timeout=40,
+
+    # The survivor must be unlinked: with QuickBooks as the master, a new CRM contact matching no customer is left
+    # alone (no customer is created for it).
+    world.configure("sync", direction="qbo_to_crm")
+    other = world.crm_user("POST", "/contacts", {"first_name": "Merge", "last_name": "Survivor",
+                                                 "email": "survivor@example.com"})
+    wait_for(world.settled, what="the new contact's hook to be handled")
+    assert world.link_of(other["id"]) is None
+    survivor = world.merge_contacts(contact["id"], into=other["id"])
+    moved = wait_for(lambda: _linked(world, survivor), timeout=40, what="the link to move to the survivor")
+    assert moved.qbo_customer_id == link.qbo_customer_id and world.link_of(contact["id"]) is None
+    wait_for(lambda: world.contact_with(id=survivor, first_name="Panel", last_name="Person"), timeout=40,
+             what="QuickBooks' name on the survivor (QuickBooks is the master now)")
+
+    world.delete_contact(survivor)
+    wait_for(lambda: (world.link_of(survivor) or ContactLink()).state == LinkState.UNLINKED, timeout=40,
              what="the deleted contact to be unlinked")
+
+
+def _linked(world: World, contact_id: str) -> ContactLink | None:
+    found = world.link_of(contact_id)
+    return found if found is not None and found.state == LinkState.LINKED else None

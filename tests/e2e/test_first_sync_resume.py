@@ -1,7 +1,7 @@
 """A first sync whose worker is killed (SIGKILL) mid-run resumes from its last saved page, not from zero.
 
 The worker is a real ``crm-qb worker`` process; QBO (with injected latency, so the run takes long enough to be
-killed in the middle) and the CRM answer over HTTP on 127.0.0.1.
+killed in the middle) and the CRM (the reference CRM, then the local HubSpot) answer over HTTP on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -11,41 +11,87 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from flask import Flask
 from redis import Redis
 from sqlalchemy import func, select
 
+from crm_qb.app import create_app
 from crm_qb.db import db, utcnow
 from crm_qb.models import SyncRun, SyncRunRecord
 from crm_qb.runtime import runtime
-from crm_qb.sandbox.crm.server import RunningServer
+from crm_qb.sandbox.crm.server import start_server
+from crm_qb.sandbox.crm.state import SandboxConfig as CrmConfig
+from crm_qb.sandbox.hubspot import server as hubspot_server
 from crm_qb.sync.firstsync import service, store
-from tests.conftest import settings_env
+from tests.conftest import _migrate, _truncate, settings_env
 from tests.support import ROOT, wait_for
 from tests.support import sync as support
-from tests.support.sync import Harness, QboSandbox, running_harness
+from tests.support.e2e import Crm, crm_connection
+from tests.support.sync import QboSandbox, connect_qbo, qbo_settings
+from workers.worker import build_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # whole crm-qb runs of minutes: `scripts/test`, not CI
-qbo_sandbox, crm_server = support.qbo_sandbox, support.crm_server
+qbo_sandbox = support.qbo_sandbox
 
 CUSTOMERS, PAGE = 30, 2
 
 
+@dataclass
+class Resumable:
+    """A migrated crm-qb app with one connection to a seeded QBO realm and an empty CRM of either kind."""
+
+    app: Flask
+    qbo: QboSandbox
+    crm: Crm
+    connection_id: int
+
+    def work(self) -> None:
+        """Drain every queued job with a real RQ worker in burst mode, in this process."""
+        build_worker(self.app).work(burst=True)
+
+    def contacts(self) -> list[dict[str, Any]]:
+        """Every CRM contact (section 6 shape)."""
+        return self.crm.contacts()
+
+
+@contextmanager
+def crm_on_thread(crm_kind: str) -> Iterator[dict[str, Any]]:
+    """The reference CRM or the local HubSpot served on a thread; its ``/_sandbox/info``."""
+    running = hubspot_server.start_server() if crm_kind == "hubspot" else start_server(config=CrmConfig(token="t"))
+    try:
+        yield requests.get(f"{running.url}/_sandbox/info", timeout=10).json()
+    finally:
+        running.stop()
+
+
 @pytest.fixture
-def seeded(tmp_path: Path, database_url: str, redis_client: Redis, qbo_sandbox: QboSandbox,
-           crm_server: RunningServer) -> Iterator[Harness]:
-    """A connection to a seeded realm of 30 customers and a few transactions."""
+def seeded(crm_kind: str, tmp_path: Path, database_url: str, redis_client: Redis,
+           qbo_sandbox: QboSandbox) -> Iterator[Resumable]:
+    """A connection to a seeded realm of 30 customers and a few transactions, and to a CRM of ``crm_kind``."""
     body = {"customers": CUSTOMERS, "transactions": 6, "multicurrency": False, "seed": 3}
     qbo_sandbox.realm_id = qbo_sandbox.post("/_sandbox/realms", body)["realm_id"]
-    with running_harness(tmp_path, database_url, qbo_sandbox, crm_server) as made:
-        yield made
+    settings = qbo_settings(tmp_path, database_url, qbo_sandbox)
+    app = create_app(settings)
+    _migrate(app)
+    if not settings.is_sqlite:
+        _truncate(app)
+    with crm_on_thread(crm_kind) as info:
+        connection_id, _ = crm_connection(app, crm_kind, info)
+        connect_qbo(app, connection_id, qbo_sandbox.realm_id)
+        yield Resumable(app, qbo_sandbox, Crm(crm_kind, str(info["api_base"]), str(info["token"])), connection_id)
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
-def worker_process(h: Harness, log: Path) -> subprocess.Popen[bytes]:
+def worker_process(h: Resumable, log: Path) -> subprocess.Popen[bytes]:
     """``crm-qb worker`` with the harness's settings and 2-row pages."""
     settings = runtime(h.app).settings
     env = {**os.environ, **settings_env(settings), "CRM_QB_BACKFILL_PAGE_SIZE": str(PAGE),
@@ -58,7 +104,7 @@ def worker_process(h: Harness, log: Path) -> subprocess.Popen[bytes]:
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
-def checkpoint(h: Harness, run_id: int) -> dict[str, Any]:
+def checkpoint(h: Resumable, run_id: int) -> dict[str, Any]:
     with h.app.app_context():
         run = store.run_of(run_id)
         assert run is not None
@@ -67,7 +113,7 @@ def checkpoint(h: Harness, run_id: int) -> dict[str, Any]:
         return result
 
 
-def customer_records(h: Harness, run_id: int) -> list[tuple[str, int, Any]]:
+def customer_records(h: Resumable, run_id: int) -> list[tuple[str, int, Any]]:
     with h.app.app_context():
         rows = db.session.execute(select(SyncRunRecord.object_id, SyncRunRecord.attempts, SyncRunRecord.updated_at)
                                   .where(SyncRunRecord.run_id == run_id, SyncRunRecord.stage == "run",
@@ -76,7 +122,7 @@ def customer_records(h: Harness, run_id: int) -> list[tuple[str, int, Any]]:
         return [(str(r[0]), int(r[1]), r[2]) for r in rows]
 
 
-def test_a_killed_worker_resumes_after_its_last_page(seeded: Harness, tmp_path: Path) -> None:
+def test_a_killed_worker_resumes_after_its_last_page(seeded: Resumable, tmp_path: Path) -> None:
     h = seeded
     with h.app.app_context():
         run = service.open_first_sync(runtime(h.app).jobs, h.connection_id)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,10 @@ from crm_qb.crm.hubspot import mapping
 from crm_qb.crm.hubspot.connector import set_up_portal
 from crm_qb.crm.protocol import CONTACT_TEXT_FIELDS
 from crm_qb.db import db
-from crm_qb.models import ContactLink, EventStatus, InboundEvent
+from crm_qb.models import Connection, ContactLink, EventStatus, InboundEvent
 from crm_qb.runtime import runtime
 from tests.conftest import _migrate, _truncate, make_settings
-from tests.support import ROOT, wait_for
+from tests.support import ROOT, free_port, stop, wait_for
 from tests.support.sync import connect_qbo
 
 
@@ -35,6 +37,100 @@ def start_sandbox(argv: list[str], log: Path) -> tuple[subprocess.Popen[bytes], 
     assert process.stdout is not None
     line = process.stdout.readline()
     return process, json.loads(line)
+
+
+@dataclass(frozen=True)
+class Crm:
+    """One CRM sandbox of either kind, as its users and its API show it (section 6 shapes for both kinds)."""
+
+    kind: str  # "rest" (the reference CRM) or "hubspot" (the local HubSpot)
+    base: str
+    token: str
+
+    def user(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """Act as a CRM user (section 6 paths and field names; HubSpot: translated to its objects)."""
+        if self.kind == "hubspot":
+            return hubspot_user(self.base, method, path, body)
+        answer = requests.request(method, f"{self.base}/_sandbox{path}", json=body, timeout=10)
+        answer.raise_for_status()
+        return answer.json() if answer.content else None
+
+    def delete_contact(self, contact_id: str) -> None:
+        """Delete a contact as a CRM user (HubSpot: archive it)."""
+        path = (f"/_sandbox/objects/contacts/{contact_id}" if self.kind == "hubspot"
+                else f"/_sandbox/contacts/{contact_id}")
+        requests.delete(f"{self.base}{path}", timeout=10).raise_for_status()
+
+    def merge_contacts(self, merged_id: str, into: str) -> str:
+        """Merge contact ``merged_id`` into ``into`` as a CRM user; the surviving contact's id.
+
+        The reference CRM keeps ``into``; HubSpot makes a new record of both (its primary is ``into``).
+        """
+        if self.kind == "hubspot":
+            answer = requests.post(f"{self.base}/_sandbox/objects/contacts/merge", timeout=10, json={
+                "primaryObjectId": into, "objectIdToMerge": merged_id})
+        else:
+            answer = requests.post(f"{self.base}/_sandbox/contacts/{merged_id}/merge", json={"into": into},
+                                   timeout=10)
+        answer.raise_for_status()
+        return str(answer.json()["id"])
+
+    def contacts(self) -> list[dict[str, Any]]:
+        """Every CRM contact (section 6 shape)."""
+        if self.kind == "hubspot":
+            return hubspot_contacts(self.base, self.token)
+        return self._api("/contacts?limit=1000")["contacts"]  # type: ignore[no-any-return]
+
+    def contact_with(self, **wanted: Any) -> dict[str, Any] | None:
+        """The one contact whose fields include ``wanted``, else None."""
+        found = [c for c in self.contacts() if all(c.get(k) == v for k, v in wanted.items())]
+        return found[0] if len(found) == 1 else None
+
+    def first_user(self) -> str:
+        """The id of the CRM's first user (HubSpot: its first owner), who can own contacts and tasks."""
+        if self.kind == "hubspot":
+            return str(_hubspot_get(self.base, self.token, "/crm/v3/owners/")["results"][0]["id"])
+        return str(self._api("/users")["users"][0]["id"])
+
+    def tasks(self, contact_id: str) -> list[dict[str, Any]]:
+        """The contact's tasks (section 6 shape: title, description, status open|done, owner_id), oldest first."""
+        if self.kind == "hubspot":
+            return hubspot_tasks(self.base, self.token, contact_id)
+        return self._api(f"/contacts/{contact_id}/tasks")["tasks"]  # type: ignore[no-any-return]
+
+    def overdue_balance(self, contact_id: str) -> Decimal | None:
+        """The overdue balance (home currency) of the billing summary crm-qb wrote on the contact, if any."""
+        if self.kind == "hubspot":
+            props = _hubspot_get(self.base, self.token, f"/crm/v3/objects/contacts/{contact_id}",
+                                 properties="qb_overdue_balance")["properties"]
+            value = props.get("qb_overdue_balance")
+        else:
+            summary = self._api(f"/contacts/{contact_id}").get("quickbooks") or {}
+            value = (summary.get("overdue_balance") or {}).get("home")
+        return Decimal(str(value)) if value not in (None, "") else None
+
+    def contact_writes(self) -> int:
+        """How many single-contact writes crm-qb's API calls made (reference CRM: PATCH; HubSpot: object PATCH)."""
+        counts = requests.get(f"{self.base}/_sandbox/requests", timeout=10).json()
+        if self.kind == "hubspot":
+            return int(counts["by_endpoint"].get("PATCH /crm/v3/objects/<object_type>/<object_id>", 0))
+        return int(counts["endpoints"].get("PATCH /contacts/<contact_id>", 0))
+
+    def latency(self, ms: int) -> None:
+        """Delay every API call by ``ms`` (both sandboxes' fault plan)."""
+        requests.post(f"{self.base}/_sandbox/faults", json={"latency_ms": ms}, timeout=10).raise_for_status()
+
+    def idle(self) -> bool:
+        """Whether the CRM has no change hook (HubSpot: webhook) left to deliver."""
+        if self.kind == "hubspot":
+            state = requests.get(f"{self.base}/_sandbox/webhooks", timeout=10).json()
+            return bool(state["waiting"] == 0 and state["retrying"] == 0)
+        return bool(requests.get(f"{self.base}/_sandbox/hooks", timeout=10).json()["pending"] == 0)
+
+    def _api(self, path: str) -> Any:
+        answer = requests.get(f"{self.base}{path}", timeout=10, headers={"Authorization": f"Bearer {self.token}"})
+        answer.raise_for_status()
+        return answer.json()
 
 
 @dataclass
@@ -51,11 +147,14 @@ class World:
     env: dict[str, str] = field(default_factory=dict)  # the CRM_QB_* overrides every crm-qb process got
     crm_kind: str = "rest"
 
+    @property
+    def crm_side(self) -> Crm:
+        """The connection's CRM."""
+        return Crm(self.crm_kind, self.crm, self.crm_token)
+
     def create_customer(self, **fields: Any) -> dict[str, Any]:
         """Create a QBO customer as a bookkeeper."""
-        answer = requests.post(f"{self.qbo}/_sandbox/realms/{self.realm}/entities/Customer", json=fields, timeout=10)
-        answer.raise_for_status()
-        return answer.json()["Customer"]  # type: ignore[no-any-return]
+        return create_customer(self.qbo, self.realm, **fields)
 
     def edit_customer(self, customer_id: str, **fields: Any) -> None:
         """Edit a QBO customer as a bookkeeper."""
@@ -67,19 +166,28 @@ class World:
         answer = requests.get(f"{self.qbo}/_sandbox/realms/{self.realm}/entities/Customer/{customer_id}", timeout=10)
         return answer.json()["Customer"]  # type: ignore[no-any-return]
 
+    def qbo_entity(self, entity: str, **fields: Any) -> dict[str, Any]:
+        """Create a QBO ``entity`` (Item, Invoice, ...) as a bookkeeper."""
+        answer = requests.post(f"{self.qbo}/_sandbox/realms/{self.realm}/entities/{entity}", json=fields, timeout=10)
+        answer.raise_for_status()
+        return answer.json()[entity]  # type: ignore[no-any-return]
+
+    def pay(self, customer_id: str, amount: Decimal) -> None:
+        """Record a customer's payment in QBO (the sandbox applies it to open invoices, oldest first)."""
+        requests.post(f"{self.qbo}/_sandbox/realms/{self.realm}/payments", timeout=10,
+                      json={"customer_id": customer_id, "amount": str(amount)}).raise_for_status()
+
     def crm_user(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Act as a CRM user (section 6 paths and field names; HubSpot: translated to its objects)."""
-        if self.crm_kind == "hubspot":
-            return hubspot_user(self.crm, method, path, body)
-        answer = requests.request(method, f"{self.crm}/_sandbox{path}", json=body, timeout=10)
-        answer.raise_for_status()
-        return answer.json() if answer.content else None
+        return self.crm_side.user(method, path, body)
 
     def delete_contact(self, contact_id: str) -> None:
         """Delete a contact as a CRM user (HubSpot: archive it)."""
-        path = (f"/_sandbox/objects/contacts/{contact_id}" if self.crm_kind == "hubspot"
-                else f"/_sandbox/contacts/{contact_id}")
-        requests.delete(f"{self.crm}{path}", timeout=10).raise_for_status()
+        self.crm_side.delete_contact(contact_id)
+
+    def merge_contacts(self, merged_id: str, into: str) -> str:
+        """Merge a contact into another as a CRM user; the surviving contact's id (HubSpot: a new record)."""
+        return self.crm_side.merge_contacts(merged_id, into)
 
     def link_of(self, contact_id: str) -> ContactLink | None:
         """crm-qb's link of a CRM contact, or None."""
@@ -90,36 +198,49 @@ class World:
             db.session.remove()
         return found
 
+    def configure(self, section: str, **values: Any) -> None:
+        """Change one section of the connection's settings (``sync``, ``panel``, ...); workers read them per job."""
+        with create_app(self.settings).app_context():
+            row = db.session.get(Connection, self.connection_id)
+            assert row is not None
+            current = row.settings or {}
+            row.settings = {**current, section: {**current.get(section, {}), **values}}
+            db.session.commit()
+            db.session.remove()
+
     def contacts(self) -> list[dict[str, Any]]:
         """Every CRM contact (section 6 shape)."""
-        if self.crm_kind == "hubspot":
-            return hubspot_contacts(self.crm, self.crm_token)
-        answer = requests.get(f"{self.crm}/contacts?limit=1000", timeout=10,
-                              headers={"Authorization": f"Bearer {self.crm_token}"})
-        return answer.json()["contacts"]  # type: ignore[no-any-return]
+        return self.crm_side.contacts()
 
     def contact_with(self, **wanted: Any) -> dict[str, Any] | None:
         """The one contact whose fields include ``wanted``, else None."""
-        found = [c for c in self.contacts() if all(c.get(k) == v for k, v in wanted.items())]
-        return found[0] if len(found) == 1 else None
+        return self.crm_side.contact_with(**wanted)
+
+    def tasks(self, contact_id: str) -> list[dict[str, Any]]:
+        """The contact's tasks in the CRM (section 6 shape)."""
+        return self.crm_side.tasks(contact_id)
 
     def settled(self) -> bool:
         """Whether the CRM has no change hook left to deliver and crm-qb no inbound event pending."""
-        if self.crm_kind == "hubspot":
-            state = requests.get(f"{self.crm}/_sandbox/webhooks", timeout=10).json()
-            crm_idle = state["waiting"] == 0 and state["retrying"] == 0
-        else:
-            crm_idle = requests.get(f"{self.crm}/_sandbox/hooks", timeout=10).json()["pending"] == 0
+        crm_idle = self.crm_side.idle()
         with create_app(self.settings).app_context():
             pending = db.session.scalar(select(func.count()).select_from(InboundEvent).where(
                 InboundEvent.status == EventStatus.PENDING))
             db.session.remove()
         return crm_idle and not pending
 
-    def point_qbo_webhooks(self, url: str) -> None:
-        """Send the realm's webhooks to ``url``."""
+    def point_qbo_webhooks(self, url: str, realm: str | None = None) -> None:
+        """Send the realm's (default: the world's) webhooks to ``url``."""
         requests.post(f"{self.qbo}/_sandbox/webhooks", json={"url": url, "format": "cloudevents", "delay_ms": 0,
-                                                             "realm": self.realm}, timeout=10).raise_for_status()
+                                                             "realm": realm or self.realm},
+                      timeout=10).raise_for_status()
+
+
+def create_customer(qbo: str, realm: str, **fields: Any) -> dict[str, Any]:
+    """Create a customer in ``realm`` of the QBO sandbox at ``qbo`` as a bookkeeper."""
+    answer = requests.post(f"{qbo}/_sandbox/realms/{realm}/entities/Customer", json=fields, timeout=10)
+    answer.raise_for_status()
+    return answer.json()["Customer"]  # type: ignore[no-any-return]
 
 
 def wire(settings: Settings, tmp_path: Path, spawn: Callable[..., subprocess.Popen[bytes]],
@@ -144,34 +265,51 @@ def wire(settings: Settings, tmp_path: Path, spawn: Callable[..., subprocess.Pop
     _migrate(app)
     if not full.is_sqlite:
         _truncate(app)
-    realm = requests.post(f"{qbo}/_sandbox/realms", json={"customers": 0}, timeout=10).json()["realm_id"]
-    connection_id, secret = _connection(app, crm_kind, crm_info)
-    connect_qbo(app, connection_id, realm)
+    realm = new_realm(qbo)
     env = {f"CRM_QB_{key.upper()}": str(value) for key, value in overrides.items()}
     spawn("web", "--port", str(web_port), "--workers", "2", extra_env=env)
     for _ in range(workers):
         spawn("worker", extra_env=env)
     wait_for(lambda: healthy(web), timeout=90, what="crm-qb web to answer /healthz")
-    if crm_kind == "hubspot":
-        requests.post(f"{crm_info['api_base']}/_sandbox/webhooks", json={"url": f"{web}/webhooks/hubspot"},
-                      timeout=10).raise_for_status()
-    else:
-        requests.post(f"{crm_info['api_base']}/_sandbox/hooks", json={
-            "url": f"{web}/webhooks/crm/{connection_id}", "secret": secret}, timeout=10).raise_for_status()
+    connection_id = connect_crm(app, web, realm, crm_kind, crm_info)
     world = World(web, qbo, realm, str(crm_info["api_base"]), str(crm_info["token"]), connection_id, full, env,
                   crm_kind)
     world.point_qbo_webhooks(f"{web}/webhooks/qbo")
     return world
 
 
-def _connection(app: Flask, crm_kind: str, crm_info: dict[str, Any]) -> tuple[int, str]:
-    """A connection to the CRM sandbox, as ``crm-qb connection add`` makes it; its id and hook secret."""
+def new_realm(qbo: str) -> str:
+    """A new, empty company in the QBO sandbox at ``qbo``."""
+    return str(requests.post(f"{qbo}/_sandbox/realms", json={"customers": 0}, timeout=10).json()["realm_id"])
+
+
+def connect_crm(app: Flask, web: str, realm: str, crm_kind: str, crm_info: dict[str, Any]) -> int:
+    """Connect a CRM sandbox of ``crm_kind`` to ``realm`` as ``crm-qb connection add`` and the QBO consent do, and
+    send its change hooks to crm-qb's web at ``web``; the connection's id."""
+    connection_id, secret = crm_connection(app, crm_kind, crm_info)
+    connect_qbo(app, connection_id, realm)
+    if crm_kind == "hubspot":
+        requests.post(f"{crm_info['api_base']}/_sandbox/webhooks", json={"url": f"{web}/webhooks/hubspot"},
+                      timeout=10).raise_for_status()
+    else:
+        requests.post(f"{crm_info['api_base']}/_sandbox/hooks", json={
+            "url": f"{web}/webhooks/crm/{connection_id}", "secret": secret}, timeout=10).raise_for_status()
+    return connection_id
+
+
+def crm_connection(app: Flask, crm_kind: str, crm_info: dict[str, Any]) -> tuple[int, str]:
+    """A connection to the CRM sandbox, as ``crm-qb connection add`` makes it; its id and hook secret.
+
+    A HubSpot connection names its portal's client secret, so a second portal (another local HubSpot, whose
+    secret is not the app's) is trusted for its own webhooks.
+    """
     with app.app_context():
         if crm_kind == "hubspot":
             api = str(crm_info["api_base"])
             portal = set_up_portal(api, str(crm_info["token"]))
             made = create_hubspot_connection(runtime(app).secrets, api_base=api, token=str(crm_info["token"]),
-                                             portal_id=portal, web_origin_url=api)
+                                             portal_id=portal, client_secret=str(crm_info["client_secret"]),
+                                             web_origin_url=api)
         else:
             made = create_connection(runtime(app).secrets, crm_url=crm_info["api_base"],
                                      crm_token=crm_info["token"])
@@ -180,11 +318,43 @@ def _connection(app: Flask, crm_kind: str, crm_info: dict[str, Any]) -> tuple[in
     return found
 
 
-def start_crm_sandbox(crm_kind: str, port: int, log: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """The reference CRM or the local HubSpot, as a real process on ``port``."""
+def start_crm_sandbox(crm_kind: str, port: int, log: Path, portal_id: int | None = None
+                      ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """The reference CRM or the local HubSpot (portal ``portal_id``: a second portal needs its own) on ``port``."""
     argv = (["crm_qb.cli", "sandbox", "hubspot", "--port", str(port)] if crm_kind == "hubspot"
             else ["crm_qb.sandbox.crm.server", "--port", str(port)])
+    if crm_kind == "hubspot" and portal_id is not None:
+        argv += ["--portal-id", str(portal_id)]
     return start_sandbox(argv, log)
+
+
+@contextmanager
+def running_world(settings: Settings, tmp_path: Path, spawn: Callable[..., subprocess.Popen[bytes]], crm_kind: str,
+                  *, workers: int = 2) -> Iterator[World]:
+    """The QBO sandbox and a CRM of ``crm_kind`` as real processes, wired to crm-qb web and ``workers`` workers;
+    the sandboxes are stopped afterwards (``spawn`` stops crm-qb's own processes)."""
+    qbo_proc, qbo_info = start_sandbox(["crm_qb.cli", "sandbox", "qbo", "--port", str(free_port())],
+                                       tmp_path / "qbo.log")
+    sandboxes = [qbo_proc]
+    try:
+        crm_proc, crm_info = start_crm_sandbox(crm_kind, free_port(), tmp_path / "crm.log")
+        sandboxes.append(crm_proc)
+        yield wire(settings, tmp_path, spawn, qbo_info, crm_info, free_port(), workers=workers, crm_kind=crm_kind)
+    finally:
+        for process in sandboxes:
+            stop(process)
+
+
+@contextmanager
+def second_crm(world: World, tmp_path: Path, crm_kind: str, realm: str) -> Iterator[tuple[Crm, int]]:
+    """Another CRM of ``crm_kind`` (HubSpot: another portal) connected to ``realm`` of the world's QBO sandbox;
+    the CRM and its connection's id. Stopped afterwards."""
+    process, info = start_crm_sandbox(crm_kind, free_port(), tmp_path / "crm2.log", portal_id=62516)
+    try:
+        connection_id = connect_crm(create_app(world.settings), world.web, realm, crm_kind, info)
+        yield Crm(crm_kind, str(info["api_base"]), str(info["token"])), connection_id
+    finally:
+        stop(process)
 
 
 # -- HubSpot as a CRM user sees it ------------------------------------------------------------------------------
@@ -214,6 +384,22 @@ def hubspot_contacts(base: str, token: str) -> list[dict[str, Any]]:
         after = ((page.get("paging") or {}).get("next") or {}).get("after")
         if not after:
             return found
+
+
+def hubspot_tasks(base: str, token: str, contact_id: str) -> list[dict[str, Any]]:
+    """The tasks associated with a HubSpot contact in section 6 shape (the connector's mapping), oldest first."""
+    links = _hubspot_get(base, token, f"/crm/v4/objects/contacts/{contact_id}/associations/tasks")["results"]
+    objects = [_hubspot_get(base, token, f"/crm/v3/objects/tasks/{link['toObjectId']}",
+                            properties=",".join(mapping.TASK_PROPERTIES)) for link in links]
+    tasks = [mapping.task_from_object(obj, contact_id) for obj in sorted(objects, key=lambda o: int(o["id"]))]
+    return [{"id": t.id, "contact_id": t.contact_id, "title": t.title, "description": t.description,
+             "status": t.status, "owner_id": t.owner_id} for t in tasks]
+
+
+def _hubspot_get(base: str, token: str, path: str, **params: str) -> Any:
+    answer = requests.get(f"{base}{path}", params=params, timeout=10, headers={"Authorization": f"Bearer {token}"})
+    answer.raise_for_status()
+    return answer.json()
 
 
 def contact_json(obj: dict[str, Any]) -> dict[str, Any]:
