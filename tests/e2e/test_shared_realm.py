@@ -24,7 +24,7 @@ from crm_qb.models import EventSource, EventStatus, InboundEvent
 from tests.support import wait_for
 from tests.support.e2e import Crm, World, running_world, second_crm
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.hubspot_slow]  # tests/e2e/conftest.py
 
 
 @pytest.fixture
