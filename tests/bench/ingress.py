@@ -5,12 +5,12 @@ the ratio compares like with like. Every webhook is a distinct CloudEvent (its o
 enqueued, not deduplicated) signed with the verifier token. Targets (README, Benchmarks): at least 50% of the
 bare endpoint's throughput, p99 <= 50 ms.
 
-    .venv/bin/python -m tests.bench.ingress [--requests 4000] [--concurrency 8] [--workers 4] [--threads N]
+    .venv/bin/python -m tests.bench.ingress [--requests 4000] [--concurrency 8] [--workers N] [--threads 8]
                                             [--rounds 5] [--database-url URL]
 
 On a shared machine absolute figures drift with the other load, so the two endpoints are measured back to back,
 ``--rounds`` times (bare, then crm-qb, alternating), and the median of the per-round ratios is reported beside
-each round. ``--threads`` runs gunicorn's gthread workers as ``crm-qb web`` does (0: sync workers). Beside
+each round. ``--workers`` and ``--threads`` default to ``crm-qb web``'s (gthread workers; ``--threads 0``: sync). Beside
 throughput, each run reports the gunicorn workers' CPU per request (``server_cpu_ms_per_request``) and its ratio
 (``cpu_ratio``: bare over crm-qb), which the other load of a shared machine moves much less than throughput.
 
@@ -36,6 +36,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from redis import Redis
 
+from crm_qb.cli import web_processes
 from crm_qb.signatures import sign_qbo
 from tests.support import ROOT, free_port
 
@@ -156,8 +157,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=0, help="gthread threads per worker (0: sync workers)")
+    parser.add_argument("--workers", type=int, default=web_processes(), help="default: as crm-qb web")
+    parser.add_argument("--threads", type=int, default=8, help="gthread threads per worker (0: sync workers)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()

@@ -15,7 +15,7 @@ from crm_qb.db import db
 from crm_qb.models import EventSource, EventStatus
 from crm_qb.sync.pipeline.events import Notice
 from tests.support.connections import add_connection, count_events, post_qbo
-from webhooks.groupcommit import GroupCommit
+from webhooks.groupcommit import GroupCommit, autocommits
 
 REALMS = ["9130350000000010", "9130350000000011", "9130350000000012"]
 
@@ -30,6 +30,11 @@ def test_requests_arriving_during_a_commit_share_the_next_one_and_each_gets_its_
     first_wake_entered, release_first_wake = threading.Event(), threading.Event()
     wakes: list[tuple[EventSource, set[str]]] = []
     commits: list[int] = []
+    inserts: list[int] = []
+
+    def count_insert(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO INBOUND_EVENTS"):
+            inserts.append(1)
 
     def wake(source: EventSource, keys: set[str]) -> int:
         wakes.append((source, set(keys)))
@@ -44,6 +49,8 @@ def test_requests_arriving_during_a_commit_share_the_next_one_and_each_gets_its_
 
     with app.app_context():
         event.listen(db.engine, "commit", lambda _conn: commits.append(1))
+        event.listen(db.engine, "before_cursor_execute", count_insert)
+        autocommit = autocommits(db.engine)
     batches = [[_notice(REALMS[i % 3], i), _notice(REALMS[i % 3], 100 + i)] for i in range(6)]
     with ThreadPoolExecutor(6) as pool:
         first = pool.submit(store, batches[0])
@@ -56,7 +63,8 @@ def test_requests_arriving_during_a_commit_share_the_next_one_and_each_gets_its_
     assert [len(new) for new in results] == [2] * 6
     assert all({n.dedupe_key for n in new} == {n.dedupe_key for n in batch}
                for new, batch in zip(results, batches, strict=True))
-    assert len(commits) == 2  # one per group, not one per request
+    assert len(inserts) == 2  # one INSERT per group, not one per request
+    assert len(commits) == (0 if autocommit else 2)  # PostgreSQL: each group's one INSERT commits itself
     assert wakes == [(EventSource.QBO, {REALMS[0]}), (EventSource.QBO, set(REALMS))]  # one wake per realm per group
     assert count_events(app, status=EventStatus.PENDING) == 12
 
@@ -74,6 +82,18 @@ def test_a_request_that_cannot_be_stored_fails_alone(app: Flask) -> None:
             failed = False
         new = group.store(EventSource.QBO, [_notice(REALMS[1], 1)], None, lambda _s, _k: 0)
     assert failed and len(new) == 1
+
+
+def test_a_lost_connection_is_replaced_and_the_group_stored(app: Flask) -> None:
+    group = GroupCommit()
+    with app.app_context():
+        assert len(group.store(EventSource.QBO, [_notice(REALMS[0], 1)], None, lambda _s, _k: 0)) == 1
+        kept = group._lane.connection(db.engine)
+        kept.connection.dbapi_connection.close()  # type: ignore[union-attr]  # the server or network dropped it
+        new = group.store(EventSource.QBO, [_notice(REALMS[0], 2)], None, lambda _s, _k: 0)
+        assert group._lane.connection(db.engine) is not kept
+    assert len(new) == 1
+    assert count_events(app, status=EventStatus.PENDING) == 2
 
 
 def test_concurrent_webhooks_through_the_view_are_all_stored_once(app: Flask) -> None:
