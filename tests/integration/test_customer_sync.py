@@ -273,8 +273,11 @@ def test_a_burst_of_webhooks_costs_one_call(harness: Harness) -> None:
     customers = [harness.qbo.create_customer(DisplayName=f"Burst {n}") for n in range(12)]
     harness.qbo.reset_counts()
     for customer in customers:
-        harness.qbo_hook(customer["Id"], "created")
-        harness.qbo_hook(customer["Id"])  # a duplicate-ish second notice of the same customer
+        # Each event carries the time of its change, as Intuit's do: a CDC read of the burst asks for changes since
+        # the oldest event's time (less 5 s), so a hook stamped "now" on a slow machine could miss the customer.
+        changed = customer["MetaData"]["LastUpdatedTime"]
+        harness.qbo_hook(customer["Id"], "created", time=changed)
+        harness.qbo_hook(customer["Id"], time=changed)  # a duplicate-ish second notice of the same customer
     harness.work()
     assert len(harness.contacts()) == 12
     calls = harness.qbo.requests_by_endpoint()
