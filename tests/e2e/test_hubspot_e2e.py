@@ -37,14 +37,6 @@ def world(settings: Settings, tmp_path: Path, redis_client: Redis,
         yield made
 
 
-def _link_of(world: World, contact_id: str) -> ContactLink | None:
-    with create_app(world.settings).app_context():
-        found = db.session.scalar(select(ContactLink).where(ContactLink.connection_id == world.connection_id,
-                                                            ContactLink.crm_contact_id == contact_id))
-        db.session.remove()
-    return found
-
-
 def test_the_app_card_is_answered_for_hubspots_signed_proxy_call(world: World) -> None:
     world.create_customer(DisplayName="Card Holder", PrimaryEmailAddr={"Address": "card@example.com"})
     contact = wait_for(lambda: world.contact_with(email="card@example.com"), what="the HubSpot contact")
@@ -81,14 +73,14 @@ def test_a_company_only_customer_waits_for_review_instead_of_failing(world: Worl
 def test_hubspot_merge_moves_the_link_and_archive_unlinks(world: World) -> None:
     kept = world.crm_user("POST", "/contacts", {"first_name": "Merge", "last_name": "Keeper",
                                                 "email": "keeper@example.com"})
-    wait_for(lambda: (_link_of(world, kept["id"]) or ContactLink()).state == LinkState.LINKED, timeout=40,
+    wait_for(lambda: (world.link_of(kept["id"]) or ContactLink()).state == LinkState.LINKED, timeout=40,
              what="the first contact to link")
     other = world.crm_user("POST", "/contacts", {"first_name": "Merge", "last_name": "Other",
                                                  "email": "other@example.com"})
     merged = requests.post(f"{world.crm}/_sandbox/objects/contacts/merge", timeout=10, json={
         "primaryObjectId": kept["id"], "objectIdToMerge": other["id"]}).json()
-    wait_for(lambda: (_link_of(world, merged["id"]) or ContactLink()).state == LinkState.LINKED, timeout=40,
+    wait_for(lambda: (world.link_of(merged["id"]) or ContactLink()).state == LinkState.LINKED, timeout=40,
              what="the link to move to HubSpot's new record")
     requests.delete(f"{world.crm}/_sandbox/objects/contacts/{merged['id']}", timeout=10).raise_for_status()
-    wait_for(lambda: (_link_of(world, merged["id"]) or ContactLink()).state == LinkState.UNLINKED, timeout=40,
+    wait_for(lambda: (world.link_of(merged["id"]) or ContactLink()).state == LinkState.UNLINKED, timeout=40,
              what="the archived contact to be unlinked")

@@ -24,8 +24,8 @@ from crm_qb.app import create_app
 from crm_qb.config import Settings
 from crm_qb.db import db
 from crm_qb.models import Conflict, TimeEntry, TimeState
-from tests.support import free_port, stop, wait_for
-from tests.support.e2e import World, start_crm_sandbox, start_sandbox, wire
+from tests.support import wait_for
+from tests.support.e2e import World, running_world
 
 pytestmark = [pytest.mark.e2e]
 
@@ -37,16 +37,10 @@ START_MS = 1_796_050_800_000  # 2026-11-30T15:00:00Z: 30 Nov in the realm's time
 def world(settings: Settings, tmp_path: Path, redis_client: Redis,
           spawn: Callable[..., subprocess.Popen[bytes]]) -> Iterator[World]:
     """The QBO sandbox (its employee Emily Platt, its Design item), the local HubSpot, crm-qb web, two workers."""
-    qbo_proc, qbo_info = start_sandbox(["crm_qb.cli", "sandbox", "qbo", "--port", str(free_port())],
-                                       tmp_path / "qbo.log")
-    hs_proc, hs_info = start_crm_sandbox("hubspot", free_port(), tmp_path / "hubspot.log")
-    try:
-        requests.post(f"{hs_info['api_base']}/_sandbox/owners", json={  # the HubSpot user who logs the time
+    with running_world(settings, tmp_path, spawn, "hubspot") as made:
+        requests.post(f"{made.crm}/_sandbox/owners", json={  # the HubSpot user who logs the time
             "email": "emily.platt@example.com", "firstName": "Emily", "lastName": "Platt"}, timeout=10)
-        yield wire(settings, tmp_path, spawn, qbo_info, hs_info, free_port(), crm_kind="hubspot")
-    finally:
-        for process in (qbo_proc, hs_proc):
-            stop(process)
+        yield made
 
 
 def _hubspot(world: World, method: str, path: str, body: dict[str, Any] | None = None, **params: str) -> Any:
