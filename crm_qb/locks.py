@@ -9,12 +9,18 @@ The lock lives ``ttl`` seconds and a thread renews it every ``ttl / 3`` while it
 however long the work is. ``wait`` is how long ``acquire`` waits for another holder (0: do not wait). Releasing a
 lock that expired meanwhile (Redis flushed, a renewal missed for a whole ttl) is logged, not raised: the work is
 done by then, and the writes it made carry their own versions and tokens.
+
+A holder whose renewals all failed for a whole ttl (a process starved of CPU, Redis unreachable) may have lost the
+lock to another worker while it still works. Short holders finish their piece; long ones (a first sync holds the
+connection's lock for minutes) ask ``lost`` between pages and stop there (``ensure_held``), so two workers never
+go on writing one connection's links side by side.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -39,8 +45,10 @@ class RenewingLock:
         # thread_local=False: the renewing thread uses the token that the acquiring thread got.
         self._lock: Lock = redis.lock(name, timeout=ttl, blocking=wait > 0, blocking_timeout=wait or None,
                                       thread_local=False)
+        self._ttl = ttl
         self._renew_every = ttl / 3
         self._stop = threading.Event()
+        self._lost = threading.Event()
         self._keeper: threading.Thread | None = None
 
     def acquire(self) -> bool:
@@ -48,6 +56,7 @@ class RenewingLock:
         if not self._lock.acquire():
             return False
         self._stop.clear()
+        self._lost.clear()
         self._keeper = threading.Thread(target=self._keep_alive, daemon=True, name=f"lock-{self.name}")
         self._keeper.start()
         return True
@@ -63,26 +72,42 @@ class RenewingLock:
         except LockError:
             log.warning("lock %s had expired before it was released", self.name)
 
+    @property
+    def lost(self) -> bool:
+        """Whether the lock may be another holder's by now: it expired, or no renewal got through for a ttl."""
+        return self._lost.is_set()
+
+    def ensure_held(self, busy: Callable[[], BaseException]) -> None:
+        """Raise ``busy()`` when the lock was lost while held (a long holder calls this between its pieces)."""
+        if self.lost:
+            raise busy()
+
     def _keep_alive(self) -> None:
         """Renew the lock until told to stop; logs failures and never raises."""
+        renewed = time.monotonic()
         while not self._stop.wait(self._renew_every):
             try:
                 self._lock.reacquire()
+                renewed = time.monotonic()
             except LockError:  # lost: expired and maybe taken by another holder
                 log.warning("lock %s was lost while held", self.name)
+                self._lost.set()
                 return
             except RedisError as exc:  # Redis blinked: try again at the next tick, while the ttl lasts
                 log.warning("lock %s not renewed: %s", self.name, type(exc).__name__)
+                if time.monotonic() - renewed >= self._ttl:  # expired by now, wherever Redis is
+                    self._lost.set()
 
 
 @contextmanager
 def held(redis: Redis, name: str, busy: Callable[[], BaseException], *, ttl: float = DEFAULT_TTL_SECONDS,
-         wait: float = DEFAULT_WAIT_SECONDS) -> Iterator[None]:
-    """Hold the lock on ``name`` for the block; raise ``busy()`` when another holder keeps it past ``wait``."""
+         wait: float = DEFAULT_WAIT_SECONDS) -> Iterator[RenewingLock]:
+    """Hold the lock on ``name`` for the block (given to it, for ``ensure_held``); raise ``busy()`` when another
+    holder keeps it past ``wait``."""
     lock = RenewingLock(redis, name, ttl=ttl, wait=wait)
     if not lock.acquire():
         raise busy()
     try:
-        yield
+        yield lock
     finally:
         lock.release()

@@ -7,9 +7,10 @@ needs arrives as an argument, so a test can pass its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 from redis import Redis
 
@@ -34,6 +35,10 @@ SYNC_LOCK_TTL_SECONDS = 6.0
 
 class ConnectionBusyError(TransientError):
     """Another worker holds the connection's sync lock for longer than we wait; retry later."""
+
+
+class ConnectionLockLostError(ConnectionBusyError):
+    """The connection's sync lock expired while its holder worked (renewals failed): stop, retry later."""
 
 
 class ConnectionGoneError(PermanentError):
@@ -65,7 +70,8 @@ class SyncServices:
         """What the CRM connectors use besides their connection: secrets, Redis, the HubSpot app settings."""
         return CrmEnvironment(self.secrets, self.redis, self.keys, self.hubspot)
 
-    def connection_lock(self, connection_id: int, wait: float | None = None) -> AbstractContextManager[None]:
+    @contextmanager
+    def connection_lock(self, connection_id: int, wait: float | None = None) -> Iterator[Callable[[], None]]:
         """Hold the connection's sync lock (renewed while held); ConnectionBusyError after ``wait`` seconds
         (LOCK_WAIT_SECONDS unless given: a drain waits less and gives its worker back, pipeline/drain.py).
 
@@ -74,9 +80,19 @@ class SyncServices:
         merge one link from stale bases. It is per connection (not per link) because one change can touch two
         links (merges) and a link is found by either side's id; a connection's changes are few per second, so
         the coarser lock costs little. No database transaction is open while its holder calls QBO or the CRM.
+
+        The block is given a check to call between its pieces of work: it raises ConnectionLockLostError when no
+        renewal got through for a whole ttl (the lock may be another worker's now), so a long holder (a first
+        sync) stops at a page boundary and its job resumes from its checkpoint, instead of writing links beside
+        the worker that took the lock over.
         """
         def busy() -> ConnectionBusyError:
             return ConnectionBusyError(f"connection {connection_id} is being synced by another worker")
 
-        return held(self.redis, self.keys.sync_lock(connection_id), busy, ttl=SYNC_LOCK_TTL_SECONDS,
-                    wait=LOCK_WAIT_SECONDS if wait is None else wait)
+        def lost() -> ConnectionLockLostError:
+            return ConnectionLockLostError(f"connection {connection_id}: the sync lock was lost while held "
+                                           "(renewals failed for its whole ttl); stopped to resume later")
+
+        with held(self.redis, self.keys.sync_lock(connection_id), busy, ttl=SYNC_LOCK_TTL_SECONDS,
+                  wait=LOCK_WAIT_SECONDS if wait is None else wait) as lock:
+            yield partial(lock.ensure_held, lost)

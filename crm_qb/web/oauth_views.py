@@ -34,7 +34,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from crm_qb.db import db, utcnow
 from crm_qb.errors import CrmQbError
-from crm_qb.locks import held
+from crm_qb.locks import RenewingLock, held
 from crm_qb.models import AuditEntry, Connection, QboStatus
 from crm_qb.qbo.company import refresh_company
 from crm_qb.qbo.idtoken import IdTokenError
@@ -271,7 +271,7 @@ def _audit(connection_id: int, action: str, diff: dict[str, object]) -> None:
                               entity_id=str(connection_id), diff=diff, outcome="ok"))
 
 
-def _token_lock(connection_id: int) -> AbstractContextManager[None]:
+def _token_lock(connection_id: int) -> AbstractContextManager[RenewingLock]:
     """Hold the connection's token lock (TokenManager's) so a refresh in flight cannot undo a connect or disconnect."""
     rt = runtime()
     busy = PageError(503, "Busy", "QuickBooks tokens are being refreshed right now. Please try again in a minute.",

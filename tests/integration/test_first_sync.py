@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -499,3 +500,54 @@ def test_the_first_sync_sends_billable_time_logged_before_it_and_reports_each_ac
             ctx.close()
     assert (time["CustomerRef"]["value"], time["Hours"], time["Minutes"]) == (ids["customer"], 2, 0)
     assert time["Description"].startswith("Workshop")
+
+
+def test_a_first_sync_that_lost_its_lock_stops_after_the_page_and_resumes_without_duplicates(
+        seeded: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker starved past the lock's ttl may find another worker holding the connection's lock: the first sync
+    stops at the end of its page (kept and recorded) instead of writing links beside it, and resumes later."""
+    from crm_qb.sync import services as services_module
+    from crm_qb.sync.services import ConnectionLockLostError
+
+    h = seeded
+    run_id = open_and_preview(h)
+    preview = run_state(h, run_id)["preview"]
+    rt = runtime(h.app)
+    lock_key = rt.keys.sync_lock(h.connection_id)
+    monkeypatch.setattr(services_module, "SYNC_LOCK_TTL_SECONDS", 0.3)  # renewed every 0.1 s
+    saved_page = service._Sink.page
+    pages: list[str] = []
+
+    def page_then_taken_over(sink: Any, phase: str, records: Any, checkpoint: Any) -> None:
+        saved_page(sink, phase, records, checkpoint)
+        pages.append(phase)
+        if len(pages) == 1:  # after the first page another worker takes the lock over
+            rt.redis.set(lock_key, "another-worker", px=30_000)
+            time.sleep(0.4)
+
+    monkeypatch.setattr(service._Sink, "page", page_then_taken_over)
+    with h.app.app_context():
+        assert service.start(rt.jobs, run_id) is True  # its job waits in the queue; run here, with small pages
+        with pytest.raises(ConnectionLockLostError):
+            service.execute(rt.sync_services(), run_id, page_size=5)
+    assert pages == ["customers"]  # stopped after its first page
+    assert rt.redis.get(lock_key) == b"another-worker"  # the new holder's lock was left alone
+    with h.app.app_context():
+        run = store.run_of(run_id)
+        assert run is not None and run.state == "running" and run.checkpoint["customers"] == 5
+        db.session.rollback()
+    first_links = {link.qbo_customer_id for link in h.links()}
+    assert first_links  # the page's work is kept
+
+    rt.redis.delete(lock_key)  # the other worker is done
+    monkeypatch.setattr(service._Sink, "page", saved_page)
+    h.work()  # the queued job resumes the run
+    status = run_state(h, run_id)["status"]
+    assert status["state"] == "done"
+    assert status["counts"] == {key: preview[key] for key in COUNT_KEYS}
+    links = h.links()
+    assert len({link.qbo_customer_id for link in links}) == len(links)
+    assert len({link.crm_contact_id for link in links if link.crm_contact_id}) == len(
+        [link for link in links if link.crm_contact_id])
+    emails = [c.get("email") for c in h.contacts() if c.get("email")]
+    assert len(emails) == len(set(emails))  # no contact created twice

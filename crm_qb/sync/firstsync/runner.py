@@ -276,8 +276,8 @@ class _Recording:
             self.note("Activity", activity_id, TIME_COUNTERS.get(outcome, "skipped"))
         super().time_page(outcomes)  # type: ignore[misc]
 
-    def page_done(self, phase: str) -> None:
-        super().page_done(phase)  # type: ignore[misc]
+    def count_page(self, phase: str) -> None:
+        super().count_page(phase)  # type: ignore[misc]
         self.complete(self.pending)
         self.advance(phase)
         self.sink.page(phase, self.pending, self.checkpoint)
@@ -321,7 +321,8 @@ class RecordedRun(_Recording, _Run):
         if self.dates is None:
             super().execute()
             return
-        with self.services.connection_lock(self.ctx.connection_id):
+        with self.services.connection_lock(self.ctx.connection_id) as still_held:
+            self.still_held = still_held
             self.transactions()
 
 

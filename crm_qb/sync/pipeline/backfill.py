@@ -243,10 +243,13 @@ class _Run:
     # object's outcome and resumes from a checkpoint (the console's first sync, sync/firstsync) turns them off: its
     # per-object records and resumable walks see each object once, on this thread.
     overlap: bool = True
+    # The sync lock's check (SyncServices.connection_lock); a history import's walk sets its own.
+    still_held: Callable[[], None] = staticmethod(lambda: None)
 
     def execute(self) -> None:
         store = RedisStore(self.services.redis, self.services.keys.backfill_index(self.ctx.connection_id))
-        with self.services.connection_lock(self.ctx.connection_id):
+        with self.services.connection_lock(self.ctx.connection_id) as still_held:
+            self.still_held = still_held
             if self.overlap:
                 self.creator = ContactCreator(second_connector(self.services, self.ctx.connection_id))
                 self.pager = QboPager(self.services, self.ctx)
@@ -288,6 +291,12 @@ class _Run:
         self.page_done(TIME)
 
     def page_done(self, phase: str) -> None:
+        """Count the page (and record it, in a recorded run); then stop if the sync lock was lost meanwhile: the
+        page's writes are kept and counted, the next page is not started (a recorded run resumes after it)."""
+        self.count_page(phase)
+        self.still_held()
+
+    def count_page(self, phase: str) -> None:
         counts = self.report.phases[phase]
         counts.pages += 1
         if self.progress:

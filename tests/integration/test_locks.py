@@ -1,0 +1,63 @@
+"""The renewing Redis lock: renewed while held, and a holder that lost it (expired, taken over) is told so."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from crm_qb.locks import RenewingLock
+
+
+class Busy(Exception):
+    pass
+
+
+def test_a_held_lock_outlives_its_ttl_while_renewed(redis_client: Redis) -> None:
+    lock = RenewingLock(redis_client, "test:lock:renewed", ttl=0.3, wait=0)
+    assert lock.acquire()
+    try:
+        time.sleep(0.8)  # more than two ttls
+        assert not lock.lost
+        lock.ensure_held(Busy)
+        assert redis_client.exists("test:lock:renewed")
+        assert not RenewingLock(redis_client, "test:lock:renewed", ttl=0.3, wait=0).acquire()
+    finally:
+        lock.release()
+    assert not redis_client.exists("test:lock:renewed")
+
+
+def test_a_lock_taken_over_is_reported_lost_and_the_new_holder_keeps_it(redis_client: Redis) -> None:
+    lock = RenewingLock(redis_client, "test:lock:taken", ttl=0.3, wait=0)
+    assert lock.acquire()
+    redis_client.set("test:lock:taken", "another-worker", px=5000)  # as if it expired and another worker took it
+    deadline = time.monotonic() + 2
+    while not lock.lost and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert lock.lost
+    with pytest.raises(Busy):
+        lock.ensure_held(Busy)
+    lock.release()  # logged, not raised; and the other holder's lock is left alone
+    assert redis_client.get("test:lock:taken") == b"another-worker"
+    redis_client.delete("test:lock:taken")
+
+
+def test_renewals_failing_for_a_whole_ttl_count_as_lost(redis_client: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = RenewingLock(redis_client, "test:lock:unreachable", ttl=0.3, wait=0)
+    assert lock.acquire()
+    try:
+        def unreachable() -> bool:
+            raise RedisConnectionError("Redis went away")
+
+        monkeypatch.setattr(lock._lock, "reacquire", unreachable)
+        time.sleep(0.15)
+        assert not lock.lost  # one failed renewal: the ttl still runs
+        deadline = time.monotonic() + 2
+        while not lock.lost and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert lock.lost
+    finally:
+        monkeypatch.undo()
+        lock.release()
