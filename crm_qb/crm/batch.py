@@ -7,6 +7,11 @@ permanent error the CRM gave for that body (the others are kept). Transient fail
 
 Reading many is optional the same way (HubSpot's batch read; the REST contract has none): ``read_many`` answers
 what one batch read found, and nothing for a CRM without it, whose contacts are then read one by one.
+
+So is remembering contacts another connector of the same account just answered (``adopt``): the backfill creates
+contacts on a second connector (its own thread and session) and links them on the first; a connector that re-reads
+a contact before writing it (HubSpot: no conditional writes) and keeps what it last saw skips that read for a
+contact whose version it was handed.
 """
 
 from __future__ import annotations
@@ -63,3 +68,20 @@ def read_many(crm: CrmConnector, ids: Sequence[str]) -> dict[str, Contact]:
         return {}
     wanted = set(ids)
     return {contact.id: contact for contact in crm.read_contacts(list(ids)) if contact.id in wanted}
+
+
+@runtime_checkable
+class RemembersContacts(Protocol):
+    """A connector that keeps the contacts it last saw (and skips reads for them)."""
+
+    def remember_contacts(self, contacts: Sequence[Contact]) -> None:
+        """Keep ``contacts`` as just answered by the CRM (another connector of the same account read or wrote
+        them)."""
+        ...
+
+
+def adopt(crm: CrmConnector, contacts: Sequence[Contact]) -> None:
+    """Hand ``crm`` contacts another connector of its account just created or read (a no-op for a CRM that keeps
+    none: the REST contract's writes carry the version and need no read first)."""
+    if contacts and isinstance(crm, RemembersContacts):
+        crm.remember_contacts(contacts)

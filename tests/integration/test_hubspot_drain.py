@@ -192,3 +192,33 @@ def test_changes_of_several_contacts_in_one_drain_are_one_batch_read(world: Worl
     for n, contact in enumerate(contacts):
         customer = world.qbo.customer(str(world.link_of(contact["id"]).qbo_customer_id))
         assert customer["PrimaryPhone"]["FreeFormNumber"] == f"+1 555 010{n}"
+
+
+def test_a_backfill_links_the_contacts_it_created_without_reading_each_again(world: World) -> None:
+    """The backfill creates contacts on a second connector (its own thread); linking them on the first must not
+    re-read each from HubSpot (it did: one GET per created contact, 267 of a 300-customer backfill's 278 calls)."""
+    from crm_qb.sync.pipeline.backfill import run_backfill
+
+    made = [world.qbo.create_customer(DisplayName=f"Backfilled {n}", GivenName="Back", FamilyName=f"Filled{n}",
+                                      PrimaryEmailAddr={"Address": f"backfilled{n}@example.com"})
+            for n in range(12)]
+    world.reset_calls()
+    with world.app.app_context():
+        report = run_backfill(runtime(world.app).sync_services(), world.connection_id)
+        db.session.remove()
+    assert report.phases["customers"].created == len(made)
+    calls = world.hubspot_calls()
+    assert calls.get("POST /crm/v3/objects/<object_type>/batch/create") == 1
+    assert "GET /crm/v3/objects/<object_type>/<object_id>" not in calls, calls
+    for customer in made:
+        link = world.link_of(world_contact_id(world, customer["Id"]))
+        assert link.state == LinkState.LINKED and link.qbo_customer_id == customer["Id"]
+
+
+def world_contact_id(world: World, customer_id: str) -> str:
+    """The CRM contact linked to a QBO customer."""
+    with world.app.app_context():
+        contact_id = db.session.scalars(select(ContactLink.crm_contact_id).where(
+            ContactLink.qbo_customer_id == customer_id)).one()
+        db.session.rollback()
+        return str(contact_id)

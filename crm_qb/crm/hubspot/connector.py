@@ -445,6 +445,11 @@ class HubSpotConnector:
                     "POST", COMPANIES, json={"properties": {"name": name}})["id"])
         return self._companies[key]
 
+    def remember_contacts(self, contacts: Sequence[Contact]) -> None:
+        """Keep contacts another connector of this portal just created or read (``crm.batch.adopt``)."""
+        for contact in contacts:
+            self._remember(contact)
+
     def _remember(self, contact: Contact) -> Contact:
         """Keep what HubSpot just answered for ``contact`` (the most recent SEEN_CONTACTS: memory stays flat)."""
         self._seen.pop(contact.id, None)

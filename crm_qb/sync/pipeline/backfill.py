@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from crm_qb.crm.batch import Created
+from crm_qb.crm.batch import Created, adopt
 from crm_qb.crm.errors import CrmAuthError, CrmNotFoundError, CrmPermanentError
 from crm_qb.crm.protocol import Contact
 from crm_qb.db import db, utcnow
@@ -382,6 +382,7 @@ class _Run:
         made = [(planned, result) for planned, result in batch if isinstance(result, Contact)]
         if self.index is not None:
             self.index.add_many(contact_entry(contact) for _planned, contact in made)
+        adopt(self.ctx.crm, [contact for _planned, contact in made])  # created on the creator's connector
         units: list[tuple[LinkRecord, Record]] = []
         for planned, result in batch:
             outcome = self.guarded("Customer", str(planned.customer["Id"]), partial(self.first_link, planned, result,
