@@ -1,6 +1,7 @@
 """Benchmark: a full backfill of a seeded QBO sandbox realm against the rate limit, and its memory at two sizes.
 
     .venv/bin/python -m tests.bench.backfill [--sizes 2000:6000,20000:60000] [--full] [--database-url URL]
+        [--first-sync]
 
 For each size (customers:transactions; ``--full`` is 100000:300000, the size of the README's backfill target) a
 fresh child process starts the QBO sandbox and the reference CRM as their own processes (``crm-qb sandbox
@@ -15,6 +16,11 @@ used meanwhile (``sandbox_cpu_s``, from /proc: they run on the same cores, so on
 the wall time), the host's 1-minute load average at the end, and the child's peak RSS (``resource.getrusage``,
 which also covers the setup; the sandboxes run in other processes). Comparing the two sizes shows whether memory
 grows with the data.
+
+``--first-sync`` measures the console's first sync instead (``crm_qb/sync/firstsync``: the same backfill, every
+object's outcome recorded and a checkpoint saved per page, pages read on one thread): its preview is computed
+first (reported as ``preview_s``, not in the wall time), then the run is started and executed in-process, and
+its phases are the run's counts.
 
 Uses Redis database 12 (``CRM_QB_BENCH_REDIS_URL`` overrides it; its keys, all under its prefix, are deleted
 before and after, nothing else), a fresh SQLite file per size unless ``--database-url`` names an empty PostgreSQL
@@ -116,8 +122,9 @@ def _sandboxes_cpu(started: list[tuple[subprocess.Popen[bytes], dict[str, Any]]]
                                                                                        strict=True)}
 
 
-def run_one(customers: int, transactions: int, database_url: str | None) -> dict[str, Any]:
-    """Set up one size, backfill it, and return the measurements (called in a child process)."""
+def run_one(customers: int, transactions: int, database_url: str | None,
+            first_sync: bool = False) -> dict[str, Any]:
+    """Set up one size, backfill it (or run its first sync), and return the measurements (in a child process)."""
     from crm_qb.app import create_app
     from crm_qb.runtime import runtime
     from crm_qb.sync.pipeline.backfill import run_backfill
@@ -141,18 +148,27 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
             crm_control = crm["api_base"].rstrip("/") + "/_sandbox"
             crm_limit = requests.get(f"{crm_control}/limits", timeout=10).json()
             requests.post(f"{crm_control}/reset", timeout=10).raise_for_status()  # empty CRM; counts from zero
+            preview_s = None
+            if first_sync:
+                run_id, preview_s = _previewed_first_sync(app, connection_id)
+                requests.delete(f"{control}/realms/{realm}/requests", timeout=10).raise_for_status()
+            crm_before = requests.get(f"{crm_control}/requests", timeout=10).json()
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             cpu_before, sandboxes_before = _cpu_seconds(), _sandboxes_cpu(started)
             began = time.monotonic()
             with app.app_context():
-                report = run_backfill(runtime(app).sync_services(), connection_id)
+                if first_sync:
+                    phases = _first_sync(app, run_id)
+                else:
+                    phases = {name: {k: v for k, v in counts_.items() if v} for name, counts_ in
+                              run_backfill(runtime(app).sync_services(), connection_id).to_json()["phases"].items()}
             wall = time.monotonic() - began
             cpu = _cpu_seconds() - cpu_before
             sandboxes_cpu = {kind: round(used - sandboxes_before[kind], 1)
                              for kind, used in _sandboxes_cpu(started).items()}
             load = os.getloadavg()[0]
             counts = requests.get(f"{control}/realms/{realm}/requests", timeout=10).json()
-            crm_counts = requests.get(f"{crm_control}/requests", timeout=10).json()
+            crm_counts = _less(requests.get(f"{crm_control}/requests", timeout=10).json(), crm_before)
         finally:
             for process, _info in started:
                 process.terminate()
@@ -176,9 +192,43 @@ def run_one(customers: int, transactions: int, database_url: str | None) -> dict
         "rate_limit_min_s": round(allowed, 1), "ratio": round(wall / allowed, 2) if allowed else None,
         "peak_rss_mb_before_backfill": round(rss_before / 1024, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "phases": {name: {k: v for k, v in counts_.items() if v} for name, counts_ in
-                   report.to_json()["phases"].items()},
+        "phases": phases, **({"first_sync": True, "preview_s": preview_s} if first_sync else {}),
     }
+
+
+def _previewed_first_sync(app: Any, connection_id: int) -> tuple[int, float]:
+    """Open the connection's first sync and compute its preview here; the run id and the preview's seconds."""
+    from crm_qb.runtime import runtime
+    from crm_qb.sync.firstsync import service
+
+    with app.app_context():
+        rt = runtime(app)
+        run_id = service.open_first_sync(None, connection_id).id
+        began = time.monotonic()
+        previewed = service.preview_here(rt.sync_services(), run_id, page_size=rt.settings.backfill_page_size)
+        if previewed is None or previewed.state != "previewed":
+            raise RuntimeError(f"the preview did not finish: {previewed.state if previewed else 'refused'}")
+        return run_id, round(time.monotonic() - began, 1)
+
+
+def _first_sync(app: Any, run_id: int) -> dict[str, Any]:
+    """Start the previewed run and execute it here (as a worker would); its counts."""
+    from crm_qb.runtime import runtime
+    from crm_qb.sync.firstsync import service
+
+    rt = runtime(app)
+    service.start(rt.jobs, run_id)  # queues its job too; no worker runs here
+    run = service.execute(rt.sync_services(), run_id, page_size=rt.settings.backfill_page_size)
+    if run is None or run.state != "done":
+        raise RuntimeError(f"the first sync did not finish: {run.state if run else 'gone'}")
+    return {"run": service.status_json(run)["counts"]}
+
+
+def _less(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """Request counts made between two readings of the reference CRM's ``/requests``."""
+    endpoints = {name: n - before.get("endpoints", {}).get(name, 0) for name, n in after["endpoints"].items()}
+    return {"total": int(after["total"]) - int(before["total"]),
+            "endpoints": {name: n for name, n in endpoints.items() if n}}
 
 
 def main() -> None:
@@ -187,17 +237,20 @@ def main() -> None:
     parser.add_argument("--sizes", default="2000:6000,20000:60000", help="customers:transactions, comma-separated")
     parser.add_argument("--full", action="store_true", help="also the target size, 100000:300000")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--first-sync", action="store_true",
+                        help="measure the console's first sync (preview, then the recorded run) instead")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         customers, transactions = (int(n) for n in args.one.split(":"))
-        print(json.dumps(run_one(customers, transactions, args.database_url)))
+        print(json.dumps(run_one(customers, transactions, args.database_url, args.first_sync)))
         return
     sizes = args.sizes.split(",") + (["100000:300000"] if args.full else [])
     results = []
     for size in sizes:
         argv = [sys.executable, "-m", "tests.bench.backfill", "--one", size]
         argv += ["--database-url", args.database_url] if args.database_url else []
+        argv += ["--first-sync"] if args.first_sync else []
         child = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False,
                                env={**os.environ, "CRM_QB_LOG_LEVEL": "WARNING"})
         if child.returncode != 0:

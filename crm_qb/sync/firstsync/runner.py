@@ -39,6 +39,7 @@ from crm_qb.sync.pipeline.backfill import (
     ALL_CUSTOMERS,
     CONTACTS,
     CUSTOMERS,
+    PENDING,
     TIME,
     TIME_COUNTERS,
     TRANSACTIONS,
@@ -248,7 +249,12 @@ class _Recording:
                 raise
 
         counter = cast(str, super().guarded(entity, object_id, watched, rollback))  # type: ignore[misc]
-        self.note(entity, object_id, counter, caught[-1] if caught and counter == "failed" else None)
+        if counter != PENDING:  # a contact still being created is noted when its batch is linked (``settled``)
+            self.note(entity, object_id, counter, caught[-1] if caught and counter == "failed" else None)
+        return counter
+
+    def settled(self, entity: str, object_id: str, counter: str, error: Exception | None = None) -> str:
+        self.note(entity, object_id, counter, error)
         return counter
 
     def note(self, entity: str, object_id: str, counter: str, error: Exception | None = None) -> None:
@@ -299,7 +305,12 @@ class _Recording:
 class RecordedRun(_Recording, _Run):
     """The first sync (``dates`` None) or a history import, writing, recorded page by page."""
 
-    overlap = False  # every object noted once, in walk order, so records and checkpoints stay exact
+    # Pages read on this thread (the resumable walk sees each once); contacts created in batches, every batch of
+    # a page linked and noted before the page is recorded, so records and checkpoints stay exact.
+    read_ahead = False
+
+    def link_created(self, wait: bool) -> None:
+        super().link_created(wait=True)
 
     def complete(self, rows: list[RecordRow]) -> None:
         customers = {r.object_id: r for r in rows if r.entity == "Customer" and r.action != "failed"}
@@ -312,10 +323,7 @@ class RecordedRun(_Recording, _Run):
     def mirror_page(self, entity: str, page: list[dict[str, Any]]) -> None:
         for txn in page:
             self.names[(entity, str(txn.get("Id")))] = _txn_name(entity, txn)
-        # One by one (not the bulk mirror), so each transaction's outcome is noted with its own error.
-        counts = self.report.phases[TRANSACTIONS]
-        counts.by_type[entity] = counts.by_type.get(entity, 0) + len(page)
-        self.mirror_each(entity, page)
+        super().mirror_page(entity, page)  # each transaction noted with its own error
 
     def execute(self) -> None:
         if self.dates is None:

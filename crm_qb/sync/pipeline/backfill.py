@@ -240,9 +240,11 @@ class _Run:
     pager: QboPager | None = None
     index: CandidateIndex | None = None
     # Batched CRM creates and QBO read-ahead on their own threads (pipeline/overlap.py). A run that records every
-    # object's outcome and resumes from a checkpoint (the console's first sync, sync/firstsync) turns them off: its
-    # per-object records and resumable walks see each object once, on this thread.
-    overlap: bool = True
+    # object's outcome and resumes from a checkpoint (the console's first sync, sync/firstsync) keeps the batched
+    # creates, settling each page's before the page is recorded, and reads its pages on this thread: its
+    # resumable walk must see each page once.
+    batch_creates: bool = True
+    read_ahead: bool = True
     # The sync lock's check (SyncServices.connection_lock); a history import's walk sets its own.
     still_held: Callable[[], None] = staticmethod(lambda: None)
 
@@ -250,8 +252,9 @@ class _Run:
         store = RedisStore(self.services.redis, self.services.keys.backfill_index(self.ctx.connection_id))
         with self.services.connection_lock(self.ctx.connection_id) as still_held:
             self.still_held = still_held
-            if self.overlap:
+            if self.batch_creates:
                 self.creator = ContactCreator(second_connector(self.services, self.ctx.connection_id))
+            if self.read_ahead:
                 self.pager = QboPager(self.services, self.ctx)
             try:
                 store.drop()
@@ -397,8 +400,8 @@ class _Run:
                 customer, contact = pairs[str(link.crm_contact_id)]
                 counts.add(self.guarded("Customer", str(customer["Id"]), partial(self.linked, customer, contact)))
             return
-        for _unit in units:
-            counts.add("created")
+        for link, _record in units:
+            counts.add(self.settled("Customer", str(link.qbo_customer_id), "created"))
         log.info("backfill connection=%s: linked %d customers to new CRM contacts job=%s", self.ctx.connection_id,
                  len(units), self.ctx.job_id)
 
@@ -437,7 +440,9 @@ class _Run:
             self.mirror_each(entity, page)
             return
         for txn, result in zip(page, results, strict=True):
-            counts.add(_counted(self.ctx, entity, str(txn.get("Id")), result))
+            counter = _counted(self.ctx, entity, str(txn.get("Id")), result)
+            counts.add(self.settled(entity, str(txn.get("Id")), counter,
+                                    result if isinstance(result, Exception) else None))
 
     def mirror_each(self, entity: str, page: list[dict[str, Any]]) -> None:
         counts = self.report.phases[TRANSACTIONS]
@@ -465,6 +470,11 @@ class _Run:
         if link is not None:
             return {LinkState.LINKED: "unchanged", LinkState.REVIEW: "review"}.get(link.state, "skipped")
         return outcome_counter(link_new_contact(self.ctx, contact, []))
+
+    def settled(self, entity: str, object_id: str, counter: str, error: Exception | None = None) -> str:
+        """The counter of an object settled outside ``guarded`` (a bulk page, a batch of first links); a
+        recorded run notes it here."""
+        return counter
 
     def guarded(self, entity: str, object_id: str, unit: Callable[[], str], rollback: bool = True) -> str:
         """Run one object's unit; a permanent failure of that object is counted, anything else propagates."""
