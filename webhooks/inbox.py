@@ -7,7 +7,7 @@ sweep enqueues it later. The hot path does one INSERT, one COMMIT and (in a burs
 round trip: routing a realm to its connections is left to the worker. Storing is the event state machine's
 (``crm_qb.sync.pipeline.events.store``); waking goes through the queue port. The views store through
 ``store_and_wake``: concurrent webhooks of one process share one commit and one wake per realm
-(``webhooks.groupcommit``).
+(``webhooks.groupcommit``, the app's ``Runtime.ingress``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from crm_qb.models import EventSource
 from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.events import Notice
-from webhooks.groupcommit import GROUP
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ def dispatch_crm(new: Iterable[Notice], connection_id: int) -> int:
 
 def store_and_wake(source: EventSource, notices: Sequence[Notice], connection_id: int | None = None) -> list[Notice]:
     """Store and commit notices (group-committed with the process's concurrent webhooks), then wake; the new ones."""
-    return GROUP.store(source, notices, connection_id, _wake)
+    return runtime().ingress.store(source, notices, connection_id, _wake)
 
 
 def _wake(source: EventSource, keys: set[str]) -> int:
