@@ -47,7 +47,7 @@ from crm_qb.runtime import Wake
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.events import Notice
 
-POSTGRESQL_LANES = 2  # one group flushing its commit, the next one storing (README, Benchmarks)
+POSTGRESQL_LANES = int(os.environ.get("ING3_LANES", "2"))  # TEMP experiment
 
 
 def _held_lock() -> threading.Lock:
@@ -206,7 +206,7 @@ def _commit(group: list[_Ticket], lane: _Lane, engine: Engine, retried: bool = F
     """Store the group and commit on ``lane`` (each request alone if that fails); settle every ticket."""
     try:
         conn = lane.connection(engine)
-        if autocommits(engine) and _one_statement(group, engine):
+        if autocommits(engine) and _one_statement(group):
             _store(group, conn)  # committed when the statement returns
         elif autocommits(engine):
             with engine.begin() as tx:  # several statements: one transaction, from the pool
@@ -237,10 +237,9 @@ def _streams(group: list[_Ticket]) -> dict[tuple[EventSource, int | None], list[
     return streams
 
 
-def _one_statement(group: list[_Ticket], engine: Engine) -> bool:
-    """Whether storing the group is one INSERT (SQLAlchemy sends up to its page size of rows in one statement)."""
-    return (len(_streams(group)) == 1
-            and sum(len(t.notices) for t in group) <= engine.dialect.insertmanyvalues_page_size)
+def _one_statement(group: list[_Ticket]) -> bool:
+    """Whether storing the group is one INSERT (up to ``events.ROWS_PER_INSERT`` notices of one stream)."""
+    return len(_streams(group)) == 1 and sum(len(t.notices) for t in group) <= events.ROWS_PER_INSERT
 
 
 def _store(group: list[_Ticket], conn: Connection) -> None:

@@ -259,3 +259,50 @@ def _wait_until(condition: Callable[[], bool], seconds: float = 30) -> None:
     while not condition():
         assert datetime.now(UTC).timestamp() < deadline, "condition not met in time"
         threading.Event().wait(0.01)
+
+
+def test_the_driver_level_insert_stores_what_the_core_insert_stores(app: Flask) -> None:
+    from sqlalchemy import select
+
+    from crm_qb.models import InboundEvent
+    from crm_qb.sync.pipeline import events
+
+    def kinds(prefix: str) -> list[Notice]:
+        return [Notice(f"{prefix}:synced", REALMS[0], "Customer", "7", "Update", datetime(2026, 12, 2, 1, tzinfo=UTC),
+                       {"note": "caf\u00e9", "n": [1, 2]}),
+                Notice(f"{prefix}:ignored", REALMS[0], "Vendor", "8", "Create", None, {}),
+                Notice(f"{prefix}:rejected", REALMS[0], "Customer", "x" * 500, "Update", None, {"a": None})]
+
+    def columns(key: str) -> dict[str, object]:
+        row = db.session.scalars(select(InboundEvent).where(InboundEvent.dedupe_key == key)).one()
+        return {c.name: getattr(row, c.key) for c in InboundEvent.__table__.c
+                if c.name not in ("id", "dedupe_key", "received_at")}
+
+    with app.app_context():
+        driver = db.engine.connect()
+        with driver.begin():
+            new_driver = events.store(EventSource.QBO, kinds("driver"), None, driver)
+        driver.close()
+        new_core = events.store(EventSource.QBO, kinds("core"))  # the session's Core INSERT
+        db.session.commit()
+        assert [n.dedupe_key for n in new_driver] == ["driver:synced"]
+        assert [n.dedupe_key for n in new_core] == ["core:synced"]
+        for kind in ("synced", "ignored", "rejected"):
+            assert columns(f"driver:{kind}") == columns(f"core:{kind}")
+        received = db.session.scalars(select(InboundEvent.received_at)).all()
+        assert all(r.tzinfo is not None and abs(datetime.now(UTC) - r).total_seconds() < 60 for r in received)
+
+
+def test_a_group_larger_than_one_statement_is_stored_in_pages_once_each(app: Flask) -> None:
+    from crm_qb.sync.pipeline import events
+
+    notices = [_notice(REALMS[0], n) for n in range(events.ROWS_PER_INSERT * 2 + 7)]
+    inserts = _Inserts(app)
+    with app.app_context():
+        first = GroupCommit().store(EventSource.QBO, notices, None, _no_wake)
+        extra = _notice(REALMS[0], 1000)
+        again = GroupCommit().store(EventSource.QBO, [*notices[-3:], extra], None, _no_wake)
+    assert [n.dedupe_key for n in first] == [n.dedupe_key for n in notices]
+    assert again == [extra]  # the repeated ones were stored once, by the first
+    assert inserts.count == 3 + 1
+    assert count_events(app) == len(notices) + 1
