@@ -33,6 +33,7 @@ one process (tests build many) never share lanes, and a forked child opens its o
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ from crm_qb.runtime import Wake
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.events import Notice
 
+log = logging.getLogger(__name__)
 POSTGRESQL_LANES = int(os.environ.get("ING3_LANES", "2"))  # TEMP experiment
 
 
@@ -142,6 +144,7 @@ class GroupCommit:
         self._free: list[_Lane] = []
         self._opened = 0
         self._lanes = lanes  # None: as many as the engine allows (``lanes_for``)
+        self._waker = _Waker()
 
     def store(self, source: EventSource, notices: Sequence[Notice], connection_id: int | None,
               wake: Wake) -> list[Notice]:
@@ -183,10 +186,8 @@ class GroupCommit:
         finally:
             self._hand_on(lane)
         try:
-            for source in (EventSource.QBO, EventSource.CRM):
-                keys = set().union(*(t.wake_keys() for t in group if t.source == source))
-                if keys:
-                    wake(source, keys)
+            self._waker.wake({source: set().union(*(t.wake_keys() for t in group if t.source == source))
+                              for source in (EventSource.QBO, EventSource.CRM)}, wake)
         finally:
             for member in group[1:]:
                 member.release()
@@ -200,6 +201,80 @@ class GroupCommit:
         if successor is not None:
             successor.lane = lane
             successor.release()
+
+
+class _Waker:
+    """Sends the wakes of one process's groups: at once when none is under way, else after the one under way.
+
+    A leader whose group committed while no wake was being sent sends its own, before its group answers (a
+    request alone is answered after its drain was woken, as before). One that finds a wake under way (another
+    leader's, on the other lane or just before it) adds its keys and answers: the thread sending the wake under
+    way leaves them to the process's waker thread, which sends every key added meanwhile in one more round,
+    so a burst costs a few Redis round trips where it cost one per group. Either way the keys go out after the
+    commit they follow. A process killed before the waker thread sent them leaves committed events unwoken;
+    the sweep wakes them (README, Benchmarks). The waker thread is started on first need, and again in a forked
+    child (threads do not survive a fork).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy = False
+        self._pending: dict[EventSource, set[str]] = {}
+        self._wanted = threading.Semaphore(0)
+        self._thread_pid = 0
+        self._wake: Wake | None = None
+
+    def wake(self, keys: dict[EventSource, set[str]], wake: Wake) -> None:
+        """Wake the drains of ``keys`` with ``wake``: now, or after the wake under way (then without waiting)."""
+        if not any(keys.values()):
+            return
+        with self._lock:
+            if self._busy:
+                self._add(keys, wake)
+                return
+            self._busy = True
+        try:
+            _send(keys, wake)
+        finally:
+            with self._lock:
+                self._busy = bool(self._pending)  # keys added meanwhile: the waker thread's now
+                start = self._busy and self._thread_pid != os.getpid()
+                if start:
+                    self._thread_pid = os.getpid()
+            if self._busy:
+                self._hand_to_thread(start)
+
+    def _add(self, keys: dict[EventSource, set[str]], wake: Wake) -> None:
+        for source, found in keys.items():
+            if found:
+                self._pending.setdefault(source, set()).update(found)
+        self._wake = wake
+
+    def _hand_to_thread(self, start: bool) -> None:
+        if start:
+            threading.Thread(target=self._run, name="crm-qb-waker", daemon=True).start()
+        self._wanted.release()
+
+    def _run(self) -> None:
+        """The waker thread: send what was added while a wake was under way, until nothing is left; then wait."""
+        while True:
+            self._wanted.acquire()
+            while True:
+                with self._lock:
+                    keys, self._pending, wake = self._pending, {}, self._wake
+                    if not keys or wake is None:
+                        self._busy = False
+                        break
+                try:
+                    _send(keys, wake)
+                except Exception:  # a side channel: the events are committed and the sweep wakes them
+                    log.exception("waking drains failed; the sweep will enqueue them")
+
+
+def _send(keys: dict[EventSource, set[str]], wake: Wake) -> None:
+    for source, found in keys.items():
+        if found:
+            wake(source, found)
 
 
 def _commit(group: list[_Ticket], lane: _Lane, engine: Engine, retried: bool = False) -> None:

@@ -94,6 +94,7 @@ def test_requests_arriving_during_a_commit_share_the_next_one_and_each_gets_its_
         _wait_until(lambda: len(group._waiting) == 5)  # every other request queued behind the running commit
         inserts.go.set()
         results = [first.result(30), *(future.result(30) for future in rest)]
+    _wait_until(lambda: len(wakes) == 2)  # the second may be the waker thread's, after the first
 
     assert [len(new) for new in results] == [2] * 6
     assert all({n.dedupe_key for n in new} == {n.dedupe_key for n in batch}
@@ -121,6 +122,36 @@ def test_two_groups_commit_at_once_and_the_requests_arriving_meanwhile_join_the_
     assert inserts.count in (3, 4)  # the four waiting went in one group, or two if both lanes took some
     assert group._opened == 2 and len(group._free) == 2
     assert count_events(app, status=EventStatus.PENDING) == 6
+
+
+def test_a_group_that_commits_while_a_wake_is_under_way_answers_and_its_wake_follows(app: Flask) -> None:
+    group = GroupCommit(lanes=2)
+    wakes: list[tuple[EventSource, set[str]]] = []
+    first_wake_entered, release_first_wake = threading.Event(), threading.Event()
+
+    def wake(source: EventSource, keys: set[str]) -> int:
+        if not wakes:
+            first_wake_entered.set()
+            assert release_first_wake.wait(30)
+        wakes.append((source, set(keys)))
+        return len(keys)
+
+    store = _storer(app, group, wake)
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(store, [_notice(REALMS[0], 1)])
+        assert first_wake_entered.wait(30)  # committed; its wake is under way (and its lane free again)
+        second = pool.submit(store, [_notice(REALMS[1], 2)]).result(30)  # answered without waiting for it
+        third = pool.submit(store, [_notice(REALMS[2], 3)]).result(30)
+        assert not first.done() and wakes == []
+        release_first_wake.set()
+        assert len(first.result(30)) == 1
+    _wait_until(lambda: len(wakes) == 2 and not group._waker._busy)
+    assert len(second) == len(third) == 1
+    assert wakes == [(EventSource.QBO, {REALMS[0]}), (EventSource.QBO, {REALMS[1], REALMS[2]})]  # one round
+    with app.app_context():  # the waker is idle again: a lone request is woken before it answers
+        group.store(EventSource.QBO, [_notice(REALMS[0], 4)], None, wake)
+        assert wakes[-1] == (EventSource.QBO, {REALMS[0]})
+    assert count_events(app, status=EventStatus.PENDING) == 4
 
 
 def test_a_failing_group_does_not_fail_the_group_on_the_other_lane(app: Flask) -> None:
