@@ -184,65 +184,72 @@ class GroupCommit:
                 if not member.settled:
                     member.error, member.settled = exc, True
         finally:
-            self._hand_on(lane)
+            alone = self._hand_on(lane) and len(group) == 1
         try:
             self._waker.wake({source: set().union(*(t.wake_keys() for t in group if t.source == source))
-                              for source in (EventSource.QBO, EventSource.CRM)}, wake)
+                              for source in (EventSource.QBO, EventSource.CRM)}, wake, now=alone)
         finally:
             for member in group[1:]:
                 member.release()
 
-    def _hand_on(self, lane: _Lane) -> None:
-        """Give ``lane`` to the first request waiting (it leads those waiting by then), or free it."""
+    def _hand_on(self, lane: _Lane) -> bool:
+        """Give ``lane`` to the first request waiting (it leads those waiting by then), or free it; whether
+        nobody else is storing now (no request waits and every lane is free)."""
         with self._lock:
             successor = self._waiting.pop(0) if self._waiting else None
             if successor is None:
                 self._free.append(lane)
+            idle = successor is None and len(self._free) == self._opened
         if successor is not None:
             successor.lane = lane
             successor.release()
+        return idle
 
 
 class _Waker:
-    """Sends the wakes of one process's groups: at once when none is under way, else after the one under way.
+    """Sends the wakes of one process's groups: a lone request's before it answers, the others' after.
 
-    A leader whose group committed while no wake was being sent sends its own, before its group answers (a
-    request alone is answered after its drain was woken, as before). One that finds a wake under way (another
-    leader's, on the other lane or just before it) adds its keys and answers: the thread sending the wake under
-    way leaves them to the process's waker thread, which sends every key added meanwhile in one more round,
-    so a burst costs a few Redis round trips where it cost one per group. Either way the keys go out after the
-    commit they follow. A process killed before the waker thread sent them leaves committed events unwoken;
-    the sweep wakes them (README, Benchmarks). The waker thread is started on first need, and again in a forked
-    child (threads do not survive a fork).
+    A request alone in its process (its group has no other member, none waits, no other lane commits) is
+    answered after its drain was woken, as before: sequential deliveries (and tests) see the drain queued when
+    the answer arrives. When requests are stored together, nobody waits for the Redis round trip: the keys go
+    to the process's waker thread, which sends every key added until it gets to them in one round, so a burst
+    costs a few round trips where it cost one per group, and each answer leaves one round trip sooner. Keys
+    added while a wake is under way wait for it, and go in the thread's next round. Either way a key is sent
+    after the commit it follows. A process killed after answering and before its waker thread sent the keys
+    leaves committed events unwoken: the sweep wakes them (README, Benchmarks). The thread is started on first
+    need, and again in a forked child (threads do not survive a fork).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._busy = False
+        self._busy = False  # a wake is under way, or the thread was told to send what is pending
         self._pending: dict[EventSource, set[str]] = {}
         self._wanted = threading.Semaphore(0)
         self._thread_pid = 0
         self._wake: Wake | None = None
 
-    def wake(self, keys: dict[EventSource, set[str]], wake: Wake) -> None:
-        """Wake the drains of ``keys`` with ``wake``: now, or after the wake under way (then without waiting)."""
+    def wake(self, keys: dict[EventSource, set[str]], wake: Wake, now: bool) -> None:
+        """Wake the drains of ``keys`` with ``wake``: before returning when ``now`` and no wake is under way,
+        else by the waker thread (without waiting)."""
         if not any(keys.values()):
             return
         with self._lock:
-            if self._busy:
+            inline = now and not self._busy
+            if not inline:
                 self._add(keys, wake)
-                return
+                if self._busy:
+                    return  # the wake under way leaves them to the thread's next round
             self._busy = True
+        if not inline:
+            self._to_thread()
+            return
         try:
             _send(keys, wake)
         finally:
             with self._lock:
-                self._busy = bool(self._pending)  # keys added meanwhile: the waker thread's now
-                start = self._busy and self._thread_pid != os.getpid()
-                if start:
-                    self._thread_pid = os.getpid()
+                self._busy = bool(self._pending)  # keys added meanwhile: the thread's now
             if self._busy:
-                self._hand_to_thread(start)
+                self._to_thread()
 
     def _add(self, keys: dict[EventSource, set[str]], wake: Wake) -> None:
         for source, found in keys.items():
@@ -250,13 +257,15 @@ class _Waker:
                 self._pending.setdefault(source, set()).update(found)
         self._wake = wake
 
-    def _hand_to_thread(self, start: bool) -> None:
-        if start:
+    def _to_thread(self) -> None:
+        """Have the waker thread send what is pending (only the one that set ``_busy`` calls this)."""
+        if self._thread_pid != os.getpid():
+            self._thread_pid = os.getpid()
             threading.Thread(target=self._run, name="crm-qb-waker", daemon=True).start()
         self._wanted.release()
 
     def _run(self) -> None:
-        """The waker thread: send what was added while a wake was under way, until nothing is left; then wait."""
+        """The waker thread: send what is pending, round after round until nothing is left; then wait."""
         while True:
             self._wanted.acquire()
             while True:
@@ -267,7 +276,7 @@ class _Waker:
                         break
                 try:
                     _send(keys, wake)
-                except Exception:  # a side channel: the events are committed and the sweep wakes them
+                except Exception:  # a side channel: the events are committed, and the sweep wakes them
                     log.exception("waking drains failed; the sweep will enqueue them")
 
 

@@ -154,6 +154,32 @@ def test_a_group_that_commits_while_a_wake_is_under_way_answers_and_its_wake_fol
     assert count_events(app, status=EventStatus.PENDING) == 4
 
 
+def test_requests_stored_together_answer_without_waiting_for_their_wake(app: Flask) -> None:
+    group = GroupCommit(lanes=1)
+    inserts = _Inserts(app, hold=1)
+    wakes: list[tuple[EventSource, set[str]]] = []
+    release_wakes = threading.Event()
+
+    def wake(source: EventSource, keys: set[str]) -> int:
+        assert release_wakes.wait(30)  # Redis is slow: the requests must not wait for it
+        wakes.append((source, set(keys)))
+        return len(keys)
+
+    store = _storer(app, group, wake)
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(store, [_notice(REALMS[0], 1)])
+        inserts.wait_held(1)
+        rest = [pool.submit(store, [_notice(REALMS[n], n)]) for n in (1, 2)]
+        _wait_until(lambda: len(group._waiting) == 2)
+        inserts.go.set()
+        assert [len(f.result(30)) for f in [first, *rest]] == [1, 1, 1]  # all answered, nothing woken yet
+        assert wakes == []
+        release_wakes.set()
+    _wait_until(lambda: not group._waker._busy)
+    assert set().union(*(keys for _, keys in wakes)) == set(REALMS)  # every realm woken, after its commit
+    assert len(wakes) <= 2  # the second group's keys waited for the first round and went in one
+
+
 def test_a_failing_group_does_not_fail_the_group_on_the_other_lane(app: Flask) -> None:
     group = GroupCommit(lanes=2)
     inserts = _Inserts(app, hold=2)
