@@ -49,7 +49,7 @@ from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.events import Notice
 
 log = logging.getLogger(__name__)
-POSTGRESQL_LANES = int(os.environ.get("ING3_LANES", "2"))  # TEMP experiment
+POSTGRESQL_LANES = 2  # one group flushing its commit while the next stores (README, Benchmarks)
 
 
 def _held_lock() -> threading.Lock:

@@ -27,14 +27,17 @@ Which QBO entities are synced is the transaction registry's list plus customers 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
+from functools import partial
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, TypeDecorator, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.engine import CursorResult, Dialect
@@ -160,12 +163,13 @@ class _DriverInsert:
     The same statement as ``_insert_statement`` (both backends spell ``ON CONFLICT ... DO NOTHING RETURNING``
     alike), without SQLAlchemy building a cache key and parameters for a Core statement on every call: each value
     goes through its column type's own bind processing (``Key``'s check, UTC times, JSON). On SQLite the text for
-    a number of rows is made once (``VALUES (...), (...)``). On PostgreSQL the rows go as one array per column
-    (``SELECT * FROM unnest(...)``): one text for every group size, so psycopg converts it once and prepares it
-    on the server after a few uses (no parse and plan per group), where a text per size was parsed again on the
-    client for every group of 4 rows or more. It still runs through SQLAlchemy's connection
-    (``exec_driver_sql``), so errors, a lost connection and execution events are handled as for any statement.
-    Built per dialect on first use.
+    a number of rows is made once (``VALUES (...), (...)``). On PostgreSQL the rows go as one JSON parameter
+    (``json_populate_recordset`` into the table's own row type, after the same bind processing): one text for
+    every group size, so psycopg converts it once and prepares it on the server after a few uses (no parse and
+    plan per group), where a text per size was parsed again on the client for every group of 4 rows or more,
+    and one string to send where psycopg adapted 13 parameters a row (or 13 arrays) in Python. It still runs
+    through SQLAlchemy's connection (``exec_driver_sql``), so errors, a lost connection and execution events are
+    handled as for any statement. Built per dialect on first use.
     """
 
     _BUILT: dict[tuple[str, str], _DriverInsert] = {}
@@ -181,10 +185,12 @@ class _DriverInsert:
         self._head = f"INSERT INTO {table.name} ({', '.join(self.columns)}) "
         self._tail = " ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING dedupe_key, status"
         self._texts: dict[int, str] = {}
-        self._arrays = dialect.name == "postgresql"
-        if self._arrays:
-            arrays = ", ".join(f"{mark}::{table.c[name].type.compile(dialect=dialect)}[]" for name in self.columns)
-            self._texts[0] = f"{self._head}SELECT * FROM unnest({arrays}){self._tail}"
+        self._json = dialect.name == "postgresql"
+        if self._json:  # the column types' own processing, without the driver-level wrapping (e.g. Jsonb)
+            self.processors = [_decorated(table.c[name].type, dialect) for name in self.columns]
+            names = ", ".join(self.columns)
+            self._texts[0] = (f"{self._head}SELECT {names} FROM json_populate_recordset(NULL::{table.name}, "
+                              f"{mark}){self._tail}")
 
     @classmethod
     def of(cls, dialect: Dialect) -> _DriverInsert:
@@ -197,7 +203,7 @@ class _DriverInsert:
 
     def text(self, rows: int) -> str:
         """The statement inserting ``rows`` events (PostgreSQL: any number)."""
-        if self._arrays:
+        if self._json:
             return self._texts[0]
         text = self._texts.get(rows)
         if text is None:
@@ -213,13 +219,33 @@ class _DriverInsert:
             values = [[value if process is None else process(value)
                        for value, process in zip(self._values_of(row, now), self.processors, strict=True)]
                       for row in page]
-            params = tuple(map(list, zip(*values, strict=True))) if self._arrays else tuple(chain(*values))
+            if self._json:
+                records = [dict(zip(self.columns, row, strict=True)) for row in values]
+                params: tuple[Any, ...] = (json.dumps(records, default=_json_value, separators=(",", ":")),)
+            else:
+                params = tuple(chain(*values))
             result = connection.exec_driver_sql(self.text(len(page)), params)
             inserted.update(key for key, status in result if status == pending)
         return inserted
 
     def _values_of(self, row: dict[str, Any], now: datetime) -> list[Any]:
         return [row[name] if name != "received_at" else now for name in self.columns]
+
+
+def _decorated(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """A column type's own bind processing (a ``TypeDecorator``'s ``process_bind_param``), or None."""
+    if not isinstance(column_type, TypeDecorator):
+        return None
+    return partial(column_type.process_bind_param, dialect=dialect)
+
+
+def _json_value(value: Any) -> Any:
+    """How a row value that JSON has no type for is sent: a time as ISO 8601, an enum member as its value."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def storable(dedupe_key: str) -> str:
