@@ -3,29 +3,30 @@
 Every webhook is committed before it is acknowledged (DESIGN.md §1). gunicorn's gthread workers (``crm-qb web``)
 serve several requests of a process at once; instead of a transaction and a Redis round trip each, the requests
 that arrive while a commit is under way join the next one. The first of them (the leader) stores every waiting
-request's notices, commits once, wakes the drain of every realm or connection they touched once, and hands each
-request its own new events; only then does each request answer. Nobody waits on a timer: a request alone is
-committed at once, exactly as before. If the shared transaction fails, each request of the group is stored again
-on its own, so one request that cannot be stored fails alone (and its sender retries it).
+request's notices, commits once, hands each request its own new events, and has the drain of every realm or
+connection they touched woken once (``_Waker``: before a lone request answers; for requests stored together, by
+the process's waker thread, right after they answer). Nobody waits on a timer: a request alone is committed at
+once, exactly as before. If the shared transaction fails, each request of the group is stored again on its own,
+so one request that cannot be stored fails alone (and its sender retries it).
 
 A process commits through *lanes*: a lane is one database connection kept between groups (``_Lane``), used by
 one leader at a time, instead of a connection taken from the pool per group (the pool's check-out, on
 PostgreSQL a ``SELECT 1`` round trip for ``pool_pre_ping``, and its check-in cost more than the INSERT; README,
 Benchmarks). On PostgreSQL a process has two lanes: while one group waits for the server to flush its commit to
 the WAL, the requests that arrive meanwhile are committed on the other instead of waiting for the first to
-finish; the server flushes both with one write when they meet. SQLite has one writer at a time, so one lane.
+finish. SQLite has one writer at a time, so one lane.
 
 Requests wait without a shared condition: each waits on its own ticket, and the leader that finishes a group
 releases the members of its group, and hands its lane straight to the first request waiting, which leads every
-request waiting by then. The lane is handed on before the leader wakes the drains, so the next group's commit
+request waiting by then. The lane is handed on before the drains are woken, so the next group's commit
 overlaps this group's Redis round trip.
 
-The group's notices of one stream (QBO, or one CRM connection) go in one INSERT. On PostgreSQL a lane's
-connection runs in autocommit: a group whose notices fit one INSERT statement is committed by that statement
-itself, one round trip where BEGIN, INSERT and COMMIT took three; the statement is atomic and has committed when
-it returns, so nothing is answered before it is durable. A group that needs more statements takes a transaction
-of its own from the pool. A connection that fails is dropped, and a group that met a lost connection is tried
-once more on a fresh one.
+The group's notices of one stream (QBO, or one CRM connection) go in one INSERT (``events.store`` with the lane's
+connection: SQL text for the driver). On PostgreSQL a lane's connection runs in autocommit: a group whose notices
+fit one INSERT statement is committed by that statement itself, one round trip where BEGIN, INSERT and COMMIT
+took three; the statement is atomic and has committed when it returns, so nothing is answered before it is
+durable. A group that needs more statements takes a transaction of its own from the pool. A connection that
+fails is dropped, and a group that met a lost connection is tried once more on a fresh one.
 
 The committer belongs to the app (``Runtime.ingress``, built by the app factory), not to a module: two apps of
 one process (tests build many) never share lanes, and a forked child opens its own connections.
