@@ -14,7 +14,7 @@ from crm_qb.config import Settings, load_settings
 from crm_qb.db import configure_sqlite, db
 from crm_qb.jobqueue import JobQueue
 from crm_qb.keys import RedisKeys
-from crm_qb.runtime import EXTENSION_KEY, build_runtime
+from crm_qb.runtime import EXTENSION_KEY, IngressStore, build_runtime
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MIGRATIONS_DIR = str(PACKAGE_DIR.parent / "migrations")
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
     )
-    app.extensions[EXTENSION_KEY] = build_runtime(settings, _job_queue())
+    app.extensions[EXTENSION_KEY] = build_runtime(settings, _job_queue(), _ingress())
     db.init_app(app)
     Migrate(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     with app.app_context():
@@ -53,6 +53,13 @@ def _job_queue() -> Callable[[Redis, RedisKeys], JobQueue]:
     from workers.jobqueue import RqJobQueue
 
     return RqJobQueue
+
+
+def _ingress() -> Callable[[], IngressStore]:
+    """The webhooks' committer: group commit, one per app and so per process (``webhooks.groupcommit``)."""
+    from webhooks.groupcommit import GroupCommit
+
+    return GroupCommit
 
 
 def _register_blueprints(app: Flask) -> None:

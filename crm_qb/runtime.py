@@ -1,5 +1,5 @@
 """The per-application objects every request and job needs: settings, the secret box, Redis and its keys, the
-queue port, and (built on first use) the QBO services.
+queue port, ingress's committer (``webhooks.groupcommit``) and (built on first use) the QBO services.
 
 They live on ``app.extensions`` (built by the app factory), never in module globals, so two apps in one process
 (tests do this) never share state. Building them opens no connection; Redis connects on first use. This is the
@@ -9,8 +9,9 @@ edge: views, jobs and CLI commands take what they need from here and pass it int
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from flask import Flask, current_app
 from redis import Redis
@@ -20,10 +21,22 @@ from crm_qb.crm.hubspot.config import HubSpotConfig
 from crm_qb.crypto import SecretBox
 from crm_qb.jobqueue import JobQueue
 from crm_qb.keys import RedisKeys
+from crm_qb.models import EventSource
 from crm_qb.qbo.services import QboServices, build_qbo_services
+from crm_qb.sync.pipeline.events import Notice
 from crm_qb.sync.services import SyncServices
 
 EXTENSION_KEY = "crm_qb"
+Wake = Callable[[EventSource, set[str]], int]
+
+
+class IngressStore(Protocol):
+    """How ingress stores a webhook's notices: committed (with the process's concurrent webhooks), then woken."""
+
+    def store(self, source: EventSource, notices: Sequence[Notice], connection_id: int | None,
+              wake: Wake) -> list[Notice]:
+        """Store and commit ``notices``, then ``wake`` their drains; the new pending ones."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,7 @@ class Runtime:
     redis: Redis
     keys: RedisKeys
     jobs: JobQueue
+    ingress: IngressStore
     _qbo: list[QboServices] = field(default_factory=list, repr=False, compare=False)
 
     def qbo(self) -> QboServices:
@@ -63,13 +77,15 @@ def hubspot_config(settings: Settings) -> HubSpotConfig:
                          daily_limit=s.hubspot_daily_limit, search_per_second=s.hubspot_search_per_second)
 
 
-def build_runtime(settings: Settings, job_queue: Callable[[Redis, RedisKeys], JobQueue]) -> Runtime:
-    """Create the runtime objects for ``settings``, with ``job_queue`` building the queue port (no I/O)."""
+def build_runtime(settings: Settings, job_queue: Callable[[Redis, RedisKeys], JobQueue],
+                  ingress: Callable[[], IngressStore]) -> Runtime:
+    """Create the runtime objects for ``settings``, with ``job_queue`` building the queue port and ``ingress``
+    the webhooks' committer (no I/O)."""
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5,
                            health_check_interval=30)
     keys = RedisKeys(settings.queue_prefix)
     return Runtime(settings=settings, secrets=SecretBox(settings.encryption_keys), redis=redis, keys=keys,
-                   jobs=job_queue(redis, keys))
+                   jobs=job_queue(redis, keys), ingress=ingress())
 
 
 def runtime(app: Flask | None = None) -> Runtime:

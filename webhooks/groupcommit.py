@@ -3,26 +3,41 @@
 Every webhook is committed before it is acknowledged (DESIGN.md §1). gunicorn's gthread workers (``crm-qb web``)
 serve several requests of a process at once; instead of a transaction and a Redis round trip each, the requests
 that arrive while a commit is under way join the next one. The first of them (the leader) stores every waiting
-request's notices, commits once, wakes the drain of every realm or connection they touched once, and hands each
-request its own new events; only then does each request answer. Nobody waits on a timer: a request alone is
-committed at once, exactly as before. If the shared transaction fails, each request of the group is stored again
-on its own, so one request that cannot be stored fails alone (and its sender retries it).
+request's notices, commits once, hands each request its own new events, and has the drain of every realm or
+connection they touched woken once (``_Waker``: before a lone request answers; for requests stored together, by
+the process's waker thread, right after they answer). Nobody waits on a timer: a request alone is committed at
+once, exactly as before. If the shared transaction fails, each request of the group is stored again on its own,
+so one request that cannot be stored fails alone (and its sender retries it).
 
-Only one group of a process commits at a time, so the process keeps one database connection for it
-(``_Lane``) instead of taking one from the pool per group: the pool's check-out (on PostgreSQL a ``SELECT 1``
-round trip, ``pool_pre_ping``) and check-in cost more than the INSERT (README, Benchmarks). The group's notices of
-one stream (QBO, or one CRM connection) go in one INSERT. On PostgreSQL that connection runs in autocommit: a
-group whose notices fit one INSERT statement is committed by that statement itself, one round trip where BEGIN,
-INSERT and COMMIT took three; the statement is atomic and has committed when it returns, so nothing is answered
-before it is durable. A group that needs more statements takes a transaction of its own from the pool. A
-connection that fails is dropped, and a group that met a lost connection is tried once more on a fresh one.
+A process commits through *lanes*: a lane is one database connection kept between groups (``_Lane``), used by
+one leader at a time, instead of a connection taken from the pool per group (the pool's check-out, on
+PostgreSQL a ``SELECT 1`` round trip for ``pool_pre_ping``, and its check-in cost more than the INSERT; README,
+Benchmarks). On PostgreSQL a process has two lanes: while one group waits for the server to flush its commit to
+the WAL, the requests that arrive meanwhile are committed on the other instead of waiting for the first to
+finish. SQLite has one writer at a time, so one lane.
+
+Requests wait without a shared condition: each waits on its own ticket, and the leader that finishes a group
+releases the members of its group, and hands its lane straight to the first request waiting, which leads every
+request waiting by then. The lane is handed on before the drains are woken, so the next group's commit
+overlaps this group's Redis round trip.
+
+The group's notices of one stream (QBO, or one CRM connection) go in one INSERT (``events.store`` with the lane's
+connection: SQL text for the driver). On PostgreSQL a lane's connection runs in autocommit: a group whose notices
+fit one INSERT statement is committed by that statement itself, one round trip where BEGIN, INSERT and COMMIT
+took three; the statement is atomic and has committed when it returns, so nothing is answered before it is
+durable. A group that needs more statements takes a transaction of its own from the pool. A connection that
+fails is dropped, and a group that met a lost connection is tried once more on a fresh one.
+
+The committer belongs to the app (``Runtime.ingress``, built by the app factory), not to a module: two apps of
+one process (tests build many) never share lanes, and a forked child opens its own connections.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection, Engine
@@ -30,34 +45,58 @@ from sqlalchemy.exc import DBAPIError
 
 from crm_qb.db import db
 from crm_qb.models import EventSource
+from crm_qb.runtime import Wake
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.events import Notice
 
-Wake = Callable[[EventSource, set[str]], int]
+log = logging.getLogger(__name__)
+POSTGRESQL_LANES = 2  # one group flushing its commit while the next stores (README, Benchmarks)
 
 
-@dataclass
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
+@dataclass(eq=False)
 class _Ticket:
-    """One request's notices and, once its group has committed, its new events (or the error)."""
+    """One request's notices and, once its group has committed, its new events (or the error).
+
+    Its request waits on ``_signal`` (a lock held from the start) until a leader releases it: either its group
+    is settled, or ``lane`` was handed to it and it leads the requests waiting.
+    """
 
     source: EventSource
     notices: Sequence[Notice]
     connection_id: int | None
-    done: bool = False
     new: list[Notice] = field(default_factory=list)
     error: BaseException | None = None
+    settled: bool = False
+    lane: _Lane | None = None
+    _signal: threading.Lock = field(default_factory=_held_lock, repr=False)
+
+    def wait(self) -> None:
+        """Block until a leader settles this request or hands it a lane."""
+        self._signal.acquire()
+
+    def release(self) -> None:
+        """Let the waiting request go on (settled, or leading)."""
+        self._signal.release()
 
     def wake_keys(self) -> set[str]:
         """The drains this request's new events need: realms (QBO) or its connection (CRM)."""
+        if self.error is not None:
+            return set()
         if self.source == EventSource.CRM:
             return {str(self.connection_id)} if self.new else set()
         return {n.realm_id for n in self.new if n.realm_id}
 
 
 class _Lane:
-    """The group leader's database connection, kept between groups (only the leader of the moment uses it).
+    """A leader's database connection, kept between groups (only the leader holding the lane uses it).
 
-    It belongs to one engine and one process: a new app (tests build many) or a forked child opens its own.
+    It belongs to one engine and one process: a forked child opens its own.
     """
 
     def __init__(self) -> None:
@@ -92,71 +131,187 @@ def autocommits(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-class GroupCommit:
-    """Commits the concurrent stores of one process together (one per process: module-level ``GROUP``)."""
+def lanes_for(engine: Engine) -> int:
+    """How many groups of one process may commit at once on ``engine`` (SQLite: one writer at a time)."""
+    return POSTGRESQL_LANES if engine.dialect.name == "postgresql" else 1
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
+
+class GroupCommit:
+    """Commits the concurrent stores of one process together (one per app: ``Runtime.ingress``)."""
+
+    def __init__(self, lanes: int | None = None) -> None:
+        self._lock = threading.Lock()
         self._waiting: list[_Ticket] = []
-        self._busy = False
-        self._lane = _Lane()
+        self._free: list[_Lane] = []
+        self._opened = 0
+        self._lanes = lanes  # None: as many as the engine allows (``lanes_for``)
+        self._waker = _Waker()
 
     def store(self, source: EventSource, notices: Sequence[Notice], connection_id: int | None,
               wake: Wake) -> list[Notice]:
         """Store and commit ``notices`` (with whoever else is storing now), wake their drains; the new ones."""
         ticket = _Ticket(source, notices, connection_id)
-        with self._cond:
-            self._waiting.append(ticket)
-            while not ticket.done and self._busy:
-                self._cond.wait()
-            group: list[_Ticket] = []
-            if not ticket.done:  # nobody is committing and ours is not done: lead the waiting group
-                self._busy, group, self._waiting = True, self._waiting, []
-        if group:
-            try:
-                self._commit(group, wake)
-            except BaseException as exc:  # every member must learn its fate: none may answer uncommitted
-                for member in group:
-                    if not member.done:
-                        member.error, member.done = exc, True
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+        engine = db.engine
+        with self._lock:
+            lane = self._free_lane(engine)
+            if lane is None:  # every lane is committing: wait to be settled, or to be handed a lane
+                self._waiting.append(ticket)
+        if lane is None:
+            ticket.wait()
+            lane, ticket.lane = ticket.lane, None
+        if lane is not None:
+            self._lead(ticket, lane, engine, wake)
         if ticket.error is not None:
             raise ticket.error
         return ticket.new
 
-    def _commit(self, group: list[_Ticket], wake: Wake, retried: bool = False) -> None:
-        """Store the group and commit (each request alone if that fails), then wake each drain once."""
-        engine = db.engine
+    def _free_lane(self, engine: Engine) -> _Lane | None:
+        """A lane nobody is committing on (a new one while under the limit), or None; under ``_lock``."""
+        if self._free:
+            return self._free.pop()
+        if self._opened < (self._lanes or lanes_for(engine)):
+            self._opened += 1
+            return _Lane()
+        return None
+
+    def _lead(self, ticket: _Ticket, lane: _Lane, engine: Engine, wake: Wake) -> None:
+        """Commit ``ticket`` with every request waiting, hand the lane on, wake the drains, release the group."""
+        with self._lock:
+            group, self._waiting = [ticket, *self._waiting], []
         try:
-            conn = self._lane.connection(engine)
-            if autocommits(engine) and _one_statement(group, engine):
-                _store(group, conn)  # committed when the statement returns
-            elif autocommits(engine):
-                with engine.begin() as tx:  # several statements: one transaction, from the pool
-                    _store(group, tx)
-            else:
-                with conn.begin():  # leaving the block commits
-                    _store(group, conn)
-        except Exception as exc:
-            self._lane.drop()
-            if isinstance(exc, DBAPIError) and exc.connection_invalidated and not retried:
-                self._commit(group, wake, retried=True)  # the kept connection was lost: once more, a fresh one
-                return
-            if len(group) == 1:
-                group[0].error, group[0].done = exc, True
-                return
-            for ticket in group:
-                self._commit([ticket], wake, retried=True)
+            _commit(group, lane, engine)
+        except BaseException as exc:  # every member must learn its fate: none may answer uncommitted
+            for member in group:
+                if not member.settled:
+                    member.error, member.settled = exc, True
+        finally:
+            alone = self._hand_on(lane) and len(group) == 1
+        try:
+            self._waker.wake({source: set().union(*(t.wake_keys() for t in group if t.source == source))
+                              for source in (EventSource.QBO, EventSource.CRM)}, wake, now=alone)
+        finally:
+            for member in group[1:]:
+                member.release()
+
+    def _hand_on(self, lane: _Lane) -> bool:
+        """Give ``lane`` to the first request waiting (it leads those waiting by then), or free it; whether
+        nobody else is storing now (no request waits and every lane is free)."""
+        with self._lock:
+            successor = self._waiting.pop(0) if self._waiting else None
+            if successor is None:
+                self._free.append(lane)
+            idle = successor is None and len(self._free) == self._opened
+        if successor is not None:
+            successor.lane = lane
+            successor.release()
+        return idle
+
+
+class _Waker:
+    """Sends the wakes of one process's groups: a lone request's before it answers, the others' after.
+
+    A request alone in its process (its group has no other member, none waits, no other lane commits) is
+    answered after its drain was woken, as before: sequential deliveries (and tests) see the drain queued when
+    the answer arrives. When requests are stored together, nobody waits for the Redis round trip: the keys go
+    to the process's waker thread, which sends every key added until it gets to them in one round, so a burst
+    costs a few round trips where it cost one per group, and each answer leaves one round trip sooner. Keys
+    added while a wake is under way wait for it, and go in the thread's next round. Either way a key is sent
+    after the commit it follows. A process killed after answering and before its waker thread sent the keys
+    leaves committed events unwoken: the sweep wakes them (README, Benchmarks). The thread is started on first
+    need, and again in a forked child (threads do not survive a fork).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy = False  # a wake is under way, or the thread was told to send what is pending
+        self._pending: dict[EventSource, set[str]] = {}
+        self._wanted = threading.Semaphore(0)
+        self._thread_pid = 0
+        self._wake: Wake | None = None
+
+    def wake(self, keys: dict[EventSource, set[str]], wake: Wake, now: bool) -> None:
+        """Wake the drains of ``keys`` with ``wake``: before returning when ``now`` and no wake is under way,
+        else by the waker thread (without waiting)."""
+        if not any(keys.values()):
             return
-        for source in (EventSource.QBO, EventSource.CRM):
-            keys = set().union(*(t.wake_keys() for t in group if t.source == source))
-            if keys:
-                wake(source, keys)
+        with self._lock:
+            inline = now and not self._busy
+            if not inline:
+                self._add(keys, wake)
+                if self._busy:
+                    return  # the wake under way leaves them to the thread's next round
+            self._busy = True
+        if not inline:
+            self._to_thread()
+            return
+        try:
+            _send(keys, wake)
+        finally:
+            with self._lock:
+                self._busy = bool(self._pending)  # keys added meanwhile: the thread's now
+            if self._busy:
+                self._to_thread()
+
+    def _add(self, keys: dict[EventSource, set[str]], wake: Wake) -> None:
+        for source, found in keys.items():
+            if found:
+                self._pending.setdefault(source, set()).update(found)
+        self._wake = wake
+
+    def _to_thread(self) -> None:
+        """Have the waker thread send what is pending (only the one that set ``_busy`` calls this)."""
+        if self._thread_pid != os.getpid():
+            self._thread_pid = os.getpid()
+            threading.Thread(target=self._run, name="crm-qb-waker", daemon=True).start()
+        self._wanted.release()
+
+    def _run(self) -> None:
+        """The waker thread: send what is pending, round after round until nothing is left; then wait."""
+        while True:
+            self._wanted.acquire()
+            while True:
+                with self._lock:
+                    keys, self._pending, wake = self._pending, {}, self._wake
+                    if not keys or wake is None:
+                        self._busy = False
+                        break
+                try:
+                    _send(keys, wake)
+                except Exception:  # a side channel: the events are committed, and the sweep wakes them
+                    log.exception("waking drains failed; the sweep will enqueue them")
+
+
+def _send(keys: dict[EventSource, set[str]], wake: Wake) -> None:
+    for source, found in keys.items():
+        if found:
+            wake(source, found)
+
+
+def _commit(group: list[_Ticket], lane: _Lane, engine: Engine, retried: bool = False) -> None:
+    """Store the group and commit on ``lane`` (each request alone if that fails); settle every ticket."""
+    try:
+        conn = lane.connection(engine)
+        if autocommits(engine) and _one_statement(group):
+            _store(group, conn)  # committed when the statement returns
+        elif autocommits(engine):
+            with engine.begin() as tx:  # several statements: one transaction, from the pool
+                _store(group, tx)
+        else:
+            with conn.begin():  # leaving the block commits
+                _store(group, conn)
+    except Exception as exc:
+        lane.drop()
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated and not retried:
+            _commit(group, lane, engine, retried=True)  # the kept connection was lost: once more, a fresh one
+            return
+        if len(group) == 1:
+            group[0].error, group[0].settled = exc, True
+            return
         for ticket in group:
-            ticket.done = True
+            _commit([ticket], lane, engine, retried=True)
+        return
+    for ticket in group:
+        ticket.settled = True
 
 
 def _streams(group: list[_Ticket]) -> dict[tuple[EventSource, int | None], list[_Ticket]]:
@@ -167,10 +322,9 @@ def _streams(group: list[_Ticket]) -> dict[tuple[EventSource, int | None], list[
     return streams
 
 
-def _one_statement(group: list[_Ticket], engine: Engine) -> bool:
-    """Whether storing the group is one INSERT (SQLAlchemy sends up to its page size of rows in one statement)."""
-    return (len(_streams(group)) == 1
-            and sum(len(t.notices) for t in group) <= engine.dialect.insertmanyvalues_page_size)
+def _one_statement(group: list[_Ticket]) -> bool:
+    """Whether storing the group is one INSERT (up to ``events.ROWS_PER_INSERT`` notices of one stream)."""
+    return len(_streams(group)) == 1 and sum(len(t.notices) for t in group) <= events.ROWS_PER_INSERT
 
 
 def _store(group: list[_Ticket], conn: Connection) -> None:
@@ -187,6 +341,3 @@ def _store(group: list[_Ticket], conn: Connection) -> None:
             mine = {events.storable(n.dedupe_key) for n in ticket.notices} - claimed
             ticket.new = [n for n in ticket.notices if id(n) in inserted and events.storable(n.dedupe_key) in mine]
             claimed |= mine
-
-
-GROUP = GroupCommit()

@@ -7,21 +7,22 @@ sweep enqueues it later. The hot path does one INSERT, one COMMIT and (in a burs
 round trip: routing a realm to its connections is left to the worker. Storing is the event state machine's
 (``crm_qb.sync.pipeline.events.store``); waking goes through the queue port. The views store through
 ``store_and_wake``: concurrent webhooks of one process share one commit and one wake per realm
-(``webhooks.groupcommit``).
+(``webhooks.groupcommit``, the app's ``Runtime.ingress``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 from redis.exceptions import RedisError
 
+from crm_qb.jobqueue import JobQueue
 from crm_qb.models import EventSource
 from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.events import Notice
-from webhooks.groupcommit import GROUP
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,16 @@ def dispatch_crm(new: Iterable[Notice], connection_id: int) -> int:
 
 def store_and_wake(source: EventSource, notices: Sequence[Notice], connection_id: int | None = None) -> list[Notice]:
     """Store and commit notices (group-committed with the process's concurrent webhooks), then wake; the new ones."""
-    return GROUP.store(source, notices, connection_id, _wake)
+    rt = runtime()
+    return rt.ingress.store(source, notices, connection_id, partial(_wake_with, rt.jobs))
 
 
 def _wake(source: EventSource, keys: set[str]) -> int:
-    jobs = runtime().jobs
+    return _wake_with(runtime().jobs, source, keys)
+
+
+def _wake_with(jobs: JobQueue, source: EventSource, keys: set[str]) -> int:
+    """Wake the drain of each key (any thread: no app context needed); how many jobs were queued."""
     try:
         return sum(1 for key in sorted(keys) if jobs.wake(source, key))
     except RedisError as exc:

@@ -12,7 +12,10 @@ On a shared machine absolute figures drift with the other load, so the two endpo
 ``--rounds`` times (bare, then crm-qb, alternating), and the median of the per-round ratios is reported beside
 each round. ``--workers`` and ``--threads`` default to ``crm-qb web``'s (gthread workers; ``--threads 0``: sync). Beside
 throughput, each run reports the gunicorn workers' CPU per request (``server_cpu_ms_per_request``) and its ratio
-(``cpu_ratio``: bare over crm-qb), which the other load of a shared machine moves much less than throughput.
+(``cpu_ratio``: bare over crm-qb), which the other load of a shared machine moves much less than throughput, and
+where the rest of a request's cost goes: the workers' voluntary context switches per request (every thread), the
+load generator's own CPU per request (``client_cpu_ms_per_request``: it shares the cores) and, on PostgreSQL, the
+CPU of the database's backends serving the workers (``db_backend_cpu_ms_per_request``, from ``/proc``).
 
 It uses Redis database 14 (``CRM_QB_BENCH_REDIS_URL`` overrides it; flushed before and after) and, by default, a
 fresh SQLite file; only 127.0.0.1.
@@ -24,6 +27,7 @@ import argparse
 import http.client
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,9 +36,12 @@ import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from cryptography.fernet import Fernet
 from redis import Redis
+from sqlalchemy.engine import make_url
 
 from crm_qb.cli import web_processes
 from crm_qb.signatures import sign_qbo
@@ -75,21 +82,89 @@ def _client(args: tuple[int, str, list[tuple[bytes, str]]]) -> list[float]:
 
 
 def _run(port: int, path: str, bodies: list[tuple[bytes, str]], concurrency: int,
-         server: int | None = None) -> dict[str, float]:
+         server: int | None = None, database: str | None = None) -> dict[str, float]:
     chunks = [bodies[i::concurrency] for i in range(concurrency)]
+    clients_before = _children_cpu()
     with ProcessPoolExecutor(concurrency) as pool:
-        cpu_before = _workers_cpu(server)
+        cpu_before, switches_before = _workers_cpu(server), _workers_switches(server)
+        backends_before = _backends_cpu(database)
         started = time.perf_counter()
         results = list(pool.map(_client, [(port, path, chunk) for chunk in chunks]))
         elapsed = time.perf_counter() - started
-        cpu = _workers_cpu(server) - cpu_before
+        cpu, switches = _workers_cpu(server) - cpu_before, _workers_switches(server) - switches_before
+        backends = _backends_cpu(database)
+    clients = _children_cpu() - clients_before  # the pool's processes, once they have exited
     latencies = sorted(x for chunk in results for x in chunk)
-    return {
-        "requests": len(latencies), "seconds": round(elapsed, 3), "per_second": round(len(latencies) / elapsed, 1),
+    count = len(latencies)
+    figures = {
+        "requests": count, "seconds": round(elapsed, 3), "per_second": round(count / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
-        "server_cpu_ms_per_request": round(cpu / len(latencies) * 1000, 3),
+        "p99_ms": round(latencies[int(count * 0.99) - 1] * 1000, 2),
+        "server_cpu_ms_per_request": round(cpu / count * 1000, 3),
+        "server_switches_per_request": round(switches / count, 2),
+        "client_cpu_ms_per_request": round(clients / count * 1000, 3),
     }
+    if database:
+        used = sum(seconds - backends_before.get(pid, 0.0) for pid, seconds in backends.items())
+        figures["db_backend_cpu_ms_per_request"] = round(used / count * 1000, 3)
+    return figures
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's children that have exited (the load generator's)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _proc_cpu(pid: str) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14 and 15)
+
+
+def _workers(master: int | None) -> list[str]:
+    """The pids of the gunicorn workers of ``master`` (none off Linux)."""
+    if master is None:
+        return []
+    try:
+        return Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        return []
+
+
+def _workers_switches(master: int | None) -> int:
+    """Voluntary context switches of every thread of ``master``'s workers so far (0 off Linux)."""
+    total = 0
+    for pid in _workers(master):
+        for status in Path(f"/proc/{pid}/task").glob("*/status"):
+            try:
+                line = next(x for x in status.read_text().splitlines() if x.startswith("voluntary_ctxt_switches"))
+            except (OSError, StopIteration):
+                continue
+            total += int(line.split()[1])
+    return total
+
+
+def _backends_cpu(database_url: str | None) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to ``database_url``'s database (this host's server).
+
+    The benchmark's own connection is left out; so is every other database's (other work on a shared server).
+    """
+    if not database_url:
+        return {}
+    url = make_url(database_url)
+    with psycopg.connect(host=url.host, port=url.port, user=url.username, password=url.password,
+                         dbname=url.database, autocommit=True) as conn:
+        pids = [row[0] for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend'")]
+    cpu = {}
+    for pid in pids:
+        try:
+            cpu[pid] = _proc_cpu(str(pid))
+        except OSError:
+            continue
+    return cpu
 
 
 def _workers_cpu(master: int | None) -> float:
@@ -98,17 +173,10 @@ def _workers_cpu(master: int | None) -> float:
     Throughput on a shared machine follows the other load; the server's own CPU per request does much less, so
     it is reported beside it (Redis's and PostgreSQL's CPU are not in it).
     """
-    if master is None:
-        return 0.0
     try:
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-        ticks = 0
-        for pid in children:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return sum(_proc_cpu(pid) for pid in _workers(master))
     except OSError:
         return 0.0
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _ratio(bare_cpu: float, ours_cpu: float) -> float:
@@ -164,7 +232,7 @@ def main() -> None:
     args = parser.parse_args()
     redis = Redis.from_url(REDIS_URL)
     redis.flushdb()
-    rounds = []
+    rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         env = _environment(Path(tmp), args.database_url)
         _prepare(env)
@@ -180,7 +248,8 @@ def main() -> None:
             _run(port, "/webhooks/qbo", _bodies(200), args.concurrency)
             for _ in range(args.rounds):
                 bare = _run(port, "/bench/bare", _bodies(args.requests), args.concurrency, server.pid)
-                ours = _run(port, "/webhooks/qbo", _bodies(args.requests), args.concurrency, server.pid)
+                ours = _run(port, "/webhooks/qbo", _bodies(args.requests), args.concurrency, server.pid,
+                            args.database_url)
                 rounds.append({"bare_flask": bare, "webhooks_qbo": ours,
                                "ratio": round(ours["per_second"] / bare["per_second"], 3),
                                "cpu_ratio": _ratio(bare["server_cpu_ms_per_request"],
@@ -197,11 +266,19 @@ def main() -> None:
         "median_server_cpu_ms_per_request": {
             "bare_flask": statistics.median(r["bare_flask"]["server_cpu_ms_per_request"] for r in rounds),
             "webhooks_qbo": statistics.median(r["webhooks_qbo"]["server_cpu_ms_per_request"] for r in rounds)},
+        "median_server_switches_per_request": {
+            "bare_flask": statistics.median(r["bare_flask"]["server_switches_per_request"] for r in rounds),
+            "webhooks_qbo": statistics.median(r["webhooks_qbo"]["server_switches_per_request"] for r in rounds)},
+        "median_client_cpu_ms_per_request": {
+            "bare_flask": statistics.median(r["bare_flask"]["client_cpu_ms_per_request"] for r in rounds),
+            "webhooks_qbo": statistics.median(r["webhooks_qbo"]["client_cpu_ms_per_request"] for r in rounds)},
+        **({"median_db_backend_cpu_ms_per_request": statistics.median(
+            r["webhooks_qbo"]["db_backend_cpu_ms_per_request"] for r in rounds)} if args.database_url else {}),
         "median_p99_ms": statistics.median(r["webhooks_qbo"]["p99_ms"] for r in rounds),
         "max_p99_ms": max(r["webhooks_qbo"]["p99_ms"] for r in rounds),
         "median_per_second": {"bare_flask": statistics.median(r["bare_flask"]["per_second"] for r in rounds),
                               "webhooks_qbo": statistics.median(r["webhooks_qbo"]["per_second"] for r in rounds)},
-        "rounds": rounds}, indent=2))
+        "load_average": [round(x, 2) for x in os.getloadavg()], "rounds": rounds}, indent=2))
 
 
 if __name__ == "__main__":

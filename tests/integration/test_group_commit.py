@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from flask import Flask
@@ -13,9 +15,10 @@ from sqlalchemy import event
 
 from crm_qb.db import db
 from crm_qb.models import EventSource, EventStatus
+from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline.events import Notice
 from tests.support.connections import add_connection, count_events, post_qbo
-from webhooks.groupcommit import GroupCommit, autocommits
+from webhooks.groupcommit import POSTGRESQL_LANES, GroupCommit, autocommits, lanes_for
 
 REALMS = ["9130350000000010", "9130350000000011", "9130350000000012"]
 
@@ -25,75 +28,263 @@ def _notice(realm: str, n: int) -> Notice:
                   operation="Update", occurred_at=datetime.now(UTC), payload={})
 
 
-def test_requests_arriving_during_a_commit_share_the_next_one_and_each_gets_its_own_events(app: Flask) -> None:
-    group = GroupCommit()
-    first_wake_entered, release_first_wake = threading.Event(), threading.Event()
-    wakes: list[tuple[EventSource, set[str]]] = []
-    commits: list[int] = []
-    inserts: list[int] = []
+def _no_wake(_source: EventSource, _keys: set[str]) -> int:
+    return 0
 
-    def count_insert(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO INBOUND_EVENTS"):
-            inserts.append(1)
 
-    def wake(source: EventSource, keys: set[str]) -> int:
-        wakes.append((source, set(keys)))
-        if len(wakes) == 1:  # hold the first group's leader until the others are waiting
-            first_wake_entered.set()
-            assert release_first_wake.wait(30)
-        return len(keys)
+class _Inserts:
+    """Counts the INSERTs of inbound events on ``app``'s engine and holds the first ``hold`` of them until
+    ``go`` is set (each in its own thread: held INSERTs are groups in flight at once); the database refuses an
+    INSERT of a notice whose key starts with ``ce:refused``."""
 
+    def __init__(self, app: Flask, hold: int = 0) -> None:
+        self.count = 0
+        self.held = threading.Semaphore(0)
+        self.go = threading.Event()
+        self._hold = hold
+        self._lock = threading.Lock()
+        with app.app_context():
+            event.listen(db.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *args: object) -> None:
+        if not str(args[2]).lstrip().upper().startswith("INSERT INTO INBOUND_EVENTS"):
+            return
+        with self._lock:
+            self.count += 1
+            hold = self.count <= self._hold
+        if hold:
+            self.held.release()
+            assert self.go.wait(30)
+        if "ce:refused" in str(args[3]):
+            raise RuntimeError("the database refused the INSERT")
+
+    def wait_held(self, count: int) -> None:
+        """Block until ``count`` INSERTs are held at once."""
+        for _ in range(count):
+            assert self.held.acquire(timeout=30)
+
+
+def _storer(app: Flask, group: GroupCommit, wake: Callable[[EventSource, set[str]], int] = _no_wake
+            ) -> Callable[[list[Notice]], list[Notice]]:
     def store(notices: list[Notice]) -> list[Notice]:
         with app.app_context():
             return group.store(EventSource.QBO, notices, None, wake)
+    return store
+
+
+def test_requests_arriving_during_a_commit_share_the_next_one_and_each_gets_its_own_events(app: Flask) -> None:
+    group = GroupCommit(lanes=1)
+    inserts = _Inserts(app, hold=1)  # the first group's INSERT waits until the others are queued behind it
+    wakes: list[tuple[EventSource, set[str]]] = []
+    commits: list[int] = []
+
+    def wake(source: EventSource, keys: set[str]) -> int:
+        wakes.append((source, set(keys)))
+        return len(keys)
 
     with app.app_context():
         event.listen(db.engine, "commit", lambda _conn: commits.append(1))
-        event.listen(db.engine, "before_cursor_execute", count_insert)
         autocommit = autocommits(db.engine)
+    store = _storer(app, group, wake)
     batches = [[_notice(REALMS[i % 3], i), _notice(REALMS[i % 3], 100 + i)] for i in range(6)]
     with ThreadPoolExecutor(6) as pool:
         first = pool.submit(store, batches[0])
-        assert first_wake_entered.wait(30)
+        inserts.wait_held(1)
         rest = [pool.submit(store, batch) for batch in batches[1:]]
         _wait_until(lambda: len(group._waiting) == 5)  # every other request queued behind the running commit
-        release_first_wake.set()
+        inserts.go.set()
         results = [first.result(30), *(future.result(30) for future in rest)]
+    _wait_until(lambda: not group._waker._busy)  # the groups answered first; the waker thread woke their drains
 
     assert [len(new) for new in results] == [2] * 6
     assert all({n.dedupe_key for n in new} == {n.dedupe_key for n in batch}
                for new, batch in zip(results, batches, strict=True))
-    assert len(inserts) == 2  # one INSERT per group, not one per request
+    assert inserts.count == 2  # one INSERT per group, not one per request
     assert len(commits) == (0 if autocommit else 2)  # PostgreSQL: each group's one INSERT commits itself
-    assert wakes == [(EventSource.QBO, {REALMS[0]}), (EventSource.QBO, set(REALMS))]  # one wake per realm per group
+    # One wake per realm per group at most: the first group's, then the second's (or both in one round).
+    assert wakes in ([(EventSource.QBO, {REALMS[0]}), (EventSource.QBO, set(REALMS))], [(EventSource.QBO, set(REALMS))])
     assert count_events(app, status=EventStatus.PENDING) == 12
 
 
-def test_a_request_that_cannot_be_stored_fails_alone(app: Flask) -> None:
-    group = GroupCommit()
-    bad = Notice(dedupe_key=None, realm_id=REALMS[0], entity="Customer", entity_id="1",  # type: ignore[arg-type]
+def test_two_groups_commit_at_once_and_the_requests_arriving_meanwhile_join_the_next(app: Flask) -> None:
+    group = GroupCommit(lanes=2)
+    inserts = _Inserts(app, hold=2)
+    store = _storer(app, group)
+    batches = [[_notice(REALMS[0], i)] for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        first = [pool.submit(store, batch) for batch in batches[:2]]
+        inserts.wait_held(2)  # two groups in flight at the same moment, one per lane
+        rest = [pool.submit(store, batch) for batch in batches[2:]]
+        _wait_until(lambda: len(group._waiting) == 4)
+        inserts.go.set()
+        results = [future.result(30) for future in [*first, *rest]]
+
+    assert [[n.dedupe_key for n in new] for new in results] == [[n.dedupe_key for n in b] for b in batches]
+    assert inserts.count in (3, 4)  # the four waiting went in one group, or two if both lanes took some
+    assert group._opened == 2 and len(group._free) == 2
+    assert count_events(app, status=EventStatus.PENDING) == 6
+
+
+def test_a_group_that_commits_while_a_wake_is_under_way_answers_and_its_wake_follows(app: Flask) -> None:
+    group = GroupCommit(lanes=2)
+    wakes: list[tuple[EventSource, set[str]]] = []
+    first_wake_entered, release_first_wake = threading.Event(), threading.Event()
+
+    def wake(source: EventSource, keys: set[str]) -> int:
+        if not wakes:
+            first_wake_entered.set()
+            assert release_first_wake.wait(30)
+        wakes.append((source, set(keys)))
+        return len(keys)
+
+    store = _storer(app, group, wake)
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(store, [_notice(REALMS[0], 1)])
+        assert first_wake_entered.wait(30)  # committed; its wake is under way (and its lane free again)
+        second = pool.submit(store, [_notice(REALMS[1], 2)]).result(30)  # answered without waiting for it
+        third = pool.submit(store, [_notice(REALMS[2], 3)]).result(30)
+        assert not first.done() and wakes == []
+        release_first_wake.set()
+        assert len(first.result(30)) == 1
+    _wait_until(lambda: len(wakes) == 2 and not group._waker._busy)
+    assert len(second) == len(third) == 1
+    assert wakes == [(EventSource.QBO, {REALMS[0]}), (EventSource.QBO, {REALMS[1], REALMS[2]})]  # one round
+    with app.app_context():  # the waker is idle again: a lone request is woken before it answers
+        group.store(EventSource.QBO, [_notice(REALMS[0], 4)], None, wake)
+        assert wakes[-1] == (EventSource.QBO, {REALMS[0]})
+    assert count_events(app, status=EventStatus.PENDING) == 4
+
+
+def test_requests_stored_together_answer_without_waiting_for_their_wake(app: Flask) -> None:
+    group = GroupCommit(lanes=1)
+    inserts = _Inserts(app, hold=1)
+    wakes: list[tuple[EventSource, set[str]]] = []
+    release_wakes = threading.Event()
+
+    def wake(source: EventSource, keys: set[str]) -> int:
+        assert release_wakes.wait(30)  # Redis is slow: the requests must not wait for it
+        wakes.append((source, set(keys)))
+        return len(keys)
+
+    store = _storer(app, group, wake)
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(store, [_notice(REALMS[0], 1)])
+        inserts.wait_held(1)
+        rest = [pool.submit(store, [_notice(REALMS[n], n)]) for n in (1, 2)]
+        _wait_until(lambda: len(group._waiting) == 2)
+        inserts.go.set()
+        assert [len(f.result(30)) for f in [first, *rest]] == [1, 1, 1]  # all answered, nothing woken yet
+        assert wakes == []
+        release_wakes.set()
+    _wait_until(lambda: not group._waker._busy)
+    assert set().union(*(keys for _, keys in wakes)) == set(REALMS)  # every realm woken, after its commit
+    assert len(wakes) <= 2  # the second group's keys waited for the first round and went in one
+
+
+def test_a_failing_group_does_not_fail_the_group_on_the_other_lane(app: Flask) -> None:
+    group = GroupCommit(lanes=2)
+    inserts = _Inserts(app, hold=2)
+    store = _storer(app, group)
+    bad = Notice(dedupe_key="ce:refused", realm_id=REALMS[0], entity="Customer", entity_id="1",
                  operation="Update", occurred_at=None, payload={})
-    with app.app_context():
-        try:
-            group.store(EventSource.QBO, [bad], None, lambda _s, _k: 0)
-        except Exception:
-            failed = True
-        else:
-            failed = False
-        new = group.store(EventSource.QBO, [_notice(REALMS[1], 1)], None, lambda _s, _k: 0)
-    assert failed and len(new) == 1
+    good = [_notice(REALMS[1], 1)]
+    with ThreadPoolExecutor(2) as pool:
+        failing, passing = pool.submit(store, [bad]), pool.submit(store, good)
+        inserts.wait_held(2)
+        inserts.go.set()
+        assert _raised(failing)
+        assert [n.dedupe_key for n in passing.result(30)] == [good[0].dedupe_key]
+    with app.app_context():  # both lanes are usable afterwards
+        assert len(group.store(EventSource.QBO, [_notice(REALMS[2], 2)], None, _no_wake)) == 1
+    assert count_events(app, status=EventStatus.PENDING) == 2
+
+
+def test_a_request_that_cannot_be_stored_fails_alone(app: Flask) -> None:
+    group = GroupCommit(lanes=1)
+    inserts = _Inserts(app, hold=1)
+    store = _storer(app, group)
+    bad = Notice(dedupe_key="ce:refused", realm_id=REALMS[0], entity="Customer", entity_id="1",
+                 operation="Update", occurred_at=None, payload={})
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(store, [_notice(REALMS[0], 1)])
+        inserts.wait_held(1)
+        failing, passing = pool.submit(store, [bad]), pool.submit(store, [_notice(REALMS[1], 2)])
+        _wait_until(lambda: len(group._waiting) == 2)  # the bad request and a good one in the same group
+        inserts.go.set()
+        assert len(first.result(30)) == 1
+        assert _raised(failing)
+        assert len(passing.result(30)) == 1
+    assert count_events(app, status=EventStatus.PENDING) == 2
 
 
 def test_a_lost_connection_is_replaced_and_the_group_stored(app: Flask) -> None:
-    group = GroupCommit()
+    group = GroupCommit(lanes=1)
     with app.app_context():
-        assert len(group.store(EventSource.QBO, [_notice(REALMS[0], 1)], None, lambda _s, _k: 0)) == 1
-        kept = group._lane.connection(db.engine)
+        assert len(group.store(EventSource.QBO, [_notice(REALMS[0], 1)], None, _no_wake)) == 1
+        kept = group._free[0].connection(db.engine)
         kept.connection.dbapi_connection.close()  # type: ignore[union-attr]  # the server or network dropped it
-        new = group.store(EventSource.QBO, [_notice(REALMS[0], 2)], None, lambda _s, _k: 0)
-        assert group._lane.connection(db.engine) is not kept
+        new = group.store(EventSource.QBO, [_notice(REALMS[0], 2)], None, _no_wake)
+        assert group._free[0].connection(db.engine) is not kept
     assert len(new) == 1
     assert count_events(app, status=EventStatus.PENDING) == 2
+
+
+def test_a_connection_lost_in_the_middle_of_a_group_is_replaced_and_the_whole_group_stored(app: Flask) -> None:
+    group = GroupCommit(lanes=1)
+    store = _storer(app, group)
+    with app.app_context():
+        assert len(group.store(EventSource.QBO, [_notice(REALMS[0], 0)], None, _no_wake)) == 1
+        kept = group._free[0].connection(db.engine)
+    inserts = _Inserts(app, hold=1)
+    batches = [[_notice(REALMS[0], i)] for i in range(1, 4)]
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(store, batches[0])
+        inserts.wait_held(1)  # the first group's INSERT is on its way: its connection drops now
+        rest = [pool.submit(store, batch) for batch in batches[1:]]
+        _wait_until(lambda: len(group._waiting) == 2)
+        kept.connection.dbapi_connection.close()  # type: ignore[union-attr]
+        inserts.go.set()
+        results = [future.result(30) for future in [first, *rest]]
+    assert [len(new) for new in results] == [1, 1, 1]
+    assert count_events(app, status=EventStatus.PENDING) == 4
+
+
+def test_a_forked_child_commits_on_its_own_connection_and_leaves_the_parents_alone(app: Flask) -> None:
+    group = GroupCommit(lanes=1)
+    with app.app_context():
+        assert len(group.store(EventSource.QBO, [_notice(REALMS[0], 1)], None, _no_wake)) == 1
+        kept = group._free[0].connection(db.engine)
+        pid = os.fork()
+        if pid == 0:  # the child: what a gunicorn worker forked from a master that had served does
+            _child_stores(group, kept)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert len(group.store(EventSource.QBO, [_notice(REALMS[0], 3)], None, _no_wake)) == 1
+        assert group._free[0].connection(db.engine) is kept  # the parent's connection was not touched
+    assert count_events(app, status=EventStatus.PENDING) == 3
+
+
+def _child_stores(group: GroupCommit, parents: object) -> None:
+    code = 1
+    try:
+        db.engine.dispose(close=False)  # the parent's pooled connections stay the parent's
+        new = group.store(EventSource.QBO, [_notice(REALMS[0], 2)], None, _no_wake)
+        code = 0 if len(new) == 1 and group._free[0].connection(db.engine) is not parents else 2
+    finally:
+        os._exit(code)
+
+
+def test_each_app_has_its_own_committer(app: Flask, settings: object) -> None:
+    from crm_qb.app import create_app
+
+    other = create_app(settings)  # type: ignore[arg-type]
+    assert isinstance(runtime(app).ingress, GroupCommit)
+    assert runtime(app).ingress is not runtime(other).ingress
+    with app.app_context():
+        expected = POSTGRESQL_LANES if db.engine.dialect.name == "postgresql" else 1
+        assert lanes_for(db.engine) == expected
+    with other.app_context():
+        db.engine.dispose()
 
 
 def test_concurrent_webhooks_through_the_view_are_all_stored_once(app: Flask) -> None:
@@ -113,8 +304,63 @@ def test_concurrent_webhooks_through_the_view_are_all_stored_once(app: Flask) ->
     assert count_events(app, status=EventStatus.PENDING) == 40
 
 
-def _wait_until(condition: object, seconds: float = 30) -> None:
+def _raised(future: Future[list[Notice]]) -> bool:
+    try:
+        future.result(30)
+    except Exception:
+        return True
+    return False
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 30) -> None:
     deadline = datetime.now(UTC).timestamp() + seconds
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert datetime.now(UTC).timestamp() < deadline, "condition not met in time"
         threading.Event().wait(0.01)
+
+
+def test_the_driver_level_insert_stores_what_the_core_insert_stores(app: Flask) -> None:
+    from sqlalchemy import select
+
+    from crm_qb.models import InboundEvent
+    from crm_qb.sync.pipeline import events
+
+    def kinds(prefix: str) -> list[Notice]:
+        return [Notice(f"{prefix}:synced", REALMS[0], "Customer", "7", "Update", datetime(2026, 12, 2, 1, tzinfo=UTC),
+                       {"note": "caf\u00e9", "n": [1, 2]}),
+                Notice(f"{prefix}:ignored", REALMS[0], "Vendor", "8", "Create", None, {}),
+                Notice(f"{prefix}:rejected", REALMS[0], "Customer", "x" * 500, "Update", None, {"a": None})]
+
+    def columns(key: str) -> dict[str, object]:
+        row = db.session.scalars(select(InboundEvent).where(InboundEvent.dedupe_key == key)).one()
+        return {c.name: getattr(row, c.key) for c in InboundEvent.__table__.c
+                if c.name not in ("id", "dedupe_key", "received_at")}
+
+    with app.app_context():
+        driver = db.engine.connect()
+        with driver.begin():
+            new_driver = events.store(EventSource.QBO, kinds("driver"), None, driver)
+        driver.close()
+        new_core = events.store(EventSource.QBO, kinds("core"))  # the session's Core INSERT
+        db.session.commit()
+        assert [n.dedupe_key for n in new_driver] == ["driver:synced"]
+        assert [n.dedupe_key for n in new_core] == ["core:synced"]
+        for kind in ("synced", "ignored", "rejected"):
+            assert columns(f"driver:{kind}") == columns(f"core:{kind}")
+        received = db.session.scalars(select(InboundEvent.received_at)).all()
+        assert all(r.tzinfo is not None and abs(datetime.now(UTC) - r).total_seconds() < 60 for r in received)
+
+
+def test_a_group_larger_than_one_statement_is_stored_in_pages_once_each(app: Flask) -> None:
+    from crm_qb.sync.pipeline import events
+
+    notices = [_notice(REALMS[0], n) for n in range(events.ROWS_PER_INSERT * 2 + 7)]
+    inserts = _Inserts(app)
+    with app.app_context():
+        first = GroupCommit().store(EventSource.QBO, notices, None, _no_wake)
+        extra = _notice(REALMS[0], 1000)
+        again = GroupCommit().store(EventSource.QBO, [*notices[-3:], extra], None, _no_wake)
+    assert [n.dedupe_key for n in first] == [n.dedupe_key for n in notices]
+    assert again == [extra]  # the repeated ones were stored once, by the first
+    assert inserts.count == 3 + 1
+    assert count_events(app) == len(notices) + 1
