@@ -68,6 +68,8 @@ class RealmData:
         self._changes_sorted = True
         self._seq = 0
         self._listener = listener
+        # Entities whose Ids are not all canonical numbers stored in ascending order (see ``id_ordered``).
+        self._unordered: set[str] = set()
 
     @property
     def realm_id(self) -> str:
@@ -100,6 +102,16 @@ class RealmData:
         """All live objects of ``entity`` (shared, read-only dicts)."""
         return list(self.objects[entity].values())
 
+    def id_ordered(self, entity: str) -> bool:
+        """Whether ``rows(entity)`` comes in numeric Id order and every Id is a canonical number (no leading
+        zero), so a query without ORDERBY can page without sorting and an Id condition can look rows up."""
+        return entity not in self._unordered
+
+    def rows_by_id(self, entity: str, ids: list[str]) -> list[dict]:
+        """The live objects of ``entity`` among ``ids`` (each once, in no particular order)."""
+        objects = self.objects[entity]
+        return [obj for obj_id in dict.fromkeys(ids) if (obj := objects.get(obj_id)) is not None]
+
     def name_owner(self, display_name: str) -> tuple[str, str] | None:
         """The (entity, Id) already using ``display_name`` among customers, vendors and employees."""
         return self.names.get(name_key(display_name))
@@ -110,9 +122,12 @@ class RealmData:
         ``moment`` is the precise change time (epoch seconds; MetaData keeps whole seconds only); ``log=False``
         stores a change QBO does not report (a customer's derived balance).
         """
-        old = self.objects[entity].get(obj["Id"])
+        objects = self.objects[entity]
+        old = objects.get(obj["Id"])
         self._unindex(entity, old)
-        self.objects[entity][obj["Id"]] = obj
+        if old is None and entity not in self._unordered and not _follows(obj["Id"], objects):
+            self._unordered.add(entity)
+        objects[obj["Id"]] = obj
         self._index(entity, obj)
         if log:
             self._log(entity, obj["Id"], _epoch(obj.get("MetaData")) if moment is None else moment)
@@ -211,6 +226,21 @@ class RealmData:
                 index = self.estimate_invoice if target == "Estimate" else self.time_billed_by
                 if index.get(txn_id) == obj["Id"]:
                     del index[txn_id]
+
+
+def _canonical_number(obj_id: object) -> bool:
+    return isinstance(obj_id, str) and obj_id.isascii() and obj_id.isdigit() and (obj_id == "0" or obj_id[0] != "0")
+
+
+def _follows(obj_id: object, objects: dict[str, dict]) -> bool:
+    """Whether a new Id keeps ``objects`` (in insertion order) in ascending canonical numeric Id order."""
+    if not _canonical_number(obj_id):
+        return False
+    if not objects:
+        return True
+    last = next(reversed(objects))
+    assert isinstance(obj_id, str)
+    return (len(obj_id), obj_id) > (len(last), last)
 
 
 def _payment_links(payment: dict) -> list[tuple[str, str, Decimal]]:
