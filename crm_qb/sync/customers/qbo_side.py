@@ -267,6 +267,14 @@ def _contact_gone(ctx: SyncContext, link: LinkRecord, events: Sequence[int]) -> 
 
 def done(ctx: SyncContext, record: Record | None, events: Sequence[int], changed: Sequence[LinkRecord] = (),
          delete: Sequence[int] = ()) -> None:
-    """Store the outcome of one unit of work: changed links, the audit record, the events processed."""
+    """Store the outcome of one unit of work: changed links, the audit record, the events processed.
+
+    When the context collects outcomes (``ctx.deferred``, the backfill), one that only adds rows (new links
+    without a contact, i.e. reviews; an audit record) for no event is kept there to be saved with others.
+    """
+    if ctx.deferred is not None and links.deferrable(record, events, changed, delete):
+        if record is not None or changed:
+            ctx.deferred.append((list(changed), record))
+        return
     links.save(changed, record, events, job_id=ctx.job_id, connection_id=ctx.connection_id, delete=delete)
 

@@ -288,12 +288,26 @@ class _Run:
         self.page_done(TIME)
 
     def page_done(self, phase: str) -> None:
+        self.save_deferred()
         counts = self.report.phases[phase]
         counts.pages += 1
         if self.progress:
             self.progress(phase, counts)
 
+    def save_deferred(self) -> None:
+        """Save the outcomes the units left to save together (reviews, skips' audit records): one commit."""
+        if self.ctx.deferred:
+            links.save_new(self.ctx.deferred, job_id=self.ctx.job_id, connection_id=self.ctx.connection_id)
+            self.ctx.deferred.clear()
+
     def customers(self, index: CandidateIndex) -> None:
+        self.ctx.deferred = []  # saved with each page (page_done); a failed run's last page is walked again
+        try:
+            self.customer_pages(index)
+        finally:
+            self.ctx.deferred = None
+
+    def customer_pages(self, index: CandidateIndex) -> None:
         counts = self.report.phases[CUSTOMERS]
         previous: list[dict[str, Any]] = []
         for page in self.query_pages("Customer", ALL_CUSTOMERS):
