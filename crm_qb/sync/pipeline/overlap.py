@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -84,12 +84,20 @@ class ContactCreator:
             return False
         return any(customer_id in self.customers for customer_id in _chain(connection_id, parent_id, held or {}))
 
-    def finished(self, wait: bool) -> Iterator[list[tuple[NewContact, Created]]]:
-        """The batches done, each as its contacts created (or the CRM's error for each); all of them when ``wait``."""
+    def finished(self, wait: bool,
+                 idle: Callable[[], bool] | None = None) -> Iterator[list[tuple[NewContact, Created]]]:
+        """The batches done, each as its contacts created (or the CRM's error for each); all of them when ``wait``.
+
+        Before waiting for a batch (``wait``, or more than MAX_BATCHES_IN_FLIGHT sent), ``idle()`` is called until
+        the batch is done or it answers False (nothing left to do meanwhile): the caller's other work.
+        """
         if wait:
             self.send()
         while self.in_flight and (wait or self.in_flight[0][1].done() or len(self.in_flight) > MAX_BATCHES_IN_FLIGHT):
-            batch, future = self.in_flight.popleft()
+            batch, future = self.in_flight[0]
+            while idle is not None and not future.done() and idle():
+                pass
+            self.in_flight.popleft()
             results = future.result()
             for planned, keys in batch:
                 self.keys.subtract(keys)
