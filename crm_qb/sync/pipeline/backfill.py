@@ -66,7 +66,7 @@ from crm_qb.sync.pipeline.candidates import (
     load_crm_index,
     qbo_keys,
 )
-from crm_qb.sync.pipeline.overlap import ContactCreator, QboPager, second_connector
+from crm_qb.sync.pipeline.overlap import ContactCreator, HeldParents, QboPager, jobs_parents, second_connector
 from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, canonical_memo, qbo_owned_fields
 from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, NONE, candidate, has_own_email, match, match_exact_name
 from crm_qb.sync.services import ConnectionGoneError, SyncServices
@@ -327,10 +327,10 @@ class _Run:
     def customer_pages(self, index: CandidateIndex) -> None:
         counts = self.report.phases[CUSTOMERS]
         previous: list[dict[str, Any]] = []
-        for page in self.query_pages("Customer", ALL_CUSTOMERS):
+        for page, parents in self.customer_walk():
             self.remember(page)
             # This page and the last one (where a job's parent usually is), so a job's check reads no parent.
-            self.ctx.qbo_customers_held = self.held(previous + page)
+            self.ctx.qbo_customers_held = self.held(previous + page, parents)
             previous = page
             found = _links_by(ContactLink.qbo_customer_id, self.ctx.connection_id, [str(c["Id"]) for c in page])
             with canonical_memo():  # the index, matching, the create body and the merge fold each customer once
@@ -345,12 +345,17 @@ class _Run:
             self.page_done(CUSTOMERS)
         self.ctx.qbo_customers_held = {}
 
-    def held(self, customers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """These customers by id, with the parents of their jobs read in one query (not one read per job)."""
+    def customer_walk(self) -> Iterator[tuple[list[dict[str, Any]], HeldParents]]:
+        """The pages of customers, with their jobs' parents when the pager has read them ahead (else None)."""
+        if self.pager is not None:
+            return self.pager.customer_pages(ALL_CUSTOMERS, self.page_size)
+        return ((page, None) for page in self.query_pages("Customer", ALL_CUSTOMERS))
+
+    def held(self, customers: list[dict[str, Any]], parents: HeldParents = None) -> dict[str, dict[str, Any]]:
+        """These customers by id, with the parents of their jobs (``parents`` when already read, else read in one
+        query: not one read per job)."""
         held = {str(c["Id"]): c for c in customers if c.get("Id") is not None}
-        parents = {parent for c in customers if (parent := parent_of(c)) is not None and parent not in held}
-        if parents:
-            held.update(self.ctx.qbo.read_many("Customer", parents, include_inactive=True))
+        held.update(jobs_parents(self.ctx.qbo, customers) if parents is None else parents)
         return held
 
     def query_pages(self, entity: str, where: str = "") -> Iterator[list[dict[str, Any]]]:

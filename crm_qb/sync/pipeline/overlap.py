@@ -173,6 +173,36 @@ class QboPager:
                 return
             start += page_size
 
+    def customer_pages(self, where: str, page_size: int) -> Iterator[tuple[list[dict[str, Any]], HeldParents]]:
+        """Every page of customers (as ``pages``), each with the parents of its jobs that neither it nor the page
+        before holds, read on the thread as well (``jobs_parents``); None when the caller has to read them."""
+        start = 1
+        self.token.value = self._fresh_token()
+        ahead = self.pool.submit(self._customers_and_parents, where, start, page_size, [])
+        while True:
+            try:
+                rows, parents = ahead.result()
+            except TokenRanOutError:
+                rows, parents = self.ctx.qbo.query_page("Customer", where, start, page_size), None
+            if len(rows) == page_size:
+                self.token.value = self._fresh_token()
+                ahead = self.pool.submit(self._customers_and_parents, where, start + page_size, page_size, rows)
+            if rows:
+                yield rows, parents
+            if len(rows) < page_size:
+                return
+            start += page_size
+
+    def _customers_and_parents(self, where: str, start: int, size: int,
+                               previous: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], HeldParents]:
+        rows = self.client.query_page("Customer", where, start, size)
+        if not rows:
+            return rows, {}
+        try:
+            return rows, jobs_parents(self.client, previous + rows)
+        except TokenRanOutError:
+            return rows, None
+
     def _read_ahead(self, entity: str, where: str, start: int, size: int) -> Future[list[dict[str, Any]]]:
         self.token.value = self._fresh_token()
         return self.pool.submit(self.client.query_page, entity, where, start, size)
@@ -193,6 +223,16 @@ class QboPager:
         """Wait for a page still being read and stop."""
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
+
+
+HeldParents = dict[str, dict[str, Any]] | None
+
+
+def jobs_parents(qbo: QboClient, customers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The parents of the jobs among ``customers`` that are not among them, by id (one query, none if none)."""
+    ids = {str(c["Id"]) for c in customers if c.get("Id") is not None}
+    parents = {parent for c in customers if (parent := hierarchy.parent_of(c)) is not None and parent not in ids}
+    return qbo.read_many("Customer", parents, include_inactive=True) if parents else {}
 
 
 def _connection(connection_id: int) -> Connection:
