@@ -1,0 +1,52 @@
+"""The backfill's contact creator hands its waits to the caller's other work (``finished(..., idle)``)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from crm_qb.crm.protocol import Contact
+from crm_qb.sync.customers.qbo_side import NewContact
+from crm_qb.sync.pipeline.overlap import ContactCreator
+
+
+class SlowCrm:
+    """Creates contacts in batches, each batch only once the test lets it."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.batches: list[int] = []
+
+    def create_contacts(self, bodies: Sequence[Mapping[str, Any]]) -> list[Contact]:
+        assert self.go.wait(10)
+        self.batches.append(len(bodies))
+        return [Contact.from_json({"id": f"c{len(self.batches)}-{n}", "version": 1,
+                                   "updated_at": "2024-05-01T12:00:00Z", "first_name": body["first_name"]})
+                for n, body in enumerate(bodies)]
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def test_waiting_for_a_batch_runs_the_callers_other_work_until_it_is_done() -> None:
+    crm = SlowCrm()
+    creator = ContactCreator(crm)  # type: ignore[arg-type]
+    try:
+        creator.add(NewContact({"Id": "1"}, {"first_name": "Ann"}), ["n:ann"])
+        done_meanwhile: list[int] = []
+
+        def idle() -> bool:
+            done_meanwhile.append(len(done_meanwhile))
+            if len(done_meanwhile) == 3:
+                crm.go.set()  # the CRM answers while the third piece of other work runs
+            return len(done_meanwhile) < 5
+
+        assert creator.blocks(["n:ann"], 1, None)
+        batches = list(creator.finished(True, idle))
+        assert [[planned.customer["Id"] for planned, _made in batch] for batch in batches] == [["1"]]
+        assert 3 <= len(done_meanwhile) <= 5 and crm.batches == [1]
+        assert not creator.blocks(["n:ann"], 1, None)
+        assert list(creator.finished(True, idle)) == [] and len(done_meanwhile) <= 5, "nothing left to wait for"
+    finally:
+        creator.close()
