@@ -80,6 +80,15 @@ def find_by_crm(connection_id: int, contact_id: str) -> LinkRecord | None:
     return _find(ContactLink.crm_contact_id == contact_id, connection_id)
 
 
+def base_by_qbo(connection_id: int, customer_id: str) -> dict[str, Any] | None:
+    """The agreed base of the customer's link (``find_by_qbo(...).base``, without reading the rest); None when
+    there is no link or no base yet. Ends the read transaction."""
+    base = db.session.scalar(select(ContactLink.base).where(ContactLink.connection_id == connection_id,
+                                                            ContactLink.qbo_customer_id == customer_id))
+    db.session.rollback()
+    return dict(base) if base else None
+
+
 def agreed_crm_versions(connection_id: int, contact_ids: Sequence[str]) -> dict[str, str | None]:
     """The agreed CRM version of each *linked* contact among ``contact_ids``; ends the read transaction."""
     rows = db.session.execute(select(ContactLink.crm_contact_id, ContactLink.crm_version).where(

@@ -150,9 +150,9 @@ def _shares_parent_email(ctx: SyncContext, record: dict[str, Any], parent_id: st
     """Whether a job has no email of its own: none, or its parent's (read from the parent's link, else QBO)."""
     if not record.get("email"):
         return True
-    link = links.find_by_qbo(ctx.connection_id, parent_id)
-    if link is not None and link.base is not None:
-        parent_email = link.base.get("email")
+    base = links.base_by_qbo(ctx.connection_id, parent_id)
+    if base is not None:
+        parent_email = base.get("email")
     else:
         parent = ctx.qbo_customers_held.get(parent_id) or ctx.qbo.read("Customer", parent_id)
         parent_email = canonical_from_qbo(parent).get("email")
