@@ -89,10 +89,12 @@ class Engine:
         ``id_ordered``): only those of ``ids`` when the query names its Ids (looked up, not scanned), else all."""
         realm = self.realm(realm_id)
         with realm.lock:
-            ordered = realm.id_ordered(entity)
-            if ids is not None and ordered:
+            in_order = realm.rows_in_id_order(entity) if ids is None else None
+            if in_order is not None:
+                return in_order, True
+            if ids is not None and realm.canonical_ids(entity):
                 return realm.rows_by_id(entity, ids), False
-            return realm.rows(entity), ordered
+            return realm.rows(entity), False
 
     # -- writes -----------------------------------------------------------------------------------------
     def create(self, realm_id: str, entity: str, body: dict) -> dict:

@@ -68,8 +68,10 @@ class RealmData:
         self._changes_sorted = True
         self._seq = 0
         self._listener = listener
-        # Entities whose Ids are not all canonical numbers stored in ascending order (see ``id_ordered``).
-        self._unordered: set[str] = set()
+        # Entities that ever had an Id other than a canonical number; each entity's rows in Id order, kept until
+        # the entity's next change (see ``rows_in_id_order``).
+        self._irregular: set[str] = set()
+        self._in_id_order: dict[str, list[dict]] = {}
 
     @property
     def realm_id(self) -> str:
@@ -102,10 +104,21 @@ class RealmData:
         """All live objects of ``entity`` (shared, read-only dicts)."""
         return list(self.objects[entity].values())
 
-    def id_ordered(self, entity: str) -> bool:
-        """Whether ``rows(entity)`` comes in numeric Id order and every Id is a canonical number (no leading
-        zero), so a query without ORDERBY can page without sorting and an Id condition can look rows up."""
-        return entity not in self._unordered
+    def rows_in_id_order(self, entity: str) -> list[dict] | None:
+        """All live objects of ``entity`` in numeric Id order (what a query without ORDERBY pages through), sorted
+        once until the entity next changes; None when an Id is not a canonical number (no leading zero), whose
+        order only the query's own sort knows."""
+        if entity in self._irregular:
+            return None
+        rows = self._in_id_order.get(entity)
+        if rows is None:
+            rows = sorted(self.objects[entity].values(), key=lambda obj: (len(obj["Id"]), obj["Id"]))
+            self._in_id_order[entity] = rows
+        return rows
+
+    def canonical_ids(self, entity: str) -> bool:
+        """Whether every Id ``entity`` ever stored was a canonical number (so a text Id finds its row by key)."""
+        return entity not in self._irregular
 
     def rows_by_id(self, entity: str, ids: list[str]) -> list[dict]:
         """The live objects of ``entity`` among ``ids`` (each once, in no particular order)."""
@@ -122,12 +135,10 @@ class RealmData:
         ``moment`` is the precise change time (epoch seconds; MetaData keeps whole seconds only); ``log=False``
         stores a change QBO does not report (a customer's derived balance).
         """
-        objects = self.objects[entity]
-        old = objects.get(obj["Id"])
+        old = self.objects[entity].get(obj["Id"])
         self._unindex(entity, old)
-        if old is None and entity not in self._unordered and not _follows(obj["Id"], objects):
-            self._unordered.add(entity)
-        objects[obj["Id"]] = obj
+        self._changed(entity, obj["Id"])
+        self.objects[entity][obj["Id"]] = obj
         self._index(entity, obj)
         if log:
             self._log(entity, obj["Id"], _epoch(obj.get("MetaData")) if moment is None else moment)
@@ -150,9 +161,15 @@ class RealmData:
         """Delete a live object, keeping ``tombstone`` for CDC."""
         old = self.objects[entity].pop(obj_id, None)
         self._unindex(entity, old)
+        self._changed(entity, obj_id)
         self.tombstones[entity][obj_id] = tombstone
         self._log(entity, obj_id, _epoch(tombstone.get("MetaData")) if moment is None else moment)
         self._notify(entity, obj_id, tombstone)
+
+    def _changed(self, entity: str, obj_id: object) -> None:
+        self._in_id_order.pop(entity, None)
+        if not _canonical_number(obj_id):
+            self._irregular.add(entity)
 
     def changed_since(self, since: float) -> list[tuple[str, str]]:
         """(entity, Id) of everything changed at or after ``since`` (epoch seconds), oldest change first."""
@@ -230,17 +247,6 @@ class RealmData:
 
 def _canonical_number(obj_id: object) -> bool:
     return isinstance(obj_id, str) and obj_id.isascii() and obj_id.isdigit() and (obj_id == "0" or obj_id[0] != "0")
-
-
-def _follows(obj_id: object, objects: dict[str, dict]) -> bool:
-    """Whether a new Id keeps ``objects`` (in insertion order) in ascending canonical numeric Id order."""
-    if not _canonical_number(obj_id):
-        return False
-    if not objects:
-        return True
-    last = next(reversed(objects))
-    assert isinstance(obj_id, str)
-    return (len(obj_id), obj_id) > (len(last), last)
 
 
 def _payment_links(payment: dict) -> list[tuple[str, str, Decimal]]:
