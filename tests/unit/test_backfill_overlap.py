@@ -50,3 +50,52 @@ def test_waiting_for_a_batch_runs_the_callers_other_work_until_it_is_done() -> N
         assert list(creator.finished(True, idle)) == [] and len(done_meanwhile) <= 5, "nothing left to wait for"
     finally:
         creator.close()
+
+
+class FakeQbo:
+    """Query pages over 23 rows; the read at ``refuse`` (once) finds its token expired."""
+
+    def __init__(self, refuse: int | None = None) -> None:
+        self.rows = [{"Id": str(n)} for n in range(1, 24)]
+        self.calls: list[int] = []
+        self.refuse = refuse
+
+    def query_page(self, entity: str, where: str, start: int, size: int) -> list[dict[str, Any]]:
+        from crm_qb.sync.pipeline.overlap import TokenRanOutError
+
+        if start == self.refuse:
+            self.refuse = None
+            raise TokenRanOutError("expired")
+        self.calls.append(start)  # answered
+        return self.rows[start - 1:start - 1 + size]
+
+
+class FakePager:
+    def __init__(self, walk_client: FakeQbo, caller_client: FakeQbo) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+        from types import SimpleNamespace
+
+        self.walk_pool = ThreadPoolExecutor(1)
+        self.walk_client = walk_client
+        self.token = SimpleNamespace(value="t")
+        self.ctx = SimpleNamespace(qbo=caller_client)
+
+    def _fresh_token(self) -> str:
+        return "t"
+
+
+def test_a_walk_reads_ahead_never_past_the_end_and_reads_a_refused_page_itself() -> None:
+    from crm_qb.sync.pipeline.overlap import _Walk
+
+    for refuse, size in [(None, 5), (11, 5), (None, 23), (21, 5), (1, 1000)]:
+        thread_side, caller_side = FakeQbo(refuse), FakeQbo()
+        pager = FakePager(thread_side, caller_side)
+        try:
+            pages = list(_Walk(pager, "Invoice", "", size))  # type: ignore[arg-type]
+        finally:
+            pager.walk_pool.shutdown(wait=True)
+        assert [row for page in pages for row in page] == thread_side.rows, (refuse, size)
+        asked = sorted(thread_side.calls + caller_side.calls)
+        full_pages = len(thread_side.rows) // size
+        assert asked == [1 + size * n for n in range(full_pages + 1)], "each page answered once, none past a short one"
+        assert caller_side.calls == ([refuse] if refuse else [])

@@ -16,6 +16,7 @@ At most a few batches and one page wait at a time, so memory stays flat in the d
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CREATE_BATCH = 100  # contacts per POST /contacts/batch (DESIGN.md section 6's cap; HubSpot's too)
 MAX_BATCHES_IN_FLIGHT = 4  # created contacts waiting to be linked stay few: memory flat in the data size
+READ_AHEAD = 3  # transaction pages read before they are taken (at most this many held): memory flat as well
 
 
 class ContactCreator:
@@ -158,20 +160,16 @@ class QboPager:
         self.client = QboClient(services.qbo.endpoints.api_base, realm, self.token.get, self.token.refused,
                                 services.qbo.budget)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="backfill-qbo")
+        # The walks of ``pages`` (transactions) have a thread and HTTP session of their own, so their pages, read
+        # further ahead, never make the customer walk's next page wait.
+        self.walk_client = QboClient(services.qbo.endpoints.api_base, realm, self.token.get, self.token.refused,
+                                     services.qbo.budget)
+        self.walk_pool = ThreadPoolExecutor(1, thread_name_prefix="backfill-qbo-walk")
 
     def pages(self, entity: str, where: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
-        """Every page of ``SELECT * FROM entity WHERE where`` (like ``QboClient.query_all``), one read ahead."""
-        start = 1
-        ahead = self._read_ahead(entity, where, start, page_size)
-        while True:
-            rows = self._rows(ahead, entity, where, start, page_size)
-            if len(rows) == page_size:
-                ahead = self._read_ahead(entity, where, start + page_size, page_size)
-            if rows:
-                yield rows
-            if len(rows) < page_size:
-                return
-            start += page_size
+        """Every page of ``SELECT * FROM entity WHERE where`` (like ``QboClient.query_all``), up to READ_AHEAD
+        pages read before they are asked for (``_Walk``)."""
+        return iter(_Walk(self, entity, where, page_size))
 
     def customer_pages(self, where: str, page_size: int) -> Iterator[tuple[list[dict[str, Any]], HeldParents]]:
         """Every page of customers (as ``pages``), each with the parents of its jobs that neither it nor the page
@@ -220,9 +218,72 @@ class QboPager:
         return token
 
     def close(self) -> None:
-        """Wait for a page still being read and stop."""
+        """Wait for the pages still being read and stop."""
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.walk_pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
+        self.walk_client.close()
+
+
+class _Walk:
+    """The pages of one query, read on the pager's walk thread up to READ_AHEAD before the caller takes them.
+
+    A page is asked for only once the page before it came back full, so no read goes past the end (no QBO call
+    more than a one-by-one walk makes). A page whose token ran out on the thread is read by the caller.
+    """
+
+    def __init__(self, pager: QboPager, entity: str, where: str, size: int) -> None:
+        self.pager, self.entity, self.where, self.size = pager, entity, where, size
+        self.lock = threading.RLock()  # a read done at once runs its callback on the thread that asked for it
+        self.reads: deque[tuple[int, Future[list[dict[str, Any]]]]] = deque()  # not taken yet, in page order
+        self.last: Future[list[dict[str, Any]]] | None = None  # the latest read; None: it came back full
+        self.next_start = 1
+        self.stopped = False  # the end was reached, or a read failed (the caller goes on from there)
+        with self.lock:
+            self._extend()
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        while True:
+            with self.lock:
+                if not self.reads:
+                    return
+                start, future = self.reads.popleft()
+            self.pager.token.value = self.pager._fresh_token()  # for the reads still to come
+            try:
+                rows = future.result()
+            except TokenRanOutError:
+                rows = self.pager.ctx.qbo.query_page(self.entity, self.where, start, self.size)
+                with self.lock:
+                    if self.last is future:  # it was the latest: go on from its answer
+                        self.last, self.stopped = None, len(rows) < self.size
+            full = len(rows) == self.size
+            with self.lock:
+                self._extend()
+            if rows:
+                yield rows
+            if not full:
+                return
+
+    def _extend(self) -> None:
+        """Ask for the next page when the latest came back full and fewer than READ_AHEAD wait (lock held)."""
+        if self.stopped or len(self.reads) >= READ_AHEAD:
+            return
+        last = self.last
+        if last is not None:
+            if not last.done():
+                return  # its callback comes back here
+            if last.cancelled() or last.exception() is not None or len(last.result()) < self.size:
+                self.stopped = True
+                return
+        future = self.pager.walk_pool.submit(self.pager.walk_client.query_page, self.entity, self.where,
+                                             self.next_start, self.size)
+        self.reads.append((self.next_start, future))
+        self.last, self.next_start = future, self.next_start + self.size
+        future.add_done_callback(self._done)
+
+    def _done(self, _future: Future[list[dict[str, Any]]]) -> None:
+        with self.lock:
+            self._extend()
 
 
 HeldParents = dict[str, dict[str, Any]] | None
