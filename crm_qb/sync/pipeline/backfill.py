@@ -306,6 +306,11 @@ class _Run:
 
     def page_done(self, phase: str) -> None:
         self.save_deferred()
+        if self.pager is not None:
+            # A plain backfill (``run_backfill``) asks for no follow-ups or summaries afterwards (its context is
+            # dropped): what changed is not kept, so memory stays flat (the first sync, not overlapping, keeps it).
+            self.ctx.invoices_changed.clear()
+            self.ctx.customers_changed.clear()
         counts = self.report.phases[phase]
         counts.pages += 1
         if self.progress:
