@@ -569,11 +569,12 @@ def execute(
     except QBO's null test ``= ' '``. Name lists return only active objects unless a condition names Active.
     QBO documents no default order (FACTS.md section 13: UNCONFIRMED), so without ORDERBY rows come in
     numeric Id order, ascending; ORDERBY ties also fall back to Id order. ``id_ordered=True`` says ``rows`` are
-    in that order already (the store knows): a query without ORDERBY then pages without sorting or counting.
+    in that order already (the store knows): a query without ORDERBY, or ordered by Id ascending, then pages
+    without sorting or counting.
     """
     context = _Context(today or datetime.now(zone).date(), zone)
     matches = _matching(query, rows, context)
-    if id_ordered and not query.order_by and not query.is_count:
+    if id_ordered and _in_id_order(query.order_by) and not query.is_count:
         # Rows already in Id order (the realm says so): the page is the matches from STARTPOSITION on, read
         # only that far and not sorted; the same page as below, but not counted (total_count None).
         first = query.start_position - 1
@@ -585,6 +586,11 @@ def execute(
     found = list(matches)
     page = _page(query, found, context.zone)
     return QueryResult(query.entity, page, None, query.start_position, query.max_results, len(found))
+
+
+def _in_id_order(order_by: tuple[OrderKey, ...]) -> bool:
+    """Whether rows in Id order are already in this ORDERBY's order: none (Id order), or ``ORDERBY Id [ASC]``."""
+    return not order_by or (len(order_by) == 1 and order_by[0].path == ("Id",) and not order_by[0].descending)
 
 
 def _matching(query: Query, rows: Iterable[dict[str, Any]], context: _Context) -> Iterable[dict[str, Any]]:
