@@ -5,6 +5,11 @@ timeouts), with exponential backoff and jitter, honouring Retry-After. A Retry-A
 MAX_RETRY_AFTER is not slept on: the call raises at once so the job can be rescheduled instead of holding a
 worker. POST is not idempotent, so it is retried only when the CRM cannot have acted on it (no connection
 made, 429, 503). Logs name the method and path, never the query string (it may hold an email) or the token.
+
+A CRM that states its rolling-window limit (``X-RateLimit-Max``, ``-Remaining``, ``-Interval-Milliseconds``, as
+the reference CRM and, named ``X-HubSpot-RateLimit-*``, HubSpot do) is paced: when its window is full of this
+connector's own requests, the next one waits until the oldest of them leaves the window instead of being refused
+and sleeping a whole-second ``Retry-After`` (``_Pacer``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,7 +70,7 @@ class RestConnector:
 
     def __init__(self, base_url: str, token: str, session: requests.Session | None = None,
                  timeout: float | tuple[float, float] = (3.05, 15), max_retries: int = 4,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         self._base = base_url.rstrip("/")
@@ -72,6 +78,7 @@ class RestConnector:
         self._session = session if session is not None else requests.Session()
         self._timeout, self._max_retries, self._sleep = timeout, max_retries, sleep
         self._batch_supported = True
+        self._pacer = _Pacer(sleep, clock)
 
     def __repr__(self) -> str:
         return f"RestConnector({self._base!r})"
@@ -241,11 +248,13 @@ class RestConnector:
                  headers: Mapping[str, str] | None, not_found: type[CrmNotFoundError]) -> Any:
         """Make one attempt; return the JSON body, or a _Failure saying whether a retry is safe."""
         all_headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json", **(headers or {})}
+        self._pacer.wait()
         try:
             response = self._session.request(method, self._base + path, params=params, json=json,
                                              headers=all_headers, timeout=self._timeout)
         except requests.RequestException as exc:
             return _transport_failure(exc, method, path, self._base)
+        self._pacer.observe(response)
         if response.ok:
             return _json_body(response, method, path)
         error = error_for(response, method, path, not_found)
@@ -279,6 +288,65 @@ def _batch_item(item: dict[str, Any]) -> Contact | CrmPermanentError:
         field = error.get("field")
         return CrmValidationError(text, status=status, code=code, field=field if isinstance(field, str) else None)
     return CrmPermanentError(text, status=status if isinstance(status, int) else None, code=code)
+
+
+_LIMIT_HEADERS = (("X-RateLimit-Max", "X-RateLimit-Remaining", "X-RateLimit-Interval-Milliseconds"),
+                  ("X-HubSpot-RateLimit-Max", "X-HubSpot-RateLimit-Remaining",
+                   "X-HubSpot-RateLimit-Interval-Milliseconds"))
+PACE_MARGIN = 0.02  # seconds past the estimated moment a window has room again
+
+
+class _Pacer:
+    """Waits before a request that a CRM's stated rolling window would refuse, when that is knowable.
+
+    The CRM counts the requests it accepted in the last ``window`` seconds (a 429 is not counted). After each
+    answer this keeps the moment it arrived (later than the CRM counted it, so never early) for the last ``limit``
+    accepted ones. When an answer says nothing remains and all ``limit`` requests in the window were this
+    connector's, the next request waits until the oldest of them leaves it. Requests of other clients of the same
+    token make the estimate unknowable: then nothing waits here and a 429's ``Retry-After`` decides, as before.
+    """
+
+    def __init__(self, sleep: Callable[[float], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self._sleep, self._clock = sleep, clock
+        self._answers: deque[float] = deque()
+        self._limit: int | None = None
+        self._window = 0.0
+        self._full = False
+
+    def wait(self) -> None:
+        """Sleep until the window has room for one more request, when it is known to be full."""
+        if not self._full or self._limit is None or len(self._answers) < self._limit:
+            return
+        delay = self._answers[-self._limit] + self._window + PACE_MARGIN - self._clock()
+        if delay > 0:
+            self._sleep(min(delay, self._window))
+
+    def observe(self, response: requests.Response) -> None:
+        """Note an answer: its limit headers and, unless it was refused (429), that it was counted."""
+        stated = _stated_limit(response.headers)
+        if stated is None:
+            self._limit, self._full = None, False
+            self._answers.clear()
+            return
+        if response.status_code == 429:
+            return
+        limit, remaining, window = stated
+        now = self._clock()
+        self._limit, self._window, self._full = limit, window, remaining <= 0
+        self._answers.append(now)
+        while len(self._answers) > limit or (self._answers and self._answers[0] <= now - window):
+            self._answers.popleft()
+
+
+def _stated_limit(headers: Mapping[str, str]) -> tuple[int, int, float] | None:
+    """(limit, remaining, window seconds) from an answer's rate-limit headers; None without (valid) ones."""
+    for names in _LIMIT_HEADERS:
+        values = [headers.get(name) for name in names]
+        if all(value is not None and value.strip().isdigit() for value in values):
+            limit, remaining, millis = (int(str(value)) for value in values)
+            if limit > 0 and millis > 0:
+                return limit, remaining, millis / 1000
+    return None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -22,6 +22,9 @@ from crm_qb.qbo.company import PAYMENT_METHOD, TERM
 from crm_qb.sync.pipeline.fetch import ChangeCache
 from crm_qb.sync.rules.matching import Candidate
 from crm_qb.sync.services import ConnectionGoneError, SyncServices
+
+if TYPE_CHECKING:
+    from crm_qb.sync.customers.links import LinkRecord, Record
 from crm_qb.sync.settings import SyncSettings, sync_settings_of
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,10 @@ class SyncContext:
     # (panel.push_summary): the job's caller asks for those customers' summaries to be pushed (summaries_to_push).
     customers_changed: set[str] = field(default_factory=set)
     push_summary: bool = False
+    # Outcomes that only add rows nobody reads back within the job (new review links, audit-only records, with
+    # no events): kept here to be saved together (``links.save_new``) when a list, saved one by one when None.
+    # The backfill sets it for its customer pages and saves it before each page is done.
+    deferred: list[tuple[list[LinkRecord], Record | None]] | None = None
 
     def summaries_to_push(self) -> set[str]:
         """The customers whose Payment & Billing summary should be written to the CRM after this job."""

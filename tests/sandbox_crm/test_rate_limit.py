@@ -106,6 +106,29 @@ def test_sandbox_config_sets_the_limit() -> None:
         sandbox_of(app).stop()
 
 
+def test_the_rest_connector_paces_itself_within_the_stated_window(live_crm: RunningServer,
+                                                                  http: requests.Session) -> None:
+    clock = FakeClock()
+    live_crm.sandbox.limiter = RateLimiter(5, 10.0, clock=clock)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock.now += seconds
+
+    connector = RestConnector(live_crm.url, TOKEN, session=http, sleep=sleep, clock=clock)
+    try:
+        created = connector.create_contact({"first_name": "Ada"})
+        clock.now += 2.5
+        for _ in range(5):
+            assert connector.get_contact(created.id) == created
+    finally:
+        connector.close()
+    assert waits == [pytest.approx(7.52)], "the window was full of its own five: it waited for the first to leave"
+    counts = http.get(f"{live_crm.url}/_sandbox/requests").json()["endpoints"]
+    assert counts["GET /contacts/<contact_id>"] == 5, "no request was refused"
+
+
 def test_the_rest_connector_waits_out_a_429_and_succeeds(live_crm: RunningServer, http: requests.Session) -> None:
     clock = FakeClock()
     live_crm.sandbox.limiter = RateLimiter(5, 10.0, clock=clock)
@@ -115,14 +138,15 @@ def test_the_rest_connector_waits_out_a_429_and_succeeds(live_crm: RunningServer
         waits.append(seconds)
         clock.now += seconds
 
-    connector = RestConnector(live_crm.url, TOKEN, session=http, sleep=sleep)
+    connector = RestConnector(live_crm.url, TOKEN, session=http, sleep=sleep, clock=clock)
     try:
+        assert http.get(f"{live_crm.url}/users", headers=AUTH).status_code == 200  # another client, same token
         created = connector.create_contact({"first_name": "Ada"})
         clock.now += 2.5
-        for _ in range(5):
+        for _ in range(4):
             assert connector.get_contact(created.id) == created
     finally:
         connector.close()
-    assert waits == [8.0], "one 429 on the sixth call, retried after the Retry-After it carried (10 - 2.5, up)"
+    assert waits == [8.0], "its own four in the window tell it nothing: one 429, retried after its Retry-After"
     counts = http.get(f"{live_crm.url}/_sandbox/requests").json()["endpoints"]
-    assert counts["GET /contacts/<contact_id>"] == 6
+    assert counts["GET /contacts/<contact_id>"] == 5

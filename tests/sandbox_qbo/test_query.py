@@ -424,3 +424,44 @@ def test_100k_row_scan_pages_without_sorting_everything() -> None:
     assert result.total_count == sum(1 for n in range(1, 100_001) if 1 + n % 28 >= 14)
     assert [row["Id"] for row in result.rows[:3]] == ["13", "14", "15"]
     assert len(result.rows) == 1000
+
+
+def test_rows_known_to_be_in_id_order_page_as_sorted_rows_do() -> None:
+    from crm_qb.sandbox.qbo.store import RealmData, RealmSettings
+
+    realm = RealmData(RealmSettings("r1", "Co"))
+    for n in [*range(20, 40), *range(1, 20)]:  # stored out of Id order, as a seed stores parents before jobs
+        realm.put("Customer", customer(n, f"Name {n % 7}", Active=n % 5 != 0))
+    rows, in_order = realm.rows("Customer"), realm.rows_in_id_order("Customer")
+    assert in_order is not None and [row["Id"] for row in in_order] == [str(n) for n in range(1, 40)]
+    for text in ["SELECT * FROM Customer", "SELECT * FROM Customer STARTPOSITION 11 MAXRESULTS 7",
+                 "SELECT * FROM Customer WHERE Active IN (true, false) STARTPOSITION 30 MAXRESULTS 20",
+                 "SELECT * FROM Customer WHERE DisplayName = 'Name 3' MAXRESULTS 2",
+                 "SELECT * FROM Customer STARTPOSITION 100",
+                 "SELECT * FROM Customer WHERE Active IN (true, false) ORDERBY Id STARTPOSITION 6 MAXRESULTS 9",
+                 "SELECT * FROM Customer ORDERBY Id DESC STARTPOSITION 6 MAXRESULTS 9",
+                 "SELECT * FROM Customer ORDERBY DisplayName, Id STARTPOSITION 3 MAXRESULTS 9"]:
+        query = parse_query(text)
+        fast, sorted_ = execute(query, in_order, id_ordered=True), execute(query, rows)
+        assert fast.rows == sorted_.rows, text
+        paged_in_order = "ORDERBY" not in text or text.endswith("ORDERBY Id STARTPOSITION 6 MAXRESULTS 9")
+        assert (fast.total_count is None) == paged_in_order, text  # no sort, no count: the fast path
+    picked = realm.rows_by_id("Customer", ["3", "17", "3", "99", "007"])
+    assert [row["Id"] for row in picked] == ["3", "17"]
+
+
+def test_the_id_order_follows_changes_and_gives_up_on_odd_ids() -> None:
+    from crm_qb.sandbox.qbo.store import RealmData, RealmSettings
+
+    realm = RealmData(RealmSettings("r1", "Co"))
+    for n in (1, 2, 10):
+        realm.put("Customer", customer(n, f"N{n}"))
+    assert [row["Id"] for row in realm.rows_in_id_order("Customer") or []] == ["1", "2", "10"]
+    realm.put("Customer", customer(2, "N2 again"))
+    realm.put("Customer", customer(9, "N9"))
+    realm.remove("Customer", "1", {"Id": "1", "status": "Deleted"})
+    in_order = realm.rows_in_id_order("Customer") or []
+    assert [(row["Id"], row["DisplayName"]) for row in in_order] == [("2", "N2 again"), ("9", "N9"), ("10", "N10")]
+    realm.put("Customer", {**customer(1, "A"), "Id": "01"})
+    assert realm.rows_in_id_order("Customer") is None and not realm.canonical_ids("Customer")
+    assert realm.rows_in_id_order("Invoice") == [] and realm.canonical_ids("Invoice")

@@ -163,6 +163,29 @@ def test_429_honours_retry_after(mocked: responses.RequestsMock, crm: RestConnec
     assert sleeps == [7.0]
 
 
+def test_a_window_full_of_its_own_requests_is_waited_out_before_the_next(mocked: responses.RequestsMock) -> None:
+    now = [50.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    crm = RestConnector(BASE, TOKEN, sleep=sleep, clock=lambda: now[0])
+    url = f"{BASE}/contacts/c1"
+    for remaining in ("1", "0", "0"):  # HubSpot's names for the same three figures
+        mocked.get(url, json=contact_json(), headers={"X-HubSpot-RateLimit-Max": "2",
+                                                      "X-HubSpot-RateLimit-Remaining": remaining,
+                                                      "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"})
+    crm.get_contact("c1")
+    now[0] += 1.0
+    crm.get_contact("c1")
+    assert sleeps == []
+    now[0] += 3.0
+    crm.get_contact("c1")
+    assert sleeps == [pytest.approx(6.02)], "until the first answer (at 50 s) is 10 s old, and a little"
+
+
 def test_a_long_retry_after_is_raised_for_the_job_to_reschedule(mocked: responses.RequestsMock,
                                                                 crm: RestConnector, sleeps: Sleeps) -> None:
     mocked.get(f"{BASE}/contacts/c1", status=429, headers={"Retry-After": "120"})

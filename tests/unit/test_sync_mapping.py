@@ -279,3 +279,18 @@ def test_field_settings_default_to_both() -> None:
 def test_field_settings_name_the_bad_entry(settings: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         field_settings(settings)
+
+
+def test_the_canonical_memo_folds_a_customer_object_once_and_hands_out_copies() -> None:
+    from crm_qb.sync.rules import mapping
+
+    customer = {"Id": "7", "DisplayName": "  Ann  Smith ", "PrimaryEmailAddr": {"Address": "ANN@x.com"}}
+    plain = mapping.canonical_from_qbo(customer)
+    with mapping.canonical_memo():
+        first = mapping.canonical_from_qbo(customer)
+        first["display_name"] = "changed by a caller"
+        again = mapping.canonical_from_qbo(customer)
+        other = mapping.canonical_from_qbo(dict(customer, DisplayName="Bob"))
+    assert again == plain and first is not again, "a copy of the first answer, whatever the caller did to its own"
+    assert other["display_name"] == "Bob"
+    assert mapping.canonical_from_qbo(customer) == plain and getattr(mapping._memo, "held", None) is None

@@ -84,6 +84,18 @@ class Engine:
         with realm.lock:
             return realm.rows(entity)
 
+    def query_rows(self, realm_id: str, entity: str, ids: list[str] | None) -> tuple[list[dict], bool]:
+        """The rows a query of ``entity`` has to look at, and whether they are in Id order (``execute``'s
+        ``id_ordered``): only those of ``ids`` when the query names its Ids (looked up, not scanned), else all."""
+        realm = self.realm(realm_id)
+        with realm.lock:
+            in_order = realm.rows_in_id_order(entity) if ids is None else None
+            if in_order is not None:
+                return in_order, True
+            if ids is not None and realm.canonical_ids(entity):
+                return realm.rows_by_id(entity, ids), False
+            return realm.rows(entity), False
+
     # -- writes -----------------------------------------------------------------------------------------
     def create(self, realm_id: str, entity: str, body: dict) -> dict:
         """Create an object of ``entity`` from a client's JSON."""

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
+from itertools import islice
 from types import MappingProxyType
 from typing import Any, NoReturn
 
@@ -210,7 +211,7 @@ class QueryResult:
     count: int | None
     start_position: int
     max_results: int
-    total_count: int
+    total_count: int | None  # every match, counted; None when a page was read without counting the rest
 
     def as_query_response(self) -> dict[str, Any]:
         """Return the body's "QueryResponse" object shaped as QBO does for this result."""
@@ -556,7 +557,8 @@ class _Context:
 
 
 def execute(
-    query: Query, rows: Sequence[dict[str, Any]], *, today: date | None = None, zone: tzinfo = UTC
+    query: Query, rows: Sequence[dict[str, Any]], *, today: date | None = None, zone: tzinfo = UTC,
+    id_ordered: bool = False,
 ) -> QueryResult:
     """Run ``query`` over every object of its entity in a realm and return one page (rows are not copied).
 
@@ -566,16 +568,29 @@ def execute(
     ``today``, by default today in ``zone``). A row without the field never matches a condition on it,
     except QBO's null test ``= ' '``. Name lists return only active objects unless a condition names Active.
     QBO documents no default order (FACTS.md section 13: UNCONFIRMED), so without ORDERBY rows come in
-    numeric Id order, ascending; ORDERBY ties also fall back to Id order.
+    numeric Id order, ascending; ORDERBY ties also fall back to Id order. ``id_ordered=True`` says ``rows`` are
+    in that order already (the store knows): a query without ORDERBY, or ordered by Id ascending, then pages
+    without sorting or counting.
     """
     context = _Context(today or datetime.now(zone).date(), zone)
     matches = _matching(query, rows, context)
+    if id_ordered and _in_id_order(query.order_by) and not query.is_count:
+        # Rows already in Id order (the realm says so): the page is the matches from STARTPOSITION on, read
+        # only that far and not sorted; the same page as below, but not counted (total_count None).
+        first = query.start_position - 1
+        page = list(islice(matches, first, first + query.max_results))
+        return QueryResult(query.entity, page, None, query.start_position, query.max_results, None)
     if query.is_count:
         total = sum(1 for _ in matches)
         return QueryResult(query.entity, [], total, query.start_position, query.max_results, total)
     found = list(matches)
     page = _page(query, found, context.zone)
     return QueryResult(query.entity, page, None, query.start_position, query.max_results, len(found))
+
+
+def _in_id_order(order_by: tuple[OrderKey, ...]) -> bool:
+    """Whether rows in Id order are already in this ORDERBY's order: none (Id order), or ``ORDERBY Id [ASC]``."""
+    return not order_by or (len(order_by) == 1 and order_by[0].path == ("Id",) and not order_by[0].descending)
 
 
 def _matching(query: Query, rows: Iterable[dict[str, Any]], context: _Context) -> Iterable[dict[str, Any]]:

@@ -8,7 +8,7 @@ from . import faults
 from .clock import company_zone, parse_moment
 from .engine import Engine
 from .entities import spec_for
-from .query import QueryError, execute, parse_query
+from .query import Query, QueryError, execute, parse_query
 from .rates import rate_rows
 
 CDC_MAX_DAYS = 30
@@ -25,16 +25,25 @@ def run_query(engine: Engine, realm_id: str, text: str) -> dict:
         raise faults.QboFault(exc.code, exc.message, exc.detail) from exc
     realm = engine.realm(realm_id)
     if query.entity == "ExchangeRate":
-        rows = rate_rows(engine, realm_id)
+        rows, ordered = rate_rows(engine, realm_id), False
     elif spec_for(query.entity) is None:
-        rows = []  # an entity QBO has and the sandbox does not keep (Account, TaxCode...) has no rows here
+        rows, ordered = [], False  # an entity QBO has and the sandbox does not keep (Account...): no rows
     else:
-        rows = engine.rows(realm_id, query.entity)
+        rows, ordered = engine.query_rows(realm_id, query.entity, _named_ids(query))
     try:
-        result = execute(query, rows, today=engine.today(realm), zone=company_zone(realm.settings.zone_name))
+        result = execute(query, rows, today=engine.today(realm), zone=company_zone(realm.settings.zone_name),
+                         id_ordered=ordered)
     except QueryError as exc:
         raise faults.QboFault(exc.code, exc.message, exc.detail) from exc
     return result.as_query_response()
+
+
+def _named_ids(query: Query) -> list[str] | None:
+    """The Ids an ``Id = ...`` or ``Id IN (...)`` condition allows (every match is among them), else None."""
+    for condition in query.conditions:
+        if condition.path == ("Id",) and condition.op in ("=", "in"):
+            return [str(value) for value in condition.values]
+    return None
 
 
 def change_data_capture(engine: Engine, realm_id: str, entities: str | None, changed_since: str | None) -> dict:

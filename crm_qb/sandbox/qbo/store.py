@@ -68,6 +68,10 @@ class RealmData:
         self._changes_sorted = True
         self._seq = 0
         self._listener = listener
+        # Entities that ever had an Id other than a canonical number; each entity's rows in Id order, kept until
+        # the entity's next change (see ``rows_in_id_order``).
+        self._irregular: set[str] = set()
+        self._in_id_order: dict[str, list[dict]] = {}
 
     @property
     def realm_id(self) -> str:
@@ -100,6 +104,27 @@ class RealmData:
         """All live objects of ``entity`` (shared, read-only dicts)."""
         return list(self.objects[entity].values())
 
+    def rows_in_id_order(self, entity: str) -> list[dict] | None:
+        """All live objects of ``entity`` in numeric Id order (what a query without ORDERBY pages through), sorted
+        once until the entity next changes; None when an Id is not a canonical number (no leading zero), whose
+        order only the query's own sort knows."""
+        if entity in self._irregular:
+            return None
+        rows = self._in_id_order.get(entity)
+        if rows is None:
+            rows = sorted(self.objects[entity].values(), key=lambda obj: (len(obj["Id"]), obj["Id"]))
+            self._in_id_order[entity] = rows
+        return rows
+
+    def canonical_ids(self, entity: str) -> bool:
+        """Whether every Id ``entity`` ever stored was a canonical number (so a text Id finds its row by key)."""
+        return entity not in self._irregular
+
+    def rows_by_id(self, entity: str, ids: list[str]) -> list[dict]:
+        """The live objects of ``entity`` among ``ids`` (each once, in no particular order)."""
+        objects = self.objects[entity]
+        return [obj for obj_id in dict.fromkeys(ids) if (obj := objects.get(obj_id)) is not None]
+
     def name_owner(self, display_name: str) -> tuple[str, str] | None:
         """The (entity, Id) already using ``display_name`` among customers, vendors and employees."""
         return self.names.get(name_key(display_name))
@@ -112,6 +137,7 @@ class RealmData:
         """
         old = self.objects[entity].get(obj["Id"])
         self._unindex(entity, old)
+        self._changed(entity, obj["Id"])
         self.objects[entity][obj["Id"]] = obj
         self._index(entity, obj)
         if log:
@@ -135,9 +161,15 @@ class RealmData:
         """Delete a live object, keeping ``tombstone`` for CDC."""
         old = self.objects[entity].pop(obj_id, None)
         self._unindex(entity, old)
+        self._changed(entity, obj_id)
         self.tombstones[entity][obj_id] = tombstone
         self._log(entity, obj_id, _epoch(tombstone.get("MetaData")) if moment is None else moment)
         self._notify(entity, obj_id, tombstone)
+
+    def _changed(self, entity: str, obj_id: object) -> None:
+        self._in_id_order.pop(entity, None)
+        if not _canonical_number(obj_id):
+            self._irregular.add(entity)
 
     def changed_since(self, since: float) -> list[tuple[str, str]]:
         """(entity, Id) of everything changed at or after ``since`` (epoch seconds), oldest change first."""
@@ -211,6 +243,10 @@ class RealmData:
                 index = self.estimate_invoice if target == "Estimate" else self.time_billed_by
                 if index.get(txn_id) == obj["Id"]:
                     del index[txn_id]
+
+
+def _canonical_number(obj_id: object) -> bool:
+    return isinstance(obj_id, str) and obj_id.isascii() and obj_id.isdigit() and (obj_id == "0" or obj_id[0] != "0")
 
 
 def _payment_links(payment: dict) -> list[tuple[str, str, Decimal]]:

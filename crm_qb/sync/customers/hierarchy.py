@@ -89,11 +89,11 @@ def family(connection_id: int, qbo_customer_id: str) -> list[Member]:
 def ancestors(connection_id: int, qbo_customer_id: str) -> list[Member]:
     """The customer's parent, grandparent, ... nearest first (empty for a top-level or unknown customer)."""
     chain: list[Member] = []
-    current = db.session.scalar(_row(connection_id, qbo_customer_id))
+    current = _parent_and_name(connection_id, qbo_customer_id)
     while current is not None and current.parent_id and len(chain) < MAX_DEPTH:
         if current.parent_id == qbo_customer_id or any(m.qbo_customer_id == current.parent_id for m in chain):
             break  # a cycle in the data: stop rather than loop
-        parent = db.session.scalar(_row(connection_id, current.parent_id))
+        parent = _parent_and_name(connection_id, current.parent_id)
         chain.append(Member(current.parent_id, parent.display_name if parent else current.parent_id,
                             parent.parent_id if parent else None, -len(chain) - 1))
         current = parent
@@ -134,6 +134,12 @@ def _linked_contacts(connection_id: int, customer_ids: Sequence[str]) -> dict[st
             ContactLink.qbo_customer_id.in_(customer_ids[start:start + BATCH])))
         found.update({str(customer): str(contact) for customer, contact in rows if customer and contact})
     return found
+
+
+def _parent_and_name(connection_id: int, qbo_customer_id: str) -> Any:
+    """A remembered customer's ``parent_id`` and ``display_name`` (a row of the two columns), or None."""
+    return db.session.execute(select(QboCustomer.parent_id, QboCustomer.display_name).where(
+        QboCustomer.connection_id == connection_id, QboCustomer.qbo_customer_id == qbo_customer_id)).first()
 
 
 def _row(connection_id: int, qbo_customer_id: str) -> Any:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 from crm_qb.address import Address
 from crm_qb.db import db
@@ -79,6 +80,15 @@ def find_by_crm(connection_id: int, contact_id: str) -> LinkRecord | None:
     return _find(ContactLink.crm_contact_id == contact_id, connection_id)
 
 
+def base_by_qbo(connection_id: int, customer_id: str) -> dict[str, Any] | None:
+    """The agreed base of the customer's link (``find_by_qbo(...).base``, without reading the rest); None when
+    there is no link or no base yet. Ends the read transaction."""
+    base = db.session.scalar(select(ContactLink.base).where(ContactLink.connection_id == connection_id,
+                                                            ContactLink.qbo_customer_id == customer_id))
+    db.session.rollback()
+    return dict(base) if base else None
+
+
 def agreed_crm_versions(connection_id: int, contact_ids: Sequence[str]) -> dict[str, str | None]:
     """The agreed CRM version of each *linked* contact among ``contact_ids``; ends the read transaction."""
     rows = db.session.execute(select(ContactLink.crm_contact_id, ContactLink.crm_version).where(
@@ -132,6 +142,42 @@ def save_many(units: Sequence[tuple[LinkRecord, Record]], *, job_id: str | None,
         db.session.execute(insert(AuditEntry.__table__), [_audit_values(record, job_id, connection_id, None)
                                                            for _link, record in units])
         db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def deferrable(record: Record | None, events: Sequence[int], changed: Sequence[LinkRecord],
+               delete: Sequence[int]) -> bool:
+    """Whether an outcome only adds rows that no later unit reads back (``save_new`` may store it later): no
+    events to mark, nothing to delete, no conflicts, and only new links without a contact (reviews)."""
+    return (not events and not delete and (record is None or not record.conflicts)
+            and all(link.id is None and link.crm_contact_id is None for link in changed))
+
+
+def save_new(units: Sequence[tuple[list[LinkRecord], Record | None]], *, job_id: str | None,
+             connection_id: int) -> None:
+    """Store deferred outcomes (``deferrable``) in one transaction with two bulk INSERTs (``id`` stays None).
+
+    A unique constraint refusing one (the customer linked meanwhile) rolls them back; they are then saved one by
+    one with ``save``, as they would have been, so each meets its own error.
+    """
+    if not units:
+        return
+    new_links = [link for changed, _record in units for link in changed]
+    records = [record for _changed, record in units if record is not None]
+    try:
+        if new_links:
+            db.session.execute(insert(ContactLink.__table__), [_values(link) for link in new_links])
+        if records:
+            db.session.execute(insert(AuditEntry.__table__), [_audit_values(record, job_id, connection_id, None)
+                                                               for record in records])
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        for changed, record in units:
+            save(changed, record, (), job_id=job_id, connection_id=connection_id)
+        return
     except Exception:
         db.session.rollback()
         raise

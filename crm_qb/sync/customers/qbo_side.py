@@ -150,9 +150,9 @@ def _shares_parent_email(ctx: SyncContext, record: dict[str, Any], parent_id: st
     """Whether a job has no email of its own: none, or its parent's (read from the parent's link, else QBO)."""
     if not record.get("email"):
         return True
-    link = links.find_by_qbo(ctx.connection_id, parent_id)
-    if link is not None and link.base is not None:
-        parent_email = link.base.get("email")
+    base = links.base_by_qbo(ctx.connection_id, parent_id)
+    if base is not None:
+        parent_email = base.get("email")
     else:
         parent = ctx.qbo_customers_held.get(parent_id) or ctx.qbo.read("Customer", parent_id)
         parent_email = canonical_from_qbo(parent).get("email")
@@ -267,6 +267,14 @@ def _contact_gone(ctx: SyncContext, link: LinkRecord, events: Sequence[int]) -> 
 
 def done(ctx: SyncContext, record: Record | None, events: Sequence[int], changed: Sequence[LinkRecord] = (),
          delete: Sequence[int] = ()) -> None:
-    """Store the outcome of one unit of work: changed links, the audit record, the events processed."""
+    """Store the outcome of one unit of work: changed links, the audit record, the events processed.
+
+    When the context collects outcomes (``ctx.deferred``, the backfill), one that only adds rows (new links
+    without a contact, i.e. reviews; an audit record) for no event is kept there to be saved with others.
+    """
+    if ctx.deferred is not None and links.deferrable(record, events, changed, delete):
+        if record is not None or changed:
+            ctx.deferred.append((list(changed), record))
+        return
     links.save(changed, record, events, job_id=ctx.job_id, connection_id=ctx.connection_id, delete=delete)
 

@@ -66,8 +66,8 @@ from crm_qb.sync.pipeline.candidates import (
     load_crm_index,
     qbo_keys,
 )
-from crm_qb.sync.pipeline.overlap import ContactCreator, QboPager, second_connector
-from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, qbo_owned_fields
+from crm_qb.sync.pipeline.overlap import ContactCreator, HeldParents, QboPager, jobs_parents, second_connector
+from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, canonical_memo, qbo_owned_fields
 from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, NONE, candidate, has_own_email, match, match_exact_name
 from crm_qb.sync.services import ConnectionGoneError, SyncServices
 from crm_qb.sync.settings import sync_settings_of
@@ -217,6 +217,17 @@ def _links_by(column: Any, connection_id: int, ids: Sequence[str]) -> dict[str, 
     return found
 
 
+def _link_states(connection_id: int, contact_ids: Sequence[str]) -> dict[str, LinkRecord]:
+    """The links of these CRM contacts, by contact id, with their ids and state only (``base`` and the other JSON
+    columns are not read: the contact phase needs the state); ends the read transaction."""
+    rows = db.session.execute(select(ContactLink.id, ContactLink.crm_contact_id, ContactLink.qbo_customer_id,
+                                     ContactLink.state).where(ContactLink.connection_id == connection_id,
+                                                              ContactLink.crm_contact_id.in_(list(contact_ids)))).all()
+    db.session.rollback()
+    return {str(contact): LinkRecord(connection_id, str(contact), customer, state, id=link_id)
+            for link_id, contact, customer, state in rows}
+
+
 def _folder_tokens(connection_id: int, txn_type: str, ids: Sequence[str]) -> dict[str, str | None]:
     """The stored SyncToken of each folder item of ``txn_type`` among ``ids``; ends the read transaction."""
     rows = db.session.execute(select(FolderItem.qbo_id, FolderItem.qbo_sync_token).where(
@@ -239,6 +250,10 @@ class _Run:
     creator: ContactCreator | None = None
     pager: QboPager | None = None
     index: CandidateIndex | None = None
+    # The transaction walk, started before its phase when overlapping, and whether waits may take pages of it.
+    txn_walk: Iterator[tuple[str, list[dict[str, Any]]]] | None = None
+    txn_idle = False
+    txn_error: Exception | None = None  # what stopped the walk taken early; raised when its phase comes
     # Batched CRM creates and QBO read-ahead on their own threads (pipeline/overlap.py). A run that records every
     # object's outcome and resumes from a checkpoint (the console's first sync, sync/firstsync) keeps the batched
     # creates, settling each page's before the page is recorded, and reads its pages on this thread: its
@@ -260,8 +275,10 @@ class _Run:
                 store.drop()
                 self.index = CandidateIndex(store, crm_keys)
                 load_crm_index(self.ctx.crm, self.index, self.page_size)
+                if self.read_ahead:  # its pages fill the customer phase's waits for the CRM (``idle``)
+                    self.txn_walk, self.txn_idle = self.transaction_pages(), True
                 self.customers(self.index)
-                self.transactions()  # while the CRM creates the last customers' contacts
+                self.transactions()  # the rest, while the CRM creates the last customers' contacts
                 self.link_created(wait=True)
             finally:
                 if self.creator is not None:
@@ -300,37 +317,62 @@ class _Run:
         self.still_held()
 
     def count_page(self, phase: str) -> None:
+        self.save_deferred()
+        if self.pager is not None:
+            # A plain backfill (``run_backfill``) asks for no follow-ups or summaries afterwards (its context is
+            # dropped): what changed is not kept, so memory stays flat (the first sync, not overlapping, keeps it).
+            self.ctx.invoices_changed.clear()
+            self.ctx.customers_changed.clear()
         counts = self.report.phases[phase]
         counts.pages += 1
         if self.progress:
             self.progress(phase, counts)
 
+    def save_deferred(self) -> None:
+        """Save the outcomes the units left to save together (reviews, skips' audit records): one commit."""
+        if self.ctx.deferred:
+            links.save_new(self.ctx.deferred, job_id=self.ctx.job_id, connection_id=self.ctx.connection_id)
+            self.ctx.deferred.clear()
+
     def customers(self, index: CandidateIndex) -> None:
+        self.ctx.deferred = []  # saved with each page (page_done); a failed run's last page is walked again
+        try:
+            self.customer_pages(index)
+        finally:
+            self.ctx.deferred = None
+
+    def customer_pages(self, index: CandidateIndex) -> None:
         counts = self.report.phases[CUSTOMERS]
         previous: list[dict[str, Any]] = []
-        for page in self.query_pages("Customer", ALL_CUSTOMERS):
+        for page, parents in self.customer_walk():
             self.remember(page)
             # This page and the last one (where a job's parent usually is), so a job's check reads no parent.
-            self.ctx.qbo_customers_held = self.held(previous + page)
+            self.ctx.qbo_customers_held = self.held(previous + page, parents)
             previous = page
             found = _links_by(ContactLink.qbo_customer_id, self.ctx.connection_id, [str(c["Id"]) for c in page])
-            index.prefetch(canonical_from_qbo(c) for c in page if str(c["Id"]) not in found)
-            for customer in page:
-                customer_id = str(customer["Id"])
-                outcome = self.guarded("Customer", customer_id,
-                                       partial(self.customer, customer, found.get(customer_id), index))
-                if outcome != PENDING:
-                    counts.add(outcome)
-            self.link_created(wait=False)
+            with canonical_memo():  # the index, matching, the create body and the merge fold each customer once
+                index.prefetch(canonical_from_qbo(c) for c in page if str(c["Id"]) not in found)
+                for customer in page:
+                    customer_id = str(customer["Id"])
+                    outcome = self.guarded("Customer", customer_id,
+                                           partial(self.customer, customer, found.get(customer_id), index))
+                    if outcome != PENDING:
+                        counts.add(outcome)
+                self.link_created(wait=False)
             self.page_done(CUSTOMERS)
         self.ctx.qbo_customers_held = {}
 
-    def held(self, customers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """These customers by id, with the parents of their jobs read in one query (not one read per job)."""
+    def customer_walk(self) -> Iterator[tuple[list[dict[str, Any]], HeldParents]]:
+        """The pages of customers, with their jobs' parents when the pager has read them ahead (else None)."""
+        if self.pager is not None:
+            return self.pager.customer_pages(ALL_CUSTOMERS, self.page_size)
+        return ((page, None) for page in self.query_pages("Customer", ALL_CUSTOMERS))
+
+    def held(self, customers: list[dict[str, Any]], parents: HeldParents = None) -> dict[str, dict[str, Any]]:
+        """These customers by id, with the parents of their jobs (``parents`` when already read, else read in one
+        query: not one read per job)."""
         held = {str(c["Id"]): c for c in customers if c.get("Id") is not None}
-        parents = {parent for c in customers if (parent := parent_of(c)) is not None and parent not in held}
-        if parents:
-            held.update(self.ctx.qbo.read_many("Customer", parents, include_inactive=True))
+        held.update(jobs_parents(self.ctx.qbo, customers) if parents is None else parents)
         return held
 
     def query_pages(self, entity: str, where: str = "") -> Iterator[list[dict[str, Any]]]:
@@ -376,8 +418,27 @@ class _Run:
         """Link the customers whose contacts the CRM has created (all of them, waiting, when ``wait``)."""
         if self.creator is None:
             return
-        for batch in self.creator.finished(wait):
+        for batch in self.creator.finished(wait, self.idle):
             self.link_batch(batch)
+
+    def idle(self) -> bool:
+        """Mirror one page of transactions while the CRM is still creating contacts (the folder does not depend
+        on links); False when there is none (not overlapping, the walk is done, or it failed: its error is raised
+        when the transaction phase comes, not here inside a customer's unit, which would count it as failed)."""
+        if not self.txn_idle or self.txn_walk is None:
+            return False
+        try:
+            taken = next(self.txn_walk, None)
+            if taken is not None:
+                self.mirror_page(*taken)
+        except Exception as exc:
+            self.txn_idle, self.txn_error = False, exc
+            return False
+        if taken is None:
+            self.txn_idle = False
+            return False
+        self.page_done(TRANSACTIONS)
+        return True
 
     def link_batch(self, batch: list[tuple[NewContact, Created]]) -> None:
         """First-link a batch of customers to their new contacts and save them in one transaction."""
@@ -416,12 +477,21 @@ class _Run:
     def linked(self, customer: dict[str, Any], contact: Contact) -> str:
         return outcome_counter(link_created(self.ctx, customer, contact, []))
 
-    def transactions(self) -> None:
+    def transaction_pages(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """Every page of every mirrored transaction type, with its type."""
         for entity in registry.NAMES:
             for page in self.query_pages(entity):
-                self.mirror_page(entity, page)
-                self.page_done(TRANSACTIONS)
-                self.link_created(wait=False)
+                yield entity, page
+
+    def transactions(self) -> None:
+        """Mirror every transaction page (those the customer phase has not mirrored already)."""
+        self.txn_idle = False
+        if self.txn_error is not None:
+            raise self.txn_error
+        for entity, page in self.txn_walk or self.transaction_pages():
+            self.mirror_page(entity, page)
+            self.page_done(TRANSACTIONS)
+            self.link_created(wait=False)
 
     def mirror_page(self, entity: str, page: list[dict[str, Any]]) -> None:
         """Mirror one page into the folder and commit it: in bulk, or one by one if the bulk flush is refused."""
@@ -460,7 +530,7 @@ class _Run:
             return
         counts = self.report.phases[CONTACTS]
         for page in self.ctx.crm.list_contacts_updated_since(None, page_size=self.page_size):
-            found = _links_by(ContactLink.crm_contact_id, self.ctx.connection_id, [c.id for c in page.contacts])
+            found = _link_states(self.ctx.connection_id, [c.id for c in page.contacts])
             for contact in page.contacts:
                 unit = partial(self.contact, contact, found.get(contact.id))
                 counts.add(self.guarded("Contact", contact.id, unit))

@@ -50,11 +50,28 @@ class DictStore:
             self.data.setdefault(key, []).extend(values)
 
 
+# KEYS[1]: the hash; ARGV: field, JSON list of rows, ..., then the expiry. A field's JSON list is extended in
+# place: "[a,b]" and "[c]" make "[a,b,c]".
+_APPEND = """
+for i = 1, #ARGV - 1, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  if old and old ~= '[]' then
+    redis.call('HSET', KEYS[1], ARGV[i], string.sub(old, 1, -2) .. ',' .. string.sub(ARGV[i + 1], 2))
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[#ARGV])
+return 1
+"""
+
+
 class RedisStore:
     """Index rows in one Redis hash (field: key, value: JSON list of rows), expiring after a day."""
 
     def __init__(self, redis: Redis, name: str) -> None:
         self.redis, self.name = redis, name
+        self._append = redis.register_script(_APPEND)
 
     def get_many(self, keys: Sequence[str]) -> list[list[list[Any]]]:
         """The rows of each key (one HMGET)."""
@@ -63,15 +80,15 @@ class RedisStore:
         return [json.loads(raw) if raw else [] for raw in self.redis.hmget(self.name, list(keys))]
 
     def append_many(self, rows: Mapping[str, list[list[Any]]]) -> None:
-        """Append rows to each key and renew the hash's expiry (one pipeline)."""
+        """Append rows to each key and renew the hash's expiry (one script: one round trip, and the rows already
+        there are extended as JSON text in Redis rather than read, decoded and written back)."""
         if not rows:
             return
-        keys = list(rows)
-        pipe = self.redis.pipeline()
-        for key, old in zip(keys, self.get_many(keys), strict=True):
-            pipe.hset(self.name, key, json.dumps(old + rows[key]))
-        pipe.expire(self.name, INDEX_TTL_SECONDS)
-        pipe.execute()
+        args: list[str | int] = []
+        for key, values in rows.items():
+            if values:
+                args += [key, json.dumps(values)]
+        self._append(keys=[self.name], args=[*args, INDEX_TTL_SECONDS])
 
     def drop(self) -> None:
         """Delete the whole index."""

@@ -16,8 +16,9 @@ At most a few batches and one page wait at a time, so memory stays flat in the d
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CREATE_BATCH = 100  # contacts per POST /contacts/batch (DESIGN.md section 6's cap; HubSpot's too)
 MAX_BATCHES_IN_FLIGHT = 4  # created contacts waiting to be linked stay few: memory flat in the data size
+READ_AHEAD = 3  # transaction pages read before they are taken (at most this many held): memory flat as well
 
 
 class ContactCreator:
@@ -84,12 +86,20 @@ class ContactCreator:
             return False
         return any(customer_id in self.customers for customer_id in _chain(connection_id, parent_id, held or {}))
 
-    def finished(self, wait: bool) -> Iterator[list[tuple[NewContact, Created]]]:
-        """The batches done, each as its contacts created (or the CRM's error for each); all of them when ``wait``."""
+    def finished(self, wait: bool,
+                 idle: Callable[[], bool] | None = None) -> Iterator[list[tuple[NewContact, Created]]]:
+        """The batches done, each as its contacts created (or the CRM's error for each); all of them when ``wait``.
+
+        Before waiting for a batch (``wait``, or more than MAX_BATCHES_IN_FLIGHT sent), ``idle()`` is called until
+        the batch is done or it answers False (nothing left to do meanwhile): the caller's other work.
+        """
         if wait:
             self.send()
         while self.in_flight and (wait or self.in_flight[0][1].done() or len(self.in_flight) > MAX_BATCHES_IN_FLIGHT):
-            batch, future = self.in_flight.popleft()
+            batch, future = self.in_flight[0]
+            while idle is not None and not future.done() and idle():
+                pass
+            self.in_flight.popleft()
             results = future.result()
             for planned, keys in batch:
                 self.keys.subtract(keys)
@@ -150,20 +160,46 @@ class QboPager:
         self.client = QboClient(services.qbo.endpoints.api_base, realm, self.token.get, self.token.refused,
                                 services.qbo.budget)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="backfill-qbo")
+        # The walks of ``pages`` (transactions) have a thread and HTTP session of their own, so their pages, read
+        # further ahead, never make the customer walk's next page wait.
+        self.walk_client = QboClient(services.qbo.endpoints.api_base, realm, self.token.get, self.token.refused,
+                                     services.qbo.budget)
+        self.walk_pool = ThreadPoolExecutor(1, thread_name_prefix="backfill-qbo-walk")
 
     def pages(self, entity: str, where: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
-        """Every page of ``SELECT * FROM entity WHERE where`` (like ``QboClient.query_all``), one read ahead."""
+        """Every page of ``SELECT * FROM entity WHERE where`` (like ``QboClient.query_all``), up to READ_AHEAD
+        pages read before they are asked for (``_Walk``)."""
+        return iter(_Walk(self, entity, where, page_size))
+
+    def customer_pages(self, where: str, page_size: int) -> Iterator[tuple[list[dict[str, Any]], HeldParents]]:
+        """Every page of customers (as ``pages``), each with the parents of its jobs that neither it nor the page
+        before holds, read on the thread as well (``jobs_parents``); None when the caller has to read them."""
         start = 1
-        ahead = self._read_ahead(entity, where, start, page_size)
+        self.token.value = self._fresh_token()
+        ahead = self.pool.submit(self._customers_and_parents, where, start, page_size, [])
         while True:
-            rows = self._rows(ahead, entity, where, start, page_size)
+            try:
+                rows, parents = ahead.result()
+            except TokenRanOutError:
+                rows, parents = self.ctx.qbo.query_page("Customer", where, start, page_size), None
             if len(rows) == page_size:
-                ahead = self._read_ahead(entity, where, start + page_size, page_size)
+                self.token.value = self._fresh_token()
+                ahead = self.pool.submit(self._customers_and_parents, where, start + page_size, page_size, rows)
             if rows:
-                yield rows
+                yield rows, parents
             if len(rows) < page_size:
                 return
             start += page_size
+
+    def _customers_and_parents(self, where: str, start: int, size: int,
+                               previous: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], HeldParents]:
+        rows = self.client.query_page("Customer", where, start, size)
+        if not rows:
+            return rows, {}
+        try:
+            return rows, jobs_parents(self.client, previous + rows)
+        except TokenRanOutError:
+            return rows, None
 
     def _read_ahead(self, entity: str, where: str, start: int, size: int) -> Future[list[dict[str, Any]]]:
         self.token.value = self._fresh_token()
@@ -182,9 +218,82 @@ class QboPager:
         return token
 
     def close(self) -> None:
-        """Wait for a page still being read and stop."""
+        """Wait for the pages still being read and stop."""
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.walk_pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
+        self.walk_client.close()
+
+
+class _Walk:
+    """The pages of one query, read on the pager's walk thread up to READ_AHEAD before the caller takes them.
+
+    A page is asked for only once the page before it came back full, so no read goes past the end (no QBO call
+    more than a one-by-one walk makes). A page whose token ran out on the thread is read by the caller.
+    """
+
+    def __init__(self, pager: QboPager, entity: str, where: str, size: int) -> None:
+        self.pager, self.entity, self.where, self.size = pager, entity, where, size
+        self.lock = threading.RLock()  # a read done at once runs its callback on the thread that asked for it
+        self.reads: deque[tuple[int, Future[list[dict[str, Any]]]]] = deque()  # not taken yet, in page order
+        self.last: Future[list[dict[str, Any]]] | None = None  # the latest read; None: it came back full
+        self.next_start = 1
+        self.stopped = False  # the end was reached, or a read failed (the caller goes on from there)
+        with self.lock:
+            self._extend()
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        while True:
+            with self.lock:
+                if not self.reads:
+                    return
+                start, future = self.reads.popleft()
+            self.pager.token.value = self.pager._fresh_token()  # for the reads still to come
+            try:
+                rows = future.result()
+            except TokenRanOutError:
+                rows = self.pager.ctx.qbo.query_page(self.entity, self.where, start, self.size)
+                with self.lock:
+                    if self.last is future:  # it was the latest: go on from its answer
+                        self.last, self.stopped = None, len(rows) < self.size
+            full = len(rows) == self.size
+            with self.lock:
+                self._extend()
+            if rows:
+                yield rows
+            if not full:
+                return
+
+    def _extend(self) -> None:
+        """Ask for the next page when the latest came back full and fewer than READ_AHEAD wait (lock held)."""
+        if self.stopped or len(self.reads) >= READ_AHEAD:
+            return
+        last = self.last
+        if last is not None:
+            if not last.done():
+                return  # its callback comes back here
+            if last.cancelled() or last.exception() is not None or len(last.result()) < self.size:
+                self.stopped = True
+                return
+        future = self.pager.walk_pool.submit(self.pager.walk_client.query_page, self.entity, self.where,
+                                             self.next_start, self.size)
+        self.reads.append((self.next_start, future))
+        self.last, self.next_start = future, self.next_start + self.size
+        future.add_done_callback(self._done)
+
+    def _done(self, _future: Future[list[dict[str, Any]]]) -> None:
+        with self.lock:
+            self._extend()
+
+
+HeldParents = dict[str, dict[str, Any]] | None
+
+
+def jobs_parents(qbo: QboClient, customers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The parents of the jobs among ``customers`` that are not among them, by id (one query, none if none)."""
+    ids = {str(c["Id"]) for c in customers if c.get("Id") is not None}
+    parents = {parent for c in customers if (parent := hierarchy.parent_of(c)) is not None and parent not in ids}
+    return qbo.read_many("Customer", parents, include_inactive=True) if parents else {}
 
 
 def _connection(connection_id: int) -> Connection:

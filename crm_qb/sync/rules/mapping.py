@@ -13,7 +13,9 @@ Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -105,12 +107,36 @@ def derive_display_name(canonical: Mapping[str, object]) -> str | None:
 
 def canonical_from_qbo(customer: Mapping[str, Any]) -> dict[str, CanonicalValue]:
     """Return the canonical contact of a QBO Customer object (the value under "Customer")."""
+    memo: dict[int, tuple[Mapping[str, Any], dict[str, CanonicalValue]]] | None = getattr(_memo, "held", None)
+    if memo is not None and (hit := memo.get(id(customer))) is not None and hit[0] is customer:
+        return dict(hit[1])
     if "Customer" in customer:
         raise ValueError('pass the Customer object itself, not the {"Customer": ...} response wrapper')
     record: dict[str, object] = {field: _dig(customer, path) for field, path in _QBO_TEXT_PATHS.items()}
     for field, key in _QBO_ADDRESS_KEYS.items():
         record[field] = _address_from_qbo(customer.get(key))
-    return canonicalise_record(record)
+    canonical = canonicalise_record(record)
+    if memo is not None:
+        memo[id(customer)] = (customer, canonical)
+        return dict(canonical)
+    return canonical
+
+
+_memo = threading.local()
+
+
+@contextmanager
+def canonical_memo() -> Iterator[None]:
+    """Within the block (on this thread), ``canonical_from_qbo`` folds each customer object once: the same object
+    asked again gets a copy of its first answer. For callers that hold QBO's answers unchanged (they are never
+    modified in place) and ask several times per customer (the backfill: the index, matching, the merge, the
+    create body); the objects are held until the block ends, so keep it to a page."""
+    previous = getattr(_memo, "held", None)
+    _memo.held = {}
+    try:
+        yield
+    finally:
+        _memo.held = previous
 
 
 def canonical_from_crm(contact: Mapping[str, Any], *, derive: bool = True) -> dict[str, CanonicalValue]:
