@@ -116,14 +116,16 @@ class Rig:
                 ContactLink.connection_id == connection_id, ContactLink.state == LinkState.LINKED)).all()
         return [(str(q), str(c)) for q, c in rows if q and c]
 
-    def start_workers(self, count: int, live_only: int = 0) -> None:
-        """Start ``count`` workers of every queue and ``live_only`` workers that never take a first sync
-        (``--queues inbound,sync,scheduled``), and wait until every one listens (seconds on a busy host)."""
-        commands = [[*CLI, "worker"]] * count + [[*CLI, "worker", "--queues", LIVE_QUEUES]] * live_only
+    def start_workers(self, count: int, live_only: int = 0, bulk: int = 0, nice: int = 0) -> None:
+        """Start ``count`` workers of every queue, ``live_only`` workers that never take a first sync
+        (``--queues inbound,sync,scheduled``) and ``bulk`` workers of first syncs and their backlog only
+        (``--queues backfill --nice NICE``), and wait until every one listens (seconds on a busy host)."""
+        commands = ([[*CLI, "worker"]] * count + [[*CLI, "worker", "--queues", LIVE_QUEUES]] * live_only
+                    + [[*CLI, "worker", "--queues", "backfill", "--nice", str(nice)]] * bulk)
         for n, command in enumerate(commands):
             self.workers.append(self.processes.start(f"worker-{len(self.workers)}-{n}", command, self.env))
         redis = Redis.from_url(REDIS_URL)
-        total = count + live_only
+        total = count + live_only + bulk
         wait_until(lambda: len(Worker.all(connection=redis)) >= total, 300, f"{total} workers to listen")
 
     def stop_workers(self) -> None:
@@ -243,8 +245,14 @@ def _measure(rig: Rig, after: int, began: float, ended: float, drained: float | 
 def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
     """One scenario with ``workers`` worker processes; the figures of the live tenants."""
     live = rig.tenants[:args.tenants]
-    # The documented deployment beside first syncs: one more worker that never takes one (README, several hosts).
-    rig.start_workers(workers, live_only=1 if scenario == "backfill" else 0)
+    if scenario != "backfill":
+        rig.start_workers(workers)
+    elif args.backfill_deployment == "split":
+        # The documented deployment beside first syncs (README, several hosts): the N workers live-only, one more
+        # for first syncs and their backlog at a lower CPU priority.
+        rig.start_workers(0, live_only=workers, bulk=1, nice=args.bulk_nice)
+    else:  # "mixed": N workers of every queue and one more that never takes a first sync
+        rig.start_workers(workers, live_only=1)
     stop = threading.Event()
     extra: dict[str, Any] = {}
     try:
@@ -304,6 +312,10 @@ def main() -> None:
     parser.add_argument("--scenarios", default="scale,throttled,backfill")
     parser.add_argument("--backfill-customers", type=int, default=3000)
     parser.add_argument("--drain-timeout", type=float, default=300.0)
+    parser.add_argument("--backfill-deployment", choices=("split", "mixed"), default="split",
+                        help="backfill scenario's workers: split = N live-only + 1 bulk (--queues backfill --nice); "
+                             "mixed = N of every queue + 1 live-only")
+    parser.add_argument("--bulk-nice", type=int, default=10, help="the bulk worker's --nice (split deployment)")
     parser.add_argument("--database-url", required=True, help="an empty PostgreSQL database")
     parser.add_argument("--logs", default=None)
     args = parser.parse_args()
