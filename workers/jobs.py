@@ -23,6 +23,7 @@ from crm_qb.models import EventSource
 from crm_qb.qbo.faults import THROTTLE_WAIT_SECONDS
 from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.runtime import Runtime, runtime
+from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.drain import Drain
 from crm_qb.sync.services import ConnectionBusyError
@@ -37,6 +38,10 @@ WAKE_TTL_SECONDS = 600
 TURN_BATCHES = 1
 # How long a drain whose connection is held by a long sync (a first sync, a backfill) waits in RQ's delayed set.
 BUSY_WAIT_SECONDS = 5.0
+# The value of a parked wake (``park``): the connection's CRM events wait for its first sync, whose end wakes them.
+PARKED = "parked"
+# Deletes a parked wake, and only a parked one (a drain's token stays).
+_UNPARK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str, *, bulk: bool = False) -> str | None:
@@ -46,6 +51,8 @@ def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str, *, bulk: 
     and goes to the ``backfill`` queue, which live-only workers never serve and a worker started with ``--nice``
     runs at a lower CPU priority; its further turns stay there (``_deferring``)."""
     token = uuid.uuid4().hex[:16]
+    if bulk:  # a first sync's end (or a bulk drain's next turn): its connection's wake may be parked
+        redis.eval(_UNPARK, 1, keys.wake(source.value, key), PARKED)
     # The command itself, not ``redis.set(..., nx=True, ex=...)``: the same SET, without the client's argument
     # handling, which cost 20 to 40 µs of CPU more a call (every webhook group pays it; README, Benchmarks).
     if not redis.execute_command(  # type: ignore[no-untyped-call]
@@ -105,7 +112,22 @@ def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> in
         return 0
     if drain.unfinished:
         wake(rt.redis, rt.keys, source, key, bulk=bulk)
+    elif source == EventSource.CRM and int(key) in drain.held:
+        park(rt, key)
     return settled
+
+
+def park(rt: Runtime, connection_id: str) -> None:
+    """Park the wake of a connection whose CRM events wait for its first sync: hooks then wake no drain (each
+    would only find them waiting) until the run's end wakes one (``wake(bulk=True)`` unparks). A first sync
+    creating 1,000 contacts gets 1,000 hooks back while it runs: without this, 1,000 drain jobs on live workers.
+
+    The wake expires like any (``WAKE_TTL_SECONDS``), and the sweep still wakes drains for stranded events. If the
+    run ended while this drain looked, its end's wake may have been overwritten here: checked again, and woken."""
+    name = rt.keys.wake(EventSource.CRM.value, connection_id)
+    rt.redis.set(name, PARKED, ex=WAKE_TTL_SECONDS)
+    if not first_sync_held(int(connection_id)):
+        wake(rt.redis, rt.keys, EventSource.CRM, connection_id, bulk=True)
 
 
 def _running_bulk(rt: Runtime) -> bool:

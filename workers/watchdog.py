@@ -73,6 +73,8 @@ class Watchdog:
             if token is None or source_name not in {s.value for s in EventSource}:
                 continue
             text = token.decode() if isinstance(token, bytes) else str(token)
+            if text == jobs.PARKED:
+                continue  # no drain on purpose: the connection's events wait for its first sync (``jobs.park``)
             job = fetch_job(self.redis, JobIds.drain(source_name, key, text))
             if not self._waiting(job):
                 lost[name] = (EventSource(source_name), key, job)

@@ -267,6 +267,52 @@ def test_a_drain_of_a_connection_waiting_for_its_first_sync_queues_no_next_turn(
     assert count_events(app, status=EventStatus.PENDING) == 5
 
 
+def test_the_wake_of_a_connection_waiting_for_its_first_sync_is_parked_until_its_end(
+        app: Flask, redis_client: Redis) -> None:
+    """Hooks of a connection whose first sync runs (1,000 echoes for 1,000 contacts it creates) wake no drain
+    each: the first drain that finds them waiting parks the wake; the run's end unparks it and wakes the backlog
+    as bulk work. The watchdog does not take a parked wake for a lost drain."""
+    from crm_qb.models import EventSource
+    from crm_qb.sync.firstsync import store
+    from crm_qb.sync.firstsync.service import open_first_sync
+    from workers.queues import BACKFILL, queue
+    from workers.watchdog import Watchdog
+
+    connection = add_connection(app, realm_id="111")
+    key = str(connection.id)
+    with app.app_context():
+        run_id = open_first_sync(None, connection.id).id
+        events.store(EventSource.CRM, [events.Notice("echo-0", None, "Contact", "c0", "created", None)], connection.id)
+        db.session.commit()
+        rt = runtime()
+        assert jobs.drain_crm_connection(key) == 0
+        assert redis_client.get(rt.keys.wake("crm", key)) == jobs.PARKED.encode()
+        assert rt.jobs.wake(EventSource.CRM, key) is None  # the next hook's wake: no drain
+        live, bulk = queue(redis_client, INBOUND, rt.keys), queue(redis_client, BACKFILL, rt.keys)
+        assert (live.count, bulk.count) == (0, 0)
+        watchdog = Watchdog(redis_client, rt.keys)
+        assert [watchdog.check() for _ in range(3)] == [0, 0, 0]
+        assert store.move(run_id, ("waiting",), "done")  # as the run's end does, then it wakes the connection:
+        db.session.commit()
+        assert events.wake_connection(rt.jobs, connection.id, bulk=True) == 1
+        assert (live.count, bulk.count) == (0, 1)
+
+
+def test_a_wake_parked_just_as_the_first_sync_ended_is_woken_at_once(app: Flask, redis_client: Redis) -> None:
+    """The run's end may wake the connection while a drain still saw it waiting, and that drain then parks the
+    wake over the end's: parking checks the run again and wakes the backlog itself."""
+    from crm_qb.models import EventSource
+    from workers.queues import BACKFILL, queue
+
+    connection = add_connection(app, realm_id="111")  # no first sync opened: not waiting (any more)
+    with app.app_context():
+        rt = runtime()
+        jobs.park(rt, str(connection.id))
+        assert redis_client.get(rt.keys.wake("crm", str(connection.id))) != jobs.PARKED.encode()
+    assert queue(redis_client, BACKFILL, rt.keys).count == 1
+    assert rt.jobs.wake(EventSource.CRM, str(connection.id)) is None  # that drain waits: a hook adds none
+
+
 def test_a_bulk_drain_takes_its_turns_on_the_backfill_queue(app: Flask, redis_client: Redis,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A drain woken as bulk work (the backlog a first sync left) runs, turn after turn, on the backfill queue,

@@ -74,6 +74,7 @@ class Drain:
     # tenant's flood of events (a first sync's echoes) takes turns with the other tenants' drains.
     turn: int | None = None
     unfinished: list[int] = field(default_factory=list)  # connections whose turn ran out with events left
+    held: list[int] = field(default_factory=list)  # connections whose events wait for their first sync
 
     def __post_init__(self) -> None:
         if self.changes is None:
@@ -140,6 +141,7 @@ class Drain:
             # Nothing is written before the operator starts the first sync (crm_qb/sync/firstsync); the run covers
             # what these events announce, and its end wakes the drains for what changed meanwhile.
             log.info("connection %s waits for its first sync; %s event(s) wait for it", connection_id, len(batch))
+            self.held.append(connection_id)
             raise _Waiting
         if not _connected(connection_id):
             # Needs reconnect or disconnected (QuickBooks or the CRM): call nobody, count no attempt, keep the
