@@ -87,6 +87,7 @@ class Rig:
         self.env = {**environment(tmp, database_url, self.qbo_info, self.web), "CRM_QB_REDIS_URL": REDIS_URL,
                     "CRM_QB_QUEUE_PREFIX": "crm_qb_bench_scale", "CRM_QB_LOG_LEVEL": "WARNING"}
         self.engine: Engine = create_engine(database_url)
+        self.database = database_url.rsplit("/", 1)[1].split("?")[0]  # its name, for the server's CPU seconds
         self.tenants: list[dict[str, Any]] = []
         self.workers: list[subprocess.Popen[bytes]] = []
 
@@ -181,10 +182,21 @@ def _healthy(web: str) -> bool:
         return False
 
 
-def _cpu_seconds(processes: Processes) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each kind of process we started, from /proc."""
+def _cpu_seconds(processes: Processes, database: str = "") -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each kind of process we started, from /proc; with ``database``,
+    also the PostgreSQL server processes serving that database on this host (``postgres``: approximate, a
+    backend that ended between two readings takes its seconds with it)."""
     ticks = os.sysconf("SC_CLK_TCK")
     used: dict[str, float] = {}
+    if database:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if f" {database} ".encode() not in cmdline.read_bytes() + b" ":
+                    continue
+                fields = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            used["postgres"] = used.get("postgres", 0.0) + (int(fields[11]) + int(fields[12])) / ticks
     for name, process in processes.started:
         kind = name.split("-")[0]
         for pid in [process.pid, *_children(process.pid)]:
@@ -266,7 +278,7 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
     extra: dict[str, Any] = {}
     try:
         wait_until(lambda: rig.pending() == 0, 600, "the queue to be empty before the load")
-        after, cpu_before = rig.last_event_id(), _cpu_seconds(rig.processes)
+        after, cpu_before = rig.last_event_id(), _cpu_seconds(rig.processes, rig.database)
         if scenario == "throttled":
             throttler = threading.Thread(target=_throttle, args=(rig, live[0]["realm"], stop), daemon=True)
             throttler.start()
@@ -293,7 +305,7 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
         if scenario == "backfill":
             extra["backfill_links_at_end"] = len(rig.linked_pairs(big["connection_id"]))
             rig.tenants.remove(big)
-        cpu_after = _cpu_seconds(rig.processes)
+        cpu_after = _cpu_seconds(rig.processes, rig.database)
         cpu = {kind: round(cpu_after.get(kind, 0.0) - cpu_before.get(kind, 0.0), 1) for kind in cpu_after}
         return {"scenario": scenario, "workers": workers, "changes_made": made,
                 "offered_changes_per_s": args.rate, "backlog_when_load_stopped": backlog, **result,
