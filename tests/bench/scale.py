@@ -31,10 +31,10 @@ Scenarios, each with every ``--workers`` count:
   ``scale``'s (live edits must not queue behind it, nor behind its 1,000 echoes). The first sync takes the path a
   user's does: ``crm-qb connection demo`` opens it with auto-start, so a worker computes its preview and runs it
   from the ``backfill`` queue (crm_qb/sync/firstsync, workers/firstsync_jobs.py), as the console's or the API's
-  *Start* does. Workers (``--backfill-deployment``): ``split`` (default), as documented for hosts that run first
-  syncs, the N workers live-only (``--queues inbound,sync,scheduled``) and one bulk worker for first syncs and their
-  backlog (``--queues backfill --nice``, ``--bulk-nice``, default 10; its CPU is reported as ``bulk``); ``mixed``,
-  the N workers of every queue and one more live-only.
+  *Start* does. Workers (``--backfill-deployment``): ``mixed`` (default), as README recommends for hosts that run
+  first syncs, the N workers of every queue and one more live-only (``--queues inbound,sync,scheduled``); ``split``,
+  the N workers live-only and one bulk worker for first syncs and their backlog (``--queues backfill --nice``,
+  ``--bulk-nice``, default 10; its CPU is reported as ``bulk``).
 
 A scenario may be named more than once (``--scenarios scale,backfill,scale,backfill``): each run is compared with
 the latest ``scale`` run of its worker count before it, so back-to-back pairs share the host's load of the moment.
@@ -333,7 +333,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default="scale,throttled,backfill")
     parser.add_argument("--backfill-customers", type=int, default=3000)
     parser.add_argument("--drain-timeout", type=float, default=300.0)
-    parser.add_argument("--backfill-deployment", choices=("split", "mixed"), default="split",
+    parser.add_argument("--backfill-deployment", choices=("split", "mixed"), default="mixed",
                         help="backfill scenario's workers: split = N live-only + 1 bulk (--queues backfill --nice); "
                              "mixed = N of every queue + 1 live-only")
     parser.add_argument("--bulk-nice", type=int, default=10, help="the bulk worker's --nice (split deployment)")
