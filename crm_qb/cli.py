@@ -325,16 +325,20 @@ def web(host: str, port: int, workers: int, threads: int, access_log: bool) -> N
 @click.option("--queues", default=None, metavar="NAMES",
               help="Serve only these queues, comma-separated (inbound,sync,scheduled,backfill; default all). "
                    "E.g. inbound,sync,scheduled: a worker that never takes a backfill.")
-def worker(burst: bool, queues: str | None) -> None:
+@click.option("--nice", type=click.IntRange(0, 19), default=0, show_default=True,
+              help="Run at this CPU niceness (Linux nice, 0 to 19): e.g. --queues backfill --nice 10, a worker for "
+                   "first syncs and their backlog that yields the CPU to live drains.")
+def worker(burst: bool, queues: str | None, nice: int) -> None:
     """Run an RQ worker for every queue (or those of --queues)."""
     from workers.queues import QUEUE_NAMES, parse_queue_names
-    from workers.worker import run_worker
+    from workers.worker import lower_priority, run_worker
 
     try:
         served = parse_queue_names(queues) if queues is not None else QUEUE_NAMES
     except ValueError as exc:
         raise click.UsageError(f"--queues: {exc}") from None
     _setup_logging()
+    lower_priority(nice, served)  # first, so that every thread the worker starts inherits it
     app = _app()
     runtime_redis(app).ping()  # an unreachable Redis is one line, not a traceback from inside RQ
     run_worker(app, burst=burst, queues=served)

@@ -35,8 +35,9 @@ class QueueStats:
 class JobQueue(Protocol):
     """The background work crm-qb can ask for; implementations enqueue after the caller's commit, never before."""
 
-    def wake(self, source: EventSource, key: str) -> str | None:
-        """Make sure a drain runs for ``key`` (a realm id, or a connection id for CRM events); its job id if new."""
+    def wake(self, source: EventSource, key: str, *, bulk: bool = False) -> str | None:
+        """Make sure a drain runs for ``key`` (a realm id, or a connection id for CRM events); its job id if new.
+        ``bulk``: the drain is bulk work (a first sync's backlog) and runs where first syncs run, after live work."""
         ...
 
     def backfill(self, connection_id: int) -> Enqueued:

@@ -23,10 +23,11 @@ from crm_qb.models import EventSource
 from crm_qb.qbo.faults import THROTTLE_WAIT_SECONDS
 from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.runtime import Runtime, runtime
+from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.drain import Drain
 from crm_qb.sync.services import ConnectionBusyError
-from workers.queues import INBOUND, SCHEDULED, enqueue, enqueue_in, job
+from workers.queues import BACKFILL, INBOUND, SCHEDULED, enqueue, enqueue_in, job
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +38,33 @@ WAKE_TTL_SECONDS = 600
 TURN_BATCHES = 1
 # How long a drain whose connection is held by a long sync (a first sync, a backfill) waits in RQ's delayed set.
 BUSY_WAIT_SECONDS = 5.0
+# The value of a parked wake (``park``): the connection's CRM events wait for its first sync, whose end wakes them.
+PARKED = "parked"
+# Deletes a parked wake, and only a parked one (a drain's token stays).
+_UNPARK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
-def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str) -> str | None:
-    """Make sure a drain job will run for ``key`` (a realm id or a connection id); return its job id if new."""
+def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str, *, bulk: bool = False) -> str | None:
+    """Make sure a drain job will run for ``key`` (a realm id or a connection id); return its job id if new.
+
+    ``bulk``: the drain is bulk work (the backlog a first sync left, e.g. the echoes of the contacts it created)
+    and goes to the ``backfill`` queue, which live-only workers never serve and a worker started with ``--nice``
+    runs at a lower CPU priority; its further turns stay there (``_deferring``)."""
     token = uuid.uuid4().hex[:16]
+    if bulk:  # a first sync's end (or a bulk drain's next turn): its connection's wake may be parked
+        redis.eval(_UNPARK, 1, keys.wake(source.value, key), PARKED)
     # The command itself, not ``redis.set(..., nx=True, ex=...)``: the same SET, without the client's argument
     # handling, which cost 20 to 40 µs of CPU more a call (every webhook group pays it; README, Benchmarks).
     if not redis.execute_command(  # type: ignore[no-untyped-call]
             "SET", keys.wake(source.value, key), token, "NX", "EX", WAKE_TTL_SECONDS):
         return None  # a drain job is queued and has not started yet: it will see the new events
     job_id = JobIds.drain(source.value, key, token)
-    enqueue(redis, keys, _DRAINS[source], key, job_id=job_id)
+    enqueue(redis, keys, _DRAINS[source], key, job_id=job_id, on=BACKFILL if bulk else None)
     return job_id
 
 
 def defer(redis: Redis, keys: RedisKeys, source: EventSource, key: str, seconds: float,
-          reason: str = "QuickBooks throttled its company") -> str | None:
+          reason: str = "QuickBooks throttled its company", *, bulk: bool = False) -> str | None:
     """Wake a drain for ``key`` in ``seconds`` from RQ's delayed set (its company is throttled, or its
     connection's lock is held by a long sync); its job id if new.
 
@@ -65,7 +76,7 @@ def defer(redis: Redis, keys: RedisKeys, source: EventSource, key: str, seconds:
     if not redis.set(keys.wake(source.value, key), token, nx=True, ex=int(seconds) + WAKE_TTL_SECONDS):
         return None
     job_id = JobIds.drain(source.value, key, token)
-    enqueue_in(redis, keys, seconds, _DRAINS[source], key, job_id=job_id)
+    enqueue_in(redis, keys, seconds, _DRAINS[source], key, job_id=job_id, on=BACKFILL if bulk else None)
     log.info("drain of %s %s deferred %.0f s (%s)", source.value, key, seconds, reason)
     return job_id
 
@@ -85,20 +96,44 @@ def drain_crm_connection(connection_id: str) -> int:
 def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> int:
     """Run a drain for one turn; when its company is throttled or its connection is held by a long sync, give
     the worker back and come back later (``defer``); when its turn ran out, queue the next turn behind the
-    drains already waiting (``wake``), so a tenant's flood of events does not hold back the others'."""
+    drains already waiting (``wake``), so a tenant's flood of events does not hold back the others'. A bulk drain
+    (one running from the ``backfill`` queue) comes back there."""
     drain = _drain(source, key)
     rt = runtime()
+    bulk = _running_bulk(rt)
     try:
         settled = run(drain)
     except RealmThrottledError as exc:
-        defer(rt.redis, rt.keys, source, key, exc.retry_after or THROTTLE_WAIT_SECONDS)
+        defer(rt.redis, rt.keys, source, key, exc.retry_after or THROTTLE_WAIT_SECONDS, bulk=bulk)
         return 0
     except ConnectionBusyError:
-        defer(rt.redis, rt.keys, source, key, BUSY_WAIT_SECONDS, "its connection is being synced by another job")
+        defer(rt.redis, rt.keys, source, key, BUSY_WAIT_SECONDS, "its connection is being synced by another job",
+              bulk=bulk)
         return 0
     if drain.unfinished:
-        wake(rt.redis, rt.keys, source, key)
+        wake(rt.redis, rt.keys, source, key, bulk=bulk)
+    elif source == EventSource.CRM and int(key) in drain.held:
+        park(rt, key)
     return settled
+
+
+def park(rt: Runtime, connection_id: str) -> None:
+    """Park the wake of a connection whose CRM events wait for its first sync: hooks then wake no drain (each
+    would only find them waiting) until the run's end wakes one (``wake(bulk=True)`` unparks). A first sync
+    creating 1,000 contacts gets 1,000 hooks back while it runs: without this, 1,000 drain jobs on live workers.
+
+    The wake expires like any (``WAKE_TTL_SECONDS``), and the sweep still wakes drains for stranded events. If the
+    run ended while this drain looked, its end's wake may have been overwritten here: checked again, and woken."""
+    name = rt.keys.wake(EventSource.CRM.value, connection_id)
+    rt.redis.set(name, PARKED, ex=WAKE_TTL_SECONDS)
+    if not first_sync_held(int(connection_id)):
+        wake(rt.redis, rt.keys, EventSource.CRM, connection_id, bulk=True)
+
+
+def _running_bulk(rt: Runtime) -> bool:
+    """Whether the current job was taken from the ``backfill`` queue (a bulk drain)."""
+    current = get_current_job()
+    return current is not None and current.origin == rt.keys.queue(BACKFILL)
 
 
 _DRAINS: dict[EventSource, Callable[[str], int]] = {

@@ -77,38 +77,48 @@ def parse_queue_names(text: str) -> tuple[str, ...]:
     return tuple(name for name in QUEUE_NAMES if name in names)
 
 
-def enqueue(redis: Redis, keys: RedisKeys, func: Callable[..., Any], *args: Any, job_id: str) -> Job | None:
-    """Enqueue ``func(*args)`` under ``job_id``; return None when that job is already waiting or running."""
+def enqueue(redis: Redis, keys: RedisKeys, func: Callable[..., Any], *args: Any, job_id: str,
+            on: str | None = None) -> Job | None:
+    """Enqueue ``func(*args)`` under ``job_id`` on its queue (or on queue ``on``); return None when that job is
+    already waiting or running."""
     try:
-        return _enqueue_unique(redis, keys, func, args, job_id)
+        return _enqueue_unique(redis, keys, func, args, job_id, on)
     except DuplicateJobError:
         existing = fetch_job(redis, job_id)
         if existing is not None and not _is_finished_or_abandoned(redis, existing):
             return None
         if existing is not None:
             existing.delete()
-        return _enqueue_unique(redis, keys, func, args, job_id)
+        return _enqueue_unique(redis, keys, func, args, job_id, on)
 
 
 def enqueue_in(redis: Redis, keys: RedisKeys, seconds: float, func: Callable[..., Any], *args: Any,
-               job_id: str) -> Job:
-    """Put ``func(*args)`` in RQ's delayed set, due in ``seconds`` (the scheduler moves it to its queue then)."""
+               job_id: str, on: str | None = None) -> Job:
+    """Put ``func(*args)`` in RQ's delayed set, due in ``seconds`` (the scheduler moves it to its queue, or to queue
+    ``on``, then)."""
     spec: JobSpec = func.job_spec  # type: ignore[attr-defined]
     retry = Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals)) if spec.retry_intervals \
         else None
-    return queue(redis, spec.queue, keys).enqueue_in(
+    return queue(redis, _queue_name(spec, on), keys).enqueue_in(
         timedelta(seconds=max(seconds, 0.0)), func, *args, job_id=job_id, job_timeout=spec.timeout, retry=retry,
         result_ttl=600, failure_ttl=7 * 24 * 3600)
 
 
+def _queue_name(spec: JobSpec, on: str | None) -> str:
+    if on is not None and on not in QUEUE_NAMES:
+        raise ValueError(f"unknown queue {on!r}; known: {', '.join(QUEUE_NAMES)}")
+    return on or spec.queue
+
+
 def _enqueue_unique(
-    redis: Redis, keys: RedisKeys, func: Callable[..., Any], args: tuple[Any, ...], job_id: str
+    redis: Redis, keys: RedisKeys, func: Callable[..., Any], args: tuple[Any, ...], job_id: str,
+    on: str | None = None,
 ) -> Job:
     spec: JobSpec = func.job_spec  # type: ignore[attr-defined]
     retry = None
     if spec.retry_intervals:
         retry = Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals))
-    return queue(redis, spec.queue, keys).enqueue_call(
+    return queue(redis, _queue_name(spec, on), keys).enqueue_call(
         func, args=args, job_id=job_id, timeout=spec.timeout, retry=retry, unique=True,
         result_ttl=600, failure_ttl=7 * 24 * 3600,
     )

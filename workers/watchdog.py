@@ -13,6 +13,8 @@ A suspect must be seen on two checks in a row, so a job in the instant between R
 mistaken for a lost one; and a wrong guess costs only an extra drain, which finds its events settled (guarded
 claims). Whether a worker lives is decided as for job ids (``queues.worker_alive``): its pid on this host, its
 registration elsewhere. The sync lock a killed drain held expires by itself within its short ttl (``locks``).
+A drain is looked for in the queue it was put on: ``inbound``, or ``backfill`` for a bulk drain (the backlog a first
+sync left, ``jobs.wake(bulk=True)``), and a lost bulk drain is woken again as bulk work.
 """
 
 from __future__ import annotations
@@ -21,18 +23,20 @@ import logging
 from dataclasses import dataclass, field
 
 from redis import Redis
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from crm_qb.keys import JobIds, RedisKeys
 from crm_qb.models import EventSource
 from workers import jobs
-from workers.queues import INBOUND, fetch_job, queue, worker_alive
+from workers.queues import BACKFILL, INBOUND, fetch_job, queue, worker_alive
 
 log = logging.getLogger(__name__)
 
 CHECK_EVERY_SECONDS = 2.0
 _WAITING = (JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.CREATED)
+DRAIN_QUEUES = (INBOUND, BACKFILL)  # a drain is live work, or bulk work (the backlog a first sync left)
 _DRAIN_SOURCES = {"workers.jobs.drain_qbo_realm": EventSource.QBO, "workers.jobs.drain_crm_connection": EventSource.CRM}
 
 
@@ -52,7 +56,8 @@ class Watchdog:
         woken = 0
         for name, (source, key, job) in confirmed.items():
             self._settle(name, job)
-            woken += 1 if jobs.wake(self.redis, self.keys, source, key) else 0
+            bulk = job is not None and job.origin == self.keys.queue(BACKFILL)  # a bulk drain stays bulk work
+            woken += 1 if jobs.wake(self.redis, self.keys, source, key, bulk=bulk) else 0
             log.warning("watchdog: drain %s of %s %s was lost with its worker; woken again", job.id if job else name,
                         source.value, key)
         return woken
@@ -68,6 +73,8 @@ class Watchdog:
             if token is None or source_name not in {s.value for s in EventSource}:
                 continue
             text = token.decode() if isinstance(token, bytes) else str(token)
+            if text == jobs.PARKED:
+                continue  # no drain on purpose: the connection's events wait for its first sync (``jobs.park``)
             job = fetch_job(self.redis, JobIds.drain(source_name, key, text))
             if not self._waiting(job):
                 lost[name] = (EventSource(source_name), key, job)
@@ -75,9 +82,9 @@ class Watchdog:
 
     def _dead_drains(self) -> dict[str, tuple[EventSource, str, Job | None]]:
         """Drain jobs marked started whose worker is gone: ``{job id: (source, key, job)}``."""
-        registry = StartedJobRegistry(queue=queue(self.redis, INBOUND, self.keys))
         dead: dict[str, tuple[EventSource, str, Job | None]] = {}
-        for job_id in registry.get_job_ids():
+        for job_id in (job_id for name in DRAIN_QUEUES
+                       for job_id in StartedJobRegistry(queue=queue(self.redis, name, self.keys)).get_job_ids()):
             job = fetch_job(self.redis, job_id)
             source = _DRAIN_SOURCES.get(job.func_name or "") if job is not None else None
             if job is not None and source is not None and job.args and not worker_alive(self.redis, job):
@@ -89,8 +96,8 @@ class Watchdog:
         if job is None:
             return False
         status = job.get_status(refresh=False)
-        if status == JobStatus.QUEUED:
-            return self.redis.lpos(queue(self.redis, INBOUND, self.keys).key, job.id) is not None
+        if status == JobStatus.QUEUED:  # in the queue it was put on: inbound, or backfill for a bulk drain
+            return self.redis.lpos(Queue(job.origin, connection=self.redis).key, job.id) is not None
         if status == JobStatus.STARTED:
             return worker_alive(self.redis, job)
         return status in _WAITING
@@ -98,10 +105,11 @@ class Watchdog:
     def _settle(self, name: str, job: Job | None) -> None:
         """Clear a lost wake (so waking works again) or retire a dead worker's drain job."""
         if job is not None and job.get_status(refresh=False) == JobStatus.STARTED:
-            started = StartedJobRegistry(queue=queue(self.redis, INBOUND, self.keys))
+            origin = Queue(job.origin, connection=self.redis)
+            started = StartedJobRegistry(queue=origin)
             started.remove_executions(job)
             job.set_status(JobStatus.FAILED)
-            FailedJobRegistry(queue=queue(self.redis, INBOUND, self.keys)).add(
+            FailedJobRegistry(queue=origin).add(
                 job, exc_string="worker died while running the drain (found by the watchdog)")
         if name.startswith(self.keys.wake("", "")[:-1]):
             self.redis.delete(name)

@@ -14,6 +14,7 @@ applied once).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from typing import Any
@@ -29,7 +30,7 @@ from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
 from workers.jobs import drain_all_pending
-from workers.queues import QUEUE_NAMES, all_queues
+from workers.queues import BACKFILL, QUEUE_NAMES, all_queues
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,23 @@ def build_worker(app: Flask, name: str | None = None, queues: tuple[str, ...] = 
     worker = AppWorker(served, connection=rt.redis, name=name)
     worker.flask_app = app
     return worker
+
+
+def lower_priority(nice: int, queues: tuple[str, ...] = QUEUE_NAMES) -> int:
+    """Lower this process's CPU priority by ``nice`` (0: unchanged) and return its niceness after.
+
+    For a worker of bulk work (``--queues backfill --nice 10``): the first syncs and their backlog then take only
+    the CPU that live drains leave. Linux keeps a niceness per thread, and a thread inherits its creator's: called
+    before the app and the worker start any thread, it covers them all. An unprivileged process cannot raise its
+    priority again, which is why it is a whole worker's, not a job's: a worker that also serves live queues would
+    run live drains niced too (warned about here)."""
+    if nice <= 0:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+    live = [name for name in queues if name != BACKFILL]
+    if live:
+        log.warning("worker runs at nice %s and serves live queue(s) %s: their drains are niced too; "
+                    "use --queues %s for a niced worker", nice, ",".join(live), BACKFILL)
+    return os.nice(nice)
 
 
 def run_worker(app: Flask, *, burst: bool = False, name: str | None = None,

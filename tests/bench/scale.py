@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.bench.scale [--tenants 20] [--customers 20] [--rate 20] [--seconds 60]
         [--workers 1,2,4] [--scenarios scale,throttled,backfill] [--backfill-customers 3000]
+        [--backfill-deployment split|mixed] [--bulk-nice 10]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/DB] [--logs DIR]
 
 Everything runs as its own process on 127.0.0.1, as on a production host: the QBO sandbox (one realm per
@@ -27,9 +28,16 @@ Scenarios, each with every ``--workers`` count:
   renewed through the run): the other tenants' p95 per side against ``scale``'s (target: within 20 %).
 - ``backfill``: the same load while one extra tenant's first sync (``--backfill-customers`` customers, three
   transactions each) runs, the load starting once it made its first links: the live tenants' p95 against
-  ``scale``'s (live edits must not queue behind it, nor behind its 1,000 echoes). As
-  documented for a deployment with first syncs, one live-only worker (``--queues inbound,sync,scheduled``) runs
-  beside the N workers.
+  ``scale``'s (live edits must not queue behind it, nor behind its 1,000 echoes). The first sync takes the path a
+  user's does: ``crm-qb connection demo`` opens it with auto-start, so a worker computes its preview and runs it
+  from the ``backfill`` queue (crm_qb/sync/firstsync, workers/firstsync_jobs.py), as the console's or the API's
+  *Start* does. Workers (``--backfill-deployment``): ``mixed`` (default), as README recommends for hosts that run
+  first syncs, the N workers of every queue and one more live-only (``--queues inbound,sync,scheduled``); ``split``,
+  the N workers live-only and one bulk worker for first syncs and their backlog (``--queues backfill --nice``,
+  ``--bulk-nice``, default 10; its CPU is reported as ``bulk``).
+
+A scenario may be named more than once (``--scenarios scale,backfill,scale,backfill``): each run is compared with
+the latest ``scale`` run of its worker count before it, so back-to-back pairs share the host's load of the moment.
 
 Prints one JSON object. Not run in CI.
 """
@@ -79,6 +87,7 @@ class Rig:
         self.env = {**environment(tmp, database_url, self.qbo_info, self.web), "CRM_QB_REDIS_URL": REDIS_URL,
                     "CRM_QB_QUEUE_PREFIX": "crm_qb_bench_scale", "CRM_QB_LOG_LEVEL": "WARNING"}
         self.engine: Engine = create_engine(database_url)
+        self.database = database_url.rsplit("/", 1)[1].split("?")[0]  # its name, for the server's CPU seconds
         self.tenants: list[dict[str, Any]] = []
         self.workers: list[subprocess.Popen[bytes]] = []
 
@@ -116,14 +125,17 @@ class Rig:
                 ContactLink.connection_id == connection_id, ContactLink.state == LinkState.LINKED)).all()
         return [(str(q), str(c)) for q, c in rows if q and c]
 
-    def start_workers(self, count: int, live_only: int = 0) -> None:
-        """Start ``count`` workers of every queue and ``live_only`` workers that never take a first sync
-        (``--queues inbound,sync,scheduled``), and wait until every one listens (seconds on a busy host)."""
-        commands = [[*CLI, "worker"]] * count + [[*CLI, "worker", "--queues", LIVE_QUEUES]] * live_only
-        for n, command in enumerate(commands):
-            self.workers.append(self.processes.start(f"worker-{len(self.workers)}-{n}", command, self.env))
+    def start_workers(self, count: int, live_only: int = 0, bulk: int = 0, nice: int = 0) -> None:
+        """Start ``count`` workers of every queue, ``live_only`` workers that never take a first sync
+        (``--queues inbound,sync,scheduled``) and ``bulk`` workers of first syncs and their backlog only
+        (``--queues backfill --nice NICE``), and wait until every one listens (seconds on a busy host)."""
+        commands = ([("worker", [*CLI, "worker"])] * count
+                    + [("worker", [*CLI, "worker", "--queues", LIVE_QUEUES])] * live_only
+                    + [("bulk", [*CLI, "worker", "--queues", "backfill", "--nice", str(nice)])] * bulk)
+        for n, (kind, command) in enumerate(commands):  # kind: the CPU figures' key ("bulk": the bulk workers)
+            self.workers.append(self.processes.start(f"{kind}-{len(self.workers)}-{n}", command, self.env))
         redis = Redis.from_url(REDIS_URL)
-        total = count + live_only
+        total = count + live_only + bulk
         wait_until(lambda: len(Worker.all(connection=redis)) >= total, 300, f"{total} workers to listen")
 
     def stop_workers(self) -> None:
@@ -170,10 +182,21 @@ def _healthy(web: str) -> bool:
         return False
 
 
-def _cpu_seconds(processes: Processes) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each kind of process we started, from /proc."""
+def _cpu_seconds(processes: Processes, database: str = "") -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each kind of process we started, from /proc; with ``database``,
+    also the PostgreSQL server processes serving that database on this host (``postgres``: approximate, a
+    backend that ended between two readings takes its seconds with it)."""
     ticks = os.sysconf("SC_CLK_TCK")
     used: dict[str, float] = {}
+    if database:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if f" {database} ".encode() not in cmdline.read_bytes() + b" ":
+                    continue
+                fields = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            used["postgres"] = used.get("postgres", 0.0) + (int(fields[11]) + int(fields[12])) / ticks
     for name, process in processes.started:
         kind = name.split("-")[0]
         for pid in [process.pid, *_children(process.pid)]:
@@ -243,13 +266,19 @@ def _measure(rig: Rig, after: int, began: float, ended: float, drained: float | 
 def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
     """One scenario with ``workers`` worker processes; the figures of the live tenants."""
     live = rig.tenants[:args.tenants]
-    # The documented deployment beside first syncs: one more worker that never takes one (README, several hosts).
-    rig.start_workers(workers, live_only=1 if scenario == "backfill" else 0)
+    if scenario != "backfill":
+        rig.start_workers(workers)
+    elif args.backfill_deployment == "split":
+        # The documented deployment beside first syncs (README, several hosts): the N workers live-only, one more
+        # for first syncs and their backlog at a lower CPU priority.
+        rig.start_workers(0, live_only=workers, bulk=1, nice=args.bulk_nice)
+    else:  # "mixed": N workers of every queue and one more that never takes a first sync
+        rig.start_workers(workers, live_only=1)
     stop = threading.Event()
     extra: dict[str, Any] = {}
     try:
         wait_until(lambda: rig.pending() == 0, 600, "the queue to be empty before the load")
-        after, cpu_before = rig.last_event_id(), _cpu_seconds(rig.processes)
+        after, cpu_before = rig.last_event_id(), _cpu_seconds(rig.processes, rig.database)
         if scenario == "throttled":
             throttler = threading.Thread(target=_throttle, args=(rig, live[0]["realm"], stop), daemon=True)
             throttler.start()
@@ -276,7 +305,7 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
         if scenario == "backfill":
             extra["backfill_links_at_end"] = len(rig.linked_pairs(big["connection_id"]))
             rig.tenants.remove(big)
-        cpu_after = _cpu_seconds(rig.processes)
+        cpu_after = _cpu_seconds(rig.processes, rig.database)
         cpu = {kind: round(cpu_after.get(kind, 0.0) - cpu_before.get(kind, 0.0), 1) for kind in cpu_after}
         return {"scenario": scenario, "workers": workers, "changes_made": made,
                 "offered_changes_per_s": args.rate, "backlog_when_load_stopped": backlog, **result,
@@ -304,6 +333,10 @@ def main() -> None:
     parser.add_argument("--scenarios", default="scale,throttled,backfill")
     parser.add_argument("--backfill-customers", type=int, default=3000)
     parser.add_argument("--drain-timeout", type=float, default=300.0)
+    parser.add_argument("--backfill-deployment", choices=("split", "mixed"), default="mixed",
+                        help="backfill scenario's workers: split = N live-only + 1 bulk (--queues backfill --nice); "
+                             "mixed = N of every queue + 1 live-only")
+    parser.add_argument("--bulk-nice", type=int, default=10, help="the bulk worker's --nice (split deployment)")
     parser.add_argument("--database-url", required=True, help="an empty PostgreSQL database")
     parser.add_argument("--logs", default=None)
     args = parser.parse_args()
@@ -342,8 +375,10 @@ def main() -> None:
         finally:
             processes.stop()
             redis.flushdb()
-    baseline = {r["workers"]: r for r in results if r["scenario"] == "scale"}
+    baseline: dict[int, dict[str, Any]] = {}  # the latest `scale` run of each worker count before a run
     for r in results:
+        if r["scenario"] == "scale":
+            baseline[r["workers"]] = r
         base = baseline.get(r["workers"])
         if r["scenario"] != "scale" and base is not None:
             r["p95_vs_scale"] = {s: round(r[s]["p95_s"] / base[s]["p95_s"], 2) if r[s]["p95_s"] and base[s]["p95_s"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from subprocess import Popen
 
 import pytest
@@ -13,10 +15,13 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
+from rq.worker import Worker
 from sqlalchemy import create_engine, func, select, text, update
 
 from crm_qb.db import db, utcnow
 from crm_qb.models import AuditEntry, Connection, EventStatus, InboundEvent
+from crm_qb.runtime import runtime
+from crm_qb.sync.pipeline import events
 from tests.support import fixture_bytes, wait_for
 from tests.support.connections import add_connection, post_qbo
 from workers import jobs
@@ -97,3 +102,29 @@ def test_an_idle_worker_stops_on_sigterm(redis_client: Redis, spawn: Callable[..
              timeout=60, what="the worker to register")
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(20) == 0
+
+
+def _thread_nices(pid: int) -> set[int]:
+    """The niceness of every thread of process ``pid`` (Linux keeps one per thread), from /proc."""
+    nices = set()
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        nices.add(int(stat.read_text().rsplit(")", 1)[1].split()[16]))
+    return nices
+
+
+def test_a_worker_with_nice_runs_every_thread_at_that_niceness_and_takes_bulk_drains(
+        app: Flask, client: FlaskClient, redis_client: Redis, spawn: Callable[..., Popen[bytes]]) -> None:
+    """Issue 16: ``crm-qb worker --queues backfill --nice 7`` (first syncs and their backlog at a lower CPU
+    priority) runs at nice +7 in all its threads and works its queue; a plain worker keeps the default priority."""
+    event_id = _store_event(app, client)
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    bulk, plain = spawn("worker", "--queues", "backfill", "--nice", "7"), spawn("worker", "--queues", "scheduled")
+    wait_for(lambda: len(Worker.all(connection=redis_client)) == 2, 60, what="both workers to listen")
+    assert _thread_nices(bulk.pid) == {min(base + 7, 19)}
+    assert _thread_nices(plain.pid) == {base}
+    with app.app_context():
+        runtime(app).redis.delete(runtime(app).keys.wake("qbo", "310687"))  # as if its live drain had been lost
+        assert events.wake_connection(runtime(app).jobs, db.session.scalars(select(Connection.id)).one(),
+                                      bulk=True) == 1
+    wait_for(lambda: _event(app, event_id)[0] == EventStatus.PROCESSED, 60, what="the niced worker's drain")
+    assert bulk.poll() is None and plain.poll() is None

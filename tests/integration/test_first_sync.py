@@ -187,6 +187,34 @@ def test_events_wait_for_the_first_sync_and_are_applied_after_it(seeded: Harness
     assert len(qbo_customers(h)) == customers + 1  # created once: by the run (the event then finds it linked)
 
 
+def test_a_first_sync_and_the_backlog_it_leaves_are_bulk_work_live_again_after(seeded: Harness) -> None:
+    """Issue 16: the run waits on the ``backfill`` queue (a live-only worker never takes it), the drains its end
+    wakes (the events that waited for it) run there too, and the connection's next change drains as live work."""
+    from workers.queues import BACKFILL, INBOUND, queue
+    from workers.worker import build_worker
+
+    h = seeded
+    run_id = open_and_preview(h)
+    person = h.crm_user("POST", "/contacts", {"first_name": "Late", "last_name": "Comer", "email": "late@ex.com"})
+    h.crm_hook("created", h.contact(person["id"]))
+    rt = runtime(h.app)
+    live, bulk = queue(rt.redis, INBOUND, rt.keys), queue(rt.redis, BACKFILL, rt.keys)
+    with h.app.app_context():
+        service.start(rt.jobs, run_id)
+    build_worker(h.app, queues=("inbound", "sync", "scheduled")).work(burst=True)
+    assert run_state(h, run_id)["status"]["state"] == "running"  # the live-only worker left it waiting
+    assert bulk.job_ids == [f"sync-run-{run_id}"] and live.count == 0
+    build_worker(h.app, queues=(BACKFILL,)).work(burst=True, max_jobs=1)  # the run, and nothing more
+    assert run_state(h, run_id)["status"]["state"] == "done"
+    assert [job.func_name for job in bulk.jobs] == ["workers.jobs.drain_crm_connection"] and live.count == 0
+    build_worker(h.app, queues=("inbound", "sync", "scheduled")).work(burst=True)
+    assert bulk.count == 1  # the backlog's drain is not live work
+    build_worker(h.app, queues=(BACKFILL,)).work(burst=True)
+    assert any(link.crm_contact_id == person["id"] for link in h.links() if link.state == LinkState.LINKED)
+    h.crm_hook("updated", {**h.contact(person["id"]), "first_name": "Later"})
+    assert bulk.count == 0 and live.count == 1  # after the run, a change is live work again
+
+
 def test_auto_start_runs_the_first_sync_after_its_preview(seeded: Harness) -> None:
     h = seeded
     with h.app.app_context():

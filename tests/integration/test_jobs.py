@@ -227,6 +227,124 @@ def test_backfills_wait_on_their_own_queue_behind_live_changes(app: Flask, clien
     assert queue(redis_client, BACKFILL, rt.keys).job_ids == ["bench-backfill"]  # still waiting, not taken
 
 
+def test_first_sync_jobs_wait_on_the_backfill_queue_for_a_worker_that_serves_it(app: Flask,
+                                                                                redis_client: Redis) -> None:
+    """Issue 16: a first sync's preview, run and retry are bulk work: a live-only worker never takes one."""
+    from crm_qb.sync.firstsync.service import open_first_sync
+    from workers.firstsync_jobs import execute_run, preview_run, retry_run
+    from workers.queues import BACKFILL, queue
+
+    connection = add_connection(app, realm_id="111")
+    assert {f.job_spec.queue for f in (preview_run, execute_run, retry_run)} == {BACKFILL}  # type: ignore[attr-defined]
+    with app.app_context():
+        run_id = open_first_sync(None, connection.id).id
+        rt = runtime()
+        queued = [rt.jobs.sync_preview(run_id), rt.jobs.sync_run(run_id), rt.jobs.sync_retry(run_id)]
+    assert all(item.queued for item in queued)
+    build_worker(app, queues=("inbound", "sync", "scheduled")).work(burst=True)
+    assert queue(redis_client, BACKFILL, rt.keys).job_ids == [item.job_id for item in queued]  # none taken
+
+
+def test_a_drain_of_a_connection_waiting_for_its_first_sync_queues_no_next_turn(
+        app: Flask, redis_client: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection whose events wait (its first sync not done) gets no next turn: a turn would only find them
+    waiting again, and each would queue the next (during a first sync, hundreds of empty drains a minute)."""
+    from crm_qb.models import EventSource
+    from crm_qb.sync.firstsync.service import open_first_sync
+    from crm_qb.sync.pipeline import drain as drain_module
+    from workers.queues import BACKFILL, queue
+
+    monkeypatch.setattr(drain_module, "DRAIN_BATCH", 2)
+    connection = add_connection(app, realm_id="111")
+    with app.app_context():
+        open_first_sync(None, connection.id)  # waiting for its preview: the connection's events wait for it
+        events.store(EventSource.CRM, [events.Notice(f"echo-{n}", None, "Contact", f"c{n}", "created", None)
+                                       for n in range(5)], connection.id)
+        db.session.commit()
+        rt = runtime()
+        assert jobs.drain_crm_connection(str(connection.id)) == 0
+    assert queue(redis_client, INBOUND, rt.keys).count == 0 and queue(redis_client, BACKFILL, rt.keys).count == 0
+    assert count_events(app, status=EventStatus.PENDING) == 5
+
+
+def test_the_wake_of_a_connection_waiting_for_its_first_sync_is_parked_until_its_end(
+        app: Flask, redis_client: Redis) -> None:
+    """Hooks of a connection whose first sync runs (1,000 echoes for 1,000 contacts it creates) wake no drain
+    each: the first drain that finds them waiting parks the wake; the run's end unparks it and wakes the backlog
+    as bulk work. The watchdog does not take a parked wake for a lost drain."""
+    from crm_qb.models import EventSource
+    from crm_qb.sync.firstsync import store
+    from crm_qb.sync.firstsync.service import open_first_sync
+    from workers.queues import BACKFILL, queue
+    from workers.watchdog import Watchdog
+
+    connection = add_connection(app, realm_id="111")
+    key = str(connection.id)
+    with app.app_context():
+        run_id = open_first_sync(None, connection.id).id
+        events.store(EventSource.CRM, [events.Notice("echo-0", None, "Contact", "c0", "created", None)], connection.id)
+        db.session.commit()
+        rt = runtime()
+        assert jobs.drain_crm_connection(key) == 0
+        assert redis_client.get(rt.keys.wake("crm", key)) == jobs.PARKED.encode()
+        assert rt.jobs.wake(EventSource.CRM, key) is None  # the next hook's wake: no drain
+        live, bulk = queue(redis_client, INBOUND, rt.keys), queue(redis_client, BACKFILL, rt.keys)
+        assert (live.count, bulk.count) == (0, 0)
+        watchdog = Watchdog(redis_client, rt.keys)
+        assert [watchdog.check() for _ in range(3)] == [0, 0, 0]
+        assert store.move(run_id, ("waiting",), "done")  # as the run's end does, then it wakes the connection:
+        db.session.commit()
+        assert events.wake_connection(rt.jobs, connection.id, bulk=True) == 1
+        assert (live.count, bulk.count) == (0, 1)
+
+
+def test_a_wake_parked_just_as_the_first_sync_ended_is_woken_at_once(app: Flask, redis_client: Redis) -> None:
+    """The run's end may wake the connection while a drain still saw it waiting, and that drain then parks the
+    wake over the end's: parking checks the run again and wakes the backlog itself."""
+    from crm_qb.models import EventSource
+    from workers.queues import BACKFILL, queue
+
+    connection = add_connection(app, realm_id="111")  # no first sync opened: not waiting (any more)
+    with app.app_context():
+        rt = runtime()
+        jobs.park(rt, str(connection.id))
+        assert redis_client.get(rt.keys.wake("crm", str(connection.id))) != jobs.PARKED.encode()
+    assert queue(redis_client, BACKFILL, rt.keys).count == 1
+    assert rt.jobs.wake(EventSource.CRM, str(connection.id)) is None  # that drain waits: a hook adds none
+
+
+def test_a_bulk_drain_takes_its_turns_on_the_backfill_queue(app: Flask, redis_client: Redis,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drain woken as bulk work (the backlog a first sync left) runs, turn after turn, on the backfill queue,
+    never on a live-only worker; the connection's next ordinary wake is live work again."""
+    from crm_qb.models import EventSource
+    from crm_qb.sync.pipeline import drain as drain_module
+    from workers.queues import BACKFILL, queue
+
+    monkeypatch.setattr(drain_module, "DRAIN_BATCH", 2)
+    connection = add_connection(app, realm_id="111")
+    disable_sync(app, connection.id)  # each event is settled as skipped: cheap, and settled exactly once
+    with app.app_context():
+        events.store(EventSource.CRM, [events.Notice(f"echo-{n}", None, "Contact", f"c{n}", "created", None)
+                                       for n in range(5)], connection.id)
+        db.session.commit()
+        rt = runtime()
+        assert events.wake_connection(rt.jobs, connection.id, bulk=True) == 1
+    live, bulk = queue(redis_client, INBOUND, rt.keys), queue(redis_client, BACKFILL, rt.keys)
+    assert (live.count, bulk.count) == (0, 1)
+    build_worker(app, queues=("inbound", "sync", "scheduled")).work(burst=True)
+    assert count_events(app, status=EventStatus.PENDING) == 5  # a live-only worker never takes it
+    build_worker(app, queues=(BACKFILL,)).work(burst=True, max_jobs=1)
+    assert count_events(app, status=EventStatus.PENDING) == 3 and (live.count, bulk.count) == (0, 1)  # next turn
+    build_worker(app, queues=(BACKFILL,)).work(burst=True)
+    assert count_events(app, status=EventStatus.PENDING) == 0 and count_events(app, status=EventStatus.PROCESSED) == 5
+    with app.app_context():
+        events.store(EventSource.CRM, [events.Notice("live", None, "Contact", "c9", "updated", None)], connection.id)
+        db.session.commit()
+        assert runtime().jobs.wake(EventSource.CRM, str(connection.id)) is not None
+    assert (live.count, bulk.count) == (1, 0)
+
+
 def test_a_flooded_connection_drains_in_turns_behind_other_tenants(app: Flask, redis_client: Redis,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 16: a drain job settles one turn of batches, then queues its next turn behind the waiting drains."""

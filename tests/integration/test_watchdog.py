@@ -13,13 +13,16 @@ from redis import Redis
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from sqlalchemy import select
 
+from crm_qb.db import db
 from crm_qb.keys import RedisKeys
-from crm_qb.models import EventSource, EventStatus
+from crm_qb.models import Connection, EventSource, EventStatus
 from crm_qb.runtime import runtime
+from crm_qb.sync.pipeline import events
 from tests.support import fixture_bytes
 from tests.support.connections import add_connection, count_events, disable_sync, post_qbo
-from workers.queues import INBOUND, queue
+from workers.queues import BACKFILL, INBOUND, queue
 from workers.watchdog import Watchdog
 from workers.worker import build_worker
 
@@ -80,3 +83,33 @@ def test_a_waiting_or_running_drain_is_left_alone(app: Flask, client: FlaskClien
     watchdog = Watchdog(redis_client, keys)
     assert [watchdog.check() for _ in range(3)] == [0, 0, 0]
     assert len(queue(redis_client, INBOUND, keys).job_ids) == 1
+
+
+def test_a_bulk_drain_waiting_or_started_on_the_backfill_queue_is_watched_there(app: Flask, client: FlaskClient,
+                                                                               redis_client: Redis) -> None:
+    """A drain woken as bulk work waits on the backfill queue: left alone while it waits there (not taken for lost
+    and woken again as live work), woken again as bulk work when a dead worker held it."""
+    keys, _job_id = _stored_event_and_its_wake(app, client)
+    inbound, bulk = queue(redis_client, INBOUND, keys), queue(redis_client, BACKFILL, keys)
+    redis_client.lpop(inbound.key)
+    redis_client.delete(keys.wake(EventSource.QBO.value, REALM))  # as if that live drain had run
+    with app.app_context():
+        assert events.wake_connection(runtime(app).jobs, db.session.scalars(select(Connection.id)).one(), bulk=True)
+    [job_id] = bulk.job_ids
+    watchdog = Watchdog(redis_client, keys)
+    assert [watchdog.check() for _ in range(3)] == [0, 0, 0]
+    assert bulk.job_ids == [job_id] and inbound.count == 0
+
+    redis_client.lpop(bulk.key)
+    redis_client.delete(keys.wake(EventSource.QBO.value, REALM))
+    job = Job.fetch(job_id, connection=redis_client)
+    with redis_client.pipeline() as pipe:
+        Execution.create(job, ttl=600, pipeline=pipe, worker_name="gone-worker")
+        job.prepare_for_execution("gone-worker", pipe)
+        pipe.execute()
+    assert job_id in StartedJobRegistry(queue=bulk).get_job_ids()
+    assert watchdog.check() == 0 and watchdog.check() == 1
+    assert Job.fetch(job_id, connection=redis_client).get_status() == JobStatus.FAILED
+    assert inbound.count == 0 and len(bulk.job_ids) == 1  # woken again, still as bulk work
+    build_worker(app, queues=(BACKFILL,)).work(burst=True)
+    assert count_events(app, status=EventStatus.PROCESSED) == 1

@@ -227,7 +227,9 @@ def execute(services: SyncServices, run_id: int, *, job_id: str | None = None,
         raise
     store.move(run_id, (RUNNING,), DONE, phase=None, finished_at=utcnow())
     log.info("sync run done connection=%s run=%s %s", connection_id, run_id, _counts(run_id, RUN))
-    wake_connection(services.jobs, connection_id)  # events that waited for the first sync
+    # The events that waited for the first sync (mostly the echoes of what it wrote: a hook for every contact it
+    # created) are bulk work too: their drains run where first syncs run, behind live changes.
+    wake_connection(services.jobs, connection_id, bulk=True)
     return store.run_of(run_id)
 
 

@@ -74,6 +74,7 @@ class Drain:
     # tenant's flood of events (a first sync's echoes) takes turns with the other tenants' drains.
     turn: int | None = None
     unfinished: list[int] = field(default_factory=list)  # connections whose turn ran out with events left
+    held: list[int] = field(default_factory=list)  # connections whose events wait for their first sync
 
     def __post_init__(self) -> None:
         if self.changes is None:
@@ -127,26 +128,28 @@ class Drain:
         return settled
 
     def run_for_connection(self, connection_id: int, batch: list[EventRef], plan: Plan) -> None:
-        """Run ``plan``'s units for ``batch`` under the connection's lock, unless it is off or disconnected."""
+        """Run ``plan``'s units for ``batch`` under the connection's lock, unless it is off or disconnected; raise
+        ``_Waiting`` when its events wait for something that wakes the drain again."""
         settings = settings_of(connection_id)
         if not settings.enabled:
             events.skip_disabled(connection_id, self.job_id, batch)
             return
         if not settings.realtime and self.scheduled_for != connection_id:
             log.info("connection %s syncs %s; %s event(s) wait for it", connection_id, settings.mode, len(batch))
-            return
+            raise _Waiting
         if first_sync_held(connection_id):
             # Nothing is written before the operator starts the first sync (crm_qb/sync/firstsync); the run covers
             # what these events announce, and its end wakes the drains for what changed meanwhile.
             log.info("connection %s waits for its first sync; %s event(s) wait for it", connection_id, len(batch))
-            return
+            self.held.append(connection_id)
+            raise _Waiting
         if not _connected(connection_id):
             # Needs reconnect or disconnected (QuickBooks or the CRM): call nobody, count no attempt, keep the
             # events pending. Reconnecting wakes the drains again (events.wake_connection), so no change made
             # meanwhile is lost.
             log.info("connection %s is not connected to QuickBooks or its CRM; %s event(s) wait for reconnect",
                      connection_id, len(batch))
-            return
+            raise _Waiting
         ctx = build_context(self.services, connection_id, self.job_id, **DEFERRING)
         ctx.qbo_changes = self.changes
         try:
@@ -215,6 +218,8 @@ def _drain(where: ColumnElement[bool], apply: Callable[[list[EventRef]], None],
             apply(batch)
         except _Recorded as exc:
             failure = failure or exc.cause
+        except _Waiting:
+            break  # the connection waits (its first sync, its schedule, a reconnect), which wakes its drains again
         except (RealmThrottledError, ConnectionBusyError):
             raise  # not an attempt: the events wait, uncounted, for the deferred drain
         except Exception as exc:
@@ -286,6 +291,11 @@ def _wait_for_side(rest: list[Unit], failed: Unit, side: str) -> None:
     events.defer(waiting, until, f"waiting: {side} is not answering")
     if waiting:
         log.info("%s event(s) wait for %s until %s", len(waiting), side, until.isoformat())
+
+
+class _Waiting(Exception):
+    """The connection's events wait for something else to wake their drain (its first sync's end, its scheduled
+    sync, a reconnect): the drain stops there, and queues no next turn (which would only find them waiting)."""
 
 
 class _Recorded(Exception):
