@@ -106,8 +106,9 @@ def test_sandbox_config_sets_the_limit() -> None:
         sandbox_of(app).stop()
 
 
-def test_the_rest_connector_paces_itself_within_the_stated_window(live_crm: RunningServer,
-                                                                  http: requests.Session) -> None:
+def _paced_connector(live_crm: RunningServer,
+                     http: requests.Session) -> tuple[RestConnector, FakeClock, list[float]]:
+    """A REST connector to a CRM allowing 5 requests per 10 s on a fake clock; its sleeps recorded (and passed)."""
     clock = FakeClock()
     live_crm.sandbox.limiter = RateLimiter(5, 10.0, clock=clock)
     waits: list[float] = []
@@ -116,7 +117,12 @@ def test_the_rest_connector_paces_itself_within_the_stated_window(live_crm: Runn
         waits.append(seconds)
         clock.now += seconds
 
-    connector = RestConnector(live_crm.url, TOKEN, session=http, sleep=sleep, clock=clock)
+    return RestConnector(live_crm.url, TOKEN, session=http, sleep=sleep, clock=clock), clock, waits
+
+
+def test_the_rest_connector_paces_itself_within_the_stated_window(live_crm: RunningServer,
+                                                                  http: requests.Session) -> None:
+    connector, clock, waits = _paced_connector(live_crm, http)
     try:
         created = connector.create_contact({"first_name": "Ada"})
         clock.now += 2.5
@@ -130,15 +136,7 @@ def test_the_rest_connector_paces_itself_within_the_stated_window(live_crm: Runn
 
 
 def test_the_rest_connector_waits_out_a_429_and_succeeds(live_crm: RunningServer, http: requests.Session) -> None:
-    clock = FakeClock()
-    live_crm.sandbox.limiter = RateLimiter(5, 10.0, clock=clock)
-    waits: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        clock.now += seconds
-
-    connector = RestConnector(live_crm.url, TOKEN, session=http, sleep=sleep, clock=clock)
+    connector, clock, waits = _paced_connector(live_crm, http)
     try:
         assert http.get(f"{live_crm.url}/users", headers=AUTH).status_code == 200  # another client, same token
         created = connector.create_contact({"first_name": "Ada"})
