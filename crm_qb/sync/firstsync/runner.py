@@ -39,7 +39,6 @@ from crm_qb.sync.pipeline.backfill import (
     ALL_CUSTOMERS,
     CONTACTS,
     CUSTOMERS,
-    PENDING,
     TIME,
     TIME_COUNTERS,
     TRANSACTIONS,
@@ -249,8 +248,7 @@ class _Recording:
                 raise
 
         counter = cast(str, super().guarded(entity, object_id, watched, rollback))  # type: ignore[misc]
-        if counter != PENDING:  # a contact still being created is noted when its batch is linked (``settled``)
-            self.note(entity, object_id, counter, caught[-1] if caught and counter == "failed" else None)
+        self.note(entity, object_id, counter, caught[-1] if caught and counter == "failed" else None)
         return counter
 
     def settled(self, entity: str, object_id: str, counter: str, error: Exception | None = None) -> str:
@@ -310,9 +308,6 @@ class RecordedRun(_Recording, _Run):
     # one by one links, and 4 more QBO reads), so batching waits until that is understood (README).
     read_ahead = False
     batch_creates = False
-
-    def link_created(self, wait: bool) -> None:
-        super().link_created(wait=True)
 
     def complete(self, rows: list[RecordRow]) -> None:
         customers = {r.object_id: r for r in rows if r.entity == "Customer" and r.action != "failed"}
