@@ -120,3 +120,15 @@ def test_a_burst_drain_still_queries_ids_without_a_change_time() -> None:
     qbo = FakeQbo(_burst(3))
     found = current_objects(qbo, "Customer", {"0": None}, ChangeCache(burst=True), now=NOW)  # type: ignore[arg-type]
     assert set(found) == {"0"} and [kind for kind, _ in qbo.calls] == ["query"]
+
+
+def test_peek_finds_objects_of_other_drains_answers_however_old_and_never_calls_qbo(redis_client: Redis) -> None:
+    """A job's parent is looked up without an event of its own: any state a recent CDC answer held will do."""
+    objects = [_customer(str(i), NOW - timedelta(seconds=30), Balance=Decimal("1.50")) for i in range(30)]
+    qbo, keys = FakeQbo(objects), RedisKeys("test_fetch_peek")
+    current_objects(qbo, "Customer", _wanted(objects), ChangeCache(redis_client, keys), now=NOW)  # type: ignore[arg-type]
+    other = ChangeCache(redis_client, keys)
+    found = other.peek(qbo.realm_id, "Customer", ["7", "29", "404"])
+    assert set(found) == {"7", "29"} and found["7"]["Balance"] == Decimal("1.50")
+    assert other.peek(qbo.realm_id, "Customer", []) == {}
+    assert [kind for kind, _ in qbo.calls] == ["cdc"]  # the one answer, no read for the peek

@@ -89,6 +89,22 @@ def base_by_qbo(connection_id: int, customer_id: str) -> dict[str, Any] | None:
     return dict(base) if base else None
 
 
+def with_base_or_linked(connection_id: int, customer_ids: Iterable[str]) -> tuple[set[str], set[str]]:
+    """Of ``customer_ids``: those whose link has an agreed base, and those linked; ends the read transaction.
+
+    One query for a batch (units.py looks up which jobs' parents it must read) instead of one per customer.
+    """
+    wanted = sorted(set(customer_ids))
+    if not wanted:
+        return set(), set()
+    rows = db.session.execute(select(ContactLink.qbo_customer_id, ContactLink.base, ContactLink.state)
+                              .where(ContactLink.connection_id == connection_id,
+                                     ContactLink.qbo_customer_id.in_(wanted))).all()
+    db.session.rollback()
+    based = {str(row[0]) for row in rows if row[1]}
+    return based, {str(row[0]) for row in rows if row[2] == LinkState.LINKED}
+
+
 def agreed_crm_versions(connection_id: int, contact_ids: Sequence[str]) -> dict[str, str | None]:
     """The agreed CRM version of each *linked* contact among ``contact_ids``; ends the read transaction."""
     rows = db.session.execute(select(ContactLink.crm_contact_id, ContactLink.crm_version).where(

@@ -20,7 +20,7 @@ burst's changes whose webhooks have not arrived yet.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -58,6 +58,17 @@ class ChangeCache:
             held.update((i, json.loads(text, object_hook=_decimals)) for i, text in zip(unseen, raw, strict=True)
                         if text)
         return {i: held[i] for i, changed in wanted.items() if i in held and _covers(held[i], changed)}
+
+    def peek(self, realm: str, entity: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The objects of these ids held from the realm's recent CDC answers (this job's or, in Redis, the other
+        drains'), however old their change: for lookups that no event of the object asked for (a job's parent)."""
+        held = self.objects.setdefault((realm, entity), {})
+        unseen = [i for i in dict.fromkeys(ids) if i not in held]
+        if unseen and self.redis is not None and self.keys is not None:
+            raw = self.redis.hmget(self.keys.cdc_answer(realm, entity), unseen)
+            held.update((i, json.loads(text, object_hook=_decimals)) for i, text in zip(unseen, raw, strict=True)
+                        if text)
+        return {i: held[i] for i in ids if i in held}
 
     def held(self, realm: str, entity: str) -> dict[str, dict[str, Any]]:
         """Every object of ``entity`` this job holds for ``realm`` (from its CDC answers), by id."""

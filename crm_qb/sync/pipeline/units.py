@@ -21,7 +21,7 @@ from crm_qb.crm.batch import read_many
 from crm_qb.db import db, utcnow
 from crm_qb.sync import references
 from crm_qb.sync.context import SyncContext
-from crm_qb.sync.customers import links
+from crm_qb.sync.customers import hierarchy, links
 from crm_qb.sync.customers.crm_side import agreed, apply_contact_events
 from crm_qb.sync.customers.links import Record
 from crm_qb.sync.customers.qbo_side import apply_qbo_merge, done, sync_customer
@@ -29,6 +29,7 @@ from crm_qb.sync.customers.review import recheck_naming
 from crm_qb.sync.pipeline import events as inbox
 from crm_qb.sync.pipeline.events import ACTIVITY, CUSTOMER, EventRef
 from crm_qb.sync.pipeline.fetch import current_objects
+from crm_qb.sync.rules.mapping import canonical_from_qbo
 from crm_qb.sync.time import apply as time_apply
 from crm_qb.sync.time import billing as time_billing
 from crm_qb.sync.transactions import registry
@@ -133,8 +134,35 @@ def _grouped(events: Iterable[EventRef]) -> dict[str, tuple[int, ...]]:
 
 def _with_parents(ctx: SyncContext, customers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The customers a job's match may look its parent up in (its e-mail is compared with the parent's): the
-    batch's and those of the drain's CDC answers (in a burst the parents usually changed too), before a read."""
-    return {**(ctx.qbo_changes.held(ctx.qbo.realm_id, CUSTOMER) if ctx.qbo_changes else {}), **customers}
+    batch's and those of the drain's CDC answers (in a burst the parents usually changed too), then the parents
+    still missing, from the realm's other recent CDC answers (Redis) or else one query for the batch.
+
+    Without that last step each such job read its parent alone (``GET /customer/{id}``), and how many did
+    depended on which drain's answer a parent happened to be in: a burst's cost varied from run to run.
+    """
+    changes = ctx.qbo_changes
+    held = {**(changes.held(ctx.qbo.realm_id, CUSTOMER) if changes else {}), **customers}
+    missing = _parents_to_read(ctx, customers, held)
+    if missing:
+        found = changes.peek(ctx.qbo.realm_id, CUSTOMER, missing) if changes else {}
+        rest = [i for i in missing if i not in found]
+        if rest:
+            found.update(ctx.qbo.read_many(CUSTOMER, rest, include_inactive=True))
+        held = {**found, **held}
+    return held
+
+
+def _parents_to_read(ctx: SyncContext, customers: dict[str, dict[str, Any]],
+                     held: dict[str, dict[str, Any]]) -> list[str]:
+    """The parents that ``qbo_side._shares_parent_email`` would read: those of unlinked jobs with an e-mail, not
+    held, whose own link has no agreed base to take the e-mail from."""
+    jobs = {cid: parent for cid, customer in customers.items()
+            if (parent := hierarchy.parent_of(customer)) is not None and parent not in held
+            and customer.get("Active", True) and canonical_from_qbo(customer).get("email")}
+    if not jobs:
+        return []
+    based, linked = links.with_base_or_linked(ctx.connection_id, [*jobs, *jobs.values()])
+    return sorted({parent for cid, parent in jobs.items() if cid not in linked and parent not in based})
 
 
 def _latest_change(events: Iterable[EventRef]) -> dict[str, datetime | None]:
