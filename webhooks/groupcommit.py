@@ -39,11 +39,12 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from crm_qb.db import db
+from crm_qb.db import db, utcnow
 from crm_qb.models import EventSource
 from crm_qb.runtime import Wake
 from crm_qb.sync.pipeline import events
@@ -74,6 +75,7 @@ class _Ticket:
     error: BaseException | None = None
     settled: bool = False
     lane: _Lane | None = None
+    received_at: datetime = field(default_factory=utcnow)  # the request's own receipt time, kept in the group
     _signal: threading.Lock = field(default_factory=_held_lock, repr=False)
 
     def wait(self) -> None:
@@ -335,7 +337,8 @@ def _store(group: list[_Ticket], conn: Connection) -> None:
     """
     for (source, connection_id), tickets in _streams(group).items():
         notices = [n for t in tickets for n in t.notices]
-        inserted = {id(n) for n in events.store(source, notices, connection_id, conn)}
+        received = [t.received_at for t in tickets for _ in t.notices]
+        inserted = {id(n) for n in events.store(source, notices, connection_id, conn, received)}
         claimed: set[str] = set()
         for ticket in tickets:
             mine = {events.storable(n.dedupe_key) for n in ticket.notices} - claimed

@@ -104,6 +104,14 @@ def test_requests_arriving_during_a_commit_share_the_next_one_and_each_gets_its_
     # One wake per realm per group at most: the first group's, then the second's (or both in one round).
     assert wakes in ([(EventSource.QBO, {REALMS[0]}), (EventSource.QBO, set(REALMS))], [(EventSource.QBO, set(REALMS))])
     assert count_events(app, status=EventStatus.PENDING) == 12
+    # Each request keeps its own receipt time in the group (a drain counts separate arrivals: pipeline/burst.py).
+    with app.app_context():
+        from sqlalchemy import select
+
+        from crm_qb.models import InboundEvent
+        received = dict(db.session.execute(select(InboundEvent.entity_id, InboundEvent.received_at)).all())
+    assert all(received[str(i)] == received[str(100 + i)] for i in range(6))  # one request, one time
+    assert len({received[str(i)] for i in range(6)}) == 6
 
 
 def test_two_groups_commit_at_once_and_the_requests_arriving_meanwhile_join_the_next(app: Flask) -> None:

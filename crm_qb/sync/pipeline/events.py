@@ -113,17 +113,24 @@ def is_synced(entity: str) -> bool:
 
 
 def store(source: EventSource, notices: Sequence[Notice], connection_id: int | None = None,
-          conn: DbConnection | None = None) -> list[Notice]:
+          conn: DbConnection | None = None, received: Sequence[datetime] | None = None) -> list[Notice]:
     """Insert notices as events (pending, or ignored when not synced), skipping duplicates; the new pending ones.
 
     The caller commits, then wakes a drain for what this returns (the hot path of every webhook: one INSERT).
     ``conn`` is the transaction to insert in: ingress's group commit passes its own Core connection and gets
     the statement as the driver takes it (``_DriverInsert``), which costs less than the ORM session's or a Core
     ``insert()``'s; default, the session's.
+
+    ``received`` is each notice's receipt time (its request's, from group commit), default now. Requests stored
+    in one group keep their own times, so a drain can tell a burst still arriving in separate requests from one
+    request carrying many changes (pipeline/burst.py).
     """
     if not notices:
         return []
     rows = [_row(source, n, connection_id) for n in notices]
+    if received is not None:
+        for row, when in zip(rows, received, strict=True):
+            row["received_at"] = when
     if conn is not None:
         inserted = _DriverInsert.of(conn.dialect).run(conn, rows)
     else:
@@ -229,7 +236,7 @@ class _DriverInsert:
         return inserted
 
     def _values_of(self, row: dict[str, Any], now: datetime) -> list[Any]:
-        return [row[name] if name != "received_at" else now for name in self.columns]
+        return [row[name] if name != "received_at" else row.get(name, now) for name in self.columns]
 
 
 def _decorated(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
