@@ -10,7 +10,10 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
+
 from crm_qb.models import LinkState
+from crm_qb.sync.pipeline import fetch
 from tests.support import sync as support
 from tests.support.sync import Harness
 
@@ -109,7 +112,7 @@ def test_a_crm_contact_with_the_family_email_links_to_the_parent_not_to_review(h
     assert (link.state, link.qbo_customer_id) == (LinkState.LINKED, parent["Id"])
 
 
-def _jobs_under_two_unlinked_sites(h: Harness, sites_in_one_request: bool) -> None:
+def _jobs_under_two_unlinked_sites(h: Harness, sites_in_cdc_answer: bool) -> None:
     """Two sites sharing the owner's e-mail (so shown under the owner, no link of their own), then four jobs with
     e-mails of their own under them, announced in one request: the QBO calls of the jobs' drain."""
     top = h.qbo.create_customer(DisplayName="Harbor Cafe", PrimaryEmailAddr={"Address": EMAIL})
@@ -117,12 +120,13 @@ def _jobs_under_two_unlinked_sites(h: Harness, sites_in_one_request: bool) -> No
     h.work()
     sites = [_job(h, f"Site {n} (Harbor Cafe)", top["Id"]) for n in (1, 2)]
     announced = [h.qbo_event(s["Id"], "created", time=s["MetaData"]["LastUpdatedTime"]) for s in sites]
-    if sites_in_one_request:
-        h.qbo_hooks(announced)
-    else:  # two requests: a burst arriving, read with one CDC call whose answer Redis keeps for later drains
-        for one in announced:
-            h.qbo_hooks([one])
-    h.work()
+    h.qbo_hooks(announced)
+    if sites_in_cdc_answer:  # read with a CDC call (as for 20 or more ids), whose answer Redis keeps for later drains
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fetch, "CDC_FROM_IDS", 1)
+            h.work()
+    else:
+        h.work()
     assert len(h.audit("link.under_parent")) == 2
     h.qbo.reset_counts()
     jobs = [h.qbo.create_customer(DisplayName=f"Job {n}", ParentRef={"value": sites[n % 2]["Id"]}, Job=True,
@@ -137,12 +141,12 @@ def test_jobs_under_unlinked_parents_read_their_parents_in_one_query_not_one_rea
     shown under its own parent) is read from QBO. Four such jobs under two parents cost one query for the four and
     one for both parents, where each job read its parent alone (``GET /customer/{id}``): the 1,000-change
     benchmark's extra calls (issue 16)."""
-    _jobs_under_two_unlinked_sites(harness, sites_in_one_request=True)
+    _jobs_under_two_unlinked_sites(harness, sites_in_cdc_answer=False)
     assert harness.qbo.requests_by_endpoint() == {"GET /query": 2}
 
 
 def test_parents_held_in_an_earlier_drains_cdc_answer_cost_no_call(harness: Harness) -> None:
-    """The sites' own drain read them with CDC (a burst arriving); its answer, kept in Redis, gives the jobs' drain
-    their parents: one query for the four jobs and nothing for the parents."""
-    _jobs_under_two_unlinked_sites(harness, sites_in_one_request=False)
+    """The sites' own drain read them with CDC (as it reads a burst); its answer, kept in Redis, gives the jobs'
+    drain their parents: one query for the four jobs and nothing for the parents."""
+    _jobs_under_two_unlinked_sites(harness, sites_in_cdc_answer=True)
     assert harness.qbo.requests_by_endpoint() == {"GET /query": 1}
