@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -51,6 +52,11 @@ from crm_qb.sync.pipeline.events import Notice
 
 log = logging.getLogger(__name__)
 POSTGRESQL_LANES = 2  # one group flushing its commit while the next stores (README, Benchmarks)
+# A request waits this long for the group committing before it takes a process's spare lane (PostgreSQL): a quick
+# commit is waited for (larger groups, fewer commits), a slow WAL flush does not hold the next group (README).
+SPARE_LANE_AFTER_SECONDS = 0.002
+# The waker thread's rounds are at least this far apart: the keys added meanwhile go together at the window's end.
+WAKE_WINDOW_SECONDS = 0.02
 
 
 def _held_lock() -> threading.Lock:
@@ -76,9 +82,9 @@ class _Ticket:
     lane: _Lane | None = None
     _signal: threading.Lock = field(default_factory=_held_lock, repr=False)
 
-    def wait(self) -> None:
-        """Block until a leader settles this request or hands it a lane."""
-        self._signal.acquire()
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a leader settles this request or hands it a lane (or ``timeout`` seconds pass: False)."""
+        return self._signal.acquire(timeout=-1 if timeout is None else timeout)
 
     def release(self) -> None:
         """Let the waiting request go on (settled, or leading)."""
@@ -139,13 +145,15 @@ def lanes_for(engine: Engine) -> int:
 class GroupCommit:
     """Commits the concurrent stores of one process together (one per app: ``Runtime.ingress``)."""
 
-    def __init__(self, lanes: int | None = None) -> None:
+    def __init__(self, lanes: int | None = None, spare_after: float = SPARE_LANE_AFTER_SECONDS,
+                 wake_window: float = WAKE_WINDOW_SECONDS) -> None:
         self._lock = threading.Lock()
         self._waiting: list[_Ticket] = []
         self._free: list[_Lane] = []
         self._opened = 0
         self._lanes = lanes  # None: as many as the engine allows (``lanes_for``)
-        self._waker = _Waker()
+        self._spare_after = spare_after
+        self._waker = _Waker(wake_window)
 
     def store(self, source: EventSource, notices: Sequence[Notice], connection_id: int | None,
               wake: Wake) -> list[Notice]:
@@ -153,20 +161,36 @@ class GroupCommit:
         ticket = _Ticket(source, notices, connection_id)
         engine = db.engine
         with self._lock:
-            lane = self._free_lane(engine)
-            if lane is None:  # every lane is committing: wait to be settled, or to be handed a lane
+            lane = self._free_lane(engine, spare=False)
+            if lane is None:  # a group is committing: wait to be settled, or to be handed a lane
                 self._waiting.append(ticket)
         if lane is None:
-            ticket.wait()
-            lane, ticket.lane = ticket.lane, None
+            lane = self._await(ticket, engine)
         if lane is not None:
             self._lead(ticket, lane, engine, wake)
         if ticket.error is not None:
             raise ticket.error
         return ticket.new
 
-    def _free_lane(self, engine: Engine) -> _Lane | None:
-        """A lane nobody is committing on (a new one while under the limit), or None; under ``_lock``."""
+    def _await(self, ticket: _Ticket, engine: Engine) -> _Lane | None:
+        """Wait until ``ticket``'s group is settled (None) or a lane is handed to it (the lane: it leads). When
+        the commit under way takes longer than ``_spare_after`` and a spare lane is left, take that one instead."""
+        spare = (self._lanes or lanes_for(engine)) > 1
+        if not ticket.wait(self._spare_after if spare else None):
+            with self._lock:
+                lane = self._free_lane(engine, spare=True) if _waits(ticket, self._waiting) else None
+                if lane is not None:
+                    self._waiting.remove(ticket)
+                    return lane
+            ticket.wait()  # a leader took it into its group or handed it a lane meanwhile, or no lane is left
+        lane, ticket.lane = ticket.lane, None
+        return lane
+
+    def _free_lane(self, engine: Engine, spare: bool) -> _Lane | None:
+        """A lane to commit on, or None; under ``_lock``. While no group is committing, a free lane (or the first
+        one); while one is, a spare lane (a free one, or a new one while under the limit) only when ``spare``."""
+        if self._opened > len(self._free) and not spare:
+            return None
         if self._free:
             return self._free.pop()
         if self._opened < (self._lanes or lanes_for(engine)):
@@ -221,7 +245,8 @@ class _Waker:
     need, and again in a forked child (threads do not survive a fork).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, window: float = WAKE_WINDOW_SECONDS) -> None:
+        self._window = window
         self._lock = threading.Lock()
         self._busy = False  # a wake is under way, or the thread was told to send what is pending
         self._pending: dict[EventSource, set[str]] = {}
@@ -275,10 +300,19 @@ class _Waker:
                     if not keys or wake is None:
                         self._busy = False
                         break
+                started = time.monotonic()
                 try:
                     _send(keys, wake)
                 except Exception:  # a side channel: the events are committed, and the sweep wakes them
                     log.exception("waking drains failed; the sweep will enqueue them")
+                rest = self._window - (time.monotonic() - started)
+                if rest > 0:
+                    time.sleep(rest)
+
+
+def _waits(ticket: _Ticket, waiting: list[_Ticket]) -> bool:
+    """Whether ``ticket`` is still in ``waiting`` (by identity: no leader has taken it)."""
+    return any(t is ticket for t in waiting)
 
 
 def _send(keys: dict[EventSource, set[str]], wake: Wake) -> None:
