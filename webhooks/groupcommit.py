@@ -5,16 +5,21 @@ serve several requests of a process at once; instead of a transaction and a Redi
 that arrive while a commit is under way join the next one. The first of them (the leader) stores every waiting
 request's notices, commits once, hands each request its own new events, and has the drain of every realm or
 connection they touched woken once (``_Waker``: before a lone request answers; for requests stored together, by
-the process's waker thread, right after they answer). Nobody waits on a timer: a request alone is committed at
-once, exactly as before. If the shared transaction fails, each request of the group is stored again on its own,
-so one request that cannot be stored fails alone (and its sender retries it).
+the process's waker thread after they answer, in rounds ``WAKE_WINDOW_SECONDS`` apart). A request alone is
+committed at once, exactly as before; one that arrives during a commit waits for it (up to
+``SPARE_LANE_AFTER_SECONDS`` on PostgreSQL, then it takes the spare lane). If the shared transaction fails,
+each request of the group is stored again on its own, so one request that cannot be stored fails alone (and its
+sender retries it).
 
 A process commits through *lanes*: a lane is one database connection kept between groups (``_Lane``), used by
 one leader at a time, instead of a connection taken from the pool per group (the pool's check-out, on
 PostgreSQL a ``SELECT 1`` round trip for ``pool_pre_ping``, and its check-in cost more than the INSERT; README,
-Benchmarks). On PostgreSQL a process has two lanes: while one group waits for the server to flush its commit to
-the WAL, the requests that arrive meanwhile are committed on the other instead of waiting for the first to
-finish. SQLite has one writer at a time, so one lane.
+Benchmarks). On PostgreSQL a process has two lanes, the second a spare: a request that arrives while a group
+commits waits for it (and leads the next group, on the same lane, with every request waiting by then), unless
+that commit takes longer than ``SPARE_LANE_AFTER_SECONDS`` (5 ms; a WAL flush on a busy disk): then it commits
+on the spare lane with the requests waiting, instead of waiting for the first to finish. Quick commits thus make
+larger groups (fewer INSERTs, round trips and WAL flushes per webhook) and slow ones do not hold the next group.
+SQLite has one writer at a time, so one lane.
 
 Requests wait without a shared condition: each waits on its own ticket, and the leader that finishes a group
 releases the members of its group, and hands its lane straight to the first request waiting, which leads every
@@ -54,7 +59,7 @@ log = logging.getLogger(__name__)
 POSTGRESQL_LANES = 2  # one group flushing its commit while the next stores (README, Benchmarks)
 # A request waits this long for the group committing before it takes a process's spare lane (PostgreSQL): a quick
 # commit is waited for (larger groups, fewer commits), a slow WAL flush does not hold the next group (README).
-SPARE_LANE_AFTER_SECONDS = 0.002
+SPARE_LANE_AFTER_SECONDS = 0.005
 # The waker thread's rounds are at least this far apart: the keys added meanwhile go together at the window's end.
 WAKE_WINDOW_SECONDS = 0.02
 
@@ -235,13 +240,17 @@ class _Waker:
     """Sends the wakes of one process's groups: a lone request's before it answers, the others' after.
 
     A request alone in its process (its group has no other member, none waits, no other lane commits) is
-    answered after its drain was woken, as before: sequential deliveries (and tests) see the drain queued when
-    the answer arrives. When requests are stored together, nobody waits for the Redis round trip: the keys go
-    to the process's waker thread, which sends every key added until it gets to them in one round, so a burst
-    costs a few round trips where it cost one per group, and each answer leaves one round trip sooner. Keys
-    added while a wake is under way wait for it, and go in the thread's next round. Either way a key is sent
-    after the commit it follows. A process killed after answering and before its waker thread sent the keys
-    leaves committed events unwoken: the sweep wakes them (README, Benchmarks). The thread is started on first
+    answered after its drain was woken, as before, when no wake is under way: sequential deliveries (and tests)
+    see the drain queued when the answer arrives. When requests are stored together, nobody waits for the Redis
+    round trip: the keys go to the process's waker thread, which sends every key added until it gets to them in
+    one round, and each answer leaves one round trip sooner. After a round the thread lets its window
+    (``WAKE_WINDOW_SECONDS``, 20 ms from the round's start) pass before the next: the keys added meanwhile, a
+    lone request's included, wait for the window's end and go in one round, so a burst costs one Redis round
+    trip per window per process where it cost nearly one per group. The last commit before the window ends is
+    still followed by a round that starts after it (the trailing edge), so no key waits for a later request.
+    Either way a key is sent after the commit it follows. A process killed after answering and before its
+    waker thread sent the keys (at most a window later) leaves committed events unwoken: the next webhook of
+    the realm or connection wakes them, or the sweep does (README, Benchmarks). The thread is started on first
     need, and again in a forked child (threads do not survive a fork).
     """
 
