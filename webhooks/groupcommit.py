@@ -5,16 +5,21 @@ serve several requests of a process at once; instead of a transaction and a Redi
 that arrive while a commit is under way join the next one. The first of them (the leader) stores every waiting
 request's notices, commits once, hands each request its own new events, and has the drain of every realm or
 connection they touched woken once (``_Waker``: before a lone request answers; for requests stored together, by
-the process's waker thread, right after they answer). Nobody waits on a timer: a request alone is committed at
-once, exactly as before. If the shared transaction fails, each request of the group is stored again on its own,
-so one request that cannot be stored fails alone (and its sender retries it).
+the process's waker thread after they answer, in rounds ``WAKE_WINDOW_SECONDS`` apart). A request alone is
+committed at once, exactly as before; one that arrives during a commit waits for it (up to
+``SPARE_LANE_AFTER_SECONDS`` on PostgreSQL, then it takes the spare lane). If the shared transaction fails,
+each request of the group is stored again on its own, so one request that cannot be stored fails alone (and its
+sender retries it).
 
 A process commits through *lanes*: a lane is one database connection kept between groups (``_Lane``), used by
 one leader at a time, instead of a connection taken from the pool per group (the pool's check-out, on
 PostgreSQL a ``SELECT 1`` round trip for ``pool_pre_ping``, and its check-in cost more than the INSERT; README,
-Benchmarks). On PostgreSQL a process has two lanes: while one group waits for the server to flush its commit to
-the WAL, the requests that arrive meanwhile are committed on the other instead of waiting for the first to
-finish. SQLite has one writer at a time, so one lane.
+Benchmarks). On PostgreSQL a process has two lanes, the second a spare: a request that arrives while a group
+commits waits for it (and leads the next group, on the same lane, with every request waiting by then), unless
+that commit takes longer than ``SPARE_LANE_AFTER_SECONDS`` (5 ms; a WAL flush on a busy disk): then it commits
+on the spare lane with the requests waiting, instead of waiting for the first to finish. Quick commits thus make
+larger groups (fewer INSERTs, round trips and WAL flushes per webhook) and slow ones do not hold the next group.
+SQLite has one writer at a time, so one lane.
 
 Requests wait without a shared condition: each waits on its own ticket, and the leader that finishes a group
 releases the members of its group, and hands its lane straight to the first request waiting, which leads every
@@ -37,6 +42,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +58,11 @@ from crm_qb.sync.pipeline.events import Notice
 
 log = logging.getLogger(__name__)
 POSTGRESQL_LANES = 2  # one group flushing its commit while the next stores (README, Benchmarks)
+# A request waits this long for the group committing before it takes a process's spare lane (PostgreSQL): a quick
+# commit is waited for (larger groups, fewer commits), a slow WAL flush does not hold the next group (README).
+SPARE_LANE_AFTER_SECONDS = 0.005
+# The waker thread's rounds are at least this far apart: the keys added meanwhile go together at the window's end.
+WAKE_WINDOW_SECONDS = 0.02
 
 
 def _held_lock() -> threading.Lock:
@@ -78,9 +89,9 @@ class _Ticket:
     received_at: datetime = field(default_factory=utcnow)  # the request's own receipt time, kept in the group
     _signal: threading.Lock = field(default_factory=_held_lock, repr=False)
 
-    def wait(self) -> None:
-        """Block until a leader settles this request or hands it a lane."""
-        self._signal.acquire()
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a leader settles this request or hands it a lane (or ``timeout`` seconds pass: False)."""
+        return self._signal.acquire(timeout=-1 if timeout is None else timeout)
 
     def release(self) -> None:
         """Let the waiting request go on (settled, or leading)."""
@@ -141,13 +152,15 @@ def lanes_for(engine: Engine) -> int:
 class GroupCommit:
     """Commits the concurrent stores of one process together (one per app: ``Runtime.ingress``)."""
 
-    def __init__(self, lanes: int | None = None) -> None:
+    def __init__(self, lanes: int | None = None, spare_after: float = SPARE_LANE_AFTER_SECONDS,
+                 wake_window: float = WAKE_WINDOW_SECONDS) -> None:
         self._lock = threading.Lock()
         self._waiting: list[_Ticket] = []
         self._free: list[_Lane] = []
         self._opened = 0
         self._lanes = lanes  # None: as many as the engine allows (``lanes_for``)
-        self._waker = _Waker()
+        self._spare_after = spare_after
+        self._waker = _Waker(wake_window)
 
     def store(self, source: EventSource, notices: Sequence[Notice], connection_id: int | None,
               wake: Wake) -> list[Notice]:
@@ -155,20 +168,36 @@ class GroupCommit:
         ticket = _Ticket(source, notices, connection_id)
         engine = db.engine
         with self._lock:
-            lane = self._free_lane(engine)
-            if lane is None:  # every lane is committing: wait to be settled, or to be handed a lane
+            lane = self._free_lane(engine, spare=False)
+            if lane is None:  # a group is committing: wait to be settled, or to be handed a lane
                 self._waiting.append(ticket)
         if lane is None:
-            ticket.wait()
-            lane, ticket.lane = ticket.lane, None
+            lane = self._await(ticket, engine)
         if lane is not None:
             self._lead(ticket, lane, engine, wake)
         if ticket.error is not None:
             raise ticket.error
         return ticket.new
 
-    def _free_lane(self, engine: Engine) -> _Lane | None:
-        """A lane nobody is committing on (a new one while under the limit), or None; under ``_lock``."""
+    def _await(self, ticket: _Ticket, engine: Engine) -> _Lane | None:
+        """Wait until ``ticket``'s group is settled (None) or a lane is handed to it (the lane: it leads). When
+        the commit under way takes longer than ``_spare_after`` and a spare lane is left, take that one instead."""
+        spare = (self._lanes or lanes_for(engine)) > 1
+        if not ticket.wait(self._spare_after if spare else None):
+            with self._lock:
+                lane = self._free_lane(engine, spare=True) if _waits(ticket, self._waiting) else None
+                if lane is not None:
+                    self._waiting.remove(ticket)
+                    return lane
+            ticket.wait()  # a leader took it into its group or handed it a lane meanwhile, or no lane is left
+        lane, ticket.lane = ticket.lane, None
+        return lane
+
+    def _free_lane(self, engine: Engine, spare: bool) -> _Lane | None:
+        """A lane to commit on, or None; under ``_lock``. While no group is committing, a free lane (or the first
+        one); while one is, a spare lane (a free one, or a new one while under the limit) only when ``spare``."""
+        if self._opened > len(self._free) and not spare:
+            return None
         if self._free:
             return self._free.pop()
         if self._opened < (self._lanes or lanes_for(engine)):
@@ -213,17 +242,22 @@ class _Waker:
     """Sends the wakes of one process's groups: a lone request's before it answers, the others' after.
 
     A request alone in its process (its group has no other member, none waits, no other lane commits) is
-    answered after its drain was woken, as before: sequential deliveries (and tests) see the drain queued when
-    the answer arrives. When requests are stored together, nobody waits for the Redis round trip: the keys go
-    to the process's waker thread, which sends every key added until it gets to them in one round, so a burst
-    costs a few round trips where it cost one per group, and each answer leaves one round trip sooner. Keys
-    added while a wake is under way wait for it, and go in the thread's next round. Either way a key is sent
-    after the commit it follows. A process killed after answering and before its waker thread sent the keys
-    leaves committed events unwoken: the sweep wakes them (README, Benchmarks). The thread is started on first
+    answered after its drain was woken, as before, when no wake is under way: sequential deliveries (and tests)
+    see the drain queued when the answer arrives. When requests are stored together, nobody waits for the Redis
+    round trip: the keys go to the process's waker thread, which sends every key added until it gets to them in
+    one round, and each answer leaves one round trip sooner. After a round the thread lets its window
+    (``WAKE_WINDOW_SECONDS``, 20 ms from the round's start) pass before the next: the keys added meanwhile, a
+    lone request's included, wait for the window's end and go in one round, so a burst costs one Redis round
+    trip per window per process where it cost nearly one per group. The last commit before the window ends is
+    still followed by a round that starts after it (the trailing edge), so no key waits for a later request.
+    Either way a key is sent after the commit it follows. A process killed after answering and before its
+    waker thread sent the keys (at most a window later) leaves committed events unwoken: the next webhook of
+    the realm or connection wakes them, or the sweep does (README, Benchmarks). The thread is started on first
     need, and again in a forked child (threads do not survive a fork).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, window: float = WAKE_WINDOW_SECONDS) -> None:
+        self._window = window
         self._lock = threading.Lock()
         self._busy = False  # a wake is under way, or the thread was told to send what is pending
         self._pending: dict[EventSource, set[str]] = {}
@@ -277,10 +311,19 @@ class _Waker:
                     if not keys or wake is None:
                         self._busy = False
                         break
+                started = time.monotonic()
                 try:
                     _send(keys, wake)
                 except Exception:  # a side channel: the events are committed, and the sweep wakes them
                     log.exception("waking drains failed; the sweep will enqueue them")
+                rest = self._window - (time.monotonic() - started)
+                if rest > 0:
+                    time.sleep(rest)
+
+
+def _waits(ticket: _Ticket, waiting: list[_Ticket]) -> bool:
+    """Whether ``ticket`` is still in ``waiting`` (by identity: no leader has taken it)."""
+    return any(t is ticket for t in waiting)
 
 
 def _send(keys: dict[EventSource, set[str]], wake: Wake) -> None:

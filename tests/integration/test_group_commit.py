@@ -5,22 +5,29 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from flask import Flask
-from sqlalchemy import event
+from redis import Redis
+from rq import Queue
+from sqlalchemy import event, update
 
-from crm_qb.db import db
-from crm_qb.models import EventSource, EventStatus
+from crm_qb.db import db, utcnow
+from crm_qb.models import EventSource, EventStatus, InboundEvent
 from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline.events import Notice
 from tests.support.connections import add_connection, count_events, post_qbo
+from webhooks import inbox
 from webhooks.groupcommit import POSTGRESQL_LANES, GroupCommit, autocommits, lanes_for
+from workers import jobs
 
 REALMS = ["9130350000000010", "9130350000000011", "9130350000000012"]
+INBOUND_QUEUE = "crm_qb_test.inbound"
 
 
 def _notice(realm: str, n: int) -> Notice:
@@ -131,6 +138,24 @@ def test_two_groups_commit_at_once_and_the_requests_arriving_meanwhile_join_the_
     assert inserts.count in (3, 4)  # the four waiting went in one group, or two if both lanes took some
     assert group._opened == 2 and len(group._free) == 2
     assert count_events(app, status=EventStatus.PENDING) == 6
+
+
+def test_a_quick_commit_is_waited_for_and_a_slow_one_gives_the_next_group_the_spare_lane(app: Flask) -> None:
+    for spare_after, lanes in ((30.0, 1), (0.05, 2)):  # the first commit is held for 0.3 s
+        group = GroupCommit(lanes=2, spare_after=spare_after)
+        inserts = _Inserts(app, hold=1)
+        store = _storer(app, group)
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(store, [_notice(REALMS[0], 1)])
+            inserts.wait_held(1)
+            second = pool.submit(store, [_notice(REALMS[1], 2)])
+            threading.Event().wait(0.3)
+            inserts.go.set()
+            assert [len(f.result(30)) for f in (first, second)] == [1, 1]
+        assert group._opened == lanes  # waited for the first lane, or took the spare after 0.05 s
+        with app.app_context():
+            event.remove(db.engine, "before_cursor_execute", inserts._seen)
+    assert count_events(app, status=EventStatus.PENDING) == 4
 
 
 def test_a_group_that_commits_while_a_wake_is_under_way_answers_and_its_wake_follows(app: Flask) -> None:
@@ -372,3 +397,87 @@ def test_a_group_larger_than_one_statement_is_stored_in_pages_once_each(app: Fla
     assert again == [extra]  # the repeated ones were stored once, by the first
     assert inserts.count == 3 + 1
     assert count_events(app) == len(notices) + 1
+
+
+def _wake_recorder() -> tuple[list[tuple[float, set[str]]], Callable[[EventSource, set[str]], int]]:
+    """A wake that records when it was called (monotonic time) and with which keys."""
+    calls: list[tuple[float, set[str]]] = []
+
+    def wake(_source: EventSource, keys: set[str]) -> int:
+        calls.append((time.monotonic(), set(keys)))
+        return len(keys)
+
+    return calls, wake
+
+
+def _open_window(app: Flask, group: GroupCommit, wake: Callable[[EventSource, set[str]], int]) -> None:
+    """Have ``group``'s waker thread send one round (two requests stored together), so its window opens."""
+    inserts = _Inserts(app, hold=1)
+    store = _storer(app, group, wake)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(store, [_notice(REALMS[0], 100)])
+        inserts.wait_held(1)
+        second = pool.submit(store, [_notice(REALMS[0], 101)])
+        _wait_until(lambda: len(group._waiting) == 1)
+        inserts.go.set()
+        assert [len(f.result(30)) for f in (first, second)] == [1, 1]
+    with app.app_context():
+        event.remove(db.engine, "before_cursor_execute", inserts._seen)
+
+
+def test_wakes_within_the_window_are_coalesced_and_sent_after_the_last_commit(app: Flask) -> None:
+    window = 0.5
+    group = GroupCommit(lanes=1, wake_window=window)
+    calls, wake = _wake_recorder()
+    _open_window(app, group, wake)
+    _wait_until(lambda: len(calls) == 1)  # the waker thread's round: its window is open now
+    opened = calls[0][0]
+    committed = []
+    with app.app_context():
+        for n, realm in enumerate(REALMS):  # lone requests during the window: answered without a wake
+            assert len(group.store(EventSource.QBO, [_notice(realm, n)], None, wake)) == 1
+            committed.append(time.monotonic())
+            assert len(calls) == 1
+    assert committed[-1] - opened < window, "the machine was too slow for this test's window"
+    _wait_until(lambda: not group._waker._busy)
+    assert [keys for _, keys in calls] == [{REALMS[0]}, set(REALMS)]  # one round for the three
+    assert calls[1][0] >= committed[-1] and calls[1][0] - opened >= window * 0.99  # at the window's end
+    with app.app_context():  # idle again: a lone request is woken before it answers, as before
+        group.store(EventSource.QBO, [_notice(REALMS[1], 9)], None, wake)
+        assert calls[-1][1] == {REALMS[1]} and len(calls) == 3
+    assert count_events(app, status=EventStatus.PENDING) == 2 + len(REALMS) + 1
+
+
+def test_a_process_killed_before_its_coalesced_wake_leaves_the_event_to_the_sweep(app: Flask,
+                                                                                 redis_client: Redis) -> None:
+    add_connection(app, realm_id=REALMS[1])
+    group = GroupCommit(lanes=1, wake_window=30)  # the window outlives the process
+    with app.app_context():
+        keys, wake = runtime(app).keys, partial(inbox._wake_with, runtime(app).jobs)
+        pid = os.fork()
+        if pid == 0:  # a gunicorn worker answers a webhook during its waker's window and is killed (-9) right after
+            _child_answers_during_the_window(group, wake, lambda: redis_client.exists(
+                keys.wake(EventSource.QBO.value, REALMS[0])) == 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert count_events(app, status=EventStatus.PENDING) == 1  # committed before it answered
+        assert not redis_client.exists(keys.wake(EventSource.QBO.value, REALMS[1]))  # and never woken
+        assert jobs.sweep_inbound_events() == 0  # too recent to be called stranded
+        db.session.execute(update(InboundEvent).values(received_at=utcnow() - timedelta(
+            seconds=runtime(app).settings.sweep_after_seconds + 1)))
+        db.session.commit()
+        assert jobs.sweep_inbound_events() == 1  # the sweep wakes it
+    queued = Queue(INBOUND_QUEUE, connection=redis_client).jobs
+    assert [job.args for job in queued] == [(REALMS[0],), (REALMS[1],)]
+
+
+def _child_answers_during_the_window(group: GroupCommit, wake: Callable[[EventSource, set[str]], int],
+                                     first_woken: Callable[[], bool]) -> None:
+    code = 1
+    try:
+        db.engine.dispose(close=False)
+        group._waker.wake({EventSource.QBO: {REALMS[0]}}, wake, now=False)  # a round of the waker thread
+        _wait_until(first_woken)  # sent: the thread's window is open
+        code = 0 if len(group.store(EventSource.QBO, [_notice(REALMS[1], 1)], None, wake)) == 1 else 2
+    finally:
+        os._exit(code)  # no cleanup, no thread finishing its round: what kill -9 leaves
