@@ -81,6 +81,11 @@ class RedisKeys:
         """The hash holding a running backfill's index of CRM contacts."""
         return f"{self.prefix}:backfill:{connection_id}:crm-index"
 
+    def live_work(self, host: str) -> str:
+        """The sorted set of the workers of ``host`` running a live job (member: worker name, score: when that
+        job's timeout ends), which bulk work on the host gives way to (crm_qb.sync.pacing)."""
+        return f"{self.prefix}:live-work:{host}"
+
     def cdc_answer(self, realm_id: str, entity: str) -> str:
         """The hash holding a realm's objects of ``entity`` from the drains' last CDC answers (minutes only)."""
         return f"{self.prefix}:cdc:{realm_id}:{entity}"

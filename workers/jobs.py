@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from redis import Redis
@@ -27,7 +28,7 @@ from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.drain import Drain
 from crm_qb.sync.services import ConnectionBusyError
-from workers.queues import BACKFILL, INBOUND, SCHEDULED, enqueue, enqueue_in, job
+from workers.queues import BACKFILL, INBOUND, SCHEDULED, bulk_pacer, enqueue, enqueue_in, job
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,9 @@ def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> in
     the worker back and come back later (``defer``); when its turn ran out, queue the next turn behind the
     drains already waiting (``wake``), so a tenant's flood of events does not hold back the others'. A bulk drain
     (one running from the ``backfill`` queue) comes back there."""
-    drain = _drain(source, key)
     rt = runtime()
     bulk = _running_bulk(rt)
+    drain = _drain(source, key, bulk)
     try:
         settled = run(drain)
     except RealmThrottledError as exc:
@@ -142,12 +143,14 @@ _DRAINS: dict[EventSource, Callable[[str], int]] = {
 }
 
 
-def _drain(source: EventSource, key: str) -> Drain:
-    """Clear the wake of ``key`` (new events now wake another drain) and set up this drain's run."""
+def _drain(source: EventSource, key: str, bulk: bool = False) -> Drain:
+    """Clear the wake of ``key`` (new events now wake another drain) and set up this drain's run (a bulk drain's
+    units give way to live work under way, crm_qb.sync.pacing)."""
     rt = runtime()
     rt.redis.delete(rt.keys.wake(source.value, key))
     current = get_current_job()
-    return Drain(rt.sync_services(), current.id if current else None, turn=TURN_BATCHES)
+    services = replace(rt.sync_services(), pace=bulk_pacer(rt.redis, rt.keys)) if bulk else rt.sync_services()
+    return Drain(services, current.id if current else None, turn=TURN_BATCHES)
 
 
 def drain_all_pending(rt: Runtime) -> int:

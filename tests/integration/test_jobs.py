@@ -370,3 +370,52 @@ def test_a_flooded_connection_drains_in_turns_behind_other_tenants(app: Flask, r
     build_worker(app).work(burst=True)
     assert count_events(app, status=EventStatus.PENDING) == 0
     assert count_events(app, status=EventStatus.PROCESSED) == 6
+
+
+@job(INBOUND, timeout=30)
+def report_live_busy() -> bool:
+    """Whether bulk work would see live work under way now (a test job, run on a live queue or on ``backfill``)."""
+    from workers.queues import live_busy
+
+    rt = runtime()
+    return live_busy(rt.redis, rt.keys)
+
+
+def test_bulk_work_sees_live_jobs_waiting_or_running_on_this_host_and_not_bulk_ones(app: Flask,
+                                                                                    redis_client: Redis) -> None:
+    """The probe bulk work paces itself by (workers.queues.live_busy): a job waiting in a live queue, or a live job
+    a worker of this host is running; not a bulk job, not a job that ended, not the mark of a worker killed
+    during a live job once that job's timeout has passed."""
+    from rq.job import Job
+
+    from workers.queues import BACKFILL, live_busy, mark_live_work
+
+    keys = runtime(app).keys
+    assert not live_busy(redis_client, keys)
+    enqueue(redis_client, keys, report_live_busy, job_id="bulk-probe", on=BACKFILL)
+    assert not live_busy(redis_client, keys)  # bulk work waiting is not live work
+    build_worker(app).work(burst=True)
+    assert Job.fetch("bulk-probe", connection=redis_client).return_value() is False
+    enqueue(redis_client, keys, report_live_busy, job_id="live-probe")
+    assert live_busy(redis_client, keys)  # waiting for a worker
+    build_worker(app).work(burst=True)
+    assert Job.fetch("live-probe", connection=redis_client).return_value() is True  # running here
+    assert not live_busy(redis_client, keys)  # ended: its mark is gone
+    mark_live_work(redis_client, keys, "killed-worker", -1)
+    assert not live_busy(redis_client, keys)
+
+
+def test_bulk_jobs_and_bulk_drains_pace_themselves_by_the_live_work(app: Flask, redis_client: Redis) -> None:
+    """First syncs, backfills and bulk drains get a pacer that looks at the live queues; other jobs do not."""
+    from crm_qb.sync.pacing import LivePacer, no_pace
+    from workers.firstsync_jobs import bulk_services
+
+    rt = runtime(app)
+    with app.app_context():
+        pacer = bulk_services(rt).pace
+        assert isinstance(pacer, LivePacer) and rt.sync_services().pace is no_pace
+        assert not pacer.busy()
+        enqueue(redis_client, rt.keys, report_live_busy, job_id="waiting-live")
+        assert pacer.busy()
+        assert isinstance(jobs._drain(events.EventSource.CRM, "1", bulk=True).services.pace, LivePacer)
+        assert jobs._drain(events.EventSource.CRM, "1").services.pace is no_pace
