@@ -73,6 +73,10 @@ class RedisKeys:
         """The marker of a queued drain of ``key`` (a realm or a connection) for events from ``source``."""
         return f"{self.prefix}:wake:{source}:{key}"
 
+    def bulk_backlog(self, source: str, key: str) -> str:
+        """The marker that ``key``'s pending events from ``source`` are a first sync's backlog (bulk work)."""
+        return f"{self.prefix}:bulk-backlog:{source}:{key}"
+
     def schedule_tick(self, name: str, period: int) -> str:
         """The marker that the periodic job ``name`` was enqueued for ``period``."""
         return f"{self.prefix}:schedule:{name}:{period}"

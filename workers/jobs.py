@@ -50,10 +50,13 @@ def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str, *, bulk: 
 
     ``bulk``: the drain is bulk work (the backlog a first sync left, e.g. the echoes of the contacts it created)
     and goes to the ``backfill`` queue, which live-only workers never serve and a worker started with ``--nice``
-    runs at a lower CPU priority; its further turns stay there (``_deferring``)."""
+    runs at a lower CPU priority; its further turns stay there (``_deferring``), and until the backlog is
+    settled, a drain of ``key`` woken as live work (a late echo hook, the CRM poll) hands over to it
+    (``BULK_BACKLOG``) instead of taking a batch of the backlog on a live worker."""
     token = uuid.uuid4().hex[:16]
     if bulk:  # a first sync's end (or a bulk drain's next turn): its connection's wake may be parked
         redis.eval(_UNPARK, 1, keys.wake(source.value, key), PARKED)
+        redis.set(keys.bulk_backlog(source.value, key), 1, ex=WAKE_TTL_SECONDS)
     # The command itself, not ``redis.set(..., nx=True, ex=...)``: the same SET, without the client's argument
     # handling, which cost 20 to 40 µs of CPU more a call (every webhook group pays it; README, Benchmarks).
     if not redis.execute_command(  # type: ignore[no-untyped-call]
@@ -101,6 +104,13 @@ def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> in
     (one running from the ``backfill`` queue) comes back there."""
     rt = runtime()
     bulk = _running_bulk(rt)
+    if not bulk and rt.redis.exists(rt.keys.bulk_backlog(source.value, key)):
+        # A first sync's backlog is still being settled as bulk work: this live wake (a late echo hook, the CRM
+        # poll) would take a batch of it on a live worker. Its events are settled by the bulk drains instead,
+        # in their order (what arrived now is behind the backlog either way).
+        rt.redis.delete(rt.keys.wake(source.value, key))
+        wake(rt.redis, rt.keys, source, key, bulk=True)
+        return 0
     drain = _drain(source, key, bulk)
     try:
         settled = run(drain)
@@ -115,6 +125,8 @@ def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> in
         wake(rt.redis, rt.keys, source, key, bulk=bulk)
     elif source == EventSource.CRM and int(key) in drain.held:
         park(rt, key)
+    elif bulk:  # the backlog is settled: the key's next wake is live work again
+        rt.redis.delete(rt.keys.bulk_backlog(source.value, key))
     return settled
 
 

@@ -419,3 +419,47 @@ def test_bulk_jobs_and_bulk_drains_pace_themselves_by_the_live_work(app: Flask, 
         assert pacer.busy()
         assert isinstance(jobs._drain(events.EventSource.CRM, "1", bulk=True).services.pace, LivePacer)
         assert jobs._drain(events.EventSource.CRM, "1").services.pace is no_pace
+
+
+def test_a_live_wake_during_a_first_syncs_backlog_hands_it_to_the_bulk_drains(app: Flask, redis_client: Redis,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a connection's first-sync backlog is being settled as bulk work, a drain woken as live work (a late
+    echo hook, the CRM poll) takes no batch of it on a live worker: it hands over to the backfill queue. Once the
+    backlog is settled, the connection's next wake is live work again."""
+    from crm_qb.models import EventSource
+    from crm_qb.sync.pipeline import drain as drain_module
+    from workers.queues import BACKFILL, queue
+
+    monkeypatch.setattr(drain_module, "DRAIN_BATCH", 2)
+    connection = add_connection(app, realm_id="112")
+    disable_sync(app, connection.id)
+    with app.app_context():
+        events.store(EventSource.CRM, [events.Notice(f"echo-{n}", None, "Contact", f"c{n}", "created", None)
+                                       for n in range(5)], connection.id)
+        db.session.commit()
+        rt = runtime()
+        assert events.wake_connection(rt.jobs, connection.id, bulk=True) == 1
+    live, bulk = queue(redis_client, INBOUND, rt.keys), queue(redis_client, BACKFILL, rt.keys)
+    build_worker(app, queues=(BACKFILL,)).work(burst=True, max_jobs=1)  # one turn of the backlog
+    assert count_events(app, status=EventStatus.PENDING) == 3 and (live.count, bulk.count) == (0, 1)
+    # The next bulk turn starts (it clears its wake) and a hook arrives meanwhile: its wake is live work.
+    bulk.empty()
+    redis_client.delete(rt.keys.wake(EventSource.CRM.value, str(connection.id)))
+    with app.app_context():
+        events.store(EventSource.CRM, [events.Notice("late-echo", None, "Contact", "c7", "created", None)],
+                     connection.id)
+        db.session.commit()
+        assert runtime().jobs.wake(EventSource.CRM, str(connection.id)) is not None  # the hook's live wake
+    assert live.count == 1
+    build_worker(app, queues=("inbound", "sync", "scheduled")).work(burst=True)
+    assert count_events(app, status=EventStatus.PENDING) == 4  # the live worker settled none of the backlog
+    assert (live.count, bulk.count) == (0, 1)
+    build_worker(app, queues=(BACKFILL,)).work(burst=True)
+    assert count_events(app, status=EventStatus.PENDING) == 0
+    with app.app_context():
+        events.store(EventSource.CRM, [events.Notice("live", None, "Contact", "c9", "updated", None)], connection.id)
+        db.session.commit()
+        assert runtime().jobs.wake(EventSource.CRM, str(connection.id)) is not None
+    assert (live.count, bulk.count) == (1, 0)
+    build_worker(app, queues=("inbound", "sync", "scheduled")).work(burst=True)
+    assert count_events(app, status=EventStatus.PENDING) == 0
