@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.bench.scale [--tenants 20] [--customers 20] [--rate 20] [--seconds 60]
         [--workers 1,2,4] [--scenarios scale,throttled,backfill] [--backfill-customers 3000]
-        [--backfill-deployment split|mixed] [--bulk-nice 10]
+        [--deployment plain|mixed|split] [--bulk-nice 10]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/DB] [--logs DIR]
 
 Everything runs as its own process on 127.0.0.1, as on a production host: the QBO sandbox (one realm per
@@ -31,10 +31,16 @@ Scenarios, each with every ``--workers`` count:
   ``scale``'s (live edits must not queue behind it, nor behind its 1,000 echoes). The first sync takes the path a
   user's does: ``crm-qb connection demo`` opens it with auto-start, so a worker computes its preview and runs it
   from the ``backfill`` queue (crm_qb/sync/firstsync, workers/firstsync_jobs.py), as the console's or the API's
-  *Start* does. Workers (``--backfill-deployment``): ``mixed`` (default), as README recommends for hosts that run
-  first syncs, the N workers of every queue and one more live-only (``--queues inbound,sync,scheduled``); ``split``,
-  the N workers live-only and one bulk worker for first syncs and their backlog (``--queues backfill --nice``,
-  ``--bulk-nice``, default 10; its CPU is reported as ``bulk``).
+  *Start* does. Its figures add ``while_bulk`` (the live p95 over the events received until the first sync and its
+  backlog were done: what a first sync can delay, whether it ends early or late in the load) and the bulk work's
+  timeline.
+
+Workers (``--deployment``, alias ``--backfill-deployment``), the same for every scenario of a run, so that a
+``backfill`` run and the ``scale`` run it is compared with give live work the same workers: ``plain``, the N
+workers of every queue (default unless ``backfill`` is among the scenarios); ``mixed`` (default with it), as README
+recommends for hosts that run first syncs, the N workers of every queue and one more live-only (``--queues
+inbound,sync,scheduled``); ``split``, the N workers live-only and one bulk worker for first syncs and their backlog
+(``--queues backfill --nice``, ``--bulk-nice``, default 10; its CPU is reported as ``bulk``).
 
 A scenario may be named more than once (``--scenarios scale,backfill,scale,backfill``): each run is compared with
 the latest ``scale`` run of its worker count before it, so back-to-back pairs share the host's load of the moment.
