@@ -73,13 +73,20 @@ def all_queues(redis: Redis, keys: RedisKeys) -> list[Queue]:
 
 
 def mark_live_work(redis: Redis, keys: RedisKeys, worker_name: str, timeout: float) -> None:
-    """Note that ``worker_name`` (on this host) runs a live job for at most ``timeout`` seconds (``live_busy``)."""
-    redis.zadd(keys.live_work(socket.gethostname()), {worker_name: datetime.now(UTC).timestamp() + timeout})
+    """Note that ``worker_name`` (on this host) runs a live job for at most ``timeout`` seconds (``live_busy``).
+    A Redis failure is left to the job itself to meet: the mark only paces bulk work."""
+    try:
+        redis.zadd(keys.live_work(socket.gethostname()), {worker_name: datetime.now(UTC).timestamp() + timeout})
+    except RedisError as exc:
+        log.warning("live work of %s not marked (%s)", worker_name, type(exc).__name__)
 
 
 def unmark_live_work(redis: Redis, keys: RedisKeys, worker_name: str) -> None:
-    """Note that ``worker_name`` ended its live job."""
-    redis.zrem(keys.live_work(socket.gethostname()), worker_name)
+    """Note that ``worker_name`` ended its live job (a mark left by a Redis failure expires with its timeout)."""
+    try:
+        redis.zrem(keys.live_work(socket.gethostname()), worker_name)
+    except RedisError as exc:
+        log.warning("live work of %s not unmarked (%s)", worker_name, type(exc).__name__)
 
 
 def live_busy(redis: Redis, keys: RedisKeys) -> bool:

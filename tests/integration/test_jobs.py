@@ -463,3 +463,15 @@ def test_a_live_wake_during_a_first_syncs_backlog_hands_it_to_the_bulk_drains(ap
     assert (live.count, bulk.count) == (1, 0)
     build_worker(app, queues=("inbound", "sync", "scheduled")).work(burst=True)
     assert count_events(app, status=EventStatus.PENDING) == 0
+
+
+def test_the_live_work_marks_and_the_probe_survive_a_redis_failure(app: Flask) -> None:
+    """Pacing must never stop a job: marking live work and probing it shrug a Redis failure off (no mark, not busy)."""
+    from tests.support import free_port
+    from workers.queues import live_busy, mark_live_work, unmark_live_work
+
+    gone = Redis(port=free_port(), socket_connect_timeout=0.2)
+    keys = runtime(app).keys
+    mark_live_work(gone, keys, "w", 30)
+    unmark_live_work(gone, keys, "w")
+    assert live_busy(gone, keys) is False
