@@ -73,6 +73,10 @@ class RedisKeys:
         """The marker of a queued drain of ``key`` (a realm or a connection) for events from ``source``."""
         return f"{self.prefix}:wake:{source}:{key}"
 
+    def bulk_backlog(self, source: str, key: str) -> str:
+        """The marker that ``key``'s pending events from ``source`` are a first sync's backlog (bulk work)."""
+        return f"{self.prefix}:bulk-backlog:{source}:{key}"
+
     def schedule_tick(self, name: str, period: int) -> str:
         """The marker that the periodic job ``name`` was enqueued for ``period``."""
         return f"{self.prefix}:schedule:{name}:{period}"
@@ -80,6 +84,11 @@ class RedisKeys:
     def backfill_index(self, connection_id: int) -> str:
         """The hash holding a running backfill's index of CRM contacts."""
         return f"{self.prefix}:backfill:{connection_id}:crm-index"
+
+    def live_work(self, host: str) -> str:
+        """The sorted set of the workers of ``host`` running a live job (member: worker name, score: when that
+        job's timeout ends), which bulk work on the host gives way to (crm_qb.sync.pacing)."""
+        return f"{self.prefix}:live-work:{host}"
 
     def cdc_answer(self, realm_id: str, entity: str) -> str:
         """The hash holding a realm's objects of ``entity`` from the drains' last CDC answers (minutes only)."""

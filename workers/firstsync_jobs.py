@@ -11,18 +11,21 @@ them, and either lasts minutes, so none may hold the worker a live change needs.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rq import get_current_job
 
-from crm_qb.runtime import runtime
+from crm_qb.runtime import Runtime, runtime
 from crm_qb.sync.firstsync import service
-from workers.queues import BACKFILL, job
+from crm_qb.sync.services import SyncServices
+from workers.queues import BACKFILL, bulk_pacer, job
 
 
 @job(BACKFILL, timeout=6 * 3600, retry_intervals=(30, 120, 300))
 def preview_run(run_id: int) -> str | None:
     """Compute the run's preview; return its state after (None: it was not waiting for one)."""
     rt = runtime()
-    run = service.compute_preview(rt.sync_services(), run_id, job_id=_job_id(),
+    run = service.compute_preview(bulk_services(rt), run_id, job_id=_job_id(),
                                   page_size=rt.settings.backfill_page_size)
     return run.state if run is not None else None
 
@@ -31,14 +34,19 @@ def preview_run(run_id: int) -> str | None:
 def execute_run(run_id: int) -> str | None:
     """Run (or resume) a started run; return its state after (None: it was not running)."""
     rt = runtime()
-    run = service.execute(rt.sync_services(), run_id, job_id=_job_id(), page_size=rt.settings.backfill_page_size)
+    run = service.execute(bulk_services(rt), run_id, job_id=_job_id(), page_size=rt.settings.backfill_page_size)
     return run.state if run is not None else None
 
 
 @job(BACKFILL, timeout=3600, retry_intervals=(60, 300))
 def retry_run(run_id: int, record_ids: list[int] | None = None) -> int:
     """Try a finished run's failed records (only ``record_ids`` when given) again; return how many succeeded."""
-    return service.retry_failed(runtime().sync_services(), run_id, job_id=_job_id(), record_ids=record_ids)
+    return service.retry_failed(bulk_services(runtime()), run_id, job_id=_job_id(), record_ids=record_ids)
+
+
+def bulk_services(rt: Runtime) -> SyncServices:
+    """The services of a bulk job: its items give way to live work under way (crm_qb.sync.pacing)."""
+    return replace(rt.sync_services(), pace=bulk_pacer(rt.redis, rt.keys))
 
 
 def _job_id() -> str | None:

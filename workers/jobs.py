@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from redis import Redis
@@ -27,7 +28,7 @@ from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.drain import Drain
 from crm_qb.sync.services import ConnectionBusyError
-from workers.queues import BACKFILL, INBOUND, SCHEDULED, enqueue, enqueue_in, job
+from workers.queues import BACKFILL, INBOUND, SCHEDULED, bulk_pacer, enqueue, enqueue_in, job
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,13 @@ def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str, *, bulk: 
 
     ``bulk``: the drain is bulk work (the backlog a first sync left, e.g. the echoes of the contacts it created)
     and goes to the ``backfill`` queue, which live-only workers never serve and a worker started with ``--nice``
-    runs at a lower CPU priority; its further turns stay there (``_deferring``)."""
+    runs at a lower CPU priority; its further turns stay there (``_deferring``), and until the backlog is
+    settled, a drain of ``key`` woken as live work (a late echo hook, the CRM poll) hands over to it
+    (``BULK_BACKLOG``) instead of taking a batch of the backlog on a live worker."""
     token = uuid.uuid4().hex[:16]
     if bulk:  # a first sync's end (or a bulk drain's next turn): its connection's wake may be parked
         redis.eval(_UNPARK, 1, keys.wake(source.value, key), PARKED)
+        redis.set(keys.bulk_backlog(source.value, key), 1, ex=WAKE_TTL_SECONDS)
     # The command itself, not ``redis.set(..., nx=True, ex=...)``: the same SET, without the client's argument
     # handling, which cost 20 to 40 µs of CPU more a call (every webhook group pays it; README, Benchmarks).
     if not redis.execute_command(  # type: ignore[no-untyped-call]
@@ -98,9 +102,16 @@ def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> in
     the worker back and come back later (``defer``); when its turn ran out, queue the next turn behind the
     drains already waiting (``wake``), so a tenant's flood of events does not hold back the others'. A bulk drain
     (one running from the ``backfill`` queue) comes back there."""
-    drain = _drain(source, key)
     rt = runtime()
     bulk = _running_bulk(rt)
+    if not bulk and rt.redis.exists(rt.keys.bulk_backlog(source.value, key)):
+        # A first sync's backlog is still being settled as bulk work: this live wake (a late echo hook, the CRM
+        # poll) would take a batch of it on a live worker. Its events are settled by the bulk drains instead,
+        # in their order (what arrived now is behind the backlog either way).
+        rt.redis.delete(rt.keys.wake(source.value, key))
+        wake(rt.redis, rt.keys, source, key, bulk=True)
+        return 0
+    drain = _drain(source, key, bulk)
     try:
         settled = run(drain)
     except RealmThrottledError as exc:
@@ -114,6 +125,8 @@ def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> in
         wake(rt.redis, rt.keys, source, key, bulk=bulk)
     elif source == EventSource.CRM and int(key) in drain.held:
         park(rt, key)
+    elif bulk:  # the backlog is settled: the key's next wake is live work again
+        rt.redis.delete(rt.keys.bulk_backlog(source.value, key))
     return settled
 
 
@@ -142,12 +155,14 @@ _DRAINS: dict[EventSource, Callable[[str], int]] = {
 }
 
 
-def _drain(source: EventSource, key: str) -> Drain:
-    """Clear the wake of ``key`` (new events now wake another drain) and set up this drain's run."""
+def _drain(source: EventSource, key: str, bulk: bool = False) -> Drain:
+    """Clear the wake of ``key`` (new events now wake another drain) and set up this drain's run (a bulk drain's
+    units give way to live work under way, crm_qb.sync.pacing)."""
     rt = runtime()
     rt.redis.delete(rt.keys.wake(source.value, key))
     current = get_current_job()
-    return Drain(rt.sync_services(), current.id if current else None, turn=TURN_BATCHES)
+    services = replace(rt.sync_services(), pace=bulk_pacer(rt.redis, rt.keys)) if bulk else rt.sync_services()
+    return Drain(services, current.id if current else None, turn=TURN_BATCHES)
 
 
 def drain_all_pending(rt: Runtime) -> int:

@@ -14,15 +14,18 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.worker import Worker
 
 from crm_qb.keys import RedisKeys
+from crm_qb.sync.pacing import LivePacer
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ SCHEDULED = "scheduled"
 # ``crm-qb worker --queues inbound,sync,scheduled`` never takes one, so live edits never queue behind a first sync.
 BACKFILL = "backfill"
 QUEUE_NAMES = (INBOUND, SYNC, SCHEDULED, BACKFILL)
+LIVE_QUEUE_NAMES = (INBOUND, SYNC, SCHEDULED)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,6 +70,43 @@ def queue(redis: Redis, name: str, keys: RedisKeys) -> Queue:
 def all_queues(redis: Redis, keys: RedisKeys) -> list[Queue]:
     """Every queue, in the order a worker should serve them (ingress first)."""
     return [queue(redis, name, keys) for name in QUEUE_NAMES]
+
+
+def mark_live_work(redis: Redis, keys: RedisKeys, worker_name: str, timeout: float) -> None:
+    """Note that ``worker_name`` (on this host) runs a live job for at most ``timeout`` seconds (``live_busy``).
+    A Redis failure is left to the job itself to meet: the mark only paces bulk work."""
+    try:
+        redis.zadd(keys.live_work(socket.gethostname()), {worker_name: datetime.now(UTC).timestamp() + timeout})
+    except RedisError as exc:
+        log.warning("live work of %s not marked (%s)", worker_name, type(exc).__name__)
+
+
+def unmark_live_work(redis: Redis, keys: RedisKeys, worker_name: str) -> None:
+    """Note that ``worker_name`` ended its live job (a mark left by a Redis failure expires with its timeout)."""
+    try:
+        redis.zrem(keys.live_work(socket.gethostname()), worker_name)
+    except RedisError as exc:
+        log.warning("live work of %s not unmarked (%s)", worker_name, type(exc).__name__)
+
+
+def live_busy(redis: Redis, keys: RedisKeys) -> bool:
+    """Whether live work is under way that bulk work should give way to: a job waiting in a live queue (no worker
+    free for it, on any host), or a live job running on this host (its CPU is the one bulk work here takes).
+    A worker killed during a live job leaves its mark until that job's timeout: bulk work is paced meanwhile,
+    never stopped (crm_qb.sync.pacing). A Redis failure says no: pacing must never stop bulk work."""
+    try:
+        with redis.pipeline(transaction=False) as pipe:
+            for name in LIVE_QUEUE_NAMES:
+                pipe.llen(Queue.redis_queue_namespace_prefix + keys.queue(name))
+            pipe.zcount(keys.live_work(socket.gethostname()), datetime.now(UTC).timestamp(), "+inf")
+            return any(int(count) for count in pipe.execute())
+    except RedisError:
+        return False
+
+
+def bulk_pacer(redis: Redis, keys: RedisKeys) -> LivePacer:
+    """The pacer of a bulk job (a first sync's preview or run, a backfill): it gives way to live work."""
+    return LivePacer(partial(live_busy, redis, keys))
 
 
 def parse_queue_names(text: str) -> tuple[str, ...]:

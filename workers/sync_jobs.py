@@ -33,6 +33,7 @@ from crm_qb.sync.pipeline.failures import CRM, QBO, side_down
 from crm_qb.sync.pipeline.on_demand import drain_waiting, sync_now
 from crm_qb.sync.pipeline.poll import poll_changes
 from crm_qb.sync.settings import SyncSettings, sync_settings_of
+from workers.firstsync_jobs import bulk_services
 from workers.followup_jobs import scan_connection_followups
 from workers.queues import BACKFILL, SCHEDULED, SYNC, enqueue, job
 
@@ -173,7 +174,7 @@ def enqueue_catch_up(redis: Redis, keys: RedisKeys, connection_id: int) -> int:
 def backfill_connection(connection_id: int) -> dict[str, object]:
     """Backfill one connection in full (customers, transactions, contacts; then the CDC cursor); return the report."""
     rt = runtime()
-    report = run_backfill(rt.sync_services(), connection_id, job_id=_job_id())
+    report = run_backfill(bulk_services(rt), connection_id, job_id=_job_id())
     # A backfill can touch thousands of invoices: one scan of the connection, not one job per invoice.
     enqueue(rt.redis, rt.keys, scan_connection_followups, connection_id,
             job_id=JobIds.followups_after_backfill(connection_id))

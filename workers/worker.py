@@ -30,11 +30,12 @@ from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
 from workers.jobs import drain_all_pending
-from workers.queues import BACKFILL, QUEUE_NAMES, all_queues
+from workers.queues import BACKFILL, LIVE_QUEUE_NAMES, QUEUE_NAMES, all_queues, mark_live_work, unmark_live_work
 
 log = logging.getLogger(__name__)
 
 REDIS_WAIT_SECONDS = 1.0
+DEFAULT_JOB_TIMEOUT = 600  # a live job's mark without a timeout of its own (RQ's default is 180 s)
 
 # Conditions a person must act on (reconnect QuickBooks or the CRM), already recorded on the connection where they
 # arise: a job stopped by one is reported in one line, not with a traceback (a traceback says "bug").
@@ -49,11 +50,19 @@ class AppWorker(SimpleWorker):
     flask_app: Flask
 
     def perform_job(self, job: Any, queue: Any) -> bool:
-        with self.flask_app.app_context():
-            try:
-                return bool(super().perform_job(job, queue))
-            finally:
-                db.session.remove()
+        rt = runtime(self.flask_app)
+        live = job.origin in {rt.keys.queue(name) for name in LIVE_QUEUE_NAMES}
+        if live:  # bulk work on this host gives way while it runs (workers.queues.live_busy)
+            mark_live_work(rt.redis, rt.keys, self.name, job.timeout or DEFAULT_JOB_TIMEOUT)
+        try:
+            with self.flask_app.app_context():
+                try:
+                    return bool(super().perform_job(job, queue))
+                finally:
+                    db.session.remove()
+        finally:
+            if live:
+                unmark_live_work(rt.redis, rt.keys, self.name)
 
     def handle_exception(self, job: Any, *exc_info: Any) -> None:
         """Log an expected condition (EXPECTED) in one line; anything else as RQ does, with its traceback."""

@@ -25,6 +25,7 @@ from crm_qb.keys import RedisKeys
 from crm_qb.locks import held
 from crm_qb.models import Connection
 from crm_qb.qbo.services import QboServices
+from crm_qb.sync.pacing import no_pace
 from crm_qb.sync.rules.retry import TRANSIENT_SCHEDULE
 
 LOCK_WAIT_SECONDS = 30
@@ -56,6 +57,9 @@ class SyncServices:
     jobs: JobQueue
     retry_schedule: tuple[float, ...] = TRANSIENT_SCHEDULE  # CRM_QB_RETRY_SCHEDULE (crm_qb.sync.rules.retry)
     hubspot: HubSpotConfig = field(default_factory=HubSpotConfig)
+    # Called between the items of bulk work (a first sync, a backfill): pauses while live work is under way
+    # (crm_qb.sync.pacing; the bulk jobs set it, everything else keeps ``no_pace``).
+    pace: Callable[[], None] = no_pace
 
     @property
     def qbo(self) -> QboServices:

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.bench.scale [--tenants 20] [--customers 20] [--rate 20] [--seconds 60]
         [--workers 1,2,4] [--scenarios scale,throttled,backfill] [--backfill-customers 3000]
-        [--backfill-deployment split|mixed] [--bulk-nice 10]
+        [--deployment plain|mixed|split] [--bulk-nice 10]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/DB] [--logs DIR]
 
 Everything runs as its own process on 127.0.0.1, as on a production host: the QBO sandbox (one realm per
@@ -31,10 +31,16 @@ Scenarios, each with every ``--workers`` count:
   ``scale``'s (live edits must not queue behind it, nor behind its 1,000 echoes). The first sync takes the path a
   user's does: ``crm-qb connection demo`` opens it with auto-start, so a worker computes its preview and runs it
   from the ``backfill`` queue (crm_qb/sync/firstsync, workers/firstsync_jobs.py), as the console's or the API's
-  *Start* does. Workers (``--backfill-deployment``): ``mixed`` (default), as README recommends for hosts that run
-  first syncs, the N workers of every queue and one more live-only (``--queues inbound,sync,scheduled``); ``split``,
-  the N workers live-only and one bulk worker for first syncs and their backlog (``--queues backfill --nice``,
-  ``--bulk-nice``, default 10; its CPU is reported as ``bulk``).
+  *Start* does. Its figures add ``while_bulk`` (the live p95 over the events received until the first sync and its
+  backlog were done: what a first sync can delay, whether it ends early or late in the load) and the bulk work's
+  timeline.
+
+Workers (``--deployment``, alias ``--backfill-deployment``), the same for every scenario of a run, so that a
+``backfill`` run and the ``scale`` run it is compared with give live work the same workers: ``plain``, the N
+workers of every queue (default unless ``backfill`` is among the scenarios); ``mixed`` (default with it), as README
+recommends for hosts that run first syncs, the N workers of every queue and one more live-only (``--queues
+inbound,sync,scheduled``); ``split``, the N workers live-only and one bulk worker for first syncs and their backlog
+(``--queues backfill --nice``, ``--bulk-nice``, default 10; its CPU is reported as ``bulk``).
 
 A scenario may be named more than once (``--scenarios scale,backfill,scale,backfill``): each run is compared with
 the latest ``scale`` run of its worker count before it, so back-to-back pairs share the host's load of the moment.
@@ -63,11 +69,12 @@ from typing import Any
 
 import requests
 from redis import Redis
-from rq import Worker
+from rq import Queue, Worker
+from rq.job import Job
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 
-from crm_qb.models import ContactLink, EventSource, EventStatus, InboundEvent, LinkState
+from crm_qb.models import ContactLink, EventSource, EventStatus, InboundEvent, LinkState, SyncRun
 from tests.bench.sync_support import CLI, Processes, environment, wait_until
 from tests.support import ROOT, free_port
 
@@ -98,10 +105,11 @@ class Rig:
         self.processes.start("scheduler", [*CLI, "scheduler"], self.env)
         wait_until(lambda: _healthy(self.web), 60, "crm-qb web to answer /healthz")
 
-    def add_tenant(self, customers: int, transactions: int = 0, seed: int = 1) -> dict[str, Any]:
-        """Seed a realm, start its CRM, wire a connection (the backfill is queued); return the tenant."""
+    def add_tenant(self, customers: int, transactions: int = 0, seed: int = 1, kind: str = "crm") -> dict[str, Any]:
+        """Seed a realm, start its CRM (its CPU figures under ``kind``), wire a connection (the backfill is
+        queued); return the tenant."""
         n = len(self.tenants)
-        crm = self.processes.start_sandbox(f"crm-{n}", [*CLI, "sandbox", "crm", "--port", str(free_port())])
+        crm = self.processes.start_sandbox(f"{kind}-{n}", [*CLI, "sandbox", "crm", "--port", str(free_port())])
         crm_url = str(crm["api_base"]).rstrip("/")
         self.http.post(f"{crm_url}/_sandbox/limits", json={"requests": None}, timeout=10).raise_for_status()
         seeded = self.http.post(f"{self.qbo}/_sandbox/realms", timeout=600, json={
@@ -185,27 +193,45 @@ def _healthy(web: str) -> bool:
 def _cpu_seconds(processes: Processes, database: str = "") -> dict[str, float]:
     """CPU seconds (user + system) used so far by each kind of process we started, from /proc; with ``database``,
     also the PostgreSQL server processes serving that database on this host (``postgres``: approximate, a
-    backend that ended between two readings takes its seconds with it)."""
+    backend that ended between two readings takes its seconds with it). Beside each kind, ``<kind>_wait``: the
+    seconds its threads spent runnable but waiting for a CPU (``/proc/<pid>/task/*/schedstat``), i.e. what CPU
+    contention cost it (a thread that ended takes its seconds with it)."""
     ticks = os.sysconf("SC_CLK_TCK")
     used: dict[str, float] = {}
+
+    def add(kind: str, pid: int | str) -> None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return
+        used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        used[f"{kind}_wait"] = used.get(f"{kind}_wait", 0.0) + _run_queue_wait(pid)
+
     if database:
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             try:
                 if f" {database} ".encode() not in cmdline.read_bytes() + b" ":
                     continue
-                fields = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            used["postgres"] = used.get("postgres", 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+            add("postgres", cmdline.parent.name)
     for name, process in processes.started:
         kind = name.split("-")[0]
         for pid in [process.pid, *_children(process.pid)]:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+            add(kind, pid)
+    add("bench", os.getpid())  # the load generator, on the same cores
     return used
+
+
+def _run_queue_wait(pid: int | str) -> float:
+    """Seconds the threads of ``pid`` spent waiting for a CPU while runnable (schedstat's second field)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(task.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
 
 
 def _children(pid: int) -> list[int]:
@@ -247,9 +273,17 @@ def _percentiles(values: list[float]) -> dict[str, float | int | None]:
 
 
 def _measure(rig: Rig, after: int, began: float, ended: float, drained: float | None,
-             live: set[int]) -> dict[str, Any]:
+             live: set[int], bulk_until: float | None = None) -> dict[str, Any]:
+    """The live tenants' figures: latency per side over every event of the run; with ``bulk_until``, also over the
+    events received while the bulk work ran (from the load's start until the first sync and its backlog were
+    done), the ones a first sync can delay (``while_bulk``)."""
     events = [e for e in rig.events(after) if e[1] in live]
     result: dict[str, Any] = {}
+    if bulk_until is not None:
+        during = [e for e in events if began <= e[2] <= bulk_until and e[3] is not None]
+        result["while_bulk"] = {source: _percentiles([e[3] - e[2] for e in during if e[0] == source
+                                                      and e[3] is not None])
+                                for source in (EventSource.QBO.value, EventSource.CRM.value)}
     for source in (EventSource.QBO.value, EventSource.CRM.value):
         mine = [e for e in events if e[0] == source]
         settled = [e for e in mine if e[3] is not None]
@@ -263,35 +297,91 @@ def _measure(rig: Rig, after: int, began: float, ended: float, drained: float | 
     return result
 
 
+def _job_stages(rig: Rig, since: float, live: set[str], big: set[str]) -> dict[str, Any]:
+    """From RQ's records of the drain jobs that finished since ``since``: the live tenants' drains' time queued
+    (enqueued to started) and running (started to ended), p50/p95, so a delay can be told apart as queueing behind
+    other jobs or as a slower job; and the big tenant's jobs (count and seconds of work per queue)."""
+    redis = Redis.from_url(REDIS_URL)
+    prefix = rig.env["CRM_QB_QUEUE_PREFIX"]
+    queued: list[float] = []
+    running: list[float] = []
+    bulk: dict[str, dict[str, float]] = {}
+    for name in ("inbound", "sync", "scheduled", "backfill"):
+        ids = Queue(f"{prefix}.{name}", connection=redis).finished_job_registry.get_job_ids()
+        for job in Job.fetch_many(ids, connection=redis):
+            if job is None or job.enqueued_at is None or job.started_at is None or job.ended_at is None:
+                continue
+            enqueued = job.enqueued_at.replace(tzinfo=UTC).timestamp()
+            started = job.started_at.replace(tzinfo=UTC).timestamp()
+            ended = job.ended_at.replace(tzinfo=UTC).timestamp()
+            if enqueued < since:
+                continue
+            key = str(job.args[0]) if job.args else ""
+            function = (job.func_name or "").rsplit(".", 1)[-1]
+            if key in big:
+                mine = bulk.setdefault(f"{name}:{function}", {"jobs": 0, "seconds": 0.0})
+                mine["jobs"] += 1
+                mine["seconds"] = round(mine["seconds"] + ended - started, 1)
+            elif key in live and function.startswith("drain_"):
+                queued.append(started - enqueued)
+                running.append(ended - started)
+    return {"live_drains": {"queued": _percentiles(queued), "running": _percentiles(running)},
+            "big_tenant_jobs": bulk}
+
+
+def _bulk_window(rig: Rig, big: dict[str, Any], after: int) -> dict[str, float | None]:
+    """When the big tenant's first sync started and finished, and when the last of its events (the backlog it
+    left: its creates' echoes) was settled, as epoch seconds (None: not yet)."""
+    with rig.engine.connect() as conn:
+        run = conn.execute(select(SyncRun.started_at, SyncRun.finished_at).where(
+            SyncRun.connection_id == big["connection_id"]).order_by(SyncRun.id.desc()).limit(1)).first()
+    mine = [e for e in rig.events(after) if e[1] == big["connection_id"]]
+    unsettled = any(e[3] is None for e in mine)
+    last = max((e[3] for e in mine if e[3] is not None), default=None)
+    return {"run_started": run[0].timestamp() if run and run[0] else None,
+            "run_finished": run[1].timestamp() if run and run[1] else None,
+            "backlog_settled": None if unsettled else last}
+
+
+def start_deployment(rig: Rig, workers: int, deployment: str, bulk_nice: int) -> None:
+    """Start the workers of ``deployment`` with ``workers`` as N (README, Benchmarks): ``plain``, N workers of every
+    queue; ``mixed``, N of every queue and one live-only; ``split``, N live-only and one bulk worker
+    (``--queues backfill --nice``). Every scenario of a session runs on the same deployment, so the ``scale`` run
+    a ``backfill`` run is compared with had the same workers for live work."""
+    if deployment == "split":
+        rig.start_workers(0, live_only=workers, bulk=1, nice=bulk_nice)
+    elif deployment == "mixed":
+        rig.start_workers(workers, live_only=1)
+    else:
+        rig.start_workers(workers)
+
+
 def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
     """One scenario with ``workers`` worker processes; the figures of the live tenants."""
     live = rig.tenants[:args.tenants]
-    if scenario != "backfill":
-        rig.start_workers(workers)
-    elif args.backfill_deployment == "split":
-        # The documented deployment beside first syncs (README, several hosts): the N workers live-only, one more
-        # for first syncs and their backlog at a lower CPU priority.
-        rig.start_workers(0, live_only=workers, bulk=1, nice=args.bulk_nice)
-    else:  # "mixed": N workers of every queue and one more that never takes a first sync
-        rig.start_workers(workers, live_only=1)
+    start_deployment(rig, workers, args.deployment, args.bulk_nice)
     stop = threading.Event()
     extra: dict[str, Any] = {}
+    big: dict[str, Any] | None = None
     try:
         wait_until(lambda: rig.pending() == 0, 600, "the queue to be empty before the load")
         after, cpu_before = rig.last_event_id(), _cpu_seconds(rig.processes, rig.database)
+        since = time.time()
         if scenario == "throttled":
             throttler = threading.Thread(target=_throttle, args=(rig, live[0]["realm"], stop), daemon=True)
             throttler.start()
         if scenario == "backfill":
-            big = rig.add_tenant(args.backfill_customers, args.backfill_customers * 3, seed=99)
+            big = rig.add_tenant(args.backfill_customers, args.backfill_customers * 3, seed=99, kind="bigcrm")
             extra["backfill_tenant"] = {"customers": args.backfill_customers,
                                         "transactions": args.backfill_customers * 3}
             # The load starts once the first sync is under way (its first links made): queued behind live work on
             # a saturated host, it would otherwise start only after the load and measure nothing.
             wait_until(partial(_linked_enough, rig, big["connection_id"], 1), 300, "the big first sync to start")
         began = time.time()
+        cpu_at_load = _cpu_seconds(rig.processes, rig.database)
         made = _load(rig, live, args.rate, args.seconds, f"{scenario}-{workers}")
         ended = time.time()
+        cpu_at_end = _cpu_seconds(rig.processes, rig.database)
         stop.set()
         backlog = rig.pending()
         try:
@@ -299,17 +389,29 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
             drained: float | None = time.time()
         except AssertionError:  # wait_until: a backlog that does not drain in time is a result, not a crash
             drained = None
-        measured_tenants = {t["connection_id"] for t in live[1:]} if scenario == "throttled" else {
-            t["connection_id"] for t in live}
-        result = _measure(rig, after, began, ended, drained, measured_tenants)
-        if scenario == "backfill":
+        measured = live[1:] if scenario == "throttled" else live
+        bulk_until = None
+        if big is not None:
+            window = _bulk_window(rig, big, after)
+            done = [t for t in (window["run_finished"], window["backlog_settled"]) if t is not None]
+            bulk_until = max(done) if len(done) == 2 else ended
+            extra["bulk_work_s_after_load_start"] = {
+                name: round(value - began, 1) if value is not None else None for name, value in window.items()}
+            extra["bulk_work_covered_load"] = round(min(1.0, max(0.0, (bulk_until - began) / (ended - began))), 2)
+        result = _measure(rig, after, began, ended, drained, {t["connection_id"] for t in measured}, bulk_until)
+        stages = _job_stages(rig, since, {str(t["realm"]) for t in measured} | {str(t["connection_id"])
+                                                                                 for t in measured},
+                             {str(big["realm"]), str(big["connection_id"])} if big is not None else set())
+        if big is not None:
             extra["backfill_links_at_end"] = len(rig.linked_pairs(big["connection_id"]))
             rig.tenants.remove(big)
         cpu_after = _cpu_seconds(rig.processes, rig.database)
         cpu = {kind: round(cpu_after.get(kind, 0.0) - cpu_before.get(kind, 0.0), 1) for kind in cpu_after}
-        return {"scenario": scenario, "workers": workers, "changes_made": made,
+        cpu_load = {kind: round(cpu_at_end.get(kind, 0.0) - cpu_at_load.get(kind, 0.0), 1) for kind in cpu_at_end}
+        return {"scenario": scenario, "workers": workers, "deployment": args.deployment, "changes_made": made,
                 "offered_changes_per_s": args.rate, "backlog_when_load_stopped": backlog, **result,
-                "cpu_seconds": cpu, **extra}
+                "cpu_seconds": cpu, "cpu_seconds_during_load": cpu_load, **stages,
+                "load_average": [round(x, 1) for x in os.getloadavg()], **extra}
     finally:
         stop.set()
         rig.stop_workers()
@@ -333,13 +435,17 @@ def main() -> None:
     parser.add_argument("--scenarios", default="scale,throttled,backfill")
     parser.add_argument("--backfill-customers", type=int, default=3000)
     parser.add_argument("--drain-timeout", type=float, default=300.0)
-    parser.add_argument("--backfill-deployment", choices=("split", "mixed"), default="mixed",
-                        help="backfill scenario's workers: split = N live-only + 1 bulk (--queues backfill --nice); "
-                             "mixed = N of every queue + 1 live-only")
+    parser.add_argument("--deployment", "--backfill-deployment", dest="deployment",
+                        choices=("plain", "split", "mixed"), default=None,
+                        help="every scenario's workers: plain = N of every queue; mixed = N of every queue + 1 "
+                             "live-only; split = N live-only + 1 bulk (--queues backfill --nice). Default: mixed "
+                             "when the scenarios include backfill, else plain")
     parser.add_argument("--bulk-nice", type=int, default=10, help="the bulk worker's --nice (split deployment)")
     parser.add_argument("--database-url", required=True, help="an empty PostgreSQL database")
     parser.add_argument("--logs", default=None)
     args = parser.parse_args()
+    if args.deployment is None:
+        args.deployment = "mixed" if "backfill" in args.scenarios.split(",") else "plain"
     if not args.database_url.startswith("postgresql"):
         raise SystemExit("--database-url must be PostgreSQL: several hosts share it (SQLite is a one-host store)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop every process it started

@@ -338,3 +338,22 @@ def test_connecting_for_the_first_time_asks_for_the_first_sync_preview_not_the_b
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+def test_the_backfill_gives_way_to_live_work_between_its_items(seeded: Harness) -> None:
+    """Bulk work calls its pacer (``SyncServices.pace``) before every customer and contact and after every page,
+    so a bulk job can hold back while live work is under way (crm_qb.sync.pacing); the outcome is the same."""
+    from dataclasses import replace
+
+    calls = [0]
+
+    def pace() -> None:
+        calls[0] += 1
+
+    with seeded.app.app_context():
+        services = replace(runtime(seeded.app).sync_services(), pace=pace)
+        report = run_backfill(services, seeded.connection_id, page_size=PAGE)
+    customers, contacts = report.phases["customers"], report.phases["contacts"]
+    pages = sum(counts.pages for counts in report.phases.values())
+    assert customers.seen == CUSTOMERS
+    assert calls[0] >= customers.seen + contacts.seen + pages

@@ -370,3 +370,108 @@ def test_a_flooded_connection_drains_in_turns_behind_other_tenants(app: Flask, r
     build_worker(app).work(burst=True)
     assert count_events(app, status=EventStatus.PENDING) == 0
     assert count_events(app, status=EventStatus.PROCESSED) == 6
+
+
+@job(INBOUND, timeout=30)
+def report_live_busy() -> bool:
+    """Whether bulk work would see live work under way now (a test job, run on a live queue or on ``backfill``)."""
+    from workers.queues import live_busy
+
+    rt = runtime()
+    return live_busy(rt.redis, rt.keys)
+
+
+def test_bulk_work_sees_live_jobs_waiting_or_running_on_this_host_and_not_bulk_ones(app: Flask,
+                                                                                    redis_client: Redis) -> None:
+    """The probe bulk work paces itself by (workers.queues.live_busy): a job waiting in a live queue, or a live job
+    a worker of this host is running; not a bulk job, not a job that ended, not the mark of a worker killed
+    during a live job once that job's timeout has passed."""
+    from rq.job import Job
+
+    from workers.queues import BACKFILL, live_busy, mark_live_work
+
+    keys = runtime(app).keys
+    assert not live_busy(redis_client, keys)
+    enqueue(redis_client, keys, report_live_busy, job_id="bulk-probe", on=BACKFILL)
+    assert not live_busy(redis_client, keys)  # bulk work waiting is not live work
+    build_worker(app).work(burst=True)
+    assert Job.fetch("bulk-probe", connection=redis_client).return_value() is False
+    enqueue(redis_client, keys, report_live_busy, job_id="live-probe")
+    assert live_busy(redis_client, keys)  # waiting for a worker
+    build_worker(app).work(burst=True)
+    assert Job.fetch("live-probe", connection=redis_client).return_value() is True  # running here
+    assert not live_busy(redis_client, keys)  # ended: its mark is gone
+    mark_live_work(redis_client, keys, "killed-worker", -1)
+    assert not live_busy(redis_client, keys)
+
+
+def test_bulk_jobs_and_bulk_drains_pace_themselves_by_the_live_work(app: Flask, redis_client: Redis) -> None:
+    """First syncs, backfills and bulk drains get a pacer that looks at the live queues; other jobs do not."""
+    from crm_qb.sync.pacing import LivePacer, no_pace
+    from workers.firstsync_jobs import bulk_services
+
+    rt = runtime(app)
+    with app.app_context():
+        pacer = bulk_services(rt).pace
+        assert isinstance(pacer, LivePacer) and rt.sync_services().pace is no_pace
+        assert not pacer.busy()
+        enqueue(redis_client, rt.keys, report_live_busy, job_id="waiting-live")
+        assert pacer.busy()
+        assert isinstance(jobs._drain(events.EventSource.CRM, "1", bulk=True).services.pace, LivePacer)
+        assert jobs._drain(events.EventSource.CRM, "1").services.pace is no_pace
+
+
+def test_a_live_wake_during_a_first_syncs_backlog_hands_it_to_the_bulk_drains(app: Flask, redis_client: Redis,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a connection's first-sync backlog is being settled as bulk work, a drain woken as live work (a late
+    echo hook, the CRM poll) takes no batch of it on a live worker: it hands over to the backfill queue. Once the
+    backlog is settled, the connection's next wake is live work again."""
+    from crm_qb.models import EventSource
+    from crm_qb.sync.pipeline import drain as drain_module
+    from workers.queues import BACKFILL, queue
+
+    monkeypatch.setattr(drain_module, "DRAIN_BATCH", 2)
+    connection = add_connection(app, realm_id="112")
+    disable_sync(app, connection.id)
+    with app.app_context():
+        events.store(EventSource.CRM, [events.Notice(f"echo-{n}", None, "Contact", f"c{n}", "created", None)
+                                       for n in range(5)], connection.id)
+        db.session.commit()
+        rt = runtime()
+        assert events.wake_connection(rt.jobs, connection.id, bulk=True) == 1
+    live, bulk = queue(redis_client, INBOUND, rt.keys), queue(redis_client, BACKFILL, rt.keys)
+    build_worker(app, queues=(BACKFILL,)).work(burst=True, max_jobs=1)  # one turn of the backlog
+    assert count_events(app, status=EventStatus.PENDING) == 3 and (live.count, bulk.count) == (0, 1)
+    # The next bulk turn starts (it clears its wake) and a hook arrives meanwhile: its wake is live work.
+    bulk.empty()
+    redis_client.delete(rt.keys.wake(EventSource.CRM.value, str(connection.id)))
+    with app.app_context():
+        events.store(EventSource.CRM, [events.Notice("late-echo", None, "Contact", "c7", "created", None)],
+                     connection.id)
+        db.session.commit()
+        assert runtime().jobs.wake(EventSource.CRM, str(connection.id)) is not None  # the hook's live wake
+    assert live.count == 1
+    build_worker(app, queues=("inbound", "sync", "scheduled")).work(burst=True)
+    assert count_events(app, status=EventStatus.PENDING) == 4  # the live worker settled none of the backlog
+    assert (live.count, bulk.count) == (0, 1)
+    build_worker(app, queues=(BACKFILL,)).work(burst=True)
+    assert count_events(app, status=EventStatus.PENDING) == 0
+    with app.app_context():
+        events.store(EventSource.CRM, [events.Notice("live", None, "Contact", "c9", "updated", None)], connection.id)
+        db.session.commit()
+        assert runtime().jobs.wake(EventSource.CRM, str(connection.id)) is not None
+    assert (live.count, bulk.count) == (1, 0)
+    build_worker(app, queues=("inbound", "sync", "scheduled")).work(burst=True)
+    assert count_events(app, status=EventStatus.PENDING) == 0
+
+
+def test_the_live_work_marks_and_the_probe_survive_a_redis_failure(app: Flask) -> None:
+    """Pacing must never stop a job: marking live work and probing it shrug a Redis failure off (no mark, not busy)."""
+    from tests.support import free_port
+    from workers.queues import live_busy, mark_live_work, unmark_live_work
+
+    gone = Redis(port=free_port(), socket_connect_timeout=0.2)
+    keys = runtime(app).keys
+    mark_live_work(gone, keys, "w", 30)
+    unmark_live_work(gone, keys, "w")
+    assert live_busy(gone, keys) is False

@@ -317,6 +317,7 @@ class _Run:
         self.still_held()
 
     def count_page(self, phase: str) -> None:
+        self.services.pace()  # a page's writes done: live work first, if any is under way
         self.save_deferred()
         if self.pager is not None:
             # A plain backfill (``run_backfill``) asks for no follow-ups or summaries afterwards (its context is
@@ -547,7 +548,9 @@ class _Run:
         return counter
 
     def guarded(self, entity: str, object_id: str, unit: Callable[[], str], rollback: bool = True) -> str:
-        """Run one object's unit; a permanent failure of that object is counted, anything else propagates."""
+        """Run one object's unit; a permanent failure of that object is counted, anything else propagates.
+        Before it, bulk work gives way to live work under way (``SyncServices.pace``)."""
+        self.services.pace()
         try:
             return unit()
         except _FATAL:

@@ -36,6 +36,7 @@ from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context, settings_of
 from crm_qb.sync.firstsync.service import held as first_sync_held
+from crm_qb.sync.pacing import no_pace
 from crm_qb.sync.pipeline import burst, events, outage, routing
 from crm_qb.sync.pipeline.events import EventRef
 from crm_qb.sync.pipeline.failures import kind_of, side_down
@@ -187,7 +188,7 @@ class Drain:
             for event in batch:
                 events.record_failure(event.id, exc, schedule=self.services.retry_schedule)
             raise _Recorded(exc) from exc
-        succeeded = _run_units(ctx, units, self.services.retry_schedule)
+        succeeded = _run_units(ctx, units, self.services.retry_schedule, self.services.pace)
         if succeeded:
             outage.note_up(ctx.connection_id, outage.BOTH, self.services.jobs)
 
@@ -255,12 +256,15 @@ def _connected(connection_id: int) -> bool:
     return row is not None and row.qbo_status == QboStatus.CONNECTED and row.crm_status == CRM_CONNECTED
 
 
-def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...]) -> int:
+def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...],
+               pace: Callable[[], None] = no_pace) -> int:
     """Run every unit; return how many succeeded. A failing unit counts an attempt on its events; after a side
-    went down the remaining units wait for it uncounted; the first failure is re-raised at the end."""
+    went down the remaining units wait for it uncounted; the first failure is re-raised at the end. ``pace`` is
+    called before each unit (a bulk drain's: it gives way to live work, crm_qb.sync.pacing)."""
     failure: Exception | None = None
     succeeded = 0
     for index, unit in enumerate(units):
+        pace()
         try:
             outcome = unit.run()
             succeeded += 1
