@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_qb.address import Address
@@ -70,21 +70,30 @@ class Record:
     conflicts: Sequence[MergeConflict] = ()
 
 
+# The reads a sync makes for every customer, built once: building and keying a statement costs several times
+# what SQLite takes to answer it (a backfill makes these reads for every customer, and for every job).
+_BY_QBO = select(ContactLink).where(ContactLink.connection_id == bindparam("connection_id"),
+                                    ContactLink.qbo_customer_id == bindparam("value"))
+_BY_CRM = select(ContactLink).where(ContactLink.connection_id == bindparam("connection_id"),
+                                    ContactLink.crm_contact_id == bindparam("value"))
+_BASE_BY_QBO = select(ContactLink.base).where(ContactLink.connection_id == bindparam("connection_id"),
+                                              ContactLink.qbo_customer_id == bindparam("value"))
+
+
 def find_by_qbo(connection_id: int, customer_id: str) -> LinkRecord | None:
     """The link of a QBO customer, or None; ends the read transaction."""
-    return _find(ContactLink.qbo_customer_id == customer_id, connection_id)
+    return _find(_BY_QBO, connection_id, customer_id)
 
 
 def find_by_crm(connection_id: int, contact_id: str) -> LinkRecord | None:
     """The link of a CRM contact, or None; ends the read transaction."""
-    return _find(ContactLink.crm_contact_id == contact_id, connection_id)
+    return _find(_BY_CRM, connection_id, contact_id)
 
 
 def base_by_qbo(connection_id: int, customer_id: str) -> dict[str, Any] | None:
     """The agreed base of the customer's link (``find_by_qbo(...).base``, without reading the rest); None when
     there is no link or no base yet. Ends the read transaction."""
-    base = db.session.scalar(select(ContactLink.base).where(ContactLink.connection_id == connection_id,
-                                                            ContactLink.qbo_customer_id == customer_id))
+    base = db.session.scalar(_BASE_BY_QBO, {"connection_id": connection_id, "value": customer_id})
     db.session.rollback()
     return dict(base) if base else None
 
@@ -98,8 +107,8 @@ def agreed_crm_versions(connection_id: int, contact_ids: Sequence[str]) -> dict[
     return {str(row.crm_contact_id): row.crm_version for row in rows}
 
 
-def _find(condition: Any, connection_id: int) -> LinkRecord | None:
-    row = db.session.scalars(select(ContactLink).where(ContactLink.connection_id == connection_id, condition)).first()
+def _find(statement: Any, connection_id: int, value: str) -> LinkRecord | None:
+    row = db.session.scalars(statement, {"connection_id": connection_id, "value": value}).first()
     record = LinkRecord.of(row) if row is not None else None
     db.session.rollback()
     return record
