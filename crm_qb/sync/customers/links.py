@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_qb.address import Address
-from crm_qb.db import db
+from crm_qb.db import db, insert_many
 from crm_qb.models import AuditEntry, Conflict, ContactLink, LinkState
 from crm_qb.sync.pipeline.events import mark_processed
 from crm_qb.sync.rules.canonical import CanonicalValue
@@ -147,9 +147,9 @@ def save_many(units: Sequence[tuple[LinkRecord, Record]], *, job_id: str | None,
         return
     try:
         # Core INSERTs of the tables (the ORM's bulk path costs more CPU per row than the row itself).
-        db.session.execute(insert(ContactLink.__table__), [_values(link) for link, _record in units])
-        db.session.execute(insert(AuditEntry.__table__), [_audit_values(record, job_id, connection_id, None)
-                                                           for _link, record in units])
+        insert_many(ContactLink.__table__, [_values(link) for link, _record in units])
+        insert_many(AuditEntry.__table__, [_audit_values(record, job_id, connection_id, None)
+                                           for _link, record in units])
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -176,11 +176,8 @@ def save_new(units: Sequence[tuple[list[LinkRecord], Record | None]], *, job_id:
     new_links = [link for changed, _record in units for link in changed]
     records = [record for _changed, record in units if record is not None]
     try:
-        if new_links:
-            db.session.execute(insert(ContactLink.__table__), [_values(link) for link in new_links])
-        if records:
-            db.session.execute(insert(AuditEntry.__table__), [_audit_values(record, job_id, connection_id, None)
-                                                               for record in records])
+        insert_many(ContactLink.__table__, [_values(link) for link in new_links])
+        insert_many(AuditEntry.__table__, [_audit_values(record, job_id, connection_id, None) for record in records])
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
