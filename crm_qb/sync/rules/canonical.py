@@ -141,8 +141,8 @@ def canonical_address(value: object) -> Address | None:
     parts = value.to_json() if isinstance(value, Address) else value
     if not isinstance(parts, Mapping):
         raise TypeError(f"an address must be a mapping or Address, got {type(value).__name__}")
-    unknown = sorted(set(parts) - set(ADDRESS_PARTS))
-    if unknown:
+    if not _PART_NAMES.issuperset(parts):
+        unknown = sorted(set(parts) - _PART_NAMES)
         raise ValueError(f"unknown address part(s) {', '.join(map(repr, unknown))}")
     clean = {part: _address_part(parts.get(part), _ADDRESS_LIMITS[part]) for part in ADDRESS_PARTS}
     return Address(**clean) if any(clean.values()) else None
