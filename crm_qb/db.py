@@ -7,11 +7,12 @@ SQLite gets WAL mode and a busy timeout so the web, worker and scheduler process
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, event, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -72,3 +73,70 @@ def configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+
+# -- bulk inserts -----------------------------------------------------------------------------------------------
+
+# (table, keys, dialect name) -> the INSERT's SQL and, per placeholder, how to get its value from a row.
+_INSERT_PLANS: dict[tuple[str, tuple[str, ...], str], tuple[str, list[tuple[str | None, Any, Any]]] | None] = {}
+
+
+def insert_many(table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT ``rows`` (mappings with the same keys) into ``table`` in the session's transaction: one executemany.
+
+    The same as ``db.session.execute(insert(table), rows)``: each value goes through its column type's own bind
+    processor, and a column left out gets its Python-side default, evaluated per row. On SQLite the processed
+    values go to the driver at once, without SQLAlchemy's per-row parameter assembly, which cost a backfill more
+    CPU than the rows themselves (a row per transaction, link and audit entry). Elsewhere (PostgreSQL's batched
+    ``insertmanyvalues``), and for a table with a SQL-side default the plan cannot evaluate, SQLAlchemy does it.
+    """
+    if not rows:
+        return
+    connection = db.session.connection()
+    dialect = connection.dialect
+    plan = _insert_plan(table, tuple(rows[0]), dialect) if dialect.name == "sqlite" else None
+    if plan is None:
+        db.session.execute(insert(table), list(rows))
+        return
+    sql, values = plan
+    try:
+        params = [tuple([(process(row[key]) if process else row[key]) if key is not None
+                         else (process(default()) if process else default())
+                         for key, process, default in values]) for row in rows]
+    except Exception:  # a value its column refuses: SQLAlchemy's path raises it as it always has
+        db.session.execute(insert(table), list(rows))
+        raise
+    connection.exec_driver_sql(sql, params)
+
+
+def _insert_plan(table: Table, keys: tuple[str, ...],
+                 dialect: Any) -> tuple[str, list[tuple[str | None, Any, Any]]] | None:
+    cache_key = (table.name, keys, dialect.name)
+    if cache_key not in _INSERT_PLANS:
+        _INSERT_PLANS[cache_key] = _make_insert_plan(table, keys, dialect)
+    return _INSERT_PLANS[cache_key]
+
+
+def _make_insert_plan(table: Table, keys: tuple[str, ...],
+                      dialect: Any) -> tuple[str, list[tuple[str | None, Any, Any]]] | None:
+    """The SQL of ``INSERT INTO table`` for rows of ``keys`` and, per placeholder in order, (row key or None,
+    bind processor or None, Python default or None); None when SQLAlchemy must build the statement itself."""
+    if not dialect.positional or not set(keys) <= set(table.c.keys()):
+        return None
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+    if compiled.positiontup is None or compiled.postfetch or compiled.returning:
+        return None
+    prefetched = {column.key for column in compiled.insert_prefetch}
+    values: list[tuple[str | None, Any, Any]] = []
+    for name in compiled.positiontup:
+        column = table.c[name]
+        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        if name in keys:
+            values.append((name, process, None))
+            continue
+        default = column.default
+        if name not in prefetched or default is None or not (default.is_scalar or default.is_callable):
+            return None
+        arg = getattr(default, "arg")  # noqa: B009 (ColumnDefault's; DefaultGenerator does not declare it)
+        values.append((None, process, (lambda arg=arg: arg(None)) if default.is_callable else (lambda arg=arg: arg)))
+    return str(compiled), values

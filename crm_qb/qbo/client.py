@@ -41,7 +41,7 @@ from crm_qb.qbo.faults import (
     ThrottledError,
     fault_from_json,
     header,
-    parse_fault,
+    parse_response,
 )
 from crm_qb.qbo.ratebudget import RateBudget, RateBudgetTimeout, RealmThrottledError
 
@@ -365,11 +365,13 @@ class QboClient:
         tid = header(response.headers, "intuit_tid")
         log.info("QBO %s %s realm=%s status=%s intuit_tid=%s", method, path, self.realm_id,
                  response.status_code, tid)
-        fault = parse_fault(response.status_code, response.headers, response.content)
+        fault, document = parse_response(response.status_code, response.headers, response.content)
         if fault is not None:
             log.warning("QBO fault %s code=%s realm=%s intuit_tid=%s", type(fault).__name__, fault.code,
                         self.realm_id, tid)
             raise fault
+        if isinstance(document, dict):  # parsed once, by the fault check
+            return document, tid
         return _json_object(response.content, tid, response.status_code), tid
 
     def _throttled(self, exc: TransientError) -> None:

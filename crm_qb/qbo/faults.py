@@ -182,15 +182,22 @@ _BY_CODE: Mapping[str, type[QboFault]] = MappingProxyType({
 
 def parse_fault(status: int, headers: Mapping[str, str] | None, body: bytes) -> QboFault | None:
     """The typed fault in a QBO response, or None for a success (a 2xx without a Fault)."""
+    return parse_response(status, headers, body)[0]
+
+
+def parse_response(status: int, headers: Mapping[str, str] | None, body: bytes) -> tuple[QboFault | None, Any]:
+    """The typed fault in a QBO response (None for a success), and the body's JSON document when the body is a
+    JSON object (parsed once, amounts as Decimal), else None: the client reads a success's rows from it rather
+    than parsing a page of a thousand objects a second time."""
     tid = header(headers, "intuit_tid")
     retry_after = _retry_after(header(headers, "Retry-After"))
-    found = _fault_in_body(body)
+    found, document = _fault_in_body(body)
     if found is None:
         if 200 <= status < 300:
-            return None
-        return _fault_for_status(status, tid, retry_after)
+            return None, document
+        return _fault_for_status(status, tid, retry_after), document
     fault, time = found
-    return fault_from_json(fault, http_status=status, intuit_tid=tid, retry_after=retry_after, time=time)
+    return fault_from_json(fault, http_status=status, intuit_tid=tid, retry_after=retry_after, time=time), document
 
 
 def fault_from_json(
@@ -269,18 +276,19 @@ def _fault_for_status(status: int, tid: str | None, retry_after: float | None) -
                retry_after=retry_after)
 
 
-def _fault_in_body(body: bytes) -> tuple[Mapping[str, Any], datetime | None] | None:
-    """The fault object and the response time, from a JSON or XML body; None when there is no fault."""
+def _fault_in_body(body: bytes) -> tuple[tuple[Mapping[str, Any], datetime | None] | None, Any]:
+    """The fault object and the response time, from a JSON or XML body (None when there is no fault), and the
+    parsed JSON document (None unless the body is JSON)."""
     text = body.lstrip()
     if text.startswith(b"<"):
-        return _xml_fault(text)
+        return _xml_fault(text), None
     if text.startswith(b"{"):
         try:
             document = json.loads(text, parse_float=Decimal)
         except ValueError:
-            return None
-        return _json_fault(document)
-    return None
+            return None, None
+        return _json_fault(document), document
+    return None, None
 
 
 def _json_fault(document: Any) -> tuple[Mapping[str, Any], datetime | None] | None:

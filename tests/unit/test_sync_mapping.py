@@ -294,3 +294,16 @@ def test_the_canonical_memo_folds_a_customer_object_once_and_hands_out_copies() 
     assert again == plain and first is not again, "a copy of the first answer, whatever the caller did to its own"
     assert other["display_name"] == "Bob"
     assert mapping.canonical_from_qbo(customer) == plain and getattr(mapping._memo, "held", None) is None
+
+
+def test_a_create_body_from_a_folded_record_is_the_same_without_folding_it_again() -> None:
+    from datetime import date
+
+    from crm_qb.sandbox.qbo.seed import generate_realm
+    from crm_qb.sync.rules.mapping import canonical_from_qbo, crm_create_body
+
+    customers = [obj for entity, obj in generate_realm(300, 0, True, 3, today=date(2026, 6, 1)) if entity == "Customer"]
+    for customer in customers:
+        record = canonical_from_qbo(customer)
+        assert crm_create_body(record, folded=True) == crm_create_body(record) == crm_create_body(dict(record))
+    assert len(customers) == 300

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from decimal import Decimal
 from json.encoder import encode_basestring
 from typing import Any
@@ -13,8 +14,39 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data, parse_float=Decimal)
 
 
+# Stands around a Decimal's text in the C encoder's output, then is taken out with the quotes (see ``dumps``).
+_MARK = f"\ue000{uuid.uuid4().hex}\ue001"
+
+
 def dumps(value: Any) -> str:
-    """Serialise ``value``; ``Decimal`` becomes a JSON number (``json`` itself can only write it as a string)."""
+    """Serialise ``value``; ``Decimal`` becomes a JSON number (``json`` itself can only write it as a string).
+
+    The text is ``write``'s, made by the C encoder: every answer of a thousand objects was serialised here a
+    value at a time in Python, the sandbox's largest cost per query page (a real QBO does not make its clients
+    wait for that). A Decimal is written as a marked string and unquoted afterwards; anything the C encoder
+    would not write (a type of its own, a key that is not a string, int or float) is left to ``write``. Every
+    dict the sandbox answers with is keyed by strings, as QBO's JSON is (a bool or None key would be written
+    ``true``/``null`` here but ``True``/``None`` by ``write``).
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_marked)
+    except (_NotPlain, TypeError):  # TypeError: a key the C encoder refuses
+        return write(value)
+    return text.replace(f'"{_MARK}', "").replace(f'{_MARK}"', "") if _MARK in text else text
+
+
+class _NotPlain(Exception):
+    """A value the C encoder would write differently from ``write``."""
+
+
+def _marked(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return f"{_MARK}{_decimal_text(value)}{_MARK}"
+    raise _NotPlain
+
+
+def write(value: Any) -> str:
+    """Serialise ``value`` a value at a time (``dumps``'s reference: the same text)."""
     parts: list[str] = []
     _write(value, parts)
     return "".join(parts)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crm_qb.db import db, utcnow
@@ -52,7 +52,9 @@ def remember(connection_id: int, customers: Iterable[Mapping[str, Any]]) -> None
             for c in customers if c.get("Id") is not None and c.get("status") != "Deleted"]
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(QboCustomer)
+    # The table, not the entity: the ORM's bulk path splits the rows into a statement per run of rows with and
+    # without a parent (it leaves None values out), where the table's INSERT takes every row in one executemany.
+    statement = insert(QboCustomer.__table__)
     statement = statement.on_conflict_do_update(
         index_elements=["connection_id", "qbo_customer_id"],
         set_={"parent_id": statement.excluded.parent_id, "display_name": statement.excluded.display_name,
@@ -116,12 +118,22 @@ def contacts_for(connection_id: int, qbo_customer_ids: Iterable[str]) -> dict[st
     return found
 
 
+# Built once (a sync asks these for every job it meets; building a statement costs more than running it).
+_PARENTS = select(QboCustomer.qbo_customer_id, QboCustomer.parent_id).where(
+    QboCustomer.connection_id == bindparam("connection_id"),
+    QboCustomer.qbo_customer_id.in_(bindparam("ids", expanding=True)))
+_LINKED_CONTACTS = select(ContactLink.qbo_customer_id, ContactLink.crm_contact_id).where(
+    ContactLink.connection_id == bindparam("connection_id"), ContactLink.state == LinkState.LINKED,
+    ContactLink.qbo_customer_id.in_(bindparam("ids", expanding=True)))
+_PARENT_AND_NAME = select(QboCustomer.parent_id, QboCustomer.display_name).where(
+    QboCustomer.connection_id == bindparam("connection_id"), QboCustomer.qbo_customer_id == bindparam("id"))
+
+
 def _parents(connection_id: int, customer_ids: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for start in range(0, len(customer_ids), BATCH):
-        rows = db.session.execute(select(QboCustomer.qbo_customer_id, QboCustomer.parent_id).where(
-            QboCustomer.connection_id == connection_id,
-            QboCustomer.qbo_customer_id.in_(customer_ids[start:start + BATCH])))
+        rows = db.session.execute(_PARENTS, {"connection_id": connection_id,
+                                             "ids": list(customer_ids[start:start + BATCH])})
         found.update({str(customer): str(parent) for customer, parent in rows if parent})
     return found
 
@@ -129,17 +141,15 @@ def _parents(connection_id: int, customer_ids: Sequence[str]) -> dict[str, str]:
 def _linked_contacts(connection_id: int, customer_ids: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for start in range(0, len(customer_ids), BATCH):
-        rows = db.session.execute(select(ContactLink.qbo_customer_id, ContactLink.crm_contact_id).where(
-            ContactLink.connection_id == connection_id, ContactLink.state == LinkState.LINKED,
-            ContactLink.qbo_customer_id.in_(customer_ids[start:start + BATCH])))
+        rows = db.session.execute(_LINKED_CONTACTS, {"connection_id": connection_id,
+                                                     "ids": list(customer_ids[start:start + BATCH])})
         found.update({str(customer): str(contact) for customer, contact in rows if customer and contact})
     return found
 
 
 def _parent_and_name(connection_id: int, qbo_customer_id: str) -> Any:
     """A remembered customer's ``parent_id`` and ``display_name`` (a row of the two columns), or None."""
-    return db.session.execute(select(QboCustomer.parent_id, QboCustomer.display_name).where(
-        QboCustomer.connection_id == connection_id, QboCustomer.qbo_customer_id == qbo_customer_id)).first()
+    return db.session.execute(_PARENT_AND_NAME, {"connection_id": connection_id, "id": qbo_customer_id}).first()
 
 
 def _row(connection_id: int, qbo_customer_id: str) -> Any:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_qb.address import Address
-from crm_qb.db import db
+from crm_qb.db import db, insert_many
 from crm_qb.models import AuditEntry, Conflict, ContactLink, LinkState
 from crm_qb.sync.pipeline.events import mark_processed
 from crm_qb.sync.rules.canonical import CanonicalValue
@@ -70,21 +70,30 @@ class Record:
     conflicts: Sequence[MergeConflict] = ()
 
 
+# The reads a sync makes for every customer, built once: building and keying a statement costs several times
+# what SQLite takes to answer it (a backfill makes these reads for every customer, and for every job).
+_BY_QBO = select(ContactLink).where(ContactLink.connection_id == bindparam("connection_id"),
+                                    ContactLink.qbo_customer_id == bindparam("value"))
+_BY_CRM = select(ContactLink).where(ContactLink.connection_id == bindparam("connection_id"),
+                                    ContactLink.crm_contact_id == bindparam("value"))
+_BASE_BY_QBO = select(ContactLink.base).where(ContactLink.connection_id == bindparam("connection_id"),
+                                              ContactLink.qbo_customer_id == bindparam("value"))
+
+
 def find_by_qbo(connection_id: int, customer_id: str) -> LinkRecord | None:
     """The link of a QBO customer, or None; ends the read transaction."""
-    return _find(ContactLink.qbo_customer_id == customer_id, connection_id)
+    return _find(_BY_QBO, connection_id, customer_id)
 
 
 def find_by_crm(connection_id: int, contact_id: str) -> LinkRecord | None:
     """The link of a CRM contact, or None; ends the read transaction."""
-    return _find(ContactLink.crm_contact_id == contact_id, connection_id)
+    return _find(_BY_CRM, connection_id, contact_id)
 
 
 def base_by_qbo(connection_id: int, customer_id: str) -> dict[str, Any] | None:
     """The agreed base of the customer's link (``find_by_qbo(...).base``, without reading the rest); None when
     there is no link or no base yet. Ends the read transaction."""
-    base = db.session.scalar(select(ContactLink.base).where(ContactLink.connection_id == connection_id,
-                                                            ContactLink.qbo_customer_id == customer_id))
+    base = db.session.scalar(_BASE_BY_QBO, {"connection_id": connection_id, "value": customer_id})
     db.session.rollback()
     return dict(base) if base else None
 
@@ -114,8 +123,8 @@ def agreed_crm_versions(connection_id: int, contact_ids: Sequence[str]) -> dict[
     return {str(row.crm_contact_id): row.crm_version for row in rows}
 
 
-def _find(condition: Any, connection_id: int) -> LinkRecord | None:
-    row = db.session.scalars(select(ContactLink).where(ContactLink.connection_id == connection_id, condition)).first()
+def _find(statement: Any, connection_id: int, value: str) -> LinkRecord | None:
+    row = db.session.scalars(statement, {"connection_id": connection_id, "value": value}).first()
     record = LinkRecord.of(row) if row is not None else None
     db.session.rollback()
     return record
@@ -154,9 +163,9 @@ def save_many(units: Sequence[tuple[LinkRecord, Record]], *, job_id: str | None,
         return
     try:
         # Core INSERTs of the tables (the ORM's bulk path costs more CPU per row than the row itself).
-        db.session.execute(insert(ContactLink.__table__), [_values(link) for link, _record in units])
-        db.session.execute(insert(AuditEntry.__table__), [_audit_values(record, job_id, connection_id, None)
-                                                           for _link, record in units])
+        insert_many(ContactLink.__table__, [_values(link) for link, _record in units])
+        insert_many(AuditEntry.__table__, [_audit_values(record, job_id, connection_id, None)
+                                           for _link, record in units])
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -183,11 +192,8 @@ def save_new(units: Sequence[tuple[list[LinkRecord], Record | None]], *, job_id:
     new_links = [link for changed, _record in units for link in changed]
     records = [record for _changed, record in units if record is not None]
     try:
-        if new_links:
-            db.session.execute(insert(ContactLink.__table__), [_values(link) for link in new_links])
-        if records:
-            db.session.execute(insert(AuditEntry.__table__), [_audit_values(record, job_id, connection_id, None)
-                                                               for record in records])
+        insert_many(ContactLink.__table__, [_values(link) for link in new_links])
+        insert_many(AuditEntry.__table__, [_audit_values(record, job_id, connection_id, None) for record in records])
         db.session.commit()
     except IntegrityError:
         db.session.rollback()

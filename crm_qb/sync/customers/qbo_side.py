@@ -133,7 +133,7 @@ def plan_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequen
                           message="no match; the direction does not allow creating CRM contacts"), events,
              delete=gone)
         return "skipped (direction)"
-    return NewContact(customer, crm_create_body(record))
+    return NewContact(customer, crm_create_body(record, folded=True))  # canonical_from_qbo's record
 
 
 def _match_job(ctx: SyncContext, record: dict[str, Any], parent_id: str,

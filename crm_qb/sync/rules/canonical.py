@@ -66,6 +66,7 @@ _ADDRESS_LIMITS: Mapping[str, int] = {
 }
 _NO_COLON: frozenset[str] = frozenset({"given_name", "family_name", "display_name"})
 _PART_NAMES: frozenset[str] = frozenset(ADDRESS_PARTS)
+_FIELD_SET: frozenset[str] = frozenset(FIELDS)
 
 # Canonical forms of short text already seen, by field: a sync folds each record's values several times
 # (matching, the merge, the bodies it writes), and a backfill does so for every object, so this pure folding was
@@ -90,8 +91,8 @@ def canonicalise(field: str, value: object) -> CanonicalValue:
 
 def canonicalise_record(record: Mapping[str, object]) -> dict[str, CanonicalValue]:
     """Return every canonical field of ``record`` canonicalised (missing as None); reject unknown keys."""
-    unknown = sorted(set(record) - set(FIELDS))
-    if unknown:
+    if not _FIELD_SET.issuperset(record):
+        unknown = sorted(set(record) - _FIELD_SET)
         raise ValueError(f"unknown contact field(s) {', '.join(map(repr, unknown))}")
     key = _record_key(record)
     if key is not None:
@@ -108,13 +109,17 @@ def _record_key(record: Mapping[str, object]) -> tuple[object, ...] | None:
     key: list[object] = []
     for field in FIELDS:
         value = record.get(field)
-        if field in ADDRESS_FIELDS and isinstance(value, Mapping):
-            if not set(value) <= _PART_NAMES or not all(map(_cacheable, value.values())):
+        # The common cases first, by exact type (this runs for every record a sync folds).
+        if value is None or (type(value) is str and len(value) <= _CACHED_LENGTH):
+            key.append(value)
+        elif field in ADDRESS_FIELDS and isinstance(value, Mapping):
+            if not _PART_NAMES.issuperset(value) or not all(map(_cacheable, value.values())):
                 return None  # folded without the cache, which raises what is wrong with it
-            value = _Parts(value.get(part) for part in ADDRESS_PARTS)
-        elif not (type(value) is Address or _cacheable(value)):
+            key.append(_Parts(value.get(part) for part in ADDRESS_PARTS))
+        elif type(value) is Address:
+            key.append(value)
+        else:
             return None
-        key.append(value)
     return tuple(key)
 
 
@@ -136,8 +141,8 @@ def canonical_address(value: object) -> Address | None:
     parts = value.to_json() if isinstance(value, Address) else value
     if not isinstance(parts, Mapping):
         raise TypeError(f"an address must be a mapping or Address, got {type(value).__name__}")
-    unknown = sorted(set(parts) - set(ADDRESS_PARTS))
-    if unknown:
+    if not _PART_NAMES.issuperset(parts):
+        unknown = sorted(set(parts) - _PART_NAMES)
         raise ValueError(f"unknown address part(s) {', '.join(map(repr, unknown))}")
     clean = {part: _address_part(parts.get(part), _ADDRESS_LIMITS[part]) for part in ADDRESS_PARTS}
     return Address(**clean) if any(clean.values()) else None

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from crm_qb.address import ADDRESS_PARTS, Address
 from crm_qb.sync.rules.canonical import (
@@ -182,9 +182,15 @@ def crm_patch(changes: Mapping[str, object]) -> dict[str, Any]:
     return {_CRM_NAMES[field]: _crm_value(record[field]) for field in FIELDS if field in changes}
 
 
-def crm_create_body(canonical: Mapping[str, object]) -> dict[str, Any]:
-    """Return a CRM create body from a canonical contact: the set fields, display_name derived when empty."""
-    record = canonicalise_record(canonical)
+def crm_create_body(canonical: Mapping[str, object], *, folded: bool = False) -> dict[str, Any]:
+    """Return a CRM create body from a canonical contact: the set fields, display_name derived when empty.
+
+    ``folded=True``: ``canonical`` is ``canonicalise_record``'s answer already (every field, each canonical), as
+    ``canonical_from_qbo`` gives it, so it is not folded again (folding is idempotent: the same body).
+    """
+    record: dict[str, CanonicalValue] = (
+        {field: cast(CanonicalValue, canonical[field]) for field in FIELDS} if folded
+        else canonicalise_record(canonical))
     record["display_name"] = record["display_name"] or derive_display_name(record)
     return {_CRM_NAMES[field]: _crm_value(value) for field, value in record.items() if value is not None}
 

@@ -32,10 +32,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from crm_qb.db import db, utcnow
+from crm_qb.db import db, insert_many, utcnow
 from crm_qb.errors import PermanentError
 from crm_qb.models import AuditEntry, Connection, FolderItem
 from crm_qb.sync.context import SyncContext
@@ -128,8 +128,8 @@ def mirror_many(ctx: SyncContext, entity: str, txns: list[dict[str, Any]]) -> li
             results.append(_page_one(ctx.connection_id, txn_type, txn, stored, new_rows, connection, today))
         except (PermanentError, ValueError) as exc:
             results.append(exc)
-    if new_rows:  # a Core INSERT of the table: the ORM's bulk path costs more CPU per row than the row itself
-        db.session.execute(insert(FolderItem.__table__), list(new_rows.values()))
+    if new_rows:  # the table's INSERT: the ORM's bulk path costs more CPU per row than the row itself
+        insert_many(FolderItem.__table__, list(new_rows.values()))
     for result in results:
         if isinstance(result, FolderChange):
             _note(ctx, result)
