@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
+from rq import Queue
 from rq.job import JobStatus
 from rq.scheduler import RQScheduler
 from sqlalchemy import func, select, update
@@ -17,7 +19,7 @@ from sqlalchemy import func, select, update
 from crm_qb.app import create_app
 from crm_qb.db import db, utcnow
 from crm_qb.models import AuditEntry, Connection, EventStatus, InboundEvent
-from crm_qb.runtime import runtime
+from crm_qb.runtime import Runtime, runtime
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.drain import Drain
 from tests.conftest import make_settings
@@ -27,6 +29,9 @@ from workers import jobs
 from workers.queues import INBOUND, all_queues, enqueue, job
 from workers.schedule import Periodic, promote_delayed_jobs, tick
 from workers.worker import build_worker
+
+if TYPE_CHECKING:
+    from tests.support.connections import TestConnection
 
 
 def _store_one_event(app: Flask, client: FlaskClient) -> int:
@@ -313,24 +318,34 @@ def test_a_wake_parked_just_as_the_first_sync_ended_is_woken_at_once(app: Flask,
     assert rt.jobs.wake(EventSource.CRM, str(connection.id)) is None  # that drain waits: a hook adds none
 
 
-def test_a_bulk_drain_takes_its_turns_on_the_backfill_queue(app: Flask, redis_client: Redis,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """A drain woken as bulk work (the backlog a first sync left) runs, turn after turn, on the backfill queue,
-    never on a live-only worker; the connection's next ordinary wake is live work again."""
+def _bulk_backlog(app: Flask, redis_client: Redis, monkeypatch: pytest.MonkeyPatch,
+                  realm_id: str) -> tuple[TestConnection, Runtime, Queue, Queue]:
+    """A connection with five CRM echoes left as a first sync's backlog (sync off: each is settled as skipped,
+    cheaply and exactly once), woken as bulk work, drained two a batch; with its live and bulk queues."""
     from crm_qb.models import EventSource
     from crm_qb.sync.pipeline import drain as drain_module
     from workers.queues import BACKFILL, queue
 
     monkeypatch.setattr(drain_module, "DRAIN_BATCH", 2)
-    connection = add_connection(app, realm_id="111")
-    disable_sync(app, connection.id)  # each event is settled as skipped: cheap, and settled exactly once
+    connection = add_connection(app, realm_id=realm_id)
+    disable_sync(app, connection.id)
     with app.app_context():
         events.store(EventSource.CRM, [events.Notice(f"echo-{n}", None, "Contact", f"c{n}", "created", None)
                                        for n in range(5)], connection.id)
         db.session.commit()
         rt = runtime()
         assert events.wake_connection(rt.jobs, connection.id, bulk=True) == 1
-    live, bulk = queue(redis_client, INBOUND, rt.keys), queue(redis_client, BACKFILL, rt.keys)
+    return connection, rt, queue(redis_client, INBOUND, rt.keys), queue(redis_client, BACKFILL, rt.keys)
+
+
+def test_a_bulk_drain_takes_its_turns_on_the_backfill_queue(app: Flask, redis_client: Redis,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drain woken as bulk work (the backlog a first sync left) runs, turn after turn, on the backfill queue,
+    never on a live-only worker; the connection's next ordinary wake is live work again."""
+    from crm_qb.models import EventSource
+    from workers.queues import BACKFILL
+
+    connection, _rt, live, bulk = _bulk_backlog(app, redis_client, monkeypatch, "111")
     assert (live.count, bulk.count) == (0, 1)
     build_worker(app, queues=("inbound", "sync", "scheduled")).work(burst=True)
     assert count_events(app, status=EventStatus.PENDING) == 5  # a live-only worker never takes it
@@ -427,19 +442,9 @@ def test_a_live_wake_during_a_first_syncs_backlog_hands_it_to_the_bulk_drains(ap
     echo hook, the CRM poll) takes no batch of it on a live worker: it hands over to the backfill queue. Once the
     backlog is settled, the connection's next wake is live work again."""
     from crm_qb.models import EventSource
-    from crm_qb.sync.pipeline import drain as drain_module
-    from workers.queues import BACKFILL, queue
+    from workers.queues import BACKFILL
 
-    monkeypatch.setattr(drain_module, "DRAIN_BATCH", 2)
-    connection = add_connection(app, realm_id="112")
-    disable_sync(app, connection.id)
-    with app.app_context():
-        events.store(EventSource.CRM, [events.Notice(f"echo-{n}", None, "Contact", f"c{n}", "created", None)
-                                       for n in range(5)], connection.id)
-        db.session.commit()
-        rt = runtime()
-        assert events.wake_connection(rt.jobs, connection.id, bulk=True) == 1
-    live, bulk = queue(redis_client, INBOUND, rt.keys), queue(redis_client, BACKFILL, rt.keys)
+    connection, rt, live, bulk = _bulk_backlog(app, redis_client, monkeypatch, "112")
     build_worker(app, queues=(BACKFILL,)).work(burst=True, max_jobs=1)  # one turn of the backlog
     assert count_events(app, status=EventStatus.PENDING) == 3 and (live.count, bulk.count) == (0, 1)
     # The next bulk turn starts (it clears its wake) and a hook arrives meanwhile: its wake is live work.

@@ -14,6 +14,7 @@ from redis import Redis
 from crm_qb.qbo.client import QboClient
 from crm_qb.qbo.ratebudget import RateBudget, RateBudgetTimeout, RealmThrottledError
 from tests.conftest import REDIS_TEST_URL
+from tests.support.clock import FakeTime
 
 # Keys carry a per-run id so that two test runs sharing the Redis database cannot mix their counts.
 RUN = uuid.uuid4().hex[:8]
@@ -23,21 +24,6 @@ IN_FLIGHT = f"probe:{RUN}:in_flight"
 PEAKS = f"probe:{RUN}:peaks"
 # A short window keeps the test fast; the limits are the same code paths as Intuit's 500/60 s and 10.
 LIMIT, WINDOW, CONCURRENT = 8, 0.5, 3
-
-
-class FakeTime:
-    """A clock that only moves when something sleeps."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def make_budget(redis: Redis, clock: FakeTime, **kwargs: float) -> RateBudget:

@@ -4,19 +4,7 @@ the live work at most once an interval."""
 from __future__ import annotations
 
 from crm_qb.sync.pacing import LivePacer
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from tests.support.clock import FakeTime as Clock
 
 
 def _pacer(busy: list[bool], clock: Clock) -> tuple[LivePacer, list[int]]:
