@@ -310,10 +310,10 @@ def test_a_burst_of_changes_costs_one_cdc_call_not_a_query_per_batch(harness: Ha
 
 def test_a_burst_still_arriving_when_its_drain_starts_costs_one_cdc_call_not_a_query(
         harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    """DESIGN §8 (<= 3 calls for a burst): the drain woken by a burst's first two deliveries (of ten webhooks
-    each) waits while the rest arrive (pipeline/burst.py) and reads with one CDC call, where it made a query for the
-    twenty it met (the 1,000-change benchmark's extra calls). Webhooks are delivered, ten at a time, exactly while
-    the drain waits; those still undelivered when it stops waiting arrive later and are served from its answer."""
+    """DESIGN §8 (<= 3 calls for a burst): the drain woken by a burst's first ten webhooks waits while the rest
+    arrive (pipeline/burst.py) and reads with one CDC call, where it made a query for the ten it met (the
+    1,000-change benchmark's extra calls). Webhooks are delivered, ten at a time, exactly while the drain waits;
+    those still undelivered when it stops waiting arrive later and are served from its answer."""
     harness.crm_user("POST", "/limits", {"requests": None})
     customers = [harness.qbo.create_customer(DisplayName=f"Arriving {n}", PrimaryEmailAddr={"Address": f"a{n}@x.test"})
                  for n in range(ARRIVING)]
@@ -324,7 +324,7 @@ def test_a_burst_still_arriving_when_its_drain_starts_costs_one_cdc_call_not_a_q
     harness.qbo.reset_counts()
     deliveries = [[harness.qbo_event(c["Id"], time=c["MetaData"]["LastUpdatedTime"]) for c in edited[i:i + 10]]
                   for i in range(0, ARRIVING, 10)]
-    waiting = iter(deliveries[2:])
+    waiting = iter(deliveries[1:])
     looks: list[float] = []
 
     def deliver_while_waiting(seconds: float) -> None:
@@ -334,7 +334,6 @@ def test_a_burst_still_arriving_when_its_drain_starts_costs_one_cdc_call_not_a_q
 
     monkeypatch.setattr(burst, "pause", deliver_while_waiting)
     harness.qbo_hooks(deliveries[0])
-    harness.qbo_hooks(deliveries[1])  # a second arrival: the burst is still coming in
     harness.work()
     for delivery in waiting:  # whatever the drain did not wait for
         harness.qbo_hooks(delivery)
@@ -342,21 +341,6 @@ def test_a_burst_still_arriving_when_its_drain_starts_costs_one_cdc_call_not_a_q
     assert harness.qbo.requests_by_endpoint() == {"GET /cdc": 1}
     assert looks  # the drain did wait
     assert {c["notes"] for c in harness.contacts()} == {f"arriving {c['Id']}" for c in customers}
-
-
-def test_one_notification_of_many_changes_has_arrived_whole_and_is_read_at_once(
-        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A single webhook request, however many entities it carries, is one arrival: nothing more is on the way, so
-    the drain does not wait (pipeline/burst.py) and reads its ten customers with one query."""
-    customers = [harness.qbo.create_customer(DisplayName=f"Whole {n}") for n in range(10)]
-    harness.qbo.reset_counts()
-    looks: list[float] = []
-    monkeypatch.setattr(burst, "pause", looks.append)
-    harness.qbo_hooks([harness.qbo_event(c["Id"], "created", time=c["MetaData"]["LastUpdatedTime"])
-                       for c in customers])
-    harness.work()
-    assert harness.qbo.requests_by_endpoint() == {"GET /query": 1} and looks == []
-    assert len(harness.contacts()) == 10
 
 
 def test_the_cdc_poll_catches_a_change_no_webhook_announced(harness: Harness) -> None:
