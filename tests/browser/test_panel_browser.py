@@ -70,6 +70,8 @@ def test_type_filter_link_without_javascript(browser: Any, live: LiveSite) -> No
         assert [r.inner_text().split("\n")[0] for r in page.locator("tbody th").all()] == ["Payment"]
         page.select_option("#status-filter", "Applied")
         page.get_by_role("button", name="Show").click()
+        page.wait_for_url(lambda url: "status=Applied" in url)  # a form GET: the filtered page, fully loaded
+        page.wait_for_load_state()
         assert page.locator("tbody tr").count() == 1 and "status=Applied" in page.url and "type=Payment" in page.url
     finally:
         context.close()
