@@ -51,24 +51,25 @@ class ChangeCache:
 
     def serve(self, realm: str, entity: str, wanted: Mapping[str, datetime | None]) -> dict[str, dict[str, Any]]:
         """The wanted objects held at least as new as the change each event reports."""
-        held = self.objects.setdefault((realm, entity), {})
-        unseen = [i for i, changed in wanted.items() if changed is not None and i not in held]
-        if unseen and self.redis is not None and self.keys is not None:
-            raw = self.redis.hmget(self.keys.cdc_answer(realm, entity), unseen)
-            held.update((i, json.loads(text, object_hook=_decimals)) for i, text in zip(unseen, raw, strict=True)
-                        if text)
+        held = self._load(realm, entity, [i for i, changed in wanted.items() if changed is not None])
         return {i: held[i] for i, changed in wanted.items() if i in held and _covers(held[i], changed)}
 
     def peek(self, realm: str, entity: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The objects of these ids held from the realm's recent CDC answers (this job's or, in Redis, the other
         drains'), however old their change: for lookups that no event of the object asked for (a job's parent)."""
+        wanted = list(dict.fromkeys(ids))
+        held = self._load(realm, entity, wanted)
+        return {i: held[i] for i in wanted if i in held}
+
+    def _load(self, realm: str, entity: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """This job's objects of ``entity``, after adding from Redis those of ``ids`` it does not hold yet."""
         held = self.objects.setdefault((realm, entity), {})
-        unseen = [i for i in dict.fromkeys(ids) if i not in held]
+        unseen = [i for i in ids if i not in held]
         if unseen and self.redis is not None and self.keys is not None:
             raw = self.redis.hmget(self.keys.cdc_answer(realm, entity), unseen)
             held.update((i, json.loads(text, object_hook=_decimals)) for i, text in zip(unseen, raw, strict=True)
                         if text)
-        return {i: held[i] for i in ids if i in held}
+        return held
 
     def held(self, realm: str, entity: str) -> dict[str, dict[str, Any]]:
         """Every object of ``entity`` this job holds for ``realm`` (from its CDC answers), by id."""
