@@ -155,7 +155,7 @@ def _with_parents(ctx: SyncContext, customers: dict[str, dict[str, Any]]) -> dic
 def _parents_to_read(ctx: SyncContext, customers: dict[str, dict[str, Any]],
                      held: dict[str, dict[str, Any]]) -> list[str]:
     """The parents that ``qbo_side._shares_parent_email`` would read: those of unlinked jobs with an e-mail, not
-    held, whose own link has no agreed base to take the e-mail from."""
+    held, whose parent has no link with an agreed base to take the e-mail from."""
     jobs = {cid: parent for cid, customer in customers.items()
             if (parent := hierarchy.parent_of(customer)) is not None and parent not in held
             and customer.get("Active", True) and canonical_from_qbo(customer).get("email")}
