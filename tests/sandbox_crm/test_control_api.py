@@ -83,6 +83,25 @@ def test_control_contact_edits_need_no_if_match(client: FlaskClient) -> None:
     assert client.patch(f"/_sandbox/contacts/{contact['id']}", json={"version": 9}).status_code == 400
 
 
+def test_a_user_reads_contacts_and_tasks_without_spending_the_api_budget(client: FlaskClient) -> None:
+    client.post("/_sandbox/limits", json={"requests": 2, "window_seconds": 60})
+    ids = client.post("/_sandbox/seed", json={"contacts": 1200, "seed": 3}).json["ids"]
+    task = client.post(f"/contacts/{ids[0]}/tasks", json={"title": "Call back"}, headers=AUTH).json
+    for _ in range(5):  # more reads than the limit allows
+        listed = client.get("/_sandbox/contacts").json["contacts"]
+        assert sorted(c["id"] for c in listed) == sorted(ids)  # past the API's 1,000-per-page limit
+        assert client.get(f"/_sandbox/contacts/{ids[0]}").json["id"] == ids[0]
+        assert client.get(f"/_sandbox/contacts/{ids[0]}/tasks").json["tasks"] == [task]
+    email = listed[1]["email"]
+    assert [c["id"] for c in client.get("/_sandbox/contacts", query_string={"email": email}).json["contacts"]] == [
+        listed[1]["id"]]
+    assert client.get("/_sandbox/contacts/nope").status_code == 404
+    assert client.get("/_sandbox/contacts/nope/tasks").status_code == 404
+    assert client.get("/_sandbox/requests").json == {"endpoints": {"POST /contacts/<contact_id>/tasks": 1},
+                                                     "total": 1}
+    assert client.get("/contacts", headers=AUTH).status_code == 200  # the API's budget: one call left
+
+
 def test_panel_template_is_validated(client: FlaskClient) -> None:
     bad = client.post("/_sandbox/panel", json={"url_template": "http://x/panel"})
     assert bad.status_code == 400 and bad.json["error"]["field"] == "url_template"

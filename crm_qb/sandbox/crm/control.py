@@ -15,6 +15,7 @@ from flask import Blueprint, Response, jsonify, request
 from crm_qb.sandbox.crm.api import json_body, versioned_response
 from crm_qb.sandbox.crm.demo import demo_contact
 from crm_qb.sandbox.crm.faults import FAULT_STATUSES, FaultPlan
+from crm_qb.sandbox.crm.paging import decode_cursor
 from crm_qb.sandbox.crm.ratelimit import check_requests, check_window
 from crm_qb.sandbox.crm.seeding import MAX_ACTIVITIES_PER_CONTACT, seed_activities
 from crm_qb.sandbox.crm.state import current_sandbox
@@ -159,6 +160,33 @@ def reset() -> tuple[str, int]:
     window, pending hooks and the delivery log; the token, settings, limits and clock stay."""
     current_sandbox().reset()
     return "", 204
+
+
+@bp.get("/contacts")
+def view_contacts() -> Response:
+    """Return {"contacts": [...]}: every contact, as a CRM user sees the list (no token, never rate limited).
+
+    Tests and scripts watching the CRM read here, so they never spend the API budget crm-qb's own calls share.
+    """
+    store, found, after = current_sandbox().store, [], None
+    while True:
+        page, cursor = store.list_contacts(after=after, email=request.args.get("email") or None, limit=1000)
+        found += page
+        if cursor is None:
+            return jsonify({"contacts": found})
+        after = decode_cursor(cursor)
+
+
+@bp.get("/contacts/<contact_id>")
+def view_contact(contact_id: str) -> Response:
+    """Return one contact as a CRM user sees it; 404 when unknown."""
+    return versioned_response(current_sandbox().store.get_contact(contact_id))
+
+
+@bp.get("/contacts/<contact_id>/tasks")
+def view_tasks(contact_id: str) -> Response:
+    """Return {"tasks": [...]} of a contact, oldest first, as a CRM user sees them; 404 when unknown."""
+    return jsonify({"tasks": current_sandbox().store.list_tasks(contact_id)})
 
 
 @bp.post("/contacts")
