@@ -90,6 +90,7 @@ class EventRef:
     operation: str
     occurred_at: datetime | None
     payload: Mapping[str, Any]
+    received_at: datetime | None = None  # when ingress received it (crm-qb's clock): fetch.py's cache rule
 
 
 def reported_version(event: EventRef) -> str | None:
@@ -289,7 +290,8 @@ def pending(where: ColumnElement[bool], after: int, limit: int, now: datetime | 
         select(InboundEvent).where(where, due(now or utcnow()), InboundEvent.id > after)
         .order_by(InboundEvent.id).limit(limit)
     ).all()
-    events = [EventRef(r.id, r.entity, r.entity_id, r.operation, r.occurred_at, dict(r.payload or {})) for r in rows]
+    events = [EventRef(r.id, r.entity, r.entity_id, r.operation, r.occurred_at, dict(r.payload or {}), r.received_at)
+              for r in rows]
     db.session.rollback()
     return events
 

@@ -56,7 +56,8 @@ def qbo_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
     merges = [e for e in customer_events if e.operation == "Merge"]
     changes = _grouped(e for e in customer_events if e.operation != "Merge")
     wanted = {**{str(e.entity_id): None for e in merges if e.entity_id}, **_latest_change(customer_events)}
-    customers = current_objects(ctx.qbo, CUSTOMER, wanted, ctx.qbo_changes, include_inactive=True)
+    customers = current_objects(ctx.qbo, CUSTOMER, wanted, ctx.qbo_changes, include_inactive=True,
+                                received=_latest_receipt(customer_events))
     ctx.qbo_customers_held = _with_parents(ctx, customers)
     units = [Unit((e.id,), f"merge {e.entity_id}",
                   partial(apply_qbo_merge, ctx, customers.get(str(e.entity_id)), str(e.entity_id),
@@ -178,6 +179,17 @@ def _latest_change(events: Iterable[EventRef]) -> dict[str, datetime | None]:
         elif (seen := latest.get(key)) is None or changed > seen:
             latest[key] = changed
     return {key: None if key in unknown else latest.get(key) for key in latest.keys() | unknown}
+
+
+def _latest_receipt(events: Iterable[EventRef]) -> dict[str, datetime]:
+    """Each changed object's latest receipt time among its events (those that carry one)."""
+    latest: dict[str, datetime] = {}
+    for event in events:
+        if event.entity_id and event.received_at is not None:
+            key = str(event.entity_id)
+            if key not in latest or event.received_at > latest[key]:
+                latest[key] = event.received_at
+    return latest
 
 
 def _deleted_id(event: EventRef) -> str | None:
