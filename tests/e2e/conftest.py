@@ -4,10 +4,7 @@ HubSpot, from one parametrized test, not a copy)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,35 +12,17 @@ import pytest
 from redis import Redis
 
 from crm_qb.config import Settings
-from tests.conftest import settings_env
-from tests.support import ROOT
-from tests.support.e2e import World, running_world
+from tests.support.e2e import Spawner, World, running_world
 
 CRM_KINDS = ("rest", "hubspot")
 
 
 @pytest.fixture
-def spawn(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start ``crm-qb <args>`` as a real process with the test's settings; every one is stopped afterwards."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"{args[0]}-{len(started)}.log", "wb")  # noqa: SIM115 (closed with the process)
-        env = {**os.environ, **settings_env(settings), **(extra_env or {})}
-        process = subprocess.Popen([sys.executable, "-m", "crm_qb.cli", *args], env=env, cwd=ROOT,
-                                   stdout=log, stderr=subprocess.STDOUT)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+def spawn(settings: Settings, tmp_path: Path) -> Iterator[Spawner]:
+    """Start ``crm-qb <args>`` as a real process with the test's settings; all are stopped together afterwards."""
+    spawner = Spawner(settings, tmp_path)
+    yield spawner
+    spawner.stop()
 
 
 @pytest.fixture(params=CRM_KINDS)

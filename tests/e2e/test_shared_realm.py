@@ -33,7 +33,7 @@ def two(crm_kind: str, settings: Settings, tmp_path: Path, redis_client: Redis,
     """One QBO sandbox realm, two CRMs of ``crm_kind``, two connections on that realm; web and two workers, no
     scheduler. The second CRM and its connection's id come with the world."""
     with running_world(settings, tmp_path, spawn, crm_kind) as world, \
-            second_crm(world, tmp_path, crm_kind, world.realm) as (crm, connection_id):
+            second_crm(world, tmp_path, crm_kind, world.realm, spawn) as (crm, connection_id):
         yield world, crm, connection_id
 
 

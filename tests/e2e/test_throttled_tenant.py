@@ -54,7 +54,7 @@ def tenants(crm_kind: str, settings: Settings, tmp_path: Path, redis_client: Red
     with running_world(settings, tmp_path, spawn, crm_kind, workers=1) as world:
         spawn("scheduler", extra_env=world.env)  # it moves delayed jobs back onto their queues when due
         realm_b = new_realm(world.qbo)
-        with second_crm(world, tmp_path, crm_kind, realm_b) as (crm, b_id):
+        with second_crm(world, tmp_path, crm_kind, realm_b, spawn) as (crm, b_id):
             world.point_qbo_webhooks(f"{world.web}/webhooks/qbo", realm=realm_b)
             yield world, TenantB(realm_b, crm, b_id)
 

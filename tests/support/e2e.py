@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -25,8 +26,8 @@ from crm_qb.crm.protocol import CONTACT_TEXT_FIELDS
 from crm_qb.db import db
 from crm_qb.models import Connection, ContactLink, EventStatus, InboundEvent
 from crm_qb.runtime import runtime
-from tests.conftest import _migrate, _truncate, make_settings
-from tests.support import ROOT, free_port, stop, wait_for
+from tests.conftest import _migrate, _truncate, make_settings, settings_env
+from tests.support import ROOT, free_port, stop, stop_all, wait_for
 from tests.support.sync import connect_qbo
 
 
@@ -330,11 +331,33 @@ def start_crm_sandbox(crm_kind: str, port: int, log: Path, portal_id: int | None
     return start_sandbox(argv, log)
 
 
+class Spawner:
+    """Starts ``crm-qb <args>`` as real processes with a test's settings (the e2e ``spawn`` fixture) and stops them
+    all at once afterwards."""
+
+    def __init__(self, settings: Settings, tmp_path: Path) -> None:
+        self.settings, self.tmp_path = settings, tmp_path
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def __call__(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.tmp_path / f"{args[0]}-{len(self.started)}.log", "wb")  # noqa: SIM115 (closed with it)
+        env = {**os.environ, **settings_env(self.settings), **(extra_env or {})}
+        process = subprocess.Popen([sys.executable, "-m", "crm_qb.cli", *args], env=env, cwd=ROOT,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        self.started.append(process)
+        return process
+
+    def stop(self) -> None:
+        """Stop every process started (SIGTERM together, then reap; killed after 30 s)."""
+        stop_all(self.started)
+
+
 @contextmanager
 def running_world(settings: Settings, tmp_path: Path, spawn: Callable[..., subprocess.Popen[bytes]], crm_kind: str,
                   *, workers: int = 2) -> Iterator[World]:
     """The QBO sandbox and a CRM of ``crm_kind`` as real processes, wired to crm-qb web and ``workers`` workers;
-    the sandboxes are stopped afterwards (``spawn`` stops crm-qb's own processes)."""
+    everything is stopped afterwards: crm-qb's processes first (a worker outliving the sandboxes retries against
+    them until its job gives up, which made teardowns take 15 to 28 s under CI's load), then the sandboxes."""
     qbo_proc, qbo_info = start_sandbox(["crm_qb.cli", "sandbox", "qbo", "--port", str(free_port())],
                                        tmp_path / "qbo.log")
     sandboxes = [qbo_proc]
@@ -343,12 +366,14 @@ def running_world(settings: Settings, tmp_path: Path, spawn: Callable[..., subpr
         sandboxes.append(crm_proc)
         yield wire(settings, tmp_path, spawn, qbo_info, crm_info, free_port(), workers=workers, crm_kind=crm_kind)
     finally:
-        for process in sandboxes:
-            stop(process)
+        if isinstance(spawn, Spawner):
+            spawn.stop()
+        stop_all(sandboxes)
 
 
 @contextmanager
-def second_crm(world: World, tmp_path: Path, crm_kind: str, realm: str) -> Iterator[tuple[Crm, int]]:
+def second_crm(world: World, tmp_path: Path, crm_kind: str, realm: str,
+               spawn: Callable[..., subprocess.Popen[bytes]] | None = None) -> Iterator[tuple[Crm, int]]:
     """Another CRM of ``crm_kind`` (HubSpot: another portal) connected to ``realm`` of the world's QBO sandbox;
     the CRM and its connection's id. Stopped afterwards."""
     process, info = start_crm_sandbox(crm_kind, free_port(), tmp_path / "crm2.log", portal_id=62516)
@@ -356,6 +381,8 @@ def second_crm(world: World, tmp_path: Path, crm_kind: str, realm: str) -> Itera
         connection_id = connect_crm(create_app(world.settings), world.web, realm, crm_kind, info)
         yield Crm(crm_kind, str(info["api_base"]), str(info["token"])), connection_id
     finally:
+        if isinstance(spawn, Spawner):  # crm-qb's processes before the CRM they call (see running_world)
+            spawn.stop()
         stop(process)
 
 
