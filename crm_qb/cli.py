@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from crm_qb.config import Settings, load_settings
 from crm_qb.errors import CrmQbError
+from workers.niced import DEFAULT_BULK_NICE  # a light module (os, threading), like crm_qb's own
 
 log = logging.getLogger("crm_qb.cli")
 
@@ -328,7 +329,11 @@ def web(host: str, port: int, workers: int, threads: int, access_log: bool) -> N
 @click.option("--nice", type=click.IntRange(0, 19), default=0, show_default=True,
               help="Run at this CPU niceness (Linux nice, 0 to 19): e.g. --queues backfill --nice 10, a worker for "
                    "first syncs and their backlog that yields the CPU to live drains.")
-def worker(burst: bool, queues: str | None, nice: int) -> None:
+@click.option("--bulk-nice", type=click.IntRange(0, 19), default=DEFAULT_BULK_NICE, show_default=True,
+              help="Run each bulk job (the backfill queue) on a thread at this niceness (Linux; a worker started "
+                   "nicer keeps its own), so a worker of every queue gives the CPU to the live drains of the "
+                   "host's other workers; 0: off.")
+def worker(burst: bool, queues: str | None, nice: int, bulk_nice: int) -> None:
     """Run an RQ worker for every queue (or those of --queues)."""
     from workers.queues import QUEUE_NAMES, parse_queue_names
     from workers.worker import lower_priority, run_worker
@@ -341,7 +346,7 @@ def worker(burst: bool, queues: str | None, nice: int) -> None:
     lower_priority(nice, served)  # first, so that every thread the worker starts inherits it
     app = _app()
     runtime_redis(app).ping()  # an unreachable Redis is one line, not a traceback from inside RQ
-    run_worker(app, burst=burst, queues=served)
+    run_worker(app, burst=burst, queues=served, bulk_nice=bulk_nice)
 
 
 @main.command()

@@ -17,11 +17,13 @@ import logging
 import os
 import signal
 import threading
+from functools import partial
 from typing import Any
 
 from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError
+from rq.timeouts import JobTimeoutException, TimerDeathPenalty
 from rq.worker import SimpleWorker
 
 from crm_qb.crm.errors import CrmNeedsReconnectError
@@ -29,6 +31,7 @@ from crm_qb.db import db
 from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
+from workers import niced
 from workers.jobs import drain_all_pending
 from workers.queues import BACKFILL, LIVE_QUEUE_NAMES, QUEUE_NAMES, all_queues, mark_live_work, unmark_live_work
 
@@ -44,12 +47,40 @@ EXPECTED: tuple[type[BaseException], ...] = (NeedsReconnectError, NotConnectedEr
                                              CrmNeedsReconnectError)
 
 
+class ThreadTimeout(TimerDeathPenalty):
+    """RQ's timer death penalty (it raises the timeout in the job's thread), given a fresh subclass of the
+    exception: RQ's sets the message by patching the class it is given, which would rename every later timeout."""
+
+    def __init__(self, timeout: Any, exception: type[BaseException] = JobTimeoutException, **kwargs: Any) -> None:
+        super().__init__(timeout, type(exception.__name__, (exception,), {}), **kwargs)  # type: ignore[no-untyped-call]
+
+
 class AppWorker(SimpleWorker):
-    """An RQ worker that pushes the Flask app context around each job and cleans the session after it."""
+    """An RQ worker that pushes the Flask app context around each job and cleans the session after it.
+
+    A bulk job (the ``backfill`` queue: first syncs and their backlog) runs on a thread of its own at CPU
+    niceness ``bulk_nice`` (``workers.niced``), so a worker that serves every queue (the default) gives
+    the CPU to the live drains of the host's other workers while it runs one. Its timeout is then enforced with
+    RQ's timer (a signal only reaches the main thread).
+    """
 
     flask_app: Flask
+    bulk_nice: int = 0
 
     def perform_job(self, job: Any, queue: Any) -> bool:
+        rt = runtime(self.flask_app)
+        if self.bulk_nice > 0 and niced.supported() and job.origin == rt.keys.queue(BACKFILL):
+            return niced.run(self.bulk_nice, partial(self._perform_bulk, job, queue), name=f"bulk {job.id}")
+        return self._perform(job, queue)
+
+    def _perform_bulk(self, job: Any, queue: Any) -> bool:
+        self.death_penalty_class = ThreadTimeout  # this thread's own; the worker's class keeps the signal one
+        try:
+            return self._perform(job, queue)
+        finally:
+            del self.death_penalty_class
+
+    def _perform(self, job: Any, queue: Any) -> bool:
         rt = runtime(self.flask_app)
         live = job.origin in {rt.keys.queue(name) for name in LIVE_QUEUE_NAMES}
         if live:  # bulk work on this host gives way while it runs (workers.queues.live_busy)
@@ -75,12 +106,15 @@ class AppWorker(SimpleWorker):
                 break
 
 
-def build_worker(app: Flask, name: str | None = None, queues: tuple[str, ...] = QUEUE_NAMES) -> AppWorker:
-    """A worker for ``app`` serving ``queues`` (default every queue), ingress first."""
+def build_worker(app: Flask, name: str | None = None, queues: tuple[str, ...] = QUEUE_NAMES,
+                 bulk_nice: int = niced.DEFAULT_BULK_NICE) -> AppWorker:
+    """A worker for ``app`` serving ``queues`` (default every queue), ingress first; its bulk jobs run at
+    niceness ``bulk_nice`` (0: like any job)."""
     rt = runtime(app)
     served = [q for q in all_queues(rt.redis, rt.keys) if q.name in {rt.keys.queue(name) for name in queues}]
     worker = AppWorker(served, connection=rt.redis, name=name)
     worker.flask_app = app
+    worker.bulk_nice = bulk_nice
     return worker
 
 
@@ -102,13 +136,13 @@ def lower_priority(nice: int, queues: tuple[str, ...] = QUEUE_NAMES) -> int:
 
 
 def run_worker(app: Flask, *, burst: bool = False, name: str | None = None,
-               queues: tuple[str, ...] = QUEUE_NAMES) -> bool:
+               queues: tuple[str, ...] = QUEUE_NAMES, bulk_nice: int = niced.DEFAULT_BULK_NICE) -> bool:
     """Work until stopped (or, with ``burst``, until the queues are empty); a Redis failure restarts the loop."""
     # No with_scheduler: RQ would fork a scheduler process that outlives a killed worker. Promoting delayed
     # jobs (retries with intervals) is done by ``crm-qb scheduler`` instead (workers.schedule).
     worked, restarts = False, 0
     while True:
-        worker = build_worker(app, name if not restarts or name is None else f"{name}-{restarts}", queues)
+        worker = build_worker(app, name if not restarts or name is None else f"{name}-{restarts}", queues, bulk_nice)
         try:
             worked = bool(worker.work(burst=burst)) or worked
         except RedisError as exc:  # raised outside RQ's loop (start-up, teardown): the same recovery

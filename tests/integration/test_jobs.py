@@ -25,8 +25,8 @@ from crm_qb.sync.pipeline.drain import Drain
 from tests.conftest import make_settings
 from tests.support import fixture_bytes
 from tests.support.connections import add_connection, count_events, disable_sync, post_qbo
-from workers import jobs
-from workers.queues import INBOUND, all_queues, enqueue, job
+from workers import jobs, niced
+from workers.queues import BACKFILL, INBOUND, all_queues, enqueue, job
 from workers.schedule import Periodic, promote_delayed_jobs, tick
 from workers.worker import build_worker
 
@@ -480,3 +480,49 @@ def test_the_live_work_marks_and_the_probe_survive_a_redis_failure(app: Flask) -
     mark_live_work(gone, keys, "w", 30)
     unmark_live_work(gone, keys, "w")
     assert live_busy(gone, keys) is False
+
+
+@job(BACKFILL, timeout=30)
+def report_niceness() -> int:
+    """The niceness of the thread running this job (a test job)."""
+    return niced.thread_niceness()
+
+
+@job(BACKFILL, timeout=1)
+def overrun() -> str:
+    """Runs past its one-second timeout in short steps, so the timer's exception lands between them."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    return "should have timed out"
+
+
+@pytest.mark.skipif(not niced.supported(), reason="per-thread niceness is Linux's")
+def test_a_worker_of_every_queue_runs_bulk_jobs_niced_and_live_jobs_as_before(app: Flask,
+                                                                              redis_client: Redis) -> None:
+    """A default worker serves the backfill queue too: its bulk jobs run on a niced thread (``--bulk-nice``),
+    so the host's live drains get the CPU first; the worker itself, and its live jobs, keep their priority."""
+    keys, own = runtime(app).keys, niced.thread_niceness()
+    with app.app_context():
+        bulk = enqueue(redis_client, keys, report_niceness, job_id="nice-bulk")
+        live = enqueue(redis_client, keys, report_niceness, job_id="nice-live", on=INBOUND)
+        plain = enqueue(redis_client, keys, report_niceness, job_id="nice-off-later")
+    assert bulk is not None and live is not None and plain is not None
+    build_worker(app, bulk_nice=own + 6).work(burst=True, max_jobs=2)
+    assert bulk.latest_result().return_value == own + 6  # type: ignore[union-attr]
+    assert live.latest_result().return_value == own  # type: ignore[union-attr]
+    assert niced.thread_niceness() == own
+    build_worker(app, bulk_nice=0).work(burst=True)
+    assert plain.latest_result().return_value == own  # type: ignore[union-attr]
+
+
+@pytest.mark.skipif(not niced.supported(), reason="per-thread niceness is Linux's")
+def test_a_bulk_job_on_its_niced_thread_still_times_out(app: Flask, redis_client: Redis) -> None:
+    with app.app_context():
+        queued = enqueue(redis_client, runtime(app).keys, overrun, job_id="nice-overrun")
+    assert queued is not None
+    started = time.monotonic()
+    build_worker(app, bulk_nice=10).work(burst=True)
+    assert time.monotonic() - started < 8
+    assert queued.get_status(refresh=True) == JobStatus.FAILED
+    assert "JobTimeoutException" in (queued.latest_result().exc_string or "")  # type: ignore[union-attr]
