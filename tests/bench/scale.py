@@ -40,7 +40,9 @@ Workers (``--deployment``, alias ``--backfill-deployment``), the same for every 
 workers of every queue (default unless ``backfill`` is among the scenarios); ``mixed`` (default with it), as README
 recommends for hosts that run first syncs, the N workers of every queue and one more live-only (``--queues
 inbound,sync,scheduled``); ``split``, the N workers live-only and one bulk worker for first syncs and their backlog
-(``--queues backfill --nice``, ``--bulk-nice``, default 10; its CPU is reported as ``bulk``).
+(``--queues backfill --nice``, ``--bulk-nice``, default 10; its CPU is reported as ``bulk``). ``--bulk-nice`` is
+also what the workers of every queue pass as their own ``--bulk-nice`` (the niceness of their bulk jobs' thread;
+0 runs bulk jobs like live ones, as every worker did before 2026-12-02).
 
 A scenario may be named more than once (``--scenarios scale,backfill,scale,backfill``): each run is compared with
 the latest ``scale`` run of its worker count before it, so back-to-back pairs share the host's load of the moment.
@@ -134,10 +136,11 @@ class Rig:
         return [(str(q), str(c)) for q, c in rows if q and c]
 
     def start_workers(self, count: int, live_only: int = 0, bulk: int = 0, nice: int = 0) -> None:
-        """Start ``count`` workers of every queue, ``live_only`` workers that never take a first sync
-        (``--queues inbound,sync,scheduled``) and ``bulk`` workers of first syncs and their backlog only
-        (``--queues backfill --nice NICE``), and wait until every one listens (seconds on a busy host)."""
-        commands = ([("worker", [*CLI, "worker"])] * count
+        """Start ``count`` workers of every queue (``--bulk-nice NICE``: their bulk jobs run at that niceness),
+        ``live_only`` workers that never take a first sync (``--queues inbound,sync,scheduled``) and ``bulk`` workers
+        of first syncs and their backlog only (``--queues backfill --nice NICE``), and wait until every one listens
+        (seconds on a busy host)."""
+        commands = ([("worker", [*CLI, "worker", "--bulk-nice", str(nice)])] * count
                     + [("worker", [*CLI, "worker", "--queues", LIVE_QUEUES])] * live_only
                     + [("bulk", [*CLI, "worker", "--queues", "backfill", "--nice", str(nice)])] * bulk)
         for n, (kind, command) in enumerate(commands):  # kind: the CPU figures' key ("bulk": the bulk workers)
@@ -351,9 +354,9 @@ def start_deployment(rig: Rig, workers: int, deployment: str, bulk_nice: int) ->
     if deployment == "split":
         rig.start_workers(0, live_only=workers, bulk=1, nice=bulk_nice)
     elif deployment == "mixed":
-        rig.start_workers(workers, live_only=1)
+        rig.start_workers(workers, live_only=1, nice=bulk_nice)
     else:
-        rig.start_workers(workers)
+        rig.start_workers(workers, nice=bulk_nice)
 
 
 def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -440,7 +443,8 @@ def main() -> None:
                         help="every scenario's workers: plain = N of every queue; mixed = N of every queue + 1 "
                              "live-only; split = N live-only + 1 bulk (--queues backfill --nice). Default: mixed "
                              "when the scenarios include backfill, else plain")
-    parser.add_argument("--bulk-nice", type=int, default=10, help="the bulk worker's --nice (split deployment)")
+    parser.add_argument("--bulk-nice", type=int, default=10,
+                        help="the bulk worker's --nice (split) and the other workers' --bulk-nice")
     parser.add_argument("--database-url", required=True, help="an empty PostgreSQL database")
     parser.add_argument("--logs", default=None)
     args = parser.parse_args()
