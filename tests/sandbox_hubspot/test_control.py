@@ -201,3 +201,26 @@ def test_reset_also_forgets_what_was_persisted(tmp_path: Path) -> None:
         assert int(again.store.create("contacts", {"email": "new@example.com"})["id"]) > int(made["id"])
     finally:
         again.stop()
+
+
+def test_a_user_reads_objects_associations_and_owners_without_spending_the_api_budget(client: FlaskClient) -> None:
+    client.post("/_sandbox/limits", json={"burst": 3})
+    ids = client.post("/_sandbox/seed", json={"contacts": 1100, "seed": 4}).get_json()["ids"]
+    task = client.post("/crm/v3/objects/tasks", headers=AUTH, json={
+        "properties": {"hs_task_subject": "Call back", "hs_timestamp": "2026-12-02T10:00:00Z"},
+        "associations": [{"to": {"id": ids[0]}, "types": [
+            {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 204}]}]}).get_json()
+    client.delete("/_sandbox/requests")
+    for _ in range(5):  # more reads than the burst limit allows
+        listed = client.get("/_sandbox/objects/contacts").get_json()["results"]
+        assert sorted(c["id"] for c in listed) == sorted(ids)  # past the API's 100-per-page limit
+        one = client.get(f"/_sandbox/objects/contacts/{ids[0]}").get_json()
+        assert one["id"] == ids[0] and "email" in one["properties"]
+        links = client.get(f"/_sandbox/objects/contacts/{ids[0]}/associations/tasks").get_json()["results"]
+        assert [str(link["toObjectId"]) for link in links] == [task["id"]]
+        assert client.get(f"/_sandbox/objects/tasks/{task['id']}").get_json()["properties"][
+            "hs_task_subject"] == "Call back"
+        assert len(client.get("/_sandbox/owners").get_json()["results"]) == 2
+    assert client.get("/_sandbox/objects/contacts/999999999").status_code == 404
+    assert client.get("/_sandbox/requests").get_json()["total"] == 0
+    assert client.get("/crm/v3/objects/contacts", headers=AUTH).status_code == 200

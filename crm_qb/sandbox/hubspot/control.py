@@ -240,6 +240,41 @@ def reset() -> tuple[str, int]:
 # -- acting as a HubSpot user -------------------------------------------------------------------------
 
 
+@bp.get("/objects/<object_type>")
+def ui_list(object_type: str) -> Response:
+    """Return {"results": [...]}: every live object of a type with all its properties, as a user sees them in
+    HubSpot (no token, never counted or limited: a test watching the portal spends none of its API budget)."""
+    store, found, after = current_sandbox().store, [], None
+    while True:
+        page, after = store.page(object_type, after, 1000)
+        found += [simple_object(store, record, None, extra=tuple(record["properties"])) for record in page]
+        if after is None:
+            return jsonify({"results": found})
+
+
+@bp.get("/objects/<object_type>/<object_id>")
+def ui_get(object_type: str, object_id: str) -> Response:
+    """Return one live object with all its properties, as a user sees it (404 as the API's when absent)."""
+    store = current_sandbox().store
+    record = store.get(object_type, object_id)
+    return jsonify(simple_object(store, record, None, extra=tuple(record["properties"])))
+
+
+@bp.get("/objects/<object_type>/<object_id>/associations/<to_type>")
+def ui_associations(object_type: str, object_id: str, to_type: str) -> Response:
+    """Return {"results": [{"toObjectId", "types"}]}: the live objects of ``to_type`` associated with one object."""
+    links = current_sandbox().store.associations(object_type, object_id, to_type)
+    return jsonify({"results": [{"toObjectId": int(to_id), "types": [
+        {"associationTypeId": type_id, "category": category} for type_id, category in sorted(types.items())]}
+        for to_id, types in links]})
+
+
+@bp.get("/owners")
+def ui_owners() -> Response:
+    """Return {"results": [...]}: the portal's active owners, as the owners API lists them."""
+    return jsonify({"results": current_sandbox().store.owners()})
+
+
 @bp.post("/objects/<object_type>")
 def ui_create(object_type: str) -> tuple[Response, int]:
     """Create an object as a user: {"properties", "associations"?}."""
