@@ -489,7 +489,7 @@ def test_the_driver_insert_skips_sqlalchemys_result_and_keeps_its_errors(app: Fl
     """Without execution listeners the group's INSERT runs on the DBAPI cursor (no ``exec_driver_sql``); a DBAPI
     error is still SQLAlchemy's ``DBAPIError``, and a lost connection is invalidated and says so."""
     from sqlalchemy.engine import Connection
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import DBAPIError, IntegrityError
 
     from crm_qb.sync.pipeline import events
 
@@ -506,6 +506,11 @@ def test_the_driver_insert_skips_sqlalchemys_result_and_keeps_its_errors(app: Fl
             with conn.begin() if not autocommits(db.engine) else conn:
                 assert events.store(EventSource.QBO, [stored], None, conn) == [stored]
             assert count_events(app, status=EventStatus.PENDING) == 1
+            conn = db.engine.connect()
+            with pytest.raises(IntegrityError):  # the DBAPI's error, raised as SQLAlchemy's class for it
+                events._execute(conn, "INSERT INTO inbound_events (source) VALUES (NULL)", ())
+            assert not conn.invalidated
+            conn.close()
             conn = db.engine.connect()
             conn.connection.dbapi_connection.close()  # type: ignore[union-attr]  # the server dropped it
             try:

@@ -268,6 +268,7 @@ def _execute(connection: DbConnection, statement: str, params: tuple[Any, ...]) 
         if lost:
             connection.invalidate(exc)
         raise DBAPIError.instance(statement, params, exc, dialect.loaded_dbapi.Error,
+                                  hide_parameters=connection.engine.hide_parameters,
                                   connection_invalidated=lost, dialect=dialect) from exc
     finally:
         if cursor is not None:
