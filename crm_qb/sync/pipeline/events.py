@@ -177,9 +177,9 @@ class _DriverInsert:
     (``json_populate_recordset`` into the table's own row type, after the same bind processing): one text for
     every group size, so psycopg converts it once and prepares it on the server after a few uses (no parse and
     plan per group), where a text per size was parsed again on the client for every group of 4 rows or more,
-    and one string to send where psycopg adapted 13 parameters a row (or 13 arrays) in Python. It still runs
-    through SQLAlchemy's connection (``exec_driver_sql``), so errors, a lost connection and execution events are
-    handled as for any statement. Built per dialect on first use.
+    and one string to send where psycopg adapted 13 parameters a row (or 13 arrays) in Python. It runs on the
+    connection's DBAPI cursor (``_execute``), with errors, a lost connection and execution events handled as
+    ``exec_driver_sql`` handles them. Built per dialect on first use.
     """
 
     _BUILT: dict[tuple[str, str], _DriverInsert] = {}
