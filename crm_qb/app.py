@@ -15,6 +15,7 @@ from crm_qb.db import configure_sqlite, db
 from crm_qb.jobqueue import JobQueue
 from crm_qb.keys import RedisKeys
 from crm_qb.runtime import EXTENSION_KEY, IngressStore, build_runtime
+from crm_qb.web.sessions import SessionsExceptWebhooks
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MIGRATIONS_DIR = str(PACKAGE_DIR.parent / "migrations")
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
     )
+    app.session_interface = SessionsExceptWebhooks()  # webhooks open no cookie session (crm_qb.web.sessions)
     app.extensions[EXTENSION_KEY] = build_runtime(settings, _job_queue(), _ingress())
     db.init_app(app)
     Migrate(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)

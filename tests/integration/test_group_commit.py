@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+import pytest
 from flask import Flask
 from redis import Redis
 from rq import Queue
@@ -481,3 +482,57 @@ def _child_answers_during_the_window(group: GroupCommit, wake: Callable[[EventSo
         code = 0 if len(group.store(EventSource.QBO, [_notice(REALMS[1], 1)], None, wake)) == 1 else 2
     finally:
         os._exit(code)  # no cleanup, no thread finishing its round: what kill -9 leaves
+
+
+def test_the_driver_insert_skips_sqlalchemys_result_and_keeps_its_errors(app: Flask,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without execution listeners the group's INSERT runs on the DBAPI cursor (no ``exec_driver_sql``); a DBAPI
+    error is still SQLAlchemy's ``DBAPIError``, and a lost connection is invalidated and says so."""
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    from crm_qb.sync.pipeline import events
+
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("exec_driver_sql was used")
+
+    with app.app_context():
+        conn = db.engine.connect()
+        if autocommits(db.engine):
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        with monkeypatch.context() as patch:
+            patch.setattr(Connection, "exec_driver_sql", refused)
+            stored = _notice(REALMS[0], 1)
+            with conn.begin() if not autocommits(db.engine) else conn:
+                assert events.store(EventSource.QBO, [stored], None, conn) == [stored]
+            assert count_events(app, status=EventStatus.PENDING) == 1
+            conn = db.engine.connect()
+            with pytest.raises(IntegrityError):  # the DBAPI's error, raised as SQLAlchemy's class for it
+                events._execute(conn, "INSERT INTO inbound_events (source) VALUES (NULL)", ())
+            assert not conn.invalidated
+            conn.close()
+            conn = db.engine.connect()
+            conn.connection.dbapi_connection.close()  # type: ignore[union-attr]  # the server dropped it
+            try:
+                events.store(EventSource.QBO, [_notice(REALMS[0], 2)], None, conn)
+            except DBAPIError as exc:
+                assert exc.connection_invalidated
+            else:
+                raise AssertionError("storing on a lost connection did not fail")
+            assert conn.invalidated
+        conn.close()
+
+
+def test_execution_listeners_still_see_the_driver_insert(app: Flask) -> None:
+    seen: list[str] = []
+
+    def record(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            assert len(GroupCommit().store(EventSource.QBO, [_notice(REALMS[0], 1)], None, _no_wake)) == 1
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+    assert any(s.lstrip().upper().startswith("INSERT INTO INBOUND_EVENTS") for s in seen)

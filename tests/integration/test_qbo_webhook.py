@@ -187,3 +187,13 @@ def test_a_notification_partly_seen_before_stores_only_the_new_changes(app: Flas
     assert post_qbo(client, legacy("2", "3", "1", "4")).json == {"status": "ok", "stored": 2, "received": 4}
     with app.app_context():
         assert sorted(db.session.scalars(select(InboundEvent.entity_id))) == ["1", "2", "3", "4"]
+
+
+def test_a_webhook_opens_no_cookie_session(app: Flask, client: FlaskClient) -> None:
+    from crm_qb.web.sessions import SessionsExceptWebhooks
+
+    assert isinstance(app.session_interface, SessionsExceptWebhooks)
+    add_connection(app)
+    response = post_qbo(client, fixture_bytes("qbo/webhook_cloudevents_customer_created.json"))
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
