@@ -92,14 +92,16 @@ class MirrorChild:
         self.reader.start()
 
     @classmethod
-    def start(cls, argv: Sequence[str], payload: bytes, env: dict[str, str] | None = None) -> MirrorChild:
-        """Start ``argv`` with ``payload`` (pickled settings and task) as the first line of its stdin, base64."""
+    def start(cls, argv: Sequence[str], payload: bytes, env: dict[str, str] | None = None,
+              check: Callable[[], bool] | None = None) -> MirrorChild:
+        """Start ``argv`` with ``payload`` (pickled settings and task) as the first line of its stdin, base64;
+        ``check`` as ``__init__``'s (the backfill sets its own once it has the child)."""
         process = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                    bufsize=1, env=env)
         assert process.stdin is not None
         process.stdin.write(base64.b64encode(payload).decode() + "\n")
         process.stdin.flush()
-        return cls(process)
+        return cls(process, check)
 
     def _read(self) -> None:
         assert self.process.stdout is not None
