@@ -7,6 +7,8 @@ import sys
 import time
 
 from crm_qb.errors import TransientError
+from crm_qb.qbo.faults import AuthenticationError, ThrottledError
+from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.pipeline.mirrorproc import WINDOW, MirrorChild, MirrorProcessError, decode_error, encode_error
 
 PAGES = 3 * WINDOW
@@ -65,6 +67,13 @@ def test_an_error_crosses_typed_or_as_a_transient_failure_with_its_text() -> Non
 
     typed = decode_error(encode_error(TransientError("QBO is down"))["error"])
     assert isinstance(typed, TransientError) and str(typed) == "QBO is down"
+    # The errors that stop a backfill rather than retry it keep their type and fields.
+    auth = decode_error(encode_error(AuthenticationError(code="3200", message="no", http_status=401))["error"])
+    assert isinstance(auth, AuthenticationError) and (auth.code, auth.http_status) == ("3200", 401)
+    gone = decode_error(encode_error(NeedsReconnectError("5", "the grant is gone"))["error"])
+    assert isinstance(gone, NeedsReconnectError)
+    throttled = decode_error(encode_error(ThrottledError(code="003001", retry_after=60.0))["error"])
+    assert isinstance(throttled, ThrottledError) and throttled.retry_after == 60.0
     unknown = decode_error(encode_error(Local(1, 2))["error"])
     assert isinstance(unknown, MirrorProcessError) and "Local: 1/2" in str(unknown)
     assert isinstance(unknown, TransientError)  # the job is retried
