@@ -58,6 +58,7 @@ class Settings:
     log_level: str | None = None
     event_retention_days: int = 30
     backfill_page_size: int = 1000
+    backfill_process: bool = True  # a plain backfill mirrors transactions in a process of its own
     operator_token: str | None = None
     # Seconds between the attempts of an event whose other side failed for now (crm_qb.sync.rules.retry).
     retry_schedule: tuple[float, ...] = TRANSIENT_SCHEDULE
@@ -116,6 +117,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str |
         log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO", upper=True) if env.get(PREFIX + "LOG_LEVEL") else None,
         event_retention_days=_whole(env, "EVENT_RETENTION_DAYS", 30),
         backfill_page_size=_page_size(env),
+        backfill_process=_switch(env, "BACKFILL_PROCESS", True),
         operator_token=_operator_token(env),
         retry_schedule=_retry_schedule(env),
         hubspot_api_base=_url(env, "HUBSPOT_API_BASE", "https://api.hubapi.com").rstrip("/"),
@@ -185,6 +187,15 @@ def _page_size(env: Mapping[str, str]) -> int:
     if value > 1000:
         raise ConfigError(f"{PREFIX}BACKFILL_PAGE_SIZE must be from 1 to 1000 (QBO's page limit); got {value}")
     return value
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(PREFIX + name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("0", "1", "true", "false", "on", "off", "yes", "no"):
+        raise ConfigError(f"{PREFIX}{name} must be 1 or 0 (on or off); got {raw!r}")
+    return raw in ("1", "true", "on", "yes")
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

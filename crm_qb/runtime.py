@@ -9,6 +9,8 @@ edge: views, jobs and CLI commands take what they need from here and pass it int
 
 from __future__ import annotations
 
+import pickle
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -24,9 +26,11 @@ from crm_qb.keys import RedisKeys
 from crm_qb.models import EventSource
 from crm_qb.qbo.services import QboServices, build_qbo_services
 from crm_qb.sync.pipeline.events import Notice
+from crm_qb.sync.pipeline.mirrorproc import MirrorChild, MirrorStarter, Task
 from crm_qb.sync.services import SyncServices
 
 EXTENSION_KEY = "crm_qb"
+IN_MEMORY_SQLITE = ("sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://", "sqlite+pysqlite:///:memory:")
 Wake = Callable[[EventSource, set[str]], int]
 
 
@@ -60,7 +64,7 @@ class Runtime:
     def sync_services(self) -> SyncServices:
         """What the domain needs of the outside world, for one job or request."""
         return SyncServices(self.qbo, self.secrets, self.redis, self.keys, self.jobs, self.settings.retry_schedule,
-                            self.hubspot)
+                            self.hubspot, mirror_process=mirror_starter(self.settings))
 
     @property
     def hubspot(self) -> HubSpotConfig:
@@ -75,6 +79,20 @@ def hubspot_config(settings: Settings) -> HubSpotConfig:
                          client_secret=s.hubspot_client_secret, app_id=s.hubspot_app_id,
                          redirect_uri=s.hubspot_redirect_uri, burst_per_10s=s.hubspot_rate_per_10s,
                          daily_limit=s.hubspot_daily_limit, search_per_second=s.hubspot_search_per_second)
+
+
+def mirror_starter(settings: Settings) -> MirrorStarter | None:
+    """How a plain backfill starts its transaction process (``crm_qb.sync.pipeline.mirrorproc``): ``python -m
+    workers.mirror_child`` with these settings; None when the database is not shared between processes (SQLite
+    in memory) or the setting turns it off (CRM_QB_BACKFILL_PROCESS=0): the walk then runs on the backfill's
+    threads."""
+    if not settings.backfill_process or settings.database_url in IN_MEMORY_SQLITE:
+        return None
+
+    def start(task: Task) -> MirrorChild:
+        return MirrorChild.start([sys.executable, "-m", "workers.mirror_child"], pickle.dumps((settings, task)))
+
+    return start
 
 
 def build_runtime(settings: Settings, job_queue: Callable[[Redis, RedisKeys], JobQueue],

@@ -26,6 +26,7 @@ from crm_qb.locks import held
 from crm_qb.models import Connection
 from crm_qb.qbo.services import QboServices
 from crm_qb.sync.pacing import no_pace
+from crm_qb.sync.pipeline.mirrorproc import MirrorStarter
 from crm_qb.sync.rules.retry import TRANSIENT_SCHEDULE
 
 LOCK_WAIT_SECONDS = 30
@@ -60,6 +61,9 @@ class SyncServices:
     # Called between the items of bulk work (a first sync, a backfill): pauses while live work is under way
     # (crm_qb.sync.pacing; the bulk jobs set it, everything else keeps ``no_pace``).
     pace: Callable[[], None] = no_pace
+    # Starts a plain backfill's transaction walk in a process of its own (crm_qb.sync.pipeline.mirrorproc; the
+    # runtime's when the database is shared between processes); None: the walk runs on the backfill's threads.
+    mirror_process: MirrorStarter | None = None
 
     @property
     def qbo(self) -> QboServices:

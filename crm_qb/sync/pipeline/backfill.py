@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import partial
 from itertools import islice
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -57,6 +57,7 @@ from crm_qb.sync.customers.hierarchy import parent_of
 from crm_qb.sync.customers.links import LinkRecord, Record
 from crm_qb.sync.customers.qbo_side import NewContact, first_link, link_created, plan_new_customer, sync_customer
 from crm_qb.sync.customers.reconcile import contact_json
+from crm_qb.sync.pacing import no_pace
 from crm_qb.sync.pipeline.candidates import (
     CandidateIndex,
     DictStore,
@@ -66,6 +67,7 @@ from crm_qb.sync.pipeline.candidates import (
     load_crm_index,
     qbo_keys,
 )
+from crm_qb.sync.pipeline.mirrorproc import Answers, MirrorChild, Task, decode_error, encode_error, write
 from crm_qb.sync.pipeline.overlap import ContactCreator, HeldParents, QboPager, jobs_parents, second_connector
 from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, canonical_memo, qbo_owned_fields
 from crm_qb.sync.rules.matching import AMBIGUOUS, LINKED, NONE, candidate, has_own_email, match, match_exact_name
@@ -254,6 +256,9 @@ class _Run:
     txn_walk: Iterator[tuple[str, list[dict[str, Any]]]] | None = None
     txn_idle = False
     txn_error: Exception | None = None  # what stopped the walk taken early; raised when its phase comes
+    # The transaction walk in a process of its own (``SyncServices.mirror_process``): its pages are counted here
+    # as they are committed there (``child_pages``).
+    txn_child: MirrorChild | None = None
     # Batched CRM creates and QBO read-ahead on their own threads (pipeline/overlap.py). A run that records every
     # object's outcome and resumes from a checkpoint (the console's first sync, sync/firstsync) keeps the batched
     # creates, settling each page's before the page is recorded, and reads its pages on this thread: its
@@ -272,15 +277,18 @@ class _Run:
             if self.read_ahead:
                 self.pager = QboPager(self.services, self.ctx)
             try:
+                self.start_child()  # first: it starts up while the CRM's contacts are indexed
                 store.drop()
                 self.index = CandidateIndex(store, crm_keys)
                 load_crm_index(self.ctx.crm, self.index, self.page_size)
-                if self.read_ahead:  # its pages fill the customer phase's waits for the CRM (``idle``)
-                    self.txn_walk, self.txn_idle = self.transaction_pages(), True
+                if self.read_ahead and self.txn_child is None:  # its pages fill the customer phase's waits for
+                    self.txn_walk, self.txn_idle = self.transaction_pages(), True  # the CRM (``idle``)
                 self.customers(self.index)
                 self.transactions()  # the rest, while the CRM creates the last customers' contacts
                 self.link_created(wait=True)
             finally:
+                if self.txn_child is not None:
+                    self.txn_child.stop()
                 if self.creator is not None:
                     self.creator.close()
                 if self.pager is not None:
@@ -289,6 +297,45 @@ class _Run:
             self.contacts()
             self.held_time()
             self.report.cdc_cursor = _set_cursor(self.ctx.connection_id, self.report.started_at)
+
+    def start_child(self) -> None:
+        """Start the transaction walk's process when the services can (a plain backfill reading ahead)."""
+        if not self.read_ahead or self.services.mirror_process is None:
+            return
+        task = Task(self.ctx.connection_id, self.ctx.job_id, self.page_size, self.services.pace is not no_pace,
+                    logging.getLevelName(logging.getLogger("crm_qb").getEffectiveLevel()))
+        self.txn_child = self.services.mirror_process(task)
+        self.txn_child.check = self.lock_held
+
+    def lock_held(self) -> bool:
+        """Whether the sync lock is still held (the child's pages are answered only then)."""
+        try:
+            self.still_held()
+        except Exception:  # lost: this thread's next page_done raises it
+            return False
+        return True
+
+    def child_pages(self, block: bool) -> int:
+        """Count the pages the transaction process committed since the last call (waiting for one when
+        ``block``); its error is kept for the transaction phase. How many pages were counted."""
+        assert self.txn_child is not None
+        taken = 0
+        while (message := self.txn_child.take(block and taken == 0)) is not None:
+            if "page" in message:
+                self.absorb(message["page"])
+                taken += 1
+            elif "error" in message and self.txn_error is None:
+                self.txn_error = decode_error(message["error"])
+        return taken
+
+    def absorb(self, page: Mapping[str, Any]) -> None:
+        """Add one page the transaction process committed to the phase's counts, as ``mirror_page`` counts."""
+        counts, added = self.report.phases[TRANSACTIONS], page["counts"]
+        for name in ("seen", "linked", "created", "updated", "review", "unchanged", "skipped", "failed"):
+            setattr(counts, name, getattr(counts, name) + int(added.get(name, 0)))
+        for entity, seen in added.get("by_type", {}).items():
+            counts.by_type[entity] = counts.by_type.get(entity, 0) + int(seen)
+        self.page_done(TRANSACTIONS)
 
     def held_time(self) -> None:
         """Send the billable time of activities logged before this run linked their contacts, and the time held
@@ -361,6 +408,8 @@ class _Run:
                         counts.add(outcome)
                 self.link_created(wait=False)
             self.page_done(CUSTOMERS)
+            if self.txn_child is not None:
+                self.child_pages(block=False)
         self.ctx.qbo_customers_held = {}
 
     def customer_walk(self) -> Iterator[tuple[list[dict[str, Any]], HeldParents]]:
@@ -425,7 +474,10 @@ class _Run:
     def idle(self) -> bool:
         """Mirror one page of transactions while the CRM is still creating contacts (the folder does not depend
         on links); False when there is none (not overlapping, the walk is done, or it failed: its error is raised
-        when the transaction phase comes, not here inside a customer's unit, which would count it as failed)."""
+        when the transaction phase comes, not here inside a customer's unit, which would count it as failed).
+        With the walk in its own process: count the pages it committed meanwhile, if any."""
+        if self.txn_child is not None:
+            return self.child_pages(block=False) > 0
         if not self.txn_idle or self.txn_walk is None:
             return False
         try:
@@ -487,8 +539,14 @@ class _Run:
     def transactions(self) -> None:
         """Mirror every transaction page (those the customer phase has not mirrored already)."""
         self.txn_idle = False
+        if self.txn_child is not None:
+            while not self.txn_child.finished:
+                if self.child_pages(block=True):
+                    self.link_created(wait=False)
         if self.txn_error is not None:
             raise self.txn_error
+        if self.txn_child is not None:
+            return
         for entity, page in self.txn_walk or self.transaction_pages():
             self.mirror_page(entity, page)
             self.page_done(TRANSACTIONS)
@@ -561,6 +619,37 @@ class _Run:
             log.warning("backfill connection=%s: %s %s failed (%s) job=%s", self.ctx.connection_id, entity,
                         object_id, type(exc).__name__, self.ctx.job_id)
             return "failed"
+
+
+def serve_transactions(services: SyncServices, task: Task, inp: IO[str], out: IO[str]) -> None:
+    """The transaction process's walk (``mirrorproc``): every page mirrored and committed as the one-process run
+    does (``_Run.mirror_page``), each reported to the parent on ``out`` after its commit, at most WINDOW pages
+    ahead of the parent's answers on ``inp``; then "done", or the error that stopped it. Call in an app
+    context, in the child process, while the parent holds the connection's sync lock."""
+    answers, run = Answers(inp), None
+    try:
+        ctx = build_context(services, task.connection_id, task.job_id)
+        run = _Run(services, ctx, BackfillReport(task.connection_id, False, utcnow()), None, task.page_size)
+        run.pager = QboPager(services, ctx)
+        for entity, page in run.transaction_pages():
+            if not answers.wait_turn():
+                return  # the parent stopped answering: it lost its lock, failed or is gone
+            run.report.phases[TRANSACTIONS] = counts = PhaseCounts()
+            run.mirror_page(entity, page)
+            ctx.invoices_changed.clear()  # a plain backfill keeps no changes (``count_page``)
+            ctx.customers_changed.clear()
+            write(out, {"page": {"entity": entity, "counts": asdict(counts)}})
+            answers.sent += 1
+            services.pace()  # a page's writes done: live work first, if any is under way
+        write(out, {"done": True})
+    except Exception as exc:  # the parent raises it when its transaction phase comes
+        db.session.rollback()
+        write(out, encode_error(exc))
+    finally:
+        if run is not None:
+            if run.pager is not None:
+                run.pager.close()
+            run.ctx.close()
 
 
 def _counted(ctx: SyncContext, entity: str, txn_id: str, result: FolderChange | Exception) -> str:
