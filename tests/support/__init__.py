@@ -81,9 +81,4 @@ def stop(process: subprocess.Popen[bytes], grace: float = 30.0) -> None:
     A loaded machine (CI shares two cores between three test processes and the servers they start) can take more
     than a few seconds to run a server's shutdown, which must not fail the test that only wanted it gone.
     """
-    process.terminate()
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(grace)
+    stop_all([process], grace)
