@@ -45,8 +45,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     For tests whose subject does not depend on the CRM (the routing of a shared or throttled company) and whose run
     is long (a 60 s QBO throttle, two CRMs): the REST variant keeps the behaviour in CI, under 15 minutes.
+    A test marked ``postgresql_slow`` runs its PostgreSQL variant with the slow tests in the same way: its subject
+    does not depend on the database and its SQLite variant keeps it in CI.
     """
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if item.get_closest_marker("hubspot_slow") and callspec and callspec.params.get("crm_kind") == "hubspot":
+        params = callspec.params if callspec else {}
+        if item.get_closest_marker("hubspot_slow") and params.get("crm_kind") == "hubspot":
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("postgresql_slow") and params.get("backend") == "postgresql":
             item.add_marker(pytest.mark.slow)

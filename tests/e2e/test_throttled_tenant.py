@@ -26,7 +26,7 @@ from tests.support import wait_for
 from tests.support.e2e import Crm, World, create_customer, new_realm, running_world, second_crm
 from workers.queues import INBOUND, queue
 
-pytestmark = [pytest.mark.e2e, pytest.mark.hubspot_slow]  # tests/e2e/conftest.py
+pytestmark = [pytest.mark.e2e, pytest.mark.hubspot_slow, pytest.mark.postgresql_slow]  # tests/e2e/conftest.py
 
 
 @pytest.fixture(params=["rest", pytest.param("hubspot", marks=pytest.mark.slow)])
