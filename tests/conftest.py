@@ -183,3 +183,22 @@ def app(settings: Settings, redis_client: Redis) -> Iterator[Flask]:
 def client(app: Flask):  # type: ignore[no-untyped-def]
     """A test client of ``app``."""
     return app.test_client()
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked ``hubspot_slow`` runs its HubSpot variant with the slow tests (`scripts/test`), not in CI.
+
+    For tests whose subject does not depend on the CRM (the routing of a shared or throttled company) and whose run
+    is long (a 60 s QBO throttle, two CRMs): the REST variant keeps the behaviour in CI, under 15 minutes.
+    A test marked ``postgresql_slow`` runs its PostgreSQL variant with the slow tests in the same way: its subject
+    does not depend on the database and its SQLite variant keeps it in CI. (Here, in the root conftest, so that it
+    applies to every directory's tests, whichever directories a run collects.)
+    """
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec else {}
+        if item.get_closest_marker("hubspot_slow") and params.get("crm_kind") == "hubspot":
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("postgresql_slow") and params.get("backend") == "postgresql":
+            item.add_marker(pytest.mark.slow)

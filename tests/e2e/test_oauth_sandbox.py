@@ -60,6 +60,7 @@ def _admin_url(settings: Settings, env: dict[str, str], connection_id: int) -> s
 
 
 
+@pytest.mark.postgresql_slow  # the SQLite variant keeps it in CI (tests/conftest.py)
 def test_an_admin_connects_the_sandbox_company_through_real_processes(
     app: Flask, settings: Settings, spawn: Callable[..., Popen[bytes]]
 ) -> None:

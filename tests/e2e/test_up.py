@@ -92,6 +92,7 @@ def test_up_runs_everything_wires_the_demo_and_stops_cleanly(tmp_path: Path, red
     assert not any(_listening(port) for port in (web, qbo, crm)), "a child process outlived up"
 
 
+@pytest.mark.slow  # two whole `up` runs: `scripts/test`, not CI (the first run is tested above)
 def test_a_second_up_resumes_the_demo_with_its_data_and_its_one_connection(tmp_path: Path,
                                                                          redis_client: object) -> None:
     web, qbo, crm = free_port(), free_port(), free_port()

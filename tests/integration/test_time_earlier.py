@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from crm_qb.models import LinkState, TimeState
 from crm_qb.runtime import runtime
 from crm_qb.sync.customers import review
@@ -26,6 +28,7 @@ def _backfill(harness: Harness) -> dict[str, Any]:
         return run_backfill(runtime().sync_services(), harness.connection_id).to_json()["phases"][TIME]
 
 
+@pytest.mark.postgresql_slow  # the SQLite variant keeps it in CI (tests/conftest.py)
 def test_activities_logged_before_the_connection_are_sent_once_by_the_backfill(harness: Harness) -> None:
     world = _world(harness)
     customer = harness.qbo.create_customer(DisplayName="Ada Byron", PrimaryEmailAddr={"Address": "ada@example.com"})
