@@ -177,11 +177,12 @@ class _DriverInsert:
     goes through its column type's own bind processing (``Key``'s check, UTC times, JSON). On SQLite the text for
     a number of rows is made once (``VALUES (...), (...)``). On PostgreSQL the rows go as one JSON parameter
     (``json_populate_recordset`` into the table's own row type, after the same bind processing): one text for
-    every group size, so psycopg converts it once and prepares it on the server after a few uses (no parse and
-    plan per group), where a text per size was parsed again on the client for every group of 4 rows or more,
-    and one string to send where psycopg adapted 13 parameters a row (or 13 arrays) in Python. It runs on the
-    connection's DBAPI cursor (``_execute``), with errors, a lost connection and execution events handled as
-    ``exec_driver_sql`` handles them. Built per dialect on first use.
+    every group size, prepared on the server once (no parse and plan per group), where a text per size was
+    parsed again on the client for every group of 4 rows or more, and one string to send where psycopg adapted
+    13 parameters a row (or 13 arrays) in Python. It runs on the connection's DBAPI cursor (``_execute``), or on
+    a psycopg connection in autocommit (group commit's lanes) as one libpq call of the prepared statement
+    (``prepared.py``), with errors, a lost connection and execution events handled as ``exec_driver_sql``
+    handles them. Built per dialect on first use.
     """
 
     _BUILT: dict[tuple[str, str], _DriverInsert] = {}
