@@ -113,7 +113,7 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CRM_QB_TEST_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL is required (CRM_QB_TEST_REQUIRE_POSTGRES=1) but unreachable: {exc}")
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {type(exc).__name__}")
-    name = f"crm_qb_test_{uuid.uuid4().hex[:12]}"
+    name = f"{os.environ.get('CRM_QB_TEST_POSTGRES_PREFIX', 'crm_qb_test_')}{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)

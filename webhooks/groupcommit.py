@@ -170,20 +170,27 @@ class GroupCommit:
         with self._lock:
             lane = self._free_lane(engine, spare=False)
             if lane is None:  # a group is committing: wait to be settled, or to be handed a lane
+                timed = not self._waiting and self._spare_free(engine)
                 self._waiting.append(ticket)
         if lane is None:
-            lane = self._await(ticket, engine)
+            lane = self._await(ticket, engine, timed)
         if lane is not None:
             self._lead(ticket, lane, engine, wake)
         if ticket.error is not None:
             raise ticket.error
         return ticket.new
 
-    def _await(self, ticket: _Ticket, engine: Engine) -> _Lane | None:
+    def _await(self, ticket: _Ticket, engine: Engine, timed: bool) -> _Lane | None:
         """Wait until ``ticket``'s group is settled (None) or a lane is handed to it (the lane: it leads). When
-        the commit under way takes longer than ``_spare_after`` and a spare lane is left, take that one instead."""
-        spare = (self._lanes or lanes_for(engine)) > 1
-        if not ticket.wait(self._spare_after if spare else None):
+        ``timed`` and the commit under way takes longer than ``_spare_after``, take the spare lane instead.
+
+        Only the first request to wait while a spare lane is free waits with that timeout (``timed``): it is
+        the one that takes the spare, with every request waiting by then, so the others would wake at their
+        timeout only to find themselves in its group, and while no lane is free a lane that frees is handed to
+        the first request waiting anyway. Each of those wake-ups was a context switch and a GIL hand-over for
+        nothing (README, Benchmarks).
+        """
+        if not ticket.wait(self._spare_after if timed else None):
             with self._lock:
                 lane = self._free_lane(engine, spare=True) if _waits(ticket, self._waiting) else None
                 if lane is not None:
@@ -192,6 +199,10 @@ class GroupCommit:
             ticket.wait()  # a leader took it into its group or handed it a lane meanwhile, or no lane is left
         lane, ticket.lane = ticket.lane, None
         return lane
+
+    def _spare_free(self, engine: Engine) -> bool:
+        """Whether a lane could be taken now beside the ones committing (under ``_lock``)."""
+        return bool(self._free) or self._opened < (self._lanes or lanes_for(engine))
 
     def _free_lane(self, engine: Engine, spare: bool) -> _Lane | None:
         """A lane to commit on, or None; under ``_lock``. While no group is committing, a free lane (or the first

@@ -122,6 +122,75 @@ def test_requests_arriving_during_a_commit_share_the_next_one_and_each_gets_its_
     assert len({received[str(i)] for i in range(6)}) == 6
 
 
+def test_only_the_first_request_waiting_times_out_for_the_spare_lane(app: Flask,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first request to wait while a spare lane is free waits with the timeout and takes the spare with every
+    request waiting by then; the others wait untimed (a timeout would wake them only to find themselves in its
+    group); while both lanes commit, nobody waits with a timeout (a lane that frees is handed on anyway)."""
+    from webhooks.groupcommit import _Ticket
+
+    timeouts: list[float | None] = []
+    wait = _Ticket.wait
+
+    def recorded(ticket: _Ticket, timeout: float | None = None) -> bool:
+        timeouts.append(timeout)
+        return wait(ticket, timeout)
+
+    monkeypatch.setattr(_Ticket, "wait", recorded)
+    group = GroupCommit(lanes=2, spare_after=0.2)
+    inserts = _Inserts(app, hold=2)
+    store = _storer(app, group)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(store, [_notice(REALMS[0], 0)])
+        inserts.wait_held(1)  # lane one commits; the spare is free
+        waiting = [pool.submit(store, [_notice(REALMS[1], n)]) for n in (1, 2, 3)]
+        inserts.wait_held(1)  # the first of them took the spare lane after 0.2 s, with the other two
+        assert group._waiting == [] and group._free == []
+        late = pool.submit(store, [_notice(REALMS[2], 4)])  # both lanes commit now
+        _wait_until(lambda: len(group._waiting) == 1)
+        inserts.go.set()
+        results = [f.result(30) for f in [first, *waiting, late]]
+    assert [len(new) for new in results] == [1] * 5
+    assert timeouts[0] == 0.2 and timeouts[1:3] == [None, None]  # the first waiter's timeout only
+    assert 0.2 not in timeouts[3:]  # the late request and the second waits of the first: untimed
+    assert inserts.count == 3  # lane one, the spare with the three waiting, the late one
+    assert count_events(app, status=EventStatus.PENDING) == 5
+
+
+def test_a_commit_failure_answers_5xx_to_every_request_of_the_group_and_stores_none(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database refuses every INSERT while a group forms: each webhook of the group (and the first one's)
+    is answered 500, none is answered before its commit, and no event of any of them is stored."""
+    add_connection(app, realm_id=REALMS[0])
+    group = runtime(app).ingress
+    monkeypatch.setattr(group, "_lanes", 1)  # the group waits behind the first commit (no spare lane)
+    inserts = _Inserts(app, hold=1)
+    refuse = threading.Event()
+
+    def refused(*args: object) -> None:
+        if refuse.is_set() and str(args[2]).lstrip().upper().startswith("INSERT INTO INBOUND_EVENTS"):
+            raise RuntimeError("the database is down")
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", refused)
+    bodies = [json.dumps([{"specversion": "1.0", "id": str(uuid.uuid4()), "source": "intuit.test",
+                           "type": "qbo.customer.updated.v1", "datacontenttype": "application/json",
+                           "time": "2026-12-02T01:00:00.000Z", "intuitentityid": str(n),
+                           "intuitaccountid": REALMS[0], "data": {}}]).encode() for n in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(lambda: post_qbo(app.test_client(), bodies[0]))
+        inserts.wait_held(1)
+        rest = [pool.submit(lambda b=b: post_qbo(app.test_client(), b)) for b in bodies[1:]]
+        _wait_until(lambda: len(group._waiting) == 3)  # one group of three waits behind the first commit
+        refuse.set()
+        assert not any(f.done() for f in [first, *rest])  # nobody answered before its commit's outcome
+        inserts.go.set()
+        answers = [f.result(30) for f in [first, *rest]]
+    assert [a.status_code for a in answers] == [500] * 4
+    assert all(a.json["error"]["code"] == "internal_error" for a in answers)
+    assert count_events(app) == 0
+
+
 def test_two_groups_commit_at_once_and_the_requests_arriving_meanwhile_join_the_next(app: Flask) -> None:
     group = GroupCommit(lanes=2)
     inserts = _Inserts(app, hold=2)

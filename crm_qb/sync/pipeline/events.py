@@ -27,6 +27,7 @@ Which QBO entities are synced is the transaction registry's list plus customers 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,6 +51,7 @@ from crm_qb.jobqueue import JobQueue
 from crm_qb.models import AuditEntry, Connection, EventSource, EventStatus, InboundEvent
 from crm_qb.models.types import fit_values, storable_key
 from crm_qb.sync.pipeline.failures import kind_of
+from crm_qb.sync.pipeline.prepared import PreparedStatement
 from crm_qb.sync.rules.retry import ERROR_SCHEDULE, TRANSIENT_SCHEDULE, WAIT, next_delay
 from crm_qb.sync.transactions import registry
 
@@ -175,11 +177,12 @@ class _DriverInsert:
     goes through its column type's own bind processing (``Key``'s check, UTC times, JSON). On SQLite the text for
     a number of rows is made once (``VALUES (...), (...)``). On PostgreSQL the rows go as one JSON parameter
     (``json_populate_recordset`` into the table's own row type, after the same bind processing): one text for
-    every group size, so psycopg converts it once and prepares it on the server after a few uses (no parse and
-    plan per group), where a text per size was parsed again on the client for every group of 4 rows or more,
-    and one string to send where psycopg adapted 13 parameters a row (or 13 arrays) in Python. It runs on the
-    connection's DBAPI cursor (``_execute``), with errors, a lost connection and execution events handled as
-    ``exec_driver_sql`` handles them. Built per dialect on first use.
+    every group size, prepared on the server once (no parse and plan per group), where a text per size was
+    parsed again on the client for every group of 4 rows or more, and one string to send where psycopg adapted
+    13 parameters a row (or 13 arrays) in Python. It runs on the connection's DBAPI cursor (``_execute``), or on
+    a psycopg connection in autocommit (group commit's lanes) as one libpq call of the prepared statement
+    (``prepared.py``), with errors, a lost connection and execution events handled as ``exec_driver_sql``
+    handles them. Built per dialect on first use.
     """
 
     _BUILT: dict[tuple[str, str], _DriverInsert] = {}
@@ -196,11 +199,16 @@ class _DriverInsert:
         self._tail = " ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING dedupe_key, status"
         self._texts: dict[int, str] = {}
         self._json = dialect.name == "postgresql"
+        self._prepared: PreparedStatement | None = None
         if self._json:  # the column types' own processing, without the driver-level wrapping (e.g. Jsonb)
             self.processors = [_decorated(table.c[name].type, dialect) for name in self.columns]
             names = ", ".join(self.columns)
             self._texts[0] = (f"{self._head}SELECT {names} FROM json_populate_recordset(NULL::{table.name}, "
                               f"{mark}){self._tail}")
+            if dialect.driver == "psycopg":  # one libpq call where psycopg's cursor makes several (prepared.py)
+                text = self._texts[0].replace(mark, "$1")
+                digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+                self._prepared = PreparedStatement(f"crm_qb_insert_events_{digest}", text)
 
     @classmethod
     def of(cls, dialect: Dialect) -> _DriverInsert:
@@ -234,7 +242,8 @@ class _DriverInsert:
                 params: tuple[Any, ...] = (json.dumps(records, default=_json_value, separators=(",", ":")),)
             else:
                 params = tuple(chain(*values))
-            inserted.update(key for key, status in _execute(connection, self.text(len(page)), params)
+            inserted.update(key for key, status in _execute(connection, self.text(len(page)), params,
+                                                            self._prepared)
                             if status == pending)
         return inserted
 
@@ -242,10 +251,13 @@ class _DriverInsert:
         return [row[name] if name != "received_at" else row.get(name, now) for name in self.columns]
 
 
-def _execute(connection: DbConnection, statement: str, params: tuple[Any, ...]) -> Sequence[Any]:
+def _execute(connection: DbConnection, statement: str, params: tuple[Any, ...],
+             prepared: PreparedStatement | None = None) -> Sequence[Any]:
     """Run ``statement`` on ``connection``'s DBAPI cursor; its rows. What ``exec_driver_sql`` does for it, less
     the result object: SQLAlchemy's execution context, cursor wrapper and result metadata cost a group more CPU
-    (about 90 to 130 µs on PostgreSQL) than psycopg's own execute (README, Benchmarks).
+    (about 90 to 130 µs on PostgreSQL) than psycopg's own execute (README, Benchmarks). With ``prepared`` (the
+    same statement for libpq, on psycopg), on a connection where it means the same (autocommit, idle), it runs
+    as one libpq call instead of the cursor's several (``prepared.py``).
 
     Errors are SQLAlchemy's as for any statement: a DBAPI error is raised as its ``DBAPIError`` (IntegrityError,
     OperationalError, ...), and one the dialect calls a disconnect invalidates the connection and says so
@@ -260,6 +272,8 @@ def _execute(connection: DbConnection, statement: str, params: tuple[Any, ...]) 
     assert dbapi_connection is not None  # a live Connection always has one (it raises when invalidated)
     cursor = None
     try:
+        if prepared is not None and PreparedStatement.usable(dbapi_connection):
+            return prepared.run(dbapi_connection, connection.info, params)
         cursor = dbapi_connection.cursor()
         cursor.execute(statement, params)
         return cursor.fetchall()
