@@ -85,8 +85,12 @@ class StoredJSON(TypeDecorator[Any]):
         """
         generic = self.dialect_impl(dialect).bind_processor(dialect)
         impl = JSON()
-        if (dialect.name != "sqlite" or generic is None or getattr(dialect, "_json_serializer", None) is not None
-                or impl._str_impl.bind_processor(dialect) is not None):
+        if (
+            dialect.name != "sqlite"
+            or generic is None
+            or getattr(dialect, "_json_serializer", None) is not None
+            or impl._str_impl.bind_processor(dialect) is not None
+        ):
             return None
 
         def process(value: Any) -> Any:
