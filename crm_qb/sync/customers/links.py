@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_qb.address import Address
-from crm_qb.db import db, insert_many
+from crm_qb.db import db, insert_many, read
 from crm_qb.models import AuditEntry, Conflict, ContactLink, LinkState
 from crm_qb.sync.pipeline.events import mark_processed
 from crm_qb.sync.rules.canonical import CanonicalValue
@@ -93,7 +93,7 @@ def find_by_crm(connection_id: int, contact_id: str) -> LinkRecord | None:
 def base_by_qbo(connection_id: int, customer_id: str) -> dict[str, Any] | None:
     """The agreed base of the customer's link (``find_by_qbo(...).base``, without reading the rest); None when
     there is no link or no base yet. Ends the read transaction."""
-    base = db.session.scalar(_BASE_BY_QBO, {"connection_id": connection_id, "value": customer_id})
+    base = read(_BASE_BY_QBO, {"connection_id": connection_id, "value": customer_id}).scalar()
     db.session.rollback()
     return dict(base) if base else None
 
