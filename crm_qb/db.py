@@ -7,12 +7,13 @@ SQLite gets WAL mode and a busy timeout so the web, worker and scheduler process
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, Executable, MetaData, Table, TypeDecorator, event, insert
+from sqlalchemy import Date, DateTime, Executable, MetaData, Table, TypeDecorator, event, insert
 from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -44,6 +45,37 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def bulk_bind_processor(self, dialect: Any) -> Callable[[Any], Any] | None:
+        """For bulk INSERTs on SQLite: an aware datetime as the text SQLite's DATETIME writes for it in UTC, in one
+        step (``insert_many``: every folder item, link and audit entry has two or three timestamps); anything
+        else through the column's own processor. None where that text is not SQLAlchemy's default format."""
+        adapted = self.dialect_impl(dialect)
+        generic = adapted.bind_processor(dialect)
+        if dialect.name != "sqlite" or generic is None or _storage_format(getattr(adapted, "impl", None)) != (
+                _SQLITE_DATETIME):
+            return None
+
+        def process(value: Any) -> Any:
+            if type(value) is datetime and value.tzinfo is not None:
+                at = value.astimezone(UTC)
+                return _SQLITE_DATETIME_TEXT % (at.year, at.month, at.day, at.hour, at.minute, at.second,
+                                                at.microsecond)
+            return generic(value)
+
+        return process
+
+
+# SQLAlchemy's storage formats of SQLite dates and times (``sqlite.DATETIME``, ``sqlite.DATE``), and the same text
+# from a tuple: the bulk processors write them without building a dict per value.
+_SQLITE_DATETIME = ("%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d")
+_SQLITE_DATETIME_TEXT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+_SQLITE_DATE = "%(year)04d-%(month)02d-%(day)02d"
+
+
+def _storage_format(impl: Any) -> str | None:
+    """The storage format of a SQLite date or time type (SQLAlchemy's, or one given to it), None for others."""
+    return getattr(impl, "_storage_format", None)
 
 
 class Base(DeclarativeBase):
@@ -164,4 +196,15 @@ def _bind_processor(column_type: Any, dialect: Any) -> Any:
     applies (the same values, less work: ``models/types.py`` ``StoredJSON``), else its own."""
     bulk = getattr(column_type, "bulk_bind_processor", None)
     process = bulk(dialect) if bulk is not None else None
-    return process if process is not None else column_type.dialect_impl(dialect).bind_processor(dialect)
+    if process is not None:
+        return process
+    own = column_type.dialect_impl(dialect).bind_processor(dialect)
+    if dialect.name == "sqlite" and type(column_type) is Date and own is not None and (
+            _storage_format(column_type.dialect_impl(dialect)) == _SQLITE_DATE):
+        return partial(_sqlite_date, own)
+    return own
+
+
+def _sqlite_date(own: Callable[[Any], Any], value: Any) -> Any:
+    """A date as SQLite's DATE writes it (``isoformat``: the same zero-padded text), anything else as ``own``."""
+    return value.isoformat() if type(value) is date else own(value)

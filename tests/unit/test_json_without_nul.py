@@ -65,5 +65,5 @@ def test_bulk_json_processor_for_odd_values_and_other_backends() -> None:
     for value in ({"n": Decimal("1.5")}, {"s": {1}}, {"t": ("a\x00",)}, OrderedDict(k="v\x00"), None, "x\x00", 3):
         assert _outcome(bulk, value) == _outcome(own, value)
     assert bulk({"a": ["b", 1]}) == '{"a": ["b", 1]}'
-    assert JSONType.bulk_bind_processor(postgresql.psycopg.dialect()) is None  # SQLAlchemy's own path there
+    assert JSONType.bulk_bind_processor(postgresql.psycopg.dialect()) is None  # type: ignore[no-untyped-call]  # SQLAlchemy's own path
     assert JSONType.bulk_bind_processor(sqlite.dialect(json_serializer=lambda v: "x")) is None
