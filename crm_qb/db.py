@@ -193,7 +193,8 @@ def _make_insert_plan(table: Table, keys: tuple[str, ...],
 
 def _bind_processor(column_type: Any, dialect: Any) -> Any:
     """The column type's bind processor for a bulk INSERT: its ``bulk_bind_processor`` when it has one that
-    applies (the same values, less work: ``models/types.py`` ``StoredJSON``), else its own."""
+    applies (the same values with less work per value: JSON, keys and amounts in ``models/types.py``, UTC
+    timestamps here), a SQLite date's ``isoformat``, else its own. Each is tested against the column's own."""
     bulk = getattr(column_type, "bulk_bind_processor", None)
     process = bulk(dialect) if bulk is not None else None
     if process is not None:

@@ -14,6 +14,7 @@ from sqlalchemy import Date, DateTime
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crm_qb.db import UTCDateTime, _bind_processor
+from crm_qb.models.types import ExactDecimal, Key
 
 SQLITE = sqlite.dialect()
 _zones = st.builds(lambda minutes: timezone(timedelta(minutes=minutes)), st.integers(-14 * 60, 14 * 60))
@@ -57,3 +58,21 @@ def test_examples_and_other_backends() -> None:
     assert _outcome(_bind_processor(Date(), SQLITE), "2026-01-02")[0] == "TypeError"
     assert UTCDateTime().bulk_bind_processor(postgresql.psycopg.dialect()) is None  # type: ignore[no-untyped-call]
     assert _bind_processor(DateTime(), SQLITE)(datetime(2026, 1, 2, tzinfo=UTC)) == "2026-01-02 00:00:00.000000"
+
+
+@given(st.one_of(st.none(), st.integers(), st.text(alphabet=st.sampled_from(["a", "7", "\x00", "é"]), max_size=12)))
+def test_keys_as_the_column_takes_or_refuses_them(value: object) -> None:
+    for column_type in (Key(8), Key()):
+        bulk = _bind_processor(column_type, SQLITE)
+        assert "bulk_bind_processor" in bulk.__qualname__
+        assert _outcome(bulk, value) == _outcome(_own(column_type), value)
+
+
+@given(st.one_of(st.none(), st.decimals(allow_nan=False, allow_infinity=False), st.integers(), st.floats(),
+                 st.sampled_from(["1.10", "x"])))  # fmt: skip
+def test_amounts_as_the_column_writes_them(value: object) -> None:
+    column_type = ExactDecimal(28, 12)
+    bulk = _bind_processor(column_type, SQLITE)
+    assert "bulk_bind_processor" in bulk.__qualname__
+    assert _outcome(bulk, value) == _outcome(_own(column_type), value)
+    assert ExactDecimal().bulk_bind_processor(postgresql.psycopg.dialect()) is None  # type: ignore[no-untyped-call]
