@@ -3,6 +3,8 @@ first as the session's autoflush does (the hierarchy's and the links' short read
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Flask
 from sqlalchemy import bindparam, select
 
@@ -43,3 +45,21 @@ def test_read_flushes_pending_changes_as_autoflush_does(app: Flask) -> None:
             assert read(_NAMES, {"connection_id": conn.id}).all() == []
         db.session.rollback()
         assert links.base_by_qbo(conn.id, "8") is None
+
+
+def test_a_link_read_as_columns_is_the_record_of_its_entity(app: Flask) -> None:
+    conn = company(app)
+    link(app, conn.id, "ct-1", "1")
+    link(app, conn.id, "ct-2", "2", state=LinkState.REVIEW)
+    with app.app_context():
+        for row in db.session.scalars(select(ContactLink).where(ContactLink.connection_id == conn.id)).all():
+            row.base, row.qbo_owned, row.review_candidates = {"email": "a@b.c"}, {"balance": "1.10"}, ["9"]
+            row.qbo_sync_token, row.crm_version, row.review_reason = "3", "4", "why"
+            row.qbo_updated_at = row.crm_updated_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+        db.session.commit()
+        entities = {row.qbo_customer_id: links.LinkRecord.of(row) for row in db.session.scalars(
+            select(ContactLink).where(ContactLink.connection_id == conn.id)).all()}
+        db.session.rollback()
+        for customer, contact in (("1", "ct-1"), ("2", "ct-2")):
+            assert links.find_by_qbo(conn.id, customer) == entities[customer] == links.find_by_crm(conn.id, contact)
+        assert links.find_by_qbo(conn.id, "3") is None and links.find_by_crm(conn.id, "ct-3") is None
