@@ -7,13 +7,14 @@ SQLite gets WAL mode and a busy timeout so the web, worker and scheduler process
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, event, insert
-from sqlalchemy.engine import Engine
+from sqlalchemy import Date, DateTime, Executable, MetaData, Table, TypeDecorator, event, insert
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -45,6 +46,37 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    def bulk_bind_processor(self, dialect: Any) -> Callable[[Any], Any] | None:
+        """For bulk INSERTs on SQLite: an aware datetime as the text SQLite's DATETIME writes for it in UTC, in one
+        step (``insert_many``: every folder item, link and audit entry has two or three timestamps); anything
+        else through the column's own processor. None where that text is not SQLAlchemy's default format."""
+        adapted = self.dialect_impl(dialect)
+        generic = adapted.bind_processor(dialect)
+        if dialect.name != "sqlite" or generic is None or _storage_format(getattr(adapted, "impl", None)) != (
+                _SQLITE_DATETIME):
+            return None
+
+        def process(value: Any) -> Any:
+            if type(value) is datetime and value.tzinfo is not None:
+                at = value.astimezone(UTC)
+                return _SQLITE_DATETIME_TEXT % (at.year, at.month, at.day, at.hour, at.minute, at.second,
+                                                at.microsecond)
+            return generic(value)
+
+        return process
+
+
+# SQLAlchemy's storage formats of SQLite dates and times (``sqlite.DATETIME``, ``sqlite.DATE``), and the same text
+# from a tuple: the bulk processors write them without building a dict per value.
+_SQLITE_DATETIME = ("%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d")
+_SQLITE_DATETIME_TEXT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+_SQLITE_DATE = "%(year)04d-%(month)02d-%(day)02d"
+
+
+def _storage_format(impl: Any) -> str | None:
+    """The storage format of a SQLite date or time type (SQLAlchemy's, or one given to it), None for others."""
+    return getattr(impl, "_storage_format", None)
+
 
 class Base(DeclarativeBase):
     """Declarative base with the project's constraint naming convention."""
@@ -73,6 +105,23 @@ def configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+
+# -- reads -------------------------------------------------------------------------------------------------------
+
+
+def read(statement: Executable, params: Mapping[str, Any]) -> CursorResult[*tuple[Any, ...]]:
+    """Run a SELECT of columns (no entities) on the session's connection and transaction, as Core runs it.
+
+    The rows are those ``db.session.execute(statement, params)`` gives (the same SQL, connection and result
+    processing; no entity is loaded, so the identity map has nothing to do with it), and pending changes are
+    flushed first when the session autoflushes, as there. What is left out is the ORM's work per statement,
+    about two thirds of a short read's CPU: a backfill reads a job's parent and its links several times per job.
+    """
+    session = db.session
+    if session.autoflush:
+        session.flush()
+    return session.connection().execute(statement, params)
 
 
 # -- bulk inserts -----------------------------------------------------------------------------------------------
@@ -130,7 +179,7 @@ def _make_insert_plan(table: Table, keys: tuple[str, ...],
     values: list[tuple[str | None, Any, Any]] = []
     for name in compiled.positiontup:
         column = table.c[name]
-        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        process = _bind_processor(column.type, dialect)
         if name in keys:
             values.append((name, process, None))
             continue
@@ -140,3 +189,23 @@ def _make_insert_plan(table: Table, keys: tuple[str, ...],
         arg = getattr(default, "arg")  # noqa: B009 (ColumnDefault's; DefaultGenerator does not declare it)
         values.append((None, process, (lambda arg=arg: arg(None)) if default.is_callable else (lambda arg=arg: arg)))
     return str(compiled), values
+
+
+def _bind_processor(column_type: Any, dialect: Any) -> Any:
+    """The column type's bind processor for a bulk INSERT: its ``bulk_bind_processor`` when it has one that
+    applies (the same values with less work per value: JSON, keys and amounts in ``models/types.py``, UTC
+    timestamps here), a SQLite date's ``isoformat``, else its own. Each is tested against the column's own."""
+    bulk = getattr(column_type, "bulk_bind_processor", None)
+    process = bulk(dialect) if bulk is not None else None
+    if process is not None:
+        return process
+    own = column_type.dialect_impl(dialect).bind_processor(dialect)
+    if dialect.name == "sqlite" and type(column_type) is Date and own is not None and (
+            _storage_format(column_type.dialect_impl(dialect)) == _SQLITE_DATE):
+        return partial(_sqlite_date, own)
+    return own
+
+
+def _sqlite_date(own: Callable[[Any], Any], value: Any) -> Any:
+    """A date as SQLite's DATE writes it (``isoformat``: the same zero-padded text), anything else as ``own``."""
+    return value.isoformat() if type(value) is date else own(value)

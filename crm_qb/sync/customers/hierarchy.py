@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from crm_qb.db import db, utcnow
+from crm_qb.db import db, read, utcnow
 from crm_qb.models import ContactLink, LinkState, QboCustomer
 
 MAX_DEPTH = 5  # QBO allows sub-customers five levels deep; a deeper chain in the data is cut, not followed forever
@@ -118,7 +118,8 @@ def contacts_for(connection_id: int, qbo_customer_ids: Iterable[str]) -> dict[st
     return found
 
 
-# Built once (a sync asks these for every job it meets; building a statement costs more than running it).
+# Built once and run as Core (``db.read``): a sync asks these for every job it meets, and building a statement,
+# or the ORM's work around running it, costs more than SQLite takes to answer it.
 _PARENTS = select(QboCustomer.qbo_customer_id, QboCustomer.parent_id).where(
     QboCustomer.connection_id == bindparam("connection_id"),
     QboCustomer.qbo_customer_id.in_(bindparam("ids", expanding=True)))
@@ -132,8 +133,7 @@ _PARENT_AND_NAME = select(QboCustomer.parent_id, QboCustomer.display_name).where
 def _parents(connection_id: int, customer_ids: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for start in range(0, len(customer_ids), BATCH):
-        rows = db.session.execute(_PARENTS, {"connection_id": connection_id,
-                                             "ids": list(customer_ids[start:start + BATCH])})
+        rows = read(_PARENTS, {"connection_id": connection_id, "ids": list(customer_ids[start:start + BATCH])})
         found.update({str(customer): str(parent) for customer, parent in rows if parent})
     return found
 
@@ -141,15 +141,14 @@ def _parents(connection_id: int, customer_ids: Sequence[str]) -> dict[str, str]:
 def _linked_contacts(connection_id: int, customer_ids: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for start in range(0, len(customer_ids), BATCH):
-        rows = db.session.execute(_LINKED_CONTACTS, {"connection_id": connection_id,
-                                                     "ids": list(customer_ids[start:start + BATCH])})
+        rows = read(_LINKED_CONTACTS, {"connection_id": connection_id, "ids": list(customer_ids[start:start + BATCH])})
         found.update({str(customer): str(contact) for customer, contact in rows if customer and contact})
     return found
 
 
 def _parent_and_name(connection_id: int, qbo_customer_id: str) -> Any:
     """A remembered customer's ``parent_id`` and ``display_name`` (a row of the two columns), or None."""
-    return db.session.execute(_PARENT_AND_NAME, {"connection_id": connection_id, "id": qbo_customer_id}).first()
+    return read(_PARENT_AND_NAME, {"connection_id": connection_id, "id": qbo_customer_id}).first()
 
 
 def _row(connection_id: int, qbo_customer_id: str) -> Any:

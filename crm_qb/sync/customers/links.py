@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from crm_qb.address import Address
-from crm_qb.db import db, insert_many
+from crm_qb.db import db, insert_many, read
 from crm_qb.models import AuditEntry, Conflict, ContactLink, LinkState
 from crm_qb.sync.pipeline.events import mark_processed
 from crm_qb.sync.rules.canonical import CanonicalValue
@@ -47,8 +47,8 @@ class LinkRecord:
     id: int | None = None
 
     @classmethod
-    def of(cls, row: ContactLink) -> LinkRecord:
-        """A record copied from a row."""
+    def of(cls, row: ContactLink | Row[Any]) -> LinkRecord:
+        """A record copied from a row (an entity, or a row of its columns with the same names)."""
         return cls(row.connection_id, row.crm_contact_id, row.qbo_customer_id, row.state,
                    dict(row.base) if row.base else None, dict(row.qbo_owned or {}), row.qbo_sync_token,
                    row.qbo_updated_at, row.crm_version, row.crm_updated_at, row.qbo_active, row.review_reason,
@@ -70,12 +70,17 @@ class Record:
     conflicts: Sequence[MergeConflict] = ()
 
 
-# The reads a sync makes for every customer, built once: building and keying a statement costs several times
-# what SQLite takes to answer it (a backfill makes these reads for every customer, and for every job).
-_BY_QBO = select(ContactLink).where(ContactLink.connection_id == bindparam("connection_id"),
-                                    ContactLink.qbo_customer_id == bindparam("value"))
-_BY_CRM = select(ContactLink).where(ContactLink.connection_id == bindparam("connection_id"),
-                                    ContactLink.crm_contact_id == bindparam("value"))
+# The reads a sync makes for every customer, built once and run as Core (``db.read``): building and keying a
+# statement, or the ORM's work around running it, costs several times what SQLite takes to answer it (a backfill
+# makes these reads for every customer, and for every job). A link is read as the columns ``LinkRecord`` copies.
+_RECORD_COLUMNS = (ContactLink.connection_id, ContactLink.crm_contact_id, ContactLink.qbo_customer_id,
+                   ContactLink.state, ContactLink.base, ContactLink.qbo_owned, ContactLink.qbo_sync_token,
+                   ContactLink.qbo_updated_at, ContactLink.crm_version, ContactLink.crm_updated_at,
+                   ContactLink.qbo_active, ContactLink.review_reason, ContactLink.review_candidates, ContactLink.id)
+_BY_QBO = select(*_RECORD_COLUMNS).where(ContactLink.connection_id == bindparam("connection_id"),
+                                         ContactLink.qbo_customer_id == bindparam("value"))
+_BY_CRM = select(*_RECORD_COLUMNS).where(ContactLink.connection_id == bindparam("connection_id"),
+                                         ContactLink.crm_contact_id == bindparam("value"))
 _BASE_BY_QBO = select(ContactLink.base).where(ContactLink.connection_id == bindparam("connection_id"),
                                               ContactLink.qbo_customer_id == bindparam("value"))
 
@@ -93,7 +98,7 @@ def find_by_crm(connection_id: int, contact_id: str) -> LinkRecord | None:
 def base_by_qbo(connection_id: int, customer_id: str) -> dict[str, Any] | None:
     """The agreed base of the customer's link (``find_by_qbo(...).base``, without reading the rest); None when
     there is no link or no base yet. Ends the read transaction."""
-    base = db.session.scalar(_BASE_BY_QBO, {"connection_id": connection_id, "value": customer_id})
+    base = read(_BASE_BY_QBO, {"connection_id": connection_id, "value": customer_id}).scalar()
     db.session.rollback()
     return dict(base) if base else None
 
@@ -124,7 +129,7 @@ def agreed_crm_versions(connection_id: int, contact_ids: Sequence[str]) -> dict[
 
 
 def _find(statement: Any, connection_id: int, value: str) -> LinkRecord | None:
-    row = db.session.scalars(statement, {"connection_id": connection_id, "value": value}).first()
+    row = read(statement, {"connection_id": connection_id, "value": value}).first()
     record = LinkRecord.of(row) if row is not None else None
     db.session.rollback()
     return record

@@ -130,8 +130,8 @@ def _merge(ctx: SyncContext, link: LinkRecord, sides: Sides, keep_qbo_name: bool
     c = _crm_canonical(sides.contact, link.base) if sides.contact is not None else dict(base)
     if keep_qbo_name:
         c["display_name"] = q.get("display_name")
-    if link.base is None:
-        return first_link(q, c, directions=directions)
+    if link.base is None:  # both sides as canonical_from_qbo / _crm_canonical fold them: not folded again
+        return first_link(q, c, directions=directions, folded=sides.customer is not None and sides.contact is not None)
     return merge(base, q, c, qbo_changed_at=_qbo_time(link, sides), crm_changed_at=_crm_time(link, sides),
                  policy=ctx.settings.conflict_policy, window=ctx.settings.window, directions=directions)
 

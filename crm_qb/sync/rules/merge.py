@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
+from typing import cast
 
 from crm_qb.sync.rules.canonical import FIELDS, CanonicalValue, canonicalise_record
 from crm_qb.sync.rules.mapping import field_settings
@@ -110,11 +111,24 @@ def merge(
 
 
 def first_link(
-    qbo: Mapping[str, object], crm: Mapping[str, object], *, directions: Mapping[str, str] | None = None
+    qbo: Mapping[str, object],
+    crm: Mapping[str, object],
+    *,
+    directions: Mapping[str, str] | None = None,
+    folded: bool = False,
 ) -> MergeResult:
-    """Return the first-link merge: empty fields filled from the other side, differing ones take QBO's."""
+    """Return the first-link merge: empty fields filled from the other side, differing ones take QBO's.
+
+    ``folded=True``: both records are ``canonicalise_record``'s answers already (every field, each canonical), as
+    ``canonical_from_qbo`` and ``canonical_from_crm`` give them, so they are not folded again (folding is
+    idempotent: the same merge). A backfill first-links every customer it creates a contact for.
+    """
     settings = field_settings(directions)
-    q, c = canonicalise_record(qbo), canonicalise_record(crm)
+    if folded:
+        q: Mapping[str, CanonicalValue] = {name: cast(CanonicalValue, qbo[name]) for name in FIELDS}
+        c: Mapping[str, CanonicalValue] = {name: cast(CanonicalValue, crm[name]) for name in FIELDS}
+    else:
+        q, c = canonicalise_record(qbo), canonicalise_record(crm)
     outcomes = {name: _link_field(name, q[name], c[name], settings[name]) for name in FIELDS}
     return _result(outcomes, q, c)
 
