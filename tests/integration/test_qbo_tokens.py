@@ -286,7 +286,7 @@ def test_processes_refreshing_one_connection_at_once_make_one_token_call(redis_c
     store.save(CONNECTION, TokenSet("access-expired", "refresh-0", now - timedelta(minutes=1),
                                     now + timedelta(days=100), "9130"))
     server = FakeIntuit()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     context = multiprocessing.get_context("spawn")
     count = 4
     barrier, results = context.Barrier(count), context.Queue()

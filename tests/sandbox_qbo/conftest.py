@@ -127,7 +127,7 @@ def live():
     server = make_server("127.0.0.1", 0, app, threaded=True)
     sandbox = sandbox_of(app)
     sandbox.base_url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield sandbox
     server.shutdown()

@@ -52,7 +52,7 @@ class QboSandbox:
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.sandbox.base_url = self.url
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
         self.realm_id = self.post("/_sandbox/realms", {"customers": 0, "transactions": 0})["realm_id"]
 
