@@ -32,6 +32,7 @@ from urllib.parse import quote
 import requests
 
 from crm_qb.errors import PermanentError, TransientError
+from crm_qb.qbo import exactjson
 from crm_qb.qbo.faults import (
     THROTTLE_WAIT_SECONDS,
     AuthenticationError,
@@ -504,7 +505,7 @@ def _rows(query_response: Any, entity: str) -> list[dict[str, Any]]:
 
 def _json_object(content: bytes, tid: str | None, status: int) -> dict[str, Any]:
     try:
-        document = json.loads(content, parse_float=Decimal)
+        document = exactjson.loads(content)
     except ValueError:
         document = None
     if not isinstance(document, dict):

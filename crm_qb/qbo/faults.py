@@ -8,7 +8,6 @@ tags are matched case-insensitively because Intuit spells them both ways.
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from crm_qb.errors import CrmQbError, PermanentError, TransientError
+from crm_qb.qbo import exactjson
 
 THROTTLE_WAIT_SECONDS = 60.0  # Intuit: "wait 60 seconds before retrying the request"
 
@@ -284,7 +284,7 @@ def _fault_in_body(body: bytes) -> tuple[tuple[Mapping[str, Any], datetime | Non
         return _xml_fault(text), None
     if text.startswith(b"{"):
         try:
-            document = json.loads(text, parse_float=Decimal)
+            document = exactjson.loads(text)
         except ValueError:
             return None, None
         return _json_fault(document), document
