@@ -15,7 +15,7 @@ from . import faults
 from .batch import item_count, run_batch
 from .clock import company_zone, response_time
 from .entities import BY_PATH
-from .http import json_body, json_response
+from .http import data_response, json_body, json_response
 from .limits import throttle_xml
 from .rates import get_rate, set_rate
 from .reading import change_data_capture, run_query
@@ -152,7 +152,7 @@ def _get(sandbox: Sandbox, realm_id: str, rest: str) -> Response:
 
 def _query(sandbox: Sandbox, realm_id: str, text: str) -> Response:
     response = run_query(sandbox.engine, realm_id, text)
-    return json_response({"QueryResponse": response, "time": _now_text(sandbox, realm_id)})
+    return data_response({"QueryResponse": response, "time": _now_text(sandbox, realm_id)})
 
 
 def _post(sandbox: Sandbox, realm_id: str, rest: str) -> Response:

@@ -16,6 +16,13 @@ def json_response(body: object, status: int = 200) -> Response:
     return response
 
 
+def data_response(body: object) -> Response:
+    """``json_response(body)`` for an answer of realm data (no floats: ``jsonio.dumps_data``), written faster."""
+    response = Response(jsonio.dumps_data(body), status=200, mimetype="application/json")
+    response.headers["intuit_tid"] = str(uuid.uuid4())
+    return response
+
+
 def json_body() -> object:
     """The request body parsed as JSON with Decimal money; a QBO fault when it is not JSON."""
     raw = request.get_data()
