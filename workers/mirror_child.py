@@ -13,6 +13,7 @@ import sys
 from dataclasses import replace
 
 from crm_qb.app import create_app
+from crm_qb.gcpolicy import bulk_collection
 from crm_qb.logs import setup_logging
 from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline.backfill import serve_transactions
@@ -29,7 +30,8 @@ def main() -> None:
         services = rt.sync_services()
         if task.paced:  # the parent gives way to live work: so do its pages here
             services = replace(services, pace=bulk_pacer(rt.redis, rt.keys))
-        serve_transactions(services, task, sys.stdin, sys.stdout)
+        with bulk_collection():  # the walk allocates a page of objects after another (gcpolicy)
+            serve_transactions(services, task, sys.stdin, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import threading
 
 from werkzeug.serving import make_server
 
+from crm_qb.gcpolicy import bulk_collection
+
 from . import jsonio
 from .app import create_app, sandbox_of
 from .sandbox import SandboxConfig
@@ -36,7 +38,8 @@ def run(host: str = "127.0.0.1", port: int = 0, persist_path: str | None = None,
     try:
         sys.stdout.write(jsonio.dumps(sandbox.info(sandbox.base_url)) + "\n")
         sys.stdout.flush()
-        server.serve_forever()
+        with bulk_collection():  # a page of a thousand objects per answer: collect cycles less often
+            server.serve_forever()
     finally:
         server.server_close()
         sandbox.stop()
