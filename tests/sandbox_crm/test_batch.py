@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 import requests
 from flask.testing import FlaskClient
 
@@ -87,3 +89,19 @@ def test_each_changed_contact_sends_its_hook(http: requests.Session, live_crm: R
     assert events[1]["contact"] == results[0]["contact"] and events[2]["contact"] == results[3]["contact"]
     assert live_crm.sandbox.hooks.wait_idle(5)
     assert http.get(f"{live_crm.url}/_sandbox/hooks").json()["delivered"] == 3
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"first_name": "Ada", "tags": ["a", "b"]},
+    {"billing_address": {"line1": "1 Main St", "city": "Springfield"}, "shipping_address": None},
+    {"email": "ada@example.test", "quickbooks": None, "active": False, "notes": "x\ny"},
+])
+def test_a_new_contact_changed_in_place_is_the_copy_changed(changes: dict) -> None:
+    """``create_contact`` applies its changes to the new record itself (``copy=False``): the same record."""
+    from crm_qb.sandbox.crm.store import apply_changes, new_contact
+
+    copied = apply_changes(new_contact("ct_1"), changes)
+    in_place = new_contact("ct_1")
+    assert apply_changes(in_place, changes, copy=False) is in_place
+    assert in_place == copied
+    assert json.dumps(in_place) == json.dumps(copied)

@@ -37,9 +37,11 @@ def new_contact(contact_id: str) -> dict[str, Any]:
             "shipping_address": empty_address(), "tags": [], "active": True, "quickbooks": None}
 
 
-def apply_changes(contact: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """Return a copy of ``contact`` with validated ``changes`` applied (addresses merged part by part)."""
-    updated = json.loads(json.dumps(contact))
+def apply_changes(contact: dict[str, Any], changes: dict[str, Any], *, copy: bool = True) -> dict[str, Any]:
+    """Return a copy of ``contact`` with validated ``changes`` applied (addresses merged part by part);
+    ``copy=False`` changes ``contact`` itself, for a record nobody else holds yet (``new_contact``'s: copying
+    it was a sixth of a batch create's CPU)."""
+    updated = json.loads(json.dumps(contact)) if copy else contact
     for key, value in changes.items():
         if key in ADDRESS_KEYS:
             updated[key] = empty_address() if value is None else {**updated[key], **value}
@@ -110,7 +112,7 @@ class CrmStore:
         """Create a contact from validated fields, emit contact.created and return it."""
         with self._db.lock:
             self._check_owner(changes)
-            contact = apply_changes(new_contact("ct_" + secrets.token_hex(8)), changes)
+            contact = apply_changes(new_contact("ct_" + secrets.token_hex(8)), changes, copy=False)
             self._save(contact)
             self._db.emit(make_event("contact.created", contact["updated_at"], contact=contact))
             return contact
