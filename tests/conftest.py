@@ -169,11 +169,20 @@ def _copy_sqlite(source: Path, target: Path) -> None:
 
 
 def _truncate(app: Flask) -> None:
+    """Empty every table of the app's PostgreSQL database and restart its id sequences, as a new database has them.
+
+    DELETE in dependency order, not TRUNCATE: a test leaves a few rows, and TRUNCATE of every table cost the server
+    about 0.1 s per test (new files for each table) where DELETE takes a few milliseconds."""
     from crm_qb.db import db
 
     with app.app_context():
-        tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
-        db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+        sequences = db.session.execute(text(
+            "SELECT quote_ident(s.relname) FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace "
+            "WHERE s.relkind = 'S' AND n.nspname = current_schema()")).scalars().all()
+        statements = [f'DELETE FROM "{table}"' for table in tables]
+        statements += [f"ALTER SEQUENCE {sequence} RESTART" for sequence in sequences]
+        db.session.execute(text("; ".join(statements)))
         db.session.commit()
 
 
