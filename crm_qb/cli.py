@@ -125,13 +125,9 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the schema to the latest migration."""
-    from flask_migrate import upgrade
+    from crm_qb.app import upgrade_schema
 
-    from crm_qb.app import MIGRATIONS_DIR
-
-    app = _app()
-    with app.app_context():
-        upgrade(directory=MIGRATIONS_DIR)
+    upgrade_schema(_app())
     click.echo("database is at the latest schema")
 
 

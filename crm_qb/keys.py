@@ -90,6 +90,11 @@ class RedisKeys:
         job's timeout ends), which bulk work on the host gives way to (crm_qb.sync.pacing)."""
         return f"{self.prefix}:live-work:{host}"
 
+    def bulk_slots(self, host: str) -> str:
+        """The sorted set of the workers of ``host`` holding one of its bulk-job slots (member: worker name, score:
+        when its lease ends unless renewed; workers.bulkslots)."""
+        return f"{self.prefix}:bulk-slots:{host}"
+
     def cdc_answer(self, realm_id: str, entity: str) -> str:
         """The hash holding a realm's objects of ``entity`` from the drains' last CDC answers (minutes only)."""
         return f"{self.prefix}:cdc:{realm_id}:{entity}"

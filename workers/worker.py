@@ -17,6 +17,8 @@ import logging
 import os
 import signal
 import threading
+import time
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
@@ -31,7 +33,8 @@ from crm_qb.db import db
 from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
-from workers import niced
+from workers import bulkslots, niced
+from workers.bulkslots import BulkSlots
 from workers.jobs import drain_all_pending
 from workers.queues import BACKFILL, LIVE_QUEUE_NAMES, QUEUE_NAMES, all_queues, mark_live_work, unmark_live_work
 
@@ -66,12 +69,43 @@ class AppWorker(SimpleWorker):
 
     flask_app: Flask
     bulk_nice: int = 0
+    bulk_slots: BulkSlots | None = None  # this host's bulk-job slots, when the worker serves the bulk queue
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        """RQ's dequeue, from the live queues only while every bulk slot of this host is held
+        (``workers.bulkslots``); a bulk job dequeued when the last slot was just taken goes back to the front."""
+        slots = self.bulk_slots
+        if slots is None:
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        every = list(self._ordered_queues)
+        bulk_name = runtime(self.flask_app).keys.queue(BACKFILL)
+        live = [q for q in every if q.name != bulk_name]
+        idle_since = time.monotonic()
+        try:
+            while True:
+                self._ordered_queues = live if slots.full() else every
+                blocking = timeout is not None  # burst mode (None): look once, as RQ does
+                wait = None if not blocking else min(timeout or bulkslots.RECHECK_SECONDS, bulkslots.RECHECK_SECONDS)
+                result = super().dequeue_job_and_maintain_ttl(wait, bulkslots.RECHECK_SECONDS if blocking else None)
+                if result is not None:
+                    job, queue = result
+                    if queue.name != bulk_name or slots.acquire(self.name):
+                        return result
+                    queue.push_job_id(job.id, at_front=True)  # another worker took the last slot first
+                    continue
+                if not blocking or (max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time):
+                    return None
+        finally:
+            self._ordered_queues = every
 
     def perform_job(self, job: Any, queue: Any) -> bool:
         rt = runtime(self.flask_app)
-        if self.bulk_nice > 0 and niced.supported() and job.origin == rt.keys.queue(BACKFILL):
-            return niced.run(self.bulk_nice, partial(self._perform_bulk, job, queue), name=f"bulk {job.id}")
-        return self._perform(job, queue)
+        if job.origin != rt.keys.queue(BACKFILL):
+            return self._perform(job, queue)
+        with self.bulk_slots.held(self.name) if self.bulk_slots is not None else nullcontext():
+            if self.bulk_nice > 0 and niced.supported():
+                return niced.run(self.bulk_nice, partial(self._perform_bulk, job, queue), name=f"bulk {job.id}")
+            return self._perform(job, queue)
 
     def _perform_bulk(self, job: Any, queue: Any) -> bool:
         self.death_penalty_class = ThreadTimeout  # this thread's own; the worker's class keeps the signal one
@@ -115,6 +149,8 @@ def build_worker(app: Flask, name: str | None = None, queues: tuple[str, ...] = 
     worker = AppWorker(served, connection=rt.redis, name=name)
     worker.flask_app = app
     worker.bulk_nice = bulk_nice
+    if BACKFILL in queues and rt.settings.bulk_jobs_per_host > 0:
+        worker.bulk_slots = BulkSlots(rt.redis, rt.keys, rt.settings.bulk_jobs_per_host)
     return worker
 
 

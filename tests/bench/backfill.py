@@ -85,14 +85,12 @@ def _settings(workdir: Path, database_url: str | None, qbo: dict[str, Any]) -> A
 
 def _connect(app: Any, crm: dict[str, Any], realm: str) -> int:
     """Create a connection to the CRM and connect it to ``realm`` (the sandbox consents at once)."""
-    from flask_migrate import upgrade
-
-    from crm_qb.app import MIGRATIONS_DIR
+    from crm_qb.app import upgrade_schema
     from crm_qb.connections import create_connection
     from crm_qb.runtime import runtime
 
+    upgrade_schema(app)
     with app.app_context():
-        upgrade(directory=MIGRATIONS_DIR)
         made = create_connection(runtime(app).secrets, crm_url=crm["api_base"], crm_token=crm["token"], name="bench")
         services = runtime(app).qbo()
         consent = requests.get(services.oauth.authorization_url("bench") + f"&realm={realm}",

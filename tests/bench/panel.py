@@ -26,11 +26,10 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 from flask import Flask
-from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from crm_qb.app import MIGRATIONS_DIR, create_app
+from crm_qb.app import create_app, upgrade_schema
 from crm_qb.config import load_settings
 from crm_qb.connections import create_connection
 from crm_qb.db import db
@@ -71,8 +70,7 @@ def _app(tmp: Path, url: str) -> Flask:
     env = {"CRM_QB_INSTANCE_PATH": str(tmp), "CRM_QB_DATABASE_URL": url, "CRM_QB_SECRET_KEY": "bench",
            "CRM_QB_ENCRYPTION_KEY": Fernet.generate_key().decode(), "CRM_QB_QBO_ENVIRONMENT": "production"}
     app = create_app(load_settings(env))
-    with app.app_context():
-        upgrade(directory=MIGRATIONS_DIR)
+    upgrade_schema(app)
     return app
 
 

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask_migrate import upgrade
 from werkzeug.serving import make_server
 
-from crm_qb.app import MIGRATIONS_DIR, create_app
+from crm_qb.app import create_app, upgrade_schema
 from crm_qb.db import db
 from crm_qb.models import Connection
 from crm_qb.sandbox.crm.server import RunningServer, start_server
@@ -88,8 +87,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     tmp = tmp_path_factory.mktemp("browser")
     app = create_app(make_settings(tmp, f"sqlite:///{tmp / 'crm_qb.sqlite3'}", qbo_environment="production",
                                    qbo_app_base=APP_BASE))
-    with app.app_context():
-        upgrade(directory=MIGRATIONS_DIR)
+    upgrade_schema(app)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()

@@ -94,6 +94,7 @@ def test_events_survive_a_redis_flush(app: Flask, client: FlaskClient, redis_cli
     assert _event(app, event_id) == (EventStatus.PROCESSED, 1)
 
 
+@pytest.mark.postgresql_slow  # a worker's signals and niceness: the SQLite variant keeps it in CI
 def test_an_idle_worker_stops_on_sigterm(redis_client: Redis, spawn: Callable[..., Popen[bytes]]) -> None:
     """A supervisor's stop (SIGTERM) ends an idle worker at once; only a Redis failure restarts its loop."""
     worker = spawn("worker")
@@ -112,6 +113,7 @@ def _thread_nices(pid: int) -> set[int]:
     return nices
 
 
+@pytest.mark.postgresql_slow  # a worker's signals and niceness: the SQLite variant keeps it in CI
 def test_a_worker_with_nice_runs_every_thread_at_that_niceness_and_takes_bulk_drains(
         app: Flask, client: FlaskClient, redis_client: Redis, spawn: Callable[..., Popen[bytes]]) -> None:
     """Issue 16: ``crm-qb worker --queues backfill --nice 7`` (first syncs and their backlog at a lower CPU

@@ -131,6 +131,7 @@ def test_a_second_up_resumes_the_demo_with_its_data_and_its_one_connection(tmp_p
     assert "Traceback" not in output, output[-5000:]
 
 
+@pytest.mark.slow  # a whole second `up`: `scripts/test`, not CI; the HubSpot connector's e2e tests stay in CI
 def test_up_with_the_local_hubspot_syncs_and_answers_the_card(tmp_path: Path, redis_client: object) -> None:
     web, qbo, hubspot = free_port(), free_port(), free_port()
     up = Up(tmp_path, web, qbo, hubspot, crm_kind="hubspot")

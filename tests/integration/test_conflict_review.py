@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from crm_qb.models import AuditEntry, ConflictStatus, ContactLink
 from crm_qb.web import signing
 from tests.support import sync as support
 from tests.support.sync import Harness
 from workers.worker import build_worker
+
+# What this file tests does not depend on the database: its SQLite variants run in CI, its PostgreSQL ones with the
+# slow tests (tests/conftest.py), to keep CI under 15 minutes.
+pytestmark = pytest.mark.postgresql_slow
+
 
 qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
 

@@ -22,6 +22,11 @@ from tests.conftest import make_settings, settings_env
 from tests.support.connections import add_connection, set_connection
 from tests.support.oauth import sign_in
 
+# What this file tests does not depend on the database: its SQLite variants run in CI, its PostgreSQL ones with the
+# slow tests (tests/conftest.py), to keep CI under 15 minutes.
+pytestmark = pytest.mark.postgresql_slow
+
+
 REASON = "Intuit rejected the refresh token: invalid_grant"
 
 

@@ -5,6 +5,7 @@ Each action is followed by a look at both sides: the QBO sandbox and the referen
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select, update
 
 from crm_qb.db import db
@@ -12,6 +13,11 @@ from crm_qb.models import EventStatus, InboundEvent
 from tests.support import sync as support
 from tests.support.console import admin, post
 from tests.support.sync import Harness
+
+# What this file tests does not depend on the database: its SQLite variants run in CI, its PostgreSQL ones with the
+# slow tests (tests/conftest.py), to keep CI under 15 minutes.
+pytestmark = pytest.mark.postgresql_slow
+
 
 qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
 

@@ -24,6 +24,11 @@ from tests.support import sync as support
 from tests.support.console import admin, post
 from tests.support.sync import Harness
 
+# What this file tests does not depend on the database: its SQLite variants run in CI, its PostgreSQL ones with the
+# slow tests (tests/conftest.py), to keep CI under 15 minutes.
+pytestmark = pytest.mark.postgresql_slow
+
+
 qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
 
 OPERATOR = "operator-token-" + "z" * 24

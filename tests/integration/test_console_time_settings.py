@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.integration.test_console_api_cli import _api
 from tests.integration.test_time_sync import _entity, _entries, _hook, _log, _time_activity, _world
 from tests.support import sync as support
 from tests.support.console import admin, post
 from tests.support.sync import Harness
+
+# What this file tests does not depend on the database: its SQLite variants run in CI, its PostgreSQL ones with the
+# slow tests (tests/conftest.py), to keep CI under 15 minutes.
+pytestmark = pytest.mark.postgresql_slow
+
 
 qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
 

@@ -32,6 +32,11 @@ from tests.conftest import make_settings, settings_env
 from tests.support.connections import add_connection, connection_row, crm_body, post_crm
 from tests.support.folder import APP_BASE, company, link
 
+# What this file tests does not depend on the database: its SQLite variants run in CI, its PostgreSQL ones with the
+# slow tests (tests/conftest.py), to keep CI under 15 minutes.
+pytestmark = pytest.mark.postgresql_slow
+
+
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:

@@ -14,6 +14,11 @@ from tests.conftest import settings_env
 from tests.support import followups
 from tests.support.followups import QBO_OVERRIDES, World
 
+# What this file tests does not depend on the database: its SQLite variants run in CI, its PostgreSQL ones with the
+# slow tests (tests/conftest.py), to keep CI under 15 minutes.
+pytestmark = pytest.mark.postgresql_slow
+
+
 settings, crm, world = followups.settings_fixture, followups.crm_fixture, followups.world_fixture
 
 

@@ -29,6 +29,11 @@ from crm_qb.sandbox.hubspot.state import SandboxConfig
 from tests.conftest import make_settings
 from tests.support.oauth import sign_in
 
+# What this file tests does not depend on the database: its SQLite variants run in CI, its PostgreSQL ones with the
+# slow tests (tests/conftest.py), to keep CI under 15 minutes.
+pytestmark = pytest.mark.postgresql_slow
+
+
 CLIENT_ID, CLIENT_SECRET = "hs-client-id", "hs-client-secret"
 
 

@@ -32,6 +32,11 @@ from tests.support.oauth import (
 )
 from workers.qbo_jobs import load_company_details
 
+# What this file tests does not depend on the database: its SQLite variants run in CI, its PostgreSQL ones with the
+# slow tests (tests/conftest.py), to keep CI under 15 minutes.
+pytestmark = pytest.mark.postgresql_slow
+
+
 sandbox, settings = oauth_helpers.sandbox_fixture, oauth_helpers.sandbox_settings
 
 

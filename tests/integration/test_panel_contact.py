@@ -20,6 +20,11 @@ from crm_qb.web.panel_tokens import make_embed_token, make_panel_token
 from tests.conftest import make_settings
 from tests.support.folder import APP_BASE, apply, company, link, qbo_json, qbo_page, txn
 
+# What this file tests does not depend on the database: its SQLite variants run in CI, its PostgreSQL ones with the
+# slow tests (tests/conftest.py), to keep CI under 15 minutes.
+pytestmark = pytest.mark.postgresql_slow
+
+
 SECRET = "test-secret-key"  # make_settings' SECRET_KEY
 
 

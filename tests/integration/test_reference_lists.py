@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import requests
 from sqlalchemy import select
 
@@ -16,6 +17,11 @@ from crm_qb.models import QboReference
 from crm_qb.qbo.company import PAYMENT_METHOD, TERM
 from tests.support import sync as support
 from tests.support.sync import Harness
+
+# What this file tests does not depend on the database: its SQLite variants run in CI, its PostgreSQL ones with the
+# slow tests (tests/conftest.py), to keep CI under 15 minutes.
+pytestmark = pytest.mark.postgresql_slow
+
 
 qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
 

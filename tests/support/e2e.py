@@ -269,7 +269,9 @@ def wire(settings: Settings, tmp_path: Path, spawn: Callable[..., subprocess.Pop
         _truncate(app)
     realm = new_realm(qbo)
     env = {f"CRM_QB_{key.upper()}": str(value) for key, value in overrides.items()}
-    spawn("web", "--port", str(web_port), "--workers", "2", extra_env=env)
+    # One web process (of 8 threads) is enough for a test's traffic; each process costs a second of CPU to start
+    # and CI's two cores are the suite's limit. Several web processes are tested by test_pipeline.
+    spawn("web", "--port", str(web_port), "--workers", "1", extra_env=env)
     for _ in range(workers):
         spawn("worker", extra_env=env)
     wait_for(lambda: healthy(web), timeout=90, what="crm-qb web to answer /healthz")
