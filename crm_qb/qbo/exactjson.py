@@ -8,11 +8,11 @@ in less time, and its ``float_hook`` receives each non-integer number's text, so
 Where the two could differ, ``loads`` gives ``json.loads``'s answer:
 - a number written without fraction or exponent that does not fit 64 bits reaches the hook as text (msgspec does
   not make big ints): it is read as the ``int`` ``json.loads`` makes of it;
-- anything msgspec refuses (NaN or Infinity, a lone surrogate escape, invalid UTF-8, a UTF-16 body, a BOM...)
-  is parsed by ``json.loads`` itself, which then gives its answer or raises its ``ValueError``;
-- a text ``json.loads`` refuses but msgspec would accept (raw control characters inside a string: ``json`` is
-  strict about them, msgspec is not) is checked for before msgspec's answer is returned.
-``tests/unit/test_exact_json.py`` compares both, value and type, on generated documents and arbitrary bytes.
+- anything msgspec refuses (NaN or Infinity, a lone surrogate escape, invalid UTF-8, a UTF-16 body, a BOM, a raw
+  control character in a string...) is parsed by ``json.loads`` itself, which then gives its answer or raises its
+  ``ValueError`` (a ``RecursionError`` for nesting too deep, as before).
+Both keep the last of two equal keys. ``tests/unit/test_exact_json.py`` compares both, value and type, on generated
+documents, damaged ones, arbitrary bytes and edge cases.
 """
 
 from __future__ import annotations
