@@ -71,7 +71,7 @@ def test_insert_many_stores_what_sqlalchemy_stores(app: Flask) -> None:
         assert rows[:2] == rows[2:] and [r["action"] for r in rows] == ["x", "y", "x", "y"]
         stamps = db.session.execute(select(folder.c.created_at, folder.c.updated_at)).all()
         assert all(created is not None and updated is not None for created, updated in stamps)
-        items = db.session.scalars(select(FolderItem).where(FolderItem.qbo_id.like("m%"))).all()
+        items = db.session.scalars(select(FolderItem).where(FolderItem.qbo_id.like("m%")).order_by(FolderItem.id)).all()
         assert items[0].exchange_rate == Decimal("1.000000000001") and items[0].total == Decimal("10.10")
         assert items[0].created_at.tzinfo is not None and items[0].doc_number == "A-1"
 
