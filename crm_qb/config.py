@@ -59,7 +59,7 @@ class Settings:
     event_retention_days: int = 30
     backfill_page_size: int = 1000
     backfill_process: bool = True  # a plain backfill mirrors transactions in a process of its own
-    bulk_jobs_per_host: int = 1  # bulk jobs a host's workers run at once (0: no limit; workers.bulkslots)
+    bulk_jobs_per_host: int = 0  # bulk jobs a host's workers run at once (0: no limit; workers.bulkslots)
     operator_token: str | None = None
     # Seconds between the attempts of an event whose other side failed for now (crm_qb.sync.rules.retry).
     retry_schedule: tuple[float, ...] = TRANSIENT_SCHEDULE
@@ -119,7 +119,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str |
         event_retention_days=_whole(env, "EVENT_RETENTION_DAYS", 30),
         backfill_page_size=_page_size(env),
         backfill_process=_switch(env, "BACKFILL_PROCESS", True),
-        bulk_jobs_per_host=_whole(env, "BULK_JOBS_PER_HOST", 1),
+        bulk_jobs_per_host=_whole(env, "BULK_JOBS_PER_HOST", 0),
         operator_token=_operator_token(env),
         retry_schedule=_retry_schedule(env),
         hubspot_api_base=_url(env, "HUBSPOT_API_BASE", "https://api.hubapi.com").rstrip("/"),

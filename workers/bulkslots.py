@@ -1,4 +1,5 @@
-"""At most ``CRM_QB_BULK_JOBS_PER_HOST`` bulk jobs at once on one host, so its other workers stay on live work.
+"""At most ``CRM_QB_BULK_JOBS_PER_HOST`` bulk jobs at once on one host (opt-in; 0, the default, is no limit),
+so its other workers stay on live work.
 
 A worker serving every queue (the default ``crm-qb worker``) takes a bulk job (a first sync, a backfill, the
 backlog of drains a first sync leaves) only when no live job waits, and then holds it: a first sync of a large

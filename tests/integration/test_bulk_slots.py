@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 from redis import Redis
 
+from crm_qb.config import Settings
 from crm_qb.keys import RedisKeys
 from crm_qb.runtime import runtime
 from tests.conftest import make_settings
@@ -22,6 +23,12 @@ pytestmark = pytest.mark.postgresql_slow
 
 
 KEYS = RedisKeys("crm_qb_test")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """The test app's settings with one bulk slot per host (the default is no limit)."""
+    return make_settings(tmp_path, database_url, bulk_jobs_per_host="1")
 
 
 @job(BACKFILL, timeout=60)
@@ -124,9 +131,9 @@ def test_two_slots_admit_two_holders(redis_client: Redis) -> None:
 def test_no_limit_or_no_bulk_queue_means_no_slots(tmp_path: Path, redis_client: Redis) -> None:
     from crm_qb.app import create_app
 
-    unlimited = create_app(make_settings(tmp_path, f"sqlite:///{tmp_path / 'a.sqlite3'}", bulk_jobs_per_host="0"))
+    unlimited = create_app(make_settings(tmp_path, f"sqlite:///{tmp_path / 'a.sqlite3'}"))  # the default
     assert build_worker(unlimited).bulk_slots is None
-    limited = create_app(make_settings(tmp_path, f"sqlite:///{tmp_path / 'b.sqlite3'}"))
+    limited = create_app(make_settings(tmp_path, f"sqlite:///{tmp_path / 'b.sqlite3'}", bulk_jobs_per_host="1"))
     assert build_worker(limited, queues=(INBOUND,)).bulk_slots is None
     assert build_worker(limited).bulk_slots is not None
 
