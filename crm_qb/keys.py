@@ -91,8 +91,8 @@ class RedisKeys:
         return f"{self.prefix}:live-work:{host}"
 
     def bulk_slots(self, host: str) -> str:
-        """The sorted set of the workers of ``host`` holding one of its bulk-job slots (member: worker name, score:
-        when its lease ends unless renewed; workers.bulkslots)."""
+        """The prefix of ``host``'s bulk-job slots, ``<it>:0`` to ``<it>:N-1``: each a renewed lock held by the worker
+        running a bulk job (workers.bulkslots)."""
         return f"{self.prefix}:bulk-slots:{host}"
 
     def cdc_answer(self, realm_id: str, entity: str) -> str:

@@ -19,39 +19,31 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from redis import Redis
 from redis.exceptions import RedisError
 
 from crm_qb.keys import RedisKeys
+from crm_qb.locks import RenewingLock
 
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 30.0  # a slot whose holder stopped renewing it (a killed worker) is free after this long
-RENEW_SECONDS = 10.0  # how often a running bulk job's worker renews its slot's lease
 RECHECK_SECONDS = 2  # a worker listening to the live queues only looks again this often whether a slot is free
 
-# Drop expired leases; grant (or renew) when the holder has a slot already or one is free.
-_ACQUIRE = """
-local now, lease, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZSCORE', KEYS[1], ARGV[4]) or redis.call('ZCARD', KEYS[1]) < cap then
-  redis.call('ZADD', KEYS[1], now + lease, ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(lease * 1000))
-  return 1
-end
-return 0
-"""
+
+class NoSlot:
+    """What a worker holds when Redis failed as it asked for a slot: the bulk job runs, nothing is given back."""
+
+    def release(self) -> None:
+        """Nothing was taken."""
 
 
 @dataclass
 class BulkSlots:
-    """The bulk-job slots of one host: ``limit`` of them, shared by its workers through Redis."""
+    """The bulk-job slots of one host: ``limit`` of them, each a ``RenewingLock`` (crm_qb.locks) in Redis, shared by
+    the host's workers. The lock's renewal (every third of ``lease``) is the lease a killed worker stops renewing."""
 
     redis: Redis
     keys: RedisKeys
@@ -59,48 +51,24 @@ class BulkSlots:
     host: str = field(default_factory=socket.gethostname)
     lease: float = LEASE_SECONDS
 
-    @property
-    def key(self) -> str:
-        return self.keys.bulk_slots(self.host)
+    def slot_keys(self) -> list[str]:
+        return [f"{self.keys.bulk_slots(self.host)}:{n}" for n in range(self.limit)]
 
     def full(self) -> bool:
-        """Whether every slot is held (by a lease not yet ended); False when Redis fails."""
+        """Whether every slot is held (by a lock not yet expired); False when Redis fails."""
         try:
-            return int(self.redis.zcount(self.key, time.time(), "+inf")) >= self.limit
+            return int(self.redis.exists(*self.slot_keys())) >= self.limit
         except RedisError:
             return False
 
-    def acquire(self, holder: str) -> bool:
-        """Take a slot for ``holder`` (True), or renew the one it holds; False when all are held by others."""
+    def acquire(self) -> RenewingLock | NoSlot | None:
+        """A free slot, taken and renewed until released; None when all are held by others."""
         try:
-            granted = self.redis.eval(_ACQUIRE, 1, self.key, time.time(), self.lease, self.limit, holder)
+            for key in self.slot_keys():
+                slot = RenewingLock(self.redis, key, ttl=self.lease, wait=0)
+                if slot.acquire():
+                    return slot
         except RedisError as exc:
-            log.warning("bulk slot of %s not taken (%s): running the bulk job anyway", holder, type(exc).__name__)
-            return True
-        return bool(granted)
-
-    def release(self, holder: str) -> None:
-        """Give ``holder``'s slot back (a failure leaves it to expire with its lease)."""
-        try:
-            self.redis.zrem(self.key, holder)
-        except RedisError as exc:
-            log.warning("bulk slot of %s not given back (%s): it frees when its lease ends", holder,
-                        type(exc).__name__)
-
-    @contextmanager
-    def held(self, holder: str, renew_every: float = RENEW_SECONDS) -> Iterator[None]:
-        """Keep ``holder``'s slot (already acquired) while the block runs, renewing its lease; release it after."""
-        stop = threading.Event()
-
-        def renew() -> None:
-            while not stop.wait(renew_every):
-                self.acquire(holder)
-
-        renewer = threading.Thread(target=renew, name=f"bulk-slot {holder}", daemon=True)
-        renewer.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            renewer.join()
-            self.release(holder)
+            log.warning("no bulk slot taken (%s): running the bulk job anyway", type(exc).__name__)
+            return NoSlot()
+        return None

@@ -18,7 +18,6 @@ import os
 import signal
 import threading
 import time
-from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
@@ -30,11 +29,12 @@ from rq.worker import SimpleWorker
 
 from crm_qb.crm.errors import CrmNeedsReconnectError
 from crm_qb.db import db
+from crm_qb.locks import RenewingLock
 from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.qbo.tokens import NeedsReconnectError, NotConnectedError
 from crm_qb.runtime import runtime
-from workers import bulkslots, niced
-from workers.bulkslots import BulkSlots
+from workers import niced
+from workers.bulkslots import RECHECK_SECONDS, BulkSlots, NoSlot
 from workers.jobs import drain_all_pending
 from workers.queues import BACKFILL, LIVE_QUEUE_NAMES, QUEUE_NAMES, all_queues, mark_live_work, unmark_live_work
 
@@ -70,6 +70,7 @@ class AppWorker(SimpleWorker):
     flask_app: Flask
     bulk_nice: int = 0
     bulk_slots: BulkSlots | None = None  # this host's bulk-job slots, when the worker serves the bulk queue
+    bulk_slot: RenewingLock | NoSlot | None = None  # the slot taken for the bulk job just dequeued
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         """RQ's dequeue, from the live queues only while every bulk slot of this host is held
@@ -77,19 +78,25 @@ class AppWorker(SimpleWorker):
         slots = self.bulk_slots
         if slots is None:
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        if self.bulk_slot is not None:  # taken for a job this worker never ran: give it back, it would be renewed
+            self.bulk_slot.release()
+            self.bulk_slot = None
         every = list(self._ordered_queues)
         bulk_name = runtime(self.flask_app).keys.queue(BACKFILL)
         live = [q for q in every if q.name != bulk_name]
+        blocking = timeout is not None  # burst mode (None): look once, as RQ does
+        wait = min(timeout or RECHECK_SECONDS, RECHECK_SECONDS) if blocking else None
         idle_since = time.monotonic()
         try:
             while True:
                 self._ordered_queues = live if slots.full() else every
-                blocking = timeout is not None  # burst mode (None): look once, as RQ does
-                wait = None if not blocking else min(timeout or bulkslots.RECHECK_SECONDS, bulkslots.RECHECK_SECONDS)
-                result = super().dequeue_job_and_maintain_ttl(wait, bulkslots.RECHECK_SECONDS if blocking else None)
+                result = super().dequeue_job_and_maintain_ttl(wait, RECHECK_SECONDS if blocking else None)
                 if result is not None:
                     job, queue = result
-                    if queue.name != bulk_name or slots.acquire(self.name):
+                    if queue.name != bulk_name:
+                        return result
+                    self.bulk_slot = slots.acquire()
+                    if self.bulk_slot is not None:
                         return result
                     queue.push_job_id(job.id, at_front=True)  # another worker took the last slot first
                     continue
@@ -102,10 +109,14 @@ class AppWorker(SimpleWorker):
         rt = runtime(self.flask_app)
         if job.origin != rt.keys.queue(BACKFILL):
             return self._perform(job, queue)
-        with self.bulk_slots.held(self.name) if self.bulk_slots is not None else nullcontext():
+        slot, self.bulk_slot = self.bulk_slot, None
+        try:
             if self.bulk_nice > 0 and niced.supported():
                 return niced.run(self.bulk_nice, partial(self._perform_bulk, job, queue), name=f"bulk {job.id}")
             return self._perform(job, queue)
+        finally:
+            if slot is not None:
+                slot.release()
 
     def _perform_bulk(self, job: Any, queue: Any) -> bool:
         self.death_penalty_class = ThreadTimeout  # this thread's own; the worker's class keeps the signal one

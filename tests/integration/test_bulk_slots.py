@@ -14,7 +14,7 @@ from crm_qb.config import Settings
 from crm_qb.keys import RedisKeys
 from crm_qb.runtime import runtime
 from tests.conftest import make_settings
-from workers.bulkslots import BulkSlots
+from workers.bulkslots import BulkSlots, NoSlot
 from workers.queues import BACKFILL, INBOUND, QUEUE_NAMES, enqueue, job, queue
 from workers.worker import build_worker
 
@@ -36,7 +36,7 @@ def bulk_job(key: str) -> None:
     """A bulk test job: records how many of this host's bulk slots are held while it runs."""
     rt = runtime()
     slots = BulkSlots(rt.redis, rt.keys, rt.settings.bulk_jobs_per_host)
-    rt.redis.rpush(key, int(rt.redis.zcount(slots.key, time.time(), "+inf")))
+    rt.redis.rpush(key, int(rt.redis.exists(*slots.slot_keys())))
 
 
 @job(INBOUND, timeout=60)
@@ -72,9 +72,12 @@ def test_a_worker_leaves_bulk_jobs_to_the_slot_holder_and_takes_live_ones(app: F
     assert bulk_queue.job_ids == [two]
     assert [q.name for q in second._ordered_queues] == [runtime(app).keys.queue(n) for n in QUEUE_NAMES]
 
-    first.bulk_slots.release(first.name)
+    assert first.bulk_slot is not None
+    first.bulk_slot.release()
     got = second.dequeue_job_and_maintain_ttl(1, max_idle_time=5)
     assert got is not None and got[0].id == two
+    assert second.bulk_slot is not None
+    second.bulk_slot.release()
 
 
 def test_a_bulk_job_dequeued_after_the_last_slot_went_goes_back_to_the_front(app: Flask, redis_client: Redis,
@@ -82,7 +85,8 @@ def test_a_bulk_job_dequeued_after_the_last_slot_went_goes_back_to_the_front(app
     worker = build_worker(app, "w-late")
     assert worker.bulk_slots is not None
     one, two = _queued(app, redis_client, bulk_job, "bulk-a"), _queued(app, redis_client, bulk_job, "bulk-b")
-    assert worker.bulk_slots.acquire("another-worker")
+    other = worker.bulk_slots.acquire()
+    assert other is not None
     real_full, looks = worker.bulk_slots.full, []
 
     def full() -> bool:  # the slot looks free once, but another worker takes it before this one dequeues: the race
@@ -93,6 +97,7 @@ def test_a_bulk_job_dequeued_after_the_last_slot_went_goes_back_to_the_front(app
 
     assert worker.dequeue_job_and_maintain_ttl(1, max_idle_time=2) is None
     assert queue(redis_client, BACKFILL, runtime(app).keys).job_ids == [one, two]
+    other.release()
 
 
 def test_a_bulk_job_holds_its_slot_while_it_runs_and_gives_it_back(app: Flask, redis_client: Redis) -> None:
@@ -105,27 +110,34 @@ def test_a_bulk_job_holds_its_slot_while_it_runs_and_gives_it_back(app: Flask, r
 
 def test_a_slot_whose_holder_stopped_renewing_frees_when_its_lease_ends(redis_client: Redis) -> None:
     slots = BulkSlots(redis_client, KEYS, 1, host="h", lease=0.5)
-    assert slots.acquire("killed-worker")
-    assert slots.full() and not slots.acquire("other")
+    redis_client.set(slots.slot_keys()[0], "killed-worker", px=500)  # its holder stopped renewing it
+    assert slots.full() and slots.acquire() is None
     time.sleep(0.6)
-    assert not slots.full() and slots.acquire("other")
+    assert not slots.full()
+    taken = slots.acquire()
+    assert taken is not None
+    taken.release()
 
 
 def test_a_held_slot_is_renewed_past_its_lease_and_released_after(redis_client: Redis) -> None:
     slots = BulkSlots(redis_client, KEYS, 1, host="h", lease=0.5)
-    assert slots.acquire("busy-worker")
-    with slots.held("busy-worker", renew_every=0.1):
-        time.sleep(1.2)
-        assert slots.full() and not slots.acquire("other")
+    held = slots.acquire()  # renewed every third of its lease
+    assert held is not None
+    time.sleep(1.2)
+    assert slots.full() and slots.acquire() is None
+    held.release()
     assert not slots.full()
 
 
 def test_two_slots_admit_two_holders(redis_client: Redis) -> None:
     slots = BulkSlots(redis_client, KEYS, 2, host="h")
-    assert slots.acquire("a") and not slots.full()
-    assert slots.acquire("b") and slots.full()
-    assert slots.acquire("a")  # a holder renews its own
-    assert not slots.acquire("c")
+    a = slots.acquire()
+    assert a is not None and not slots.full()
+    b = slots.acquire()
+    assert b is not None and slots.full()
+    assert slots.acquire() is None
+    a.release()
+    b.release()
 
 
 def test_no_limit_or_no_bulk_queue_means_no_slots(tmp_path: Path, redis_client: Redis) -> None:
@@ -142,5 +154,6 @@ def test_a_redis_failure_never_stops_bulk_work() -> None:
     broken = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     slots = BulkSlots(broken, KEYS, 1, host="h")
     assert not slots.full()
-    assert slots.acquire("w")
-    slots.release("w")
+    granted = slots.acquire()
+    assert isinstance(granted, NoSlot)
+    granted.release()
