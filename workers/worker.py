@@ -72,6 +72,19 @@ class AppWorker(SimpleWorker):
     bulk_slots: BulkSlots | None = None  # this host's bulk-job slots, when the worker serves the bulk queue
     bulk_slot: RenewingLock | NoSlot | None = None  # the slot taken for the bulk job just dequeued
 
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        """RQ's start-up, with a stop asked during it (SIGTERM, SIGINT) kept for the loop to honour.
+
+        RQ registers the worker in Redis before it installs its own signal handlers; a supervisor that stops a
+        worker it has just seen register would otherwise kill it with the default action (exit -15) instead of a
+        warm shutdown. Here the stop is recorded and RQ's loop, which checks it first, ends at once (exit 0)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop_during_start_up)
+        super().bootstrap(*args, **kwargs)
+
+    def _stop_during_start_up(self, _signum: int, _frame: Any) -> None:
+        self._stop_requested = True
+
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         """RQ's dequeue, from the live queues only while every bulk slot of this host is held
         (``workers.bulkslots``); a bulk job dequeued when the last slot was just taken goes back to the front."""

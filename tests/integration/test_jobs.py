@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +30,7 @@ from tests.support.connections import add_connection, count_events, disable_sync
 from workers import jobs, niced
 from workers.queues import BACKFILL, INBOUND, all_queues, enqueue, job
 from workers.schedule import Periodic, promote_delayed_jobs, tick
-from workers.worker import build_worker
+from workers.worker import _stop_was_asked, build_worker
 
 if TYPE_CHECKING:
     from tests.support.connections import TestConnection
@@ -526,3 +528,25 @@ def test_a_bulk_job_on_its_niced_thread_still_times_out(app: Flask, redis_client
     assert time.monotonic() - started < 8
     assert queued.get_status(refresh=True) == JobStatus.FAILED
     assert "JobTimeoutException" in (queued.latest_result().exc_string or "")  # type: ignore[union-attr]
+
+
+def test_a_stop_asked_while_the_worker_starts_is_a_warm_stop(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM after RQ registered the worker but before it installed its handlers (a supervisor that stops a
+    worker it has just seen register) ends the worker's loop at once, not with the default kill."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    worker = build_worker(app)
+    register = worker.register_birth
+
+    def register_then_stop() -> None:
+        register()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler runs in the main thread at its next instruction; give it that
+
+    monkeypatch.setattr(worker, "register_birth", register_then_stop)
+    try:
+        started = time.monotonic()
+        assert worker.work() is False  # not burst: without the stop it would wait for jobs forever
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert _stop_was_asked(worker) and time.monotonic() - started < 10
