@@ -289,8 +289,8 @@ def web_processes() -> int:
     """``crm-qb web``'s default process count: one per CPU this process may run on, at least 2.
 
     Fewer processes with more threads each cost less CPU per webhook than more processes (less switching between
-    processes, larger commit groups; README, Benchmarks): on 2 CPUs, 2 x 8 used 1.5 ms a webhook where 4 x 4 used
-    2.1 ms (SQLite). Two keep a second process serving while one restarts.
+    processes, larger commit groups; docs/benchmarks-history.md): on 2 CPUs, 2 x 8 used 1.5 ms a webhook where 4 x 4
+    used 2.1 ms (SQLite). Two keep a second process serving while one restarts.
     """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
     return max(2, min(cpus, 64))

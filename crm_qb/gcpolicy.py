@@ -5,7 +5,7 @@ millions of short-lived containers (every parsed QBO object, its folder row, its
 them alive for a page: at 10,000 / 30,000 the collector took 14 % of the backfill's CPU and 20 % of its
 transaction process's, about 1,000 to 1,350 collections each, promoting each page's objects into older
 generations only to find them garbage later. With generation 0 at 20,000 the same runs collected 23 and 36 times
-and spent a quarter of that CPU (README "Benchmarks", ``backfill7``). Nothing is kept longer than the next
+and spent a quarter of that CPU (docs/benchmarks-history.md, ``backfill7``). Nothing is kept longer than the next
 collection: reference counting still frees every acyclic object at once, only reference cycles wait for a
 collection, now after 20,000 net allocations rather than 700.
 

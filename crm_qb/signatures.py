@@ -13,7 +13,7 @@ import re
 
 # HMAC objects, not the one-shot ``hmac.digest``: CPython's one-shot releases the GIL around the HMAC however short
 # the body, and in a gthread worker each release hands the GIL to a waiting request thread (a context switch or two
-# per webhook under load); an object releases it only for bodies of 2 KiB or more (README, Benchmarks).
+# per webhook under load); an object releases it only for bodies of 2 KiB or more (docs/benchmarks-history.md).
 
 CRM_REPLAY_WINDOW_SECONDS = 300
 # Unix seconds in ASCII digits, at most 12 of them (year 33658): anything else is not a timestamp, and a longer

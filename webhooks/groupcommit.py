@@ -11,15 +11,15 @@ committed at once, exactly as before; one that arrives during a commit waits for
 each request of the group is stored again on its own, so one request that cannot be stored fails alone (and its
 sender retries it).
 
-A process commits through *lanes*: a lane is one database connection kept between groups (``_Lane``), used by
-one leader at a time, instead of a connection taken from the pool per group (the pool's check-out, on
-PostgreSQL a ``SELECT 1`` round trip for ``pool_pre_ping``, and its check-in cost more than the INSERT; README,
-Benchmarks). On PostgreSQL a process has two lanes, the second a spare: a request that arrives while a group
-commits waits for it (and leads the next group, on the same lane, with every request waiting by then), unless
-that commit takes longer than ``SPARE_LANE_AFTER_SECONDS`` (5 ms; a WAL flush on a busy disk): then it commits
-on the spare lane with the requests waiting, instead of waiting for the first to finish. Quick commits thus make
-larger groups (fewer INSERTs, round trips and WAL flushes per webhook) and slow ones do not hold the next group.
-SQLite has one writer at a time, so one lane.
+A process commits through *lanes*: a lane is one database connection kept between groups (``_Lane``), used by one
+leader at a time, instead of a connection taken from the pool per group (the pool's check-out, on PostgreSQL a
+``SELECT 1`` round trip for ``pool_pre_ping``, and its check-in cost more than the INSERT;
+docs/benchmarks-history.md). On PostgreSQL a process has two lanes, the second a spare: a request that arrives
+while a group commits waits for it (and leads the next group, on the same lane, with every request waiting by
+then), unless that commit takes longer than ``SPARE_LANE_AFTER_SECONDS`` (5 ms; a WAL flush on a busy disk): then
+it commits on the spare lane with the requests waiting, instead of waiting for the first to finish. Quick commits
+thus make larger groups (fewer INSERTs, round trips and WAL flushes per webhook) and slow ones do not hold the next
+group. SQLite has one writer at a time, so one lane.
 
 Requests wait without a shared condition: each waits on its own ticket, and the leader that finishes a group
 releases the members of its group, and hands its lane straight to the first request waiting, which leads every
@@ -188,7 +188,7 @@ class GroupCommit:
         the one that takes the spare, with every request waiting by then, so the others would wake at their
         timeout only to find themselves in its group, and while no lane is free a lane that frees is handed to
         the first request waiting anyway. Each of those wake-ups was a context switch and a GIL hand-over for
-        nothing (README, Benchmarks).
+        nothing (docs/benchmarks-history.md).
         """
         if not ticket.wait(self._spare_after if timed else None):
             with self._lock:

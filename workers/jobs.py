@@ -58,7 +58,7 @@ def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str, *, bulk: 
         redis.eval(_UNPARK, 1, keys.wake(source.value, key), PARKED)
         redis.set(keys.bulk_backlog(source.value, key), 1, ex=WAKE_TTL_SECONDS)
     # The command itself, not ``redis.set(..., nx=True, ex=...)``: the same SET, without the client's argument
-    # handling, which cost 20 to 40 µs of CPU more a call (every webhook group pays it; README, Benchmarks).
+    # handling, which cost 20 to 40 µs of CPU more a call (every webhook group pays it; docs/benchmarks-history.md).
     if not redis.execute_command(  # type: ignore[no-untyped-call]
             "SET", keys.wake(source.value, key), token, "NX", "EX", WAKE_TTL_SECONDS):
         return None  # a drain job is queued and has not started yet: it will see the new events

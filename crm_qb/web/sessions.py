@@ -3,7 +3,7 @@
 Intuit, HubSpot and the CRMs post machine to machine, without cookies, and no webhook view reads or writes
 ``flask.session``. Opening Flask's default session still builds a signing serializer (itsdangerous, with a
 JSON round trip to probe it) and parses the cookies on every request, which cost a webhook about a tenth of
-the bare endpoint's CPU (README, Benchmarks). A webhook gets Flask's null session instead: reading it finds
+the bare endpoint's CPU (docs/benchmarks-history.md). A webhook gets Flask's null session instead: reading it finds
 nothing, writing it raises, and nothing is saved or sent back. Every other path keeps the default.
 """
 

@@ -255,7 +255,7 @@ def _execute(connection: DbConnection, statement: str, params: tuple[Any, ...],
              prepared: PreparedStatement | None = None) -> Sequence[Any]:
     """Run ``statement`` on ``connection``'s DBAPI cursor; its rows. What ``exec_driver_sql`` does for it, less
     the result object: SQLAlchemy's execution context, cursor wrapper and result metadata cost a group more CPU
-    (about 90 to 130 µs on PostgreSQL) than psycopg's own execute (README, Benchmarks). With ``prepared`` (the
+    (about 90 to 130 µs on PostgreSQL) than psycopg's own execute (docs/benchmarks-history.md). With ``prepared`` (the
     same statement for libpq, on psycopg), on a connection where it means the same (autocommit, idle), it runs
     as one libpq call instead of the cursor's several (``prepared.py``).
 

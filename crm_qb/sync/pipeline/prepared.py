@@ -6,7 +6,7 @@ consume, get each result), and releases the GIL around each of them: in a gthrea
 GIL to one of the request threads waiting for it and takes it back afterwards, a context switch or two each
 under load, five to seven times per group. ``PQexecPrepared`` is one blocking call: the GIL is released once,
 for the round trip. It also skips the cursor's Python (its query preparation, parameter adaptation and result
-loading), which a statement of one text parameter and two text columns does not need (README, Benchmarks).
+loading), which a statement of one text parameter and two text columns does not need (docs/benchmarks-history.md).
 
 This is used only where it means the same as the cursor: a psycopg connection in autocommit mode, idle (no
 transaction, no pipeline), so the statement commits by itself exactly as the cursor's would. Anywhere else the

@@ -1,4 +1,4 @@
-"""Where a worker's job time goes (README, Benchmarks, session 5): not loaded by crm-qb itself.
+"""Where a worker's job time goes (docs/benchmarks-history.md, session 5): not loaded by crm-qb itself.
 
 Put this directory on PYTHONPATH and set CRM_QB_JOBTIMES_DIR for a benchmark (the processes it starts inherit
 both); only ``crm-qb worker`` processes act on it. For each RQ job one JSON line in ``<dir>/jobs-<pid>.jsonl``: wall
