@@ -580,3 +580,34 @@ def test_a_first_sync_that_lost_its_lock_stops_after_the_page_and_resumes_withou
         [link for link in links if link.crm_contact_id])
     emails = [c.get("email") for c in h.contacts() if c.get("email")]
     assert len(emails) == len(set(emails))  # no contact created twice
+
+
+def test_two_customers_sharing_an_email_get_one_contact_and_a_review_as_previewed(
+        seeded: Harness, qbo_sandbox: QboSandbox) -> None:
+    """QBO allows two customers with one email; the CRM gets one contact for the first and the second waits for a
+    person (the contact is taken), as the preview announced and as the backfill does: never a duplicate contact."""
+    h = seeded
+    first = qbo_sandbox.create_customer(DisplayName="Twin Supplies A", PrimaryEmailAddr={"Address": "twin@example.com"})
+    second = qbo_sandbox.create_customer(DisplayName="Twin Supplies B",
+                                         PrimaryEmailAddr={"Address": "twin@example.com"})
+    run_id = open_and_preview(h)
+    preview = run_state(h, run_id)["preview"]
+    with h.app.app_context():
+        planned = {r.object_id: r.action for r in store.records(run_id, store.PREVIEW, ("create_in_crm", "review"))[0]
+                   if r.entity == "Customer"}
+        db.session.rollback()
+    assert (planned.get(first["Id"]), planned.get(second["Id"])) == ("create_in_crm", "review")
+    calls_before = h.crm_user("GET", "/requests")["endpoints"]
+
+    with h.app.app_context():
+        assert service.start(runtime(h.app).jobs, run_id) is True
+    h.work()
+
+    status = run_state(h, run_id)["status"]
+    assert status["state"] == "done" and status["counts"] == {key: preview[key] for key in COUNT_KEYS}
+    twins = [c for c in h.contacts() if (c.get("email") or "").lower() == "twin@example.com"]
+    assert len(twins) == 1 and h.link_of_customer(first["Id"]).crm_contact_id == twins[0]["id"]
+    assert h.link_of_customer(second["Id"]).state == LinkState.REVIEW
+    calls_after = h.crm_user("GET", "/requests")["endpoints"]
+    calls = {endpoint: n - calls_before.get(endpoint, 0) for endpoint, n in calls_after.items()}
+    assert calls.get("POST /contacts/batch", 0) >= 1 and not calls.get("POST /contacts"), calls  # created in batches

@@ -39,6 +39,7 @@ from crm_qb.sync.pipeline.backfill import (
     ALL_CUSTOMERS,
     CONTACTS,
     CUSTOMERS,
+    PENDING,
     TIME,
     TIME_COUNTERS,
     TRANSACTIONS,
@@ -248,7 +249,8 @@ class _Recording:
                 raise
 
         counter = cast(str, super().guarded(entity, object_id, watched, rollback))  # type: ignore[misc]
-        self.note(entity, object_id, counter, caught[-1] if caught and counter == "failed" else None)
+        if counter != PENDING:  # a contact still being created is noted when its batch is linked (``settled``)
+            self.note(entity, object_id, counter, caught[-1] if caught and counter == "failed" else None)
         return counter
 
     def settled(self, entity: str, object_id: str, counter: str, error: Exception | None = None) -> str:
@@ -303,11 +305,14 @@ class _Recording:
 class RecordedRun(_Recording, _Run):
     """The first sync (``dates`` None) or a history import, writing, recorded page by page."""
 
-    # Pages read on this thread (the resumable walk sees each once). Contacts are created one by one: with the
-    # backfill's batches a first sync matched differently (a 1,000-customer realm: 4 customers sent to review that
-    # one by one links, and 4 more QBO reads), so batching waits until that is understood (README).
+    # Pages read on this thread (the resumable walk sees each once); contacts created in batches, as the backfill
+    # does, every batch of a page linked and noted before the page is recorded, so records and checkpoints stay
+    # exact. The batches' contacts join the match index, so a later customer with the same email waits for review
+    # as the preview announced (the one-by-one creates this replaced left them out: a duplicate contact).
     read_ahead = False
-    batch_creates = False
+
+    def link_created(self, wait: bool) -> None:
+        super().link_created(wait=True)
 
     def complete(self, rows: list[RecordRow]) -> None:
         customers = {r.object_id: r for r in rows if r.entity == "Customer" and r.action != "failed"}

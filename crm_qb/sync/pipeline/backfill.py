@@ -265,7 +265,6 @@ class _Run:
     # object's outcome and resumes from a checkpoint (the console's first sync, sync/firstsync) keeps the batched
     # creates, settling each page's before the page is recorded, and reads its pages on this thread: its
     # resumable walk must see each page once.
-    batch_creates: bool = True
     read_ahead: bool = True
     # The sync lock's check (SyncServices.connection_lock); a history import's walk sets its own.
     still_held: Callable[[], None] = staticmethod(lambda: None)
@@ -274,8 +273,7 @@ class _Run:
         store = RedisStore(self.services.redis, self.services.keys.backfill_index(self.ctx.connection_id))
         with self.services.connection_lock(self.ctx.connection_id) as still_held:
             self.still_held = still_held
-            if self.batch_creates:
-                self.creator = ContactCreator(second_connector(self.services, self.ctx.connection_id))
+            self.creator = ContactCreator(second_connector(self.services, self.ctx.connection_id))
             if self.read_ahead:
                 self.pager = QboPager(self.services, self.ctx)
             try:
@@ -461,8 +459,7 @@ class _Run:
             self.ctx.crm_pool = self.ctx.crm_email_matches = None
         if isinstance(planned, str):
             return outcome_counter(planned)
-        if self.creator is None:
-            return self.linked(planned.customer, self.ctx.crm.create_contact(planned.body))
+        assert self.creator is not None  # set up by ``execute``
         self.creator.add(planned, keys)
         return PENDING
 
