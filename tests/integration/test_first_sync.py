@@ -590,13 +590,21 @@ def test_two_customers_sharing_an_email_get_one_contact_and_a_review_as_previewe
     first = qbo_sandbox.create_customer(DisplayName="Twin Supplies A", PrimaryEmailAddr={"Address": "twin@example.com"})
     second = qbo_sandbox.create_customer(DisplayName="Twin Supplies B",
                                          PrimaryEmailAddr={"Address": "twin@example.com"})
+    job = qbo_sandbox.create_customer(DisplayName="Twin Supplies A Roof", Job=True, ParentRef={"value": first["Id"]},
+                                      PrimaryEmailAddr={"Address": "twin@example.com"})
+    sub_job = qbo_sandbox.create_customer(DisplayName="Twin Supplies A Roof Gutter", Job=True,
+                                          ParentRef={"value": job["Id"]},
+                                          PrimaryEmailAddr={"Address": "twin@example.com"})
     run_id = open_and_preview(h)
     preview = run_state(h, run_id)["preview"]
     with h.app.app_context():
-        planned = {r.object_id: r.action for r in store.records(run_id, store.PREVIEW, ("create_in_crm", "review"))[0]
+        planned = {r.object_id: r.action for r in store.records(run_id, store.PREVIEW, per_page=500)[0]
                    if r.entity == "Customer"}
         db.session.rollback()
-    assert (planned.get(first["Id"]), planned.get(second["Id"])) == ("create_in_crm", "review")
+    # The jobs share their parent's email: each is shown under its parent's contact, never matched to an
+    # ancestor's contact (the sub-job's grandparent's included).
+    assert [planned.get(c["Id"]) for c in (first, second, job, sub_job)] == ["create_in_crm", "review", "skip",
+                                                                             "skip"]
     calls_before = h.crm_user("GET", "/requests")["endpoints"]
 
     with h.app.app_context():
@@ -608,6 +616,49 @@ def test_two_customers_sharing_an_email_get_one_contact_and_a_review_as_previewe
     twins = [c for c in h.contacts() if (c.get("email") or "").lower() == "twin@example.com"]
     assert len(twins) == 1 and h.link_of_customer(first["Id"]).crm_contact_id == twins[0]["id"]
     assert h.link_of_customer(second["Id"]).state == LinkState.REVIEW
+    assert not [link for link in h.links() if link.qbo_customer_id in (job["Id"], sub_job["Id"])]
     calls_after = h.crm_user("GET", "/requests")["endpoints"]
     calls = {endpoint: n - calls_before.get(endpoint, 0) for endpoint, n in calls_after.items()}
     assert calls.get("POST /contacts/batch", 0) >= 1 and not calls.get("POST /contacts"), calls  # created in batches
+
+
+def test_a_waiting_customer_is_looked_at_again_from_a_recent_cdc_answer_without_a_read(
+        seeded: Harness, qbo_sandbox: QboSandbox) -> None:
+    """When a candidate contact changes, the customer waiting on it is matched again. In a burst its state is in
+    the realm's recent CDC answers: taken from there when at least as new as what the review saw (its SyncToken),
+    else read from QBO."""
+    from crm_qb.sync.pipeline.fetch import ChangeCache
+
+    h = seeded
+    first = qbo_sandbox.create_customer(DisplayName="Twin Goods A", PrimaryEmailAddr={"Address": "goods@example.com"})
+    second = qbo_sandbox.create_customer(DisplayName="Twin Goods B", PrimaryEmailAddr={"Address": "goods@example.com"})
+    run_id = open_and_preview(h)
+    with h.app.app_context():
+        assert service.start(runtime(h.app).jobs, run_id) is True
+    h.work()
+    waiting = h.link_of_customer(second["Id"])
+    assert waiting.state == LinkState.REVIEW and waiting.qbo_sync_token == str(second["SyncToken"])
+    contact_id = h.link_of_customer(first["Id"]).crm_contact_id
+    rt = runtime(h.app)
+
+    def candidate_edited(note: str) -> dict[str, int]:
+        """The QBO reads made after the candidate's notes were edited (the edit itself goes to its customer)."""
+        qbo_sandbox.reset_counts()
+        h.crm_user("PATCH", f"/contacts/{contact_id}", {"notes": note})
+        h.crm_hook("updated", h.contact(contact_id))
+        h.work()
+        return {endpoint: n for endpoint, n in qbo_sandbox.requests_by_endpoint().items()
+                if endpoint.startswith("GET")}
+
+    # In a recent CDC answer (as a burst's drains leave it): matched again with no read of its own.
+    ChangeCache(rt.redis, rt.keys).keep(qbo_sandbox.realm_id, "Customer", [qbo_sandbox.customer(second["Id"])],
+                                        time.time())
+    assert candidate_edited("first look") == {}
+    assert h.link_of_customer(second["Id"]).state == LinkState.REVIEW
+    rechecks = [entry for entry in h.audit("link.review") if entry.entity_id == second["Id"]]
+    assert len(rechecks) >= 2  # the first sync's review, and the look again
+
+    # Not in any answer: read.
+    rt.redis.delete(rt.keys.cdc_answer(qbo_sandbox.realm_id, "Customer"))
+    assert sum(candidate_edited("second look").values()) >= 1
+    assert h.link_of_customer(second["Id"]).state == LinkState.REVIEW

@@ -15,7 +15,7 @@ folder lists the job's transactions (and whose follow-ups cover its invoices).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,8 +117,8 @@ def plan_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequen
     else:
         outcome, contacts = match_in_crm(ctx, record)
     if outcome.kind == AMBIGUOUS:
-        return review(ctx, existing or LinkRecord(ctx.connection_id, qbo_customer_id=customer_id),
-                      list(outcome.ids), f"several CRM contacts match by {outcome.by}", events)
+        waiting = seen(existing or LinkRecord(ctx.connection_id, qbo_customer_id=customer_id), customer)
+        return review(ctx, waiting, list(outcome.ids), f"several CRM contacts match by {outcome.by}", events)
     if outcome.kind == LINKED:
         linked_id = str(outcome.linked_id)
         return link_pair(ctx, customer, contacts.get(linked_id, linked_id), events, f"link.matched_by_{outcome.by}")
@@ -173,6 +173,8 @@ def link_pair(ctx: SyncContext, customer: dict[str, Any], contact: Contact | str
         record = LinkRecord(ctx.connection_id, qbo_customer_id=customer_id) if by_customer is None else by_customer
         if direction == "crm_to_qbo":
             record = by_contact or LinkRecord(ctx.connection_id, crm_contact_id=contact_id)
+        else:
+            seen(record, customer)
         return review(ctx, record, [customer_id, contact_id],
                       "the match is already linked to another record", events, direction)
     if isinstance(contact, str):
@@ -245,6 +247,15 @@ def move_folder(connection_id: int, from_customer: str, to_customer: str) -> int
                                                          FolderItem.qbo_customer_id == from_customer)
                                 .values(qbo_customer_id=to_customer))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def seen(record: LinkRecord, customer: Mapping[str, Any]) -> LinkRecord:
+    """``record``, waiting for review on the QBO side, with the version of its customer this decision saw (the
+    SyncToken, as a linked record keeps the version last synced): a recheck may then take the customer from a CDC
+    answer at least that new instead of reading it (``review._waiting_customer``)."""
+    token = customer.get("SyncToken")
+    record.qbo_sync_token = str(token) if token is not None else None
+    return record
 
 
 def review(ctx: SyncContext, link: LinkRecord, candidates: list[str], reason: str, events: Sequence[int],

@@ -707,7 +707,10 @@ class _DryRun(_Run):
                  page_size: int):
         super().__init__(services, ctx, report, progress, page_size)
         self.claimed: set[str] = set()  # CRM contacts this run would link
-        self.seen: dict[str, tuple[str | None, str | None]] = {}  # customer -> (email, contact it would link)
+        # customer -> (email, contact it would link or be created as); every customer walked, so a job finds its
+        # parent's email and its ancestors' contacts as the run does (``qbo_side._match_job``)
+        self.seen: dict[str, tuple[str | None, str | None]] = {}
+        self.parent_ids: dict[str, str | None] = {}
         self.qbo_index = CandidateIndex(DictStore(), qbo_keys)
 
     def execute(self) -> None:
@@ -745,36 +748,56 @@ class _DryRun(_Run):
 
     def customer(self, customer: dict[str, Any], link: LinkRecord | None, index: CandidateIndex) -> str:
         record = canonical_from_qbo(customer)
+        customer_id, parent_id = str(customer["Id"]), parent_of(customer)
+        self.parent_ids[customer_id] = parent_id
         if bool(customer.get("Active", True)):
             self.qbo_index.add_many([(candidate(str(customer["Id"]), record), True)])
         raw_email = record.get("email")
         email = raw_email if isinstance(raw_email, str) else None
         if link is not None:
-            self.seen[str(customer["Id"])] = (email, link.crm_contact_id)
+            self.seen[customer_id] = (email, link.crm_contact_id)
             if link.state != LinkState.LINKED:
                 return "review" if link.state == LinkState.REVIEW else "skipped"
             return "unchanged" if in_step(self.ctx, link, customer) else "updated"
         if not customer.get("Active", True):
+            self.seen[customer_id] = (email, None)
             return "skipped"
         by_email, by_name = index.lookup(record)
-        parent = self.seen.get(parent_of(customer) or "") if parent_of(customer) else None
-        if parent is not None:  # a job (crm_qb/sync/customers/qbo_side.py): never its parent's contact
-            by_email, by_name = ([c for c in found if c.id != parent[1]] for found in (by_email, by_name))
+        parent = self.seen.get(parent_id) if parent_id else None
+        if parent is not None:  # a job (crm_qb/sync/customers/qbo_side.py): never an ancestor's contact
+            ancestors = self.ancestors_contacts(str(parent_id))
+            by_email, by_name = ([c for c in found if c.id not in ancestors] for found in (by_email, by_name))
         outcome = match(record, by_email or by_name)
         if parent is not None and not has_own_email(record, parent[0]):
             outcome = match_exact_name(record, by_name)
             if outcome.kind == NONE:
+                self.seen[customer_id] = (email, None)
                 return "skipped"  # shown under its parent's contact
-        self.seen[str(customer["Id"])] = (email, outcome.linked_id)
+        self.seen[customer_id] = (email, outcome.linked_id)
         if outcome.kind == LINKED:
             return self.would_link(str(outcome.linked_id))
         if outcome.kind == AMBIGUOUS:
             return "review"
         if not self.ctx.settings.to_crm:
             return "skipped"
-        index.add_many([(candidate(f"new:{customer['Id']}", record), True)])
-        self.claimed.add(f"new:{customer['Id']}")
+        created = f"new:{customer['Id']}"
+        index.add_many([(candidate(created, record), True)])
+        self.claimed.add(created)
+        self.seen[customer_id] = (email, created)  # its jobs never match it, as in the run
         return "created"
+
+    def ancestors_contacts(self, parent_id: str) -> set[str]:
+        """The contacts the customer ``parent_id`` and its ancestors would have (links, or ``new:`` ones)."""
+        contacts: set[str] = set()
+        walked: set[str] = set()
+        current: str | None = parent_id
+        while current is not None and current in self.seen and current not in walked:
+            walked.add(current)
+            contact = self.seen[current][1]
+            if contact:
+                contacts.add(contact)
+            current = self.parent_ids.get(current)
+        return contacts
 
     def would_link(self, contact_id: str) -> str:
         if contact_id in self.claimed or _links_by(ContactLink.crm_contact_id, self.ctx.connection_id, [contact_id]):
