@@ -21,10 +21,20 @@ from sqlalchemy import func, select
 
 from crm_qb.cli import main
 from crm_qb.db import db
-from crm_qb.models import ContactLink, FolderItem, FollowUp, LinkState, SyncRun, SyncRunRecord
+from crm_qb.models import (
+    ContactLink,
+    EventSource,
+    FolderItem,
+    FollowUp,
+    InboundEvent,
+    LinkState,
+    SyncRun,
+    SyncRunRecord,
+)
 from crm_qb.runtime import runtime
 from crm_qb.sandbox.crm.server import RunningServer
 from crm_qb.sync.context import build_context
+from crm_qb.sync.customers.review import recheck_naming
 from crm_qb.sync.firstsync import service, store
 from crm_qb.sync.firstsync.outcomes import COUNT_KEYS
 from crm_qb.web.signing import link_token
@@ -661,4 +671,20 @@ def test_a_waiting_customer_is_looked_at_again_from_a_recent_cdc_answer_without_
     # Not in any answer: read.
     rt.redis.delete(rt.keys.cdc_answer(qbo_sandbox.realm_id, "Customer"))
     assert sum(candidate_edited("second look").values()) >= 1
+    assert h.link_of_customer(second["Id"]).state == LinkState.REVIEW
+
+    # Not in any answer, but a change of its own waits in the inbox: left to that change's unit (no read).
+    qbo_sandbox.reset_counts()
+    with h.app.app_context():
+        db.session.add(InboundEvent(source=EventSource.QBO, dedupe_key=f"test:{second['Id']}",
+                                    connection_id=h.connection_id, realm_id=qbo_sandbox.realm_id,
+                                    entity="Customer", entity_id=second["Id"], operation="Update"))
+        db.session.commit()
+        ctx = build_context(rt.sync_services(), h.connection_id)
+        try:
+            assert recheck_naming(ctx, "crm", str(contact_id)) == ["left to its own change"]
+        finally:
+            ctx.close()
+    assert qbo_sandbox.requests_by_endpoint() == {}
+    h.work()  # the change's own unit looks at it: still waiting (nothing about it changed)
     assert h.link_of_customer(second["Id"]).state == LinkState.REVIEW

@@ -40,6 +40,7 @@ from crm_qb.sync.customers.identity import remember_crm_contact
 from crm_qb.sync.customers.links import LinkRecord, Record
 from crm_qb.sync.customers.qbo_side import CRM_MERGED, QBO_MERGED, done, link_new_customer, link_pair
 from crm_qb.sync.customers.reconcile import apply_customer_facts, contact_json
+from crm_qb.sync.pipeline.events import change_pending
 from crm_qb.sync.rules.mapping import canonical_from_crm, canonical_from_qbo, crm_create_body
 from crm_qb.sync.services import SyncServices
 from crm_qb.sync.time import apply as time_apply
@@ -305,12 +306,21 @@ _ACTIONS = {"link": _link, "create": _create, "ignore": _ignore, "recheck": _rec
             "deactivate": _deactivate_record}
 
 
-def recheck(ctx: SyncContext, record: LinkRecord) -> str:
-    """Match a waiting record again as it is now (a merge review is left for a person)."""
+def recheck(ctx: SyncContext, record: LinkRecord, *, candidate_changed: bool = False) -> str:
+    """Match a waiting record again as it is now (a merge review is left for a person).
+
+    When a candidate changed (``recheck_naming``) and the waiting customer has a change of its own in the inbox,
+    that change's unit looks at the record again, with QBO's state: nothing is read or done here.
+    """
     if record.state != LinkState.REVIEW or kind_of(record) != MATCH:
         return "not waiting for a match"
     if waiting_side(record) == "qbo":
-        return link_new_customer(ctx, _waiting_customer(ctx, record), [], existing=record)
+        customer = _held_customer(ctx, record)
+        if customer is None and candidate_changed and change_pending(ctx.qbo.realm_id, "Customer",
+                                                                     str(record.qbo_customer_id)):
+            return "left to its own change"
+        customer = customer or ctx.qbo.read("Customer", str(record.qbo_customer_id))
+        return link_new_customer(ctx, customer, [], existing=record)
     try:
         contact = ctx.crm.get_contact(str(record.crm_contact_id))
     except ContactNotFoundError:
@@ -320,22 +330,21 @@ def recheck(ctx: SyncContext, record: LinkRecord) -> str:
     return link_new_contact(ctx, contact, [], existing=record)
 
 
-def _waiting_customer(ctx: SyncContext, record: LinkRecord) -> dict[str, Any]:
-    """The customer of a record waiting on the QBO side, as QBO has it now.
+def _held_customer(ctx: SyncContext, record: LinkRecord) -> dict[str, Any] | None:
+    """The customer of a record waiting on the QBO side, as QBO has it now, when a drain holds it (else None).
 
     In a drain it is taken from the realm's recent CDC answers (``fetch.ChangeCache``) when that state is no older
     than the one the record was last decided on: its SyncToken is at least the one the decision saw
     (``qbo_side.seen``; a record decided before that was kept has none, and is read). A change made after the CDC
     call comes with its own webhook, whose unit looks at the record again with QBO's state. So the echoes of a
-    burst (its candidate contacts updated) look at the burst's waiting customers without a read each. Otherwise,
-    read.
+    burst (its candidate contacts updated) look at the burst's waiting customers without a read each.
     """
     customer_id = str(record.qbo_customer_id)
     if ctx.qbo_changes is not None:
         held = ctx.qbo_changes.peek(ctx.qbo.realm_id, "Customer", [customer_id]).get(customer_id)
         if held is not None and _no_older(held, record.qbo_sync_token):
             return held
-    return ctx.qbo.read("Customer", customer_id)
+    return None
 
 
 def _no_older(customer: Mapping[str, Any], decided_token: str | None) -> bool:
@@ -356,4 +365,4 @@ def recheck_naming(ctx: SyncContext, side: str, record_id: str) -> list[str]:
     """
     waiting = [r for r in waiting_rows(ctx.connection_id) if kind_of(r) == MATCH and waiting_side(r) != side
                and record_id in {str(c) for c in r.review_candidates}]
-    return [recheck(ctx, record) for record in waiting]
+    return [recheck(ctx, record, candidate_changed=True) for record in waiting]

@@ -354,6 +354,17 @@ def still_pending(events: Sequence[EventRef]) -> list[EventRef]:
     return [event for event in events if event.id in ids]
 
 
+def change_pending(realm_id: str, entity: str, entity_id: str) -> bool:
+    """Whether a QBO change of this object waits in the inbox: its own unit will look at the object with QBO's
+    state (found through the pending events' index, so the inbox's size does not matter)."""
+    found = db.session.scalar(select(InboundEvent.id).where(
+        InboundEvent.status == EventStatus.PENDING, InboundEvent.source == EventSource.QBO,
+        InboundEvent.realm_id == realm_id, InboundEvent.entity == entity, InboundEvent.entity_id == entity_id,
+    ).limit(1))
+    db.session.rollback()
+    return found is not None
+
+
 def count_settled(ids: Sequence[int]) -> int:
     """How many of ``ids`` are processed or ignored (under the lock: settled by the caller's drain)."""
     count = db.session.scalar(select(func.count()).select_from(InboundEvent).where(
