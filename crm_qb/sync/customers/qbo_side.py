@@ -117,7 +117,7 @@ def plan_new_customer(ctx: SyncContext, customer: dict[str, Any], events: Sequen
     else:
         outcome, contacts = match_in_crm(ctx, record)
     if outcome.kind == AMBIGUOUS:
-        waiting = seen(existing or LinkRecord(ctx.connection_id, qbo_customer_id=customer_id), customer)
+        waiting = with_version_seen(existing or LinkRecord(ctx.connection_id, qbo_customer_id=customer_id), customer)
         return review(ctx, waiting, list(outcome.ids), f"several CRM contacts match by {outcome.by}", events)
     if outcome.kind == LINKED:
         linked_id = str(outcome.linked_id)
@@ -174,7 +174,7 @@ def link_pair(ctx: SyncContext, customer: dict[str, Any], contact: Contact | str
         if direction == "crm_to_qbo":
             record = by_contact or LinkRecord(ctx.connection_id, crm_contact_id=contact_id)
         else:
-            seen(record, customer)
+            with_version_seen(record, customer)
         return review(ctx, record, [customer_id, contact_id],
                       "the match is already linked to another record", events, direction)
     if isinstance(contact, str):
@@ -249,10 +249,10 @@ def move_folder(connection_id: int, from_customer: str, to_customer: str) -> int
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def seen(record: LinkRecord, customer: Mapping[str, Any]) -> LinkRecord:
+def with_version_seen(record: LinkRecord, customer: Mapping[str, Any]) -> LinkRecord:
     """``record``, waiting for review on the QBO side, with the version of its customer this decision saw (the
     SyncToken, as a linked record keeps the version last synced): a recheck may then take the customer from a CDC
-    answer at least that new instead of reading it (``review._waiting_customer``)."""
+    answer at least that new instead of reading it (``review._held_customer``)."""
     token = customer.get("SyncToken")
     record.qbo_sync_token = str(token) if token is not None else None
     return record

@@ -335,9 +335,9 @@ def _held_customer(ctx: SyncContext, record: LinkRecord) -> dict[str, Any] | Non
 
     In a drain it is taken from the realm's recent CDC answers (``fetch.ChangeCache``) when that state is no older
     than the one the record was last decided on: its SyncToken is at least the one the decision saw
-    (``qbo_side.seen``; a record decided before that was kept has none, and is read). A change made after the CDC
-    call comes with its own webhook, whose unit looks at the record again with QBO's state. So the echoes of a
-    burst (its candidate contacts updated) look at the burst's waiting customers without a read each.
+    (``qbo_side.with_version_seen``; a record decided before that was kept has none, and is read). A change made
+    after the CDC call comes with its own webhook, whose unit looks at the record again with QBO's state. So the
+    echoes of a burst (its candidate contacts updated) look at the burst's waiting customers without a read each.
     """
     customer_id = str(record.qbo_customer_id)
     if ctx.qbo_changes is not None:
