@@ -23,7 +23,15 @@ from crm_qb.qbo.tokens import NotConnectedError
 from crm_qb.runtime import runtime
 from crm_qb.sync import failures as failure_store
 from crm_qb.sync.context import build_context
-from crm_qb.sync.customers.review import LABELS, ReviewError, Waiting, check_action, describe, waiting_rows
+from crm_qb.sync.customers.review import (
+    LABELS,
+    ReviewError,
+    Waiting,
+    check_action,
+    count_waiting,
+    describe,
+    waiting_rows,
+)
 from crm_qb.sync.followups.settings import parse_settings
 from crm_qb.sync.rules.canonical import FIELDS
 from crm_qb.sync.rules.mapping import DIRECTIONS
@@ -99,26 +107,38 @@ def health(connection_id: int) -> BaseResponse:
 
 # -- review -------------------------------------------------------------------------------------------------
 
+REVIEW_PER_PAGE = 50  # waiting records a Review page (or an API or CLI page) reads from both sides
+
+
 @bp.get("/admin/connections/<int:connection_id>/review")
 def review(connection_id: int) -> BaseResponse:
     """Every record waiting for a person, with why it waits and its candidates side by side."""
     session = require_admin(connection_id)
     connection = connection_or_404(connection_id)
-    return _page("admin_review.html", connection, session, waiting=waiting_records(connection), LABELS=LABELS)
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    waiting, total = waiting_records(connection, page, REVIEW_PER_PAGE)
+    return _page("admin_review.html", connection, session, waiting=waiting, LABELS=LABELS, page=page,
+                 pages=max(1, -(-total // REVIEW_PER_PAGE)), total=total)
 
 
-def waiting_records(connection: Connection) -> list[Waiting]:
-    """The waiting records with both sides read now (a connection without QuickBooks shows ids only)."""
-    rows = waiting_rows(connection.id)
+def waiting_records(connection: Connection, page: int = 1, per_page: int = REVIEW_PER_PAGE
+                    ) -> tuple[list[Waiting], int]:
+    """One page of the waiting records, oldest first, with both sides read now, and how many wait in all.
+
+    Paged because each record's sides are read from QuickBooks and the CRM: a first sync of 100,000 customers can
+    leave 24,000 waiting, which no page (or rate limit) could read at once.
+    """
+    total = count_waiting(connection.id)
+    rows = waiting_rows(connection.id, offset=(page - 1) * per_page, limit=per_page) if total else []
     if not rows:
-        return []
+        return [], total
     try:
         ctx = build_context(runtime().sync_services(), connection.id)
     except NotConnectedError:
         raise PageError(409, "QuickBooks is not connected", "Connect QuickBooks to review these records.",
                         connection.id) from None
     try:
-        return [describe(ctx, row) for row in rows]
+        return [describe(ctx, row) for row in rows], total
     except (QboFault, CrmError, TransientError) as exc:
         raise PageError(502, "Could not read the records", f"QuickBooks or the CRM did not answer: {exc}",
                         connection.id) from None

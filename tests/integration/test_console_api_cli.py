@@ -87,6 +87,45 @@ def test_review_in_the_cli_creates_a_new_contact(harness: Harness, monkeypatch: 
     assert entry.diff["note"].startswith("chosen by cli:")
 
 
+def test_the_waiting_records_are_paged_in_the_api_the_cli_and_the_page(harness: Harness,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each waiting record's sides are read from QBO and the CRM, so a long queue (a big first sync's) is read a
+    page at a time, oldest first, everywhere it is listed."""
+    customers = []
+    for n in range(3):
+        email = f"twin{n}@example.com"
+        for name in ("Ann", "Bea"):
+            harness.crm_user("POST", "/contacts", {"first_name": f"{name}{n}", "email": email})
+        customer = harness.qbo.create_customer(DisplayName=f"Twin {n}", PrimaryEmailAddr={"Address": email})
+        harness.qbo_hook(customer["Id"], "created")
+        customers.append(customer["Id"])
+    harness.work()
+    key = harness.api_key()
+
+    first = _api(harness, "GET", "review?per_page=2", key).get_json()
+    second = _api(harness, "GET", "review?per_page=2&page=2", key).get_json()
+    assert (first["total"], first["pages"], first["page"], first["per_page"]) == (3, 2, 1, 2)
+    listed = [item["record"]["id"] for item in first["waiting"] + second["waiting"]]
+    assert listed == customers  # oldest first, each once
+    assert _api(harness, "GET", "review?page=9", key).get_json()["waiting"] == []
+    for bad in ("page=0", "per_page=201", "page=x"):
+        answer = _api(harness, "GET", f"review?{bad}", key)
+        assert answer.status_code == 400 and answer.get_json()["error"]["code"].startswith("invalid_"), bad
+
+    cli = _cli(harness, monkeypatch, "review", "list", str(harness.connection_id), "--per-page", "2", "--page", "2")
+    assert [item["record"]["id"] for item in cli["waiting"]] == customers[2:] and cli["total"] == 3
+
+    admin(harness)
+    monkeypatch.setattr("crm_qb.web.admin_pages.REVIEW_PER_PAGE", 2)
+    base = f"/admin/connections/{harness.connection_id}/review"
+    html = harness.client.get(base).get_data(as_text=True)
+    assert "Twin 0" in html and "Twin 1" in html and "Twin 2" not in html
+    assert "page 1 of 2" in html and "?page=2" in html
+    html = harness.client.get(f"{base}?page=2").get_data(as_text=True)
+    assert "Twin 2" in html and "Twin 0" not in html
+    assert "No records on this page" in harness.client.get(f"{base}?page=5").get_data(as_text=True)
+
+
 def test_settings_over_the_api_are_validated_audited_and_scheduled_mode_waits_for_the_poll(harness: Harness) -> None:
     customer = harness.qbo.create_customer(DisplayName="Kay Low")
     harness.qbo_hook(customer["Id"], "created")

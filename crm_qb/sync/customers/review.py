@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, or_, select
+from sqlalchemy import Text, cast, func, or_, select
 
 from crm_qb.crm.errors import ContactNotFoundError, CrmError, CrmNotFoundError
 from crm_qb.db import db
@@ -116,14 +116,24 @@ def waiting_side(link: LinkRecord | ContactLink) -> str:
     return "qbo" if link.qbo_customer_id and not link.crm_contact_id else "crm"
 
 
-def waiting_rows(connection_id: int) -> list[LinkRecord]:
-    """The connection's records waiting for review, oldest first; ends the read."""
-    rows = db.session.scalars(select(ContactLink).where(ContactLink.connection_id == connection_id,
-                                                        ContactLink.state == LinkState.REVIEW)
-                              .order_by(ContactLink.id)).all()
-    found = [LinkRecord.of(row) for row in rows]
+def waiting_rows(connection_id: int, *, offset: int = 0, limit: int | None = None) -> list[LinkRecord]:
+    """The connection's records waiting for review, oldest first (``limit`` of them after ``offset``, when given);
+    ends the read."""
+    query = select(ContactLink).where(ContactLink.connection_id == connection_id,
+                                      ContactLink.state == LinkState.REVIEW).order_by(ContactLink.id)
+    if limit is not None:
+        query = query.offset(offset).limit(limit)
+    found = [LinkRecord.of(row) for row in db.session.scalars(query).all()]
     db.session.rollback()
     return found
+
+
+def count_waiting(connection_id: int) -> int:
+    """How many of the connection's records wait for review; ends the read."""
+    total = db.session.scalar(select(func.count()).select_from(ContactLink).where(
+        ContactLink.connection_id == connection_id, ContactLink.state == LinkState.REVIEW))
+    db.session.rollback()
+    return int(total or 0)
 
 
 def describe(ctx: SyncContext, link: LinkRecord) -> Waiting:
