@@ -38,7 +38,7 @@ from crm_qb.sync.settings import sync_settings_of
 from crm_qb.sync.settings_changes import InvalidSetting, store_settings, turned_on, validated
 from crm_qb.sync.time.admin import TimeConfigError, configure, status
 from crm_qb.web.admin_pages import REVIEW_PER_PAGE, waiting_records
-from crm_qb.web.api import ApiRefusal, authorized
+from crm_qb.web.api import ApiRefusal, authorized, whole_number_arg
 from crm_qb.web.readmodels.audit import PER_PAGE, InvalidAuditQuery, audit_page, parse_audit_query
 from crm_qb.web.review_pages import conflict_rows
 from crm_qb.web.routing import MAX_ROW_ID, is_contact_id
@@ -70,20 +70,11 @@ MAX_REVIEW_PER_PAGE = 200
 def review(connection_id: int) -> Response:
     """Records waiting for review, each with its candidates side by side and its actions."""
     connection = authorized(connection_id)
-    page, per_page = _whole("page", 1, 1_000_000), _whole("per_page", REVIEW_PER_PAGE, MAX_REVIEW_PER_PAGE)
+    page = whole_number_arg("page", 1, 1_000_000)
+    per_page = whole_number_arg("per_page", REVIEW_PER_PAGE, MAX_REVIEW_PER_PAGE)
     waiting, total = waiting_records(connection, page, per_page)
     return jsonify({"waiting": [w.as_json() for w in waiting], "page": page, "per_page": per_page, "total": total,
                     "pages": max(1, -(-total // per_page))})
-
-
-def _whole(name: str, default: int, most: int) -> int:
-    """A whole-number query argument from 1 to ``most``; 400 ``invalid_<name>`` otherwise."""
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 7 or not 1 <= int(raw) <= most:
-        raise ApiRefusal(400, f"invalid_{name}", f"{name} must be a whole number from 1 to {most}, got {raw!r}")
-    return int(raw)
 
 
 @bp.post("/review/<int:link_id>")

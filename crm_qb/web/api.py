@@ -56,6 +56,17 @@ class ApiRefusal(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+def whole_number_arg(name: str, default: int, most: int) -> int:
+    """The query argument ``name`` as a whole number from 1 to ``most`` (``default`` when absent); ApiRefusal
+    400 ``invalid_<name>`` otherwise."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 7 or not 1 <= int(raw) <= most:
+        raise ApiRefusal(400, f"invalid_{name}", f"{name} must be a whole number from 1 to {most}, got {raw!r}")
+    return int(raw)
+
+
 @bp.errorhandler(ApiRefusal)
 def _refused(exc: ApiRefusal) -> tuple[Response, int]:
     response, status = json_error(exc.status, exc.code, exc.message)

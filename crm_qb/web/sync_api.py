@@ -28,7 +28,7 @@ from crm_qb.runtime import runtime
 from crm_qb.sync.firstsync import report, service, store
 from crm_qb.sync.firstsync.outcomes import COUNT_KEYS, COUNTED
 from crm_qb.sync.pipeline.backfill import check_backfillable
-from crm_qb.web.api import ApiRefusal, authorized
+from crm_qb.web.api import ApiRefusal, authorized, whole_number_arg
 from crm_qb.web.errors import json_error
 
 bp = Blueprint("sync_api", __name__, url_prefix="/api/v1/connections/<int:connection_id>/sync")
@@ -166,19 +166,10 @@ def report_csv(connection_id: int) -> Response:
 def _records(run_id: int, stage: str, wanted: str | None) -> dict[str, Any]:
     if wanted and wanted not in LISTS:
         raise ApiRefusal(400, "invalid_list", f"list/outcome must be one of {', '.join(LISTS)}, got {wanted!r}")
-    page, per_page = _int("page", 1, 1_000_000), _int("per_page", 50, MAX_PER_PAGE)
+    page, per_page = whole_number_arg("page", 1, 1_000_000), whole_number_arg("per_page", 50, MAX_PER_PAGE)
     rows, total = store.records(run_id, stage, (wanted,) if wanted else (), page, per_page)
     return {"items": [report.record_json(row) for row in rows], "page": page, "per_page": per_page,
             "total": total, "pages": max(1, -(-total // per_page))}
-
-
-def _int(name: str, default: int, most: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 7 or not 1 <= int(raw) <= most:
-        raise ApiRefusal(400, f"invalid_{name}", f"{name} must be a whole number from 1 to {most}, got {raw!r}")
-    return int(raw)
 
 
 def _date(body: Any, name: str) -> date:
