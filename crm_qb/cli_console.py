@@ -46,17 +46,15 @@ def _review_group(ctx: _Context) -> click.Group:
     @click.argument("connection_id", type=int)
     @click.option("--page", type=click.IntRange(min=1), default=1, show_default=True,
                   help="Which page of waiting records (oldest first).")
-    @click.option("--per-page", type=click.IntRange(1, 200), default=50, show_default=True)
+    @click.option("--per-page", type=click.IntRange(1, 200), default=50, show_default=True,
+                  help="Records a page, as the API's per_page (at most 200).")
     def review_list(connection_id: int, page: int, per_page: int) -> None:
         """Print one page of the waiting records with their candidates, read from both sides now."""
         from crm_qb.web.admin_pages import waiting_records
 
         ctx.logging_setup(default="WARNING")
         with ctx.app().app_context():
-            found = ctx.connection_of(connection_id)
-            waiting, total = waiting_records(found, page, per_page)
-            _echo({"waiting": [w.as_json() for w in waiting], "page": page, "per_page": per_page, "total": total,
-                   "pages": max(1, -(-total // per_page))})
+            _echo(waiting_records(ctx.connection_of(connection_id), page, per_page).as_json())
 
     @review.command("resolve")
     @click.argument("connection_id", type=int)

@@ -37,7 +37,7 @@ from crm_qb.sync.followups.settings import parse_settings
 from crm_qb.sync.settings import sync_settings_of
 from crm_qb.sync.settings_changes import InvalidSetting, store_settings, turned_on, validated
 from crm_qb.sync.time.admin import TimeConfigError, configure, status
-from crm_qb.web.admin_pages import REVIEW_PER_PAGE, waiting_records
+from crm_qb.web.admin_pages import MAX_REVIEW_PER_PAGE, REVIEW_PER_PAGE, waiting_records
 from crm_qb.web.api import ApiRefusal, authorized, whole_number_arg
 from crm_qb.web.readmodels.audit import PER_PAGE, InvalidAuditQuery, audit_page, parse_audit_query
 from crm_qb.web.review_pages import conflict_rows
@@ -63,18 +63,13 @@ def _body() -> dict[str, Any]:
     return body
 
 
-MAX_REVIEW_PER_PAGE = 200
-
-
 @bp.get("/review")
 def review(connection_id: int) -> Response:
     """Records waiting for review, each with its candidates side by side and its actions."""
     connection = authorized(connection_id)
     page = whole_number_arg("page", 1, 1_000_000)
     per_page = whole_number_arg("per_page", REVIEW_PER_PAGE, MAX_REVIEW_PER_PAGE)
-    waiting, total = waiting_records(connection, page, per_page)
-    return jsonify({"waiting": [w.as_json() for w in waiting], "page": page, "per_page": per_page, "total": total,
-                    "pages": max(1, -(-total // per_page))})
+    return jsonify(waiting_records(connection, page, per_page).as_json())
 
 
 @bp.post("/review/<int:link_id>")

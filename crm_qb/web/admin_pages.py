@@ -10,6 +10,7 @@ by ``admin_api.py`` and run by the CLI, from the same domain functions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, make_response, redirect, render_template, request, url_for
@@ -108,6 +109,26 @@ def health(connection_id: int) -> BaseResponse:
 # -- review -------------------------------------------------------------------------------------------------
 
 REVIEW_PER_PAGE = 50  # waiting records a Review page (or an API or CLI page) reads from both sides
+MAX_REVIEW_PER_PAGE = 200
+
+
+@dataclass(frozen=True)
+class WaitingPage:
+    """One page of the records waiting for review, with both sides read, and where it is among all of them."""
+
+    waiting: list[Waiting]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    def as_json(self) -> dict[str, Any]:
+        """The API's and the CLI's object: the records and the paging."""
+        return {"waiting": [w.as_json() for w in self.waiting], "page": self.page, "per_page": self.per_page,
+                "total": self.total, "pages": self.pages}
 
 
 @bp.get("/admin/connections/<int:connection_id>/review")
@@ -116,13 +137,12 @@ def review(connection_id: int) -> BaseResponse:
     session = require_admin(connection_id)
     connection = connection_or_404(connection_id)
     page = max(1, request.args.get("page", 1, type=int) or 1)
-    waiting, total = waiting_records(connection, page, REVIEW_PER_PAGE)
-    return _page("admin_review.html", connection, session, waiting=waiting, LABELS=LABELS, page=page,
-                 pages=max(1, -(-total // REVIEW_PER_PAGE)), total=total)
+    found = waiting_records(connection, page, REVIEW_PER_PAGE)
+    return _page("admin_review.html", connection, session, waiting=found.waiting, LABELS=LABELS, page=page,
+                 pages=found.pages, total=found.total)
 
 
-def waiting_records(connection: Connection, page: int = 1, per_page: int = REVIEW_PER_PAGE
-                    ) -> tuple[list[Waiting], int]:
+def waiting_records(connection: Connection, page: int = 1, per_page: int = REVIEW_PER_PAGE) -> WaitingPage:
     """One page of the waiting records, oldest first, with both sides read now, and how many wait in all.
 
     Paged because each record's sides are read from QuickBooks and the CRM: a first sync of 100,000 customers can
@@ -131,14 +151,14 @@ def waiting_records(connection: Connection, page: int = 1, per_page: int = REVIE
     total = count_waiting(connection.id)
     rows = waiting_rows(connection.id, offset=(page - 1) * per_page, limit=per_page) if total else []
     if not rows:
-        return [], total
+        return WaitingPage([], page, per_page, total)
     try:
         ctx = build_context(runtime().sync_services(), connection.id)
     except NotConnectedError:
         raise PageError(409, "QuickBooks is not connected", "Connect QuickBooks to review these records.",
                         connection.id) from None
     try:
-        return [describe(ctx, row) for row in rows], total
+        return WaitingPage([describe(ctx, row) for row in rows], page, per_page, total)
     except (QboFault, CrmError, TransientError) as exc:
         raise PageError(502, "Could not read the records", f"QuickBooks or the CRM did not answer: {exc}",
                         connection.id) from None

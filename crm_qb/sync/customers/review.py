@@ -119,8 +119,13 @@ def waiting_side(link: LinkRecord | ContactLink) -> str:
 def waiting_rows(connection_id: int, *, offset: int = 0, limit: int | None = None) -> list[LinkRecord]:
     """The connection's records waiting for review, oldest first (``limit`` of them after ``offset``, when given);
     ends the read."""
+    return _waiting(connection_id, offset=offset, limit=limit)
+
+
+def _waiting(connection_id: int, *where: Any, offset: int = 0, limit: int | None = None) -> list[LinkRecord]:
+    """The connection's waiting records matching ``where``, oldest first; ends the read."""
     query = select(ContactLink).where(ContactLink.connection_id == connection_id,
-                                      ContactLink.state == LinkState.REVIEW).order_by(ContactLink.id)
+                                      ContactLink.state == LinkState.REVIEW, *where).order_by(ContactLink.id)
     if limit is not None:
         query = query.offset(offset).limit(limit)
     found = [LinkRecord.of(row) for row in db.session.scalars(query).all()]
@@ -396,10 +401,5 @@ def waiting_naming(connection_id: int, record_id: str) -> list[LinkRecord]:
     # As the candidates' JSON text holds the id: quoted (so "1" does not find "10"), its non-ASCII letters escaped
     # as Python wrote them (SQLite) or as themselves (PostgreSQL's jsonb text).
     needles = {json.dumps(str(record_id)), json.dumps(str(record_id), ensure_ascii=False)}
-    rows = db.session.scalars(select(ContactLink).where(
-        ContactLink.connection_id == connection_id, ContactLink.state == LinkState.REVIEW,
-        or_(*(text.like(_containing(needle), escape="\\") for needle in sorted(needles))),
-    ).order_by(ContactLink.id)).all()
-    found = [LinkRecord.of(row) for row in rows]
-    db.session.rollback()
+    found = _waiting(connection_id, or_(*(text.like(_containing(needle), escape="\\") for needle in sorted(needles))))
     return [r for r in found if str(record_id) in {str(c) for c in r.review_candidates}]
