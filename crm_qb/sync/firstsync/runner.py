@@ -31,7 +31,6 @@ from crm_qb.db import db, utcnow
 from crm_qb.models import ContactLink
 from crm_qb.qbo.client import QboClient
 from crm_qb.sync.context import SyncContext
-from crm_qb.sync.customers.hierarchy import parent_of
 from crm_qb.sync.customers.links import LinkRecord
 from crm_qb.sync.customers.reconcile import contact_json
 from crm_qb.sync.firstsync.outcomes import action_of, describe
@@ -363,7 +362,6 @@ class RecordedPreview(_Recording, _DryRun):
     def setup(self, sink: Sink, checkpoint: dict[str, Any], dates: DateRange | None) -> None:
         super().setup(sink, checkpoint, dates)
         self.contact_of: dict[str, str | None] = {}  # customer -> the contact it will have (None: none)
-        self.parents: dict[str, str | None] = {}
         # (invoice id, customer id, name, due date, balance) of invoices a rule would fire for
         self.overdue: list[tuple[str, str, str, date, Decimal]] = []
         self.today = utcnow().date()
@@ -383,10 +381,6 @@ class RecordedPreview(_Recording, _DryRun):
 
     def advance(self, phase: str) -> None:
         """A preview starts again from the beginning if it is stopped: nothing to move."""
-
-    def customer(self, customer: dict[str, Any], link: LinkRecord | None, index: CandidateIndex) -> str:
-        self.parents[str(customer["Id"])] = parent_of(customer)
-        return super().customer(customer, link, index)
 
     def contact(self, contact: Contact, link: LinkRecord | None) -> str:
         """As the dry run predicts, except that a customer already taken (linked to a contact by the customer
@@ -469,7 +463,7 @@ class RecordedPreview(_Recording, _DryRun):
             seen.add(current)
             if self.contact_of.get(current):
                 return self.contact_of[current]
-            current = self.parents.get(current)
+            current = self.parent_ids.get(current)  # every customer's parent, kept by the dry run
         return None
 
 
