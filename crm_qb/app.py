@@ -11,6 +11,7 @@ from redis import Redis
 
 from crm_qb.config import Settings, load_settings
 from crm_qb.db import configure_sqlite, db
+from crm_qb.idle_ping import ping_when_idle
 from crm_qb.jobqueue import JobQueue
 from crm_qb.keys import RedisKeys
 from crm_qb.runtime import EXTENSION_KEY, IngressStore, build_runtime
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     db.init_app(app)
     with app.app_context():
         configure_sqlite(db.engine)
+        if not settings.is_sqlite:
+            ping_when_idle(db.engine)
     _register_blueprints(app)
     logging.getLogger(__name__).debug("app created for %s", settings.database_url.split(":", 1)[0])
     return app
@@ -73,7 +76,8 @@ def _add_migrate(app: Flask) -> None:
 def _engine_options(settings: Settings) -> dict[str, object]:
     if settings.is_sqlite:
         return {"connect_args": {"timeout": 15}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+    # No pool_pre_ping: a connection is checked only when it sat idle (crm_qb.idle_ping, set up in create_app).
+    return {"pool_size": 5, "max_overflow": 10}
 
 
 def _job_queue() -> Callable[[Redis, RedisKeys], JobQueue]:
