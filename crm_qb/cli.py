@@ -329,20 +329,40 @@ def web(host: str, port: int, workers: int, threads: int, access_log: bool) -> N
               help="Run each bulk job (the backfill queue) on a thread at this niceness (Linux; a worker started "
                    "nicer keeps its own), so a worker of every queue gives the CPU to the live drains of the "
                    "host's other workers; 0: off.")
-def worker(burst: bool, queues: str | None, nice: int, bulk_nice: int) -> None:
+@click.option("--bulk-process/--no-bulk-process", default=True, show_default=True,
+              help="Serve the backfill queue from a child process (crm-qb worker --queues backfill, at --bulk-nice) "
+                   "and the live queues here, so live work never waits for a first sync; --no-bulk-process: run "
+                   "bulk jobs in this worker, between live ones. A --burst worker always runs them itself.")
+@click.option("--exit-with-parent", "parent_pid", type=int, default=None, hidden=True)
+def worker(burst: bool, queues: str | None, nice: int, bulk_nice: int, bulk_process: bool,
+           parent_pid: int | None) -> None:
     """Run an RQ worker for every queue (or those of --queues)."""
-    from workers.queues import QUEUE_NAMES, parse_queue_names
+    from workers.bulk_process import BulkProcess, child_argv, exit_with_parent
+    from workers.queues import BACKFILL, QUEUE_NAMES, parse_queue_names
     from workers.worker import lower_priority, run_worker
 
     try:
         served = parse_queue_names(queues) if queues is not None else QUEUE_NAMES
     except ValueError as exc:
         raise click.UsageError(f"--queues: {exc}") from None
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
     _setup_logging()
+    child = None
+    if bulk_process and not burst and BACKFILL in served and len(served) > 1:
+        served = tuple(name for name in served if name != BACKFILL)
+        child = BulkProcess(child_argv(bulk_nice))
     lower_priority(nice, served)  # first, so that every thread the worker starts inherits it
     app = _app()
     runtime_redis(app).ping()  # an unreachable Redis is one line, not a traceback from inside RQ
-    run_worker(app, burst=burst, queues=served, bulk_nice=bulk_nice)
+    if child is not None:
+        child.start()
+    try:
+        run_worker(app, burst=burst, queues=served, bulk_nice=bulk_nice,
+                   on_stop=child.request_stop if child is not None else None)
+    finally:
+        if child is not None:
+            child.stop()
 
 
 @main.command()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from redis import Redis
@@ -198,10 +199,16 @@ def worker_alive(redis: Redis, running: Job) -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs. A zombie does not: a killed worker's bulk child (``workers.bulk_process``) is
+    killed with it and left to an init that may not reap it soon, so the signal test alone would call it alive."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux), or it ended just now: the signal test's answer stands
+    return state not in ("Z", "X")

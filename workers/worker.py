@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -71,6 +72,7 @@ class AppWorker(SimpleWorker):
     bulk_nice: int = 0
     bulk_slots: BulkSlots | None = None  # this host's bulk-job slots, when the worker serves the bulk queue
     bulk_slot: RenewingLock | NoSlot | None = None  # the slot taken for the bulk job just dequeued
+    on_stop: Callable[[], None] | None = None  # called when a stop is asked: this worker's bulk child stops too
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         """RQ's start-up, with a stop asked during it (SIGTERM, SIGINT) kept for the loop to honour.
@@ -84,6 +86,14 @@ class AppWorker(SimpleWorker):
 
     def _stop_during_start_up(self, _signum: int, _frame: Any) -> None:
         self._stop_requested = True
+        if self.on_stop is not None:
+            self.on_stop()
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        """RQ's warm shutdown, passed on at once to this worker's bulk child (``workers.bulk_process``)."""
+        if self.on_stop is not None:
+            self.on_stop()
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         """RQ's dequeue, from the live queues only while every bulk slot of this host is held
@@ -165,14 +175,15 @@ class AppWorker(SimpleWorker):
 
 
 def build_worker(app: Flask, name: str | None = None, queues: tuple[str, ...] = QUEUE_NAMES,
-                 bulk_nice: int = niced.DEFAULT_BULK_NICE) -> AppWorker:
+                 bulk_nice: int = niced.DEFAULT_BULK_NICE, on_stop: Callable[[], None] | None = None) -> AppWorker:
     """A worker for ``app`` serving ``queues`` (default every queue), ingress first; its bulk jobs run at
-    niceness ``bulk_nice`` (0: like any job)."""
+    niceness ``bulk_nice`` (0: like any job); ``on_stop`` is called when it is asked to stop."""
     rt = runtime(app)
     served = [q for q in all_queues(rt.redis, rt.keys) if q.name in {rt.keys.queue(name) for name in queues}]
     worker = AppWorker(served, connection=rt.redis, name=name)
     worker.flask_app = app
     worker.bulk_nice = bulk_nice
+    worker.on_stop = on_stop
     if BACKFILL in queues and rt.settings.bulk_jobs_per_host > 0:
         worker.bulk_slots = BulkSlots(rt.redis, rt.keys, rt.settings.bulk_jobs_per_host)
     return worker
@@ -196,13 +207,16 @@ def lower_priority(nice: int, queues: tuple[str, ...] = QUEUE_NAMES) -> int:
 
 
 def run_worker(app: Flask, *, burst: bool = False, name: str | None = None,
-               queues: tuple[str, ...] = QUEUE_NAMES, bulk_nice: int = niced.DEFAULT_BULK_NICE) -> bool:
-    """Work until stopped (or, with ``burst``, until the queues are empty); a Redis failure restarts the loop."""
+               queues: tuple[str, ...] = QUEUE_NAMES, bulk_nice: int = niced.DEFAULT_BULK_NICE,
+               on_stop: Callable[[], None] | None = None) -> bool:
+    """Work until stopped (or, with ``burst``, until the queues are empty); a Redis failure restarts the loop.
+    ``on_stop``: called as soon as a stop is asked (SIGTERM, SIGINT)."""
     # No with_scheduler: RQ would fork a scheduler process that outlives a killed worker. Promoting delayed
     # jobs (retries with intervals) is done by ``crm-qb scheduler`` instead (workers.schedule).
     worked, restarts = False, 0
     while True:
-        worker = build_worker(app, name if not restarts or name is None else f"{name}-{restarts}", queues, bulk_nice)
+        worker = build_worker(app, name if not restarts or name is None else f"{name}-{restarts}", queues, bulk_nice,
+                              on_stop)
         try:
             worked = bool(worker.work(burst=burst)) or worked
         except RedisError as exc:  # raised outside RQ's loop (start-up, teardown): the same recovery
