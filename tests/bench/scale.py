@@ -146,7 +146,9 @@ class Rig:
         for n, (kind, command) in enumerate(commands):  # kind: the CPU figures' key ("bulk": the bulk workers)
             self.workers.append(self.processes.start(f"{kind}-{len(self.workers)}-{n}", command, self.env))
         redis = Redis.from_url(REDIS_URL)
-        total = count + live_only + bulk
+        # A worker of every queue is two RQ workers: itself (the live queues) and its bulk child
+        # (workers/bulk_process.py), which starts once the worker's app is up: no load while the children import.
+        total = 2 * count + live_only + bulk
         wait_until(lambda: len(Worker.all(connection=redis)) >= total, 300, f"{total} workers to listen")
 
     def stop_workers(self) -> None:
