@@ -5,8 +5,8 @@ An RQ worker runs one job at a time. A first sync, the drains of the backlog it 
 had one live worker fewer, just while the first sync also took CPU. Measured on the 2-core development machine (20
 live tenants, 20 changes a second, a 3,000-customer first sync; README, Benchmarks), the live drains then waited
 for a worker (queued p95 0.22 s against 0.01 s) and their p95 rose 4 to 5 times. With the live workers' number
-unchanged beside a bulk worker of its own, their p95 rose 2 to 29 %; with this child, their queued p95 stayed at
-0.01 to 0.04 s.
+unchanged beside a bulk worker of its own, their p95 rose 2 to 29 %; with this child, their queued p95 was
+0.01 to 0.07 s, and what is left is CPU.
 
 So ``crm-qb worker`` serving the live queues and ``backfill`` (its default) starts a child ``crm-qb worker --queues
 backfill`` at CPU niceness ``--bulk-nice`` and serves the live queues itself: one command still serves every
