@@ -18,7 +18,7 @@ The child lives and dies with its parent. It is started again (after 1 s, doubli
 own; a stop of the parent (SIGTERM, Ctrl-C: RQ's warm shutdown) stops it the same way and waits for it to end its
 job; and a parent killed outright takes it along (Linux: ``PR_SET_PDEATHSIG``; elsewhere the child looks for its
 parent every second), so killing a worker still kills the job it runs, which its sweep or the first sync's resume
-picks up (``README``, Failure handling). A burst worker (``--burst``: tests, one-off runs) keeps running its bulk
+picks up (README, Reliability). A burst worker (``--burst``: tests, one-off runs) keeps running its bulk
 jobs itself, in queue order.
 """
 
