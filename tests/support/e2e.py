@@ -273,7 +273,10 @@ def wire(settings: Settings, tmp_path: Path, spawn: Callable[..., subprocess.Pop
     # and CI's two cores are the suite's limit. Several web processes are tested by test_pipeline.
     spawn("web", "--port", str(web_port), "--workers", "1", extra_env=env)
     for _ in range(workers):
-        spawn("worker", extra_env=env)
+        # One process per worker: a bulk child (the default, workers/bulk_process.py) is a second app start per
+        # worker, and CI's two cores are the suite's limit. The default is tested by test_bulk_process,
+        # test_first_sync_resume, test_up and the fault smoke.
+        spawn("worker", "--no-bulk-process", extra_env=env)
     wait_for(lambda: healthy(web), timeout=90, what="crm-qb web to answer /healthz")
     connection_id = connect_crm(app, web, realm, crm_kind, crm_info)
     world = World(web, qbo, realm, str(crm_info["api_base"]), str(crm_info["token"]), connection_id, full, env,
