@@ -39,6 +39,8 @@ def outcome(parse: Any, data: bytes | str) -> tuple[str, Any]:
         return "ok", parse(data)
     except ValueError as exc:  # json's refusal (JSONDecodeError, UnicodeDecodeError): compared by kind
         return "refused", type(exc).__name__
+    except ArithmeticError as exc:  # a number Decimal cannot hold (10e999999999999999999): InvalidOperation, both
+        return "unrepresentable", type(exc).__name__
 
 
 def assert_same_outcome(data: bytes | str) -> None:
@@ -137,3 +139,9 @@ def test_a_qbo_page_keeps_its_amounts_exact_through_the_fault_check() -> None:
     assert same(invoice, {"Id": "1", "TotalAmt": Decimal("100.10"), "Balance": 0, "ExchangeRate": Decimal("1.5"),
                           "Line": [{"Amount": Decimal("1e2"), "Qty": 3}]})
     assert same(document, reference(body))
+
+
+def test_a_number_past_decimals_exponent_range_fails_alike() -> None:
+    """Found by the damaged-document test in CI: both raise decimal.InvalidOperation (not a ValueError)."""
+    assert_same_outcome(b"10e999999999999999999")
+    assert outcome(exactjson.loads, b"[10e999999999999999999]")[0] == "unrepresentable"
