@@ -58,18 +58,10 @@ class BulkProcess:
         self.argv = list(argv)
         self.restart_after = restart_after
         self.restart_after_max = restart_after_max
-        self.starts = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._supervise, name="bulk-process", daemon=True)
-
-    @property
-    def pid(self) -> int | None:
-        """The running child's process id (None: not running)."""
-        with self._lock:
-            process = self._process
-        return process.pid if process is not None and process.poll() is None else None
 
     def start(self) -> None:
         self._thread.start()
@@ -112,7 +104,6 @@ class BulkProcess:
                 if self._stopping.is_set():
                     return
                 self._process = subprocess.Popen(self.argv)
-                self.starts += 1
             started = time.monotonic()
             code = self._process.wait()
             if self._stopping.is_set():
