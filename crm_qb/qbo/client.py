@@ -506,7 +506,7 @@ def _rows(query_response: Any, entity: str) -> list[dict[str, Any]]:
 def _json_object(content: bytes, tid: str | None, status: int) -> dict[str, Any]:
     try:
         document = exactjson.loads(content)
-    except ValueError:
+    except (ValueError, ArithmeticError):  # ArithmeticError: a number Decimal cannot hold (decimal.InvalidOperation)
         document = None
     if not isinstance(document, dict):
         raise ServerError(message="QuickBooks answered with something other than a JSON object",

@@ -285,7 +285,7 @@ def _fault_in_body(body: bytes) -> tuple[tuple[Mapping[str, Any], datetime | Non
     if text.startswith(b"{"):
         try:
             document = exactjson.loads(text)
-        except ValueError:
+        except (ValueError, ArithmeticError):  # ArithmeticError: a number Decimal cannot hold
             return None, None
         return _json_fault(document), document
     return None, None

@@ -187,3 +187,12 @@ def test_query_by_post_with_application_text(api):
                                data="select * from Customer where Id = '1'",
                                headers={"Authorization": f"Bearer {api.token}"}, content_type="application/text")
     assert response.status_code == 200 and len(response.get_json()["QueryResponse"]["Customer"]) == 1
+
+
+def test_a_number_no_decimal_holds_is_refused_as_invalid_json(api):
+    """A body Python's Decimal cannot read (exponent out of range) is a 400 fault, as any unreadable body."""
+    response = api.client.post(api._url("customer"), data=b'{"DisplayName": "X", "Balance": 10e999999999999999999}',
+                               headers=api._headers(), content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.get_json()["Fault"]["Error"][0]["code"] == "2010"

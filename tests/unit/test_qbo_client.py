@@ -580,6 +580,15 @@ def test_a_non_json_200_is_a_server_error(rec: Recorder, mocked: responses.Reque
         qbo.read("Customer", "2")
 
 
+def test_a_number_no_decimal_holds_is_a_server_error(rec: Recorder, mocked: responses.RequestsMock) -> None:
+    """decimal.InvalidOperation (an ArithmeticError, not a ValueError) is an unreadable answer, not a crash."""
+    mocked.get(f"{COMPANY}/customer/2", body=b'{"Customer": {"Id": "2", "Balance": 10e999999999999999999}}')
+    qbo = QboClient(BASE, REALM, lambda: "t", rec.refresh, None, max_retries=0, sleep=rec.sleep)
+
+    with pytest.raises(ServerError):
+        qbo.read("Customer", "2")
+
+
 def test_every_call_takes_a_budget_slot(rec: Recorder, mocked: responses.RequestsMock) -> None:
     mocked.get(f"{COMPANY}/customer/2", status=503)
     mocked.get(f"{COMPANY}/customer/2", body=fixture("customer_read.json"))

@@ -139,6 +139,14 @@ def test_a_success_body_is_no_fault() -> None:
     assert parse_fault(200, {}, fixture_bytes("batch_response.json")) is None
 
 
+def test_an_error_body_with_a_number_no_decimal_holds_is_a_fault_of_its_status() -> None:
+    """decimal.InvalidOperation is not a ValueError: such a body is read as one without a fault object."""
+    fault = parse_fault(400, TID, b'{"Fault": {"Error": [{"code": 10e999999999999999999}]}}')
+
+    assert isinstance(fault, RequestRejectedError)
+    assert fault.http_status == 400
+
+
 def test_query_fault_nested_in_query_response_is_validation_not_authentication() -> None:
     xml = (b'<IntuitResponse xmlns="http://schema.intuit.com/finance/v3"><QueryResponse>'
            b'<Fault type="Validation"><Error code="100" element="query"><Message>General Error</Message>'

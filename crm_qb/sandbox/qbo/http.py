@@ -32,6 +32,9 @@ def json_body() -> object:
     except ValueError as exc:
         raise faults.QboFault("2010", "Request has invalid or unsupported property",
                               f"Request body is not valid JSON: {exc}") from exc
+    except ArithmeticError as exc:  # decimal.InvalidOperation: a number no Decimal holds (10e999999999999999999)
+        raise faults.QboFault("2010", "Request has invalid or unsupported property",
+                              "Request body holds a number out of range") from exc
 
 
 def error_json(code: str, message: str, status: int) -> Response:
