@@ -92,6 +92,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def built_on(dialect_name: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
+    """An Alembic ``include_object`` for a database of ``dialect_name``: leaves out what the models build only on
+    another database (``Index(...).ddl_if(dialect=...)``, e.g. the PostgreSQL-only GIN index of contact_links),
+    which Alembic's comparison would otherwise ask to add there. Reads SQLAlchemy's ``_ddl_if`` (its DDLIf tuple:
+    no public accessor)."""
+
+    def include(obj: Any, _name: str | None, _type: str, _reflected: bool, _compare_to: Any) -> bool:
+        only = getattr(obj, "_ddl_if", None)
+        return only is None or only.dialect is None or only.dialect == dialect_name
+
+    return include
+
+
 def configure_sqlite(engine: Engine) -> None:
     """Turn on WAL, a busy timeout and foreign keys for every new SQLite connection of ``engine``."""
     if engine.dialect.name != "sqlite":

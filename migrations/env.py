@@ -12,6 +12,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
 import crm_qb.models  # noqa: F401  (registers every table on the metadata)
+from crm_qb.db import built_on
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -101,6 +102,8 @@ def run_migrations_online() -> None:
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        # What the models build only on another database is not this one's to add (crm_qb.db.built_on).
+        conf_args.setdefault("include_object", built_on(connection.dialect.name))
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

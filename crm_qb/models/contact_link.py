@@ -34,6 +34,12 @@ class ContactLink(ConnectionOwned, Timestamps, db.Model):  # type: ignore[name-d
         db.UniqueConstraint("connection_id", "qbo_customer_id"),
         db.Index("ix_contact_links_connection_id", "connection_id"),
         db.Index("ix_contact_links_time_walked_at", "connection_id", "time_walked_at"),
+        # The records waiting for review of a connection (the console's list, every drain unit's recheck), and on
+        # PostgreSQL the ones naming a given candidate (``review.waiting_naming``): without them, each unit of a
+        # drain read every link of its connection (migration 0006_review_idx).
+        db.Index("ix_contact_links_connection_state", "connection_id", "state"),
+        db.Index("ix_contact_links_review_candidates", "review_candidates", postgresql_using="gin",
+                 postgresql_ops={"review_candidates": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -7,12 +7,13 @@ from alembic.migration import MigrationContext
 from flask import Flask
 from sqlalchemy import text
 
-from crm_qb.db import db
+from crm_qb.db import built_on, db
 
 
 def test_migrated_schema_matches_the_models(app: Flask) -> None:
     with app.app_context(), db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        context = MigrationContext.configure(conn, opts={"compare_type": False,
+                                                         "include_object": built_on(conn.dialect.name)})
         diff = [d for d in compare_metadata(context, db.metadata)]
         assert diff == []
 

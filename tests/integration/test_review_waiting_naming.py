@@ -4,7 +4,10 @@ so the database narrows the rows by the candidates' text and the exact check fol
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
+from sqlalchemy import event
 
 from crm_qb.db import db
 from crm_qb.models import ContactLink, LinkState
@@ -47,3 +50,33 @@ def test_only_the_records_naming_the_id_are_found(app: Flask) -> None:
         assert found('ct_"q\\') == ["14"]
         assert found("ct_é") == ["15"]
         assert found("99") == []
+
+
+def test_the_database_finds_them_by_index(app: Flask, backend: str) -> None:
+    """The query is answered from an index (the candidates' GIN on PostgreSQL, connection and state on SQLite),
+    not by reading every link of the connection (migration 0006_review_idx)."""
+    connection = add_connection(app).id
+    with app.app_context():
+        db.session.add_all(ContactLink(connection_id=connection, qbo_customer_id=str(n), crm_contact_id=f"ct_{n}",
+                                       state=LinkState.LINKED, review_candidates=[]) for n in range(1000))
+        db.session.add_all(ContactLink(connection_id=connection, qbo_customer_id=str(n), state=LinkState.REVIEW,
+                                       review_candidates=[f"ct_x{n}", f"ct_y{n}"]) for n in range(2000, 6000))
+        db.session.commit()
+        plans: list[str] = []
+
+        @event.listens_for(db.engine, "before_cursor_execute", retval=True)
+        def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> Any:
+            if statement.lstrip().upper().startswith("SELECT") and "contact_links" in statement:
+                prefix = "EXPLAIN QUERY PLAN " if backend == "sqlite" else "EXPLAIN "
+                if backend != "sqlite":
+                    cursor.execute("ANALYZE contact_links")
+                cursor.execute(prefix + statement, parameters)
+                plans.append(" ".join(str(row) for row in cursor.fetchall()))
+            return statement, parameters
+
+        try:
+            assert [str(r.qbo_customer_id) for r in waiting_naming(connection, "ct_y2150")] == ["2150"]
+        finally:
+            event.remove(db.engine, "before_cursor_execute", explain)
+        wanted = "ix_contact_links_review_candidates" if backend != "sqlite" else "ix_contact_links_connection_state"
+        assert plans and all(wanted in plan for plan in plans), plans

@@ -117,6 +117,7 @@ def _install():
 
     redis.client.Pipeline.execute = pipe_execute
 
+    os.makedirs(_OUT, exist_ok=True)
     path = os.path.join(_OUT, f"jobs-{os.getpid()}.jsonl")
     out = open(path, "a", buffering=1)  # noqa: SIM115 - open for the process's life
     import rq.worker.base
