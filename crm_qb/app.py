@@ -77,7 +77,11 @@ def _engine_options(settings: Settings) -> dict[str, object]:
     if settings.is_sqlite:
         return {"connect_args": {"timeout": 15}}
     # No pool_pre_ping: a connection is checked only when it sat idle (crm_qb.idle_ping, set up in create_app).
-    return {"pool_size": 5, "max_overflow": 10}
+    # A read outside a transaction sends no BEGIN and no ROLLBACK (crm_qb.reads_without_begin; psycopg is
+    # imported only for PostgreSQL).
+    from crm_qb.reads_without_begin import ReadWithoutBegin
+
+    return {"pool_size": 5, "max_overflow": 10, "connect_args": {"cursor_factory": ReadWithoutBegin}}
 
 
 def _job_queue() -> Callable[[Redis, RedisKeys], JobQueue]:
