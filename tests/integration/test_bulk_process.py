@@ -22,6 +22,7 @@ from rq import Queue
 from crm_qb.runtime import runtime
 from tests.conftest import settings_env
 from tests.support import ROOT, wait_for
+from workers.queues import _pid_alive
 
 SQLITE = pytest.mark.parametrize("backend", ["sqlite"])  # the worker processes' database: either does
 
@@ -33,14 +34,6 @@ def _probe(redis: Redis, name: str, stage: str) -> dict[str, Any] | None:
 
 def _parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 class Rig:
@@ -106,7 +99,7 @@ def test_live_jobs_run_while_a_bulk_job_holds_the_workers_child(rig: Rig) -> Non
 
     worker.send_signal(signal.SIGTERM)  # a warm stop of the worker stops its child too
     assert worker.wait(30) == 0
-    wait_for(lambda: not _alive(held["pid"]), 10, what="the child to end")
+    wait_for(lambda: not _pid_alive(held["pid"]), 10, what="the child to end")
 
 
 @SQLITE
@@ -130,22 +123,20 @@ def test_the_child_dies_with_a_killed_worker_and_is_started_again_when_it_dies_a
     rig.enqueue("backfill", "hold", first)
     child = rig.started(first)["pid"]
     os.kill(child, signal.SIGKILL)  # the child alone: the worker starts another, which takes the next bulk job
-    wait_for(lambda: not _alive(child), 10, what="the child to die")
+    wait_for(lambda: not _pid_alive(child), 10, what="the child to die")
     rig.enqueue("backfill", "hold", second)
     again = rig.started(second)["pid"]
     assert again != child and _parent_of(again) == worker.pid
 
     worker.send_signal(signal.SIGKILL)  # the worker killed outright takes its child (and its job) along
     worker.wait(10)
-    wait_for(lambda: not _alive(again), 10, what="the orphaned child to die")
+    wait_for(lambda: not _pid_alive(again), 10, what="the orphaned child to die")
     assert _probe(rig.redis, second, "done") is None
 
 
 def test_a_zombie_worker_process_counts_as_dead() -> None:
     """A killed worker's child is killed with it and may stay a zombie (its new parent need not reap it): its job
     must count as abandoned, so that the first sync's resume can queue the job again."""
-    from workers.queues import _pid_alive
-
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     wait_for(lambda: Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", 10,
              what="the process to end unreaped")
