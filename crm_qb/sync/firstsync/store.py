@@ -111,23 +111,35 @@ def save_page(run_id: int, stage: str, rows: Iterable[RecordRow], progress: dict
 
 def _existing(run_id: int, stage: str, rows: Sequence[RecordRow]) -> dict[tuple[str, str], SyncRunRecord]:
     found: dict[tuple[str, str], SyncRunRecord] = {}
-    ids = sorted({row.object_id for row in rows})
-    for start in range(0, len(ids), 500):
-        query = select(SyncRunRecord).where(SyncRunRecord.run_id == run_id, SyncRunRecord.stage == stage,
-                                            SyncRunRecord.object_id.in_(ids[start:start + 500]))
-        found.update({(r.entity, r.object_id): r for r in db.session.scalars(query)})
+    for entity, ids in _ids_by_entity((row.entity, row.object_id) for row in rows).items():
+        for start in range(0, len(ids), 500):
+            query = select(SyncRunRecord).where(SyncRunRecord.run_id == run_id, SyncRunRecord.stage == stage,
+                                                SyncRunRecord.entity == entity,
+                                                SyncRunRecord.object_id.in_(ids[start:start + 500]))
+            found.update({(r.entity, r.object_id): r for r in db.session.scalars(query)})
     return found
+
+
+def _ids_by_entity(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """The object ids of ``keys`` per entity, sorted: a query names the entity, so the unique index (run, stage,
+    entity, object id) finds each id. Without it PostgreSQL read every record of the run's stage for each query
+    and compared it with the whole list: 20 to 80 ms a page once a first sync held 12,000 records
+    (docs/benchmarks-history.md, "Reads without BEGIN")."""
+    by_entity: dict[str, set[str]] = {}
+    for entity, object_id in keys:
+        by_entity.setdefault(entity, set()).add(object_id)
+    return {entity: sorted(ids) for entity, ids in by_entity.items()}
 
 
 def planned_actions(run_id: int, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """What the preview planned for each (entity, object id) among ``keys``."""
-    by_id = sorted({object_id for _, object_id in keys})
     found: dict[tuple[str, str], str] = {}
-    for start in range(0, len(by_id), 500):
-        rows = db.session.execute(select(SyncRunRecord.entity, SyncRunRecord.object_id, SyncRunRecord.action).where(
-            SyncRunRecord.run_id == run_id, SyncRunRecord.stage == PREVIEW,
-            SyncRunRecord.object_id.in_(by_id[start:start + 500]))).all()
-        found.update({(entity, object_id): action for entity, object_id, action in rows})
+    for entity, ids in _ids_by_entity(keys).items():
+        for start in range(0, len(ids), 500):
+            rows = db.session.execute(select(SyncRunRecord.object_id, SyncRunRecord.action).where(
+                SyncRunRecord.run_id == run_id, SyncRunRecord.stage == PREVIEW, SyncRunRecord.entity == entity,
+                SyncRunRecord.object_id.in_(ids[start:start + 500]))).all()
+            found.update({(entity, object_id): action for object_id, action in rows})
     return found
 
 
