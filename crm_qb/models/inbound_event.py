@@ -39,6 +39,11 @@ class InboundEvent(db.Model):  # type: ignore[name-defined,misc]
         db.UniqueConstraint("source", "dedupe_key"),
         db.Index("ix_inbound_events_status_received", "status", "received_at"),
         db.Index("ix_inbound_events_status_next_attempt", "status", "next_attempt_at"),
+        # A drain's pending events (one connection's, in id order) and a realm's routing: found without reading
+        # every other tenant's pending events, so one tenant's backlog (a first sync's echoes, a side that is down)
+        # does not slow the others' drains (migration 0007_event_idx).
+        db.Index("ix_inbound_events_connection_status", "connection_id", "status", "id"),
+        db.Index("ix_inbound_events_realm_status", "realm_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

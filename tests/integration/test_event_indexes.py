@@ -1,0 +1,53 @@
+"""One tenant's backlog of pending events does not slow another's drain: a drain's pending events and a realm's
+routing are found through indexes of their own (connection, realm), on both databases, not by reading every
+tenant's pending events (migration 0007_event_idx)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+
+from crm_qb.db import db
+from crm_qb.models import EventSource, InboundEvent
+from crm_qb.sync.pipeline import events, routing
+from tests.support.connections import add_connection
+
+
+def _event(source: EventSource, key: str, connection_id: int | None, realm_id: str | None) -> InboundEvent:
+    return InboundEvent(source=source, dedupe_key=key, connection_id=connection_id, realm_id=realm_id,
+                        entity="Customer", entity_id=key, operation="Update", payload={})
+
+
+def test_a_drain_reads_its_own_pending_events_by_index(app: Flask, backend: str) -> None:
+    busy = add_connection(app, realm_id="111").id
+    quiet = add_connection(app, realm_id="222").id
+    with app.app_context():
+        db.session.add_all(_event(EventSource.CRM, f"busy-{n}", busy, None) for n in range(3000))  # a backlog
+        db.session.add_all(_event(EventSource.QBO, f"busy-qbo-{n}", busy, "111") for n in range(1000))
+        db.session.add_all(_event(EventSource.CRM, f"quiet-{n}", quiet, None) for n in range(3))
+        db.session.add(_event(EventSource.QBO, "quiet-new", None, "222"))
+        db.session.commit()
+        plans: list[str] = []
+
+        @event.listens_for(db.engine, "before_cursor_execute", retval=True)
+        def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> Any:
+            if statement.lstrip().upper().startswith("SELECT") and "FROM inbound_events" in statement:
+                if backend != "sqlite":
+                    cursor.execute("ANALYZE inbound_events")
+                cursor.execute(("EXPLAIN QUERY PLAN " if backend == "sqlite" else "EXPLAIN ") + statement, parameters)
+                plans.append(" ".join(str(row) for row in cursor.fetchall()))
+            return statement, parameters
+
+        try:
+            crm = events.pending((InboundEvent.source == EventSource.CRM) & (InboundEvent.connection_id == quiet),
+                                 0, 200)
+            routed = routing.route_realm("222", [quiet])
+        finally:
+            event.remove(db.engine, "before_cursor_execute", explain)
+        assert [e.entity_id for e in crm] == ["quiet-0", "quiet-1", "quiet-2"]
+        assert routed == 1
+        assert len(plans) >= 2
+        assert "ix_inbound_events_connection_status" in plans[0], plans[0]
+        assert "ix_inbound_events_realm_status" in plans[1], plans[1]
