@@ -4,15 +4,13 @@ tenant's pending events (migration 0007_event_idx)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask
-from sqlalchemy import event
 
 from crm_qb.db import db
 from crm_qb.models import EventSource, InboundEvent
 from crm_qb.sync.pipeline import events, routing
 from tests.support.connections import add_connection
+from tests.support.plans import query_plans
 
 
 def _event(source: EventSource, key: str, connection_id: int | None, realm_id: str | None) -> InboundEvent:
@@ -29,23 +27,10 @@ def test_a_drain_reads_its_own_pending_events_by_index(app: Flask, backend: str)
         db.session.add_all(_event(EventSource.CRM, f"quiet-{n}", quiet, None) for n in range(3))
         db.session.add(_event(EventSource.QBO, "quiet-new", None, "222"))
         db.session.commit()
-        plans: list[str] = []
-
-        @event.listens_for(db.engine, "before_cursor_execute", retval=True)
-        def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> Any:
-            if statement.lstrip().upper().startswith("SELECT") and "FROM inbound_events" in statement:
-                if backend != "sqlite":
-                    cursor.execute("ANALYZE inbound_events")
-                cursor.execute(("EXPLAIN QUERY PLAN " if backend == "sqlite" else "EXPLAIN ") + statement, parameters)
-                plans.append(" ".join(str(row) for row in cursor.fetchall()))
-            return statement, parameters
-
-        try:
+        with query_plans(db.engine, "inbound_events") as plans:
             crm = events.pending((InboundEvent.source == EventSource.CRM) & (InboundEvent.connection_id == quiet),
                                  0, 200)
             routed = routing.route_realm("222", [quiet])
-        finally:
-            event.remove(db.engine, "before_cursor_execute", explain)
         assert [e.entity_id for e in crm] == ["quiet-0", "quiet-1", "quiet-2"]
         assert routed == 1
         assert len(plans) >= 2

@@ -4,16 +4,15 @@ run that already holds thousands of records neither reads them all nor mixes up 
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from crm_qb.db import db
 from crm_qb.models import SyncRunRecord
 from crm_qb.sync.firstsync import store
 from crm_qb.sync.firstsync.runner import RecordRow
 from tests.support.connections import add_connection
+from tests.support.plans import query_plans
 
 
 def _rows(entity: str, ids: range, action: str) -> list[RecordRow]:
@@ -26,23 +25,10 @@ def test_records_are_found_by_entity_and_id_through_the_index(app: Flask, backen
         run = store.open_run(connection, "first_sync").id
         store.save_page(run, "preview", _rows("Customer", range(3000), "create"))
         store.save_page(run, "preview", _rows("Invoice", range(3000), "mirror"))  # the same ids, another entity
-        plans: list[str] = []
-
-        @event.listens_for(db.engine, "before_cursor_execute", retval=True)
-        def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> Any:
-            if statement.lstrip().upper().startswith("SELECT") and "FROM sync_run_records" in statement:
-                if backend != "sqlite":
-                    cursor.execute("ANALYZE sync_run_records")
-                cursor.execute(("EXPLAIN QUERY PLAN " if backend == "sqlite" else "EXPLAIN ") + statement, parameters)
-                plans.append(" ".join(str(row) for row in cursor.fetchall()))
-            return statement, parameters
-
-        try:
+        with query_plans(db.engine, "sync_run_records") as plans:
             planned = store.planned_actions(run, [("Customer", "7"), ("Invoice", "7"), ("Invoice", "2999"),
                                                   ("Payment", "7")])
             store.save_page(run, "preview", _rows("Customer", range(10, 12), "link"))  # replaces two records
-        finally:
-            event.remove(db.engine, "before_cursor_execute", explain)
         assert planned == {("Customer", "7"): "create", ("Invoice", "7"): "mirror", ("Invoice", "2999"): "mirror"}
         assert plans and all("uq_sync_run_records" in plan or "sqlite_autoindex_sync_run_records" in plan
                              for plan in plans), plans

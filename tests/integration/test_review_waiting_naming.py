@@ -4,15 +4,13 @@ so the database narrows the rows by the candidates' text and the exact check fol
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask
-from sqlalchemy import event
 
 from crm_qb.db import db
 from crm_qb.models import ContactLink, LinkState
 from crm_qb.sync.customers.review import waiting_naming
 from tests.support.connections import add_connection
+from tests.support.plans import query_plans
 
 # Ids that look alike, or hold what LIKE or JSON treat specially.
 CANDIDATES = {
@@ -62,21 +60,7 @@ def test_the_database_finds_them_by_index(app: Flask, backend: str) -> None:
         db.session.add_all(ContactLink(connection_id=connection, qbo_customer_id=str(n), state=LinkState.REVIEW,
                                        review_candidates=[f"ct_x{n}", f"ct_y{n}"]) for n in range(2000, 6000))
         db.session.commit()
-        plans: list[str] = []
-
-        @event.listens_for(db.engine, "before_cursor_execute", retval=True)
-        def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> Any:
-            if statement.lstrip().upper().startswith("SELECT") and "contact_links" in statement:
-                prefix = "EXPLAIN QUERY PLAN " if backend == "sqlite" else "EXPLAIN "
-                if backend != "sqlite":
-                    cursor.execute("ANALYZE contact_links")
-                cursor.execute(prefix + statement, parameters)
-                plans.append(" ".join(str(row) for row in cursor.fetchall()))
-            return statement, parameters
-
-        try:
+        with query_plans(db.engine, "contact_links") as plans:
             assert [str(r.qbo_customer_id) for r in waiting_naming(connection, "ct_y2150")] == ["2150"]
-        finally:
-            event.remove(db.engine, "before_cursor_execute", explain)
         wanted = "ix_contact_links_review_candidates" if backend != "sqlite" else "ix_contact_links_connection_state"
         assert plans and all(wanted in plan for plan in plans), plans
