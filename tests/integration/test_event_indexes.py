@@ -31,8 +31,15 @@ def test_a_drain_reads_its_own_pending_events_by_index(app: Flask, backend: str)
             crm = events.pending((InboundEvent.source == EventSource.CRM) & (InboundEvent.connection_id == quiet),
                                  0, 200)
             routed = routing.route_realm("222", [quiet])
+            orphans = routing.settle_orphans("222", [quiet])
+            qbo = events.pending((InboundEvent.source == EventSource.QBO) & (InboundEvent.realm_id == "222")
+                                 & (InboundEvent.connection_id == quiet), 0, 200)
         assert [e.entity_id for e in crm] == ["quiet-0", "quiet-1", "quiet-2"]
-        assert routed == 1
-        assert len(plans) >= 2
-        assert "ix_inbound_events_connection_status" in plans[0], plans[0]
-        assert "ix_inbound_events_realm_status" in plans[1], plans[1]
+        assert routed == 1 and orphans == 0
+        assert [e.entity_id for e in qbo] == ["quiet-new"]
+        pending_crm, unrouted, orphaned, pending_qbo = plans[0], plans[1], plans[-2], plans[-1]
+        assert "ix_inbound_events_connection_status" in pending_crm, pending_crm
+        own = ("ix_inbound_events_realm_status", "ix_inbound_events_connection_status")  # this tenant's rows only
+        assert any(index in unrouted for index in own), unrouted
+        assert "ix_inbound_events_realm_status" in orphaned, orphaned  # a realm's deliveries to connections gone
+        assert any(index in pending_qbo for index in own), pending_qbo
