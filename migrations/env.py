@@ -102,12 +102,12 @@ def run_migrations_online() -> None:
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        # What the models build only on another database is not this one's to add (crm_qb.db.built_on).
-        conf_args.setdefault("include_object", built_on(connection.dialect.name))
+        # What the models build only on another database is not this one's to add (crm_qb.db.built_on); the
+        # shared configure_args stay as they are (one process may migrate SQLite and PostgreSQL).
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
-            **conf_args
+            **{"include_object": built_on(connection.dialect.name), **conf_args}
         )
 
         with context.begin_transaction():
