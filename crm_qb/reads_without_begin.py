@@ -47,13 +47,14 @@ class ReadWithoutBegin(psycopg.Cursor[Any]):
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> ReadWithoutBegin:
         conn = self.connection
-        if conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE or not reads_only(query):
-            super().execute(query, params, **kwargs)
-            return self
-        conn.autocommit = True
+        outside = (not conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+                   and reads_only(query))
+        if outside:
+            conn.autocommit = True
         try:
             super().execute(query, params, **kwargs)
         finally:
-            with suppress(psycopg.Error):  # the connection broke meanwhile: SQLAlchemy discards it
-                conn.autocommit = False
+            if outside:
+                with suppress(psycopg.Error):  # the connection broke meanwhile: SQLAlchemy discards it
+                    conn.autocommit = False
         return self
