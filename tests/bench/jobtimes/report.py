@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-PARTS = ("wall", "cpu", "runq", "http_qbo", "http_crm", "db", "db_commit", "redis", "queued")
+PARTS = ("wall", "cpu", "runq", "http_qbo", "http_crm", "db", "db_commit", "redis", "lock_wait", "queued")
 
 
 def _p95(values: list[float]) -> float:

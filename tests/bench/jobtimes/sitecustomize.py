@@ -3,8 +3,9 @@
 Put this directory on PYTHONPATH and set CRM_QB_JOBTIMES_DIR for a benchmark (the processes it starts inherit
 both); only ``crm-qb worker`` processes act on it. For each RQ job one JSON line in ``<dir>/jobs-<pid>.jsonl``: wall
 time, the main thread's CPU and run-queue wait (``/proc/thread-self/schedstat``), and the wall time inside HTTP
-calls (QBO's API, the CRM's), PostgreSQL statements (psycopg ``execute``), commits and rollbacks, and Redis
-commands (RQ's own included). ``report.py`` summarises a directory. PostgreSQL only (psycopg).
+calls (QBO's API, the CRM's), PostgreSQL statements (psycopg ``execute``), commits and rollbacks, Redis
+commands (RQ's own included) and waits for a Redis lock (``lock_wait``: ``Lock.acquire``). ``report.py``
+summarises a directory. PostgreSQL only (psycopg).
 
     CRM_QB_JOBTIMES_DIR=/tmp/jobtimes PYTHONPATH=tests/bench/jobtimes CRM_QB_BENCH_REDIS_URL=... \
         .venv/bin/python -m tests.bench.scale ...
@@ -116,6 +117,18 @@ def _install():
             add("redis", time.perf_counter() - t)
 
     redis.client.Pipeline.execute = pipe_execute
+
+    import redis.lock
+    orig_acquire = redis.lock.Lock.acquire
+
+    def acquire(self, *a, **kw):  # the wait for a lock another job holds (its Redis commands are in "redis" too)
+        t = time.perf_counter()
+        try:
+            return orig_acquire(self, *a, **kw)
+        finally:
+            add("lock_wait", time.perf_counter() - t)
+
+    redis.lock.Lock.acquire = acquire
 
     os.makedirs(_OUT, exist_ok=True)
     path = os.path.join(_OUT, f"jobs-{os.getpid()}.jsonl")
