@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from types import SimpleNamespace
 
 import pytest
+import redis.lock
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from crm_qb.locks import RenewingLock
+from crm_qb.locks import POLL_SECONDS, RenewingLock
 
 
 class Busy(Exception):
@@ -61,3 +64,31 @@ def test_renewals_failing_for_a_whole_ttl_count_as_lost(redis_client: Redis, mon
     finally:
         monkeypatch.undo()
         lock.release()
+
+
+def test_a_waiter_asks_again_every_poll_and_gets_the_lock_once_released(redis_client: Redis,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drain waiting for another drain of its connection (an echo, most often) starts within a poll of the
+    release: the waiter sleeps POLL_SECONDS between its tries, not redis-py's default 0.1 s."""
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        time.sleep(seconds)
+
+    monkeypatch.setattr(redis.lock, "mod_time", SimpleNamespace(monotonic=time.monotonic, sleep=nap))
+    holder = RenewingLock(redis_client, "test:lock:waited", ttl=5, wait=0)
+    assert holder.acquire()
+    got: list[bool] = []
+    waiter = RenewingLock(redis_client, "test:lock:waited", ttl=5, wait=5)
+    thread = threading.Thread(target=lambda: got.append(waiter.acquire()))
+    thread.start()
+    time.sleep(0.1)
+    holder.release()
+    thread.join(5)
+    try:
+        assert got == [True]
+        assert naps and set(naps) == {POLL_SECONDS}
+        assert POLL_SECONDS <= 0.01
+    finally:
+        waiter.release()
