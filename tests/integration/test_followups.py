@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from crm_qb.sync.followups.service import (
     close_followups,
     configure_followups,
     followup_settings,
+    scan_connection,
     scan_invoice,
 )
 from crm_qb.sync.followups.settings import InvalidFollowupSettings
@@ -255,6 +257,26 @@ def test_the_tag_follows_whether_the_contact_has_an_overdue_invoice(world: World
     assert world.scan(overdue_by(2))["untagged"] == 1  # invoice 102 is not yet due
     assert world.crm_contact(contact)["tags"] == ["vip"]
     assert world.scan(overdue_by(11))["tagged"] == 1
+
+
+def test_a_bulk_scan_gives_way_to_live_work_before_each_task_and_each_tag(world: World) -> None:
+    """The first sync's scan makes a task (and a tag) for thousands of invoices: bulk work, paced before each
+    row and each contact (crm_qb.sync.pacing), so it never makes a long run of CRM calls while live work waits."""
+    contacts = [world.contact(f"c{n}") for n in range(3)]
+    for n in range(3):
+        world.invoice(f"10{n}", f"c{n}")
+    world.configure(tag_enabled=True)
+    seen: list[tuple[int, int]] = []  # (tasks, tagged contacts) in the CRM at each pause
+
+    def pace() -> None:
+        seen.append((sum(len(world.tasks(c)) for c in contacts),
+                     sum(TAG in world.crm_contact(c)["tags"] for c in contacts)))
+
+    with world.app.app_context():
+        services = replace(runtime(world.app).sync_services(), pace=pace)
+        result = scan_connection(services, world.connection_id, now=overdue_by(1)).to_json()
+    assert (result["created"], result["tagged"]) == (3, 3)
+    assert seen == [(0, 0), (1, 0), (2, 0), (3, 0), (3, 1), (3, 2)]  # one pause before each row, each contact
 
 
 def test_a_tag_write_that_meets_a_concurrent_edit_rereads_and_keeps_both(world: World, app: Flask) -> None:

@@ -89,7 +89,7 @@ class Scan:
         self.crm = crm if crm is not None else services.crm_for(connection)
         db.session.rollback()
         self.result = ScanResult()
-        self.tags = TagKeeper(self.crm, self.settings.tag, self.result)
+        self.tags = TagKeeper(self.crm, self.settings.tag, self.result, services.pace)
         self._tasks: dict[str, list[Task]] = {}
         self._contacts: dict[str, Contact] = {}
         self._links: AppLinks | None = None
@@ -105,12 +105,16 @@ class Scan:
     # -- the two entry points --
 
     def run(self, invoice_id: str | None) -> ScanResult:
-        """Reserve the rules due, bring every active row up to date, then reconcile tags."""
+        """Reserve the rules due, bring every active row up to date, then reconcile tags.
+
+        Each row and each tagged contact is a few CRM calls; a scan run as bulk work (the first sync's, thousands
+        of tasks) gives way to live work before each (``SyncServices.pace``; the others do not pause)."""
         rows = store.active_rows(self.connection_id, invoice_id)
         invoices = store.invoices(self.connection_id, self.today, invoice_id, {row.qbo_invoice_id for row in rows})
         if self.settings.enabled:
             store.reserve(self.connection_id, self._due(invoices.values()))
         for row in store.active_rows(self.connection_id, invoice_id):
+            self.services.pace()
             self._update_row(row, invoices)
         if self.settings.tag_enabled:
             contacts = {inv.contact_id for inv in invoices.values() if inv.contact_id}

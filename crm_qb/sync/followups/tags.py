@@ -7,11 +7,12 @@ conflict (someone edited the contact meanwhile) re-reads and tries again, a few 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from crm_qb.crm.errors import ContactNotFoundError, VersionConflictError
 from crm_qb.crm.protocol import CrmConnector
+from crm_qb.sync.pacing import no_pace
 from crm_qb.sync.rules.followups import tags_with
 
 log = logging.getLogger(__name__)
@@ -27,14 +28,16 @@ class TagCounts(Protocol):
 
 
 class TagKeeper:
-    """Puts ``tag`` on contacts and takes it off, through one CRM connector, counting into ``counts``."""
+    """Puts ``tag`` on contacts and takes it off, through one CRM connector, counting into ``counts``; ``pace`` is
+    called before each contact (bulk work gives way to live work: crm_qb.sync.pacing)."""
 
-    def __init__(self, crm: CrmConnector, tag: str, counts: TagCounts) -> None:
-        self.crm, self.tag, self.counts = crm, tag, counts
+    def __init__(self, crm: CrmConnector, tag: str, counts: TagCounts, pace: Callable[[], None] = no_pace) -> None:
+        self.crm, self.tag, self.counts, self.pace = crm, tag, counts, pace
 
     def reconcile(self, contact_ids: Sequence[str], overdue: set[str], connection_id: int) -> None:
         """Tag each of ``contact_ids`` in ``overdue`` and untag the rest; a contact that is gone is skipped."""
         for contact_id in contact_ids:
+            self.pace()
             try:
                 self.set(contact_id, contact_id in overdue)
             except ContactNotFoundError:
