@@ -17,17 +17,19 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from crm_qb.cli import main
 from crm_qb.db import db, utcnow
-from crm_qb.models import Conflict, Connection, InboundEvent, TimeEntry, TimeState
+from crm_qb.models import Conflict, Connection, ContactLink, InboundEvent, TimeEntry, TimeState
 from crm_qb.qbo import timeactivity as qbo_time
 from crm_qb.qbo.faults import NetworkError
 from crm_qb.runtime import runtime
+from crm_qb.sync.context import build_context
 from crm_qb.sync.pipeline.backfill import run_backfill
 from crm_qb.sync.time import admin
 from crm_qb.sync.time import apply as time_apply
+from crm_qb.sync.time import store as time_store
 from tests.conftest import settings_env
 from tests.support import sync as support
 from tests.support.connections import crm_body, post_crm
@@ -394,3 +396,47 @@ def test_an_edit_after_a_bookkeeper_changed_the_time_in_qbo_rereads_it_on_5010(h
     counts = harness.qbo.requests_by_endpoint()
     assert counts.get("POST /timeactivity") == 2 and counts.get("GET /timeactivity/{id}") == 1  # 5010, read, retry
     assert harness.failed_events() == []
+
+
+def test_a_release_with_nothing_waiting_asks_two_questions_and_each_kind_of_waiting_time_is_seen(
+        harness: Harness) -> None:
+    """Every drain of contacts or customers ends with a release; nearly always nothing can go, and then it reads
+    the time setting and asks whether anything could (it read the user mappings and each kind of waiting time,
+    five statements, before)."""
+    world = _world(harness)  # linked, and its earlier activities read by that drain's release
+    with harness.app.app_context():
+        ctx = build_context(runtime().sync_services(), harness.connection_id, "test-release")
+        statements: list[str] = []
+
+        def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            statements.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", note)
+        try:
+            outcome = time_apply.release(ctx)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", note)
+            ctx.close()
+        assert outcome == "nothing held can go"
+        assert len(statements) == 2, statements
+
+        cid, kinds = harness.connection_id, time_apply.RELEASED_KINDS
+        assert not time_store.releasable(cid, kinds)
+        link = db.session.scalars(select(ContactLink).where(
+            ContactLink.connection_id == cid, ContactLink.crm_contact_id == world["contact_id"])).one()
+        link.time_walked_at = None
+        db.session.commit()
+        assert time_store.releasable(cid, kinds)  # a link whose earlier activities were not read
+        link.time_walked_at = utcnow()
+        entry = TimeEntry(connection_id=cid, crm_activity_id="a-waiting", state=TimeState.CREATING)
+        db.session.add(entry)
+        db.session.commit()
+        assert time_store.releasable(cid, kinds)  # a create left unanswered
+        entry.state, entry.hold_kind = TimeState.HELD, "qbo"
+        db.session.commit()
+        assert not time_store.releasable(cid, kinds)  # QBO's refusals wait for a retry asked for
+        assert time_store.releasable(cid, (*kinds, "qbo"))
+        entry.hold_kind = "user"
+        db.session.commit()
+        assert time_store.releasable(cid, kinds)
+        assert not time_store.releasable(cid + 1, kinds)

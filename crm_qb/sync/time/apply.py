@@ -72,11 +72,24 @@ def apply_activity_events(ctx: SyncContext, events: Sequence[EventRef]) -> str:
 
 
 def release(ctx: SyncContext, *, refused_too: bool = False) -> str:
-    """Send held time whose reason is gone (contact linked, user mapped, item set); ``refused_too``: retry QBO's."""
+    """Send held time whose reason is gone (contact linked, user mapped, item set); ``refused_too``: retry QBO's.
+
+    Every drain of contacts or customers ends with a release (a link it made may free held time), and nearly
+    always nothing can go: so one query asks first whether anything could (``store.releasable``), and only then
+    is the time sync built (the connection's user mappings read) and each kind of waiting time read."""
+    if not enabled(ctx.connection_id):
+        return "time off"
+    if not store.releasable(ctx.connection_id, _held_kinds(refused_too)):
+        return "nothing held can go"
     sync = TimeSync.of(ctx)
     if sync is None:
         return "time off"
     return sync.release(refused_too)
+
+
+def _held_kinds(refused_too: bool) -> tuple[str, ...]:
+    """The hold kinds a release looks at again (QBO's refusals only when asked)."""
+    return (*RELEASED_KINDS, *(("qbo",) if refused_too else ()))
 
 
 def enabled(connection_id: int) -> bool:
@@ -183,7 +196,7 @@ class TimeSync:
         caught_up = earlier.catch_up(self)
         create.recover_creating(self.ctx)
         held = store.entries_where(self.ctx.connection_id, TimeEntry.state == TimeState.HELD,
-                                   TimeEntry.hold_kind.in_((*RELEASED_KINDS, *(("qbo",) if refused_too else ()))))
+                                   TimeEntry.hold_kind.in_(_held_kinds(refused_too)))
         linked = store.linked_customers(self.ctx.connection_id, [str(e.crm_contact_id) for e in held
                                                                  if e.hold_kind == "contact" and e.crm_contact_id])
         ready = [entry for entry in held if self._may_go(entry, linked, refused_too)]

@@ -13,7 +13,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, or_, select, update
 
 from crm_qb.db import db, utcnow
 from crm_qb.models import AuditEntry, ContactLink, LinkState, TimeEntry, TimeState, TimeUserMapping
@@ -127,6 +127,19 @@ def linked_customers(connection_id: int, contact_ids: Iterable[str]) -> dict[str
              for row in rows}
     db.session.rollback()
     return found
+
+
+def releasable(connection_id: int, kinds: Sequence[str]) -> bool:
+    """Whether a release could do anything: a linked contact whose earlier activities were not read, a create
+    left unanswered, or time held for one of ``kinds``; one query (each by index), ends the read."""
+    found = db.session.scalar(select(or_(
+        exists().where(ContactLink.connection_id == connection_id, ContactLink.time_walked_at.is_(None),
+                       ContactLink.state == LinkState.LINKED, ContactLink.crm_contact_id.is_not(None)),
+        exists().where(TimeEntry.connection_id == connection_id, TimeEntry.state == TimeState.CREATING),
+        exists().where(TimeEntry.connection_id == connection_id, TimeEntry.state == TimeState.HELD,
+                       TimeEntry.hold_kind.in_(list(kinds))))))
+    db.session.rollback()
+    return bool(found)
 
 
 def unwalked_links(connection_id: int, limit: int | None) -> list[tuple[int, str]]:
