@@ -49,8 +49,7 @@ def apply_contact_events(ctx: SyncContext, contact_id: str, events: Sequence[Eve
         return apply_crm_delete(ctx, contact_id, ids)
     link = links.find_by_crm(ctx.connection_id, contact_id)
     if link is not None and link.state == LinkState.LINKED and agreed(events, link.crm_version):
-        done(ctx, Record("contact.unchanged", DIRECTION, "Contact", contact_id,
-                         message=f"the change hook reports version {link.crm_version}, already agreed"), ids)
+        done(ctx, echo_record(contact_id, link.crm_version), ids)
         return "unchanged (version already agreed)"
     return sync_contact(ctx, contact_id, ids)
 
@@ -58,6 +57,12 @@ def apply_contact_events(ctx: SyncContext, contact_id: str, events: Sequence[Eve
 def agreed(events: Sequence[EventRef], version: str | None) -> bool:
     """Whether every event reports exactly ``version`` (the link's agreed CRM version): nothing to read."""
     return version is not None and all(reported_version(event) == version for event in events)
+
+
+def echo_record(contact_id: str, version: str | None) -> Record:
+    """The audit record of a contact's events that report the version its link agreed on (an echo)."""
+    return Record("contact.unchanged", DIRECTION, "Contact", contact_id,
+                  message=f"the change hook reports version {version}, already agreed")
 
 
 def sync_contact(ctx: SyncContext, contact_id: str, events: Sequence[int]) -> str:

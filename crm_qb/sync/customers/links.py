@@ -177,6 +177,24 @@ def save_many(units: Sequence[tuple[LinkRecord, Record]], *, job_id: str | None,
         raise
 
 
+def save_records(outcomes: Sequence[tuple[Record, Sequence[int]]], *, job_id: str | None,
+                 connection_id: int) -> None:
+    """In one transaction: the audit record of each outcome that changed no link (no conflicts), and its events
+    processed; one bulk INSERT and one UPDATE (the echoes of a batch, ``pipeline.units``)."""
+    if any(record.conflicts for record, _events in outcomes):
+        raise ValueError("save_records stores records without conflicts only; save the others with save")
+    if not outcomes:
+        return
+    try:
+        insert_many(AuditEntry.__table__, [_audit_values(record, job_id, connection_id, next(iter(events), None))
+                                           for record, events in outcomes])
+        mark_processed([event for _record, events in outcomes for event in events], connection_id)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+
+
 def deferrable(record: Record | None, events: Sequence[int], changed: Sequence[LinkRecord],
                delete: Sequence[int]) -> bool:
     """Whether an outcome only adds rows that no later unit reads back (``save_new`` may store it later): no

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, func, or_, select, type_coerce
+from sqlalchemy import Text, cast, exists, func, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 
 from crm_qb.crm.errors import ContactNotFoundError, CrmError, CrmNotFoundError
@@ -132,6 +132,14 @@ def _waiting(connection_id: int, *where: Any, offset: int = 0, limit: int | None
     found = [LinkRecord.of(row) for row in db.session.scalars(query).all()]
     db.session.rollback()
     return found
+
+
+def any_waiting(connection_id: int) -> bool:
+    """Whether any of the connection's records waits for review (by index); ends the read."""
+    found = db.session.scalar(select(exists().where(ContactLink.connection_id == connection_id,
+                                                    ContactLink.state == LinkState.REVIEW)))
+    db.session.rollback()
+    return bool(found)
 
 
 def count_waiting(connection_id: int) -> int:

@@ -22,10 +22,10 @@ from crm_qb.db import db, utcnow
 from crm_qb.sync import references
 from crm_qb.sync.context import SyncContext
 from crm_qb.sync.customers import hierarchy, links
-from crm_qb.sync.customers.crm_side import agreed, apply_contact_events
+from crm_qb.sync.customers.crm_side import agreed, apply_contact_events, echo_record
 from crm_qb.sync.customers.links import Record
 from crm_qb.sync.customers.qbo_side import apply_qbo_merge, done, sync_customer
-from crm_qb.sync.customers.review import recheck_naming
+from crm_qb.sync.customers.review import any_waiting, recheck_naming
 from crm_qb.sync.pipeline import events as inbox
 from crm_qb.sync.pipeline.events import ACTIVITY, CUSTOMER, EventRef
 from crm_qb.sync.pipeline.fetch import current_objects
@@ -73,26 +73,40 @@ def qbo_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
 
 
 def crm_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
-    """The units for a batch of one connection's CRM events: one per contact, its events in arrival order."""
+    """The units for a batch of one connection's CRM events: one per contact, its events in arrival order; the
+    contacts whose every event reports the version their link agreed on (echoes of crm-qb's own writes: a first
+    sync's thousands of creates come back so) settle together in one unit."""
     by_contact: dict[str, list[EventRef]] = {}
     for event in events:
         if event.entity != ACTIVITY:
             by_contact.setdefault(str(event.entity_id), []).append(event)
-    ctx.crm_contacts_held = read_many(ctx.crm, _contacts_to_read(ctx, by_contact))
-    units = [Unit(tuple(e.id for e in group), f"contact {cid}", partial(_contact_unit, ctx, cid, group))
-             for cid, group in by_contact.items()]
+    read = [cid for cid, group in by_contact.items()
+            if group[-1].operation != "deleted" and not any(e.operation == "merged" for e in group)]
+    versions = links.agreed_crm_versions(ctx.connection_id, read) if len(read) >= 2 else {}
+    echoes = {cid: by_contact[cid] for cid in read if cid in versions and agreed(by_contact[cid], versions[cid])}
+    if len(echoes) < 2:
+        echoes = {}  # one echo settles as a contact's unit does (crm_side.apply_contact_events): no gain to share
+    rest = {cid: group for cid, group in by_contact.items() if cid not in echoes}
+    # The contacts whose units will read them, when there are several (one batch read then serves them all).
+    to_read = [cid for cid in read if cid not in versions or not agreed(by_contact[cid], versions[cid])]
+    ctx.crm_contacts_held = read_many(ctx.crm, to_read if len(read) >= 2 else [])
+    units = [Unit(tuple(e.id for group in echoes.values() for e in group), f"{len(echoes)} contacts' echoes",
+                  partial(_echoes_unit, ctx, echoes, versions))] if echoes else []
+    units += [Unit(tuple(e.id for e in group), f"contact {cid}", partial(_contact_unit, ctx, cid, group))
+              for cid, group in rest.items()]
     return units + _time_units(ctx, [e for e in events if e.entity == ACTIVITY])
 
 
-def _contacts_to_read(ctx: SyncContext, by_contact: dict[str, list[EventRef]]) -> list[str]:
-    """The contacts whose units will read them, when there are several (one batch read then serves them all):
-    not deleted or merged, and not reporting the version their link agreed on (crm_side.apply_contact_events)."""
-    read = [cid for cid, group in by_contact.items()
-            if group[-1].operation != "deleted" and not any(e.operation == "merged" for e in group)]
-    if len(read) < 2:
-        return []
-    versions = links.agreed_crm_versions(ctx.connection_id, read)
-    return [cid for cid in read if cid not in versions or not agreed(by_contact[cid], versions[cid])]
+def _echoes_unit(ctx: SyncContext, echoes: dict[str, list[EventRef]], versions: dict[str, str | None]) -> str:
+    """Settle the echoes of several contacts in one transaction: each contact's audit record, as its own unit
+    would store it (``apply_contact_events``), and every event processed; then the records waiting for review that
+    name one of them are looked at again, as after any contact's unit. It is the batch's first unit, run under
+    the connection's lock that its planning held too, so the agreed versions read then are still the links'."""
+    links.save_records([(echo_record(cid, versions[cid]), [e.id for e in group]) for cid, group in echoes.items()],
+                       job_id=ctx.job_id, connection_id=ctx.connection_id)
+    rechecked = sum(len(recheck_naming(ctx, "crm", cid)) for cid in echoes) if any_waiting(ctx.connection_id) else 0
+    outcome = f"{len(echoes)} unchanged (versions already agreed)"
+    return f"{outcome}; rechecked {rechecked}" if rechecked else outcome
 
 
 def _time_units(ctx: SyncContext, activity_events: list[EventRef]) -> list[Unit]:
