@@ -56,79 +56,29 @@ def _install():
 
     requests.Session.send = send
 
-    orig_exec = psycopg.Cursor.execute
+    def timed(owner, name, key):
+        """Replace ``owner.name`` with a version whose wall time (on the main thread) adds to ``key``."""
+        original = getattr(owner, name)
 
-    def execute(self, *a, **kw):
-        t = time.perf_counter()
-        try:
-            return orig_exec(self, *a, **kw)
-        finally:
-            add("db", time.perf_counter() - t)
+        def wrapper(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return original(*a, **kw)
+            finally:
+                add(key, time.perf_counter() - t)
 
-    psycopg.Cursor.execute = execute
-    orig_many = psycopg.Cursor.executemany
-
-    def executemany(self, *a, **kw):
-        t = time.perf_counter()
-        try:
-            return orig_many(self, *a, **kw)
-        finally:
-            add("db", time.perf_counter() - t)
-
-    psycopg.Cursor.executemany = executemany
-    orig_commit = psycopg.Connection.commit
-
-    def commit(self):
-        t = time.perf_counter()
-        try:
-            return orig_commit(self)
-        finally:
-            add("db_commit", time.perf_counter() - t)
-
-    psycopg.Connection.commit = commit
-    orig_rb = psycopg.Connection.rollback
-
-    def rollback(self):
-        t = time.perf_counter()
-        try:
-            return orig_rb(self)
-        finally:
-            add("db_commit", time.perf_counter() - t)
-
-    psycopg.Connection.rollback = rollback
-
-    orig_cmd = redis.client.Redis.execute_command
-
-    def execute_command(self, *a, **kw):
-        t = time.perf_counter()
-        try:
-            return orig_cmd(self, *a, **kw)
-        finally:
-            add("redis", time.perf_counter() - t)
-
-    redis.client.Redis.execute_command = execute_command
-    orig_pipe = redis.client.Pipeline.execute
-
-    def pipe_execute(self, *a, **kw):
-        t = time.perf_counter()
-        try:
-            return orig_pipe(self, *a, **kw)
-        finally:
-            add("redis", time.perf_counter() - t)
-
-    redis.client.Pipeline.execute = pipe_execute
+        setattr(owner, name, wrapper)
 
     import redis.lock
-    orig_acquire = redis.lock.Lock.acquire
 
-    def acquire(self, *a, **kw):  # the wait for a lock another job holds (its Redis commands are in "redis" too)
-        t = time.perf_counter()
-        try:
-            return orig_acquire(self, *a, **kw)
-        finally:
-            add("lock_wait", time.perf_counter() - t)
-
-    redis.lock.Lock.acquire = acquire
+    for owner, name, key in ((psycopg.Cursor, "execute", "db"), (psycopg.Cursor, "executemany", "db"),
+                             (psycopg.Connection, "commit", "db_commit"),
+                             (psycopg.Connection, "rollback", "db_commit"),
+                             (redis.client.Redis, "execute_command", "redis"),
+                             (redis.client.Pipeline, "execute", "redis"),
+                             # the wait for a lock another job holds (its Redis commands are in "redis" too)
+                             (redis.lock.Lock, "acquire", "lock_wait")):
+        timed(owner, name, key)
 
     os.makedirs(_OUT, exist_ok=True)
     path = os.path.join(_OUT, f"jobs-{os.getpid()}.jsonl")
