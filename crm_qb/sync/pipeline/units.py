@@ -82,14 +82,14 @@ def crm_units(ctx: SyncContext, events: Sequence[EventRef]) -> list[Unit]:
             by_contact.setdefault(str(event.entity_id), []).append(event)
     read = [cid for cid, group in by_contact.items()
             if group[-1].operation != "deleted" and not any(e.operation == "merged" for e in group)]
-    versions = links.agreed_crm_versions(ctx.connection_id, read) if len(read) >= 2 else {}
-    echoes = {cid: by_contact[cid] for cid in read if cid in versions and agreed(by_contact[cid], versions[cid])}
-    if len(echoes) < 2:
-        echoes = {}  # one echo settles as a contact's unit does (crm_side.apply_contact_events): no gain to share
+    shared = len(read) >= 2  # with one contact to read, its unit reads it (and its link) itself
+    versions = links.agreed_crm_versions(ctx.connection_id, read) if shared else {}
+    agreeing = [cid for cid in read if cid in versions and agreed(by_contact[cid], versions[cid])]
+    # Several echoes settle together; one alone settles as a contact's unit does (crm_side.apply_contact_events).
+    echoes = {cid: by_contact[cid] for cid in agreeing} if len(agreeing) >= 2 else {}
     rest = {cid: group for cid, group in by_contact.items() if cid not in echoes}
     # The contacts whose units will read them, when there are several (one batch read then serves them all).
-    to_read = [cid for cid in read if cid not in versions or not agreed(by_contact[cid], versions[cid])]
-    ctx.crm_contacts_held = read_many(ctx.crm, to_read if len(read) >= 2 else [])
+    ctx.crm_contacts_held = read_many(ctx.crm, [cid for cid in read if cid not in agreeing] if shared else [])
     units = [Unit(tuple(e.id for group in echoes.values() for e in group), f"{len(echoes)} contacts' echoes",
                   partial(_echoes_unit, ctx, echoes, versions))] if echoes else []
     units += [Unit(tuple(e.id for e in group), f"contact {cid}", partial(_contact_unit, ctx, cid, group))
