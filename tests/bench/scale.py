@@ -1,7 +1,8 @@
-"""Benchmark: sustained changes across many tenants with 1, 2 and 4 workers; one tenant throttled; a big backfill.
+"""Benchmark: sustained changes across many tenants with 1, 2 and 4 workers; one tenant throttled, failing or slow;
+a big backfill.
 
     .venv/bin/python -m tests.bench.scale [--tenants 20] [--customers 20] [--rate 20] [--seconds 60]
-        [--workers 1,2,4] [--scenarios scale,throttled,backfill] [--backfill-customers 3000]
+        [--workers 1,2,4] [--scenarios scale,throttled,failing,slow,backfill] [--backfill-customers 3000]
         [--deployment plain|mixed|split] [--bulk-nice 10]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/DB] [--logs DIR]
 
@@ -26,6 +27,9 @@ Scenarios, each with every ``--workers`` count:
 - ``scale``: the load as above.
 - ``throttled``: the same load while tenant 0's company answers every QBO call 429 (the sandbox's throttle,
   renewed through the run): the other tenants' p95 per side against ``scale``'s (target: within 20 %).
+- ``failing``: the same load while tenant 0's company answers every QBO call 503 (the sandbox's fault injection,
+  cleared when the load stops); ``slow``: while every call of it takes 20 s to answer. The other tenants' p95 per
+  side against ``scale``'s (target: within 20 %, as for a throttled company).
 - ``backfill``: the same load while one extra tenant's first sync (``--backfill-customers`` customers, three
   transactions each) runs, the load starting once it made its first links: the live tenants' p95 against
   ``scale``'s (live edits must not queue behind it, nor behind its 1,000 echoes). The first sync takes the path a
@@ -375,6 +379,9 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
         if scenario == "throttled":
             throttler = threading.Thread(target=_throttle, args=(rig, live[0]["realm"], stop), daemon=True)
             throttler.start()
+        if scenario in FAULTS:
+            rig.http.post(f"{rig.qbo}/_sandbox/faults", json={"realm": str(live[0]["realm"]), **FAULTS[scenario]},
+                          timeout=10).raise_for_status()
         if scenario == "backfill":
             big = rig.add_tenant(args.backfill_customers, args.backfill_customers * 3, seed=99, kind="bigcrm")
             extra["backfill_tenant"] = {"customers": args.backfill_customers,
@@ -388,13 +395,15 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
         ended = time.time()
         cpu_at_end = _cpu_seconds(rig.processes, rig.database)
         stop.set()
+        if scenario in FAULTS:  # the company answers again: its changes wait for the outage's probe, then sync
+            rig.http.delete(f"{rig.qbo}/_sandbox/faults", timeout=10).raise_for_status()
         backlog = rig.pending()
         try:
             wait_until(lambda: rig.pending() == 0, args.drain_timeout, "the backlog to drain")
             drained: float | None = time.time()
         except AssertionError:  # wait_until: a backlog that does not drain in time is a result, not a crash
             drained = None
-        measured = live[1:] if scenario == "throttled" else live
+        measured = live[1:] if scenario in ISOLATED else live
         bulk_until = None
         if big is not None:
             window = _bulk_window(rig, big, after)
@@ -420,6 +429,13 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
     finally:
         stop.set()
         rig.stop_workers()
+
+
+# A company that fails for the whole load: every QBO call of tenant 0 answers 503 (``failing``), or every call
+# takes 20 s to answer (``slow``: a company QuickBooks serves at the edge of the client's 30 s timeout).
+FAULTS: dict[str, dict[str, Any]] = {"failing": {"error_rate": 1.0, "error_status": 503},
+                                     "slow": {"latency_ms": 20000}}
+ISOLATED = ("throttled", *FAULTS)  # scenarios where tenant 0 is the one in trouble and the others are measured
 
 
 def _throttle(rig: Rig, realm: str, stop: threading.Event) -> None:

@@ -192,6 +192,61 @@ def test_nothing_is_lost_through_a_one_hour_qbo_outage(harness: Harness, clock: 
     assert h.client.get("/healthz").get_json()["status"] == "ok"
 
 
+def _qbo_requests(h: Harness) -> int:
+    answer = requests.get(f"{h.qbo.url}/_sandbox/realms/{h.qbo.realm_id}/requests", timeout=10)
+    answer.raise_for_status()
+    return int(answer.json()["total"])
+
+
+def _event_of(h: Harness, contact_id: str) -> InboundEvent:
+    with h.app.app_context():
+        row = db.session.scalars(select(InboundEvent).where(InboundEvent.entity_id == contact_id)
+                                 .order_by(InboundEvent.id.desc()).limit(1)).one()
+        db.session.expunge(row)
+        return row
+
+
+def test_a_failing_company_costs_one_short_attempt_per_step_not_one_per_change(harness: Harness,
+                                                                                 clock: Clock) -> None:
+    """A company answering 503 to everything: the drain gives up after two quick retries (three calls, not the
+    client's default six), and while the outage lasts a new change calls nobody: it waits, uncounted, for the
+    connection's next attempt, which is the only call to QBO; the end of the outage releases every change."""
+    h = harness
+    (first, first_customer), (second, second_customer) = _linked_contacts(h, 2)
+    _as_if_polled(h, timedelta(minutes=1))
+    _qbo_outage(h, True)
+    before = _qbo_requests(h)
+    _crm_edit(h, first, "first, during the outage")
+    h.work()
+    assert _qbo_requests(h) - before == 3  # one call and two retries, then the event backs off
+    failed = _event_of(h, first)
+    assert failed.attempts == 1 and failed.next_attempt_at is not None
+    assert _connection(h).outage_side == "qbo"
+
+    for step in range(3):  # changes while QBO is down call nobody: they wait for the connection's next attempt
+        called = _qbo_requests(h)
+        _crm_edit(h, second, f"second, change {step}")
+        h.work()
+        assert _qbo_requests(h) == called
+        waiting = _event_of(h, second)
+        assert (waiting.attempts, waiting.next_attempt_at) == (0, failed.next_attempt_at)
+        assert waiting.status_reason == "waiting: qbo is not answering"
+
+    clock.now = failed.next_attempt_at + timedelta(seconds=1)
+    called = _qbo_requests(h)
+    _sweep_and_work(h)  # the next attempt: one unit tries QBO (three calls), the other waits for it uncounted
+    assert _qbo_requests(h) - called == 3
+    assert _event_of(h, first).attempts == 2 and _event_of(h, second).attempts == 0
+
+    _qbo_outage(h, False)
+    with h.app.app_context():
+        assert schedule_cdc_polls() >= 1
+    h.work()
+    assert h.qbo.customer(first_customer).get("Notes") == "first, during the outage"
+    assert h.qbo.customer(second_customer).get("Notes") == "second, change 2"
+    assert _statuses(h).get("pending", 0) == 0 and "failed" not in _statuses(h)
+
+
 def test_the_crm_poll_finds_an_edit_whose_hook_was_lost(harness: Harness) -> None:
     h = harness
     [(contact_id, customer_id), (other_id, other_customer)] = _linked_contacts(h, 2)

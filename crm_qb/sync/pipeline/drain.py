@@ -50,7 +50,10 @@ log = logging.getLogger(__name__)
 DRAIN_BATCH = 200
 # A drain never waits for a throttled company: RealmThrottledError ends it and the job comes back from RQ's
 # delayed set (workers.jobs), so one throttled tenant does not hold a worker that other tenants need.
-DEFERRING: dict[str, Any] = {"defer_throttling": True, "slot_timeout": 2.0}
+# Nor long for a company that answers 5xx or not at all: two quick retries (at most 1 s, then 2 s apart, full
+# jitter) ride out a blip; past them the event backs off on its own schedule and the connection's outage begins
+# (pipeline/outage.py), instead of a worker sleeping through the client's default five (about 15 s) per drain.
+DEFERRING: dict[str, Any] = {"defer_throttling": True, "slot_timeout": 2.0, "max_retries": 2, "backoff_cap": 2.0}
 # Nor for long on its connection's lock: another drain holds it for moments, but a first sync holds it for
 # minutes. After this wait the drain ends with ConnectionBusyError (no attempt counted) and comes back from RQ's
 # delayed set too, instead of holding a worker for LOCK_WAIT_SECONDS, once per hook that woke it.
@@ -144,12 +147,18 @@ class Drain:
             log.info("connection %s waits for its first sync; %s event(s) wait for it", connection_id, len(batch))
             self.held.append(connection_id)
             raise _Waiting
-        if not _connected(connection_id):
+        state = _state_of(connection_id)
+        if not state.connected:
             # Needs reconnect or disconnected (QuickBooks or the CRM): call nobody, count no attempt, keep the
             # events pending. Reconnecting wakes the drains again (events.wake_connection), so no change made
             # meanwhile is lost.
             log.info("connection %s is not connected to QuickBooks or its CRM; %s event(s) wait for reconnect",
                      connection_id, len(batch))
+            raise _Waiting
+        if state.down is not None and not any(event.retrying for event in batch):
+            # A side is down: only the connection's next attempt calls it; its new events wait for that, so a
+            # failing company does not hold a worker other tenants need once per change it receives.
+            outage.hold_new(connection_id, state.realm_id, [event.id for event in batch], state.down)
             raise _Waiting
         ctx = build_context(self.services, connection_id, self.job_id, **DEFERRING)
         ctx.qbo_changes = self.changes
@@ -249,11 +258,21 @@ def _connections_of_realm(realm_id: str) -> list[int]:
     return ids
 
 
-def _connected(connection_id: int) -> bool:
-    row = db.session.execute(select(Connection.qbo_status, Connection.crm_status)
-                             .where(Connection.id == connection_id)).first()
+@dataclass(frozen=True)
+class _State:
+    connected: bool  # to QuickBooks and to its CRM
+    down: str | None  # the side in an outage (crm_qb.sync.pipeline.outage), if any
+    realm_id: str | None
+
+
+def _state_of(connection_id: int) -> _State:
+    row = db.session.execute(select(Connection.qbo_status, Connection.crm_status, Connection.outage_side,
+                                    Connection.qbo_realm_id).where(Connection.id == connection_id)).first()
     db.session.rollback()
-    return row is not None and row.qbo_status == QboStatus.CONNECTED and row.crm_status == CRM_CONNECTED
+    if row is None:
+        return _State(False, None, None)
+    return _State(row.qbo_status == QboStatus.CONNECTED and row.crm_status == CRM_CONNECTED, row.outage_side,
+                  row.qbo_realm_id)
 
 
 def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...],

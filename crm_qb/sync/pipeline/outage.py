@@ -11,8 +11,8 @@ out a long step of the retry schedule after the side is back (docs/architecture.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
-from datetime import datetime
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
 
 from crm_qb.db import db, utcnow
 from crm_qb.jobqueue import JobQueue
@@ -39,6 +39,23 @@ def note_down(connection_id: int, side: str, exc: BaseException, now: datetime |
     if connection.outage_side == side:
         connection.outage_reason = f"{side} not answering: {type(exc).__name__}: {exc}"[:1000]
     db.session.commit()
+
+
+def hold_new(connection_id: int, realm_id: str | None, ids: Sequence[int], side: str,
+             now: datetime | None = None) -> datetime:
+    """Let events never tried wait, uncounted, for the connection's next attempt while ``side`` is down; return
+    until when (committed).
+
+    Calling the side for them would only fail again, after the client's retries, on a worker other tenants need:
+    the connection's next attempt (its earliest backing-off event, else the next probe) finds out whether the side
+    is back, and its end (``note_up``) releases them at once.
+    """
+    now = now or utcnow()
+    until = events.next_scheduled(events.of_connection(connection_id, realm_id), now) or (
+        now + timedelta(seconds=PROBE_EVERY_SECONDS))
+    events.defer(ids, until, f"waiting: {side} is not answering")
+    log.info("connection %s: %s new event(s) wait for %s until %s", connection_id, len(ids), side, until.isoformat())
+    return until
 
 
 def note_up(connection_id: int, sides: Collection[str], jobs: JobQueue) -> int:
