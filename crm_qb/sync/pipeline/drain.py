@@ -50,10 +50,10 @@ log = logging.getLogger(__name__)
 DRAIN_BATCH = 200
 # A drain never waits for a throttled company: RealmThrottledError ends it and the job comes back from RQ's
 # delayed set (workers.jobs), so one throttled tenant does not hold a worker that other tenants need.
-# Nor long for a company that answers 5xx or not at all: two quick retries (at most 1 s, then 2 s apart, full
-# jitter) ride out a blip; past them the event backs off on its own schedule and the connection's outage begins
+# Nor long for a company that answers 5xx or not at all: one quick retry (within 0.5 s, full jitter) rides out a
+# blip; past it the event backs off on its own schedule (5 s first) and the connection's outage begins
 # (pipeline/outage.py), instead of a worker sleeping through the client's default five (about 15 s) per drain.
-DEFERRING: dict[str, Any] = {"defer_throttling": True, "slot_timeout": 2.0, "max_retries": 2, "backoff_cap": 2.0}
+DEFERRING: dict[str, Any] = {"defer_throttling": True, "slot_timeout": 2.0, "max_retries": 1, "backoff_cap": 0.5}
 # Nor for long on its connection's lock: another drain holds it for moments, but a first sync holds it for
 # minutes. After this wait the drain ends with ConnectionBusyError (no attempt counted) and comes back from RQ's
 # delayed set too, instead of holding a worker for LOCK_WAIT_SECONDS, once per hook that woke it.
@@ -155,10 +155,10 @@ class Drain:
             log.info("connection %s is not connected to QuickBooks or its CRM; %s event(s) wait for reconnect",
                      connection_id, len(batch))
             raise _Waiting
-        if state.down is not None and not any(event.retrying for event in batch):
-            # A side is down: only the connection's next attempt calls it; its new events wait for that, so a
-            # failing company does not hold a worker other tenants need once per change it receives.
-            outage.hold_new(connection_id, state.realm_id, [event.id for event in batch], state.down)
+        if state.down is not None:
+            # A side is down: only the scheduler's probe calls it, and its success wakes these events again. A
+            # failing company would otherwise hold a worker other tenants need for every change it receives.
+            outage.hold(connection_id, [event.id for event in batch], state.down)
             raise _Waiting
         ctx = build_context(self.services, connection_id, self.job_id, **DEFERRING)
         ctx.qbo_changes = self.changes
@@ -262,17 +262,15 @@ def _connections_of_realm(realm_id: str) -> list[int]:
 class _State:
     connected: bool  # to QuickBooks and to its CRM
     down: str | None  # the side in an outage (crm_qb.sync.pipeline.outage), if any
-    realm_id: str | None
 
 
 def _state_of(connection_id: int) -> _State:
-    row = db.session.execute(select(Connection.qbo_status, Connection.crm_status, Connection.outage_side,
-                                    Connection.qbo_realm_id).where(Connection.id == connection_id)).first()
+    row = db.session.execute(select(Connection.qbo_status, Connection.crm_status, Connection.outage_side)
+                             .where(Connection.id == connection_id)).first()
     db.session.rollback()
     if row is None:
-        return _State(False, None, None)
-    return _State(row.qbo_status == QboStatus.CONNECTED and row.crm_status == CRM_CONNECTED, row.outage_side,
-                  row.qbo_realm_id)
+        return _State(False, None)
+    return _State(row.qbo_status == QboStatus.CONNECTED and row.crm_status == CRM_CONNECTED, row.outage_side)
 
 
 def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...],

@@ -95,9 +95,6 @@ class EventRef:
     occurred_at: datetime | None
     payload: Mapping[str, Any]
     received_at: datetime | None = None  # when ingress received it (crm-qb's clock): fetch.py's cache rule
-    # Tried or held before (it has a next attempt that came due): during an outage it is the connection's next
-    # attempt, where an event never tried waits for that attempt (crm_qb.sync.pipeline.outage.hold_new).
-    retrying: bool = False
 
 
 def reported_version(event: EventRef) -> str | None:
@@ -343,8 +340,8 @@ def pending(where: ColumnElement[bool], after: int, limit: int, now: datetime | 
         select(InboundEvent).where(where, due(now or utcnow()), InboundEvent.id > after)
         .order_by(InboundEvent.id).limit(limit)
     ).all()
-    events = [EventRef(r.id, r.entity, r.entity_id, r.operation, r.occurred_at, dict(r.payload or {}), r.received_at,
-                       r.next_attempt_at is not None) for r in rows]
+    events = [EventRef(r.id, r.entity, r.entity_id, r.operation, r.occurred_at, dict(r.payload or {}), r.received_at)
+              for r in rows]
     db.session.rollback()
     return events
 
@@ -432,15 +429,6 @@ def defer(ids: Sequence[int], until: datetime, reason: str) -> None:
                                                       InboundEvent.status == EventStatus.PENDING)
                            .values(next_attempt_at=until, status_reason=reason[:2000]))
     db.session.commit()
-
-
-def next_scheduled(where: ColumnElement[bool], now: datetime | None = None) -> datetime | None:
-    """The earliest later attempt among the pending events matching ``where`` (None: none backs off); ends the
-    read."""
-    when = db.session.scalar(select(func.min(InboundEvent.next_attempt_at)).where(
-        where, InboundEvent.status == EventStatus.PENDING, InboundEvent.next_attempt_at > (now or utcnow())))
-    db.session.rollback()
-    return when
 
 
 def next_attempt_of(ids: Sequence[int]) -> datetime | None:

@@ -5,7 +5,8 @@ connection records it (``note_down``: side, since, reason), health reports it (d
 rest of that batch waits without attempts, and the scheduler probes that side every minute with its catch-up poll
 (the CDC poll for QBO, the CRM poll for the CRM). The first success on that side ends the outage (``note_up``):
 every event of the connection still backing off is released at once and its drains are woken, so nothing waits
-out a long step of the retry schedule after the side is back (docs/architecture.md §7).
+out a long step of the retry schedule after the side is back (docs/architecture.md §7). While the outage lasts
+no drain calls that side (``hold``): its changes wait, uncounted, for the probe.
 """
 
 from __future__ import annotations
@@ -41,20 +42,16 @@ def note_down(connection_id: int, side: str, exc: BaseException, now: datetime |
     db.session.commit()
 
 
-def hold_new(connection_id: int, realm_id: str | None, ids: Sequence[int], side: str,
-             now: datetime | None = None) -> datetime:
-    """Let events never tried wait, uncounted, for the connection's next attempt while ``side`` is down; return
-    until when (committed).
+def hold(connection_id: int, ids: Sequence[int], side: str, now: datetime | None = None) -> datetime:
+    """Let events wait, uncounted, while ``side`` is down for the connection; return until when (committed).
 
-    Calling the side for them would only fail again, after the client's retries, on a worker other tenants need:
-    the connection's next attempt (its earliest backing-off event, else the next probe) finds out whether the side
-    is back, and its end (``note_up``) releases them at once.
+    Only the probe calls a side that is down: a drain calling it for each change would fail again, after the
+    client's retry, on a worker other tenants need. The probe's success (``note_up``) releases them at once; if
+    it has not come by then, they come due in a minute and wait again.
     """
-    now = now or utcnow()
-    until = events.next_scheduled(events.of_connection(connection_id, realm_id), now) or (
-        now + timedelta(seconds=PROBE_EVERY_SECONDS))
+    until = (now or utcnow()) + timedelta(seconds=PROBE_EVERY_SECONDS)
     events.defer(ids, until, f"waiting: {side} is not answering")
-    log.info("connection %s: %s new event(s) wait for %s until %s", connection_id, len(ids), side, until.isoformat())
+    log.info("connection %s: %s event(s) wait for %s until %s", connection_id, len(ids), side, until.isoformat())
     return until
 
 
