@@ -36,6 +36,10 @@ class RedisKeys:
         """The lock that serialises every sync of one connection."""
         return f"{self.prefix}:sync:connection:{connection_id}"
 
+    def outage_turn(self, connection_id: int) -> str:
+        """Held while a drain of a connection in an outage may not call the side that is down (its PX is the wait)."""
+        return f"{self.prefix}:outage:turn:{connection_id}"
+
     def token_lock(self, connection_id: int | str) -> str:
         """The lock around a connection's QBO token refresh (and its connect/disconnect)."""
         return f"{self.prefix}:qbo:refresh:{connection_id}"

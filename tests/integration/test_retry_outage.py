@@ -5,8 +5,9 @@
   state machine and the sweep is moved forward three minutes per step while a CRM user keeps editing; every edit
   reaches QBO once QBO answers again, none is failed, and health says degraded during the outage and ok after.
   The end of the outage is found by the scheduler's probe (the CDC poll every minute), not by a person.
-- A company that answers 503 to everything is called by its probe, not once per change: the drain that finds it
-  down retries once, then its changes wait uncounted until the probe's success releases them.
+- A company that answers 503 to everything is called once a turn (5 s, then as long as the outage has lasted, at
+  most a minute), not once per change: the drain that finds it down retries once, a turn's drain not at all, and
+  the other changes wait uncounted until a turn or the probe's success releases them.
 - A CRM edit whose hook never arrived is found by the CRM catch-up poll; one made while sync was off is applied
   when sync is turned on (with the CLI), as is a QBO edit made meanwhile.
 - One QBO object that cannot be applied (whatever it raises) is a failed, replayable event, and the CDC poll
@@ -29,12 +30,14 @@ from sqlalchemy import select, update
 
 from crm_qb.cli import main
 from crm_qb.db import db, utcnow
+from crm_qb.keys import RedisKeys
 from crm_qb.locks import RenewingLock
 from crm_qb.models import Connection, EventStatus, InboundEvent
 from crm_qb.qbo.client import QboClient
 from crm_qb.runtime import runtime
 from crm_qb.sync import services as sync_services
 from crm_qb.sync.pipeline import drain as drain_module
+from crm_qb.sync.pipeline import outage
 from tests.conftest import settings_env
 from tests.support import sync as support
 from tests.support.sync import Harness
@@ -59,6 +62,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     """A movable clock for next attempts, due events and the sweep; the QBO client retries without sleeping."""
     moved = Clock()
     monkeypatch.setattr("crm_qb.sync.pipeline.events.utcnow", moved)
+    monkeypatch.setattr("crm_qb.sync.pipeline.outage.utcnow", moved)
     monkeypatch.setattr("workers.jobs.utcnow", moved)
     monkeypatch.setattr(QboClient, "_delay", lambda _self, _attempt, _exc: 0.0)
     yield moved
@@ -104,6 +108,14 @@ def _connection(h: Harness) -> Connection:
         assert row is not None
         db.session.expunge(row)
         return row
+
+
+def _advance(h: Harness, clock: Clock, by: timedelta) -> None:
+    """Move crm-qb's clock; the wait for a connection's next turn in an outage (a Redis expiry) passes too."""
+    clock.now += by
+    with h.app.app_context():
+        rt = runtime()
+        rt.redis.delete(rt.keys.outage_turn(h.connection_id))
 
 
 def _sweep_and_work(h: Harness) -> None:
@@ -172,7 +184,7 @@ def test_nothing_is_lost_through_a_one_hour_qbo_outage(harness: Harness, clock: 
         last[customer_id] = f"edit {step} during the outage"
         _crm_edit(h, contact_id, last[customer_id])
         _sweep_and_work(h)
-        clock.now += timedelta(minutes=3)
+        _advance(h, clock, timedelta(minutes=3))
         _sweep_and_work(h)
         if step == 0:
             assert h.client.get("/healthz").get_json()["status"] == "degraded"
@@ -182,7 +194,7 @@ def test_nothing_is_lost_through_a_one_hour_qbo_outage(harness: Harness, clock: 
     assert "failed" not in statuses and statuses["pending"] >= len(last), statuses
     with h.app.app_context():
         attempts = db.session.scalar(select(InboundEvent.attempts).order_by(InboundEvent.attempts.desc()))
-    assert attempts == 1  # the attempt that found QBO down; then the changes waited for the probe, uncounted
+    assert attempts and attempts > 1  # retried during the hour (a turn every step), and still waiting
 
     _qbo_outage(h, False)
     with h.app.app_context():
@@ -208,10 +220,10 @@ def _event_of(h: Harness, contact_id: str) -> InboundEvent:
         return row
 
 
-def test_a_failing_company_is_called_by_its_probe_not_once_per_change(harness: Harness, clock: Clock) -> None:
+def test_a_failing_company_is_called_once_a_turn_not_once_per_change(harness: Harness, clock: Clock) -> None:
     """A company answering 503 to everything: the drain that finds it down gives up after one quick retry (two
-    calls, not the client's default six); while the outage lasts no drain calls QBO, its changes wait uncounted
-    (again each minute, until the probe answers), and the probe's success releases every one of them."""
+    calls, not the client's default six); while the outage lasts one drain per turn calls QBO, once, and the
+    others' changes wait for the next turn uncounted; the probe's success releases every one of them."""
     h = harness
     (first, first_customer), (second, second_customer) = _linked_contacts(h, 2)
     _as_if_polled(h, timedelta(minutes=1))
@@ -223,25 +235,41 @@ def test_a_failing_company_is_called_by_its_probe_not_once_per_change(harness: H
     assert _event_of(h, first).attempts == 1 and _connection(h).outage_side == "qbo"
 
     called = _qbo_requests(h)
-    for step in range(3):  # changes while QBO is down call nobody: they wait for the probe
+    _crm_edit(h, second, "second, change 0")
+    h.work()  # the outage's first turn: one call, no retry
+    assert _qbo_requests(h) - called == 1 and _event_of(h, second).attempts == 1
+
+    called = _qbo_requests(h)
+    for step in range(1, 4):  # more changes before the next turn call nobody: they wait for it, uncounted
         _crm_edit(h, second, f"second, change {step}")
         h.work()
         waiting = _event_of(h, second)
         assert waiting.attempts == 0 and waiting.status_reason == "waiting: qbo is not answering"
-    for _ in range(3):  # a minute later each, still down: due again, waiting again, still nobody called
-        clock.now = max(clock.now, utcnow()) + timedelta(minutes=2)
-        _sweep_and_work(h)
     assert _qbo_requests(h) == called
-    assert (_event_of(h, first).attempts, _event_of(h, second).attempts) == (1, 0)
+
+    _advance(h, clock, timedelta(minutes=2))
+    _sweep_and_work(h)  # the next turn: one call (the oldest change); the others wait for the side, uncounted
+    assert _qbo_requests(h) - called == 1
+    assert (_event_of(h, first).attempts, _event_of(h, second).attempts) == (2, 0)
 
     _qbo_outage(h, False)
     with h.app.app_context():
         assert schedule_cdc_polls() >= 1  # the probe
     h.work()
     assert h.qbo.customer(first_customer).get("Notes") == "first, during the outage"
-    assert h.qbo.customer(second_customer).get("Notes") == "second, change 2"
+    assert h.qbo.customer(second_customer).get("Notes") == "second, change 3"
     assert _statuses(h).get("pending", 0) == 0 and "failed" not in _statuses(h)
     assert _connection(h).outage_side is None
+
+
+def test_the_turns_of_an_outage_back_off_with_its_age(redis_client: Redis) -> None:
+    keys, now = RedisKeys("turns-test"), utcnow()
+    for age, step in ((0, 5.0), (3, 5.0), (20, 20.0), (45, 45.0), (600, 60.0), (86400, 60.0)):
+        redis_client.delete(keys.outage_turn(7))
+        assert outage.take_turn(redis_client, keys, 7, now - timedelta(seconds=age), now) is None  # taken
+        wait = outage.take_turn(redis_client, keys, 7, now - timedelta(seconds=age), now)  # the next drain waits
+        assert wait is not None and step - 1 < wait <= step, (age, wait)
+    assert outage.take_turn(redis_client, keys, 8, None, now) is None  # no start recorded: the first step
 
 
 def test_the_crm_poll_finds_an_edit_whose_hook_was_lost(harness: Harness) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -155,12 +156,17 @@ class Drain:
             log.info("connection %s is not connected to QuickBooks or its CRM; %s event(s) wait for reconnect",
                      connection_id, len(batch))
             raise _Waiting
+        options = DEFERRING
         if state.down is not None:
-            # A side is down: only the scheduler's probe calls it, and its success wakes these events again. A
-            # failing company would otherwise hold a worker other tenants need for every change it receives.
-            outage.hold(connection_id, [event.id for event in batch], state.down)
-            raise _Waiting
-        ctx = build_context(self.services, connection_id, self.job_id, **DEFERRING)
+            # A side is down: one drain per turn calls it, once, without the client's retry; the others' events
+            # wait for the next turn (or the end of the outage, which wakes them). A failing company would
+            # otherwise hold a worker other tenants need for every change it receives.
+            wait = outage.take_turn(self.services.redis, self.services.keys, connection_id, state.since)
+            if wait is not None:
+                outage.hold(connection_id, [event.id for event in batch], state.down, wait)
+                raise _Waiting
+            options = {**DEFERRING, "max_retries": 0}
+        ctx = build_context(self.services, connection_id, self.job_id, **options)
         ctx.qbo_changes = self.changes
         try:
             with self.services.connection_lock(connection_id, wait=DRAIN_LOCK_WAIT_SECONDS):
@@ -262,15 +268,17 @@ def _connections_of_realm(realm_id: str) -> list[int]:
 class _State:
     connected: bool  # to QuickBooks and to its CRM
     down: str | None  # the side in an outage (crm_qb.sync.pipeline.outage), if any
+    since: datetime | None  # when that outage began
 
 
 def _state_of(connection_id: int) -> _State:
-    row = db.session.execute(select(Connection.qbo_status, Connection.crm_status, Connection.outage_side)
-                             .where(Connection.id == connection_id)).first()
+    row = db.session.execute(select(Connection.qbo_status, Connection.crm_status, Connection.outage_side,
+                                    Connection.outage_since).where(Connection.id == connection_id)).first()
     db.session.rollback()
     if row is None:
-        return _State(False, None)
-    return _State(row.qbo_status == QboStatus.CONNECTED and row.crm_status == CRM_CONNECTED, row.outage_side)
+        return _State(False, None, None)
+    return _State(row.qbo_status == QboStatus.CONNECTED and row.crm_status == CRM_CONNECTED, row.outage_side,
+                  row.outage_since)
 
 
 def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...],

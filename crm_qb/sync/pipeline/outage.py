@@ -6,7 +6,8 @@ rest of that batch waits without attempts, and the scheduler probes that side ev
 (the CDC poll for QBO, the CRM poll for the CRM). The first success on that side ends the outage (``note_up``):
 every event of the connection still backing off is released at once and its drains are woken, so nothing waits
 out a long step of the retry schedule after the side is back (docs/architecture.md §7). While the outage lasts
-no drain calls that side (``hold``): its changes wait, uncounted, for the probe.
+one drain per turn calls that side (``take_turn``), without the client's retry; the others' changes wait for
+the next turn, uncounted (``hold``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import logging
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
+from redis import Redis
+
 from crm_qb.db import db, utcnow
 from crm_qb.jobqueue import JobQueue
+from crm_qb.keys import RedisKeys
 from crm_qb.models import Connection
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.failures import CRM, QBO
@@ -25,6 +29,7 @@ log = logging.getLogger(__name__)
 
 BOTH = (QBO, CRM)
 PROBE_EVERY_SECONDS = 60
+FIRST_TURN_SECONDS = 5.0  # the first step of the transient retry schedule (crm_qb.sync.rules.retry)
 
 
 def note_down(connection_id: int, side: str, exc: BaseException, now: datetime | None = None) -> None:
@@ -42,14 +47,30 @@ def note_down(connection_id: int, side: str, exc: BaseException, now: datetime |
     db.session.commit()
 
 
-def hold(connection_id: int, ids: Sequence[int], side: str, now: datetime | None = None) -> datetime:
-    """Let events wait, uncounted, while ``side`` is down for the connection; return until when (committed).
+def take_turn(redis: Redis, keys: RedisKeys, connection_id: int, since: datetime | None,
+              now: datetime | None = None) -> float | None:
+    """None when this drain may call the side that is down for the connection (the turn is now taken); else the
+    seconds until the next turn.
 
-    Only the probe calls a side that is down: a drain calling it for each change would fail again, after the
-    client's retry, on a worker other tenants need. The probe's success (``note_up``) releases them at once; if
-    it has not come by then, they come due in a minute and wait again.
+    One drain per turn calls it; the turns back off with the outage's age (5 s, then as long as it has lasted, at
+    most ``PROBE_EVERY_SECONDS``), so a blip ends within seconds while a failing company is called about once a
+    minute however many changes it receives, not by every drain on a worker other tenants need.
     """
-    until = (now or utcnow()) + timedelta(seconds=PROBE_EVERY_SECONDS)
+    age = ((now or utcnow()) - since).total_seconds() if since is not None else 0.0
+    step = min(float(PROBE_EVERY_SECONDS), max(FIRST_TURN_SECONDS, age))
+    key = keys.outage_turn(connection_id)
+    if redis.set(key, "1", nx=True, px=int(step * 1000)):
+        return None
+    left = redis.pttl(key)
+    return max(left, 0) / 1000 if left is not None and left > 0 else FIRST_TURN_SECONDS
+
+
+def hold(connection_id: int, ids: Sequence[int], side: str, seconds: float, now: datetime | None = None) -> datetime:
+    """Let events wait, uncounted, ``seconds`` for the connection's next turn while ``side`` is down (committed).
+
+    The end of the outage (``note_up``) releases them at once.
+    """
+    until = (now or utcnow()) + timedelta(seconds=seconds)
     events.defer(ids, until, f"waiting: {side} is not answering")
     log.info("connection %s: %s event(s) wait for %s until %s", connection_id, len(ids), side, until.isoformat())
     return until
