@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 BOTH = (QBO, CRM)
 PROBE_EVERY_SECONDS = 60
 FIRST_TURN_SECONDS = 5.0  # the first step of the transient retry schedule (crm_qb.sync.rules.retry)
+# The longest wait between two turns: a turn of a company answering 5xx is one short job, so four a minute cost
+# the workers nothing, while a company that answers again is found within 15 s once changes arrive (a minute,
+# the probe's period, made the fault suite's qbo-5xx storm converge in 60 s instead of 6).
+LAST_TURN_SECONDS = 15.0
 
 
 def note_down(connection_id: int, side: str, exc: BaseException, now: datetime | None = None) -> None:
@@ -53,16 +57,16 @@ def take_turn(redis: Redis, keys: RedisKeys, connection_id: int, since: datetime
     seconds until the next turn.
 
     One drain per turn calls it; the turns back off with the outage's age (5 s, then as long as it has lasted, at
-    most ``PROBE_EVERY_SECONDS``), so a blip ends within seconds while a failing company is called about once a
+    most ``LAST_TURN_SECONDS``), so a blip ends within seconds while a failing company is called a few times a
     minute however many changes it receives, not by every drain on a worker other tenants need.
     """
     age = ((now or utcnow()) - since).total_seconds() if since is not None else 0.0
-    step = min(float(PROBE_EVERY_SECONDS), max(FIRST_TURN_SECONDS, age))
+    step = min(LAST_TURN_SECONDS, max(FIRST_TURN_SECONDS, age))
     key = keys.outage_turn(connection_id)
     if redis.set(key, "1", nx=True, px=int(step * 1000)):
         return None
-    left = redis.pttl(key)
-    return max(left, 0) / 1000 if left is not None and left > 0 else FIRST_TURN_SECONDS
+    left = redis.pttl(key)  # negative when the key expired meanwhile: the next turn is due at the next step
+    return left / 1000 if left > 0 else FIRST_TURN_SECONDS
 
 
 def hold(connection_id: int, ids: Sequence[int], side: str, seconds: float, now: datetime | None = None) -> datetime:
