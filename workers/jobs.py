@@ -39,6 +39,7 @@ WAKE_TTL_SECONDS = 600
 TURN_BATCHES = 1
 # How long a drain whose connection is held by a long sync (a first sync, a backfill) waits in RQ's delayed set.
 BUSY_WAIT_SECONDS = 5.0
+TURN_MARGIN_SECONDS = 1.0  # a drain waiting for its connection's next turn (outage) comes back this much after it
 # The value of a parked wake (``park``): the connection's CRM events wait for its first sync, whose end wakes them.
 PARKED = "parked"
 # Deletes a parked wake, and only a parked one (a drain's token stays).
@@ -123,6 +124,9 @@ def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> in
         return 0
     if drain.unfinished:
         wake(rt.redis, rt.keys, source, key, bulk=bulk)
+    elif drain.turn_waits:  # back just after the next turn begins (its events are due by then)
+        defer(rt.redis, rt.keys, source, key, min(drain.turn_waits) + TURN_MARGIN_SECONDS,
+              "a side of its connection is down: its next turn", bulk=bulk)
     elif source == EventSource.CRM and int(key) in drain.held:
         park(rt, key)
     elif bulk:  # the backlog is settled: the key's next wake is live work again

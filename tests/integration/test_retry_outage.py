@@ -34,6 +34,7 @@ from crm_qb.keys import RedisKeys
 from crm_qb.locks import RenewingLock
 from crm_qb.models import Connection, EventStatus, InboundEvent
 from crm_qb.qbo.client import QboClient
+from crm_qb.qbo.faults import ServerError
 from crm_qb.runtime import runtime
 from crm_qb.sync import services as sync_services
 from crm_qb.sync.pipeline import drain as drain_module
@@ -240,15 +241,22 @@ def test_a_failing_company_is_called_once_a_turn_not_once_per_change(harness: Ha
     assert _qbo_requests(h) - called == 1 and _event_of(h, second).attempts == 1
 
     called = _qbo_requests(h)
-    for step in range(1, 4):  # more changes before the next turn call nobody: they wait for it, uncounted
+    _crm_edit(h, second, "second, change 1")
+    h.work()  # before the next turn: nobody is called, the change waits for it, uncounted
+    waiting = _event_of(h, second)
+    assert waiting.attempts == 0 and waiting.status_reason == "waiting: qbo is not answering"
+    with h.app.app_context():  # and its drain comes back by itself at the next turn, not at the sweep's
+        rt = runtime()
+        assert Queue(rt.keys.queue("inbound"), connection=rt.redis).scheduled_job_registry.get_job_ids()
+    for step in range(2, 4):  # changes meanwhile add no drain: the delayed one will see them
         _crm_edit(h, second, f"second, change {step}")
         h.work()
-        waiting = _event_of(h, second)
-        assert waiting.attempts == 0 and waiting.status_reason == "waiting: qbo is not answering"
+        assert _event_of(h, second).attempts == 0
     assert _qbo_requests(h) == called
 
     _advance(h, clock, timedelta(minutes=2))
-    _sweep_and_work(h)  # the next turn: one call (the oldest change); the others wait for the side, uncounted
+    with h.app.app_context(), pytest.raises(ServerError):  # the delayed drain, when it is due: the next turn,
+        jobs.drain_crm_connection(str(h.connection_id))  # one call (the oldest change); the others wait uncounted
     assert _qbo_requests(h) - called == 1
     assert (_event_of(h, first).attempts, _event_of(h, second).attempts) == (2, 0)
 

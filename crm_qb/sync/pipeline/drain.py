@@ -80,6 +80,9 @@ class Drain:
     turn: int | None = None
     unfinished: list[int] = field(default_factory=list)  # connections whose turn ran out with events left
     held: list[int] = field(default_factory=list)  # connections whose events wait for their first sync
+    # Seconds until the next turn of each connection whose events wait for it (a side is down): the job comes
+    # back then from RQ's delayed set, so they do not wait for the sweep when no new change wakes a drain.
+    turn_waits: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.changes is None:
@@ -164,6 +167,7 @@ class Drain:
             wait = outage.take_turn(self.services.redis, self.services.keys, connection_id, state.since)
             if wait is not None:
                 outage.hold(connection_id, [event.id for event in batch], state.down, wait)
+                self.turn_waits.append(wait)
                 raise _Waiting
             options = {**DEFERRING, "max_retries": 0}
         ctx = build_context(self.services, connection_id, self.job_id, **options)
