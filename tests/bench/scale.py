@@ -466,6 +466,9 @@ def main() -> None:
     parser.add_argument("--database-url", required=True, help="an empty PostgreSQL database")
     parser.add_argument("--logs", default=None)
     args = parser.parse_args()
+    unknown = set(args.scenarios.split(",")) - {"scale", "backfill", *ISOLATED}
+    if unknown:  # an unknown name would run as plain `scale` and measure the wrong thing
+        parser.error(f"unknown scenario(s) {sorted(unknown)}: use scale, throttled, failing, slow or backfill")
     if args.deployment is None:
         args.deployment = "mixed" if "backfill" in args.scenarios.split(",") else "plain"
     if not args.database_url.startswith("postgresql"):
