@@ -395,7 +395,7 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
         ended = time.time()
         cpu_at_end = _cpu_seconds(rig.processes, rig.database)
         stop.set()
-        if scenario in FAULTS:  # the company answers again: its changes wait for the outage's probe, then sync
+        if scenario in FAULTS:  # the company answers again: its outage's next turn or probe finds it, then they sync
             rig.http.delete(f"{rig.qbo}/_sandbox/faults", timeout=10).raise_for_status()
         backlog = rig.pending()
         try:
@@ -466,11 +466,12 @@ def main() -> None:
     parser.add_argument("--database-url", required=True, help="an empty PostgreSQL database")
     parser.add_argument("--logs", default=None)
     args = parser.parse_args()
-    unknown = set(args.scenarios.split(",")) - {"scale", "backfill", *ISOLATED}
+    scenarios = args.scenarios.split(",")
+    unknown = set(scenarios) - {"scale", "backfill", *ISOLATED}
     if unknown:  # an unknown name would run as plain `scale` and measure the wrong thing
         parser.error(f"unknown scenario(s) {sorted(unknown)}: use scale, throttled, failing, slow or backfill")
     if args.deployment is None:
-        args.deployment = "mixed" if "backfill" in args.scenarios.split(",") else "plain"
+        args.deployment = "mixed" if "backfill" in scenarios else "plain"
     if not args.database_url.startswith("postgresql"):
         raise SystemExit("--database-url must be PostgreSQL: several hosts share it (SQLite is a one-host store)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop every process it started
@@ -496,7 +497,7 @@ def main() -> None:
             wait_until(lambda: rig.pending() == 0, 600, "the first syncs' echoes to settle")
             rig.stop_workers()
             setup = round(time.monotonic() - setup_started, 1)
-            for scenario in args.scenarios.split(","):
+            for scenario in scenarios:
                 for workers in (int(w) for w in args.workers.split(",")):
                     results.append(run_scenario(rig, scenario, workers, args))
                     print(json.dumps(results[-1]), file=sys.stderr, flush=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -166,7 +166,8 @@ class Drain:
             # otherwise hold a worker other tenants need for every change it receives.
             wait = outage.take_turn(self.services.redis, self.services.keys, connection_id, state.since)
             if wait is not None:
-                outage.hold(connection_id, [event.id for event in batch], state.down, wait)
+                outage.hold(connection_id, [event.id for event in batch], state.down,
+                            utcnow() + timedelta(seconds=wait))
                 self.turn_waits.append(wait)
                 raise _Waiting
             options = {**DEFERRING, "max_retries": 0}
@@ -310,20 +311,17 @@ def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...],
             failure = failure or exc
             if (side := side_down(exc)) is not None:
                 outage.note_down(ctx.connection_id, side, exc)
-                _wait_for_side(units[index + 1:], unit, side)
+                _wait_for_side(ctx.connection_id, units[index + 1:], unit, side)
                 break
     if failure is not None:
         raise _Recorded(failure)
     return succeeded
 
 
-def _wait_for_side(rest: list[Unit], failed: Unit, side: str) -> None:
+def _wait_for_side(connection_id: int, rest: list[Unit], failed: Unit, side: str) -> None:
     """Let the units after ``failed`` wait, uncounted, until its next attempt (or until ``side`` answers)."""
     until = events.next_attempt_of(failed.events) or utcnow()
-    waiting = [event_id for unit in rest for event_id in unit.events]
-    events.defer(waiting, until, f"waiting: {side} is not answering")
-    if waiting:
-        log.info("%s event(s) wait for %s until %s", len(waiting), side, until.isoformat())
+    outage.hold(connection_id, [event_id for unit in rest for event_id in unit.events], side, until)
 
 
 class _Waiting(Exception):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from redis import Redis
 
@@ -69,15 +69,15 @@ def take_turn(redis: Redis, keys: RedisKeys, connection_id: int, since: datetime
     return left / 1000 if left > 0 else FIRST_TURN_SECONDS
 
 
-def hold(connection_id: int, ids: Sequence[int], side: str, seconds: float, now: datetime | None = None) -> datetime:
-    """Let events wait, uncounted, ``seconds`` for the connection's next turn while ``side`` is down (committed).
+def hold(connection_id: int, ids: Sequence[int], side: str, until: datetime) -> None:
+    """Let events wait, uncounted, until ``until`` while ``side`` is down for the connection (committed).
 
     The end of the outage (``note_up``) releases them at once.
     """
-    until = (now or utcnow()) + timedelta(seconds=seconds)
     events.defer(ids, until, f"waiting: {side} is not answering")
-    log.info("connection %s: %s event(s) wait for %s until %s", connection_id, len(ids), side, until.isoformat())
-    return until
+    if ids:
+        log.info("connection %s: %s event(s) wait for %s until %s", connection_id, len(ids), side,
+                 until.isoformat())
 
 
 def note_up(connection_id: int, sides: Collection[str], jobs: JobQueue) -> int:
