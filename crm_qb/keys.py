@@ -81,6 +81,11 @@ class RedisKeys:
         """The marker that ``key``'s pending events from ``source`` are a first sync's backlog (bulk work)."""
         return f"{self.prefix}:bulk-backlog:{source}:{key}"
 
+    def slow_lane(self, source: str, key: str) -> str:
+        """The marker that ``key``'s drains for ``source`` run as bulk work: its company answers slowly
+        (crm_qb.sync.pipeline.slowlane)."""
+        return f"{self.prefix}:slow-lane:{source}:{key}"
+
     def schedule_tick(self, name: str, period: int) -> str:
         """The marker that the periodic job ``name`` was enqueued for ``period``."""
         return f"{self.prefix}:schedule:{name}:{period}"

@@ -25,7 +25,7 @@ from crm_qb.qbo.faults import THROTTLE_WAIT_SECONDS
 from crm_qb.qbo.ratebudget import RealmThrottledError
 from crm_qb.runtime import Runtime, runtime
 from crm_qb.sync.firstsync.service import held as first_sync_held
-from crm_qb.sync.pipeline import events
+from crm_qb.sync.pipeline import events, slowlane
 from crm_qb.sync.pipeline.drain import Drain
 from crm_qb.sync.services import ConnectionBusyError
 from workers.queues import BACKFILL, INBOUND, SCHEDULED, bulk_pacer, enqueue, enqueue_in, job
@@ -49,11 +49,12 @@ _UNPARK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL'
 def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str, *, bulk: bool = False) -> str | None:
     """Make sure a drain job will run for ``key`` (a realm id or a connection id); return its job id if new.
 
-    ``bulk``: the drain is bulk work (the backlog a first sync left, e.g. the echoes of the contacts it created)
-    and goes to the ``backfill`` queue, which live-only workers never serve and a worker started with ``--nice``
-    runs at a lower CPU priority; its further turns stay there (``_deferring``), and until the backlog is
-    settled, a drain of ``key`` woken as live work (a late echo hook, the CRM poll) hands over to it
-    (``BULK_BACKLOG``) instead of taking a batch of the backlog on a live worker."""
+    ``bulk``: the drain is bulk work (the backlog a first sync left, e.g. the echoes of the contacts it created,
+    or the changes of a company that answers slowly) and goes to the ``backfill`` queue, which live-only workers
+    never serve and a worker started with ``--nice`` runs at a lower CPU priority; its further turns stay there
+    (``_deferring``), and until the backlog is settled, a drain of ``key`` woken as live work (a late echo hook,
+    the CRM poll) hands over to it (``keys.bulk_backlog``) instead of taking a batch of the backlog on a live
+    worker."""
     token = uuid.uuid4().hex[:16]
     if bulk:  # a first sync's end (or a bulk drain's next turn): its connection's wake may be parked
         redis.eval(_UNPARK, 1, keys.wake(source.value, key), PARKED)
@@ -102,13 +103,15 @@ def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> in
     """Run a drain for one turn; when its company is throttled or its connection is held by a long sync, give
     the worker back and come back later (``defer``); when its turn ran out, queue the next turn behind the
     drains already waiting (``wake``), so a tenant's flood of events does not hold back the others'. A bulk drain
-    (one running from the ``backfill`` queue) comes back there."""
+    (one running from the ``backfill`` queue) comes back there, and so does a live one whose key is a first
+    sync's backlog or a company that answers slowly (``slowlane``)."""
     rt = runtime()
     bulk = _running_bulk(rt)
-    if not bulk and rt.redis.exists(rt.keys.bulk_backlog(source.value, key)):
-        # A first sync's backlog is still being settled as bulk work: this live wake (a late echo hook, the CRM
-        # poll) would take a batch of it on a live worker. Its events are settled by the bulk drains instead,
-        # in their order (what arrived now is behind the backlog either way).
+    if not bulk and rt.redis.exists(rt.keys.bulk_backlog(source.value, key), rt.keys.slow_lane(source.value, key)):
+        # A first sync's backlog is still being settled as bulk work, or the key's company answers slowly
+        # (pipeline/slowlane.py): this live wake (a hook, the CRM poll) would take a batch of it on a live worker.
+        # Its events are settled by the bulk drains instead, in their order (what arrived now is behind the
+        # backlog either way).
         rt.redis.delete(rt.keys.wake(source.value, key))
         wake(rt.redis, rt.keys, source, key, bulk=True)
         return 0
@@ -122,6 +125,8 @@ def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> in
         defer(rt.redis, rt.keys, source, key, BUSY_WAIT_SECONDS, "its connection is being synced by another job",
               bulk=bulk)
         return 0
+    finally:  # however it ended: a company that answered slowly moves to the bulk lane, a quick one leaves it
+        slowlane.record(rt.redis, rt.keys, drain.observed)
     if drain.unfinished:
         wake(rt.redis, rt.keys, source, key, bulk=bulk)
     elif drain.turn_waits:  # back just after the next turn begins (its events are due by then)

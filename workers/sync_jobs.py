@@ -24,7 +24,7 @@ from crm_qb.runtime import runtime
 from crm_qb.sync.context import build_context
 from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.firstsync.service import resume_runs
-from crm_qb.sync.pipeline import outage
+from crm_qb.sync.pipeline import outage, slowlane
 from crm_qb.sync.pipeline.backfill import run_backfill
 from crm_qb.sync.pipeline.contact_now import sync_contact_now as run_contact_now
 from crm_qb.sync.pipeline.crm_poll import poll_crm_changes
@@ -58,6 +58,8 @@ def poll_qbo_connection(connection_id: int) -> int:
         raise
     finally:
         ctx.close()
+        slowlane.record(services.redis, services.keys, [slowlane.Observed(
+            connection_id, ctx.qbo.realm_id, ctx.qbo.slowest_answer, ctx.qbo.answers)])
         services.jobs.check_followups(connection_id, ctx.invoices_changed)
         services.jobs.push_summaries(connection_id, ctx.summaries_to_push())
     if not ctx.settings.realtime:  # scheduled (or "Sync now" of a manual connection): the waiting changes too
@@ -136,9 +138,10 @@ def schedule_cdc_polls() -> int:
         if kind == "backfill":
             queued = enqueue(rt.redis, rt.keys, backfill_connection, connection_id,
                              job_id=JobIds.backfill(connection_id))
-        elif kind == QBO:
+        elif kind == QBO:  # a company that answers slowly is polled as bulk work (pipeline/slowlane.py)
             queued = enqueue(rt.redis, rt.keys, poll_qbo_connection, connection_id,
-                             job_id=JobIds.cdc_poll(connection_id, period))
+                             job_id=JobIds.cdc_poll(connection_id, period),
+                             on=BACKFILL if slowlane.in_lane(rt.redis, rt.keys, connection_id) else None)
         else:
             queued = enqueue(rt.redis, rt.keys, poll_crm_connection, connection_id,
                              job_id=JobIds.crm_poll(connection_id, period))

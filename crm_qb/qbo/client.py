@@ -153,6 +153,10 @@ class QboClient:
         self._backoff_cap = backoff_cap
         self._slot_timeout = slot_timeout
         self._defer_throttling = defer_throttling
+        # The longest wait for one answer, and how many answers came (``_send``): a drain reads them after its
+        # work to tell a company that answers slowly (crm_qb.sync.pipeline.slowlane).
+        self.slowest_answer = 0.0
+        self.answers = 0
 
     @classmethod
     def for_connection(cls, connection_id: str, realm_id: str, api_base: str, tokens: ConnectionTokens,
@@ -358,11 +362,15 @@ class QboClient:
             headers["Content-Type"] = "application/json"
         url = f"{self.api_base}/v3/company/{quote(self.realm_id, safe='')}/{path}"
         with self._slot(cost, batch):
+            started = time.monotonic()
             try:
                 response = self._session.request(method, url, params=query, data=data, headers=headers,
                                                  timeout=self.timeout)
             except requests.RequestException as exc:
                 raise NetworkError(f"QuickBooks unreachable: {type(exc).__name__}") from exc
+            finally:
+                self.slowest_answer = max(self.slowest_answer, time.monotonic() - started)
+            self.answers += 1
         tid = header(response.headers, "intuit_tid")
         log.info("QBO %s %s realm=%s status=%s intuit_tid=%s", method, path, self.realm_id,
                  response.status_code, tid)

@@ -38,7 +38,7 @@ from crm_qb.qbo.tokens import NeedsReconnectError
 from crm_qb.sync.context import SyncContext, build_context, settings_of
 from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.pacing import no_pace
-from crm_qb.sync.pipeline import burst, events, outage, routing
+from crm_qb.sync.pipeline import burst, events, outage, routing, slowlane
 from crm_qb.sync.pipeline.events import EventRef
 from crm_qb.sync.pipeline.failures import kind_of, side_down
 from crm_qb.sync.pipeline.fetch import ChangeCache
@@ -83,6 +83,9 @@ class Drain:
     # Seconds until the next turn of each connection whose events wait for it (a side is down): the job comes
     # back then from RQ's delayed set, so they do not wait for the sweep when no new change wakes a drain.
     turn_waits: list[float] = field(default_factory=list)
+    # How each connection's QBO client fared (its slowest answer): the job puts a slow company's drains on the
+    # bulk lane, and takes a quick one's off it (slowlane).
+    observed: list[slowlane.Observed] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.changes is None:
@@ -184,6 +187,8 @@ class Drain:
                         len(batch))
         finally:
             ctx.close()
+            self.observed.append(slowlane.Observed(connection_id, ctx.qbo.realm_id, ctx.qbo.slowest_answer,
+                                                   ctx.qbo.answers))
             # Invoices mirrored by this drain (committed unit by unit) get their follow-ups checked right away,
             # and changed customers their summary pushed to the CRM when the connection asks for it.
             self.services.jobs.check_followups(connection_id, ctx.invoices_changed)

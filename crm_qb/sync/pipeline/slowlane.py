@@ -1,0 +1,93 @@
+"""A company that answers slowly syncs as bulk work, so it does not hold the workers other tenants' drains need.
+
+QuickBooks lets a request run up to 120 seconds before cutting it off (docs/qbo/facts.md §4), and crm-qb's client
+waits 30 s for an answer. A company whose calls take seconds each is therefore not failing, and an outage's turns
+(``outage``) do not apply: every change of it would hold a live worker (an RQ ``SimpleWorker`` runs one job at a
+time) for as long as QuickBooks takes, and with two workers the other tenants' drains queue behind it.
+
+So a drain that waited ``SLOW_ANSWER_SECONDS`` or more for one QBO answer puts its connection in the slow lane
+(``mark``): a Redis key per drain key (the realm's QBO drains, the connection's CRM drains) that live drains of it
+look for before they start and, when it is there, hand over to a drain on the ``backfill`` queue, as they do for
+a first sync's backlog (``workers.jobs``); its catch-up poll is queued there too. The bulk lane is served beside
+the live queues (every default worker runs a child for it), so the slow company's calls wait there and the live
+workers go on. A drain in the lane whose answers came quickly takes it out (``clear``): its next change is live
+work again. The key expires after ``SLOW_LANE_SECONDS`` without a slow answer, so a mark outlives no trouble.
+
+A company that is slow only sometimes (a large query) may spend minutes in the lane: its changes then sync at the
+pace of bulk work, which gives way to live work (crm_qb.sync.pacing), never lost and never applied twice (a drain
+is a drain on either queue).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from redis import Redis
+
+from crm_qb.keys import RedisKeys
+from crm_qb.models import EventSource
+
+log = logging.getLogger(__name__)
+
+# One QBO answer at least this slow puts its connection in the slow lane. Ordinary calls answer in well under a
+# second; five seconds is an order of magnitude past them and a sixth of the client's 30 s timeout.
+SLOW_ANSWER_SECONDS = 5.0
+SLOW_LANE_SECONDS = 600  # how long a mark lasts without another slow answer
+
+
+@dataclass(frozen=True)
+class Observed:
+    """How one connection's QBO client fared in a drain (or a poll): its slowest answer and how many came."""
+
+    connection_id: int
+    realm_id: str
+    slowest: float
+    answers: int
+
+    @property
+    def slow(self) -> bool:
+        return self.slowest >= SLOW_ANSWER_SECONDS
+
+    @property
+    def quick(self) -> bool:
+        """Answered, and every answer came quickly: the company is not slow (now)."""
+        return self.answers > 0 and not self.slow
+
+
+def lane_keys(keys: RedisKeys, connection_id: int, realm_id: str) -> tuple[str, str]:
+    """The slow-lane keys of a connection: its realm's QBO drains and its own CRM drains."""
+    return (keys.slow_lane(EventSource.QBO.value, realm_id), keys.slow_lane(EventSource.CRM.value, str(connection_id)))
+
+
+def record(redis: Redis, keys: RedisKeys, observed: Iterable[Observed]) -> None:
+    """Put the slow connections in the lane (or keep them there) and take the quick ones out."""
+    for seen in observed:
+        if seen.slow:
+            mark(redis, keys, seen)
+        elif seen.quick:
+            clear(redis, keys, seen.connection_id, seen.realm_id)
+
+
+def mark(redis: Redis, keys: RedisKeys, seen: Observed) -> None:
+    """Put ``seen``'s connection in the slow lane for ``SLOW_LANE_SECONDS`` (from now)."""
+    qbo_key, crm_key = lane_keys(keys, seen.connection_id, seen.realm_id)
+    pipe = redis.pipeline(transaction=False)
+    pipe.set(qbo_key, 1, ex=SLOW_LANE_SECONDS, get=True)
+    pipe.set(crm_key, 1, ex=SLOW_LANE_SECONDS)
+    was, _ = pipe.execute()
+    if was is None:
+        log.warning("connection %s: QuickBooks took %.1f s to answer; its changes sync as bulk work until it "
+                    "answers within %.0f s again", seen.connection_id, seen.slowest, SLOW_ANSWER_SECONDS)
+
+
+def clear(redis: Redis, keys: RedisKeys, connection_id: int, realm_id: str) -> None:
+    """Take the connection out of the slow lane (its company answered quickly)."""
+    if redis.delete(*lane_keys(keys, connection_id, realm_id)):
+        log.warning("connection %s: QuickBooks answers quickly again; its changes are live work again", connection_id)
+
+
+def in_lane(redis: Redis, keys: RedisKeys, connection_id: int) -> bool:
+    """Whether the connection's work that calls QuickBooks belongs on the bulk lane (its catch-up poll)."""
+    return bool(redis.exists(keys.slow_lane(EventSource.CRM.value, str(connection_id))))

@@ -1,0 +1,121 @@
+"""A company that answers slowly syncs on the bulk lane, not on the live workers other tenants need (issue 16).
+
+Against the real QBO sandbox, slowed by its fault injection (``latency_ms``), with the slow-answer threshold
+lowered so the test takes seconds: the drain that waited long for QBO puts the connection in the slow lane; its
+next changes are handed from the live queue to the ``backfill`` queue without a call to QBO on the live worker;
+its catch-up poll is queued there too; the bulk drain syncs them; a company that answers quickly again is taken
+out of the lane, and its next change is live work again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import requests
+from rq import Queue
+
+from crm_qb.runtime import runtime
+from crm_qb.sync.pipeline import slowlane
+from tests.integration.test_retry_outage import _as_if_polled, _crm_edit, _event_of, _linked_contacts, _qbo_requests
+from tests.support import sync as support
+from tests.support.sync import Harness
+from workers.queues import BACKFILL, INBOUND, LIVE_QUEUE_NAMES, SYNC
+from workers.sync_jobs import schedule_cdc_polls
+from workers.worker import build_worker
+
+qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
+
+THRESHOLD = 0.4  # seconds: the slow-answer threshold in this test
+LATENCY_MS = 600  # the sandbox's answers when slow
+
+
+def _latency(h: Harness, ms: int) -> None:
+    body = {"realm": h.qbo.realm_id, "error_rate": 0.0, "latency_ms": ms}
+    requests.post(f"{h.qbo.url}/_sandbox/faults", json=body, timeout=10).raise_for_status()
+
+
+def _in_lane(h: Harness) -> tuple[bool, bool]:
+    """Whether the realm's QBO drains and the connection's CRM drains are in the slow lane."""
+    with h.app.app_context():
+        rt = runtime()
+        return (bool(rt.redis.exists(rt.keys.slow_lane("qbo", h.qbo.realm_id))),
+                bool(rt.redis.exists(rt.keys.slow_lane("crm", str(h.connection_id)))))
+
+
+def _queued(h: Harness, name: str) -> list[str]:
+    with h.app.app_context():
+        rt = runtime()
+        return Queue(rt.keys.queue(name), connection=rt.redis).job_ids
+
+
+def _live_work(h: Harness) -> None:
+    """Run what waits on the live queues with a live-only worker (the ``backfill`` queue stays untouched)."""
+    build_worker(h.app, queues=LIVE_QUEUE_NAMES).work(burst=True)
+
+
+def test_a_slow_company_syncs_on_the_bulk_lane_until_it_answers_quickly(harness: Harness,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    h = harness
+    monkeypatch.setattr(slowlane, "SLOW_ANSWER_SECONDS", THRESHOLD)
+    (first, first_customer), (second, second_customer) = _linked_contacts(h, 2)
+    assert _in_lane(h) == (False, False)  # quick answers: live work
+
+    _latency(h, LATENCY_MS)
+    _crm_edit(h, first, "first, slowly")
+    _live_work(h)  # this drain meets the slow answers on a live worker, once
+    assert _event_of(h, first).status.value == "processed"
+    assert _in_lane(h) == (True, True)
+
+    called = _qbo_requests(h)
+    _crm_edit(h, second, "second, on the bulk lane")
+    assert _queued(h, INBOUND)  # the hook wakes a live drain, as always
+    _live_work(h)  # which hands over to the bulk lane without calling QuickBooks
+    assert _qbo_requests(h) == called
+    assert _event_of(h, second).status.value == "pending" and _event_of(h, second).attempts == 0
+    assert len(_queued(h, BACKFILL)) == 1 and not _queued(h, INBOUND)
+
+    _as_if_polled(h, timedelta(hours=1))  # both catch-up polls are due
+    with h.app.app_context():
+        assert schedule_cdc_polls() == 2
+    polls = f"cdc-poll-{h.connection_id}-"
+    assert [job_id for job_id in _queued(h, BACKFILL) if job_id.startswith(polls)]  # the QBO poll: bulk lane
+    assert not [job_id for job_id in _queued(h, SYNC) if job_id.startswith(polls)]
+    assert [job_id for job_id in _queued(h, SYNC) if job_id.startswith(f"crm-poll-{h.connection_id}-")]
+
+    build_worker(h.app, queues=(BACKFILL,)).work(burst=True)  # the bulk lane, still slow: it stays there
+    assert h.qbo.customer(second_customer).get("Notes") == "second, on the bulk lane"
+    assert _event_of(h, second).status.value == "processed"
+    assert _in_lane(h) == (True, True)
+
+    _latency(h, 0)
+    _crm_edit(h, first, "first, quick again")
+    _live_work(h)  # handed over once more: the lane does not know yet
+    build_worker(h.app, queues=(BACKFILL,)).work(burst=True)  # quick answers there take it out of the lane
+    assert h.qbo.customer(first_customer).get("Notes") == "first, quick again"
+    assert _in_lane(h) == (False, False)
+
+    _crm_edit(h, second, "second, live again")
+    _live_work(h)
+    assert h.qbo.customer(second_customer).get("Notes") == "second, live again"
+    assert not _queued(h, BACKFILL)
+
+
+def test_a_drain_notes_its_slowest_answer_and_the_lane_follows_it(harness: Harness,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mark is set by a slow answer on either drain (here a QBO webhook's), covers both of the connection's
+    drain keys, expires on its own, and a drain that made no call leaves the lane as it is."""
+    h = harness
+    monkeypatch.setattr(slowlane, "SLOW_ANSWER_SECONDS", THRESHOLD)
+    [(_contact, customer)] = _linked_contacts(h, 1)
+    _latency(h, LATENCY_MS)
+    h.qbo_hooks([h.qbo_event(customer)])
+    _live_work(h)
+    assert _in_lane(h) == (True, True)
+    with h.app.app_context():
+        rt = runtime()
+        assert 0 < rt.redis.ttl(rt.keys.slow_lane("crm", str(h.connection_id))) <= slowlane.SLOW_LANE_SECONDS
+        assert slowlane.in_lane(rt.redis, rt.keys, h.connection_id)
+        unanswered = slowlane.Observed(h.connection_id, h.qbo.realm_id, 0.0, 0)
+        slowlane.record(rt.redis, rt.keys, [unanswered])  # no answer says nothing about the company
+        assert slowlane.in_lane(rt.redis, rt.keys, h.connection_id)
