@@ -6,7 +6,10 @@ cannot undo them), and the work on one follow-up row (so two scans never talk to
 
 The lock lives ``ttl`` seconds and a thread renews it every ``ttl / 3`` while it is held, so a holder killed with
 -9 blocks the others for seconds, not for as long as the longest piece of work might take; a live holder keeps it
-however long the work is. ``wait`` is how long ``acquire`` waits for another holder (0: do not wait). Releasing a
+however long the work is. ``wait`` is how long ``acquire`` waits for another holder (0: do not wait), and
+``long_holder`` (when given) lets a waiter give up at once on a holder that has already held the lock that long:
+its token carries the moment it was taken, so a drain does not spend its wait on a first sync or on a call to a
+company that answers slowly, which will not end within it. Releasing a
 lock that expired meanwhile (Redis flushed, a renewal missed for a whole ttl) is logged, not raised: the work is
 done by then, and the writes it made carry their own versions and tokens.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -43,10 +47,12 @@ class RenewingLock:
     """A Redis lock on ``name`` that a background thread renews while this process holds it."""
 
     def __init__(self, redis: Redis, name: str, *, ttl: float = DEFAULT_TTL_SECONDS,
-                 wait: float = DEFAULT_WAIT_SECONDS) -> None:
+                 wait: float = DEFAULT_WAIT_SECONDS, long_holder: float | None = None) -> None:
         if ttl <= 0 or wait < 0:
             raise ValueError(f"ttl must be positive and wait not negative, got ttl={ttl!r}, wait={wait!r}")
         self.name = name
+        self._redis = redis
+        self._long_holder = long_holder
         # thread_local=False: the renewing thread uses the token that the acquiring thread got.
         self._lock: Lock = redis.lock(name, timeout=ttl, sleep=POLL_SECONDS, blocking=wait > 0,
                                       blocking_timeout=wait or None, thread_local=False)
@@ -57,14 +63,26 @@ class RenewingLock:
         self._keeper: threading.Thread | None = None
 
     def acquire(self) -> bool:
-        """Take the lock (waiting up to ``wait`` seconds); True when taken, False when someone else kept it."""
-        if not self._lock.acquire():
+        """Take the lock (waiting up to ``wait`` seconds, unless its holder is a long one); True when taken, False
+        when someone else kept it."""
+        token = f"{uuid.uuid4().hex}@{time.time():.3f}"  # when it was taken, for waiters (``long_holder``)
+        if not self._take(token):
             return False
         self._stop.clear()
         self._lost.clear()
         self._keeper = threading.Thread(target=self._keep_alive, daemon=True, name=f"lock-{self.name}")
         self._keeper.start()
         return True
+
+    def _take(self, token: str) -> bool:
+        if self._long_holder is None:
+            return bool(self._lock.acquire(token=token))
+        if self._lock.acquire(blocking=False, token=token):
+            return True
+        since = taken_at(self._redis.get(self.name))
+        if since is not None and time.time() - since >= self._long_holder:
+            return False  # a long holder: it will not be done within the wait
+        return bool(self._lock.acquire(token=token))
 
     def release(self) -> None:
         """Stop renewing and give the lock back; an expired lock is logged, never raised."""
@@ -104,12 +122,23 @@ class RenewingLock:
                     self._lost.set()
 
 
+def taken_at(token: bytes | str | None) -> float | None:
+    """When the holder of a lock whose value is ``token`` took it (seconds since the epoch); None when unknown."""
+    if token is None:
+        return None
+    text = token.decode("ascii", "replace") if isinstance(token, bytes) else token
+    try:
+        return float(text.rpartition("@")[2]) if "@" in text else None
+    except ValueError:
+        return None
+
+
 @contextmanager
 def held(redis: Redis, name: str, busy: Callable[[], BaseException], *, ttl: float = DEFAULT_TTL_SECONDS,
-         wait: float = DEFAULT_WAIT_SECONDS) -> Iterator[RenewingLock]:
+         wait: float = DEFAULT_WAIT_SECONDS, long_holder: float | None = None) -> Iterator[RenewingLock]:
     """Hold the lock on ``name`` for the block (given to it, for ``ensure_held``); raise ``busy()`` when another
-    holder keeps it past ``wait``."""
-    lock = RenewingLock(redis, name, ttl=ttl, wait=wait)
+    holder keeps it past ``wait``, or at once when it has held it for ``long_holder`` seconds already."""
+    lock = RenewingLock(redis, name, ttl=ttl, wait=wait, long_holder=long_holder)
     if not lock.acquire():
         raise busy()
     try:

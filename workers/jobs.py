@@ -28,7 +28,7 @@ from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.pipeline import events, slowlane
 from crm_qb.sync.pipeline.drain import Drain
 from crm_qb.sync.services import ConnectionBusyError
-from workers.queues import BACKFILL, INBOUND, SCHEDULED, bulk_pacer, enqueue, enqueue_in, job
+from workers.queues import BACKFILL, INBOUND, SCHEDULED, bulk_pacer, enqueue, enqueue_in, job, running_bulk
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> in
     (one running from the ``backfill`` queue) comes back there, and so does a live one whose key is a first
     sync's backlog or a company that answers slowly (``slowlane``)."""
     rt = runtime()
-    bulk = _running_bulk(rt)
+    bulk = running_bulk(rt.keys)
     if not bulk and rt.redis.exists(rt.keys.bulk_backlog(source.value, key), rt.keys.slow_lane(source.value, key)):
         # A first sync's backlog is still being settled as bulk work, or the key's company answers slowly
         # (pipeline/slowlane.py): this live wake (a hook, the CRM poll) would take a batch of it on a live worker.
@@ -152,12 +152,6 @@ def park(rt: Runtime, connection_id: str) -> None:
         wake(rt.redis, rt.keys, EventSource.CRM, connection_id, bulk=True)
 
 
-def _running_bulk(rt: Runtime) -> bool:
-    """Whether the current job was taken from the ``backfill`` queue (a bulk drain)."""
-    current = get_current_job()
-    return current is not None and current.origin == rt.keys.queue(BACKFILL)
-
-
 _DRAINS: dict[EventSource, Callable[[str], int]] = {
     EventSource.QBO: drain_qbo_realm,
     EventSource.CRM: drain_crm_connection,
@@ -171,7 +165,10 @@ def _drain(source: EventSource, key: str, bulk: bool = False) -> Drain:
     rt.redis.delete(rt.keys.wake(source.value, key))
     current = get_current_job()
     services = replace(rt.sync_services(), pace=bulk_pacer(rt.redis, rt.keys)) if bulk else rt.sync_services()
-    return Drain(services, current.id if current else None, turn=TURN_BATCHES)
+    # A live drain waits for QBO no longer than a slow company takes (pipeline/slowlane.py); a bulk one waits
+    # the client's full timeout, on a worker no live work needs.
+    return Drain(services, current.id if current else None, turn=TURN_BATCHES,
+                 answer_timeout=None if bulk else slowlane.SLOW_ANSWER_SECONDS)
 
 
 def drain_all_pending(rt: Runtime) -> int:

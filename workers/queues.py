@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Retry
+from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.worker import Worker
@@ -117,6 +117,12 @@ def parse_queue_names(text: str) -> tuple[str, ...]:
     if unknown or not names:
         raise ValueError(f"unknown queue(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(QUEUE_NAMES)}")
     return tuple(name for name in QUEUE_NAMES if name in names)
+
+
+def running_bulk(keys: RedisKeys) -> bool:
+    """Whether the current job was taken from the ``backfill`` queue (bulk work: a first sync, a bulk drain)."""
+    current = get_current_job()
+    return current is not None and current.origin == keys.queue(BACKFILL)
 
 
 def enqueue(redis: Redis, keys: RedisKeys, func: Callable[..., Any], *args: Any, job_id: str,

@@ -35,7 +35,7 @@ from crm_qb.sync.pipeline.poll import poll_changes
 from crm_qb.sync.settings import SyncSettings, sync_settings_of
 from workers.firstsync_jobs import bulk_services
 from workers.followup_jobs import scan_connection_followups
-from workers.queues import BACKFILL, SCHEDULED, SYNC, enqueue, job
+from workers.queues import BACKFILL, SCHEDULED, SYNC, enqueue, job, running_bulk
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,10 @@ def poll_qbo_connection(connection_id: int) -> int:
     services = runtime().sync_services()
     # A throttled company ends the poll at once (RealmThrottledError): RQ's retry brings it back from the delayed
     # set, and the worker serves other companies meanwhile.
-    ctx = build_context(services, connection_id, _job_id(), **DEFERRING)
+    # Live, it waits for QBO no longer than a slow company takes; then the company is polled as bulk work
+    # (pipeline/slowlane.py), with the client's full timeout.
+    live = {} if running_bulk(services.keys) else {"timeout": slowlane.SLOW_ANSWER_SECONDS, "retry_timeouts": False}
+    ctx = build_context(services, connection_id, _job_id(), **DEFERRING, **live)
     try:
         if not ctx.settings.enabled:
             return 0

@@ -35,6 +35,7 @@ from crm_qb.errors import PermanentError, TransientError
 from crm_qb.qbo import exactjson
 from crm_qb.qbo.faults import (
     THROTTLE_WAIT_SECONDS,
+    AnswerTimeoutError,
     AuthenticationError,
     NetworkError,
     QboFault,
@@ -134,6 +135,7 @@ class QboClient:
         backoff_cap: float = 60.0,
         slot_timeout: float | None = None,
         defer_throttling: bool = False,
+        retry_timeouts: bool = True,
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
@@ -153,6 +155,9 @@ class QboClient:
         self._backoff_cap = backoff_cap
         self._slot_timeout = slot_timeout
         self._defer_throttling = defer_throttling
+        # False: a call that got no answer within ``timeout`` is not sent again (a live drain's short timeout
+        # already says the company is slow; waiting as long once more would only hold the worker twice as long).
+        self._retry_timeouts = retry_timeouts
         # The longest wait for one answer, and how many answers came (``_send``): a drain reads them after its
         # work to tell a company that answers slowly (crm_qb.sync.pipeline.slowlane).
         self.slowest_answer = 0.0
@@ -348,7 +353,7 @@ class QboClient:
             except TransientError as exc:
                 self._throttled(exc)
                 attempt += 1
-                if attempt > self.max_retries:
+                if attempt > self.max_retries or (isinstance(exc, AnswerTimeoutError) and not self._retry_timeouts):
                     raise
                 delay = self._delay(attempt, exc)
                 log.warning("QBO %s %s failed (%s), retry %d/%d in %.1f s realm=%s", method, path,
@@ -366,6 +371,9 @@ class QboClient:
             try:
                 response = self._session.request(method, url, params=query, data=data, headers=headers,
                                                  timeout=self.timeout)
+            except requests.Timeout as exc:
+                raise AnswerTimeoutError(f"QuickBooks did not answer within {self.timeout:g} s: "
+                                         f"{type(exc).__name__}") from exc
             except requests.RequestException as exc:
                 raise NetworkError(f"QuickBooks unreachable: {type(exc).__name__}") from exc
             finally:

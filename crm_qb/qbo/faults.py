@@ -166,6 +166,10 @@ class NetworkError(TransientError):
     """The call never got an answer: connection refused or reset, DNS, or a timeout."""
 
 
+class AnswerTimeoutError(NetworkError):
+    """No answer came within the client's timeout (QuickBooks may still have done what was asked)."""
+
+
 _BY_CODE: Mapping[str, type[QboFault]] = MappingProxyType({
     "5010": StaleObjectError,
     "6240": DuplicateNameError,

@@ -79,9 +79,11 @@ class SyncServices:
         return CrmEnvironment(self.secrets, self.redis, self.keys, self.hubspot)
 
     @contextmanager
-    def connection_lock(self, connection_id: int, wait: float | None = None) -> Iterator[Callable[[], None]]:
+    def connection_lock(self, connection_id: int, wait: float | None = None,
+                        long_holder: float | None = None) -> Iterator[Callable[[], None]]:
         """Hold the connection's sync lock (renewed while held); ConnectionBusyError after ``wait`` seconds
-        (LOCK_WAIT_SECONDS unless given: a drain waits less and gives its worker back, pipeline/drain.py).
+        (LOCK_WAIT_SECONDS unless given: a drain waits less and gives its worker back, pipeline/drain.py), or at
+        once when its holder has held it ``long_holder`` seconds already (crm_qb.locks).
 
         Work on one connection is serialised across workers: a drain of QBO webhooks, a drain of CRM hooks, the
         CDC poll, a backfill and a conflict flip of the same connection never interleave, so two workers never
@@ -102,5 +104,5 @@ class SyncServices:
                                            "(renewals failed for its whole ttl); stopped to resume later")
 
         with held(self.redis, self.keys.sync_lock(connection_id), busy, ttl=SYNC_LOCK_TTL_SECONDS,
-                  wait=LOCK_WAIT_SECONDS if wait is None else wait) as lock:
+                  wait=LOCK_WAIT_SECONDS if wait is None else wait, long_holder=long_holder) as lock:
             yield partial(lock.ensure_held, lost)

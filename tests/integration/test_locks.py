@@ -92,3 +92,33 @@ def test_a_waiter_asks_again_every_poll_and_gets_the_lock_once_released(redis_cl
         assert POLL_SECONDS <= 0.01
     finally:
         waiter.release()
+
+
+def test_a_waiter_gives_up_at_once_on_a_long_holder_and_waits_for_a_fresh_one(redis_client: Redis) -> None:
+    """``long_holder``: the holder's token says when it took the lock; one that has held it that long already
+    (a first sync, a call to a slow company) is not waited for, one that took it moments ago is."""
+    name = "test:lock:long-holder"
+    redis_client.delete(name)
+    holder = RenewingLock(redis_client, name, ttl=5, wait=0)
+    assert holder.acquire()
+    try:
+        assert redis_client.get(name).decode().count("@") == 1  # the token carries the moment it was taken
+        time.sleep(0.4)
+        started = time.monotonic()
+        assert not RenewingLock(redis_client, name, wait=3, long_holder=0.3).acquire()
+        assert time.monotonic() - started < 0.2  # gave up at once, not after its 3 s wait
+    finally:
+        holder.release()
+
+    assert holder.acquire()  # a fresh holder, released within the waiter's wait: waited for, and taken
+    threading.Timer(0.3, holder.release).start()
+    waiter = RenewingLock(redis_client, name, wait=3, long_holder=2.0)
+    started = time.monotonic()
+    assert waiter.acquire()
+    assert 0.2 < time.monotonic() - started < 2.0
+    waiter.release()
+
+    redis_client.set(name, "a-token-without-a-time", px=400)  # a holder whose start is unknown: waited for
+    unknown = RenewingLock(redis_client, name, wait=3, long_holder=0.1)
+    assert unknown.acquire()
+    unknown.release()

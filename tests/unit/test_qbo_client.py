@@ -18,6 +18,7 @@ import responses
 
 from crm_qb.qbo.client import CDC_MAX_OBJECTS, BatchResult, CdcWindowTooDenseError, QboClient, dumps, escape
 from crm_qb.qbo.faults import (
+    AnswerTimeoutError,
     AuthenticationError,
     DuplicateNameError,
     NetworkError,
@@ -498,6 +499,29 @@ def test_network_errors_become_transient_network_errors(rec: Recorder, mocked: r
 
     with pytest.raises(NetworkError):
         qbo.read("Customer", "2")
+
+
+def test_a_call_without_an_answer_in_time_is_sent_again_unless_told_not_to(
+        rec: Recorder, mocked: responses.RequestsMock) -> None:
+    """A live drain's client (``retry_timeouts=False``) does not wait a second time for a company that did not
+    answer within its short timeout; a refused connection is still retried; the slowest wait is noted."""
+    mocked.get(f"{COMPANY}/customer/2", body=requests.ReadTimeout("slow"))
+    mocked.get(f"{COMPANY}/customer/2", body=fixture("customer_read.json"))
+    patient = QboClient(BASE, REALM, lambda: "t", rec.refresh, None, max_retries=1, sleep=rec.sleep)
+    assert patient.read("Customer", "2")["Id"] == "2"  # retried
+    assert len(mocked.calls) == 2 and patient.answers == 1 and patient.slowest_answer >= 0
+
+    mocked.get(f"{COMPANY}/customer/3", body=requests.ReadTimeout("slow"))
+    live = QboClient(BASE, REALM, lambda: "t", rec.refresh, None, max_retries=1, sleep=rec.sleep,
+                     timeout=5, retry_timeouts=False)
+    with pytest.raises(AnswerTimeoutError, match="within 5 s"):
+        live.read("Customer", "3")
+    assert len(mocked.calls) == 3 and live.answers == 0  # sent once
+
+    mocked.get(f"{COMPANY}/customer/4", body=requests.ConnectionError("refused"))
+    mocked.get(f"{COMPANY}/customer/4", body=fixture("customer_read.json"))
+    assert live.read("Customer", "4")["Id"] == "2"  # not a timeout: retried as before
+    assert len(mocked.calls) == 5
 
 
 def test_throttling_waits_sixty_seconds(client: QboClient, mocked: responses.RequestsMock, rec: Recorder) -> None:

@@ -59,6 +59,10 @@ DEFERRING: dict[str, Any] = {"defer_throttling": True, "slot_timeout": 2.0, "max
 # minutes. After this wait the drain ends with ConnectionBusyError (no attempt counted) and comes back from RQ's
 # delayed set too, instead of holding a worker for LOCK_WAIT_SECONDS, once per hook that woke it.
 DRAIN_LOCK_WAIT_SECONDS = 2.0
+# And not at all for a holder that has held it this long already: a first sync, or a drain waiting for a company
+# that answers slowly (pipeline/slowlane.py), will not be done within the wait. An echo's wait is for a drain that
+# took the lock moments ago.
+DRAIN_LONG_HOLDER_SECONDS = 1.0
 ROUTED_STATUSES = (QboStatus.CONNECTED, QboStatus.NEEDS_RECONNECT)
 
 Plan = Callable[[SyncContext, list[EventRef]], list[Unit]]
@@ -86,6 +90,9 @@ class Drain:
     # How each connection's QBO client fared (its slowest answer): the job puts a slow company's drains on the
     # bulk lane, and takes a quick one's off it (slowlane).
     observed: list[slowlane.Observed] = field(default_factory=list)
+    # How long a QBO call waits for its answer (None: the client's timeout); live drains wait no longer than a
+    # slow company takes (slowlane.SLOW_ANSWER_SECONDS) and do not send a call that got no answer again.
+    answer_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.changes is None:
@@ -174,10 +181,13 @@ class Drain:
                 self.turn_waits.append(wait)
                 raise _Waiting
             options = {**DEFERRING, "max_retries": 0}
+        if self.answer_timeout is not None:
+            options = {**options, "timeout": self.answer_timeout, "retry_timeouts": False}
         ctx = build_context(self.services, connection_id, self.job_id, **options)
         ctx.qbo_changes = self.changes
         try:
-            with self.services.connection_lock(connection_id, wait=DRAIN_LOCK_WAIT_SECONDS):
+            with self.services.connection_lock(connection_id, wait=DRAIN_LOCK_WAIT_SECONDS,
+                                               long_holder=DRAIN_LONG_HOLDER_SECONDS):
                 still = events.still_pending(batch)
                 if still:
                     self._run(ctx, plan, still)
