@@ -126,7 +126,7 @@ def _deferring(source: EventSource, key: str, run: Callable[[Drain], int]) -> in
               bulk=bulk)
         return 0
     finally:  # however it ended: a company that answered slowly moves to the bulk lane, a quick one leaves it
-        slowlane.record(rt.redis, rt.keys, drain.observed)
+        slowlane.record(rt.redis, rt.keys, drain.observed, in_lane=bulk)
     if drain.unfinished:
         wake(rt.redis, rt.keys, source, key, bulk=bulk)
     elif drain.turn_waits:  # back just after the next turn begins (its events are due by then)

@@ -48,7 +48,8 @@ def poll_qbo_connection(connection_id: int) -> int:
     # set, and the worker serves other companies meanwhile.
     # Live, it waits for QBO no longer than a slow company takes; then the company is polled as bulk work
     # (pipeline/slowlane.py), with the client's full timeout.
-    live = {} if running_bulk(services.keys) else {"timeout": slowlane.SLOW_ANSWER_SECONDS, "retry_timeouts": False}
+    bulk = running_bulk(services.keys)
+    live = {} if bulk else {"timeout": slowlane.SLOW_ANSWER_SECONDS, "retry_timeouts": False}
     ctx = build_context(services, connection_id, _job_id(), **DEFERRING, **live)
     try:
         if not ctx.settings.enabled:
@@ -62,7 +63,7 @@ def poll_qbo_connection(connection_id: int) -> int:
     finally:
         ctx.close()
         slowlane.record(services.redis, services.keys, [slowlane.Observed(
-            connection_id, ctx.qbo.realm_id, ctx.qbo.slowest_answer, ctx.qbo.answers)])
+            connection_id, ctx.qbo.realm_id, ctx.qbo.slowest_answer, ctx.qbo.answers)], in_lane=bulk)
         services.jobs.check_followups(connection_id, ctx.invoices_changed)
         services.jobs.push_summaries(connection_id, ctx.summaries_to_push())
     if not ctx.settings.realtime:  # scheduled (or "Sync now" of a manual connection): the waiting changes too

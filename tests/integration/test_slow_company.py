@@ -15,12 +15,16 @@ from datetime import timedelta
 import pytest
 import requests
 from rq import Queue
+from sqlalchemy import select, update
 
+from crm_qb.db import db, utcnow
+from crm_qb.models import EventStatus, InboundEvent
 from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline import slowlane
 from tests.integration.test_retry_outage import _as_if_polled, _crm_edit, _event_of, _linked_contacts, _qbo_requests
 from tests.support import sync as support
 from tests.support.sync import Harness
+from workers import jobs
 from workers.queues import BACKFILL, INBOUND, LIVE_QUEUE_NAMES, SYNC
 from workers.sync_jobs import schedule_cdc_polls
 from workers.worker import build_worker
@@ -124,5 +128,16 @@ def test_a_drain_notes_its_slowest_answer_and_the_lane_follows_it(harness: Harne
         assert 0 < rt.redis.ttl(rt.keys.slow_lane("crm", str(h.connection_id))) <= slowlane.SLOW_LANE_SECONDS
         assert slowlane.in_lane(rt.redis, rt.keys, h.connection_id)
         unanswered = slowlane.Observed(h.connection_id, h.qbo.realm_id, 0.0, 0)
-        slowlane.record(rt.redis, rt.keys, [unanswered])  # no answer says nothing about the company
+        slowlane.record(rt.redis, rt.keys, [unanswered], in_lane=True)  # no answer says nothing about it
         assert slowlane.in_lane(rt.redis, rt.keys, h.connection_id)
+        quick = slowlane.Observed(h.connection_id, h.qbo.realm_id, 0.01, 3)
+        slowlane.record(rt.redis, rt.keys, [quick], in_lane=False)  # a live job's quick answers: left as it is
+        assert slowlane.in_lane(rt.redis, rt.keys, h.connection_id)
+    with h.app.app_context():  # the live drain gave up (its retry waits in RQ's delayed set): when it is due,
+        db.session.execute(update(InboundEvent).values(next_attempt_at=utcnow()))  # its event's backoff is over
+        db.session.commit()
+        assert jobs.sweep_inbound_events() == 1
+    h.work()  # the drain hands over to the bulk lane, which waits for the slow answer: the change is settled, once
+    with h.app.app_context():
+        assert not db.session.scalars(select(InboundEvent).where(InboundEvent.status != EventStatus.PROCESSED)).all()
+        db.session.rollback()

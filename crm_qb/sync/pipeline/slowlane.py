@@ -61,12 +61,14 @@ def lane_keys(keys: RedisKeys, connection_id: int, realm_id: str) -> tuple[str, 
     return (keys.slow_lane(EventSource.QBO.value, realm_id), keys.slow_lane(EventSource.CRM.value, str(connection_id)))
 
 
-def record(redis: Redis, keys: RedisKeys, observed: Iterable[Observed]) -> None:
-    """Put the slow connections in the lane (or keep them there) and take the quick ones out."""
+def record(redis: Redis, keys: RedisKeys, observed: Iterable[Observed], *, in_lane: bool) -> None:
+    """Put the slow connections in the lane (or keep them there); when the job ran in the lane (``in_lane``: bulk
+    work), take the quick ones out. A live job only runs for a connection outside the lane, so it has nothing to
+    take out, and a healthy connection's drain costs no Redis call here."""
     for seen in observed:
         if seen.slow:
             mark(redis, keys, seen)
-        elif seen.quick:
+        elif seen.quick and in_lane:
             clear(redis, keys, seen.connection_id, seen.realm_id)
 
 
