@@ -156,6 +156,16 @@ def qbo_5xx_storm(ctx: Context) -> None:
         ctx.rig.qbo_faults(error_rate=0.0)
 
 
+def qbo_slow(ctx: Context) -> None:
+    """QBO answers every request, but after 8 s (past a live drain's 5 s wait), for the storm's length: live calls
+    give up before the answer while QBO still does what they asked; the slow lane then waits for the answers."""
+    try:
+        ctx.rig.qbo_faults(error_rate=0.0, latency_ms=8000)
+        time.sleep(ctx.options.storm_seconds)
+    finally:
+        ctx.rig.qbo_faults(error_rate=0.0, latency_ms=0)
+
+
 def crm_storm(ctx: Context) -> None:
     """The CRM answers every API call with 429 (Retry-After: 1) for half the storm, then with 503."""
     half = ctx.options.storm_seconds / 2
@@ -208,6 +218,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("qbo-429", "QBO throttles every call (429) for 30 s", qbo_throttle_storm,
              seconds=lambda o: o.storm_seconds),
     Scenario("qbo-5xx", "QBO fails 60 % of calls, 500 then 503, for 30 s", qbo_5xx_storm,
+             seconds=lambda o: o.storm_seconds),
+    Scenario("qbo-slow", "QBO answers every call after 8 s, for 30 s", qbo_slow,
              seconds=lambda o: o.storm_seconds),
     Scenario("crm-storm", "the CRM answers every call 429 then 503, for 30 s", crm_storm,
              seconds=lambda o: o.storm_seconds),

@@ -24,7 +24,7 @@ from tests.faults.workload import Sizes
 
 pytestmark = pytest.mark.e2e
 
-SMOKE = ("worker-kill", "crm-storm", "duplicates", "qbo-outage")
+SMOKE = ("worker-kill", "crm-storm", "duplicates", "qbo-outage", "qbo-slow")
 OWN_REDIS_SMOKE = ("redis-restart",)
 # A 20 s outage and its recovery: `scripts/test`, not CI, which keeps tests/integration/test_retry_outage.py
 # (a one-hour outage on a fake clock) for the same subject.
