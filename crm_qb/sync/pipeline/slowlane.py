@@ -5,13 +5,15 @@ waits 30 s for an answer. A company whose calls take seconds each is therefore n
 (``outage``) do not apply: every change of it would hold a live worker (an RQ ``SimpleWorker`` runs one job at a
 time) for as long as QuickBooks takes, and with two workers the other tenants' drains queue behind it.
 
-So a drain that waited ``SLOW_ANSWER_SECONDS`` or more for one QBO answer puts its connection in the slow lane
-(``mark``): a Redis key per drain key (the realm's QBO drains, the connection's CRM drains) that live drains of it
-look for before they start and, when it is there, hand over to a drain on the ``backfill`` queue, as they do for
-a first sync's backlog (``workers.jobs``); its catch-up poll is queued there too. The bulk lane is served beside
-the live queues (every default worker runs a child for it), so the slow company's calls wait there and the live
-workers go on. A drain in the lane whose answers came quickly takes it out (``clear``): its next change is live
-work again. The key expires after ``SLOW_LANE_SECONDS`` without a slow answer, so a mark outlives no trouble.
+So live drains and live CDC polls wait at most ``SLOW_ANSWER_SECONDS`` for one QBO answer (the client's timeout;
+a call that got none is not sent again, and its event backs off like any that found QBO not answering), and a
+job that waited that long for one answer puts its connection in the slow lane (``mark``): a Redis key per drain
+key (the realm's QBO drains, the connection's CRM drains) that live drains of it look for before they start and,
+when it is there, hand over to a drain on the ``backfill`` queue, as they do for a first sync's backlog
+(``workers.jobs``); its catch-up poll is queued there too. The bulk lane is served beside the live queues (every
+default worker runs a child for it), so the slow company's calls wait there, with the client's full timeout, and
+the live workers go on. A job in the lane whose answers came quickly takes it out (``clear``): its next change is
+live work again. The key expires after ``SLOW_LANE_SECONDS`` without a slow answer, so a mark outlives no trouble.
 
 A company that is slow only sometimes (a large query) may spend minutes in the lane: its changes then sync at the
 pace of bulk work, which gives way to live work (crm_qb.sync.pacing), never lost and never applied twice (a drain
@@ -31,8 +33,9 @@ from crm_qb.models import EventSource
 
 log = logging.getLogger(__name__)
 
-# One QBO answer at least this slow puts its connection in the slow lane. Ordinary calls answer in well under a
-# second; five seconds is an order of magnitude past them and a sixth of the client's 30 s timeout.
+# One QBO answer at least this slow puts its connection in the slow lane, and live work waits no longer for one.
+# Our choice, not Intuit's: far past what a live drain's calls (one query or one write) take when QuickBooks is
+# well, and a sixth of the client's 30 s timeout, so a slow company holds a live worker for 5 s once.
 SLOW_ANSWER_SECONDS = 5.0
 SLOW_LANE_SECONDS = 600  # how long a mark lasts without another slow answer
 
