@@ -15,9 +15,9 @@ default worker runs a child for it), so the slow company's calls wait there, wit
 the live workers go on. A job in the lane whose answers came quickly takes it out (``clear``): its next change is
 live work again. The key expires after ``SLOW_LANE_SECONDS`` without a slow answer, so a mark outlives no trouble.
 
-A company that is slow only sometimes (a large query) may spend minutes in the lane: its changes then sync at the
-pace of bulk work, which gives way to live work (crm_qb.sync.pacing), never lost and never applied twice (a drain
-is a drain on either queue).
+A company that is slow only once (a large query) stays in the lane until a job there is answered quickly: its
+changes meanwhile sync at the pace of bulk work, which gives way to live work (crm_qb.sync.pacing), never lost
+and never applied twice (a drain is a drain on either queue).
 """
 
 from __future__ import annotations
