@@ -382,6 +382,9 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
         if scenario in FAULTS:
             rig.http.post(f"{rig.qbo}/_sandbox/faults", json={"realm": str(live[0]["realm"]), **FAULTS[scenario]},
                           timeout=10).raise_for_status()
+        if scenario in CRM_FAULTS:
+            rig.http.post(f"{live[0]['crm']}/_sandbox/faults", json=CRM_FAULTS[scenario],
+                          timeout=10).raise_for_status()
         if scenario == "backfill":
             big = rig.add_tenant(args.backfill_customers, args.backfill_customers * 3, seed=99, kind="bigcrm")
             extra["backfill_tenant"] = {"customers": args.backfill_customers,
@@ -397,6 +400,8 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
         stop.set()
         if scenario in FAULTS:  # the company answers again: its outage's next turn or probe finds it, then they sync
             rig.http.delete(f"{rig.qbo}/_sandbox/faults", timeout=10).raise_for_status()
+        if scenario in CRM_FAULTS:  # the CRM answers again (a plan of no failures ends the storm)
+            rig.http.post(f"{live[0]['crm']}/_sandbox/faults", json={"count": 0}, timeout=10).raise_for_status()
         backlog = rig.pending()
         try:
             wait_until(lambda: rig.pending() == 0, args.drain_timeout, "the backlog to drain")
@@ -435,7 +440,9 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
 # takes 20 s to answer (``slow``: a company QuickBooks serves at the edge of the client's 30 s timeout).
 FAULTS: dict[str, dict[str, Any]] = {"failing": {"error_rate": 1.0, "error_status": 503},
                                      "slow": {"latency_ms": 20000}}
-ISOLATED = ("throttled", *FAULTS)  # scenarios where tenant 0 is the one in trouble and the others are measured
+# The same on the other side: tenant 0's CRM answers every API call 503 (the reference CRM's fault injection).
+CRM_FAULTS: dict[str, dict[str, Any]] = {"crm-failing": {"count": 1_000_000, "status": 503}}
+ISOLATED = ("throttled", *FAULTS, *CRM_FAULTS)  # scenarios where tenant 0 is in trouble and the others are measured
 
 
 def _throttle(rig: Rig, realm: str, stop: threading.Event) -> None:
