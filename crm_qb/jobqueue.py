@@ -35,9 +35,10 @@ class QueueStats:
 class JobQueue(Protocol):
     """The background work crm-qb can ask for; implementations enqueue after the caller's commit, never before."""
 
-    def wake(self, source: EventSource, key: str, *, bulk: bool = False) -> str | None:
+    def wake(self, source: EventSource, key: str, *, bulk: bool = False, now: bool = False) -> str | None:
         """Make sure a drain runs for ``key`` (a realm id, or a connection id for CRM events); its job id if new.
-        ``bulk``: the drain is bulk work (a first sync's backlog) and runs where first syncs run, after live work."""
+        ``bulk``: the drain is bulk work (a first sync's backlog) and runs where first syncs run, after live work.
+        ``now``: also when the drain that holds the wake waits in the delayed set (an outage's next turn)."""
         ...
 
     def backfill(self, connection_id: int) -> Enqueued:

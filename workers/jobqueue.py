@@ -25,9 +25,10 @@ class RqJobQueue:
     def __init__(self, redis: Redis, keys: RedisKeys) -> None:
         self._redis, self._keys = redis, keys
 
-    def wake(self, source: EventSource, key: str, *, bulk: bool = False) -> str | None:
-        """Make sure a drain runs for ``key`` (on the ``backfill`` queue when ``bulk``); its job id if new."""
-        return jobs.wake(self._redis, self._keys, source, key, bulk=bulk)
+    def wake(self, source: EventSource, key: str, *, bulk: bool = False, now: bool = False) -> str | None:
+        """Make sure a drain runs for ``key`` (on the ``backfill`` queue when ``bulk``; ``now``: even when the
+        one holding the wake waits in the delayed set); its job id if new."""
+        return jobs.wake(self._redis, self._keys, source, key, bulk=bulk, now=now)
 
     def backfill(self, connection_id: int) -> Enqueued:
         """Queue the connection's backfill."""

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from redis import Redis
 from rq import get_current_job
+from rq.job import JobStatus
 
 from crm_qb.db import utcnow
 from crm_qb.keys import JobIds, RedisKeys
@@ -28,7 +29,17 @@ from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.pipeline import events, slowlane
 from crm_qb.sync.pipeline.drain import Drain
 from crm_qb.sync.services import ConnectionBusyError
-from workers.queues import BACKFILL, INBOUND, SCHEDULED, bulk_pacer, enqueue, enqueue_in, job, running_bulk
+from workers.queues import (
+    BACKFILL,
+    INBOUND,
+    SCHEDULED,
+    bulk_pacer,
+    enqueue,
+    enqueue_in,
+    fetch_job,
+    job,
+    running_bulk,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +57,8 @@ PARKED = "parked"
 _UNPARK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
-def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str, *, bulk: bool = False) -> str | None:
+def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str, *, bulk: bool = False,
+         now: bool = False) -> str | None:
     """Make sure a drain job will run for ``key`` (a realm id or a connection id); return its job id if new.
 
     ``bulk``: the drain is bulk work (the backlog a first sync left, e.g. the echoes of the contacts it created,
@@ -54,7 +66,11 @@ def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str, *, bulk: 
     never serve and a worker started with ``--nice`` runs at a lower CPU priority; its further turns stay there
     (``_deferring``), and until the backlog is settled, a drain of ``key`` woken as live work (a late echo hook,
     the CRM poll) hands over to it (``keys.bulk_backlog``) instead of taking a batch of the backlog on a live
-    worker."""
+    worker.
+
+    ``now``: when the drain holding the wake waits in RQ's delayed set (for an outage's next turn, a busy lock),
+    a drain is queued now all the same (the end of an outage releases its events at once); the delayed one later
+    finds nothing left."""
     token = uuid.uuid4().hex[:16]
     if bulk:  # a first sync's end (or a bulk drain's next turn): its connection's wake may be parked
         redis.eval(_UNPARK, 1, keys.wake(source.value, key), PARKED)
@@ -63,10 +79,22 @@ def wake(redis: Redis, keys: RedisKeys, source: EventSource, key: str, *, bulk: 
     # handling, which cost 20 to 40 µs of CPU more a call (every webhook group pays it; docs/benchmarks-history.md).
     if not redis.execute_command(  # type: ignore[no-untyped-call]
             "SET", keys.wake(source.value, key), token, "NX", "EX", WAKE_TTL_SECONDS):
-        return None  # a drain job is queued and has not started yet: it will see the new events
+        if not (now and _waits_delayed(redis, keys, source, key)):
+            return None  # a drain job is queued and has not started yet: it will see the new events
+        redis.set(keys.wake(source.value, key), token, ex=WAKE_TTL_SECONDS)
     job_id = JobIds.drain(source.value, key, token)
     enqueue(redis, keys, _DRAINS[source], key, job_id=job_id, on=BACKFILL if bulk else None)
     return job_id
+
+
+def _waits_delayed(redis: Redis, keys: RedisKeys, source: EventSource, key: str) -> bool:
+    """Whether the drain holding ``key``'s wake waits in RQ's delayed set (``defer``)."""
+    held = redis.get(keys.wake(source.value, key))
+    token = held.decode() if isinstance(held, bytes) else held
+    if token is None or token == PARKED:
+        return False
+    job = fetch_job(redis, JobIds.drain(source.value, key, token))
+    return job is not None and job.get_status() == JobStatus.SCHEDULED
 
 
 def defer(redis: Redis, keys: RedisKeys, source: EventSource, key: str, seconds: float,

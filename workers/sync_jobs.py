@@ -28,7 +28,7 @@ from crm_qb.sync.pipeline import outage, slowlane
 from crm_qb.sync.pipeline.backfill import run_backfill
 from crm_qb.sync.pipeline.contact_now import sync_contact_now as run_contact_now
 from crm_qb.sync.pipeline.crm_poll import poll_crm_changes
-from crm_qb.sync.pipeline.drain import DEFERRING
+from crm_qb.sync.pipeline.drain import CRM_RETRIES, DEFERRING
 from crm_qb.sync.pipeline.failures import CRM, QBO, side_down
 from crm_qb.sync.pipeline.on_demand import drain_waiting, sync_now
 from crm_qb.sync.pipeline.poll import poll_changes
@@ -49,7 +49,7 @@ def poll_qbo_connection(connection_id: int) -> int:
     # Live, it waits for QBO no longer than a slow company takes; then the company is polled as bulk work
     # (pipeline/slowlane.py), with the client's full timeout.
     bulk = running_bulk(services.keys)
-    live = {} if bulk else {"timeout": slowlane.SLOW_ANSWER_SECONDS, "retry_timeouts": False}
+    live: dict[str, Any] = {} if bulk else {"timeout": slowlane.SLOW_ANSWER_SECONDS, "retry_timeouts": False}
     ctx = build_context(services, connection_id, _job_id(), **DEFERRING, **live)
     try:
         if not ctx.settings.enabled:
@@ -87,7 +87,7 @@ def sync_contact_now(connection_id: int, crm_contact_id: str, who: str = "admin"
 def poll_crm_connection(connection_id: int) -> int:
     """Store the CRM changes no hook announced as events and wake their drain; return how many were stored."""
     services = runtime().sync_services()
-    ctx = build_context(services, connection_id, _job_id())
+    ctx = build_context(services, connection_id, _job_id(), crm_retries=CRM_RETRIES)  # the CRM's probe, too
     try:
         if not ctx.settings.enabled or not _crm_connected(connection_id):
             return 0

@@ -24,3 +24,7 @@ class CrmEnvironment:
     redis: Redis | None = None
     keys: RedisKeys = field(default_factory=RedisKeys)
     hubspot: HubSpotConfig = field(default_factory=HubSpotConfig)
+    # How often a connector sends a failed call again (None: its own default, four). The drains ask for one
+    # quick retry, and an outage's turn for none (crm_qb.sync.pipeline.drain), as they do of the QBO client: a
+    # CRM answering 5xx would otherwise hold a worker other tenants need for seconds of backoff per call.
+    max_retries: int | None = None

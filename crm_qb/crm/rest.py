@@ -53,6 +53,7 @@ KIND = "rest"
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
+MAX_RETRIES = 4  # a failed call is sent again this often unless the caller asks otherwise (CrmEnvironment)
 MAX_RETRY_AFTER = 30.0
 UNSENT_SAFE_STATUSES = (429, 503)
 EMAIL_PAGE_SIZE = 100
@@ -62,14 +63,15 @@ BATCH_ABSENT = (404, 405)  # a CRM without the optional batch endpoint
 
 def connector_for(connection: Connection, environment: CrmEnvironment) -> RestConnector:
     """The REST connector of a connection of kind ``rest``: its CRM URL and its decrypted token."""
-    return RestConnector(connection.crm_base_url, environment.secrets.decrypt(connection.crm_token_encrypted))
+    return RestConnector(connection.crm_base_url, environment.secrets.decrypt(connection.crm_token_encrypted),
+                         max_retries=MAX_RETRIES if environment.max_retries is None else environment.max_retries)
 
 
 class RestConnector:
     """Talks to one CRM account at ``base_url`` with its bearer ``token``."""
 
     def __init__(self, base_url: str, token: str, session: requests.Session | None = None,
-                 timeout: float | tuple[float, float] = (3.05, 15), max_retries: int = 4,
+                 timeout: float | tuple[float, float] = (3.05, 15), max_retries: int = MAX_RETRIES,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")

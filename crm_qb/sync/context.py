@@ -74,16 +74,18 @@ class SyncContext:
         self.crm.close()
 
 
-def build_context(services: SyncServices, connection_id: int, job_id: str | None = None,
-                  **qbo_options: Any) -> SyncContext:
-    """A SyncContext for ``connection_id``; ConnectionGoneError when it does not exist. Ends its read transaction."""
+def build_context(services: SyncServices, connection_id: int, job_id: str | None = None, *,
+                  crm_retries: int | None = None, **qbo_options: Any) -> SyncContext:
+    """A SyncContext for ``connection_id``; ConnectionGoneError when it does not exist. Ends its read transaction.
+
+    ``qbo_options`` go to the QBO client, ``crm_retries`` to the CRM connector (None: its default)."""
     connection = db.session.get(Connection, connection_id)
     if connection is None:
         db.session.rollback()
         raise ConnectionGoneError(f"connection {connection_id} does not exist")
     settings = sync_settings_of(connection.settings)
     qbo = services.qbo.client_for(connection, **qbo_options)
-    crm = services.crm_for(connection)
+    crm = services.crm_for(connection, max_retries=crm_retries)
     context = SyncContext(connection_id, settings, qbo, crm, job_id, connection.home_currency,
                           *_reference_names(connection_id),
                           push_summary=panel_settings_of(connection.settings).push_summary)

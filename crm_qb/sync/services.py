@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from redis import Redis
@@ -70,9 +70,10 @@ class SyncServices:
         """The app's QBO services (ValueError when the QBO environment's addresses are not all known)."""
         return self.qbo_loader()
 
-    def crm_for(self, connection: Connection) -> CrmConnector:
-        """A new connector for ``connection``'s CRM, of its kind (the caller closes it)."""
-        return connector_for(connection, self.crm_environment())
+    def crm_for(self, connection: Connection, max_retries: int | None = None) -> CrmConnector:
+        """A new connector for ``connection``'s CRM, of its kind (the caller closes it); ``max_retries``: how
+        often it sends a failed call again (None: the connector's default)."""
+        return connector_for(connection, replace(self.crm_environment(), max_retries=max_retries))
 
     def crm_environment(self) -> CrmEnvironment:
         """What the CRM connectors use besides their connection: secrets, Redis, the HubSpot app settings."""

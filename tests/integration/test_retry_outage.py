@@ -270,6 +270,52 @@ def test_a_failing_company_is_called_once_a_turn_not_once_per_change(harness: Ha
     assert _connection(h).outage_side is None
 
 
+def _crm_faults(h: Harness, count: int) -> None:
+    requests.post(f"{h.crm.url}/_sandbox/faults", json={"count": count, "status": 503}, timeout=10).raise_for_status()
+
+
+def _crm_requests(h: Harness) -> int:
+    answer = requests.get(f"{h.crm.url}/_sandbox/requests", timeout=10)
+    answer.raise_for_status()
+    return int(answer.json()["total"])
+
+
+def test_a_failing_crm_is_called_once_a_turn_not_once_per_change(harness: Harness, clock: Clock) -> None:
+    """The CRM side of the same rule: a CRM answering 503 to everything costs a drain one call and one quick
+    retry (not the connector's default five calls, about 5.6 s asleep), then one call per turn; the other changes
+    wait uncounted, and every one of them reaches the CRM once the CRM poll (its probe) finds it back."""
+    h = harness
+    [(contact, customer)] = _linked_contacts(h, 1)
+    _as_if_polled(h, timedelta(minutes=1))
+    _crm_faults(h, 1_000_000)
+    before = _crm_requests(h)
+    h.qbo.edit_customer(customer, Notes="from QBO, during the CRM outage")
+    h.qbo_hooks([h.qbo_event(customer)])
+    h.work()
+    assert _crm_requests(h) - before == 2  # one call and one retry, then the event backs off
+    assert _connection(h).outage_side == "crm"
+
+    called = _crm_requests(h)
+    h.qbo.edit_customer(customer, Notes="from QBO, change 1")
+    h.qbo_hooks([h.qbo_event(customer)])
+    h.work()  # the outage's first turn: one call, no retry
+    assert _crm_requests(h) - called == 1
+
+    called = _crm_requests(h)
+    h.qbo.edit_customer(customer, Notes="from QBO, change 2")
+    h.qbo_hooks([h.qbo_event(customer)])
+    h.work()  # before the next turn: nobody is called, the change waits for it, uncounted
+    assert _crm_requests(h) == called
+
+    _crm_faults(h, 0)
+    with h.app.app_context():
+        assert schedule_cdc_polls() >= 1  # the CRM's probe
+    h.work()  # its success releases the waiting changes and queues their drain now, not at the delayed one's turn
+    assert h.contact(contact).get("notes") == "from QBO, change 2"
+    assert _statuses(h).get("pending", 0) == 0 and "failed" not in _statuses(h)
+    assert _connection(h).outage_side is None
+
+
 def test_the_turns_of_an_outage_back_off_with_its_age(redis_client: Redis) -> None:
     keys, now = RedisKeys("turns-test"), utcnow()
     for age, step in ((0, 5.0), (3, 5.0), (8, 8.0), (12, 12.0), (20, 15.0), (86400, 15.0)):

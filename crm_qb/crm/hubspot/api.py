@@ -37,7 +37,7 @@ from crm_qb.crm.errors import (
     CrmValidationError,
 )
 from crm_qb.crm.hubspot.limits import HubSpotLimiter
-from crm_qb.crm.rest import backoff_delay, parse_retry_after
+from crm_qb.crm.rest import MAX_RETRIES, backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class HubSpotApi:
 
     def __init__(self, base_url: str, tokens: TokenSource, limiter: HubSpotLimiter | None = None, *,
                  session: requests.Session | None = None, timeout: float | tuple[float, float] = (3.05, 20),
-                 max_retries: int = 4, sleep: Callable[[float], None] = time.sleep) -> None:
+                 max_retries: int = MAX_RETRIES, sleep: Callable[[float], None] = time.sleep) -> None:
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         self.base = base_url.rstrip("/")

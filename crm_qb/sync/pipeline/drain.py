@@ -55,6 +55,9 @@ DRAIN_BATCH = 200
 # blip; past it the event backs off on its own schedule (5 s first) and the connection's outage begins
 # (pipeline/outage.py), instead of a worker sleeping through the client's default five (about 15 s) per drain.
 DEFERRING: dict[str, Any] = {"defer_throttling": True, "slot_timeout": 2.0, "max_retries": 1, "backoff_cap": 0.5}
+# The CRM connector likewise retries a 5xx or a network failure once (its first backoff step: 0.25 to 0.5 s),
+# not four times (about 5.6 s asleep on average): a CRM that fails would otherwise hold a worker per change.
+CRM_RETRIES = 1
 # Nor for long on its connection's lock: another drain holds it for moments, but a first sync holds it for
 # minutes. After this wait the drain ends with ConnectionBusyError (no attempt counted) and comes back from RQ's
 # delayed set too, instead of holding a worker for LOCK_WAIT_SECONDS, once per hook that woke it.
@@ -169,7 +172,7 @@ class Drain:
             log.info("connection %s is not connected to QuickBooks or its CRM; %s event(s) wait for reconnect",
                      connection_id, len(batch))
             raise _Waiting
-        options = DEFERRING
+        options, crm_retries = DEFERRING, CRM_RETRIES
         if state.down is not None:
             # A side is down: one drain per turn calls it, once, without the client's retry; the others' events
             # wait for the next turn (or the end of the outage, which wakes them). A failing company would
@@ -180,10 +183,10 @@ class Drain:
                             utcnow() + timedelta(seconds=wait))
                 self.turn_waits.append(wait)
                 raise _Waiting
-            options = {**DEFERRING, "max_retries": 0}
+            options, crm_retries = {**DEFERRING, "max_retries": 0}, 0
         if self.answer_timeout is not None:
             options = {**options, "timeout": self.answer_timeout, "retry_timeouts": False}
-        ctx = build_context(self.services, connection_id, self.job_id, **options)
+        ctx = build_context(self.services, connection_id, self.job_id, crm_retries=crm_retries, **options)
         ctx.qbo_changes = self.changes
         try:
             with self.services.connection_lock(connection_id, wait=DRAIN_LOCK_WAIT_SECONDS,

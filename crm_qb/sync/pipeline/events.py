@@ -563,9 +563,9 @@ def of_connection(connection_id: int, realm_id: str | None) -> ColumnElement[boo
     return own | ((InboundEvent.source == EventSource.QBO) & (InboundEvent.realm_id == realm_id))
 
 
-def wake_connection(jobs: JobQueue, connection_id: int, *, bulk: bool = False) -> int:
+def wake_connection(jobs: JobQueue, connection_id: int, *, bulk: bool = False, now: bool = False) -> int:
     """Wake the drains of a connection's pending events (after it is (re)connected; ``bulk``: as bulk work, after
-    its first sync); return how many woke."""
+    its first sync; ``now``: even those waiting in the delayed set, at the end of an outage); how many woke."""
     rows = db.session.execute(
         select(InboundEvent.source, InboundEvent.realm_id).distinct()
         .where(InboundEvent.status == EventStatus.PENDING,
@@ -576,7 +576,7 @@ def wake_connection(jobs: JobQueue, connection_id: int, *, bulk: bool = False) -
     woken = {(EventSource.CRM, str(connection_id)) for row in rows if row.source == EventSource.CRM}
     if realm:
         woken |= {(EventSource.QBO, realm) for row in rows if row.source == EventSource.QBO and row.realm_id == realm}
-    return sum(1 for source, key in woken if jobs.wake(source, key, bulk=bulk))
+    return sum(1 for source, key in woken if jobs.wake(source, key, bulk=bulk, now=now))
 
 
 def _aware(value: datetime) -> datetime:

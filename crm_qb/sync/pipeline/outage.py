@@ -90,7 +90,7 @@ def note_up(connection_id: int, sides: Collection[str], jobs: JobQueue) -> int:
     connection.outage_side = connection.outage_since = connection.outage_reason = None
     db.session.commit()
     released = events.release(events.of_connection(connection_id, realm))
-    events.wake_connection(jobs, connection_id)
+    events.wake_connection(jobs, connection_id, now=True)  # not at the delayed drain's turn: now
     lasted = (utcnow() - since).total_seconds() if since else 0.0
     log.warning("connection %s: %s answers again after %.0f s; %s waiting event(s) resume", connection_id, side,
                 lasted, released)
