@@ -62,8 +62,7 @@ def poll_qbo_connection(connection_id: int) -> int:
         raise
     finally:
         ctx.close()
-        slowlane.record(services.redis, services.keys, [slowlane.Observed(
-            connection_id, ctx.qbo.realm_id, ctx.qbo.slowest_answer, ctx.qbo.answers)], in_lane=bulk)
+        slowlane.record(services.redis, services.keys, [slowlane.Observed.of(connection_id, ctx.qbo)], in_lane=bulk)
         services.jobs.check_followups(connection_id, ctx.invoices_changed)
         services.jobs.push_summaries(connection_id, ctx.summaries_to_push())
     if not ctx.settings.realtime:  # scheduled (or "Sync now" of a manual connection): the waiting changes too

@@ -200,8 +200,7 @@ class Drain:
                         len(batch))
         finally:
             ctx.close()
-            self.observed.append(slowlane.Observed(connection_id, ctx.qbo.realm_id, ctx.qbo.slowest_answer,
-                                                   ctx.qbo.answers))
+            self.observed.append(slowlane.Observed.of(connection_id, ctx.qbo))
             # Invoices mirrored by this drain (committed unit by unit) get their follow-ups checked right away,
             # and changed customers their summary pushed to the CRM when the connection asks for it.
             self.services.jobs.check_followups(connection_id, ctx.invoices_changed)

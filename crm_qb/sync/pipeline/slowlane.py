@@ -30,6 +30,7 @@ from redis import Redis
 
 from crm_qb.keys import RedisKeys
 from crm_qb.models import EventSource
+from crm_qb.qbo.client import QboClient
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,11 @@ class Observed:
     realm_id: str
     slowest: float
     answers: int
+
+    @classmethod
+    def of(cls, connection_id: int, qbo: QboClient) -> Observed:
+        """What ``qbo`` (a job's client of the connection) saw."""
+        return cls(connection_id, qbo.realm_id, qbo.slowest_answer, qbo.answers)
 
     @property
     def slow(self) -> bool:
