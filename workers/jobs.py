@@ -193,10 +193,7 @@ def _drain(source: EventSource, key: str, bulk: bool = False) -> Drain:
     rt.redis.delete(rt.keys.wake(source.value, key))
     current = get_current_job()
     services = replace(rt.sync_services(), pace=bulk_pacer(rt.redis, rt.keys)) if bulk else rt.sync_services()
-    # A live drain waits for QBO no longer than a slow company takes (pipeline/slowlane.py); a bulk one waits
-    # the client's full timeout, on a worker no live work needs.
-    return Drain(services, current.id if current else None, turn=TURN_BATCHES,
-                 answer_timeout=None if bulk else slowlane.SLOW_ANSWER_SECONDS)
+    return Drain(services, current.id if current else None, turn=TURN_BATCHES, live=not bulk)
 
 
 def drain_all_pending(rt: Runtime) -> int:

@@ -49,7 +49,7 @@ def poll_qbo_connection(connection_id: int) -> int:
     # Live, it waits for QBO no longer than a slow company takes; then the company is polled as bulk work
     # (pipeline/slowlane.py), with the client's full timeout.
     bulk = running_bulk(services.keys)
-    live: dict[str, Any] = {} if bulk else {"timeout": slowlane.SLOW_ANSWER_SECONDS, "retry_timeouts": False}
+    live = {} if bulk else slowlane.live_qbo_options()
     ctx = build_context(services, connection_id, _job_id(), **DEFERRING, **live)
     try:
         if not ctx.settings.enabled:

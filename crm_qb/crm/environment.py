@@ -15,6 +15,8 @@ from crm_qb.crm.hubspot.config import HubSpotConfig
 from crm_qb.crypto import SecretBox
 from crm_qb.keys import RedisKeys
 
+MAX_RETRIES = 4  # how often a CRM connector sends a failed call again unless its caller asks otherwise
+
 
 @dataclass(frozen=True)
 class CrmEnvironment:
@@ -24,7 +26,7 @@ class CrmEnvironment:
     redis: Redis | None = None
     keys: RedisKeys = field(default_factory=RedisKeys)
     hubspot: HubSpotConfig = field(default_factory=HubSpotConfig)
-    # How often a connector sends a failed call again (None: its own default, four). The drains ask for one
+    # How often a connector sends a failed call again (default four). The drains ask for one
     # quick retry, and an outage's turn for none (crm_qb.sync.pipeline.drain), as they do of the QBO client: a
     # CRM answering 5xx would otherwise hold a worker other tenants need for seconds of backoff per call.
-    max_retries: int | None = None
+    max_retries: int = MAX_RETRIES

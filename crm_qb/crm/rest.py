@@ -28,7 +28,7 @@ from urllib.parse import quote
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from crm_qb.crm.environment import CrmEnvironment
+from crm_qb.crm.environment import MAX_RETRIES, CrmEnvironment
 from crm_qb.crm.errors import (
     ActivityNotFoundError,
     ContactNotFoundError,
@@ -53,7 +53,6 @@ KIND = "rest"
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
-MAX_RETRIES = 4  # a failed call is sent again this often unless the caller asks otherwise (CrmEnvironment)
 MAX_RETRY_AFTER = 30.0
 UNSENT_SAFE_STATUSES = (429, 503)
 EMAIL_PAGE_SIZE = 100
@@ -64,7 +63,7 @@ BATCH_ABSENT = (404, 405)  # a CRM without the optional batch endpoint
 def connector_for(connection: Connection, environment: CrmEnvironment) -> RestConnector:
     """The REST connector of a connection of kind ``rest``: its CRM URL and its decrypted token."""
     return RestConnector(connection.crm_base_url, environment.secrets.decrypt(connection.crm_token_encrypted),
-                         max_retries=MAX_RETRIES if environment.max_retries is None else environment.max_retries)
+                         max_retries=environment.max_retries)
 
 
 class RestConnector:

@@ -73,7 +73,9 @@ class SyncServices:
     def crm_for(self, connection: Connection, max_retries: int | None = None) -> CrmConnector:
         """A new connector for ``connection``'s CRM, of its kind (the caller closes it); ``max_retries``: how
         often it sends a failed call again (None: the connector's default)."""
-        return connector_for(connection, replace(self.crm_environment(), max_retries=max_retries))
+        environment = self.crm_environment()
+        return connector_for(connection, environment if max_retries is None else
+                             replace(environment, max_retries=max_retries))
 
     def crm_environment(self) -> CrmEnvironment:
         """What the CRM connectors use besides their connection: secrets, Redis, the HubSpot app settings."""

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from crm_qb.crm.environment import MAX_RETRIES
 from crm_qb.crm.errors import (
     CrmAuthError,
     CrmDuplicateError,
@@ -37,7 +38,7 @@ from crm_qb.crm.errors import (
     CrmValidationError,
 )
 from crm_qb.crm.hubspot.limits import HubSpotLimiter
-from crm_qb.crm.rest import MAX_RETRIES, backoff_delay, parse_retry_after
+from crm_qb.crm.rest import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
 

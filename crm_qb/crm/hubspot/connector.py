@@ -42,7 +42,6 @@ from crm_qb.crm.hubspot.api import HubSpotApi, StaticToken, TokenSource
 from crm_qb.crm.hubspot.limits import HubSpotLimiter
 from crm_qb.crm.hubspot.tokens import OAuthTokenSource
 from crm_qb.crm.protocol import Activity, ActivityPage, Contact, ContactPage, CrmUser, NewTask, Task
-from crm_qb.crm.rest import MAX_RETRIES
 from crm_qb.models import Connection
 
 log = logging.getLogger(__name__)
@@ -78,8 +77,7 @@ def connector_for(connection: Connection, environment: CrmEnvironment) -> HubSpo
     portal = connection.crm_account_id or f"connection-{connection.id}"
     limiter = (HubSpotLimiter(environment.redis, environment.keys, portal, environment.hubspot, count_daily=not oauth)
                if environment.redis is not None else None)
-    retries = MAX_RETRIES if environment.max_retries is None else environment.max_retries
-    return HubSpotConnector(HubSpotApi(connection.crm_base_url, tokens, limiter, max_retries=retries))
+    return HubSpotConnector(HubSpotApi(connection.crm_base_url, tokens, limiter, max_retries=environment.max_retries))
 
 
 class HubSpotConnector:

@@ -93,9 +93,9 @@ class Drain:
     # How each connection's QBO client fared (its slowest answer): the job puts a slow company's drains on the
     # bulk lane, and takes a quick one's off it (slowlane).
     observed: list[slowlane.Observed] = field(default_factory=list)
-    # How long a QBO call waits for its answer (None: the client's timeout); live drains wait no longer than a
-    # slow company takes (slowlane.SLOW_ANSWER_SECONDS) and do not send a call that got no answer again.
-    answer_timeout: float | None = None
+    # A live drain (not one on the bulk lane): it waits for QBO no longer than a slow company takes and does not
+    # send a call that got no answer again (slowlane.live_qbo_options); a bulk one waits the client's timeout.
+    live: bool = False
 
     def __post_init__(self) -> None:
         if self.changes is None:
@@ -184,8 +184,8 @@ class Drain:
                 self.turn_waits.append(wait)
                 raise _Waiting
             options, crm_retries = {**DEFERRING, "max_retries": 0}, 0
-        if self.answer_timeout is not None:
-            options = {**options, "timeout": self.answer_timeout, "retry_timeouts": False}
+        if self.live:
+            options = {**options, **slowlane.live_qbo_options()}
         ctx = build_context(self.services, connection_id, self.job_id, crm_retries=crm_retries, **options)
         ctx.qbo_changes = self.changes
         try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from redis import Redis
 
@@ -63,6 +64,12 @@ class Observed:
     def quick(self) -> bool:
         """Answered, and every answer came quickly: the company is not slow (now)."""
         return self.answers > 0 and not self.slow
+
+
+def live_qbo_options() -> dict[str, Any]:
+    """The QBO client options of live work: wait at most ``SLOW_ANSWER_SECONDS`` for an answer, and do not send a
+    call that got none again (the lane takes it from there, with the client's full timeout)."""
+    return {"timeout": SLOW_ANSWER_SECONDS, "retry_timeouts": False}
 
 
 def lane_keys(keys: RedisKeys, connection_id: int, realm_id: str) -> tuple[str, str]:
