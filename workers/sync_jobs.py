@@ -46,11 +46,11 @@ def poll_qbo_connection(connection_id: int) -> int:
     services = runtime().sync_services()
     # A throttled company ends the poll at once (RealmThrottledError): RQ's retry brings it back from the delayed
     # set, and the worker serves other companies meanwhile.
-    # Live, it waits for QBO no longer than a slow company takes; then the company is polled as bulk work
-    # (pipeline/slowlane.py), with the client's full timeout.
+    # Live, it waits for QBO and the CRM no longer than a slow side takes; then the connection is polled as bulk
+    # work (pipeline/slowlane.py), with the clients' full timeouts.
     bulk = running_bulk(services.keys)
-    live = {} if bulk else slowlane.live_qbo_options()
-    ctx = build_context(services, connection_id, _job_id(), **DEFERRING, **live)
+    live, crm_live = ({}, {}) if bulk else (slowlane.live_qbo_options(), slowlane.live_crm_options())
+    ctx = build_context(services, connection_id, _job_id(), crm_options=crm_live, **DEFERRING, **live)
     try:
         if not ctx.settings.enabled:
             return 0
@@ -62,7 +62,8 @@ def poll_qbo_connection(connection_id: int) -> int:
         raise
     finally:
         ctx.close()
-        slowlane.record(services.redis, services.keys, [slowlane.Observed.of(connection_id, ctx.qbo)], in_lane=bulk)
+        slowlane.record(services.redis, services.keys, [slowlane.Observed.of(connection_id, ctx.qbo, ctx.crm)],
+                        in_lane=bulk)
         services.jobs.check_followups(connection_id, ctx.invoices_changed)
         services.jobs.push_summaries(connection_id, ctx.summaries_to_push())
     if not ctx.settings.realtime:  # scheduled (or "Sync now" of a manual connection): the waiting changes too
@@ -86,7 +87,11 @@ def sync_contact_now(connection_id: int, crm_contact_id: str, who: str = "admin"
 def poll_crm_connection(connection_id: int) -> int:
     """Store the CRM changes no hook announced as events and wake their drain; return how many were stored."""
     services = runtime().sync_services()
-    ctx = build_context(services, connection_id, _job_id(), crm_retries=CRM_RETRIES)  # the CRM's probe, too
+    # The CRM's probe too: one quick retry. Live, it waits for the CRM no longer than a slow one takes; then the
+    # connection is polled as bulk work (pipeline/slowlane.py), with the connector's full timeout.
+    bulk = running_bulk(services.keys)
+    crm_options = {"max_retries": CRM_RETRIES, **({} if bulk else slowlane.live_crm_options())}
+    ctx = build_context(services, connection_id, _job_id(), crm_options=crm_options)
     try:
         if not ctx.settings.enabled or not _crm_connected(connection_id):
             return 0
@@ -100,6 +105,8 @@ def poll_crm_connection(connection_id: int) -> int:
         raise
     finally:
         ctx.close()
+        slowlane.record(services.redis, services.keys, [slowlane.Observed.of(connection_id, ctx.qbo, ctx.crm)],
+                        in_lane=bulk)
 
 
 def _crm_connected(connection_id: int) -> bool:
@@ -141,13 +148,11 @@ def schedule_cdc_polls() -> int:
         if kind == "backfill":
             queued = enqueue(rt.redis, rt.keys, backfill_connection, connection_id,
                              job_id=JobIds.backfill(connection_id))
-        elif kind == QBO:  # a company that answers slowly is polled as bulk work (pipeline/slowlane.py)
-            queued = enqueue(rt.redis, rt.keys, poll_qbo_connection, connection_id,
-                             job_id=JobIds.cdc_poll(connection_id, period),
+        else:  # a connection whose company or CRM answers slowly is polled as bulk work (pipeline/slowlane.py)
+            poll, job_id = ((poll_qbo_connection, JobIds.cdc_poll(connection_id, period)) if kind == QBO else
+                            (poll_crm_connection, JobIds.crm_poll(connection_id, period)))
+            queued = enqueue(rt.redis, rt.keys, poll, connection_id, job_id=job_id,
                              on=BACKFILL if slowlane.in_lane(rt.redis, rt.keys, connection_id) else None)
-        else:
-            queued = enqueue(rt.redis, rt.keys, poll_crm_connection, connection_id,
-                             job_id=JobIds.crm_poll(connection_id, period))
         count += 1 if queued else 0
     if count:
         log.info("enqueued %s catch-up poll(s)", count)

@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from crm_qb.address import Address
+from crm_qb.answer_times import AnswerTimes
 from crm_qb.crm.errors import CrmProtocolError
 
 CONTACT_TEXT_FIELDS = ("first_name", "last_name", "company", "display_name", "email", "phone", "mobile",
@@ -185,6 +186,12 @@ class ActivityPage:
 
 class CrmConnector(Protocol):
     """The calls crm-qb makes to a CRM; implementations raise only crm_qb.crm.errors types."""
+
+    @property
+    def answer_times(self) -> AnswerTimes:
+        """How long the CRM took to answer this connector's calls: a drain moves a connection whose CRM answers
+        slowly to the bulk lane (crm_qb.sync.pipeline.slowlane)."""
+        ...
 
     def get_contact(self, contact_id: str) -> Contact:
         """Return the contact, or raise ContactNotFoundError."""

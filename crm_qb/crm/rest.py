@@ -28,6 +28,7 @@ from urllib.parse import quote
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from crm_qb.answer_times import AnswerTimes
 from crm_qb.crm.environment import MAX_RETRIES, CrmEnvironment
 from crm_qb.crm.errors import (
     ActivityNotFoundError,
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 
 KIND = "rest"
 
+DEFAULT_TIMEOUT = (3.05, 15.0)  # seconds to make a connection, and to wait for an answer
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 MAX_RETRY_AFTER = 30.0
@@ -63,21 +65,25 @@ BATCH_ABSENT = (404, 405)  # a CRM without the optional batch endpoint
 def connector_for(connection: Connection, environment: CrmEnvironment) -> RestConnector:
     """The REST connector of a connection of kind ``rest``: its CRM URL and its decrypted token."""
     return RestConnector(connection.crm_base_url, environment.secrets.decrypt(connection.crm_token_encrypted),
-                         max_retries=environment.max_retries)
+                         timeout=environment.timeout(DEFAULT_TIMEOUT), max_retries=environment.max_retries,
+                         retry_timeouts=environment.retry_timeouts)
 
 
 class RestConnector:
     """Talks to one CRM account at ``base_url`` with its bearer ``token``."""
 
     def __init__(self, base_url: str, token: str, session: requests.Session | None = None,
-                 timeout: float | tuple[float, float] = (3.05, 15), max_retries: int = MAX_RETRIES,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+                 timeout: float | tuple[float, float] = DEFAULT_TIMEOUT, max_retries: int = MAX_RETRIES,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 retry_timeouts: bool = True) -> None:
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         self._base = base_url.rstrip("/")
         self._token = token
         self._session = session if session is not None else requests.Session()
         self._timeout, self._max_retries, self._sleep = timeout, max_retries, sleep
+        self._retry_timeouts = retry_timeouts  # False: a call that got no answer in time is not sent again
+        self.answer_times = AnswerTimes()  # read by the drains to tell a CRM that answers slowly
         self._batch_supported = True
         self._pacer = _Pacer(sleep, clock)
 
@@ -251,10 +257,11 @@ class RestConnector:
         all_headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json", **(headers or {})}
         self._pacer.wait()
         try:
-            response = self._session.request(method, self._base + path, params=params, json=json,
-                                             headers=all_headers, timeout=self._timeout)
+            with self.answer_times.waiting():
+                response = self._session.request(method, self._base + path, params=params, json=json,
+                                                 headers=all_headers, timeout=self._timeout)
         except requests.RequestException as exc:
-            return _transport_failure(exc, method, path, self._base)
+            return _transport_failure(exc, method, path, self._base, self._retry_timeouts)
         self._pacer.observe(response)
         if response.ok:
             return _json_body(response, method, path)
@@ -374,15 +381,18 @@ def backoff_delay(attempt: int) -> float:
     return ceiling * (0.5 + random.random() / 2)
 
 
-def _transport_failure(exc: requests.RequestException, method: str, path: str, base: str) -> _Failure:
-    """Classify a failure to get any answer: network trouble is transient, a malformed URL is not."""
+def _transport_failure(exc: requests.RequestException, method: str, path: str, base: str,
+                       retry_timeouts: bool = True) -> _Failure:
+    """Classify a failure to get any answer: network trouble is transient, a malformed URL is not; a timeout is
+    not retried when the caller said so (``retry_timeouts``)."""
     if not isinstance(exc, requests.ConnectionError | requests.Timeout):
         error: CrmError = CrmPermanentError(f"CRM {method} {path}: cannot send to {base!r}: {type(exc).__name__}")
         retryable = False
     else:
         error = CrmUnavailableError(f"CRM {method} {path}: {type(exc).__name__} reaching {base}")
         # A POST that may have reached the CRM must not be repeated: it could create a duplicate.
-        retryable = method != "POST" or _never_sent(exc)
+        retryable = (method != "POST" or _never_sent(exc)) and (
+            retry_timeouts or not isinstance(exc, requests.Timeout))
     error.__cause__ = exc
     return _Failure(error, retryable)
 

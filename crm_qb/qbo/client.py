@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 import requests
 
+from crm_qb.answer_times import AnswerTimes
 from crm_qb.errors import PermanentError, TransientError
 from crm_qb.qbo import exactjson
 from crm_qb.qbo.faults import (
@@ -160,8 +161,7 @@ class QboClient:
         self._retry_timeouts = retry_timeouts
         # The longest wait for one answer, and how many answers came (``_send``): a drain reads them after its
         # work to tell a company that answers slowly (crm_qb.sync.pipeline.slowlane).
-        self.slowest_answer = 0.0
-        self.answers = 0
+        self.answer_times = AnswerTimes()
 
     @classmethod
     def for_connection(cls, connection_id: str, realm_id: str, api_base: str, tokens: ConnectionTokens,
@@ -367,18 +367,15 @@ class QboClient:
             headers["Content-Type"] = "application/json"
         url = f"{self.api_base}/v3/company/{quote(self.realm_id, safe='')}/{path}"
         with self._slot(cost, batch):
-            started = time.monotonic()
             try:
-                response = self._session.request(method, url, params=query, data=data, headers=headers,
-                                                 timeout=self.timeout)
+                with self.answer_times.waiting():
+                    response = self._session.request(method, url, params=query, data=data, headers=headers,
+                                                     timeout=self.timeout)
             except requests.Timeout as exc:
                 raise AnswerTimeoutError(f"QuickBooks did not answer within {self.timeout:g} s: "
                                          f"{type(exc).__name__}") from exc
             except requests.RequestException as exc:
                 raise NetworkError(f"QuickBooks unreachable: {type(exc).__name__}") from exc
-            finally:
-                self.slowest_answer = max(self.slowest_answer, time.monotonic() - started)
-            self.answers += 1
         tid = header(response.headers, "intuit_tid")
         log.info("QBO %s %s realm=%s status=%s intuit_tid=%s", method, path, self.realm_id,
                  response.status_code, tid)

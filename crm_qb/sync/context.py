@@ -8,6 +8,7 @@ while it uses the context, and closes it afterwards.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -75,17 +76,17 @@ class SyncContext:
 
 
 def build_context(services: SyncServices, connection_id: int, job_id: str | None = None, *,
-                  crm_retries: int | None = None, **qbo_options: Any) -> SyncContext:
+                  crm_options: Mapping[str, Any] | None = None, **qbo_options: Any) -> SyncContext:
     """A SyncContext for ``connection_id``; ConnectionGoneError when it does not exist. Ends its read transaction.
 
-    ``qbo_options`` go to the QBO client, ``crm_retries`` to the CRM connector (None: its default)."""
+    ``qbo_options`` go to the QBO client, ``crm_options`` to the CRM connector (``SyncServices.crm_for``)."""
     connection = db.session.get(Connection, connection_id)
     if connection is None:
         db.session.rollback()
         raise ConnectionGoneError(f"connection {connection_id} does not exist")
     settings = sync_settings_of(connection.settings)
     qbo = services.qbo.client_for(connection, **qbo_options)
-    crm = services.crm_for(connection, max_retries=crm_retries)
+    crm = services.crm_for(connection, **(crm_options or {}))
     context = SyncContext(connection_id, settings, qbo, crm, job_id, connection.home_currency,
                           *_reference_names(connection_id),
                           push_summary=panel_settings_of(connection.settings).push_summary)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 from redis import Redis
 
@@ -70,12 +71,12 @@ class SyncServices:
         """The app's QBO services (ValueError when the QBO environment's addresses are not all known)."""
         return self.qbo_loader()
 
-    def crm_for(self, connection: Connection, max_retries: int | None = None) -> CrmConnector:
-        """A new connector for ``connection``'s CRM, of its kind (the caller closes it); ``max_retries``: how
-        often it sends a failed call again (None: the connector's default)."""
+    def crm_for(self, connection: Connection, **options: Any) -> CrmConnector:
+        """A new connector for ``connection``'s CRM, of its kind (the caller closes it); ``options``: how it calls
+        the CRM where the caller asks otherwise than the default (``CrmEnvironment`` fields: ``max_retries``,
+        ``answer_timeout``, ``retry_timeouts``)."""
         environment = self.crm_environment()
-        return connector_for(connection, environment if max_retries is None else
-                             replace(environment, max_retries=max_retries))
+        return connector_for(connection, replace(environment, **options) if options else environment)
 
     def crm_environment(self) -> CrmEnvironment:
         """What the CRM connectors use besides their connection: secrets, Redis, the HubSpot app settings."""

@@ -304,6 +304,25 @@ def mapping_ms(moment: datetime) -> int:
     return round(moment.timestamp() * 1000)
 
 
+def test_a_live_connector_waits_once_for_a_portal_that_answers_slowly(hubspot: RunningServer) -> None:
+    """Live work's connector (a short read timeout, ``retry_timeouts=False``: pipeline/slowlane.py) sends a call
+    HubSpot did not answer in time once; a patient one waits for it. Both count their slowest wait."""
+    control(hubspot, "POST", "/faults", latency_ms=600)
+    try:
+        live = connector(hubspot, timeout=(3.05, 0.2), retry_timeouts=False, max_retries=2)
+        before = control(hubspot, "GET", "/requests")["total"]
+        with pytest.raises(CrmUnavailableError, match="ReadTimeout"):
+            live.get_contact("1")
+        assert control(hubspot, "GET", "/requests")["total"] - before == 1
+        assert live.answer_times.count == 0 and live.answer_times.slowest >= 0.2
+        patient = connector(hubspot)
+        with pytest.raises(ContactNotFoundError):  # an answer, after the latency
+            patient.get_contact("999999")
+        assert patient.answer_times.count == 1 and patient.answer_times.slowest >= 0.6
+    finally:
+        control(hubspot, "DELETE", "/faults")
+
+
 def test_errors_carry_hubspots_category_and_correlation_id(hubspot: RunningServer) -> None:
     bad = HubSpotConnector(HubSpotApi(hubspot.url, StaticToken("wrong"), sleep=lambda _: None))
     with pytest.raises(CrmAuthError) as refused:

@@ -88,10 +88,9 @@ def test_a_slow_company_syncs_on_the_bulk_lane_until_it_answers_quickly(harness:
     _as_if_polled(h, timedelta(hours=1))  # both catch-up polls are due
     with h.app.app_context():
         assert schedule_cdc_polls() == 2
-    polls = f"cdc-poll-{h.connection_id}-"
-    assert [job_id for job_id in _queued(h, BACKFILL) if job_id.startswith(polls)]  # the QBO poll: bulk lane
-    assert not [job_id for job_id in _queued(h, SYNC) if job_id.startswith(polls)]
-    assert [job_id for job_id in _queued(h, SYNC) if job_id.startswith(f"crm-poll-{h.connection_id}-")]
+    for poll in (f"cdc-poll-{h.connection_id}-", f"crm-poll-{h.connection_id}-"):  # both on the bulk lane
+        assert [job_id for job_id in _queued(h, BACKFILL) if job_id.startswith(poll)]
+        assert not [job_id for job_id in _queued(h, SYNC) if job_id.startswith(poll)]
 
     h.work()  # the bulk lane waits for the slow answers: both edits reach QBO, once each
     assert h.qbo.customer(first_customer).get("Notes") == "first, slowly"
@@ -127,12 +126,16 @@ def test_a_drain_notes_its_slowest_answer_and_the_lane_follows_it(harness: Harne
         rt = runtime()
         assert 0 < rt.redis.ttl(rt.keys.slow_lane("crm", str(h.connection_id))) <= slowlane.SLOW_LANE_SECONDS
         assert slowlane.in_lane(rt.redis, rt.keys, h.connection_id)
-        unanswered = slowlane.Observed(h.connection_id, h.qbo.realm_id, 0.0, 0)
-        slowlane.record(rt.redis, rt.keys, [unanswered], in_lane=True)  # no answer says nothing about it
+        def seen(qbo: tuple[float, int], crm: tuple[float, int]) -> slowlane.Observed:
+            return slowlane.Observed(h.connection_id, h.qbo.realm_id, {"qbo": qbo[0], "crm": crm[0]},
+                                     {"qbo": qbo[1], "crm": crm[1]})
+
+        slowlane.record(rt.redis, rt.keys, [seen((0.0, 0), (0.0, 0))], in_lane=True)  # no answer says nothing
         assert slowlane.in_lane(rt.redis, rt.keys, h.connection_id)
-        quick = slowlane.Observed(h.connection_id, h.qbo.realm_id, 0.01, 3)
-        slowlane.record(rt.redis, rt.keys, [quick], in_lane=False)  # a live job's quick answers: left as it is
+        slowlane.record(rt.redis, rt.keys, [seen((0.01, 3), (0.0, 0))], in_lane=False)  # a live job's: left as is
         assert slowlane.in_lane(rt.redis, rt.keys, h.connection_id)
+        slowlane.record(rt.redis, rt.keys, [seen((0.0, 0), (0.01, 2))], in_lane=True)  # the CRM's quick answers
+        assert slowlane.in_lane(rt.redis, rt.keys, h.connection_id)  # say nothing of QuickBooks, the slow side
     with h.app.app_context():  # the live drain gave up (its retry waits in RQ's delayed set): when it is due,
         db.session.execute(update(InboundEvent).values(next_attempt_at=utcnow()))  # its event's backoff is over
         db.session.commit()

@@ -205,6 +205,24 @@ def test_connection_errors_and_timeouts_are_retried_for_reads(mocked: responses.
     assert len(sleeps) == 2
 
 
+def test_a_live_connector_does_not_wait_twice_for_a_crm_that_did_not_answer(mocked: responses.RequestsMock,
+                                                                             sleeps: Sleeps) -> None:
+    """Live work's connector (``retry_timeouts=False``, pipeline/slowlane.py) sends a call that timed out once; a
+    refused connection is still retried; the connector counts its answers and its slowest wait."""
+    url = f"{BASE}/contacts/c1/tasks"
+    live = RestConnector(BASE, TOKEN, sleep=sleeps, timeout=(3.05, 5), retry_timeouts=False)
+    mocked.get(url, body=requests.ReadTimeout("slow"))
+    with pytest.raises(CrmUnavailableError, match="ReadTimeout"):
+        live.list_tasks("c1")
+    assert len(mocked.calls) == 1 and not sleeps and live.answer_times.count == 0
+    assert live.answer_times.slowest > 0  # a wait that got no answer counts toward the slowest
+
+    mocked.replace(responses.GET, url, body=requests.ConnectionError("refused"))
+    mocked.add(responses.GET, url, json={"tasks": [task_json()]})
+    assert [t.id for t in live.list_tasks("c1")] == ["t1"]
+    assert len(mocked.calls) == 3 and len(sleeps) == 1 and live.answer_times.count == 1
+
+
 def test_post_is_retried_only_when_the_crm_cannot_have_acted(mocked: responses.RequestsMock, crm: RestConnector,
                                                              sleeps: Sleeps) -> None:
     url = f"{BASE}/contacts"

@@ -509,14 +509,14 @@ def test_a_call_without_an_answer_in_time_is_sent_again_unless_told_not_to(
     mocked.get(f"{COMPANY}/customer/2", body=fixture("customer_read.json"))
     patient = QboClient(BASE, REALM, lambda: "t", rec.refresh, None, max_retries=1, sleep=rec.sleep)
     assert patient.read("Customer", "2")["Id"] == "2"  # retried
-    assert len(mocked.calls) == 2 and patient.answers == 1 and patient.slowest_answer >= 0
+    assert len(mocked.calls) == 2 and patient.answer_times.count == 1 and patient.answer_times.slowest >= 0
 
     mocked.get(f"{COMPANY}/customer/3", body=requests.ReadTimeout("slow"))
     live = QboClient(BASE, REALM, lambda: "t", rec.refresh, None, max_retries=1, sleep=rec.sleep,
                      timeout=5, retry_timeouts=False)
     with pytest.raises(AnswerTimeoutError, match="within 5 s"):
         live.read("Customer", "3")
-    assert len(mocked.calls) == 3 and live.answers == 0  # sent once
+    assert len(mocked.calls) == 3 and live.answer_times.count == 0  # sent once
 
     mocked.get(f"{COMPANY}/customer/4", body=requests.ConnectionError("refused"))
     mocked.get(f"{COMPANY}/customer/4", body=fixture("customer_read.json"))

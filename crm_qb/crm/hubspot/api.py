@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from crm_qb.answer_times import AnswerTimes
 from crm_qb.crm.environment import MAX_RETRIES
 from crm_qb.crm.errors import (
     CrmAuthError,
@@ -46,6 +47,7 @@ MAX_RETRY_AFTER = 30.0
 UNSENT_SAFE_STATUSES = (429, 503)
 POLICY_WAITS = {"TEN_SECONDLY_ROLLING": 10.0, "SECONDLY": 1.0}
 EXISTING_ID = "Existing ID:"
+DEFAULT_TIMEOUT = (3.05, 20.0)  # seconds to make a connection, and to wait for an answer
 
 
 class TokenSource(Protocol):
@@ -85,14 +87,17 @@ class HubSpotApi:
     """Calls one HubSpot portal's API at ``base_url``."""
 
     def __init__(self, base_url: str, tokens: TokenSource, limiter: HubSpotLimiter | None = None, *,
-                 session: requests.Session | None = None, timeout: float | tuple[float, float] = (3.05, 20),
-                 max_retries: int = MAX_RETRIES, sleep: Callable[[float], None] = time.sleep) -> None:
+                 session: requests.Session | None = None, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+                 max_retries: int = MAX_RETRIES, sleep: Callable[[float], None] = time.sleep,
+                 retry_timeouts: bool = True) -> None:
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         self.base = base_url.rstrip("/")
         self._tokens, self._limiter = tokens, limiter
         self._session = session if session is not None else requests.Session()
         self._timeout, self._max_retries, self._sleep = timeout, max_retries, sleep
+        self._retry_timeouts = retry_timeouts  # False: a call that got no answer in time is not sent again
+        self.answer_times = AnswerTimes()  # read by the drains to tell a portal that answers slowly
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -139,13 +144,13 @@ class HubSpotApi:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         pace = self._limiter.slot(search=search) if self._limiter is not None else nullcontext()
         try:
-            with pace:
+            with pace, self.answer_times.waiting():  # the wait for a slot is ours, not HubSpot's: not timed
                 return self._session.request(method, self.base + path, params=params, json=json, headers=headers,
                                              timeout=self._timeout)
         except CrmRateLimitedError as exc:  # our own pacing gave up waiting: HubSpot was not asked
             return _Failure(exc, exc.retry_after is not None and exc.retry_after <= MAX_RETRY_AFTER)
         except requests.RequestException as exc:
-            return _transport_failure(exc, method, path, self.base, method != "POST")
+            return _transport_failure(exc, method, path, self.base, method != "POST", self._retry_timeouts)
 
 
 def _delay(failure: _Failure, attempt: int) -> float | None:
@@ -159,7 +164,7 @@ def _delay(failure: _Failure, attempt: int) -> float | None:
 
 
 def _transport_failure(exc: requests.RequestException, method: str, path: str, base: str,
-                       safe: bool) -> _Failure:
+                       safe: bool, retry_timeouts: bool = True) -> _Failure:
     if not isinstance(exc, requests.ConnectionError | requests.Timeout):
         error: CrmError = CrmPermanentError(f"HubSpot {method} {path}: cannot send to {base!r}: "
                                             f"{type(exc).__name__}")
@@ -169,7 +174,7 @@ def _transport_failure(exc: requests.RequestException, method: str, path: str, b
     wrapped = exc.args[0] if exc.args else None
     never_sent = isinstance(exc, requests.ConnectTimeout) or isinstance(wrapped, NewConnectionError) or isinstance(
         getattr(wrapped, "reason", None), NewConnectionError)
-    return _Failure(error, safe or never_sent)
+    return _Failure(error, (safe or never_sent) and (retry_timeouts or not isinstance(exc, requests.Timeout)))
 
 
 @dataclass(frozen=True)

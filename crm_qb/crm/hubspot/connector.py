@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from crm_qb.answer_times import AnswerTimes
 from crm_qb.crm.environment import CrmEnvironment
 from crm_qb.crm.errors import (
     ActivityNotFoundError,
@@ -38,7 +39,7 @@ from crm_qb.crm.errors import (
     VersionConflictError,
 )
 from crm_qb.crm.hubspot import mapping
-from crm_qb.crm.hubspot.api import HubSpotApi, StaticToken, TokenSource
+from crm_qb.crm.hubspot.api import DEFAULT_TIMEOUT, HubSpotApi, StaticToken, TokenSource
 from crm_qb.crm.hubspot.limits import HubSpotLimiter
 from crm_qb.crm.hubspot.tokens import OAuthTokenSource
 from crm_qb.crm.protocol import Activity, ActivityPage, Contact, ContactPage, CrmUser, NewTask, Task
@@ -77,7 +78,9 @@ def connector_for(connection: Connection, environment: CrmEnvironment) -> HubSpo
     portal = connection.crm_account_id or f"connection-{connection.id}"
     limiter = (HubSpotLimiter(environment.redis, environment.keys, portal, environment.hubspot, count_daily=not oauth)
                if environment.redis is not None else None)
-    return HubSpotConnector(HubSpotApi(connection.crm_base_url, tokens, limiter, max_retries=environment.max_retries))
+    return HubSpotConnector(HubSpotApi(connection.crm_base_url, tokens, limiter, max_retries=environment.max_retries,
+                                       timeout=environment.timeout(DEFAULT_TIMEOUT),
+                                       retry_timeouts=environment.retry_timeouts))
 
 
 class HubSpotConnector:
@@ -93,6 +96,11 @@ class HubSpotConnector:
 
     def __repr__(self) -> str:
         return f"HubSpotConnector({self.api.base!r})"
+
+    @property
+    def answer_times(self) -> AnswerTimes:
+        """How long HubSpot took to answer this connector's calls (crm_qb.sync.pipeline.slowlane)."""
+        return self.api.answer_times
 
     def close(self) -> None:
         """Close the HTTP session."""

@@ -90,11 +90,12 @@ class Drain:
     # Seconds until the next turn of each connection whose events wait for it (a side is down): the job comes
     # back then from RQ's delayed set, so they do not wait for the sweep when no new change wakes a drain.
     turn_waits: list[float] = field(default_factory=list)
-    # How each connection's QBO client fared (its slowest answer): the job puts a slow company's drains on the
-    # bulk lane, and takes a quick one's off it (slowlane).
+    # How each connection's clients fared (the slowest answer of QBO or the CRM): the job puts a slow side's
+    # connection on the bulk lane, and takes a quick one's off it (slowlane).
     observed: list[slowlane.Observed] = field(default_factory=list)
-    # A live drain (not one on the bulk lane): it waits for QBO no longer than a slow company takes and does not
-    # send a call that got no answer again (slowlane.live_qbo_options); a bulk one waits the client's timeout.
+    # A live drain (not one on the bulk lane): it waits for QBO and the CRM no longer than a slow side takes and does
+    # not send a call that got no answer again (slowlane.live_qbo_options, live_crm_options); a bulk one waits the
+    # clients' timeouts.
     live: bool = False
 
     def __post_init__(self) -> None:
@@ -172,7 +173,8 @@ class Drain:
             log.info("connection %s is not connected to QuickBooks or its CRM; %s event(s) wait for reconnect",
                      connection_id, len(batch))
             raise _Waiting
-        options, crm_retries = DEFERRING, CRM_RETRIES
+        options: dict[str, Any] = dict(DEFERRING)
+        crm_options: dict[str, Any] = {"max_retries": CRM_RETRIES}
         if state.down is not None:
             # A side is down: one drain per turn calls it, once, without the client's retry; the others' events
             # wait for the next turn (or the end of the outage, which wakes them). A failing company would
@@ -183,10 +185,11 @@ class Drain:
                             utcnow() + timedelta(seconds=wait))
                 self.turn_waits.append(wait)
                 raise _Waiting
-            options, crm_retries = {**DEFERRING, "max_retries": 0}, 0
+            options["max_retries"] = crm_options["max_retries"] = 0
         if self.live:
-            options = {**options, **slowlane.live_qbo_options()}
-        ctx = build_context(self.services, connection_id, self.job_id, crm_retries=crm_retries, **options)
+            options |= slowlane.live_qbo_options()
+            crm_options |= slowlane.live_crm_options()
+        ctx = build_context(self.services, connection_id, self.job_id, crm_options=crm_options, **options)
         ctx.qbo_changes = self.changes
         try:
             with self.services.connection_lock(connection_id, wait=DRAIN_LOCK_WAIT_SECONDS,
@@ -200,7 +203,7 @@ class Drain:
                         len(batch))
         finally:
             ctx.close()
-            self.observed.append(slowlane.Observed.of(connection_id, ctx.qbo))
+            self.observed.append(slowlane.Observed.of(connection_id, ctx.qbo, ctx.crm))
             # Invoices mirrored by this drain (committed unit by unit) get their follow-ups checked right away,
             # and changed customers their summary pushed to the CRM when the connection asks for it.
             self.services.jobs.check_followups(connection_id, ctx.invoices_changed)

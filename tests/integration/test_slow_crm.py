@@ -1,0 +1,93 @@
+"""A CRM that answers slowly syncs on the bulk lane, as a slow company does (issue 16; pipeline/slowlane.py).
+
+Against the reference CRM slowed by its fault injection (``latency_ms``, every API call), with the slow-answer
+threshold lowered so the test takes seconds: a live drain waits that long for the CRM, once, and the connection
+goes to the slow lane; its next QBO changes are handed from the live queue to the ``backfill`` queue without a
+call to the CRM on the live worker; both catch-up polls are queued there; the bulk drains wait for the slow
+answers and sync every change once; a CRM that answers quickly again takes the connection out of the lane.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+import requests
+
+from crm_qb.sync.pipeline import slowlane
+from tests.integration.test_retry_outage import _as_if_polled, _crm_requests, _event_of, _linked_contacts
+from tests.integration.test_slow_company import LATENCY_MS, THRESHOLD, _in_lane, _live_work, _queued
+from tests.support import sync as support
+from tests.support.sync import Harness
+from workers.queues import BACKFILL, INBOUND, SYNC
+from workers.sync_jobs import schedule_cdc_polls
+
+qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
+
+
+def _latency(h: Harness, ms: int) -> None:
+    requests.post(f"{h.crm.url}/_sandbox/faults", json={"count": 0, "latency_ms": ms}, timeout=10).raise_for_status()
+
+
+def _qbo_edit(h: Harness, customer_id: str, notes: str) -> None:
+    """A bookkeeper's edit in QuickBooks and its webhook."""
+    h.qbo.edit_customer(customer_id, Notes=notes)
+    h.qbo_hooks([h.qbo_event(customer_id)])
+
+
+def _notes(h: Harness, contact_id: str) -> str | None:
+    """The contact's notes, read through the reference CRM's control API (not slowed)."""
+    return h.crm_user("GET", f"/contacts/{contact_id}").get("notes")  # type: ignore[no-any-return]
+
+
+def test_a_slow_crm_syncs_on_the_bulk_lane_until_it_answers_quickly(harness: Harness,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    h = harness
+    monkeypatch.setattr(slowlane, "SLOW_ANSWER_SECONDS", THRESHOLD)
+    (first, first_customer), (second, second_customer) = _linked_contacts(h, 2)
+    assert _in_lane(h) == (False, False)
+
+    _latency(h, LATENCY_MS)
+    called = _crm_requests(h)
+    _qbo_edit(h, first_customer, "first, slowly")
+    started = time.monotonic()
+    _live_work(h)  # the live drain waits THRESHOLD for the CRM's answer, once, and gives its worker back
+    assert time.monotonic() - started < LATENCY_MS / 1000 + 1.0
+    assert _crm_requests(h) - called == 1  # a call that got no answer in time is not sent again on a live worker
+    waiting = _event_of(h, first_customer)
+    assert waiting.status.value == "pending" and waiting.attempts == 1
+    assert _in_lane(h) == (True, True)
+
+    called = _crm_requests(h)
+    _qbo_edit(h, second_customer, "second, on the bulk lane")
+    assert _queued(h, INBOUND)  # the webhook wakes a live drain, as always
+    _live_work(h)  # which hands over to the bulk lane without calling the CRM
+    assert _crm_requests(h) == called
+    assert _event_of(h, second_customer).status.value == "pending" and _event_of(h, second_customer).attempts == 0
+    assert len(_queued(h, BACKFILL)) == 1 and not _queued(h, INBOUND)
+
+    _as_if_polled(h, timedelta(hours=1))  # both catch-up polls are due: both go to the bulk lane
+    with h.app.app_context():
+        assert schedule_cdc_polls() == 2
+    for poll in (f"cdc-poll-{h.connection_id}-", f"crm-poll-{h.connection_id}-"):
+        assert [job_id for job_id in _queued(h, BACKFILL) if job_id.startswith(poll)]
+        assert not [job_id for job_id in _queued(h, SYNC) if job_id.startswith(poll)]
+
+    h.work()  # the bulk lane waits for the slow answers: both edits reach the CRM, once each
+    assert _notes(h, first) == "first, slowly" and _notes(h, second) == "second, on the bulk lane"
+    assert _event_of(h, first_customer).status.value == "processed"
+    assert _event_of(h, second_customer).status.value == "processed"
+    assert _in_lane(h) == (True, True)  # still slow there: it stays in the lane
+
+    _latency(h, 0)
+    _qbo_edit(h, first_customer, "first, quick again")
+    _live_work(h)  # handed over once more: the lane does not know yet
+    h.work()  # quick answers on the bulk lane take it out of the lane
+    assert _notes(h, first) == "first, quick again"
+    assert _in_lane(h) == (False, False)
+
+    _qbo_edit(h, second_customer, "second, live again")
+    _live_work(h)
+    assert _notes(h, second) == "second, live again"
+    assert not _queued(h, BACKFILL)
