@@ -30,3 +30,8 @@ class AnswerTimes:
         finally:
             self.slowest = max(self.slowest, time.monotonic() - started)
         self.count += 1
+
+    def asked_to_wait(self, seconds: float) -> None:
+        """The server answered "come back in ``seconds``" (Retry-After): as slow as an answer that took that long,
+        whether the caller sleeps through it or gives up."""
+        self.slowest = max(self.slowest, seconds)

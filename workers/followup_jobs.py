@@ -60,13 +60,17 @@ def close_invoice_followups(connection_id: int, qbo_invoice_id: str, reason: str
                                      reason).to_json()
 
 
-def enqueue_invoice_scan(redis: Redis, keys: RedisKeys, connection_id: int, qbo_invoice_id: str) -> Job | None:
-    """Enqueue scan_invoice_followups for one invoice; None when one is already waiting (it reads fresh state)."""
+def enqueue_invoice_scan(redis: Redis, keys: RedisKeys, connection_id: int, qbo_invoice_id: str,
+                         on: str | None = None) -> Job | None:
+    """Enqueue scan_invoice_followups for one invoice (on queue ``on`` when given); None when one is already
+    waiting (it reads fresh state)."""
     return enqueue(redis, keys, scan_invoice_followups, int(connection_id), str(qbo_invoice_id),
-                   job_id=JobIds.followup_invoice(connection_id, qbo_invoice_id))
+                   job_id=JobIds.followup_invoice(connection_id, qbo_invoice_id), on=on)
 
 
-def enqueue_after_sync(redis: Redis, keys: RedisKeys, connection_id: int, invoice_ids: Iterable[str]) -> int:
-    """Ask for a follow-up check of every invoice a sync job just changed; return how many scans were queued."""
+def enqueue_after_sync(redis: Redis, keys: RedisKeys, connection_id: int, invoice_ids: Iterable[str],
+                       on: str | None = None) -> int:
+    """Ask for a follow-up check of every invoice a sync job just changed (on queue ``on`` when given); return how
+    many scans were queued."""
     return sum(1 for invoice_id in sorted(invoice_ids)
-               if enqueue_invoice_scan(redis, keys, connection_id, invoice_id) is not None)
+               if enqueue_invoice_scan(redis, keys, connection_id, invoice_id, on=on) is not None)

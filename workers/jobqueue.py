@@ -15,8 +15,9 @@ from rq.worker import Worker
 from crm_qb.jobqueue import Enqueued, QueueStats
 from crm_qb.keys import JobIds, RedisKeys
 from crm_qb.models import EventSource
+from crm_qb.sync.pipeline import slowlane
 from workers import firstsync_jobs, followup_jobs, jobs, qbo_jobs, review_jobs, summary_jobs, sync_jobs
-from workers.queues import all_queues, enqueue
+from workers.queues import BACKFILL, all_queues, enqueue
 
 
 class RqJobQueue:
@@ -39,12 +40,23 @@ class RqJobQueue:
         return self._enqueue(qbo_jobs.load_company_details, JobIds.load_company(connection_id), str(connection_id))
 
     def check_followups(self, connection_id: int, qbo_invoice_ids: Iterable[str]) -> int:
-        """Queue one follow-up check per changed invoice (one already waiting reads fresh state: not doubled)."""
-        return followup_jobs.enqueue_after_sync(self._redis, self._keys, connection_id, qbo_invoice_ids)
+        """Queue one follow-up check per changed invoice (one already waiting reads fresh state: not doubled); on
+        the bulk lane while the connection is in the slow lane (they call the CRM)."""
+        ids = list(qbo_invoice_ids)
+        return followup_jobs.enqueue_after_sync(self._redis, self._keys, connection_id, ids,
+                                                on=self._lane_of(connection_id, ids))
 
     def push_summaries(self, connection_id: int, qbo_customer_ids: Iterable[str]) -> int:
-        """Queue one summary push per changed customer (one already waiting reads fresh state: not doubled)."""
-        return summary_jobs.enqueue_pushes(self._redis, self._keys, connection_id, qbo_customer_ids)
+        """Queue one summary push per changed customer (one already waiting reads fresh state: not doubled); on
+        the bulk lane while the connection is in the slow lane (they call the CRM)."""
+        ids = list(qbo_customer_ids)
+        return summary_jobs.enqueue_pushes(self._redis, self._keys, connection_id, ids,
+                                           on=self._lane_of(connection_id, ids))
+
+    def _lane_of(self, connection_id: int, ids: Sequence[str]) -> str | None:
+        """``backfill`` for the CRM work of a connection in the slow lane (crm_qb.sync.pipeline.slowlane), else
+        None (the job's own queue); no Redis call when there is nothing to queue."""
+        return BACKFILL if ids and slowlane.in_lane(self._redis, self._keys, connection_id) else None
 
     def flip_conflict(self, connection_id: int, conflict_id: int) -> Enqueued:
         """Queue the flip of a conflict."""

@@ -35,8 +35,9 @@ def push_customer_summary(connection_id: int, qbo_customer_id: str) -> int:
     return sum(1 for contact_id in contacts if contact_id and push_summary(runtime(), int(connection_id), contact_id))
 
 
-def enqueue_pushes(redis: Redis, keys: RedisKeys, connection_id: int, qbo_customer_ids: Iterable[str]) -> int:
-    """Queue a summary push per customer; return how many were newly queued."""
+def enqueue_pushes(redis: Redis, keys: RedisKeys, connection_id: int, qbo_customer_ids: Iterable[str],
+                   on: str | None = None) -> int:
+    """Queue a summary push per customer (on queue ``on`` when given); return how many were newly queued."""
     return sum(1 for customer_id in sorted(set(qbo_customer_ids))
                if enqueue(redis, keys, push_customer_summary, int(connection_id), str(customer_id),
-                          job_id=JobIds.push_summary(connection_id, customer_id)) is not None)
+                          job_id=JobIds.push_summary(connection_id, customer_id), on=on) is not None)

@@ -30,12 +30,14 @@ class CrmEnvironment:
     # quick retry, and an outage's turn for none (crm_qb.sync.pipeline.drain), as they do of the QBO client: a
     # CRM answering 5xx would otherwise hold a worker other tenants need for seconds of backoff per call.
     max_retries: int = MAX_RETRIES
-    # How long to wait for one answer (None: the connector's own read timeout) and whether a call that got none
-    # is sent again. Live drains and polls wait no longer than a slow CRM takes and do not repeat such a call
-    # (crm_qb.sync.pipeline.slowlane.live_crm_options): its connection moves to the bulk lane instead.
-    answer_timeout: float | None = None
+    # The longest one call may keep its caller waiting on the CRM: for an answer (the read timeout), through a
+    # Retry-After (slept only when no longer), for a rate-limit slot (HubSpot's pacing). None: the connector's own
+    # (read timeouts of 15 s, REST, and 20 s, HubSpot; Retry-After up to 30 s; a slot up to 60 s). And whether a
+    # call that got no answer is sent again. Live drains and polls wait no longer than a slow CRM takes and do not
+    # repeat such a call (crm_qb.sync.pipeline.slowlane.live_crm_options): its connection moves to the bulk lane.
+    max_wait: float | None = None
     retry_timeouts: bool = True
 
-    def timeout(self, default: tuple[float, float]) -> tuple[float, float]:
-        """A connector's (connect, read) timeout: its ``default``, the read part ``answer_timeout`` when set."""
-        return default if self.answer_timeout is None else (default[0], self.answer_timeout)
+    def within(self, default: float) -> float:
+        """A connector's ``default`` wait (a read timeout, a Retry-After, a slot), no longer than ``max_wait``."""
+        return default if self.max_wait is None else min(default, self.max_wait)

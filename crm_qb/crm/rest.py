@@ -1,9 +1,9 @@
 """The REST connector (CRM kind ``rest``): ``CrmConnector`` over the HTTP contract of docs/architecture.md §5.
 
-Retries happen here, within one call, for failures that are over quickly (5xx, 429, lost connections,
-timeouts), with exponential backoff and jitter, honouring Retry-After. A Retry-After longer than
-MAX_RETRY_AFTER is not slept on: the call raises at once so the job can be rescheduled instead of holding a
-worker. POST is not idempotent, so it is retried only when the CRM cannot have acted on it (no connection
+Retries happen here, within one call, for failures that are over quickly (5xx, 429, lost connections, timeouts),
+with exponential backoff and jitter, honouring Retry-After. A Retry-After longer than ``max_retry_after`` (30 s
+unless the caller asks less) is not slept on: the call raises at once so the job can be rescheduled instead of
+holding a worker. POST is not idempotent, so it is retried only when the CRM cannot have acted on it (no connection
 made, 429, 503). Logs name the method and path, never the query string (it may hold an email) or the token.
 
 A CRM that states its rolling-window limit (``X-RateLimit-Max``, ``-Remaining``, ``-Interval-Milliseconds``, as
@@ -52,10 +52,10 @@ log = logging.getLogger(__name__)
 
 KIND = "rest"
 
-DEFAULT_TIMEOUT = (3.05, 15.0)  # seconds to make a connection, and to wait for an answer
+CONNECT_TIMEOUT, READ_TIMEOUT = 3.05, 15.0  # seconds to make a connection, and to wait for an answer
+MAX_RETRY_AFTER = 30.0  # the longest Retry-After slept within a call (a caller may ask less: CrmEnvironment)
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
-MAX_RETRY_AFTER = 30.0
 UNSENT_SAFE_STATUSES = (429, 503)
 EMAIL_PAGE_SIZE = 100
 BATCH_MAX_ITEMS = 100  # DESIGN.md section 6: POST /contacts/batch takes at most 100 items
@@ -65,17 +65,19 @@ BATCH_ABSENT = (404, 405)  # a CRM without the optional batch endpoint
 def connector_for(connection: Connection, environment: CrmEnvironment) -> RestConnector:
     """The REST connector of a connection of kind ``rest``: its CRM URL and its decrypted token."""
     return RestConnector(connection.crm_base_url, environment.secrets.decrypt(connection.crm_token_encrypted),
-                         timeout=environment.timeout(DEFAULT_TIMEOUT), max_retries=environment.max_retries,
-                         retry_timeouts=environment.retry_timeouts)
+                         timeout=(CONNECT_TIMEOUT, environment.within(READ_TIMEOUT)),
+                         max_retries=environment.max_retries, retry_timeouts=environment.retry_timeouts,
+                         max_retry_after=environment.within(MAX_RETRY_AFTER))
 
 
 class RestConnector:
     """Talks to one CRM account at ``base_url`` with its bearer ``token``."""
 
     def __init__(self, base_url: str, token: str, session: requests.Session | None = None,
-                 timeout: float | tuple[float, float] = DEFAULT_TIMEOUT, max_retries: int = MAX_RETRIES,
+                 timeout: float | tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+                 max_retries: int = MAX_RETRIES,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 retry_timeouts: bool = True) -> None:
+                 retry_timeouts: bool = True, max_retry_after: float = MAX_RETRY_AFTER) -> None:
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         self._base = base_url.rstrip("/")
@@ -83,6 +85,7 @@ class RestConnector:
         self._session = session if session is not None else requests.Session()
         self._timeout, self._max_retries, self._sleep = timeout, max_retries, sleep
         self._retry_timeouts = retry_timeouts  # False: a call that got no answer in time is not sent again
+        self._max_retry_after = max_retry_after  # a longer Retry-After is raised, not slept
         self.answer_times = AnswerTimes()  # read by the drains to tell a CRM that answers slowly
         self._batch_supported = True
         self._pacer = _Pacer(sleep, clock)
@@ -241,9 +244,11 @@ class RestConnector:
         """Send one request, retrying what is safe to retry; return the JSON body (None for 204)."""
         for attempt in range(self._max_retries + 1):
             outcome = self._attempt(method, path, params, json, headers, not_found)
-            if not isinstance(outcome, _Failure):
+            if not isinstance(outcome, CallFailure):
                 return outcome
-            delay = _delay(outcome, attempt)
+            if outcome.asked_wait is not None:  # a wait the CRM asks for is a wait for its answer (slowlane)
+                self.answer_times.asked_to_wait(outcome.asked_wait)
+            delay = retry_delay(outcome, attempt, self._max_retry_after)
             if attempt == self._max_retries or delay is None:
                 raise outcome.error
             log.warning("CRM %s %s failed (%s, status %s); retry %d of %d in %.2fs", method, path,
@@ -253,7 +258,7 @@ class RestConnector:
 
     def _attempt(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any,
                  headers: Mapping[str, str] | None, not_found: type[CrmNotFoundError]) -> Any:
-        """Make one attempt; return the JSON body, or a _Failure saying whether a retry is safe."""
+        """Make one attempt; return the JSON body, or a CallFailure saying whether a retry is safe."""
         all_headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json", **(headers or {})}
         self._pacer.wait()
         try:
@@ -268,7 +273,7 @@ class RestConnector:
         error = error_for(response, method, path, not_found)
         retryable = isinstance(error, CrmTransientError) and not isinstance(error, VersionConflictError) and (
             method != "POST" or response.status_code in UNSENT_SAFE_STATUSES)
-        return _Failure(error, retryable)
+        return CallFailure(error, retryable)
 
 
 def _batch_results(data: Any, expected: int) -> list[Contact | CrmPermanentError]:
@@ -358,20 +363,26 @@ def _stated_limit(headers: Mapping[str, str]) -> tuple[int, int, float] | None:
 
 
 @dataclass(frozen=True)
-class _Failure:
+class CallFailure:
     """A failed attempt and whether repeating it is safe."""
 
     error: CrmError
     retryable: bool
 
+    @property
+    def asked_wait(self) -> float | None:
+        """The wait the CRM asked for (Retry-After), if any."""
+        return self.error.retry_after if isinstance(self.error, CrmTransientError) else None
 
-def _delay(failure: _Failure, attempt: int) -> float | None:
-    """Seconds to wait before retrying, or None to give up now (not retryable, or Retry-After too long)."""
+
+def retry_delay(failure: CallFailure, attempt: int, max_retry_after: float = MAX_RETRY_AFTER) -> float | None:
+    """Seconds to wait before retrying, or None to give up now (not retryable, or a Retry-After longer than
+    ``max_retry_after``)."""
     if not failure.retryable:
         return None
-    hint = failure.error.retry_after if isinstance(failure.error, CrmTransientError) else None
+    hint = failure.asked_wait
     if hint is not None:
-        return hint if hint <= MAX_RETRY_AFTER else None
+        return hint if hint <= max_retry_after else None
     return backoff_delay(attempt)
 
 
@@ -382,7 +393,7 @@ def backoff_delay(attempt: int) -> float:
 
 
 def _transport_failure(exc: requests.RequestException, method: str, path: str, base: str,
-                       retry_timeouts: bool = True) -> _Failure:
+                       retry_timeouts: bool = True) -> CallFailure:
     """Classify a failure to get any answer: network trouble is transient, a malformed URL is not; a timeout is
     not retried when the caller said so (``retry_timeouts``)."""
     if not isinstance(exc, requests.ConnectionError | requests.Timeout):
@@ -394,7 +405,7 @@ def _transport_failure(exc: requests.RequestException, method: str, path: str, b
         retryable = (method != "POST" or _never_sent(exc)) and (
             retry_timeouts or not isinstance(exc, requests.Timeout))
     error.__cause__ = exc
-    return _Failure(error, retryable)
+    return CallFailure(error, retryable)
 
 
 def _never_sent(exc: requests.RequestException) -> bool:

@@ -74,7 +74,7 @@ class SyncServices:
     def crm_for(self, connection: Connection, **options: Any) -> CrmConnector:
         """A new connector for ``connection``'s CRM, of its kind (the caller closes it); ``options``: how it calls
         the CRM where the caller asks otherwise than the default (``CrmEnvironment`` fields: ``max_retries``,
-        ``answer_timeout``, ``retry_timeouts``)."""
+        ``max_wait``, ``retry_timeouts``)."""
         environment = self.crm_environment()
         return connector_for(connection, replace(environment, **options) if options else environment)
 

@@ -441,10 +441,12 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
 FAULTS: dict[str, dict[str, Any]] = {"failing": {"error_rate": 1.0, "error_status": 503},
                                      "slow": {"latency_ms": 20000}}
 # The same on the other side (the reference CRM's fault injection): tenant 0's CRM answers every API call 503
-# (``crm-failing``), or answers every one after 8 s (``crm-slow``: inside the REST connector's 15 s read timeout,
-# so slow, not failing).
+# (``crm-failing``), answers every one after 8 s (``crm-slow``: inside the REST connector's 15 s read timeout,
+# so slow, not failing), or answers every one 429 with ``Retry-After: 10`` (``crm-throttled``: a CRM whose rate
+# limit other apps use up).
 CRM_FAULTS: dict[str, dict[str, Any]] = {"crm-failing": {"count": 1_000_000, "status": 503},
-                                         "crm-slow": {"latency_ms": 8000}}
+                                         "crm-slow": {"latency_ms": 8000},
+                                         "crm-throttled": {"count": 1_000_000, "status": 429, "retry_after": 10}}
 ISOLATED = ("throttled", *FAULTS, *CRM_FAULTS)  # scenarios where tenant 0 is in trouble and the others are measured
 
 

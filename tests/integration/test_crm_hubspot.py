@@ -6,6 +6,7 @@ HubSpot's own API (not through the connector), so a mapping mistake on both path
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -344,6 +345,13 @@ def test_the_burst_limit_is_paced_and_429s_are_retried(hubspot: RunningServer, r
     with pytest.raises(CrmRateLimitedError):  # our own pacing: HubSpot is not asked a sixth time
         HubSpotLimiter(redis_client, RedisKeys("test"), str(hubspot.sandbox.portal_id),
                        HubSpotConfig(burst_per_10s=5)).slot(timeout=0.2).__enter__()
+    live = connector(hubspot, redis_client, HubSpotConfig(burst_per_10s=5), max_retries=1, slot_wait=0.2,
+                     max_retry_after=0.2)
+    started = time.monotonic()
+    with pytest.raises(CrmRateLimitedError):  # live work waits for a slot no longer than it would for an answer
+        live.get_contact(contact.id)
+    assert time.monotonic() - started < 2.0 and live.answer_times.count == 0
+    assert live.answer_times.slowest > 0.2  # the wait the limits ask for counts as a wait for HubSpot's answer
     assert control(hubspot, "GET", "/requests")["throttled"] == 0
 
 
@@ -378,3 +386,8 @@ def test_hubspots_429_waits_its_window_and_keeps_the_correlation_id(hubspot: Run
     assert limited.value.status == 429 and limited.value.code == "RATE_LIMIT"
     assert limited.value.correlation_id and limited.value.correlation_id in str(limited.value)
     assert limited.value.retry_after == 10.0
+    assert impatient.answer_times.slowest == 10.0  # HubSpot's wait counts as a wait for its answer (slowlane)
+    live = HubSpotConnector(HubSpotApi(hubspot.url, StaticToken(TOKEN), max_retry_after=5.0, sleep=wait))
+    with pytest.raises(CrmRateLimitedError):  # live work sleeps no Retry-After past its bound
+        live.get_contact(contact.id)
+    assert waits == [10.0] and live.answer_times.slowest == 10.0

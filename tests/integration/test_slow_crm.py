@@ -14,12 +14,17 @@ from datetime import timedelta
 
 import pytest
 import requests
+from sqlalchemy import update
 
+from crm_qb.db import db, utcnow
+from crm_qb.models import InboundEvent
+from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline import slowlane
 from tests.integration.test_retry_outage import _as_if_polled, _crm_requests, _event_of, _linked_contacts
 from tests.integration.test_slow_company import LATENCY_MS, THRESHOLD, _in_lane, _live_work, _queued
 from tests.support import sync as support
 from tests.support.sync import Harness
+from workers import jobs
 from workers.queues import BACKFILL, INBOUND, SYNC
 from workers.sync_jobs import schedule_cdc_polls
 
@@ -91,3 +96,47 @@ def test_a_slow_crm_syncs_on_the_bulk_lane_until_it_answers_quickly(harness: Har
     _live_work(h)
     assert _notes(h, second) == "second, live again"
     assert not _queued(h, BACKFILL)
+
+
+def test_a_crm_that_asks_for_long_waits_moves_to_the_lane_and_its_waits_are_slept_there(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rate-limited CRM (429 with a Retry-After longer than live work waits) is slow, not failing: the live drain
+    sends its call once and does not sleep; the connection moves to the lane, where the connector sleeps the wait
+    and the change lands once."""
+    h = harness
+    monkeypatch.setattr(slowlane, "SLOW_ANSWER_SECONDS", THRESHOLD)
+    [(contact, customer)] = _linked_contacts(h, 1)
+    requests.post(f"{h.crm.url}/_sandbox/faults", json={"count": 2, "status": 429, "retry_after": 1},
+                  timeout=10).raise_for_status()
+    called = _crm_requests(h)
+    _qbo_edit(h, customer, "while rate-limited")
+    started = time.monotonic()
+    _live_work(h)
+    assert time.monotonic() - started < 1.0  # the 1 s Retry-After (past the 0.4 s bound) is not slept
+    assert _crm_requests(h) - called == 1 and _event_of(h, customer).status.value == "pending"
+    assert _in_lane(h) == (True, True)
+    with h.app.app_context():
+        db.session.execute(update(InboundEvent).values(next_attempt_at=utcnow()))  # its backoff is over
+        db.session.commit()
+        assert jobs.sweep_inbound_events() == 1
+    h.work()  # on the lane: the second 429's second is slept, then the change lands, once
+    assert _notes(h, contact) == "while rate-limited"
+    assert _event_of(h, customer).status.value == "processed"
+    assert _in_lane(h) == (True, True)  # a wait of 1 s is a slow answer (threshold 0.4 s): still in the lane
+
+
+def test_the_crm_work_a_drain_queues_follows_its_connection_to_the_lane(harness: Harness) -> None:
+    """Follow-up checks and summary pushes call the CRM: while the connection is in the slow lane they are queued
+    on the bulk lane, otherwise on the live ``sync`` queue (one Redis question, only when there is work)."""
+    h = harness
+    with h.app.app_context():
+        rt = runtime()
+        assert rt.jobs.check_followups(h.connection_id, ["101"]) == 1
+        assert rt.jobs.push_summaries(h.connection_id, ["7"]) == 1
+        assert len(_queued(h, SYNC)) == 2 and not _queued(h, BACKFILL)
+        slowlane.mark(rt.redis, rt.keys, slowlane.Observed(h.connection_id, h.qbo.realm_id, {"crm": 9.0},
+                                                           {"crm": 1}))
+        assert rt.jobs.check_followups(h.connection_id, ["102"]) == 1
+        assert rt.jobs.push_summaries(h.connection_id, ["8"]) == 1
+        assert rt.jobs.check_followups(h.connection_id, []) == 0
+        assert len(_queued(h, SYNC)) == 2 and len(_queued(h, BACKFILL)) == 2

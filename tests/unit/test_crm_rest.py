@@ -194,6 +194,27 @@ def test_a_long_retry_after_is_raised_for_the_job_to_reschedule(mocked: response
     assert caught.value.retry_after == 120.0 and sleeps == [] and len(mocked.calls) == 1
 
 
+def test_a_retry_after_counts_as_a_wait_for_the_answer_and_live_work_sleeps_none_past_its_bound(
+        mocked: responses.RequestsMock, crm: RestConnector, sleeps: Sleeps) -> None:
+    """A CRM's Retry-After is a wait for its answer (pipeline/slowlane.py): counted as the slowest wait whether it is
+    slept (the default bound, 30 s) or not (live work's ``max_retry_after``, 5 s: raised at once)."""
+    url = f"{BASE}/contacts/c1"
+    mocked.get(url, status=429, headers={"Retry-After": "10"})
+    mocked.get(url, json=contact_json())
+    assert crm.get_contact("c1").id == "c1"
+    assert sleeps == [10.0] and crm.answer_times.slowest >= 10.0 and crm.answer_times.count == 2
+
+    live = RestConnector(BASE, TOKEN, sleep=sleeps, max_retry_after=5.0)
+    mocked.replace(responses.GET, url, status=429, headers={"Retry-After": "10"})
+    with pytest.raises(CrmRateLimitedError) as limited:
+        live.get_contact("c1")
+    assert limited.value.retry_after == 10.0 and sleeps == [10.0]  # not slept
+    assert live.answer_times.slowest == 10.0 and len(mocked.calls) == 3
+    mocked.replace(responses.GET, url, status=429, headers={"Retry-After": "1"})
+    mocked.add(responses.GET, url, json=contact_json())
+    assert live.get_contact("c1").id == "c1" and sleeps == [10.0, 1.0]  # a short one is slept as before
+
+
 def test_connection_errors_and_timeouts_are_retried_for_reads(mocked: responses.RequestsMock, crm: RestConnector,
                                                               sleeps: Sleeps) -> None:
     url = f"{BASE}/contacts/c1/tasks"

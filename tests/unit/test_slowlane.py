@@ -44,4 +44,4 @@ def test_answer_times_count_answers_and_every_wait() -> None:
 
 def test_live_options_wait_no_longer_than_a_slow_answer() -> None:
     assert slowlane.live_qbo_options() == {"timeout": slowlane.SLOW_ANSWER_SECONDS, "retry_timeouts": False}
-    assert slowlane.live_crm_options() == {"answer_timeout": slowlane.SLOW_ANSWER_SECONDS, "retry_timeouts": False}
+    assert slowlane.live_crm_options() == {"max_wait": slowlane.SLOW_ANSWER_SECONDS, "retry_timeouts": False}

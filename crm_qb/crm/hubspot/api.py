@@ -1,14 +1,14 @@
 """HTTP to HubSpot's API: bearer tokens, the shared rate limits, retries, and HubSpot's error shapes.
 
 Every call takes a slot from the portal's limiter first (``limits``), so crm-qb stays under HubSpot's limits
-instead of learning them from 429s. What HubSpot refuses is turned into the typed errors of
-``crm_qb.crm.errors``, with HubSpot's ``category`` as the code and its ``correlationId`` kept and logged
-(docs/hubspot/facts.md §10). Retries follow the REST connector's rules: 5xx, 429, 477 and lost connections are
-retried with backoff within the call when that is safe (a POST that creates only when HubSpot cannot have acted
-on it; searches and batch reads are reads), and a wait longer than MAX_RETRY_AFTER is handed to the job instead
-of slept. A 429 without Retry-After (HubSpot's API usually sends none) waits the policy's window. A 401 for an
-OAuth token is refreshed once and repeated (HubSpot says a 401 alone is no proof of expiry, so the source
-refreshes only if the token is still the one that failed).
+instead of learning them from 429s. What HubSpot refuses is turned into the typed errors of ``crm_qb.crm.errors``,
+with HubSpot's ``category`` as the code and its ``correlationId`` kept and logged (docs/hubspot/facts.md §10).
+Retries follow the REST connector's rules: 5xx, 429, 477 and lost connections are retried with backoff within the
+call when that is safe (a POST that creates only when HubSpot cannot have acted on it; searches and batch reads are
+reads), and a wait longer than MAX_RETRY_AFTER (or what the caller asks) is handed to the job instead of slept. A
+429 without Retry-After (HubSpot's API usually sends none) waits the policy's window. A 401 for an OAuth token is
+refreshed once and repeated (HubSpot says a 401 alone is no proof of expiry, so the source refreshes only if the
+token is still the one that failed).
 """
 
 from __future__ import annotations
@@ -38,16 +38,15 @@ from crm_qb.crm.errors import (
     CrmUnavailableError,
     CrmValidationError,
 )
-from crm_qb.crm.hubspot.limits import HubSpotLimiter
-from crm_qb.crm.rest import backoff_delay, parse_retry_after
+from crm_qb.crm.hubspot.limits import WAIT_SECONDS, HubSpotLimiter
+from crm_qb.crm.rest import MAX_RETRY_AFTER, CallFailure, parse_retry_after, retry_delay
 
 log = logging.getLogger(__name__)
 
-MAX_RETRY_AFTER = 30.0
 UNSENT_SAFE_STATUSES = (429, 503)
 POLICY_WAITS = {"TEN_SECONDLY_ROLLING": 10.0, "SECONDLY": 1.0}
 EXISTING_ID = "Existing ID:"
-DEFAULT_TIMEOUT = (3.05, 20.0)  # seconds to make a connection, and to wait for an answer
+CONNECT_TIMEOUT, READ_TIMEOUT = 3.05, 20.0  # seconds to make a connection, and to wait for an answer
 
 
 class TokenSource(Protocol):
@@ -77,19 +76,15 @@ class StaticToken:
         return None
 
 
-@dataclass(frozen=True)
-class _Failure:
-    error: CrmError
-    retryable: bool
-
-
 class HubSpotApi:
     """Calls one HubSpot portal's API at ``base_url``."""
 
     def __init__(self, base_url: str, tokens: TokenSource, limiter: HubSpotLimiter | None = None, *,
-                 session: requests.Session | None = None, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+                 session: requests.Session | None = None,
+                 timeout: float | tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
                  max_retries: int = MAX_RETRIES, sleep: Callable[[float], None] = time.sleep,
-                 retry_timeouts: bool = True) -> None:
+                 retry_timeouts: bool = True, max_retry_after: float = MAX_RETRY_AFTER,
+                 slot_wait: float = WAIT_SECONDS) -> None:
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         self.base = base_url.rstrip("/")
@@ -97,6 +92,8 @@ class HubSpotApi:
         self._session = session if session is not None else requests.Session()
         self._timeout, self._max_retries, self._sleep = timeout, max_retries, sleep
         self._retry_timeouts = retry_timeouts  # False: a call that got no answer in time is not sent again
+        self._max_retry_after = max_retry_after  # a longer Retry-After is raised, not slept
+        self._slot_wait = slot_wait  # the longest wait for a slot of the portal's limits
         self.answer_times = AnswerTimes()  # read by the drains to tell a portal that answers slowly
 
     def close(self) -> None:
@@ -110,9 +107,11 @@ class HubSpotApi:
         safe = method != "POST" or read or search
         for attempt in range(self._max_retries + 1):
             outcome = self._attempt(method, path, params, json, not_found, safe, search)
-            if not isinstance(outcome, _Failure):
+            if not isinstance(outcome, CallFailure):
                 return outcome
-            delay = _delay(outcome, attempt)
+            if outcome.asked_wait is not None:  # HubSpot's (or its limits') wait is a wait for its answer
+                self.answer_times.asked_to_wait(outcome.asked_wait)
+            delay = retry_delay(outcome, attempt, self._max_retry_after)
             if attempt == self._max_retries or delay is None:
                 raise outcome.error
             log.warning("HubSpot %s %s failed (%s, status %s, correlationId %s); retry %d of %d in %.2fs",
@@ -125,56 +124,47 @@ class HubSpotApi:
                  not_found: type[CrmNotFoundError], safe: bool, search: bool) -> Any:
         token = self._tokens.token()
         response = self._send(method, path, params, json, token, search)
-        if isinstance(response, _Failure):
+        if isinstance(response, CallFailure):
             return response
         if response.status_code == 401:
             fresh = self._tokens.after_unauthorized(token)
             if fresh is not None:
                 response = self._send(method, path, params, json, fresh, search)
-                if isinstance(response, _Failure):
+                if isinstance(response, CallFailure):
                     return response
         if response.ok:
             return _json_body(response, method, path)
         error = error_for(response, method, path, not_found)
         retryable = isinstance(error, CrmTransientError) and (safe or response.status_code in UNSENT_SAFE_STATUSES)
-        return _Failure(error, retryable)
+        return CallFailure(error, retryable)
 
     def _send(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any, token: str,
-              search: bool) -> requests.Response | _Failure:
+              search: bool) -> requests.Response | CallFailure:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        pace = self._limiter.slot(search=search) if self._limiter is not None else nullcontext()
+        pace = (self._limiter.slot(search=search, timeout=self._slot_wait) if self._limiter is not None
+                else nullcontext())
         try:
             with pace, self.answer_times.waiting():  # the wait for a slot is ours, not HubSpot's: not timed
                 return self._session.request(method, self.base + path, params=params, json=json, headers=headers,
                                              timeout=self._timeout)
         except CrmRateLimitedError as exc:  # our own pacing gave up waiting: HubSpot was not asked
-            return _Failure(exc, exc.retry_after is not None and exc.retry_after <= MAX_RETRY_AFTER)
+            return CallFailure(exc, exc.retry_after is not None)
         except requests.RequestException as exc:
             return _transport_failure(exc, method, path, self.base, method != "POST", self._retry_timeouts)
 
 
-def _delay(failure: _Failure, attempt: int) -> float | None:
-    """Seconds to wait before retrying, or None to give up now (not retryable, or the wait is too long)."""
-    if not failure.retryable:
-        return None
-    hint = failure.error.retry_after if isinstance(failure.error, CrmTransientError) else None
-    if hint is not None:
-        return hint if hint <= MAX_RETRY_AFTER else None
-    return backoff_delay(attempt)
-
-
 def _transport_failure(exc: requests.RequestException, method: str, path: str, base: str,
-                       safe: bool, retry_timeouts: bool = True) -> _Failure:
+                       safe: bool, retry_timeouts: bool = True) -> CallFailure:
     if not isinstance(exc, requests.ConnectionError | requests.Timeout):
         error: CrmError = CrmPermanentError(f"HubSpot {method} {path}: cannot send to {base!r}: "
                                             f"{type(exc).__name__}")
-        return _Failure(error, False)
+        return CallFailure(error, False)
     error = CrmUnavailableError(f"HubSpot {method} {path}: {type(exc).__name__} reaching {base}")
     error.__cause__ = exc
     wrapped = exc.args[0] if exc.args else None
     never_sent = isinstance(exc, requests.ConnectTimeout) or isinstance(wrapped, NewConnectionError) or isinstance(
         getattr(wrapped, "reason", None), NewConnectionError)
-    return _Failure(error, (safe or never_sent) and (retry_timeouts or not isinstance(exc, requests.Timeout)))
+    return CallFailure(error, (safe or never_sent) and (retry_timeouts or not isinstance(exc, requests.Timeout)))
 
 
 @dataclass(frozen=True)

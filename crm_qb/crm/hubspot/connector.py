@@ -39,10 +39,11 @@ from crm_qb.crm.errors import (
     VersionConflictError,
 )
 from crm_qb.crm.hubspot import mapping
-from crm_qb.crm.hubspot.api import DEFAULT_TIMEOUT, HubSpotApi, StaticToken, TokenSource
-from crm_qb.crm.hubspot.limits import HubSpotLimiter
+from crm_qb.crm.hubspot.api import CONNECT_TIMEOUT, READ_TIMEOUT, HubSpotApi, StaticToken, TokenSource
+from crm_qb.crm.hubspot.limits import WAIT_SECONDS, HubSpotLimiter
 from crm_qb.crm.hubspot.tokens import OAuthTokenSource
 from crm_qb.crm.protocol import Activity, ActivityPage, Contact, ContactPage, CrmUser, NewTask, Task
+from crm_qb.crm.rest import MAX_RETRY_AFTER
 from crm_qb.models import Connection
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,10 @@ def connector_for(connection: Connection, environment: CrmEnvironment) -> HubSpo
     portal = connection.crm_account_id or f"connection-{connection.id}"
     limiter = (HubSpotLimiter(environment.redis, environment.keys, portal, environment.hubspot, count_daily=not oauth)
                if environment.redis is not None else None)
-    return HubSpotConnector(HubSpotApi(connection.crm_base_url, tokens, limiter, max_retries=environment.max_retries,
-                                       timeout=environment.timeout(DEFAULT_TIMEOUT),
-                                       retry_timeouts=environment.retry_timeouts))
+    return HubSpotConnector(HubSpotApi(
+        connection.crm_base_url, tokens, limiter, max_retries=environment.max_retries,
+        timeout=(CONNECT_TIMEOUT, environment.within(READ_TIMEOUT)), retry_timeouts=environment.retry_timeouts,
+        max_retry_after=environment.within(MAX_RETRY_AFTER), slot_wait=environment.within(WAIT_SECONDS)))
 
 
 class HubSpotConnector:

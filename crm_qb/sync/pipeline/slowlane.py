@@ -7,16 +7,22 @@ live worker (an RQ ``SimpleWorker`` runs one job at a time) for as long as the s
 workers the other tenants' drains queue behind it.
 
 So live drains and live catch-up polls wait at most ``SLOW_ANSWER_SECONDS`` for one answer from either side (the
-clients' timeouts; a call that got none is not sent again, and its event backs off like any that found the side
-not answering), and a job that waited that long for one answer puts its connection in the slow lane (``mark``):
-a Redis key per drain key (the realm's QBO drains, the connection's CRM drains) that live drains of it look for
-before they start and, when it is there, hand over to a drain on the ``backfill`` queue, as they do for a first
-sync's backlog (``workers.jobs``); its catch-up polls are queued there too. The bulk lane is served beside the
-live queues (every default worker runs a child for it), so the slow side's calls wait there, with the clients'
-full timeouts, and the live workers go on. The mark names the slow side(s); a job in the lane that had answers
-from each of them and no slow answer takes it out (``clear``): its next change is live work again (a job that
-called only the other side, a CRM poll of a slow company, leaves it). The key expires after ``SLOW_LANE_SECONDS`` without a slow
-answer, so a mark outlives no trouble.
+clients' timeouts; a call that got none is not sent again, and its event backs off like any that found the side not
+answering), and a job that waited that long for one answer puts its connection in the slow lane (``mark``): a Redis
+key per drain key (the realm's QBO drains, the connection's CRM drains) that live drains of it look for before they
+start and, when it is there, hand over to a drain on the ``backfill`` queue, as they do for a first sync's backlog
+(``workers.jobs``); its catch-up polls are queued there too. The bulk lane is served beside the live queues (every
+default worker runs a child for it), so the slow side's calls wait there, with the clients' full timeouts, and the
+live workers go on. The mark names the slow side(s); a job in the lane that had answers from each of them and no
+slow answer takes it out (``clear``): its next change is live work again (a job that called only the other side, a
+CRM poll of a slow company, leaves it). The key expires after ``SLOW_LANE_SECONDS`` without a slow answer, so a
+mark outlives no trouble.
+
+A CRM that asks to be left alone for longer is slow in the same way: a ``Retry-After`` (a 429 of a rate-limited
+CRM, a 503 of one in maintenance) counts as a wait for its answer (``AnswerTimes.asked_to_wait``), and live work
+neither sleeps one longer than ``SLOW_ANSWER_SECONDS`` nor waits longer for a slot of HubSpot's limits (the call
+raises ``CrmRateLimitedError`` at once; the event waits, no attempt counted, as for a throttled company); on the
+lane the connectors sleep up to 30 s, and the waits keep the connection there while the CRM asks for them.
 
 A side that is slow only once (a large query) keeps its connection in the lane until a job there is answered
 quickly: its changes meanwhile sync at the pace of bulk work, which gives way to live work (crm_qb.sync.pacing),
@@ -89,8 +95,10 @@ def live_qbo_options() -> dict[str, Any]:
 
 
 def live_crm_options() -> dict[str, Any]:
-    """The CRM connector options of live work (``CrmEnvironment`` fields), as ``live_qbo_options`` for QBO."""
-    return {"answer_timeout": SLOW_ANSWER_SECONDS, "retry_timeouts": False}
+    """The CRM connector options of live work (``CrmEnvironment`` fields), as ``live_qbo_options`` for QBO: wait
+    at most ``SLOW_ANSWER_SECONDS`` for an answer, through a Retry-After or for a rate-limit slot, and do not send
+    a call that got no answer again."""
+    return {"max_wait": SLOW_ANSWER_SECONDS, "retry_timeouts": False}
 
 
 def lane_keys(keys: RedisKeys, connection_id: int, realm_id: str) -> tuple[str, str]:
@@ -120,9 +128,9 @@ def mark(redis: Redis, keys: RedisKeys, seen: Observed) -> None:
     _, was = pipe.execute()
     if was is None:
         side = max(seen.slow_sides, key=lambda s: seen.slowest[s])
-        log.warning("connection %s: %s took %.1f s to answer; its changes sync as bulk work until it answers "
-                    "within %.0f s again", seen.connection_id, SIDE_NAMES[side], seen.slowest[side],
-                    SLOW_ANSWER_SECONDS)
+        log.warning("connection %s: %s took %.1f s to answer (or asked to wait that long); its changes sync as "
+                    "bulk work until it answers within %g s again", seen.connection_id, SIDE_NAMES[side],
+                    seen.slowest[side], SLOW_ANSWER_SECONDS)
 
 
 def _clear_if_quick(redis: Redis, keys: RedisKeys, seen: Observed) -> None:
