@@ -166,6 +166,17 @@ def qbo_slow(ctx: Context) -> None:
         ctx.rig.qbo_faults(error_rate=0.0, latency_ms=0)
 
 
+def crm_slow(ctx: Context) -> None:
+    """The CRM answers every API call, but after 8 s (past a live drain's 5 s wait, inside the REST connector's
+    15 s), for the storm's length: live calls give up before the answer while the CRM still applies what they
+    sent; the slow lane then waits for the answers."""
+    try:
+        ctx.rig.crm_faults(0, latency_ms=8000)
+        time.sleep(ctx.options.storm_seconds)
+    finally:
+        ctx.rig.crm_faults(0)
+
+
 def crm_storm(ctx: Context) -> None:
     """The CRM answers every API call with 429 (Retry-After: 1) for half the storm, then with 503."""
     half = ctx.options.storm_seconds / 2
@@ -220,6 +231,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("qbo-5xx", "QBO fails 60 % of calls, 500 then 503, for 30 s", qbo_5xx_storm,
              seconds=lambda o: o.storm_seconds),
     Scenario("qbo-slow", "QBO answers every call after 8 s, for 30 s", qbo_slow,
+             seconds=lambda o: o.storm_seconds),
+    Scenario("crm-slow", "the CRM answers every call after 8 s, for 30 s", crm_slow,
              seconds=lambda o: o.storm_seconds),
     Scenario("crm-storm", "the CRM answers every call 429 then 503, for 30 s", crm_storm,
              seconds=lambda o: o.storm_seconds),

@@ -10,7 +10,9 @@ change once; a company that answers quickly again is taken out of the lane, and 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 import pytest
 import requests
@@ -59,6 +61,40 @@ def _live_work(h: Harness) -> None:
     build_worker(h.app, queues=LIVE_QUEUE_NAMES).work(burst=True)
 
 
+def _slow_answers_move_it_to_the_lane(h: Harness, edit: Callable[[str, str], None], calls: Callable[[], int],
+                                      first: str, second: str) -> None:
+    """The slow side's first change (``edit`` of record ``first``) costs a live worker THRESHOLD, one call not sent
+    again, and puts the connection in the lane; the next (``second``) is handed to the bulk lane without a call
+    (``calls``: the slow side's request count)."""
+    called = calls()
+    edit(first, "first, slowly")
+    started = time.monotonic()
+    _live_work(h)  # the live drain waits THRESHOLD for the slow side's answer, once, and gives its worker back
+    assert time.monotonic() - started < LATENCY_MS / 1000 + 1.0
+    assert calls() - called == 1  # a call that got no answer in time is not sent again on a live worker
+    waiting = _event_of(h, first)
+    assert waiting.status.value == "pending" and waiting.attempts == 1
+    assert _in_lane(h) == (True, True)
+
+    called = calls()
+    edit(second, "second, on the bulk lane")
+    assert _queued(h, INBOUND)  # the hook or webhook wakes a live drain, as always
+    _live_work(h)  # which hands over to the bulk lane without calling the slow side
+    assert calls() == called
+    assert _event_of(h, second).status.value == "pending" and _event_of(h, second).attempts == 0
+    assert len(_queued(h, BACKFILL)) == 1 and not _queued(h, INBOUND)
+
+
+def _polls_go_to_the_lane(h: Harness) -> None:
+    """Both catch-up polls, when due, are queued on the bulk lane (``backfill``), not on ``sync``."""
+    _as_if_polled(h, timedelta(hours=1))
+    with h.app.app_context():
+        assert schedule_cdc_polls() == 2
+    for poll in (f"cdc-poll-{h.connection_id}-", f"crm-poll-{h.connection_id}-"):
+        assert [job_id for job_id in _queued(h, BACKFILL) if job_id.startswith(poll)]
+        assert not [job_id for job_id in _queued(h, SYNC) if job_id.startswith(poll)]
+
+
 def test_a_slow_company_syncs_on_the_bulk_lane_until_it_answers_quickly(harness: Harness,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     h = harness
@@ -67,30 +103,10 @@ def test_a_slow_company_syncs_on_the_bulk_lane_until_it_answers_quickly(harness:
     assert _in_lane(h) == (False, False)  # quick answers: live work
 
     _latency(h, LATENCY_MS)
-    called = _qbo_requests(h)
-    _crm_edit(h, first, "first, slowly")
-    started = time.monotonic()
-    _live_work(h)  # the live drain waits THRESHOLD for QBO's answer, once, and gives its worker back
-    assert time.monotonic() - started < LATENCY_MS / 1000 + 1.0
-    assert _qbo_requests(h) - called == 1  # a call that got no answer in time is not sent again on a live worker
-    waiting = _event_of(h, first)
-    assert waiting.status.value == "pending" and waiting.attempts == 1
-    assert _in_lane(h) == (True, True)
-
-    called = _qbo_requests(h)
-    _crm_edit(h, second, "second, on the bulk lane")
-    assert _queued(h, INBOUND)  # the hook wakes a live drain, as always
-    _live_work(h)  # which hands over to the bulk lane without calling QuickBooks
-    assert _qbo_requests(h) == called
-    assert _event_of(h, second).status.value == "pending" and _event_of(h, second).attempts == 0
+    _slow_answers_move_it_to_the_lane(h, partial(_crm_edit, h), partial(_qbo_requests, h), first, second)
     assert len(_queued(h, BACKFILL)) == 1 and not _queued(h, INBOUND)
 
-    _as_if_polled(h, timedelta(hours=1))  # both catch-up polls are due
-    with h.app.app_context():
-        assert schedule_cdc_polls() == 2
-    for poll in (f"cdc-poll-{h.connection_id}-", f"crm-poll-{h.connection_id}-"):  # both on the bulk lane
-        assert [job_id for job_id in _queued(h, BACKFILL) if job_id.startswith(poll)]
-        assert not [job_id for job_id in _queued(h, SYNC) if job_id.startswith(poll)]
+    _polls_go_to_the_lane(h)
 
     h.work()  # the bulk lane waits for the slow answers: both edits reach QBO, once each
     assert h.qbo.customer(first_customer).get("Notes") == "first, slowly"

@@ -10,7 +10,7 @@ answers and sync every change once; a CRM that answers quickly again takes the c
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from functools import partial
 
 import pytest
 import requests
@@ -20,13 +20,20 @@ from crm_qb.db import db, utcnow
 from crm_qb.models import InboundEvent
 from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline import slowlane
-from tests.integration.test_retry_outage import _as_if_polled, _crm_requests, _event_of, _linked_contacts
-from tests.integration.test_slow_company import LATENCY_MS, THRESHOLD, _in_lane, _live_work, _queued
+from tests.integration.test_retry_outage import _crm_requests, _event_of, _linked_contacts
+from tests.integration.test_slow_company import (
+    LATENCY_MS,
+    THRESHOLD,
+    _in_lane,
+    _live_work,
+    _polls_go_to_the_lane,
+    _queued,
+    _slow_answers_move_it_to_the_lane,
+)
 from tests.support import sync as support
 from tests.support.sync import Harness
 from workers import jobs
-from workers.queues import BACKFILL, INBOUND, SYNC
-from workers.sync_jobs import schedule_cdc_polls
+from workers.queues import BACKFILL, SYNC
 
 qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
 
@@ -54,30 +61,10 @@ def test_a_slow_crm_syncs_on_the_bulk_lane_until_it_answers_quickly(harness: Har
     assert _in_lane(h) == (False, False)
 
     _latency(h, LATENCY_MS)
-    called = _crm_requests(h)
-    _qbo_edit(h, first_customer, "first, slowly")
-    started = time.monotonic()
-    _live_work(h)  # the live drain waits THRESHOLD for the CRM's answer, once, and gives its worker back
-    assert time.monotonic() - started < LATENCY_MS / 1000 + 1.0
-    assert _crm_requests(h) - called == 1  # a call that got no answer in time is not sent again on a live worker
-    waiting = _event_of(h, first_customer)
-    assert waiting.status.value == "pending" and waiting.attempts == 1
-    assert _in_lane(h) == (True, True)
+    _slow_answers_move_it_to_the_lane(h, partial(_qbo_edit, h), partial(_crm_requests, h), first_customer,
+                                      second_customer)
 
-    called = _crm_requests(h)
-    _qbo_edit(h, second_customer, "second, on the bulk lane")
-    assert _queued(h, INBOUND)  # the webhook wakes a live drain, as always
-    _live_work(h)  # which hands over to the bulk lane without calling the CRM
-    assert _crm_requests(h) == called
-    assert _event_of(h, second_customer).status.value == "pending" and _event_of(h, second_customer).attempts == 0
-    assert len(_queued(h, BACKFILL)) == 1 and not _queued(h, INBOUND)
-
-    _as_if_polled(h, timedelta(hours=1))  # both catch-up polls are due: both go to the bulk lane
-    with h.app.app_context():
-        assert schedule_cdc_polls() == 2
-    for poll in (f"cdc-poll-{h.connection_id}-", f"crm-poll-{h.connection_id}-"):
-        assert [job_id for job_id in _queued(h, BACKFILL) if job_id.startswith(poll)]
-        assert not [job_id for job_id in _queued(h, SYNC) if job_id.startswith(poll)]
+    _polls_go_to_the_lane(h)
 
     h.work()  # the bulk lane waits for the slow answers: both edits reach the CRM, once each
     assert _notes(h, first) == "first, slowly" and _notes(h, second) == "second, on the bulk lane"
