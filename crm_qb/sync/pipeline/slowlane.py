@@ -156,5 +156,6 @@ def _text(value: bytes | str) -> str:
 
 
 def in_lane(redis: Redis, keys: RedisKeys, connection_id: int) -> bool:
-    """Whether the connection's catch-up polls belong on the bulk lane."""
+    """Whether the connection's work beside its drains (catch-up polls, follow-up checks, summary pushes) belongs on
+    the bulk lane."""
     return bool(redis.exists(keys.slow_lane(CRM, str(connection_id))))
