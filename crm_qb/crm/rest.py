@@ -246,9 +246,7 @@ class RestConnector:
             outcome = self._attempt(method, path, params, json, headers, not_found)
             if not isinstance(outcome, CallFailure):
                 return outcome
-            if outcome.asked_wait is not None:  # a wait the CRM asks for is a wait for its answer (slowlane)
-                self.answer_times.asked_to_wait(outcome.asked_wait)
-            delay = retry_delay(outcome, attempt, self._max_retry_after)
+            delay = next_wait(outcome, attempt, self._max_retry_after, self.answer_times)
             if attempt == self._max_retries or delay is None:
                 raise outcome.error
             log.warning("CRM %s %s failed (%s, status %s); retry %d of %d in %.2fs", method, path,
@@ -384,6 +382,13 @@ def retry_delay(failure: CallFailure, attempt: int, max_retry_after: float = MAX
     if hint is not None:
         return hint if hint <= max_retry_after else None
     return backoff_delay(attempt)
+
+
+def next_wait(failure: CallFailure, attempt: int, max_retry_after: float, times: AnswerTimes) -> float | None:
+    """``retry_delay``, after counting a wait the CRM asked for as a wait for its answer (pipeline/slowlane.py)."""
+    if failure.asked_wait is not None:
+        times.asked_to_wait(failure.asked_wait)
+    return retry_delay(failure, attempt, max_retry_after)
 
 
 def backoff_delay(attempt: int) -> float:

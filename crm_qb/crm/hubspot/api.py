@@ -39,7 +39,7 @@ from crm_qb.crm.errors import (
     CrmValidationError,
 )
 from crm_qb.crm.hubspot.limits import WAIT_SECONDS, HubSpotLimiter
-from crm_qb.crm.rest import MAX_RETRY_AFTER, CallFailure, parse_retry_after, retry_delay
+from crm_qb.crm.rest import MAX_RETRY_AFTER, CallFailure, next_wait, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +109,7 @@ class HubSpotApi:
             outcome = self._attempt(method, path, params, json, not_found, safe, search)
             if not isinstance(outcome, CallFailure):
                 return outcome
-            if outcome.asked_wait is not None:  # HubSpot's (or its limits') wait is a wait for its answer
-                self.answer_times.asked_to_wait(outcome.asked_wait)
-            delay = retry_delay(outcome, attempt, self._max_retry_after)
+            delay = next_wait(outcome, attempt, self._max_retry_after, self.answer_times)
             if attempt == self._max_retries or delay is None:
                 raise outcome.error
             log.warning("HubSpot %s %s failed (%s, status %s, correlationId %s); retry %d of %d in %.2fs",
