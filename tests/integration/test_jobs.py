@@ -25,7 +25,7 @@ from crm_qb.runtime import Runtime, runtime
 from crm_qb.sync.pipeline import events
 from crm_qb.sync.pipeline.drain import Drain
 from tests.conftest import make_settings
-from tests.support import fixture_bytes
+from tests.support import fixture_bytes, wait_for
 from tests.support.connections import add_connection, count_events, disable_sync, post_qbo
 from workers import jobs, niced
 from workers.queues import BACKFILL, INBOUND, all_queues, enqueue, job
@@ -528,6 +528,21 @@ def test_a_bulk_job_on_its_niced_thread_still_times_out(app: Flask, redis_client
     assert time.monotonic() - started < 8
     assert queued.get_status(refresh=True) == JobStatus.FAILED
     assert "JobTimeoutException" in (queued.latest_result().exc_string or "")  # type: ignore[union-attr]
+
+
+def test_a_worker_lets_go_of_its_command_channel_at_once(app: Flask) -> None:
+    """Every worker listens for RQ's commands on a pub/sub thread that waits up to 60 s per turn; ending the worker
+    must not wait for that turn. redis-py 8.2.0 made the thread's stop wait for it, so each burst worker and every
+    supervisor's stop took a minute when the thread had already read the unsubscribe (pyproject pins redis < 8.2)."""
+    worker = build_worker(app)
+    worker.subscribe()
+    wait_for(lambda: worker.pubsub.subscribed, timeout=10, what="the worker's channel to be subscribed")
+    worker.pubsub.unsubscribe()  # the listening thread reads the confirmation and waits to be subscribed again
+    wait_for(lambda: not worker.pubsub.subscribed, timeout=10, what="the unsubscribe to be read")
+    time.sleep(0.3)
+    started = time.monotonic()
+    worker.unsubscribe()
+    assert time.monotonic() - started < 5
 
 
 def test_a_stop_asked_while_the_worker_starts_is_a_warm_stop(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
