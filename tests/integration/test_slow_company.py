@@ -99,6 +99,7 @@ def test_a_slow_company_syncs_on_the_bulk_lane_until_it_answers_quickly(harness:
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     h = harness
     monkeypatch.setattr(slowlane, "SLOW_ANSWER_SECONDS", THRESHOLD)
+    monkeypatch.setattr(slowlane, "SLOW_CRM_ANSWER_SECONDS", THRESHOLD)
     (first, first_customer), (second, second_customer) = _linked_contacts(h, 2)
     assert _in_lane(h) == (False, False)  # quick answers: live work
 
@@ -133,6 +134,7 @@ def test_a_drain_notes_its_slowest_answer_and_the_lane_follows_it(harness: Harne
     drain keys, expires on its own, and a drain that made no call leaves the lane as it is."""
     h = harness
     monkeypatch.setattr(slowlane, "SLOW_ANSWER_SECONDS", THRESHOLD)
+    monkeypatch.setattr(slowlane, "SLOW_CRM_ANSWER_SECONDS", THRESHOLD)
     [(_contact, customer)] = _linked_contacts(h, 1)
     _latency(h, LATENCY_MS)
     h.qbo_hooks([h.qbo_event(customer)])

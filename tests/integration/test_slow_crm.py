@@ -57,6 +57,7 @@ def test_a_slow_crm_syncs_on_the_bulk_lane_until_it_answers_quickly(harness: Har
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     h = harness
     monkeypatch.setattr(slowlane, "SLOW_ANSWER_SECONDS", THRESHOLD)
+    monkeypatch.setattr(slowlane, "SLOW_CRM_ANSWER_SECONDS", THRESHOLD)
     (first, first_customer), (second, second_customer) = _linked_contacts(h, 2)
     assert _in_lane(h) == (False, False)
 
@@ -92,6 +93,7 @@ def test_a_crm_that_asks_for_long_waits_moves_to_the_lane_and_its_waits_are_slep
     and the change lands once."""
     h = harness
     monkeypatch.setattr(slowlane, "SLOW_ANSWER_SECONDS", THRESHOLD)
+    monkeypatch.setattr(slowlane, "SLOW_CRM_ANSWER_SECONDS", THRESHOLD)
     [(contact, customer)] = _linked_contacts(h, 1)
     requests.post(f"{h.crm.url}/_sandbox/faults", json={"count": 2, "status": 429, "retry_after": 1},
                   timeout=10).raise_for_status()

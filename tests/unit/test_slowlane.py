@@ -19,14 +19,16 @@ class Client:
 
 
 def test_either_side_can_be_slow_and_only_quick_answers_of_the_slow_sides_count() -> None:
-    qbo, crm = Client(AnswerTimes(0.2, 3)), Client(AnswerTimes(6.5, 1))
+    qbo, crm = Client(AnswerTimes(0.2, 3)), Client(AnswerTimes(2.5, 1))
     seen = slowlane.Observed.of(7, qbo, crm)  # type: ignore[arg-type]
     assert (seen.connection_id, seen.realm_id) == (7, "9130")
-    assert seen.slowest == {"qbo": 0.2, "crm": 6.5} and seen.answers == {"qbo": 3, "crm": 1}
+    assert seen.slowest == {"qbo": 0.2, "crm": 2.5} and seen.answers == {"qbo": 3, "crm": 1}
     assert seen.slow and seen.slow_sides == ["crm"] and not seen.quick(["qbo"])  # one slow answer: nobody quick
 
     both = slowlane.Observed.of(7, Client(AnswerTimes(5.0, 1)), Client(AnswerTimes(9.0, 1)))  # type: ignore[arg-type]
     assert both.slow_sides == ["qbo", "crm"]
+    # each side by its own bound: 3 s is slow for a CRM (2 s), not for QuickBooks (5 s)
+    assert slowlane.Observed.of(7, Client(AnswerTimes(3.0, 1)), Client(AnswerTimes(3.0, 1))).slow_sides == ["crm"]  # type: ignore[arg-type]
 
     only_qbo = slowlane.Observed.of(7, Client(AnswerTimes(0.1, 2)), Client())  # type: ignore[arg-type]
     assert only_qbo.quick(["qbo"]) and not only_qbo.quick(["crm"]) and not only_qbo.quick(["qbo", "crm"])
@@ -44,4 +46,5 @@ def test_answer_times_count_answers_and_every_wait() -> None:
 
 def test_live_options_wait_no_longer_than_a_slow_answer() -> None:
     assert slowlane.live_qbo_options() == {"timeout": slowlane.SLOW_ANSWER_SECONDS, "retry_timeouts": False}
-    assert slowlane.live_crm_options() == {"max_wait": slowlane.SLOW_ANSWER_SECONDS, "retry_timeouts": False}
+    assert slowlane.live_crm_options() == {"max_wait": slowlane.SLOW_CRM_ANSWER_SECONDS, "retry_timeouts": False}
+    assert slowlane.slow_after("qbo") == 5.0 and slowlane.slow_after("crm") == 2.0

@@ -6,23 +6,23 @@ each is therefore not failing, and an outage's turns (``outage``) do not apply: 
 live worker (an RQ ``SimpleWorker`` runs one job at a time) for as long as the slow side takes, and with two
 workers the other tenants' drains queue behind it.
 
-So live drains and live catch-up polls wait at most ``SLOW_ANSWER_SECONDS`` for one answer from either side (the
-clients' timeouts; a call that got none is not sent again, and its event backs off like any that found the side not
-answering), and a job that waited that long for one answer puts its connection in the slow lane (``mark``): a Redis
-key per drain key (the realm's QBO drains, the connection's CRM drains) that live drains of it look for before they
-start and, when it is there, hand over to a drain on the ``backfill`` queue, as they do for a first sync's backlog
-(``workers.jobs``); its catch-up polls are queued there too. The bulk lane is served beside the live queues (every
-default worker runs a child for it), so the slow side's calls wait there, with the clients' full timeouts, and the
-live workers go on. The mark names the slow side(s); a job in the lane that had answers from each of them and no
-slow answer takes it out (``clear``): its next change is live work again (a job that called only the other side, a
-CRM poll of a slow company, leaves it). The key expires after ``SLOW_LANE_SECONDS`` without a slow answer, so a
-mark outlives no trouble.
+So live drains and live catch-up polls wait at most ``SLOW_ANSWER_SECONDS`` for one QBO answer and
+``SLOW_CRM_ANSWER_SECONDS`` for one CRM answer (the clients' timeouts; a call that got none is not sent again, and
+its event backs off like any that found the side not answering), and a job that waited that long for one answer
+puts its connection in the slow lane (``mark``): a Redis key per drain key (the realm's QBO drains, the
+connection's CRM drains) that live drains of it look for before they start and, when it is there, hand over to a
+drain on the ``backfill`` queue, as they do for a first sync's backlog (``workers.jobs``); its catch-up polls are
+queued there too. The bulk lane is served beside the live queues (every default worker runs a child for it), so the
+slow side's calls wait there, with the clients' full timeouts, and the live workers go on. The mark names the slow
+side(s); a job in the lane that had answers from each of them and no slow answer takes it out (``clear``): its next
+change is live work again (a job that called only the other side, a CRM poll of a slow company, leaves it). The key
+expires after ``SLOW_LANE_SECONDS`` without a slow answer, so a mark outlives no trouble.
 
 A CRM that asks to be left alone for longer is slow in the same way: a ``Retry-After`` (a 429 of a rate-limited
 CRM, a 503 of one in maintenance) counts as a wait for its answer (``AnswerTimes.asked_to_wait``), and live work
-neither sleeps one longer than ``SLOW_ANSWER_SECONDS`` nor waits longer for a slot of HubSpot's limits (the call
-raises ``CrmRateLimitedError`` at once; the event waits, no attempt counted, as for a throttled company); on the
-lane the connectors sleep up to 30 s, and the waits keep the connection there while the CRM asks for them.
+neither sleeps one longer than ``SLOW_CRM_ANSWER_SECONDS`` nor waits longer for a slot of HubSpot's limits (the
+call raises ``CrmRateLimitedError`` at once; the event waits, no attempt counted, as for a throttled company); on
+the lane the connectors sleep up to 30 s, and the waits keep the connection there while the CRM asks for them.
 
 A side that is slow only once (a large query) keeps its connection in the lane until a job there is answered
 quickly: its changes meanwhile sync at the pace of bulk work, which gives way to live work (crm_qb.sync.pacing),
@@ -45,16 +45,27 @@ from crm_qb.qbo.client import QboClient
 
 log = logging.getLogger(__name__)
 
-# One answer at least this slow (from QBO or the CRM) puts its connection in the slow lane, and live work waits no
-# longer for one. Our choice, not Intuit's or a CRM's: far past what a live drain's calls (one query or one write)
-# take when a side is well, and a sixth of the QBO client's 30 s timeout (a third of the REST connector's 15 s),
-# so a slow side holds a live worker for 5 s once.
+# One QBO answer at least this slow puts its connection in the slow lane, and live work waits no longer for one.
+# Our choice, not Intuit's: far past what a live drain's calls (a query, a write, a CDC read of up to 1,000 objects
+# after a burst) take when QuickBooks is well, and a sixth of the client's 30 s timeout, so a slow company holds a
+# live worker for 5 s once.
 SLOW_ANSWER_SECONDS = 5.0
+# The same for the CRM, shorter: live work asks a CRM for one record at a time (a read, a write, a page of 100
+# changed contacts), answered in a fraction of a second when it is well (the reference CRM's p95 is under 0.1 s on
+# the bench), so 2 s is already slow, and a CRM that turns slow holds a live worker for 2 s, not 5, before its
+# connection moves to the lane. On the 2-core bench one of two live workers held 5 s was enough to queue the
+# other tenants' drains up to half a second (docs/benchmarks-history.md, "A slow CRM").
+SLOW_CRM_ANSWER_SECONDS = 2.0
 SLOW_LANE_SECONDS = 600  # how long a mark lasts without another slow answer
 
 
 QBO, CRM = EventSource.QBO.value, EventSource.CRM.value  # the sides, as a mark names them
 SIDE_NAMES = {QBO: "QuickBooks", CRM: "the CRM"}
+
+
+def slow_after(side: str) -> float:
+    """Seconds of waiting for one answer of ``side`` that make it slow (and that live work waits at most)."""
+    return SLOW_ANSWER_SECONDS if side == QBO else SLOW_CRM_ANSWER_SECONDS
 
 
 @dataclass(frozen=True)
@@ -75,8 +86,8 @@ class Observed:
 
     @property
     def slow_sides(self) -> list[str]:
-        """The sides that kept the job waiting ``SLOW_ANSWER_SECONDS`` or more for one answer."""
-        return [side for side, slowest in self.slowest.items() if slowest >= SLOW_ANSWER_SECONDS]
+        """The sides that kept the job waiting as long as makes them slow (``slow_after``) for one answer."""
+        return [side for side, slowest in self.slowest.items() if slowest >= slow_after(side)]
 
     @property
     def slow(self) -> bool:
@@ -96,9 +107,9 @@ def live_qbo_options() -> dict[str, Any]:
 
 def live_crm_options() -> dict[str, Any]:
     """The CRM connector options of live work (``CrmEnvironment`` fields), as ``live_qbo_options`` for QBO: wait
-    at most ``SLOW_ANSWER_SECONDS`` for an answer, through a Retry-After or for a rate-limit slot, and do not send
-    a call that got no answer again."""
-    return {"max_wait": SLOW_ANSWER_SECONDS, "retry_timeouts": False}
+    at most ``SLOW_CRM_ANSWER_SECONDS`` for an answer, through a Retry-After or for a rate-limit slot, and do not
+    send a call that got no answer again."""
+    return {"max_wait": SLOW_CRM_ANSWER_SECONDS, "retry_timeouts": False}
 
 
 def lane_keys(keys: RedisKeys, connection_id: int, realm_id: str) -> tuple[str, str]:
@@ -130,7 +141,7 @@ def mark(redis: Redis, keys: RedisKeys, seen: Observed) -> None:
         side = max(seen.slow_sides, key=lambda s: seen.slowest[s])
         log.warning("connection %s: %s took %.1f s to answer (or asked to wait that long); its changes sync as "
                     "bulk work until it answers within %g s again", seen.connection_id, SIDE_NAMES[side],
-                    seen.slowest[side], SLOW_ANSWER_SECONDS)
+                    seen.slowest[side], slow_after(side))
 
 
 def _clear_if_quick(redis: Redis, keys: RedisKeys, seen: Observed) -> None:
