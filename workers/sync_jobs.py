@@ -58,7 +58,7 @@ def poll_qbo_connection(connection_id: int) -> int:
             seen = poll_changes(ctx)
         outage.note_up(connection_id, (QBO,), services.jobs)
     except Exception as exc:
-        _note_outage(connection_id, exc)
+        _note_outage(connection_id, exc, live=not bulk)
         raise
     finally:
         ctx.close()
@@ -101,7 +101,7 @@ def poll_crm_connection(connection_id: int) -> int:
         outage.note_up(connection_id, (CRM,), services.jobs)
         return stored
     except Exception as exc:
-        _note_outage(connection_id, exc)
+        _note_outage(connection_id, exc, live=not bulk)
         raise
     finally:
         ctx.close()
@@ -116,9 +116,11 @@ def _crm_connected(connection_id: int) -> bool:
     return status == CRM_CONNECTED
 
 
-def _note_outage(connection_id: int, exc: BaseException) -> None:
+def _note_outage(connection_id: int, exc: BaseException, live: bool) -> None:
+    """A poll that found its side down starts the side's outage; a live poll's answer timeout is a slow side
+    (the poll's end puts the connection in the slow lane), not an outage."""
     db.session.rollback()
-    if (side := side_down(exc)) is not None:
+    if (side := side_down(exc, live)) is not None:
         outage.note_down(connection_id, side, exc)
 
 

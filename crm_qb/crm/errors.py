@@ -33,6 +33,10 @@ class CrmUnavailableError(CrmTransientError):
     """The CRM answered 5xx, or could not be reached, or timed out, on every attempt."""
 
 
+class CrmAnswerTimeoutError(CrmUnavailableError):
+    """A call was sent and no answer came within the connector's read timeout (the CRM may have done it)."""
+
+
 class CrmRateLimitedError(CrmTransientError):
     """The CRM answered 429 on every attempt; ``retry_after`` is its last hint."""
 

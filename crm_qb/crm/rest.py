@@ -33,6 +33,7 @@ from crm_qb.crm.environment import MAX_RETRIES, CrmEnvironment
 from crm_qb.crm.errors import (
     ActivityNotFoundError,
     ContactNotFoundError,
+    CrmAnswerTimeoutError,
     CrmAuthError,
     CrmError,
     CrmNotFoundError,
@@ -405,7 +406,8 @@ def _transport_failure(exc: requests.RequestException, method: str, path: str, b
         error: CrmError = CrmPermanentError(f"CRM {method} {path}: cannot send to {base!r}: {type(exc).__name__}")
         retryable = False
     else:
-        error = CrmUnavailableError(f"CRM {method} {path}: {type(exc).__name__} reaching {base}")
+        unanswered = CrmAnswerTimeoutError if isinstance(exc, requests.ReadTimeout) else CrmUnavailableError
+        error = unanswered(f"CRM {method} {path}: {type(exc).__name__} reaching {base}")
         # A POST that may have reached the CRM must not be repeated: it could create a duplicate.
         retryable = (method != "POST" or _never_sent(exc)) and (
             retry_timeouts or not isinstance(exc, requests.Timeout))

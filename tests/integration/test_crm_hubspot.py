@@ -19,6 +19,7 @@ from crm_qb.address import Address
 from crm_qb.crm.errors import (
     ActivityNotFoundError,
     ContactNotFoundError,
+    CrmAnswerTimeoutError,
     CrmAuthError,
     CrmRateLimitedError,
     CrmUnavailableError,
@@ -312,7 +313,7 @@ def test_a_live_connector_waits_once_for_a_portal_that_answers_slowly(hubspot: R
     try:
         live = connector(hubspot, timeout=(3.05, 0.2), retry_timeouts=False, max_retries=2)
         before = control(hubspot, "GET", "/requests")["total"]
-        with pytest.raises(CrmUnavailableError, match="ReadTimeout"):
+        with pytest.raises(CrmAnswerTimeoutError, match="ReadTimeout"):
             live.get_contact("1")
         assert control(hubspot, "GET", "/requests")["total"] - before == 1
         assert live.answer_times.count == 0 and live.answer_times.slowest >= 0.2

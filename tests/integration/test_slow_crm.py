@@ -14,25 +14,23 @@ from functools import partial
 
 import pytest
 import requests
-from sqlalchemy import update
 
-from crm_qb.db import db, utcnow
-from crm_qb.models import InboundEvent
 from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline import slowlane
 from tests.integration.test_retry_outage import _crm_requests, _event_of, _linked_contacts
 from tests.integration.test_slow_company import (
     LATENCY_MS,
     THRESHOLD,
+    _backoff_over,
     _in_lane,
     _live_work,
+    _outage_side,
     _polls_go_to_the_lane,
     _queued,
     _slow_answers_move_it_to_the_lane,
 )
 from tests.support import sync as support
 from tests.support.sync import Harness
-from workers import jobs
 from workers.queues import BACKFILL, SYNC
 
 qbo_sandbox, crm_server, harness = support.qbo_sandbox, support.crm_server, support.harness
@@ -67,6 +65,7 @@ def test_a_slow_crm_syncs_on_the_bulk_lane_until_it_answers_quickly(harness: Har
 
     _polls_go_to_the_lane(h)
 
+    _backoff_over(h)  # the first change's retry is due (a slow side is not an outage: nothing releases it early)
     h.work()  # the bulk lane waits for the slow answers: both edits reach the CRM, once each
     assert _notes(h, first) == "first, slowly" and _notes(h, second) == "second, on the bulk lane"
     assert _event_of(h, first_customer).status.value == "processed"
@@ -84,6 +83,38 @@ def test_a_slow_crm_syncs_on_the_bulk_lane_until_it_answers_quickly(harness: Har
     _live_work(h)
     assert _notes(h, second) == "second, live again"
     assert not _queued(h, BACKFILL)
+
+
+def test_a_live_timeout_is_a_slow_crm_not_an_outage_and_the_rest_of_the_batch_waits_for_the_lane(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two changes in one live drain: the first gets no CRM answer within the live bound, so the second is not
+    tried on the live worker (it would wait as long); it waits uncounted for the bulk lane, and no outage begins
+    (health stays ok: the CRM answers, slowly). The lane syncs both, once."""
+    h = harness
+    monkeypatch.setattr(slowlane, "SLOW_CRM_ANSWER_SECONDS", THRESHOLD)
+    (first, first_customer), (second, second_customer) = _linked_contacts(h, 2)
+    _latency(h, LATENCY_MS)
+    called = _crm_requests(h)
+    h.qbo.edit_customer(first_customer, Notes="first of the batch")
+    h.qbo.edit_customer(second_customer, Notes="second of the batch")
+    h.qbo_hooks([h.qbo_event(first_customer), h.qbo_event(second_customer)])
+    started = time.monotonic()
+    _live_work(h)
+    assert time.monotonic() - started < LATENCY_MS / 1000 + 1.0
+    assert _crm_requests(h) - called == 1  # one call, not sent again, and none for the second change
+    timed_out, waiting = sorted((_event_of(h, first_customer), _event_of(h, second_customer)),
+                                key=lambda event: event.attempts, reverse=True)
+    assert timed_out.attempts == 1 and "CrmAnswerTimeoutError" in (timed_out.status_reason or "")
+    assert waiting.attempts == 0 and waiting.status_reason == "waiting: the CRM answers slowly; synced as bulk work"
+    assert waiting.status.value == timed_out.status.value == "pending"
+    assert _outage_side(h) is None and _in_lane(h) == (True, True)
+    assert h.client.get("/healthz").get_json()["status"] == "ok"
+
+    assert _backoff_over(h) == 1  # their waits are over
+    _live_work(h)  # the live drain hands over to the lane
+    h.work()
+    assert _notes(h, first) == "first of the batch" and _notes(h, second) == "second of the batch"
+    assert {_event_of(h, c).status.value for c in (first_customer, second_customer)} == {"processed"}
 
 
 def test_a_crm_that_asks_for_long_waits_moves_to_the_lane_and_its_waits_are_slept_there(
@@ -104,10 +135,7 @@ def test_a_crm_that_asks_for_long_waits_moves_to_the_lane_and_its_waits_are_slep
     assert time.monotonic() - started < 1.0  # the 1 s Retry-After (past the 0.4 s bound) is not slept
     assert _crm_requests(h) - called == 1 and _event_of(h, customer).status.value == "pending"
     assert _in_lane(h) == (True, True)
-    with h.app.app_context():
-        db.session.execute(update(InboundEvent).values(next_attempt_at=utcnow()))  # its backoff is over
-        db.session.commit()
-        assert jobs.sweep_inbound_events() == 1
+    assert _backoff_over(h) == 1  # its backoff is over
     h.work()  # on the lane: the second 429's second is slept, then the change lands, once
     assert _notes(h, contact) == "while rate-limited"
     assert _event_of(h, customer).status.value == "processed"

@@ -14,6 +14,7 @@ import responses
 
 from crm_qb.crm.errors import (
     ContactNotFoundError,
+    CrmAnswerTimeoutError,
     CrmAuthError,
     CrmPermanentError,
     CrmProtocolError,
@@ -233,7 +234,7 @@ def test_a_live_connector_does_not_wait_twice_for_a_crm_that_did_not_answer(mock
     url = f"{BASE}/contacts/c1/tasks"
     live = RestConnector(BASE, TOKEN, sleep=sleeps, timeout=(3.05, 5), retry_timeouts=False)
     mocked.get(url, body=requests.ReadTimeout("slow"))
-    with pytest.raises(CrmUnavailableError, match="ReadTimeout"):
+    with pytest.raises(CrmAnswerTimeoutError, match="ReadTimeout"):  # sent, no answer: slow, not necessarily down
         live.list_tasks("c1")
     assert len(mocked.calls) == 1 and not sleeps and live.answer_times.count == 0
     assert live.answer_times.slowest > 0  # a wait that got no answer counts toward the slowest
@@ -255,11 +256,12 @@ def test_post_is_retried_only_when_the_crm_cannot_have_acted(mocked: responses.R
     assert len(mocked.calls) == 4 and len(sleeps) == 3
 
     mocked.replace(responses.POST, url, body=requests.ReadTimeout("sent, no answer"))
-    with pytest.raises(CrmUnavailableError):
+    with pytest.raises(CrmAnswerTimeoutError):
         crm.create_contact({"first_name": "Ada"})
     mocked.replace(responses.POST, url, status=500)
-    with pytest.raises(CrmUnavailableError):
+    with pytest.raises(CrmUnavailableError) as failed:
         crm.create_contact({"first_name": "Ada"})
+    assert not isinstance(failed.value, CrmAnswerTimeoutError)  # an answer came: a 5xx
     assert len(mocked.calls) == 6 and len(sleeps) == 3, "a POST that may have been applied is not repeated"
 
 

@@ -27,6 +27,7 @@ from urllib3.exceptions import NewConnectionError
 from crm_qb.answer_times import AnswerTimes
 from crm_qb.crm.environment import MAX_RETRIES
 from crm_qb.crm.errors import (
+    CrmAnswerTimeoutError,
     CrmAuthError,
     CrmDuplicateError,
     CrmError,
@@ -157,7 +158,8 @@ def _transport_failure(exc: requests.RequestException, method: str, path: str, b
         error: CrmError = CrmPermanentError(f"HubSpot {method} {path}: cannot send to {base!r}: "
                                             f"{type(exc).__name__}")
         return CallFailure(error, False)
-    error = CrmUnavailableError(f"HubSpot {method} {path}: {type(exc).__name__} reaching {base}")
+    unanswered = CrmAnswerTimeoutError if isinstance(exc, requests.ReadTimeout) else CrmUnavailableError
+    error = unanswered(f"HubSpot {method} {path}: {type(exc).__name__} reaching {base}")
     error.__cause__ = exc
     wrapped = exc.args[0] if exc.args else None
     never_sent = isinstance(exc, requests.ConnectTimeout) or isinstance(wrapped, NewConnectionError) or isinstance(

@@ -40,7 +40,7 @@ from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.pacing import no_pace
 from crm_qb.sync.pipeline import burst, events, outage, routing, slowlane
 from crm_qb.sync.pipeline.events import EventRef
-from crm_qb.sync.pipeline.failures import kind_of, side_down
+from crm_qb.sync.pipeline.failures import answer_timed_out, kind_of, side_down
 from crm_qb.sync.pipeline.fetch import ChangeCache
 from crm_qb.sync.pipeline.units import Unit, crm_units, qbo_units
 from crm_qb.sync.rules.retry import ERROR
@@ -223,12 +223,12 @@ class Drain:
                             ctx.connection_id, type(exc).__name__)
                 self._run_each(ctx, plan, batch)
                 return
-            if (side := side_down(exc)) is not None:
+            if (side := side_down(exc, self.live)) is not None:
                 outage.note_down(ctx.connection_id, side, exc)
             for event in batch:
                 events.record_failure(event.id, exc, schedule=self.services.retry_schedule)
             raise _Recorded(exc) from exc
-        succeeded = _run_units(ctx, units, self.services.retry_schedule, self.services.pace)
+        succeeded = _run_units(ctx, units, self.services.retry_schedule, self.services.pace, self.live)
         if succeeded:
             outage.note_up(ctx.connection_id, outage.BOTH, self.services.jobs)
 
@@ -307,10 +307,11 @@ def _state_of(connection_id: int) -> _State:
 
 
 def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...],
-               pace: Callable[[], None] = no_pace) -> int:
+               pace: Callable[[], None] = no_pace, live: bool = False) -> int:
     """Run every unit; return how many succeeded. A failing unit counts an attempt on its events; after a side
-    went down the remaining units wait for it uncounted; the first failure is re-raised at the end. ``pace`` is
-    called before each unit (a bulk drain's: it gives way to live work, crm_qb.sync.pacing)."""
+    went down (or, in a ``live`` drain, did not answer in time: it is slow) the remaining units wait for it
+    uncounted; the first failure is re-raised at the end. ``pace`` is called before each unit (a bulk drain's: it
+    gives way to live work, crm_qb.sync.pacing)."""
     failure: Exception | None = None
     succeeded = 0
     for index, unit in enumerate(units):
@@ -330,18 +331,25 @@ def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...],
                 events.record_failure(event_id, exc, schedule=schedule)
             failure = failure or exc
             if (side := side_down(exc)) is not None:
-                outage.note_down(ctx.connection_id, side, exc)
-                _wait_for_side(ctx.connection_id, units[index + 1:], unit, side)
+                slow = live and answer_timed_out(exc)  # not down: the drain's end puts it in the slow lane
+                if not slow:
+                    outage.note_down(ctx.connection_id, side, exc)
+                _wait_for_side(ctx.connection_id, units[index + 1:], unit, side, slow)
                 break
     if failure is not None:
         raise _Recorded(failure)
     return succeeded
 
 
-def _wait_for_side(connection_id: int, rest: list[Unit], failed: Unit, side: str) -> None:
-    """Let the units after ``failed`` wait, uncounted, until its next attempt (or until ``side`` answers)."""
+def _wait_for_side(connection_id: int, rest: list[Unit], failed: Unit, side: str, slow: bool = False) -> None:
+    """Let the units after ``failed`` wait, uncounted, until its next attempt (or until ``side`` answers); a
+    ``slow`` side's, for the bulk lane that drain will then hand them to (no outage to end)."""
     until = events.next_attempt_of(failed.events) or utcnow()
-    outage.hold(connection_id, [event_id for unit in rest for event_id in unit.events], side, until)
+    ids = [event_id for unit in rest for event_id in unit.events]
+    if slow:
+        events.defer(ids, until, f"waiting: {slowlane.SIDE_NAMES[side]} answers slowly; synced as bulk work")
+    else:
+        outage.hold(connection_id, ids, side, until)
 
 
 class _Waiting(Exception):
