@@ -11,7 +11,8 @@ from crm_qb.sync.rules.retry import TRANSIENT, WAIT
 
 
 @pytest.mark.parametrize(("exc", "side"), [
-    (ServerError(message="503", http_status=503), "qbo"), (NetworkError("refused"), "qbo"), (AnswerTimeoutError("no answer in 30 s"), "qbo"),
+    (ServerError(message="503", http_status=503), "qbo"), (NetworkError("refused"), "qbo"),
+    (AnswerTimeoutError("no answer in 30 s"), "qbo"),
     (CrmUnavailableError("503"), "crm"), (CrmAnswerTimeoutError("no answer in 15 s"), "crm"),
     (CrmRateLimitedError("429"), None), (ValueError("a bug"), None),
 ])
