@@ -86,7 +86,7 @@ def _slow_answers_move_it_to_the_lane(h: Harness, edit: Callable[[str, str], Non
     edit(first, "first, slowly")
     started = time.monotonic()
     _live_work(h)  # the live drain waits THRESHOLD for the slow side's answer, once, and gives its worker back
-    assert time.monotonic() - started < LATENCY_MS / 1000 + 1.0
+    assert time.monotonic() - started < LATENCY_MS / 1000 + 2.0
     assert calls() - called == 1  # a call that got no answer in time is not sent again on a live worker
     waiting = _event_of(h, first)
     assert waiting.status.value == "pending" and waiting.attempts == 1

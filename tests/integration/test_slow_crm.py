@@ -100,7 +100,7 @@ def test_a_live_timeout_is_a_slow_crm_not_an_outage_and_the_rest_of_the_batch_wa
     h.qbo_hooks([h.qbo_event(first_customer), h.qbo_event(second_customer)])
     started = time.monotonic()
     _live_work(h)
-    assert time.monotonic() - started < LATENCY_MS / 1000 + 1.0
+    assert time.monotonic() - started < LATENCY_MS / 1000 + 2.0
     assert _crm_requests(h) - called == 1  # one call, not sent again, and none for the second change
     timed_out, waiting = sorted((_event_of(h, first_customer), _event_of(h, second_customer)),
                                 key=lambda event: event.attempts, reverse=True)
@@ -126,20 +126,22 @@ def test_a_crm_that_asks_for_long_waits_moves_to_the_lane_and_its_waits_are_slep
     monkeypatch.setattr(slowlane, "SLOW_ANSWER_SECONDS", THRESHOLD)
     monkeypatch.setattr(slowlane, "SLOW_CRM_ANSWER_SECONDS", THRESHOLD)
     [(contact, customer)] = _linked_contacts(h, 1)
-    requests.post(f"{h.crm.url}/_sandbox/faults", json={"count": 2, "status": 429, "retry_after": 1},
+    requests.post(f"{h.crm.url}/_sandbox/faults", json={"count": 2, "status": 429, "retry_after": 3},
                   timeout=10).raise_for_status()
     called = _crm_requests(h)
     _qbo_edit(h, customer, "while rate-limited")
     started = time.monotonic()
     _live_work(h)
-    assert time.monotonic() - started < 1.0  # the 1 s Retry-After (past the 0.4 s bound) is not slept
+    # the 3 s Retry-After (past the 0.4 s bound) is not slept; the margin is the burst worker's own start and stop,
+    # 1.2 s on a loaded CI host
+    assert time.monotonic() - started < 2.5
     assert _crm_requests(h) - called == 1 and _event_of(h, customer).status.value == "pending"
     assert _in_lane(h) == (True, True)
     assert _backoff_over(h) == 1  # its backoff is over
-    h.work()  # on the lane: the second 429's second is slept, then the change lands, once
+    h.work()  # on the lane: the second 429's 3 s are slept, then the change lands, once
     assert _notes(h, contact) == "while rate-limited"
     assert _event_of(h, customer).status.value == "processed"
-    assert _in_lane(h) == (True, True)  # a wait of 1 s is a slow answer (threshold 0.4 s): still in the lane
+    assert _in_lane(h) == (True, True)  # a wait of 3 s is a slow answer (threshold 0.4 s): still in the lane
 
 
 def test_the_crm_work_a_drain_queues_follows_its_connection_to_the_lane(harness: Harness) -> None:
