@@ -406,13 +406,18 @@ def _transport_failure(exc: requests.RequestException, method: str, path: str, b
         error: CrmError = CrmPermanentError(f"CRM {method} {path}: cannot send to {base!r}: {type(exc).__name__}")
         retryable = False
     else:
-        unanswered = CrmAnswerTimeoutError if isinstance(exc, requests.ReadTimeout) else CrmUnavailableError
-        error = unanswered(f"CRM {method} {path}: {type(exc).__name__} reaching {base}")
+        error = unanswered_error(exc)(f"CRM {method} {path}: {type(exc).__name__} reaching {base}")
         # A POST that may have reached the CRM must not be repeated: it could create a duplicate.
         retryable = (method != "POST" or _never_sent(exc)) and (
             retry_timeouts or not isinstance(exc, requests.Timeout))
     error.__cause__ = exc
     return CallFailure(error, retryable)
+
+
+def unanswered_error(exc: requests.RequestException) -> type[CrmUnavailableError]:
+    """The error for a call that got no answer: a read timeout was sent and may have been applied (the CRM is slow,
+    or down: the caller's bound decides, ``sync.pipeline.failures``); anything else never reached an answer."""
+    return CrmAnswerTimeoutError if isinstance(exc, requests.ReadTimeout) else CrmUnavailableError
 
 
 def _never_sent(exc: requests.RequestException) -> bool:

@@ -20,10 +20,17 @@ from rq import Queue
 from sqlalchemy import select, update
 
 from crm_qb.db import db, utcnow
-from crm_qb.models import Connection, EventStatus, InboundEvent
+from crm_qb.models import EventStatus, InboundEvent
 from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline import slowlane
-from tests.integration.test_retry_outage import _as_if_polled, _crm_edit, _event_of, _linked_contacts, _qbo_requests
+from tests.integration.test_retry_outage import (
+    _as_if_polled,
+    _connection,
+    _crm_edit,
+    _event_of,
+    _linked_contacts,
+    _qbo_requests,
+)
 from tests.support import sync as support
 from tests.support.sync import Harness
 from workers import jobs
@@ -48,13 +55,6 @@ def _in_lane(h: Harness) -> tuple[bool, bool]:
         rt = runtime()
         return (bool(rt.redis.exists(rt.keys.slow_lane("qbo", h.qbo.realm_id))),
                 bool(rt.redis.exists(rt.keys.slow_lane("crm", str(h.connection_id)))))
-
-
-def _outage_side(h: Harness) -> str | None:
-    with h.app.app_context():
-        side = db.session.scalar(select(Connection.outage_side).where(Connection.id == h.connection_id))
-        db.session.rollback()
-        return side
 
 
 def _backoff_over(h: Harness) -> int:
@@ -91,7 +91,7 @@ def _slow_answers_move_it_to_the_lane(h: Harness, edit: Callable[[str, str], Non
     waiting = _event_of(h, first)
     assert waiting.status.value == "pending" and waiting.attempts == 1
     assert _in_lane(h) == (True, True)
-    assert _outage_side(h) is None and "AnswerTimeoutError" in (waiting.status_reason or "")
+    assert _connection(h).outage_side is None and "AnswerTimeoutError" in (waiting.status_reason or "")
 
     called = calls()
     edit(second, "second, on the bulk lane")

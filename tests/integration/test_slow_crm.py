@@ -17,14 +17,13 @@ import requests
 
 from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline import slowlane
-from tests.integration.test_retry_outage import _crm_requests, _event_of, _linked_contacts
+from tests.integration.test_retry_outage import _connection, _crm_requests, _event_of, _linked_contacts
 from tests.integration.test_slow_company import (
     LATENCY_MS,
     THRESHOLD,
     _backoff_over,
     _in_lane,
     _live_work,
-    _outage_side,
     _polls_go_to_the_lane,
     _queued,
     _slow_answers_move_it_to_the_lane,
@@ -107,7 +106,7 @@ def test_a_live_timeout_is_a_slow_crm_not_an_outage_and_the_rest_of_the_batch_wa
     assert timed_out.attempts == 1 and "CrmAnswerTimeoutError" in (timed_out.status_reason or "")
     assert waiting.attempts == 0 and waiting.status_reason == "waiting: the CRM answers slowly; synced as bulk work"
     assert waiting.status.value == timed_out.status.value == "pending"
-    assert _outage_side(h) is None and _in_lane(h) == (True, True)
+    assert _connection(h).outage_side is None and _in_lane(h) == (True, True)
     assert h.client.get("/healthz").get_json()["status"] == "ok"
 
     assert _backoff_over(h) == 1  # their waits are over

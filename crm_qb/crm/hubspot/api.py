@@ -27,7 +27,6 @@ from urllib3.exceptions import NewConnectionError
 from crm_qb.answer_times import AnswerTimes
 from crm_qb.crm.environment import MAX_RETRIES
 from crm_qb.crm.errors import (
-    CrmAnswerTimeoutError,
     CrmAuthError,
     CrmDuplicateError,
     CrmError,
@@ -40,7 +39,7 @@ from crm_qb.crm.errors import (
     CrmValidationError,
 )
 from crm_qb.crm.hubspot.limits import WAIT_SECONDS, HubSpotLimiter
-from crm_qb.crm.rest import MAX_RETRY_AFTER, CallFailure, next_wait, parse_retry_after
+from crm_qb.crm.rest import MAX_RETRY_AFTER, CallFailure, next_wait, parse_retry_after, unanswered_error
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +157,7 @@ def _transport_failure(exc: requests.RequestException, method: str, path: str, b
         error: CrmError = CrmPermanentError(f"HubSpot {method} {path}: cannot send to {base!r}: "
                                             f"{type(exc).__name__}")
         return CallFailure(error, False)
-    unanswered = CrmAnswerTimeoutError if isinstance(exc, requests.ReadTimeout) else CrmUnavailableError
-    error = unanswered(f"HubSpot {method} {path}: {type(exc).__name__} reaching {base}")
+    error = unanswered_error(exc)(f"HubSpot {method} {path}: {type(exc).__name__} reaching {base}")
     error.__cause__ = exc
     wrapped = exc.args[0] if exc.args else None
     never_sent = isinstance(exc, requests.ConnectTimeout) or isinstance(wrapped, NewConnectionError) or isinstance(

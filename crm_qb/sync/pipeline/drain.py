@@ -40,7 +40,7 @@ from crm_qb.sync.firstsync.service import held as first_sync_held
 from crm_qb.sync.pacing import no_pace
 from crm_qb.sync.pipeline import burst, events, outage, routing, slowlane
 from crm_qb.sync.pipeline.events import EventRef
-from crm_qb.sync.pipeline.failures import answer_timed_out, kind_of, side_down
+from crm_qb.sync.pipeline.failures import kind_of, side_down
 from crm_qb.sync.pipeline.fetch import ChangeCache
 from crm_qb.sync.pipeline.units import Unit, crm_units, qbo_units
 from crm_qb.sync.rules.retry import ERROR
@@ -331,7 +331,7 @@ def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...],
                 events.record_failure(event_id, exc, schedule=schedule)
             failure = failure or exc
             if (side := side_down(exc)) is not None:
-                slow = live and answer_timed_out(exc)  # not down: the drain's end puts it in the slow lane
+                slow = side_down(exc, live) is None  # a live timeout: the drain's end puts it in the slow lane
                 if not slow:
                     outage.note_down(ctx.connection_id, side, exc)
                 _wait_for_side(ctx.connection_id, units[index + 1:], unit, side, slow)
