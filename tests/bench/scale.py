@@ -48,6 +48,15 @@ inbound,sync,scheduled``); ``split``, the N workers live-only and one bulk worke
 also what the workers of every queue pass as their own ``--bulk-nice`` (the niceness of their bulk jobs' thread;
 0 runs bulk jobs like live ones, as every worker did before 2026-12-02).
 
+``--interleave SECONDS`` runs a troubled-tenant scenario (throttled, failing, slow, crm-*) as one load of
+``--seconds`` in blocks of SECONDS, clean and troubled in turn (clean first and last), and compares the other
+tenants' p95 between the two kinds of block (``interleaved``, ``p95_trouble_vs_clean``): the blocks share the
+host's drift, which two runs minutes apart do not. A trouble block lasts until the troubled tenant's changes made
+in it are settled, and an event that lived through any part of one counts against the trouble. With ``backfill``
+it wires ``--interleave-first-syncs`` big tenants before the load and starts their first syncs one at a time, each
+after a clean block of SECONDS (and one more clean block after the last): a trouble block lasts from the start
+until the first sync and its backlog of echoes are done.
+
 A scenario may be named more than once (``--scenarios scale,backfill,scale,backfill``): each run is compared with
 the latest ``scale`` run of its worker count before it, so back-to-back pairs share the host's load of the moment.
 
@@ -111,9 +120,11 @@ class Rig:
         self.processes.start("scheduler", [*CLI, "scheduler"], self.env)
         wait_until(lambda: _healthy(self.web), 60, "crm-qb web to answer /healthz")
 
-    def add_tenant(self, customers: int, transactions: int = 0, seed: int = 1, kind: str = "crm") -> dict[str, Any]:
-        """Seed a realm, start its CRM (its CPU figures under ``kind``), wire a connection (the backfill is
-        queued); return the tenant."""
+    def add_tenant(self, customers: int, transactions: int = 0, seed: int = 1, kind: str = "crm",
+                   first_sync: bool = True) -> dict[str, Any]:
+        """Seed a realm, start its CRM (its CPU figures under ``kind``), wire a connection (its first sync started
+        unless not ``first_sync``: then ``preview_first_sync`` and ``start_first_sync`` do it); return the
+        tenant."""
         n = len(self.tenants)
         crm = self.processes.start_sandbox(f"{kind}-{n}", [*CLI, "sandbox", "crm", "--port", str(free_port())])
         crm_url = str(crm["api_base"]).rstrip("/")
@@ -123,15 +134,29 @@ class Rig:
         seeded.raise_for_status()
         realm = str(seeded.json()["realm_id"])
         wired = subprocess.run([*CLI, "connection", "demo", "--crm-url", crm_url, "--crm-token", str(crm["token"]),
-                                "--realm", realm, "--web-url", self.web, "--backfill"],
+                                "--realm", realm, "--web-url", self.web,
+                                "--backfill" if first_sync else "--no-backfill"],
                                env=self.env, cwd=ROOT, check=True, capture_output=True, text=True)
         connection_id = int(json.loads(wired.stdout.strip().splitlines()[-1])["id"])
         self.http.post(f"{self.qbo}/_sandbox/webhooks", json={"url": f"{self.web}/webhooks/qbo",
                                                                 "format": "cloudevents", "delay_ms": 0,
                                                                 "realm": realm}, timeout=10).raise_for_status()
-        tenant = {"n": n, "connection_id": connection_id, "realm": realm, "crm": crm_url, "pairs": []}
+        tenant = {"n": n, "connection_id": connection_id, "realm": realm, "crm": crm_url, "pairs": [],
+                  "crm_token": str(crm["token"])}
         self.tenants.append(tenant)
         return tenant
+
+    def preview_first_sync(self, tenant: dict[str, Any]) -> None:
+        """Open the first sync of a tenant wired without one and compute its preview (``crm-qb sync preview``), as
+        a user's connection has it waiting for *Start*."""
+        subprocess.run([*CLI, "sync", "preview", str(tenant["connection_id"])],
+                       env=self.env, cwd=ROOT, check=True, capture_output=True, text=True)
+
+    def start_first_sync(self, tenant: dict[str, Any]) -> None:
+        """*Start* a previewed first sync (``crm-qb sync start``, as the console's button): a worker runs it from
+        the ``backfill`` queue."""
+        subprocess.run([*CLI, "sync", "start", str(tenant["connection_id"])],
+                       env=self.env, cwd=ROOT, check=True, capture_output=True, text=True)
 
     def linked_pairs(self, connection_id: int) -> list[tuple[str, str]]:
         with self.engine.connect() as conn:
@@ -250,13 +275,15 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _load(rig: Rig, tenants: list[dict[str, Any]], rate: float, seconds: float, tag: str) -> int:
-    """Make ``rate`` changes a second for ``seconds`` (alternating QBO and CRM), round-robin over tenants."""
+def _load(rig: Rig, tenants: list[dict[str, Any]], rate: float, seconds: float, tag: str,
+          stop: threading.Event | None = None) -> int:
+    """Make ``rate`` changes a second for ``seconds`` or until ``stop`` (alternating QBO and CRM), round-robin over
+    tenants."""
     rng = random.Random(tag)
     made = 0
     started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
-        while (elapsed := time.monotonic() - started) < seconds:
+        while (elapsed := time.monotonic() - started) < seconds and not (stop is not None and stop.is_set()):
             due = int(elapsed * rate) + 1
             while made < due:
                 tenant = tenants[made % len(tenants)]
@@ -376,16 +403,26 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
         wait_until(lambda: rig.pending() == 0, 600, "the queue to be empty before the load")
         after, cpu_before = rig.last_event_id(), _cpu_seconds(rig.processes, rig.database)
         since = time.time()
-        if scenario == "throttled":
+        interleaved = bool(args.interleave) and scenario in (*ISOLATED, "backfill")
+        windows: list[list[float]] = []  # interleaved faults: [fault on, fault off] per trouble block
+        spans: list[dict[str, float]] = []  # interleaved first syncs: started, finished, its backlog settled
+        bigs: list[dict[str, Any]] = []
+        load_stop = threading.Event()
+        if scenario == "throttled" and not interleaved:
             throttler = threading.Thread(target=_throttle, args=(rig, live[0]["realm"], stop), daemon=True)
             throttler.start()
-        if scenario in FAULTS:
-            rig.http.post(f"{rig.qbo}/_sandbox/faults", json={"realm": str(live[0]["realm"]), **FAULTS[scenario]},
-                          timeout=10).raise_for_status()
-        if scenario in CRM_FAULTS:
-            rig.http.post(f"{live[0]['crm']}/_sandbox/faults", json=CRM_FAULTS[scenario],
-                          timeout=10).raise_for_status()
-        if scenario == "backfill":
+        elif scenario in ISOLATED and not interleaved:
+            _trouble(rig, scenario, live[0], True, args.seconds)
+        if scenario == "backfill" and interleaved:
+            # Wired now, each first sync started in its own block of the load (the seeding's CPU stays out of it)
+            bigs = [rig.add_tenant(args.backfill_customers, args.backfill_customers * 3, seed=99 + k, kind="bigcrm",
+                                   first_sync=False) for k in range(args.interleave_first_syncs)]
+            for other in bigs:
+                rig.preview_first_sync(other)
+            extra["backfill_tenant"] = {"customers": args.backfill_customers, "first_syncs": len(bigs),
+                                        "transactions": args.backfill_customers * 3}
+            wait_until(lambda: rig.pending() == 0, 600, "the wiring's events to settle")
+        elif scenario == "backfill":
             big = rig.add_tenant(args.backfill_customers, args.backfill_customers * 3, seed=99, kind="bigcrm")
             extra["backfill_tenant"] = {"customers": args.backfill_customers,
                                         "transactions": args.backfill_customers * 3}
@@ -394,14 +431,23 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
             wait_until(partial(_linked_enough, rig, big["connection_id"], 1), 300, "the big first sync to start")
         began = time.time()
         cpu_at_load = _cpu_seconds(rig.processes, rig.database)
-        made = _load(rig, live, args.rate, args.seconds, f"{scenario}-{workers}")
+        if interleaved and bigs:
+            alternator = threading.Thread(target=_alternate_first_syncs, daemon=True, args=(
+                rig, bigs, args.interleave, after, spans, load_stop))
+            alternator.start()
+        elif interleaved:
+            alternator = threading.Thread(target=_alternate, daemon=True, args=(
+                rig, scenario, live[0], args.interleave, _blocks(args), time.monotonic(), windows, stop))
+            alternator.start()
+        made = _load(rig, live, args.rate, float("inf") if bigs else args.seconds, f"{scenario}-{workers}",
+                     load_stop)
         ended = time.time()
         cpu_at_end = _cpu_seconds(rig.processes, rig.database)
         stop.set()
-        if scenario in FAULTS:  # the company answers again: its outage's next turn or probe finds it, then they sync
-            rig.http.delete(f"{rig.qbo}/_sandbox/faults", timeout=10).raise_for_status()
-        if scenario in CRM_FAULTS:  # the CRM answers again (a plan of no failures ends the storm)
-            rig.http.post(f"{live[0]['crm']}/_sandbox/faults", json={"count": 0}, timeout=10).raise_for_status()
+        if interleaved:
+            alternator.join()  # it ends the last trouble block, if one was still on
+        elif scenario in ISOLATED:  # the side answers again: its outage's next turn or probe finds it, then they sync
+            _trouble(rig, scenario, live[0], False, 0)
         backlog = rig.pending()
         try:
             wait_until(lambda: rig.pending() == 0, args.drain_timeout, "the backlog to drain")
@@ -418,9 +464,16 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
                 name: round(value - began, 1) if value is not None else None for name, value in window.items()}
             extra["bulk_work_covered_load"] = round(min(1.0, max(0.0, (bulk_until - began) / (ended - began))), 2)
         result = _measure(rig, after, began, ended, drained, {t["connection_id"] for t in measured}, bulk_until)
+        if interleaved:
+            if not bigs:
+                spans = _fault_spans(rig.events(after), windows, live[0]["connection_id"], drained)
+            extra["interleaved"] = _interleaved(rig, after, began, spans, {t["connection_id"] for t in measured})
         stages = _job_stages(rig, since, {str(t["realm"]) for t in measured} | {str(t["connection_id"])
                                                                                  for t in measured},
-                             {str(big["realm"]), str(big["connection_id"])} if big is not None else set())
+                             {str(t[key]) for t in ([big] if big is not None else bigs)
+                              for key in ("realm", "connection_id")})
+        for other in bigs:
+            rig.tenants.remove(other)
         if big is not None:
             extra["backfill_links_at_end"] = len(rig.linked_pairs(big["connection_id"]))
             rig.tenants.remove(big)
@@ -457,6 +510,126 @@ def _throttle(rig: Rig, realm: str, stop: threading.Event) -> None:
         stop.wait(20)
 
 
+def _trouble(rig: Rig, scenario: str, tenant: dict[str, Any], on: bool, seconds: float) -> None:
+    """Put ``tenant`` in ``scenario``'s trouble (``on``) for about ``seconds``, or take it out of it. A throttle
+    is set for ``seconds`` and ends by itself (the sandbox never shortens one); a fault stays until cleared."""
+    if scenario == "throttled":
+        if on:
+            rig.http.post(f"{rig.qbo}/_sandbox/throttle", json={"realm": str(tenant["realm"]), "seconds": seconds},
+                          timeout=10).raise_for_status()
+    elif scenario in FAULTS:  # off: the company answers again; its outage's next turn or probe finds it
+        if on:
+            rig.http.post(f"{rig.qbo}/_sandbox/faults", json={"realm": str(tenant["realm"]), **FAULTS[scenario]},
+                          timeout=10).raise_for_status()
+        else:
+            rig.http.delete(f"{rig.qbo}/_sandbox/faults", timeout=10).raise_for_status()
+    elif scenario in CRM_FAULTS:  # off: a plan of no failures ends the storm
+        rig.http.post(f"{tenant['crm']}/_sandbox/faults", json=CRM_FAULTS[scenario] if on else {"count": 0},
+                      timeout=10).raise_for_status()
+
+
+def _blocks(args: argparse.Namespace) -> int:
+    """How many blocks ``--seconds`` holds with ``--interleave`` seconds each (odd: clean ones at both ends)."""
+    return max(3, round(float(args.seconds) / float(args.interleave)))
+
+
+def _alternate(rig: Rig, scenario: str, tenant: dict[str, Any], block: float, blocks: int, started: float,
+               windows: list[list[float]], stop: threading.Event) -> None:
+    """Clean and trouble blocks of ``block`` seconds in turn, clean first and last, recording each trouble block
+    as [on, off] (epoch seconds) in ``windows``; a trouble block still on when ``stop`` is set is ended."""
+    try:
+        for k in range(blocks):
+            if stop.wait(max(0.0, started + k * block - time.monotonic())):
+                break
+            if k % 2 == 1:
+                _trouble(rig, scenario, tenant, True, block)
+                windows.append([time.time(), 0.0])
+            elif k > 0:
+                _trouble(rig, scenario, tenant, False, 0)
+                windows[-1][1] = time.time()
+    finally:
+        if windows and not windows[-1][1]:
+            _trouble(rig, scenario, tenant, False, 0)
+            windows[-1][1] = time.time()
+
+
+def _fault_spans(events: list[tuple[str, int | None, float, float | None, str]], windows: list[list[float]],
+                 troubled: int, drained: float | None) -> list[dict[str, float]]:
+    """Each trouble block of a fault: on, off, and ``until``, when the troubled tenant's changes received while
+    it was on were all settled (its backlog drains into the next block: that is still its trouble)."""
+    end_of_run = drained if drained is not None else float("inf")
+    spans: list[dict[str, float]] = []
+    for on, off in windows:
+        mine = [e[3] for e in events if e[1] == troubled and on <= e[2] <= off]
+        settled = end_of_run if any(t is None for t in mine) else max([t for t in mine if t is not None],
+                                                                      default=off)
+        spans.append({"on": on, "off": off, "until": max(off, settled)})
+    return spans
+
+
+def _alternate_first_syncs(rig: Rig, bigs: list[dict[str, Any]], block: float, after: int,
+                           spans: list[dict[str, float]], load_stop: threading.Event) -> None:
+    """A clean block of ``block`` seconds, then one big tenant's first sync until it and its backlog are done,
+    and so on, a clean block last; then stop the load. Each first sync is recorded in ``spans`` as on (started),
+    off (its run finished) and until (its backlog of echoes settled)."""
+    try:
+        for big in bigs:
+            time.sleep(block)
+            on = time.time()
+            rig.start_first_sync(big)
+            deadline = time.monotonic() + 900
+            while time.monotonic() < deadline:
+                window = _bulk_window(rig, big, after)
+                if window["run_finished"] is not None and window["backlog_settled"] is not None:
+                    spans.append({"on": on, "off": window["run_finished"], "until": window["backlog_settled"]})
+                    break
+                time.sleep(1)
+            else:
+                spans.append({"on": on, "off": float("inf"), "until": float("inf")})
+                return
+        time.sleep(block)
+    finally:
+        load_stop.set()
+
+
+def _interleaved(rig: Rig, after: int, began: float, spans: list[dict[str, float]],
+                 measured: set[int]) -> dict[str, Any]:
+    """The measured tenants' latency in the clean blocks against the trouble blocks of one interleaved run.
+
+    Alternating blocks within one load share the host's drift (on the shared 2-core host two 120 s ``scale`` runs
+    minutes apart differ by as much as the 20 % judged), so this compares what a run of each cannot. A trouble
+    block lasts from the fault (or the first sync's start) until the troubled tenant's changes made during it are
+    all settled, and an event counts as clean only when its whole life, received to settled, lies outside every
+    trouble block: whatever the trouble may have delayed is counted against it."""
+    events = rig.events(after)
+    clean: dict[str, list[float]] = {"qbo": [], "crm": []}
+    trouble: dict[str, list[float]] = {"qbo": [], "crm": []}
+    per_block: list[dict[str, Any]] = []
+    for e in events:
+        if e[1] not in measured or e[3] is None:
+            continue
+        hit = any(e[2] < span["until"] and e[3] > span["on"] for span in spans)
+        (trouble if hit else clean)[e[0]].append(e[3] - e[2])
+    edges = [began, *[x for span in spans for x in (span["on"], span["until"])], float("inf")]
+    for k in range(len(edges) - 1):  # each block's own p95, by receipt, for the eye (a block's sample is small)
+        inside = [(e[0], e[3] - e[2]) for e in events
+                  if e[1] in measured and e[3] is not None and edges[k] <= e[2] < edges[k + 1]]
+        per_block.append({"block": "trouble" if k % 2 else "clean",
+                          **{side: _percentiles([took for source, took in inside if source == side])
+                             for side in clean}})
+    figures = {side: {"clean": _percentiles(clean[side]), "trouble": _percentiles(trouble[side])} for side in clean}
+    ratios: dict[str, float | None] = {}
+    for side in clean:
+        worse, calm = figures[side]["trouble"]["p95_s"], figures[side]["clean"]["p95_s"]
+        ratios[side] = round(worse / calm, 2) if worse and calm else None
+    return {"trouble_blocks": [{"s_after_load_start": round(span["on"] - began, 1),
+                                "trouble_s": round(span["off"] - span["on"], 1),
+                                "settled_s_after_it": round(span["until"] - span["off"], 1)} for span in spans],
+            **figures,
+            "p95_trouble_vs_clean": ratios,
+            "blocks": per_block}
+
+
 def main() -> None:
     """Set up the tenants once, run every scenario with every worker count, print one JSON object."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -477,6 +650,14 @@ def main() -> None:
                         help="the bulk worker's --nice (split) and the other workers' --bulk-nice")
     parser.add_argument("--database-url", required=True, help="an empty PostgreSQL database")
     parser.add_argument("--logs", default=None)
+    parser.add_argument("--interleave", type=float, default=0.0, metavar="SECONDS",
+                        help="for a scenario with a troubled tenant: one load of --seconds in blocks of SECONDS, "
+                             "clean and troubled in turn (clean first and last), the others' p95 compared between "
+                             "them (p95_trouble_vs_clean); 0, the default: the whole load troubled. For backfill: "
+                             "clean blocks of SECONDS between --interleave-first-syncs first syncs, each its own "
+                             "trouble block (the load lasts until the last clean block ends)")
+    parser.add_argument("--interleave-first-syncs", type=int, default=3,
+                        help="with --interleave and backfill: how many big tenants' first syncs, one after another")
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
     unknown = set(scenarios) - {"scale", "backfill", *ISOLATED}
