@@ -7,9 +7,9 @@ cannot undo them), and the work on one follow-up row (so two scans never talk to
 The lock lives ``ttl`` seconds and a thread renews it every ``ttl / 3`` while it is held, so a holder killed with
 -9 blocks the others for seconds, not for as long as the longest piece of work might take; a live holder keeps it
 however long the work is. ``wait`` is how long ``acquire`` waits for another holder (0: do not wait), and
-``long_holder`` (when given) lets a waiter give up at once on a holder that has already held the lock that long:
-its token carries the moment it was taken, so a drain does not spend its wait on a first sync or on a call to a
-company that answers slowly, which will not end within it. Releasing a
+``long_holder`` (when given) lets a waiter give up on a holder that has held the lock that long: at once when it
+already has, else when it comes to (its token carries the moment it was taken), so a drain does not spend its wait
+on a first sync or on a call to a side that answers slowly, which will not end within it. Releasing a
 lock that expired meanwhile (Redis flushed, a renewal missed for a whole ttl) is logged, not raised: the work is
 done by then, and the writes it made carry their own versions and tokens.
 
@@ -53,6 +53,7 @@ class RenewingLock:
         self.name = name
         self._redis = redis
         self._long_holder = long_holder
+        self._wait = wait
         # thread_local=False: the renewing thread uses the token that the acquiring thread got.
         self._lock: Lock = redis.lock(name, timeout=ttl, sleep=POLL_SECONDS, blocking=wait > 0,
                                       blocking_timeout=wait or None, thread_local=False)
@@ -77,12 +78,23 @@ class RenewingLock:
     def _take(self, token: str) -> bool:
         if self._long_holder is None:
             return bool(self._lock.acquire(token=token))
-        if self._lock.acquire(blocking=False, token=token):
-            return True
-        since = taken_at(self._redis.get(self.name))
-        if since is not None and time.time() - since >= self._long_holder:
-            return False  # a long holder: it will not be done within the wait
-        return bool(self._lock.acquire(token=token))
+        deadline = time.monotonic() + self._wait
+        while True:
+            if self._lock.acquire(blocking=False, token=token):
+                return True
+            since = taken_at(self._redis.get(self.name))
+            now = time.time()
+            if since is not None and now - since >= self._long_holder:
+                return False  # a long holder: it will not be done within the wait
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            # Wait no longer than until the holder becomes a long one: a holder that took the lock moments ago and
+            # then waits for a slow side is not done sooner for being waited for (then ask again: another holder
+            # may have taken it meanwhile, younger than this one).
+            until_long = left if since is None else max(POLL_SECONDS, since + self._long_holder - now)
+            if self._lock.acquire(blocking=True, blocking_timeout=min(left, until_long), token=token):
+                return True
 
     def release(self) -> None:
         """Stop renewing and give the lock back; an expired lock is logged, never raised."""

@@ -118,6 +118,14 @@ def test_a_waiter_gives_up_at_once_on_a_long_holder_and_waits_for_a_fresh_one(re
     assert 0.2 < time.monotonic() - started < 2.0
     waiter.release()
 
+    assert holder.acquire()  # fresh when the waiter came, long before its wait ends: waited for until it is long
+    try:
+        started = time.monotonic()
+        assert not RenewingLock(redis_client, name, wait=3, long_holder=0.5).acquire()
+        assert 0.4 < time.monotonic() - started < 0.9  # the holder's 0.5 s, not the waiter's 3 s
+    finally:
+        holder.release()
+
     redis_client.set(name, "a-token-without-a-time", px=400)  # a holder whose start is unknown: waited for
     unknown = RenewingLock(redis_client, name, wait=3, long_holder=0.1)
     assert unknown.acquire()
