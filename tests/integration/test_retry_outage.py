@@ -174,6 +174,35 @@ def test_a_throttled_company_is_waited_for_not_an_attempt(harness: Harness, cloc
     assert h.qbo.customer(customer_id).get("Notes") == "after the throttle"
 
 
+def test_a_company_throttled_while_its_changes_are_read_is_waited_for_not_an_attempt(harness: Harness) -> None:
+    """A QBO change's drain reads the customer before it plans anything; a throttle met there ends the drain and
+    it comes back from RQ's delayed set, with no attempt counted (it used to count one per drain and schedule the
+    next by the failure backoff, so the drain that came back when the throttle ended found the event not due)."""
+    h = harness
+    [(_contact, customer_id)] = _linked_contacts(h, 1)
+    h.qbo.edit_customer(customer_id, Notes="while throttled")
+    requests.post(f"{h.qbo.url}/_sandbox/throttle", json={"realm": h.qbo.realm_id, "seconds": 600},
+                  timeout=10).raise_for_status()
+    h.qbo_hook(customer_id)
+    with h.app.app_context():
+        rt = runtime()
+        delayed = Queue(rt.keys.queue("inbound"), connection=rt.redis).scheduled_job_registry
+        for _ in range(3):
+            assert jobs.drain_qbo_realm(h.qbo.realm_id) == 0  # deferred: the worker is given back
+        assert delayed.get_job_ids()  # it comes back from RQ's delayed set
+        attempts = db.session.scalars(select(InboundEvent.attempts).where(
+            InboundEvent.status == EventStatus.PENDING)).all()
+        db.session.rollback()
+    assert attempts and set(attempts) == {0}  # waiting: no attempt
+    assert h.failed_events() == [] and _connection(h).outage_side is None
+    requests.post(f"{h.qbo.url}/_sandbox/clock", json={"offset_seconds": 900}, timeout=10).raise_for_status()
+    with h.app.app_context():
+        rt = runtime()
+        rt.redis.delete(rt.keys.rate_budget(h.qbo.realm_id, "holdoff"))
+        jobs.drain_qbo_realm(h.qbo.realm_id)  # the delayed drain, when it is due: the event is due too
+    assert h.contact(_contact).get("notes") == "while throttled"
+
+
 def test_nothing_is_lost_through_a_one_hour_qbo_outage(harness: Harness, clock: Clock) -> None:
     h = harness
     pairs = _linked_contacts(h, 5)

@@ -67,6 +67,9 @@ DRAIN_LOCK_WAIT_SECONDS = 2.0
 # took the lock moments ago.
 DRAIN_LONG_HOLDER_SECONDS = 1.0
 ROUTED_STATUSES = (QboStatus.CONNECTED, QboStatus.NEEDS_RECONNECT)
+# What stops every unit of a connection for now, in planning as in running: a grant gone (reconnect) or a throttled
+# company. Not an attempt: the events wait, uncounted, for the reconnect or for the deferred drain.
+NOT_AN_ATTEMPT: tuple[type[Exception], ...] = (NeedsReconnectError, RealmThrottledError, CrmNeedsReconnectError)
 
 Plan = Callable[[SyncContext, list[EventRef]], list[Unit]]
 
@@ -213,7 +216,8 @@ class Drain:
         """Plan and run the units of ``batch``; a side that answered ends its outage, one that did not starts it."""
         try:
             units = plan(ctx, batch)
-        except NeedsReconnectError:
+        except NOT_AN_ATTEMPT:
+            db.session.rollback()
             raise
         except Exception as exc:
             db.session.rollback()
@@ -320,7 +324,7 @@ def _run_units(ctx: SyncContext, units: list[Unit], schedule: tuple[float, ...],
             outcome = unit.run()
             succeeded += 1
             log.info("sync %s connection=%s job=%s: %s", unit.label, ctx.connection_id, ctx.job_id, outcome)
-        except (NeedsReconnectError, RealmThrottledError, CrmNeedsReconnectError):
+        except NOT_AN_ATTEMPT:
             db.session.rollback()
             raise  # no unit of this connection can run now (reconnect, or throttled); its events wait, uncounted
         except Exception as exc:
