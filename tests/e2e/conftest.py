@@ -1,6 +1,6 @@
-"""Fixtures that run crm-qb's own processes (worker, web) on 127.0.0.1, and the world of one connection wired to
-the QBO sandbox and a CRM of each kind (issue 14: every capability runs against the reference CRM and the local
-HubSpot, from one parametrized test, not a copy)."""
+"""Fixtures that run crm-qb's own processes (web, workers, scheduler) on 127.0.0.1, and the world of one connection
+wired to the QBO sandbox and a CRM of each kind (issue 14: every capability runs against the reference CRM and the
+local HubSpot, from one parametrized test, not a copy)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def crm_kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def world(crm_kind: str, settings: Settings, tmp_path: Path, redis_client: Redis,
           spawn: Callable[..., subprocess.Popen[bytes]]) -> Iterator[World]:
-    """The QBO sandbox and a CRM of ``crm_kind``, crm-qb web and two workers, one connection wired to both sides."""
+    """The QBO sandbox and a CRM of ``crm_kind``, crm-qb web, two workers and the scheduler, one connection wired
+    to both sides."""
     with running_world(settings, tmp_path, spawn, crm_kind) as made:
         yield made

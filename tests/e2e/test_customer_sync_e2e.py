@@ -1,4 +1,5 @@
-"""Customer sync end to end: crm-qb web and two workers, the QBO sandbox and a CRM, all real processes.
+"""Customer sync end to end: crm-qb web, two workers and the scheduler, the QBO sandbox and a CRM, all real
+processes.
 
 Every test runs against both CRM kinds: the reference CRM (REST contract) and the local HubSpot. Webhooks travel
 over HTTP as in production: the QBO sandbox posts signed CloudEvents to crm-qb's web process, the CRM posts

@@ -1,10 +1,11 @@
-"""Customer sync under faults, end to end: crm-qb web and workers, the QBO sandbox and a CRM of each kind (the
-reference CRM, the local HubSpot) as real processes.
+"""Customer sync under faults, end to end: crm-qb web, workers and scheduler, the QBO sandbox and a CRM of each
+kind (the reference CRM, the local HubSpot) as real processes.
 
 * Duplicate and out-of-order QBO webhooks (signed here, in both formats, and posted to crm-qb's web process):
   the CRM ends with QBO's latest values, one sync per change, one contact.
-* A worker killed with -9 while its sync call is in flight: another worker and the sweep finish the work, the
-  change arrives exactly once, nothing is duplicated, the event ends processed.
+* A worker killed with -9 while its sync call is in flight: another worker, woken by the sweep (or by the
+  scheduler's watchdog, whichever finds the lost drain first), finishes the work, the change arrives exactly
+  once, nothing is duplicated, the event ends processed.
 * A 5010 race across processes: the bookkeeper edits the customer while crm-qb's write is on its way; crm-qb
   re-reads, merges again, and both changes survive.
 """
@@ -107,7 +108,8 @@ class System:
 @pytest.fixture
 def system(crm_kind: str, settings: Settings, tmp_path: Path, redis_client: Redis,
            spawn: Spawn) -> Iterator[System]:
-    """Both sandboxes, crm-qb web and two workers, one connection wired to both sides (as ``world`` does)."""
+    """Both sandboxes, crm-qb web, two workers and the scheduler, one connection wired to both sides (as ``world``
+    does)."""
     workers: list[subprocess.Popen[bytes]] = []
     env: dict[str, str] = {}
 
@@ -238,8 +240,7 @@ def test_a_worker_killed_mid_sync_is_recovered_exactly_once(system: System) -> N
 def test_a_bookkeeper_edit_between_read_and_write_is_merged_not_lost(system: System) -> None:
     world = system.world
     # A drain that finds the connection's lock held by the slow write comes back from RQ's delayed set (workers.jobs
-    # defer): the scheduler promotes it, as in production.
-    system.spawn("scheduler")
+    # defer): the world's scheduler promotes it, as in production.
     customer, contact = _linked_pair(system, "Linus Race")
     posts = system.qbo_calls("POST /customer")
     system.qbo_latency(1500)

@@ -1,4 +1,5 @@
-"""HubSpot end to end: the local HubSpot, the QBO sandbox, crm-qb web and two workers, all real processes.
+"""HubSpot end to end: the local HubSpot, the QBO sandbox, crm-qb web, two workers and the scheduler, all real
+processes.
 
 What only HubSpot has, on top of the capabilities the parametrized suite runs for both CRM kinds (customer sync,
 follow-ups, merges and deletes, faults, shared realm, throttled tenant): the app card's request, signed by
@@ -32,7 +33,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # minutes of real processes: `
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, redis_client: Redis,
           spawn: Callable[..., subprocess.Popen[bytes]]) -> Iterator[World]:
-    """The QBO sandbox, the local HubSpot, crm-qb web and two workers."""
+    """The QBO sandbox, the local HubSpot, crm-qb web, two workers and the scheduler."""
     with running_world(settings, tmp_path, spawn, "hubspot") as made:
         yield made
 

@@ -1,5 +1,5 @@
 """HubSpot calls and meetings → QBO TimeActivity end to end (DESIGN §9, §10): the local HubSpot, the QBO sandbox,
-crm-qb web and two workers, all real processes, every change carried by HubSpot's v3-signed webhooks
+crm-qb web, two workers and the scheduler, all real processes, every change carried by HubSpot's v3-signed webhooks
 (``object.*`` of calls 0-48 and meetings 0-47, read back as ``call-<id>`` / ``meeting-<id>``) and QBO's.
 
 A call and a meeting with a duration on a linked contact become TimeActivity with the right hours and minutes,
@@ -36,7 +36,8 @@ START_MS = 1_796_050_800_000  # 2026-11-30T15:00:00Z: 30 Nov in the realm's time
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path, redis_client: Redis,
           spawn: Callable[..., subprocess.Popen[bytes]]) -> Iterator[World]:
-    """The QBO sandbox (its employee Emily Platt, its Design item), the local HubSpot, crm-qb web, two workers."""
+    """The QBO sandbox (its employee Emily Platt, its Design item), the local HubSpot, crm-qb web, two workers,
+    the scheduler."""
     with running_world(settings, tmp_path, spawn, "hubspot") as made:
         requests.post(f"{made.crm}/_sandbox/owners", json={  # the HubSpot user who logs the time
             "email": "emily.platt@example.com", "firstName": "Emily", "lastName": "Platt"}, timeout=10)

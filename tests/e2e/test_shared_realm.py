@@ -2,7 +2,9 @@
 each once, without a CDC poll. Runs against the reference CRM and the local HubSpot.
 
 Issue 10 item 1: the first connection's drain used to mark the realm's event processed, so the second connection
-found nothing pending and caught up only at its next CDC poll. No scheduler runs here, so no CDC poll can help.
+found nothing pending and caught up only at its next CDC poll. The scheduler runs, as in production, but neither
+connection's polls are due during the test (both are wired as just polled, tests/support/e2e.py ``first_synced``),
+and the test checks at its end that none ran, so no poll can have helped.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +23,7 @@ from sqlalchemy import func, select
 from crm_qb.app import create_app
 from crm_qb.config import Settings
 from crm_qb.db import db
-from crm_qb.models import EventSource, EventStatus, InboundEvent
+from crm_qb.models import Connection, EventSource, EventStatus, InboundEvent
 from tests.support import wait_for
 from tests.support.e2e import Crm, World, running_world, second_crm
 
@@ -30,7 +33,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.hubspot_slow]  # tests/e2e/conftest.p
 @pytest.fixture
 def two(crm_kind: str, settings: Settings, tmp_path: Path, redis_client: Redis,
         spawn: Callable[..., subprocess.Popen[bytes]]) -> Iterator[tuple[World, Crm, int]]:
-    """One QBO sandbox realm, two CRMs of ``crm_kind``, two connections on that realm; web and two workers, no
+    """One QBO sandbox realm, two CRMs of ``crm_kind``, two connections on that realm; web, two workers and the
     scheduler. The second CRM and its connection's id come with the world."""
     with running_world(settings, tmp_path, spawn, crm_kind) as world, \
             second_crm(world, tmp_path, crm_kind, world.realm, spawn) as (crm, connection_id):
@@ -39,6 +42,8 @@ def two(crm_kind: str, settings: Settings, tmp_path: Path, redis_client: Redis,
 
 def test_a_qbo_edit_reaches_both_connections_of_the_company_without_a_poll(two: tuple[World, Crm, int]) -> None:
     world, second, second_id = two
+    app = create_app(world.settings)
+    polled = _polled(app)
     customer = world.create_customer(DisplayName="Shared Customer", PrimaryEmailAddr={"Address": "shared@example.com"})
     wait_for(lambda: world.contact_with(email="shared@example.com"), timeout=60, what="the first CRM's contact")
     wait_for(lambda: second.contact_with(email="shared@example.com"), timeout=60, what="the second CRM's contact")
@@ -51,7 +56,6 @@ def test_a_qbo_edit_reaches_both_connections_of_the_company_without_a_poll(two: 
     print(f"QBO edit reached the first CRM after {first_at - edited_at:.2f} s, the second after "
           f"{time.monotonic() - edited_at:.2f} s (no CDC poll runs)")
 
-    app = create_app(world.settings)
     wait_for(lambda: _pending(app) == 0, timeout=60, what="every event to settle (the CRMs' echo hooks too)")
     with app.app_context():
         rows = db.session.execute(
@@ -62,6 +66,17 @@ def test_a_qbo_edit_reaches_both_connections_of_the_company_without_a_poll(two: 
     # Each QBO change (create, edit) was delivered to each connection once: two deliveries per connection.
     assert {(row[0], row[1]): row[2] for row in rows} == {
         (world.connection_id, customer["Id"]): 2, (second_id, customer["Id"]): 2}
+    # No catch-up poll of either side ran (a CRM poll's event syncs the pair, reading QBO, so it could carry the
+    # edit too): routing alone brought it to the second CRM.
+    assert _polled(app) == polled
+
+
+def _polled(app: Flask) -> dict[int, tuple[datetime | None, datetime | None]]:
+    """When each connection's QBO (CDC) poll and CRM poll last moved its cursor; a backfill moves the CDC one too."""
+    with app.app_context():
+        rows = db.session.execute(select(Connection.id, Connection.cdc_cursor, Connection.crm_polled_at)).all()
+        db.session.remove()
+    return {row[0]: (row[1], row[2]) for row in rows}
 
 
 def _pending(app: Flask) -> int:

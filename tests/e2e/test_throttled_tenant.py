@@ -50,9 +50,9 @@ class TenantB:
 @pytest.fixture
 def tenants(crm_kind: str, settings: Settings, tmp_path: Path, redis_client: Redis,
             spawn: Callable[..., subprocess.Popen[bytes]]) -> Iterator[tuple[World, TenantB]]:
-    """Tenant A (``World``) and tenant B on two companies of one QBO sandbox; web, ONE worker and the scheduler."""
+    """Tenant A (``World``) and tenant B on two companies of one QBO sandbox; web, ONE worker and the scheduler (the
+    world's: it moves A's delayed drain back onto its queue when due)."""
     with running_world(settings, tmp_path, spawn, crm_kind, workers=1) as world:
-        spawn("scheduler", extra_env=world.env)  # it moves delayed jobs back onto their queues when due
         realm_b = new_realm(world.qbo)
         with second_crm(world, tmp_path, crm_kind, realm_b, spawn) as (crm, b_id):
             world.point_qbo_webhooks(f"{world.web}/webhooks/qbo", realm=realm_b)

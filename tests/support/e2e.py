@@ -1,4 +1,5 @@
-"""End-to-end helpers: the sandboxes and crm-qb's web and workers as real processes, one connection wired up."""
+"""End-to-end helpers: the sandboxes and crm-qb's web, workers and scheduler as real processes, one connection
+wired up."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from crm_qb.connections import create_connection, create_hubspot_connection
 from crm_qb.crm.hubspot import mapping
 from crm_qb.crm.hubspot.connector import set_up_portal
 from crm_qb.crm.protocol import CONTACT_TEXT_FIELDS
-from crm_qb.db import db
+from crm_qb.db import db, utcnow
 from crm_qb.models import Connection, ContactLink, EventStatus, InboundEvent
 from crm_qb.runtime import runtime
 from tests.conftest import _migrate, _truncate, make_settings, settings_env
@@ -248,7 +249,8 @@ def create_customer(qbo: str, realm: str, **fields: Any) -> dict[str, Any]:
 def wire(settings: Settings, tmp_path: Path, spawn: Callable[..., subprocess.Popen[bytes]],
          qbo_info: dict[str, Any], crm_info: dict[str, Any], web_port: int, *, workers: int = 2,
          crm_kind: str = "rest") -> World:
-    """Point crm-qb at both sandboxes, connect a connection, start web and ``workers`` workers; the world made.
+    """Point crm-qb at both sandboxes, connect a connection, start web, ``workers`` workers and the scheduler; the
+    world made.
 
     ``crm_kind`` "hubspot": ``crm_info`` is the local HubSpot's info; crm-qb is its app (the client secret that
     signs its webhooks) and the connection uses the portal's private-app token.
@@ -277,6 +279,10 @@ def wire(settings: Settings, tmp_path: Path, spawn: Callable[..., subprocess.Pop
         # worker, and CI's two cores are the suite's limit. The default is tested by test_bulk_process,
         # test_first_sync_resume, test_up and the fault smoke.
         spawn("worker", "--no-bulk-process", extra_env=env)
+    # As on every production deployment (README, "Running on several hosts"): without it a drain put off into RQ's
+    # delayed set (behind a held lock, a throttled company, a slow side, an outage's turn) never comes back, and the
+    # watchdog never wakes a drain lost with a killed worker. Its polls are not due during a test (connect_crm).
+    spawn("scheduler", extra_env=env)
     wait_for(lambda: healthy(web), timeout=90, what="crm-qb web to answer /healthz")
     connection_id = connect_crm(app, web, realm, crm_kind, crm_info)
     world = World(web, qbo, realm, str(crm_info["api_base"]), str(crm_info["token"]), connection_id, full, env,
@@ -291,9 +297,10 @@ def new_realm(qbo: str) -> str:
 
 
 def connect_crm(app: Flask, web: str, realm: str, crm_kind: str, crm_info: dict[str, Any]) -> int:
-    """Connect a CRM sandbox of ``crm_kind`` to ``realm`` as ``crm-qb connection add`` and the QBO consent do, and
-    send its change hooks to crm-qb's web at ``web``; the connection's id."""
+    """Connect a CRM sandbox of ``crm_kind`` to ``realm`` as ``crm-qb connection add`` and the QBO consent do, its
+    first sync done (``first_synced``), and send its change hooks to crm-qb's web at ``web``; the connection's id."""
     connection_id, secret = crm_connection(app, crm_kind, crm_info)
+    first_synced(app, connection_id)  # before it is connected: the scheduler never sees it connected but unsynced
     connect_qbo(app, connection_id, realm)
     if crm_kind == "hubspot":
         requests.post(f"{crm_info['api_base']}/_sandbox/webhooks", json={"url": f"{web}/webhooks/hubspot"},
@@ -302,6 +309,25 @@ def connect_crm(app: Flask, web: str, realm: str, crm_kind: str, crm_info: dict[
         requests.post(f"{crm_info['api_base']}/_sandbox/hooks", json={
             "url": f"{web}/webhooks/crm/{connection_id}", "secret": secret}, timeout=10).raise_for_status()
     return connection_id
+
+
+def first_synced(app: Flask, connection_id: int) -> None:
+    """Leave the connection as the first sync of its two empty sides leaves it, its CRM poll just run.
+
+    In production live sync waits for a connection's first sync (the QBO consent opens one); a world's sides start
+    empty, so it skips that run. Without its cursors the scheduler takes the connection for one never synced and
+    starts a backfill at its next tick, at any moment of a test: a first sync walking both sides beside the test's
+    live changes, able to carry them itself and, with one worker, to hold that worker (60 s behind a throttled
+    company). With them both polls are next due ``sync.cdc_poll_seconds`` (5 minutes) from now, after the longest
+    of these tests; a test about a poll queues it itself.
+    """
+    with app.app_context():
+        connection = db.session.get(Connection, connection_id)
+        assert connection is not None
+        now = utcnow()
+        connection.cdc_cursor = connection.crm_cursor = connection.crm_polled_at = connection.last_sync_at = now
+        db.session.commit()
+        db.session.remove()
 
 
 def crm_connection(app: Flask, crm_kind: str, crm_info: dict[str, Any]) -> tuple[int, str]:
@@ -359,9 +385,9 @@ class Spawner:
 @contextmanager
 def running_world(settings: Settings, tmp_path: Path, spawn: Callable[..., subprocess.Popen[bytes]], crm_kind: str,
                   *, workers: int = 2) -> Iterator[World]:
-    """The QBO sandbox and a CRM of ``crm_kind`` as real processes, wired to crm-qb web and ``workers`` workers;
-    everything is stopped afterwards: crm-qb's processes first (a worker outliving the sandboxes retries against
-    them until its job gives up, which made teardowns take 15 to 28 s under CI's load), then the sandboxes."""
+    """The QBO sandbox and a CRM of ``crm_kind`` as real processes, wired to crm-qb web, ``workers`` workers and the
+    scheduler; everything is stopped afterwards: crm-qb's processes first (a worker outliving the sandboxes retries
+    against them until its job gives up, which made teardowns take 15 to 28 s under CI's load), then the sandboxes."""
     qbo_proc, qbo_info = start_sandbox(["crm_qb.cli", "sandbox", "qbo", "--port", str(free_port())],
                                        tmp_path / "qbo.log")
     sandboxes = [qbo_proc]
