@@ -20,10 +20,12 @@ import pytest
 import requests
 from flask import Flask
 from redis import Redis
+from rq.job import JobStatus
 from sqlalchemy import func, select
 
 from crm_qb.app import create_app
 from crm_qb.db import db, utcnow
+from crm_qb.keys import JobIds
 from crm_qb.models import SyncRun, SyncRunRecord
 from crm_qb.runtime import runtime
 from crm_qb.sandbox.crm.server import start_server
@@ -35,6 +37,7 @@ from tests.support import ROOT, wait_for
 from tests.support import sync as support
 from tests.support.e2e import Crm, crm_connection
 from tests.support.sync import QboSandbox, connect_qbo, qbo_settings
+from workers.queues import fetch_job
 from workers.worker import build_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # whole crm-qb runs of minutes: `scripts/test`, not CI
@@ -104,6 +107,15 @@ def worker_process(h: Resumable, log: Path) -> subprocess.Popen[bytes]:
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
+def queued_again(h: Resumable, run_id: int) -> bool:
+    """Start the run again (``service.start``, as the scheduler's resume does); whether its job now waits in a
+    queue for a worker."""
+    with h.app.app_context():
+        assert service.start(runtime(h.app).jobs, run_id) is True  # the run is still running: resumable
+        job = fetch_job(runtime(h.app).redis, JobIds.sync_run_job("run", run_id))
+        return job is not None and job.get_status(refresh=True) == JobStatus.QUEUED
+
+
 def checkpoint(h: Resumable, run_id: int) -> dict[str, Any]:
     with h.app.app_context():
         run = store.run_of(run_id)
@@ -151,8 +163,10 @@ def test_a_killed_worker_resumes_after_its_last_page(seeded: Resumable, tmp_path
         db.session.rollback()
 
     requests.delete(f"{h.qbo.url}/_sandbox/faults", timeout=10).raise_for_status()
-    with h.app.app_context():
-        assert service.start(runtime(h.app).jobs, run_id) is True  # the dead worker's job is queued again
+    # The dead worker's job is queued again once RQ sees its worker gone: asked again until then, as the scheduler's
+    # resume does every tick (the killed worker's bulk child, which ran it, can outlive the wait above by moments
+    # on a loaded host, and while it does the job still counts as running: workers.queues.worker_alive).
+    wait_for(lambda: queued_again(h, run_id), timeout=30, what="the dead worker's job to be queued again")
     h.work()
 
     with h.app.app_context():
