@@ -409,7 +409,7 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
         bigs: list[dict[str, Any]] = []
         load_stop = threading.Event()
         if scenario == "throttled" and not interleaved:
-            throttler = threading.Thread(target=_throttle, args=(rig, live[0]["realm"], stop), daemon=True)
+            throttler = threading.Thread(target=_throttle, args=(rig, live[0], stop), daemon=True)
             throttler.start()
         elif scenario in ISOLATED and not interleaved:
             _trouble(rig, scenario, live[0], True, args.seconds)
@@ -503,10 +503,10 @@ CRM_FAULTS: dict[str, dict[str, Any]] = {"crm-failing": {"count": 1_000_000, "st
 ISOLATED = ("throttled", *FAULTS, *CRM_FAULTS)  # scenarios where tenant 0 is in trouble and the others are measured
 
 
-def _throttle(rig: Rig, realm: str, stop: threading.Event) -> None:
-    """Keep ``realm`` answering 429 until ``stop`` (the sandbox's throttle, renewed every 20 s)."""
+def _throttle(rig: Rig, tenant: dict[str, Any], stop: threading.Event) -> None:
+    """Keep ``tenant``'s company answering 429 until ``stop`` (the sandbox's throttle, renewed every 20 s)."""
     while not stop.is_set():
-        rig.http.post(f"{rig.qbo}/_sandbox/throttle", json={"realm": realm, "seconds": 30}, timeout=10)
+        _trouble(rig, "throttled", tenant, True, 30)
         stop.wait(20)
 
 
