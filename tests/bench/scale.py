@@ -251,8 +251,9 @@ def _cpu_seconds(processes: Processes, database: str = "") -> dict[str, float]:
             add("postgres", cmdline.parent.name)
     for name, process in processes.started:
         kind = name.split("-")[0]
-        for pid in [process.pid, *_children(process.pid)]:
-            add(kind, pid)
+        add(kind, process.pid)
+        for pid in _descendants(process.pid):  # a worker's bulk child (and its mirror child): its own figure
+            add("bulk" if kind == "worker" and _is_bulk(pid) else kind, pid)
     add("bench", os.getpid())  # the load generator, on the same cores
     return used
 
@@ -273,6 +274,24 @@ def _children(pid: int) -> list[int]:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (a worker's bulk child, the mirror child a backfill of that child starts)."""
+    found = _children(pid)
+    for child in list(found):
+        found.extend(_descendants(child))
+    return found
+
+
+def _is_bulk(pid: int) -> bool:
+    """Whether ``pid`` is bulk work: a worker's child serving only the ``backfill`` queue, or a mirror child."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"workers.mirror_child" in argv or (b"--queues" in argv and argv[argv.index(b"--queues") + 1:][:1]
+                                               == [b"backfill"])
 
 
 def _load(rig: Rig, tenants: list[dict[str, Any]], rate: float, seconds: float, tag: str,
@@ -407,6 +426,7 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
         windows: list[list[float]] = []  # interleaved faults: [fault on, fault off] per trouble block
         spans: list[dict[str, float]] = []  # interleaved first syncs: started, finished, its backlog settled
         bigs: list[dict[str, Any]] = []
+        block_cpu: list[tuple[float, dict[str, float]]] = []  # interleaved first syncs: CPU at each block's edge
         load_stop = threading.Event()
         if scenario == "throttled" and not interleaved:
             throttler = threading.Thread(target=_throttle, args=(rig, live[0], stop), daemon=True)
@@ -433,7 +453,7 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
         cpu_at_load = _cpu_seconds(rig.processes, rig.database)
         if interleaved and bigs:
             alternator = threading.Thread(target=_alternate_first_syncs, daemon=True, args=(
-                rig, bigs, args.interleave, after, spans, load_stop))
+                rig, bigs, args.interleave, after, spans, load_stop, block_cpu))
             alternator.start()
         elif interleaved:
             alternator = threading.Thread(target=_alternate, daemon=True, args=(
@@ -468,6 +488,8 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
             if not bigs:
                 spans = _fault_spans(rig.events(after), windows, live[0]["connection_id"], drained)
             extra["interleaved"] = _interleaved(rig, after, began, spans, {t["connection_id"] for t in measured})
+            if block_cpu:
+                extra["interleaved"]["cpu_per_s"] = _cpu_per_block(block_cpu)
         stages = _job_stages(rig, since, {str(t["realm"]) for t in measured} | {str(t["connection_id"])
                                                                                  for t in measured},
                              {str(t[key]) for t in ([big] if big is not None else bigs)
@@ -568,13 +590,20 @@ def _fault_spans(events: list[tuple[str, int | None, float, float | None, str]],
 
 
 def _alternate_first_syncs(rig: Rig, bigs: list[dict[str, Any]], block: float, after: int,
-                           spans: list[dict[str, float]], load_stop: threading.Event) -> None:
+                           spans: list[dict[str, float]], load_stop: threading.Event,
+                           cpu: list[tuple[float, dict[str, float]]]) -> None:
     """A clean block of ``block`` seconds, then one big tenant's first sync until it and its backlog are done,
     and so on, a clean block last; then stop the load. Each first sync is recorded in ``spans`` as on (started),
-    off (its run finished) and until (its backlog of echoes settled)."""
+    off (its run finished) and until (its backlog of echoes settled); ``cpu`` gets the processes' CPU seconds at
+    every block's edge (``_cpu_per_block``)."""
+    def sample() -> None:
+        cpu.append((time.time(), _cpu_seconds(rig.processes, rig.database)))
+
     try:
+        sample()
         for big in bigs:
             time.sleep(block)
+            sample()
             on = time.time()
             rig.start_first_sync(big)
             deadline = time.monotonic() + 900
@@ -582,14 +611,33 @@ def _alternate_first_syncs(rig: Rig, bigs: list[dict[str, Any]], block: float, a
                 window = _bulk_window(rig, big, after)
                 if window["run_finished"] is not None and window["backlog_settled"] is not None:
                     spans.append({"on": on, "off": window["run_finished"], "until": window["backlog_settled"]})
+                    sample()
                     break
                 time.sleep(1)
             else:
                 spans.append({"on": on, "off": float("inf"), "until": float("inf")})
                 return
         time.sleep(block)
+        sample()
     finally:
         load_stop.set()
+
+
+def _cpu_per_block(cpu: list[tuple[float, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """CPU seconds per second of each kind of process, in the clean blocks and in the trouble blocks: ``cpu`` is
+    sampled at every edge, clean block first, so the k-th interval is a trouble block when k is odd. What a first
+    sync adds to each process (its CRM, the QBO sandbox, PostgreSQL, crm-qb's web, the workers) and to each one's
+    wait for a core (``<kind>_wait``)."""
+    used: dict[str, dict[str, float]] = {"clean": {}, "trouble": {}}
+    spent = {"clean": 0.0, "trouble": 0.0}
+    for k in range(len(cpu) - 1):
+        (start, before), (end, after) = cpu[k], cpu[k + 1]
+        kind = "trouble" if k % 2 else "clean"
+        spent[kind] += end - start
+        for name in after:
+            used[kind][name] = used[kind].get(name, 0.0) + after[name] - before.get(name, 0.0)
+    return {kind: {name: round(seconds / spent[kind], 3) for name, seconds in sorted(used[kind].items())}
+            for kind in used if spent[kind]}
 
 
 def _interleaved(rig: Rig, after: int, began: float, spans: list[dict[str, float]],
