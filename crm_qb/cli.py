@@ -612,7 +612,8 @@ def panel_url(connection_id: int, crm_contact_id: str, ttl: int | None) -> None:
 @click.option("--web-url", required=True)
 @click.option("--backfill/--no-backfill", default=True,
               help="Start the first sync (it starts by itself once previewed), or for a connection that has "
-                   "synced before, enqueue a backfill that catches up.")
+                   "synced before, enqueue a backfill that catches up. --no-backfill: a new connection's first "
+                   "sync waits, opened, for `crm-qb sync preview` and `crm-qb sync start`, as a user's does.")
 def connection_demo(crm_url: str, crm_token: str, realm_id: str, web_url: str, backfill: bool) -> None:
     """For ``crm-qb up``: connect the reference CRM to a sandbox realm and print the connection's id as JSON.
 

@@ -58,6 +58,11 @@ def wire_demo(app: Flask, *, crm_url: str, crm_token: str, realm_id: str, web_ur
         if existing is None:
             made = create_connection(runtime(app).secrets, crm_url=crm_url, crm_token=crm_token, name=DEMO_NAME)
             connection_id, api_key, hook_secret = made.connection.id, made.api_key, made.crm_hook_secret
+            # Opened before the company is connected, as a user's consent opens it: from then on the scheduler
+            # neither polls nor backfills the connection until its first sync is done, so nothing walks it before
+            # its preview (``start_demo_sync``'s auto-start, or ``crm-qb sync preview``/``start`` after
+            # ``connection demo --no-backfill``). Connected first, a scheduler tick could backfill it meanwhile.
+            open_first_sync(None, connection_id)
         else:
             connection_id, api_key = existing, None
             hook_secret = _refresh_crm(app, existing, crm_url, crm_token)
