@@ -55,7 +55,9 @@ host's drift, which two runs minutes apart do not. A trouble block lasts until t
 in it are settled, and an event that lived through any part of one counts against the trouble. With ``backfill``
 it wires ``--interleave-first-syncs`` big tenants before the load and starts their first syncs one at a time, each
 after a clean block of SECONDS (and one more clean block after the last): a trouble block lasts from the start
-until the first sync and its backlog of echoes are done.
+until the first sync and its backlog of echoes are done. ``--warmup SECONDS`` runs the load that long before the
+first block, unmeasured (a run's first seconds are slower, whatever the blocks hold); an interleaved first-sync
+run also reports each kind of process's CPU per second in either kind of block (``cpu_per_s``).
 
 A scenario may be named more than once (``--scenarios scale,backfill,scale,backfill``): each run is compared with
 the latest ``scale`` run of its worker count before it, so back-to-back pairs share the host's load of the moment.
@@ -201,6 +203,17 @@ class Rig:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.max(InboundEvent.id))).scalar() or 0)
 
+    def settled(self, after_id: int, tenant: dict[str, Any]) -> tuple[int, float | None]:
+        """How many of ``tenant``'s events stored after ``after_id`` are not yet settled, and when the last one
+        was: one aggregate query, as the first syncs' alternator asks every second while the load is measured
+        (reading every event of the run each time cost the host a tenth of a core, on the measured side)."""
+        with self.engine.connect() as conn:
+            unsettled, last = conn.execute(select(
+                func.count().filter(InboundEvent.processed_at.is_(None)), func.max(InboundEvent.processed_at))
+                .where(InboundEvent.id > after_id, (InboundEvent.connection_id == tenant["connection_id"])
+                       | (InboundEvent.realm_id == str(tenant["realm"])))).one()
+        return int(unsettled or 0), last.timestamp() if last is not None else None
+
     def events(self, after_id: int) -> list[tuple[str, int | None, float, float | None, str]]:
         """(source, connection id, received, processed, status) of the events stored after ``after_id``."""
         with self.engine.connect() as conn:
@@ -270,10 +283,15 @@ def _run_queue_wait(pid: int | str) -> float:
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    """The processes ``pid`` started, from any of its threads (a worker starts its bulk child from a thread of
+    its own, which ``task/<pid>/children`` alone does not list)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found.extend(int(p) for p in task.read_text().split())
+        except OSError:
+            continue
+    return found
 
 
 def _descendants(pid: int) -> list[int]:
@@ -390,9 +408,7 @@ def _bulk_window(rig: Rig, big: dict[str, Any], after: int) -> dict[str, float |
     with rig.engine.connect() as conn:
         run = conn.execute(select(SyncRun.started_at, SyncRun.finished_at).where(
             SyncRun.connection_id == big["connection_id"]).order_by(SyncRun.id.desc()).limit(1)).first()
-    mine = [e for e in rig.events(after) if e[1] == big["connection_id"]]
-    unsettled = any(e[3] is None for e in mine)
-    last = max((e[3] for e in mine if e[3] is not None), default=None)
+    unsettled, last = rig.settled(after, big)
     return {"run_started": run[0].timestamp() if run and run[0] else None,
             "run_finished": run[1].timestamp() if run and run[1] else None,
             "backlog_settled": None if unsettled else last}
@@ -451,16 +467,17 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
             wait_until(partial(_linked_enough, rig, big["connection_id"], 1), 300, "the big first sync to start")
         began = time.time()
         cpu_at_load = _cpu_seconds(rig.processes, rig.database)
+        warmup = args.warmup if interleaved else 0.0  # load not measured: the blocks begin after it
         if interleaved and bigs:
             alternator = threading.Thread(target=_alternate_first_syncs, daemon=True, args=(
-                rig, bigs, args.interleave, after, spans, load_stop, block_cpu))
+                rig, bigs, args.interleave, after, spans, load_stop, block_cpu, warmup))
             alternator.start()
         elif interleaved:
             alternator = threading.Thread(target=_alternate, daemon=True, args=(
-                rig, scenario, live[0], args.interleave, _blocks(args), time.monotonic(), windows, stop))
+                rig, scenario, live[0], args.interleave, _blocks(args), time.monotonic() + warmup, windows, stop))
             alternator.start()
-        made = _load(rig, live, args.rate, float("inf") if bigs else args.seconds, f"{scenario}-{workers}",
-                     load_stop)
+        made = _load(rig, live, args.rate, float("inf") if bigs else warmup + args.seconds,
+                     f"{scenario}-{workers}", load_stop)
         ended = time.time()
         cpu_at_end = _cpu_seconds(rig.processes, rig.database)
         stop.set()
@@ -487,7 +504,9 @@ def run_scenario(rig: Rig, scenario: str, workers: int, args: argparse.Namespace
         if interleaved:
             if not bigs:
                 spans = _fault_spans(rig.events(after), windows, live[0]["connection_id"], drained)
-            extra["interleaved"] = _interleaved(rig, after, began, spans, {t["connection_id"] for t in measured})
+            extra["interleaved"] = _interleaved(rig, after, began + warmup, spans,
+                                                {t["connection_id"] for t in measured})
+            extra["interleaved"]["warmup_s"] = warmup
             if block_cpu:
                 extra["interleaved"]["cpu_per_s"] = _cpu_per_block(block_cpu)
         stages = _job_stages(rig, since, {str(t["realm"]) for t in measured} | {str(t["connection_id"])
@@ -591,15 +610,16 @@ def _fault_spans(events: list[tuple[str, int | None, float, float | None, str]],
 
 def _alternate_first_syncs(rig: Rig, bigs: list[dict[str, Any]], block: float, after: int,
                            spans: list[dict[str, float]], load_stop: threading.Event,
-                           cpu: list[tuple[float, dict[str, float]]]) -> None:
+                           cpu: list[tuple[float, dict[str, float]]], warmup: float = 0.0) -> None:
     """A clean block of ``block`` seconds, then one big tenant's first sync until it and its backlog are done,
     and so on, a clean block last; then stop the load. Each first sync is recorded in ``spans`` as on (started),
     off (its run finished) and until (its backlog of echoes settled); ``cpu`` gets the processes' CPU seconds at
-    every block's edge (``_cpu_per_block``)."""
+    every block's edge (``_cpu_per_block``). The first block begins after ``warmup`` seconds of load."""
     def sample() -> None:
         cpu.append((time.time(), _cpu_seconds(rig.processes, rig.database)))
 
     try:
+        time.sleep(warmup)
         sample()
         for big in bigs:
             time.sleep(block)
@@ -649,7 +669,7 @@ def _interleaved(rig: Rig, after: int, began: float, spans: list[dict[str, float
     block lasts from the fault (or the first sync's start) until the troubled tenant's changes made during it are
     all settled, and an event counts as clean only when its whole life, received to settled, lies outside every
     trouble block: whatever the trouble may have delayed is counted against it."""
-    events = rig.events(after)
+    events = [e for e in rig.events(after) if e[2] >= began]  # ``began``: the first block's start, after warm-up
     clean: dict[str, list[float]] = {"qbo": [], "crm": []}
     trouble: dict[str, list[float]] = {"qbo": [], "crm": []}
     per_block: list[dict[str, Any]] = []
@@ -704,6 +724,9 @@ def main() -> None:
                              "them (p95_trouble_vs_clean); 0, the default: the whole load troubled. For backfill: "
                              "clean blocks of SECONDS between --interleave-first-syncs first syncs, each its own "
                              "trouble block (the load lasts until the last clean block ends)")
+    parser.add_argument("--warmup", type=float, default=0.0, metavar="SECONDS",
+                        help="with --interleave: SECONDS of load before the first block, not measured (a run's "
+                             "first seconds are slower: workers, pools and caches warming up)")
     parser.add_argument("--interleave-first-syncs", type=int, default=3,
                         help="with --interleave and backfill: how many big tenants' first syncs, one after another")
     args = parser.parse_args()
