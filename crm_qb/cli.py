@@ -329,13 +329,19 @@ def web(host: str, port: int, workers: int, threads: int, access_log: bool) -> N
               help="Run each bulk job (the backfill queue) on a thread at this niceness (Linux; a worker started "
                    "nicer keeps its own), so a worker of every queue gives the CPU to the live drains of the "
                    "host's other workers; 0: off.")
+@click.option("--idle", is_flag=True,
+              help="Run at Linux's idle CPU priority (SCHED_IDLE): the worker's jobs get a core only when no other "
+                   "process wants one. Only with --queues backfill: e.g. --queues backfill --nice 10 --idle.")
+@click.option("--bulk-idle/--no-bulk-idle", default=True, show_default=True,
+              help="The bulk child (--bulk-process) runs --idle as well as at --bulk-nice (Linux), so live drains "
+                   "never wait for its CPU; --no-bulk-idle: at --bulk-nice only.")
 @click.option("--bulk-process/--no-bulk-process", default=True, show_default=True,
               help="Serve the backfill queue from a child process (crm-qb worker --queues backfill, at --bulk-nice) "
                    "and the live queues here, so live work never waits for a first sync; --no-bulk-process: run "
                    "bulk jobs in this worker, between live ones. A --burst worker always runs them itself.")
 @click.option("--exit-with-parent", "parent_pid", type=int, default=None, hidden=True)
-def worker(burst: bool, queues: str | None, nice: int, bulk_nice: int, bulk_process: bool,
-           parent_pid: int | None) -> None:
+def worker(burst: bool, queues: str | None, nice: int, idle: bool, bulk_idle: bool, bulk_nice: int,
+           bulk_process: bool, parent_pid: int | None) -> None:
     """Run an RQ worker for every queue (or those of --queues)."""
     from workers.bulk_process import BulkProcess, child_argv, exit_with_parent
     from workers.queues import BACKFILL, QUEUE_NAMES, parse_queue_names
@@ -351,8 +357,11 @@ def worker(burst: bool, queues: str | None, nice: int, bulk_nice: int, bulk_proc
     child = None
     if bulk_process and not burst and BACKFILL in served and len(served) > 1:
         served = tuple(name for name in served if name != BACKFILL)
-        child = BulkProcess(child_argv(bulk_nice))
-    lower_priority(nice, served)  # first, so that every thread the worker starts inherits it
+        child = BulkProcess(child_argv(bulk_nice, bulk_idle))
+    try:
+        lower_priority(nice, served, idle)  # first, so that every thread the worker starts inherits it
+    except ValueError as exc:
+        raise click.UsageError(f"--idle: {exc}") from None
     app = _app()
     runtime_redis(app).ping()  # an unreachable Redis is one line, not a traceback from inside RQ
     if child is not None:

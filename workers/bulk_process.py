@@ -9,8 +9,9 @@ unchanged beside a bulk worker of its own, their p95 rose 2 to 29 %; with this c
 0.01 to 0.07 s, and what is left is CPU.
 
 So ``crm-qb worker`` serving the live queues and ``backfill`` (its default) starts a child ``crm-qb worker --queues
-backfill`` at CPU niceness ``--bulk-nice`` and serves the live queues itself: one command still serves every
-queue, and bulk work runs beside live work instead of in its place. The child is in a process of its own, not on
+backfill`` at CPU niceness ``--bulk-nice`` and, on Linux, at the idle scheduling priority (``--idle``, unless
+``--no-bulk-idle``), and serves the live queues itself: one command still serves every queue, and bulk work runs
+beside live work instead of in its place. The child is in a process of its own, not on
 a thread of the worker: a thread would share the interpreter lock with the live jobs, and a niced thread holding
 it while the CPU is busy keeps them waiting (priority inversion).
 
@@ -43,11 +44,12 @@ PARENT_CHECK_SECONDS = 1.0
 _PR_SET_PDEATHSIG = 1
 
 
-def child_argv(bulk_nice: int) -> list[str]:
-    """The command line of a bulk child: the bulk queue only, the whole process at ``bulk_nice`` (its jobs then run
-    on its main thread, with RQ's signal timeout), and tied to this process."""
+def child_argv(bulk_nice: int, idle: bool = True) -> list[str]:
+    """The command line of a bulk child: the bulk queue only, the whole process at ``bulk_nice`` and, with
+    ``idle``, at Linux's idle CPU priority (its jobs then run on its main thread, with RQ's signal timeout), and tied
+    to this process."""
     return [sys.executable, "-m", "crm_qb.cli", "worker", "--queues", "backfill", "--nice", str(bulk_nice),
-            "--bulk-nice", "0", "--exit-with-parent", str(os.getpid())]
+            *(["--idle"] if idle else []), "--bulk-nice", "0", "--exit-with-parent", str(os.getpid())]
 
 
 class BulkProcess:

@@ -189,21 +189,44 @@ def build_worker(app: Flask, name: str | None = None, queues: tuple[str, ...] = 
     return worker
 
 
-def lower_priority(nice: int, queues: tuple[str, ...] = QUEUE_NAMES) -> int:
-    """Lower this process's CPU priority by ``nice`` (0: unchanged) and return its niceness after.
+def lower_priority(nice: int, queues: tuple[str, ...] = QUEUE_NAMES, idle: bool = False) -> int:
+    """Lower this process's CPU priority by ``nice`` (0: unchanged) and, with ``idle``, put it in Linux's idle
+    scheduling class; return its niceness after.
 
     For a worker of bulk work (``--queues backfill --nice 10``): the first syncs and their backlog then take only
     the CPU that live drains leave. Linux keeps a niceness per thread, and a thread inherits its creator's: called
     before the app and the worker start any thread, it covers them all. An unprivileged process cannot raise its
     priority again, which is why it is a whole worker's, not a job's: a worker that also serves live queues would
-    run live drains niced too (warned about here)."""
+    run live drains niced too (warned about here).
+
+    Niceness only weighs the CPU's shares: a niced bulk job that is running when a live drain wakes still holds its
+    core until the scheduler's next turn. The idle class (``SCHED_IDLE``) is the other way round: a thread of it
+    gets a core only when no normal one wants it, and yields it as soon as one does. On the 2-core bench a
+    3,000-customer first sync beside live load then added about half as much to the live workers' wait for a core
+    (README, Benchmarks). Refused for a worker of live queues (their drains would wait for every other process)."""
+    live = [name for name in queues if name != BACKFILL]
+    if idle and live:
+        raise ValueError(f"the idle CPU priority is for a worker of the {BACKFILL} queue only, "
+                         f"not of {', '.join(live)}")
+    if idle:
+        set_idle()
     if nice <= 0:
         return os.getpriority(os.PRIO_PROCESS, 0)
-    live = [name for name in queues if name != BACKFILL]
     if live:
         log.warning("worker runs at nice %s and serves live queue(s) %s: their drains are niced too; "
                     "use --queues %s for a niced worker", nice, ",".join(live), BACKFILL)
     return os.nice(nice)
+
+
+def set_idle() -> bool:
+    """Put this thread, and every thread and process it starts later, in Linux's idle scheduling class; whether it
+    could (elsewhere there is no such class: the niceness alone then lowers the priority, said once in the log)."""
+    policy = getattr(os, "SCHED_IDLE", None)
+    if policy is None or not hasattr(os, "sched_setscheduler"):
+        log.warning("this system has no idle CPU priority (Linux SCHED_IDLE): the worker runs at its niceness only")
+        return False
+    os.sched_setscheduler(0, policy, os.sched_param(0))
+    return True
 
 
 def run_worker(app: Flask, *, burst: bool = False, name: str | None = None,

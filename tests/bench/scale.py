@@ -173,7 +173,7 @@ class Rig:
         (seconds on a busy host)."""
         commands = ([("worker", [*CLI, "worker", "--bulk-nice", str(nice)])] * count
                     + [("worker", [*CLI, "worker", "--queues", LIVE_QUEUES])] * live_only
-                    + [("bulk", [*CLI, "worker", "--queues", "backfill", "--nice", str(nice)])] * bulk)
+                    + [("bulk", [*CLI, "worker", "--queues", "backfill", "--nice", str(nice), "--idle"])] * bulk)
         for n, (kind, command) in enumerate(commands):  # kind: the CPU figures' key ("bulk": the bulk workers)
             self.workers.append(self.processes.start(f"{kind}-{len(self.workers)}-{n}", command, self.env))
         redis = Redis.from_url(REDIS_URL)

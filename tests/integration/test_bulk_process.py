@@ -25,6 +25,7 @@ from tests.support import ROOT, wait_for
 from workers.queues import _pid_alive
 
 SQLITE = pytest.mark.parametrize("backend", ["sqlite"])  # the worker processes' database: either does
+IDLE_CLASS = hasattr(os, "SCHED_IDLE")  # Linux: the bulk child's idle CPU priority; elsewhere its niceness only
 
 
 def _probe(redis: Redis, name: str, stage: str) -> dict[str, Any] | None:
@@ -90,9 +91,10 @@ def test_live_jobs_run_while_a_bulk_job_holds_the_workers_child(rig: Rig) -> Non
     held = rig.started(bulk)
     assert held["pid"] != worker.pid and _parent_of(held["pid"]) == worker.pid  # the worker's child runs it
     assert held["nice"] == 10  # at --bulk-nice's default, the whole process
+    assert held["idle"] is IDLE_CLASS  # and in Linux's idle class (--bulk-idle, the default)
     rig.enqueue("inbound", "note", live)
     ran = rig.done(live, timeout=10)  # while the bulk job still holds its process
-    assert ran["pid"] == worker.pid and ran["nice"] == 0
+    assert ran["pid"] == worker.pid and ran["nice"] == 0 and ran["idle"] is False
     assert _probe(rig.redis, bulk, "done") is None
     rig.release(bulk)
     rig.done(bulk)
@@ -100,6 +102,34 @@ def test_live_jobs_run_while_a_bulk_job_holds_the_workers_child(rig: Rig) -> Non
     worker.send_signal(signal.SIGTERM)  # a warm stop of the worker stops its child too
     assert worker.wait(30) == 0
     wait_for(lambda: not _pid_alive(held["pid"]), 10, what="the child to end")
+
+
+@SQLITE
+def test_no_bulk_idle_leaves_the_child_at_its_niceness_only(rig: Rig) -> None:
+    worker = rig.worker("--no-bulk-idle", "--bulk-nice", "7")
+    bulk, _ = _names()
+    rig.enqueue("backfill", "hold", bulk)
+    held = rig.started(bulk)
+    assert _parent_of(held["pid"]) == worker.pid
+    assert (held["nice"], held["idle"]) == (7, False)
+    rig.release(bulk)
+    rig.done(bulk)
+
+
+@SQLITE
+def test_a_worker_of_the_bulk_queue_runs_idle_when_asked_and_a_live_one_refuses_to(rig: Rig) -> None:
+    idle = rig.worker("--queues", "backfill", "--idle")
+    bulk, _ = _names()
+    rig.enqueue("backfill", "hold", bulk)
+    held = rig.started(bulk)
+    assert held["pid"] == idle.pid and (held["nice"], held["idle"]) == (10, IDLE_CLASS)  # its bulk thread: --bulk-nice
+    rig.release(bulk)
+    rig.done(bulk)
+    refused = subprocess.run([sys.executable, "-m", "crm_qb.cli", "worker", "--queues", "inbound,backfill", "--idle"],
+                             cwd=ROOT, env=rig.env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert "--idle: the idle CPU priority is for a worker of the backfill queue only, not of inbound" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 @SQLITE

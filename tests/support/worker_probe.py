@@ -1,6 +1,6 @@
 """Jobs for tests of worker processes (``tests/integration/test_bulk_process.py``): they report which process ran
-them, at which CPU niceness, and a bulk one holds its worker until the test releases it. Kept in Redis under
-``probe:<name>:…``."""
+them, at which CPU niceness and whether in the idle class, and a bulk one holds its worker until the test releases
+it. Kept in Redis under ``probe:<name>:…``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ HOLD_AT_MOST_SECONDS = 60.0
 
 def _report(name: str, stage: str) -> None:
     runtime().redis.set(f"probe:{name}:{stage}", json.dumps(
-        {"pid": os.getpid(), "nice": os.getpriority(os.PRIO_PROCESS, 0), "at": time.time()}))
+        {"pid": os.getpid(), "nice": os.getpriority(os.PRIO_PROCESS, 0), "at": time.time(),
+         "idle": hasattr(os, "SCHED_IDLE") and os.sched_getscheduler(0) == os.SCHED_IDLE}))
 
 
 def hold(name: str) -> None:
