@@ -83,6 +83,18 @@ def _names() -> tuple[str, str]:
     return f"bulk-{tag}", f"live-{tag}"
 
 
+def _bulk_job_on(rig: Rig, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start ``crm-qb worker ARGS``, run one bulk job on it to its end; the worker, and what the job saw of the
+    process running it (pid, niceness, idle class)."""
+    worker = rig.worker(*args)
+    bulk, _ = _names()
+    rig.enqueue("backfill", "hold", bulk)
+    held = rig.started(bulk)
+    rig.release(bulk)
+    rig.done(bulk)
+    return worker, held
+
+
 @SQLITE
 def test_live_jobs_run_while_a_bulk_job_holds_the_workers_child(rig: Rig) -> None:
     worker = rig.worker()
@@ -106,25 +118,15 @@ def test_live_jobs_run_while_a_bulk_job_holds_the_workers_child(rig: Rig) -> Non
 
 @SQLITE
 def test_no_bulk_idle_leaves_the_child_at_its_niceness_only(rig: Rig) -> None:
-    worker = rig.worker("--no-bulk-idle", "--bulk-nice", "7")
-    bulk, _ = _names()
-    rig.enqueue("backfill", "hold", bulk)
-    held = rig.started(bulk)
+    worker, held = _bulk_job_on(rig, "--no-bulk-idle", "--bulk-nice", "7")
     assert _parent_of(held["pid"]) == worker.pid
     assert (held["nice"], held["idle"]) == (7, False)
-    rig.release(bulk)
-    rig.done(bulk)
 
 
 @SQLITE
 def test_a_worker_of_the_bulk_queue_runs_idle_when_asked_and_a_live_one_refuses_to(rig: Rig) -> None:
-    idle = rig.worker("--queues", "backfill", "--idle")
-    bulk, _ = _names()
-    rig.enqueue("backfill", "hold", bulk)
-    held = rig.started(bulk)
+    idle, held = _bulk_job_on(rig, "--queues", "backfill", "--idle")
     assert held["pid"] == idle.pid and (held["nice"], held["idle"]) == (10, IDLE_CLASS)  # its bulk thread: --bulk-nice
-    rig.release(bulk)
-    rig.done(bulk)
     refused = subprocess.run([sys.executable, "-m", "crm_qb.cli", "worker", "--queues", "inbound,backfill", "--idle"],
                              cwd=ROOT, env=rig.env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2
