@@ -218,15 +218,14 @@ def lower_priority(nice: int, queues: tuple[str, ...] = QUEUE_NAMES, idle: bool 
     return os.nice(nice)
 
 
-def set_idle() -> bool:
-    """Put this thread, and every thread and process it starts later, in Linux's idle scheduling class; whether it
-    could (elsewhere there is no such class: the niceness alone then lowers the priority, said once in the log)."""
+def set_idle() -> None:
+    """Put this thread, and every thread and process it starts later, in Linux's idle scheduling class (elsewhere
+    there is no such class: the niceness alone then lowers the priority, said once in the log)."""
     policy = getattr(os, "SCHED_IDLE", None)
     if policy is None or not hasattr(os, "sched_setscheduler"):
         log.warning("this system has no idle CPU priority (Linux SCHED_IDLE): the worker runs at its niceness only")
-        return False
+        return
     os.sched_setscheduler(0, policy, os.sched_param(0))
-    return True
 
 
 def run_worker(app: Flask, *, burst: bool = False, name: str | None = None,
