@@ -45,8 +45,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-def upgrade_schema(app: Flask) -> None:
-    """Create or upgrade ``app``'s database to the latest migration (``crm-qb db upgrade``, the tests, benches).
+def upgrade_schema(app: Flask, revision: str = "head") -> None:
+    """Create or upgrade ``app``'s database to the latest migration, or to ``revision`` (``crm-qb db upgrade``, the
+    tests, benches).
 
     Flask-Migrate (and with it Alembic) is loaded here, not in ``create_app``: the web and worker processes never
     migrate, and importing Alembic cost each of them about 0.3 s of CPU at start.
@@ -55,7 +56,7 @@ def upgrade_schema(app: Flask) -> None:
 
     with app.app_context():
         _add_migrate(app)
-        upgrade(directory=MIGRATIONS_DIR)
+        upgrade(directory=MIGRATIONS_DIR, revision=revision)
 
 
 def create_app_with_migrations() -> Flask:

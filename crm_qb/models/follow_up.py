@@ -36,3 +36,7 @@ class FollowUp(ConnectionOwned, CreatedAt, db.Model):  # type: ignore[name-defin
     status: Mapped[FollowUpStatus] = mapped_column(value_enum(FollowUpStatus), default=FollowUpStatus.PENDING)
     status_reason: Mapped[str | None] = mapped_column(PlainText)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When a create of this row's task was first sent to the CRM (committed before the call). None: no create was
+    # ever sent, so no task in the CRM can carry the row's marker and the marker search is skipped
+    # (crm_qb/sync/followups/scan.py; migration 0008_followup_attempt).
+    task_attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

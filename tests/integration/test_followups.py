@@ -12,6 +12,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from crm_qb.crm.errors import CrmUnavailableError
+from crm_qb.crm.protocol import NewTask, Task
 from crm_qb.crm.rest import RestConnector
 from crm_qb.db import db
 from crm_qb.keys import JobIds, RedisKeys
@@ -190,9 +191,10 @@ def test_a_task_created_before_a_crash_is_found_by_its_marker_not_created_twice(
     contact = world.contact("c1")
     world.invoice("101", "c1")
     marker = task_marker(world.connection_id, "101", 1)
-    with app.app_context():  # the crashed run reserved the row and created the task, but never recorded it
+    with app.app_context():  # the crashed run reserved the row, wrote its create ahead, created, never recorded
         db.session.add(FollowUp(connection_id=world.connection_id, qbo_invoice_id="101", rule_days=1,
-                                crm_contact_id=contact, status=FollowUpStatus.PENDING))
+                                crm_contact_id=contact, status=FollowUpStatus.PENDING,
+                                task_attempted_at=overdue_by(1)))
         db.session.commit()
     made = world.as_user("POST", f"/contacts/{contact}/tasks", json={"title": "x", "description": f"y\n\n{marker}"})
     result = world.scan(overdue_by(1))
@@ -201,6 +203,39 @@ def test_a_task_created_before_a_crash_is_found_by_its_marker_not_created_twice(
     with app.app_context():
         row = db.session.scalars(select(FollowUp)).one()
         assert (row.status, row.crm_task_id) == (FollowUpStatus.OPEN, made.json()["id"])
+
+
+class _CrashAfterCreate(RestConnector):
+    """A connector whose run dies right after the CRM made the task, before the scan could record it."""
+
+    def create_task(self, contact_id: str, task: NewTask) -> Task:
+        super().create_task(contact_id, task)
+        raise RuntimeError("the worker died here")
+
+
+def test_a_run_that_dies_between_create_and_record_leaves_a_task_the_next_scan_finds(world: World) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    with pytest.raises(RuntimeError, match="died"):
+        world.scan(overdue_by(1), crm=_CrashAfterCreate(world.crm.url, CRM_TOKEN))
+    assert [row[:3] for row in world.rows()] == [("101", 1, "pending")]
+    assert world.scan(overdue_by(1))["created"] == 0
+    assert len(world.tasks(contact)) == 1
+    assert [row[:3] for row in world.rows()] == [("101", 1, "open")]
+
+
+def test_a_task_no_run_has_tried_is_created_without_reading_the_contacts_tasks(world: World) -> None:
+    """A row whose create was never sent cannot have a task in the CRM: a first sync's thousands of tasks cost one
+    CRM call each (the create), not a read of the contact's tasks before each."""
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    world.invoice("102", "c1")
+    before = world.crm_requests()
+    assert world.scan(overdue_by(1))["created"] == 2
+    made = {endpoint: count - before.get(endpoint, 0) for endpoint, count in world.crm_requests().items()
+            if count != before.get(endpoint, 0)}
+    assert made == {"POST /contacts/<contact_id>/tasks": 2, "GET /contacts/<contact_id>": 1}
+    assert len(world.tasks(contact)) == 2
 
 
 def test_concurrent_scans_never_make_two_tasks_for_one_rule(world: World, app: Flask) -> None:

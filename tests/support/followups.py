@@ -159,6 +159,10 @@ class World:
         return self.http.request(method, f"{self.crm.url}{path}", timeout=5,
                                  headers={"Authorization": f"Bearer {CRM_TOKEN}"}, **kwargs)
 
+    def crm_requests(self) -> dict[str, int]:
+        """How many requests the CRM has answered so far, per endpoint (``GET /_sandbox/requests``)."""
+        return dict(self.http.get(f"{self.crm.url}/_sandbox/requests", timeout=5).json()["endpoints"])
+
     def faults(self, **plan: Any) -> None:
         """Set the CRM's fault plan."""
         assert self.http.post(f"{self.crm.url}/_sandbox/faults", json=plan, timeout=5).status_code == 200

@@ -6,9 +6,12 @@ How a task is made exactly once per (connection, invoice, rule), through retries
 2. Work on one row (create, complete) happens under a Redis lock per row (``crm_qb.locks``, renewed while held,
    not waited for: a busy row is left to the next scan), and the row is re-read after the lock is taken, so two
    scans never talk to the CRM about the same row at once.
-3. Before creating, the contact's tasks are listed and searched for the row's marker (``task_marker``), which
-   every task description ends with: a task created by a run that crashed before recording it is found and
-   recorded, never created twice. Then the task id and status open are recorded by a guarded UPDATE.
+3. A create is written ahead: the row's ``task_attempted_at`` is committed before the first create is sent. A row
+   that has it may have a task in the CRM that a run crashed before recording, so the contact's tasks are listed
+   and searched for the row's marker (``task_marker``, which every task description ends with) and such a task is
+   recorded, never created twice. A row without it cannot have one, and the read is skipped: a first sync's
+   thousands of new tasks cost one CRM call each, not two. Then the task id and status open are recorded by a
+   guarded UPDATE.
 No database transaction is open while the CRM is called. A task a CRM user completed or deleted becomes
 ``closed_by_user``; its row stays, so no rule creates it again.
 """
@@ -194,10 +197,13 @@ class Scan:
         if row.status != FollowUpStatus.PENDING:
             return
         marker = task_marker(self.connection_id, row.qbo_invoice_id, row.rule_days)
-        existing = self._find_marked(row.crm_contact_id, marker)
+        existing = self._find_marked(row.crm_contact_id, marker) if row.task_attempted else None
         if existing is not None and existing.status == "done":
             self._finish(row, FollowUpStatus.CLOSED_BY_USER, "completed in the CRM", existing.id)
             return
+        if existing is None and not row.task_attempted and not store.record(
+                row.id, FollowUpStatus.PENDING, task_attempted_at=utcnow()):
+            return  # no longer pending: nothing to create
         task = existing or self.crm.create_task(row.crm_contact_id, self._new_task(row, invoice, marker))
         if store.record(row.id, FollowUpStatus.PENDING, status=FollowUpStatus.OPEN, crm_task_id=task.id,
                         status_reason=None):
@@ -250,7 +256,10 @@ class Scan:
             self._finish(row, FollowUpStatus.COMPLETED, reason, task.id)
 
     def _task_of(self, row: Row) -> Task | None:
-        """The row's task: found by marker while the row is pending (its id may not be recorded yet)."""
+        """The row's task: found by marker while the row is pending (its id may not be recorded yet); none when
+        no create was ever sent for it."""
+        if row.status == FollowUpStatus.PENDING and not row.task_attempted:
+            return None
         if row.status == FollowUpStatus.PENDING:
             return self._find_marked(row.crm_contact_id, task_marker(self.connection_id, row.qbo_invoice_id,
                                                                      row.rule_days))

@@ -43,6 +43,7 @@ class Row:
     crm_contact_id: str
     crm_task_id: str | None
     status: FollowUpStatus
+    task_attempted: bool = False  # a create of its task was sent at least once (the marker may be in the CRM)
 
 
 def connection(connection_id: int) -> Connection:
@@ -150,7 +151,8 @@ def set_reason(row_id: int, reason: str) -> None:
 
 
 def _snapshot(item: FollowUp) -> Row:
-    return Row(item.id, item.qbo_invoice_id, item.rule_days, item.crm_contact_id, item.crm_task_id, item.status)
+    return Row(item.id, item.qbo_invoice_id, item.rule_days, item.crm_contact_id, item.crm_task_id, item.status,
+               item.task_attempted_at is not None)
 
 
 def _invoice_query(connection_id: int) -> Any:
