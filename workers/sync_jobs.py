@@ -135,26 +135,28 @@ def schedule_cdc_polls() -> int:
     """
     rt = runtime()
     now = utcnow()
-    due: list[tuple[int, str, int]] = []
+    due: list[tuple[int, str | None, str, int]] = []
     for connection in db.session.scalars(select(Connection).where(Connection.qbo_status == QboStatus.CONNECTED)):
         settings = sync_settings_of(connection.settings)
         if settings.enabled and settings.mode != "manual":
-            due += [(connection.id, kind, every) for kind, every in _due_polls(connection, settings, now)]
+            due += [(connection.id, connection.qbo_realm_id, kind, every)
+                    for kind, every in _due_polls(connection, settings, now)]
     db.session.rollback()
     count = 0
     resume_runs(rt.jobs)
-    for connection_id, kind, every in due:
+    for connection_id, realm_id, kind, every in due:
         if first_sync_held(connection_id):
             continue
         period = int(now.timestamp() // every)
         if kind == "backfill":
             queued = enqueue(rt.redis, rt.keys, backfill_connection, connection_id,
                              job_id=JobIds.backfill(connection_id))
-        else:  # a connection whose company or CRM answers slowly is polled as bulk work (pipeline/slowlane.py)
+        else:  # a connection whose company or CRM answers slowly, or whose first sync's backlog is still being
+            # settled, is polled as bulk work (pipeline/slowlane.py)
             poll, job_id = ((poll_qbo_connection, JobIds.cdc_poll(connection_id, period)) if kind == QBO else
                             (poll_crm_connection, JobIds.crm_poll(connection_id, period)))
             queued = enqueue(rt.redis, rt.keys, poll, connection_id, job_id=job_id,
-                             on=BACKFILL if slowlane.in_lane(rt.redis, rt.keys, connection_id) else None)
+                             on=BACKFILL if slowlane.in_lane(rt.redis, rt.keys, connection_id, realm_id) else None)
         count += 1 if queued else 0
     if count:
         log.info("enqueued %s catch-up poll(s)", count)

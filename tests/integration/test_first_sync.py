@@ -11,17 +11,19 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from redis import Redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from crm_qb.cli import main
-from crm_qb.db import db
+from crm_qb.db import db, utcnow
 from crm_qb.models import (
+    Connection,
     ContactLink,
     EventSource,
     FolderItem,
@@ -217,10 +219,46 @@ def test_a_first_sync_and_the_backlog_it_leaves_are_bulk_work_live_again_after(s
     assert bulk.count == 0 and live.count == 1  # after the run, a change is live work again
 
 
+def test_catch_up_polls_due_while_its_backlog_is_settled_are_bulk_work(seeded: Harness) -> None:
+    """Issue 16 (a 17 s stall of the live tenants in the benchmark): a first sync's backlog is settled by bulk
+    drains, which hold the connection's lock batch after batch. A catch-up poll falling due then waited for that
+    lock on a live worker (up to 30 s), and the CRM's poll read every contact the run had just made there. Both
+    are queued on the bulk lane until the backlog is settled; then they are live work again."""
+    from crm_qb.sync.pipeline import slowlane
+    from workers.queues import BACKFILL, SYNC, queue
+    from workers.sync_jobs import schedule_cdc_polls
+    from workers.worker import build_worker
+
+    h = seeded
+    run_id = open_and_preview(h)
+    person = h.crm_user("POST", "/contacts", {"first_name": "Late", "last_name": "Comer", "email": "late@ex.com"})
+    h.crm_hook("created", h.contact(person["id"]))  # waits for the run: its end leaves it as the backlog
+    rt = runtime(h.app)
+    live, bulk = queue(rt.redis, SYNC, rt.keys), queue(rt.redis, BACKFILL, rt.keys)
+    with h.app.app_context():
+        service.start(rt.jobs, run_id)
+    build_worker(h.app, queues=("inbound", "sync", "scheduled")).work(burst=True)  # the hook's event waits
+    build_worker(h.app, queues=(BACKFILL,)).work(burst=True, max_jobs=1)  # the run, and nothing more
+    assert [job.func_name for job in bulk.jobs] == ["workers.jobs.drain_crm_connection"]
+
+    def polls_due() -> list[str]:
+        with h.app.app_context():
+            db.session.execute(update(Connection).values(cdc_cursor=utcnow() - timedelta(hours=1),
+                                                         crm_polled_at=utcnow() - timedelta(hours=1)))
+            db.session.commit()
+            assert schedule_cdc_polls() == 2
+        return sorted(job.func_name for job in bulk.jobs if "poll" in job.func_name)
+
+    assert polls_due() == ["workers.sync_jobs.poll_crm_connection", "workers.sync_jobs.poll_qbo_connection"]
+    assert live.count == 0
+    build_worker(h.app, queues=(BACKFILL,)).work(burst=True)  # the backlog, and the polls beside it
+    assert any(link.crm_contact_id == person["id"] for link in h.links() if link.state == LinkState.LINKED)
+    assert not slowlane.in_lane(rt.redis, rt.keys, h.connection_id, h.qbo.realm_id)
+
+
 def test_auto_start_runs_the_first_sync_after_its_preview(seeded: Harness) -> None:
     h = seeded
     with h.app.app_context():
-        from crm_qb.models import Connection
         from crm_qb.sync.firstsync.settings import with_auto_start
 
         row = db.session.get(Connection, h.connection_id)
@@ -461,8 +499,6 @@ def test_the_page_recomputes_the_preview_and_the_cli_sets_auto_start(seeded: Har
     assert invoke(h, "configure", str(h.connection_id)) == {"auto_start": False}
     assert invoke(h, "configure", str(h.connection_id), "--auto-start") == {"auto_start": True}
     with h.app.app_context():
-        from crm_qb.models import Connection
-
         row = db.session.get(Connection, h.connection_id)
         assert row is not None and row.settings["first_sync"] == {"auto_start": True}
         db.session.rollback()

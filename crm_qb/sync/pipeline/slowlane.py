@@ -166,7 +166,15 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def in_lane(redis: Redis, keys: RedisKeys, connection_id: int) -> bool:
+def in_lane(redis: Redis, keys: RedisKeys, connection_id: int, realm_id: str | None = None) -> bool:
     """Whether the connection's work beside its drains (catch-up polls, follow-up checks, summary pushes) belongs on
-    the bulk lane."""
-    return bool(redis.exists(keys.slow_lane(CRM, str(connection_id))))
+    the bulk lane: its company or CRM answers slowly, or its first sync's backlog (``realm_id``'s QBO events given,
+    its CRM events always) is still being settled as bulk work.
+
+    During a backlog a live catch-up poll would wait on a live worker for the connection's lock, which the
+    backlog's bulk drains hold batch after batch (they give way to live work, so each takes seconds), and the CRM's
+    poll would read the thousands of contacts the first sync just made: both as bulk work instead."""
+    names = [keys.slow_lane(CRM, str(connection_id)), keys.bulk_backlog(CRM, str(connection_id))]
+    if realm_id:
+        names.append(keys.bulk_backlog(QBO, realm_id))
+    return bool(redis.exists(*names))
