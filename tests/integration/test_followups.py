@@ -18,6 +18,7 @@ from crm_qb.db import db
 from crm_qb.keys import JobIds, RedisKeys
 from crm_qb.models import FollowUp, FollowUpStatus
 from crm_qb.runtime import runtime
+from crm_qb.sync.followups import scan as scan_module
 from crm_qb.sync.followups.service import (
     UnknownConnectionError,
     close_followups,
@@ -232,10 +233,44 @@ def test_a_task_no_run_has_tried_is_created_without_reading_the_contacts_tasks(w
     world.invoice("102", "c1")
     before = world.crm_requests()
     assert world.scan(overdue_by(1))["created"] == 2
-    made = {endpoint: count - before.get(endpoint, 0) for endpoint, count in world.crm_requests().items()
-            if count != before.get(endpoint, 0)}
+    made = world.crm_requests_since(before)
     assert made == {"POST /contacts/<contact_id>/tasks": 2, "GET /contacts/<contact_id>": 1}
     assert len(world.tasks(contact)) == 2
+
+
+def _tasks_for_many_contacts(world: World, count: int) -> list[str]:
+    contacts = [world.contact(f"m{n}", owner_id=f"u{n % 3 + 1}") for n in range(count)]
+    for n in range(count):
+        world.invoice(f"5{n:03d}", f"m{n}")
+    return contacts
+
+
+def test_a_scan_with_many_new_tasks_reads_their_contacts_from_the_contact_list(world: World) -> None:
+    """A first sync's scan makes thousands of tasks for about as many contacts: their owners are read from a few
+    pages of the contact list, not one read per contact; each task still goes to its contact's owner."""
+    contacts = _tasks_for_many_contacts(world, scan_module.PAGED_CONTACTS_FROM)
+    before = world.crm_requests()
+    assert world.scan(overdue_by(1))["created"] == len(contacts)
+    made = world.crm_requests_since(before)
+    assert made == {"GET /contacts": 1, "POST /contacts/<contact_id>/tasks": len(contacts)}
+    assert [world.tasks(c)[0]["owner_id"] for c in contacts] == [f"u{n % 3 + 1}" for n in range(len(contacts))]
+
+
+def test_the_contact_list_is_walked_only_while_it_costs_a_tenth_of_the_reads_it_saves(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CRM with far more contacts than the scan needs: the walk stops after one page per ten reads it would
+    replace, and the rest are read one by one."""
+    monkeypatch.setattr(scan_module, "CONTACT_PAGE", 5)
+    world.unlimited()
+    for n in range(40):  # older contacts, first in the list, that no task needs
+        world.http.post(f"{world.crm.url}/_sandbox/contacts", json={"display_name": f"Other {n}"}, timeout=5)
+    contacts = _tasks_for_many_contacts(world, 60)
+    before = world.crm_requests()
+    assert world.scan(overdue_by(1))["created"] == 60
+    made = world.crm_requests_since(before)
+    assert made == {"GET /contacts": 6, "GET /contacts/<contact_id>": 60,
+                    "POST /contacts/<contact_id>/tasks": 60}
+    assert all(world.tasks(c)[0]["owner_id"] for c in contacts)
 
 
 def test_concurrent_scans_never_make_two_tasks_for_one_rule(world: World, app: Flask) -> None:

@@ -144,15 +144,13 @@ class World:
             configure_followups(self.connection_id, changes)
 
     def tasks(self, contact_id: str) -> list[dict[str, Any]]:
-        """The contact's tasks as the CRM has them."""
-        response = self.http.get(f"{self.crm.url}/contacts/{contact_id}/tasks", timeout=5,
-                                 headers={"Authorization": f"Bearer {CRM_TOKEN}"})
+        """The contact's tasks as a CRM user sees them (the control API: not counted, never rate limited)."""
+        response = self.http.get(f"{self.crm.url}/_sandbox/contacts/{contact_id}/tasks", timeout=5)
         return list(response.json()["tasks"])
 
     def crm_contact(self, contact_id: str) -> dict[str, Any]:
-        """The contact as the CRM has it."""
-        return dict(self.http.get(f"{self.crm.url}/contacts/{contact_id}", timeout=5,
-                                  headers={"Authorization": f"Bearer {CRM_TOKEN}"}).json())
+        """The contact as the CRM has it (the control API: not counted, never rate limited)."""
+        return dict(self.http.get(f"{self.crm.url}/_sandbox/contacts/{contact_id}", timeout=5).json())
 
     def as_user(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Call the CRM API as a CRM user would (with the token)."""
@@ -162,6 +160,16 @@ class World:
     def crm_requests(self) -> dict[str, int]:
         """How many requests the CRM has answered so far, per endpoint (``GET /_sandbox/requests``)."""
         return dict(self.http.get(f"{self.crm.url}/_sandbox/requests", timeout=5).json()["endpoints"])
+
+    def crm_requests_since(self, before: dict[str, int]) -> dict[str, int]:
+        """The requests the CRM answered since ``crm_requests`` returned ``before``, per endpoint."""
+        return {endpoint: count - before.get(endpoint, 0) for endpoint, count in self.crm_requests().items()
+                if count != before.get(endpoint, 0)}
+
+    def unlimited(self) -> None:
+        """Turn the CRM's API rate limit off (a test making more than its 100 calls in 10 s)."""
+        assert self.http.post(f"{self.crm.url}/_sandbox/limits", json={"requests": None},
+                              timeout=5).status_code == 200
 
     def faults(self, **plan: Any) -> None:
         """Set the CRM's fault plan."""

@@ -51,6 +51,10 @@ from crm_qb.sync.transactions import registry
 
 log = logging.getLogger(__name__)
 
+PAGED_CONTACTS_FROM = 50  # fewer contacts to read than this: one read each
+PAGE_PER_READS = 10  # a walk of the contact list reads at most one page per this many single reads it replaces
+CONTACT_PAGE = 1000  # the REST contract's largest page (HubSpot's connector asks for its own largest, 100)
+
 
 @dataclass
 class ScanResult:
@@ -116,7 +120,9 @@ class Scan:
         invoices = store.invoices(self.connection_id, self.today, invoice_id, {row.qbo_invoice_id for row in rows})
         if self.settings.enabled:
             store.reserve(self.connection_id, self._due(invoices.values()))
-        for row in store.active_rows(self.connection_id, invoice_id):
+        active = store.active_rows(self.connection_id, invoice_id)
+        self._read_contacts_in_pages(active)
+        for row in active:
             self.services.pace()
             self._update_row(row, invoices)
         if self.settings.tag_enabled:
@@ -286,6 +292,35 @@ class Scan:
         if contact_id not in self._tasks:
             self._tasks[contact_id] = self.crm.list_tasks(contact_id)
         return next((t for t in self._tasks[contact_id] if t.id == task_id), None)
+
+    def _read_contacts_in_pages(self, rows: Iterable[Row]) -> None:
+        """Read the contacts new tasks will name (owner, name) from the CRM's contact list when that is cheaper
+        than one read each: a first sync's 2,000 tasks went to 1,231 contacts, 1,231 reads, where three pages of
+        the list hold them all.
+
+        Only for many contacts (``PAGED_CONTACTS_FROM``), and the walk stops after one page per
+        ``PAGE_PER_READS`` reads it replaces: a CRM with far more contacts than the scan needs costs at most that
+        share more calls before the rest are read one by one (``_contact``, as before)."""
+        wanted = {row.crm_contact_id for row in rows
+                  if row.status == FollowUpStatus.PENDING and not row.task_attempted} - set(self._contacts)
+        if len(wanted) < PAGED_CONTACTS_FROM:
+            return
+        budget, walked = len(wanted) // PAGE_PER_READS, 0
+        pages = self.crm.list_contacts_updated_since(None, page_size=CONTACT_PAGE)
+        while walked < budget:
+            self.services.pace()
+            page = next(pages, None)
+            if page is None:
+                break
+            walked += 1
+            for contact in page.contacts:
+                if contact.id in wanted:
+                    self._contacts[contact.id] = contact
+                    wanted.discard(contact.id)
+            if not wanted:
+                break
+        log.info("connection %s follow-up scan read %s contacts in %s page(s); %s left to read one by one",
+                 self.connection_id, len(self._contacts), walked, len(wanted))
 
     def _contact(self, contact_id: str) -> Contact:
         if contact_id not in self._contacts:
