@@ -264,9 +264,9 @@ class Scan:
     def _task_of(self, row: Row) -> Task | None:
         """The row's task: found by marker while the row is pending (its id may not be recorded yet); none when
         no create was ever sent for it."""
-        if row.status == FollowUpStatus.PENDING and not row.task_attempted:
-            return None
         if row.status == FollowUpStatus.PENDING:
+            if not row.task_attempted:
+                return None
             return self._find_marked(row.crm_contact_id, task_marker(self.connection_id, row.qbo_invoice_id,
                                                                      row.rule_days))
         return self._task(row.crm_contact_id, row.crm_task_id)
