@@ -144,6 +144,11 @@ class JobIds:
         return f"crm-poll-{connection_id}-{period}"
 
     @staticmethod
+    def bulk_crm_poll(connection_id: int) -> str:
+        """A connection's CRM catch-up poll handed to the bulk lane (it found too many changes for a live one)."""
+        return f"crm-poll-bulk-{connection_id}"
+
+    @staticmethod
     def catch_up(kind: str, connection_id: int, moment: int) -> str:
         """A catch-up poll (``cdc`` or ``crm``) asked for when sync was turned on at ``moment`` (epoch seconds)."""
         return f"catch-up-{kind}-{connection_id}-{moment}"

@@ -27,7 +27,7 @@ from crm_qb.sync.firstsync.service import resume_runs
 from crm_qb.sync.pipeline import outage, slowlane
 from crm_qb.sync.pipeline.backfill import run_backfill
 from crm_qb.sync.pipeline.contact_now import sync_contact_now as run_contact_now
-from crm_qb.sync.pipeline.crm_poll import poll_crm_changes
+from crm_qb.sync.pipeline.crm_poll import LIVE_PAGES, LargePoll, poll_crm_changes
 from crm_qb.sync.pipeline.drain import CRM_RETRIES, DEFERRING
 from crm_qb.sync.pipeline.failures import CRM, QBO, side_down
 from crm_qb.sync.pipeline.on_demand import drain_waiting, sync_now
@@ -95,7 +95,14 @@ def poll_crm_connection(connection_id: int) -> int:
     try:
         if not ctx.settings.enabled or not _crm_connected(connection_id):
             return 0
-        stored = poll_crm_changes(ctx)
+        try:
+            stored = poll_crm_changes(ctx, page_limit=None if bulk else LIVE_PAGES)
+        except LargePoll as large:  # thousands of changes (after a first sync): read them all on the bulk lane
+            stored = large.stored
+            enqueue(services.redis, services.keys, poll_crm_connection, connection_id,
+                    job_id=JobIds.bulk_crm_poll(connection_id), on=BACKFILL)
+            log.info("CRM poll of connection %s found more than %s pages of changes: handed to the bulk lane",
+                     connection_id, LIVE_PAGES)
         if stored:
             services.jobs.wake(EventSource.CRM, str(connection_id))
         outage.note_up(connection_id, (CRM,), services.jobs)

@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 
 from crm_qb.cli import main
 from crm_qb.db import db, utcnow
-from crm_qb.keys import RedisKeys
+from crm_qb.keys import JobIds, RedisKeys
 from crm_qb.locks import RenewingLock
 from crm_qb.models import Connection, EventStatus, InboundEvent
 from crm_qb.qbo.client import QboClient
@@ -367,6 +367,31 @@ def test_the_crm_poll_finds_an_edit_whose_hook_was_lost(harness: Harness) -> Non
     assert h.qbo.customer(customer_id).get("Notes") == "no hook came"
     assert h.qbo.customer(other_customer).get("Notes") is None
     assert other_id
+
+
+def test_a_crm_poll_that_finds_many_changes_hands_them_to_the_bulk_lane(harness: Harness,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live CRM poll reads at most a few pages (the first poll after a 3,000-customer first sync read every
+    contact the run had made, up to 1.1 s of a live worker); one that finds more stores what it read, leaves its
+    cursor, and hands the whole poll to the bulk lane, which reads every page."""
+    h = harness
+    linked = _linked_contacts(h, 3)
+    _as_if_polled(h, timedelta(minutes=10))
+    for contact_id, _customer in linked:
+        _crm_edit(h, contact_id, "its hook was lost", hook=False)
+    monkeypatch.setattr("crm_qb.sync.pipeline.crm_poll.PAGE_SIZE", 1)
+    monkeypatch.setattr("workers.sync_jobs.LIVE_PAGES", 2)
+    rt = runtime(h.app)
+    with h.app.app_context():
+        cursor = db.session.get(Connection, h.connection_id).crm_cursor  # type: ignore[union-attr]
+        db.session.rollback()
+        assert poll_crm_connection(h.connection_id) == 2  # two pages read live, then handed over
+        assert db.session.get(Connection, h.connection_id).crm_cursor == cursor  # type: ignore[union-attr]
+        db.session.rollback()
+    assert Queue(rt.keys.queue("backfill"), connection=rt.redis).job_ids == [
+        JobIds.bulk_crm_poll(h.connection_id)]
+    h.work()
+    assert [h.qbo.customer(customer).get("Notes") for _contact, customer in linked] == ["its hook was lost"] * 3
 
 
 def test_turning_sync_on_catches_up_both_sides(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,11 @@ link last agreed on is stored as an inbound event (``contact.updated``, keyed by
 poll of the same version stores nothing) and drained like a hook's, with the same retries and outage handling.
 The poll only reads the CRM and stores events, so it needs no connection lock and runs through a QBO outage.
 
+A live poll reads at most ``LIVE_PAGES`` pages: one that finds more (the first poll after a first sync made
+thousands of contacts, a mass edit in the CRM) stops there without moving its cursor (``LargePoll``), and its job
+hands the whole poll to the bulk lane, which reads every page. What the live pages found is stored all the same;
+reading it again stores nothing twice.
+
 The cursor is the CRM's own ``updated_at`` of the latest change seen (its clock, not ours), so a CRM whose clock
 differs from ours loses nothing; the overlap covers changes committed out of timestamp order. A connection whose
 sync is off is not polled: its cursor stays where sync stopped, and the first poll after it is turned on catches
@@ -33,18 +38,31 @@ log = logging.getLogger(__name__)
 OVERLAP = timedelta(minutes=5)
 FIRST_LOOK_BACK = timedelta(hours=1)
 PAGE_SIZE = 100
+LIVE_PAGES = 5  # a live poll reads at most this many pages (500 changes); more is bulk work
 
 
-def poll_crm_changes(ctx: SyncContext, now: datetime | None = None) -> int:
-    """Store an event for every contact changed since the cursor that sync has not seen; return how many."""
+class LargePoll(Exception):
+    """The poll found more pages than it may read (``page_limit``); ``stored`` events were stored meanwhile."""
+
+    def __init__(self, stored: int) -> None:
+        super().__init__(f"more than {LIVE_PAGES} pages of CRM changes: the poll is bulk work")
+        self.stored = stored
+
+
+def poll_crm_changes(ctx: SyncContext, now: datetime | None = None, *, page_limit: int | None = None) -> int:
+    """Store an event for every contact changed since the cursor that sync has not seen; return how many.
+
+    With ``page_limit``, raise LargePoll (cursor unmoved) instead of reading a page beyond it."""
     now = now or utcnow()
     cursor = _cursor(ctx.connection_id)
     since = cursor - OVERLAP if cursor else now - FIRST_LOOK_BACK
     stored, latest = 0, cursor
-    for page in ctx.crm.list_contacts_updated_since(since, page_size=PAGE_SIZE):
+    for read, page in enumerate(ctx.crm.list_contacts_updated_since(since, page_size=PAGE_SIZE), 1):
         stored += _store_unseen(ctx.connection_id, page.contacts)
         for contact in page.contacts:
             latest = max(latest, contact.updated_at) if latest else contact.updated_at
+        if page_limit is not None and read >= page_limit and page.next_cursor is not None:
+            raise LargePoll(stored)
     _advance(ctx.connection_id, latest or since, now)
     log.info("CRM poll connection=%s since=%s stored=%s job=%s", ctx.connection_id, since.isoformat(), stored,
              ctx.job_id)
