@@ -44,8 +44,8 @@ LIVE_PAGES = 5  # a live poll reads at most this many pages (500 changes); more 
 class LargePoll(Exception):
     """The poll found more pages than it may read (``page_limit``); ``stored`` events were stored meanwhile."""
 
-    def __init__(self, stored: int) -> None:
-        super().__init__(f"more than {LIVE_PAGES} pages of CRM changes: the poll is bulk work")
+    def __init__(self, stored: int, pages: int) -> None:
+        super().__init__(f"more than {pages} pages of CRM changes: the poll is bulk work")
         self.stored = stored
 
 
@@ -62,7 +62,7 @@ def poll_crm_changes(ctx: SyncContext, now: datetime | None = None, *, page_limi
         for contact in page.contacts:
             latest = max(latest, contact.updated_at) if latest else contact.updated_at
         if page_limit is not None and read >= page_limit and page.next_cursor is not None:
-            raise LargePoll(stored)
+            raise LargePoll(stored, page_limit)
     _advance(ctx.connection_id, latest or since, now)
     log.info("CRM poll connection=%s since=%s stored=%s job=%s", ctx.connection_id, since.isoformat(), stored,
              ctx.job_id)
