@@ -241,15 +241,13 @@ def test_catch_up_polls_due_while_its_backlog_is_settled_are_bulk_work(seeded: H
     build_worker(h.app, queues=(BACKFILL,)).work(burst=True, max_jobs=1)  # the run, and nothing more
     assert [job.func_name for job in bulk.jobs] == ["workers.jobs.drain_crm_connection"]
 
-    def polls_due() -> list[str]:
-        with h.app.app_context():
-            db.session.execute(update(Connection).values(cdc_cursor=utcnow() - timedelta(hours=1),
-                                                         crm_polled_at=utcnow() - timedelta(hours=1)))
-            db.session.commit()
-            assert schedule_cdc_polls() == 2
-        return sorted(job.func_name for job in bulk.jobs if "poll" in job.func_name)
-
-    assert polls_due() == ["workers.sync_jobs.poll_crm_connection", "workers.sync_jobs.poll_qbo_connection"]
+    with h.app.app_context():  # both polls fall due while the backlog waits
+        db.session.execute(update(Connection).values(cdc_cursor=utcnow() - timedelta(hours=1),
+                                                     crm_polled_at=utcnow() - timedelta(hours=1)))
+        db.session.commit()
+        assert schedule_cdc_polls() == 2
+    assert sorted(job.func_name for job in bulk.jobs if "poll" in job.func_name) == [
+        "workers.sync_jobs.poll_crm_connection", "workers.sync_jobs.poll_qbo_connection"]
     assert live.count == 0
     build_worker(h.app, queues=(BACKFILL,)).work(burst=True)  # the backlog, and the polls beside it
     assert any(link.crm_contact_id == person["id"] for link in h.links() if link.state == LinkState.LINKED)

@@ -32,7 +32,7 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(app: Flask, backend: str) -
         assert db.session.execute(text("PRAGMA busy_timeout")).scalar() == 15000
 
 
-def test_follow_ups_pending_before_0008_keep_their_marker_search(tmp_path: Path, redis_client: object) -> None:
+def test_follow_ups_pending_before_0008_keep_their_marker_search(tmp_path: Path) -> None:
     """A pending row from before 0008_followup_attempt may have had a create sent by the code before it, which
     wrote nothing ahead: it is marked attempted, so the next scan still searches the CRM for its task."""
     app = create_app(make_settings(tmp_path, f"sqlite:///{tmp_path / 'old.sqlite3'}"))

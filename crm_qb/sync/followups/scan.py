@@ -202,14 +202,13 @@ class Scan:
         """Record the row's task: the one a crashed run left in the CRM (found by marker), else a new one."""
         if row.status != FollowUpStatus.PENDING:
             return
-        marker = task_marker(self.connection_id, row.qbo_invoice_id, row.rule_days)
-        existing = self._find_marked(row.crm_contact_id, marker) if row.task_attempted else None
+        existing = self._task_of(row)  # searched for only when a create was ever sent
         if existing is not None and existing.status == "done":
             self._finish(row, FollowUpStatus.CLOSED_BY_USER, "completed in the CRM", existing.id)
             return
-        if existing is None and not row.task_attempted and not store.record(
-                row.id, FollowUpStatus.PENDING, task_attempted_at=utcnow()):
+        if not row.task_attempted and not store.record(row.id, FollowUpStatus.PENDING, task_attempted_at=utcnow()):
             return  # no longer pending: nothing to create
+        marker = task_marker(self.connection_id, row.qbo_invoice_id, row.rule_days)
         task = existing or self.crm.create_task(row.crm_contact_id, self._new_task(row, invoice, marker))
         if store.record(row.id, FollowUpStatus.PENDING, status=FollowUpStatus.OPEN, crm_task_id=task.id,
                         status_reason=None):
