@@ -67,6 +67,8 @@ def test_type_filter_link_without_javascript(browser: Any, live: LiveSite) -> No
     try:
         page.goto(live.panel)
         page.get_by_role("navigation", name="Filter by type").get_by_role("link", name="Payments (1)").click()
+        page.wait_for_url(lambda url: "type=Payment" in url)  # a link: the filtered page, fully loaded
+        page.wait_for_load_state()
         assert [r.inner_text().split("\n")[0] for r in page.locator("tbody th").all()] == ["Payment"]
         page.select_option("#status-filter", "Applied")
         page.get_by_role("button", name="Show").click()
