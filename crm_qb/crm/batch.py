@@ -8,6 +8,10 @@ permanent error the CRM gave for that body (the others are kept). Transient fail
 Reading many is optional the same way (HubSpot's batch read; the REST contract has none): ``read_many`` answers
 what one batch read found, and nothing for a CRM without it, whose contacts are then read one by one.
 
+Creating many tasks is optional the same way (our ``POST /tasks/batch``, API.md; HubSpot's batch create of tasks
+with their associations): ``create_tasks`` uses a connector's ``create_tasks`` and gives any other one
+``create_task`` per task, each task with its own result.
+
 So is remembering contacts another connector of the same account just answered (``adopt``): the backfill creates
 contacts on a second connector (its own thread and session) and links them on the first; a connector that re-reads
 a contact before writing it (HubSpot: no conditional writes) and keeps what it last saw skips that read for a
@@ -16,13 +20,16 @@ contact whose version it was handed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from crm_qb.crm.errors import CrmAuthError, CrmPermanentError
-from crm_qb.crm.protocol import Contact, CrmConnector
+from crm_qb.crm.protocol import Contact, CrmConnector, NewTask, Task
 
 Created = Contact | CrmPermanentError
+TaskCreated = Task | CrmPermanentError
+Item = TypeVar("Item")  # what ``one_by_one`` hands its single create
+Made = TypeVar("Made")  # what that create answers
 
 
 @runtime_checkable
@@ -38,10 +45,33 @@ def create_many(crm: CrmConnector, bodies: Sequence[Mapping[str, Any]]) -> list[
     """Create a contact per body (batched when the connector can); one result per body, in order."""
     if isinstance(crm, BatchCreates):
         return crm.create_contacts(bodies)
-    results: list[Created] = []
-    for body in bodies:
+    return one_by_one(crm.create_contact, bodies)
+
+
+@runtime_checkable
+class BatchTaskCreates(Protocol):
+    """A connector that can create many tasks, on any contacts, in few requests."""
+
+    def create_tasks(self, tasks: Sequence[tuple[str, NewTask]]) -> list[TaskCreated]:
+        """One result per ``(contact id, task)``, in order."""
+        ...
+
+
+def create_tasks(crm: CrmConnector, tasks: Sequence[tuple[str, NewTask]]) -> list[TaskCreated]:
+    """Create each ``(contact id, task)`` (batched when the connector can); one result per task, in order: the
+    task, or the permanent error the CRM gave for it (ContactNotFoundError for a contact that is gone)."""
+    if isinstance(crm, BatchTaskCreates):
+        return crm.create_tasks(tasks)
+    return one_by_one(lambda pair: crm.create_task(*pair), tasks)
+
+
+def one_by_one(create: Callable[[Item], Made], items: Sequence[Item]) -> list[Made | CrmPermanentError]:
+    """``create`` each item by its single call, as a batch would: one result per item, in order, an item the CRM
+    refused being its permanent error (the others are still made). An auth failure or a transient one raises."""
+    results: list[Made | CrmPermanentError] = []
+    for item in items:
         try:
-            results.append(crm.create_contact(body))
+            results.append(create(item))
         except CrmAuthError:
             raise
         except CrmPermanentError as exc:

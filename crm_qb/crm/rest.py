@@ -22,13 +22,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
 from urllib3.exceptions import NewConnectionError
 
 from crm_qb.answer_times import AnswerTimes
+from crm_qb.crm.batch import one_by_one
 from crm_qb.crm.environment import MAX_RETRIES, CrmEnvironment
 from crm_qb.crm.errors import (
     ActivityNotFoundError,
@@ -51,6 +52,8 @@ from crm_qb.models import Connection
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")  # the record a batch creates: a Contact or a Task
+
 KIND = "rest"
 
 CONNECT_TIMEOUT, READ_TIMEOUT = 3.05, 15.0  # seconds to make a connection, and to wait for an answer
@@ -59,7 +62,7 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 UNSENT_SAFE_STATUSES = (429, 503)
 EMAIL_PAGE_SIZE = 100
-BATCH_MAX_ITEMS = 100  # DESIGN.md section 6: POST /contacts/batch takes at most 100 items
+BATCH_MAX_ITEMS = 100  # DESIGN.md section 6: POST /contacts/batch (and our POST /tasks/batch) take at most 100 items
 BATCH_ABSENT = (404, 405)  # a CRM without the optional batch endpoint
 
 
@@ -89,6 +92,7 @@ class RestConnector:
         self._max_retry_after = max_retry_after  # a longer Retry-After is raised, not slept
         self.answer_times = AnswerTimes()  # read by the drains to tell a CRM that answers slowly
         self._batch_supported = True
+        self._task_batch_supported = True
         self._pacer = _Pacer(sleep, clock)
 
     def __repr__(self) -> str:
@@ -131,7 +135,7 @@ class RestConnector:
         results: list[Contact | CrmPermanentError] = []
         for start in range(0, len(bodies), BATCH_MAX_ITEMS):
             chunk = bodies[start:start + BATCH_MAX_ITEMS]
-            results += self._batch_create(chunk) if self._batch_supported else self._create_each(chunk)
+            results += self._batch_create(chunk) if self._batch_supported else one_by_one(self.create_contact, chunk)
         return results
 
     def _batch_create(self, bodies: Sequence[Mapping[str, Any]]) -> list[Contact | CrmPermanentError]:
@@ -142,19 +146,9 @@ class RestConnector:
                 raise
             log.info("CRM %s has no POST /contacts/batch (%s): creating contacts one by one", self._base, exc.status)
             self._batch_supported = False
-            return self._create_each(bodies)
-        return _batch_results(data, len(bodies))
+            return one_by_one(self.create_contact, bodies)
+        return _batch_results(data, len(bodies), "contact", Contact.from_json)
 
-    def _create_each(self, bodies: Sequence[Mapping[str, Any]]) -> list[Contact | CrmPermanentError]:
-        results: list[Contact | CrmPermanentError] = []
-        for body in bodies:
-            try:
-                results.append(self.create_contact(body))
-            except CrmAuthError:
-                raise
-            except CrmPermanentError as exc:
-                results.append(exc)
-        return results
 
     def update_contact(self, contact_id: str, version: int, changes: Mapping[str, Any]) -> Contact:
         """Apply ``changes`` at ``version``; VersionConflictError when the contact changed meanwhile."""
@@ -186,6 +180,36 @@ class RestConnector:
         data = self._call("POST", f"/contacts/{_q(contact_id)}/tasks", json=task.to_json(),
                           not_found=ContactNotFoundError)
         return Task.from_json(data)
+
+    def create_tasks(self, tasks: Sequence[tuple[str, NewTask]]) -> list[Task | CrmPermanentError]:
+        """Create ``(contact id, task)`` pairs, at most 100 per ``POST /tasks/batch``; one result per pair, in order.
+
+        The batch is our extension of section 6 (the reference CRM's API.md), so a CRM without it (404 or 405,
+        remembered for this connector) gets one ``POST /contacts/{id}/tasks`` per task instead. An item the CRM
+        refused is its CrmPermanentError (ContactNotFoundError for a contact that is gone); transient failures of
+        the whole request raise, as single calls do.
+        """
+        results: list[Task | CrmPermanentError] = []
+        for start in range(0, len(tasks), BATCH_MAX_ITEMS):
+            chunk = tasks[start:start + BATCH_MAX_ITEMS]
+            results += self._batch_tasks(chunk) if self._task_batch_supported else one_by_one(self._create_pair, chunk)
+        return results
+
+    def _create_pair(self, pair: tuple[str, NewTask]) -> Task:
+        """``create_task`` of one ``(contact id, task)`` pair, for ``one_by_one``."""
+        return self.create_task(*pair)
+
+    def _batch_tasks(self, tasks: Sequence[tuple[str, NewTask]]) -> list[Task | CrmPermanentError]:
+        items = [{"contact_id": contact_id, **task.to_json()} for contact_id, task in tasks]
+        try:
+            data = self._call("POST", "/tasks/batch", json={"create": items})
+        except CrmPermanentError as exc:  # 404 or 405: no batch endpoint; anything else is the CRM's answer
+            if exc.status not in BATCH_ABSENT:
+                raise
+            log.info("CRM %s has no POST /tasks/batch (%s): creating tasks one by one", self._base, exc.status)
+            self._task_batch_supported = False
+            return one_by_one(self._create_pair, tasks)
+        return _batch_results(data, len(tasks), "task", Task.from_json, ContactNotFoundError)
 
     def update_task(self, task_id: str, changes: Mapping[str, Any]) -> Task:
         """Apply ``changes`` to a task and return it; TaskNotFoundError when it was deleted."""
@@ -275,22 +299,25 @@ class RestConnector:
         return CallFailure(error, retryable)
 
 
-def _batch_results(data: Any, expected: int) -> list[Contact | CrmPermanentError]:
-    """The per-item results of a batch answer, in request order; CrmProtocolError when it is malformed."""
+def _batch_results(data: Any, expected: int, key: str, parse: Callable[[Any], T],
+                      not_found: type[CrmPermanentError] = CrmPermanentError) -> list[T | CrmPermanentError]:
+    """The per-item results of a batch answer, in request order (each record under ``key``, read by ``parse``; an
+    item's 404 answered as ``not_found``); CrmProtocolError when the answer is malformed."""
     items = _field(data, "results", list)
     if len(items) != expected or any(not isinstance(item, dict) for item in items):
         raise CrmProtocolError(f"the CRM's batch answer has {len(items)} results for {expected} items")
     ordered = sorted(items, key=lambda item: item.get("index", -1))
     if [item.get("index") for item in ordered] != list(range(expected)):
         raise CrmProtocolError("the CRM's batch answer does not index every item once")
-    return [_batch_item(item) for item in ordered]
+    return [_batch_item(item, key, parse, not_found) for item in ordered]
 
 
-def _batch_item(item: dict[str, Any]) -> Contact | CrmPermanentError:
-    """One batch result: the contact (2xx), else the permanent error the CRM gave for that item."""
+def _batch_item(item: dict[str, Any], key: str, parse: Callable[[Any], T],
+                   not_found: type[CrmPermanentError]) -> T | CrmPermanentError:
+    """One batch result: its record (2xx), else the permanent error the CRM gave for that item."""
     status = item.get("status")
     if isinstance(status, int) and 200 <= status < 300:
-        return Contact.from_json(item.get("contact"))
+        return parse(item.get(key))
     raw = item.get("error")
     error: dict[str, Any] = raw if isinstance(raw, dict) else {}
     code = str(error["code"]) if error.get("code") else None
@@ -299,6 +326,8 @@ def _batch_item(item: dict[str, Any]) -> Contact | CrmPermanentError:
     if status in (400, 422):
         field = error.get("field")
         return CrmValidationError(text, status=status, code=code, field=field if isinstance(field, str) else None)
+    if status == 404:
+        return not_found(text, status=status, code=code)
     return CrmPermanentError(text, status=status if isinstance(status, int) else None, code=code)
 
 

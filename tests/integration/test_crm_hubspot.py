@@ -24,6 +24,7 @@ from crm_qb.crm.errors import (
     CrmRateLimitedError,
     CrmUnavailableError,
     CrmUnrepresentableError,
+    CrmValidationError,
     TaskNotFoundError,
     VersionConflictError,
 )
@@ -176,6 +177,30 @@ def test_tasks_are_associated_with_the_contact_and_complete(hubspot: RunningServ
     assert props["hs_task_status"] == "COMPLETED"
     with pytest.raises(TaskNotFoundError):
         crm.update_task("987654", {"status": "done"})
+
+
+def test_tasks_are_created_a_hundred_per_call_each_with_its_contact_and_a_refusal_alone(
+        hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    contacts = crm.create_contacts([{"email": f"k{i}@example.com", "first_name": f"K{i}"} for i in range(3)])
+    ids = [c.id for c in contacts]  # type: ignore[union-attr]
+    wanted = [(ids[n % 3], NewTask(f"Invoice {n} is overdue", f"Balance\n[m{n}]", date(2026, 12, 4), "1001"))
+              for n in range(120)]
+    wanted[7] = ("424242", NewTask("No such contact", "x\n[m7]"))
+    control(hubspot, "DELETE", "/requests")
+    made = crm.create_tasks(wanted)
+    assert control(hubspot, "GET", "/requests")["total"] == 2  # 100 + 20
+    assert isinstance(made[7], CrmValidationError), made[7]
+    good = [(n, task) for n, task in enumerate(made) if n != 7]
+    assert all(not isinstance(task, Exception) for _, task in good)
+    for n, task in good:
+        assert not isinstance(task, Exception)
+        assert (task.title, task.contact_id, task.description) == (f"Invoice {n} is overdue", ids[n % 3],
+                                                                    f"Balance\n[m{n}]")
+    listed = {contact_id: sorted(t.id for t in crm.list_tasks(contact_id)) for contact_id in ids}
+    for n, task in good:
+        assert not isinstance(task, Exception) and task.id in listed[ids[n % 3]], "associated with its contact"
+    assert sum(len(found) for found in listed.values()) == 119
 
 
 def test_the_summary_goes_to_the_quickbooks_group_created_on_demand(hubspot: RunningServer) -> None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from sqlalchemy import select
 
-from crm_qb.crm.errors import CrmUnavailableError
+from crm_qb.crm.errors import CrmPermanentError, CrmUnavailableError
 from crm_qb.crm.protocol import NewTask, Task
 from crm_qb.crm.rest import RestConnector
 from crm_qb.db import db
@@ -207,35 +209,129 @@ def test_a_task_created_before_a_crash_is_found_by_its_marker_not_created_twice(
 
 
 class _CrashAfterCreate(RestConnector):
-    """A connector whose run dies right after the CRM made the task, before the scan could record it."""
+    """A connector whose run dies right after the CRM made the tasks (in a batch, or one by one), before the scan
+    could record them."""
 
     def create_task(self, contact_id: str, task: NewTask) -> Task:
         super().create_task(contact_id, task)
         raise RuntimeError("the worker died here")
 
+    def create_tasks(self, tasks: Sequence[tuple[str, NewTask]]) -> list[Task | CrmPermanentError]:
+        super().create_tasks(tasks)
+        raise RuntimeError("the worker died here")
 
-def test_a_run_that_dies_between_create_and_record_leaves_a_task_the_next_scan_finds(world: World) -> None:
+
+def test_a_run_that_dies_between_create_and_record_leaves_tasks_the_next_scan_finds(world: World) -> None:
     contact = world.contact("c1")
     world.invoice("101", "c1")
+    world.invoice("102", "c1")
     with pytest.raises(RuntimeError, match="died"):
         world.scan(overdue_by(1), crm=_CrashAfterCreate(world.crm.url, CRM_TOKEN))
-    assert [row[:3] for row in world.rows()] == [("101", 1, "pending")]
+    assert [row[:3] for row in world.rows()] == [("101", 1, "pending"), ("102", 1, "pending")]
+    assert len(world.tasks(contact)) == 2
+    before = world.crm_requests()
     assert world.scan(overdue_by(1))["created"] == 0
-    assert len(world.tasks(contact)) == 1
-    assert [row[:3] for row in world.rows()] == [("101", 1, "open")]
+    assert world.crm_requests_since(before) == {"GET /contacts/<contact_id>/tasks": 2}, "found, not made again"
+    assert len(world.tasks(contact)) == 2
+    assert [row[:3] for row in world.rows()] == [("101", 1, "open"), ("102", 1, "open")]
 
 
-def test_a_task_no_run_has_tried_is_created_without_reading_the_contacts_tasks(world: World) -> None:
-    """A row whose create was never sent cannot have a task in the CRM: a first sync's thousands of tasks cost one
-    CRM call each (the create), not a read of the contact's tasks before each."""
+def test_tasks_no_run_has_tried_are_created_in_one_batch_without_reading_the_contacts_tasks(world: World) -> None:
+    """A row whose create was never sent cannot have a task in the CRM: a first sync's thousands of tasks are
+    created a hundred per call (``POST /tasks/batch``), with no read of the contact's tasks before them."""
     contact = world.contact("c1")
     world.invoice("101", "c1")
     world.invoice("102", "c1")
     before = world.crm_requests()
     assert world.scan(overdue_by(1))["created"] == 2
     made = world.crm_requests_since(before)
-    assert made == {"POST /contacts/<contact_id>/tasks": 2, "GET /contacts/<contact_id>": 1}
+    assert made == {"POST /tasks/batch": 1, "GET /contacts/<contact_id>": 1}
+    titles = sorted(t["title"][:23] for t in world.tasks(contact))
+    assert titles == ["Overdue invoice INV-101", "Overdue invoice INV-102"]
+    assert [row[:3] for row in world.rows()] == [("101", 1, "open"), ("102", 1, "open")]
+
+
+class _NoTaskBatch(RestConnector):
+    """A connector of a CRM kind that creates tasks only one at a time (no ``create_tasks``)."""
+
+    create_tasks = None  # type: ignore[assignment]  # a method set to None is not offered (typing.Protocol)
+
+
+def test_a_connector_without_a_task_batch_creates_one_task_per_call_each_paced(world: World) -> None:
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    world.invoice("102", "c1")
+    pauses: list[int] = []
+    before = world.crm_requests()
+    with world.app.app_context():
+        services = replace(runtime(world.app).sync_services(), pace=lambda: pauses.append(len(world.tasks(contact))))
+        crm = _NoTaskBatch(world.crm.url, CRM_TOKEN)
+        result = scan_connection(services, world.connection_id, now=overdue_by(1), crm=crm).to_json()
+    assert result["created"] == 2 and pauses == [0, 1]
+    assert world.crm_requests_since(before) == {"POST /contacts/<contact_id>/tasks": 2, "GET /contacts/<contact_id>": 1}
+    assert [row[:3] for row in world.rows()] == [("101", 1, "open"), ("102", 1, "open")]
+
+
+def test_hundreds_of_new_tasks_go_a_hundred_per_request(world: World) -> None:
+    world.unlimited()
+    contacts = _tasks_for_many_contacts(world, 250)
+    before = world.crm_requests()
+    assert world.scan(overdue_by(1))["created"] == 250
+    made = world.crm_requests_since(before)
+    assert made == {"GET /contacts": 1, "POST /tasks/batch": 3}
+    marks = [world.tasks(c)[0]["description"].rsplit("\n", 1)[-1] for c in contacts]
+    assert len(set(marks)) == 250, "each contact got its own invoice's task"
+    assert [row[2] for row in world.rows()] == ["open"] * 250
+    with world.app.app_context():
+        recorded = {row.crm_task_id for row in db.session.scalars(select(FollowUp))}
+        db.session.rollback()
+    assert recorded == {world.tasks(c)[0]["id"] for c in contacts}
+
+
+class _DeletesContactBeforeBatch(RestConnector):
+    """A connector during whose scan a CRM user deletes one contact just before the tasks are sent."""
+
+    doomed = ""
+
+    def create_tasks(self, tasks: Sequence[tuple[str, NewTask]]) -> list[Task | CrmPermanentError]:
+        requests.delete(f"{self._base}/_sandbox/contacts/{self.doomed}", timeout=5).raise_for_status()
+        return super().create_tasks(tasks)
+
+
+def test_a_task_the_crm_refuses_in_a_batch_fails_alone(world: World) -> None:
+    kept, gone = world.contact("c1"), world.contact("c2")
+    world.invoice("101", "c1")
+    world.invoice("102", "c2")
+    crm = _DeletesContactBeforeBatch(world.crm.url, CRM_TOKEN)
+    crm.doomed = gone
+    result = world.scan(overdue_by(1), crm=crm)
+    assert (result["created"], result["closed_by_user"]) == (1, 1)
+    assert [t["title"][:23] for t in world.tasks(kept)] == ["Overdue invoice INV-101"]
+    assert [row[:3] for row in world.rows()] == [("101", 1, "open"), ("102", 1, "closed_by_user")]
+
+
+class _CrmDownForTheBatch(RestConnector):
+    """A connector whose CRM answers 503 to the batch and to its one retry (the gateway's fault plan)."""
+
+    def create_tasks(self, tasks: Sequence[tuple[str, NewTask]]) -> list[Task | CrmPermanentError]:
+        requests.post(f"{self._base}/_sandbox/faults", json={"count": 2, "status": 503}, timeout=5).raise_for_status()
+        return super().create_tasks(tasks)
+
+
+def test_a_batch_that_fails_as_a_whole_is_made_good_by_the_next_scan_without_duplicates(world: World) -> None:
+    """The CRM is down for the batch (it and its retry answered 503): the scan fails, its rows stay pending and
+    written ahead; the next scan looks for their tasks, finds none, and creates each once."""
+    contact = world.contact("c1")
+    world.invoice("101", "c1")
+    world.invoice("102", "c1")
+    crm = _CrmDownForTheBatch(world.crm.url, CRM_TOKEN, max_retries=1, sleep=lambda _: None)
+    with pytest.raises(CrmUnavailableError):
+        world.scan(overdue_by(1), crm=crm)
+    assert world.tasks(contact) == []
+    assert [row[:3] for row in world.rows()] == [("101", 1, "pending"), ("102", 1, "pending")]
+    assert world.scan(overdue_by(1))["created"] == 2
     assert len(world.tasks(contact)) == 2
+    assert [row[:3] for row in world.rows()] == [("101", 1, "open"), ("102", 1, "open")]
 
 
 def _tasks_for_many_contacts(world: World, count: int) -> list[str]:
@@ -252,7 +348,7 @@ def test_a_scan_with_many_new_tasks_reads_their_contacts_from_the_contact_list(w
     before = world.crm_requests()
     assert world.scan(overdue_by(1))["created"] == len(contacts)
     made = world.crm_requests_since(before)
-    assert made == {"GET /contacts": 1, "POST /contacts/<contact_id>/tasks": len(contacts)}
+    assert made == {"GET /contacts": 1, "POST /tasks/batch": 1}
     assert [world.tasks(c)[0]["owner_id"] for c in contacts] == [f"u{n % 3 + 1}" for n in range(len(contacts))]
 
 
@@ -268,8 +364,7 @@ def test_the_contact_list_is_walked_only_while_it_costs_a_tenth_of_the_reads_it_
     before = world.crm_requests()
     assert world.scan(overdue_by(1))["created"] == 60
     made = world.crm_requests_since(before)
-    assert made == {"GET /contacts": 6, "GET /contacts/<contact_id>": 60,
-                    "POST /contacts/<contact_id>/tasks": 60}
+    assert made == {"GET /contacts": 6, "GET /contacts/<contact_id>": 60, "POST /tasks/batch": 1}
     assert all(world.tasks(c)[0]["owner_id"] for c in contacts)
 
 
@@ -329,9 +424,10 @@ def test_the_tag_follows_whether_the_contact_has_an_overdue_invoice(world: World
     assert world.scan(overdue_by(11))["tagged"] == 1
 
 
-def test_a_bulk_scan_gives_way_to_live_work_before_each_task_and_each_tag(world: World) -> None:
+def test_a_bulk_scan_gives_way_to_live_work_before_each_batch_of_tasks_and_each_tag(world: World) -> None:
     """The first sync's scan makes a task (and a tag) for thousands of invoices: bulk work, paced before each
-    row and each contact (crm_qb.sync.pacing), so it never makes a long run of CRM calls while live work waits."""
+    batch of new tasks and each contact (crm_qb.sync.pacing), so it never makes a long run of CRM calls while live
+    work waits."""
     contacts = [world.contact(f"c{n}") for n in range(3)]
     for n in range(3):
         world.invoice(f"10{n}", f"c{n}")
@@ -346,7 +442,7 @@ def test_a_bulk_scan_gives_way_to_live_work_before_each_task_and_each_tag(world:
         services = replace(runtime(world.app).sync_services(), pace=pace)
         result = scan_connection(services, world.connection_id, now=overdue_by(1)).to_json()
     assert (result["created"], result["tagged"]) == (3, 3)
-    assert seen == [(0, 0), (1, 0), (2, 0), (3, 0), (3, 1), (3, 2)]  # one pause before each row, each contact
+    assert seen == [(0, 0), (3, 0), (3, 1), (3, 2)]  # one pause before the batch of three, then each contact
 
 
 def test_a_tag_write_that_meets_a_concurrent_edit_rereads_and_keeps_both(world: World, app: Flask) -> None:

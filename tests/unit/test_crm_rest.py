@@ -426,3 +426,62 @@ def test_an_auth_failure_of_the_batch_raises(mocked: responses.RequestsMock, crm
     mocked.add(responses.POST, f"{BASE}/contacts/batch", status=401, json={"error": {"message": "bad token"}})
     with pytest.raises(CrmAuthError):
         crm.create_contacts([{"email": "a"}])
+
+
+# -- batch task creates (our extension: optional POST /tasks/batch, crm_qb/sandbox/crm/API.md) ---------------------
+
+
+def _new_tasks(count: int) -> list[tuple[str, NewTask]]:
+    return [(f"c{n % 7}", NewTask(title=f"T{n}", description=f"d\n[m{n}]", due_date=date(2026, 12, 4),
+                                  owner_id="u1")) for n in range(count)]
+
+
+def test_tasks_are_created_a_hundred_per_batch_with_results_in_order(mocked: responses.RequestsMock,
+                                                                      crm: RestConnector) -> None:
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        creates = json.loads(request.body)["create"]
+        results = [{"index": i, "status": 201, "task": task_json(f"t-{item['title']}", contact_id=item["contact_id"])}
+                   for i, item in enumerate(creates)]
+        return 200, {}, json.dumps({"results": list(reversed(results))})  # any order: index decides
+
+    mocked.add_callback(responses.POST, f"{BASE}/tasks/batch", callback=answer)
+    made = crm.create_tasks(_new_tasks(130))
+    assert [t.id for t in made] == [f"t-T{n}" for n in range(130)]  # type: ignore[union-attr]
+    bodies = [json.loads(call.request.body)["create"] for call in mocked.calls]
+    assert [len(body) for body in bodies] == [100, 30]
+    assert bodies[0][8] == {"contact_id": "c1", "title": "T8", "description": "d\n[m8]", "due_date": "2026-12-04",
+                            "owner_id": "u1"}
+
+
+def test_a_task_the_crm_refuses_fails_alone_and_a_gone_contact_says_so(mocked: responses.RequestsMock,
+                                                                       crm: RestConnector) -> None:
+    mocked.add(responses.POST, f"{BASE}/tasks/batch", json={"results": [
+        {"index": 0, "status": 201, "task": task_json("t1")},
+        {"index": 1, "status": 404, "error": {"code": "not_found", "message": "no contact c1"}},
+        {"index": 2, "status": 400, "error": {"code": "invalid_field", "message": "too long", "field": "title"}}]})
+    made, gone, refused = crm.create_tasks(_new_tasks(3))
+    assert not isinstance(made, Exception) and made.id == "t1"
+    assert isinstance(gone, ContactNotFoundError) and gone.status == 404
+    assert isinstance(refused, CrmValidationError) and refused.field == "title"
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_crm_without_the_task_batch_gets_single_creates_from_then_on(mocked: responses.RequestsMock,
+                                                                       crm: RestConnector, status: int) -> None:
+    mocked.add(responses.POST, f"{BASE}/tasks/batch", status=status, json={"error": {"message": "no"}})
+    mocked.add(responses.POST, f"{BASE}/contacts/c0/tasks", json=task_json("t0"))
+    mocked.add(responses.POST, f"{BASE}/contacts/c1/tasks", status=404, json={"error": {"message": "gone"}})
+    first, second = crm.create_tasks(_new_tasks(2))
+    assert not isinstance(first, Exception) and first.id == "t0" and isinstance(second, ContactNotFoundError)
+    mocked.add(responses.POST, f"{BASE}/contacts/c0/tasks", json=task_json("t2"))
+    assert [t.id for t in crm.create_tasks(_new_tasks(1))] == ["t2"]  # type: ignore[union-attr]
+    assert len([call for call in mocked.calls if call.request.url.endswith("/tasks/batch")]) == 1  # remembered
+
+
+def test_a_task_batch_that_fails_as_a_whole_raises(mocked: responses.RequestsMock, crm: RestConnector) -> None:
+    mocked.add(responses.POST, f"{BASE}/tasks/batch", status=401, json={"error": {"message": "bad token"}})
+    with pytest.raises(CrmAuthError):
+        crm.create_tasks(_new_tasks(1))
+    mocked.add(responses.POST, f"{BASE}/tasks/batch", json={"results": []})
+    with pytest.raises(CrmProtocolError):
+        crm.create_tasks(_new_tasks(1))

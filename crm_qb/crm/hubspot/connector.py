@@ -32,6 +32,7 @@ from crm_qb.crm.errors import (
     ContactNotFoundError,
     CrmDuplicateError,
     CrmNotFoundError,
+    CrmPermanentError,
     CrmProtocolError,
     CrmUnrepresentableError,
     CrmValidationError,
@@ -229,13 +230,23 @@ class HubSpotConnector:
 
     def create_task(self, contact_id: str, task: NewTask) -> Task:
         """Create a task associated with the contact."""
-        props = _without_empty(mapping.task_properties(task))
-        props.setdefault("hs_timestamp", str(mapping.epoch_ms(datetime.now().astimezone())))  # HubSpot needs one
-        body = {"properties": props, "associations": [
-            {"to": {"id": contact_id}, "types": [{"associationCategory": "HUBSPOT_DEFINED",
-                                                   "associationTypeId": mapping.TASK_TO_CONTACT}]}]}
-        data = self.api.call("POST", TASKS, json=body, not_found=ContactNotFoundError)
+        data = self.api.call("POST", TASKS, json=_task_input(contact_id, task), not_found=ContactNotFoundError)
         return mapping.task_from_object(data, contact_id)
+
+    def create_tasks(self, tasks: Sequence[tuple[str, NewTask]]) -> list[Task | CrmPermanentError]:
+        """Batch create (100 per call), each task associated with its contact; one result per task, in order.
+
+        Every input carries its own ``objectWriteTraceId`` (its place in the batch), which makes HubSpot report a
+        refused input alone (207, docs/hubspot/facts.md §3) and lets each result be matched to its input whatever
+        order HubSpot answers in. An input HubSpot neither created nor refused is a CrmProtocolError of its own.
+        """
+        results: list[Task | CrmPermanentError] = []
+        for chunk in _chunks(list(tasks)):
+            inputs = [{**_task_input(contact_id, task), "objectWriteTraceId": str(n)}
+                      for n, (contact_id, task) in enumerate(chunk)]
+            data = self.api.call("POST", f"{TASKS}/batch/create", json={"inputs": inputs})
+            results += _traced_results(data, inputs, [contact_id for contact_id, _ in chunk])
+        return results
 
     def update_task(self, task_id: str, changes: Mapping[str, Any]) -> Task:
         """Apply ``changes`` (``status: done`` completes it); TaskNotFoundError when it was deleted."""
@@ -521,6 +532,67 @@ class HubSpotConnector:
 
 def _props() -> dict[str, str]:
     return {"properties": ",".join(mapping.CONTACT_PROPERTIES)}
+
+
+def _task_input(contact_id: str, task: NewTask) -> dict[str, Any]:
+    """The create body of a task associated with the contact (HubSpot needs a timestamp: now, when none)."""
+    props = _without_empty(mapping.task_properties(task))
+    props.setdefault("hs_timestamp", str(mapping.epoch_ms(datetime.now().astimezone())))
+    return {"properties": props, "associations": [
+        {"to": {"id": contact_id}, "types": [{"associationCategory": "HUBSPOT_DEFINED",
+                                               "associationTypeId": mapping.TASK_TO_CONTACT}]}]}
+
+
+def _traced_results(data: Any, inputs: list[dict[str, Any]],
+                    contact_ids: list[str]) -> list[Task | CrmPermanentError]:
+    """A traced task batch create's answer, in input order: the task, or the error HubSpot gave for that input.
+
+    A result without its trace id is matched to the first input not yet answered with the same subject and body
+    (a follow-up's body ends with its own marker, so it matches one input only)."""
+    answered: dict[str, Task | CrmPermanentError] = {}
+    untraced: list[dict[str, Any]] = []
+    for item in _results(data):
+        trace = str(item.get("objectWriteTraceId") or "")
+        if trace.isdigit() and int(trace) < len(contact_ids):
+            answered[trace] = mapping.task_from_object(item, contact_ids[int(trace)])
+        else:
+            untraced.append(item)
+    for item in untraced:
+        raw = item.get("properties")
+        props: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        same = (n for n, given in enumerate(inputs) if str(n) not in answered and all(
+            props.get(name) == given["properties"].get(name) for name in ("hs_task_subject", "hs_task_body")))
+        match = next(same, None)
+        if match is not None:
+            answered[str(match)] = mapping.task_from_object(item, contact_ids[match])
+    errors = data.get("errors") if isinstance(data, dict) else None
+    for error in errors if isinstance(errors, list) else []:
+        if isinstance(error, dict):
+            for trace in _error_traces(error):
+                answered.setdefault(trace, _input_error(error))
+    return [answered.get(str(n)) or CrmProtocolError(
+        f"HubSpot's batch create answered neither a task nor an error for input {n} (contact {contact_id})")
+        for n, contact_id in enumerate(contact_ids)]
+
+
+def _error_traces(error: Mapping[str, Any]) -> list[str]:
+    """The trace ids a 207 ``StandardError`` is about: its ``context.objectWriteTraceId``, else its ``id``."""
+    context = error.get("context")
+    traces = context.get("objectWriteTraceId") if isinstance(context, dict) else None
+    if isinstance(traces, list) and traces:
+        return [str(trace) for trace in traces]
+    return [str(error["id"])] if error.get("id") is not None else []
+
+
+def _input_error(error: Mapping[str, Any]) -> CrmPermanentError:
+    """The typed error of one refused input, as the single create would have raised it."""
+    category = str(error.get("category") or "") or None
+    text = f"HubSpot refused a task of the batch: {category or 'error'}: {error.get('message') or 'no details'}"
+    if category == "OBJECT_NOT_FOUND":
+        return ContactNotFoundError(text, status=404, code=category)
+    if category in ("VALIDATION_ERROR", "INVALID_ASSOCIATION", "PROPERTY_DOESNT_EXIST"):
+        return CrmValidationError(text, status=400, code=category)
+    return CrmPermanentError(text, code=category)
 
 
 def _results(data: Any) -> list[dict[str, Any]]:

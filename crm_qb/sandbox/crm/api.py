@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from crm_qb.sandbox.crm.batch import run_contact_batch
+from crm_qb.sandbox.crm.batch import run_contact_batch, run_task_batch
 from crm_qb.sandbox.crm.faults import FaultPlan
 from crm_qb.sandbox.crm.paging import decode_cursor, page_limit
 from crm_qb.sandbox.crm.ratelimit import Admission
@@ -187,6 +187,12 @@ def create_task(contact_id: str) -> tuple[Response, int]:
     """Create a task on a contact; 201 with the task."""
     task = current_sandbox().store.create_task(contact_id, task_changes(json_body(), creating=True))
     return jsonify(task), 201
+
+
+@bp.post("/tasks/batch")
+def batch_tasks() -> Response:
+    """Create up to 100 tasks on any contacts: {"create": [{"contact_id", ...}]} → {"results": [...]}."""
+    return jsonify({"results": run_task_batch(current_sandbox().store, json_body())})
 
 
 @bp.get("/tasks/<task_id>")

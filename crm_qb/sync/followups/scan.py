@@ -9,9 +9,13 @@ How a task is made exactly once per (connection, invoice, rule), through retries
 3. A create is written ahead: the row's ``task_attempted_at`` is committed before the first create is sent. A row
    that has it may have a task in the CRM that a run crashed before recording, so the contact's tasks are listed
    and searched for the row's marker (``task_marker``, which every task description ends with) and such a task is
-   recorded, never created twice. A row without it cannot have one, and the read is skipped: a first sync's
-   thousands of new tasks cost one CRM call each, not two. Then the task id and status open are recorded by a
-   guarded UPDATE.
+   recorded, never created twice. A row without it cannot have one, and the read is skipped. Then the task id and
+   status open are recorded by a guarded UPDATE.
+4. Rows never tried are created together (``_create_new``): up to 100 are locked, written ahead in one UPDATE and
+   sent in one batch create when the connector has one (``crm_qb.crm.batch.create_tasks``: our ``POST
+   /tasks/batch``, HubSpot's batch create), so a first sync's 2,000 new tasks cost 20 CRM calls, not 2,000. A task
+   the CRM refused is recorded on its row alone. A batch that fails as a whole leaves its rows written ahead: the
+   next scan searches each contact's tasks for the marker, as after a crash.
 No database transaction is open while the CRM is called. A task a CRM user completed or deleted becomes
 ``closed_by_user``; its row stays, so no rule creates it again.
 """
@@ -19,11 +23,14 @@ No database transaction is open while the CRM is called. A task a CRM user compl
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
+from crm_qb.crm.batch import BatchTaskCreates, TaskCreated, create_tasks
 from crm_qb.crm.errors import ContactNotFoundError, CrmAuthError, CrmPermanentError, TaskNotFoundError
 from crm_qb.crm.protocol import Contact, CrmConnector, NewTask, Task
 from crm_qb.db import db, utcnow
@@ -54,6 +61,7 @@ log = logging.getLogger(__name__)
 PAGED_CONTACTS_FROM = 50  # fewer contacts to read than this: one read each
 PAGE_PER_READS = 10  # a walk of the contact list reads at most one page per this many single reads it replaces
 CONTACT_PAGE = 1000  # the REST contract's largest page (HubSpot's connector asks for its own largest, 100)
+TASK_BATCH = 100  # new tasks sent together to a CRM that creates many in one call (both batch APIs take 100)
 
 
 @dataclass
@@ -122,9 +130,15 @@ class Scan:
             store.reserve(self.connection_id, self._due(invoices.values()))
         active = store.active_rows(self.connection_id, invoice_id)
         self._read_contacts_in_pages(active)
+        new = [row for row in active if self._is_new_task(row, invoices)]
         for row in active:
+            if not self._is_new_task(row, invoices):
+                self.services.pace()
+                self._update_row(row, invoices)
+        size = TASK_BATCH if isinstance(self.crm, BatchTaskCreates) else 1
+        for start in range(0, len(new), size):
             self.services.pace()
-            self._update_row(row, invoices)
+            self._create_new(new[start:start + size], invoices)
         if self.settings.tag_enabled:
             contacts = {inv.contact_id for inv in invoices.values() if inv.contact_id}
             contacts |= {row.crm_contact_id for row in rows}
@@ -159,6 +173,12 @@ class Scan:
         if invoice.due_date is None:
             return None
         return rule_to_fire(invoice.due_date, invoice.balance, self.today, self.settings.rule_days, reached)
+
+    def _is_new_task(self, row: Row, invoices: Mapping[str, Invoice]) -> bool:
+        """Whether the row wants its first task: pending, never tried, its invoice still overdue and open."""
+        invoice = invoices.get(row.qbo_invoice_id)
+        return (self.settings.enabled and row.status == FollowUpStatus.PENDING and not row.task_attempted
+                and invoice is not None and closing_reason(row.crm_contact_id, invoice, self.today) is None)
 
     def _update_row(self, row: Row, invoices: Mapping[str, Invoice]) -> None:
         invoice = invoices.get(row.qbo_invoice_id)
@@ -216,6 +236,52 @@ class Scan:
                 self.result.created += 1
             log.info("connection %s follow-up %s: task %s %s for invoice %s rule %s", self.connection_id, row.id,
                      task.id, "found" if existing else "created", row.qbo_invoice_id, row.rule_days)
+
+    def _create_new(self, rows: Sequence[Row], invoices: Mapping[str, Invoice]) -> None:
+        """Create the first task of each row together: lock the rows (a busy one is left to the next scan), write
+        their creates ahead in one UPDATE, send one batch, record each result on its own row."""
+        with ExitStack() as held:
+            owned = [row for row in rows if self._hold(row, held)]
+            marked = store.mark_attempted([row.id for row in owned])
+            sending: list[tuple[Row, NewTask]] = []
+            for row in owned:
+                invoice = invoices[row.qbo_invoice_id]
+                if row.id in marked:
+                    self._guarded(row, partial(self._prepare, invoice=invoice, into=sending))
+                    continue
+                fresh = store.row(row.id)  # another scan changed it since this one listed it: as any row
+                if fresh is not None and fresh.status in ACTIVE:
+                    self._guarded(fresh, partial(self._ensure_task, invoice=invoice))
+            if not sending:
+                return
+            results = create_tasks(self.crm, [(row.crm_contact_id, task) for row, task in sending])
+            for (row, _), result in zip(sending, results, strict=True):
+                self._guarded(row, partial(self._record_new, result=result))
+
+    def _hold(self, row: Row, held: ExitStack) -> bool:
+        """Take the row's lock until ``held`` closes; False when another scan holds it (counted busy)."""
+        lock = RenewingLock(self.services.redis, self.services.keys.followup_lock(self.connection_id, row.id),
+                            wait=0)
+        if not lock.acquire():
+            self.result.busy += 1
+            return False
+        held.callback(lock.release)
+        return True
+
+    def _prepare(self, row: Row, invoice: Invoice, into: list[tuple[Row, NewTask]]) -> None:
+        """Add the row's task, marked as its own, to the batch ``into``."""
+        marker = task_marker(self.connection_id, row.qbo_invoice_id, row.rule_days)
+        into.append((row, self._new_task(row, invoice, marker)))
+
+    def _record_new(self, row: Row, result: TaskCreated) -> None:
+        """Record the row's new task, or raise the CRM's refusal of it (``_guarded`` records that on the row)."""
+        if isinstance(result, CrmPermanentError):
+            raise result
+        if store.record(row.id, FollowUpStatus.PENDING, status=FollowUpStatus.OPEN, crm_task_id=result.id,
+                        status_reason=None):
+            self.result.created += 1
+            log.info("connection %s follow-up %s: task %s created for invoice %s rule %s", self.connection_id,
+                     row.id, result.id, row.qbo_invoice_id, row.rule_days)
 
     def _new_task(self, row: Row, invoice: Invoice, marker: str) -> NewTask:
         contact = self._contact(row.crm_contact_id)

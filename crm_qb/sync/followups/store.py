@@ -144,6 +144,19 @@ def record(row_id: int, expected: FollowUpStatus, **values: Any) -> bool:
     return bool(result.rowcount)
 
 
+def mark_attempted(row_ids: list[int]) -> set[int]:
+    """Write ahead a task create for each of ``row_ids`` still pending and never tried (one UPDATE, committed);
+    return the ids marked: only those may have their task created without searching the CRM for it first."""
+    if not row_ids:
+        return set()
+    marked = set(db.session.scalars(
+        update(FollowUp).where(FollowUp.id.in_(row_ids), FollowUp.status == FollowUpStatus.PENDING,
+                               FollowUp.task_attempted_at.is_(None))
+        .values(task_attempted_at=utcnow()).returning(FollowUp.id)))
+    db.session.commit()
+    return marked
+
+
 def set_reason(row_id: int, reason: str) -> None:
     """Note on the row why the CRM refused its task (committed)."""
     db.session.execute(update(FollowUp).where(FollowUp.id == row_id).values(status_reason=reason))
