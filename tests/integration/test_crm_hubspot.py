@@ -21,6 +21,7 @@ from crm_qb.crm.errors import (
     ContactNotFoundError,
     CrmAnswerTimeoutError,
     CrmAuthError,
+    CrmDuplicateError,
     CrmRateLimitedError,
     CrmUnavailableError,
     CrmUnrepresentableError,
@@ -161,6 +162,19 @@ def test_batches_read_create_and_update_a_hundred_per_call(hubspot: RunningServe
     assert len(read) == 150
     counts = control(hubspot, "GET", "/requests")
     assert counts["total"] == 6, counts  # two calls each for 150 creates, updates and reads
+
+
+def test_a_contact_batch_matches_each_result_to_its_record_and_a_duplicate_fails_alone(
+        hubspot: RunningServer) -> None:
+    """A backfill links each created contact to the customer it was made for by place: HubSpot's answer order is
+    not the inputs' (facts §3), so results are matched by trace id; a taken e-mail fails alone, naming the owner."""
+    crm = connector(hubspot)
+    taken = crm.create_contact({"email": "taken@example.com", "first_name": "Taken"})
+    made = crm.create_contacts([{"email": f"m{i}@example.com", "first_name": f"M{i}"} for i in range(3)]
+                               + [{"email": "TAKEN@example.com", "first_name": "Again"}])
+    assert [getattr(c, "email", None) for c in made[:3]] == [f"m{i}@example.com" for i in range(3)]
+    assert isinstance(made[3], CrmDuplicateError) and made[3].existing_id == taken.id
+    assert len(hs_get(hubspot, "/crm/v3/objects/contacts", limit="100")["results"]) == 4
 
 
 def test_tasks_are_associated_with_the_contact_and_complete(hubspot: RunningServer) -> None:

@@ -206,7 +206,7 @@ def error_for(response: requests.Response, method: str, path: str,
     if status == 404:
         return not_found(text, **common)
     if status == 409:
-        return CrmDuplicateError(text, existing_id=_existing_id(body.message), **common)
+        return CrmDuplicateError(text, existing_id=existing_id(body.message), **common)
     if status in (400, 422):
         return CrmValidationError(text, field=body.field, **common)
     retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
@@ -229,7 +229,7 @@ def _policy_wait(policy: str | None, response: requests.Response) -> float | Non
     return POLICY_WAITS.get(policy or "", 10.0)
 
 
-def _existing_id(message: str) -> str | None:
+def existing_id(message: str) -> str | None:
     """The id in HubSpot's "Contact already exists. Existing ID: 123" (docs/hubspot/facts.md §3.5)."""
     _, found, rest = message.partition(EXISTING_ID)
     digits = rest.strip().split(" ")[0].strip(".") if found else ""

@@ -20,9 +20,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from crm_qb.answer_times import AnswerTimes
@@ -40,7 +41,14 @@ from crm_qb.crm.errors import (
     VersionConflictError,
 )
 from crm_qb.crm.hubspot import mapping
-from crm_qb.crm.hubspot.api import CONNECT_TIMEOUT, READ_TIMEOUT, HubSpotApi, StaticToken, TokenSource
+from crm_qb.crm.hubspot.api import (
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    HubSpotApi,
+    StaticToken,
+    TokenSource,
+    existing_id,
+)
 from crm_qb.crm.hubspot.limits import WAIT_SECONDS, HubSpotLimiter
 from crm_qb.crm.hubspot.tokens import OAuthTokenSource
 from crm_qb.crm.protocol import Activity, ActivityPage, Contact, ContactPage, CrmUser, NewTask, Task
@@ -48,6 +56,8 @@ from crm_qb.crm.rest import MAX_RETRY_AFTER
 from crm_qb.models import Connection
 
 log = logging.getLogger(__name__)
+
+Made = TypeVar("Made")  # the record a batch create answers: a Contact or a Task
 
 KIND = "hubspot"
 CONTACTS = "/crm/v3/objects/contacts"
@@ -189,14 +199,21 @@ class HubSpotConnector:
             found += [self._remember(mapping.contact_from_object(item)) for item in _results(data)]
         return found
 
-    def create_contacts(self, records: Sequence[Mapping[str, Any]]) -> list[Contact]:
-        """Batch create (100 per call); one refused input fails its batch (HubSpot's rule without trace ids)."""
-        created: list[Contact] = []
+    def create_contacts(self, records: Sequence[Mapping[str, Any]]) -> list[Contact | CrmPermanentError]:
+        """Batch create (100 per call); one result per record, in order: the contact, or HubSpot's refusal of it.
+
+        Each input carries its own ``objectWriteTraceId``: HubSpot then refuses an input alone (207; without trace
+        ids one bad input fails the whole batch) and each result is matched to its record by that id, because
+        HubSpot does not answer a batch in the order of its inputs (docs/hubspot/facts.md §3). A backfill links each
+        contact to the customer it was made for by this order.
+        """
+        created: list[Contact | CrmPermanentError] = []
         for chunk in _chunks(list(records)):
-            inputs = [{"properties": _without_empty(mapping.contact_properties(r))} for r in chunk]
+            inputs = _traced([{"properties": _without_empty(mapping.contact_properties(r))} for r in chunk])
             data = self._write("POST", f"{CONTACTS}/batch/create", {"inputs": inputs},
                                {k: v for i in inputs for k, v in i["properties"].items()})
-            created += [self._remember(mapping.contact_from_object(item)) for item in _results(data)]
+            created += _traced_results(data, inputs, lambda item, _n: self._remember(
+                mapping.contact_from_object(item)))
         return created
 
     def update_contacts(self, changes: Mapping[str, Mapping[str, Any]]) -> list[Contact]:
@@ -238,14 +255,14 @@ class HubSpotConnector:
 
         Every input carries its own ``objectWriteTraceId`` (its place in the batch), which makes HubSpot report a
         refused input alone (207, docs/hubspot/facts.md §3) and lets each result be matched to its input whatever
-        order HubSpot answers in. An input HubSpot neither created nor refused is a CrmProtocolError of its own.
+        order HubSpot answers in (``_traced_results``).
         """
         results: list[Task | CrmPermanentError] = []
         for chunk in _chunks(list(tasks)):
-            inputs = [{**_task_input(contact_id, task), "objectWriteTraceId": str(n)}
-                      for n, (contact_id, task) in enumerate(chunk)]
+            inputs = _traced([_task_input(contact_id, task) for contact_id, task in chunk])
             data = self.api.call("POST", f"{TASKS}/batch/create", json={"inputs": inputs})
-            results += _traced_results(data, inputs, [contact_id for contact_id, _ in chunk])
+            contact_ids = [contact_id for contact_id, _ in chunk]
+            results += _traced_results(data, inputs, partial(_task_result, contact_ids=contact_ids))
         return results
 
     def update_task(self, task_id: str, changes: Mapping[str, Any]) -> Task:
@@ -543,36 +560,47 @@ def _task_input(contact_id: str, task: NewTask) -> dict[str, Any]:
                                                "associationTypeId": mapping.TASK_TO_CONTACT}]}]}
 
 
-def _traced_results(data: Any, inputs: list[dict[str, Any]],
-                    contact_ids: list[str]) -> list[Task | CrmPermanentError]:
-    """A traced task batch create's answer, in input order: the task, or the error HubSpot gave for that input.
+def _traced(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The batch inputs, each with its place in the batch as its ``objectWriteTraceId``."""
+    return [{**given, "objectWriteTraceId": str(n)} for n, given in enumerate(inputs)]
 
-    A result without its trace id is matched to the first input not yet answered with the same subject and body
-    (a follow-up's body ends with its own marker, so it matches one input only)."""
-    answered: dict[str, Task | CrmPermanentError] = {}
+
+def _traced_results(data: Any, inputs: list[dict[str, Any]],
+                    parse: Callable[[dict[str, Any], int], Made]) -> list[Made | CrmPermanentError]:
+    """A traced batch create's answer in input order: ``parse(result, input's place)``, or the error HubSpot gave
+    for that input. An input HubSpot neither created nor refused is a CrmProtocolError of its own.
+
+    A result without its trace id is matched to the first input not yet answered whose properties it holds as
+    sent (a follow-up's body ends with its own marker, so it matches one input only)."""
+    answered: dict[int, Made | CrmPermanentError] = {}
     untraced: list[dict[str, Any]] = []
     for item in _results(data):
         trace = str(item.get("objectWriteTraceId") or "")
-        if trace.isdigit() and int(trace) < len(contact_ids):
-            answered[trace] = mapping.task_from_object(item, contact_ids[int(trace)])
+        if trace.isdigit() and int(trace) < len(inputs):
+            answered[int(trace)] = parse(item, int(trace))
         else:
             untraced.append(item)
     for item in untraced:
         raw = item.get("properties")
         props: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        same = (n for n, given in enumerate(inputs) if str(n) not in answered and all(
-            props.get(name) == given["properties"].get(name) for name in ("hs_task_subject", "hs_task_body")))
+        same = (n for n, given in enumerate(inputs) if n not in answered and all(
+            props.get(name) == value for name, value in given["properties"].items()))
         match = next(same, None)
         if match is not None:
-            answered[str(match)] = mapping.task_from_object(item, contact_ids[match])
+            answered[match] = parse(item, match)
     errors = data.get("errors") if isinstance(data, dict) else None
     for error in errors if isinstance(errors, list) else []:
         if isinstance(error, dict):
             for trace in _error_traces(error):
-                answered.setdefault(trace, _input_error(error))
-    return [answered.get(str(n)) or CrmProtocolError(
-        f"HubSpot's batch create answered neither a task nor an error for input {n} (contact {contact_id})")
-        for n, contact_id in enumerate(contact_ids)]
+                if trace.isdigit() and int(trace) < len(inputs):
+                    answered.setdefault(int(trace), _input_error(error))
+    return [answered[n] if n in answered else CrmProtocolError(
+        f"HubSpot's batch create answered neither a record nor an error for input {n}") for n in range(len(inputs))]
+
+
+def _task_result(item: dict[str, Any], n: int, contact_ids: list[str]) -> Task:
+    """The task HubSpot made for input ``n``, on that input's contact."""
+    return mapping.task_from_object(item, contact_ids[n])
 
 
 def _error_traces(error: Mapping[str, Any]) -> list[str]:
@@ -587,9 +615,12 @@ def _error_traces(error: Mapping[str, Any]) -> list[str]:
 def _input_error(error: Mapping[str, Any]) -> CrmPermanentError:
     """The typed error of one refused input, as the single create would have raised it."""
     category = str(error.get("category") or "") or None
-    text = f"HubSpot refused a task of the batch: {category or 'error'}: {error.get('message') or 'no details'}"
+    text = f"HubSpot refused an input of the batch: {category or 'error'}: {error.get('message') or 'no details'}"
     if category == "OBJECT_NOT_FOUND":
         return ContactNotFoundError(text, status=404, code=category)
+    if category == "CONFLICT":
+        return CrmDuplicateError(text, existing_id=existing_id(str(error.get("message") or "")), status=409,
+                                 code=category)
     if category in ("VALIDATION_ERROR", "INVALID_ASSOCIATION", "PROPERTY_DOESNT_EXIST"):
         return CrmValidationError(text, status=400, code=category)
     return CrmPermanentError(text, code=category)

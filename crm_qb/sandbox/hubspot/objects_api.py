@@ -147,8 +147,12 @@ def _multi_status(inputs: list[Any]) -> bool:
 
 
 def _run_batch(inputs: list[Any], action: Callable[[Any], dict[str, Any]], success_status: int,
-               missing_is_partial: bool) -> Response:
-    """Apply ``action`` to each input; answer the batch envelope (207 with errors when some failed)."""
+               missing_is_partial: bool, input_order: bool = True) -> Response:
+    """Apply ``action`` to each input; answer the batch envelope (207 with errors when some failed).
+
+    ``input_order=False`` answers the results in reverse input order: HubSpot does not answer a batch create in
+    the order of its inputs (docs/hubspot/facts.md §3), so a client that pairs results with inputs by place
+    fails here as it would there."""
     started = current_sandbox().clock.now()
     multi = _multi_status(inputs)
     if not multi:
@@ -161,6 +165,8 @@ def _run_batch(inputs: list[Any], action: Callable[[Any], dict[str, Any]], succe
             if not (multi or (missing_is_partial and exc.status == 404)):
                 raise
             failures.append(_failure(item, exc))
+    if not input_order:
+        results.reverse()
     body = batch_envelope(results, started, current_sandbox().clock.now(), _grouped(failures))
     return json_response(body, 207 if failures else success_status)
 
@@ -250,7 +256,7 @@ def batch_create(object_type: str) -> Response:
                 seen[value] = len(seen)
 
     create.check = check  # type: ignore[attr-defined]
-    return _run_batch(_inputs(json_object()), create, 201, missing_is_partial=False)
+    return _run_batch(_inputs(json_object()), create, 201, missing_is_partial=False, input_order=False)
 
 
 @bp.post("/<object_type>/batch/update")
