@@ -130,11 +130,13 @@ class Scan:
             store.reserve(self.connection_id, self._due(invoices.values()))
         active = store.active_rows(self.connection_id, invoice_id)
         self._read_contacts_in_pages(active)
-        new = [row for row in active if self._is_new_task(row, invoices)]
+        new: list[Row] = []
         for row in active:
-            if not self._is_new_task(row, invoices):
-                self.services.pace()
-                self._update_row(row, invoices)
+            if self._is_new_task(row, invoices):
+                new.append(row)  # created together below
+                continue
+            self.services.pace()
+            self._update_row(row, invoices)
         size = TASK_BATCH if isinstance(self.crm, BatchTaskCreates) else 1
         for start in range(0, len(new), size):
             self.services.pace()
@@ -192,17 +194,12 @@ class Scan:
 
     def _locked(self, row_id: int, work: Callable[[Row], None]) -> None:
         """Run ``work`` on the freshly read row under its lock; skip it when another scan holds the lock."""
-        lock = RenewingLock(self.services.redis, self.services.keys.followup_lock(self.connection_id, row_id),
-                            wait=0)
-        if not lock.acquire():
-            self.result.busy += 1
-            return
-        try:
+        with ExitStack() as held:
+            if not self._hold(row_id, held):
+                return
             row = store.row(row_id)
             if row is not None and row.status in ACTIVE:
                 self._guarded(row, work)
-        finally:
-            lock.release()
 
     def _guarded(self, row: Row, work: Callable[[Row], None]) -> None:
         """Run ``work``; a vanished contact closes the row, another refusal is recorded on it."""
@@ -241,7 +238,7 @@ class Scan:
         """Create the first task of each row together: lock the rows (a busy one is left to the next scan), write
         their creates ahead in one UPDATE, send one batch, record each result on its own row."""
         with ExitStack() as held:
-            owned = [row for row in rows if self._hold(row, held)]
+            owned = [row for row in rows if self._hold(row.id, held)]
             marked = store.mark_attempted([row.id for row in owned])
             sending: list[tuple[Row, NewTask]] = []
             for row in owned:
@@ -258,9 +255,9 @@ class Scan:
             for (row, _), result in zip(sending, results, strict=True):
                 self._guarded(row, partial(self._record_new, result=result))
 
-    def _hold(self, row: Row, held: ExitStack) -> bool:
+    def _hold(self, row_id: int, held: ExitStack) -> bool:
         """Take the row's lock until ``held`` closes; False when another scan holds it (counted busy)."""
-        lock = RenewingLock(self.services.redis, self.services.keys.followup_lock(self.connection_id, row.id),
+        lock = RenewingLock(self.services.redis, self.services.keys.followup_lock(self.connection_id, row_id),
                             wait=0)
         if not lock.acquire():
             self.result.busy += 1
