@@ -53,6 +53,7 @@ from crm_qb.models import Connection
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")  # the record a batch creates: a Contact or a Task
+Item = TypeVar("Item")  # what one batch item is made from: a contact body, a (contact id, task) pair
 
 KIND = "rest"
 
@@ -91,8 +92,7 @@ class RestConnector:
         self._retry_timeouts = retry_timeouts  # False: a call that got no answer in time is not sent again
         self._max_retry_after = max_retry_after  # a longer Retry-After is raised, not slept
         self.answer_times = AnswerTimes()  # read by the drains to tell a CRM that answers slowly
-        self._batch_supported = True
-        self._task_batch_supported = True
+        self._no_batch: set[str] = set()  # the optional batch paths this CRM answered 404 or 405 to
         self._pacer = _Pacer(sleep, clock)
 
     def __repr__(self) -> str:
@@ -132,23 +132,8 @@ class RestConnector:
         (404 or 405, remembered for this connector) gets one ``POST /contacts`` per body instead. Transient
         failures of the whole request raise, as single calls do.
         """
-        results: list[Contact | CrmPermanentError] = []
-        for start in range(0, len(bodies), BATCH_MAX_ITEMS):
-            chunk = bodies[start:start + BATCH_MAX_ITEMS]
-            results += self._batch_create(chunk) if self._batch_supported else one_by_one(self.create_contact, chunk)
-        return results
-
-    def _batch_create(self, bodies: Sequence[Mapping[str, Any]]) -> list[Contact | CrmPermanentError]:
-        try:
-            data = self._call("POST", "/contacts/batch", json={"create": [dict(body) for body in bodies]})
-        except CrmPermanentError as exc:  # 404 or 405: no batch endpoint; anything else is the CRM's answer
-            if exc.status not in BATCH_ABSENT:
-                raise
-            log.info("CRM %s has no POST /contacts/batch (%s): creating contacts one by one", self._base, exc.status)
-            self._batch_supported = False
-            return one_by_one(self.create_contact, bodies)
-        return _batch_results(data, len(bodies), "contact", Contact.from_json)
-
+        return self._create_batched("/contacts/batch", "contact", bodies, dict, self.create_contact,
+                                    Contact.from_json)
 
     def update_contact(self, contact_id: str, version: int, changes: Mapping[str, Any]) -> Contact:
         """Apply ``changes`` at ``version``; VersionConflictError when the contact changed meanwhile."""
@@ -189,27 +174,35 @@ class RestConnector:
         refused is its CrmPermanentError (ContactNotFoundError for a contact that is gone); transient failures of
         the whole request raise, as single calls do.
         """
-        results: list[Task | CrmPermanentError] = []
-        for start in range(0, len(tasks), BATCH_MAX_ITEMS):
-            chunk = tasks[start:start + BATCH_MAX_ITEMS]
-            results += self._batch_tasks(chunk) if self._task_batch_supported else one_by_one(self._create_pair, chunk)
-        return results
+        return self._create_batched("/tasks/batch", "task", tasks, _task_item, self._create_pair, Task.from_json,
+                                    ContactNotFoundError)
 
     def _create_pair(self, pair: tuple[str, NewTask]) -> Task:
         """``create_task`` of one ``(contact id, task)`` pair, for ``one_by_one``."""
         return self.create_task(*pair)
 
-    def _batch_tasks(self, tasks: Sequence[tuple[str, NewTask]]) -> list[Task | CrmPermanentError]:
-        items = [{"contact_id": contact_id, **task.to_json()} for contact_id, task in tasks]
-        try:
-            data = self._call("POST", "/tasks/batch", json={"create": items})
-        except CrmPermanentError as exc:  # 404 or 405: no batch endpoint; anything else is the CRM's answer
-            if exc.status not in BATCH_ABSENT:
-                raise
-            log.info("CRM %s has no POST /tasks/batch (%s): creating tasks one by one", self._base, exc.status)
-            self._task_batch_supported = False
-            return one_by_one(self._create_pair, tasks)
-        return _batch_results(data, len(tasks), "task", Task.from_json, ContactNotFoundError)
+    def _create_batched(self, path: str, key: str, items: Sequence[Item], wire: Callable[[Item], Any],
+                        single: Callable[[Item], T], parse: Callable[[Any], T],
+                        not_found: type[CrmPermanentError] = CrmPermanentError) -> list[T | CrmPermanentError]:
+        """Create ``items`` 100 per ``POST path`` (``{"create": [wire(item)]}``, results under ``key``), or each by
+        ``single`` once the CRM has answered 404 or 405 to that path (remembered for this connector)."""
+        results: list[T | CrmPermanentError] = []
+        for start in range(0, len(items), BATCH_MAX_ITEMS):
+            chunk = items[start:start + BATCH_MAX_ITEMS]
+            if path in self._no_batch:
+                results += one_by_one(single, chunk)
+                continue
+            try:
+                data = self._call("POST", path, json={"create": [wire(item) for item in chunk]})
+            except CrmPermanentError as exc:  # 404 or 405: no batch endpoint; anything else is the CRM's answer
+                if exc.status not in BATCH_ABSENT:
+                    raise
+                log.info("CRM %s has no POST %s (%s): creating %ss one by one", self._base, path, exc.status, key)
+                self._no_batch.add(path)
+                results += one_by_one(single, chunk)
+                continue
+            results += _batch_results(data, len(chunk), key, parse, not_found)
+        return results
 
     def update_task(self, task_id: str, changes: Mapping[str, Any]) -> Task:
         """Apply ``changes`` to a task and return it; TaskNotFoundError when it was deleted."""
@@ -299,8 +292,14 @@ class RestConnector:
         return CallFailure(error, retryable)
 
 
+def _task_item(pair: tuple[str, NewTask]) -> dict[str, Any]:
+    """One ``POST /tasks/batch`` item: the task's body with the contact it is for."""
+    contact_id, task = pair
+    return {"contact_id": contact_id, **task.to_json()}
+
+
 def _batch_results(data: Any, expected: int, key: str, parse: Callable[[Any], T],
-                      not_found: type[CrmPermanentError] = CrmPermanentError) -> list[T | CrmPermanentError]:
+                   not_found: type[CrmPermanentError] = CrmPermanentError) -> list[T | CrmPermanentError]:
     """The per-item results of a batch answer, in request order (each record under ``key``, read by ``parse``; an
     item's 404 answered as ``not_found``); CrmProtocolError when the answer is malformed."""
     items = _field(data, "results", list)
