@@ -10,7 +10,8 @@ what one batch read found, and nothing for a CRM without it, whose contacts are 
 
 Creating many tasks is optional the same way (our ``POST /tasks/batch``, API.md; HubSpot's batch create of tasks
 with their associations): ``create_tasks`` uses a connector's ``create_tasks`` and gives any other one
-``create_task`` per task, each task with its own result.
+``create_task`` per task, each task with its own result. So is reading many tasks by id (``read_tasks``: our
+``POST /tasks/batch/read``, HubSpot's batch read of tasks); without it each contact's tasks are listed.
 
 So is remembering contacts another connector of the same account just answered (``adopt``): the backfill creates
 contacts on a second connector (its own thread and session) and links them on the first; a connector that re-reads
@@ -77,6 +78,27 @@ def one_by_one(create: Callable[[Item], Made], items: Sequence[Item]) -> list[Ma
         except CrmPermanentError as exc:
             results.append(exc)
     return results
+
+
+@runtime_checkable
+class BatchTaskReads(Protocol):
+    """A connector that can read many tasks by id, whatever their contacts, in few requests."""
+
+    def read_tasks(self, task_ids: Sequence[str]) -> list[Task] | None:
+        """The tasks of ``task_ids`` that exist (a deleted one is left out); None when the CRM cannot."""
+        ...
+
+
+def read_tasks(crm: CrmConnector, task_ids: Sequence[str]) -> dict[str, Task] | None:
+    """The tasks of ``task_ids`` by id, read in batches (a deleted task is absent); None when the connector or its
+    CRM cannot read tasks by id, and each contact's tasks must be listed instead."""
+    if not isinstance(crm, BatchTaskReads):
+        return None
+    found = crm.read_tasks(list(task_ids))
+    if found is None:
+        return None
+    wanted = set(task_ids)
+    return {task.id: task for task in found if task.id in wanted}
 
 
 @runtime_checkable

@@ -65,6 +65,7 @@ UNSENT_SAFE_STATUSES = (429, 503)
 EMAIL_PAGE_SIZE = 100
 BATCH_MAX_ITEMS = 100  # DESIGN.md section 6: POST /contacts/batch (and our POST /tasks/batch) take at most 100 items
 BATCH_ABSENT = (404, 405)  # a CRM without the optional batch endpoint
+TASK_READ = "/tasks/batch/read"  # our extension (the reference CRM's API.md): tasks by id, whatever their contacts
 
 
 def connector_for(connection: Connection, environment: CrmEnvironment) -> RestConnector:
@@ -176,6 +177,25 @@ class RestConnector:
         """
         return self._create_batched("/tasks/batch", "task", tasks, _task_item, self._create_pair, Task.from_json,
                                     ContactNotFoundError)
+
+    def read_tasks(self, task_ids: Sequence[str]) -> list[Task] | None:
+        """The tasks of ``task_ids`` that exist, 100 per ``POST /tasks/batch/read`` (our extension, API.md): a task
+        left out was deleted. None when the CRM has no such call (404 or 405, remembered): read each contact's."""
+        found: list[Task] = []
+        for start in range(0, len(task_ids), BATCH_MAX_ITEMS):
+            if TASK_READ in self._no_batch:
+                return None
+            try:
+                data = self._call("POST", TASK_READ, json={"ids": list(task_ids[start:start + BATCH_MAX_ITEMS])})
+            except CrmPermanentError as exc:
+                if exc.status not in BATCH_ABSENT:
+                    raise
+                log.info("CRM %s has no POST %s (%s): reading each contact's tasks", self._base, TASK_READ,
+                         exc.status)
+                self._no_batch.add(TASK_READ)
+                return None
+            found += [Task.from_json(item) for item in _field(data, "tasks", list)]
+        return found
 
     def _create_pair(self, pair: tuple[str, NewTask]) -> Task:
         """``create_task`` of one ``(contact id, task)`` pair, for ``one_by_one``."""

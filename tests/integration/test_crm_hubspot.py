@@ -217,6 +217,21 @@ def test_tasks_are_created_a_hundred_per_call_each_with_its_contact_and_a_refusa
     assert sum(len(found) for found in listed.values()) == 119
 
 
+def test_tasks_are_read_by_id_and_an_archived_one_is_left_out(hubspot: RunningServer) -> None:
+    crm = connector(hubspot)
+    contact = crm.create_contact({"email": "r@example.com", "first_name": "R"})
+    made = crm.create_tasks([(contact.id, NewTask(f"T{n}", f"body {n}")) for n in range(3)])
+    ids = [task.id for task in made if not isinstance(task, Exception)]
+    gone = requests.delete(f"{hubspot.url}/crm/v3/objects/tasks/{ids[1]}",
+                           headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert gone.status_code == 204
+    control(hubspot, "DELETE", "/requests")
+    found = crm.read_tasks([*ids, "987654"])
+    assert sorted(t.id for t in found) == sorted([ids[0], ids[2]])
+    assert {t.status for t in found} == {"open"}
+    assert control(hubspot, "GET", "/requests")["total"] == 1
+
+
 def test_the_summary_goes_to_the_quickbooks_group_created_on_demand(hubspot: RunningServer) -> None:
     crm = connector(hubspot)
     contact = crm.create_contact({"email": "s@example.com", "first_name": "S"})

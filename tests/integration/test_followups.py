@@ -190,6 +190,25 @@ def test_a_task_the_user_closed_is_never_created_again(world: World, user_action
     assert world.rows()[0][:3] == ("101", 1, "closed_by_user")
 
 
+def test_the_hourly_check_reads_open_tasks_a_hundred_per_call_and_sees_what_users_closed(world: World) -> None:
+    """2,000 open follow-ups on 700 contacts were 700 task lists an hour; they are read by id, 100 per call
+    (``POST /tasks/batch/read``). A task a user completed or deleted closes its row, the others stay open."""
+    world.unlimited()
+    contacts = _tasks_for_many_contacts(world, 150)
+    world.scan(overdue_by(1))
+    done, gone = world.tasks(contacts[3])[0], world.tasks(contacts[140])[0]
+    assert world.as_user("PATCH", f"/tasks/{done['id']}", json={"status": "done"}).status_code == 200
+    assert world.as_user("DELETE", f"/tasks/{gone['id']}").status_code == 204
+    before = world.crm_requests()
+    result = world.scan(overdue_by(2))
+    assert world.crm_requests_since(before) == {"POST /tasks/batch/read": 2}
+    assert (result["created"], result["closed_by_user"]) == (0, 2)
+    reasons = {row[0]: (row[2], row[3]) for row in world.rows()}
+    assert reasons["5003"] == ("closed_by_user", "completed in the CRM")
+    assert reasons["5140"] == ("closed_by_user", "deleted in the CRM")
+    assert sum(status == "open" for status, _ in reasons.values()) == 148
+
+
 def test_a_task_created_before_a_crash_is_found_by_its_marker_not_created_twice(world: World, app: Flask) -> None:
     contact = world.contact("c1")
     world.invoice("101", "c1")
@@ -252,9 +271,10 @@ def test_tasks_no_run_has_tried_are_created_in_one_batch_without_reading_the_con
 
 
 class _NoTaskBatch(RestConnector):
-    """A connector of a CRM kind that creates tasks only one at a time (no ``create_tasks``)."""
+    """A connector of a CRM kind that creates and reads tasks only one contact at a time (no batches of tasks)."""
 
     create_tasks = None  # type: ignore[assignment]  # a method set to None is not offered (typing.Protocol)
+    read_tasks = None  # type: ignore[assignment]
 
 
 def test_a_connector_without_a_task_batch_creates_one_task_per_call_each_paced(world: World) -> None:
@@ -270,6 +290,10 @@ def test_a_connector_without_a_task_batch_creates_one_task_per_call_each_paced(w
     assert result["created"] == 2 and pauses == [0, 1]
     assert world.crm_requests_since(before) == {"POST /contacts/<contact_id>/tasks": 2, "GET /contacts/<contact_id>": 1}
     assert [row[:3] for row in world.rows()] == [("101", 1, "open"), ("102", 1, "open")]
+    before = world.crm_requests()
+    with world.app.app_context():
+        scan_connection(services, world.connection_id, now=overdue_by(2), crm=crm)
+    assert world.crm_requests_since(before) == {"GET /contacts/<contact_id>/tasks": 1}, "the contact's list, once"
 
 
 def test_hundreds_of_new_tasks_go_a_hundred_per_request(world: World) -> None:

@@ -68,3 +68,17 @@ def test_a_hundred_tasks_are_one_request(client: FlaskClient) -> None:
     assert [r["status"] for r in response.json["results"]] == [201] * 100
     assert client.get("/_sandbox/requests").json["endpoints"] == {"POST /contacts": 1, "POST /tasks/batch": 1}
     assert len(client.get(f"/contacts/{ada}/tasks", headers=AUTH).json["tasks"]) == 100
+
+
+def test_tasks_are_read_by_id_whatever_their_contacts(client: FlaskClient) -> None:
+    ada, bob = contact(client, "Ada"), contact(client, "Bob")
+    made = batch(client, {"create": [{"contact_id": ada, "title": "A"}, {"contact_id": bob, "title": "B"}]})
+    first, second = (r["task"] for r in made.json["results"])
+    assert client.delete(f"/tasks/{first['id']}", headers=AUTH).status_code == 204
+    answer = client.post("/tasks/batch/read", json={"ids": [second["id"], first["id"], "tk_never"]}, headers=AUTH)
+    assert answer.status_code == 200 and answer.json == {"tasks": [second]}, "a deleted or unknown task is left out"
+    for body, field in (({}, "ids"), ({"ids": []}, "ids"), ({"ids": [5]}, "ids"), ({"ids": ["x"] * 101}, "ids"),
+                        ({"ids": ["x"], "status": "open"}, "status")):
+        refused = client.post("/tasks/batch/read", json=body, headers=AUTH)
+        assert refused.status_code == 400 and refused.json["error"]["field"] == field, body
+    assert client.post("/tasks/batch/read", json={"ids": ["x"]}).status_code == 401

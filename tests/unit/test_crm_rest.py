@@ -485,3 +485,28 @@ def test_a_task_batch_that_fails_as_a_whole_raises(mocked: responses.RequestsMoc
     mocked.add(responses.POST, f"{BASE}/tasks/batch", json={"results": []})
     with pytest.raises(CrmProtocolError):
         crm.create_tasks(_new_tasks(1))
+
+
+def test_tasks_are_read_by_id_a_hundred_per_call(mocked: responses.RequestsMock, crm: RestConnector) -> None:
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        ids = json.loads(request.body)["ids"]
+        return 200, {}, json.dumps({"tasks": [task_json(i) for i in ids if i != "t7"]})
+
+    mocked.add_callback(responses.POST, f"{BASE}/tasks/batch/read", callback=answer)
+    found = crm.read_tasks([f"t{n}" for n in range(130)])
+    assert found is not None and [t.id for t in found] == [f"t{n}" for n in range(130) if n != 7]
+    assert [len(json.loads(call.request.body)["ids"]) for call in mocked.calls] == [100, 30]
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_crm_that_cannot_read_tasks_by_id_says_so_once(mocked: responses.RequestsMock, crm: RestConnector,
+                                                         status: int) -> None:
+    mocked.add(responses.POST, f"{BASE}/tasks/batch/read", status=status, json={"error": {"message": "no"}})
+    assert crm.read_tasks(["t1"]) is None
+    assert crm.read_tasks(["t2"]) is None
+    assert len(mocked.calls) == 1  # remembered: never asked again
+    mocked.add(responses.POST, f"{BASE}/tasks/batch/read", status=400, json={"error": {"message": "bad"}})
+    fresh = RestConnector(BASE, TOKEN, max_retries=0)
+    with pytest.raises(CrmValidationError):
+        fresh.read_tasks(["t3"])  # any other refusal is the CRM's answer, raised
+    fresh.close()

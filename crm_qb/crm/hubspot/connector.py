@@ -237,13 +237,17 @@ class HubSpotConnector:
 
     def list_tasks(self, contact_id: str) -> list[Task]:
         """The tasks associated with the contact (v4 associations, then a batch read of the tasks)."""
-        ids = self._associated(contact_id, "tasks")
-        tasks: list[Task] = []
-        for chunk in _chunks(ids):
+        return self.read_tasks(self._associated(contact_id, "tasks"), contact_id)
+
+    def read_tasks(self, task_ids: Sequence[str], contact_id: str | None = None) -> list[Task]:
+        """The tasks of ``task_ids`` that exist, 100 per batch read (HubSpot reports unknown ids apart, 207), as
+        tasks of ``contact_id`` (None: their contact is not read)."""
+        found: list[Task] = []
+        for chunk in _chunks(list(task_ids)):
             data = self.api.call("POST", f"{TASKS}/batch/read", read=True, json={
                 "inputs": [{"id": i} for i in chunk], "properties": list(mapping.TASK_PROPERTIES)})
-            tasks += [mapping.task_from_object(item, contact_id) for item in _results(data)]
-        return tasks
+            found += [mapping.task_from_object(item, contact_id) for item in _results(data)]
+        return found
 
     def create_task(self, contact_id: str, task: NewTask) -> Task:
         """Create a task associated with the contact."""

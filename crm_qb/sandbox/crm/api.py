@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from crm_qb.sandbox.crm.batch import run_contact_batch, run_task_batch
+from crm_qb.sandbox.crm.batch import MAX_BATCH_ITEMS, run_contact_batch, run_task_batch
 from crm_qb.sandbox.crm.faults import FaultPlan
 from crm_qb.sandbox.crm.paging import decode_cursor, page_limit
 from crm_qb.sandbox.crm.ratelimit import Admission
@@ -187,6 +187,21 @@ def create_task(contact_id: str) -> tuple[Response, int]:
     """Create a task on a contact; 201 with the task."""
     task = current_sandbox().store.create_task(contact_id, task_changes(json_body(), creating=True))
     return jsonify(task), 201
+
+
+@bp.post("/tasks/batch/read")
+def read_tasks() -> Response:
+    """Return {"tasks": [...]} of up to 100 ids (``{"ids": [...]}``), in the order asked; unknown ids left out."""
+    body = require_object(json_body())
+    for key in body:
+        if key != "ids":
+            raise invalid(key, "unknown field (a batch read has ids)")
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise invalid("ids", "is required: a list of task ids")
+    if len(ids) > MAX_BATCH_ITEMS:
+        raise invalid("ids", f"holds at most {MAX_BATCH_ITEMS} task ids, got {len(ids)}")
+    return jsonify({"tasks": current_sandbox().store.get_tasks(ids)})
 
 
 @bp.post("/tasks/batch")

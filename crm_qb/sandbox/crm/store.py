@@ -206,6 +206,13 @@ class CrmStore:
             raise not_found("task", task_id)
         return task
 
+    def get_tasks(self, task_ids: list[str]) -> list[dict[str, Any]]:
+        """Return the tasks of ``task_ids`` that exist, in the order asked (unknown ids left out)."""
+        marks = ",".join("?" for _ in task_ids)
+        found = {task["id"]: task for task in self._db.many(f"SELECT data FROM tasks WHERE id IN ({marks})",
+                                                            tuple(task_ids))}
+        return [found[task_id] for task_id in dict.fromkeys(task_ids) if task_id in found]
+
     def create_task(self, contact_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Create a task on a contact from validated fields and return it."""
         with self._db.lock:
