@@ -65,6 +65,7 @@ UNSENT_SAFE_STATUSES = (429, 503)
 EMAIL_PAGE_SIZE = 100
 BATCH_MAX_ITEMS = 100  # DESIGN.md section 6: POST /contacts/batch (and our POST /tasks/batch) take at most 100 items
 BATCH_ABSENT = (404, 405)  # a CRM without the optional batch endpoint
+ABSENT = object()  # what ``_optional_call`` answers for a call the CRM does not have (None is a 204's body)
 TASK_READ = "/tasks/batch/read"  # our extension (the reference CRM's API.md): tasks by id, whatever their contacts
 
 
@@ -93,7 +94,7 @@ class RestConnector:
         self._retry_timeouts = retry_timeouts  # False: a call that got no answer in time is not sent again
         self._max_retry_after = max_retry_after  # a longer Retry-After is raised, not slept
         self.answer_times = AnswerTimes()  # read by the drains to tell a CRM that answers slowly
-        self._no_batch: set[str] = set()  # the optional batch paths this CRM answered 404 or 405 to
+        self._no_batch: set[str] = set()  # the optional calls this CRM answered 404 or 405 to (``_optional_call``)
         self._pacer = _Pacer(sleep, clock)
 
     def __repr__(self) -> str:
@@ -183,16 +184,8 @@ class RestConnector:
         left out was deleted. None when the CRM has no such call (404 or 405, remembered): read each contact's."""
         found: list[Task] = []
         for start in range(0, len(task_ids), BATCH_MAX_ITEMS):
-            if TASK_READ in self._no_batch:
-                return None
-            try:
-                data = self._call("POST", TASK_READ, json={"ids": list(task_ids[start:start + BATCH_MAX_ITEMS])})
-            except CrmPermanentError as exc:
-                if exc.status not in BATCH_ABSENT:
-                    raise
-                log.info("CRM %s has no POST %s (%s): reading each contact's tasks", self._base, TASK_READ,
-                         exc.status)
-                self._no_batch.add(TASK_READ)
+            data = self._optional_call(TASK_READ, {"ids": list(task_ids[start:start + BATCH_MAX_ITEMS])})
+            if data is ABSENT:
                 return None
             found += [Task.from_json(item) for item in _field(data, "tasks", list)]
         return found
@@ -205,24 +198,28 @@ class RestConnector:
                         single: Callable[[Item], T], parse: Callable[[Any], T],
                         not_found: type[CrmPermanentError] = CrmPermanentError) -> list[T | CrmPermanentError]:
         """Create ``items`` 100 per ``POST path`` (``{"create": [wire(item)]}``, results under ``key``), or each by
-        ``single`` once the CRM has answered 404 or 405 to that path (remembered for this connector)."""
+        ``single`` once the CRM has answered 404 or 405 to that path (``_optional_call``)."""
         results: list[T | CrmPermanentError] = []
         for start in range(0, len(items), BATCH_MAX_ITEMS):
             chunk = items[start:start + BATCH_MAX_ITEMS]
-            if path in self._no_batch:
-                results += one_by_one(single, chunk)
-                continue
-            try:
-                data = self._call("POST", path, json={"create": [wire(item) for item in chunk]})
-            except CrmPermanentError as exc:  # 404 or 405: no batch endpoint; anything else is the CRM's answer
-                if exc.status not in BATCH_ABSENT:
-                    raise
-                log.info("CRM %s has no POST %s (%s): creating %ss one by one", self._base, path, exc.status, key)
-                self._no_batch.add(path)
-                results += one_by_one(single, chunk)
-                continue
-            results += _batch_results(data, len(chunk), key, parse, not_found)
+            data = self._optional_call(path, {"create": [wire(item) for item in chunk]})
+            results += one_by_one(single, chunk) if data is ABSENT else _batch_results(data, len(chunk), key, parse,
+                                                                                        not_found)
         return results
+
+    def _optional_call(self, path: str, body: Any) -> Any:
+        """The answer to ``POST path``, an optional call (a batch); ``ABSENT``, remembered for this connector, once
+        the CRM has answered 404 or 405 to it. Any other refusal is the CRM's answer and raises."""
+        if path in self._no_batch:
+            return ABSENT
+        try:
+            return self._call("POST", path, json=body)
+        except CrmPermanentError as exc:
+            if exc.status not in BATCH_ABSENT:
+                raise
+            log.info("CRM %s has no POST %s (%s): doing without it", self._base, path, exc.status)
+            self._no_batch.add(path)
+            return ABSENT
 
     def update_task(self, task_id: str, changes: Mapping[str, Any]) -> Task:
         """Apply ``changes`` to a task and return it; TaskNotFoundError when it was deleted."""
@@ -332,7 +329,7 @@ def _batch_results(data: Any, expected: int, key: str, parse: Callable[[Any], T]
 
 
 def _batch_item(item: dict[str, Any], key: str, parse: Callable[[Any], T],
-                   not_found: type[CrmPermanentError]) -> T | CrmPermanentError:
+                not_found: type[CrmPermanentError]) -> T | CrmPermanentError:
     """One batch result: its record (2xx), else the permanent error the CRM gave for that item."""
     status = item.get("status")
     if isinstance(status, int) and 200 <= status < 300:
