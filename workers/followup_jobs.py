@@ -46,12 +46,12 @@ def enqueue_followup_scans() -> int:
 def scan_connection_followups(connection_id: int) -> dict[str, Any]:
     """Run the follow-up scan of one connection now, as bulk work; return what it did.
 
-    A scan checks every open follow-up of its connection against the CRM (one read of each contact's tasks) and
-    makes the tasks due: after a first sync of an old company that is thousands of rows and about as many CRM
-    calls. On a live queue the hourly scan of such a connection held a live worker for seconds (a benchmark
-    tenant just after its 3,000-customer first sync: 14.6 s), while the other tenants' changes waited for it. It
-    runs on the bulk lane and gives way to live work before each row (crm_qb.sync.pacing); a scan of one invoice
-    after it synced (``scan_invoice_followups``) is still live work."""
+    A scan checks every open follow-up of its connection against the CRM and makes the tasks due: after a first
+    sync of an old company that is thousands of rows (a hundred per CRM call where the CRM can read and create
+    tasks in batches, else a call or two each). On a live queue the hourly scan of such a connection held a live
+    worker for seconds (a benchmark tenant just after its 3,000-customer first sync: 14.6 s), while the other
+    tenants' changes waited for it. It runs on the bulk lane and gives way to live work before each batch and row
+    (crm_qb.sync.pacing); a scan of one invoice after it synced (``scan_invoice_followups``) is still live work."""
     return followups.scan_connection(bulk_services(runtime()), int(connection_id)).to_json()
 
 

@@ -124,8 +124,10 @@ class Scan:
     def run(self, invoice_id: str | None) -> ScanResult:
         """Reserve the rules due, bring every active row up to date, then reconcile tags.
 
-        Each row and each tagged contact is a few CRM calls; a scan run as bulk work (the first sync's, thousands
-        of tasks) gives way to live work before each (``SyncServices.pace``; the others do not pause)."""
+        New tasks are created a hundred per call and open ones read a hundred per call where the CRM can; the
+        other rows and each tagged contact are a few CRM calls each. A scan run as bulk work (the first sync's,
+        thousands of tasks) gives way to live work before each batch, row and contact (``SyncServices.pace``; the
+        others do not pause)."""
         rows = store.active_rows(self.connection_id, invoice_id)
         invoices = store.invoices(self.connection_id, self.today, invoice_id, {row.qbo_invoice_id for row in rows})
         if self.settings.enabled:
