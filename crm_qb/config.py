@@ -60,6 +60,7 @@ class Settings:
     backfill_page_size: int = 1000
     backfill_process: bool = True  # a plain backfill mirrors transactions in a process of its own
     bulk_jobs_per_host: int = 0  # bulk jobs a host's workers run at once (0: no limit; workers.bulkslots)
+    bulk_share_percent: int = 100  # of the time bulk work takes while live work is about (crm_qb.sync.pacing)
     operator_token: str | None = None
     # Seconds between the attempts of an event whose other side failed for now (crm_qb.sync.rules.retry).
     retry_schedule: tuple[float, ...] = TRANSIENT_SCHEDULE
@@ -78,6 +79,11 @@ class Settings:
     def is_sqlite(self) -> bool:
         """True when the database is SQLite (the embedded default)."""
         return self.database_url.startswith("sqlite")
+
+    @property
+    def bulk_share(self) -> float:
+        """The share of the time bulk work takes while live work is about, as a fraction (crm_qb.sync.pacing)."""
+        return self.bulk_share_percent / 100
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value among the settings, for log redaction (crm_qb.logs)."""
@@ -120,6 +126,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str |
         backfill_page_size=_page_size(env),
         backfill_process=_switch(env, "BACKFILL_PROCESS", True),
         bulk_jobs_per_host=_whole(env, "BULK_JOBS_PER_HOST", 0),
+        bulk_share_percent=_percent(env, "BULK_SHARE_PERCENT", 100),
         operator_token=_operator_token(env),
         retry_schedule=_retry_schedule(env),
         hubspot_api_base=_url(env, "HUBSPOT_API_BASE", "https://api.hubapi.com").rstrip("/"),
@@ -219,6 +226,15 @@ def _whole(env: Mapping[str, str], name: str, default: int) -> int:
         return default
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
         raise ConfigError(f"{PREFIX}{name} must be a whole number from 0 to 999999; got {raw!r}")
+    return int(raw)
+
+
+def _percent(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 100:
+        raise ConfigError(f"{PREFIX}{name} must be a whole number from 1 to 100; got {raw!r}")
     return int(raw)
 
 

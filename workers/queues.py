@@ -105,9 +105,10 @@ def live_busy(redis: Redis, keys: RedisKeys) -> bool:
         return False
 
 
-def bulk_pacer(redis: Redis, keys: RedisKeys) -> LivePacer:
-    """The pacer of a bulk job (a first sync's preview or run, a backfill): it gives way to live work."""
-    return LivePacer(partial(live_busy, redis, keys))
+def bulk_pacer(redis: Redis, keys: RedisKeys, share: float = 1.0) -> LivePacer:
+    """The pacer of a bulk job (a first sync's preview or run, a backfill): it gives way to live work, and takes
+    at most ``share`` of the time while live work is about (``CRM_QB_BULK_SHARE_PERCENT``)."""
+    return LivePacer(partial(live_busy, redis, keys), share=share)
 
 
 def parse_queue_names(text: str) -> tuple[str, ...]:

@@ -1,7 +1,10 @@
 """Summarise the job timings written by ``sitecustomize.py`` (this directory): per scenario (a generation of
 worker processes started together), per kind of job (live or bulk, function), the mean and p95 of each part.
 
-    python tests/bench/jobtimes/report.py DIR
+    python tests/bench/jobtimes/report.py DIR [--beside-bulk]
+
+``--beside-bulk`` splits each live kind of job in two: the jobs that ran while some bulk job ran (in any
+process) and the others, so what a first sync or backfill does to live work shows part by part.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(len(ordered) * 0.95) - 1))]
 
 
-def main(directory: str) -> None:
+def _beside(record: dict[str, Any], bulk: list[tuple[float, float]]) -> bool:
+    """Whether ``record``'s run overlapped any of the ``bulk`` runs (start, end), sorted by start."""
+    start, end = record["start"], record["start"] + record["wall"]
+    return any(s < end and e > start for s, e in bulk if s < end)
+
+
+def main(directory: str, beside_bulk: bool = False) -> None:
     records: list[dict[str, Any]] = []
     for path in Path(directory).glob("jobs-*.jsonl"):
         records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -34,6 +43,7 @@ def main(directory: str) -> None:
         if last is None or first[pid] - last > 20:
             current += 1
         generation[pid], last = current, first[pid]
+    bulk = sorted((r["start"], r["start"] + r["wall"]) for r in records if r["origin"].endswith(".backfill"))
     for number in sorted(set(generation.values())):
         mine = [r for r in records if generation[r["pid"]] == number]
         print(f"== generation {number}: {len(mine)} jobs")
@@ -41,6 +51,8 @@ def main(directory: str) -> None:
         for record in mine:
             record["queued"] = record["start"] - record["enqueued"] if record.get("enqueued") else 0.0
             kind = "bulk" if record["origin"].endswith(".backfill") else "live"
+            if beside_bulk and kind == "live":
+                kind += "+bulk" if _beside(record, bulk) else "-bulk"
             kinds[f"{kind}:{record['func']}"].append(record)
         for name, jobs in sorted(kinds.items()):
             means = {part: round(statistics.mean(r.get(part, 0) for r in jobs) * 1000, 1) for part in PARTS}
@@ -49,4 +61,4 @@ def main(directory: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], "--beside-bulk" in sys.argv[2:])
