@@ -14,9 +14,11 @@ Pausing only while a live job runs leaves the bulk work running beside the live 
 looks, and on a host whose cores the live work keeps busy that is most of them: even in Linux's idle scheduling
 class a bulk thread on a core delays a waking live thread now and then by a scheduler tick (4 ms on the bench
 host), and what it drives (the database, the CRM) runs at normal priority. So while live work is about (seen in
-the last ``live_memory`` seconds), bulk work also keeps to ``share`` of the time: after running ``ran`` seconds
-it rests ``ran * (1 - share) / share`` (at most ``max_rest``) before it looks again. Without live work it runs
-flat out: a first sync on a quiet host is as quick as the rate limits let it be.
+the last ``live_memory`` seconds), bulk work also keeps to ``share`` of one core: after it used ``cpu`` seconds of
+CPU (its process's, every thread) it rests ``cpu * (1 - share) / share`` (at most ``max_rest``) before it looks
+again. CPU, not wall time: a bulk job waiting for a rate limit or a slow answer takes nothing from the live work
+and owes no rest for it. Without live work it runs flat out: a first sync on a quiet host is as quick as the rate
+limits let it be.
 
 The pacer is a plain callable (``SyncServices.pace``); outside bulk jobs it is ``no_pace``.
 """
@@ -32,7 +34,7 @@ PACE_INTERVAL_SECONDS = 0.05
 # One pause's step, and its longest: live work never stops bulk work for longer (it then runs one interval).
 PACE_STEP_SECONDS = 0.005
 PACE_MAX_WAIT_SECONDS = 0.25
-# While live work is about, bulk work takes at most this share of the time (1: only the pauses above).
+# While live work is about, bulk work takes at most this share of one core (1: only the pauses above).
 PACE_SHARE = 1.0
 # Live work seen this recently is "about"; the longest rest the share asks at once.
 PACE_LIVE_MEMORY_SECONDS = 1.0
@@ -55,12 +57,13 @@ class LivePacer:
     live_memory: float = PACE_LIVE_MEMORY_SECONDS
     max_rest: float = PACE_MAX_REST_SECONDS
     clock: Callable[[], float] = time.monotonic
+    cpu: Callable[[], float] = time.process_time
     sleep: Callable[[float], None] = time.sleep
     checks: int = 0
     paused: int = 0
     paused_seconds: float = 0.0
     _next_check: float = 0.0
-    _resumed: float | None = None  # when the last look ended: the bulk work has run since
+    _resumed: float | None = None  # the process's CPU seconds when the last look ended
     _live_seen: float = float("-inf")
 
     def __call__(self) -> None:
@@ -68,11 +71,11 @@ class LivePacer:
         if now < self._next_check:
             return
         self.checks += 1
-        ran = now - self._resumed if self._resumed is not None else 0.0
+        ran = self.cpu() - self._resumed if self._resumed is not None else 0.0
         started, slept = now, False
         busy = self._look()
         if self.share < 1.0 and ran > 0 and now - self._live_seen <= self.live_memory:
-            self.sleep(min(self.max_rest, ran * (1.0 - self.share) / self.share))  # live work's share of the time
+            self.sleep(min(self.max_rest, ran * (1.0 - self.share) / self.share))  # the live work's share
             slept, busy = True, self._look()
         while busy:
             if self.clock() - started >= self.max_wait:
@@ -84,7 +87,7 @@ class LivePacer:
             self.paused += 1
             self.paused_seconds += ended - started
         self._next_check = ended + self.interval
-        self._resumed = ended
+        self._resumed = self.cpu()
 
     def _look(self) -> bool:
         """Ask ``busy``, and remember when live work was last seen."""

@@ -105,3 +105,11 @@ def test_the_backfill_page_size_defaults_to_qbos_page_and_stays_within_it(tmp_pa
     for bad in ("0", "1001", "x"):
         with pytest.raises(ConfigError, match="CRM_QB_BACKFILL_PAGE_SIZE must be"):
             load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_BACKFILL_PAGE_SIZE": bad})
+
+
+def test_the_bulk_share_is_a_percentage_of_the_time(tmp_path: Path) -> None:
+    given = load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_BULK_SHARE_PERCENT": "40"})
+    assert (given.bulk_share_percent, given.bulk_share) == (40, 0.4)
+    for bad in ("0", "101", "half", "-5"):
+        with pytest.raises(ConfigError, match="CRM_QB_BULK_SHARE_PERCENT must be a whole number from 1 to 100"):
+            load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_BULK_SHARE_PERCENT": bad})

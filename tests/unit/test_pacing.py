@@ -47,3 +47,78 @@ def test_endless_live_work_holds_it_back_for_max_wait_then_lets_it_run_an_interv
     clock.now += 0.02
     pacer()
     assert len(clock.slept) > before
+
+
+class FakeCpu:
+    """The bulk process's CPU seconds: they move only when the test says it worked."""
+
+    def __init__(self) -> None:
+        self.used = 0.0
+
+    def __call__(self) -> float:
+        return self.used
+
+
+def _shared(busy: list[bool], clock: Clock, share: float, cpu: FakeCpu) -> LivePacer:
+    return LivePacer(lambda: busy.pop(0) if busy else False, interval=0.02, step=0.005, max_wait=0.5, share=share,
+                     live_memory=1.0, max_rest=2.0, clock=clock, cpu=cpu, sleep=clock.sleep)
+
+
+def test_while_live_work_is_about_it_rests_so_as_to_keep_to_its_share_of_a_core() -> None:
+    clock, cpu = Clock(), FakeCpu()
+    pacer = _shared([True, False], clock, 0.25, cpu)
+    pacer()  # live work under way: one step, then it ends; nothing used yet, so nothing owed
+    assert clock.slept == [0.005]
+    clock.now += 0.1
+    cpu.used += 0.1  # the bulk work computes 0.1 s
+    pacer()  # live work seen 0.1 s ago, none now: it still rests three times the CPU it used
+    assert abs(clock.slept[-1] - 0.3) < 1e-9
+    clock.now += 2.0
+    cpu.used += 2.0  # then computes 2 s without live work...
+    pacer()  # ... which is now too long ago: no rest, however much it used
+    assert abs(clock.slept[-1] - 0.3) < 1e-9 and len(clock.slept) == 2
+
+
+def test_waiting_owes_no_rest() -> None:
+    """A bulk job waiting for a rate limit or a slow answer takes no CPU from the live work: it rests for what it
+    computed only."""
+    clock, cpu = Clock(), FakeCpu()
+    pacer = _shared([True, False, False], clock, 0.25, cpu)
+    pacer()
+    clock.now += 0.5  # half a second waiting for the CRM's window...
+    cpu.used += 0.01  # ... and 10 ms of work
+    pacer()
+    assert abs(clock.slept[-1] - 0.03) < 1e-9
+
+
+def test_a_long_item_is_owed_at_most_max_rest() -> None:
+    clock, cpu = Clock(), FakeCpu()
+    pacer = _shared([True] + [False] * 10, clock, 0.25, cpu)
+    pacer()
+    clock.now += 0.9
+    cpu.used += 0.9  # one item of 0.9 s: 2.7 s owed
+    pacer()
+    assert clock.slept[-1] == 2.0
+
+
+def test_over_a_stretch_of_live_work_the_bulk_work_gets_its_share_and_not_much_less() -> None:
+    """Live work every other look, the bulk work computing 50 ms between looks: it has about a quarter of the time
+    (the rest is its rests and the steps while live work runs, bounded by max_wait)."""
+    clock, cpu = Clock(), FakeCpu()
+    pacer = _shared([True, False] * 1000, clock, 0.25, cpu)
+    started = clock.now
+    for _ in range(200):
+        pacer()
+        clock.now += 0.05
+        cpu.used += 0.05
+    assert 0.2 <= cpu.used / (clock.now - started) <= 0.26
+
+
+def test_share_one_is_the_plain_pacer() -> None:
+    clock, cpu = Clock(), FakeCpu()
+    pacer = _shared([True, False, False], clock, 1.0, cpu)
+    pacer()
+    clock.now += 0.1
+    cpu.used += 0.1
+    pacer()
+    assert clock.slept == [0.005]
