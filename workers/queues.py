@@ -106,8 +106,8 @@ def live_busy(redis: Redis, keys: RedisKeys) -> bool:
 
 
 def bulk_pacer(redis: Redis, keys: RedisKeys, share: float = 1.0) -> LivePacer:
-    """The pacer of a bulk job (a first sync's preview or run, a backfill): it gives way to live work, and takes
-    at most ``share`` of the time while live work is about (``CRM_QB_BULK_SHARE_PERCENT``)."""
+    """The pacer of a bulk job (a first sync's preview or run, a backfill, a bulk drain): it gives way to live work,
+    and while live work is about its process keeps to ``share`` of one core (``CRM_QB_BULK_SHARE_PERCENT``)."""
     return LivePacer(partial(live_busy, redis, keys), share=share)
 
 
