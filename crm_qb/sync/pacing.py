@@ -18,7 +18,8 @@ the last ``live_memory`` seconds), bulk work also keeps to ``share`` of one core
 CPU (its process's, every thread) it rests ``cpu * (1 - share) / share`` (at most ``max_rest``) before it looks
 again. CPU, not wall time: a bulk job waiting for a rate limit or a slow answer takes nothing from the live work
 and owes no rest for it. Without live work it runs flat out: a first sync on a quiet host is as quick as the rate
-limits let it be.
+limits let it be. (A worker that runs bulk jobs on a thread beside its live ones, ``--no-bulk-process``, counts
+their CPU too and rests more than it needs.)
 
 The pacer is a plain callable (``SyncServices.pace``); outside bulk jobs it is ``no_pace``.
 """
