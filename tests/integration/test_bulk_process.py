@@ -78,6 +78,9 @@ def rig(app: Flask, tmp_path: Path) -> Iterator[Rig]:
     made.stop_all()
 
 
+IDLE_START_TIMEOUT = 120.0
+
+
 def _names() -> tuple[str, str]:
     tag = uuid.uuid4().hex[:8]
     return f"bulk-{tag}", f"live-{tag}"
@@ -89,9 +92,11 @@ def _bulk_job_on(rig: Rig, *args: str) -> tuple[subprocess.Popen[bytes], dict[st
     worker = rig.worker(*args)
     bulk, _ = _names()
     rig.enqueue("backfill", "hold", bulk)
-    held = rig.started(bulk)
+    # An idle-class process gets a core only when nothing else wants one: on a host the parallel test run keeps
+    # busy, its start (imports, the app) can take far longer than a normal process's.
+    held = rig.started(bulk, timeout=IDLE_START_TIMEOUT)
     rig.release(bulk)
-    rig.done(bulk)
+    rig.done(bulk, timeout=IDLE_START_TIMEOUT)
     return worker, held
 
 
@@ -100,7 +105,7 @@ def test_live_jobs_run_while_a_bulk_job_holds_the_workers_child(rig: Rig) -> Non
     worker = rig.worker()
     bulk, live = _names()
     rig.enqueue("backfill", "hold", bulk)
-    held = rig.started(bulk)
+    held = rig.started(bulk, timeout=IDLE_START_TIMEOUT)
     assert held["pid"] != worker.pid and _parent_of(held["pid"]) == worker.pid  # the worker's child runs it
     assert held["nice"] == 10  # at --bulk-nice's default, the whole process
     assert held["idle"] is IDLE_CLASS  # and in Linux's idle class (--bulk-idle, the default)
