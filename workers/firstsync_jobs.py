@@ -46,7 +46,7 @@ def retry_run(run_id: int, record_ids: list[int] | None = None) -> int:
 
 def bulk_services(rt: Runtime) -> SyncServices:
     """The services of a bulk job: its items give way to live work under way (crm_qb.sync.pacing)."""
-    return replace(rt.sync_services(), pace=bulk_pacer(rt.redis, rt.keys, rt.settings.bulk_share))
+    return replace(rt.sync_services(), pace=bulk_pacer(rt))
 
 
 def _job_id() -> str | None:

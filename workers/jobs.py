@@ -192,9 +192,7 @@ def _drain(source: EventSource, key: str, bulk: bool = False) -> Drain:
     rt = runtime()
     rt.redis.delete(rt.keys.wake(source.value, key))
     current = get_current_job()
-    services = rt.sync_services()
-    if bulk:
-        services = replace(services, pace=bulk_pacer(rt.redis, rt.keys, rt.settings.bulk_share))
+    services = replace(rt.sync_services(), pace=bulk_pacer(rt)) if bulk else rt.sync_services()
     return Drain(services, current.id if current else None, turn=TURN_BATCHES, live=not bulk)
 
 

@@ -29,7 +29,7 @@ def main() -> None:
         rt = runtime(app)
         services = rt.sync_services()
         if task.paced:  # the parent gives way to live work: so do its pages here
-            services = replace(services, pace=bulk_pacer(rt.redis, rt.keys, rt.settings.bulk_share))
+            services = replace(services, pace=bulk_pacer(rt))
         with bulk_collection():  # the walk allocates a page of objects after another (gcpolicy)
             serve_transactions(services, task, sys.stdin, sys.stdout)
 

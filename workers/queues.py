@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -27,6 +27,9 @@ from rq.worker import Worker
 
 from crm_qb.keys import RedisKeys
 from crm_qb.sync.pacing import LivePacer
+
+if TYPE_CHECKING:
+    from crm_qb.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +108,10 @@ def live_busy(redis: Redis, keys: RedisKeys) -> bool:
         return False
 
 
-def bulk_pacer(redis: Redis, keys: RedisKeys, share: float = 1.0) -> LivePacer:
+def bulk_pacer(rt: Runtime) -> LivePacer:
     """The pacer of a bulk job (a first sync's preview or run, a backfill, a bulk drain): it gives way to live work,
-    and while live work is about its process keeps to ``share`` of one core (``CRM_QB_BULK_SHARE_PERCENT``)."""
-    return LivePacer(partial(live_busy, redis, keys), share=share)
+    and while live work is about its process keeps to a share of one core (``CRM_QB_BULK_SHARE_PERCENT``)."""
+    return LivePacer(partial(live_busy, rt.redis, rt.keys), share=rt.settings.bulk_share)
 
 
 def parse_queue_names(text: str) -> tuple[str, ...]:
