@@ -11,14 +11,11 @@ them, and either lasts minutes, so none may hold the worker a live change needs.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from rq import get_current_job
 
-from crm_qb.runtime import Runtime, runtime
+from crm_qb.runtime import runtime
 from crm_qb.sync.firstsync import service
-from crm_qb.sync.services import SyncServices
-from workers.queues import BACKFILL, bulk_pacer, job
+from workers.queues import BACKFILL, bulk_services, job
 
 
 @job(BACKFILL, timeout=6 * 3600, retry_intervals=(30, 120, 300))
@@ -42,11 +39,6 @@ def execute_run(run_id: int) -> str | None:
 def retry_run(run_id: int, record_ids: list[int] | None = None) -> int:
     """Try a finished run's failed records (only ``record_ids`` when given) again; return how many succeeded."""
     return service.retry_failed(bulk_services(runtime()), run_id, job_id=_job_id(), record_ids=record_ids)
-
-
-def bulk_services(rt: Runtime) -> SyncServices:
-    """The services of a bulk job: its items give way to live work under way (crm_qb.sync.pacing)."""
-    return replace(rt.sync_services(), pace=bulk_pacer(rt))
 
 
 def _job_id() -> str | None:

@@ -20,8 +20,7 @@ from crm_qb.keys import JobIds, RedisKeys
 from crm_qb.models import Connection
 from crm_qb.runtime import runtime
 from crm_qb.sync.followups import service as followups
-from workers.firstsync_jobs import bulk_services
-from workers.queues import BACKFILL, SCHEDULED, SYNC, enqueue, job
+from workers.queues import BACKFILL, SCHEDULED, SYNC, bulk_services, enqueue, job
 
 log = logging.getLogger(__name__)
 

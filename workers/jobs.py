@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import timedelta
 
 from redis import Redis
@@ -33,7 +32,7 @@ from workers.queues import (
     BACKFILL,
     INBOUND,
     SCHEDULED,
-    bulk_pacer,
+    bulk_services,
     enqueue,
     enqueue_in,
     fetch_job,
@@ -192,7 +191,7 @@ def _drain(source: EventSource, key: str, bulk: bool = False) -> Drain:
     rt = runtime()
     rt.redis.delete(rt.keys.wake(source.value, key))
     current = get_current_job()
-    services = replace(rt.sync_services(), pace=bulk_pacer(rt)) if bulk else rt.sync_services()
+    services = bulk_services(rt) if bulk else rt.sync_services()
     return Drain(services, current.id if current else None, turn=TURN_BATCHES, live=not bulk)
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import base64
 import pickle
 import sys
-from dataclasses import replace
 
 from crm_qb.app import create_app
 from crm_qb.gcpolicy import bulk_collection
 from crm_qb.logs import setup_logging
 from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline.backfill import serve_transactions
-from workers.queues import bulk_pacer
+from workers.queues import bulk_services
 
 
 def main() -> None:
@@ -27,9 +26,8 @@ def main() -> None:
     app = create_app(settings)
     with app.app_context():
         rt = runtime(app)
-        services = rt.sync_services()
-        if task.paced:  # the parent gives way to live work: so do its pages here
-            services = replace(services, pace=bulk_pacer(rt))
+        # the parent gives way to live work: so do its pages here
+        services = bulk_services(rt) if task.paced else rt.sync_services()
         with bulk_collection():  # the walk allocates a page of objects after another (gcpolicy)
             serve_transactions(services, task, sys.stdin, sys.stdout)
 

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -30,6 +30,7 @@ from crm_qb.sync.pacing import LivePacer
 
 if TYPE_CHECKING:
     from crm_qb.runtime import Runtime
+    from crm_qb.sync.services import SyncServices
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +109,12 @@ def live_busy(redis: Redis, keys: RedisKeys) -> bool:
         return False
 
 
-def bulk_pacer(rt: Runtime) -> LivePacer:
-    """The pacer of a bulk job (a first sync's preview or run, a backfill, a bulk drain): it gives way to live work,
-    and while live work is about its process keeps to a share of one core (``CRM_QB_BULK_SHARE_PERCENT``)."""
-    return LivePacer(partial(live_busy, rt.redis, rt.keys), share=rt.settings.bulk_share)
+def bulk_services(rt: Runtime) -> SyncServices:
+    """The services of a bulk job (a first sync's preview, run or retry, a backfill, a bulk drain, the follow-up
+    scan, the transaction walk's process): its items give way to live work, and while live work is about its
+    process keeps to a share of one core (``CRM_QB_BULK_SHARE_PERCENT``; crm_qb.sync.pacing)."""
+    return replace(rt.sync_services(), pace=LivePacer(partial(live_busy, rt.redis, rt.keys),
+                                                      share=rt.settings.bulk_share))
 
 
 def parse_queue_names(text: str) -> tuple[str, ...]:

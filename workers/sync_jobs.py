@@ -33,9 +33,8 @@ from crm_qb.sync.pipeline.failures import CRM, QBO, side_down
 from crm_qb.sync.pipeline.on_demand import drain_waiting, sync_now
 from crm_qb.sync.pipeline.poll import poll_changes
 from crm_qb.sync.settings import SyncSettings, sync_settings_of
-from workers.firstsync_jobs import bulk_services
 from workers.followup_jobs import scan_connection_followups
-from workers.queues import BACKFILL, SCHEDULED, SYNC, enqueue, job, running_bulk
+from workers.queues import BACKFILL, SCHEDULED, SYNC, bulk_services, enqueue, job, running_bulk
 
 log = logging.getLogger(__name__)
 

@@ -64,7 +64,7 @@ BACKOFF_CAP = 8.0
 UNSENT_SAFE_STATUSES = (429, 503)
 EMAIL_PAGE_SIZE = 100
 BATCH_MAX_ITEMS = 100  # DESIGN.md section 6: POST /contacts/batch (and our POST /tasks/batch) take at most 100 items
-BATCH_ABSENT = (404, 405)  # a CRM without the optional batch endpoint
+ABSENT_STATUSES = (404, 405)  # a CRM without an optional call (a batch, the task read) answers one of these
 ABSENT = object()  # what ``_optional_call`` answers for a call the CRM does not have (None is a 204's body)
 TASK_READ = "/tasks/batch/read"  # our extension (the reference CRM's API.md): tasks by id, whatever their contacts
 
@@ -94,7 +94,7 @@ class RestConnector:
         self._retry_timeouts = retry_timeouts  # False: a call that got no answer in time is not sent again
         self._max_retry_after = max_retry_after  # a longer Retry-After is raised, not slept
         self.answer_times = AnswerTimes()  # read by the drains to tell a CRM that answers slowly
-        self._no_batch: set[str] = set()  # the optional calls this CRM answered 404 or 405 to (``_optional_call``)
+        self._absent: set[str] = set()  # the optional calls this CRM answered 404 or 405 to (``_optional_call``)
         self._pacer = _Pacer(sleep, clock)
 
     def __repr__(self) -> str:
@@ -210,15 +210,15 @@ class RestConnector:
     def _optional_call(self, path: str, body: Any) -> Any:
         """The answer to ``POST path``, an optional call (a batch); ``ABSENT``, remembered for this connector, once
         the CRM has answered 404 or 405 to it. Any other refusal is the CRM's answer and raises."""
-        if path in self._no_batch:
+        if path in self._absent:
             return ABSENT
         try:
             return self._call("POST", path, json=body)
         except CrmPermanentError as exc:
-            if exc.status not in BATCH_ABSENT:
+            if exc.status not in ABSENT_STATUSES:
                 raise
             log.info("CRM %s has no POST %s (%s): doing without it", self._base, path, exc.status)
-            self._no_batch.add(path)
+            self._absent.add(path)
             return ABSENT
 
     def update_task(self, task_id: str, changes: Mapping[str, Any]) -> Task:

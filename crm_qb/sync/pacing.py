@@ -64,7 +64,7 @@ class LivePacer:
     paused: int = 0
     paused_seconds: float = 0.0
     _next_check: float = 0.0
-    _resumed: float | None = None  # the process's CPU seconds when the last look ended
+    _cpu_at_look: float | None = None  # the process's CPU seconds when the last look ended
     _live_seen: float = float("-inf")
 
     def __call__(self) -> None:
@@ -72,7 +72,7 @@ class LivePacer:
         if now < self._next_check:
             return
         self.checks += 1
-        ran = self.cpu() - self._resumed if self._resumed is not None else 0.0
+        ran = self.cpu() - self._cpu_at_look if self._cpu_at_look is not None else 0.0
         started, slept = now, False
         busy = self._look()
         if self.share < 1.0 and ran > 0 and now - self._live_seen <= self.live_memory:
@@ -88,7 +88,7 @@ class LivePacer:
             self.paused += 1
             self.paused_seconds += ended - started
         self._next_check = ended + self.interval
-        self._resumed = self.cpu()
+        self._cpu_at_look = self.cpu()
 
     def _look(self) -> bool:
         """Ask ``busy``, and remember when live work was last seen."""

@@ -425,7 +425,7 @@ def test_bulk_work_sees_live_jobs_waiting_or_running_on_this_host_and_not_bulk_o
 def test_bulk_jobs_and_bulk_drains_pace_themselves_by_the_live_work(app: Flask, redis_client: Redis) -> None:
     """First syncs, backfills and bulk drains get a pacer that looks at the live queues; other jobs do not."""
     from crm_qb.sync.pacing import LivePacer, no_pace
-    from workers.firstsync_jobs import bulk_services
+    from workers.queues import bulk_services
 
     rt = runtime(app)
     with app.app_context():

@@ -25,9 +25,9 @@ def _p95(values: list[float]) -> float:
 
 
 def _beside(record: dict[str, Any], bulk: list[tuple[float, float]]) -> bool:
-    """Whether ``record``'s run overlapped any of the ``bulk`` runs (start, end), sorted by start."""
+    """Whether ``record``'s run overlapped any of the ``bulk`` runs (start, end)."""
     start, end = record["start"], record["start"] + record["wall"]
-    return any(s < end and e > start for s, e in bulk if s < end)
+    return any(s < end and e > start for s, e in bulk)
 
 
 def main(directory: str, beside_bulk: bool = False) -> None:
@@ -43,7 +43,7 @@ def main(directory: str, beside_bulk: bool = False) -> None:
         if last is None or first[pid] - last > 20:
             current += 1
         generation[pid], last = current, first[pid]
-    bulk = sorted((r["start"], r["start"] + r["wall"]) for r in records if r["origin"].endswith(".backfill"))
+    bulk = [(r["start"], r["start"] + r["wall"]) for r in records if r["origin"].endswith(".backfill")]
     for number in sorted(set(generation.values())):
         mine = [r for r in records if generation[r["pid"]] == number]
         print(f"== generation {number}: {len(mine)} jobs")
