@@ -15,6 +15,7 @@ from typing import Any
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Date, DateTime, Executable, MetaData, Table, TypeDecorator, event, insert
 from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -144,19 +145,23 @@ _INSERT_PLANS: dict[tuple[str, tuple[str, ...], str], tuple[str, list[tuple[str 
 
 
 def insert_many(table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """INSERT ``rows`` (mappings with the same keys) into ``table`` in the session's transaction: one executemany.
+    """INSERT ``rows`` (mappings with the same keys) into ``table`` in the session's transaction, in one go.
 
     The same as ``db.session.execute(insert(table), rows)``: each value goes through its column type's own bind
-    processor, and a column left out gets its Python-side default, evaluated per row. On SQLite the processed
-    values go to the driver at once, without SQLAlchemy's per-row parameter assembly, which cost a backfill more
-    CPU than the rows themselves (a row per transaction, link and audit entry). Elsewhere (PostgreSQL's batched
-    ``insertmanyvalues``), and for a table with a SQL-side default the plan cannot evaluate, SQLAlchemy does it.
+    processor, and a column left out gets its Python-side default, evaluated per row. The processed values go to
+    the driver at once, without SQLAlchemy's per-row parameter assembly, which cost a backfill more CPU than the
+    rows themselves (a row per transaction, link, audit entry and first-sync record): on SQLite as one
+    executemany, on PostgreSQL as one ``COPY … FROM STDIN``. SQLAlchemy's own path there (``insertmanyvalues``)
+    sends a statement of some thousand placeholders, which psycopg parses in Python each time (it caches only
+    short statements): half of a first sync's CPU went to its records (docs/benchmarks-history.md, "The first
+    sync's records by COPY"). For a table with a SQL-side default the plan cannot evaluate, SQLAlchemy does it.
+    Errors are SQLAlchemy's either way (an ``IntegrityError`` for a duplicate key).
     """
     if not rows:
         return
     connection = db.session.connection()
     dialect = connection.dialect
-    plan = _insert_plan(table, tuple(rows[0]), dialect) if dialect.name == "sqlite" else None
+    plan = _insert_plan(table, tuple(rows[0]), dialect) if dialect.name in ("sqlite", "postgresql") else None
     if plan is None:
         db.session.execute(insert(table), list(rows))
         return
@@ -168,7 +173,23 @@ def insert_many(table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     except Exception:  # a value its column refuses: SQLAlchemy's path raises it as it always has
         db.session.execute(insert(table), list(rows))
         raise
-    connection.exec_driver_sql(sql, params)
+    if dialect.name == "postgresql":
+        _copy_rows(connection, sql, params)
+    else:
+        connection.exec_driver_sql(sql, params)
+
+
+def _copy_rows(connection: Any, sql: str, params: Sequence[tuple[Any, ...]]) -> None:
+    """Send ``params`` with psycopg's ``COPY`` on the session's connection (its transaction: psycopg opens one
+    for a COPY as for any statement outside autocommit); a driver error raised as SQLAlchemy raises it."""
+    import psycopg  # only for PostgreSQL
+
+    try:
+        with connection.connection.driver_connection.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in params:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, psycopg.Error, dialect=connection.dialect) from exc
 
 
 def _insert_plan(table: Table, keys: tuple[str, ...],
@@ -181,16 +202,21 @@ def _insert_plan(table: Table, keys: tuple[str, ...],
 
 def _make_insert_plan(table: Table, keys: tuple[str, ...],
                       dialect: Any) -> tuple[str, list[tuple[str | None, Any, Any]]] | None:
-    """The SQL of ``INSERT INTO table`` for rows of ``keys`` and, per placeholder in order, (row key or None,
-    bind processor or None, Python default or None); None when SQLAlchemy must build the statement itself."""
-    if not dialect.positional or not set(keys) <= set(table.c.keys()):
+    """The SQL that inserts rows of ``keys`` (SQLite: an ``INSERT``; PostgreSQL: a ``COPY``) and, per value in
+    order, (row key or None, bind processor or None, Python default or None); None when SQLAlchemy must build the
+    statement itself."""
+    copy = dialect.name == "postgresql"
+    if not (dialect.positional or copy) or not set(keys) <= set(table.c.keys()):
         return None
     compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
-    if compiled.positiontup is None or compiled.postfetch or compiled.returning:
+    # PostgreSQL's INSERT returns the new id, which a COPY leaves to the column's own sequence
+    returning = [column for column in compiled.returning or () if not (copy and column.primary_key)]
+    names = list(compiled.binds) if copy else compiled.positiontup
+    if names is None or compiled.postfetch or returning or (copy and not set(names) <= set(table.c.keys())):
         return None
     prefetched = {column.key for column in compiled.insert_prefetch}
     values: list[tuple[str | None, Any, Any]] = []
-    for name in compiled.positiontup:
+    for name in names:
         column = table.c[name]
         process = _bind_processor(column.type, dialect)
         if name in keys:
@@ -201,6 +227,10 @@ def _make_insert_plan(table: Table, keys: tuple[str, ...],
             return None
         arg = getattr(default, "arg")  # noqa: B009 (ColumnDefault's; DefaultGenerator does not declare it)
         values.append((None, process, (lambda arg=arg: arg(None)) if default.is_callable else (lambda arg=arg: arg)))
+    if copy:
+        quote = dialect.identifier_preparer
+        columns = ", ".join(quote.quote(table.c[name].name) for name in names)
+        return f"COPY {quote.format_table(table)} ({columns}) FROM STDIN", values
     return str(compiled), values
 
 

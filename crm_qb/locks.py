@@ -134,6 +134,64 @@ class RenewingLock:
                     self._lost.set()
 
 
+class RenewingLocks:
+    """Locks on several names, each taken without waiting, all renewed by one thread while held.
+
+    A follow-up scan creates tasks a hundred at a time and holds each row's lock for the batch; a ``RenewingLock``
+    per row started and joined a hundred renewing threads per batch, more of a first sync's follow-up phase than
+    the batch's own database work. The locks are the same Redis keys and tokens as ``RenewingLock``'s, so a
+    single row's holder and a batch's exclude each other. A lock lost while held is logged; the work on a row is
+    short and its writes are guarded (the row's status), as for a single row's lock.
+    """
+
+    def __init__(self, redis: Redis, names: list[str], *, ttl: float = DEFAULT_TTL_SECONDS) -> None:
+        if ttl <= 0:
+            raise ValueError(f"ttl must be positive, got ttl={ttl!r}")
+        self._locks = {name: redis.lock(name, timeout=ttl, blocking=False, thread_local=False) for name in names}
+        self._held: list[Lock] = []
+        self._renew_every = ttl / 3
+        self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
+
+    def acquire(self) -> list[str]:
+        """Take every lock no one else holds; the names taken."""
+        taken = [name for name, lock in self._locks.items()
+                 if lock.acquire(blocking=False, token=f"{uuid.uuid4().hex}@{time.time():.3f}")]
+        self._held = [self._locks[name] for name in taken]
+        if self._held:
+            self._stop.clear()
+            self._keeper = threading.Thread(target=self._keep_alive, daemon=True, name="locks")
+            self._keeper.start()
+        return taken
+
+    def release(self) -> None:
+        """Stop renewing and give every lock back; an expired one is logged, never raised."""
+        self._stop.set()
+        if self._keeper is not None:
+            self._keeper.join()
+            self._keeper = None
+        for lock in self._held:
+            try:
+                lock.release()
+            except LockError:
+                log.warning("lock %s had expired before it was released", lock.name)
+        self._held = []
+
+    def _keep_alive(self) -> None:
+        """Renew the held locks until told to stop; a lock lost is dropped from the renewals, a Redis error
+        retried at the next tick. Never raises."""
+        held = list(self._held)
+        while held and not self._stop.wait(self._renew_every):
+            for lock in list(held):
+                try:
+                    lock.reacquire()
+                except LockError:
+                    log.warning("lock %s was lost while held", lock.name)
+                    held.remove(lock)
+                except RedisError as exc:
+                    log.warning("lock %s not renewed: %s", lock.name, type(exc).__name__)
+
+
 def taken_at(token: bytes | str | None) -> float | None:
     """When the holder of a lock whose value is ``token`` took it (seconds since the epoch); None when unknown."""
     if token is None:

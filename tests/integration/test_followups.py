@@ -334,6 +334,40 @@ def test_a_task_the_crm_refuses_in_a_batch_fails_alone(world: World) -> None:
     assert [row[:3] for row in world.rows()] == [("101", 1, "open"), ("102", 1, "closed_by_user")]
 
 
+class _RowClosedDuringTheBatch(RestConnector):
+    """A connector during whose batch another process finishes one of the rows (as a user's close would, had the
+    row's lock been lost meanwhile)."""
+
+    app: Flask
+    invoice: str
+
+    def create_tasks(self, tasks: Sequence[tuple[str, NewTask]]) -> list[Task | CrmPermanentError]:
+        made = super().create_tasks(tasks)
+        with self.app.app_context():
+            row = db.session.scalars(select(FollowUp).where(FollowUp.qbo_invoice_id == self.invoice)).one()
+            row.status = FollowUpStatus.CLOSED_BY_USER
+            db.session.commit()
+        return made
+
+
+def test_a_batchs_tasks_are_recorded_together_but_only_on_rows_still_pending(world: World, app: Flask) -> None:
+    contact = world.contact("c1")
+    for invoice in ("101", "102", "103"):
+        world.invoice(invoice, "c1")
+    crm = _RowClosedDuringTheBatch(world.crm.url, CRM_TOKEN)
+    crm.app, crm.invoice = app, "102"
+    result = world.scan(overdue_by(1), crm=crm)
+    assert result["created"] == 2
+    assert [row[:3] for row in world.rows()] == [("101", 1, "open"), ("102", 1, "closed_by_user"),
+                                                 ("103", 1, "open")]
+    titles = {t["id"]: t["title"] for t in world.tasks(contact)}
+    with app.app_context():
+        recorded = {row.qbo_invoice_id: row.crm_task_id for row in db.session.scalars(select(FollowUp))}
+    assert recorded["102"] is None
+    assert [titles[str(recorded[invoice])][:23] for invoice in ("101", "103")] == [
+        "Overdue invoice INV-101", "Overdue invoice INV-103"], "each row its own task"
+
+
 class _CrmDownForTheBatch(RestConnector):
     """A connector whose CRM answers 503 to the batch and to its one retry (the gateway's fault plan)."""
 

@@ -1,9 +1,10 @@
 """``db.insert_many``: the rows it stores are the rows SQLAlchemy's own executemany stores, defaults included.
 
-On SQLite it hands each value to its column's bind processor and the driver itself (the backfill's bulk inserts:
-folder items, links, audit entries); elsewhere it is SQLAlchemy's path. Either way every stored column must equal
-what ``db.session.execute(insert(table), rows)`` stores for the same rows: JSON without NUL, exact decimals as
-text on SQLite, UTC timestamps, the Python-side defaults of the columns left out.
+It hands each value to its column's bind processor and the driver itself (the backfill's bulk inserts: folder
+items, links, audit entries, a first sync's records): an executemany on SQLite, a COPY on PostgreSQL. Either way
+every stored column must equal what ``db.session.execute(insert(table), rows)`` stores for the same rows: JSON
+without NUL, exact decimals as text on SQLite, UTC timestamps, the Python-side defaults of the columns left out,
+and text with the characters COPY escapes. A duplicate key is SQLAlchemy's ``IntegrityError`` on both.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import Table, Text, cast, insert, select
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from crm_qb.db import db, insert_many
-from crm_qb.models import AuditEntry, ContactLink, FolderItem
+from crm_qb.models import AuditEntry, ContactLink, FolderItem, SyncRun, SyncRunRecord
 from crm_qb.models.types import ValueNotStorable
 from tests.support.connections import add_connection
 
@@ -85,3 +86,42 @@ def test_a_key_too_long_is_refused_as_sqlalchemy_refuses_it(app: Flask) -> None:
         assert isinstance(refused.value.orig, ValueNotStorable)
         db.session.rollback()
         assert db.session.scalar(select(FolderItem.id)) is None
+
+
+def _record_rows(run_id: int, prefix: str) -> list[dict[str, Any]]:
+    return [{"run_id": run_id, "stage": "run", "phase": "transactions", "entity": "Invoice",
+             "object_id": f"{prefix}{n}", "name": f"Invoice {n} \u00b7 O'Brien, \"Tab\tand\\slash\"\nline",
+             "action": "create", "planned": None, "partner_id": None, "partner_name": None,
+             "candidates": [{"id": "c\x00", "name": None}] if n else [], "reason": None, "error": None,
+             "error_code": None, "intuit_tid": None, "attempts": 1, "updated_at": datetime(2026, 12, 5, tzinfo=UTC),
+             "dismissed_at": None} for n in range(3)]
+
+
+def test_a_first_syncs_records_are_stored_as_sqlalchemy_stores_them(app: Flask) -> None:
+    connection_id = add_connection(app).id
+    with app.app_context():
+        run = SyncRun(connection_id=connection_id, kind="first", state="running", preview={}, progress={},
+                      checkpoint={})
+        db.session.add(run)
+        db.session.flush()
+        records = SyncRunRecord.__table__
+        insert_many(records, _record_rows(run.id, "m"))
+        db.session.execute(insert(records), _record_rows(run.id, "s"))
+        db.session.commit()
+        made, plain = (_stored(records, records.c.object_id.like(f"{prefix}%")) for prefix in ("m", "s"))
+        assert [row["object_id"] for row in made] == ["m0", "m1", "m2"] and len(plain) == 3
+        assert [{**row, "object_id": None} for row in made] == [{**row, "object_id": None} for row in plain]
+        stored = db.session.scalars(select(SyncRunRecord).where(SyncRunRecord.object_id == "m1")).one()
+        assert stored.name == "Invoice 1 \u00b7 O'Brien, \"Tab\tand\\slash\"\nline"
+        assert stored.candidates == [{"id": "c", "name": None}] and stored.updated_at.tzinfo is not None
+
+
+def test_a_duplicate_key_is_an_integrity_error_and_nothing_of_the_rows_is_kept(app: Flask) -> None:
+    connection_id = add_connection(app).id
+    with app.app_context():
+        insert_many(FolderItem.__table__, _folder_rows(connection_id, "d"))
+        db.session.commit()
+        with pytest.raises(IntegrityError):
+            insert_many(FolderItem.__table__, _folder_rows(connection_id, "e") + _folder_rows(connection_id, "d"))
+        db.session.rollback()
+        assert sorted(db.session.scalars(select(FolderItem.qbo_id))) == ["d0", "d1", "d2"]

@@ -11,7 +11,7 @@ import redis.lock
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from crm_qb.locks import POLL_SECONDS, RenewingLock
+from crm_qb.locks import POLL_SECONDS, RenewingLock, RenewingLocks
 
 
 class Busy(Exception):
@@ -130,3 +130,34 @@ def test_a_waiter_gives_up_at_once_on_a_long_holder_and_waits_for_a_fresh_one(re
     unknown = RenewingLock(redis_client, name, wait=3, long_holder=0.1)
     assert unknown.acquire()
     unknown.release()
+
+
+def test_locks_taken_together_leave_out_those_held_and_are_renewed_while_held(redis_client: Redis) -> None:
+    names = [f"test:locks:row:{n}" for n in range(4)]
+    single = RenewingLock(redis_client, names[1], ttl=0.3, wait=0)
+    assert single.acquire()
+    group = RenewingLocks(redis_client, names, ttl=0.3)
+    try:
+        assert group.acquire() == [names[0], names[2], names[3]]  # the single holder's row is left out
+        time.sleep(0.8)  # more than two ttls: the group's one keeper renews every lock it took
+        assert all(redis_client.exists(name) for name in names)
+        assert not RenewingLock(redis_client, names[2], ttl=0.3, wait=0).acquire()
+        assert RenewingLocks(redis_client, names, ttl=0.3).acquire() == []
+    finally:
+        group.release()
+        single.release()
+    assert not any(redis_client.exists(name) for name in names)
+    assert RenewingLock(redis_client, names[2], ttl=0.3, wait=0).acquire()  # free again for a single holder
+    redis_client.delete(names[2])
+
+
+def test_a_lock_of_a_group_taken_over_is_left_to_its_new_holder(redis_client: Redis) -> None:
+    names = ["test:locks:over:1", "test:locks:over:2"]
+    group = RenewingLocks(redis_client, names, ttl=0.3)
+    assert group.acquire() == names
+    redis_client.set(names[0], "another-worker", px=5000)  # as if it expired and another worker took it
+    time.sleep(0.5)  # a renewal finds it lost and stops renewing it; the other is still renewed
+    assert redis_client.exists(names[1])
+    group.release()  # logged, not raised; the other holder's lock is left alone
+    assert redis_client.get(names[0]) == b"another-worker" and not redis_client.exists(names[1])
+    redis_client.delete(names[0])

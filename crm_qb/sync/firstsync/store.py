@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select, update
 
-from crm_qb.db import db, utcnow
+from crm_qb.db import db, insert_many, utcnow
 from crm_qb.errors import PermanentError
 from crm_qb.models import SyncRun, SyncRunRecord
 from crm_qb.sync.firstsync.outcomes import COUNT_KEYS, count_key
@@ -87,6 +87,7 @@ def save_page(run_id: int, stage: str, rows: Iterable[RecordRow], progress: dict
     rows = list(rows)
     existing = _existing(run_id, stage, rows)
     now = utcnow()
+    new: list[dict[str, Any]] = []
     for row in rows:
         key = (row.entity, row.object_id)
         # a new attempt is a new outcome: a failure dismissed before shows again if this one fails too
@@ -94,11 +95,12 @@ def save_page(run_id: int, stage: str, rows: Iterable[RecordRow], progress: dict
                   "dismissed_at": None}
         found = existing.get(key)
         if found is None:
-            db.session.add(SyncRunRecord(run_id=run_id, stage=stage, attempts=1, **values))
+            new.append({"run_id": run_id, "stage": stage, "attempts": 1, **values})
         else:
             for name, value in values.items():
                 setattr(found, name, value)
             found.attempts = (found.attempts or 0) + 1
+    insert_many(SyncRunRecord.__table__, new)
     extra: dict[str, Any] = {}
     if progress is not None:
         extra["progress"] = progress

@@ -30,12 +30,12 @@ from datetime import date, datetime
 from functools import partial
 from typing import Any
 
-from crm_qb.crm.batch import BatchTaskCreates, TaskCreated, create_tasks, read_tasks
+from crm_qb.crm.batch import BatchTaskCreates, create_tasks, read_tasks
 from crm_qb.crm.errors import ContactNotFoundError, CrmAuthError, CrmPermanentError, TaskNotFoundError
 from crm_qb.crm.protocol import Contact, CrmConnector, NewTask, Task
 from crm_qb.db import db, utcnow
 from crm_qb.errors import ConfigError
-from crm_qb.locks import RenewingLock
+from crm_qb.locks import RenewingLock, RenewingLocks
 from crm_qb.models import FollowUpStatus
 from crm_qb.qbo.deeplinks import AppLinks, links_for
 from crm_qb.sync.followups import store
@@ -241,9 +241,10 @@ class Scan:
 
     def _create_new(self, rows: Sequence[Row], invoices: Mapping[str, Invoice]) -> None:
         """Create the first task of each row together: lock the rows (a busy one is left to the next scan), write
-        their creates ahead in one UPDATE, send one batch, record each result on its own row."""
+        their creates ahead in one UPDATE, send one batch, record the tasks created in one commit and each
+        refusal on its own row."""
         with ExitStack() as held:
-            owned = [row for row in rows if self._hold(row.id, held)]
+            owned = self._hold_all(rows, held)
             marked = store.mark_attempted([row.id for row in owned])
             sending: list[tuple[Row, NewTask]] = []
             for row in owned:
@@ -257,8 +258,27 @@ class Scan:
             if not sending:
                 return
             results = create_tasks(self.crm, [(row.crm_contact_id, task) for row, task in sending])
+            created: dict[int, tuple[Row, str]] = {}
             for (row, _), result in zip(sending, results, strict=True):
-                self._guarded(row, partial(self._record_new, result=result))
+                if isinstance(result, CrmPermanentError):
+                    self._guarded(row, partial(self._refused, result))
+                else:
+                    created[row.id] = (row, result.id)
+            for row_id in store.record_tasks({row_id: task_id for row_id, (_, task_id) in created.items()}):
+                row, task_id = created[row_id]
+                self.result.created += 1
+                log.info("connection %s follow-up %s: task %s created for invoice %s rule %s", self.connection_id,
+                         row.id, task_id, row.qbo_invoice_id, row.rule_days)
+
+    def _hold_all(self, rows: Sequence[Row], held: ExitStack) -> list[Row]:
+        """Take the rows' locks until ``held`` closes, one keeper for them all; those another scan holds are
+        left out (counted busy)."""
+        keys = {self.services.keys.followup_lock(self.connection_id, row.id): row for row in rows}
+        locks = RenewingLocks(self.services.redis, list(keys))
+        taken = set(locks.acquire())
+        held.callback(locks.release)
+        self.result.busy += len(keys) - len(taken)
+        return [row for key, row in keys.items() if key in taken]
 
     def _hold(self, row_id: int, held: ExitStack) -> bool:
         """Take the row's lock until ``held`` closes; False when another scan holds it (counted busy)."""
@@ -275,15 +295,10 @@ class Scan:
         marker = task_marker(self.connection_id, row.qbo_invoice_id, row.rule_days)
         into.append((row, self._new_task(row, invoice, marker)))
 
-    def _record_new(self, row: Row, result: TaskCreated) -> None:
-        """Record the row's new task, or raise the CRM's refusal of it (``_guarded`` records that on the row)."""
-        if isinstance(result, CrmPermanentError):
-            raise result
-        if store.record(row.id, FollowUpStatus.PENDING, status=FollowUpStatus.OPEN, crm_task_id=result.id,
-                        status_reason=None):
-            self.result.created += 1
-            log.info("connection %s follow-up %s: task %s created for invoice %s rule %s", self.connection_id,
-                     row.id, result.id, row.qbo_invoice_id, row.rule_days)
+    @staticmethod
+    def _refused(refusal: CrmPermanentError, row: Row) -> None:
+        """Raise the CRM's refusal of the row's task (``_guarded`` records it on the row)."""
+        raise refusal
 
     def _new_task(self, row: Row, invoice: Invoice, marker: str) -> NewTask:
         contact = self._contact(row.crm_contact_id)

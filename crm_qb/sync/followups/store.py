@@ -1,19 +1,20 @@
 """The follow-ups' database side: reading active rows and overdue invoices, reserving rules, guarded updates.
 
 Every read ends its transaction before the caller talks to the CRM (no transaction stays open across HTTP), and
-every write commits at once. A rule is reserved with INSERT ... ON CONFLICT DO NOTHING, so the unique
-(connection, invoice, rule) constraint decides who owns it; a row is updated only while it still has the
-status the caller read (``record``), so two scans never both finish one row.
+every write commits at once (a batch of new tasks in one statement). A rule is reserved with INSERT ... ON
+CONFLICT DO NOTHING, so the unique (connection, invoice, rule) constraint decides who owns it; a row is updated
+only while it still has the status the caller read (``record``, ``record_tasks``), so two scans never both finish
+one row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Numeric, cast, func, or_, select, update
+from sqlalchemy import Numeric, case, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 
@@ -142,6 +143,22 @@ def record(row_id: int, expected: FollowUpStatus, **values: Any) -> bool:
     assert isinstance(result, CursorResult)  # an UPDATE always answers with a cursor result
     db.session.commit()
     return bool(result.rowcount)
+
+
+def record_tasks(tasks: Mapping[int, str]) -> set[int]:
+    """Record each row's new task (``row id -> task id``) where the row is still pending, in one UPDATE and one
+    commit; return the ids recorded. One statement for a batch of creates, not one and a commit per row: each
+    row's create was written ahead (``mark_attempted``), so if this commit is lost a later scan finds the tasks
+    by their markers."""
+    if not tasks:
+        return set()
+    task_type = FollowUp.__table__.c.crm_task_id.type  # its bind processor refuses an id it cannot store
+    task_of = case({row_id: literal(task_id, task_type) for row_id, task_id in tasks.items()}, value=FollowUp.id)
+    recorded = set(db.session.scalars(
+        update(FollowUp).where(FollowUp.id.in_(list(tasks)), FollowUp.status == FollowUpStatus.PENDING)
+        .values(status=FollowUpStatus.OPEN, crm_task_id=task_of, status_reason=None).returning(FollowUp.id)))
+    db.session.commit()
+    return recorded
 
 
 def mark_attempted(row_ids: list[int]) -> set[int]:
