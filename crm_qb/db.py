@@ -154,7 +154,7 @@ def insert_many(table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     executemany, on PostgreSQL as one ``COPY … FROM STDIN``. SQLAlchemy's own path there (``insertmanyvalues``)
     sends a statement of some thousand placeholders, which psycopg parses in Python each time (it caches only
     short statements): half of a first sync's CPU went to its records (docs/benchmarks-history.md, "The first
-    sync's records by COPY"). For a table with a SQL-side default the plan cannot evaluate, SQLAlchemy does it.
+    sync's CPU halved"). For a table with a SQL-side default the plan cannot evaluate, SQLAlchemy does it.
     Errors are SQLAlchemy's either way (an ``IntegrityError`` for a duplicate key).
     """
     if not rows:

@@ -59,20 +59,16 @@ class RenewingLock:
                                       blocking_timeout=wait or None, thread_local=False)
         self._ttl = ttl
         self._renew_every = ttl / 3
-        self._stop = threading.Event()
         self._lost = threading.Event()
-        self._keeper: threading.Thread | None = None
+        self._keeper: _Keeper | None = None
 
     def acquire(self) -> bool:
         """Take the lock (waiting up to ``wait`` seconds, unless its holder is a long one); True when taken, False
         when someone else kept it."""
-        token = f"{uuid.uuid4().hex}@{time.time():.3f}"  # when it was taken, for waiters (``long_holder``)
-        if not self._take(token):
+        if not self._take(new_token()):
             return False
-        self._stop.clear()
         self._lost.clear()
-        self._keeper = threading.Thread(target=self._keep_alive, daemon=True, name=f"lock-{self.name}")
-        self._keeper.start()
+        self._keeper = _Keeper(self._keep_alive, f"lock-{self.name}")
         return True
 
     def _take(self, token: str) -> bool:
@@ -98,9 +94,8 @@ class RenewingLock:
 
     def release(self) -> None:
         """Stop renewing and give the lock back; an expired lock is logged, never raised."""
-        self._stop.set()
         if self._keeper is not None:
-            self._keeper.join()
+            self._keeper.stop()
             self._keeper = None
         try:
             self._lock.release()
@@ -117,10 +112,10 @@ class RenewingLock:
         if self.lost:
             raise busy()
 
-    def _keep_alive(self) -> None:
+    def _keep_alive(self, stop: threading.Event) -> None:
         """Renew the lock until told to stop; logs failures and never raises."""
         renewed = time.monotonic()
-        while not self._stop.wait(self._renew_every):
+        while not stop.wait(self._renew_every):
             try:
                 self._lock.reacquire()
                 renewed = time.monotonic()
@@ -150,25 +145,20 @@ class RenewingLocks:
         self._locks = {name: redis.lock(name, timeout=ttl, blocking=False, thread_local=False) for name in names}
         self._held: list[Lock] = []
         self._renew_every = ttl / 3
-        self._stop = threading.Event()
-        self._keeper: threading.Thread | None = None
+        self._keeper: _Keeper | None = None
 
     def acquire(self) -> list[str]:
         """Take every lock no one else holds; the names taken."""
-        taken = [name for name, lock in self._locks.items()
-                 if lock.acquire(blocking=False, token=f"{uuid.uuid4().hex}@{time.time():.3f}")]
+        taken = [name for name, lock in self._locks.items() if lock.acquire(blocking=False, token=new_token())]
         self._held = [self._locks[name] for name in taken]
         if self._held:
-            self._stop.clear()
-            self._keeper = threading.Thread(target=self._keep_alive, daemon=True, name="locks")
-            self._keeper.start()
+            self._keeper = _Keeper(self._keep_alive, "locks")
         return taken
 
     def release(self) -> None:
         """Stop renewing and give every lock back; an expired one is logged, never raised."""
-        self._stop.set()
         if self._keeper is not None:
-            self._keeper.join()
+            self._keeper.stop()
             self._keeper = None
         for lock in self._held:
             try:
@@ -177,11 +167,11 @@ class RenewingLocks:
                 log.warning("lock %s had expired before it was released", lock.name)
         self._held = []
 
-    def _keep_alive(self) -> None:
+    def _keep_alive(self, stop: threading.Event) -> None:
         """Renew the held locks until told to stop; a lock lost is dropped from the renewals, a Redis error
         retried at the next tick. Never raises."""
         held = list(self._held)
-        while held and not self._stop.wait(self._renew_every):
+        while held and not stop.wait(self._renew_every):
             for lock in list(held):
                 try:
                     lock.reacquire()
@@ -190,6 +180,25 @@ class RenewingLocks:
                     held.remove(lock)
                 except RedisError as exc:
                     log.warning("lock %s not renewed: %s", lock.name, type(exc).__name__)
+
+
+class _Keeper:
+    """The thread that renews a holder's locks: ``renew(stop)`` runs until ``stop()`` sets its event."""
+
+    def __init__(self, renew: Callable[[threading.Event], None], name: str) -> None:
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=renew, args=(self._stopping,), daemon=True, name=name)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Tell the renewals to stop and wait until they have."""
+        self._stopping.set()
+        self._thread.join()
+
+
+def new_token() -> str:
+    """A holder's token: its own, and carrying the moment it was taken (``taken_at``, for ``long_holder``)."""
+    return f"{uuid.uuid4().hex}@{time.time():.3f}"
 
 
 def taken_at(token: bytes | str | None) -> float | None:
