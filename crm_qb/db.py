@@ -212,7 +212,7 @@ def _make_insert_plan(table: Table, keys: tuple[str, ...],
     # PostgreSQL's INSERT returns the new id, which a COPY leaves to the column's own sequence
     returning = [column for column in compiled.returning or () if not (copy and column.primary_key)]
     names = list(compiled.binds) if copy else compiled.positiontup
-    if names is None or compiled.postfetch or returning or (copy and not set(names) <= set(table.c.keys())):
+    if names is None or compiled.postfetch or returning:
         return None
     prefetched = {column.key for column in compiled.insert_prefetch}
     values: list[tuple[str | None, Any, Any]] = []
