@@ -133,18 +133,30 @@ def running_bulk(keys: RedisKeys) -> bool:
 
 
 def enqueue(redis: Redis, keys: RedisKeys, func: Callable[..., Any], *args: Any, job_id: str,
-            on: str | None = None) -> Job | None:
+            on: str | None = None, after: float = 0.0) -> Job | None:
     """Enqueue ``func(*args)`` under ``job_id`` on its queue (or on queue ``on``); return None when that job is
-    already waiting or running."""
+    already waiting, delayed or running. ``after`` > 0: put it in RQ's delayed set, due that many seconds from now
+    (``crm-qb scheduler`` promotes it), under the same rule."""
+    if after > 0:
+        return None if _holds_its_id(redis, job_id) else enqueue_in(redis, keys, after, func, *args, job_id=job_id,
+                                                                     on=on)
     try:
         return _enqueue_unique(redis, keys, func, args, job_id, on)
     except DuplicateJobError:
-        existing = fetch_job(redis, job_id)
-        if existing is not None and not _is_finished_or_abandoned(redis, existing):
+        if _holds_its_id(redis, job_id):
             return None
-        if existing is not None:
-            existing.delete()
         return _enqueue_unique(redis, keys, func, args, job_id, on)
+
+
+def _holds_its_id(redis: Redis, job_id: str) -> bool:
+    """Whether job ``job_id`` still waits, is delayed or runs; one that ended or was abandoned is deleted, which
+    frees its id."""
+    existing = fetch_job(redis, job_id)
+    if existing is not None and not _is_finished_or_abandoned(redis, existing):
+        return True
+    if existing is not None:
+        existing.delete()
+    return False
 
 
 def enqueue_in(redis: Redis, keys: RedisKeys, seconds: float, func: Callable[..., Any], *args: Any,

@@ -10,6 +10,7 @@ both cursors stay where sync stopped and turning it on catches up from there (``
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +38,10 @@ from workers.followup_jobs import scan_connection_followups
 from workers.queues import BACKFILL, SCHEDULED, SYNC, bulk_services, enqueue, job, running_bulk
 
 log = logging.getLogger(__name__)
+
+# A round of regular catch-up polls is queued over this many seconds, less than the scheduler's minute between two
+# looks (workers/schedule.py), so each round is queued before the next look.
+POLL_SPREAD_SECONDS = 40.0
 
 
 @job(SYNC, timeout=900, retry_intervals=(30, 120, 300))
@@ -138,19 +143,24 @@ def schedule_cdc_polls() -> int:
     the first link must see every customer. The backfill sets both cursors, so polls take over after it. A
     connection with a first-sync run (crm_qb/sync/firstsync) gets neither until its run is done: the run is its
     backfill, started by a person or by its auto-start; a run whose worker died is queued again here (resumed).
+
+    The regular polls of a round are spread over ``POLL_SPREAD_SECONDS`` (``poll_delays``), an outage's probe and
+    a backfill are not delayed.
     """
     rt = runtime()
     now = utcnow()
-    due: list[tuple[int, str | None, str, int]] = []
-    for connection in db.session.scalars(select(Connection).where(Connection.qbo_status == QboStatus.CONNECTED)):
+    due: list[tuple[int, str | None, str, int, bool]] = []
+    for connection in db.session.scalars(select(Connection).where(Connection.qbo_status == QboStatus.CONNECTED)
+                                  .order_by(Connection.id)):
         settings = sync_settings_of(connection.settings)
         if settings.enabled and settings.mode != "manual":
-            due += [(connection.id, connection.qbo_realm_id, kind, every)
-                    for kind, every in _due_polls(connection, settings, now)]
+            due += [(connection.id, connection.qbo_realm_id, kind, every, probe)
+                    for kind, every, probe in _due_polls(connection, settings, now)]
     db.session.rollback()
     count = 0
     resume_runs(rt.jobs)
-    for connection_id, realm_id, kind, every in due:
+    delays = poll_delays([item[0] for item in due if item[2] != "backfill" and not item[4]], POLL_SPREAD_SECONDS)
+    for connection_id, realm_id, kind, every, probe in due:
         if first_sync_held(connection_id):
             continue
         period = int(now.timestamp() // every)
@@ -162,24 +172,39 @@ def schedule_cdc_polls() -> int:
             poll, job_id = ((poll_qbo_connection, JobIds.cdc_poll(connection_id, period)) if kind == QBO else
                             (poll_crm_connection, JobIds.crm_poll(connection_id, period)))
             queued = enqueue(rt.redis, rt.keys, poll, connection_id, job_id=job_id,
-                             on=BACKFILL if slowlane.in_lane(rt.redis, rt.keys, connection_id, realm_id) else None)
+                             on=BACKFILL if slowlane.in_lane(rt.redis, rt.keys, connection_id, realm_id) else None,
+                             after=0.0 if probe else delays.get(connection_id, 0.0))
         count += 1 if queued else 0
     if count:
         log.info("enqueued %s catch-up poll(s)", count)
     return count
 
 
-def _due_polls(connection: Connection, settings: SyncSettings, now: datetime) -> list[tuple[str, int]]:
-    """Which of a connection's polls are due at ``now``, each with its interval (a minute for an outage probe)."""
+def poll_delays(connection_ids: Sequence[int], spread: float) -> dict[int, float]:
+    """When, in seconds from now, each connection's regular polls of this round start: the connections in turn,
+    ``spread / n`` apart (both polls of one connection together).
+
+    Connections wired at the same moment fall due at the same tick, every round after, and a tick that queued all
+    their polls at once kept every live worker busy with polls for a moment: the live drains behind them waited
+    (docs/benchmarks-history.md, "A poll round at once"). Spread over less than the tick's minute, a round is queued
+    before the next tick looks again; the first connection's polls are not delayed."""
+    order = list(dict.fromkeys(connection_ids))
+    return {connection_id: k * spread / len(order) for k, connection_id in enumerate(order)}
+
+
+def _due_polls(connection: Connection, settings: SyncSettings, now: datetime) -> list[tuple[str, int, bool]]:
+    """Which of a connection's polls are due at ``now``, each with its interval and whether it is an outage's
+    probe (due every minute)."""
     if connection.cdc_cursor is None:
-        return [("backfill", settings.cdc_poll_seconds)]
+        return [("backfill", settings.cdc_poll_seconds, False)]
     polls = []
     for side, last in ((QBO, connection.cdc_cursor), (CRM, connection.crm_polled_at)):
         if side == CRM and connection.crm_status != CRM_CONNECTED:
             continue
-        every = outage.PROBE_EVERY_SECONDS if connection.outage_side == side else settings.cdc_poll_seconds
+        probe = connection.outage_side == side
+        every = outage.PROBE_EVERY_SECONDS if probe else settings.cdc_poll_seconds
         if last is None or (now - last).total_seconds() >= every:
-            polls.append((side, every))
+            polls.append((side, every, probe))
     return polls
 
 
