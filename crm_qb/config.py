@@ -60,7 +60,7 @@ class Settings:
     backfill_page_size: int = 1000
     backfill_process: bool = True  # a plain backfill mirrors transactions in a process of its own
     bulk_jobs_per_host: int = 0  # bulk jobs a host's workers run at once (0: no limit; workers.bulkslots)
-    bulk_share_percent: int = 15  # of one core, bulk work's CPU while live work is about (crm_qb.sync.pacing)
+    bulk_share_percent: int = 10  # of one core, bulk work's CPU while live work is about (crm_qb.sync.pacing)
     operator_token: str | None = None
     # Seconds between the attempts of an event whose other side failed for now (crm_qb.sync.rules.retry).
     retry_schedule: tuple[float, ...] = TRANSIENT_SCHEDULE
@@ -126,7 +126,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: str |
         backfill_page_size=_page_size(env),
         backfill_process=_switch(env, "BACKFILL_PROCESS", True),
         bulk_jobs_per_host=_whole(env, "BULK_JOBS_PER_HOST", 0),
-        bulk_share_percent=_percent(env, "BULK_SHARE_PERCENT", 15),
+        bulk_share_percent=_percent(env, "BULK_SHARE_PERCENT", 10),
         operator_token=_operator_token(env),
         retry_schedule=_retry_schedule(env),
         hubspot_api_base=_url(env, "HUBSPOT_API_BASE", "https://api.hubapi.com").rstrip("/"),

@@ -438,7 +438,7 @@ def test_bulk_jobs_and_bulk_drains_pace_themselves_by_the_live_work(app: Flask, 
         assert isinstance(drain_pacer, LivePacer)
         assert jobs._drain(events.EventSource.CRM, "1").services.pace is no_pace
         # both keep to the installation's share of a core while live work is about (CRM_QB_BULK_SHARE_PERCENT)
-        assert pacer.share == drain_pacer.share == rt.settings.bulk_share == 0.15
+        assert pacer.share == drain_pacer.share == rt.settings.bulk_share == 0.10
 
 
 def test_a_live_wake_during_a_first_syncs_backlog_hands_it_to_the_bulk_drains(app: Flask, redis_client: Redis,

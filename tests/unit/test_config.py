@@ -108,7 +108,7 @@ def test_the_backfill_page_size_defaults_to_qbos_page_and_stays_within_it(tmp_pa
 
 
 def test_the_bulk_share_is_a_percentage_of_one_core(tmp_path: Path) -> None:
-    assert load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path)}).bulk_share == 0.15
+    assert load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path)}).bulk_share == 0.10
     given = load_settings({"CRM_QB_INSTANCE_PATH": str(tmp_path), "CRM_QB_BULK_SHARE_PERCENT": "40"})
     assert (given.bulk_share_percent, given.bulk_share) == (40, 0.4)
     for bad in ("0", "101", "half", "-5"):
