@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from flask import Flask
 from redis import Redis
 from rq.registry import ScheduledJobRegistry
@@ -15,6 +16,7 @@ from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline import outage
 from crm_qb.sync.pipeline.failures import QBO
 from tests.support.connections import add_connection
+from workers import sync_jobs
 from workers.queues import SYNC, queue
 from workers.sync_jobs import POLL_SPREAD_SECONDS, poll_delays, schedule_cdc_polls
 
@@ -44,11 +46,14 @@ def _due_in(registry: ScheduledJobRegistry, job_id: str) -> float:
     return (at.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()
 
 
-def test_a_round_of_polls_is_spread_and_an_outage_probe_is_not_delayed(app: Flask, redis_client: Redis) -> None:
+def test_a_round_of_polls_is_spread_and_an_outage_probe_is_not_delayed(app: Flask, redis_client: Redis,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     first, second, down = _wire(app, "9001"), _wire(app, "9002"), _wire(app, "9003", outage_side=QBO)
     rt = runtime(app)
+    moment = utcnow()
+    monkeypatch.setattr(sync_jobs, "utcnow", lambda: moment)  # the polling periods in the job ids, known here
+    now = moment.timestamp()
     with app.app_context():
-        now = utcnow().timestamp()
         assert schedule_cdc_polls() == 6
         assert schedule_cdc_polls() == 0  # a second look in the round queues none again: delayed ones hold their ids
     live = queue(rt.redis, SYNC, rt.keys)
