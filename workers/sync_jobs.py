@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis import Redis
 from rq import get_current_job
@@ -149,31 +149,31 @@ def schedule_cdc_polls() -> int:
     """
     rt = runtime()
     now = utcnow()
-    due: list[tuple[int, str | None, str, int, bool]] = []
+    due: list[_DuePoll] = []
     for connection in db.session.scalars(select(Connection).where(Connection.qbo_status == QboStatus.CONNECTED)
                                   .order_by(Connection.id)):
         settings = sync_settings_of(connection.settings)
         if settings.enabled and settings.mode != "manual":
-            due += [(connection.id, connection.qbo_realm_id, kind, every, probe)
-                    for kind, every, probe in _due_polls(connection, settings, now)]
+            due += _due_polls(connection, settings, now)
     db.session.rollback()
     count = 0
     resume_runs(rt.jobs)
-    delays = poll_delays([item[0] for item in due if item[2] != "backfill" and not item[4]], POLL_SPREAD_SECONDS)
-    for connection_id, realm_id, kind, every, probe in due:
-        if first_sync_held(connection_id):
-            continue
-        period = int(now.timestamp() // every)
-        if kind == "backfill":
+    held = {connection_id for connection_id in {poll.connection_id for poll in due} if first_sync_held(connection_id)}
+    due = [poll for poll in due if poll.connection_id not in held]
+    delays = poll_delays([poll.connection_id for poll in due if poll.spread], POLL_SPREAD_SECONDS)
+    for poll in due:
+        connection_id = poll.connection_id
+        period = int(now.timestamp() // poll.every)
+        if poll.kind == "backfill":
             queued = enqueue(rt.redis, rt.keys, backfill_connection, connection_id,
                              job_id=JobIds.backfill(connection_id))
         else:  # a connection whose company or CRM answers slowly, or whose first sync's backlog is still being
             # settled, is polled as bulk work (pipeline/slowlane.py)
-            poll, job_id = ((poll_qbo_connection, JobIds.cdc_poll(connection_id, period)) if kind == QBO else
+            func, job_id = ((poll_qbo_connection, JobIds.cdc_poll(connection_id, period)) if poll.kind == QBO else
                             (poll_crm_connection, JobIds.crm_poll(connection_id, period)))
-            queued = enqueue(rt.redis, rt.keys, poll, connection_id, job_id=job_id,
-                             on=BACKFILL if slowlane.in_lane(rt.redis, rt.keys, connection_id, realm_id) else None,
-                             after=0.0 if probe else delays.get(connection_id, 0.0))
+            lane = BACKFILL if slowlane.in_lane(rt.redis, rt.keys, connection_id, poll.realm_id) else None
+            queued = enqueue(rt.redis, rt.keys, func, connection_id, job_id=job_id, on=lane,
+                             after=delays[connection_id] if poll.spread else 0.0)
         count += 1 if queued else 0
     if count:
         log.info("enqueued %s catch-up poll(s)", count)
@@ -192,11 +192,27 @@ def poll_delays(connection_ids: Sequence[int], spread: float) -> dict[int, float
     return {connection_id: k * spread / len(order) for k, connection_id in enumerate(order)}
 
 
-def _due_polls(connection: Connection, settings: SyncSettings, now: datetime) -> list[tuple[str, int, bool]]:
+class _DuePoll(NamedTuple):
+    """One catch-up poll (or, for a connection that never synced, its backfill) due at this tick."""
+
+    connection_id: int
+    realm_id: str | None
+    kind: str  # QBO, CRM or "backfill"
+    every: int  # its interval, seconds: the polling period in its job id
+    probe: bool = False  # an outage's probe (due every minute)
+
+    @property
+    def spread(self) -> bool:
+        """Whether it takes its connection's turn in the round (``poll_delays``): a regular poll; an outage's probe
+        and a backfill are never delayed."""
+        return self.kind != "backfill" and not self.probe
+
+
+def _due_polls(connection: Connection, settings: SyncSettings, now: datetime) -> list[_DuePoll]:
     """Which of a connection's polls are due at ``now``, each with its interval and whether it is an outage's
-    probe (due every minute)."""
+    probe."""
     if connection.cdc_cursor is None:
-        return [("backfill", settings.cdc_poll_seconds, False)]
+        return [_DuePoll(connection.id, connection.qbo_realm_id, "backfill", settings.cdc_poll_seconds)]
     polls = []
     for side, last in ((QBO, connection.cdc_cursor), (CRM, connection.crm_polled_at)):
         if side == CRM and connection.crm_status != CRM_CONNECTED:
@@ -204,7 +220,7 @@ def _due_polls(connection: Connection, settings: SyncSettings, now: datetime) ->
         probe = connection.outage_side == side
         every = outage.PROBE_EVERY_SECONDS if probe else settings.cdc_poll_seconds
         if last is None or (now - last).total_seconds() >= every:
-            polls.append((side, every, probe))
+            polls.append(_DuePoll(connection.id, connection.qbo_realm_id, side, every, probe))
     return polls
 
 
