@@ -18,9 +18,11 @@ from typing import Protocol
 from flask import Flask, current_app
 from redis import Redis
 
+from crm_qb.backend_cpu import BackendCpu
 from crm_qb.config import Settings
 from crm_qb.crm.hubspot.config import HubSpotConfig
 from crm_qb.crypto import SecretBox
+from crm_qb.db import db
 from crm_qb.jobqueue import JobQueue
 from crm_qb.keys import RedisKeys
 from crm_qb.models import EventSource
@@ -54,12 +56,21 @@ class Runtime:
     jobs: JobQueue
     ingress: IngressStore
     _qbo: list[QboServices] = field(default_factory=list, repr=False, compare=False)
+    _backend_cpu: list[BackendCpu] = field(default_factory=list, repr=False, compare=False)
 
     def qbo(self) -> QboServices:
         """The app's QBO services, built on first use; ValueError when QBO's addresses are not all known."""
         if not self._qbo:
             self._qbo.append(build_qbo_services(self.settings, self.secrets, self.redis, self.keys))
         return self._qbo[0]
+
+    def backend_cpu(self) -> BackendCpu:
+        """The CPU of this process's local database backends (crm_qb.backend_cpu), watched from the first call on
+        (in the app's context, as every job runs): only a process that runs bulk work asks, so a live worker's
+        check-outs carry no listener."""
+        if not self._backend_cpu:
+            self._backend_cpu.append(BackendCpu(db.engine))
+        return self._backend_cpu[0]
 
     def sync_services(self) -> SyncServices:
         """What the domain needs of the outside world, for one job or request."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.worker import Worker
 
+from crm_qb.backend_cpu import BackendCpu
 from crm_qb.keys import RedisKeys
 from crm_qb.sync.pacing import LivePacer
 
@@ -112,9 +114,17 @@ def live_busy(redis: Redis, keys: RedisKeys) -> bool:
 def bulk_services(rt: Runtime) -> SyncServices:
     """The services of a bulk job (a first sync's preview, run or retry, a backfill, a bulk drain, the follow-up
     scan, the transaction walk's process): its items give way to live work, and while live work is about its
-    process keeps to a share of one core (``CRM_QB_BULK_SHARE_PERCENT``; crm_qb.sync.pacing)."""
+    process keeps to a share of one core (``CRM_QB_BULK_SHARE_PERCENT``; crm_qb.sync.pacing), counting what its
+    statements cost PostgreSQL when the database runs on this host."""
     return replace(rt.sync_services(), pace=LivePacer(partial(live_busy, rt.redis, rt.keys),
-                                                      share=rt.settings.bulk_share))
+                                                      share=rt.settings.bulk_share,
+                                                      cpu=partial(bulk_cpu_seconds, rt.backend_cpu())))
+
+
+def bulk_cpu_seconds(backends: BackendCpu) -> float:
+    """What a bulk process's share counts: its own CPU (every thread) and its local database backends'
+    (crm_qb.backend_cpu)."""
+    return time.process_time() + backends.seconds()
 
 
 def parse_queue_names(text: str) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -439,6 +440,34 @@ def test_bulk_jobs_and_bulk_drains_pace_themselves_by_the_live_work(app: Flask, 
         assert jobs._drain(events.EventSource.CRM, "1").services.pace is no_pace
         # both keep to the installation's share of a core while live work is about (CRM_QB_BULK_SHARE_PERCENT)
         assert pacer.share == drain_pacer.share == rt.settings.bulk_share == 0.10
+
+
+def test_a_bulk_jobs_share_counts_what_its_statements_cost_a_local_database(app: Flask) -> None:
+    """A bulk job's share of a core counts its process's CPU and, on PostgreSQL on this host, its backends' CPU
+    (crm_qb.backend_cpu): the same statement adds to the share's clock on both databases, on SQLite as the
+    process's own work, on PostgreSQL as the server's."""
+    from sqlalchemy import text
+
+    from crm_qb.sync.pacing import LivePacer
+    from workers.queues import bulk_services
+
+    rt = runtime(app)
+    heavy = text("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 1500000) "
+                 "SELECT count(*) FROM n")
+    with app.app_context():
+        pacer, again = bulk_services(rt).pace, bulk_services(rt).pace
+        assert isinstance(pacer, LivePacer) and isinstance(again, LivePacer)
+        assert isinstance(again.cpu, partial) and again.cpu.args == (rt.backend_cpu(),)  # one watcher, built once
+        db.session.execute(text("SELECT 1")).scalar()  # a connection checked out once the watcher exists
+        share_before, own_before = pacer.cpu(), time.process_time()
+        assert db.session.execute(heavy).scalar() == 1500000
+        share, own = pacer.cpu() - share_before, time.process_time() - own_before
+        db.session.rollback()
+    assert share >= 0.2
+    if rt.settings.is_sqlite:
+        assert own >= 0.2 and share - own < 0.05  # in-process: nothing more to count
+    else:
+        assert share - own >= 0.2 and own < 0.1  # the server did the work: the process itself waited
 
 
 def test_a_live_wake_during_a_first_syncs_backlog_hands_it_to_the_bulk_drains(app: Flask, redis_client: Redis,
