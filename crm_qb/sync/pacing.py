@@ -15,9 +15,9 @@ looks, and on a host whose cores the live work keeps busy that is most of them: 
 class a bulk thread on a core delays a waking live thread now and then by a scheduler tick (4 ms on the bench
 host), and what it drives (the database, the CRM) runs at normal priority. So while live work is about (seen in
 the last ``live_memory`` seconds), bulk work also keeps to ``share`` of one core: after it used ``cpu`` seconds of
-CPU (its process's, every thread) it rests ``cpu * (1 - share) / share`` (at most ``max_rest``) before it looks
-again. CPU, not wall time: a bulk job waiting for a rate limit or a slow answer takes nothing from the live work
-and owes no rest for it. Without live work it runs flat out: a first sync on a quiet host is as quick as the rate
+CPU (its process's, every thread, and in a worker its local database backends': crm_qb.backend_cpu) it rests
+``cpu * (1 - share) / share`` (at most ``max_rest``) before it looks again. CPU, not wall time: a bulk job waiting
+for a rate limit or a slow answer takes nothing from the live work and owes no rest for it. Without live work it runs flat out: a first sync on a quiet host is as quick as the rate
 limits let it be. (A worker that runs bulk jobs on a thread beside its live ones, ``--no-bulk-process``, counts
 their CPU too and rests more than it needs.)
 
