@@ -15,11 +15,15 @@ looks, and on a host whose cores the live work keeps busy that is most of them: 
 class a bulk thread on a core delays a waking live thread now and then by a scheduler tick (4 ms on the bench
 host), and what it drives (the database, the CRM) runs at normal priority. So while live work is about (seen in
 the last ``live_memory`` seconds), bulk work also keeps to ``share`` of one core: after it used ``cpu`` seconds of
-CPU (its process's, every thread, and in a worker its local database backends': crm_qb.backend_cpu) it rests
-``cpu * (1 - share) / share`` (at most ``max_rest``) before it looks again. CPU, not wall time: a bulk job waiting
-for a rate limit or a slow answer takes nothing from the live work and owes no rest for it. Without live work it runs flat out: a first sync on a quiet host is as quick as the rate
-limits let it be. (A worker that runs bulk jobs on a thread beside its live ones, ``--no-bulk-process``, counts
-their CPU too and rests more than it needs.)
+CPU (its process's, every thread, and in a worker its local database backends': crm_qb.backend_cpu) it owes a
+rest of ``cpu * (1 - share) / share``, and takes it before it looks again. One rest lasts at most ``max_rest``; what
+a long item owes beyond it is carried to the next looks, so over a stretch of live work the share holds however
+the bulk work's items are cut (a page of a first sync can take half a second of CPU, and forgiving what one rest
+could not take gave a first sync 12 % of a core at a 10 % share). CPU, not wall time: a bulk job waiting for a
+rate limit or a slow answer takes nothing from the live work and owes no rest for it. Without live work it runs
+flat out, and owes nothing: a first sync on a quiet host is as quick as the rate limits let it be. (A worker
+that runs bulk jobs on a thread beside its live ones, ``--no-bulk-process``, counts their CPU too and rests more
+than it needs.)
 
 The pacer is a plain callable (``SyncServices.pace``); outside bulk jobs it is ``no_pace``.
 """
@@ -37,7 +41,7 @@ PACE_STEP_SECONDS = 0.005
 PACE_MAX_WAIT_SECONDS = 0.25
 # While live work is about, bulk work takes at most this share of one core (1: only the pauses above).
 PACE_SHARE = 1.0
-# Live work seen this recently is "about"; the longest rest the share asks at once.
+# Live work seen this recently is "about"; the longest rest the share takes at once (a longer debt is carried).
 PACE_LIVE_MEMORY_SECONDS = 1.0
 PACE_MAX_REST_SECONDS = 2.0
 
@@ -66,6 +70,7 @@ class LivePacer:
     _next_check: float = 0.0
     _cpu_at_look: float | None = None  # the process's CPU seconds when the last look ended
     _live_seen: float = float("-inf")
+    _owed: float = 0.0  # rest owed to the live work and not yet taken (an item longer than max_rest allows)
 
     def __call__(self) -> None:
         now = self.clock()
@@ -75,9 +80,15 @@ class LivePacer:
         ran = self.cpu() - self._cpu_at_look if self._cpu_at_look is not None else 0.0
         started, slept = now, False
         busy = self._look()
-        if self.share < 1.0 and ran > 0 and now - self._live_seen <= self.live_memory:
-            self.sleep(min(self.max_rest, ran * (1.0 - self.share) / self.share))  # the live work's share
-            slept, busy = True, self._look()
+        if self.share < 1.0 and now - self._live_seen <= self.live_memory:
+            self._owed += max(ran, 0.0) * (1.0 - self.share) / self.share  # the live work's share of the time
+            if self._owed > 0:
+                rest = min(self.max_rest, self._owed)  # the rest of a long item's debt waits for the next looks
+                self.sleep(rest)
+                self._owed -= rest
+                slept, busy = True, self._look()
+        else:
+            self._owed = 0.0  # no live work about (or no share): nothing is owed to it
         while busy:
             if self.clock() - started >= self.max_wait:
                 break
