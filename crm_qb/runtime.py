@@ -27,6 +27,7 @@ from crm_qb.jobqueue import JobQueue
 from crm_qb.keys import RedisKeys
 from crm_qb.models import EventSource
 from crm_qb.qbo.services import QboServices, build_qbo_services
+from crm_qb.sync.pacing import LivePacer
 from crm_qb.sync.pipeline.events import Notice
 from crm_qb.sync.pipeline.mirrorproc import MirrorChild, MirrorStarter, Task
 from crm_qb.sync.services import SyncServices
@@ -57,6 +58,7 @@ class Runtime:
     ingress: IngressStore
     _qbo: list[QboServices] = field(default_factory=list, repr=False, compare=False)
     _backend_cpu: list[BackendCpu] = field(default_factory=list, repr=False, compare=False)
+    _bulk_pacer: list[LivePacer] = field(default_factory=list, repr=False, compare=False)
 
     def qbo(self) -> QboServices:
         """The app's QBO services, built on first use; ValueError when QBO's addresses are not all known."""
@@ -71,6 +73,15 @@ class Runtime:
         if not self._backend_cpu:
             self._backend_cpu.append(BackendCpu(db.engine))
         return self._backend_cpu[0]
+
+    def bulk_pacer(self, build: Callable[[], LivePacer]) -> LivePacer:
+        """This process's pacer of bulk work (crm_qb.sync.pacing), made by ``build`` on first use. One per process,
+        as the share of a core is the process's: the rest that a bulk job's last items owe when it ends is taken
+        by the process's next bulk job, if live work is still about (a drain of a first sync's backlog ends every
+        few seconds)."""
+        if not self._bulk_pacer:
+            self._bulk_pacer.append(build())
+        return self._bulk_pacer[0]
 
     def sync_services(self) -> SyncServices:
         """What the domain needs of the outside world, for one job or request."""

@@ -115,10 +115,15 @@ def bulk_services(rt: Runtime) -> SyncServices:
     """The services of a bulk job (a first sync's preview, run or retry, a backfill, a bulk drain, the follow-up
     scan, the transaction walk's process): its items give way to live work, and while live work is about its
     process keeps to a share of one core (``CRM_QB_BULK_SHARE_PERCENT``; crm_qb.sync.pacing), counting what its
-    statements cost PostgreSQL when the database runs on this host."""
-    return replace(rt.sync_services(), pace=LivePacer(partial(live_busy, rt.redis, rt.keys),
-                                                      share=rt.settings.bulk_share,
-                                                      cpu=partial(bulk_cpu_seconds, rt.backend_cpu())))
+    statements cost PostgreSQL when the database runs on this host. The process's bulk jobs share one pacer."""
+    return replace(rt.sync_services(), pace=rt.bulk_pacer(partial(_bulk_pacer, rt)))
+
+
+def _bulk_pacer(rt: Runtime) -> LivePacer:
+    """A bulk process's pacer: it looks at the live queues and this host's live jobs, and counts the process's
+    CPU and its local database backends'."""
+    return LivePacer(partial(live_busy, rt.redis, rt.keys), share=rt.settings.bulk_share,
+                     cpu=partial(bulk_cpu_seconds, rt.backend_cpu()))
 
 
 def bulk_cpu_seconds(backends: BackendCpu) -> float:

@@ -438,8 +438,10 @@ def test_bulk_jobs_and_bulk_drains_pace_themselves_by_the_live_work(app: Flask, 
         drain_pacer = jobs._drain(events.EventSource.CRM, "1", bulk=True).services.pace
         assert isinstance(drain_pacer, LivePacer)
         assert jobs._drain(events.EventSource.CRM, "1").services.pace is no_pace
-        # both keep to the installation's share of a core while live work is about (CRM_QB_BULK_SHARE_PERCENT)
+        # both keep to the installation's share of a core while live work is about (CRM_QB_BULK_SHARE_PERCENT),
+        # with the process's one pacer: what one bulk job still owes when it ends, the next one takes
         assert pacer.share == drain_pacer.share == rt.settings.bulk_share == 0.10
+        assert drain_pacer is pacer and bulk_services(rt).pace is pacer
 
 
 def test_a_bulk_jobs_share_counts_what_its_statements_cost_a_local_database(app: Flask) -> None:
