@@ -1,7 +1,7 @@
 """Benchmark: a full backfill of a seeded QBO sandbox realm against the rate limit, and its memory at two sizes.
 
     .venv/bin/python -m tests.bench.backfill [--sizes 2000:6000,20000:60000] [--full] [--database-url URL]
-        [--first-sync]
+        [--first-sync [--share PERCENT]]
 
 For each size (customers:transactions; ``--full`` is 100000:300000, the size of the README's backfill target) a
 fresh child process starts the QBO sandbox and the reference CRM as their own processes (``crm-qb sandbox
@@ -21,6 +21,12 @@ grows with the data.
 object's outcome recorded and a checkpoint saved per page, pages read on one thread): its preview is computed
 first (reported as ``preview_s``, not in the wall time), then the run is started and executed in-process, and
 its phases are the run's counts.
+
+``--share PERCENT`` (with ``--first-sync``) runs it with the bulk pacer of a worker (``workers.queues``: its
+process's CPU and its local PostgreSQL backends' counted) at that share, as if live work were about all along but
+never under way at a look, and reports how much of a core it used (``share``: the process's CPU and its backends'
+over the wall time; the pacer's looks and rests). What a worker's bulk child would take from live work on its host
+(docs/benchmarks-history.md, "The bulk share made to hold").
 
 Uses Redis database 12 (``CRM_QB_BENCH_REDIS_URL`` overrides it; its keys, all under its prefix, are deleted
 before and after, nothing else), a fresh SQLite file per size unless ``--database-url`` names an empty PostgreSQL
@@ -125,7 +131,7 @@ def _sandboxes_cpu(started: list[tuple[subprocess.Popen[bytes], dict[str, Any]]]
 
 
 def run_one(customers: int, transactions: int, database_url: str | None,
-            first_sync: bool = False) -> dict[str, Any]:
+            first_sync: bool = False, share: float | None = None) -> dict[str, Any]:
     """Set up one size, backfill it (or run its first sync), and return the measurements (in a child process)."""
     from crm_qb.app import create_app
     from crm_qb.runtime import runtime
@@ -150,7 +156,7 @@ def run_one(customers: int, transactions: int, database_url: str | None,
             crm_control = crm["api_base"].rstrip("/") + "/_sandbox"
             crm_limit = requests.get(f"{crm_control}/limits", timeout=10).json()
             requests.post(f"{crm_control}/reset", timeout=10).raise_for_status()  # empty CRM; counts from zero
-            preview_s = None
+            preview_s, share_taken = None, None
             if first_sync:
                 run_id, preview_s = _previewed_first_sync(app, connection_id)
                 requests.delete(f"{control}/realms/{realm}/requests", timeout=10).raise_for_status()
@@ -161,7 +167,8 @@ def run_one(customers: int, transactions: int, database_url: str | None,
             began = time.monotonic()
             with app.app_context():
                 if first_sync:
-                    phases = _first_sync(app, run_id)
+                    phases = _first_sync(app, run_id, share)
+                    share_taken = phases.pop("share", None)
                 else:
                     phases = {name: {k: v for k, v in counts_.items() if v} for name, counts_ in
                               run_backfill(runtime(app).sync_services(), connection_id).to_json()["phases"].items()}
@@ -199,6 +206,7 @@ def run_one(customers: int, transactions: int, database_url: str | None,
         "peak_rss_mb_before_backfill": round(rss_before / 1024, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "phases": phases, **({"first_sync": True, "preview_s": preview_s} if first_sync else {}),
+        **({"share": share_taken} if share_taken else {}),
     }
 
 
@@ -217,17 +225,38 @@ def _previewed_first_sync(app: Any, connection_id: int) -> tuple[int, float]:
         return run_id, round(time.monotonic() - began, 1)
 
 
-def _first_sync(app: Any, run_id: int) -> dict[str, Any]:
-    """Start the previewed run and execute it here (as a worker would); its counts."""
+def _first_sync(app: Any, run_id: int, share: float | None = None) -> dict[str, Any]:
+    """Start the previewed run and execute it here (as a worker would); its counts. With ``share``, paced as a
+    worker's bulk job beside live work that is always about (``--share``), and how much of a core it took."""
+    from dataclasses import replace
+    from functools import partial
+
     from crm_qb.runtime import runtime
     from crm_qb.sync.firstsync import service
+    from crm_qb.sync.pacing import LivePacer
+    from workers.queues import bulk_cpu_seconds
 
     rt = runtime(app)
     service.start(rt.jobs, run_id)  # queues its job too; no worker runs here
-    run = service.execute(rt.sync_services(), run_id, page_size=rt.settings.backfill_page_size)
+    services, pacer = rt.sync_services(), None
+    if share is not None:
+        backends = rt.backend_cpu()
+        pacer = LivePacer(lambda: False, share=share, live_memory=float("inf"), _live_seen=time.monotonic(),
+                          cpu=partial(bulk_cpu_seconds, backends))
+        services = replace(services, pace=pacer)
+        began, own, database = time.monotonic(), time.process_time(), backends.seconds()
+    run = service.execute(services, run_id, page_size=rt.settings.backfill_page_size)
     if run is None or run.state != "done":
         raise RuntimeError(f"the first sync did not finish: {run.state if run else 'gone'}")
-    return {"run": service.status_json(run)["counts"]}
+    counts: dict[str, Any] = {"run": service.status_json(run)["counts"]}
+    if pacer is not None:
+        wall = time.monotonic() - began
+        own, database = time.process_time() - own, backends.seconds() - database
+        counts["share"] = {"asked": share, "wall_s": round(wall, 1), "process_cpu_s": round(own, 2),
+                           "backends_cpu_s": round(database, 2), "process_of_a_core": round(own / wall, 3),
+                           "with_backends_of_a_core": round((own + database) / wall, 3),
+                           "looks": pacer.checks, "rested_s": round(pacer.paused_seconds, 1)}
+    return counts
 
 
 def _less(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
@@ -245,11 +274,17 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--first-sync", action="store_true",
                         help="measure the console's first sync (preview, then the recorded run) instead")
+    parser.add_argument("--share", type=float, default=None, metavar="PERCENT",
+                        help="with --first-sync: pace it as a worker's bulk job at this share of a core, live work "
+                             "about all along, and report the share it took")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.share is not None and not (args.first_sync and 0 < args.share <= 100):
+        parser.error("--share needs --first-sync and a percentage above 0, at most 100")
     if args.one:
         customers, transactions = (int(n) for n in args.one.split(":"))
-        print(json.dumps(run_one(customers, transactions, args.database_url, args.first_sync)))
+        print(json.dumps(run_one(customers, transactions, args.database_url, args.first_sync,
+                                 args.share / 100 if args.share is not None else None)))
         return
     sizes = args.sizes.split(",") + (["100000:300000"] if args.full else [])
     results = []
@@ -257,6 +292,7 @@ def main() -> None:
         argv = [sys.executable, "-m", "tests.bench.backfill", "--one", size]
         argv += ["--database-url", args.database_url] if args.database_url else []
         argv += ["--first-sync"] if args.first_sync else []
+        argv += ["--share", str(args.share)] if args.share is not None else []
         child = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False,
                                env={**os.environ, "CRM_QB_LOG_LEVEL": "WARNING"})
         if child.returncode != 0:
