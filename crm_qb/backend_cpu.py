@@ -4,8 +4,8 @@ While live work is about, a bulk job keeps to a share of one core (crm_qb.sync.p
 not all it takes from the live work: every statement it sends runs in a PostgreSQL backend, a process of its own
 at normal priority. When the database runs on the same host as the workers, as on a one-host install and on the
 bench, that backend's CPU comes from the cores the live drains wait for. Beside a 3,000-customer first sync,
-PostgreSQL used 0.03 to 0.04 cores more than without it, against the bulk child's own 0.10
-(docs/benchmarks-history.md, "The 3,000-customer row on a fast host again").
+PostgreSQL used 0.03 to 0.04 cores more than without it, against the bulk child's own 0.13 to 0.14
+(docs/benchmarks-history.md, "The bulk share made to hold").
 
 So the pacer's clock adds what the process's backends used. PostgreSQL keeps no per-backend CPU figure a client
 can ask for, but a backend is a process, and on Linux ``/proc/<pid>/stat`` holds its user and system time. Each
@@ -94,10 +94,8 @@ class BackendCpu:
         self._watched: dict[int, _Watched] = {}
         self._ended = 0.0  # what backends that are gone used while watched
         self._lock = threading.Lock()  # check-outs may come from several threads (a worker without a bulk process)
-        self._engine: Engine | None = None
-        if engine.dialect.name == "postgresql":
+        if engine.dialect.name == "postgresql":  # for the process's lifetime, as the engine's
             event.listen(engine, "checkout", self._checked_out)
-            self._engine = engine
 
     def seconds(self) -> float:
         """The watched backends' CPU seconds since each was first seen (never less than an earlier answer)."""
@@ -106,19 +104,14 @@ class BackendCpu:
             for pid, watched in list(self._watched.items()):
                 now = self._read(pid)
                 if now is None or now.started != watched.started or now.cpu_seconds < watched.last:
-                    self._ended += watched.last - watched.first  # ended, or its pid is another process's now
-                    total += watched.last - watched.first
+                    used = watched.last - watched.first  # it ended, or its pid is another process's now
+                    self._ended += used
+                    total += used
                     del self._watched[pid]
                     continue
                 watched.last = now.cpu_seconds
                 total += now.cpu_seconds - watched.first
             return total
-
-    def close(self) -> None:
-        """Stop watching new connections (the backends already watched are still read)."""
-        if self._engine is not None:
-            event.remove(self._engine, "checkout", self._checked_out)
-            self._engine = None
 
     def watch(self, dbapi_connection: Any) -> None:
         """Watch the backend of ``dbapi_connection`` (a psycopg connection) from now on, if this host can see it;
