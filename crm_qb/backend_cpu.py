@@ -8,7 +8,8 @@ PostgreSQL used 0.03 to 0.04 cores more than without it, against the bulk child'
 (docs/benchmarks-history.md, "The bulk share made to hold").
 
 So the pacer's clock adds what the process's backends used. PostgreSQL keeps no per-backend CPU figure a client
-can ask for, but a backend is a process, and on Linux ``/proc/<pid>/stat`` holds its user and system time. Each
+can ask for, but a backend is a process, and on Linux ``/proc/<pid>/stat`` holds its user and system time
+(crm_qb.procstat). Each
 connection names its backend (``backend_pid``, which psycopg reads from the connection's start-up, no query).
 A connection is watched from its first check-out after this clock exists, and only its CPU from then on counts.
 
@@ -24,7 +25,6 @@ SQLite runs inside the process: its work is already the process's own CPU, and n
 from __future__ import annotations
 
 import ipaddress
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,35 +34,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-@dataclass(frozen=True)
-class ProcessCpu:
-    """One reading of a process: its name, when it started (clock ticks since boot) and its CPU seconds."""
-
-    name: str
-    started: int
-    cpu_seconds: float
-
-
-def read_process(pid: int) -> ProcessCpu | None:
-    """Process ``pid`` as ``/proc/<pid>/stat`` shows it; None when there is no such process to read (it ended, it
-    lives in another PID namespace or on another host, or this system has no ``/proc``)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    opened, closed = text.find("("), text.rfind(")")  # the name may itself hold spaces and parentheses
-    fields = text[closed + 2:].split()  # from the third field (state) on: field n is fields[n - 3]
-    if opened < 0 or closed < opened or len(fields) < 20:
-        return None
-    try:
-        return ProcessCpu(text[opened + 1:closed], int(fields[19]),
-                          (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND)
-    except ValueError:
-        return None
+from crm_qb.procstat import ProcessStat, read_process
 
 
 def is_local_host(host: str | None) -> bool:
@@ -89,7 +61,7 @@ class BackendCpu:
     """CPU seconds used by the local PostgreSQL backends of ``engine``'s connections since each was first checked
     out here (``seconds``); always 0 on another database, or when no backend is visible."""
 
-    def __init__(self, engine: Engine, read: Callable[[int], ProcessCpu | None] = read_process) -> None:
+    def __init__(self, engine: Engine, read: Callable[[int], ProcessStat | None] = read_process) -> None:
         self._read = read
         self._watched: dict[int, _Watched] = {}
         self._ended = 0.0  # what backends that are gone used while watched

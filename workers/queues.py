@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis import Redis
@@ -28,6 +27,7 @@ from rq.worker import Worker
 
 from crm_qb.backend_cpu import BackendCpu
 from crm_qb.keys import RedisKeys
+from crm_qb.procstat import read_process
 from crm_qb.sync.pacing import LivePacer
 
 if TYPE_CHECKING:
@@ -247,8 +247,5 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc (not Linux), or it ended just now: the signal test's answer stands
-    return state not in ("Z", "X")
+    stat = read_process(pid)  # None: no /proc (not Linux), or it ended just now: the signal test's answer stands
+    return stat is None or stat.state not in ("Z", "X")

@@ -51,6 +51,7 @@ import requests
 from cryptography.fernet import Fernet
 from redis import Redis
 
+from crm_qb.procstat import read_process
 from tests.support import ROOT, free_port
 
 REDIS_URL = os.environ.get("CRM_QB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -121,8 +122,10 @@ def _cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
 
 def _process_cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of another process so far, from /proc (a sandbox's: it shares our cores)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    stat = read_process(pid)
+    if stat is None:
+        raise OSError(f"no process {pid} to read")
+    return stat.cpu_seconds
 
 
 def _sandboxes_cpu(started: list[tuple[subprocess.Popen[bytes], dict[str, Any]]]) -> dict[str, float]:

@@ -44,6 +44,7 @@ from redis import Redis
 from sqlalchemy.engine import make_url
 
 from crm_qb.cli import web_processes
+from crm_qb.procstat import read_process
 from crm_qb.signatures import sign_qbo
 from tests.support import ROOT, free_port
 
@@ -117,9 +118,11 @@ def _children_cpu() -> float:
 
 
 def _proc_cpu(pid: str) -> float:
-    """CPU seconds (user + system) process ``pid`` has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14 and 15)
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux /proc); OSError when it cannot be read."""
+    stat = read_process(int(pid))
+    if stat is None:
+        raise OSError(f"no process {pid} to read")
+    return stat.cpu_seconds
 
 
 def _workers(master: int | None) -> list[str]:

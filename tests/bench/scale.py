@@ -92,6 +92,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 
 from crm_qb.models import ContactLink, EventSource, EventStatus, InboundEvent, LinkState, SyncRun
+from crm_qb.procstat import read_process
 from tests.bench.sync_support import CLI, Processes, environment, wait_until
 from tests.support import ROOT, free_port
 
@@ -243,15 +244,13 @@ def _cpu_seconds(processes: Processes, database: str = "") -> dict[str, float]:
     backend that ended between two readings takes its seconds with it). Beside each kind, ``<kind>_wait``: the
     seconds its threads spent runnable but waiting for a CPU (``/proc/<pid>/task/*/schedstat``), i.e. what CPU
     contention cost it (a thread that ended takes its seconds with it)."""
-    ticks = os.sysconf("SC_CLK_TCK")
     used: dict[str, float] = {}
 
     def add(kind: str, pid: int | str) -> None:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        stat = read_process(int(pid))
+        if stat is None:
             return
-        used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        used[kind] = used.get(kind, 0.0) + stat.cpu_seconds
         used[f"{kind}_wait"] = used.get(f"{kind}_wait", 0.0) + _run_queue_wait(pid)
 
     if database:

@@ -11,22 +11,23 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import create_engine
 
-from crm_qb.backend_cpu import BackendCpu, ProcessCpu, is_local_host, read_process
+from crm_qb.backend_cpu import BackendCpu, is_local_host
+from crm_qb.procstat import ProcessStat, read_process
 
 
 class Processes:
     """A fake /proc: pid → the process's reading, changed by the test."""
 
     def __init__(self) -> None:
-        self.table: dict[int, ProcessCpu] = {}
+        self.table: dict[int, ProcessStat] = {}
         self.reads = 0
 
-    def read(self, pid: int) -> ProcessCpu | None:
+    def read(self, pid: int) -> ProcessStat | None:
         self.reads += 1
         return self.table.get(pid)
 
     def run(self, pid: int, cpu: float, name: str = "postgres", started: int = 100) -> None:
-        self.table[pid] = ProcessCpu(name, started, cpu)
+        self.table[pid] = ProcessStat(name, "S", started, cpu)
 
 
 def _connection(pid: int, host: str | None = "127.0.0.1") -> SimpleNamespace:
@@ -114,7 +115,7 @@ def test_reading_a_process_of_this_host() -> None:
     while time.process_time() < deadline:  # burn a little CPU of our own
         pass
     after = read_process(os.getpid())
-    assert before is not None and after is not None
+    assert before is not None and after is not None and after.state == "R"  # reading it, it runs
     assert after.started == before.started and after.cpu_seconds - before.cpu_seconds >= 0.2
     child = subprocess.Popen(["sleep", "0"])
     child.wait()  # reaped: its pid names no process now
