@@ -99,6 +99,11 @@ class RedisKeys:
         job's timeout ends), which bulk work on the host gives way to (crm_qb.sync.pacing)."""
         return f"{self.prefix}:live-work:{host}"
 
+    def bulk_work(self, host: str) -> str:
+        """The sorted set of the bulk processes of ``host`` at work (member: host and pid, score: until when its last
+        look counts), which split the host's share of a core between them (crm_qb.sync.pacing)."""
+        return f"{self.prefix}:bulk-work:{host}"
+
     def bulk_slots(self, host: str) -> str:
         """The prefix of ``host``'s bulk-job slots, ``<it>:0`` to ``<it>:N-1``: each a renewed lock held by the worker
         running a bulk job (workers.bulkslots)."""

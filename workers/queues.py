@@ -13,12 +13,13 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError, NoSuchJobError
@@ -103,27 +104,79 @@ def live_busy(redis: Redis, keys: RedisKeys) -> bool:
     never stopped (crm_qb.sync.pacing). A Redis failure says no: pacing must never stop bulk work."""
     try:
         with redis.pipeline(transaction=False) as pipe:
-            for name in LIVE_QUEUE_NAMES:
-                pipe.llen(Queue.redis_queue_namespace_prefix + keys.queue(name))
-            pipe.zcount(keys.live_work(socket.gethostname()), datetime.now(UTC).timestamp(), "+inf")
+            _ask_live(pipe, keys, datetime.now(UTC).timestamp())
             return any(int(count) for count in pipe.execute())
     except RedisError:
         return False
 
 
+def _ask_live(pipe: Pipeline, keys: RedisKeys, now: float) -> int:
+    """Put ``live_busy``'s questions in ``pipe`` (each answers a count, any of them non-zero: live work under way);
+    return how many answers they make."""
+    for name in LIVE_QUEUE_NAMES:
+        pipe.llen(Queue.redis_queue_namespace_prefix + keys.queue(name))
+    pipe.zcount(keys.live_work(socket.gethostname()), now, "+inf")
+    return len(LIVE_QUEUE_NAMES) + 1
+
+
 def bulk_services(rt: Runtime) -> SyncServices:
     """The services of a bulk job (a first sync's preview, run or retry, a backfill, a bulk drain, the follow-up
-    scan, the transaction walk's process): its items give way to live work, and while live work is about its
-    process keeps to a share of one core (``CRM_QB_BULK_SHARE_PERCENT``; crm_qb.sync.pacing), counting what its
-    statements cost PostgreSQL when the database runs on this host. The process's bulk jobs share one pacer."""
+    scan, the transaction walk's process): its items give way to live work, and while live work is about the
+    host's bulk processes keep together to a share of one core (``CRM_QB_BULK_SHARE_PERCENT``;
+    crm_qb.sync.pacing), counting what their statements cost PostgreSQL when the database runs on this host. The
+    process's bulk jobs share one pacer."""
     return replace(rt.sync_services(), pace=rt.bulk_pacer(partial(_bulk_pacer, rt)))
 
 
 def _bulk_pacer(rt: Runtime) -> LivePacer:
-    """A bulk process's pacer: it looks at the live queues and this host's live jobs, and counts the process's
-    CPU and its local database backends'."""
-    return LivePacer(partial(live_busy, rt.redis, rt.keys), share=rt.settings.bulk_share,
+    """A bulk process's pacer: it looks at the live queues and this host's live jobs and bulk processes, and counts
+    the process's CPU and its local database backends'."""
+    look = HostLook(rt.redis, rt.keys)
+    return LivePacer(look.busy, sharers=look.sharers, share=rt.settings.bulk_share,
                      cpu=partial(bulk_cpu_seconds, rt.backend_cpu()))
+
+
+# A bulk process counts as at work on its host this long after its last look: longer than the longest rest
+# between two looks (crm_qb.sync.pacing's max_rest) and a long item, so a process at work never drops out.
+BULK_WORK_SECONDS = 5.0
+
+
+@dataclass
+class HostLook:
+    """A bulk process's look at its host, one Redis round trip: whether live work is under way (``live_busy``),
+    and how many of the host's bulk processes are at work, this one included, which it notes as it looks.
+
+    Each bulk process keeps to its part of the host's share of a core: a worker of every queue has a bulk child,
+    and a first sync in one and the drains of its backlog in another would otherwise take twice the share. A
+    process drops out ``BULK_WORK_SECONDS`` after its last look (a bulk job ended, or one waiting for an answer: it
+    takes no CPU meanwhile). A Redis failure says no live work and no other process, as ``live_busy`` does."""
+
+    redis: Redis
+    keys: RedisKeys
+    member: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    at_work: int = 1
+
+    def busy(self) -> bool:
+        """Whether live work is under way; notes this process at work and counts the host's bulk processes."""
+        now = datetime.now(UTC).timestamp()
+        bulk = self.keys.bulk_work(socket.gethostname())
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                live = _ask_live(pipe, self.keys, now)
+                pipe.zremrangebyscore(bulk, "-inf", now)
+                pipe.zadd(bulk, {self.member: now + BULK_WORK_SECONDS})
+                pipe.expire(bulk, int(BULK_WORK_SECONDS) * 2)
+                pipe.zcount(bulk, now, "+inf")
+                answers = pipe.execute()
+        except RedisError:
+            self.at_work = 1
+            return False
+        self.at_work = max(1, int(answers[-1]))
+        return any(int(count) for count in answers[:live])
+
+    def sharers(self) -> int:
+        """The host's bulk processes at work at the last look, this one included."""
+        return self.at_work
 
 
 def bulk_cpu_seconds(backends: BackendCpu) -> float:

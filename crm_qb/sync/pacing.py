@@ -19,7 +19,9 @@ CPU (its process's, every thread, and in a worker its local database backends': 
 rest of ``cpu * (1 - share) / share``, and takes it before it looks again. One rest lasts at most ``max_rest``; what
 a long item owes beyond it is carried to the next looks, so over a stretch of live work the share holds however
 the bulk work's items are cut (a page of a first sync can take half a second of CPU, and forgiving what one rest
-could not take gave a first sync 12 % of a core at a 10 % share). CPU, not wall time: a bulk job waiting for a
+could not take gave a first sync 12 % of a core at a 10 % share). The share is the host's: when ``sharers`` says
+that other bulk processes of the host are at work too (a first sync in one worker's bulk child and the drains of
+its backlog in another's), each keeps to its part of it. CPU, not wall time: a bulk job waiting for a
 rate limit or a slow answer takes nothing from the live work and owes no rest for it. Without live work it runs
 flat out, and owes nothing: a first sync on a quiet host is as quick as the rate limits let it be. (A worker
 that runs bulk jobs on a thread beside its live ones, ``--no-bulk-process``, counts their CPU too and rests more
@@ -50,11 +52,18 @@ def no_pace() -> None:
     """Work on without pausing (not bulk work, or pacing turned off)."""
 
 
+def alone() -> int:
+    """No other bulk process shares the host's share of a core."""
+    return 1
+
+
 @dataclass
 class LivePacer:
-    """Called between a bulk job's items: while ``busy()`` says live work is under way, sleep (bounded)."""
+    """Called between a bulk job's items: while ``busy()`` says live work is under way, sleep (bounded); while
+    live work is about, keep to ``share`` of a core, split among the host's ``sharers()`` bulk processes."""
 
     busy: Callable[[], bool]
+    sharers: Callable[[], int] = alone  # the host's bulk processes at work, this one included (asked after busy)
     interval: float = PACE_INTERVAL_SECONDS
     step: float = PACE_STEP_SECONDS
     max_wait: float = PACE_MAX_WAIT_SECONDS
@@ -81,7 +90,8 @@ class LivePacer:
         started, slept = now, False
         busy = self._look()
         if self.share < 1.0 and now - self._live_seen <= self.live_memory:
-            self._owed += max(ran, 0.0) * (1.0 - self.share) / self.share  # the live work's share of the time
+            share = self.share / max(1, self.sharers())  # this process's part of the host's share
+            self._owed += max(ran, 0.0) * (1.0 - share) / share  # the live work's share of the time
             if self._owed > 0:
                 rest = min(self.max_rest, self._owed)  # the rest of a long item's debt waits for the next looks
                 self.sleep(rest)

@@ -423,6 +423,44 @@ def test_bulk_work_sees_live_jobs_waiting_or_running_on_this_host_and_not_bulk_o
     assert not live_busy(redis_client, keys)
 
 
+def test_the_bulk_processes_of_a_host_count_each_other_at_work_and_drop_out_when_they_stop_looking(
+        app: Flask, redis_client: Redis) -> None:
+    """Each bulk process's look (workers.queues.HostLook) notes it at work on its host and counts the host's bulk
+    processes, so that they split the host's share of a core (crm_qb.sync.pacing); one that stopped looking
+    (its bulk job ended) drops out after BULK_WORK_SECONDS. Live work is seen as ``live_busy`` sees it."""
+    import socket
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from workers.queues import BULK_WORK_SECONDS, HostLook
+
+    keys = runtime(app).keys
+    first, second = HostLook(redis_client, keys, member="a"), HostLook(redis_client, keys, member="b")
+    assert not first.busy() and first.sharers() == 1  # alone on the host
+    assert not second.busy() and second.sharers() == 2
+    first.busy()
+    assert first.sharers() == 2
+    enqueue(redis_client, keys, report_live_busy, job_id="waiting-live")
+    assert first.busy() and second.busy()
+    # "b" stopped looking (its job ended) longer ago than BULK_WORK_SECONDS: "a" has the host's share to itself
+    redis_client.zadd(keys.bulk_work(socket.gethostname()), {"b": time.time() - BULK_WORK_SECONDS - 1})
+    first.busy()
+    assert first.sharers() == 1
+    assert redis_client.zscore(keys.bulk_work(socket.gethostname()), "b") is None  # pruned as it looked
+    # another host's bulk processes share another host's cores
+    redis_client.zadd(keys.bulk_work("another-host"), {"c": time.time() + BULK_WORK_SECONDS})
+    first.busy()
+    assert first.sharers() == 1
+
+    class Down:
+        def pipeline(self, **_: object) -> object:
+            raise RedisConnectionError("down")
+
+    failing = HostLook(Down(), keys, member="d")  # type: ignore[arg-type]
+    failing.at_work = 3
+    assert not failing.busy() and failing.sharers() == 1  # Redis down: no live work, no other process
+
+
 def test_bulk_jobs_and_bulk_drains_pace_themselves_by_the_live_work(app: Flask, redis_client: Redis) -> None:
     """First syncs, backfills and bulk drains get a pacer that looks at the live queues; other jobs do not."""
     from crm_qb.sync.pacing import LivePacer, no_pace
@@ -442,6 +480,8 @@ def test_bulk_jobs_and_bulk_drains_pace_themselves_by_the_live_work(app: Flask, 
         # with the process's one pacer: what one bulk job still owes when it ends, the next one takes
         assert pacer.share == drain_pacer.share == rt.settings.bulk_share == 0.10
         assert drain_pacer is pacer and bulk_services(rt).pace is pacer
+        # the host's share is split among its bulk processes at work: this one counts itself at its look
+        assert pacer.sharers() == 1
 
 
 def test_a_bulk_jobs_share_counts_what_its_statements_cost_a_local_database(app: Flask) -> None:

@@ -168,3 +168,27 @@ def test_share_one_is_the_plain_pacer() -> None:
     cpu.used += 0.1
     pacer()
     assert clock.slept == [0.005]
+
+
+def test_the_share_is_the_hosts_split_among_its_bulk_processes_at_work() -> None:
+    """Two bulk processes at work on one host (a first sync in one worker's bulk child, its backlog's drains in
+    another's) each keep to half the share, so together they take the share and not twice it; when the other
+    one stops, this one has the whole share again."""
+    clock, cpu = Clock(), FakeCpu()
+    at_work = [2]
+    pacer = LivePacer(lambda: False, sharers=lambda: at_work[0], interval=0.02, share=0.25,
+                      live_memory=float("inf"), _live_seen=clock.now, max_rest=2.0, clock=clock, cpu=cpu,
+                      sleep=clock.sleep)
+    started = clock.now
+    for _ in range(200):
+        pacer()
+        clock.now += 0.05
+        cpu.used += 0.05
+    pacer()
+    assert 0.12 <= cpu.used / (clock.now - started) <= 0.13  # an eighth: half of a quarter
+    assert abs(clock.slept[-1] - 0.05 * 7) < 1e-9  # 1 - 1/8 over 1/8: seven times what it used
+    at_work[0] = 1
+    clock.now += 0.05
+    cpu.used += 0.05
+    pacer()
+    assert abs(clock.slept[-1] - 0.05 * 3) < 1e-9  # alone again: three times, a quarter's rest
