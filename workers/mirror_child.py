@@ -16,7 +16,7 @@ from crm_qb.gcpolicy import bulk_collection
 from crm_qb.logs import setup_logging
 from crm_qb.runtime import runtime
 from crm_qb.sync.pipeline.backfill import serve_transactions
-from workers.queues import bulk_services
+from workers.queues import bulk_services, end_bulk_work
 
 
 def main() -> None:
@@ -28,8 +28,11 @@ def main() -> None:
         rt = runtime(app)
         # the parent gives way to live work: so do its pages here
         services = bulk_services(rt) if task.paced else rt.sync_services()
-        with bulk_collection():  # the walk allocates a page of objects after another (gcpolicy)
-            serve_transactions(services, task, sys.stdin, sys.stdout)
+        try:
+            with bulk_collection():  # the walk allocates a page of objects after another (gcpolicy)
+                serve_transactions(services, task, sys.stdin, sys.stdout)
+        finally:
+            end_bulk_work(rt.redis, rt.keys)  # its part of the host's bulk share goes back to its parent at once
 
 
 if __name__ == "__main__":

@@ -136,6 +136,11 @@ def _bulk_pacer(rt: Runtime) -> LivePacer:
                      cpu=partial(bulk_cpu_seconds, rt.backend_cpu()))
 
 
+def bulk_member() -> str:
+    """How this process is named among its host's bulk processes at work (``HostLook``)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 # A bulk process counts as at work on its host this long after its last look: longer than the longest rest
 # between two looks (crm_qb.sync.pacing's max_rest) and a long item, so a process at work never drops out.
 BULK_WORK_SECONDS = 5.0
@@ -153,7 +158,7 @@ class HostLook:
 
     redis: Redis
     keys: RedisKeys
-    member: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    member: str = field(default_factory=bulk_member)
     at_work: int = 1
 
     def busy(self) -> bool:
@@ -177,6 +182,16 @@ class HostLook:
     def sharers(self) -> int:
         """The host's bulk processes at work at the last look, this one included."""
         return self.at_work
+
+
+def end_bulk_work(redis: Redis, keys: RedisKeys) -> None:
+    """Note that this process's bulk job ended: the host's other bulk processes have its part of the share back
+    at once, not ``BULK_WORK_SECONDS`` later (the drains of a first sync's backlog are jobs of a few seconds that
+    alternate between two workers' bulk children). A Redis failure leaves the mark to expire."""
+    try:
+        redis.zrem(keys.bulk_work(socket.gethostname()), bulk_member())
+    except RedisError as exc:
+        log.warning("the end of this process's bulk work not noted (%s)", type(exc).__name__)
 
 
 def bulk_cpu_seconds(backends: BackendCpu) -> float:

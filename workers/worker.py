@@ -37,7 +37,15 @@ from crm_qb.runtime import runtime
 from workers import niced
 from workers.bulkslots import RECHECK_SECONDS, BulkSlots, NoSlot
 from workers.jobs import drain_all_pending
-from workers.queues import BACKFILL, LIVE_QUEUE_NAMES, QUEUE_NAMES, all_queues, mark_live_work, unmark_live_work
+from workers.queues import (
+    BACKFILL,
+    LIVE_QUEUE_NAMES,
+    QUEUE_NAMES,
+    all_queues,
+    end_bulk_work,
+    mark_live_work,
+    unmark_live_work,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +146,7 @@ class AppWorker(SimpleWorker):
                 return niced.run(self.bulk_nice, partial(self._perform_bulk, job, queue), name=f"bulk {job.id}")
             return self._perform(job, queue)
         finally:
+            end_bulk_work(rt.redis, rt.keys)  # its part of the host's bulk share goes back to the others at once
             if slot is not None:
                 slot.release()
 

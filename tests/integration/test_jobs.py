@@ -461,6 +461,36 @@ def test_the_bulk_processes_of_a_host_count_each_other_at_work_and_drop_out_when
     assert not failing.busy() and failing.sharers() == 1  # Redis down: no live work, no other process
 
 
+@job(BACKFILL, timeout=30)
+def look_as_bulk_work() -> int:
+    """A bulk job's look at its host (a test job): how many bulk processes it counts at work."""
+    from workers.queues import HostLook
+
+    rt = runtime()
+    look = HostLook(rt.redis, rt.keys)
+    look.busy()
+    return look.sharers()
+
+
+def test_a_bulk_jobs_end_gives_its_part_of_the_share_back_at_once(app: Flask, redis_client: Redis) -> None:
+    """When a bulk job ends, its process leaves the host's bulk processes at work at once: the next drain of a
+    first sync's backlog, in another worker's bulk child, has the whole share, not half of it for 5 s."""
+    import socket
+
+    from rq.job import Job
+
+    from workers.queues import bulk_member
+
+    keys = runtime(app).keys
+    at_work = keys.bulk_work(socket.gethostname())
+    redis_client.zadd(at_work, {"another-bulk-process": time.time() + 60})
+    enqueue(redis_client, keys, look_as_bulk_work, job_id="bulk-look", on=BACKFILL)
+    build_worker(app).work(burst=True)
+    assert Job.fetch("bulk-look", connection=redis_client).return_value() == 2  # itself and the other one
+    assert redis_client.zscore(at_work, bulk_member()) is None  # gone with its job's end
+    assert redis_client.zscore(at_work, "another-bulk-process") is not None
+
+
 def test_bulk_jobs_and_bulk_drains_pace_themselves_by_the_live_work(app: Flask, redis_client: Redis) -> None:
     """First syncs, backfills and bulk drains get a pacer that looks at the live queues; other jobs do not."""
     from crm_qb.sync.pacing import LivePacer, no_pace
