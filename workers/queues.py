@@ -29,7 +29,7 @@ from rq.worker import Worker
 from crm_qb.backend_cpu import BackendCpu
 from crm_qb.keys import RedisKeys
 from crm_qb.procstat import read_process
-from crm_qb.sync.pacing import LivePacer
+from crm_qb.sync.pacing import PACE_LIVE_MEMORY_SECONDS, LivePacer
 
 if TYPE_CHECKING:
     from crm_qb.runtime import Runtime
@@ -90,9 +90,11 @@ def mark_live_work(redis: Redis, keys: RedisKeys, worker_name: str, timeout: flo
 
 
 def unmark_live_work(redis: Redis, keys: RedisKeys, worker_name: str) -> None:
-    """Note that ``worker_name`` ended its live job (a mark left by a Redis failure expires with its timeout)."""
+    """Note that ``worker_name`` ended its live job: its mark now says when, so that the host's bulk processes know
+    live work was about even when none of them looked while it ran (``HostLook.recent``). A mark left by a Redis
+    failure expires with its timeout."""
     try:
-        redis.zrem(keys.live_work(socket.gethostname()), worker_name)
+        redis.zadd(keys.live_work(socket.gethostname()), {worker_name: datetime.now(UTC).timestamp()})
     except RedisError as exc:
         log.warning("live work of %s not unmarked (%s)", worker_name, type(exc).__name__)
 
@@ -132,7 +134,7 @@ def _bulk_pacer(rt: Runtime) -> LivePacer:
     """A bulk process's pacer: it looks at the live queues and this host's live jobs and bulk processes, and counts
     the process's CPU and its local database backends'."""
     look = HostLook(rt.redis, rt.keys)
-    return LivePacer(look.busy, sharers=look.sharers, share=rt.settings.bulk_share,
+    return LivePacer(look.busy, sharers=look.sharers, recent=look.recent, share=rt.settings.bulk_share,
                      cpu=partial(bulk_cpu_seconds, rt.backend_cpu()))
 
 
@@ -141,6 +143,8 @@ def bulk_member() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# A live job's mark is kept this long after it ended (HostLook.recent reads the last second of it).
+LIVE_MARK_KEPT_SECONDS = 60.0
 # A bulk process counts as at work on its host this long after its last look: longer than the longest rest
 # between two looks (crm_qb.sync.pacing's max_rest) and a long item, so a process at work never drops out.
 BULK_WORK_SECONDS = 5.0
@@ -160,28 +164,39 @@ class HostLook:
     keys: RedisKeys
     member: str = field(default_factory=bulk_member)
     at_work: int = 1
+    seen_recently: bool = False
 
     def busy(self) -> bool:
         """Whether live work is under way; notes this process at work and counts the host's bulk processes."""
         now = datetime.now(UTC).timestamp()
         bulk = self.keys.bulk_work(socket.gethostname())
+        live_work = self.keys.live_work(socket.gethostname())
         try:
             with self.redis.pipeline(transaction=False) as pipe:
                 live = _ask_live(pipe, self.keys, now)
+                pipe.zcount(live_work, now - PACE_LIVE_MEMORY_SECONDS, "+inf")
+                pipe.zremrangebyscore(live_work, "-inf", now - LIVE_MARK_KEPT_SECONDS)
                 pipe.zremrangebyscore(bulk, "-inf", now)
                 pipe.zadd(bulk, {self.member: now + BULK_WORK_SECONDS})
                 pipe.expire(bulk, int(BULK_WORK_SECONDS) * 2)
                 pipe.zcount(bulk, now, "+inf")
                 answers = pipe.execute()
         except RedisError:
-            self.at_work = 1
+            self.at_work, self.seen_recently = 1, False
             return False
         self.at_work = max(1, int(answers[-1]))
+        self.seen_recently = bool(int(answers[live]))
         return any(int(count) for count in answers[:live])
 
     def sharers(self) -> int:
         """The host's bulk processes at work at the last look, this one included."""
         return self.at_work
+
+    def recent(self) -> bool:
+        """Whether, at the last look, a live job of this host had run within the pacer's memory of live work
+        (``PACE_LIVE_MEMORY_SECONDS``): a bulk process that did not look meanwhile (it waited for its next job, or
+        an answer) still owes the rest of what it used, which it would otherwise be forgiven."""
+        return self.seen_recently
 
 
 def end_bulk_work(redis: Redis, keys: RedisKeys) -> None:

@@ -23,7 +23,10 @@ could not take gave a first sync 12 % of a core at a 10 % share). The share is t
 that other bulk processes of the host are at work too (a first sync in one worker's bulk child and the drains of
 its backlog in another's), each keeps to its part of it. CPU, not wall time: a bulk job waiting for a
 rate limit or a slow answer takes nothing from the live work and owes no rest for it. Without live work it runs
-flat out, and owes nothing: a first sync on a quiet host is as quick as the rate limits let it be. (A worker
+flat out, and owes nothing: a first sync on a quiet host is as quick as the rate limits let it be. Live work is
+about when a look saw it in the last ``live_memory`` seconds, or when ``recent`` says a live job of the host ran
+in that time: a bulk process that did not look for a while (the drains of a first sync's backlog alternate
+between two processes, each waiting for its next job meanwhile) would otherwise be forgiven what it owes. (A worker
 that runs bulk jobs on a thread beside its live ones, ``--no-bulk-process``, counts their CPU too and rests more
 than it needs.)
 
@@ -57,6 +60,11 @@ def alone() -> int:
     return 1
 
 
+def unseen() -> bool:
+    """Nothing tells of live work beyond what the pacer's own looks see."""
+    return False
+
+
 @dataclass
 class LivePacer:
     """Called between a bulk job's items: while ``busy()`` says live work is under way, sleep (bounded); while
@@ -64,6 +72,7 @@ class LivePacer:
 
     busy: Callable[[], bool]
     sharers: Callable[[], int] = alone  # the host's bulk processes at work, this one included (asked after busy)
+    recent: Callable[[], bool] = unseen  # live work ran within live_memory though busy did not see it (after busy)
     interval: float = PACE_INTERVAL_SECONDS
     step: float = PACE_STEP_SECONDS
     max_wait: float = PACE_MAX_WAIT_SECONDS
@@ -112,8 +121,9 @@ class LivePacer:
         self._cpu_at_look = self.cpu()
 
     def _look(self) -> bool:
-        """Ask ``busy``, and remember when live work was last seen."""
+        """Ask ``busy``, and remember when live work was last seen: under way now, or, says ``recent``, within
+        ``live_memory`` while this process did not look (it waited for its next job, or for an answer)."""
         busy = self.busy()
-        if busy:
+        if busy or self.recent():
             self._live_seen = self.clock()
         return busy

@@ -418,9 +418,33 @@ def test_bulk_work_sees_live_jobs_waiting_or_running_on_this_host_and_not_bulk_o
     assert live_busy(redis_client, keys)  # waiting for a worker
     build_worker(app).work(burst=True)
     assert Job.fetch("live-probe", connection=redis_client).return_value() is True  # running here
-    assert not live_busy(redis_client, keys)  # ended: its mark is gone
+    assert not live_busy(redis_client, keys)  # ended: its mark says when, in the past
     mark_live_work(redis_client, keys, "killed-worker", -1)
     assert not live_busy(redis_client, keys)
+
+
+def test_bulk_work_hears_of_live_jobs_that_ran_while_it_did_not_look(app: Flask, redis_client: Redis) -> None:
+    """A live job that ended within the pacer's memory of live work (a second) counts as live work about for the
+    host's bulk processes (``HostLook.recent``), though none runs at their look; one that ended earlier does not,
+    and marks older than a minute are pruned."""
+    import socket
+
+    from crm_qb.sync.pacing import PACE_LIVE_MEMORY_SECONDS
+    from workers.queues import HostLook
+
+    keys = runtime(app).keys
+    look = HostLook(redis_client, keys, member="bulk")
+    assert not look.busy() and not look.recent()
+    enqueue(redis_client, keys, report_live_busy, job_id="live-job")
+    build_worker(app).work(burst=True)  # a live job ran and ended just now
+    assert not look.busy() and look.recent()
+    live_work = keys.live_work(socket.gethostname())
+    for worker in redis_client.zrange(live_work, 0, -1):
+        redis_client.zadd(live_work, {worker: time.time() - PACE_LIVE_MEMORY_SECONDS - 0.5})
+    assert not look.busy() and not look.recent()
+    redis_client.zadd(live_work, {"long-gone": time.time() - 120})
+    look.busy()
+    assert redis_client.zscore(live_work, "long-gone") is None
 
 
 def test_the_bulk_processes_of_a_host_count_each_other_at_work_and_drop_out_when_they_stop_looking(

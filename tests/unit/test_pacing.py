@@ -192,3 +192,22 @@ def test_the_share_is_the_hosts_split_among_its_bulk_processes_at_work() -> None
     cpu.used += 0.05
     pacer()
     assert abs(clock.slept[-1] - 0.05 * 3) < 1e-9  # alone again: three times, a quarter's rest
+
+
+def test_a_process_back_from_a_wait_still_owes_its_rest_when_the_host_had_live_work_meanwhile() -> None:
+    """A bulk process that did not look for longer than live_memory (it waited for its next job while another
+    process drained) pays what it owes when ``recent`` says a live job of the host ran within live_memory, though
+    none runs at its look; without that, it would be forgiven, as when no live work is about."""
+    for recent, owed in ((True, 0.3), (False, None)):
+        clock, cpu = Clock(), FakeCpu()
+        pacer = LivePacer(lambda: False, recent=lambda r=recent: r, interval=0.02, share=0.25, live_memory=1.0,
+                          max_rest=2.0, clock=clock, cpu=cpu, sleep=clock.sleep, _live_seen=clock.now)
+        pacer()
+        clock.now += 0.1
+        cpu.used += 0.1  # the end of a bulk job, just after live work was seen
+        clock.now += 3.0  # then three seconds without a look: the process waits for its next bulk job
+        pacer()
+        if owed is None:
+            assert clock.slept == []  # no live work about: forgiven
+        else:
+            assert len(clock.slept) == 1 and abs(clock.slept[0] - owed) < 1e-9
