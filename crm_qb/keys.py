@@ -95,8 +95,9 @@ class RedisKeys:
         return f"{self.prefix}:backfill:{connection_id}:crm-index"
 
     def live_work(self, host: str) -> str:
-        """The sorted set of the workers of ``host`` running a live job (member: worker name, score: when that
-        job's timeout ends), which bulk work on the host gives way to (crm_qb.sync.pacing)."""
+        """The sorted set of the workers of ``host`` that ran a live job (member: worker name, score: when that
+        job's timeout ends while it runs, when it ended once it did; kept a minute), which bulk work on the host
+        gives way to (crm_qb.sync.pacing)."""
         return f"{self.prefix}:live-work:{host}"
 
     def bulk_work(self, host: str) -> str:
