@@ -80,6 +80,10 @@ def all_queues(redis: Redis, keys: RedisKeys) -> list[Queue]:
     return [queue(redis, name, keys) for name in QUEUE_NAMES]
 
 
+# A live job's mark is kept this long after it ended (HostLook.recent reads the last second of it).
+LIVE_MARK_KEPT_SECONDS = 60.0
+
+
 def mark_live_work(redis: Redis, keys: RedisKeys, worker_name: str, timeout: float) -> None:
     """Note that ``worker_name`` (on this host) runs a live job for at most ``timeout`` seconds (``live_busy``).
     A Redis failure is left to the job itself to meet: the mark only paces bulk work."""
@@ -93,8 +97,12 @@ def unmark_live_work(redis: Redis, keys: RedisKeys, worker_name: str) -> None:
     """Note that ``worker_name`` ended its live job: its mark now says when, so that the host's bulk processes know
     live work was about even when none of them looked while it ran (``HostLook.recent``). A mark left by a Redis
     failure expires with its timeout."""
+    now, live_work = datetime.now(UTC).timestamp(), keys.live_work(socket.gethostname())
     try:
-        redis.zadd(keys.live_work(socket.gethostname()), {worker_name: datetime.now(UTC).timestamp()})
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(live_work, {worker_name: now})
+            pipe.zremrangebyscore(live_work, "-inf", now - LIVE_MARK_KEPT_SECONDS)  # workers gone for good
+            pipe.execute()
     except RedisError as exc:
         log.warning("live work of %s not unmarked (%s)", worker_name, type(exc).__name__)
 
@@ -143,8 +151,6 @@ def bulk_member() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-# A live job's mark is kept this long after it ended (HostLook.recent reads the last second of it).
-LIVE_MARK_KEPT_SECONDS = 60.0
 # A bulk process counts as at work on its host this long after its last look: longer than the longest rest
 # between two looks (crm_qb.sync.pacing's max_rest) and a long item, so a process at work never drops out.
 BULK_WORK_SECONDS = 5.0
@@ -153,12 +159,14 @@ BULK_WORK_SECONDS = 5.0
 @dataclass
 class HostLook:
     """A bulk process's look at its host, one Redis round trip: whether live work is under way (``live_busy``),
-    and how many of the host's bulk processes are at work, this one included, which it notes as it looks.
+    whether a live job of the host ended within the last second (``recent``), and how many of the host's bulk
+    processes are at work, this one included, which it notes as it looks.
 
     Each bulk process keeps to its part of the host's share of a core: a worker of every queue has a bulk child,
     and a first sync in one and the drains of its backlog in another would otherwise take twice the share. A
-    process drops out ``BULK_WORK_SECONDS`` after its last look (a bulk job ended, or one waiting for an answer: it
-    takes no CPU meanwhile). A Redis failure says no live work and no other process, as ``live_busy`` does."""
+    process drops out as its bulk job ends (``end_bulk_work``), or ``BULK_WORK_SECONDS`` after its last look (one
+    killed, or waiting for an answer: it takes no CPU meanwhile). A Redis failure says no live work and no other
+    process, as ``live_busy`` does."""
 
     redis: Redis
     keys: RedisKeys
@@ -175,7 +183,6 @@ class HostLook:
             with self.redis.pipeline(transaction=False) as pipe:
                 live = _ask_live(pipe, self.keys, now)
                 pipe.zcount(live_work, now - PACE_LIVE_MEMORY_SECONDS, "+inf")
-                pipe.zremrangebyscore(live_work, "-inf", now - LIVE_MARK_KEPT_SECONDS)
                 pipe.zremrangebyscore(bulk, "-inf", now)
                 pipe.zadd(bulk, {self.member: now + BULK_WORK_SECONDS})
                 pipe.expire(bulk, int(BULK_WORK_SECONDS) * 2)

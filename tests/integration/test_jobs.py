@@ -426,7 +426,7 @@ def test_bulk_work_sees_live_jobs_waiting_or_running_on_this_host_and_not_bulk_o
 def test_bulk_work_hears_of_live_jobs_that_ran_while_it_did_not_look(app: Flask, redis_client: Redis) -> None:
     """A live job that ended within the pacer's memory of live work (a second) counts as live work about for the
     host's bulk processes (``HostLook.recent``), though none runs at their look; one that ended earlier does not,
-    and marks older than a minute are pruned."""
+    and marks older than a minute are pruned as a live job ends."""
     import socket
 
     from crm_qb.sync.pacing import PACE_LIVE_MEMORY_SECONDS
@@ -443,7 +443,8 @@ def test_bulk_work_hears_of_live_jobs_that_ran_while_it_did_not_look(app: Flask,
         redis_client.zadd(live_work, {worker: time.time() - PACE_LIVE_MEMORY_SECONDS - 0.5})
     assert not look.busy() and not look.recent()
     redis_client.zadd(live_work, {"long-gone": time.time() - 120})
-    look.busy()
+    enqueue(redis_client, keys, report_live_busy, job_id="another-live-job")
+    build_worker(app).work(burst=True)  # a live job's end prunes the marks of workers gone for good
     assert redis_client.zscore(live_work, "long-gone") is None
 
 
