@@ -430,15 +430,18 @@ def test_bulk_work_hears_of_live_jobs_that_ran_while_it_did_not_look(app: Flask,
     import socket
 
     from crm_qb.sync.pacing import PACE_LIVE_MEMORY_SECONDS
-    from workers.queues import HostLook
+    from workers.queues import HostLook, unmark_live_work
 
     keys = runtime(app).keys
     look = HostLook(redis_client, keys, member="bulk")
     assert not look.busy() and not look.recent()
-    enqueue(redis_client, keys, report_live_busy, job_id="live-job")
-    build_worker(app).work(burst=True)  # a live job ran and ended just now
-    assert not look.busy() and look.recent()
     live_work = keys.live_work(socket.gethostname())
+    enqueue(redis_client, keys, report_live_busy, job_id="live-job")
+    build_worker(app).work(burst=True)
+    marks = redis_client.zrange(live_work, 0, -1, withscores=True)
+    assert marks and max(when for _, when in marks) <= time.time()  # the worker's mark keeps when its job ended
+    unmark_live_work(redis_client, keys, "another-worker")  # a live job that ended just now
+    assert not look.busy() and look.recent()
     for worker in redis_client.zrange(live_work, 0, -1):
         redis_client.zadd(live_work, {worker: time.time() - PACE_LIVE_MEMORY_SECONDS - 0.5})
     assert not look.busy() and not look.recent()
