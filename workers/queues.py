@@ -114,18 +114,18 @@ def live_busy(redis: Redis, keys: RedisKeys) -> bool:
     never stopped (crm_qb.sync.pacing). A Redis failure says no: pacing must never stop bulk work."""
     try:
         with redis.pipeline(transaction=False) as pipe:
-            _ask_live(pipe, keys, datetime.now(UTC).timestamp())
+            _ask_live(pipe, keys, socket.gethostname(), datetime.now(UTC).timestamp())
             return any(int(count) for count in pipe.execute())
     except RedisError:
         return False
 
 
-def _ask_live(pipe: Pipeline, keys: RedisKeys, now: float) -> int:
+def _ask_live(pipe: Pipeline, keys: RedisKeys, host: str, now: float) -> int:
     """Put ``live_busy``'s questions in ``pipe`` (each answers a count, any of them non-zero: live work under way);
     return how many answers they make."""
     for name in LIVE_QUEUE_NAMES:
         pipe.llen(Queue.redis_queue_namespace_prefix + keys.queue(name))
-    pipe.zcount(keys.live_work(socket.gethostname()), now, "+inf")
+    pipe.zcount(keys.live_work(host), now, "+inf")
     return len(LIVE_QUEUE_NAMES) + 1
 
 
@@ -176,13 +176,12 @@ class HostLook:
 
     def busy(self) -> bool:
         """Whether live work is under way; notes this process at work and counts the host's bulk processes."""
-        now = datetime.now(UTC).timestamp()
-        bulk = self.keys.bulk_work(socket.gethostname())
-        live_work = self.keys.live_work(socket.gethostname())
+        now, host = datetime.now(UTC).timestamp(), socket.gethostname()
+        bulk = self.keys.bulk_work(host)
         try:
             with self.redis.pipeline(transaction=False) as pipe:
-                live = _ask_live(pipe, self.keys, now)
-                pipe.zcount(live_work, now - PACE_LIVE_MEMORY_SECONDS, "+inf")
+                live = _ask_live(pipe, self.keys, host, now)
+                pipe.zcount(self.keys.live_work(host), now - PACE_LIVE_MEMORY_SECONDS, "+inf")
                 pipe.zremrangebyscore(bulk, "-inf", now)
                 pipe.zadd(bulk, {self.member: now + BULK_WORK_SECONDS})
                 pipe.expire(bulk, int(BULK_WORK_SECONDS) * 2)
